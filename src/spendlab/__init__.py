@@ -1,0 +1,10 @@
+"""spendlab: per-user spend analytics and forecasting."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("spendlab")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,132 @@
+"""YAML at the edges: safe loading and strict validation of config files.
+
+Library code takes keyword arguments; only the CLI calls :func:`load_config`. Unknown keys are
+errors, and a YAML tag that would build a Python object is refused (``yaml.safe_load``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from spendlab.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .-]{0,127}$")
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def safe_identifier(name: str) -> str:
+    """Allow-list a column name that will reach SQL; it is still quoted where used."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"column name {name!r} is not allowed (letters, digits, _ . - and space only)")
+    return name
+
+
+class GenericMapping(StrictModel):
+    """How a generic CSV/Parquet input maps onto the canonical columns."""
+
+    user_col: str = "user_id"
+    ts_col: str = "ts"
+    amount_col: str = "amount"
+    spend_is: Literal["positive", "negative"] = "positive"
+    ts_format: str | None = None  # strptime format; None = ISO 8601
+
+    @field_validator("user_col", "ts_col", "amount_col")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        return safe_identifier(v)
+
+    @model_validator(mode="after")
+    def _distinct_roles(self) -> GenericMapping:
+        cols = [self.user_col, self.ts_col, self.amount_col]
+        if len(set(cols)) != 3:
+            raise ValueError(f"user_col, ts_col and amount_col must be three different columns, got {cols}")
+        return self
+
+
+class ReaderConfig(StrictModel):
+    """Reader and validation policy (see docs/decisions.md for why each default is what it is)."""
+
+    timezone: str = "UTC"  # the zone of naive timestamps
+    dst_policy: Literal["reject", "shift_forward"] = "reject"
+    accepted_types: tuple[str, ...] = ("auth",)
+    unknown_types: Literal["reject", "accept"] = "reject"
+    thousands: Literal[",", None] = None
+    max_abs_amount: float = 1e7
+    sub_cent: Literal["reject", "keep"] = "reject"
+    refunds: Literal["separate", "net"] = "separate"
+    zero_amounts: Literal["keep", "exclude"] = "keep"
+    dedupe: bool = False
+    empty_file: Literal["error", "accept"] = "error"
+    extra_columns: Literal["warn", "error"] = "warn"
+    max_line_bytes: int = 1 << 20
+    window_start: dt.date = dt.date(1970, 1, 1)
+    window_end: dt.date | None = None  # None = the run date
+    generic: GenericMapping = GenericMapping()
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load``; errors name the file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not a valid YAML config (only plain data is allowed): {exc}".splitlines()[0]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a config must be a mapping at the top level")
+    return data
+
+
+def parse_config(model: type[M], data: dict[str, Any], source: str) -> M:
+    """Validate ``data`` against ``model``; the error names the source and each bad key."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{source}: invalid config: {problems}") from None
+
+
+def load_config(model: type[M], path: str | Path | None) -> M:
+    """Load and validate a config file, or the model's defaults when ``path`` is None."""
+    if path is None:
+        return model()
+    return parse_config(model, load_yaml(path), str(path))
+
+
+def config_hash(model: BaseModel) -> str:
+    """A stable short hash of a resolved config (for Parquet metadata and MLflow tags)."""
+    payload = json.dumps(model.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]

@@ -1,0 +1,165 @@
+"""Generic inputs: any CSV or Parquet with a column mapping and a sign convention.
+
+CSV goes through the same physical-line reader as the other text formats. Parquet (the format
+of large inputs) is validated and canonicalised in DuckDB, never row by row in Python: a
+per-file footer check, one aggregate pass that counts rejects per file and error type, and a
+SQL view that keeps only the valid rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from spendlab.config import GenericMapping, ReaderConfig
+from spendlab.errors import InputFileError
+from spendlab.io.collect import RowBuilder, RowReject, field, read_header_csv
+from spendlab.io.parsing import UTC, FieldError, check_window, localize, parse_amount, parse_timestamp
+from spendlab.io.records import Record
+from spendlab.io.rejects import FileReport, LoadReport, RejectRecord, RejectSink
+
+
+def _ts_parser(mapping: GenericMapping, config: ReaderConfig):  # noqa: ANN202
+    if mapping.ts_format is None:
+        return lambda text: parse_timestamp(text, zone=config.timezone, dst_policy=config.dst_policy)[0]
+
+    def parse(text: str) -> dt.datetime:
+        try:
+            value = dt.datetime.strptime(text.strip(), mapping.ts_format)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise FieldError("DATE_PARSE", f"timestamp {text!r} does not match {mapping.ts_format!r}: {exc}") from None
+        if value.tzinfo is not None:
+            return value.astimezone(UTC)
+        return localize(value, config.timezone, config.dst_policy)
+
+    return parse
+
+
+def read_generic_csv(path: Path, config: ReaderConfig, sink: RejectSink, rows: RowBuilder) -> None:
+    """Read one generic CSV into ``rows`` using ``config.generic``."""
+    m = config.generic
+    sign = 1.0 if m.spend_is == "positive" else -1.0
+    parse_ts = _ts_parser(m, config)
+    window_end = config.window_end or dt.date.today()
+    report = sink.file_report
+
+    def parse_row(row: dict[str, str], rec: Record) -> None:
+        user = row[m.user_col].strip()
+        if not user:
+            raise RowReject(m.user_col, FieldError("NULL_KEY", f"{m.user_col} is empty"))
+        value = field(m.amount_col, lambda: parse_amount(row[m.amount_col], thousands=config.thousands,
+                                                         max_abs=config.max_abs_amount, sub_cent=config.sub_cent))
+        ts = field(m.ts_col, lambda: parse_ts(row[m.ts_col]))
+        field(m.ts_col, lambda: check_window(ts, config.window_start, window_end))  # type: ignore[arg-type]
+        amount = sign * value + 0.0  # type: ignore[operator]
+        if amount < 0:
+            report.warnings["REFUND"] += 1
+        rows.add(user, ts, amount, rec.line)  # type: ignore[arg-type]
+
+    read_header_csv(path, (m.user_col, m.ts_col, m.amount_col), parse_row, config, sink)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def check_parquet_files(files: list[Path], mapping: GenericMapping, strict: bool) -> dict[str, pa.DataType]:
+    """Read every footer; fail a corrupt file, list schema drift per column and file.
+
+    Returns the Arrow type of each mapped column (the first file's). ``user_id`` stored as an
+    integer in some files is read as a string with a warning, or fails in strict mode.
+    """
+    types: dict[str, dict[str, pa.DataType]] = {}
+    for f in files:
+        try:
+            schema = pq.read_schema(f)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputFileError(str(f), "CORRUPT_PARQUET", f"not a readable Parquet file: {exc}") from None
+        missing = [c for c in (mapping.user_col, mapping.ts_col, mapping.amount_col) if c not in schema.names]
+        if missing:
+            raise InputFileError(str(f), "SCHEMA_MISSING_COLUMN", f"missing column(s) {missing}; found {schema.names}",
+                                 column=missing[0])
+        types[str(f)] = {c: schema.field(c).type for c in (mapping.user_col, mapping.ts_col, mapping.amount_col)}
+    drift: list[str] = []
+    for col in (mapping.user_col, mapping.ts_col, mapping.amount_col):
+        kinds = {str(t[col]) for t in types.values()}
+        if len(kinds) > 1:
+            per_file = ", ".join(f"{Path(f).name}: {t[col]}" for f, t in types.items())
+            drift.append(f"column {col!r} differs across files ({per_file})")
+    if drift and strict:
+        raise InputFileError(str(files[0].parent), "SCHEMA_DRIFT", "; ".join(drift))
+    first = next(iter(types.values()))
+    return {**first, "_drift": pa.bool_() if drift else pa.null()}  # type: ignore[dict-item]
+
+
+def parquet_select(files: list[Path], config: ReaderConfig, types: dict[str, pa.DataType]) -> tuple[str, str]:
+    """SQL for the canonical rows of Parquet ``files`` and the per-row error expression."""
+    m = config.generic
+    u, t, a = _quote(m.user_col), _quote(m.ts_col), _quote(m.amount_col)
+    sign = "1.0" if m.spend_is == "positive" else "-1.0"
+    file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+    ts_type = types[m.ts_col]
+    tz = config.timezone.replace("'", "''")
+    if pa.types.is_timestamp(ts_type) and ts_type.tz is not None:
+        ts_expr = f"CAST({t} AS TIMESTAMP)"  # session time zone is UTC
+    elif pa.types.is_timestamp(ts_type) or pa.types.is_date(ts_type):
+        ts_expr = f"CAST(timezone('{tz}', CAST({t} AS TIMESTAMP)) AS TIMESTAMP)"
+    else:
+        ts_expr = f"CAST(timezone('{tz}', TRY_CAST({t} AS TIMESTAMP)) AS TIMESTAMP)"
+    window_end = config.window_end or dt.date.today()
+    src = (f"read_parquet({file_list}, filename=true, file_row_number=true, union_by_name=true)")
+    base = (
+        f"SELECT TRIM(CAST({u} AS VARCHAR)) AS user_id, {ts_expr} AS ts, "
+        f"{sign} * TRY_CAST({a} AS DOUBLE) AS amount, CAST(NULL AS BIGINT) AS n_items, "
+        f"filename AS source_file, CAST(file_row_number + 1 AS BIGINT) AS line FROM {src}"
+    )
+    error = (
+        "CASE WHEN user_id IS NULL OR user_id = '' THEN 'NULL_KEY' "
+        "WHEN ts IS NULL THEN 'DATE_PARSE' "
+        f"WHEN ts < TIMESTAMP '{config.window_start}' OR ts >= TIMESTAMP '{window_end}' + INTERVAL 1 DAY "
+        "THEN 'OUT_OF_WINDOW' "
+        "WHEN amount IS NULL OR isnan(amount) OR isinf(amount) THEN 'NON_FINITE' "
+        f"WHEN abs(amount) > {float(config.max_abs_amount)!r} THEN 'OUT_OF_RANGE' "
+        "ELSE NULL END"
+    )
+    return base, error
+
+
+def scan_parquet(
+    con: duckdb.DuckDBPyConnection, files: list[Path], config: ReaderConfig, report: LoadReport, strict: bool
+) -> str:
+    """Count rows and rejects per file in one pass; return the SQL of the valid canonical rows."""
+    types = check_parquet_files(files, config.generic, strict)
+    base, error = parquet_select(files, config, types)
+    counts = con.execute(
+        f"SELECT source_file, error, count(*) FROM (SELECT source_file, {error} AS error FROM ({base})) "
+        "GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    by_file: dict[str, FileReport] = {str(f): FileReport(str(f)) for f in files}
+    for name, err, n in counts:
+        fr = by_file.setdefault(name, FileReport(name))
+        fr.rows_in += n
+        if err is None:
+            fr.accepted += n
+        else:
+            fr.rejected += n
+            fr.errors[err] += n
+    if types.get("_drift") == pa.bool_():
+        for fr in by_file.values():
+            fr.warnings["SCHEMA_DRIFT"] += 1
+    report.files.extend(by_file.values())
+    if any(fr.rejected for fr in by_file.values()):
+        bad = con.execute(
+            f"SELECT source_file, line, {error} AS error, user_id, CAST(ts AS VARCHAR), amount FROM ({base}) "
+            f"WHERE {error} IS NOT NULL ORDER BY source_file, line"
+        ).fetchall()
+        for name, line, err, user, ts, amount in bad:
+            column = {"NULL_KEY": config.generic.user_col, "DATE_PARSE": config.generic.ts_col,
+                      "OUT_OF_WINDOW": config.generic.ts_col}.get(err, config.generic.amount_col)
+            raw = f"{user},{ts},{amount}"
+            report.rejects.append(RejectRecord(name, line, column, err, raw, f"{err} in row {line} of {name}"))
+    return f"SELECT * EXCLUDE (error) FROM (SELECT *, {error} AS error FROM ({base})) WHERE error IS NULL"

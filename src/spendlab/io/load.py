@@ -1,0 +1,183 @@
+"""One entry point from an INPUT string and a format to the canonical transaction table."""
+
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from spendlab.config import ReaderConfig
+from spendlab.errors import InputFileError, RowError, SpendlabError
+from spendlab.io.cdnow import read_cdnow
+from spendlab.io.collect import RowBuilder
+from spendlab.io.generic import read_generic_csv, scan_parquet
+from spendlab.io.millions import read_millions
+from spendlab.io.rejects import FileReport, LoadReport, Mode, RejectSink, finish_load
+from spendlab.schema import CANONICAL_SCHEMA
+
+Format = Literal["millions", "cdnow", "generic"]
+FORMATS: tuple[str, ...] = ("millions", "cdnow", "generic")
+BUILTIN_PREFIX = "builtin:"
+
+
+def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with spendlab's session settings (UTC, bounded memory)."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    if memory_limit:
+        con.execute("SET memory_limit = ?", [memory_limit])
+    return con
+
+
+@dataclass
+class Transactions:
+    """The canonical transactions of one load, with its report.
+
+    Small text inputs hold an Arrow table; Parquet inputs hold a SQL query over the files so
+    the raw rows never need to fit in pandas. Inside DuckDB, ``ts`` is a UTC ``TIMESTAMP``.
+    """
+
+    name: str
+    report: LoadReport
+    table: pa.Table | None = None
+    sql: str | None = None
+    files: tuple[str, ...] = ()
+
+    def register(self, con: duckdb.DuckDBPyConnection, view: str = "transactions") -> None:
+        """Expose the rows as view ``view`` on ``con`` (user_id, ts, amount, n_items, source_file, line)."""
+        if self.table is not None:
+            naive = self.table.set_column(1, "ts", self.table.column("ts").cast(pa.timestamp("us")))
+            con.register(f"{view}__arrow", naive)
+            con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * FROM "{view}__arrow"')
+        else:
+            con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS {self.sql}')
+
+    def to_arrow(self) -> pa.Table:
+        if self.table is not None:
+            return self.table
+        con = connect()
+        self.register(con)
+        out = con.execute("SELECT * FROM transactions ORDER BY source_file, line").arrow()
+        return out.set_column(1, "ts", out.column("ts").cast(pa.timestamp("us", tz="UTC")))
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.to_arrow().to_pandas()
+
+    def content_hash(self) -> str:
+        """SHA-256 over the input files' bytes (a dataset's identity for MLflow)."""
+        h = hashlib.sha256()
+        for f in sorted(self.files):
+            h.update(Path(f).name.encode())
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        return h.hexdigest()
+
+
+def resolve_input(source: str, fmt: str) -> tuple[str, list[Path]]:
+    """Turn INPUT (a file, a directory, a glob or ``builtin:NAME``) into a name and file list."""
+    if source.startswith(BUILTIN_PREFIX):
+        from spendlab.datasets import builtin_path
+
+        name = source[len(BUILTIN_PREFIX):]
+        return name, [builtin_path(name)]
+    p = Path(source)
+    if p.is_dir():
+        exts = {".parquet", ".pq"} if fmt == "generic" else {".csv", ".txt"}
+        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts | {".csv"})
+        if not files:
+            raise SpendlabError(f"{source}: directory holds no input files ({', '.join(sorted(exts))})")
+        return p.name, files
+    if any(ch in source for ch in "*?["):
+        files = sorted(Path(f) for f in globlib.glob(source, recursive=True) if Path(f).is_file())
+        if not files:
+            raise SpendlabError(f"{source}: the pattern matches no file")
+        return source, files
+    if not p.exists():
+        raise SpendlabError(f"{source}: no such file or directory")
+    return p.stem, [p]
+
+
+def _is_parquet(path: Path) -> bool:
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
+def load_transactions(
+    source: str,
+    fmt: str,
+    *,
+    config: ReaderConfig | None = None,
+    mode: Mode = Mode.QUARANTINE,
+) -> Transactions:
+    """Read INPUT in format ``fmt`` into canonical transactions, applying the validation mode.
+
+    File-level problems (empty, wrong header, wrong encoding, corrupt Parquet) raise
+    :class:`InputFileError`; row problems are handled by ``mode``.
+    """
+    if fmt not in FORMATS:
+        raise SpendlabError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    config = config or ReaderConfig()
+    name, files = resolve_input(source, fmt)
+    report = LoadReport()
+    parquet = [f for f in files if fmt == "generic" and _is_parquet(f)]
+    if parquet:
+        if len(parquet) != len(files):
+            raise SpendlabError(f"{source}: mixes Parquet and CSV files; give one kind at a time")
+        con = connect()
+        sql = scan_parquet(con, parquet, config, report, strict=mode is Mode.STRICT)
+        if mode is Mode.STRICT and report.rejects:
+            raise RowError(f"strict mode: {report.rejects[0].describe()}")
+        finish_load(report, mode)
+        return Transactions(name, report, sql=sql, files=tuple(str(f) for f in files))
+    reader = {"millions": read_millions, "cdnow": read_cdnow, "generic": read_generic_csv}[fmt]
+    tables = []
+    for f in files:
+        file_report = FileReport(str(f))
+        report.files.append(file_report)
+        rows = RowBuilder()
+        sink = RejectSink(mode, report, file_report)
+        if f.stat().st_size == 0 and config.empty_file == "accept":
+            continue
+        try:
+            reader(f, config, sink, rows)
+        except InputFileError as exc:
+            if exc.error_type == "EMPTY_FILE" and config.empty_file == "accept":
+                continue
+            raise
+        tables.append(rows.table(str(f)))
+    finish_load(report, mode)
+    table = pa.concat_tables(tables) if tables else CANONICAL_SCHEMA.empty_table()
+    return Transactions(name, report, table=table, files=tuple(str(f) for f in files))
+
+
+def validation_summary(tx: Transactions) -> dict[str, object]:
+    """Users, gross spend and refunds of a load, beside its per-file counters."""
+    con = connect()
+    tx.register(con)
+    users, spend, refunds, refund_amount = con.execute(
+        "SELECT count(DISTINCT user_id), coalesce(sum(amount) FILTER (amount > 0), 0), "
+        "count(*) FILTER (amount < 0), coalesce(-sum(amount) FILTER (amount < 0), 0) FROM transactions"
+    ).fetchone()
+    return {
+        "files": [
+            {"file": f.file, "rows_in": f.rows_in, "accepted": f.accepted, "rejected": f.rejected,
+             "errors": dict(sorted(f.errors.items())), "warnings": dict(sorted(f.warnings.items())),
+             "blank_lines": f.blank_lines}
+            for f in tx.report.files
+        ],
+        "users": int(users),
+        "total_spend": round(float(spend), 2),
+        "refunds": int(refunds),
+        "refund_amount": round(float(refund_amount), 2),
+    }

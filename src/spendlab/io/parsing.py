@@ -1,0 +1,132 @@
+"""Field parsers shared by the readers: exact amounts and timestamps with explicit policies.
+
+Each parser returns a value or raises :class:`FieldError` carrying the catalogue's error type.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+UTC = dt.timezone.utc
+
+_PLAIN = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+_NON_FINITE = re.compile(r"^[+-]?(nan|inf|infinity)$", re.IGNORECASE)
+_TS = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?)?"
+    r"\s*(Z|[+-]\d{2}:?\d{2})?$"
+)
+_CENT = Decimal("0.01")
+
+
+class FieldError(ValueError):
+    """A field value that cannot become a canonical value."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        self.error_type = error_type
+        super().__init__(message)
+
+
+def parse_amount(
+    value: str | Decimal | int | float,
+    *,
+    thousands: str | None = None,
+    max_abs: float = 1e7,
+    sub_cent: str = "reject",
+) -> float:
+    """Parse a money amount exactly (Decimal), check its policy, and return it as float64.
+
+    Currency symbols, codes and unexpected separators are rejected, never stripped.
+    """
+    if isinstance(value, bool):
+        raise FieldError("AMOUNT_FORMAT", f"amount {value!r} is not a number")
+    if isinstance(value, float):
+        value = Decimal(repr(value))
+    if isinstance(value, int):
+        value = Decimal(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise FieldError("EMPTY_FIELD", "amount is empty")
+        if _NON_FINITE.match(text):
+            raise FieldError("NON_FINITE", f"amount {value!r} is not a finite number")
+        if thousands == "," and _THOUSANDS.match(text):
+            text = text.replace(",", "")
+        elif not _PLAIN.match(text):
+            raise FieldError("AMOUNT_FORMAT", f"amount {value!r} is not a plain decimal number")
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise FieldError("AMOUNT_FORMAT", f"amount {value!r} is not a plain decimal number") from None
+    if not value.is_finite():
+        raise FieldError("NON_FINITE", f"amount {value} is not a finite number")
+    as_float = float(value)
+    if as_float != as_float or as_float in (float("inf"), float("-inf")):
+        raise FieldError("NON_FINITE", f"amount {value} overflows a float")
+    if abs(value) > Decimal(repr(max_abs)):
+        raise FieldError("OUT_OF_RANGE", f"amount {value} is beyond the maximum magnitude {max_abs:g}")
+    if sub_cent == "reject" and value != value.quantize(_CENT, rounding="ROUND_HALF_EVEN"):
+        raise FieldError("SUB_CENT", f"amount {value} has more precision than cents")
+    return as_float + 0.0  # normalises -0.0 to 0.0
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> dt.tzinfo:
+    return UTC if name == "UTC" else ZoneInfo(name)
+
+
+def localize(naive: dt.datetime, zone: str, dst_policy: str = "reject") -> dt.datetime:
+    """Attach ``zone`` to a naive local time, applying the DST policy, and convert to UTC."""
+    tz = _zone(zone)
+    if tz is UTC:
+        return naive.replace(tzinfo=UTC)
+    early = naive.replace(tzinfo=tz, fold=0)
+    late = naive.replace(tzinfo=tz, fold=1)
+    roundtrip = early.astimezone(UTC).astimezone(tz).replace(tzinfo=None)
+    if roundtrip != naive:  # falls in a DST gap: the local time never existed
+        if dst_policy == "shift_forward":
+            return early.astimezone(UTC)
+        raise FieldError("DST_NONEXISTENT", f"{naive} does not exist in {zone} (DST gap)")
+    if early.utcoffset() != late.utcoffset():
+        if dst_policy == "shift_forward":
+            return early.astimezone(UTC)
+        raise FieldError("DST_AMBIGUOUS", f"{naive} is ambiguous in {zone} (DST overlap)")
+    return early.astimezone(UTC)
+
+
+def parse_timestamp(text: str, *, zone: str = "UTC", dst_policy: str = "reject") -> tuple[dt.datetime, bool]:
+    """Parse ``YYYY-MM-DD[ H:MM[:SS[.f]]][Z|±HH:MM]`` into an aware UTC datetime.
+
+    Returns the datetime and whether the text carried its own offset. The hour need not be
+    zero-padded (the millions format writes ``3:40:03``).
+    """
+    m = _TS.match(text.strip())
+    if not m:
+        raise FieldError("DATE_PARSE", f"timestamp {text!r} is not YYYY-MM-DD H:MM:SS")
+    y, mo, d, h, mi, s, frac, off = m.groups()
+    try:
+        micro = int((frac[1:] + "000000")[:6]) if frac else 0
+        naive = dt.datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0), micro)
+    except ValueError as exc:
+        raise FieldError("DATE_PARSE", f"timestamp {text!r} is impossible: {exc}") from None
+    if off is None:
+        return localize(naive, zone, dst_policy), False
+    if off == "Z":
+        return naive.replace(tzinfo=UTC), True
+    sign = 1 if off[0] == "+" else -1
+    digits = off[1:].replace(":", "")
+    offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    if offset >= dt.timedelta(hours=24):
+        raise FieldError("DATE_PARSE", f"timestamp {text!r} has an impossible offset")
+    return naive.replace(tzinfo=dt.timezone(sign * offset)).astimezone(UTC), True
+
+
+def check_window(ts: dt.datetime, start: dt.date, end: dt.date) -> None:
+    """Reject timestamps outside ``[start, end]`` (UTC dates)."""
+    day = ts.astimezone(UTC).date()
+    if day < start or day > end:
+        raise FieldError("OUT_OF_WINDOW", f"timestamp {ts.isoformat()} is outside {start} .. {end}")

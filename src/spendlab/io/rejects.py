@@ -1,0 +1,176 @@
+"""Reject records, per-file counters and the three validation modes.
+
+The contract (``shared/reliability-catalogue.md`` section 0): for every file
+``rows_in = accepted + rejected``, counted by spendlab's own counter, and every rejected row has
+a record with file, physical line, byte offset, column, error type, raw text and message.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from spendlab.errors import RowError
+
+
+class Mode(str, enum.Enum):
+    """How bad rows are handled."""
+
+    STRICT = "strict"  # stop at the first bad row
+    COLLECT = "collect"  # list every bad row, then fail
+    QUARANTINE = "quarantine"  # write rejects aside and go on (default)
+
+
+REJECT_COLUMNS = ["file", "line", "column", "error_type", "raw", "message", "byte_offset"]
+
+
+@dataclass(frozen=True)
+class RejectRecord:
+    """One rejected row. ``line`` is the physical line (header = line 1) where the record starts."""
+
+    file: str
+    line: int
+    column: str
+    error_type: str
+    raw: str
+    message: str
+    byte_offset: int = -1
+
+    def describe(self) -> str:
+        return f"{self.file}, line {self.line}, column {self.column!r}: {self.error_type}: {self.message}"
+
+
+@dataclass
+class FileReport:
+    """Counters for one input file."""
+
+    file: str
+    rows_in: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    blank_lines: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+
+    def check_conservation(self) -> None:
+        if self.rows_in != self.accepted + self.rejected:
+            raise AssertionError(
+                f"{self.file}: rows_in={self.rows_in} != accepted={self.accepted} + rejected={self.rejected}"
+            )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "rows_in": self.rows_in,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "blank_lines": self.blank_lines,
+            "errors": dict(sorted(self.errors.items())),
+            "warnings": dict(sorted(self.warnings.items())),
+        }
+
+
+@dataclass
+class LoadReport:
+    """Counters for a whole load, plus every reject record."""
+
+    files: list[FileReport] = field(default_factory=list)
+    rejects: list[RejectRecord] = field(default_factory=list)
+
+    @property
+    def rows_in(self) -> int:
+        return sum(f.rows_in for f in self.files)
+
+    @property
+    def accepted(self) -> int:
+        return sum(f.accepted for f in self.files)
+
+    @property
+    def rejected(self) -> int:
+        return sum(f.rejected for f in self.files)
+
+    def errors(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for f in self.files:
+            total.update(f.errors)
+        return total
+
+    def warnings(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for f in self.files:
+            total.update(f.warnings)
+        return total
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "files": [f.as_dict() for f in self.files],
+            "rows_in": self.rows_in,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "errors": dict(sorted(self.errors().items())),
+            "warnings": dict(sorted(self.warnings().items())),
+        }
+
+
+class RejectSink:
+    """Receives rejects for one file and applies the validation mode.
+
+    In strict mode the first reject raises :class:`RowError`; in collect and quarantine modes
+    rejects are kept, and collect mode fails in :meth:`finish_load` once every file was read.
+    """
+
+    def __init__(self, mode: Mode, report: LoadReport, file_report: FileReport) -> None:
+        self.mode = mode
+        self.report = report
+        self.file_report = file_report
+
+    def reject(self, record: RejectRecord) -> None:
+        self.file_report.rejected += 1
+        self.file_report.errors[record.error_type] += 1
+        self.report.rejects.append(record)
+        if self.mode is Mode.STRICT:
+            raise RowError(f"strict mode: {record.describe()}")
+
+
+def finish_load(report: LoadReport, mode: Mode) -> None:
+    """Check conservation for every file and fail a collect-mode load that found errors."""
+    for f in report.files:
+        f.check_conservation()
+    if mode is Mode.COLLECT and report.rejects:
+        lines = [r.describe() for r in report.rejects[:20]]
+        more = len(report.rejects) - len(lines)
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        raise RowError(
+            f"collect mode: {len(report.rejects)} bad row(s):\n  " + "\n  ".join(lines) + tail,
+            n_errors=len(report.rejects),
+        )
+
+
+def write_rejects_csv(rejects: list[RejectRecord], path: Path) -> None:
+    """Write reject records with the documented columns (atomically)."""
+    from spendlab.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=REJECT_COLUMNS)
+        writer.writeheader()
+        for r in rejects:
+            row = asdict(r)
+            row["raw"] = neutralise_formula(row["raw"])
+            writer.writerow(row)
+
+
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(value: object) -> object:
+    """Prefix a quote to a string a spreadsheet would run as a formula (OWASP CSV injection)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+        # A plain negative number is data, not a formula.
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
