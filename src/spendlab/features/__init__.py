@@ -1,0 +1,1 @@
+"""Per-user spend panels and leakage-safe as-of features, built in DuckDB."""

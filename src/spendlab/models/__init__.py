@@ -1,0 +1,1 @@
+"""Forecasters behind one registry (``spendlab.models.registry``)."""

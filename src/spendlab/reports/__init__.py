@@ -1,0 +1,1 @@
+"""Report jobs: descriptive insights and delta/summary reconciliation."""
