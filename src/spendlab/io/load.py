@@ -16,7 +16,7 @@ from spendlab.config import ReaderConfig
 from spendlab.errors import InputFileError, RowError, SpendlabError
 from spendlab.io.cdnow import read_cdnow
 from spendlab.io.collect import RowBuilder
-from spendlab.io.generic import read_generic_csv, scan_parquet
+from spendlab.io.generic import check_parquet_files, read_generic_csv, scan_parquet
 from spendlab.io.millions import read_millions
 from spendlab.io.rejects import FileReport, LoadReport, Mode, RejectSink, finish_load
 from spendlab.schema import CANONICAL_SCHEMA
@@ -30,6 +30,7 @@ def connect(threads: int | None = None, memory_limit: str | None = None) -> duck
     """A DuckDB connection with spendlab's session settings (UTC, bounded memory)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
@@ -50,6 +51,7 @@ class Transactions:
     table: pa.Table | None = None
     sql: str | None = None
     files: tuple[str, ...] = ()
+    config: ReaderConfig | None = None
 
     def register(self, con: duckdb.DuckDBPyConnection, view: str = "transactions") -> None:
         """Expose the rows as view ``view`` on ``con`` (user_id, ts, amount, n_items, source_file, line)."""
@@ -134,12 +136,13 @@ def load_transactions(
     if parquet:
         if len(parquet) != len(files):
             raise SpendlabError(f"{source}: mixes Parquet and CSV files; give one kind at a time")
+        types = check_parquet_files(parquet, config.generic, strict=mode is Mode.STRICT)  # no SQL before this
         con = connect()
-        sql = scan_parquet(con, parquet, config, report, strict=mode is Mode.STRICT)
+        sql = scan_parquet(con, parquet, config, report, strict=mode is Mode.STRICT, types=types)
         if mode is Mode.STRICT and report.rejects:
             raise RowError(f"strict mode: {report.rejects[0].describe()}")
         finish_load(report, mode)
-        return Transactions(name, report, sql=sql, files=tuple(str(f) for f in files))
+        return Transactions(name, report, sql=sql, files=tuple(str(f) for f in files), config=config)
     reader = {"millions": read_millions, "cdnow": read_cdnow, "generic": read_generic_csv}[fmt]
     tables = []
     for f in files:
@@ -158,26 +161,32 @@ def load_transactions(
         tables.append(rows.table(str(f)))
     finish_load(report, mode)
     table = pa.concat_tables(tables) if tables else CANONICAL_SCHEMA.empty_table()
-    return Transactions(name, report, table=table, files=tuple(str(f) for f in files))
+    return Transactions(name, report, table=table, files=tuple(str(f) for f in files), config=config)
 
 
 def validation_summary(tx: Transactions) -> dict[str, object]:
-    """Users, gross spend and refunds of a load, beside its per-file counters."""
+    """Users, spend and refunds of a load, beside its per-file counters.
+
+    ``total_spend`` is always gross (sum of positive amounts); ``net_spend`` subtracts refunds;
+    ``spend`` is the figure the load's ``reader.refunds`` policy asks for (gross for ``separate``).
+    """
     con = connect()
     tx.register(con)
     users, spend, refunds, refund_amount = con.execute(
-        "SELECT count(DISTINCT user_id), coalesce(sum(amount) FILTER (amount > 0), 0), "
-        "count(*) FILTER (amount < 0), coalesce(-sum(amount) FILTER (amount < 0), 0) FROM transactions"
+        "SELECT count(DISTINCT user_id), "
+        "coalesce(sum(CAST(amount AS DECIMAL(38, 6))) FILTER (amount > 0), 0), "
+        "count(*) FILTER (amount < 0), "
+        "coalesce(-sum(CAST(amount AS DECIMAL(38, 6))) FILTER (amount < 0), 0) FROM transactions"
     ).fetchone()
+    gross = round(float(spend), 2)
+    net = round(float(spend - refund_amount), 2)
+    policy = tx.config.refunds if tx.config is not None else "separate"
     return {
-        "files": [
-            {"file": f.file, "rows_in": f.rows_in, "accepted": f.accepted, "rejected": f.rejected,
-             "errors": dict(sorted(f.errors.items())), "warnings": dict(sorted(f.warnings.items())),
-             "blank_lines": f.blank_lines}
-            for f in tx.report.files
-        ],
+        "files": [f.as_dict() for f in tx.report.files],
         "users": int(users),
-        "total_spend": round(float(spend), 2),
+        "total_spend": gross,
+        "net_spend": net,
+        "spend": net if policy == "net" else gross,
         "refunds": int(refunds),
         "refund_amount": round(float(refund_amount), 2),
     }
