@@ -1,0 +1,65 @@
+"""Shared pieces of the forecasters: feature-frame checks and lag-column discovery.
+
+Every forecaster takes ``X`` = the as-of feature frame (one row per user, float64 feature
+columns, ``user_id`` either dropped or kept as the index) and ``y`` = next-period spend.
+Baselines read named columns; learned models use every numeric column.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from spendlab.errors import SpendlabError
+
+_LAG = re.compile(r"^spend_lag(\d+)$")
+ID_COLUMNS: tuple[str, ...] = ("user_id",)
+
+
+class FeatureFrameError(SpendlabError, ValueError):
+    """The feature frame given to a forecaster lacks a column it needs."""
+
+
+def as_frame(X: object) -> pd.DataFrame:
+    """``X`` as a DataFrame without id columns (never modifies the caller's frame)."""
+    if not isinstance(X, pd.DataFrame):
+        raise FeatureFrameError(f"forecasters take a pandas DataFrame of features, got {type(X).__name__}")
+    drop = [c for c in ID_COLUMNS if c in X.columns]
+    return X.drop(columns=drop) if drop else X
+
+
+def numeric_matrix(X: pd.DataFrame, columns: Sequence[str] | None = None) -> np.ndarray:
+    """The float64 feature matrix (all numeric columns, or ``columns`` in that order)."""
+    frame = as_frame(X)
+    if columns is not None:
+        require(frame, columns, "this model")
+        frame = frame[list(columns)]
+    else:
+        frame = frame.select_dtypes(include=[np.number, "bool"])
+    return frame.to_numpy(dtype=np.float64, copy=True)
+
+
+def require(X: pd.DataFrame, columns: Sequence[str], who: str) -> None:
+    """Raise naming every column ``who`` needs that ``X`` lacks."""
+    missing = [c for c in columns if c not in X.columns]
+    if missing:
+        raise FeatureFrameError(f"{who} needs feature column(s) {', '.join(missing)}; the frame has none of them")
+
+
+def lag_columns(X: pd.DataFrame, max_lag: int | None = None) -> list[str]:
+    """``spend_lag1 .. spend_lagK`` present in ``X``, in lag order (lag1 = the as-of period)."""
+    found = sorted((int(m.group(1)), c) for c in X.columns if (m := _LAG.match(c)))
+    cols = [c for k, c in found if max_lag is None or k <= max_lag]
+    if not cols:
+        raise FeatureFrameError("the feature frame has no spend_lag<k> columns")
+    return cols
+
+
+def non_negative(pred: np.ndarray) -> np.ndarray:
+    """Predictions as finite non-negative float64 (spend cannot be negative)."""
+    out = np.asarray(pred, dtype=np.float64).reshape(-1)
+    out = np.where(np.isfinite(out), out, 0.0)
+    return np.clip(out, 0.0, None)

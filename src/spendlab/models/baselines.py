@@ -1,0 +1,113 @@
+"""Baselines that read the as-of lag columns: the rows every learned model must beat.
+
+None of them learns from ``y``; ``fit`` only records which columns it will read, so the
+scikit-learn contract (``clone``, ``NotFittedError`` before fit) holds like any estimator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from spendlab.models.base import as_frame, lag_columns, non_negative, require
+
+
+class _LagBaseline(RegressorMixin, BaseEstimator):
+    """Common ``fit``: remember the columns; subclasses implement ``_predict``."""
+
+    def _columns(self, X: pd.DataFrame) -> list[str]:
+        raise NotImplementedError
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> "_LagBaseline":
+        frame = as_frame(X)
+        self.columns_ = self._columns(frame)
+        self.n_features_in_ = frame.shape[1]
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "columns_")
+        frame = as_frame(X)
+        require(frame, self.columns_, type(self).__name__)
+        return non_negative(self._predict(frame))
+
+    def _predict(self, X: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ZeroForecaster(_LagBaseline):
+    """Predicts no spend for everyone (the floor: its RMSE is the RMS of next-period spend)."""
+
+    def _columns(self, X: pd.DataFrame) -> list[str]:
+        return []
+
+    def _predict(self, X: pd.DataFrame) -> np.ndarray:
+        return np.zeros(len(X))
+
+
+class LastPeriod(_LagBaseline):
+    """Next period = the as-of period's spend (``spend_lag1``)."""
+
+    def _columns(self, X: pd.DataFrame) -> list[str]:
+        return lag_columns(X, 1)
+
+    def _predict(self, X: pd.DataFrame) -> np.ndarray:
+        return X[self.columns_[0]].to_numpy(dtype=np.float64)
+
+
+class MovingAverage(_LagBaseline):
+    """Mean of the last ``window`` periods' spend (zeros count: a lapsed month is a zero month)."""
+
+    def __init__(self, window: int = 3) -> None:
+        self.window = window
+
+    def _columns(self, X: pd.DataFrame) -> list[str]:
+        cols = lag_columns(X, self.window)
+        if len(cols) < self.window:
+            raise ValueError(f"moving_average(window={self.window}) needs spend_lag1..{self.window}")
+        return cols
+
+    def _predict(self, X: pd.DataFrame) -> np.ndarray:
+        return X[self.columns_].to_numpy(dtype=np.float64).mean(axis=1)
+
+
+class SeasonalNaive(_LagBaseline):
+    """Same period last year where the user has that history, else the ``fallback_window`` mean."""
+
+    def __init__(self, fallback_window: int = 3) -> None:
+        self.fallback_window = fallback_window
+
+    def _columns(self, X: pd.DataFrame) -> list[str]:
+        return ["spend_same_period_last_year", "has_last_year", *lag_columns(X, self.fallback_window)]
+
+    def _predict(self, X: pd.DataFrame) -> np.ndarray:
+        seasonal = X["spend_same_period_last_year"].to_numpy(dtype=np.float64)
+        has = X["has_last_year"].to_numpy(dtype=np.float64) > 0.5
+        fallback = X[self.columns_[2:]].to_numpy(dtype=np.float64).mean(axis=1)
+        return np.where(has, seasonal, fallback)
+
+
+class PerUserLinear(_LagBaseline):
+    """A least-squares line through each user's last ``window`` period totals, extrapolated one step.
+
+    The closed form is vectorised over users: with t = -(k-1) .. 0 for lag k .. lag1, the slope
+    is cov(t, s) / var(t) and the forecast is mean(s) + slope * (1 - mean(t)), clipped at 0.
+    """
+
+    def __init__(self, window: int = 6) -> None:
+        self.window = window
+
+    def _columns(self, X: pd.DataFrame) -> list[str]:
+        cols = lag_columns(X, self.window)
+        if len(cols) < 2:
+            raise ValueError("per_user_linear needs at least spend_lag1 and spend_lag2")
+        return cols
+
+    def _predict(self, X: pd.DataFrame) -> np.ndarray:
+        s = X[self.columns_].to_numpy(dtype=np.float64)  # column j = lag j+1
+        k = s.shape[1]
+        t = -np.arange(k, dtype=np.float64)  # lag1 at t=0, lag2 at t=-1, ...
+        tc = t - t.mean()
+        slope = (s - s.mean(axis=1, keepdims=True)) @ tc / (tc @ tc)
+        return s.mean(axis=1) + slope * (1.0 - t.mean())

@@ -1,0 +1,150 @@
+"""Customer-base models: BG/NBD purchases times Gamma-Gamma spend per purchase (``lifetimes``).
+
+Why ``lifetimes`` and not ``pymc-marketing``: see docs/decisions.md ("Forecasting experiments").
+The fitters read the lifetimes-style columns of the as-of feature frame (``bgnbd_frequency`` =
+repeat purchase days, ``bgnbd_recency_days``, ``bgnbd_T_days``, ``bgnbd_monetary`` = mean spend of
+the repeat purchase days). Times are fitted in weeks, which keeps the optimiser well scaled.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from spendlab.models.base import as_frame, non_negative, require
+
+RFM_COLUMNS = ("bgnbd_frequency", "bgnbd_recency_days", "bgnbd_T_days", "bgnbd_monetary")
+_DAYS_PER_WEEK = 7.0
+
+
+def _rfm(X: pd.DataFrame) -> pd.DataFrame:
+    frame = as_frame(X)
+    require(frame, RFM_COLUMNS, "bgnbd_gg")
+    f = frame["bgnbd_frequency"].to_numpy(dtype=np.float64)
+    T = frame["bgnbd_T_days"].to_numpy(dtype=np.float64) / _DAYS_PER_WEEK
+    r = np.minimum(frame["bgnbd_recency_days"].to_numpy(dtype=np.float64) / _DAYS_PER_WEEK, T)
+    m = frame["bgnbd_monetary"].to_numpy(dtype=np.float64)
+    return pd.DataFrame({"frequency": np.round(f), "recency": r, "T": T, "monetary": np.clip(m, 0.0, None)})
+
+
+class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
+    """Expected next-period spend = E[purchases in the period | RFM] x E[spend per purchase | RFM].
+
+    Parameters
+    ----------
+    penalizer
+        L2 penalty of both lifetimes fitters (0 = plain maximum likelihood).
+    horizon_days
+        Length of the target period when the frame has no ``target_days_in_period`` column.
+    calibrate
+        Multiply by sum(y) / sum(fitted) on the training rows, so the level matches observed
+        spend (the BG/NBD counts purchase *days*; the data's purchase rhythm can differ).
+    """
+
+    def __init__(self, penalizer: float = 0.0, horizon_days: float = 30.4, calibrate: bool = True) -> None:
+        self.penalizer = penalizer
+        self.horizon_days = horizon_days
+        self.calibrate = calibrate
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> "BgNbdGammaGamma":
+        from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+        rfm = _rfm(X)
+        if len(rfm) == 0:
+            raise ValueError("bgnbd_gg cannot be fitted on an empty frame")
+        # Identical (frequency, recency, T) triples are fitted once with a weight: stacked origins
+        # repeat many of them, and lifetimes' likelihood accepts weights.
+        keys = rfm[["frequency", "recency", "T"]].round(6)
+        grouped = keys.value_counts().reset_index(name="weight")
+        bg = _fit_with_retry(lambda pen: BetaGeoFitter(penalizer_coef=pen).fit(
+            grouped["frequency"], grouped["recency"], grouped["T"], weights=grouped["weight"]), self.penalizer)
+        if bg is None:
+            raise ValueError("BG/NBD did not converge even with a penalty; too few repeat purchases?")
+        repeat = rfm[(rfm["frequency"] > 0) & (rfm["monetary"] > 0)]
+        gg = None
+        if len(repeat) >= 3:
+            gg = _fit_with_retry(lambda pen: GammaGammaFitter(penalizer_coef=pen).fit(
+                repeat["frequency"], repeat["monetary"]), self.penalizer)
+        # No Gamma-Gamma fit (too few repeat buyers, or no convergence): keep their plain mean.
+        self.gg_params_ = None if gg is None else dict(gg.params_)
+        self.bg_params_ = dict(bg.params_)
+        self.mean_monetary_ = float(rfm.loc[rfm["monetary"] > 0, "monetary"].mean()) if (rfm["monetary"] > 0).any() else 0.0
+        self.n_features_in_ = as_frame(X).shape[1]
+        self.scale_ = 1.0
+        if self.calibrate and y is not None:
+            fitted = self._raw(X)
+            total = float(fitted.sum())
+            target = float(np.asarray(y, dtype=np.float64).sum())
+            self.scale_ = target / total if total > 0 else 1.0
+        return self
+
+    def _horizon_weeks(self, X: pd.DataFrame) -> np.ndarray:
+        frame = as_frame(X)
+        if "target_days_in_period" in frame.columns:
+            return frame["target_days_in_period"].to_numpy(dtype=np.float64) / _DAYS_PER_WEEK
+        return np.full(len(frame), self.horizon_days / _DAYS_PER_WEEK)
+
+    def _raw(self, X: pd.DataFrame) -> np.ndarray:
+        rfm = _rfm(X)
+        r, alpha, a, b = (self.bg_params_[k] for k in ("r", "alpha", "a", "b"))
+        purchases = _bgnbd_expected(self._horizon_weeks(X), rfm["frequency"].to_numpy(),
+                                    rfm["recency"].to_numpy(), rfm["T"].to_numpy(), r, alpha, a, b)
+        x = rfm["frequency"].to_numpy()
+        m = rfm["monetary"].to_numpy()
+        if self.gg_params_ is None:
+            spend = np.where(x > 0, m, self.mean_monetary_)
+        else:
+            p, q, v = (self.gg_params_[k] for k in ("p", "q", "v"))
+            population = p * v / (q - 1) if q > 1 else self.mean_monetary_
+            w = (q - 1) / (p * x + q - 1)
+            spend = np.where(x > 0, w * population + (1 - w) * m, population)
+        return non_negative(purchases * spend)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "bg_params_")
+        return non_negative(self._raw(X) * self.scale_)
+
+
+def _fit_with_retry(fit: Any, penalizer: float) -> Any:
+    """Fit a lifetimes model; on non-convergence retry with a growing L2 penalty, else ``None``."""
+    import contextlib
+    import io
+
+    from lifetimes.utils import ConvergenceError
+
+    for pen in (penalizer, max(penalizer, 1e-3), max(penalizer, 1e-2), max(penalizer, 1e-1)):
+        # lifetimes prints the optimiser's report on failure; keep stdout clean.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            try:
+                return fit(pen)
+            except ConvergenceError:
+                continue
+    return None
+
+
+def _bgnbd_expected(t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
+                    r: float, alpha: float, a: float, b: float) -> np.ndarray:
+    """E[purchases in (T, T+t] | x, t_x, T] (Fader, Hardie & Lee 2005, eq. 10), vectorised over t.
+
+    Same formula as ``BetaGeoFitter.conditional_expected_number_of_purchases_up_to_time``, which
+    takes a scalar ``t``; here every user has their own target-period length.
+    """
+    from scipy.special import hyp2f1
+
+    x = np.asarray(x, dtype=np.float64)
+    _a, _b, _c = r + x, b + x, a + b + x - 1
+    _z = t / (alpha + T + t)
+    with np.errstate(all="ignore"):
+        ln_hyp = np.log(hyp2f1(_a, _b, _c, _z))
+        alt = np.log(hyp2f1(_c - _a, _c - _b, _c, _z)) + (_c - _a - _b) * np.log(1 - _z)
+        ln_hyp = np.where(np.isinf(ln_hyp), alt, ln_hyp)
+        first_term = (a + b + x - 1) / (a - 1) * (1 - np.exp(ln_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T))))
+        denom = 1 + (x > 0) * (a / (b + x - 1)) * ((alpha + T) / (alpha + t_x)) ** (r + x)
+        out = first_term / denom
+    return np.where(np.isfinite(out), out, 0.0)

@@ -1,0 +1,131 @@
+"""Learned forecasters on the as-of feature frame: scikit-learn and LightGBM behind one wrapper.
+
+:class:`FeatureRegressor` is a meta-estimator (like ``TransformedTargetRegressor``): it selects the
+numeric feature columns, optionally log-compresses them (spend features are heavy-tailed, which
+linear models dislike), fits a clone of ``estimator`` and clips predictions at 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from spendlab.models.base import as_frame, non_negative
+
+
+def signed_log1p(a: np.ndarray) -> np.ndarray:
+    """``sign(a) * log1p(|a|)``: compresses spend-like features, keeps refunds' sign."""
+    return np.sign(a) * np.log1p(np.abs(a))
+
+
+class FeatureRegressor(RegressorMixin, BaseEstimator):
+    """Fit ``estimator`` on the numeric feature columns; predictions are non-negative.
+
+    Parameters
+    ----------
+    estimator
+        Any scikit-learn regressor (unfitted; it is cloned).
+    log_features
+        Apply :func:`signed_log1p` to every feature before fitting (for linear models).
+    """
+
+    def __init__(self, estimator: Any = None, log_features: bool = False) -> None:
+        self.estimator = estimator
+        self.log_features = log_features
+
+    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
+        frame = as_frame(X)
+        missing = [c for c in self.feature_names_in_ if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{type(self.estimator_).__name__} was fitted with feature(s) {missing} "
+                             "that this frame lacks")
+        m = frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64, copy=True)
+        return signed_log1p(m) if self.log_features else m
+
+    def fit(self, X: pd.DataFrame, y: Any, sample_weight: np.ndarray | None = None) -> "FeatureRegressor":
+        if self.estimator is None:
+            raise ValueError("FeatureRegressor needs an estimator")
+        frame = as_frame(X).select_dtypes(include=[np.number, "bool"])
+        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        target = np.asarray(y, dtype=np.float64)
+        est = clone(self.estimator)
+        kw = {} if sample_weight is None else {"sample_weight": sample_weight}
+        est.fit(self._matrix(X), target, **kw)
+        self.estimator_ = est
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return non_negative(self.estimator_.predict(self._matrix(X)))
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        """Impurity/split importances of tree models, or |coef| of linear ones (on their scale)."""
+        check_is_fitted(self, "estimator_")
+        est = self.estimator_
+        if hasattr(est, "steps"):
+            est = est.steps[-1][1]
+        if hasattr(est, "feature_importances_"):
+            return np.asarray(est.feature_importances_, dtype=np.float64)
+        if hasattr(est, "coef_"):
+            return np.abs(np.asarray(est.coef_, dtype=np.float64)).reshape(-1)
+        raise AttributeError(f"{type(est).__name__} has no feature importances")
+
+
+def make_ridge(alpha: float = 10.0) -> FeatureRegressor:
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return FeatureRegressor(make_pipeline(StandardScaler(), Ridge(alpha=alpha)), log_features=True)
+
+
+def make_tweedie_glm(power: float = 1.5, alpha: float = 1e-3) -> FeatureRegressor:
+    from sklearn.linear_model import TweedieRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    glm = TweedieRegressor(power=power, alpha=alpha, link="log", max_iter=1000)
+    return FeatureRegressor(make_pipeline(StandardScaler(), glm), log_features=True)
+
+
+def make_random_forest(n_estimators: int = 100, max_depth: int = 10, min_samples_leaf: int = 20,
+                       max_features: float = 0.5, seed: int = 0) -> FeatureRegressor:
+    from sklearn.ensemble import RandomForestRegressor
+
+    rf = RandomForestRegressor(n_estimators=n_estimators, max_depth=max_depth, min_samples_leaf=min_samples_leaf,
+                               max_features=max_features, n_jobs=2, random_state=seed)
+    return FeatureRegressor(rf)
+
+
+def make_hist_gbm(learning_rate: float = 0.05, max_iter: int = 300, max_leaf_nodes: int = 31,
+                  min_samples_leaf: int = 50, l2_regularization: float = 1.0, seed: int = 0) -> FeatureRegressor:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    # Poisson deviance: a log link whose fitted totals match the training totals (keeps bias near 0).
+    hgb = HistGradientBoostingRegressor(loss="poisson", learning_rate=learning_rate, max_iter=max_iter,
+                                        max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
+                                        l2_regularization=l2_regularization, early_stopping=False,
+                                        random_state=seed)
+    return FeatureRegressor(hgb)
+
+
+def make_lightgbm(objective: str = "tweedie", tweedie_variance_power: float = 1.3, learning_rate: float = 0.03,
+                  n_estimators: int = 400, num_leaves: int = 31, min_child_samples: int = 50,
+                  subsample: float = 0.8, colsample_bytree: float = 0.8, reg_lambda: float = 1.0,
+                  seed: int = 0) -> FeatureRegressor:
+    from lightgbm import LGBMRegressor
+
+    kw: dict[str, Any] = {}
+    if objective == "tweedie":
+        kw["tweedie_variance_power"] = tweedie_variance_power
+    lgb = LGBMRegressor(objective=objective, learning_rate=learning_rate, n_estimators=n_estimators,
+                        num_leaves=num_leaves, min_child_samples=min_child_samples, subsample=subsample,
+                        subsample_freq=1, colsample_bytree=colsample_bytree, reg_lambda=reg_lambda,
+                        random_state=seed, n_jobs=2, verbose=-1, deterministic=True, force_row_wise=True, **kw)
+    return FeatureRegressor(lgb)

@@ -1,0 +1,105 @@
+"""Every forecaster under one short key: ``MODELS`` (factories) and ``SEARCH_SPACES`` (Optuna).
+
+Adding a model = one factory, one search-space function (if it is tunable), two dict entries.
+A factory takes the model's hyperparameters as keyword arguments and returns an unfitted
+scikit-learn-compatible estimator; the keys are what configs, MLflow run names and reports use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sklearn.base import BaseEstimator
+
+from spendlab.errors import ConfigError
+from spendlab.models.baselines import LastPeriod, MovingAverage, PerUserLinear, SeasonalNaive, ZeroForecaster
+from spendlab.models.customer_base import BgNbdGammaGamma
+from spendlab.models.ensemble import EnsembleRegressor
+from spendlab.models.learned import make_hist_gbm, make_lightgbm, make_random_forest, make_ridge, make_tweedie_glm
+from spendlab.models.statsmodels_glm import StatsmodelsTweedieGLM
+
+if TYPE_CHECKING:
+    import optuna
+
+MODELS: dict[str, Callable[..., BaseEstimator]] = {
+    "zero": ZeroForecaster,
+    "last_period": LastPeriod,
+    "moving_average": MovingAverage,
+    "seasonal_naive": SeasonalNaive,
+    "per_user_linear": PerUserLinear,
+    "ridge": make_ridge,
+    "tweedie_glm": make_tweedie_glm,
+    "sm_tweedie_glm": StatsmodelsTweedieGLM,
+    "random_forest": make_random_forest,
+    "hist_gbm": make_hist_gbm,
+    "lightgbm": make_lightgbm,
+    "bgnbd_gg": BgNbdGammaGamma,
+    "ensemble": EnsembleRegressor,
+}
+
+# Reference rows: never chosen as champion (kept to show what the learned models beat).
+BASELINES: frozenset[str] = frozenset({"zero", "last_period", "moving_average", "seasonal_naive", "per_user_linear"})
+
+
+def _ridge_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
+    return {"alpha": trial.suggest_float("alpha", 1e-2, 1e3, log=True)}
+
+
+def _tweedie_glm_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
+    return {"power": trial.suggest_float("power", 1.05, 1.95),
+            "alpha": trial.suggest_float("alpha", 1e-5, 1.0, log=True)}
+
+
+def _random_forest_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
+    return {"n_estimators": trial.suggest_int("n_estimators", 50, 200, step=50),
+            "max_depth": trial.suggest_int("max_depth", 4, 14),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 200, log=True),
+            "max_features": trial.suggest_float("max_features", 0.2, 1.0)}
+
+
+def _hist_gbm_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
+    return {"learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+            "max_iter": trial.suggest_int("max_iter", 100, 600, step=50),
+            "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 7, 63),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 10, 300, log=True),
+            "l2_regularization": trial.suggest_float("l2_regularization", 1e-3, 10.0, log=True)}
+
+
+def _lightgbm_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
+    return {"tweedie_variance_power": trial.suggest_float("tweedie_variance_power", 1.05, 1.9),
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.15, log=True),
+            "n_estimators": trial.suggest_int("n_estimators", 100, 800, step=50),
+            "num_leaves": trial.suggest_int("num_leaves", 7, 63),
+            "min_child_samples": trial.suggest_int("min_child_samples", 10, 300, log=True),
+            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
+            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True)}
+
+
+SEARCH_SPACES: dict[str, Callable[["optuna.trial.Trial"], dict[str, Any]]] = {
+    "ridge": _ridge_space,
+    "tweedie_glm": _tweedie_glm_space,
+    "random_forest": _random_forest_space,
+    "hist_gbm": _hist_gbm_space,
+    "lightgbm": _lightgbm_space,
+}
+
+
+def make_model(key: str, params: Mapping[str, Any] | None = None) -> BaseEstimator:
+    """A fresh unfitted estimator for registry ``key`` with ``params`` as hyperparameters."""
+    if key not in MODELS:
+        raise ConfigError(f"unknown model {key!r}; known models: {', '.join(MODELS)}")
+    try:
+        return MODELS[key](**dict(params or {}))
+    except TypeError as exc:
+        raise ConfigError(f"model {key!r}: invalid hyperparameters {dict(params or {})}: {exc}") from exc
+
+
+def model_params(estimator: BaseEstimator) -> dict[str, Any]:
+    """Flat, loggable hyperparameters of an estimator (nested estimators expanded, objects named)."""
+    flat: dict[str, Any] = {}
+    for k, v in estimator.get_params(deep=True).items():
+        flat[k] = v if isinstance(v, (int, float, str, bool, type(None))) else type(v).__name__ if hasattr(
+            v, "get_params") else repr(v)
+    return flat

@@ -1,0 +1,91 @@
+"""A pooled statsmodels Tweedie GLM: the statistical model with inference output.
+
+Per-user exponential smoothing would mean ~190k tiny fits per CDNOW experiment (23,570 users x
+8 origins) on series that are mostly zeros; a pooled GLM over the as-of features is where
+statsmodels is strongest here: one IRLS fit whose coefficient table (standard errors, z, p,
+confidence intervals) is kept in ``summary_text_`` and logged to MLflow as an artifact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from spendlab.models.base import as_frame, non_negative
+from spendlab.models.learned import signed_log1p
+
+DEFAULT_COLUMNS: tuple[str, ...] = (
+    "spend_lag1", "spend_lag2", "spend_lag3",
+    "spend_rolling_mean_lag1_window3", "spend_rolling_mean_lag1_window6", "spend_rolling_mean_lag1_window12",
+    "spend_same_period_last_year", "has_last_year", "days_since_last_purchase", "n_transactions_total",
+    "mean_basket", "tenure_days", "n_active_periods", "bgnbd_frequency", "target_days_in_period",
+)
+
+
+class StatsmodelsTweedieGLM(RegressorMixin, BaseEstimator):
+    """Pooled Tweedie GLM (log link) on log-compressed, standardised features.
+
+    Parameters
+    ----------
+    var_power
+        Tweedie variance power (1 = Poisson, 2 = Gamma; between them a compound Poisson-Gamma
+        with a point mass at zero, which is what per-user spend looks like).
+    columns
+        Feature columns to use; ``None`` = those of :data:`DEFAULT_COLUMNS` the frame has, or every
+        numeric column when it has none of them.
+    max_iter
+        IRLS iterations.
+    """
+
+    def __init__(self, var_power: float = 1.5, columns: tuple[str, ...] | None = None, max_iter: int = 100) -> None:
+        self.var_power = var_power
+        self.columns = columns
+        self.max_iter = max_iter
+
+    def _design(self, X: pd.DataFrame) -> np.ndarray:
+        frame = as_frame(X)
+        m = signed_log1p(frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64))
+        z = (m - self.center_) / self.scale_
+        return np.column_stack([np.ones(len(z)), z])
+
+    def fit(self, X: pd.DataFrame, y: Any) -> "StatsmodelsTweedieGLM":
+        import statsmodels.api as sm
+
+        frame = as_frame(X)
+        if self.columns is not None:
+            cols = list(self.columns)
+        else:
+            cols = [c for c in DEFAULT_COLUMNS if c in frame.columns] or list(
+                frame.select_dtypes(include=[np.number, "bool"]).columns)
+        m = signed_log1p(frame[cols].to_numpy(dtype=np.float64))
+        sd = m.std(axis=0)
+        keep = sd > 0  # constant columns make the design singular
+        self.feature_names_in_ = np.asarray([c for c, k in zip(cols, keep) if k], dtype=object)
+        self.n_features_in_ = frame.shape[1]
+        self.center_ = m[:, keep].mean(axis=0)
+        self.scale_ = sd[keep]
+        family = sm.families.Tweedie(var_power=self.var_power, link=sm.families.links.Log())
+        target = np.asarray(y, dtype=np.float64)
+        model = sm.GLM(target, self._design(X), family=family)
+        result = model.fit(maxiter=self.max_iter)
+        self.coef_ = np.asarray(result.params, dtype=np.float64)
+        names = ["const", *self.feature_names_in_]
+        self.summary_text_ = result.summary(xname=names).as_text()
+        self.coef_table_ = pd.DataFrame({"feature": names, "coef": result.params, "std_err": result.bse,
+                                         "z": result.tvalues, "p_value": result.pvalues})
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        eta = np.clip(self._design(X) @ self.coef_, -50.0, 30.0)
+        return non_negative(np.exp(eta))
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        """|coefficient| on the standardised scale (intercept excluded)."""
+        check_is_fitted(self, "coef_")
+        return np.abs(self.coef_[1:])

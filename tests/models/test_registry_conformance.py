@@ -1,0 +1,79 @@
+"""One conformance test over every registry key (sktime's test_all_forecasters pattern)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from spendlab.models.registry import MODELS, SEARCH_SPACES, make_model
+
+
+def synthetic_feature_frame(n_users: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """An as-of feature frame shaped like spendlab.features' output, with a next-period target.
+
+    A fifth of the users have one period of history only (every lag but lag1 is zero).
+    """
+    rng = np.random.default_rng(seed)
+    k = 6
+    active = rng.random((n_users, k)) < 0.4
+    lags = np.where(active, rng.gamma(2.0, 20.0, (n_users, k)), 0.0)
+    newcomer = np.arange(n_users) % 5 == 0
+    lags[newcomer, 1:] = 0.0
+    lags[newcomer, 0] = rng.gamma(2.0, 20.0, newcomer.sum())
+    frame = pd.DataFrame({"user_id": [f"u{i:04d}" for i in range(n_users)]})
+    for j in range(k):
+        frame[f"spend_lag{j + 1}"] = lags[:, j]
+    frame["spend_rolling_mean_lag1_window3"] = lags[:, :3].mean(axis=1)
+    frame["spend_same_period_last_year"] = np.where(newcomer, 0.0, rng.gamma(1.0, 15.0, n_users))
+    frame["has_last_year"] = (~newcomer & (np.arange(n_users) % 2 == 0)).astype(float)
+    n_days = (active.sum(axis=1) + newcomer).astype(float)
+    frame["bgnbd_frequency"] = np.maximum(n_days - 1, 0)
+    frame["bgnbd_T_days"] = np.where(newcomer, 20.0, 180.0)
+    frame["bgnbd_recency_days"] = np.where(frame["bgnbd_frequency"] > 0, frame["bgnbd_T_days"] * 0.6, 0.0)
+    frame["bgnbd_monetary"] = np.where(frame["bgnbd_frequency"] > 0, lags.sum(axis=1) / np.maximum(n_days, 1), 0.0)
+    frame["days_since_last_purchase"] = rng.integers(0, 180, n_users).astype(float)
+    frame["target_days_in_period"] = 30.0
+    y = np.where(rng.random(n_users) < 0.35, rng.gamma(2.0, 25.0, n_users), 0.0) + 0.3 * lags[:, 0]
+    return frame, y
+
+
+@pytest.mark.parametrize("key", sorted(MODELS))
+def test_every_registered_model_fits_predicts_one_non_negative_float_per_user(key: str) -> None:
+    X, y = synthetic_feature_frame()
+    before = X.copy()
+    est = make_model(key)
+    with pytest.raises(NotFittedError):
+        est.predict(X)
+    fresh = clone(est)
+    assert fresh is not est and fresh.get_params().keys() == est.get_params().keys()
+    assert fresh.fit(X, y) is fresh
+    pred = fresh.predict(X)
+    pd.testing.assert_frame_equal(X, before)  # inputs never mutated
+    assert pred.shape == (len(X),) and pred.dtype == np.float64
+    assert np.isfinite(pred).all() and (pred >= 0).all()
+    # Users with a single period of history get a prediction like everyone else.
+    newcomers = X["spend_lag2"].eq(0) & X["spend_lag3"].eq(0) & X["spend_lag1"].gt(0)
+    assert np.isfinite(pred[newcomers.to_numpy()]).all()
+    # A clone of a fitted model is unfitted again.
+    with pytest.raises(NotFittedError):
+        clone(fresh).predict(X)
+
+
+@pytest.mark.parametrize("key", sorted(SEARCH_SPACES))
+def test_search_space_params_build_a_valid_model(key: str) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    trial = study.ask()
+    params = SEARCH_SPACES[key](trial)
+    X, y = synthetic_feature_frame(120)
+    pred = make_model(key, params).fit(X, y).predict(X)
+    assert (pred >= 0).all() and len(pred) == len(X)
+
+
+def test_search_space_keys_are_registered_models() -> None:
+    assert set(SEARCH_SPACES) <= set(MODELS)
