@@ -36,22 +36,24 @@ def read_cdnow(path: Path, config: ReaderConfig, sink: RejectSink, rows: RowBuil
     window_end = config.window_end or dt.date.today()
     report = sink.file_report
     first = True
+    record = 0  # logical record number (non-blank lines, a header included)
     for rec in iter_records(path, quoted=False, max_line_bytes=config.max_line_bytes):
         if isinstance(rec, Blank):
             report.blank_lines += 1
             continue
+        record += 1
         if first and not isinstance(rec, BadRecord) and rec.fields and rec.fields[0] == "customer_id":
             first = False
             continue
         first = False
         report.rows_in += 1
         if isinstance(rec, BadRecord):
-            sink.reject(RejectRecord(str(path), rec.line, "", rec.error_type, rec.raw, rec.message, rec.offset))
+            sink.reject(RejectRecord(str(path), rec.line, "", rec.error_type, rec.raw, rec.message, rec.offset, record))
             continue
         f = rec.fields
         if len(f) != 4:
             sink.reject(RejectRecord(str(path), rec.line, "", "FIELD_COUNT", rec.raw,
-                                     f"expected 4 fields {list(_COLUMNS)}, found {len(f)}", rec.offset))
+                                     f"expected 4 fields {list(_COLUMNS)}, found {len(f)}", rec.offset, record))
             continue
         column = "date"
         try:
@@ -65,7 +67,7 @@ def read_cdnow(path: Path, config: ReaderConfig, sink: RejectSink, rows: RowBuil
             if amount < 0:
                 raise FieldError("NEGATIVE_AMOUNT", f"dollar_value {f[3]} is negative (this format has no refunds)")
         except FieldError as exc:
-            sink.reject(RejectRecord(str(path), rec.line, column, exc.error_type, rec.raw, str(exc), rec.offset))
+            sink.reject(RejectRecord(str(path), rec.line, column, exc.error_type, rec.raw, str(exc), rec.offset, record))
             continue
         rows.add(f[0], ts, amount, rec.line, int(f[2]))
         report.accepted += 1

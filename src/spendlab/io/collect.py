@@ -12,7 +12,7 @@ from spendlab.config import ReaderConfig
 from spendlab.errors import InputFileError
 from spendlab.io.parsing import FieldError
 from spendlab.io.records import BadRecord, Blank, Record, iter_records
-from spendlab.io.rejects import FileReport, RejectRecord, RejectSink
+from spendlab.io.rejects import FileReport, Mode, RejectRecord, RejectSink
 from spendlab.schema import CANONICAL_SCHEMA
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -67,8 +67,14 @@ def check_header(
     required: Sequence[str],
     config: ReaderConfig,
     file_report: FileReport,
+    *,
+    strict: bool = False,
 ) -> dict[str, int]:
-    """Map required column names to positions; fail the file on a wrong or duplicate header."""
+    """Map required column names to positions; fail the file on a wrong or duplicate header.
+
+    Extra columns are a warning listed in ``file_report.notes``; they fail the file when
+    ``config.extra_columns == "error"`` or in strict mode.
+    """
     names = [h.strip() for h in header.fields]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -92,9 +98,11 @@ def check_header(
         )
     extra = [n for n in names if n not in required]
     if extra:
-        if config.extra_columns == "error":
-            raise InputFileError(str(path), "EXTRA_COLUMNS", f"unexpected column(s) {extra}", line=header.line)
-        file_report.warnings["EXTRA_COLUMNS"] += 1
+        if config.extra_columns == "error" or strict:
+            raise InputFileError(str(path), "EXTRA_COLUMNS", f"unexpected column(s) {extra}; expected {list(required)}",
+                                 line=header.line, column=extra[0])
+        file_report.warnings["EXTRA_COLUMNS"] += len(extra)
+        file_report.notes.append(f"extra column(s) ignored: {extra}")
     return {name: i for i, name in enumerate(names)}
 
 
@@ -112,31 +120,34 @@ def read_header_csv(
     file_report = sink.file_report
     header: Record | None = None
     positions: dict[str, int] = {}
+    record = 0  # logical record number, header = 1
     for rec in iter_records(path, quoted=True, max_line_bytes=config.max_line_bytes):
         if isinstance(rec, Blank):
             file_report.blank_lines += 1
             continue
+        record += 1
         if header is None:
             if isinstance(rec, BadRecord):
                 raise InputFileError(str(path), rec.error_type, f"cannot read the header: {rec.message}", line=rec.line)
             header = rec
-            positions = check_header(path, rec, required, config, file_report)
+            positions = check_header(path, rec, required, config, file_report, strict=sink.mode is Mode.STRICT)
             continue
         file_report.rows_in += 1
         if isinstance(rec, BadRecord):
-            sink.reject(RejectRecord(str(path), rec.line, "", rec.error_type, rec.raw, rec.message, rec.offset))
+            sink.reject(RejectRecord(str(path), rec.line, "", rec.error_type, rec.raw, rec.message, rec.offset, record))
             continue
         n = len(header.fields)
         if len(rec.fields) != n:
             kind = "TOO_MANY_COLUMNS" if len(rec.fields) > n else "MISSING_COLUMNS"
             sink.reject(RejectRecord(str(path), rec.line, "", kind, rec.raw,
-                                     f"expected {n} fields, found {len(rec.fields)}", rec.offset))
+                                     f"expected {n} fields, found {len(rec.fields)}", rec.offset, record))
             continue
         row = {name: rec.fields[i] for name, i in positions.items()}
         try:
             parse_row(row, rec)
         except RowReject as exc:
-            sink.reject(RejectRecord(str(path), rec.line, exc.column, exc.error_type, rec.raw, str(exc), rec.offset))
+            sink.reject(RejectRecord(str(path), rec.line, exc.column, exc.error_type, rec.raw, str(exc),
+                                     rec.offset, record))
             continue
         file_report.accepted += 1
     if header is None:

@@ -130,10 +130,19 @@ def parquet_select(files: list[Path], config: ReaderConfig, types: dict[str, pa.
 
 
 def scan_parquet(
-    con: duckdb.DuckDBPyConnection, files: list[Path], config: ReaderConfig, report: LoadReport, strict: bool
+    con: duckdb.DuckDBPyConnection,
+    files: list[Path],
+    config: ReaderConfig,
+    report: LoadReport,
+    strict: bool,
+    types: dict[str, pa.DataType] | None = None,
 ) -> str:
-    """Count rows and rejects per file in one pass; return the SQL of the valid canonical rows."""
-    types = check_parquet_files(files, config.generic, strict)
+    """Count rows and rejects per file in one pass; return the SQL of the valid canonical rows.
+
+    ``types`` is :func:`check_parquet_files`' result when the caller already checked the footers.
+    """
+    if types is None:
+        types = check_parquet_files(files, config.generic, strict)
     base, error = parquet_select(files, config, types)
     counts = con.execute(
         f"SELECT source_file, error, count(*) FROM (SELECT source_file, {error} AS error FROM ({base})) "

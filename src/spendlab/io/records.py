@@ -68,21 +68,29 @@ def check_file_start(path: Path, fh: BinaryIO) -> None:
     fh.seek(len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0)
 
 
-def _physical_lines(fh: BinaryIO, start: int, max_line_bytes: int) -> Iterator[tuple[int, bytes | None]]:
-    """Yield ``(offset, bytes_without_eol)``; ``None`` stands for a line over the maximum."""
+_RAW_PREFIX = 200  # bytes of an over-long line kept for its reject record
+
+
+def _physical_lines(fh: BinaryIO, start: int, max_line_bytes: int) -> Iterator[tuple[int, bytes, bool]]:
+    """Yield ``(offset, bytes_without_eol, too_long)``.
+
+    A line over ``max_line_bytes`` is skipped in bounded chunks and yielded as its first
+    ``_RAW_PREFIX`` bytes with ``too_long=True``; it is never held in memory whole.
+    """
     offset = start
     while True:
         chunk = fh.readline(max_line_bytes + 1)
         if not chunk:
             return
         if len(chunk) > max_line_bytes and not chunk.endswith(b"\n"):
+            prefix = chunk[:_RAW_PREFIX]
             consumed = len(chunk)
             while not chunk.endswith(b"\n"):
                 chunk = fh.readline(_CHUNK)
                 if not chunk:
                     break
                 consumed += len(chunk)
-            yield offset, None
+            yield offset, prefix, True
             offset += consumed
             continue
         length = len(chunk)
@@ -90,7 +98,7 @@ def _physical_lines(fh: BinaryIO, start: int, max_line_bytes: int) -> Iterator[t
             chunk = chunk[:-1]
         if chunk.endswith(b"\r"):
             chunk = chunk[:-1]
-        yield offset, chunk
+        yield offset, chunk, False
         offset += length
 
 
@@ -112,15 +120,17 @@ def iter_records(
         pending_line = pending_offset = 0
         pending_bytes = 0
         line_no = 0
-        for offset, data in _physical_lines(fh, start, max_line_bytes):
+        for offset, data, too_long in _physical_lines(fh, start, max_line_bytes):
             line_no += 1
-            if data is None:
+            if too_long:
+                prefix = data.decode("utf-8", errors="backslashreplace") + "..."
                 if pending:
-                    yield BadRecord(pending_line, pending_offset, "\n".join(pending)[:200],
-                                    "LINE_TOO_LONG", f"record exceeds {max_line_bytes} bytes")
+                    yield BadRecord(pending_line, pending_offset, "\n".join(pending)[:_RAW_PREFIX] + "...",
+                                    "LINE_TOO_LONG", f"record exceeds the maximum of {max_line_bytes} bytes "
+                                    f"(line {line_no} alone is longer)")
                     pending = []
                 else:
-                    yield BadRecord(line_no, offset, "", "LINE_TOO_LONG",
+                    yield BadRecord(line_no, offset, prefix, "LINE_TOO_LONG",
                                     f"line exceeds the maximum of {max_line_bytes} bytes")
                 continue
             try:
@@ -151,8 +161,8 @@ def iter_records(
             joined = "\n".join(pending)
             if joined.count('"') % 2 == 1:  # inside a quoted field: the record continues
                 if pending_bytes > max_line_bytes:
-                    yield BadRecord(pending_line, pending_offset, joined[:200], "LINE_TOO_LONG",
-                                    f"record exceeds {max_line_bytes} bytes")
+                    yield BadRecord(pending_line, pending_offset, joined[:_RAW_PREFIX] + "...", "LINE_TOO_LONG",
+                                    f"record exceeds the maximum of {max_line_bytes} bytes")
                     pending = []
                 continue
             pending = []

@@ -24,12 +24,19 @@ class Mode(str, enum.Enum):
     QUARANTINE = "quarantine"  # write rejects aside and go on (default)
 
 
-REJECT_COLUMNS = ["file", "line", "column", "error_type", "raw", "message", "byte_offset"]
+#: The rejects CSV: the six documented columns first, then where the record starts in bytes and
+#: its logical record number (CSV records, header = 1; DuckDB's ``reject_errors.line`` counts this).
+REJECT_COLUMNS = ["file", "line", "column", "error_type", "raw", "message", "byte_offset", "record"]
 
 
 @dataclass(frozen=True)
 class RejectRecord:
-    """One rejected row. ``line`` is the physical line (header = line 1) where the record starts."""
+    """One rejected row.
+
+    ``line`` is the physical line (header = line 1) where the record starts; ``record`` is its
+    logical record number (a quoted field spanning lines makes it smaller than ``line``);
+    ``byte_offset`` is where the record starts in the file (after any BOM; -1 when unknown).
+    """
 
     file: str
     line: int
@@ -38,6 +45,7 @@ class RejectRecord:
     raw: str
     message: str
     byte_offset: int = -1
+    record: int = -1
 
     def describe(self) -> str:
         return f"{self.file}, line {self.line}, column {self.column!r}: {self.error_type}: {self.message}"
@@ -54,6 +62,7 @@ class FileReport:
     blank_lines: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     warnings: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)  # what a warning refers to (columns, types, files)
 
     def check_conservation(self) -> None:
         if self.rows_in != self.accepted + self.rejected:
@@ -70,6 +79,7 @@ class FileReport:
             "blank_lines": self.blank_lines,
             "errors": dict(sorted(self.errors.items())),
             "warnings": dict(sorted(self.warnings.items())),
+            "notes": list(self.notes),
         }
 
 
@@ -157,9 +167,7 @@ def write_rejects_csv(rejects: list[RejectRecord], path: Path) -> None:
         writer = csv.DictWriter(fh, fieldnames=REJECT_COLUMNS)
         writer.writeheader()
         for r in rejects:
-            row = asdict(r)
-            row["raw"] = neutralise_formula(row["raw"])
-            writer.writerow(row)
+            writer.writerow({k: neutralise_formula(v) for k, v in asdict(r).items()})
 
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

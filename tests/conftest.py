@@ -1,0 +1,67 @@
+"""Shared fixtures and tiny-file builders for the whole suite.
+
+Other developers' tests import from here: only add helpers, never rename or change one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import pytest
+
+MILLIONS_HEADER = "type,data,created_at,user_id"
+
+
+def millions_row(amount: str, created_at: str, user_id: str, type_: str = "auth") -> str:
+    """One millions-format CSV line (no line ending): ``data`` is CSV-quoted JSON."""
+    data = json.dumps({"amount": amount}, separators=(",", ":")).replace('"', '""')
+    return f'{type_},"{data}",{created_at},{user_id}'
+
+
+def millions_csv(
+    rows: Iterable[str | Sequence[str]],
+    *,
+    header: str = MILLIONS_HEADER,
+    eol: str = "\n",
+    final_newline: bool = True,
+) -> bytes:
+    """Bytes of a millions-format file.
+
+    Each row is either a raw line (``str``, written verbatim) or a tuple
+    ``(amount, created_at, user_id[, type])`` built with :func:`millions_row`.
+    """
+    lines = [header]
+    for row in rows:
+        if isinstance(row, str):
+            lines.append(row)
+        else:
+            amount, created_at, user_id, *rest = row
+            lines.append(millions_row(amount, created_at, user_id, *rest))
+    text = eol.join(lines) + (eol if final_newline else "")
+    return text.encode("utf-8")
+
+
+@pytest.fixture
+def write_file(tmp_path: Path) -> Callable[[str, bytes | str], Path]:
+    """``write_file(name, data)`` writes bytes (or UTF-8 text) under ``tmp_path`` and returns the path."""
+
+    def write(name: str, data: bytes | str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        return path
+
+    return write
+
+
+def load(path: Path | str, fmt: str = "millions", mode: str = "quarantine", **config: object):  # noqa: ANN201
+    """``load_transactions`` with reader-config keyword overrides; checks conservation per file."""
+    from spendlab.config import ReaderConfig
+    from spendlab.io import Mode, load_transactions
+
+    tx = load_transactions(str(path), fmt, config=ReaderConfig(**config), mode=Mode(mode))
+    for f in tx.report.files:
+        assert f.rows_in == f.accepted + f.rejected, f.as_dict()
+    return tx
