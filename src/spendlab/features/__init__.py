@@ -1,1 +1,34 @@
-"""Per-user spend panels and leakage-safe as-of features, built in DuckDB."""
+"""Per-user spend panels and leakage-safe as-of features, built in DuckDB.
+
+The one time split is :func:`asof_view`; :func:`build_panel`, :func:`build_features` read only through
+it. :func:`build_target` is the only function that reads after the cutoff.
+"""
+
+from spendlab.calendar import next_period_start, period_end, period_start, shift_period
+from spendlab.features.build import (
+    asof_view,
+    build_features,
+    build_features_arrow,
+    build_panel,
+    build_panel_table,
+    build_target,
+)
+from spendlab.features.config import FeatureConfig, feature_columns, load_feature_config
+from spendlab.features.sql import features_sql
+
+__all__ = [
+    "FeatureConfig",
+    "asof_view",
+    "build_features",
+    "build_features_arrow",
+    "build_panel",
+    "build_panel_table",
+    "build_target",
+    "feature_columns",
+    "features_sql",
+    "load_feature_config",
+    "next_period_start",
+    "period_end",
+    "period_start",
+    "shift_period",
+]

@@ -1,0 +1,209 @@
+"""Run the feature SQL on a DuckDB connection: the as-of cut, panels, features and (apart) the target.
+
+Every function takes a connection on which ``view`` holds canonical transactions (``user_id``, ``ts``
+as naive UTC ``TIMESTAMP``, ``amount``; see :meth:`spendlab.io.Transactions.register`). Only
+:func:`build_target` reads rows after the cutoff.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from spendlab.calendar import Freq, check_freq, next_period_start, shift_period
+from spendlab.features.config import FeatureConfig, feature_columns
+from spendlab.features.sql import (
+    CALENDAR_TABLE,
+    EVENT_DAYS_TABLE,
+    asof_sql,
+    calendar_tables,
+    cutoff_timestamp,
+    dense_panel_sql,
+    features_sql,
+    panel_sparse_sql,
+)
+
+_counter = itertools.count()
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _as_date(d: dt.date | str) -> dt.date:
+    if isinstance(d, str):
+        return dt.date.fromisoformat(d)
+    if isinstance(d, dt.datetime):
+        return d.date()
+    return d
+
+
+def asof_view(con: duckdb.DuckDBPyConnection, as_of: dt.date | str, *, view: str = "transactions",
+              name: str = "tx_asof") -> str:
+    """Create (or replace) temp view ``name``: the rows of ``view`` with ``ts`` on or before the as-of day.
+
+    This is the one time split: backtests, scoring and the CLI all build features through it, so a
+    feature at cutoff ``c`` can only see transactions with ``ts < c + 1 day``.
+
+    Returns
+    -------
+    str
+        ``name``, for use in further SQL.
+    """
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {_q(name)} AS {asof_sql(_as_date(as_of), view)}")
+    return name
+
+
+def _register_calendar(con: duckdb.DuckDBPyConnection, as_of: dt.date, freq: Freq, config: FeatureConfig) -> None:
+    event_days, covariates = calendar_tables(as_of, freq, config)
+    days = pa.table({"day": pa.array(event_days["day"].dt.date.tolist(), type=pa.date32())})
+    con.register(f"{EVENT_DAYS_TABLE}__arrow", days)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {EVENT_DAYS_TABLE} AS SELECT * FROM {EVENT_DAYS_TABLE}__arrow")
+    con.register(f"{CALENDAR_TABLE}__pandas", covariates)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {CALENDAR_TABLE} AS SELECT * FROM {CALENDAR_TABLE}__pandas")
+    con.unregister(f"{EVENT_DAYS_TABLE}__arrow")
+    con.unregister(f"{CALENDAR_TABLE}__pandas")
+
+
+def build_panel_table(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str,
+                      view: str = "transactions", name: str = "panel",
+                      config: FeatureConfig | None = None) -> str:
+    """Build the dense panel as temp table ``name`` in DuckDB (for data too big for pandas).
+
+    Columns: ``user_id, period_start (DATE), spend, n_transactions, active_days, refund_amount,
+    refund_count``; one row per user and period from the user's first active period (first
+    transaction of any kind) to the period containing ``as_of``, zero-filled. ``spend`` is gross (sum
+    of positive amounts); ``n_transactions`` counts purchases (amount > 0); ``active_days`` counts days
+    with a purchase; refunds (amount < 0) are apart as positive ``refund_amount``.
+
+    Returns
+    -------
+    str
+        ``name``.
+    """
+    as_of = _as_date(as_of)
+    check_freq(freq)
+    config = config or FeatureConfig()
+    _register_calendar(con, as_of, freq, config)
+    tag = next(_counter)
+    src, sparse, periods = f"spendlab_asof_{tag}", f"spendlab_sparse_{tag}", f"spendlab_periods_{tag}"
+    asof_view(con, as_of, view=view, name=src)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {sparse} AS "
+                    f"{panel_sparse_sql(as_of, freq, config, f'SELECT * FROM {src}')}")
+        first_k = con.execute(f"SELECT COALESCE(MAX(k), 0) FROM {sparse}").fetchone()[0]
+        table = pa.table({"k": pa.array(range(first_k + 1), type=pa.int32()),
+                          "period_start": pa.array([shift_period(as_of, freq, -k) for k in range(first_k + 1)],
+                                                   type=pa.date32())})
+        con.register(periods, table)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_q(name)} AS {dense_panel_sql(sparse, periods)}")
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {sparse}")
+        con.execute(f"DROP VIEW IF EXISTS {src}")
+        try:
+            con.unregister(periods)
+        except duckdb.Error:
+            pass
+    return name
+
+
+def build_panel(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str,
+                view: str = "transactions", config: FeatureConfig | None = None) -> pd.DataFrame:
+    """The dense per-user panel as a DataFrame (see :func:`build_panel_table` for the columns).
+
+    ``period_start`` holds ``datetime.date`` values; rows are sorted by user_id, period_start.
+    """
+    name = f"spendlab_panel_{next(_counter)}"
+    build_panel_table(con, freq=freq, as_of=as_of, view=view, name=name, config=config)
+    try:
+        frame = con.execute(f"SELECT * FROM {name} ORDER BY user_id, period_start").df()
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+    frame["period_start"] = frame["period_start"].dt.date
+    return frame
+
+
+def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str,
+                         config: FeatureConfig | None = None, view: str = "transactions") -> pa.Table:
+    """:func:`build_features` as an Arrow table (no pandas round trip; what the CLI writes)."""
+    as_of = _as_date(as_of)
+    check_freq(freq)
+    config = config or FeatureConfig()
+    _register_calendar(con, as_of, freq, config)
+    src = asof_view(con, as_of, view=view, name=f"spendlab_asof_{next(_counter)}")
+    try:
+        table = con.execute(features_sql(as_of, freq, config, f"SELECT * FROM {src}")).fetch_arrow_table()
+    finally:
+        con.execute(f"DROP VIEW IF EXISTS {src}")
+    expected = feature_columns(config, freq)
+    if table.column_names != expected:  # the SQL and the declared names must agree
+        raise AssertionError(f"feature SQL returned {table.column_names}, expected {expected}")
+    return table
+
+
+def build_features(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str,
+                   config: FeatureConfig | None = None, view: str = "transactions") -> pd.DataFrame:
+    """As-of features: one row per user whose first transaction is on or before ``as_of``.
+
+    Parameters
+    ----------
+    con
+        DuckDB connection on which ``view`` holds canonical transactions.
+    freq
+        ``month`` (calendar months) or ``week`` (ISO weeks, Monday start).
+    as_of
+        Cutoff day, inclusive: only rows with ``ts < as_of + 1 day`` are read (via :func:`asof_view`).
+        Lag 1 is the period containing ``as_of``; the target period is the next one.
+    config
+        The feature declaration (defaults: :class:`FeatureConfig`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``user_id`` (str) and the columns of :func:`~spendlab.features.config.feature_columns`, all
+        float64 without NaN or inf, sorted by ``user_id``. Fill policy: periods before a user's first
+        period do not exist (a window longer than the history averages the periods the user has);
+        inactive periods inside the history are 0; ratios with a zero denominator are 0; the last-year
+        value is 0 with ``has_last_year`` = 0 when the user's history does not reach it; a user with
+        refunds only has 0 purchase features and recency measured from the first transaction.
+    """
+    frame = build_features_arrow(con, freq=freq, as_of=as_of, config=config, view=view).to_pandas()
+    frame["user_id"] = frame["user_id"].astype(str)
+    return frame
+
+
+def build_target(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str, horizon: int = 1,
+                 view: str = "transactions") -> pd.DataFrame:
+    """The target: gross spend in the ``horizon`` periods after the as-of period. READS PAST THE CUTOFF.
+
+    Users are those with a transaction on or before ``as_of`` (the users :func:`build_features`
+    returns), in the same order; a user without purchases in the target window gets 0.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``user_id`` (str), ``target`` (float64).
+    """
+    as_of = _as_date(as_of)
+    check_freq(freq)
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    first = next_period_start(as_of, freq)
+    stop = shift_period(as_of, freq, horizon + 1)
+    sql = f"""WITH users AS (SELECT DISTINCT user_id FROM {_q(view)} WHERE ts < {cutoff_timestamp(as_of)}),
+future AS (
+  SELECT user_id, SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS target
+  FROM {_q(view)}
+  WHERE ts >= TIMESTAMP '{first.isoformat()} 00:00:00' AND ts < TIMESTAMP '{stop.isoformat()} 00:00:00'
+  GROUP BY user_id
+)
+SELECT u.user_id, CAST(COALESCE(f.target, 0) AS DOUBLE) AS target
+FROM users AS u LEFT JOIN future AS f ON u.user_id = f.user_id
+ORDER BY u.user_id"""
+    frame = con.execute(sql).df()
+    frame["user_id"] = frame["user_id"].astype(str)
+    return frame

@@ -1,0 +1,149 @@
+"""The feature-set declaration: what ``configs/features.yaml`` may say, and the column names it derives.
+
+Features are declared as data (lags per panel column, rolling statistics per column and window, trend
+and weekly-activity windows); every output column name is derived from the declaration, the way
+mlforecast names its lag transforms (``spend_rolling_mean_lag1_window3``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import field_validator, model_validator
+
+from spendlab.calendar import CalendarConfig, Freq, check_freq
+from spendlab.config import StrictModel, load_yaml, parse_config
+
+#: Panel columns that lags and rolling statistics may be declared on (all are >= 0 by construction).
+PANEL_COLUMNS: tuple[str, ...] = ("spend", "n_transactions", "active_days", "refund_amount")
+RollingStat = Literal["mean", "std", "max"]
+PanelColumn = Literal["spend", "n_transactions", "active_days", "refund_amount"]
+
+#: Periods in a year per frequency: ``spend_same_period_last_year`` looks this far back from the target.
+PERIODS_PER_YEAR: dict[str, int] = {"month": 12, "week": 52}
+
+CALENDAR_COLUMNS: tuple[str, ...] = ("n_holidays", "n_retail_events", "weekend_days", "days_in_period")
+
+
+def rolling_name(column: str, stat: str, window: int) -> str:
+    """``spend_rolling_mean_lag1_window3``: the statistic over the ``window`` periods ending at lag 1."""
+    return f"{column}_rolling_{stat}_lag1_window{window}"
+
+
+def _positive_sorted(values: tuple[int, ...], what: str) -> tuple[int, ...]:
+    if any(v < 1 for v in values):
+        raise ValueError(f"{what} must be positive integers, got {list(values)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} has duplicates: {list(values)}")
+    return tuple(sorted(values))
+
+
+class RollingSpec(StrictModel):
+    """Rolling statistics of one panel column over the last ``w`` periods (the as-of period included)."""
+
+    column: PanelColumn = "spend"
+    stats: tuple[RollingStat, ...] = ("mean", "std", "max")
+    windows: tuple[int, ...] = (3, 6, 12)
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        return _positive_sorted(v, "rolling windows")
+
+    @field_validator("stats")
+    @classmethod
+    def _stats(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"rolling stats has duplicates: {list(v)}")
+        return v
+
+
+class FreqFeatures(StrictModel):
+    """The features of one frequency (``month`` or ``week``)."""
+
+    lags: dict[PanelColumn, int] = {"spend": 12}
+    rolling: tuple[RollingSpec, ...] = (RollingSpec(),)
+    trend_windows: tuple[int, ...] = (6, 12)
+
+    @field_validator("lags")
+    @classmethod
+    def _lags(cls, v: dict[str, int]) -> dict[str, int]:
+        if "spend" not in v:
+            raise ValueError("lags must declare spend (the models read spend_lag1..)")
+        if any(k < 1 for k in v.values()):
+            raise ValueError(f"lag counts must be >= 1, got {v}")
+        return v
+
+    @field_validator("trend_windows")
+    @classmethod
+    def _trend(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        v = _positive_sorted(v, "trend windows")
+        if any(w < 2 for w in v):
+            raise ValueError(f"trend windows need at least 2 periods, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct_rolling(self) -> FreqFeatures:
+        names = [rolling_name(r.column, s, w) for r in self.rolling for s in r.stats for w in r.windows]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rolling features declared twice: {dupes}")
+        return self
+
+
+class FeatureConfig(StrictModel):
+    """The ``features:`` section of a config file (see ``configs/features.yaml``)."""
+
+    calendar: CalendarConfig = CalendarConfig()
+    weekly_activity_windows: tuple[int, ...] = (4, 13)
+    month: FreqFeatures = FreqFeatures(
+        lags={"spend": 12, "n_transactions": 3, "active_days": 3},
+        rolling=(RollingSpec(column="spend", stats=("mean", "std", "max"), windows=(3, 6, 12)),),
+        trend_windows=(6, 12),
+    )
+    week: FreqFeatures = FreqFeatures(
+        lags={"spend": 13, "n_transactions": 4, "active_days": 4},
+        rolling=(RollingSpec(column="spend", stats=("mean", "std", "max"), windows=(4, 13, 26)),),
+        trend_windows=(13, 26),
+    )
+
+    @field_validator("weekly_activity_windows")
+    @classmethod
+    def _weekly(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        return _positive_sorted(v, "weekly_activity_windows")
+
+    def for_freq(self, freq: Freq) -> FreqFeatures:
+        """The per-frequency declaration."""
+        return self.month if check_freq(freq) == "month" else self.week
+
+
+def load_feature_config(path: str | Path | None = None) -> FeatureConfig:
+    """Parse a feature config file, or return the built-in defaults (identical to configs/features.yaml).
+
+    The file may be a whole spendlab config with a ``features:`` section (beside ``reader:`` and others)
+    or just the section's content.
+    """
+    if path is None:
+        return FeatureConfig()
+    data = load_yaml(path)
+    section = data.get("features", {}) if "features" in data else data  # reader: etc. are not ours
+    return parse_config(FeatureConfig, section or {}, f"{path} (features)")
+
+
+def feature_columns(config: FeatureConfig, freq: Freq) -> list[str]:
+    """Every feature column :func:`spendlab.features.build_features` returns, in order (``user_id`` first)."""
+    spec = config.for_freq(freq)
+    cols = ["user_id"]
+    for column, k in spec.lags.items():
+        cols += [f"{column}_lag{i}" for i in range(1, k + 1)]
+    cols += [rolling_name(r.column, s, w) for r in spec.rolling for s in r.stats for w in r.windows]
+    cols += [f"trend_slope_window{w}" for w in spec.trend_windows]
+    cols += ["spend_same_period_last_year", "has_last_year"]
+    cols += ["spend_total", "n_transactions_total", "mean_basket", "n_active_periods", "n_periods",
+             "days_since_last_purchase", "tenure_days"]
+    cols += [f"active_days_per_week_mean_last{w}" for w in config.weekly_activity_windows]
+    cols += ["weeks_since_last_purchase", "holiday_spend_share", "refund_amount_total", "refund_count_total"]
+    cols += ["bgnbd_frequency", "bgnbd_recency_days", "bgnbd_T_days", "bgnbd_monetary"]
+    cols += [f"{when}_{c}" for when in ("asof", "target") for c in CALENDAR_COLUMNS]
+    return cols

@@ -1,0 +1,288 @@
+"""The feature SQL, generated from the declaration: one definition of each feature, for every engine.
+
+Everything is plain ANSI-style SQL (CASE, SUM/MIN/MAX, LEAST/GREATEST, DATE_DIFF, YEAR/MONTH, one
+ARG_MIN) written in DuckDB's dialect and kept transpilable to Spark SQL with
+``sqlglot.transpile(sql, read="duckdb", write="spark")`` (ARG_MIN becomes MIN_BY). No QUALIFY, list
+functions, macros or ``COLUMNS(*)``. Calendar covariates are small tables built in Python and joined
+(:func:`calendar_tables`), so the SQL needs no holiday logic.
+
+Layers (each a CTE):
+
+``daily``
+    One row per user and day of the as-of rows: gross ``spend`` (sum of positive amounts),
+    ``n_transactions`` (purchases: amount > 0), ``refund_amount`` (sum of -amount for amount < 0),
+    ``refund_count``; ``k`` = periods before the as-of period (0 = the period containing the as-of
+    date); ``is_event`` from the event-day table.
+``periods``
+    One row per user and active period ``k`` (sparse panel) with the panel columns plus the day-level
+    facts later layers need (first/last purchase day, spend on the first purchase day, purchase days
+    in the recent ISO weeks).
+``sums``
+    One row per user: conditional sums over ``k`` (a pivot), which equal the window functions over the
+    dense zero-filled panel because inactive periods contribute zeros.
+final
+    Derived features, all DOUBLE, with the fill policy of :mod:`spendlab.features`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from spendlab.calendar import (
+    Freq,
+    calendar_events,
+    check_freq,
+    next_period_start,
+    period_calendar,
+    period_end,
+    period_start,
+)
+from spendlab.features.config import (
+    CALENDAR_COLUMNS,
+    PERIODS_PER_YEAR,
+    FeatureConfig,
+    feature_columns,
+    rolling_name,
+)
+
+#: Names of the small tables :func:`calendar_tables` builds and the feature SQL joins.
+EVENT_DAYS_TABLE = "spendlab_event_days"
+CALENDAR_TABLE = "spendlab_calendar_covariates"
+#: First day the event-day table covers (the reader's default window start).
+CALENDAR_FIRST_DAY = dt.date(1970, 1, 1)
+
+
+def _d(day: dt.date) -> str:
+    return f"DATE '{day.isoformat()}'"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def cutoff_timestamp(as_of: dt.date) -> str:
+    """The exclusive upper bound of the as-of rows: midnight after the cutoff day."""
+    return f"TIMESTAMP '{(as_of + dt.timedelta(days=1)).isoformat()} 00:00:00'"
+
+
+def asof_sql(as_of: dt.date, view: str = "transactions") -> str:
+    """``SELECT user_id, ts, amount`` of the rows with ``ts`` on or before the as-of day (nothing later)."""
+    return f"SELECT user_id, ts, amount FROM {_q(view)} WHERE ts < {cutoff_timestamp(as_of)}"
+
+
+def period_offset_sql(day_col: str, freq: Freq, as_of: dt.date) -> str:
+    """SQL for k = number of whole periods between the period of ``day_col`` and the as-of period."""
+    if check_freq(freq) == "month":
+        anchor = as_of.year * 12 + as_of.month - 1
+        return f"({anchor} - (YEAR({day_col}) * 12 + MONTH({day_col}) - 1))"
+    end = period_end(as_of, "week")  # a Sunday; days before it / 7, floored, counts whole ISO weeks
+    return f"CAST(FLOOR(DATE_DIFF('day', {day_col}, {_d(end)}) / 7) AS INTEGER)"
+
+
+def _weeks_back_sql(day_col: str, as_of: dt.date) -> str:
+    return period_offset_sql(day_col, "week", as_of)
+
+
+def periods_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str) -> str:
+    """CTEs ``daily`` and ``periods`` (the sparse per-user panel) over the as-of rows in ``source``."""
+    week0 = period_start(as_of, "week")
+    recent = "".join(
+        f",\n    SUM(CASE WHEN spend > 0 AND day >= {_d(week0 - dt.timedelta(days=7 * (w - 1)))} THEN 1 ELSE 0 END)"
+        f" AS purchase_days_last{w}w"
+        for w in config.weekly_activity_windows
+    )
+    return f"""daily AS (
+  SELECT d.user_id, d.day, d.spend, d.n_transactions, d.refund_amount, d.refund_count,
+    {period_offset_sql('d.day', freq, as_of)} AS k,
+    CASE WHEN e.day IS NULL THEN 0 ELSE 1 END AS is_event
+  FROM (
+    SELECT user_id, CAST(ts AS DATE) AS day,
+      SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS spend,
+      SUM(CASE WHEN amount > 0 THEN 1 ELSE 0 END) AS n_transactions,
+      SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS refund_amount,
+      SUM(CASE WHEN amount < 0 THEN 1 ELSE 0 END) AS refund_count
+    FROM ({source}) AS tx
+    GROUP BY user_id, CAST(ts AS DATE)
+  ) AS d
+  LEFT JOIN {EVENT_DAYS_TABLE} AS e ON d.day = e.day
+),
+periods AS (
+  SELECT user_id, k,
+    SUM(spend) AS spend,
+    SUM(n_transactions) AS n_transactions,
+    SUM(CASE WHEN spend > 0 THEN 1 ELSE 0 END) AS active_days,
+    SUM(refund_amount) AS refund_amount,
+    SUM(refund_count) AS refund_count,
+    SUM(CASE WHEN is_event = 1 THEN spend ELSE 0 END) AS event_spend,
+    MIN(day) AS first_day,
+    MIN(CASE WHEN spend > 0 THEN day END) AS first_purchase_day,
+    MAX(CASE WHEN spend > 0 THEN day END) AS last_purchase_day,
+    ARG_MIN(spend, CASE WHEN spend > 0 THEN day END) AS first_purchase_day_spend{recent}
+  FROM daily
+  GROUP BY user_id, k
+)"""
+
+
+def _sums_select(as_of: dt.date, freq: Freq, config: FeatureConfig) -> list[str]:
+    spec = config.for_freq(freq)
+    per_year = PERIODS_PER_YEAR[freq]
+    cols = [
+        "user_id",
+        "MAX(k) + 1 AS n_periods",
+        "SUM(spend) AS spend_total",
+        "SUM(n_transactions) AS n_transactions_total",
+        "SUM(active_days) AS purchase_days",
+        "SUM(CASE WHEN spend > 0 THEN 1 ELSE 0 END) AS n_active_periods",
+        "SUM(refund_amount) AS refund_amount_total",
+        "SUM(refund_count) AS refund_count_total",
+        "SUM(event_spend) AS event_spend",
+        "MIN(first_day) AS first_day",
+        "MIN(first_purchase_day) AS first_purchase_day",
+        "MAX(last_purchase_day) AS last_purchase_day",
+        "ARG_MIN(first_purchase_day_spend, first_purchase_day) AS first_purchase_day_spend",
+        f"SUM(CASE WHEN k = {per_year - 1} THEN spend ELSE 0 END) AS spend_same_period_last_year",
+    ]
+    cols += [f"SUM(purchase_days_last{w}w) AS purchase_days_last{w}w" for w in config.weekly_activity_windows]
+    for column, n in spec.lags.items():
+        cols += [f"SUM(CASE WHEN k = {i - 1} THEN {column} ELSE 0 END) AS {column}_lag{i}" for i in range(1, n + 1)]
+    windows: set[tuple[str, int]] = set()
+    for r in spec.rolling:
+        for w in r.windows:
+            windows.add((r.column, w))
+            if "std" in r.stats:
+                cols.append(f"SUM(CASE WHEN k < {w} THEN {r.column} * {r.column} ELSE 0 END) AS {r.column}_sq_w{w}")
+            if "max" in r.stats:
+                cols.append(f"MAX(CASE WHEN k < {w} THEN {r.column} ELSE 0 END) AS {r.column}_max_w{w}")
+    for w in spec.trend_windows:
+        windows.add(("spend", w))
+        cols.append(f"SUM(CASE WHEN k < {w} THEN k * spend ELSE 0 END) AS spend_ksum_w{w}")
+    cols += [f"SUM(CASE WHEN k < {w} THEN {c} ELSE 0 END) AS {c}_sum_w{w}" for c, w in sorted(windows)]
+    return cols
+
+
+def _feature_exprs(as_of: dt.date, freq: Freq, config: FeatureConfig) -> dict[str, str]:
+    """Each output feature's defining SQL expression over the ``sums`` layer (before the DOUBLE cast)."""
+    spec = config.for_freq(freq)
+    per_year = PERIODS_PER_YEAR[freq]
+    a = _d(as_of)
+    ex: dict[str, str] = {}
+    for column, n in spec.lags.items():
+        for i in range(1, n + 1):
+            ex[f"{column}_lag{i}"] = f"{column}_lag{i}"
+    for r in spec.rolling:
+        for stat in r.stats:
+            for w in r.windows:
+                n_w = f"LEAST({w}, n_periods)"
+                mean = f"{r.column}_sum_w{w} / {n_w}"
+                if stat == "mean":
+                    expr = mean
+                elif stat == "std":  # population std over the window (defined for one period: 0)
+                    expr = f"SQRT(GREATEST({r.column}_sq_w{w} / {n_w} - ({mean}) * ({mean}), 0))"
+                else:
+                    expr = f"{r.column}_max_w{w}"
+                ex[rolling_name(r.column, stat, w)] = expr
+    for w in spec.trend_windows:
+        # OLS slope of spend on t = -k over the last n periods: with t = 0, -1, .., -(n-1),
+        # sum t = -n(n-1)/2 and n*sum t^2 - (sum t)^2 = n^2 (n^2 - 1) / 12.
+        n = f"LEAST({w}, n_periods)"
+        num = f"(-{n} * spend_ksum_w{w} + {n} * ({n} - 1) / 2 * spend_sum_w{w})"
+        ex[f"trend_slope_window{w}"] = f"CASE WHEN {n} < 2 THEN 0 ELSE {num} / ({n} * {n} * ({n} * {n} - 1) / 12) END"
+    ex["spend_same_period_last_year"] = "spend_same_period_last_year"
+    ex["has_last_year"] = f"CASE WHEN n_periods >= {per_year} THEN 1 ELSE 0 END"
+    ex["spend_total"] = "spend_total"
+    ex["n_transactions_total"] = "n_transactions_total"
+    ex["mean_basket"] = "CASE WHEN n_transactions_total > 0 THEN spend_total / n_transactions_total ELSE 0 END"
+    ex["n_active_periods"] = "n_active_periods"
+    ex["n_periods"] = "n_periods"
+    ex["days_since_last_purchase"] = f"DATE_DIFF('day', COALESCE(last_purchase_day, first_day), {a})"
+    ex["tenure_days"] = f"DATE_DIFF('day', first_day, {a})"
+    weeks_avail = f"({_weeks_back_sql('first_day', as_of)} + 1)"
+    for w in config.weekly_activity_windows:
+        ex[f"active_days_per_week_mean_last{w}"] = f"purchase_days_last{w}w / LEAST({w}, {weeks_avail})"
+    ex["weeks_since_last_purchase"] = _weeks_back_sql("COALESCE(last_purchase_day, first_day)", as_of)
+    ex["holiday_spend_share"] = "CASE WHEN spend_total > 0 THEN event_spend / spend_total ELSE 0 END"
+    ex["refund_amount_total"] = "refund_amount_total"
+    ex["refund_count_total"] = "refund_count_total"
+    ex["bgnbd_frequency"] = "GREATEST(purchase_days - 1, 0)"
+    ex["bgnbd_recency_days"] = "COALESCE(DATE_DIFF('day', first_purchase_day, last_purchase_day), 0)"
+    ex["bgnbd_T_days"] = f"DATE_DIFF('day', COALESCE(first_purchase_day, first_day), {a})"
+    ex["bgnbd_monetary"] = ("CASE WHEN purchase_days > 1 THEN (spend_total - first_purchase_day_spend) "
+                            "/ (purchase_days - 1) ELSE 0 END")
+    for when in ("asof", "target"):
+        for c in CALENDAR_COLUMNS:
+            ex[f"{when}_{c}"] = f"cal.{when}_{c}"
+    return ex
+
+
+def features_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str) -> str:
+    """The whole feature query: one row per user in ``source`` (as-of rows only), ordered by user_id.
+
+    ``source`` is a SELECT (or table name) giving ``user_id, ts, amount`` already cut at the as-of
+    date (see :func:`asof_sql`). Joins :data:`EVENT_DAYS_TABLE` and :data:`CALENDAR_TABLE`.
+    """
+    exprs = _feature_exprs(as_of, freq, config)
+    names = feature_columns(config, freq)[1:]
+    missing = [n for n in names if n not in exprs]
+    if missing:  # the declaration and the definitions must agree; a programming error if not
+        raise AssertionError(f"no SQL definition for feature(s) {missing}")
+    sums = ",\n    ".join(_sums_select(as_of, freq, config))
+    select = ",\n  ".join(f"CAST({exprs[n]} AS DOUBLE) AS {n}" for n in names)
+    return f"""WITH {periods_sql(as_of, freq, config, source)},
+sums AS (
+  SELECT {sums}
+  FROM periods
+  GROUP BY user_id
+)
+SELECT s.user_id,
+  {select}
+FROM sums AS s CROSS JOIN {CALENDAR_TABLE} AS cal
+ORDER BY s.user_id"""
+
+
+def panel_sparse_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str) -> str:
+    """The sparse panel (active periods only): ``user_id, k, spend, n_transactions, active_days, refund_*``."""
+    return f"""WITH {periods_sql(as_of, freq, config, source)}
+SELECT user_id, k, spend, n_transactions, active_days, refund_amount, refund_count, first_day
+FROM periods"""
+
+
+def dense_panel_sql(sparse: str, periods_table: str) -> str:
+    """Zero-fill the sparse panel table ``sparse`` from each user's first period to the as-of period.
+
+    ``periods_table`` holds ``k`` (0 = as-of period) and ``period_start`` for every k needed.
+    """
+    return f"""WITH users AS (SELECT user_id, MAX(k) AS first_k FROM {sparse} GROUP BY user_id)
+SELECT u.user_id, p.period_start,
+  CAST(COALESCE(s.spend, 0) AS DOUBLE) AS spend,
+  CAST(COALESCE(s.n_transactions, 0) AS BIGINT) AS n_transactions,
+  CAST(COALESCE(s.active_days, 0) AS BIGINT) AS active_days,
+  CAST(COALESCE(s.refund_amount, 0) AS DOUBLE) AS refund_amount,
+  CAST(COALESCE(s.refund_count, 0) AS BIGINT) AS refund_count
+FROM users AS u
+JOIN {periods_table} AS p ON p.k <= u.first_k
+LEFT JOIN {sparse} AS s ON s.user_id = u.user_id AND s.k = p.k
+ORDER BY u.user_id, p.period_start"""
+
+
+def calendar_tables(as_of: dt.date, freq: Freq, config: FeatureConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two small tables the feature SQL joins: event days, and the as-of/target calendar covariates.
+
+    The event-day table covers :data:`CALENDAR_FIRST_DAY` to the as-of date (holidays and retail events
+    alike: ``holiday_spend_share`` counts spend on either). The covariate table is one row with
+    ``asof_*`` (the period containing the as-of date) and ``target_*`` (the next period), which are
+    known in advance and so are the only features that describe the future.
+    """
+    cal = config.calendar
+    target = next_period_start(as_of, freq)
+    events = calendar_events(CALENDAR_FIRST_DAY, period_end(target, freq), country=cal.country,
+                             subdivision=cal.subdivision, custom_events=cal.custom_events)
+    days = events.loc[events["date"].dt.date <= as_of, "date"].dt.date.drop_duplicates()
+    event_days = pd.DataFrame({"day": pd.to_datetime(sorted(days)).astype("datetime64[s]")})
+    cov = period_calendar([period_start(as_of, freq), target], freq, events).set_index("period_start")
+    row = {}
+    for when, start in (("asof", period_start(as_of, freq)), ("target", target)):
+        for c in CALENDAR_COLUMNS:
+            row[f"{when}_{c}"] = float(cov.loc[start, c])
+    return event_days, pd.DataFrame([row])
