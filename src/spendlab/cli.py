@@ -107,6 +107,31 @@ def validate(
         out.print(f"rejects written to {rejects}")
 
 
+@app.command()
+def describe(
+    input: InputArg,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory (written atomically, replaced as a whole).")],
+    format: FormatOpt = "generic",
+    config: ConfigOpt = None,
+    mode: ModeOpt = Mode.QUARANTINE,
+    country: Annotated[str, typer.Option(help="Holiday calendar (holidays country code) for the daily markers.")] = "US",
+    top_n: Annotated[int, typer.Option("--top-n", min=1, help="Rows per table in report.html; size of top lists.")] = 20,
+    memory_limit: Annotated[Optional[str], typer.Option(help="DuckDB memory limit, e.g. 4GB.")] = None,
+) -> None:
+    """Describe INPUT: transaction values, monthly spend, days with spend per week, insights, report.html."""
+    from spendlab.reports.describe import run_describe
+
+    cfg = reader_config(config)
+    tx = load_transactions(input, format, config=cfg, mode=mode)
+    result = run_describe(tx, out_dir, country=country, top_n=top_n, net_refunds=cfg.refunds == "net",
+                          memory_limit=memory_limit)
+    s = result["summary"]
+    out.print(f"{s['n_transactions']:,} transactions, {s['n_users']:,} users, gross spend {s['total_spend']:,.2f}, "
+              f"average transaction {s['avg_transaction_value'] or 0:,.2f}; refunds {s['n_refunds']:,} "
+              f"({s['refund_amount']:,.2f}); rejected rows {s['rows_rejected']:,}")
+    out.print(f"report: {Path(out_dir) / 'report.html'}")
+
+
 @datasets_app.command("list")
 def datasets_list() -> None:
     """List the embedded datasets and where they are read from."""
@@ -140,6 +165,48 @@ def datasets_synth(
     stats = synth_transactions(out_path, users=users, months=months, fmt=format, start=start, seed=seed,
                                chunk_users=chunk_users, progress=True)
     err.print(f"wrote {stats['transactions']:,} transactions for {stats['users']:,} users to {out_path}")
+
+
+@app.command()
+def features(
+    input: InputArg,
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file (one row per user).")],
+    format: FormatOpt = "generic",
+    freq: Annotated[str, typer.Option("--freq", help="month (calendar months) or week (ISO weeks).")] = "month",
+    as_of: Annotated[Optional[str], typer.Option(
+        "--as-of", help="Cutoff day YYYY-MM-DD, inclusive (default: end of the latest complete period).")] = None,
+    mode: ModeOpt = Mode.QUARANTINE,
+    config: ConfigOpt = None,
+    threads: Annotated[int, typer.Option(help="DuckDB threads.")] = 2,
+) -> None:
+    """Write leakage-safe as-of features of INPUT: user_id plus the features of configs/features.yaml.
+
+    Only transactions on or before the as-of day are read. The Parquet schema metadata holds
+    spendlab.config_hash, spendlab.freq and spendlab.as_of.
+    """
+    import datetime as dt
+
+    from spendlab.features import build_features_arrow, load_feature_config
+    from spendlab.features.output import default_as_of, feature_metadata, write_features
+    from spendlab.io.load import connect
+
+    if freq not in ("month", "week"):
+        raise SpendlabError(f"--freq must be month or week, got {freq!r}")
+    try:
+        cutoff = dt.date.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        raise SpendlabError(f"--as-of must be a date YYYY-MM-DD, got {as_of!r}") from None
+    feature_cfg = load_feature_config(config)
+    tx = load_transactions(input, format, config=reader_config(config), mode=mode)
+    con = connect(threads=threads)
+    tx.register(con)
+    cutoff = cutoff or default_as_of(con, freq)  # type: ignore[arg-type]
+    table = build_features_arrow(con, freq=freq, as_of=cutoff, config=feature_cfg)  # type: ignore[arg-type]
+    meta = feature_metadata(feature_cfg, freq=freq, as_of=cutoff, input=str(input),  # type: ignore[arg-type]
+                            rows_accepted=str(tx.report.accepted), rows_rejected=str(tx.report.rejected))
+    write_features(table, out_path, meta)
+    err.print(f"wrote features of {table.num_rows:,} users ({table.num_columns - 1} features, {freq}, "
+              f"as of {cutoff}) to {out_path}")
 
 
 def main() -> None:
