@@ -16,11 +16,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from spendlab.config import GenericMapping, ReaderConfig
-from spendlab.errors import InputFileError
+from spendlab.errors import ConfigError, InputFileError
 from spendlab.io.collect import RowBuilder, RowReject, field, read_header_csv
 from spendlab.io.parsing import UTC, FieldError, check_window, localize, parse_amount, parse_timestamp
 from spendlab.io.records import Record
 from spendlab.io.rejects import FileReport, LoadReport, RejectRecord, RejectSink
+
+
+class MappingColumnError(InputFileError, ConfigError):
+    """The generic mapping names a column the file does not have: a file error and a config error.
+
+    Raised from the header or the Parquet footer, before any row is read or any SQL runs.
+    """
 
 
 def _ts_parser(mapping: GenericMapping, config: ReaderConfig):  # noqa: ANN202
@@ -60,7 +67,14 @@ def read_generic_csv(path: Path, config: ReaderConfig, sink: RejectSink, rows: R
             report.warnings["REFUND"] += 1
         rows.add(user, ts, amount, rec.line)  # type: ignore[arg-type]
 
-    read_header_csv(path, (m.user_col, m.ts_col, m.amount_col), parse_row, config, sink)
+    try:
+        read_header_csv(path, (m.user_col, m.ts_col, m.amount_col), parse_row, config, sink)
+    except InputFileError as exc:
+        if exc.error_type not in {"SCHEMA_MISSING_COLUMN", "HEADER_MISMATCH"} or isinstance(exc, MappingColumnError):
+            raise
+        message = str(exc).split(f"{exc.error_type}: ", 1)[-1]
+        raise MappingColumnError(exc.file, exc.error_type, f"{message} (check reader.generic in the config)",
+                                 line=exc.line, column=exc.column) from None
 
 
 def _quote(name: str) -> str:
@@ -81,19 +95,26 @@ def check_parquet_files(files: list[Path], mapping: GenericMapping, strict: bool
             raise InputFileError(str(f), "CORRUPT_PARQUET", f"not a readable Parquet file: {exc}") from None
         missing = [c for c in (mapping.user_col, mapping.ts_col, mapping.amount_col) if c not in schema.names]
         if missing:
-            raise InputFileError(str(f), "SCHEMA_MISSING_COLUMN", f"missing column(s) {missing}; found {schema.names}",
-                                 column=missing[0])
+            raise MappingColumnError(str(f), "SCHEMA_MISSING_COLUMN",
+                                     f"missing column(s) {missing}; found {schema.names} "
+                                     "(check reader.generic in the config)", column=missing[0])
         types[str(f)] = {c: schema.field(c).type for c in (mapping.user_col, mapping.ts_col, mapping.amount_col)}
+    drift = schema_drift(types, (mapping.user_col, mapping.ts_col, mapping.amount_col))
+    if drift and strict:
+        raise InputFileError(str(files[0].parent), "SCHEMA_DRIFT", "; ".join(drift))
+    first = next(iter(types.values()))
+    return {**first, "_drift": drift}  # type: ignore[dict-item]
+
+
+def schema_drift(types: dict[str, dict[str, pa.DataType]], columns: tuple[str, ...]) -> list[str]:
+    """One line per mapped column whose Arrow type differs across files, listing every file's type."""
     drift: list[str] = []
-    for col in (mapping.user_col, mapping.ts_col, mapping.amount_col):
+    for col in columns:
         kinds = {str(t[col]) for t in types.values()}
         if len(kinds) > 1:
             per_file = ", ".join(f"{Path(f).name}: {t[col]}" for f, t in types.items())
             drift.append(f"column {col!r} differs across files ({per_file})")
-    if drift and strict:
-        raise InputFileError(str(files[0].parent), "SCHEMA_DRIFT", "; ".join(drift))
-    first = next(iter(types.values()))
-    return {**first, "_drift": pa.bool_() if drift else pa.null()}  # type: ignore[dict-item]
+    return drift
 
 
 def parquet_select(files: list[Path], config: ReaderConfig, types: dict[str, pa.DataType]) -> tuple[str, str]:
@@ -157,9 +178,11 @@ def scan_parquet(
         else:
             fr.rejected += n
             fr.errors[err] += n
-    if types.get("_drift") == pa.bool_():
+    drift = types.get("_drift") or []
+    if drift:
         for fr in by_file.values():
             fr.warnings["SCHEMA_DRIFT"] += 1
+            fr.notes.extend(drift)
     report.files.extend(by_file.values())
     if any(fr.rejected for fr in by_file.values()):
         bad = con.execute(
@@ -170,5 +193,5 @@ def scan_parquet(
             column = {"NULL_KEY": config.generic.user_col, "DATE_PARSE": config.generic.ts_col,
                       "OUT_OF_WINDOW": config.generic.ts_col}.get(err, config.generic.amount_col)
             raw = f"{user},{ts},{amount}"
-            report.rejects.append(RejectRecord(name, line, column, err, raw, f"{err} in row {line} of {name}"))
+            report.rejects.append(RejectRecord(name, line, column, err, raw, f"{err} in row {line} of {name}", -1, line))
     return f"SELECT * EXCLUDE (error) FROM (SELECT *, {error} AS error FROM ({base})) WHERE error IS NULL"
