@@ -136,7 +136,7 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     _register_calendar(con, as_of, freq, config)
     src = asof_view(con, as_of, view=view, name=f"spendlab_asof_{next(_counter)}")
     try:
-        table = con.execute(features_sql(as_of, freq, config, f"SELECT * FROM {src}")).fetch_arrow_table()
+        table = con.execute(features_sql(as_of, freq, config, f"SELECT * FROM {src}")).to_arrow_table()
     finally:
         con.execute(f"DROP VIEW IF EXISTS {src}")
     expected = feature_columns(config, freq)

@@ -121,14 +121,16 @@ class FeatureConfig(StrictModel):
 def load_feature_config(path: str | Path | None = None) -> FeatureConfig:
     """Parse a feature config file, or return the built-in defaults (identical to configs/features.yaml).
 
-    The file may be a whole spendlab config with a ``features:`` section (beside ``reader:`` and others)
-    or just the section's content.
+    The file may be a whole spendlab config with a ``features:`` section (beside ``reader:`` and others;
+    without one, the defaults apply) or just the section's content (recognised by its keys, then
+    validated strictly).
     """
     if path is None:
         return FeatureConfig()
     data = load_yaml(path)
-    section = data.get("features", {}) if "features" in data else data  # reader: etc. are not ours
-    return parse_config(FeatureConfig, section or {}, f"{path} (features)")
+    if set(data) & set(FeatureConfig.model_fields):
+        return parse_config(FeatureConfig, data, str(path))
+    return parse_config(FeatureConfig, data.get("features") or {}, f"{path} (features)")
 
 
 def feature_columns(config: FeatureConfig, freq: Freq) -> list[str]:
