@@ -1,0 +1,95 @@
+"""Scale benchmark for ``spendlab describe``: time and peak memory on 1M users / ~30M transactions.
+
+Each measurement runs in its own child process; its peak RSS comes from ``os.wait4`` (that child
+only, DuckDB's native memory included). The reference, measured in the same run on the same file,
+is one DuckDB pass that writes a per-user total CSV (the cheapest useful thing describe must also
+do); the result is reported as a ratio to it, because the machine is shared and noisy.
+
+Usage (the exact command for benchmarks/RESULTS.md)::
+
+    nice -n 10 .venv/bin/python benchmarks/bench_describe.py \
+        --input benchmarks/data/synth_1m.parquet --memory-limit 4GB --threads 2
+
+The input is generated with ``spendlab datasets synth --users 1000000 --out benchmarks/data/synth_1m.parquet``
+when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REFERENCE = """
+import duckdb, sys
+con = duckdb.connect()
+con.execute("SET threads = {threads}")
+con.execute("SET memory_limit = '{memory_limit}'")
+con.execute("COPY (SELECT user_id, count(*) AS n, sum(amount) FILTER (amount > 0) AS spend "
+            "FROM read_parquet('{input}') GROUP BY user_id ORDER BY user_id) TO '{out}' (FORMAT csv, HEADER)")
+"""
+
+
+def run_measured(cmd: list[str]) -> dict[str, float]:
+    """Run ``cmd`` as a child; return wall seconds, CPU seconds and peak RSS (MiB) of that child."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
+    return {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 0)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--input", type=Path, default=Path("benchmarks/data/synth_1m.parquet"))
+    ap.add_argument("--memory-limit", default="4GB")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep", action="store_true", help="Keep the describe output directory.")
+    args = ap.parse_args()
+    bin_dir = Path(sys.executable).parent
+    if not args.input.exists():
+        subprocess.run([str(bin_dir / "spendlab"), "datasets", "synth", "--users", "1000000",
+                        "--out", str(args.input)], check=True)
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(args.input).metadata
+    raw_mib = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) / 2**20
+    work = Path(tempfile.mkdtemp(prefix="bench_describe_"))
+    try:
+        ref = run_measured([sys.executable, "-c", REFERENCE.format(
+            threads=args.threads, memory_limit=args.memory_limit, input=args.input, out=work / "ref.csv")])
+        out_dir = work / "describe"
+        desc = run_measured([str(bin_dir / "spendlab"), "describe", str(args.input), "--format", "generic",
+                             "--out", str(out_dir), "--memory-limit", args.memory_limit])
+        summary = json.loads((out_dir / "summary.json").read_text())
+        sizes = {p.name: round(p.stat().st_size / 2**20, 1) for p in sorted(out_dir.glob("*.csv"))}
+        result = {
+            "input": str(args.input), "rows": meta.num_rows, "uncompressed_columns_mib": round(raw_mib),
+            "n_users": summary["n_users"], "n_transactions": summary["n_transactions"],
+            "reference": ref, "describe": desc,
+            "time_ratio_describe_to_reference": round(desc["wall_s"] / ref["wall_s"], 2),
+            "peak_rss_ratio_describe_to_reference": round(desc["peak_rss_mib"] / ref["peak_rss_mib"], 2),
+            "csv_mib": sizes,
+        }
+        print(json.dumps(result, indent=2))
+        if args.keep:
+            print(f"kept {out_dir}", file=sys.stderr)
+            return 0
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
