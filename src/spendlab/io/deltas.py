@@ -1,0 +1,386 @@
+"""Read and validate delta exports and user-summary tables into DuckDB (formats.md section 4).
+
+Every delta file and both summaries are read line by line into DuckDB tables, keeping the
+physical line of each row (header = line 1) and the foundation's contract: per file
+``rows_in = accepted + rejected``, every rejected row recorded with file, line, column, error type,
+raw text and message. Keys stay ``VARCHAR`` from the file to the report: ``"007"`` is never ``7``.
+
+Two readers produce the same staging columns, so one SQL validation serves both:
+
+* the fast path (plain files: no quote character, no lone carriage return, valid UTF-8) streams
+  each physical line through ``pyarrow.csv`` as one string and splits it inside DuckDB, which keeps
+  10M-row loads at native speed with bounded memory;
+* anything else (quoted fields, embedded newlines, odd encodings) goes through
+  :func:`spendlab.io.records.iter_records`, the foundation's physical-line reader.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob as globlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from spendlab.config import ReaderConfig
+from spendlab.errors import InputFileError, SpendlabError
+from spendlab.io.collect import check_header
+from spendlab.io.records import BadRecord, Blank, Record, check_file_start, iter_records
+from spendlab.io.rejects import FileReport
+
+DELTA_COLUMNS: tuple[str, ...] = ("user_id", "total_spend", "count_saved_items", "loyalty_credits", "batch_id")
+VALUE_COLUMNS: tuple[str, ...] = DELTA_COLUMNS[1:]
+MONEY_COLUMNS: tuple[str, ...] = ("total_spend", "loyalty_credits")  # compared with a tolerance
+COUNT_COLUMNS: tuple[str, ...] = ("count_saved_items", "batch_id")  # compared exactly
+#: File names the delta glob may pick: ``delta3.csv``, ``delta_10.csv``, ``acme_delta-2_2024.csv``.
+#: Hidden files, Office lock files (``~$x.csv``) and anything else the glob matches are ignored (listed).
+DEFAULT_DELTA_PATTERN = r"(?i)^(?![.~])[^/\\]*delta[_-]?\d+[^/\\]*\.csv$"
+
+_NUMBER = r"[0-9]+(\.[0-9]+)?"
+_INTEGER = r"[0-9]+"
+_BLOCK = 1 << 24
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders ``delta2`` before ``delta10`` (digit runs compare as numbers)."""
+    parts = re.split(r"(\d+)", name)
+    return tuple((0, int(p), p) if p.isdigit() else (1, 0, p.lower()) for p in parts)
+
+
+def discover_deltas(pattern_glob: str, name_pattern: str = DEFAULT_DELTA_PATTERN) -> tuple[list[Path], list[str]]:
+    """Files matched by ``pattern_glob`` (or inside it, for a directory) in natural order, and the ignored ones.
+
+    Returns ``(deltas, ignored)``: delta files whose name matches ``name_pattern``, naturally sorted by
+    name; every other matched path (summary files, ``.DS_Store``, ``~$x.csv``) is listed as ignored.
+    """
+    p = Path(pattern_glob)
+    if p.is_dir():
+        matched = [str(f) for f in p.iterdir()]
+    else:
+        matched = globlib.glob(pattern_glob, recursive=True, include_hidden=True)
+    rx = re.compile(name_pattern)
+    deltas, ignored = [], []
+    for m in matched:
+        path = Path(m)
+        if path.is_file() and rx.search(path.name):
+            deltas.append(path)
+        else:
+            ignored.append(path.name)
+    if not deltas:
+        raise SpendlabError(f"{pattern_glob}: no delta file matches the pattern {name_pattern!r}"
+                            + (f" (ignored: {', '.join(sorted(ignored))})" if ignored else ""))
+    names = [d.name for d in deltas]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SpendlabError(f"{pattern_glob}: several delta files share the name(s) {dupes}; give one folder")
+    deltas.sort(key=lambda f: natural_key(f.name))
+    return deltas, sorted(ignored, key=natural_key)
+
+
+@dataclass
+class LoadedFile:
+    """One input file as loaded: its counters and status (``ok``, ``EMPTY_DELTA``, ``HEADER_ONLY``)."""
+
+    name: str
+    path: str
+    idx: int
+    status: str
+    report: FileReport
+    reader: str = "fast"
+
+
+@dataclass
+class ReconcileInputs:
+    """Everything the reconciliation reads, as DuckDB tables on ``con`` plus per-file counters.
+
+    Tables: ``deltas(file_idx, line, user_id, total_spend, count_saved_items, loyalty_credits,
+    batch_id)`` (accepted rows only), ``platform`` and ``source`` (same columns without
+    ``file_idx``; values may be NULL) and ``rejects(dataset, file, file_idx, line, column,
+    error_type, raw, message, user_id)``.
+    """
+
+    con: duckdb.DuckDBPyConnection
+    deltas: list[LoadedFile]
+    ignored: list[str]
+    platform: LoadedFile
+    source: LoadedFile
+    warnings: list[str] = field(default_factory=list)
+
+
+def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE OR REPLACE TABLE deltas (file_idx INTEGER, line BIGINT, user_id VARCHAR, total_spend DOUBLE,"
+                " count_saved_items BIGINT, loyalty_credits DOUBLE, batch_id BIGINT)")
+    for side in ("platform", "source"):
+        con.execute(f"CREATE OR REPLACE TABLE {side} (line BIGINT, user_id VARCHAR, total_spend DOUBLE,"
+                    " count_saved_items BIGINT, loyalty_credits DOUBLE, batch_id BIGINT)")
+    con.execute("CREATE OR REPLACE TABLE rejects (dataset VARCHAR, file VARCHAR, file_idx INTEGER, line BIGINT,"
+                ' "column" VARCHAR, error_type VARCHAR, raw VARCHAR, message VARCHAR, user_id VARCHAR)')
+
+
+def _is_plain(path: Path) -> bool:
+    """True when the fast reader gives the same records and lines as the physical-line reader."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    carry = b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            if b'"' in chunk:
+                return False
+            data = carry + chunk
+            carry = b"\r" if data.endswith(b"\r") else b""
+            body = data[:-1] if carry else data
+            if b"\r" in body.replace(b"\r\n", b""):  # a lone CR: line numbers would differ
+                return False
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                return False
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def _check(cond: str, error: str, column: str, message: str) -> tuple[str, str, str, str]:
+    return cond, error, column, message
+
+
+def _checks(kind: str) -> list[tuple[str, str, str, str]]:
+    """(SQL condition, error_type, column, SQL message) in the order a row is checked."""
+    nullable = kind == "summary"
+    out = [
+        _check("pre_error IS NOT NULL", "pre_error", "''", "pre_message"),
+        _check("nf > __H__", "'TOO_MANY_COLUMNS'", "''", "'expected __H__ fields, found ' || nf"),
+        _check("nf < __H__", "'MISSING_COLUMNS'", "''", "'expected __H__ fields, found ' || nf"),
+        _check("coalesce(user_id, '') = ''", "'NULL_KEY'", "'user_id'", "'user_id is empty'"),
+    ]
+    for col in VALUE_COLUMNS:
+        v = f"c_{col}"
+        empty = f"{v} = ''"
+        skip = f"NOT ({empty}) AND " if nullable else ""
+        if col == "batch_id":
+            err = "'INVALID_BATCH_ID'"
+            out.append(_check(f"{skip}NOT regexp_full_match({v}, '{_INTEGER}')", err, f"'{col}'",
+                              f"'batch_id must be a positive integer, got ''' || {v} || ''''"))
+            out.append(_check(f"{skip}TRY_CAST({v} AS BIGINT) IS NULL", err, f"'{col}'",
+                              f"'batch_id ' || {v} || ' is above the int64 maximum'"))
+            out.append(_check(f"{skip}TRY_CAST({v} AS BIGINT) = 0", err, f"'{col}'",
+                              "'batch_id 0 is not a batch (batches start at 1)'"))
+        else:
+            rx = _NUMBER if col in MONEY_COLUMNS else _INTEGER
+            typ = "DOUBLE" if col in MONEY_COLUMNS else "BIGINT"
+            out.append(_check(f"{skip}(NOT regexp_full_match({v}, '{rx}') OR TRY_CAST({v} AS {typ}) IS NULL)",
+                              "'INVALID_NUMBER'", f"'{col}'",
+                              f"'{col} must be a non-negative {'number' if typ == 'DOUBLE' else 'integer'}, "
+                              f"got ''' || {v} || ''''"))
+    return out
+
+
+def _validate_sql(kind: str, n_header: int) -> str:
+    checks = _checks(kind)
+
+    def case(i: int) -> str:
+        arms = " ".join(f"WHEN {c[0]} THEN {c[i]}" for c in checks)
+        return f"CASE {arms} END".replace("__H__", str(n_header))
+
+    return (f"SELECT line, raw, user_id, c_total_spend, c_count_saved_items, c_loyalty_credits, c_batch_id, "
+            f"{case(1)} AS error_type, {case(2)} AS err_column, {case(3)} AS message FROM stage")
+
+
+def _stage_fast_sql(positions: dict[str, int]) -> str:
+    cols = ", ".join(f"trim(f[{positions[c] + 1}], ' \t') AS c_{c}" for c in VALUE_COLUMNS)
+    return (f"SELECT line, raw, len(f) AS nf, trim(f[{positions['user_id'] + 1}], ' \t') AS user_id, {cols}, "
+            "CAST(NULL AS VARCHAR) AS pre_error, CAST(NULL AS VARCHAR) AS pre_message "
+            "FROM (SELECT line, raw, string_split(raw, ',') AS f FROM batch WHERE NOT regexp_full_match(raw, '\\s*'))")
+
+
+class _Writer:
+    """Validates staged rows of one file and appends them to the target and ``rejects`` tables."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, kind: str, target: str, loaded: LoadedFile, dataset: str):
+        self.con, self.kind, self.target, self.loaded, self.dataset = con, kind, target, loaded, dataset
+
+    def write(self, stage_sql: str, n_header: int) -> None:
+        con = self.con
+        con.execute(f"CREATE OR REPLACE TEMP TABLE stage AS {stage_sql}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {_validate_sql(self.kind, n_header)}")
+        vals = ", ".join(
+            f"TRY_CAST(nullif(c_{c}, '') AS {'DOUBLE' if c in MONEY_COLUMNS else 'BIGINT'})" for c in VALUE_COLUMNS
+        )
+        prefix = f"{self.loaded.idx}, " if self.target == "deltas" else ""
+        con.execute(f"INSERT INTO {self.target} SELECT {prefix}line, user_id, {vals} FROM checked "
+                    "WHERE error_type IS NULL")
+        con.execute("INSERT INTO rejects SELECT ?, ?, ?, line, err_column, error_type, raw, message, user_id FROM checked "
+                    "WHERE error_type IS NOT NULL", [self.dataset, self.loaded.name, self.loaded.idx])
+        n_ok, n_bad = con.execute("SELECT count(*) FILTER (error_type IS NULL), count(*) FILTER "
+                                  "(error_type IS NOT NULL) FROM checked").fetchone()
+        rep = self.loaded.report
+        rep.rows_in += n_ok + n_bad
+        rep.accepted += n_ok
+        rep.rejected += n_bad
+        for et, n in con.execute("SELECT error_type, count(*) FROM checked WHERE error_type IS NOT NULL "
+                                 "GROUP BY 1").fetchall():
+            rep.errors[et] += n
+        con.execute("DROP TABLE stage; DROP TABLE checked")
+
+
+def _header_positions(path: Path, header: Record, report: FileReport) -> dict[str, int]:
+    return check_header(path, header, DELTA_COLUMNS, ReaderConfig(), report)
+
+
+def _load_fast(path: Path, writer: _Writer) -> bool:
+    """Stream ``path`` line by line through pyarrow; return whether a header was found."""
+    read = pacsv.ReadOptions(column_names=["raw"], block_size=_BLOCK)
+    parse = pacsv.ParseOptions(delimiter="\x1f", quote_char=False, escape_char=False,
+                               newlines_in_values=False, ignore_empty_lines=False)
+    convert = pacsv.ConvertOptions(column_types={"raw": pa.string()}, strings_can_be_null=False)
+    positions: dict[str, int] | None = None
+    n_header = 0
+    next_line = 1
+    report = writer.loaded.report
+    for batch in pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert):
+        raw = batch.column(0)
+        lines = pa.array(range(next_line, next_line + len(raw)), pa.int64())
+        next_line += len(raw)
+        table = pa.table({"line": lines, "raw": raw})
+        if positions is None:
+            texts = raw.to_pylist()
+            for i, text in enumerate(texts):
+                if text.strip():
+                    header = Record(i + lines[0].as_py(), i + lines[0].as_py(), 0, text, text.split(","))
+                    positions = _header_positions(path, header, report)
+                    n_header = len(header.fields)
+                    report.blank_lines += sum(1 for t in texts[:i] if not t.strip())
+                    table = table.slice(i + 1)
+                    break
+            else:
+                report.blank_lines += sum(1 for t in texts if not t.strip())
+                continue
+        report.blank_lines += _count_blank(table)
+        writer.con.register("batch", table)
+        try:
+            writer.write(_stage_fast_sql(positions), n_header)
+        finally:
+            writer.con.unregister("batch")
+    return positions is not None
+
+
+def _count_blank(table: pa.Table) -> int:
+    import pyarrow.compute as pc
+
+    stripped = pc.utf8_trim_whitespace(table.column("raw"))
+    return int(pc.sum(pc.equal(stripped, "")).as_py() or 0)
+
+
+def _load_records(path: Path, writer: _Writer, max_line_bytes: int) -> bool:
+    """The physical-line reader for files the fast path cannot take (quotes, odd line ends, bad bytes)."""
+    report = writer.loaded.report
+    cols: dict[str, list] = {k: [] for k in ("line", "raw", "nf", "user_id", *(f"c_{c}" for c in VALUE_COLUMNS),
+                                            "pre_error", "pre_message")}
+    positions: dict[str, int] | None = None
+    n_header = 0
+    for rec in iter_records(path, quoted=True, max_line_bytes=max_line_bytes):
+        if isinstance(rec, Blank):
+            report.blank_lines += 1
+            continue
+        if positions is None:
+            if isinstance(rec, BadRecord):
+                raise InputFileError(str(path), rec.error_type, f"cannot read the header: {rec.message}",
+                                     line=rec.line)
+            positions = _header_positions(path, rec, report)
+            n_header = len(rec.fields)
+            continue
+        cols["line"].append(rec.line)
+        cols["raw"].append(rec.raw)
+        if isinstance(rec, BadRecord):
+            cols["nf"].append(0)
+            for c in DELTA_COLUMNS:
+                cols["user_id" if c == "user_id" else f"c_{c}"].append(None)
+            cols["pre_error"].append(rec.error_type)
+            cols["pre_message"].append(rec.message)
+            continue
+        cols["nf"].append(len(rec.fields))
+        for c in DELTA_COLUMNS:
+            pos = positions[c]
+            val = rec.fields[pos].strip(" \t") if pos < len(rec.fields) else None
+            cols["user_id" if c == "user_id" else f"c_{c}"].append(val)
+        cols["pre_error"].append(None)
+        cols["pre_message"].append(None)
+    if positions is None:
+        return False
+    table = pa.table({k: pa.array(v, pa.int64() if k in ("line", "nf") else pa.string()) for k, v in cols.items()})
+    writer.con.register("batch", table)
+    try:
+        writer.write("SELECT * FROM batch", n_header)
+    finally:
+        writer.con.unregister("batch")
+    return True
+
+
+def load_table_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    *,
+    kind: str,
+    target: str,
+    idx: int,
+    dataset: str,
+    max_line_bytes: int = 1 << 20,
+) -> LoadedFile:
+    """Load one delta (``kind="delta"``) or summary (``kind="summary"``) file into ``target``.
+
+    A 0-byte delta is listed as ``EMPTY_DELTA`` and a header-only one as ``HEADER_ONLY`` (both with 0
+    rows); a 0-byte summary, a wrong header or a non-UTF-8 file raise :class:`InputFileError`.
+    """
+    loaded = LoadedFile(path.name, str(path), idx, "ok", FileReport(str(path)))
+    with open(path, "rb") as fh:
+        try:
+            check_file_start(path, fh)
+        except InputFileError as exc:
+            if exc.error_type == "EMPTY_FILE" and kind == "delta":
+                loaded.status = "EMPTY_DELTA"
+                return loaded
+            raise
+    writer = _Writer(con, kind, target, loaded, dataset)
+    if _is_plain(path):
+        found = _load_fast(path, writer)
+    else:
+        loaded.reader = "records"
+        found = _load_records(path, writer, max_line_bytes)
+    if not found:
+        if kind == "delta":
+            loaded.status = "EMPTY_DELTA"
+            return loaded
+        raise InputFileError(str(path), "EMPTY_FILE", "the file has no header line")
+    if loaded.report.rows_in == 0:
+        loaded.status = "HEADER_ONLY"
+    loaded.report.check_conservation()
+    return loaded
+
+
+def load_reconcile_inputs(
+    con: duckdb.DuckDBPyConnection,
+    deltas: str,
+    platform: Path,
+    source: Path,
+    *,
+    name_pattern: str = DEFAULT_DELTA_PATTERN,
+    max_line_bytes: int = 1 << 20,
+) -> ReconcileInputs:
+    """Load every delta matched by ``deltas`` (natural order) and both summaries into ``con``."""
+    files, ignored = discover_deltas(deltas, name_pattern)
+    for p in (platform, source):
+        if not Path(p).is_file():
+            raise SpendlabError(f"{p}: no such file")
+    _create_tables(con)
+    loaded = [load_table_file(con, f, kind="delta", target="deltas", idx=i, dataset="delta",
+                              max_line_bytes=max_line_bytes) for i, f in enumerate(files)]
+    plat = load_table_file(con, Path(platform), kind="summary", target="platform", idx=-1, dataset="platform",
+                           max_line_bytes=max_line_bytes)
+    src = load_table_file(con, Path(source), kind="summary", target="source", idx=-2, dataset="source",
+                          max_line_bytes=max_line_bytes)
+    return ReconcileInputs(con, loaded, ignored, plat, src)
