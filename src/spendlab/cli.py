@@ -209,6 +209,59 @@ def features(
               f"as of {cutoff}) to {out_path}")
 
 
+@app.command()
+def reconcile(
+    deltas: Annotated[str, typer.Option("--deltas", help="Glob or folder of delta CSVs (natural order; files not "
+                                        "named like delta<N>.csv are listed as ignored).")],
+    platform: Annotated[Path, typer.Option("--platform", help="The platform's user-summary CSV.")],
+    source: Annotated[Path, typer.Option("--source", help="The client's user-summary export CSV.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory (replaced atomically).")],
+    fail_on_diff: Annotated[bool, typer.Option("--fail-on-diff", help="Exit 3 when any user differs.")] = False,
+    tolerance: Annotated[float, typer.Option(help="Absolute tolerance for money columns.")] = 0.005,
+    pattern: Annotated[Optional[str], typer.Option(help="Regex a delta file name must match.")] = None,
+    contiguous_batches: Annotated[bool, typer.Option(help="Report gaps in the batch id sequence.")] = False,
+    memory_limit: Annotated[Optional[str], typer.Option(help="DuckDB memory limit, e.g. 4GB.")] = None,
+) -> None:
+    """Rebuild the user summary from the deltas, compare both summaries, and explain every difference.
+
+    Writes summary.json, user_diffs.csv, user_causes.csv, rejects.csv, delta_flags.csv, report.md and
+    report.html. Exit 0 when it ran; with --fail-on-diff, exit 3 when any difference exists.
+    """
+    from spendlab.reports.reconcile import run_reconcile
+
+    s = run_reconcile(deltas, platform, source, out_dir, tolerance=tolerance, name_pattern=pattern,
+                      expect_contiguous_batches=contiguous_batches, memory_limit=memory_limit)
+    out.print(f"source {s['source_total']:,.2f}  platform {s['platform_total']:,.2f}  gap {s['gap']:,.2f}  "
+              f"explained {s['explained']:,.2f}  unexplained {s['unexplained']:,.2f} "
+              f"({s['users']['unexplained']} users)", highlight=False, soft_wrap=True)
+    for c in s["causes"]:
+        out.print(f"  {c['cause']:<26} {c['side']:<8} {c['file'] or '-':<20} {c['users']:>8} users "
+                  f"{c['amount']:>16,.2f}", highlight=False, soft_wrap=True)
+    out.print(f"outputs in {out_dir}", highlight=False)
+    if fail_on_diff and s["users"]["differing"]:
+        raise typer.Exit(3)
+
+
+@datasets_app.command("deltas")
+def datasets_deltas(
+    out_path: Annotated[Path, typer.Option("--out", help="Output directory: inputs/ and answer_key.json.")],
+    scenario: Annotated[str, typer.Option(help="clean|missing_file|stale|tie|duplicate|corrupt|missing_user; "
+                                          "combine faults with '+', e.g. missing_file+corrupt.")] = "clean",
+    users: Annotated[int, typer.Option(help="Number of users.")] = 1000,
+    files: Annotated[int, typer.Option(help="Number of delta files.")] = 4,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
+    fault_share: Annotated[float, typer.Option(help="Share of users each row-level fault touches.")] = 0.03,
+    update_share: Annotated[float, typer.Option(help="Share of users each later delta updates.")] = 0.4,
+) -> None:
+    """Write seeded delta files, both summaries and an answer key (kept apart from the inputs)."""
+    from spendlab.scenarios import generate_deltas
+
+    key = generate_deltas(out_path, scenario=scenario.split("+"), users=users, files=files, seed=seed,
+                          fault_share=fault_share, update_share=update_share)
+    err.print(f"wrote {files} delta file(s) and summaries to {out_path / 'inputs'}; answer key "
+              f"{out_path / 'answer_key.json'} (gap {key['gap']:,})", highlight=False)
+
+
 def main() -> None:
     """Console entry point: one clear line and a non-zero exit for every expected error."""
     try:

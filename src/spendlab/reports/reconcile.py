@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -76,6 +78,8 @@ def _macros(con: duckdb.DuckDBPyConnection, tolerance: float, rel_tolerance: flo
     con.execute("CREATE OR REPLACE TEMP MACRO exact(a, b) AS CASE WHEN a IS NULL OR b IS NULL "
                 "THEN a IS NULL AND b IS NULL ELSE a.s IS NOT DISTINCT FROM b.s AND a.c IS NOT DISTINCT FROM b.c "
                 "AND a.l IS NOT DISTINCT FROM b.l AND a.b IS NOT DISTINCT FROM b.b END")
+    con.execute("CREATE OR REPLACE TEMP MACRO fmt(x) AS CASE WHEN x IS NULL THEN NULL WHEN abs(x) < 1e15 AND "
+                "x = round(x) THEN CAST(CAST(x AS BIGINT) AS VARCHAR) ELSE CAST(x AS VARCHAR) END")
     con.execute("CREATE OR REPLACE TEMP MACRO normkey(k) AS CASE WHEN ltrim(lower(trim(k)), '0') = '' "
                 "THEN '0' ELSE ltrim(lower(trim(k)), '0') END")
 
@@ -233,24 +237,24 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
       END AS class,
       CASE
         WHEN b.{k}k > 1 THEN '{side} summary has ' || b.{k}k || ' rows for this user; values not compared'
-        WHEN f.user_id IS NOT NULL THEN '{side} row equals the rebuild without file #' || f.file_idx
+        WHEN f.user_id IS NOT NULL THEN '{side} row equals the rebuild without ' || fname(f.file_idx)
         WHEN (b.r IS NULL OR b.{k}k IS NULL) AND sus.user_id IS NOT NULL
           THEN 'keys differ only in format: "' || b.user_id || '" vs ' || sus.others || '; never joined'
         WHEN b.r IS NULL AND rej.user_id IS NOT NULL THEN 'only rejected delta rows: ' || rej.lines
         WHEN b.r IS NULL THEN 'no delta contains this user ({side} has it{', the platform does not' if side == 'source' else ''})'
-        WHEN b.{k}k IS NULL THEN 'in the rebuild (file #' || b.r.f || ' line ' || b.r.n || ', batch ' || b.r.b
+        WHEN b.{k}k IS NULL THEN 'in the rebuild (' || fname(b.r.f) || ' line ' || b.r.n || ', batch ' || b.r.b
              || ') but not in the {side} summary'
         WHEN b.{k}v.b IS NULL THEN 'batch_id is NULL in the {side} summary'
-        WHEN dupm.f IS NOT NULL AND b.{k}v.b <= b.r.b THEN '{side} kept the other row of a duplicate in file #'
-             || dupm.f || ' (line ' || dupm.line || ')'
-        WHEN b.{k}v.b < b.r.b THEN '{side} has batch ' || b.{k}v.b || coalesce(' (file #' || older.f || ')', '')
-             || ', the rebuild batch ' || b.r.b || ' (file #' || b.r.f || ')'
+        WHEN dupm.f IS NOT NULL AND b.{k}v.b <= b.r.b THEN '{side} kept the other row of a duplicate in '
+             || fname(dupm.f) || ' (line ' || dupm.line || ')'
+        WHEN b.{k}v.b < b.r.b THEN '{side} has batch ' || b.{k}v.b || coalesce(' (' || fname(older.f) || ')', '')
+             || ', the rebuild batch ' || b.r.b || ' (' || fname(b.r.f) || ')'
         WHEN b.{k}v.b > b.r.b AND rej.user_id IS NOT NULL THEN '{side} has batch ' || b.{k}v.b
              || ' from a rejected delta row: ' || rej.lines
         WHEN b.{k}v.b > b.r.b THEN 'no available delta contains batch ' || b.{k}v.b
-        WHEN tiem.f IS NOT NULL THEN '{side} kept the tied row of file #' || tiem.f || ' (same batch '
+        WHEN tiem.f IS NOT NULL THEN '{side} kept the tied row of ' || fname(tiem.f) || ' (same batch '
              || b.r.b || ')'
-        ELSE 'same batch ' || b.r.b || ' as the rebuild (file #' || b.r.f || ' line ' || b.r.n
+        ELSE 'same batch ' || b.r.b || ' as the rebuild (' || fname(b.r.f) || ' line ' || b.r.n
              || '), different values'
       END AS detail
     FROM bad b
@@ -292,8 +296,8 @@ def _user_diffs(con: duckdb.DuckDBPyConnection, names: dict[int, str]) -> None:
             return f"(({a} IS NULL) = ({b} IS NULL) AND {eq}({a}.{f}, {b}.{f}))"
 
         parts.append(
-            f"SELECT c.user_id, '{col}' AS col, CAST(c.pv.{f} AS VARCHAR) AS platform, "
-            f"CAST(c.sv.{f} AS VARCHAR) AS source, CAST(c.r.{f} AS VARCHAR) AS rebuilt, u.cause, "
+            f"SELECT c.user_id, '{col}' AS col, fmt(c.pv.{f}) AS platform, "
+            f"fmt(c.sv.{f}) AS source, fmt(c.r.{f}) AS rebuilt, u.cause, "
             f"u.file_idx, c.r.f AS r_file, {o} AS o FROM cmp2 c JOIN user_causes u USING (user_id) "
             f"WHERE coalesce(c.pk, 0) <= 1 AND coalesce(c.sk, 0) <= 1 AND NOT "
             f"({same('c.pv', 'c.r')} AND {same('c.sv', 'c.r')} AND {same('c.pv', 'c.sv')})"
@@ -303,8 +307,6 @@ def _user_diffs(con: duckdb.DuckDBPyConnection, names: dict[int, str]) -> None:
         "CASE WHEN c.r IS NULL THEN '0' ELSE '1' END, u.cause, u.file_idx, c.r.f, 9 "
         "FROM cmp2 c JOIN user_causes u USING (user_id) WHERE coalesce(c.pk, 0) > 1 OR coalesce(c.sk, 0) > 1"
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE file_names (file_idx INTEGER, name VARCHAR)")
-    con.executemany("INSERT INTO file_names VALUES (?, ?)", list(names.items()))
     con.execute(
         'CREATE OR REPLACE TEMP TABLE user_diffs AS SELECT d.user_id, d.col AS "column", d.platform, d.source, '
         "d.rebuilt, d.cause, coalesce(n1.name, n2.name) AS file FROM (" + " UNION ALL ".join(parts) + ") d "
@@ -367,6 +369,9 @@ def reconcile_tables(
     names = {f.idx: f.name for f in inputs.deltas}
     names[-1], names[-2] = inputs.platform.name, inputs.source.name
     _macros(con, tolerance, rel_tolerance)
+    con.execute("CREATE OR REPLACE TEMP TABLE file_names (file_idx INTEGER, name VARCHAR)")
+    con.executemany("INSERT INTO file_names VALUES (?, ?)", list(names.items()))
+    con.execute("CREATE OR REPLACE TEMP MACRO fname(i) AS (SELECT name FROM file_names WHERE file_idx = i)")
     _rebuild(con)
     _summaries(con)
     missing, evidence = {}, {}
@@ -486,3 +491,44 @@ def _summary(con, inputs, users, names, missing, evidence, tolerance, rel_tolera
         "tie_rule": "largest batch_id; ties by largest total_spend, count_saved_items, loyalty_credits; identical "
                     "tied rows attributed to the file that sorts last (natural order), then the later line",
     }
+
+
+def run_reconcile(
+    deltas: str,
+    platform: Path,
+    source: Path,
+    out_dir: Path,
+    *,
+    tolerance: float = 0.005,
+    rel_tolerance: float = 0.0,
+    name_pattern: str | None = None,
+    expect_contiguous_batches: bool = False,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> dict:
+    """The ``spendlab reconcile`` job: load, compare, explain, and write ``out_dir`` atomically.
+
+    Writes ``summary.json``, ``user_diffs.csv``, ``user_causes.csv``, ``rejects.csv``,
+    ``delta_flags.csv``, ``report.md`` and ``report.html``; the directory is built beside
+    ``out_dir`` and swapped in only when complete. Returns the summary with ``outputs`` added.
+    """
+    from spendlab.io.atomic import atomic_path
+    from spendlab.io.deltas import DEFAULT_DELTA_PATTERN, load_reconcile_inputs
+    from spendlab.io.load import connect
+    from spendlab.reports.reconcile_render import write_outputs
+
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp, tempfile.TemporaryDirectory(prefix="spendlab-reconcile-") as spill:
+        con = connect(threads=threads, memory_limit=memory_limit)
+        try:
+            con.execute("SET temp_directory = ?", [spill])
+            con.execute("SET preserve_insertion_order = true")
+            inputs = load_reconcile_inputs(con, deltas, Path(platform), Path(source),
+                                           name_pattern=name_pattern or DEFAULT_DELTA_PATTERN)
+            result = reconcile_tables(inputs, tolerance=tolerance, rel_tolerance=rel_tolerance,
+                                      expect_contiguous_batches=expect_contiguous_batches)
+            tmp.mkdir()
+            written = write_outputs(result, tmp)
+        finally:
+            con.close()
+    return {**result.summary, "outputs": [str(out_dir / p.name) for p in written]}
