@@ -31,6 +31,7 @@ import pytest
 from spendlab.io import load_transactions
 from spendlab.io.load import connect
 from spendlab.reports import describe_insights as ins
+from spendlab.reports.describe_tables import prepare
 from spendlab.reports.describe import run_describe
 
 FIXTURE = Path(__file__).parent / "fixtures" / "describe_small.csv"
@@ -64,6 +65,7 @@ def net_out(small_tx, tmp_path_factory) -> Path:
 def con(small_tx):
     c = connect()
     small_tx.register(c)
+    prepare(c)
     return c
 
 

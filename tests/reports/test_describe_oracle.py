@@ -17,6 +17,7 @@ import pytest
 from spendlab.io import load_transactions
 from spendlab.io.load import connect, validation_summary
 from spendlab.reports import describe_insights as ins
+from spendlab.reports.describe_tables import prepare
 from spendlab.reports.describe import run_describe
 
 CENT = 0.005 + 1e-9  # written values are rounded to cents; allow the rounding itself
@@ -114,6 +115,7 @@ def test_insights_match_pandas(synth) -> None:
     tx, df, out = synth
     con = connect()
     tx.register(con)
+    prepare(con)
     spend = df[df["amount"] > 0]
     per_user = df.assign(pos=df["amount"].clip(lower=0)).groupby("user_id")["pos"].sum().sort_values(ascending=False)
     conc = ins.concentration_table(con).set_index("top_share_of_users")

@@ -85,7 +85,8 @@ def build_report(
     Parameters
     ----------
     con
-        DuckDB connection on which ``tx.register(con)`` has been called.
+        DuckDB connection on which ``tx.register(con)`` has been called (the intermediate tables of
+        :func:`spendlab.reports.describe_tables.prepare` are built here).
     tx
         The load (for its name and reject counts).
     country
@@ -95,6 +96,7 @@ def build_report(
     net_refunds
         Add ``net_spend`` (spend minus refunds) beside gross figures (``reader.refunds: net``).
     """
+    qt.prepare(con)
     summary = qt.summary_stats(con, tx, net_refunds=net_refunds)
     if summary["n_transactions"] == 0:
         raise NoDataError(f"{tx.name}: no accepted transactions to describe "

@@ -1,6 +1,7 @@
 """Insight tables and their computed one-line takeaways for ``spendlab describe``.
 
-Each ``*_table`` function aggregates in DuckDB over the registered ``transactions`` view and returns
+Each ``*_table`` function aggregates in DuckDB over the registered ``transactions`` view (or the
+intermediate tables of :func:`spendlab.reports.describe_tables.prepare`, which must have run) and returns
 a small pandas frame (bounded by days, weeks, months or ``top_n``, never by raw rows); each
 ``*_takeaway`` function turns such frames into one sentence whose numbers come from the data.
 "Active" means at least one spend (amount > 0) in the period; a user's cohort is the month of their
@@ -15,6 +16,8 @@ import math
 import duckdb
 import numpy as np
 import pandas as pd
+
+from spendlab.reports.describe_tables import USER, USER_MONTH, USER_WEEK
 
 #: Event names drawn on the daily-spend figure (holidays and retail events from ``spendlab.calendar``).
 MARKER_PATTERN = r"Thanksgiving|Black Friday|Cyber Monday|Christmas|New Year"
@@ -150,8 +153,7 @@ def transaction_size_takeaway(q: dict[str, float | None]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 _RANKED = (
-    "WITH u AS (SELECT user_id, coalesce(sum(amount) FILTER (amount > 0), 0) AS spend FROM transactions "
-    "GROUP BY user_id), r AS (SELECT spend, row_number() OVER (ORDER BY spend DESC, user_id) AS rank_desc, "
+    f"WITH u AS (SELECT user_id, total_spend AS spend FROM {USER}), r AS (SELECT spend, row_number() OVER (ORDER BY spend DESC, user_id) AS rank_desc, "
     "count(*) OVER () AS n, sum(spend) OVER () AS total FROM u) "
 )
 
@@ -178,7 +180,7 @@ def lorenz_table(con: duckdb.DuckDBPyConnection, points: int = 200) -> tuple[pd.
     """
     p = int(points)
     curve = con.execute(
-        "WITH u AS (SELECT coalesce(sum(amount) FILTER (amount > 0), 0) AS spend FROM transactions GROUP BY user_id), "
+        f"WITH u AS (SELECT total_spend AS spend FROM {USER}), "
         "r AS (SELECT row_number() OVER (ORDER BY spend) AS i, count(*) OVER () AS n, "
         "sum(spend) OVER (ORDER BY spend ROWS UNBOUNDED PRECEDING) AS cum, sum(spend) OVER () AS total FROM u) "
         f"SELECT i / n AS user_share, cum / nullif(total, 0) AS spend_share FROM r "
@@ -186,7 +188,7 @@ def lorenz_table(con: duckdb.DuckDBPyConnection, points: int = 200) -> tuple[pd.
     ).fetchdf()
     curve = pd.concat([pd.DataFrame({"user_share": [0.0], "spend_share": [0.0]}), curve], ignore_index=True)
     gini = con.execute(
-        "WITH u AS (SELECT coalesce(sum(amount) FILTER (amount > 0), 0) AS spend FROM transactions GROUP BY user_id), "
+        f"WITH u AS (SELECT total_spend AS spend FROM {USER}), "
         "r AS (SELECT spend, row_number() OVER (ORDER BY spend) AS i FROM u) "
         "SELECT 2 * sum(i * spend) / (count(*) * nullif(sum(spend), 0)) - (count(*) + 1) / count(*) FROM r"
     ).fetchone()[0]
@@ -212,9 +214,8 @@ def spenders_table(con: duckdb.DuckDBPyConnection, n: int, *, top: bool = True) 
     """The ``n`` users with the highest (or lowest positive) gross spend, ties broken by user_id."""
     order = "total_spend DESC, user_id" if top else "total_spend ASC, user_id"
     return con.execute(
-        "WITH u AS (SELECT user_id, count(*) FILTER (amount > 0) AS n_spend_transactions, "
-        "coalesce(sum(amount) FILTER (amount > 0), 0) AS total_spend, avg(amount) FILTER (amount > 0) "
-        "AS avg_transaction_value, count(*) FILTER (amount < 0) AS n_refunds FROM transactions GROUP BY user_id), "
+        "WITH u AS (SELECT user_id, n_spend_transactions, total_spend, total_spend / nullif(n_spend_transactions, 0) "
+        f"AS avg_transaction_value, n_refunds FROM {USER}), "
         "t AS (SELECT sum(total_spend) AS total FROM u) "
         f"SELECT row_number() OVER (ORDER BY {order}) AS rank, user_id, n_spend_transactions, total_spend, "
         "avg_transaction_value, n_refunds, total_spend / nullif(t.total, 0) AS share_of_spend "
@@ -248,8 +249,7 @@ def mom_change_sql() -> str:
     has no previous month to compare with).
     """
     return (
-        "WITH m AS (SELECT user_id, CAST(date_trunc('month', ts) AS DATE) AS month, sum(amount) AS spend "
-        "FROM transactions WHERE amount > 0 GROUP BY 1, 2), "
+        f"WITH m AS (SELECT user_id, month_start AS month, spend FROM {USER_MONTH} WHERE spend > 0), "
         "lim AS (SELECT min(month) AS first_month, max(month) AS last_month FROM m), "
         "p AS (SELECT user_id, CAST(month + INTERVAL 1 MONTH AS DATE) AS month, spend AS prev_spend FROM m), "
         "j AS (SELECT coalesce(m.user_id, p.user_id) AS user_id, coalesce(m.month, p.month) AS month_d, "
@@ -309,9 +309,10 @@ def mom_takeaway(by_month: pd.DataFrame, movers: pd.DataFrame) -> str:
 
 
 def _first_spend_cte(period: str) -> str:
+    active = (f"SELECT user_id, month_start AS period_start FROM {USER_MONTH} WHERE spend > 0" if period == "month"
+              else f"SELECT user_id, week_start AS period_start FROM {USER_WEEK}")
     return (
-        f"WITH a AS (SELECT DISTINCT user_id, CAST(date_trunc('{period}', ts) AS DATE) AS period_start "
-        "FROM transactions WHERE amount > 0), "
+        f"WITH a AS ({active}), "
         "f AS (SELECT user_id, min(period_start) AS first_period FROM a GROUP BY user_id) "
     )
 
@@ -374,9 +375,8 @@ def retention_takeaway(cohorts: pd.DataFrame) -> str:
 def active_users_weekly_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Distinct users with spend per ISO week, with the week's spend and spend per active user."""
     df = con.execute(
-        "SELECT isoyear(ts) AS iso_year, week(ts) AS iso_week, CAST(date_trunc('week', ts) AS DATE) AS week_start, "
-        "count(DISTINCT user_id) AS active_users, sum(amount) AS spend FROM transactions WHERE amount > 0 "
-        "GROUP BY ALL ORDER BY week_start"
+        "SELECT iso_year, iso_week, week_start, count(*) AS active_users, sum(spend) AS spend "
+        f"FROM {USER_WEEK} GROUP BY ALL ORDER BY week_start"
     ).fetchdf()
     df["week_start"] = pd.to_datetime(df["week_start"])
     df["spend_per_active_user"] = df["spend"] / df["active_users"]

@@ -1,7 +1,7 @@
 """The three questions of ``spendlab describe`` as DuckDB SQL over the ``transactions`` view.
 
 Every function here takes a DuckDB connection on which :meth:`Transactions.register` has created the
-``transactions`` view and either returns SQL text (for per-user tables that can have tens of millions
+``transactions`` view and :func:`prepare` has built the intermediate aggregates, and either returns SQL text (for per-user tables that can have tens of millions
 of rows and are written straight from DuckDB) or a small aggregated pandas frame. Nothing here
 writes files. Money stays in full double precision; rounding to cents happens only in the writer.
 
@@ -21,25 +21,54 @@ import pandas as pd
 
 from spendlab.io.load import Transactions
 
-#: Aggregates shared by the per-user, per-month and summary tables (one place for the policy).
-_MONEY_AGGS = """
-    count(*) AS n_transactions,
-    coalesce(sum(amount) FILTER (amount > 0), 0) AS spend,
-    avg(amount) FILTER (amount > 0) AS avg_transaction_value,
-    count(*) FILTER (amount > 0) AS n_spend_transactions,
-    count(*) FILTER (amount < 0) AS n_refunds,
-    coalesce(-sum(amount) FILTER (amount < 0), 0) AS refunds"""
-_NET = ",\n    coalesce(sum(amount), 0) AS net_spend"
+#: Intermediate tables built once by :func:`prepare` (the raw rows are scanned a handful of times, not
+#: once per table): per user and month, per user, and per user and ISO week (days with spend).
+USER_MONTH = "describe_user_month"
+USER = "describe_user"
+USER_WEEK = "describe_user_week"
+PERIOD = "describe_period"
 
 
-def _aggs(net_refunds: bool, spend_name: str = "spend") -> str:
-    aggs = _MONEY_AGGS.replace("AS spend,", f"AS {spend_name},")
-    return aggs + (_NET if net_refunds else "")
+def prepare(con: duckdb.DuckDBPyConnection) -> None:
+    """Aggregate the ``transactions`` view into the per-user-month, per-user and per-user-week tables.
+
+    Money is kept in full double precision. ``n_transactions`` counts every row; ``spend`` sums positive
+    amounts; ``refunds`` is minus the sum of negative amounts; ``net_spend`` sums all amounts.
+    """
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {USER_MONTH} AS SELECT user_id, "
+        "CAST(date_trunc('month', ts) AS DATE) AS month_start, count(*) AS n_transactions, "
+        "coalesce(sum(amount) FILTER (amount > 0), 0) AS spend, count(*) FILTER (amount > 0) AS n_spend_transactions, "
+        "count(*) FILTER (amount < 0) AS n_refunds, coalesce(-sum(amount) FILTER (amount < 0), 0) AS refunds, "
+        "coalesce(sum(amount), 0) AS net_spend FROM transactions GROUP BY ALL"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {USER} AS SELECT user_id, sum(n_transactions) AS n_transactions, "
+        "sum(spend) AS total_spend, sum(n_spend_transactions) AS n_spend_transactions, sum(n_refunds) AS n_refunds, "
+        f"sum(refunds) AS refunds, sum(net_spend) AS net_spend, min(month_start) FILTER (spend > 0) AS first_month "
+        f"FROM {USER_MONTH} GROUP BY user_id"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {USER_WEEK} AS SELECT user_id, isoyear(ts) AS iso_year, week(ts) AS iso_week, "
+        "CAST(date_trunc('week', ts) AS DATE) AS week_start, count(DISTINCT CAST(ts AS DATE)) AS days_with_spend, "
+        "sum(amount) AS spend FROM transactions WHERE amount > 0 GROUP BY ALL"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {PERIOD} AS SELECT min(ts) AS period_start, max(ts) AS period_end, "
+                "count(*) FILTER (amount = 0) AS n_zero_amount FROM transactions")
+
+
+def _net(net_refunds: bool) -> str:
+    return ", net_spend" if net_refunds else ""
 
 
 def per_user_sql(*, net_refunds: bool = False) -> str:
-    """One row per user: ``user_id, n_transactions, total_spend, avg_transaction_value`` and the refund columns."""
-    return f"SELECT user_id,{_aggs(net_refunds, 'total_spend')}\nFROM transactions GROUP BY user_id"
+    """One row per user: ``user_id, n_transactions, total_spend, avg_transaction_value`` and the refund columns.
+
+    ``avg_transaction_value`` is gross spend over spend transactions (empty for a user without one).
+    """
+    return ("SELECT user_id, n_transactions, total_spend, "
+            "total_spend / nullif(n_spend_transactions, 0) AS avg_transaction_value, n_spend_transactions, "
+            f"n_refunds, refunds{_net(net_refunds)} FROM {USER}")
 
 
 def monthly_sql(*, net_refunds: bool = False) -> str:
@@ -47,8 +76,9 @@ def monthly_sql(*, net_refunds: bool = False) -> str:
 
     ``spend`` is the **sum** of the user's gross spend in that month; ``month`` is ``YYYY-MM``.
     """
-    return (f"SELECT user_id, strftime(ts, '%Y-%m') AS month,{_aggs(net_refunds)}\n"
-            "FROM transactions GROUP BY user_id, month")
+    return ("SELECT user_id, strftime(month_start, '%Y-%m') AS month, n_transactions, spend, "
+            "spend / nullif(n_spend_transactions, 0) AS avg_transaction_value, n_spend_transactions, "
+            f"n_refunds, refunds{_net(net_refunds)} FROM {USER_MONTH}")
 
 
 def days_per_week_sql() -> str:
@@ -57,31 +87,31 @@ def days_per_week_sql() -> str:
     ``iso_year``/``iso_week`` are ISO-8601, so 2022-01-01 belongs to 2021-W52 and a week crossing
     New Year is one row. Weeks in which the user only had refunds or zero amounts are absent.
     """
-    return ("SELECT user_id, isoyear(ts) AS iso_year, week(ts) AS iso_week, "
-            "CAST(date_trunc('week', ts) AS DATE) AS week_start, "
-            "count(DISTINCT CAST(ts AS DATE)) AS days_with_spend\n"
-            "FROM transactions WHERE amount > 0 GROUP BY ALL")
+    return f"SELECT user_id, iso_year, iso_week, week_start, days_with_spend FROM {USER_WEEK}"
 
 
 def summary_stats(con: duckdb.DuckDBPyConnection, tx: Transactions, *, net_refunds: bool = False) -> dict[str, object]:
     """Whole-load figures for ``summary.json`` in full precision, with the load's reject counts."""
     row = con.execute(
-        f"SELECT count(DISTINCT user_id) AS n_users, min(ts) AS period_start, max(ts) AS period_end, "
-        f"count(*) FILTER (amount = 0) AS n_zero_amount,{_aggs(net_refunds, 'total_spend')} FROM transactions"
+        "SELECT count(*) AS n_users, sum(n_transactions) AS n_transactions, sum(total_spend) AS total_spend, "
+        "sum(total_spend) / nullif(sum(n_spend_transactions), 0) AS avg_transaction_value, "
+        "sum(n_spend_transactions) AS n_spend_transactions, sum(n_refunds) AS n_refunds, sum(refunds) AS refunds, "
+        f"sum(net_spend) AS net_spend FROM {USER}"
     ).fetchdf().iloc[0]
+    start, end, zero = con.execute(f"SELECT period_start, period_end, n_zero_amount FROM {PERIOD}").fetchone()
     report = tx.report
     out: dict[str, object] = {
         "input": tx.name,
-        "n_transactions": int(row["n_transactions"]),
+        "n_transactions": int(_or0(row["n_transactions"])),
         "n_users": int(row["n_users"]),
-        "total_spend": float(row["total_spend"]),
+        "total_spend": float(_or0(row["total_spend"])),
         "avg_transaction_value": None if pd.isna(row["avg_transaction_value"]) else float(row["avg_transaction_value"]),
-        "n_spend_transactions": int(row["n_spend_transactions"]),
-        "n_zero_amount": int(row["n_zero_amount"]),
-        "n_refunds": int(row["n_refunds"]),
-        "refund_amount": float(row["refunds"]),
-        "period_start": _iso(row["period_start"]),
-        "period_end": _iso(row["period_end"]),
+        "n_spend_transactions": int(_or0(row["n_spend_transactions"])),
+        "n_zero_amount": int(_or0(zero)),
+        "n_refunds": int(_or0(row["n_refunds"])),
+        "refund_amount": float(_or0(row["refunds"])),
+        "period_start": _iso(start),
+        "period_end": _iso(end),
         "rows_in": report.rows_in,
         "rows_accepted": report.accepted,
         "rows_rejected": report.rejected,
@@ -91,8 +121,12 @@ def summary_stats(con: duckdb.DuckDBPyConnection, tx: Transactions, *, net_refun
         "net_refunds": net_refunds,
     }
     if net_refunds:
-        out["net_spend"] = float(row["net_spend"])
+        out["net_spend"] = float(_or0(row["net_spend"]))
     return out
+
+
+def _or0(value: object) -> object:
+    return 0 if value is None or pd.isna(value) else value
 
 
 def _iso(value: object) -> str | None:
@@ -105,7 +139,7 @@ def monthly_overview(con: duckdb.DuckDBPyConnection, *, net_refunds: bool = Fals
     """Per calendar month: active users, spend, mean and median spend per active user, transaction value."""
     net = ", sum(net_spend) AS net_spend" if net_refunds else ""
     return con.execute(
-        f"WITH m AS ({monthly_sql(net_refunds=net_refunds)}) "
+        f"WITH m AS ({monthly_sql(net_refunds=True)}) "
         "SELECT month, count(*) FILTER (spend > 0) AS active_users, sum(n_transactions) AS n_transactions, "
         "sum(spend) AS spend, avg(spend) FILTER (spend > 0) AS mean_spend_per_active_user, "
         "median(spend) FILTER (spend > 0) AS median_spend_per_active_user, "
@@ -114,7 +148,7 @@ def monthly_overview(con: duckdb.DuckDBPyConnection, *, net_refunds: bool = Fals
     ).fetchdf()
 
 
-def per_user_distribution(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
+def per_user_distribution(con: duckdb.DuckDBPyConnection) -> dict[str, float | None]:
     """Quantiles of the per-user average transaction value and total spend (users with spend)."""
     row = con.execute(
         f"WITH u AS ({per_user_sql()}) SELECT "
@@ -144,7 +178,7 @@ def head_rows(con: duckdb.DuckDBPyConnection, sql: str, order_by: str, n: int) -
 
 def period_bounds(con: duckdb.DuckDBPyConnection) -> tuple[dt.date, dt.date] | None:
     """First and last calendar day with a transaction, or None for an empty load."""
-    lo, hi = con.execute("SELECT min(ts)::DATE, max(ts)::DATE FROM transactions").fetchone()
+    lo, hi = con.execute(f"SELECT period_start::DATE, period_end::DATE FROM {PERIOD}").fetchone()
     if lo is None:
         return None
     return lo, hi
