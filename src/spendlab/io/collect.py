@@ -121,7 +121,8 @@ def read_header_csv(
     header: Record | None = None
     positions: dict[str, int] = {}
     record = 0  # logical record number, header = 1
-    for rec in iter_records(path, quoted=True, max_line_bytes=config.max_line_bytes):
+    expected_fields: list[int] = []  # filled from the header: guards multi-line records
+    for rec in iter_records(path, quoted=True, max_line_bytes=config.max_line_bytes, expected_fields=expected_fields):
         if isinstance(rec, Blank):
             file_report.blank_lines += 1
             continue
@@ -130,6 +131,7 @@ def read_header_csv(
             if isinstance(rec, BadRecord):
                 raise InputFileError(str(path), rec.error_type, f"cannot read the header: {rec.message}", line=rec.line)
             header = rec
+            expected_fields.append(len(rec.fields))
             positions = check_header(path, rec, required, config, file_report, strict=sink.mode is Mode.STRICT)
             continue
         file_report.rows_in += 1
