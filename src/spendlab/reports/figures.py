@@ -78,7 +78,7 @@ def daily_spend_figure(daily: pd.DataFrame) -> bytes:
                     seen.add(key)
         ax.set_ylabel("spend per day")
         ax.set_ylim(bottom=0)
-        ax.legend(loc="upper right", fontsize=7, ncol=4, frameon=False)
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=7, ncol=7, frameon=False)
         fig.autofmt_xdate()  # type: ignore[attr-defined]
 
     return _draw(draw)
@@ -168,7 +168,7 @@ def mom_figure(by_month: pd.DataFrame) -> bytes:
         step = max(1, len(x) // 18)
         ax.set_xticks(x[::step], by_month["month"].iloc[::step], rotation=45, ha="right")
         ax.set_ylabel("users")
-        ax.legend(loc="upper right", fontsize=7, ncol=4, frameon=False)
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=7, ncol=4, frameon=False)
 
     return _draw(draw)
 
