@@ -51,11 +51,18 @@ def natural_key(name: str) -> tuple:
     return tuple((0, int(p), p) if p.isdigit() else (1, 0, p.lower()) for p in parts)
 
 
-def discover_deltas(pattern_glob: str, name_pattern: str = DEFAULT_DELTA_PATTERN) -> tuple[list[Path], list[str]]:
-    """Files matched by ``pattern_glob`` (or inside it, for a directory) in natural order, and the ignored ones.
+def delta_sort_key(path: Path) -> tuple:
+    """Order deltas by the number after ``delta`` (``acme_delta-2`` before ``delta_10``), then naturally by name."""
+    m = re.search(r"(?i)delta[_-]?(\d+)", path.name)
+    return (int(m.group(1)) if m else -1, natural_key(path.name))
 
-    Returns ``(deltas, ignored)``: delta files whose name matches ``name_pattern``, naturally sorted by
-    name; every other matched path (summary files, ``.DS_Store``, ``~$x.csv``) is listed as ignored.
+
+def discover_deltas(pattern_glob: str, name_pattern: str = DEFAULT_DELTA_PATTERN) -> tuple[list[Path], list[str]]:
+    """Files matched by ``pattern_glob`` (or inside it, for a directory) in delta order, and the ignored ones.
+
+    Returns ``(deltas, ignored)``: delta files whose name matches ``name_pattern``, sorted by their
+    delta number, then naturally by name (``delta2`` before ``delta10``); every other matched path
+    (summary files, ``.DS_Store``, ``~$x.csv``) is listed as ignored.
     """
     p = Path(pattern_glob)
     if p.is_dir():
@@ -77,7 +84,7 @@ def discover_deltas(pattern_glob: str, name_pattern: str = DEFAULT_DELTA_PATTERN
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise SpendlabError(f"{pattern_glob}: several delta files share the name(s) {dupes}; give one folder")
-    deltas.sort(key=lambda f: natural_key(f.name))
+    deltas.sort(key=delta_sort_key)
     return deltas, sorted(ignored, key=natural_key)
 
 
