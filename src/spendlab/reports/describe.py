@@ -357,6 +357,7 @@ def run_describe(
         spill = tmp / ".duckdb_tmp"
         con.execute("SET temp_directory = ?", [str(spill)])
         con.execute("SET preserve_insertion_order = true")
+        con.execute("SET enable_progress_bar = false")  # library code keeps the terminal quiet
         tx.register(con)
         report = build_report(con, tx, country=country, top_n=top_n, net_refunds=net_refunds)
         for name, (sql_fn, order) in BIG_TABLES.items():

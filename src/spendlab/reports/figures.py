@@ -55,6 +55,14 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def _plain_log_ticks(axis: object) -> None:
+    """Plain tick labels on a log axis (the default ones are mathtext, which is switched off here)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.10g}"))  # type: ignore[attr-defined]
+    axis.set_minor_formatter(NullFormatter())  # type: ignore[attr-defined]
+
+
 def _empty(ax: object, text: str = "no data") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")  # type: ignore[attr-defined]
 
@@ -110,6 +118,7 @@ def transaction_size_figure(hist: pd.DataFrame) -> bytes:
         ax.bar(hist["bin_lower"], hist["n_transactions"], width=hist["bin_upper"] - hist["bin_lower"],
                align="edge", color="#1f77b4", edgecolor="white", lw=0.3)
         ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
         ax.set_xlabel("transaction amount (log scale)")
         ax.set_ylabel("transactions")
 
@@ -237,6 +246,7 @@ def days_per_week_figure(dist: pd.DataFrame) -> bytes:
             return _empty(ax)
         ax.bar(dist["days_with_spend"], dist["user_weeks"], color="#17becf")
         ax.set_yscale("log")
+        _plain_log_ticks(ax.yaxis)
         ax.set_xticks(range(1, 8))
         ax.set_xlabel("distinct days with spend in the ISO week")
         ax.set_ylabel("user-weeks (log)")
