@@ -19,6 +19,7 @@ from spendlab.features.config import FeatureConfig, feature_columns
 from spendlab.features.sql import (
     CALENDAR_TABLE,
     EVENT_DAYS_TABLE,
+    MONEY,
     asof_sql,
     calendar_tables,
     cutoff_timestamp,
@@ -196,7 +197,7 @@ def build_target(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date |
     stop = shift_period(as_of, freq, horizon + 1)
     sql = f"""WITH users AS (SELECT DISTINCT user_id FROM {_q(view)} WHERE ts < {cutoff_timestamp(as_of)}),
 future AS (
-  SELECT user_id, SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS target
+  SELECT user_id, SUM(CASE WHEN amount > 0 THEN CAST(amount AS {MONEY}) ELSE 0 END) AS target
   FROM {_q(view)}
   WHERE ts >= TIMESTAMP '{first.isoformat()} 00:00:00' AND ts < TIMESTAMP '{stop.isoformat()} 00:00:00'
   GROUP BY user_id

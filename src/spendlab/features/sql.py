@@ -50,6 +50,10 @@ from spendlab.features.config import (
 #: Names of the small tables :func:`calendar_tables` builds and the feature SQL joins.
 EVENT_DAYS_TABLE = "spendlab_event_days"
 CALENDAR_TABLE = "spendlab_calendar_covariates"
+#: Exact money type for every sum: a sum of DOUBLEs depends on the order parallel threads add them in,
+#: so reruns would differ in the last bits; fixed-point sums are exact and order-free. Four decimals
+#: keep sub-cent amounts; 14 integer digits hold any amount the reader accepts.
+MONEY = "DECIMAL(18, 4)"
 #: First day the event-day table covers (the reader's default window start).
 CALENDAR_FIRST_DAY = dt.date(1970, 1, 1)
 
@@ -103,7 +107,7 @@ def periods_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str) 
       SUM(CASE WHEN amount > 0 THEN 1 ELSE 0 END) AS n_transactions,
       SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS refund_amount,
       SUM(CASE WHEN amount < 0 THEN 1 ELSE 0 END) AS refund_count
-    FROM ({source}) AS tx
+    FROM (SELECT user_id, ts, CAST(amount AS {MONEY}) AS amount FROM ({source}) AS src) AS tx
     GROUP BY user_id, CAST(ts AS DATE)
   ) AS d
   LEFT JOIN {EVENT_DAYS_TABLE} AS e ON d.day = e.day
@@ -178,17 +182,19 @@ def _feature_exprs(as_of: dt.date, freq: Freq, config: FeatureConfig) -> dict[st
                 mean = f"{r.column}_sum_w{w} / {n_w}"
                 if stat == "mean":
                     expr = mean
-                elif stat == "std":  # population std over the window (defined for one period: 0)
-                    expr = f"SQRT(GREATEST({r.column}_sq_w{w} / {n_w} - ({mean}) * ({mean}), 0))"
+                elif stat == "std":  # population std over the window (defined for one period: 0);
+                    # n * sum(x^2) - sum(x)^2 is exact in fixed point, so a constant series gives 0
+                    num = f"{n_w} * {r.column}_sq_w{w} - {r.column}_sum_w{w} * {r.column}_sum_w{w}"
+                    expr = f"SQRT(GREATEST(({num}) / ({n_w} * {n_w}), 0))"
                 else:
                     expr = f"{r.column}_max_w{w}"
                 ex[rolling_name(r.column, stat, w)] = expr
     for w in spec.trend_windows:
         # OLS slope of spend on t = -k over the last n periods: with t = 0, -1, .., -(n-1),
-        # sum t = -n(n-1)/2 and n*sum t^2 - (sum t)^2 = n^2 (n^2 - 1) / 12.
+        # sum t = -n(n-1)/2 and n*sum t^2 - (sum t)^2 = n^2 (n^2 - 1) / 12; numerator kept exact.
         n = f"LEAST({w}, n_periods)"
-        num = f"(-{n} * spend_ksum_w{w} + {n} * ({n} - 1) / 2 * spend_sum_w{w})"
-        ex[f"trend_slope_window{w}"] = f"CASE WHEN {n} < 2 THEN 0 ELSE {num} / ({n} * {n} * ({n} * {n} - 1) / 12) END"
+        num = f"(6 * {n} * ({n} - 1) * spend_sum_w{w} - 12 * {n} * spend_ksum_w{w})"
+        ex[f"trend_slope_window{w}"] = f"CASE WHEN {n} < 2 THEN 0 ELSE {num} / ({n} * {n} * ({n} * {n} - 1)) END"
     ex["spend_same_period_last_year"] = "spend_same_period_last_year"
     ex["has_last_year"] = f"CASE WHEN n_periods >= {per_year} THEN 1 ELSE 0 END"
     ex["spend_total"] = "spend_total"
