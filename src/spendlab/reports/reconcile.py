@@ -116,6 +116,8 @@ def _summaries(con: duckdb.DuckDBPyConnection) -> None:
         "FROM rebuild r FULL JOIN p1 p ON p.user_id = r.user_id "
         "FULL JOIN s1 s ON s.user_id = coalesce(r.user_id, p.user_id)"
     )
+    con.execute("CREATE OR REPLACE TEMP TABLE suspects AS WITH k AS (SELECT user_id, normkey(user_id) AS nk FROM cmp) "
+                "SELECT user_id FROM k WHERE nk IN (SELECT nk FROM k GROUP BY nk HAVING count(*) > 1)")
     con.execute("CREATE OR REPLACE TEMP TABLE cmp2 AS SELECT *, "
                 "NOT (coalesce(pk = 1, r IS NULL) AND roweq(pv, r)) AS p_bad, "
                 "NOT (coalesce(sk = 1, r IS NULL) AND roweq(sv, r)) AS s_bad FROM cmp")
@@ -148,7 +150,7 @@ def _find_missing_files(
             f"rx AS (SELECT b.user_id, max(b.r) AS r FROM bpf b SEMI JOIN us USING (user_id) "
             f"WHERE b.file_idx NOT IN ({in_list}) GROUP BY b.user_id), "
             "w AS (SELECT us.user_id, us.r.f AS wf, rx.r AS rx FROM us LEFT JOIN rx USING (user_id) "
-            "WHERE NOT roweq(rx.r, us.r)) "
+            "WHERE NOT roweq(rx.r, us.r) AND us.user_id NOT IN (SELECT user_id FROM suspects)) "
             f"SELECT wf, count(*), count(*) FILTER (coalesce(c.{k}k, 1) = 1 AND roweq(c.{k}v, w.rx)) "
             "FROM w JOIN cmp2 c USING (user_id) GROUP BY wf"
         ).fetchall()
@@ -167,7 +169,8 @@ def _find_missing_files(
             f"rx AS (SELECT b.user_id, max(b.r) AS r FROM bpf b SEMI JOIN us USING (user_id) "
             f"WHERE b.file_idx NOT IN ({in_list}) GROUP BY b.user_id) "
             "SELECT us.user_id, us.r.f FROM us LEFT JOIN rx USING (user_id) JOIN cmp2 c USING (user_id) "
-            f"WHERE NOT roweq(rx.r, us.r) AND coalesce(c.{k}k, 1) = 1 AND roweq(c.{k}v, rx.r)"
+            f"WHERE NOT roweq(rx.r, us.r) AND coalesce(c.{k}k, 1) = 1 AND roweq(c.{k}v, rx.r) "
+            "AND us.user_id NOT IN (SELECT user_id FROM suspects)"
         )
     return best, evidence
 
@@ -201,6 +204,8 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
     SELECT b.user_id,
       CASE
         WHEN b.{k}k > 1 THEN 'duplicate_in_file'
+        WHEN b.r IS NULL AND sus.user_id IS NOT NULL THEN 'extra_user'
+        WHEN b.{k}k IS NULL AND sus.user_id IS NOT NULL THEN 'missing_user'
         WHEN f.user_id IS NOT NULL THEN 'file_not_loaded'
         WHEN b.r IS NULL THEN 'extra_user'
         WHEN b.{k}k IS NULL THEN 'missing_user'
@@ -213,6 +218,7 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
       END AS cause,
       CASE
         WHEN b.{k}k > 1 THEN {-1 if side == 'platform' else -2}
+        WHEN (b.r IS NULL OR b.{k}k IS NULL) AND sus.user_id IS NOT NULL THEN NULL
         WHEN f.user_id IS NOT NULL THEN f.file_idx
         WHEN b.r IS NULL OR b.{k}k IS NULL OR b.{k}v.b IS NULL THEN NULL
         WHEN dupm.f IS NOT NULL AND b.{k}v.b <= b.r.b THEN dupm.f
@@ -220,8 +226,8 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
       END AS file_idx,
       CASE
         WHEN b.{k}k > 1 THEN '{nonunique}'
-        WHEN f.user_id IS NOT NULL THEN '{stale_cls}'
         WHEN (b.r IS NULL OR b.{k}k IS NULL) AND sus.user_id IS NOT NULL THEN 'KEY_FORMAT_SUSPECT'
+        WHEN f.user_id IS NOT NULL THEN '{stale_cls}'
         WHEN b.r IS NULL AND rej.user_id IS NOT NULL THEN 'REJECTED_INPUT'
         WHEN b.r IS NULL THEN '{'MISSING_IN_PLATFORM' if side == 'source' else 'EXTRA_IN_PLATFORM'}'
         WHEN b.{k}k IS NULL THEN '{missing_cls}'
@@ -237,9 +243,9 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
       END AS class,
       CASE
         WHEN b.{k}k > 1 THEN '{side} summary has ' || b.{k}k || ' rows for this user; values not compared'
-        WHEN f.user_id IS NOT NULL THEN '{side} row equals the rebuild without ' || fname(f.file_idx)
         WHEN (b.r IS NULL OR b.{k}k IS NULL) AND sus.user_id IS NOT NULL
           THEN 'keys differ only in format: "' || b.user_id || '" vs ' || sus.others || '; never joined'
+        WHEN f.user_id IS NOT NULL THEN '{side} row equals the rebuild without ' || fname(f.file_idx)
         WHEN b.r IS NULL AND rej.user_id IS NOT NULL THEN 'only rejected delta rows: ' || rej.lines
         WHEN b.r IS NULL THEN 'no delta contains this user ({side} has it{', the platform does not' if side == 'source' else ''})'
         WHEN b.{k}k IS NULL THEN 'in the rebuild (' || fname(b.r.f) || ' line ' || b.r.n || ', batch ' || b.r.b
