@@ -321,3 +321,19 @@ def test_field_errors_carry_their_catalogue_type():
     with pytest.raises(FieldError) as exc:
         parse_amount("1.00 EUR")
     assert exc.value.error_type == "AMOUNT_FORMAT"
+
+
+@settings(max_examples=200, deadline=None)
+@given(amount=st.text(max_size=8), ws=st.sampled_from(["", " ", "\t", "\n", "\r\n", "\x0c", "\u00a0"]))
+def test_the_data_fast_path_agrees_with_the_json_parser(amount, ws):
+    """``{"amount":"..."}`` is read without json.loads; it must accept and reject exactly as json does."""
+    from spendlab.io.millions import parse_data_amount
+
+    data = f'{ws}{{{ws}"amount"{ws}:{ws}{json.dumps(amount)}{ws}}}{ws}'
+    try:
+        expected = json.loads(data)["amount"]
+    except json.JSONDecodeError:
+        with pytest.raises(FieldError):
+            parse_data_amount(data)
+    else:
+        assert parse_data_amount(data) == expected

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ from spendlab.io.records import Record
 from spendlab.io.rejects import RejectSink
 
 COLUMNS = ("type", "data", "created_at", "user_id")
+#: The usual shape of ``data``: one ``amount`` key with an escape-free string value. It is read
+#: without the JSON parser (the same result, several times faster); anything else goes to json.
+_WS = "[ \t\n\r]*"  # JSON's whitespace (narrower than regex \s)
+_SIMPLE_DATA = re.compile(f'{_WS}\\{{{_WS}"amount"{_WS}:{_WS}"([^"\\\\\\x00-\\x1f]*)"{_WS}\\}}{_WS}')
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -36,6 +41,9 @@ def _non_finite(token: str) -> Any:
 
 def parse_data_amount(data: str) -> str | Decimal:
     """Extract ``amount`` from the JSON ``data`` field without losing precision."""
+    simple = _SIMPLE_DATA.fullmatch(data)
+    if simple:
+        return simple.group(1)
     if not data.strip():
         raise FieldError("EMPTY_FIELD", "data is empty")
     try:
