@@ -100,3 +100,9 @@ def test_bad_generator_arguments_are_one_line_errors(tmp_path):
     with pytest.raises(SpendlabError, match="must be positive"):
         synth_transactions(tmp_path / "x", users=0)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_users_first_transaction_is_a_purchase_never_a_refund(synth18):
+    _, _, df = synth18
+    first = df.sort_values(["user_id", "ts"], kind="stable").groupby("user_id").head(1)
+    assert (first["amount"] > 0).all()

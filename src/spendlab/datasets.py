@@ -149,6 +149,9 @@ def synth_transactions(
             amount = np.where(refund, -np.round(amount * rng.uniform(0.1, 1.0, k), 2), amount)
             order = np.lexsort((ts_us, u_rep))
             u_rep, ts_us, amount = u_rep[order], ts_us[order], amount[order]
+            first = np.ones(k, dtype=bool)
+            first[1:] = u_rep[1:] != u_rep[:-1]
+            amount = np.where(first, np.abs(amount), amount)  # a refund needs an earlier purchase
             ids = np.char.add("u", np.char.zfill((u_rep + lo + 1).astype(str), pad))
             total += k
             if fmt == "parquet":
