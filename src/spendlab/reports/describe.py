@@ -145,10 +145,11 @@ def build_insights(con: duckdb.DuckDBPyConnection, *, country: str = "US", top_n
     return [
         Insight("daily_spend", "Daily spend, with holidays and retail events", ins.daily_spend_takeaway(daily),
                 figs.daily_spend_figure(daily), {"daily_spend": daily}, "daily_spend",
-                "Table: the days with the most spend. Markers: " + ", ".join(figs._EVENT_COLOURS) + f" ({country})."),
+                "Table: the marked days (or, without any, the days with the most spend). Markers: "
+                + ", ".join(figs._EVENT_COLOURS) + f" ({country})."),
         Insight("weekday_hour", "When people buy: weekday x hour (UTC)", ins.weekday_hour_takeaway(grid),
                 figs.weekday_hour_figure(grid), {"weekday_hour": grid}, "weekday_hour",
-                "Table: the busiest weekday-hour cells."),
+                "Table: the busiest weekday-hour cells with any transaction."),
         Insight("transaction_size", "Transaction size distribution (log scale)", ins.transaction_size_takeaway(quantiles),
                 figs.transaction_size_figure(hist),
                 {"transaction_size": hist, "transaction_size_quantiles": quant_table}, "transaction_size_quantiles"),
@@ -204,9 +205,16 @@ def format_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 def _sorted_preview(key: str, df: pd.DataFrame, n: int) -> pd.DataFrame:
     if key == "daily_spend":
+        marked = df[df["events"] != ""]
+        if len(marked):
+            return marked.head(n)
         return df.sort_values(["spend", "date"], ascending=[False, True]).head(n)
     if key == "weekday_hour":
-        return df.sort_values(["n_transactions", "weekday", "hour"], ascending=[False, True, True]).head(n)
+        busy = df[df["n_transactions"] > 0]
+        return busy.sort_values(["n_transactions", "weekday", "hour"], ascending=[False, True, True]).head(n)
+    if key == "mom_top_movers":
+        up, down = df[df["change"] > 0], df[df["change"] < 0].sort_values("change")
+        return pd.concat([up.head((n + 1) // 2), down.head(n // 2)])
     if key in ("new_returning_monthly", "active_users_weekly"):
         return df.tail(n)
     return df.head(n)
@@ -239,8 +247,9 @@ def render_html(report: DescribeReport, *, top_n: int = 20) -> str:
         if i.preview:
             preview = _sorted_preview(i.preview, i.tables[i.preview], top_n)
             table = _html_table(preview, top_n)
-            if len(i.tables[i.preview]) > top_n:
-                table["note"] = f"showing {top_n} of {len(i.tables[i.preview]):,} rows; full table in insights/{i.preview}.csv"
+            full = len(i.tables[i.preview])
+            if len(preview) < full:
+                table["note"] = f"showing {len(preview)} of {full:,} rows; full table in insights/{i.preview}.csv"
         insights.append({"key": i.key, "title": i.title, "takeaway": i.takeaway, "figure": figs.data_uri(i.figure),
                          "table": table, "note": i.note})
     rows = [("transactions (accepted rows)", f"{s['n_transactions']:,}"),
