@@ -276,3 +276,26 @@ def test_money_is_summed_in_full_precision_and_rounded_only_when_written(tmp_pat
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["total_spend"] == 0.01
     monthly = pd.read_csv(tmp_path / "out" / "monthly_spend_per_user.csv", dtype=str)
     assert monthly["spend"].tolist() == ["0.01"]
+
+
+def test_parquet_input_is_aggregated_in_duckdb_without_materialising_rows(tmp_path: Path, monkeypatch) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from spendlab.io.load import Transactions
+
+    table = pa.table({"user_id": ["a", "a", "b"],
+                      "ts": pa.array(pd.to_datetime(["2023-01-02", "2023-01-03", "2023-02-01"], utc=True)),
+                      "amount": [1.25, 2.50, -1.00]})
+    pq.write_table(table, tmp_path / "t.parquet")
+    tx = load_transactions(str(tmp_path / "t.parquet"), "generic")
+    assert tx.table is None  # a SQL view over the file
+
+    def refuse(self):
+        raise AssertionError("describe must not pull raw rows out of DuckDB")
+
+    monkeypatch.setattr(Transactions, "to_arrow", refuse)
+    monkeypatch.setattr(Transactions, "to_pandas", refuse)
+    result = run_describe(tx, tmp_path / "out")
+    assert (result["summary"]["n_transactions"], result["summary"]["total_spend"]) == (3, 3.75)
+    assert result["files"]["monthly_spend_per_user.csv"] == 2  # a in 2023-01, b in 2023-02
