@@ -219,6 +219,10 @@ def generate_deltas(
         reserved |= set(chosen)
         key.append({"cause": "missing_user", "side": "platform", "file": None, "users": sorted(chosen)})
 
+    empty = [f["cause"] for f in key if not f["users"]]
+    if empty:
+        raise ConfigError(f"scenario {'+'.join(names)} with {users} users and {files} files leaves no user for "
+                          f"{', '.join(empty)}; use more users or files")
     s_spend = source["total_spend"].astype("int64")
     p_spend = platform["total_spend"].astype("int64")
     for fault in key:
