@@ -113,12 +113,19 @@ def build_report(
                                "days_with_spend DESC, week_start DESC, user_id", top_n),
         days_figure=figs.days_per_week_figure(dist),
     )
-    report.insights = build_insights(con, country=country, top_n=top_n)
+    report.insights = build_insights(con, country=country, top_n=top_n,
+                                     median_user_spend=report.user_distribution["spend_median"])
     return report
 
 
-def build_insights(con: duckdb.DuckDBPyConnection, *, country: str = "US", top_n: int = 20) -> list[Insight]:
-    """Every insight of the report, in reading order."""
+def build_insights(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    country: str = "US",
+    top_n: int = 20,
+    median_user_spend: float | None = None,
+) -> list[Insight]:
+    """Every insight of the report, in reading order (``prepare`` must have run on ``con``)."""
     from spendlab.calendar import calendar_events
 
     bounds = qt.period_bounds(con)
@@ -132,7 +139,8 @@ def build_insights(con: duckdb.DuckDBPyConnection, *, country: str = "US", top_n
     curve, gini = ins.lorenz_table(con)
     top = ins.spenders_table(con, top_n, top=True)
     bottom = ins.spenders_table(con, top_n, top=False)
-    median_spender = qt.per_user_distribution(con)["spend_median"]
+    if median_user_spend is None:
+        median_user_spend = qt.per_user_distribution(con)["spend_median"]
     by_month = ins.mom_by_month_table(con)
     last_month = str(by_month["month"].iloc[-1]) if len(by_month) else None
     movers = ins.mom_movers_table(con, last_month, top_n) if last_month else pd.DataFrame(
@@ -156,7 +164,7 @@ def build_insights(con: duckdb.DuckDBPyConnection, *, country: str = "US", top_n
         Insight("concentration", "Spend concentration", ins.concentration_takeaway(conc, gini),
                 figs.lorenz_figure(curve, gini), {"spend_concentration": conc, "lorenz_curve": curve},
                 "spend_concentration", "Users with no gross spend (only zero amounts or refunds) count as zero."),
-        Insight("spenders", "Top and bottom spenders", ins.spenders_takeaway(top, bottom, median_spender),
+        Insight("spenders", "Top and bottom spenders", ins.spenders_takeaway(top, bottom, median_user_spend),
                 figs.spenders_figure(top), {"top_spenders": top, "bottom_spenders": bottom}, "top_spenders",
                 "Bottom spenders: users with the lowest positive gross spend (insights/bottom_spenders.csv)."),
         Insight("mom_change", "Month-over-month change per user", ins.mom_takeaway(by_month, movers),
@@ -324,7 +332,7 @@ BIG_TABLES = {
     "avg_transaction_value_per_user.csv": (lambda net: qt.per_user_sql(net_refunds=net), "user_id"),
     "monthly_spend_per_user.csv": (lambda net: qt.monthly_sql(net_refunds=net), "user_id, month"),
     "days_spent_per_week.csv": (lambda net: qt.days_per_week_sql(), "user_id, week_start"),
-    "insights/mom_change_per_user.csv": (lambda net: ins.mom_change_sql(), "user_id, month"),
+    "insights/mom_change_per_user.csv": (lambda net: f"SELECT * FROM {qt.MOM}", "user_id, month"),
 }
 
 

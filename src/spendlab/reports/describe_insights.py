@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from spendlab.reports.describe_tables import USER, USER_MONTH, USER_WEEK
+from spendlab.reports.describe_tables import MOM, USER, USER_MONTH, USER_WEEK
 
 #: Event names drawn on the daily-spend figure (holidays and retail events from ``spendlab.calendar``).
 MARKER_PATTERN = r"Thanksgiving|Black Friday|Cyber Monday|Christmas|New Year"
@@ -240,33 +240,10 @@ def spenders_takeaway(top: pd.DataFrame, bottom: pd.DataFrame, median_user_spend
 # ---------------------------------------------------------------------------------------------
 
 
-def mom_change_sql() -> str:
-    """Per user and month: gross spend against the previous calendar month (0 when inactive).
-
-    A row exists when the user had spend in the month or in the month before; ``direction`` is
-    ``started`` (0 -> >0), ``stopped`` (>0 -> 0), ``increased``, ``decreased`` or ``unchanged``.
-    Only months after the first and up to the last month of the data are emitted (the first month
-    has no previous month to compare with).
-    """
-    return (
-        f"WITH m AS (SELECT user_id, month_start AS month, spend FROM {USER_MONTH} WHERE spend > 0), "
-        "lim AS (SELECT min(month) AS first_month, max(month) AS last_month FROM m), "
-        "p AS (SELECT user_id, CAST(month + INTERVAL 1 MONTH AS DATE) AS month, spend AS prev_spend FROM m), "
-        "j AS (SELECT coalesce(m.user_id, p.user_id) AS user_id, coalesce(m.month, p.month) AS month_d, "
-        "coalesce(p.prev_spend, 0) AS prev_spend, coalesce(m.spend, 0) AS spend "
-        "FROM m FULL OUTER JOIN p ON m.user_id = p.user_id AND m.month = p.month) "
-        "SELECT user_id, strftime(month_d, '%Y-%m') AS month, prev_spend, spend, spend - prev_spend AS change, "
-        "CASE WHEN prev_spend > 0 THEN (spend - prev_spend) / prev_spend END AS pct_change, "
-        "CASE WHEN prev_spend = 0 THEN 'started' WHEN spend = 0 THEN 'stopped' "
-        "WHEN spend > prev_spend THEN 'increased' WHEN spend < prev_spend THEN 'decreased' ELSE 'unchanged' END "
-        "AS direction FROM j, lim WHERE month_d > lim.first_month AND month_d <= lim.last_month"
-    )
-
-
 def mom_by_month_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Per month: how many users increased, decreased, started, stopped, and the summed changes."""
     df = con.execute(
-        f"WITH c AS ({mom_change_sql()}) SELECT month, "
+        f"WITH c AS (SELECT * FROM {MOM}) SELECT month, "
         "count(*) FILTER (direction = 'increased') AS increased, count(*) FILTER (direction = 'decreased') AS decreased, "
         "count(*) FILTER (direction = 'unchanged') AS unchanged, count(*) FILTER (direction = 'started') AS started, "
         "count(*) FILTER (direction = 'stopped') AS stopped, "
@@ -280,7 +257,7 @@ def mom_by_month_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 def mom_movers_table(con: duckdb.DuckDBPyConnection, month: str, n: int) -> pd.DataFrame:
     """The ``n`` largest increases and ``n`` largest decreases of ``month`` against the month before."""
     return con.execute(
-        f"WITH c AS ({mom_change_sql()}), k AS (SELECT * FROM c WHERE month = ?) "
+        f"WITH k AS (SELECT * FROM {MOM} WHERE month = ?) "
         f"(SELECT * FROM k WHERE change > 0 ORDER BY change DESC, user_id LIMIT {int(n)}) UNION ALL "
         f"(SELECT * FROM k WHERE change < 0 ORDER BY change ASC, user_id LIMIT {int(n)}) "
         "ORDER BY change DESC, user_id", [month]

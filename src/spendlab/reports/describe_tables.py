@@ -22,15 +22,17 @@ import pandas as pd
 from spendlab.io.load import Transactions
 
 #: Intermediate tables built once by :func:`prepare` (the raw rows are scanned a handful of times, not
-#: once per table): per user and month, per user, and per user and ISO week (days with spend).
+#: once per table): per user and month, per user, per user and ISO week (days with spend), and the
+#: month-over-month change per user.
 USER_MONTH = "describe_user_month"
 USER = "describe_user"
 USER_WEEK = "describe_user_week"
 PERIOD = "describe_period"
+MOM = "describe_mom_change"
 
 
 def prepare(con: duckdb.DuckDBPyConnection) -> None:
-    """Aggregate the ``transactions`` view into the per-user-month, per-user and per-user-week tables.
+    """Aggregate ``transactions`` into per-user-month, per-user, per-user-week and month-over-month tables.
 
     Money is kept in full double precision. ``n_transactions`` counts every row; ``spend`` sums positive
     amounts; ``refunds`` is minus the sum of negative amounts; ``net_spend`` sums all amounts.
@@ -53,6 +55,7 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
         "CAST(date_trunc('week', ts) AS DATE) AS week_start, count(DISTINCT CAST(ts AS DATE)) AS days_with_spend, "
         "sum(amount) AS spend FROM transactions WHERE amount > 0 GROUP BY ALL"
     )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {MOM} AS {mom_change_sql()}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {PERIOD} AS SELECT min(ts) AS period_start, max(ts) AS period_end, "
                 "count(*) FILTER (amount = 0) AS n_zero_amount FROM transactions")
 
@@ -88,6 +91,29 @@ def days_per_week_sql() -> str:
     New Year is one row. Weeks in which the user only had refunds or zero amounts are absent.
     """
     return f"SELECT user_id, iso_year, iso_week, week_start, days_with_spend FROM {USER_WEEK}"
+
+
+def mom_change_sql() -> str:
+    """Per user and month: gross spend against the previous calendar month (0 when inactive).
+
+    A row exists when the user had spend in the month or in the month before; ``direction`` is
+    ``started`` (0 -> >0), ``stopped`` (>0 -> 0), ``increased``, ``decreased`` or ``unchanged``.
+    Only months after the first and up to the last month of the data are emitted (the first month
+    has no previous month to compare with).
+    """
+    return (
+        f"WITH m AS (SELECT user_id, month_start AS month, spend FROM {USER_MONTH} WHERE spend > 0), "
+        "lim AS (SELECT min(month) AS first_month, max(month) AS last_month FROM m), "
+        "p AS (SELECT user_id, CAST(month + INTERVAL 1 MONTH AS DATE) AS month, spend AS prev_spend FROM m), "
+        "j AS (SELECT coalesce(m.user_id, p.user_id) AS user_id, coalesce(m.month, p.month) AS month_d, "
+        "coalesce(p.prev_spend, 0) AS prev_spend, coalesce(m.spend, 0) AS spend "
+        "FROM m FULL OUTER JOIN p ON m.user_id = p.user_id AND m.month = p.month) "
+        "SELECT user_id, strftime(month_d, '%Y-%m') AS month, prev_spend, spend, spend - prev_spend AS change, "
+        "CASE WHEN prev_spend > 0 THEN (spend - prev_spend) / prev_spend END AS pct_change, "
+        "CASE WHEN prev_spend = 0 THEN 'started' WHEN spend = 0 THEN 'stopped' "
+        "WHEN spend > prev_spend THEN 'increased' WHEN spend < prev_spend THEN 'decreased' ELSE 'unchanged' END "
+        "AS direction FROM j, lim WHERE month_d > lim.first_month AND month_d <= lim.last_month"
+    )
 
 
 def summary_stats(con: duckdb.DuckDBPyConnection, tx: Transactions, *, net_refunds: bool = False) -> dict[str, object]:
