@@ -25,7 +25,6 @@ Rules (documented in docs/decisions.md, "Reconciliation"):
 from __future__ import annotations
 
 import itertools
-import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,18 +52,21 @@ _SIDE_KEY = {"platform": "p", "source": "s"}
 class ReconcileResult:
     """What the comparison found.
 
-    ``summary`` is the JSON-able headline (totals, gap, files, causes, flags); ``users`` has one row
-    per differing user (``user_id, cause, side, file, class, detail, amount, platform_spend,
-    source_spend, rebuilt_spend, secondary``); ``flags`` lists delta-level findings (``class, user_id,
-    files, lines, detail``). ``con`` still holds the tables ``user_diffs`` and ``rejects`` (possibly
-    millions of rows) for the writer to stream out.
+    ``summary`` is the JSON-able headline (totals, gap, files, causes, flags); ``flags`` lists
+    delta-level findings (``class, user_id, files, lines, detail``). The per-user tables stay in
+    DuckDB on ``con`` (they can hold millions of rows): ``user_causes`` (one row per differing user:
+    ``user_id, cause, side, file, class, detail, amount, p_spend, s_spend, r_spend, secondary``),
+    ``user_diffs`` and ``rejects``; :attr:`users` reads ``user_causes`` into pandas for small runs.
     """
 
     summary: dict
-    users: pd.DataFrame
     flags: pd.DataFrame
     con: duckdb.DuckDBPyConnection
     file_names: list[str] = field(default_factory=list)
+
+    @property
+    def users(self) -> pd.DataFrame:
+        return self.con.execute("SELECT * EXCLUDE (file_idx, r_file) FROM user_causes ORDER BY user_id").df()
 
 
 def _macros(con: duckdb.DuckDBPyConnection, tolerance: float, rel_tolerance: float) -> None:
@@ -284,6 +286,8 @@ def _user_table(con: duckdb.DuckDBPyConnection) -> None:
     FROM cmp2 c LEFT JOIN cause_p p USING (user_id) LEFT JOIN cause_s s USING (user_id)
     WHERE c.p_bad OR c.s_bad
     """)
+    con.execute("ALTER TABLE user_causes ADD COLUMN file VARCHAR")
+    con.execute("UPDATE user_causes SET file = n.name FROM file_names n WHERE n.file_idx = user_causes.file_idx")
 
 
 def _user_diffs(con: duckdb.DuckDBPyConnection, names: dict[int, str]) -> None:
@@ -387,12 +391,8 @@ def reconcile_tables(
         _side_causes(con, side)
     _user_table(con)
     _user_diffs(con, names)
-    users = con.execute("SELECT * FROM user_causes ORDER BY user_id").df()
-    users["file"] = [None if pd.isna(f) else names.get(int(f)) for f in users["file_idx"]]
-    users = users.drop(columns=["file_idx"])
-    summary = _summary(con, inputs, users, names, missing, evidence, tolerance, rel_tolerance,
-                       expect_contiguous_batches)
-    return ReconcileResult(summary, users, _flags(con, names), con, [f.name for f in inputs.deltas])
+    summary = _summary(con, inputs, names, missing, evidence, tolerance, rel_tolerance, expect_contiguous_batches)
+    return ReconcileResult(summary, _flags(con, names), con, [f.name for f in inputs.deltas])
 
 
 def _file_rows(con: duckdb.DuckDBPyConnection, inputs: ReconcileInputs, missing: dict) -> list[dict]:
@@ -426,31 +426,36 @@ def _file_rows(con: duckdb.DuckDBPyConnection, inputs: ReconcileInputs, missing:
     return rows
 
 
-def _summary(con, inputs, users, names, missing, evidence, tolerance, rel_tolerance, contiguous) -> dict:
+def _summary(con, inputs, names, missing, evidence, tolerance, rel_tolerance, contiguous) -> dict:
     source_total = _fsum(con, "SELECT fsum(total_spend) FROM source")
     platform_total = _fsum(con, "SELECT fsum(total_spend) FROM platform")
     rebuilt_total = _fsum(con, "SELECT fsum(r.s) FROM rebuild")
     gap = source_total - platform_total
-    causes = []
-    if not users.empty:
-        grouped = users.assign(file=users["file"].fillna("")).groupby(["cause", "side", "file"], sort=False)
-        for (cause, side, file), g in grouped:
-            causes.append({"cause": cause, "side": side, "file": file or None, "users": int(len(g)),
-                           "amount": round(math.fsum(g["amount"]), 6),
-                           "gross_amount": round(math.fsum(g["amount"].abs()), 6),
-                           "classes": dict(sorted(g["class"].value_counts().items()))})
+    classes_by: dict[tuple, dict] = {}
+    for cause, side, file, cls, n in con.execute(
+            "SELECT cause, side, file, class, count(*) FROM user_causes GROUP BY ALL ORDER BY ALL").fetchall():
+        classes_by.setdefault((cause, side, file), {})[cls] = int(n)
+    causes = [
+        {"cause": cause, "side": side, "file": file, "users": int(n), "amount": round(float(amount), 6),
+         "gross_amount": round(float(gross), 6), "classes": classes_by[(cause, side, file)]}
+        for cause, side, file, n, amount, gross in con.execute(
+            "SELECT cause, side, file, count(*), fsum(amount), fsum(abs(amount)) FROM user_causes GROUP BY ALL"
+        ).fetchall()
+    ]
     order = {c: i for i, c in enumerate(CAUSES)}
     causes.sort(key=lambda c: (order[c["cause"]], c["side"], c["file"] or ""))
-    unexplained = math.fsum(users.loc[users["cause"] == "unexplained", "amount"]) if len(users) else 0.0
-    explained = math.fsum(users.loc[users["cause"] != "unexplained", "amount"]) if len(users) else 0.0
+    n_bad, n_unexpl, explained, unexplained = con.execute(
+        "SELECT count(*), count(*) FILTER (cause = 'unexplained'), coalesce(fsum(amount) FILTER "
+        "(cause <> 'unexplained'), 0), coalesce(fsum(amount) FILTER (cause = 'unexplained'), 0) FROM user_causes"
+    ).fetchone()
+    explained, unexplained, n_bad = float(explained), float(unexplained), int(n_bad)
     within = gap - explained - unexplained
     n_union, n_exact = con.execute(
         "SELECT count(*), count(*) FILTER (NOT p_bad AND NOT s_bad AND exact(pv, r) AND exact(sv, r)) FROM cmp2"
     ).fetchone()
-    n_bad = len(users)
     class_counts = {"MATCH": int(n_exact), "MATCH_WITHIN_TOL": int(n_union - n_exact - n_bad)}
-    if n_bad:
-        class_counts.update({k: int(v) for k, v in users["class"].value_counts().items()})
+    class_counts.update({k: int(v) for k, v in con.execute(
+        "SELECT class, count(*) FROM user_causes GROUP BY 1").fetchall()})
     max_tol = _fsum(con, "SELECT max(greatest(coalesce(abs(pv.s - r.s), 0), coalesce(abs(sv.s - r.s), 0), "
                          "coalesce(abs(pv.l - r.l), 0), coalesce(abs(sv.l - r.l), 0))) FROM cmp2 "
                          "WHERE NOT p_bad AND NOT s_bad")
@@ -475,7 +480,7 @@ def _summary(con, inputs, users, names, missing, evidence, tolerance, rel_tolera
         "within_tolerance": round(within, 6),
         "share_explained": round(explained / gap, 6) if abs(gap) > 1e-9 else None,
         "users": {"union": int(n_union), "differing": n_bad,
-                  "unexplained": int((users["cause"] == "unexplained").sum()) if n_bad else 0,
+                  "unexplained": int(n_unexpl),
                   "platform": int(con.execute("SELECT count(*) FROM platform").fetchone()[0]),
                   "source": int(con.execute("SELECT count(*) FROM source").fetchone()[0]),
                   "rebuilt": int(con.execute("SELECT count(*) FROM rebuild").fetchone()[0])},

@@ -75,21 +75,21 @@ def _md(value: object) -> str:
 
 
 def worked_examples(result: ReconcileResult, per_cause: int = 3) -> list[dict]:
-    """A few affected users per (cause, side, file): their rows on each side and in the rebuild."""
-    users = result.users
-    if users.empty:
+    """A few affected users per (cause, side, file), largest amounts first: their rows on each side."""
+    picks = result.con.execute(
+        "SELECT user_id, cause, side, file, class, detail, amount FROM (SELECT *, row_number() OVER (PARTITION BY "
+        "cause, side, file ORDER BY abs(amount) DESC, user_id) AS k FROM user_causes) WHERE k <= ? "
+        "ORDER BY user_id", [per_cause]).fetchall()
+    if not picks:
         return []
-    picks = (users.assign(abs_amount=users["amount"].abs(), file_=users["file"].fillna(""))
-             .sort_values(["abs_amount", "user_id"], ascending=[False, True])
-             .groupby(["cause", "side", "file_"], sort=False).head(per_cause))
-    ids = picks["user_id"].tolist()
-    diffs = result.con.execute("SELECT * FROM user_diffs WHERE user_id IN (SELECT unnest(?))", [ids]).df()
-    out = []
-    for _, row in picks.iterrows():
-        d = diffs[diffs["user_id"] == row["user_id"]]
-        out.append({"user_id": row["user_id"], "cause": row["cause"], "side": row["side"], "file": row["file"],
-                    "class": row["class"], "detail": row["detail"], "amount": float(row["amount"]),
-                    "rows": d[["column", "platform", "source", "rebuilt"]].fillna("").to_dict("records")})
+    rows: dict[str, list[dict]] = {}
+    for uid, col, p, s, r in result.con.execute(
+            'SELECT d.user_id, d."column", d.platform, d.source, d.rebuilt FROM user_diffs d '
+            "WHERE d.user_id IN (SELECT unnest(?)) ORDER BY d.rowid", [[p[0] for p in picks]]).fetchall():
+        rows.setdefault(uid, []).append({"column": col, "platform": p or "", "source": s or "", "rebuilt": r or ""})
+    out = [{"user_id": uid, "cause": cause, "side": side, "file": file, "class": cls, "detail": detail,
+            "amount": float(amount), "rows": rows.get(uid, [])}
+           for uid, cause, side, file, cls, detail, amount in picks]
     order = {c: i for i, c in enumerate(CAUSES)}
     out.sort(key=lambda e: (order[e["cause"]], e["side"], e["file"] or "", -abs(e["amount"]), e["user_id"]))
     return out
@@ -225,13 +225,11 @@ def write_outputs(result: ReconcileResult, out_dir: Path) -> list[Path]:
                    f'source, {n["rebuilt"]} AS rebuilt, cause, {n["file"]} AS file FROM user_diffs '
                    'ORDER BY rowid', p)
     paths.append(p)
-    users = result.users.copy()
-    for col in ("user_id", "file", "detail", "secondary"):
-        users[col] = users[col].map(neutralise_formula)
+    u = {c: _NEUTRAL.format(c=f'"{c}"') for c in ("user_id", "file", "detail", "secondary")}
     p = out_dir / "user_causes.csv"
-    users[["user_id", "cause", "side", "file", "class", "detail", "amount", "p_spend", "s_spend", "r_spend",
-           "secondary"]].rename(columns={"p_spend": "platform_spend", "s_spend": "source_spend",
-                                         "r_spend": "rebuilt_spend"}).to_csv(p, index=False)
+    _copy_csv(con, f'SELECT {u["user_id"]} AS user_id, cause, side, {u["file"]} AS file, class, {u["detail"]} AS '
+                   f'detail, amount, p_spend AS platform_spend, s_spend AS source_spend, r_spend AS rebuilt_spend, '
+                   f'{u["secondary"]} AS secondary FROM user_causes ORDER BY user_id', p)
     paths.append(p)
     rn = {c: _NEUTRAL.format(c=f'"{c}"') for c in ("file", "raw", "message")}
     p = out_dir / "rejects.csv"
