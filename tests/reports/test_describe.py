@@ -172,7 +172,8 @@ def test_month_over_month_change_per_user(gross_out: Path, con) -> None:
 
 def test_new_returning_and_cohort_retention(con) -> None:
     monthly = ins.new_returning_table(con, "month")
-    assert monthly[["new_users", "returning_users", "active_users"]].values.tolist() == [[1, 0, 1], [1, 1, 2], [1, 0, 1]]
+    assert monthly[["new_users", "returning_users", "active_users"]].values.tolist() == [
+        [1, 0, 1], [1, 1, 2], [1, 0, 1]]
     weekly = ins.new_returning_table(con, "week")
     assert weekly[["iso_year", "iso_week", "new_users", "returning_users"]].values.tolist() == [
         [2021, 52, 1, 0], [2022, 1, 1, 1], [2022, 6, 1, 0]]

@@ -158,7 +158,8 @@ def build_insights(
         Insight("weekday_hour", "When people buy: weekday x hour (UTC)", ins.weekday_hour_takeaway(grid),
                 figs.weekday_hour_figure(grid), {"weekday_hour": grid}, "weekday_hour",
                 "Table: the busiest weekday-hour cells with any transaction."),
-        Insight("transaction_size", "Transaction size distribution (log scale)", ins.transaction_size_takeaway(quantiles),
+        Insight("transaction_size", "Transaction size distribution (log scale)",
+                ins.transaction_size_takeaway(quantiles),
                 figs.transaction_size_figure(hist),
                 {"transaction_size": hist, "transaction_size_quantiles": quant_table}, "transaction_size_quantiles"),
         Insight("concentration", "Spend concentration", ins.concentration_takeaway(conc, gini),
@@ -176,7 +177,8 @@ def build_insights(
                 ins.new_returning_takeaway(nr_month),
                 figs.new_returning_figure(nr_week),
                 {"new_returning_weekly": nr_week, "new_returning_monthly": nr_month},
-                "new_returning_monthly", "Figure: weekly; table: the last months (all in insights/new_returning_*.csv)."),
+                "new_returning_monthly",
+                "Figure: weekly; table: the last months (all in insights/new_returning_*.csv)."),
         Insight("cohort_retention", "Acquisition-cohort retention", ins.retention_takeaway(cohorts),
                 figs.retention_figure(cohorts), {"cohort_retention": cohorts}, "",
                 "Rows: month of first spend; columns: months since (insights/cohort_retention.csv)."),
@@ -260,10 +262,11 @@ def render_html(report: DescribeReport, *, top_n: int = 20) -> str:
                 table["note"] = f"showing {len(preview)} of {full:,} rows; full table in insights/{i.preview}.csv"
         insights.append({"key": i.key, "title": i.title, "takeaway": i.takeaway, "figure": figs.data_uri(i.figure),
                          "table": table, "note": i.note})
+    atv = s["avg_transaction_value"]
     rows = [("transactions (accepted rows)", f"{s['n_transactions']:,}"),
             ("spend transactions (amount > 0)", f"{s['n_spend_transactions']:,}"),
             ("users", f"{s['n_users']:,}"), ("gross spend", f"{s['total_spend']:,.2f}"),
-            ("average transaction value", "-" if s["avg_transaction_value"] is None else f"{s['avg_transaction_value']:,.2f}"),
+            ("average transaction value", "-" if atv is None else f"{atv:,.2f}"),
             ("refunds", f"{s['n_refunds']:,} ({s['refund_amount']:,.2f})"),
             ("zero-amount rows", f"{s['n_zero_amount']:,}")]
     if "net_spend" in s:

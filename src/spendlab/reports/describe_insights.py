@@ -153,7 +153,8 @@ def transaction_size_takeaway(q: dict[str, float | None]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 _RANKED = (
-    f"WITH u AS (SELECT user_id, total_spend AS spend FROM {USER}), r AS (SELECT spend, row_number() OVER (ORDER BY spend DESC, user_id) AS rank_desc, "
+    f"WITH u AS (SELECT user_id, total_spend AS spend FROM {USER}), "
+    "r AS (SELECT spend, row_number() OVER (ORDER BY spend DESC, user_id) AS rank_desc, "
     "count(*) OVER () AS n, sum(spend) OVER () AS total FROM u) "
 )
 
@@ -244,7 +245,8 @@ def mom_by_month_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Per month: how many users increased, decreased, started, stopped, and the summed changes."""
     df = con.execute(
         f"WITH c AS (SELECT * FROM {MOM}) SELECT month, "
-        "count(*) FILTER (direction = 'increased') AS increased, count(*) FILTER (direction = 'decreased') AS decreased, "
+        "count(*) FILTER (direction = 'increased') AS increased, "
+        "count(*) FILTER (direction = 'decreased') AS decreased, "
         "count(*) FILTER (direction = 'unchanged') AS unchanged, count(*) FILTER (direction = 'started') AS started, "
         "count(*) FILTER (direction = 'stopped') AS stopped, "
         "coalesce(sum(change) FILTER (change > 0), 0) AS total_increase, "
@@ -371,7 +373,8 @@ def active_users_takeaway(weekly: pd.DataFrame, period_end: dt.date | None = Non
             full = weekly.iloc[:-1]
     peak = full.loc[full["active_users"].idxmax()]
     last = full.iloc[-1]
-    return (f"Active users peaked at {int(peak['active_users']):,} in {int(peak['iso_year'])}-W{int(peak['iso_week']):02d}; "
+    return (f"Active users peaked at {int(peak['active_users']):,} in "
+            f"{int(peak['iso_year'])}-W{int(peak['iso_week']):02d}; "
             f"the last full week ({int(last['iso_year'])}-W{int(last['iso_week']):02d}) had "
             f"{int(last['active_users']):,}, {_pct(last['active_users'] / peak['active_users'])} of the peak; "
             f"median {np.median(full['active_users']):,.0f} per week.")

@@ -1,8 +1,9 @@
 """The three questions of ``spendlab describe`` as DuckDB SQL over the ``transactions`` view.
 
 Every function here takes a DuckDB connection on which :meth:`Transactions.register` has created the
-``transactions`` view and :func:`prepare` has built the intermediate aggregates, and either returns SQL text (for per-user tables that can have tens of millions
-of rows and are written straight from DuckDB) or a small aggregated pandas frame. Nothing here
+``transactions`` view and :func:`prepare` has built the intermediate aggregates, and either returns
+SQL text (for per-user tables that can have tens of millions of rows and are written straight from
+DuckDB) or a small aggregated pandas frame. Nothing here
 writes files. Money stays in full double precision; rounding to cents happens only in the writer.
 
 Refund policy (see ``docs/decisions.md``, "Describe report"): ``spend`` is gross, the sum of

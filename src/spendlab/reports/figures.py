@@ -64,7 +64,8 @@ def _plain_log_ticks(axis: object) -> None:
 
 
 def _empty(ax: object, text: str = "no data") -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")  # type: ignore[attr-defined]
+    ax.text(0.5, 0.5, text, ha="center", va="center",  # type: ignore[attr-defined]
+            transform=ax.transAxes, color="grey")  # type: ignore[attr-defined]
 
 
 def daily_spend_figure(daily: pd.DataFrame) -> bytes:
