@@ -1,0 +1,128 @@
+"""Batch scoring on Spark: the transpiled feature SQL, then the registered model as a Spark UDF.
+
+The output has the columns and meaning of the local scorer (:data:`spendlab.scoring.SCORE_SCHEMA`):
+the model is the same pyfunc (``mlflow.pyfunc.spark_udf``), its metadata (frequency, feature set,
+cold-start fallback) is read by :func:`spendlab.scoring.load_model`, and users without any purchase
+up to the cutoff get the fallback with ``basis = cold_start_fallback`` as in
+:func:`spendlab.scoring.score_frame`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from spendlab.calendar import Freq, next_period_start
+from spendlab.config import ReaderConfig
+from spendlab.errors import NoDataError, SpendlabError
+from spendlab.features.config import FeatureConfig
+from spendlab.io.atomic import atomic_path
+from spendlab.spark.features import PathsArg, _as_date, read_transactions, spark_default_as_of, spark_features
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+#: The pyfunc model's output columns and their Spark types (``spark_udf`` result type).
+MODEL_OUTPUT = "prediction DOUBLE, lower DOUBLE, upper DOUBLE, segment STRING"
+
+
+def target_period_label(as_of: dt.date, freq: Freq) -> str:
+    """``2024-04`` for months, ``2024-W15`` for ISO weeks: the period after the one holding ``as_of``."""
+    target = next_period_start(as_of, freq)
+    if freq == "month":
+        return target.strftime("%Y-%m")
+    year, week, _ = target.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _is_local(path: str | Path) -> bool:
+    text = str(path)
+    return "://" not in text and not text.startswith("dbfs:")
+
+
+def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str, out: str | Path | None = None,
+                freq: Freq | None = None, as_of: dt.date | str | None = None, config: FeatureConfig | None = None,
+                reader: ReaderConfig | None = None, tracking_uri: str | None = None) -> DataFrame:
+    """Score every user with a transaction on or before ``as_of``, on Spark.
+
+    Parameters
+    ----------
+    spark
+        The session.
+    parquet_paths
+        Canonical transaction Parquet (any path Spark reads), or a DataFrame of canonical rows.
+    model_uri
+        A spendlab pyfunc model, usually ``models:/spendlab-next-month@champion``.
+    out
+        Where to write the scores as Parquet (a folder of part files, sorted by ``user_id``). A local
+        path is swapped in atomically; a cluster path (``s3a://``, ``dbfs:/``) is written by Spark's
+        committer with ``mode("overwrite")``. ``None`` returns the lazy DataFrame without writing.
+    freq, config
+        Must match the model's (they default to it): a model reads only the features it was fitted on.
+    as_of
+        Cutoff day (default: end of the latest complete period in the data).
+    reader
+        Column mapping and validity limits of the input.
+    tracking_uri
+        MLflow tracking store holding the registry (default: :mod:`spendlab.tracking`'s).
+
+    Returns
+    -------
+    pyspark.sql.DataFrame
+        ``user_id, as_of, target_period, prediction, lower, upper, segment, basis, model_uri,
+        model_version``; when ``out`` is given, read back from the written files.
+    """
+    import mlflow
+    from pyspark.sql import DataFrame as SparkDataFrame
+    from pyspark.sql import functions as F
+
+    from spendlab.scoring import BASIS_COLD_START, BASIS_MODEL, load_model
+
+    model = load_model(model_uri, tracking_uri=tracking_uri)
+    if freq is not None and freq != model.freq:
+        raise SpendlabError(f"--freq {freq} does not match model {model_uri} (fitted on {model.freq} features)")
+    if config is not None and config != model.feature_config:
+        raise SpendlabError(f"the feature config does not match the one model {model_uri} was fitted on")
+    tx = parquet_paths if isinstance(parquet_paths, SparkDataFrame) else \
+        read_transactions(spark, parquet_paths, reader=reader)
+    cutoff = _as_date(as_of) if as_of is not None else spark_default_as_of(tx, model.freq)
+    feats = spark_features(spark, tx, freq=model.freq, as_of=cutoff, config=model.feature_config)
+    missing = [c for c in model.feature_names if c not in feats.columns]
+    if missing:
+        raise SpendlabError(f"model {model_uri} needs features {missing} the feature set does not produce")
+    udf = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=MODEL_OUTPUT, env_manager="local")
+    pred = feats.withColumn("_out", udf(F.struct(*[F.col(c) for c in feats.columns])))
+    no_purchase = F.col("n_transactions_total") <= 0
+    cold = model.cold_start
+    scores = pred.select(
+        F.col("user_id"),
+        F.lit(cutoff).cast("date").alias("as_of"),
+        F.lit(target_period_label(cutoff, model.freq)).alias("target_period"),
+        *[F.when(no_purchase, F.lit(float(cold[c]))).otherwise(F.col(f"_out.{c}")).cast("double").alias(c)
+          for c in ("prediction", "lower", "upper")],
+        F.col("_out.segment").alias("segment"),
+        F.when(no_purchase, F.lit(BASIS_COLD_START)).otherwise(F.lit(BASIS_MODEL)).alias("basis"),
+        F.lit(model.uri).alias("model_uri"),
+        F.lit(model.version).alias("model_version"),
+    ).orderBy("user_id")
+    if out is None:
+        return scores
+    users_in = tx.where(F.col("ts") < F.lit(cutoff + dt.timedelta(days=1)).cast("timestamp_ntz")) \
+        .select("user_id").distinct().count()
+    if users_in == 0:
+        raise NoDataError(f"no user has a transaction on or before {cutoff}: nothing to score")
+    if _is_local(out):
+        with atomic_path(out) as tmp:
+            scores.write.parquet(str(tmp))
+            _check_rows(spark, str(tmp), users_in)
+    else:
+        scores.write.mode("overwrite").parquet(str(out))
+        _check_rows(spark, str(out), users_in)
+    return spark.read.parquet(str(out))
+
+
+def _check_rows(spark: SparkSession, path: str, users_in: int) -> None:
+    rows_out = spark.read.parquet(path).count()
+    if rows_out != users_in:
+        raise SpendlabError(f"scoring wrote {rows_out} rows for {users_in} users; output not written")
