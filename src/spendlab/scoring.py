@@ -1,0 +1,229 @@
+"""Batch scoring: every user's next-period spend, with an 80% interval, streamed in user chunks.
+
+DuckDB computes the as-of features for one chunk of users at a time (users are split by a hash
+of ``user_id``), the registered pyfunc model predicts, and each chunk is appended to one Parquet
+file at a temporary path that is renamed into place only when every user has a row. Memory is
+bounded by the chunk size, not by the number of transactions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from spendlab.calendar import Freq, next_period_start
+from spendlab.errors import NoDataError, SpendlabError
+from spendlab.io.atomic import atomic_path
+from spendlab.io.load import Transactions, connect
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_URI = "models:/spendlab-next-month@champion"
+
+SCORE_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("as_of", pa.date32(), nullable=False),
+        pa.field("target_period", pa.string(), nullable=False),
+        pa.field("prediction", pa.float64(), nullable=False),
+        pa.field("lower", pa.float64(), nullable=False),
+        pa.field("upper", pa.float64(), nullable=False),
+        pa.field("segment", pa.string(), nullable=False),
+        pa.field("basis", pa.string(), nullable=False),
+        pa.field("model_uri", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+    ]
+)
+
+#: ``basis`` values: how a prediction was made.
+BASIS_MODEL = "model"
+BASIS_COLD_START = "cold_start_fallback"
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    out: Path
+    as_of: dt.date
+    target_period: str
+    users_in: int
+    rows_out: int
+    by_basis: dict[str, int]
+    model_uri: str
+    model_version: str
+    total_prediction: float
+
+
+@dataclass
+class LoadedModel:
+    """A pyfunc model with the spendlab metadata scoring needs."""
+
+    pyfunc: Any
+    uri: str
+    version: str
+    freq: Freq
+    feature_config: Any
+    feature_names: list[str]
+    cold_start: dict[str, float]
+
+
+def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> LoadedModel:
+    """Load a registered spendlab model and its metadata (feature set, frequency, fallback)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from spendlab import tracking
+    from spendlab.features import FeatureConfig
+
+    tracking.configure(tracking_uri)
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except MlflowException as exc:
+        raise SpendlabError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
+    cfg = model.model_config or {}
+    if "feature_config" not in cfg:
+        raise SpendlabError(f"{uri} is not a spendlab model (no feature_config in its model_config)")
+    version = str(cfg.get("registered_version", ""))
+    if uri.startswith("models:/"):
+        version = _registered_version(uri) or version
+    return LoadedModel(
+        pyfunc=model,
+        uri=uri,
+        version=version or "unregistered",
+        freq=cfg["freq"],
+        feature_config=FeatureConfig.model_validate(cfg["feature_config"]),
+        feature_names=list(cfg["feature_names"]),
+        cold_start=dict(cfg.get("cold_start", {"prediction": 0.0, "lower": 0.0, "upper": 0.0})),
+    )
+
+
+def _registered_version(uri: str) -> str | None:
+    from mlflow import MlflowClient
+
+    ref = uri.removeprefix("models:/")
+    name, _, rest = ref.partition("@")
+    client = MlflowClient()
+    if rest:
+        return str(client.get_model_version_by_alias(name, rest).version)
+    name, _, version = ref.partition("/")
+    return version or None
+
+
+def default_as_of(con: Any, freq: Freq = "month") -> dt.date:
+    """End of the latest complete calendar period in the data (see ``features.output``)."""
+    from spendlab.features.output import default_as_of as _default
+
+    return _default(con, freq)
+
+
+def _chunks(n_users: int, chunk_users: int) -> int:
+    return max(1, math.ceil(n_users / max(1, chunk_users)))
+
+
+def score_frame(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
+    """Predictions for one feature frame: ``prediction, lower, upper, segment, basis``.
+
+    Users with no purchase at all up to the cutoff (refunds or zero amounts only) are outside
+    what the model was trained on; they get the cold-start fallback (the mean next-period spend
+    of new users in training, with its interval) and ``basis = cold_start_fallback``.
+    """
+    out = model.pyfunc.predict(features)
+    out = out.reset_index(drop=True)
+    no_purchase = features["n_transactions_total"].to_numpy() <= 0 if "n_transactions_total" in features else \
+        np.zeros(len(features), dtype=bool)
+    basis = np.where(no_purchase, BASIS_COLD_START, BASIS_MODEL)
+    for col in ("prediction", "lower", "upper"):
+        out[col] = np.where(no_purchase, model.cold_start[col], out[col].to_numpy(dtype=np.float64))
+    out["basis"] = basis
+    return out
+
+
+def score(
+    tx: Transactions,
+    *,
+    out: Path,
+    model: LoadedModel,
+    as_of: dt.date | None = None,
+    chunk_users: int = 250_000,
+    threads: int | None = None,
+    memory_limit: str | None = "3GB",
+    progress: bool = True,
+) -> ScoreResult:
+    """Score every user seen up to ``as_of`` and write ``out`` atomically.
+
+    One row per user, including users with a single transaction or a single month; the count of
+    rows written is checked against the count of users before the file is moved into place.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from spendlab.features import build_features_arrow
+
+    con = connect(threads=threads, memory_limit=memory_limit)
+    tx.register(con)
+    as_of = as_of or default_as_of(con, model.freq)
+    cutoff = f"TIMESTAMP '{as_of + dt.timedelta(days=1)}'"
+    users_in = con.execute(f"SELECT count(DISTINCT user_id) FROM transactions WHERE ts < {cutoff}").fetchone()[0]
+    if users_in == 0:
+        raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
+    target = next_period_start(as_of, model.freq)
+    target_period = target.strftime("%Y-%m") if model.freq == "month" else \
+        f"{target.isocalendar()[0]}-W{target.isocalendar()[1]:02d}"
+    n_chunks = _chunks(users_in, chunk_users)
+    rows_out = 0
+    total = 0.0
+    by_basis: dict[str, int] = {}
+    with atomic_path(out) as tmp, Progress(
+        TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("users"), TimeElapsedColumn(),
+        transient=True, disable=not progress,
+    ) as bar:
+        task = bar.add_task("score", total=users_in)
+        writer = pq.ParquetWriter(tmp, SCORE_SCHEMA, compression="zstd")
+        try:
+            for k in range(n_chunks):
+                view = "transactions"
+                if n_chunks > 1:
+                    view = "score_chunk"
+                    con.execute(f"CREATE OR REPLACE TEMP VIEW score_chunk AS SELECT * FROM transactions "
+                                f"WHERE hash(user_id) % {n_chunks} = {k}")
+                feats = build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config,
+                                             view=view).to_pandas()
+                if feats.empty:
+                    continue
+                feats["user_id"] = feats["user_id"].astype(str)
+                pred = score_frame(model, feats)
+                n = len(feats)
+                table = pa.table(
+                    {
+                        "user_id": pa.array(feats["user_id"].to_numpy(), pa.string()),
+                        "as_of": pa.array([as_of] * n, pa.date32()),
+                        "target_period": pa.array([target_period] * n, pa.string()),
+                        "prediction": pa.array(pred["prediction"].to_numpy(np.float64)),
+                        "lower": pa.array(pred["lower"].to_numpy(np.float64)),
+                        "upper": pa.array(pred["upper"].to_numpy(np.float64)),
+                        "segment": pa.array(pred["segment"].astype(str).to_numpy(), pa.string()),
+                        "basis": pa.array(pred["basis"].to_numpy(), pa.string()),
+                        "model_uri": pa.array([model.uri] * n, pa.string()),
+                        "model_version": pa.array([model.version] * n, pa.string()),
+                    },
+                    schema=SCORE_SCHEMA,
+                )
+                writer.write_table(table)
+                rows_out += n
+                total += float(pred["prediction"].sum())
+                for b, c in pred["basis"].value_counts().items():
+                    by_basis[str(b)] = by_basis.get(str(b), 0) + int(c)
+                bar.advance(task, n)
+        finally:
+            writer.close()
+        if rows_out != users_in:
+            raise SpendlabError(f"scoring wrote {rows_out} rows for {users_in} users; output not written")
+    return ScoreResult(Path(out), as_of, target_period, int(users_in), rows_out, by_basis, model.uri,
+                       model.version, total)

@@ -1,0 +1,199 @@
+"""Optuna studies over the registry's search spaces, tracked in MLflow.
+
+The objective is the mean RMSE over the experiment's **validation** origins only; the test
+origins are never seen while tuning. The study lives in SQLite under ``mlruns/`` and resumes
+with ``load_if_exists``; a heartbeat fails trials orphaned by a killed process and a retry
+callback re-queues them, so an interrupted study reaches its target trial count on rerun.
+One parent MLflow run per study and one nested run per trial are written here, not through
+Optuna's (deprecated) MLflow callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spendlab.errors import ConfigError, SpendlabError
+from spendlab.io.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+OPTUNA_DB = "mlruns/optuna.db"
+TUNED_DIR = Path("configs/tuned")
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    study_name: str
+    best_params: dict[str, Any]
+    best_value: float
+    n_complete: int
+    n_pruned: int
+    params_path: Path
+    parent_run_id: str
+
+
+def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_period: int = 15):  # noqa: ANN201
+    """SQLite storage with a heartbeat: trials of a killed process become FAIL and are retried."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+
+    if url is None:
+        Path(OPTUNA_DB).parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{OPTUNA_DB}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return RDBStorage(
+        url=url,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
+        engine_kwargs={"connect_args": {"timeout": 60}},
+    )
+
+
+def tuned_params_path(experiment_name: str, model_key: str, base: Path = TUNED_DIR) -> Path:
+    return base / f"{experiment_name}-{model_key}.yaml"
+
+
+def _counts(study) -> tuple[int, int]:  # noqa: ANN001
+    from optuna.trial import TrialState
+
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return states.count(TrialState.COMPLETE), states.count(TrialState.PRUNED)
+
+
+def tune(
+    *,
+    experiment_name: str,
+    model_key: str,
+    search_space: Callable[[Any], dict[str, Any]],
+    evaluate: Callable[[dict[str, Any], Callable[[int, float], None]], float],
+    n_trials: int,
+    timeout: float | None = None,
+    seed: int = 0,
+    storage_url: str | None = None,
+    tuned_dir: Path = TUNED_DIR,
+    tracking_uri: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> TuneResult:
+    """Run (or resume) the study ``<experiment>-<model>`` until ``n_trials`` trials finished.
+
+    ``evaluate(params, report)`` returns the mean validation RMSE and calls
+    ``report(step, rmse_so_far)`` after each validation origin, which drives pruning.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from spendlab import tracking
+
+    if n_trials < 1:
+        raise ConfigError("--trials must be at least 1")
+    study_name = f"{experiment_name}-{model_key}"
+    storage = study_storage(storage_url)
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="minimize",
+                                load_if_exists=True)
+    # Re-seed by history length: a resumed study draws new points instead of replaying the
+    # first seeded draws (which would duplicate earlier trials), and stays deterministic.
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)),
+                                               n_startup_trials=5)
+    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    from optuna.storages import fail_stale_trials
+
+    fail_stale_trials(study)
+    done = sum(_counts(study))
+    parent_id = study.user_attrs.get("mlflow_parent_run_id")
+    with tracking.study_run(experiment_name=experiment_name, study_name=study_name, run_id=parent_id,
+                            tracking_uri=tracking_uri, tags=extra_tags or {}) as parent:
+        if parent_id is None:
+            study.set_user_attr("mlflow_parent_run_id", parent.info.run_id)
+
+        def objective(trial: optuna.Trial) -> float:
+            params = search_space(trial)
+            seen = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                    if t.params == trial.params]
+            with tracking.trial_run(parent.info.run_id, trial.number, params) as run_log:
+                if seen:
+                    run_log.tag("duplicate_of", str(seen[0].number))
+                    run_log.tag("trial_state", "PRUNED")
+                    raise optuna.TrialPruned(f"same parameters as trial {seen[0].number}")
+
+                def report(step: int, value: float) -> None:
+                    run_log.metric("validation_rmse_running", value, step)
+                    trial.report(value, step)
+                    if trial.should_prune():
+                        run_log.tag("trial_state", "PRUNED")
+                        raise optuna.TrialPruned(f"pruned at origin {step}")
+
+                value = evaluate(params, report)
+                if not math.isfinite(value):
+                    run_log.tag("trial_state", "FAIL")
+                    raise SpendlabError(f"trial {trial.number}: non-finite validation RMSE")
+                run_log.metric("validation_rmse", value)
+                run_log.tag("trial_state", "COMPLETE")
+                return value
+
+        remaining = n_trials - done
+        if remaining > 0:
+            study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(), gc_after_trial=True)
+        n_complete, n_pruned = _counts(study)
+        if n_complete == 0:
+            raise SpendlabError(f"study {study_name}: no trial completed")
+        best = study.best_trial
+        path = tuned_params_path(experiment_name, model_key, tuned_dir)
+        payload = {
+            "experiment": experiment_name,
+            "model": model_key,
+            "study": study_name,
+            "objective": "mean validation RMSE",
+            "best_value": float(best.value),
+            "best_trial": best.number,
+            "n_complete": n_complete,
+            "params": dict(best.params),
+        }
+        atomic_write_text(path, yaml.safe_dump(payload, sort_keys=True))
+        tracking.log_study_summary(parent.info.run_id, best_params=dict(best.params), best_value=float(best.value),
+                                   n_complete=n_complete, n_pruned=n_pruned, params_file=path)
+    return TuneResult(study_name, dict(best.params), float(best.value), n_complete, n_pruned, path,
+                      parent.info.run_id)
+
+
+def tune_experiment(
+    experiment_path: Path,
+    *,
+    model_key: str,
+    n_trials: int,
+    timeout: float | None = None,
+    tracking_uri: str | None = None,
+    tuned_dir: Path = TUNED_DIR,
+    storage_url: str | None = None,
+) -> TuneResult:
+    """Tune ``model_key`` on the validation origins of the experiment at ``experiment_path``."""
+    from spendlab.backtest import FeatureStore, run_backtest
+    from spendlab.experiment import load_experiment
+    from spendlab.features import load_feature_config
+    from spendlab.io import load_transactions
+    from spendlab.models.registry import SEARCH_SPACES
+
+    exp = load_experiment(experiment_path)
+    if model_key not in SEARCH_SPACES:
+        raise ConfigError(f"model {model_key!r} has no search space; tunable: {', '.join(SEARCH_SPACES)}")
+    tx = load_transactions(exp.dataset.input, exp.dataset.format, config=exp.reader)
+    fcfg = load_feature_config(exp.features) if exp.features is not None else None
+    store = FeatureStore.from_source(tx, freq=exp.freq, horizon=exp.horizon, feature_config=fcfg)
+    base = dict(exp.params.get(model_key, {}))
+
+    def evaluate(params: dict[str, Any], report: Callable[[int, float], None]) -> float:
+        result = run_backtest(store, experiment=exp, model_key=model_key, params={**base, **params},
+                              origins="validation", on_origin=report)
+        return float(result.means["validation_rmse"])
+
+    return tune(experiment_name=exp.name, model_key=model_key, search_space=SEARCH_SPACES[model_key],
+                evaluate=evaluate, n_trials=n_trials, timeout=timeout, seed=exp.seed, storage_url=storage_url,
+                tuned_dir=tuned_dir, tracking_uri=tracking_uri,
+                extra_tags={"dataset_hash": tx.content_hash()[:16], "model": model_key})
