@@ -161,3 +161,22 @@ def test_generic_csv_with_negative_spend_convention_and_ts_format(write_file):
     df = tx.to_pandas()
     assert df["amount"].tolist() == [12.5, -4.0]
     assert df["ts"].tolist() == [dt.datetime(2021, 12, 30, 3, 40, tzinfo=UTC), dt.datetime(2021, 12, 31, 23, tzinfo=UTC)]
+
+
+@pytest.mark.parametrize(
+    ("ts_type", "values", "zone"),
+    [
+        (pa.timestamp("us", tz="UTC"), [dt.datetime(2021, 12, 31, 23, 30, tzinfo=UTC)], "UTC"),
+        (pa.timestamp("us", tz="America/New_York"), [dt.datetime(2021, 12, 31, 23, 30, tzinfo=UTC)], "UTC"),
+        (pa.timestamp("us"), [dt.datetime(2021, 12, 31, 23, 30)], "UTC"),
+        (pa.timestamp("ms"), [dt.datetime(2021, 12, 31, 18, 30)], "America/New_York"),
+        (pa.string(), ["2021-12-31 18:30:00"], "America/New_York"),
+    ],
+    ids=["aware-utc", "aware-ny-annotation", "naive-utc", "naive-local-ny", "string-local-ny"],
+)
+def test_parquet_timestamps_become_utc_wall_time(tmp_path, ts_type, values, zone):
+    """Aware instants keep their instant; naive values are read in ``reader.timezone``."""
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"customer": ["u1"], "when": pa.array(values, ts_type), "value": [1.0]}), path)
+    tx = load(path, "generic", timezone=zone, generic=MAPPING)
+    assert tx.to_pandas()["ts"].tolist() == [dt.datetime(2021, 12, 31, 23, 30, tzinfo=UTC)]

@@ -125,16 +125,23 @@ def parquet_select(files: list[Path], config: ReaderConfig, types: dict[str, pa.
     file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
     ts_type = types[m.ts_col]
     tz = config.timezone.replace("'", "''")
+    # make_timestamp(epoch_us(x)) turns an instant into UTC wall time; it is an order of magnitude
+    # faster than CAST(x AS TIMESTAMP), which goes through ICU's time-zone machinery per value.
     if pa.types.is_timestamp(ts_type) and ts_type.tz is not None:
-        ts_expr = f"CAST({t} AS TIMESTAMP)"  # session time zone is UTC
+        ts_expr = f"make_timestamp(epoch_us({t}))"
+    elif (pa.types.is_timestamp(ts_type) or pa.types.is_date(ts_type)) and config.timezone == "UTC":
+        ts_expr = f"CAST({t} AS TIMESTAMP)"
     elif pa.types.is_timestamp(ts_type) or pa.types.is_date(ts_type):
-        ts_expr = f"CAST(timezone('{tz}', CAST({t} AS TIMESTAMP)) AS TIMESTAMP)"
+        ts_expr = f"make_timestamp(epoch_us(timezone('{tz}', CAST({t} AS TIMESTAMP))))"
     else:
-        ts_expr = f"CAST(timezone('{tz}', TRY_CAST({t} AS TIMESTAMP)) AS TIMESTAMP)"
+        ts_expr = f"make_timestamp(epoch_us(timezone('{tz}', TRY_CAST({t} AS TIMESTAMP))))"
+    # Surrounding spaces are trimmed (as in the CSV readers), but only where there are any.
+    user = f"CAST({u} AS VARCHAR)"
+    user_expr = f"CASE WHEN starts_with({user}, ' ') OR ends_with({user}, ' ') THEN trim({user}) ELSE {user} END"
     window_end = config.window_end or dt.date.today()
     src = (f"read_parquet({file_list}, filename=true, file_row_number=true, union_by_name=true)")
     base = (
-        f"SELECT TRIM(CAST({u} AS VARCHAR)) AS user_id, {ts_expr} AS ts, "
+        f"SELECT {user_expr} AS user_id, {ts_expr} AS ts, "
         f"{sign} * TRY_CAST({a} AS DOUBLE) AS amount, CAST(NULL AS BIGINT) AS n_items, "
         f"filename AS source_file, CAST(file_row_number + 1 AS BIGINT) AS line FROM {src}"
     )
