@@ -108,6 +108,15 @@ def test_collect_mode_lists_every_bad_row_then_fails(planted):
         assert f"line {line}," in run.stderr
 
 
+def test_collect_mode_still_writes_every_reject_before_failing(planted):
+    rejects = planted["dir"] / "collect-rejects.csv"
+    run = subprocess.run([*SPENDLAB, "validate", str(planted["dirty"]), "--format", "millions", "--mode", "collect",
+                          "--rejects", str(rejects)], capture_output=True, text=True)
+    assert run.returncode != 0
+    with open(rejects, newline="", encoding="utf-8") as fh:
+        assert sorted(int(r["line"]) for r in csv.DictReader(fh)) == sorted([*PLANTED, LATIN1_LINE])
+
+
 def test_validate_prints_a_per_file_table_with_users_and_spend(planted):
     result = CliRunner().invoke(app, ["validate", str(planted["dirty"]), "--format", "millions"],
                                 terminal_width=200)

@@ -85,7 +85,10 @@ def validate(
     cfg = reader_config(config)
     try:
         tx = load_transactions(input, format, config=cfg, mode=mode)
-    except RowError:
+    except RowError as exc:  # strict/collect: still write the rejects found, then fail
+        found = getattr(exc, "report", None)
+        if rejects is not None and found is not None:
+            write_rejects_csv(found.rejects, rejects)
         raise
     if rejects is not None:
         write_rejects_csv(tx.report.rejects, rejects)

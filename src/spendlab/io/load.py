@@ -18,7 +18,7 @@ from spendlab.io.cdnow import read_cdnow
 from spendlab.io.collect import RowBuilder
 from spendlab.io.generic import check_parquet_files, read_generic_csv, scan_parquet
 from spendlab.io.millions import read_millions
-from spendlab.io.rejects import FileReport, LoadReport, Mode, RejectSink, finish_load
+from spendlab.io.rejects import FileReport, LoadReport, Mode, RejectSink, finish_load, with_report
 from spendlab.schema import CANONICAL_SCHEMA
 
 Format = Literal["millions", "cdnow", "generic"]
@@ -140,7 +140,7 @@ def load_transactions(
         con = connect()
         sql = scan_parquet(con, parquet, config, report, strict=mode is Mode.STRICT, types=types)
         if mode is Mode.STRICT and report.rejects:
-            raise RowError(f"strict mode: {report.rejects[0].describe()}")
+            raise with_report(RowError(f"strict mode: {report.rejects[0].describe()}"), report)
         finish_load(report, mode)
         return Transactions(name, report, sql=sql, files=tuple(str(f) for f in files), config=config)
     reader = {"millions": read_millions, "cdnow": read_cdnow, "generic": read_generic_csv}[fmt]

@@ -142,7 +142,13 @@ class RejectSink:
         self.file_report.errors[record.error_type] += 1
         self.report.rejects.append(record)
         if self.mode is Mode.STRICT:
-            raise RowError(f"strict mode: {record.describe()}")
+            raise with_report(RowError(f"strict mode: {record.describe()}"), self.report)
+
+
+def with_report(error: RowError, report: LoadReport) -> RowError:
+    """Attach the load's report to a mode error, so a caller can still write the rejects it lists."""
+    error.report = report  # type: ignore[attr-defined]
+    return error
 
 
 def finish_load(report: LoadReport, mode: Mode) -> None:
@@ -153,10 +159,10 @@ def finish_load(report: LoadReport, mode: Mode) -> None:
         lines = [r.describe() for r in report.rejects[:20]]
         more = len(report.rejects) - len(lines)
         tail = f"\n  ... and {more} more" if more > 0 else ""
-        raise RowError(
+        raise with_report(RowError(
             f"collect mode: {len(report.rejects)} bad row(s):\n  " + "\n  ".join(lines) + tail,
             n_errors=len(report.rejects),
-        )
+        ), report)
 
 
 def write_rejects_csv(rejects: list[RejectRecord], path: Path) -> None:
