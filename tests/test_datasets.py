@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import subprocess
 import sys
 
 import pyarrow as pa
@@ -25,11 +26,12 @@ def synth18(tmp_path_factory):
 
 
 def test_cdnow_is_read_from_the_installed_lifetimes_distribution_without_importing_it():
-    sys.modules.pop("lifetimes", None)
     path = builtin_path("cdnow")
     assert path.name == "CDNOW_master.txt"
     assert path == importlib.metadata.distribution("lifetimes").locate_file("lifetimes/datasets/CDNOW_master.txt")
-    assert "lifetimes" not in sys.modules
+    probe = "import sys; from spendlab.datasets import builtin_path; builtin_path('cdnow'); print('lifetimes' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"
     with pytest.raises(SpendlabError, match="unknown built-in dataset 'nope'"):
         builtin_path("nope")
 
