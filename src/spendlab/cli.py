@@ -61,7 +61,7 @@ def pipeline(
     """The main job: validate -> describe -> experiment -> tune -> promote -> score, on one dataset."""
     from spendlab.pipeline import PipelineConfig, run_pipeline
 
-    cfg = load_config(PipelineConfig, config if config.exists() or str(config) != "configs/pipeline.yaml" else None)
+    cfg = load_config(PipelineConfig, config)
     run_pipeline(cfg, console=err)
 
 
@@ -263,6 +263,149 @@ def datasets_deltas(
                           fault_share=fault_share, update_share=update_share)
     err.print(f"wrote {files} delta file(s) and summaries to {out_path / 'inputs'}; answer key "
               f"{out_path / 'answer_key.json'} (gap {key['gap']:,})", highlight=False)
+
+
+@app.command()
+def tune(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML (experiments/<name>.yaml).")],
+    model: Annotated[str, typer.Option("--model", help="Registry key with a search space (e.g. lightgbm).")],
+    trials: Annotated[int, typer.Option("--trials", help="Target number of finished trials in the study.")] = 20,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Stop starting new trials after S seconds.")] = None,
+) -> None:
+    """Tune a model with Optuna on the experiment's validation origins (resumes an interrupted study).
+
+    The best parameters go to configs/tuned/<experiment>-<model>.yaml, which later experiment runs
+    pick up. The study is stored in mlruns/optuna.db; each trial is a nested MLflow run.
+    """
+    import os
+
+    from spendlab.tuning import tune_experiment
+
+    # Heartbeat of running trials (seconds) and the grace after which a silent one is failed and
+    # retried; the environment can shorten them (tests kill studies on purpose).
+    heartbeat = (int(os.environ.get("SPENDLAB_OPTUNA_HEARTBEAT", "5")), int(os.environ.get("SPENDLAB_OPTUNA_GRACE", "15")))
+    result = tune_experiment(experiment, model_key=model, n_trials=trials, timeout=timeout, heartbeat=heartbeat)
+    out.print(f"study {result.study_name}: {result.n_complete} complete, {result.n_pruned} pruned; "
+              f"best validation RMSE {result.best_value:.4f} with {result.best_params}")
+    out.print(f"best parameters written to {result.params_path}")
+
+
+@app.command()
+def promote(
+    experiment: Annotated[str, typer.Argument(help="Experiment name (or path to its YAML in experiments/).")],
+    force: Annotated[bool, typer.Option(help="Move the alias even when the candidate does not win.")] = False,
+) -> None:
+    """Register the experiment's champion as spendlab-next-month; move @champion only if it wins.
+
+    Exit 0 when the candidate became (or already is) the champion; exit 4 when it does not beat the
+    current champion on the same test protocol (the alias stays, the version's tags say why).
+    """
+    from spendlab.promote import promote_experiment
+
+    outcome = promote_experiment(experiment, force=force)
+    verb = "promoted" if outcome.promoted else "not promoted"
+    out.print(f"{verb}: spendlab-next-month version {outcome.version} ({outcome.reason})")
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def score(
+    input: InputArg,
+    out_path: Annotated[Path, typer.Option("--out", help="Output Parquet file (written atomically).")],
+    format: FormatOpt = "generic",
+    model: Annotated[str, typer.Option("--model", help="MLflow model URI.")] = "models:/spendlab-next-month@champion",
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Cutoff date (YYYY-MM-DD); default: end of the "
+                                                  "latest complete calendar month in the data.")] = None,
+    chunk_users: Annotated[int, typer.Option(help="Users per scoring chunk (bounds memory).")] = 250_000,
+    config: ConfigOpt = None,
+) -> None:
+    """Score every user's next-period spend with an 80% interval; one row per user seen by the cutoff."""
+    import datetime as dt
+
+    from spendlab.scoring import load_model
+    from spendlab.scoring import score as run_score
+
+    cutoff = None
+    if as_of is not None:
+        try:
+            cutoff = dt.date.fromisoformat(as_of)
+        except ValueError:
+            raise SpendlabError(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
+    tx = load_transactions(input, format, config=reader_config(config))
+    loaded = load_model(model)
+    result = run_score(tx, out=out_path, model=loaded, as_of=cutoff, chunk_users=chunk_users)
+    out.print(f"scored {result.rows_out:,} users (= {result.users_in:,} users in) as of {result.as_of} "
+              f"for {result.target_period} with {result.model_uri} v{result.model_version}: "
+              f"total predicted {result.total_prediction:,.2f}; basis {result.by_basis}; wrote {result.out}")
+
+
+experiment_app = typer.Typer(help="Forecasting experiments: rolling-origin backtests tracked in MLflow.",
+                               no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+
+
+def _tracking_uri(value: str | None) -> str | None:
+    """--tracking-uri, else $SPENDLAB_TRACKING_URI, else the default store (read here only)."""
+    import os
+
+    return value or os.environ.get("SPENDLAB_TRACKING_URI") or None
+
+
+@experiment_app.command("run")
+def experiment_run(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML (experiments/<name>.yaml).")],
+    models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated registry keys "
+                                                  "(default: the experiment's models).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for leaderboard.csv and predictions.parquet.")]
+    = Path("outputs/experiment"),
+    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI "
+                                                        "(default sqlite:///mlruns/mlflow.db).")] = None,
+) -> None:
+    """Backtest the experiment's models on rolling origins; print the leaderboard, log to MLflow."""
+    from spendlab.experiment import run_experiment
+
+    keys = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    result = run_experiment(experiment, models=keys, out_dir=out_dir, tracking_uri=_tracking_uri(tracking_uri),
+                            progress=lambda msg: err.print(msg, highlight=False))
+    board = result.leaderboard
+    table = Table(title=f"{result.name}: mean over test origins (champion chosen on validation)")
+    for col in board.columns:
+        table.add_column(col, justify="left" if col in {"model", "champion", "tuned"} else "right")
+    for _, row in board.iterrows():
+        cells = [str(row[c]) if isinstance(row[c], (str, bool)) else f"{row[c]:.4f}" for c in board.columns]
+        table.add_row(*cells, style="bold green" if row["champion"] else None)
+    out.print(table)
+    out.print(f"champion: {result.champion}   MLflow parent run: {result.parent_run_id}")
+    out.print(f"wrote {result.paths['leaderboard']} and {result.paths['predictions']}")
+
+
+@app.command()
+def compare(
+    experiment_name: Annotated[str, typer.Argument(help="Experiment name (the YAML's name:).")],
+    top: Annotated[int, typer.Option(help="How many best runs to diff params between.")] = 3,
+    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI.")] = None,
+) -> None:
+    """Leaderboard of every model run of EXPERIMENT_NAME across invocations, and the params that differ
+    between the best runs (ranked by mean validation RMSE)."""
+    from spendlab.experiment import compare_runs
+
+    board, diff = compare_runs(experiment_name, tracking_uri=_tracking_uri(tracking_uri), top=top)
+    table = Table(title=f"{experiment_name}: model runs across invocations (best validation RMSE first)")
+    for col in board.columns:
+        table.add_column(col, justify="right" if board[col].dtype.kind in "fi" else "left")
+    for _, row in board.iterrows():
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+    out.print(table)
+    if diff.empty:
+        out.print(f"no parameter differs between the best {top} runs")
+        return
+    dt_ = Table(title=f"params that differ between the best {min(top, len(board))} runs")
+    for col in diff.columns:
+        dt_.add_column(col)
+    for _, row in diff.iterrows():
+        dt_.add_row(*[str(v) for v in row])
+    out.print(dt_)
 
 
 def main() -> None:

@@ -1,54 +1,152 @@
-"""The main job: every stage on one dataset, driven by ``configs/pipeline.yaml``.
+"""The main job: validate -> describe -> tune -> experiment -> promote -> score, on one dataset.
 
-Each stage is a function taking the resolved config and returning what it wrote; the job prints
-where everything is at the end.
+Driven by ``configs/pipeline.yaml``. Each stage is a function of the resolved config and what
+earlier stages returned; the job prints where everything is at the end.
+
+Tuning runs before the experiment (it reads the validation origins only, so it needs nothing
+from the experiment run), which makes the whole job idempotent: on a rerun the study is already
+complete, the tuned parameters are the same, the experiment picks them up, the champion has the
+same fingerprint, and no new model version is registered.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from spendlab.config import ReaderConfig, StrictModel
-from spendlab.io import load_transactions
-from spendlab.io.load import validation_summary
+from spendlab.config import StrictModel
 from spendlab.io.atomic import atomic_write_text
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 
+class TuneStage(StrictModel):
+    model: str = "lightgbm"
+    trials: int = 4
+    timeout: float | None = 90.0
+
+
 class PipelineConfig(StrictModel):
     """``configs/pipeline.yaml``."""
 
-    input: str = "builtin:cdnow"
-    format: str = "cdnow"
+    experiment: Path = Path("experiments/cdnow_next_month.yaml")
     out_dir: Path = Path("outputs")
-    reader: ReaderConfig = ReaderConfig()
+    tune: TuneStage | None = TuneStage()
+    promote: bool = True
+    score: bool = True
+    tracking_uri: str | None = None
+    country: str = "US"
 
 
-def stage_validate(cfg: PipelineConfig) -> dict[str, object]:
-    """Load and validate the input; write ``validation.json``."""
-    tx = load_transactions(cfg.input, cfg.format, config=cfg.reader)
+Stage = Callable[[PipelineConfig, dict[str, Any]], dict[str, Any]]
+
+
+def _load(cfg: PipelineConfig, state: dict[str, Any]) -> Any:
+    from spendlab.experiment import load_experiment
+    from spendlab.io import load_transactions
+
+    if "experiment" not in state:
+        state["experiment"] = load_experiment(cfg.experiment)
+    if "tx" not in state:
+        exp = state["experiment"]
+        state["tx"] = load_transactions(exp.dataset.input, exp.dataset.format, config=exp.reader)
+    return state["tx"]
+
+
+def stage_validate(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from spendlab.io.load import validation_summary
+
+    tx = _load(cfg, state)
     summary = validation_summary(tx)
     path = cfg.out_dir / "validation.json"
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
-    return {"validation": str(path), "summary": summary}
+    return {"path": path, "line": f"{summary['users']:,} users, {tx.report.accepted:,} rows accepted, "
+                                  f"{tx.report.rejected:,} rejected, spend {summary['total_spend']:,.2f}"}
 
 
-def run_pipeline(cfg: PipelineConfig, console: "Console | None" = None) -> dict[str, object]:
+def stage_describe(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from spendlab.reports.describe import run_describe
+
+    out = cfg.out_dir / "describe"
+    result = run_describe(_load(cfg, state), out, country=cfg.country)
+    return {"path": out / "report.html", "line": f"report {out / 'report.html'}", "result": result}
+
+
+def stage_tune(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from spendlab.tuning import tune_experiment
+
+    assert cfg.tune is not None
+    r = tune_experiment(cfg.experiment, model_key=cfg.tune.model, n_trials=cfg.tune.trials,
+                        timeout=cfg.tune.timeout, tracking_uri=cfg.tracking_uri)
+    return {"path": r.params_path, "line": f"{r.study_name}: {r.n_complete} trials, best validation RMSE "
+                                           f"{r.best_value:.3f} -> {r.params_path}"}
+
+
+def stage_experiment(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from spendlab.experiment import run_experiment
+
+    out = cfg.out_dir / "experiment"
+    result = run_experiment(cfg.experiment, out_dir=out, tracking_uri=cfg.tracking_uri)
+    state["experiment_result"] = result
+    return {"path": out / "leaderboard.csv", "line": f"champion {result.champion}; leaderboard {out / 'leaderboard.csv'}"}
+
+
+def stage_promote(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from spendlab.promote import promote_experiment
+
+    outcome = promote_experiment(str(cfg.experiment), tracking_uri=cfg.tracking_uri)
+    path = cfg.out_dir / "promotion.json"
+    atomic_write_text(path, json.dumps({"promoted": outcome.promoted, "version": outcome.version,
+                                        "previous_champion": outcome.previous_champion,
+                                        "new_version": outcome.new_version, "reason": outcome.reason},
+                                       indent=2) + "\n")
+    return {"path": path, "line": f"spendlab-next-month v{outcome.version}: {outcome.reason}"}
+
+
+def stage_score(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from spendlab.scoring import load_model, score
+
+    out = cfg.out_dir / "scores.parquet"
+    model = load_model(tracking_uri=cfg.tracking_uri)
+    r = score(_load(cfg, state), out=out, model=model, progress=False)
+    return {"path": out, "line": f"{r.rows_out:,} users scored for {r.target_period} "
+                                 f"(model v{r.model_version}; total {r.total_prediction:,.2f})"}
+
+
+def stages(cfg: PipelineConfig) -> list[tuple[str, Stage]]:
+    out: list[tuple[str, Stage]] = [("validate", stage_validate), ("describe", stage_describe)]
+    if cfg.tune is not None:
+        out.append(("tune", stage_tune))
+    out.append(("experiment", stage_experiment))
+    if cfg.promote:
+        out.append(("promote", stage_promote))
+    if cfg.score:
+        out.append(("score", stage_score))
+    return out
+
+
+def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> dict[str, dict[str, Any]]:
     """Run every stage in order with a progress display; return what each stage wrote."""
     from rich.console import Console
 
     console = console or Console(stderr=True)
-    results: dict[str, object] = {}
-    stages = [("validate", stage_validate)]
-    for i, (name, fn) in enumerate(stages, 1):
-        with console.status(f"[{i}/{len(stages)}] {name} ..."):
-            results[name] = fn(cfg)
-        console.print(f"[green]done[/] [{i}/{len(stages)}] {name}")
-    summary = results["validate"]["summary"]  # type: ignore[index]
-    console.print(f"validated {cfg.input}: {summary['users']:,} users, total spend {summary['total_spend']:,.2f}")
-    console.print(f"outputs: {cfg.out_dir}/validation.json")
+    results: dict[str, dict[str, Any]] = {}
+    state: dict[str, Any] = {}
+    plan = stages(cfg)
+    start = time.perf_counter()
+    for i, (name, fn) in enumerate(plan, 1):
+        t0 = time.perf_counter()
+        with console.status(f"[{i}/{len(plan)}] {name} ..."):
+            results[name] = fn(cfg, state)
+        console.print(f"[green]done[/] [{i}/{len(plan)}] {name:<10} {time.perf_counter() - t0:6.1f}s  "
+                      f"{results[name]['line']}", highlight=False)
+    console.print(f"\nfinished in {time.perf_counter() - start:.0f}s. Where everything is:", highlight=False)
+    for name in ("describe", "experiment", "score", "promote", "validate"):
+        if name in results:
+            console.print(f"  {name:<10} {results[name]['path']}", highlight=False)
+    console.print("  runs       make ui  (MLflow at http://127.0.0.1:5000)", highlight=False)
     return results

@@ -52,7 +52,7 @@ def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_
         url=url,
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
-        failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
+        heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=2),
         engine_kwargs={"connect_args": {"timeout": 60}},
     )
 
@@ -81,6 +81,7 @@ def tune(
     tuned_dir: Path = TUNED_DIR,
     tracking_uri: str | None = None,
     extra_tags: dict[str, str] | None = None,
+    heartbeat: tuple[int, int] = (5, 15),
 ) -> TuneResult:
     """Run (or resume) the study ``<experiment>-<model>`` until ``n_trials`` trials finished.
 
@@ -95,7 +96,7 @@ def tune(
     if n_trials < 1:
         raise ConfigError("--trials must be at least 1")
     study_name = f"{experiment_name}-{model_key}"
-    storage = study_storage(storage_url)
+    storage = study_storage(storage_url, heartbeat_interval=heartbeat[0], grace_period=heartbeat[1])
     study = optuna.create_study(study_name=study_name, storage=storage, direction="minimize",
                                 load_if_exists=True)
     # Re-seed by history length: a resumed study draws new points instead of replaying the
@@ -172,6 +173,7 @@ def tune_experiment(
     tracking_uri: str | None = None,
     tuned_dir: Path = TUNED_DIR,
     storage_url: str | None = None,
+    heartbeat: tuple[int, int] = (5, 15),
 ) -> TuneResult:
     """Tune ``model_key`` on the validation origins of the experiment at ``experiment_path``."""
     from spendlab.backtest import FeatureStore, run_backtest
@@ -195,5 +197,5 @@ def tune_experiment(
 
     return tune(experiment_name=exp.name, model_key=model_key, search_space=SEARCH_SPACES[model_key],
                 evaluate=evaluate, n_trials=n_trials, timeout=timeout, seed=exp.seed, storage_url=storage_url,
-                tuned_dir=tuned_dir, tracking_uri=tracking_uri,
+                tuned_dir=tuned_dir, tracking_uri=tracking_uri, heartbeat=heartbeat,
                 extra_tags={"dataset_hash": tx.content_hash()[:16], "model": model_key})

@@ -1,0 +1,105 @@
+"""Optuna tuning: validation origins only, resumable studies, nested MLflow runs, tuned params file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from spendlab.tuning import study_storage, tune_experiment
+from tests.jobs.conftest import write_experiment
+
+
+def _finished(storage_url: str, study_name: str) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+
+
+def test_tune_writes_best_params_and_nests_trial_runs(workdir: Path) -> None:
+    import mlflow
+
+    exp = write_experiment(workdir)
+    result = tune_experiment(exp, model_key="ridge", n_trials=3)
+    assert result.n_complete + result.n_pruned == 3
+    saved = yaml.safe_load(result.params_path.read_text())
+    assert result.params_path == Path("configs/tuned/synth_next_month-ridge.yaml")
+    assert saved["params"] == result.best_params and set(saved["params"]) == {"alpha"}
+    mlflow.set_tracking_uri("sqlite:///mlruns/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["synth_next_month"])
+    trials = runs[runs["tags.kind"] == "trial"]
+    assert len(trials) == 3
+    assert set(trials["tags.mlflow.parentRunId"]) == {result.parent_run_id}
+    parent = runs[runs["run_id"] == result.parent_run_id].iloc[0]
+    assert parent["status"] == "FINISHED"
+    assert parent["metrics.best_validation_rmse"] == pytest.approx(result.best_value)
+
+
+def test_tuning_objective_never_reads_test_origins(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import spendlab.backtest as bt
+
+    seen: list[str] = []
+    real = bt.run_backtest
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003
+        seen.append(kwargs["origins"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bt, "run_backtest", spy)
+    tune_experiment(write_experiment(workdir), model_key="ridge", n_trials=2)
+    assert seen and set(seen) == {"validation"}
+
+
+def test_rerun_of_a_complete_study_adds_no_trial_and_keeps_best(workdir: Path) -> None:
+    exp = write_experiment(workdir)
+    first = tune_experiment(exp, model_key="ridge", n_trials=3)
+    second = tune_experiment(exp, model_key="ridge", n_trials=3)
+    assert second.best_params == first.best_params
+    assert len(_finished("sqlite:///mlruns/optuna.db", first.study_name)) == 3
+
+
+@pytest.mark.slow
+def test_killed_study_resumes_to_target_without_duplicate_trials(workdir: Path) -> None:
+    """Catalogue row 58: kill -9 part-way, rerun; finished trials reach the target, none repeated."""
+    exp = write_experiment(workdir)
+    url = "sqlite:///mlruns/optuna.db"
+    name = "synth_next_month-ridge"
+    cmd = [sys.executable, "-m", "spendlab.cli", "tune", str(exp), "--model", "ridge", "--trials", "8"]
+    env = {**os.environ, "SPENDLAB_OPTUNA_HEARTBEAT": "1", "SPENDLAB_OPTUNA_GRACE": "2"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            time.sleep(0.3)
+            if not Path("mlruns/optuna.db").exists():
+                continue
+            try:
+                if len(_finished(url, name)) >= 3:
+                    break
+            except KeyError:  # study not created yet
+                continue
+        else:
+            pytest.fail("the study never reached 3 finished trials")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = len(_finished(url, name))
+    assert 3 <= before < 8
+    time.sleep(2.5)  # past the heartbeat grace period: an orphaned RUNNING trial is now stale
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    finished = _finished(url, name)
+    assert len(finished) == 8
+    params = [tuple(sorted(t.params.items())) for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(params) == len(set(params)), "a resumed study repeated a trial"
+    study = optuna.load_study(study_name=name, storage=study_storage(url))
+    assert not [t for t in study.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
