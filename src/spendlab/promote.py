@@ -126,10 +126,10 @@ def log_and_register(
     current = _current_champion(client, registered_model, alias)
     if same:
         version = str(max(int(v.version) for v in same))
-        is_champion = current is not None and current.version == version
+        is_champion = current is not None and str(current.version) == version
         reason = (f"unchanged: an identical candidate is already version {version}"
                   + (" (the champion)" if is_champion else " (not the champion)"))
-        return PromotionOutcome(is_champion, version, current.version if current else None, reason, False)
+        return PromotionOutcome(is_champion, version, str(current.version) if current else None, reason, False)
 
     promoted, reason = _decide(candidate, current, force)
     exp_id = tracking.ensure_experiment(candidate.experiment)
@@ -192,7 +192,7 @@ def log_and_register(
         client.set_model_version_tag(registered_model, version, k, v)
     if promoted:
         client.set_registered_model_alias(registered_model, alias, version)
-    return PromotionOutcome(promoted, version, current.version if current else None, reason, True)
+    return PromotionOutcome(promoted, version, str(current.version) if current else None, reason, True)
 
 
 def _current_champion(client: Any, name: str, alias: str) -> Any:
@@ -222,3 +222,111 @@ def _decide(candidate: Candidate, current: Any, force: bool) -> tuple[bool, str]
         return True, f"forced over version {current.version} (test RMSE {candidate.test_rmse:.4f} >= {cur_rmse:.4f})"
     return False, (f"does not beat champion version {current.version}: test RMSE {candidate.test_rmse:.4f} "
                    f">= {cur_rmse:.4f}")
+
+
+def _experiment_path(experiment: str) -> Path:
+    p = Path(experiment)
+    if p.suffix in {".yaml", ".yml"}:
+        return p
+    candidate = Path("experiments") / f"{experiment}.yaml"
+    if not candidate.exists():
+        raise SpendlabError(f"no experiment file for {experiment!r} (looked for {candidate})")
+    return candidate
+
+
+def latest_experiment_run(experiment_name: str, *, tracking_uri: str | None = None) -> Any:
+    """The newest FINISHED parent run of ``spendlab experiment run`` for this experiment."""
+    from mlflow import MlflowClient
+
+    from spendlab import tracking
+
+    tracking.configure(tracking_uri)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment_name)
+    if exp is None:
+        raise SpendlabError(f"no MLflow experiment {experiment_name!r}: run `spendlab experiment run` first")
+    runs = client.search_runs([exp.experiment_id],
+                              filter_string="tags.kind = 'experiment' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs or "champion" not in runs[0].data.tags:
+        raise SpendlabError(f"experiment {experiment_name!r} has no finished run with a champion; "
+                            "run `spendlab experiment run` first")
+    return runs[0]
+
+
+def build_candidate(experiment: str, *, tracking_uri: str | None = None, transactions: Any = None) -> Candidate:
+    """Refit the latest experiment run's champion on every example labelled by the last complete period."""
+    from mlflow import MlflowClient
+
+    from spendlab.backtest import FeatureStore, segment_users
+    from spendlab.config import config_hash
+    from spendlab.experiment import load_experiment, resolve_params
+    from spendlab.features import FeatureConfig, load_feature_config
+    from spendlab.features.output import default_as_of
+    from spendlab.io import load_transactions
+    from spendlab.models.registry import make_model
+
+    cfg = load_experiment(_experiment_path(experiment))
+    run = latest_experiment_run(cfg.name, tracking_uri=tracking_uri)
+    key = run.data.tags["champion"]
+    metrics = run.data.metrics
+    client = MlflowClient()
+    with tempfile.TemporaryDirectory() as tmp:
+        intervals_file = client.download_artifacts(run.info.run_id, "intervals.json", tmp)
+        intervals_all = json.loads(Path(intervals_file).read_text())
+    intervals = intervals_all["models"][key]
+    coverage = float("nan")
+    child_id = run.data.tags.get("champion_run_id")
+    if child_id:
+        coverage = float(client.get_run(child_id).data.metrics.get("interval_coverage_80", float("nan")))
+    if key == "ensemble":
+        weights = {k.removeprefix("ensemble_weight."): float(v) for k, v in run.data.params.items()
+                   if k.startswith("ensemble_weight.") and float(v) > 0}
+        members = tuple(sorted(weights))
+        params: dict[str, Any] = {"members": members, "weights": weights,
+                                  "member_params": {m: resolve_params(cfg, m)[0] for m in members}}
+    else:
+        params = resolve_params(cfg, key)[0]
+
+    tx = transactions if transactions is not None else load_transactions(cfg.dataset.input, cfg.dataset.format,
+                                                                          config=cfg.reader)
+    fcfg = load_feature_config(cfg.features) if cfg.features is not None else FeatureConfig()
+    store = FeatureStore.from_source(tx, freq=cfg.freq, horizon=cfg.horizon, feature_config=fcfg)
+    train_cutoff = default_as_of(store.con, cfg.freq)
+    X, y = store.training_set(train_cutoff, cfg.train_origins)
+    estimator = make_model(key, params).fit(X.drop(columns=["user_id"]), y)
+    feature_names = [c for c in X.columns if c != "user_id"]
+    segments = segment_users(X, active_window=cfg.segments.active_window)
+    example = store.features(train_cutoff).head(5).reset_index(drop=True)
+    dataset_hash = tx.content_hash()
+    fhash = config_hash(fcfg)
+    return Candidate(
+        model_key=key,
+        params=params,
+        estimator=estimator,
+        feature_names=feature_names,
+        feature_config=fcfg.model_dump(mode="json"),
+        feature_config_hash=fhash,
+        freq=cfg.freq,
+        train_cutoff=train_cutoff,
+        intervals=intervals,
+        active_window=cfg.segments.active_window,
+        cold_start=cold_start_fallback(y[segments == "new"]),
+        input_example=example,
+        test_rmse=float(metrics["champion_rmse"]),
+        validation_rmse=float(metrics["champion_validation_rmse"]),
+        test_bias=float(metrics.get("champion_bias", float("nan"))),
+        interval_coverage=coverage,
+        protocol=protocol_id(cfg),
+        fingerprint=fingerprint(dataset_hash, cfg.model_dump(mode="json"), key, params, train_cutoff, fhash),
+        experiment=cfg.name,
+        dataset_hash=dataset_hash[:16],
+        extra_tags={"experiment_run_id": run.info.run_id},
+    )
+
+
+def promote_experiment(experiment: str, *, tracking_uri: str | None = None, force: bool = False,
+                       transactions: Any = None) -> PromotionOutcome:
+    """Build the champion candidate of ``experiment`` and register it (see module docstring)."""
+    candidate = build_candidate(experiment, tracking_uri=tracking_uri, transactions=transactions)
+    return log_and_register(candidate, tracking_uri=tracking_uri, force=force)
