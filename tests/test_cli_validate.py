@@ -195,3 +195,18 @@ def test_datasets_list_names_the_embedded_cdnow_file():
                          env={**os.environ, "COLUMNS": "300"})
     assert run.returncode == 0, run.stderr
     assert "builtin:cdnow" in run.stdout and "CDNOW_master.txt" in run.stdout and "23,570" in run.stdout
+
+
+def test_markup_like_text_in_data_and_file_names_is_printed_verbatim(tmp_path):
+    """Catalogue rows 31-32 at the CLI: rich markup in a value or a file name is text, never markup."""
+    path = tmp_path / "[red]x.csv"
+    path.write_text("type,data,created_at,user_id\n" + millions_row("-1.00", "2021-12-30 3:40:03", "1", "[/x]") + "\n")
+    strict = subprocess.run([*SPENDLAB, "validate", str(path), "--format", "millions", "--mode", "strict"],
+                            capture_output=True, text=True)
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr
+    assert "type '[/x]' is not one of" in strict.stderr and "[red]x.csv" in strict.stderr
+    rejects = tmp_path / "[b]rejects.csv"
+    result = CliRunner().invoke(app, ["validate", str(path), "--format", "millions", "--rejects", str(rejects)])
+    assert result.exit_code == 0, result.output
+    assert "[red]x.csv" in result.output and f"rejects written to {rejects}" in result.output.replace("\n", "")
+    assert rejects.exists()

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from spendlab.config import ReaderConfig, load_config, load_yaml, parse_config
@@ -96,18 +97,18 @@ def validate(
     if as_json:
         print(json.dumps(summary, indent=2))
         return
-    table = Table(title=f"validate {input} ({format}, {mode.value})")
+    table = Table(title=escape(f"validate {input} ({format}, {mode.value})"))
     for col in ("file", "rows_in", "accepted", "rejected", "errors", "warnings"):
         table.add_column(col, justify="right" if col in {"rows_in", "accepted", "rejected"} else "left")
     for f in tx.report.files:
-        table.add_row(Path(f.file).name, str(f.rows_in), str(f.accepted), str(f.rejected),
+        table.add_row(escape(Path(f.file).name), str(f.rows_in), str(f.accepted), str(f.rejected),
                       ", ".join(f"{k}={v}" for k, v in sorted(f.errors.items())) or "-",
                       ", ".join(f"{k}={v}" for k, v in sorted(f.warnings.items())) or "-")
     out.print(table)
     out.print(f"users: {summary['users']:,}   total spend: {summary['total_spend']:,.2f}   "
               f"refunds: {summary['refunds']:,} ({summary['refund_amount']:,.2f})")
     if rejects is not None:
-        out.print(f"rejects written to {rejects}")
+        out.print(f"rejects written to {escape(str(rejects))}")
 
 
 @app.command()
@@ -413,7 +414,7 @@ def main() -> None:
     try:
         rv = app(standalone_mode=False)
     except SpendlabError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -98,6 +98,8 @@ def resolve_input(source: str, fmt: str) -> tuple[str, list[Path]]:
         if not files:
             raise SpendlabError(f"{source}: directory holds no input files ({', '.join(sorted(exts))})")
         return p.name, files
+    if p.is_file():  # a real file wins over glob syntax: "[x]data.csv" is a valid name
+        return p.stem, [p]
     if any(ch in source for ch in "*?["):
         files = sorted(Path(f) for f in globlib.glob(source, recursive=True) if Path(f).is_file())
         if not files:
