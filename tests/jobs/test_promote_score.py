@@ -1,0 +1,181 @@
+"""Promotion to the MLflow Model Registry and batch scoring with the registered champion."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from spendlab.datasets import synth_transactions
+from spendlab.experiment import run_experiment
+from spendlab.features import build_features
+from spendlab.io import load_transactions
+from spendlab.io.load import connect
+from spendlab.promote import EXIT_NOT_PROMOTED, REGISTERED_MODEL, promote_experiment
+from spendlab.scoring import BASIS_COLD_START, BASIS_MODEL, load_model, score
+from tests.jobs.conftest import write_experiment
+
+CHAMPION = f"models:/{REGISTERED_MODEL}@champion"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """Three promotions in one store: a first champion, a worse candidate, a better candidate."""
+    root = tmp_path_factory.mktemp("registry")
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        outcomes = {}
+        for label, models in (("first", ["last_period"]), ("worse", ["zero"]), ("better", ["ridge"])):
+            exp = write_experiment(root, models=models)
+            run_experiment(exp, out_dir=root / "out" / label)
+            outcomes[label] = promote_experiment(str(exp))
+        yield {"root": root, "outcomes": outcomes, "experiment": exp}
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture
+def in_registry(registry: dict, monkeypatch: pytest.MonkeyPatch) -> dict:
+    monkeypatch.chdir(registry["root"])
+    mlflow.set_tracking_uri("sqlite:///mlruns/mlflow.db")
+    return registry
+
+
+def test_first_candidate_becomes_champion(in_registry: dict) -> None:
+    first = in_registry["outcomes"]["first"]
+    assert first.promoted and first.new_version and first.exit_code == 0
+    assert first.reason.startswith("first champion")
+
+
+def test_worse_model_is_registered_but_does_not_take_the_alias(in_registry: dict) -> None:
+    worse = in_registry["outcomes"]["worse"]
+    assert not worse.promoted and worse.new_version
+    assert worse.exit_code == EXIT_NOT_PROMOTED
+    tags = MlflowClient().get_model_version(REGISTERED_MODEL, worse.version).tags
+    assert tags["promoted"] == "false"
+    assert "does not beat champion version" in tags["promotion_reason"]
+    assert float(tags["test_rmse"]) >= float(
+        MlflowClient().get_model_version(REGISTERED_MODEL, in_registry["outcomes"]["first"].version).tags["test_rmse"])
+
+
+def test_better_model_takes_the_alias_and_its_tags_say_why(in_registry: dict) -> None:
+    better = in_registry["outcomes"]["better"]
+    assert better.promoted and better.exit_code == 0
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias(REGISTERED_MODEL, "champion")
+    assert str(champion.version) == better.version
+    tags = champion.tags
+    assert tags["model_key"] == "ridge" and tags["promoted"] == "true"
+    assert tags["promotion_reason"].startswith(f"beats champion version {better.previous_champion}")
+    assert tags["train_cutoff"] == "2024-02-29"  # the latest complete month of the synthetic data
+    for key in ("feature_set_version", "fingerprint", "protocol", "dataset_hash", "interval_coverage_80"):
+        assert tags[key]
+
+
+def test_repromoting_the_same_champion_registers_nothing(in_registry: dict) -> None:
+    before = len(MlflowClient().search_model_versions(f"name = '{REGISTERED_MODEL}'"))
+    again = promote_experiment(str(in_registry["experiment"]))
+    assert not again.new_version and again.promoted and again.exit_code == 0
+    assert len(MlflowClient().search_model_versions(f"name = '{REGISTERED_MODEL}'")) == before
+
+
+def _features(root: Path, as_of: str = "2024-02-29") -> pd.DataFrame:
+    tx = load_transactions(str(root / "data" / "tx.parquet"), "generic")
+    con = connect()
+    tx.register(con)
+    return build_features(con, freq="month", as_of=as_of)
+
+
+def test_champion_loads_by_alias_and_predicts_on_a_feature_frame(in_registry: dict) -> None:
+    model = mlflow.pyfunc.load_model(CHAMPION)
+    feats = _features(in_registry["root"])
+    out = model.predict(feats)
+    assert list(out.columns) == ["prediction", "lower", "upper", "segment"]
+    assert len(out) == len(feats)
+    assert (out["prediction"] >= 0).all() and (out["lower"] <= out["upper"]).all() and (out["lower"] >= 0).all()
+    assert set(out["segment"]) <= {"new", "active", "lapsed"}
+
+
+def test_missing_feature_column_is_a_schema_error_naming_it(in_registry: dict) -> None:
+    model = mlflow.pyfunc.load_model(CHAMPION)
+    feats = _features(in_registry["root"]).drop(columns=["spend_lag1"])
+    with pytest.raises(mlflow.exceptions.MlflowException, match="spend_lag1"):
+        model.predict(feats)
+
+
+def test_wrong_dtype_feature_column_is_a_schema_error(in_registry: dict) -> None:
+    model = mlflow.pyfunc.load_model(CHAMPION)
+    feats = _features(in_registry["root"])
+    feats["mean_basket"] = feats["mean_basket"].map(lambda v: f"{v:.2f} USD")
+    with pytest.raises(mlflow.exceptions.MlflowException, match="mean_basket"):
+        model.predict(feats)
+
+
+def test_altered_model_artifact_is_refused(in_registry: dict, tmp_path: Path) -> None:
+    """Catalogue row 66: flip one byte of the registered estimator; loading is refused."""
+    import shutil
+
+    version = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, "champion")
+    local = Path(mlflow.artifacts.download_artifacts(version.source, dst_path=str(tmp_path / "m")))
+    est = next(local.rglob("estimator.joblib"))
+    data = bytearray(est.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    est.write_bytes(bytes(data))
+    with pytest.raises(Exception, match="altered after registration"):
+        mlflow.pyfunc.load_model(str(local))
+    shutil.rmtree(local)
+
+
+def test_two_month_millions_export_gets_one_scored_row_per_user(in_registry: dict, tmp_path: Path) -> None:
+    """Issue 7: every user of a short export gets a prediction, an interval and a basis."""
+    export = tmp_path / "export.csv"
+    synth_transactions(export, users=120, months=2, start="2021-11-01", seed=5, fmt="millions")
+    # a refund-only user: outside what the model learned, so it gets the cold-start fallback
+    with open(export, "a", encoding="utf-8") as fh:
+        fh.write('auth,"{""amount"":""4.00""}",2021-12-03 9:15:00,99999\n')
+    tx = load_transactions(str(export), "millions")
+    users = tx.to_pandas()["user_id"].nunique()
+    out = tmp_path / "scores.parquet"
+    result = score(tx, out=out, model=load_model(), progress=False, chunk_users=50)
+    scores = pd.read_parquet(out)
+    assert result.users_in == users == len(scores) == scores["user_id"].nunique()
+    assert result.as_of.isoformat() == "2021-12-31" and set(scores["target_period"]) == {"2022-01"}
+    assert (scores["prediction"] >= 0).all()
+    assert (scores["lower"] <= scores["upper"]).all()
+    assert set(scores["basis"]) == {BASIS_MODEL, BASIS_COLD_START}
+    assert scores.loc[scores["user_id"] == "99999", "basis"].item() == BASIS_COLD_START
+    assert np.isfinite(scores[["prediction", "lower", "upper"]].to_numpy()).all()
+
+
+def test_scores_are_identical_across_chunk_sizes_and_reruns(in_registry: dict, tmp_path: Path) -> None:
+    tx = load_transactions(str(in_registry["root"] / "data" / "tx.parquet"), "generic")
+    model = load_model()
+    a = score(tx, out=tmp_path / "a.parquet", model=model, progress=False, chunk_users=1_000_000)
+    b = score(tx, out=tmp_path / "b.parquet", model=model, progress=False, chunk_users=70)
+    left = pd.read_parquet(a.out).sort_values("user_id", ignore_index=True)
+    right = pd.read_parquet(b.out).sort_values("user_id", ignore_index=True)
+    pd.testing.assert_frame_equal(left, right, check_exact=False, rtol=1e-12)
+    assert a.users_in == b.rows_out == len(left)
+
+
+def test_failed_scoring_leaves_no_output(in_registry: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import spendlab.scoring as scoring
+
+    tx = load_transactions(str(in_registry["root"] / "data" / "tx.parquet"), "generic")
+    model = load_model()
+
+    def boom(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(scoring, "score_frame", boom)
+    out = tmp_path / "scores.parquet"
+    with pytest.raises(OSError):
+        score(tx, out=out, model=model, progress=False)
+    assert not out.exists() and not list(tmp_path.glob(".scores.parquet*"))
