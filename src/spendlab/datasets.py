@@ -60,7 +60,7 @@ def _day_weights(days: "np.ndarray", country: str = "US") -> "np.ndarray":
             w[i] *= 0.6  # stores close, fewer purchases on the day itself
         if d.month == 11 and d.weekday() == 4 and 23 <= d.day <= 29:  # Black Friday
             w[i] *= 2.5
-        if d.month == 11 and d.weekday() == 0 and 26 <= d.day <= 30 or (d.month == 12 and d.day <= 2 and d.weekday() == 0):
+        if d.weekday() == 0 and ((d.month == 11 and 26 <= d.day <= 30) or (d.month == 12 and d.day <= 2)):
             w[i] *= 1.8  # Cyber Monday (Monday after Thanksgiving)
     return w
 

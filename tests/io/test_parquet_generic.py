@@ -160,7 +160,8 @@ def test_generic_csv_with_negative_spend_convention_and_ts_format(write_file):
     tx = load(path, "generic", generic={**MAPPING, "spend_is": "negative", "ts_format": "%d/%m/%Y %H:%M"})
     df = tx.to_pandas()
     assert df["amount"].tolist() == [12.5, -4.0]
-    assert df["ts"].tolist() == [dt.datetime(2021, 12, 30, 3, 40, tzinfo=UTC), dt.datetime(2021, 12, 31, 23, tzinfo=UTC)]
+    assert df["ts"].tolist() == [dt.datetime(2021, 12, 30, 3, 40, tzinfo=UTC),
+                                 dt.datetime(2021, 12, 31, 23, tzinfo=UTC)]
 
 
 @pytest.mark.parametrize(

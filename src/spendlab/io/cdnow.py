@@ -67,7 +67,8 @@ def read_cdnow(path: Path, config: ReaderConfig, sink: RejectSink, rows: RowBuil
             if amount < 0:
                 raise FieldError("NEGATIVE_AMOUNT", f"dollar_value {f[3]} is negative (this format has no refunds)")
         except FieldError as exc:
-            sink.reject(RejectRecord(str(path), rec.line, column, exc.error_type, rec.raw, str(exc), rec.offset, record))
+            sink.reject(RejectRecord(str(path), rec.line, column, exc.error_type, rec.raw, str(exc),
+                                     rec.offset, record))
             continue
         rows.add(f[0], ts, amount, rec.line, int(f[2]))
         report.accepted += 1

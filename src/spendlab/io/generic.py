@@ -200,5 +200,6 @@ def scan_parquet(
             column = {"NULL_KEY": config.generic.user_col, "DATE_PARSE": config.generic.ts_col,
                       "OUT_OF_WINDOW": config.generic.ts_col}.get(err, config.generic.amount_col)
             raw = f"{user},{ts},{amount}"
-            report.rejects.append(RejectRecord(name, line, column, err, raw, f"{err} in row {line} of {name}", -1, line))
+            message = f"{err} in row {line} of {name}"
+            report.rejects.append(RejectRecord(name, line, column, err, raw, message, -1, line))
     return f"SELECT * EXCLUDE (error) FROM (SELECT *, {error} AS error FROM ({base})) WHERE error IS NULL"

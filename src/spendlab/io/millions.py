@@ -77,13 +77,15 @@ def read_millions(path: Path, config: ReaderConfig, sink: RejectSink, rows: RowB
         kind = row["type"].strip()
         if kind not in config.accepted_types:
             if config.unknown_types == "reject":
-                raise RowReject("type", FieldError("UNKNOWN_TYPE", f"type {kind!r} is not one of {list(config.accepted_types)}"))
+                allowed = list(config.accepted_types)
+                raise RowReject("type", FieldError("UNKNOWN_TYPE", f"type {kind!r} is not one of {allowed}"))
             report.warnings["UNKNOWN_TYPE"] += 1
         raw_amount = field("data", lambda: parse_data_amount(row["data"]))
         value = field("data", lambda: parse_amount(raw_amount, thousands=config.thousands,  # type: ignore[arg-type]
                                                    max_abs=config.max_abs_amount, sub_cent=config.sub_cent))
-        ts, aware = field("created_at", lambda: parse_timestamp(row["created_at"], zone=config.timezone,  # type: ignore[misc]
-                                                                dst_policy=config.dst_policy))
+        created_at = row["created_at"]
+        ts, aware = field("created_at",  # type: ignore[misc]
+                          lambda: parse_timestamp(created_at, zone=config.timezone, dst_policy=config.dst_policy))
         field("created_at", lambda: check_window(ts, config.window_start, window_end))
         amount = -value + 0.0  # negative = spend in this format
         if amount == 0.0 and config.zero_amounts == "exclude":
