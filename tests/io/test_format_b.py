@@ -90,3 +90,12 @@ def test_cdnow_header_line_is_skipped_and_line_numbers_stay_physical(write_file)
                          " 00002 1997011 1 1.00\n"), "cdnow")
     assert (tx.report.rows_in, tx.report.accepted) == (2, 1)
     assert tx.report.rejects[0].line == 3 and tx.to_pandas()["line"].tolist() == [2]
+
+
+def test_an_overlong_cdnow_line_is_line_too_long_and_later_lines_keep_their_numbers(write_file):
+    """Catalogue row 29 for the whitespace format (no quoting: one physical line is one record)."""
+    text = "00001 19970101 1 11.77\n00002 19970102 1 " + "9" * (2 << 20) + "\n00003 19970103 1 1.00\n"
+    tx = load(write_file("cd.txt", text), "cdnow")
+    (rej,) = tx.report.rejects
+    assert (rej.line, rej.error_type) == (2, "LINE_TOO_LONG") and len(rej.raw) < 300
+    assert tx.to_pandas()["line"].tolist() == [1, 3]
