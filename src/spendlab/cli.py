@@ -168,7 +168,8 @@ def datasets_synth(
 
     stats = synth_transactions(out_path, users=users, months=months, fmt=format, start=start, seed=seed,
                                chunk_users=chunk_users, progress=True)
-    err.print(f"wrote {stats['transactions']:,} transactions for {stats['users']:,} users to {out_path}")
+    err.print(f"wrote {stats['transactions']:,} transactions for {stats['users']:,} users "
+              f"to {escape(str(out_path))}")
 
 
 @app.command()
