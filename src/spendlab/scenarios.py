@@ -241,7 +241,7 @@ def _csv(df: pd.DataFrame, path: Path) -> None:
     table = pa.Table.from_pandas(df[COLUMNS].astype({c: "int64" for c in COLUMNS[1:]}).astype({"user_id": str}),
                                  preserve_index=False)
     with atomic_path(path) as tmp:
-        pacsv.write_csv(table, tmp, write_options=pacsv.WriteOptions(quoting_style="needed"))
+        pacsv.write_csv(table, tmp, write_options=pacsv.WriteOptions(quoting_style="none"))
 
 
 def _write(out: Path, rows: pd.DataFrame, fnames: list[str], platform: pd.DataFrame, source: pd.DataFrame,

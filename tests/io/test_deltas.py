@@ -147,3 +147,12 @@ def test_summary_allows_null_values_but_not_bad_ones(tmp_path: Path) -> None:
 def test_empty_summary_fails_naming_the_file(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="platform.csv"):
         load(tmp_path, {"delta1.csv": f"{HEADER}\nu1,0,1,0,5\n"}, summary="")
+
+
+def test_quoted_header_alone_keeps_the_fast_reader(tmp_path: Path) -> None:
+    """Exporters often quote the header only; the data lines are still plain."""
+    quoted = ",".join(f'"{c}"' for c in HEADER.split(",")) + "\nu1,1,1,1,1\n\nu2,2,1,1,2\n"
+    con, inp = load(tmp_path, {"delta1.csv": quoted})
+    assert inp.deltas[0].reader == "fast"
+    assert con.execute("SELECT line, user_id FROM deltas ORDER BY line").fetchall() == [(2, "u1"), (4, "u2")]
+    assert inp.deltas[0].report.blank_lines == 1

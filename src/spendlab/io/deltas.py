@@ -17,6 +17,7 @@ Two readers produce the same staging columns, so one SQL validation serves both:
 from __future__ import annotations
 
 import codecs
+import csv
 import glob as globlib
 import re
 from dataclasses import dataclass, field
@@ -132,9 +133,16 @@ def _is_plain(path: Path) -> bool:
     """True when the fast reader gives the same records and lines as the physical-line reader."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     carry = b""
+    first = True
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 22):
-            if b'"' in chunk:
+            body_start = 0
+            if first:  # a quoted header line (as many exporters write it) is fine: it is parsed as CSV
+                first = False
+                body_start = chunk.find(b"\n") + 1 if b"\n" in chunk else len(chunk)
+                if chunk[:body_start].count(b'"') % 2:
+                    return False
+            if b'"' in chunk[body_start:]:
                 return False
             data = carry + chunk
             carry = b"\r" if data.endswith(b"\r") else b""
@@ -187,15 +195,17 @@ def _checks(kind: str) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def _validate_sql(kind: str, n_header: int) -> str:
-    checks = _checks(kind)
+def _validate_sql(kind: str, n_header: int, stage_sql: str) -> str:
+    """Each row's first failing check, evaluated once; its error type, column and message looked up."""
+    checks = [tuple(part.replace("__H__", str(n_header)) for part in c) for c in _checks(kind)]
+    first = " ".join(f"WHEN {c[0]} THEN {i}" for i, c in enumerate(checks))
 
-    def case(i: int) -> str:
-        arms = " ".join(f"WHEN {c[0]} THEN {c[i]}" for c in checks)
-        return f"CASE {arms} END".replace("__H__", str(n_header))
+    def pick(i: int) -> str:
+        return "CASE e " + " ".join(f"WHEN {j} THEN {c[i]}" for j, c in enumerate(checks)) + " END"
 
     return (f"SELECT line, raw, user_id, c_total_spend, c_count_saved_items, c_loyalty_credits, c_batch_id, "
-            f"{case(1)} AS error_type, {case(2)} AS err_column, {case(3)} AS message FROM stage")
+            f"{pick(1)} AS error_type, {pick(2)} AS err_column, {pick(3)} AS message "
+            f"FROM (SELECT *, CASE {first} END AS e FROM ({stage_sql}))")
 
 
 def _stage_fast_sql(positions: dict[str, int]) -> str:
@@ -213,8 +223,7 @@ class _Writer:
 
     def write(self, stage_sql: str, n_header: int) -> None:
         con = self.con
-        con.execute(f"CREATE OR REPLACE TEMP TABLE stage AS {stage_sql}")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {_validate_sql(self.kind, n_header)}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {_validate_sql(self.kind, n_header, stage_sql)}")
         vals = ", ".join(
             f"TRY_CAST(nullif(c_{c}, '') AS {'DOUBLE' if c in MONEY_COLUMNS else 'BIGINT'})" for c in VALUE_COLUMNS
         )
@@ -223,16 +232,15 @@ class _Writer:
                     "WHERE error_type IS NULL")
         con.execute("INSERT INTO rejects SELECT ?, ?, ?, line, err_column, error_type, raw, message, user_id FROM checked "
                     "WHERE error_type IS NOT NULL", [self.dataset, self.loaded.name, self.loaded.idx])
-        n_ok, n_bad = con.execute("SELECT count(*) FILTER (error_type IS NULL), count(*) FILTER "
-                                  "(error_type IS NOT NULL) FROM checked").fetchone()
         rep = self.loaded.report
-        rep.rows_in += n_ok + n_bad
-        rep.accepted += n_ok
-        rep.rejected += n_bad
-        for et, n in con.execute("SELECT error_type, count(*) FROM checked WHERE error_type IS NOT NULL "
-                                 "GROUP BY 1").fetchall():
-            rep.errors[et] += n
-        con.execute("DROP TABLE stage; DROP TABLE checked")
+        for et, n in con.execute("SELECT error_type, count(*) FROM checked GROUP BY 1").fetchall():
+            rep.rows_in += n
+            if et is None:
+                rep.accepted += n
+            else:
+                rep.rejected += n
+                rep.errors[et] += n
+        con.execute("DROP TABLE checked")
 
 
 def _header_positions(path: Path, header: Record, report: FileReport) -> dict[str, int]:
@@ -255,17 +263,18 @@ def _load_fast(path: Path, writer: _Writer) -> bool:
         next_line += len(raw)
         table = pa.table({"line": lines, "raw": raw})
         if positions is None:
-            texts = raw.to_pylist()
-            for i, text in enumerate(texts):
+            for i in range(len(raw)):
+                text = raw[i].as_py()
                 if text.strip():
-                    header = Record(i + lines[0].as_py(), i + lines[0].as_py(), 0, text, text.split(","))
+                    fields = next(csv.reader([text]))
+                    header = Record(i + next_line - len(raw), i + next_line - len(raw), 0, text, fields)
                     positions = _header_positions(path, header, report)
                     n_header = len(header.fields)
-                    report.blank_lines += sum(1 for t in texts[:i] if not t.strip())
+                    report.blank_lines += i
                     table = table.slice(i + 1)
                     break
             else:
-                report.blank_lines += sum(1 for t in texts if not t.strip())
+                report.blank_lines += len(raw)
                 continue
         report.blank_lines += _count_blank(table)
         writer.con.register("batch", table)
@@ -322,7 +331,7 @@ def _load_records(path: Path, writer: _Writer, max_line_bytes: int) -> bool:
     table = pa.table({k: pa.array(v, pa.int64() if k in ("line", "nf") else pa.string()) for k, v in cols.items()})
     writer.con.register("batch", table)
     try:
-        writer.write("SELECT * FROM batch", n_header)
+        writer.write("SELECT * FROM batch", n_header)  # fields already split by the csv module
     finally:
         writer.con.unregister("batch")
     return True
