@@ -247,7 +247,8 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
         WHEN b.{k}k > 1 THEN '{side} summary has ' || b.{k}k || ' rows for this user; values not compared'
         WHEN (b.r IS NULL OR b.{k}k IS NULL) AND sus.user_id IS NOT NULL
           THEN 'keys differ only in format: "' || b.user_id || '" vs ' || sus.others || '; never joined'
-        WHEN f.user_id IS NOT NULL THEN '{side} row equals the rebuild without ' || fname(f.file_idx)
+        WHEN f.user_id IS NOT NULL THEN 'file ' || fname(f.file_idx) || ' not loaded: the {side} row equals the '
+             || 'rebuild without it'
         WHEN b.r IS NULL AND rej.user_id IS NOT NULL THEN 'only rejected delta rows: ' || rej.lines
         WHEN b.r IS NULL THEN 'no delta contains this user ({side} has it{', the platform does not' if side == 'source' else ''})'
         WHEN b.{k}k IS NULL THEN 'in the rebuild (' || fname(b.r.f) || ' line ' || b.r.n || ', batch ' || b.r.b
