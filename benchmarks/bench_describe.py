@@ -72,7 +72,8 @@ def main() -> int:
         desc = run_measured([str(bin_dir / "spendlab"), "describe", str(args.input), "--format", "generic",
                              "--out", str(out_dir), "--memory-limit", args.memory_limit])
         summary = json.loads((out_dir / "summary.json").read_text())
-        sizes = {p.name: round(p.stat().st_size / 2**20, 1) for p in sorted(out_dir.glob("*.csv"))}
+        sizes = {str(p.relative_to(out_dir)): round(p.stat().st_size / 2**20, 1)
+                 for p in sorted(out_dir.rglob("*.csv")) if p.stat().st_size > 2**20}
         result = {
             "input": str(args.input), "rows": meta.num_rows, "uncompressed_columns_mib": round(raw_mib),
             "n_users": summary["n_users"], "n_transactions": summary["n_transactions"],
@@ -80,6 +81,8 @@ def main() -> int:
             "time_ratio_describe_to_reference": round(desc["wall_s"] / ref["wall_s"], 2),
             "peak_rss_ratio_describe_to_reference": round(desc["peak_rss_mib"] / ref["peak_rss_mib"], 2),
             "csv_mib": sizes,
+            "load_average_1m_at_end": round(os.getloadavg()[0], 1),
+            "cpus": os.cpu_count(),
         }
         print(json.dumps(result, indent=2))
         if args.keep:

@@ -166,8 +166,8 @@ def test_month_over_month_change_per_user(gross_out: Path, con) -> None:
     movers = ins.mom_movers_table(con, "2022-02", 5)
     assert movers["user_id"].tolist() == ["u3", "u1", "u2"]
     assert ins.mom_takeaway(by_month, movers) == (
-        "In 2022-02, 1 users spent more than in the month before (1 of them new to spending that month) and "
-        "2 spent less (2 stopped), a net change of -114.50; the biggest increase was user u3 (+20.00).")
+        "In 2022-02, 1 users spent more than in the month before (1 of them after a month without spend) and "
+        "2 spent less (2 spent nothing), a net change of -114.50; the biggest increase was user u3 (+20.00).")
 
 
 def test_new_returning_and_cohort_retention(con) -> None:

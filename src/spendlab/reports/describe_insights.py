@@ -273,7 +273,8 @@ def mom_takeaway(by_month: pd.DataFrame, movers: pd.DataFrame) -> str:
     up = int(last["increased"] + last["started"])
     down = int(last["decreased"] + last["stopped"])
     text = (f"In {last['month']}, {up:,} users spent more than in the month before ({int(last['started']):,} of them "
-            f"new to spending that month) and {down:,} spent less ({int(last['stopped']):,} stopped), a net change of "
+            f"after a month without spend) and {down:,} spent less ({int(last['stopped']):,} spent nothing), "
+            f"a net change of "
             f"{'+' if last['net_change'] >= 0 else '-'}{_money(abs(last['net_change']))}")
     if len(movers):
         big = movers.iloc[0]
