@@ -73,6 +73,7 @@ def test_summary_counts_every_row_but_averages_over_spend_transactions(gross_out
     s = json.loads((gross_out / "summary.json").read_text())
     assert s["n_transactions"] == 10
     assert s["n_spend_transactions"] == 8
+    assert s["n_zero_amount"] == 0
     assert s["n_users"] == 4
     assert s["total_spend"] == 190.00
     assert s["avg_transaction_value"] == 23.75  # 190 / 8
@@ -102,14 +103,16 @@ def test_monthly_spend_is_the_sum_per_calendar_month_with_refunds_beside_it(gros
     rows = read_rows(gross_out / "monthly_spend_per_user.csv")
     assert list(rows[0])[:5] == ["user_id", "month", "n_transactions", "spend", "avg_transaction_value"]
     got = [(r["user_id"], r["month"], r["n_transactions"], r["spend"], r["avg_transaction_value"],
-            r["n_refunds"], r["refunds"]) for r in rows]
+            r["n_spend_transactions"], r["n_refunds"], r["refunds"]) for r in rows]
     assert got == [
-        ("u1", "2021-12", "3", "35.50", "11.83", "0", "0.00"),  # 35.50 / 3, rounded only when written
-        ("u1", "2022-01", "3", "34.50", "17.25", "1", "5.50"),  # 4.50 + 30.00; refund apart
-        ("u2", "2022-01", "1", "100.00", "100.00", "0", "0.00"),
-        ("u3", "2022-02", "2", "20.00", "10.00", "0", "0.00"),  # active in one month only
-        ("u4", "2022-02", "1", "0.00", "", "1", "3.00"),
+        ("u1", "2021-12", "3", "35.50", "11.83", "3", "0", "0.00"),  # 35.50 / 3, rounded only when written
+        ("u1", "2022-01", "3", "34.50", "17.25", "2", "1", "5.50"),  # 4.50 + 30.00; refund apart
+        ("u2", "2022-01", "1", "100.00", "100.00", "1", "0", "0.00"),
+        ("u3", "2022-02", "2", "20.00", "10.00", "2", "0", "0.00"),  # active in one month only
+        ("u4", "2022-02", "1", "0.00", "", "0", "1", "3.00"),
     ]
+    assert list(rows[0]) == ["user_id", "month", "n_transactions", "spend", "avg_transaction_value",
+                             "n_spend_transactions", "n_refunds", "refunds"]  # no net_spend unless asked
 
 
 def test_days_per_week_counts_a_week_spanning_new_year_as_one_iso_week(gross_out: Path) -> None:
@@ -218,7 +221,10 @@ def test_top_and_bottom_spenders_skip_users_without_spend(gross_out: Path) -> No
     bottom = read_rows(gross_out / "insights" / "bottom_spenders.csv")
     assert [r["user_id"] for r in top] == ["u2", "u1", "u3"]
     assert [r["user_id"] for r in bottom] == ["u3", "u1", "u2"]
-    assert top[0]["total_spend"] == "100.00"
+    assert [(r["rank"], r["total_spend"], r["avg_transaction_value"], r["n_spend_transactions"], r["n_refunds"])
+            for r in top] == [("1", "100.00", "100.00", "1", "0"), ("2", "70.00", "14.00", "5", "1"),
+                              ("3", "20.00", "10.00", "2", "0")]
+    assert float(top[0]["share_of_spend"]) == pytest.approx(100 / 190, abs=1e-6)
 
 
 def test_report_html_has_every_section_and_computed_takeaways(gross_out: Path) -> None:
