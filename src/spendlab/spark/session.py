@@ -7,6 +7,8 @@ functions of :mod:`spendlab.spark` as it is; they set the few SQL options the re
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING
 
 from spendlab.config import StrictModel
@@ -78,6 +80,10 @@ def session(app_name: str = "spendlab", master: str | None = None, *,
     master = master if master is not None else config.master
     if master:
         builder = builder.master(master)
+    if master and master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
+        # Local Python workers (the model UDF) must run this interpreter, with its packages, not
+        # whatever `python3` is on PATH; pyspark reads only the environment variable for this.
+        os.environ["PYSPARK_PYTHON"] = sys.executable
     settings = {
         "spark.sql.shuffle.partitions": str(config.shuffle_partitions),
         "spark.ui.enabled": "true" if config.ui else "false",
