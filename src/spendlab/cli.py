@@ -55,6 +55,26 @@ def reader_config(path: Path | None) -> ReaderConfig:
     return parse_config(ReaderConfig, data.get("reader", {}) or {}, f"{path} (reader)")
 
 
+EngineOpt = Annotated[str, typer.Option("--engine", help="duckdb (one machine) or spark (pyspark; a cluster or local).")]
+SparkMasterOpt = Annotated[Optional[str], typer.Option(
+    "--spark-master", help="Spark master URL for --engine spark (default: the config's spark.master, local[2]).")]
+
+
+def spark_session(path: Path | None, master: str | None):  # noqa: ANN201
+    """A Spark session from the ``spark:`` section of a config file (see docs/scale-out.md)."""
+    from spendlab.spark import SparkConfig, session
+
+    section = (load_yaml(path).get("spark") or {}) if path is not None else {}
+    return session(master=master, config=parse_config(SparkConfig, section, f"{path} (spark)"))
+
+
+def check_engine(engine: str, format: str) -> None:
+    if engine not in ("duckdb", "spark"):
+        raise SpendlabError(f"--engine must be duckdb or spark, got {engine!r}")
+    if engine == "spark" and format != "generic":
+        raise SpendlabError(f"--engine spark reads canonical Parquet (--format generic), got --format {format}")
+
+
 @app.command()
 def pipeline(
     config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML.")] = Path("configs/pipeline.yaml"),
@@ -183,6 +203,8 @@ def features(
     mode: ModeOpt = Mode.QUARANTINE,
     config: ConfigOpt = None,
     threads: Annotated[int, typer.Option(help="DuckDB threads.")] = 2,
+    engine: EngineOpt = "duckdb",
+    spark_master: SparkMasterOpt = None,
 ) -> None:
     """Write leakage-safe as-of features of INPUT: user_id plus the features of configs/features.yaml.
 
@@ -202,6 +224,15 @@ def features(
     except ValueError:
         raise SpendlabError(f"--as-of must be a date YYYY-MM-DD, got {as_of!r}") from None
     feature_cfg = load_feature_config(config)
+    check_engine(engine, format)
+    if engine == "spark":  # canonical Parquet in, a Parquet folder out (docs/scale-out.md)
+        from spendlab.spark.jobs import features_job
+
+        job = features_job(spark_session(config, spark_master), input, out_path, freq=freq,  # type: ignore[arg-type]
+                           as_of=cutoff, config=feature_cfg, reader=reader_config(config), mode=mode)
+        err.print(f"wrote features of {job.rows_out:,} users ({freq}, as of {job.as_of}, Spark) to "
+                  f"{escape(str(out_path))}/")
+        return
     tx = load_transactions(input, format, config=reader_config(config), mode=mode)
     con = connect(threads=threads)
     tx.register(con)
@@ -321,6 +352,8 @@ def score(
                                                   "latest complete calendar month in the data.")] = None,
     chunk_users: Annotated[int, typer.Option(help="Users per scoring chunk (bounds memory).")] = 250_000,
     config: ConfigOpt = None,
+    engine: EngineOpt = "duckdb",
+    spark_master: SparkMasterOpt = None,
 ) -> None:
     """Score every user's next-period spend with an 80% interval; one row per user seen by the cutoff."""
     import datetime as dt
@@ -334,6 +367,15 @@ def score(
             cutoff = dt.date.fromisoformat(as_of)
         except ValueError:
             raise SpendlabError(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
+    check_engine(engine, format)
+    if engine == "spark":  # the model as a Spark UDF; a Parquet folder out (docs/scale-out.md)
+        from spendlab.spark.jobs import score_job
+
+        job = score_job(spark_session(config, spark_master), input, out_path, model_uri=model, as_of=cutoff,
+                        reader=reader_config(config))
+        out.print(f"scored {job.rows_out:,} users as of {job.as_of} with {escape(model)} on Spark; "
+                  f"wrote {escape(str(out_path))}/")
+        return
     tx = load_transactions(input, format, config=reader_config(config))
     loaded = load_model(model)
     result = run_score(tx, out=out_path, model=loaded, as_of=cutoff, chunk_users=chunk_users)
