@@ -212,7 +212,9 @@ def test_default_monthly_and_weekly_names_include_what_models_read() -> None:
 
 @pytest.mark.parametrize("freq", ["month", "week"])
 def test_generated_feature_sql_transpiles_to_spark(freq: str) -> None:
-    sql = features_sql(D(2021, 12, 31), freq, FeatureConfig(), "SELECT user_id, ts, amount FROM transactions")
+    src = "SELECT user_id, ts, amount FROM transactions"
+    sql = features_sql(D(2021, 12, 31), freq, FeatureConfig(), src, materialize=False)
     spark = sqlglot.transpile(sql, read="duckdb", write="spark", unsupported_level=sqlglot.ErrorLevel.RAISE)[0]
-    assert "MIN_BY(" in spark and "ARG_MIN" not in spark
-    assert "spend_rolling_std_lag1_window" in spark
+    assert "SHIFTLEFT(" in spark and "BIT_COUNT(BIT_OR(" in spark and "MATERIALIZED" not in spark
+    assert "spend_rolling_std_lag1_window" in spark and "bgnbd_monetary" in spark
+    assert "MATERIALIZED" in features_sql(D(2021, 12, 31), freq, FeatureConfig(), src)  # DuckDB: one scan

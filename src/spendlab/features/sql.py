@@ -1,27 +1,29 @@
 """The feature SQL, generated from the declaration: one definition of each feature, for every engine.
 
-Everything is plain ANSI-style SQL (CASE, SUM/MIN/MAX, LEAST/GREATEST, DATE_DIFF, YEAR/MONTH, one
-ARG_MIN) written in DuckDB's dialect and kept transpilable to Spark SQL with
-``sqlglot.transpile(sql, read="duckdb", write="spark")`` (ARG_MIN becomes MIN_BY). No QUALIFY, list
-functions, macros or ``COLUMNS(*)``. Calendar covariates are small tables built in Python and joined
-(:func:`calendar_tables`), so the SQL needs no holiday logic.
+Everything is plain ANSI-style SQL (CASE, SUM/MIN/MAX, BIT_OR/BIT_COUNT, LEAST/GREATEST, DATE_DIFF,
+YEAR/MONTH/DAY) written in DuckDB's dialect and kept transpilable to Spark SQL with
+``sqlglot.transpile(sql, read="duckdb", write="spark")``. No QUALIFY, list functions, macros or
+``COLUMNS(*)``. Calendar covariates are small tables built in Python and joined
+(:func:`calendar_tables`), so the SQL needs no holiday logic. Money is summed in fixed point
+(:data:`MONEY`) so a rerun gives bit-identical features whatever order threads add rows in.
 
 Layers (each a CTE):
 
-``daily``
-    One row per user and day of the as-of rows: gross ``spend`` (sum of positive amounts),
-    ``n_transactions`` (purchases: amount > 0), ``refund_amount`` (sum of -amount for amount < 0),
-    ``refund_count``; ``k`` = periods before the as-of period (0 = the period containing the as-of
-    date); ``is_event`` from the event-day table.
+``tx``
+    The as-of rows as (user_id, day, amount), materialised once in DuckDB.
 ``periods``
-    One row per user and active period ``k`` (sparse panel) with the panel columns plus the day-level
-    facts later layers need (first/last purchase day, spend on the first purchase day, purchase days
-    in the recent ISO weeks).
+    One row per user and active period ``k`` (0 = the period containing the as-of date): the sparse
+    panel. Gross ``spend`` (sum of positive amounts), ``n_transactions`` (purchases: amount > 0),
+    ``active_days`` (distinct purchase days, via a day bitmask), ``refund_amount`` (sum of -amount for
+    amount < 0), ``refund_count``, spend on event days, first/last purchase day, purchase days in the
+    recent ISO weeks.
 ``sums``
     One row per user: conditional sums over ``k`` (a pivot), which equal the window functions over the
     dense zero-filled panel because inactive periods contribute zeros.
+``first_day``
+    Spend on each user's first purchase day (the BG/NBD monetary value leaves it out, as lifetimes does).
 final
-    Derived features, all DOUBLE, with the fill policy of :mod:`spendlab.features`.
+    Derived features, all DOUBLE, with the fill policy of :func:`spendlab.features.build_features`.
 """
 
 from __future__ import annotations
@@ -89,42 +91,50 @@ def _weeks_back_sql(day_col: str, as_of: dt.date) -> str:
     return period_offset_sql(day_col, "week", as_of)
 
 
-def periods_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str) -> str:
-    """CTEs ``daily`` and ``periods`` (the sparse per-user panel) over the as-of rows in ``source``."""
+def _day_bit_sql(freq: Freq, as_of: dt.date) -> str:
+    """A bit that is distinct for each day of a period (BIT_OR + BIT_COUNT counts distinct days)."""
+    if freq == "month":
+        index = "DAY(day) - 1"
+    else:
+        index = f"DATE_DIFF('day', day, {_d(period_end(as_of, 'week'))}) % 7"
+    return f"(CAST(1 AS BIGINT) << ({index}))"  # sqlglot writes Spark's SHIFTLEFT
+
+
+def tx_sql(source: str) -> str:
+    """The as-of rows reduced to what the features need: user, day, exact amount."""
+    return f"SELECT user_id, CAST(ts AS DATE) AS day, CAST(amount AS {MONEY}) AS amount FROM ({source}) AS src"
+
+
+def periods_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, tx: str = "tx") -> str:
+    """CTE ``periods``: the sparse per-user panel (active periods only) from the rows in CTE ``tx``.
+
+    One hash aggregate over the raw rows keyed by (user, period); distinct purchase days are counted
+    with a per-period day bitmask (``BIT_OR`` then ``BIT_COUNT``), so no per-day aggregate with tens
+    of millions of groups is needed. Spend on holiday/event days uses the event-day table.
+    """
     week0 = period_start(as_of, "week")
+    bit = _day_bit_sql(freq, as_of)
     recent = "".join(
-        f",\n    SUM(CASE WHEN spend > 0 AND day >= {_d(week0 - dt.timedelta(days=7 * (w - 1)))} THEN 1 ELSE 0 END)"
-        f" AS purchase_days_last{w}w"
+        f",\n    BIT_COUNT(BIT_OR(CASE WHEN amount > 0 AND day >= "
+        f"{_d(week0 - dt.timedelta(days=7 * (w - 1)))} THEN {bit} ELSE 0 END)) AS purchase_days_last{w}w"
         for w in config.weekly_activity_windows
     )
-    return f"""daily AS (
-  SELECT d.user_id, d.day, d.spend, d.n_transactions, d.refund_amount, d.refund_count,
-    {period_offset_sql('d.day', freq, as_of)} AS k,
-    CASE WHEN e.day IS NULL THEN 0 ELSE 1 END AS is_event
-  FROM (
-    SELECT user_id, CAST(ts AS DATE) AS day,
-      SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS spend,
-      SUM(CASE WHEN amount > 0 THEN 1 ELSE 0 END) AS n_transactions,
-      SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS refund_amount,
-      SUM(CASE WHEN amount < 0 THEN 1 ELSE 0 END) AS refund_count
-    FROM (SELECT user_id, ts, CAST(amount AS {MONEY}) AS amount FROM ({source}) AS src) AS tx
-    GROUP BY user_id, CAST(ts AS DATE)
-  ) AS d
-  LEFT JOIN {EVENT_DAYS_TABLE} AS e ON d.day = e.day
-),
-periods AS (
+    return f"""periods AS (
   SELECT user_id, k,
-    SUM(spend) AS spend,
-    SUM(n_transactions) AS n_transactions,
-    SUM(CASE WHEN spend > 0 THEN 1 ELSE 0 END) AS active_days,
-    SUM(refund_amount) AS refund_amount,
-    SUM(refund_count) AS refund_count,
-    SUM(CASE WHEN is_event = 1 THEN spend ELSE 0 END) AS event_spend,
+    SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS spend,
+    SUM(CASE WHEN amount > 0 THEN 1 ELSE 0 END) AS n_transactions,
+    BIT_COUNT(BIT_OR(CASE WHEN amount > 0 THEN {bit} ELSE 0 END)) AS active_days,
+    SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS refund_amount,
+    SUM(CASE WHEN amount < 0 THEN 1 ELSE 0 END) AS refund_count,
+    SUM(CASE WHEN amount > 0 AND is_event = 1 THEN amount ELSE 0 END) AS event_spend,
     MIN(day) AS first_day,
-    MIN(CASE WHEN spend > 0 THEN day END) AS first_purchase_day,
-    MAX(CASE WHEN spend > 0 THEN day END) AS last_purchase_day,
-    ARG_MIN(spend, CASE WHEN spend > 0 THEN day END) AS first_purchase_day_spend{recent}
-  FROM daily
+    MIN(CASE WHEN amount > 0 THEN day END) AS first_purchase_day,
+    MAX(CASE WHEN amount > 0 THEN day END) AS last_purchase_day{recent}
+  FROM (
+    SELECT user_id, day, amount, {period_offset_sql('day', freq, as_of)} AS k,
+      CASE WHEN day IN (SELECT day FROM {EVENT_DAYS_TABLE}) THEN 1 ELSE 0 END AS is_event
+    FROM {tx}
+  ) AS r
   GROUP BY user_id, k
 )"""
 
@@ -145,7 +155,6 @@ def _sums_select(as_of: dt.date, freq: Freq, config: FeatureConfig) -> list[str]
         "MIN(first_day) AS first_day",
         "MIN(first_purchase_day) AS first_purchase_day",
         "MAX(last_purchase_day) AS last_purchase_day",
-        "ARG_MIN(first_purchase_day_spend, first_purchase_day) AS first_purchase_day_spend",
         f"SUM(CASE WHEN k = {per_year - 1} THEN spend ELSE 0 END) AS spend_same_period_last_year",
     ]
     cols += [f"SUM(purchase_days_last{w}w) AS purchase_days_last{w}w" for w in config.weekly_activity_windows]
@@ -222,11 +231,15 @@ def _feature_exprs(as_of: dt.date, freq: Freq, config: FeatureConfig) -> dict[st
     return ex
 
 
-def features_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str) -> str:
+def features_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str, *, materialize: bool = True) -> str:
     """The whole feature query: one row per user in ``source`` (as-of rows only), ordered by user_id.
 
     ``source`` is a SELECT (or table name) giving ``user_id, ts, amount`` already cut at the as-of
     date (see :func:`asof_sql`). Joins :data:`EVENT_DAYS_TABLE` and :data:`CALENDAR_TABLE`.
+    ``materialize`` asks DuckDB to scan the input once and keep the slim rows (user, day, amount) in
+    memory for the two passes (the period aggregate, and the spend on each user's first purchase day
+    that the BG/NBD monetary value excludes); pass False for engines without ``AS MATERIALIZED``
+    (Spark SQL), which plan the reuse themselves.
     """
     exprs = _feature_exprs(as_of, freq, config)
     names = feature_columns(config, freq)[1:]
@@ -235,21 +248,34 @@ def features_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str)
         raise AssertionError(f"no SQL definition for feature(s) {missing}")
     sums = ",\n    ".join(_sums_select(as_of, freq, config))
     select = ",\n  ".join(f"CAST({exprs[n]} AS DOUBLE) AS {n}" for n in names)
-    return f"""WITH {periods_sql(as_of, freq, config, source)},
+    mat = "MATERIALIZED " if materialize else ""
+    return f"""WITH tx AS {mat}(
+  {tx_sql(source)}
+),
+{periods_sql(as_of, freq, config)},
 sums AS (
   SELECT {sums}
   FROM periods
   GROUP BY user_id
+),
+first_day AS (
+  SELECT tx.user_id, SUM(tx.amount) AS first_purchase_day_spend
+  FROM tx JOIN sums ON tx.user_id = sums.user_id AND tx.day = sums.first_purchase_day
+  WHERE tx.amount > 0
+  GROUP BY tx.user_id
 )
 SELECT s.user_id,
   {select}
-FROM sums AS s CROSS JOIN {CALENDAR_TABLE} AS cal
+FROM (SELECT sums.*, COALESCE(f.first_purchase_day_spend, 0) AS first_purchase_day_spend
+      FROM sums LEFT JOIN first_day AS f ON sums.user_id = f.user_id) AS s
+CROSS JOIN {CALENDAR_TABLE} AS cal
 ORDER BY s.user_id"""
 
 
 def panel_sparse_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str) -> str:
     """The sparse panel (active periods only): ``user_id, k, spend, n_transactions, active_days, refund_*``."""
-    return f"""WITH {periods_sql(as_of, freq, config, source)}
+    return f"""WITH tx AS ({tx_sql(source)}),
+{periods_sql(as_of, freq, config)}
 SELECT user_id, k, spend, n_transactions, active_days, refund_amount, refund_count, first_day
 FROM periods"""
 
