@@ -306,3 +306,21 @@ def test_parquet_input_is_aggregated_in_duckdb_without_materialising_rows(tmp_pa
     result = run_describe(tx, tmp_path / "out")
     assert (result["summary"]["n_transactions"], result["summary"]["total_spend"]) == (3, 3.75)
     assert result["files"]["monthly_spend_per_user.csv"] == 2  # a in 2023-01, b in 2023-02
+
+
+def test_half_cent_ties_round_away_from_zero_from_exact_sums_in_every_writer(tmp_path: Path) -> None:
+    # 0.5025 + 0.5025 = 1.005 exactly; in binary floating point the sum is 1.00499999..., which float
+    # rounding writes as 1.00. Exact decimal sums give 1.01 in the DuckDB and pandas writers alike.
+    assert f"{0.5025 + 0.5025:.2f}" == "1.00"
+    f = tmp_path / "ties.csv"
+    f.write_text("user_id,ts,amount\nu,2022-03-01T00:00:00Z,0.5025\nu,2022-03-02T00:00:00Z,0.5025\n")
+    from spendlab.config import ReaderConfig
+
+    tx = load_transactions(str(f), "generic", config=ReaderConfig(sub_cent="keep"))
+    run_describe(tx, tmp_path / "out")
+    out = tmp_path / "out"
+    assert read_rows(out / "avg_transaction_value_per_user.csv")[0]["total_spend"] == "1.01"
+    assert read_rows(out / "monthly_spend_per_user.csv")[0]["spend"] == "1.01"
+    assert json.loads((out / "summary.json").read_text())["total_spend"] == 1.01
+    assert read_rows(out / "insights" / "top_spenders.csv")[0]["total_spend"] == "1.01"  # pandas writer
+    assert read_rows(out / "monthly_overview.csv")[0]["spend"] == "1.01"

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import shutil
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import duckdb
@@ -192,6 +193,15 @@ def build_insights(
 # ---------------------------------------------------------------------------------------------
 
 
+def cents(value: float) -> Decimal:
+    """Round money to cents, ties away from zero, as DuckDB rounds the exact decimal sums.
+
+    Sums arrive from DuckDB as exact decimals converted to float; ``repr`` gives back their decimal
+    digits, so ``1.005`` becomes ``1.01`` here as it does in the DuckDB-written CSVs.
+    """
+    return Decimal(repr(float(value))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
 def _fmt_cell(col: str, value: object) -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return ""
@@ -200,7 +210,7 @@ def _fmt_cell(col: str, value: object) -> str:
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
     if col in MONEY_COLUMNS:
-        return f"{float(value):.2f}"
+        return str(cents(float(value)))
     if isinstance(value, float):
         return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.2f}"
     return str(value)
@@ -241,7 +251,7 @@ def _html_table(df: pd.DataFrame, n: int, name: str | None = None) -> dict[str, 
 def rounded_summary(summary: dict[str, object]) -> dict[str, object]:
     """``summary.json`` content: money rounded to cents, everything else as computed."""
     money = {"total_spend", "avg_transaction_value", "refund_amount", "net_spend"}
-    return {k: (round(v, 2) if k in money and isinstance(v, float) else v) for k, v in summary.items()}
+    return {k: (float(cents(v)) if k in money and isinstance(v, float) else v) for k, v in summary.items()}
 
 
 def render_html(report: DescribeReport, *, top_n: int = 20) -> str:

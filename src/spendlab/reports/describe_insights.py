@@ -47,8 +47,9 @@ def daily_spend_table(con: duckdb.DuckDBPyConnection, events: pd.DataFrame | Non
     """
     df = con.execute(
         "WITH d AS (SELECT CAST(ts AS DATE) AS date, count(*) AS n_transactions, "
-        "coalesce(sum(amount) FILTER (amount > 0), 0) AS spend, count(DISTINCT user_id) FILTER (amount > 0) "
-        "AS active_users, count(*) FILTER (amount < 0) AS n_refunds, coalesce(-sum(amount) FILTER (amount < 0), 0) "
+        "coalesce(sum(spendlab_money(amount)) FILTER (amount > 0), 0) AS spend, "
+        "count(DISTINCT user_id) FILTER (amount > 0) AS active_users, count(*) FILTER (amount < 0) AS n_refunds, "
+        "coalesce(-sum(spendlab_money(amount)) FILTER (amount < 0), 0) "
         "AS refunds FROM transactions GROUP BY 1), "
         "r AS (SELECT CAST(unnest(generate_series(min(date), max(date), INTERVAL 1 DAY)) AS DATE) AS date FROM d) "
         "SELECT r.date, coalesce(n_transactions, 0) AS n_transactions, coalesce(spend, 0) AS spend, "
@@ -88,7 +89,8 @@ def daily_spend_takeaway(daily: pd.DataFrame) -> str:
 def weekday_hour_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Spend transactions and spend per ISO weekday (1 = Monday) and UTC hour, all 7 x 24 cells."""
     df = con.execute(
-        "WITH g AS (SELECT isodow(ts) AS weekday, hour(ts) AS hour, count(*) AS n_transactions, sum(amount) AS spend "
+        "WITH g AS (SELECT isodow(ts) AS weekday, hour(ts) AS hour, count(*) AS n_transactions, "
+        "sum(spendlab_money(amount)) AS spend "
         "FROM transactions WHERE amount > 0 GROUP BY 1, 2), "
         "c AS (SELECT w AS weekday, h AS hour FROM range(1, 8) t(w), range(0, 24) u(h)) "
         "SELECT c.weekday, c.hour, coalesce(n_transactions, 0) AS n_transactions, coalesce(spend, 0) AS spend "
@@ -123,7 +125,8 @@ def transaction_size_table(con: duckdb.DuckDBPyConnection, bins_per_decade: int 
     """Histogram of spend transaction amounts on log-spaced bins ``[10^(k/b), 10^((k+1)/b))``."""
     b = int(bins_per_decade)
     df = con.execute(
-        f"SELECT CAST(floor(log10(amount) * {b}) AS BIGINT) AS k, count(*) AS n_transactions, sum(amount) AS spend "
+        f"SELECT CAST(floor(log10(amount) * {b}) AS BIGINT) AS k, count(*) AS n_transactions, "
+        "sum(spendlab_money(amount)) AS spend "
         "FROM transactions WHERE amount > 0 GROUP BY 1 ORDER BY 1"
     ).fetchdf()
     df.insert(0, "bin_lower", 10.0 ** (df["k"] / b))
@@ -134,7 +137,8 @@ def transaction_size_table(con: duckdb.DuckDBPyConnection, bins_per_decade: int 
 def transaction_size_quantiles(con: duckdb.DuckDBPyConnection) -> dict[str, float | None]:
     """Exact median, p90, p99 and mean of spend transaction amounts."""
     row = con.execute(
-        "SELECT quantile_cont(amount, 0.5), quantile_cont(amount, 0.9), quantile_cont(amount, 0.99), avg(amount) "
+        "SELECT quantile_cont(amount, 0.5), quantile_cont(amount, 0.9), quantile_cont(amount, 0.99), "
+        "sum(spendlab_money(amount)) / count(*) "
         "FROM transactions WHERE amount > 0"
     ).fetchone()
     return dict(zip(("p50", "p90", "p99", "mean"), (None if v is None else float(v) for v in row)))

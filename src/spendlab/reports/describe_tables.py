@@ -30,20 +30,27 @@ USER = "describe_user"
 USER_WEEK = "describe_user_week"
 PERIOD = "describe_period"
 MOM = "describe_mom_change"
+#: Money is summed as an exact decimal (amounts are parsed exactly and carry at most a few decimals), so
+#: totals do not depend on the order DuckDB's threads add them in and reruns write the same bytes.
+#: Amounts up to 10^12 are representable; the reader caps them at ``max_abs_amount`` (default 10^7).
+MONEY_TYPE = "DECIMAL(18, 6)"
 
 
 def prepare(con: duckdb.DuckDBPyConnection) -> None:
     """Aggregate ``transactions`` into per-user-month, per-user, per-user-week and month-over-month tables.
 
-    Money is kept in full double precision. ``n_transactions`` counts every row; ``spend`` sums positive
-    amounts; ``refunds`` is minus the sum of negative amounts; ``net_spend`` sums all amounts.
+    Money is summed exactly (macro ``spendlab_money``, :data:`MONEY_TYPE`). ``n_transactions`` counts
+    every row; ``spend`` sums positive amounts; ``refunds`` is minus the sum of negative amounts;
+    ``net_spend`` sums all amounts.
     """
+    con.execute(f"CREATE OR REPLACE TEMP MACRO spendlab_money(x) AS CAST(x AS {MONEY_TYPE})")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {USER_MONTH} AS SELECT user_id, "
         "CAST(date_trunc('month', ts) AS DATE) AS month_start, count(*) AS n_transactions, "
-        "coalesce(sum(amount) FILTER (amount > 0), 0) AS spend, count(*) FILTER (amount > 0) AS n_spend_transactions, "
-        "count(*) FILTER (amount < 0) AS n_refunds, coalesce(-sum(amount) FILTER (amount < 0), 0) AS refunds, "
-        "coalesce(sum(amount), 0) AS net_spend FROM transactions GROUP BY ALL"
+        "coalesce(sum(spendlab_money(amount)) FILTER (amount > 0), 0) AS spend, "
+        "count(*) FILTER (amount > 0) AS n_spend_transactions, count(*) FILTER (amount < 0) AS n_refunds, "
+        "coalesce(-sum(spendlab_money(amount)) FILTER (amount < 0), 0) AS refunds, "
+        "coalesce(sum(spendlab_money(amount)), 0) AS net_spend FROM transactions GROUP BY ALL"
     )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {USER} AS SELECT user_id, sum(n_transactions) AS n_transactions, "
@@ -54,7 +61,7 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {USER_WEEK} AS SELECT user_id, isoyear(ts) AS iso_year, week(ts) AS iso_week, "
         "CAST(date_trunc('week', ts) AS DATE) AS week_start, count(DISTINCT CAST(ts AS DATE)) AS days_with_spend, "
-        "sum(amount) AS spend FROM transactions WHERE amount > 0 GROUP BY ALL"
+        "sum(spendlab_money(amount)) AS spend FROM transactions WHERE amount > 0 GROUP BY ALL"
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE {MOM} AS {mom_change_sql()}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {PERIOD} AS SELECT min(ts) AS period_start, max(ts) AS period_end, "
