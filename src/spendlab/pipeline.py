@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class TuneStage(StrictModel):
     model: str = "lightgbm"
     trials: int = 4
-    timeout: float | None = 90.0
+    timeout: float | None = None  # a timeout would make reruns resume to more trials: not idempotent
 
 
 class PipelineConfig(StrictModel):

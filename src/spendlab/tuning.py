@@ -41,20 +41,24 @@ class TuneResult:
 
 def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_period: int = 15):  # noqa: ANN201
     """SQLite storage with a heartbeat: trials of a killed process become FAIL and are retried."""
+    import warnings
+
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     if url is None:
         Path(OPTUNA_DB).parent.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{OPTUNA_DB}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return RDBStorage(
-        url=url,
-        heartbeat_interval=heartbeat_interval,
-        grace_period=grace_period,
-        heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=2),
-        engine_kwargs={"connect_args": {"timeout": 60}},
-    )
+    with warnings.catch_warnings():  # heartbeats are marked experimental; they are what we rely on
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(
+            url=url,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+            engine_kwargs={"connect_args": {"timeout": 60}},
+        )
 
 
 def tuned_params_path(experiment_name: str, model_key: str, base: Path = TUNED_DIR) -> Path:
@@ -82,8 +86,12 @@ def tune(
     tracking_uri: str | None = None,
     extra_tags: dict[str, str] | None = None,
     heartbeat: tuple[int, int] = (5, 15),
+    baseline_params: dict[str, Any] | None = None,
 ) -> TuneResult:
     """Run (or resume) the study ``<experiment>-<model>`` until ``n_trials`` trials finished.
+
+    ``baseline_params`` (the model's current settings) are enqueued as the first trial of a new
+    study, so even a tiny budget never returns parameters worse on validation than the defaults.
 
     ``evaluate(params, report)`` returns the mean validation RMSE and calls
     ``report(step, rmse_so_far)`` after each validation origin, which drives pruning.
@@ -104,9 +112,15 @@ def tune(
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)),
                                                n_startup_trials=5)
     study.pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    import warnings
+
     from optuna.storages import fail_stale_trials
 
-    fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)
+    if baseline_params and not study.get_trials(deepcopy=False):
+        study.enqueue_trial(baseline_params, user_attrs={"baseline": True})
     done = sum(_counts(study))
     parent_id = study.user_attrs.get("mlflow_parent_run_id")
     with tracking.study_run(experiment_name=experiment_name, study_name=study_name, run_id=parent_id,
@@ -189,13 +203,38 @@ def tune_experiment(
     fcfg = load_feature_config(exp.features) if exp.features is not None else None
     store = FeatureStore.from_source(tx, freq=exp.freq, horizon=exp.horizon, feature_config=fcfg)
     base = dict(exp.params.get(model_key, {}))
+    space = SEARCH_SPACES[model_key]
+    defaults = {**_factory_defaults(model_key), **base}
 
     def evaluate(params: dict[str, Any], report: Callable[[int, float], None]) -> float:
         result = run_backtest(store, experiment=exp, model_key=model_key, params={**base, **params},
                               origins="validation", on_origin=report)
         return float(result.means["validation_rmse"])
 
-    return tune(experiment_name=exp.name, model_key=model_key, search_space=SEARCH_SPACES[model_key],
+    return tune(experiment_name=exp.name, model_key=model_key, search_space=space,
+                baseline_params=_in_space(space, defaults),
                 evaluate=evaluate, n_trials=n_trials, timeout=timeout, seed=exp.seed, storage_url=storage_url,
                 tuned_dir=tuned_dir, tracking_uri=tracking_uri, heartbeat=heartbeat,
                 extra_tags={"dataset_hash": tx.content_hash()[:16], "model": model_key})
+
+
+def _factory_defaults(model_key: str) -> dict[str, Any]:
+    """Keyword defaults of the registry factory (what an untuned run uses)."""
+    import inspect
+
+    from spendlab.models.registry import MODELS
+
+    sig = inspect.signature(MODELS[model_key])
+    return {n: p.default for n, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def _in_space(space: Callable[[Any], dict[str, Any]], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` restricted to the search space's parameters, or {} when they do not cover it all."""
+    import optuna
+
+    trial = optuna.trial.FixedTrial(values)
+    try:
+        space(trial)
+    except ValueError:  # a space parameter has no default value
+        return {}
+    return dict(trial.params)
