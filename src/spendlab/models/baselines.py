@@ -57,15 +57,19 @@ class LastPeriod(_LagBaseline):
 
 
 class MovingAverage(_LagBaseline):
-    """Mean of the last ``window`` periods' spend (zeros count: a lapsed month is a zero month)."""
+    """Mean spend of the last ``window`` periods: ``spend_rolling_mean_lag1_window{window}`` when the
+    frame has it (it averages only the periods a user has existed), else the mean of the lag columns."""
 
     def __init__(self, window: int = 3) -> None:
         self.window = window
 
     def _columns(self, X: pd.DataFrame) -> list[str]:
+        rolling = f"spend_rolling_mean_lag1_window{self.window}"
+        if rolling in X.columns:
+            return [rolling]
         cols = lag_columns(X, self.window)
         if len(cols) < self.window:
-            raise ValueError(f"moving_average(window={self.window}) needs spend_lag1..{self.window}")
+            raise ValueError(f"moving_average(window={self.window}) needs {rolling} or spend_lag1..{self.window}")
         return cols
 
     def _predict(self, X: pd.DataFrame) -> np.ndarray:

@@ -90,7 +90,7 @@ def make_tweedie_glm(power: float = 1.5, alpha: float = 1e-3) -> FeatureRegresso
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    glm = TweedieRegressor(power=power, alpha=alpha, link="log", max_iter=1000)
+    glm = TweedieRegressor(power=power, alpha=alpha, link="log", solver="newton-cholesky", max_iter=300)
     return FeatureRegressor(make_pipeline(StandardScaler(), glm), log_features=True)
 
 
