@@ -6,7 +6,8 @@ nothing about any feature is restated for Spark. sqlglot maps the syntax (``ARG_
 cast, quoting). What it leaves alone is the type of ``/``: DuckDB divides a ``DECIMAL`` (or an
 integer) into a ``DOUBLE``, Spark into a ``DECIMAL`` rounded to scale 6, which moves a rolling mean
 by up to 5e-7. :func:`to_spark_sql` therefore casts both operands of every division to ``DOUBLE``,
-which is what DuckDB does. Multiplications and sums stay exact decimals in both engines given
+which is what DuckDB does. It also drops DuckDB's ``AS MATERIALIZED`` CTE hint (Spark has no syntax
+for it; the rows are the same). Multiplications and sums stay exact decimals in both engines given
 :data:`spendlab.spark.session.SEMANTIC_CONF`.
 """
 
@@ -36,6 +37,8 @@ def to_spark_sql(sql: str) -> str:
         If the statement uses a construct sqlglot cannot express in Spark (never silently dropped).
     """
     tree = sqlglot.parse_one(sql, read="duckdb")
+    for cte in tree.find_all(exp.CTE):  # `AS MATERIALIZED` is a DuckDB planner hint Spark cannot parse;
+        cte.set("materialized", None)   # dropping it changes how often a CTE is computed, not its rows
     # innermost first (reversed pre-order), so a division nested in another's operand is rewritten too
     for node in reversed(list(tree.find_all(exp.Div, exp.IsInf, bfs=False))):
         new = _double_division(node)
