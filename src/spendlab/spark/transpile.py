@@ -4,8 +4,9 @@ The feature SQL is written once (:mod:`spendlab.features.sql`, DuckDB dialect) a
 nothing about any feature is restated for Spark. sqlglot maps the syntax (``ARG_MIN`` to ``MIN_BY``,
 ``DATE_DIFF('day', a, b)`` to ``DATEDIFF(DAY, a, b)``, ``TIMESTAMP '...'`` to a ``TIMESTAMP_NTZ``
 cast, quoting). What it leaves alone is the type of ``/``: DuckDB divides a ``DECIMAL`` (or an
-integer) into a ``DOUBLE``, Spark into a ``DECIMAL`` rounded to scale 6, which moves a rolling mean
-by up to 5e-7. :func:`to_spark_sql` therefore casts both operands of every division to ``DOUBLE``,
+integer) into a ``DOUBLE``, Spark into a rounded ``DECIMAL`` (a ``DECIMAL(38, 4)`` sum over an
+integer count keeps scale 6 under Spark's defaults, 9 without precision loss), which moves a rolling
+mean by up to 5e-7. :func:`to_spark_sql` therefore casts both operands of every division to ``DOUBLE``,
 which is what DuckDB does. It also drops DuckDB's ``AS MATERIALIZED`` CTE hint (Spark has no syntax
 for it; the rows are the same). Multiplications and sums stay exact decimals in both engines given
 :data:`spendlab.spark.session.SEMANTIC_CONF`.
