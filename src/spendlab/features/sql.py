@@ -112,31 +112,44 @@ def periods_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, tx: str = "tx
     with a per-period day bitmask (``BIT_OR`` then ``BIT_COUNT``), so no per-day aggregate with tens
     of millions of groups is needed. Spend on holiday/event days uses the event-day table.
     """
-    week0 = period_start(as_of, "week")
     bit = _day_bit_sql(freq, as_of)
-    recent = "".join(
-        f",\n    BIT_COUNT(BIT_OR(CASE WHEN amount > 0 AND day >= "
-        f"{_d(week0 - dt.timedelta(days=7 * (w - 1)))} THEN {bit} ELSE 0 END)) AS purchase_days_last{w}w"
-        for w in config.weekly_activity_windows
-    )
     return f"""periods AS (
-  SELECT user_id, k,
-    SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS spend,
-    SUM(CASE WHEN amount > 0 THEN 1 ELSE 0 END) AS n_transactions,
-    BIT_COUNT(BIT_OR(CASE WHEN amount > 0 THEN {bit} ELSE 0 END)) AS active_days,
-    SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS refund_amount,
-    SUM(CASE WHEN amount < 0 THEN 1 ELSE 0 END) AS refund_count,
-    SUM(CASE WHEN amount > 0 AND is_event = 1 THEN amount ELSE 0 END) AS event_spend,
-    MIN(day) AS first_day,
-    MIN(CASE WHEN amount > 0 THEN day END) AS first_purchase_day,
-    MAX(CASE WHEN amount > 0 THEN day END) AS last_purchase_day{recent}
+  SELECT user_id, k, spend, n_transactions, BIT_COUNT(day_mask) AS active_days, day_mask, refund_amount,
+    refund_count, event_spend, first_day, first_purchase_day, last_purchase_day
   FROM (
-    SELECT user_id, day, amount, {period_offset_sql('day', freq, as_of)} AS k,
-      CASE WHEN day IN (SELECT day FROM {EVENT_DAYS_TABLE}) THEN 1 ELSE 0 END AS is_event
-    FROM {tx}
-  ) AS r
-  GROUP BY user_id, k
+    SELECT user_id, k,
+      SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS spend,
+      COUNT(CASE WHEN amount > 0 THEN 1 END) AS n_transactions,
+      BIT_OR(CASE WHEN amount > 0 THEN {bit} ELSE 0 END) AS day_mask,
+      SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS refund_amount,
+      COUNT(CASE WHEN amount < 0 THEN 1 END) AS refund_count,
+      SUM(CASE WHEN amount > 0 AND is_event = 1 THEN amount ELSE 0 END) AS event_spend,
+      MIN(day) AS first_day,
+      MIN(CASE WHEN amount > 0 THEN day END) AS first_purchase_day,
+      MAX(CASE WHEN amount > 0 THEN day END) AS last_purchase_day
+    FROM (
+      SELECT user_id, day, amount, {period_offset_sql('day', freq, as_of)} AS k,
+        CASE WHEN day IN (SELECT day FROM {EVENT_DAYS_TABLE}) THEN 1 ELSE 0 END AS is_event
+      FROM {tx}
+    ) AS r
+    GROUP BY user_id, k
+  ) AS a
 )"""
+
+
+def _recent_purchase_days_sql(as_of: dt.date, freq: Freq, weeks: int) -> str:
+    """Purchase days from the Monday ``weeks - 1`` ISO weeks before the as-of week, from the day masks.
+
+    The window start falls in period ``kc``: periods after it count whole, period ``kc`` counts the
+    bits of days on or after the start, earlier periods nothing.
+    """
+    start = period_start(as_of, "week") - dt.timedelta(days=7 * (weeks - 1))
+    if freq == "week":
+        return f"SUM(CASE WHEN k < {weeks} THEN active_days ELSE 0 END)"
+    kc = (as_of.year * 12 + as_of.month) - (start.year * 12 + start.month)
+    keep = ((1 << 31) - 1) & ~((1 << (start.day - 1)) - 1)  # bits of days >= start.day
+    return (f"SUM(CASE WHEN k < {kc} THEN active_days WHEN k = {kc} THEN BIT_COUNT(day_mask & {keep}) "
+            "ELSE 0 END)")
 
 
 def _sums_select(as_of: dt.date, freq: Freq, config: FeatureConfig) -> list[str]:
@@ -157,7 +170,8 @@ def _sums_select(as_of: dt.date, freq: Freq, config: FeatureConfig) -> list[str]
         "MAX(last_purchase_day) AS last_purchase_day",
         f"SUM(CASE WHEN k = {per_year - 1} THEN spend ELSE 0 END) AS spend_same_period_last_year",
     ]
-    cols += [f"SUM(purchase_days_last{w}w) AS purchase_days_last{w}w" for w in config.weekly_activity_windows]
+    cols += [f"{_recent_purchase_days_sql(as_of, freq, w)} AS purchase_days_last{w}w"
+             for w in config.weekly_activity_windows]
     for column, n in spec.lags.items():
         cols += [f"SUM(CASE WHEN k = {i - 1} THEN {column} ELSE 0 END) AS {column}_lag{i}" for i in range(1, n + 1)]
     windows: set[tuple[str, int]] = set()
