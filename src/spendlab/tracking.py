@@ -5,6 +5,12 @@ deprecated), artifacts under ``mlruns/<experiment>``. Layout: one parent run per
 child run per model (tag ``model=<key>``), nested trial runs for tuning studies. A run whose block
 raises ends ``FAILED`` with a ``failure_reason`` tag; non-finite metrics are never logged (a
 ``nonfinite_metrics`` tag lists them instead, so no ``1.797e308`` clamp reaches the store).
+
+Crash and concurrency safety: every run is tagged with the pid, host and start time of the process
+that created it, and :func:`mark_orphaned_runs` ends ``KILLED`` the ``RUNNING`` runs whose process
+is gone (a ``kill -9`` leaves them ``RUNNING``). A SQLite store is created and migrated under an
+inter-process file lock (concurrent first runs raced in alembic), and client calls are retried
+with backoff on SQLite's "database is locked".
 """
 
 from __future__ import annotations
@@ -49,7 +55,50 @@ def configure(uri: str | None = None) -> str:
         db.parent.mkdir(parents=True, exist_ok=True)
     ARTIFACT_ROOT.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(resolved)
+    _initialise_store(resolved)
     return resolved
+
+
+_INITIALISED: set[str] = set()
+
+
+def _initialise_store(uri: str) -> None:
+    """Create/migrate a SQLite store once, under a file lock: several processes starting on a new
+    store at once otherwise race in the schema migration ("table ... already exists")."""
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri.removeprefix("sqlite:///")).resolve()
+    if str(db) in _INITIALISED:
+        return
+    from mlflow import MlflowClient
+
+    from spendlab.recovery import file_lock, retry
+
+    with file_lock(db.with_name(db.name + ".lock")):
+        retry(lambda: MlflowClient(tracking_uri=uri).search_experiments(max_results=1))
+    _INITIALISED.add(str(db))
+
+
+class _RetryingClient:
+    """``MlflowClient`` whose calls are retried with backoff while SQLite reports a lock."""
+
+    def __init__(self) -> None:
+        from mlflow import MlflowClient
+
+        self._client = MlflowClient()
+
+    def __getattr__(self, name: str) -> Any:
+        from spendlab.recovery import retry
+
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+        return lambda *args, **kwargs: retry(lambda: attr(*args, **kwargs))
+
+
+def client() -> Any:
+    """An MLflow client for the configured store whose calls retry on "database is locked"."""
+    return _RetryingClient()
 
 
 def ensure_experiment(name: str) -> str:
@@ -106,9 +155,7 @@ class RunLog:
 
     @property
     def _client(self) -> Any:
-        from mlflow import MlflowClient
-
-        return MlflowClient()
+        return _RetryingClient()
 
     def metric(self, key: str, value: float, step: int | None = None) -> None:
         if value is None or not math.isfinite(float(value)):
@@ -175,7 +222,7 @@ class RunLog:
 @contextlib.contextmanager
 def _run(run_id: str) -> Iterator[RunLog]:
     """Terminate ``run_id`` FINISHED, or FAILED with ``failure_reason`` when the block raises."""
-    from mlflow import MlflowClient
+    MlflowClient = _RetryingClient  # noqa: N806 - same calls, retried on SQLite lock errors
 
     log = RunLog(run_id)
     try:
@@ -193,13 +240,54 @@ def _run(run_id: str) -> Iterator[RunLog]:
 
 
 def _create_run(experiment_id: str, run_name: str, tags: Mapping[str, Any], parent_run_id: str | None) -> str:
-    from mlflow import MlflowClient
+    from spendlab.recovery import process_tags
 
     all_tags = {k: str(v)[:_MAX_TAG_CHARS] for k, v in tags.items()}
+    all_tags.update(process_tags())  # pid, host, process start: orphan detection after a kill -9
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
-    run = MlflowClient().create_run(experiment_id, tags=all_tags, run_name=run_name)
+    run = _RetryingClient().create_run(experiment_id, tags=all_tags, run_name=run_name)
     return run.info.run_id
+
+
+def mark_orphaned_runs(experiment_name: str | None = None, *, tracking_uri: str | None = None) -> list[str]:
+    """End ``KILLED`` every ``RUNNING`` run whose creating process is gone from this host.
+
+    Runs of ``experiment_name`` (every experiment when ``None``). A run from another host, or
+    without spendlab's owner tags, is left alone (its owner cannot be checked from here). Each
+    marked run gets a ``killed_reason`` tag. Returns the ids of the runs marked.
+    """
+    import time
+
+    from mlflow.entities import ViewType
+
+    from spendlab.recovery import HOST_TAG, PID_TAG, owner_alive
+
+    configure(tracking_uri)
+    c = _RetryingClient()
+    if experiment_name is None:
+        ids = [e.experiment_id for e in c.search_experiments(view_type=ViewType.ALL)]
+    else:
+        exp = c.get_experiment_by_name(experiment_name)
+        ids = [] if exp is None else [exp.experiment_id]
+    marked: list[str] = []
+    for i in range(0, len(ids), 100):
+        token = None
+        while True:
+            page = c.search_runs(ids[i:i + 100], filter_string="attributes.status = 'RUNNING'",
+                                 run_view_type=ViewType.ALL, max_results=1000, page_token=token)
+            for run in page:
+                tags = run.data.tags
+                if owner_alive(tags) is False:
+                    c.set_tag(run.info.run_id, "killed_reason",
+                              f"orphaned: process {tags.get(PID_TAG)} on {tags.get(HOST_TAG)} ended without "
+                              f"closing the run (found {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())})")
+                    c.set_terminated(run.info.run_id, "KILLED")
+                    marked.append(run.info.run_id)
+            token = page.token
+            if not token:
+                break
+    return marked
 
 
 def base_tags() -> dict[str, str]:
@@ -311,6 +399,10 @@ def study_run(*, experiment_name: str, study_name: str, run_id: str | None = Non
     if run_id is not None:
         try:
             client.update_run(run_id, status="RUNNING")
+            from spendlab.recovery import process_tags
+
+            for k, v in process_tags().items():  # the resuming process owns the run now
+                client.set_tag(run_id, k, v)
         except Exception:  # noqa: BLE001 - the store was cleaned: start a fresh parent run
             run_id = None
     if run_id is None:
