@@ -138,6 +138,12 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> dict[st
     state: dict[str, Any] = {}
     plan = stages(cfg)
     start = time.perf_counter()
+    from spendlab import tracking
+
+    # A previous job killed with -9 left its MLflow runs RUNNING: end them KILLED first.
+    orphans = tracking.mark_orphaned_runs(tracking_uri=cfg.tracking_uri)
+    if orphans:
+        console.print(f"marked {len(orphans)} orphaned MLflow run(s) of a killed job KILLED", highlight=False)
     for i, (name, fn) in enumerate(plan, 1):
         t0 = time.perf_counter()
         with console.status(f"[{i}/{len(plan)}] {name} ..."):
