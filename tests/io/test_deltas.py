@@ -117,7 +117,7 @@ def test_quoted_crlf_bom_file_reads_like_the_plain_file(tmp_path: Path) -> None:
     odd = ("\ufeff" + HEADER + '\r\n"007",10,1,0,5\r\n\r\nu2,x,1,0,6\r\n"u3",3,1,0,7').encode()
     con1, a = load(tmp_path / "a", {"delta1.csv": plain})
     con2, b = load(tmp_path / "b", {"delta1.csv": odd})
-    assert (a.deltas[0].reader, b.deltas[0].reader) == ("fast", "records")
+    assert (a.deltas[0].reader, b.deltas[0].reader) == ("lines", "records")  # the blank line rules out "columns"
     q = "SELECT line, user_id, total_spend, batch_id FROM deltas ORDER BY line"
     assert con1.execute(q).fetchall() == con2.execute(q).fetchall() == [(2, "007", 10.0, 5), (5, "u3", 3.0, 7)]
     q = 'SELECT line, "column", error_type FROM rejects'
@@ -153,6 +153,25 @@ def test_quoted_header_alone_keeps_the_fast_reader(tmp_path: Path) -> None:
     """Exporters often quote the header only; the data lines are still plain."""
     quoted = ",".join(f'"{c}"' for c in HEADER.split(",")) + "\nu1,1,1,1,1\n\nu2,2,1,1,2\n"
     con, inp = load(tmp_path, {"delta1.csv": quoted})
-    assert inp.deltas[0].reader == "fast"
+    assert inp.deltas[0].reader == "lines"
     assert con.execute("SELECT line, user_id FROM deltas ORDER BY line").fetchall() == [(2, "u1"), (4, "u2")]
     assert inp.deltas[0].report.blank_lines == 1
+
+
+@pytest.mark.parametrize("extra", ["", "u9,1,1\n", "\n", "   \n"])
+def test_column_reader_and_line_reader_agree(tmp_path: Path, extra: str) -> None:
+    """The columns reader (no blank or ragged line) and the per-line reader give the same rows and rejects."""
+    from spendlab.io.deltas import LoadedFile, _create_tables, _load_fast, _Writer
+    from spendlab.io.rejects import FileReport
+
+    text = f"{HEADER}\n007,10,1,0,5\nu2, 3 ,1,0,12a\n" + extra + "u3,4,2,1,7\n"
+    path = write(tmp_path / "delta1.csv", text)
+    con_a, inp = load(tmp_path / "a", {"delta1.csv": text})
+    con_b = connect()
+    _create_tables(con_b)
+    lf = LoadedFile("delta1.csv", str(path), 0, "ok", FileReport(str(path)))
+    _load_fast(path, _Writer(con_b, "delta", "deltas", lf, "delta"))
+    assert inp.deltas[0].reader == ("columns" if extra == "" else "lines")
+    assert inp.deltas[0].report.as_dict() | {"file": ""} == lf.report.as_dict() | {"file": ""}
+    for q in ("SELECT * FROM deltas ORDER BY line", "SELECT line, \"column\", error_type, raw FROM rejects ORDER BY line"):
+        assert con_a.execute(q).fetchall() == con_b.execute(q).fetchall()

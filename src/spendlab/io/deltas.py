@@ -98,7 +98,7 @@ class LoadedFile:
     idx: int
     status: str
     report: FileReport
-    reader: str = "fast"
+    reader: str = "columns"
 
 
 @dataclass
@@ -195,7 +195,7 @@ def _checks(kind: str) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def _validate_sql(kind: str, n_header: int, stage_sql: str) -> str:
+def _validate_sql(kind: str, n_header: int, stage_sql: str, raw_expr: str = "raw") -> str:
     """Each row's first failing check, evaluated once; its error type, column and message looked up."""
     checks = [tuple(part.replace("__H__", str(n_header)) for part in c) for c in _checks(kind)]
     first = " ".join(f"WHEN {c[0]} THEN {i}" for i, c in enumerate(checks))
@@ -203,7 +203,8 @@ def _validate_sql(kind: str, n_header: int, stage_sql: str) -> str:
     def pick(i: int) -> str:
         return "CASE e " + " ".join(f"WHEN {j} THEN {c[i]}" for j, c in enumerate(checks)) + " END"
 
-    return (f"SELECT line, raw, user_id, c_total_spend, c_count_saved_items, c_loyalty_credits, c_batch_id, "
+    return (f"SELECT line, CASE WHEN e IS NOT NULL THEN {raw_expr} END AS raw, user_id, c_total_spend, "
+            "c_count_saved_items, c_loyalty_credits, c_batch_id, "
             f"{pick(1)} AS error_type, {pick(2)} AS err_column, {pick(3)} AS message "
             f"FROM (SELECT *, CASE {first} END AS e FROM ({stage_sql}))")
 
@@ -221,9 +222,10 @@ class _Writer:
     def __init__(self, con: duckdb.DuckDBPyConnection, kind: str, target: str, loaded: LoadedFile, dataset: str):
         self.con, self.kind, self.target, self.loaded, self.dataset = con, kind, target, loaded, dataset
 
-    def write(self, stage_sql: str, n_header: int) -> None:
+    def write(self, stage_sql: str, n_header: int, raw_expr: str = "raw") -> None:
         con = self.con
-        con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {_validate_sql(self.kind, n_header, stage_sql)}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS "
+                    f"{_validate_sql(self.kind, n_header, stage_sql, raw_expr)}")
         vals = ", ".join(
             f"TRY_CAST(nullif(c_{c}, '') AS {'DOUBLE' if c in MONEY_COLUMNS else 'BIGINT'})" for c in VALUE_COLUMNS
         )
@@ -245,6 +247,65 @@ class _Writer:
 
 def _header_positions(path: Path, header: Record, report: FileReport) -> dict[str, int]:
     return check_header(path, header, DELTA_COLUMNS, ReaderConfig(), report)
+
+
+def _load_columns(path: Path, writer: _Writer) -> bool:
+    """The fastest path: pyarrow splits every data line into the header's fields (C++, streamed).
+
+    Only taken when line numbers stay exact: the header on line 1 and every later line a record
+    with the header's field count (a blank or ragged line makes pyarrow stop, and the file is read
+    again by :func:`_load_fast`). Runs in one transaction so a fallback leaves nothing behind.
+    """
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    text = first.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n").decode("utf-8")
+    if not text.strip():
+        return False
+    report = writer.loaded.report
+    fields = next(csv.reader([text]))
+    positions = _header_positions(path, Record(1, 1, 0, text, fields), report)
+    n = len(fields)
+    names = [f"f{i}" for i in range(n)]
+    read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=_BLOCK)
+    parse = pacsv.ParseOptions(quote_char=False, escape_char=False, newlines_in_values=False,
+                               ignore_empty_lines=False)
+    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in names}, strings_can_be_null=False)
+    cols = ", ".join(f"trim(f{positions[c]}, ' \t') AS c_{c}" for c in VALUE_COLUMNS)
+    stage = (f"SELECT line, {n} AS nf, trim(f{positions['user_id']}, ' \t') AS user_id, {cols}, "
+             "CAST(NULL AS VARCHAR) AS pre_error, CAST(NULL AS VARCHAR) AS pre_message, " + ", ".join(names)
+             + " FROM batch")
+    raw = "concat_ws(',', " + ", ".join(names) + ")"
+    con = writer.con
+    con.execute("BEGIN TRANSACTION")
+    try:
+        next_line = 2
+        for batch in pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert):
+            if _has_empty_line(batch):  # pyarrow reads an empty line as a row of empty fields
+                raise pa.ArrowInvalid("empty line")
+            table = pa.Table.from_batches([batch]).append_column(
+                "line", pa.array(range(next_line, next_line + batch.num_rows), pa.int64()))
+            next_line += batch.num_rows
+            con.register("batch", table)
+            try:
+                writer.write(stage, n, raw)
+            finally:
+                con.unregister("batch")
+    except pa.ArrowInvalid:
+        con.execute("ROLLBACK")
+        writer.loaded.report = FileReport(str(path))
+        return False
+    con.execute("COMMIT")
+    return True
+
+
+def _has_empty_line(batch: pa.RecordBatch) -> bool:
+    import pyarrow.compute as pc
+
+    empty = None
+    for col in batch.columns:
+        this = pc.equal(pc.utf8_length(col), 0)
+        empty = this if empty is None else pc.and_(empty, this)
+    return bool(pc.any(empty).as_py()) if empty is not None else False
 
 
 def _load_fast(path: Path, writer: _Writer) -> bool:
@@ -352,7 +413,7 @@ def load_table_file(
     A 0-byte delta is listed as ``EMPTY_DELTA`` and a header-only one as ``HEADER_ONLY`` (both with 0
     rows); a 0-byte summary, a wrong header or a non-UTF-8 file raise :class:`InputFileError`.
     """
-    loaded = LoadedFile(path.name, str(path), idx, "ok", FileReport(str(path)))
+    loaded = LoadedFile(path.name, str(path), idx, "ok", FileReport(str(path)), reader="columns")
     with open(path, "rb") as fh:
         try:
             check_file_start(path, fh)
@@ -363,7 +424,11 @@ def load_table_file(
             raise
     writer = _Writer(con, kind, target, loaded, dataset)
     if _is_plain(path):
-        found = _load_fast(path, writer)
+        loaded.reader = "columns"
+        found = _load_columns(path, writer)
+        if not found:
+            loaded.reader = "lines"
+            found = _load_fast(path, writer)
     else:
         loaded.reader = "records"
         found = _load_records(path, writer, max_line_bytes)
