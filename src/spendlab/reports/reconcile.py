@@ -144,18 +144,20 @@ def _find_missing_files(
     cands = list(singles)
     if n_files <= pair_limit:
         cands += list(itertools.combinations(sorted(f for (f,) in singles), 2))
-    evidence, best, best_key = [], (), None
-    for cand in cands:
+    evidence, best, best_key, best_i = [], (), None, -1
+    for i, cand in enumerate(cands):
         in_list = ", ".join(str(f) for f in cand)
-        rows = con.execute(
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE cand_{k}_{i} AS "
             f"WITH us AS (SELECT user_id, r FROM rebuild WHERE r.f IN ({in_list})), "
             f"rx AS (SELECT b.user_id, max(b.r) AS r FROM bpf b SEMI JOIN us USING (user_id) "
             f"WHERE b.file_idx NOT IN ({in_list}) GROUP BY b.user_id), "
             "w AS (SELECT us.user_id, us.r.f AS wf, rx.r AS rx FROM us LEFT JOIN rx USING (user_id) "
             "WHERE NOT roweq(rx.r, us.r) AND us.user_id NOT IN (SELECT user_id FROM suspects)) "
-            f"SELECT wf, count(*), count(*) FILTER (coalesce(c.{k}k, 1) = 1 AND roweq(c.{k}v, w.rx)) "
-            "FROM w JOIN cmp2 c USING (user_id) GROUP BY wf"
-        ).fetchall()
+            f"SELECT w.user_id, w.wf, coalesce(c.{k}k, 1) = 1 AND roweq(c.{k}v, w.rx) AS matched "
+            "FROM w JOIN cmp2 c USING (user_id)"
+        )
+        rows = con.execute(f"SELECT wf, count(*), count(*) FILTER (matched) FROM cand_{k}_{i} GROUP BY wf").fetchall()
         per = {int(f): (int(n), int(m)) for f, n, m in rows}
         ok = all(f in per and per[f][0] > 0 and per[f][1] >= share * per[f][0] for f in cand)
         matched = sum(m for _, m in per.values())
@@ -163,17 +165,14 @@ def _find_missing_files(
                          "confirmed": ok})
         key = (matched, -len(cand), tuple(-f for f in cand))
         if ok and (best_key is None or key > best_key):
-            best, best_key = cand, key
+            if best_key is not None:
+                con.execute(f"DROP TABLE cand_{k}_{best_i}")
+            best, best_key, best_i = cand, key, i
+        else:
+            con.execute(f"DROP TABLE cand_{k}_{i}")
     if best:
-        in_list = ", ".join(str(f) for f in best)
-        con.execute(
-            f"INSERT INTO fnl_{k} WITH us AS (SELECT user_id, r FROM rebuild WHERE r.f IN ({in_list})), "
-            f"rx AS (SELECT b.user_id, max(b.r) AS r FROM bpf b SEMI JOIN us USING (user_id) "
-            f"WHERE b.file_idx NOT IN ({in_list}) GROUP BY b.user_id) "
-            "SELECT us.user_id, us.r.f FROM us LEFT JOIN rx USING (user_id) JOIN cmp2 c USING (user_id) "
-            f"WHERE NOT roweq(rx.r, us.r) AND coalesce(c.{k}k, 1) = 1 AND roweq(c.{k}v, rx.r) "
-            "AND us.user_id NOT IN (SELECT user_id FROM suspects)"
-        )
+        con.execute(f"INSERT INTO fnl_{k} SELECT user_id, wf FROM cand_{k}_{best_i} WHERE matched")
+        con.execute(f"DROP TABLE cand_{k}_{best_i}")
     return best, evidence
 
 
@@ -194,15 +193,17 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
              FROM bad b JOIN top_rows t USING (user_id) JOIN ties USING (user_id)
              WHERE ties.differ AND ties.n_files > 1 GROUP BY b.user_id),
     older AS (SELECT b.user_id, max(d.file_idx) AS f FROM bad b JOIN deltas d
-              ON d.user_id = b.user_id AND d.batch_id = b.{k}v.b GROUP BY b.user_id),
+              ON d.user_id = b.user_id AND d.batch_id = b.{k}v.b
+              WHERE b.{k}v.b < b.r.b AND b.user_id NOT IN (SELECT user_id FROM fnl_{k}) GROUP BY b.user_id),
     rej AS (SELECT b.user_id, string_agg(j.file || ' line ' || j.line || ' (' || j.error_type || ')', '; '
                    ORDER BY j.file_idx, j.line) AS lines
             FROM bad b JOIN rejects j ON j.dataset = 'delta' AND j.user_id = b.user_id
             WHERE b.r IS NULL OR b.{k}v.b > b.r.b GROUP BY b.user_id),
-    keys AS (SELECT user_id AS key, normkey(user_id) AS nk FROM cmp),
+    keys AS (SELECT user_id AS key, normkey(user_id) AS nk FROM suspects),
     sus AS (SELECT b.user_id, string_agg(DISTINCT '"' || o.key || '"', ', ') AS others
             FROM bad b JOIN keys o ON o.nk = normkey(b.user_id) AND o.key <> b.user_id
-            WHERE b.r IS NULL OR b.{k}k IS NULL GROUP BY b.user_id)
+            WHERE (b.r IS NULL OR b.{k}k IS NULL) AND b.user_id IN (SELECT user_id FROM suspects)
+            GROUP BY b.user_id)
     SELECT b.user_id,
       CASE
         WHEN b.{k}k > 1 THEN 'duplicate_in_file'
