@@ -239,6 +239,7 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
             out_dir: Path, tracking_uri: str | None = None, tuned_dir: Path = TUNED_DIR,
             progress: "Any | None" = None, transactions: "Any | None" = None) -> ExperimentResult:
     """:func:`run_experiment` on an already-validated config (``transactions`` may be preloaded)."""
+    import contextlib
     import json
     import time
 
@@ -284,7 +285,8 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
         tracking.log_dataset(parent, **dataset)
         parent.text(json.dumps(resolved, indent=2, default=str), "config/experiment.json")
 
-        def finish(key: str, res: Any, params: dict[str, Any], tuned: bool, estimator_params: dict[str, Any]) -> None:
+        def finish(key: str, res: Any, tuned: bool, estimator_params: dict[str, Any],
+                   run: "tracking.RunLog | None") -> None:
             val = res.predictions[res.predictions["split"] == "validation"]
             test = res.predictions[res.predictions["split"] == "test"]
             q = fit_conformal(val, level=cfg.interval_level)
@@ -294,46 +296,55 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
             intervals[key] = q
             tuned_flags[key] = tuned
             results[key] = res
+            if run is None:  # an ensemble member that was not asked for: no run of its own
+                return
             texts = {"intervals.json": json.dumps(q, indent=2)}
             if getattr(res.estimator, "summary_text_", None):
                 texts["statsmodels_summary.txt"] = res.estimator.summary_text_
             figures = figs.model_figures(res, feature_names=res.feature_names)
             test_preds = test.assign(lower=bounds["lower"].to_numpy(), upper=bounds["upper"].to_numpy())
-            if key in keys:
-                child_ids[key] = tracking.log_model_run(
-                    parent, model_key=key,
-                    params={**{f"hp.{k}": v for k, v in estimator_params.items()}, "tuned": tuned,
-                            **tracking.flatten("config", {k: resolved[k] for k in
-                                                          ("freq", "horizon", "train_origins", "validation", "test")})},
-                    per_origin=res.per_origin, means=res.means,
-                    tags={**common_tags, "tuned": str(tuned).lower()}, dataset=dataset,
-                    tables={"predictions.parquet": test_preds, "metrics.csv": res.per_origin,
-                            "validation_predictions.parquet": val},
-                    figures=figures, texts=texts)
+            tracking.log_model_results(
+                run, params={**{f"hp.{k}": v for k, v in estimator_params.items()}, "tuned": tuned,
+                             **tracking.flatten("config", {k: resolved[k] for k in
+                                                           ("freq", "horizon", "train_origins", "validation", "test")})},
+                per_origin=res.per_origin, means=res.means, dataset=dataset,
+                tables={"predictions.parquet": test_preds, "metrics.csv": res.per_origin,
+                        "validation_predictions.parquet": val},
+                figures=figures, texts=texts)
+            child_ids[key] = run.run_id
 
+        def model_run(key: str, tuned: bool) -> Any:
+            if key not in keys:
+                return contextlib.nullcontext(None)
+            return tracking.child_run(parent, run_name=key,
+                                      tags={"model": key, **common_tags, "tuned": str(tuned).lower()})
+
+        total = len(needed) + ("ensemble" in keys)
         for i, key in enumerate(needed, 1):
-            params, tuned = resolve_params(cfg, key, tuned_dir)
-            _say(progress, f"[{i}/{len(needed) + ('ensemble' in keys)}] backtesting {key}"
-                           f"{' (tuned params)' if tuned else ''}")
             from spendlab.models.registry import make_model
 
-            est_params = model_params(make_model(key, params))
-            res = run_backtest(store, experiment=cfg, model_key=key, params=params, origins="all")
-            finish(key, res, params, tuned, est_params)
+            params, tuned = resolve_params(cfg, key, tuned_dir)
+            _say(progress, f"[{i}/{total}] backtesting {key}{' (tuned params)' if tuned else ''}")
+            with model_run(key, tuned) as run:
+                est_params = model_params(make_model(key, params))
+                res = run_backtest(store, experiment=cfg, model_key=key, params=params, origins="all")
+                finish(key, res, tuned, est_params, run)
 
         if "ensemble" in keys:
-            _say(progress, f"[{len(needed) + 1}/{len(needed) + 1}] blending ensemble")
-            members = {m: results[m] for m in cfg.ensemble_members}
-            val_preds = pd.DataFrame({m: r.predictions.loc[r.predictions["split"] == "validation", "y_pred"].to_numpy()
-                                      for m, r in members.items()})
-            y_val = members[cfg.ensemble_members[0]].predictions
-            y_val = y_val.loc[y_val["split"] == "validation", "y_true"].to_numpy()
-            weights = nnls_weights(val_preds, y_val)
-            if not any(w > 0 for w in weights.values()):
-                weights = {m: 1.0 / len(members) for m in members}
-            res = ensemble_result(members, {m: w for m, w in weights.items() if w > 0})
-            finish("ensemble", res, {"weights": weights}, False,
-                   {"members": ",".join(cfg.ensemble_members), **{f"weight.{m}": w for m, w in weights.items()}})
+            _say(progress, f"[{total}/{total}] blending ensemble (weights from validation origins)")
+            with model_run("ensemble", False) as run:
+                members = {m: results[m] for m in cfg.ensemble_members}
+                val_preds = pd.DataFrame({m: r.predictions.loc[r.predictions["split"] == "validation", "y_pred"]
+                                          .to_numpy() for m, r in members.items()})
+                y_val = members[cfg.ensemble_members[0]].predictions
+                y_val = y_val.loc[y_val["split"] == "validation", "y_true"].to_numpy()
+                weights = nnls_weights(val_preds, y_val)
+                if not any(w > 0 for w in weights.values()):
+                    weights = {m: 1.0 / len(members) for m in members}
+                res = ensemble_result(members, {m: w for m, w in weights.items() if w > 0})
+                finish("ensemble", res, False,
+                       {"members": ",".join(cfg.ensemble_members), **{f"weight.{m}": w for m, w in weights.items()}},
+                       run)
 
         rows = []
         for key in keys:
@@ -382,8 +393,7 @@ def compare_runs(experiment_name: str, *, tracking_uri: str | None = None,
     from spendlab import tracking
     from spendlab.errors import NoDataError
 
-    runs = tracking.search_runs(experiment_name, tracking_uri=tracking_uri,
-                                filter_string="tags.kind != 'experiment'")
+    runs = tracking.search_runs(experiment_name, tracking_uri=tracking_uri)
     if runs.empty or "tags.model" not in runs.columns:
         raise NoDataError(f"no model runs recorded for experiment {experiment_name!r} in the tracking store")
     runs = runs[runs["tags.model"].notna() & (runs["status"] == "FINISHED")]

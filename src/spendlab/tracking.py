@@ -329,8 +329,15 @@ def log_dataset(run: RunLog, *, name: str, digest: str, source: str, n_rows: int
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.types import ColSpec, Schema
 
+    import warnings
+
+    raw = Path(source).resolve().as_uri() if Path(source).exists() else source
     try:
-        src = resolve_dataset_source(source)
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source class twice and warns that the (identical)
+            # candidates are ambiguous; the choice does not matter.
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            src = resolve_dataset_source(raw)
     except Exception:  # noqa: BLE001 - a source MLflow cannot resolve is still named by a code source
         from mlflow.data.code_dataset_source import CodeDatasetSource
 
@@ -344,29 +351,36 @@ def log_dataset(run: RunLog, *, name: str, digest: str, source: str, n_rows: int
         run.tag("dataset_rows", n_rows)
 
 
-def log_model_run(parent: RunLog, *, model_key: str, params: Mapping[str, Any], per_origin: "pd.DataFrame",
-                  means: Mapping[str, float], tags: Mapping[str, Any], dataset: Mapping[str, Any],
-                  tables: Mapping[str, "pd.DataFrame"] | None = None, figures: Mapping[str, Any] | None = None,
-                  texts: Mapping[str, str] | None = None) -> str:
-    """One child run for one model: params, metrics per origin (as steps) and means, tags, dataset,
-    and artifacts (tables as CSV/Parquet, matplotlib figures, text). Returns the run id.
+def log_model_results(run: RunLog, *, params: Mapping[str, Any], per_origin: "pd.DataFrame",
+                      means: Mapping[str, float], dataset: Mapping[str, Any],
+                      tables: Mapping[str, "pd.DataFrame"] | None = None, figures: Mapping[str, Any] | None = None,
+                      texts: Mapping[str, str] | None = None) -> None:
+    """Params, metrics per origin (steps of ``by_origin/<split>_<metric>``) and their means
+    (``<split>_<metric>``), the dataset input, and artifacts (tables as CSV/Parquet by suffix,
+    matplotlib figures, text) on an open model run.
 
     ``per_origin`` has one row per origin with an ``origin`` step column plus metric columns.
     """
+    run.params(params)
+    log_dataset(run, **dataset)
+    metric_cols = [c for c in per_origin.columns
+                   if c not in {"origin", "cutoff", "target_period", "split"} and per_origin[c].dtype.kind in "fi"]
+    for _, row in per_origin.iterrows():
+        prefix = f"{row['split']}_" if "split" in per_origin.columns else ""
+        run.metrics({f"by_origin/{prefix}{c}": row[c] for c in metric_cols}, step=int(row["origin"]))
+    run.metrics(dict(means))
+    for name, df in (tables or {}).items():
+        run.table(df, name)
+    for name, fig in (figures or {}).items():
+        run.figure(fig, name)
+    for name, text in (texts or {}).items():
+        run.text(text, name)
+
+
+def log_model_run(parent: RunLog, *, model_key: str, tags: Mapping[str, Any], **results: Any) -> str:
+    """One child run (tag ``model=<key>``) holding :func:`log_model_results`; returns its id."""
     with child_run(parent, run_name=model_key, tags={"model": model_key, **tags}) as run:
-        run.params(params)
-        log_dataset(run, **dataset)
-        metric_cols = [c for c in per_origin.columns if c not in {"origin", "cutoff", "target_period", "split"}]
-        for _, row in per_origin.iterrows():
-            prefix = f"{row['split']}_" if "split" in per_origin.columns else ""
-            run.metrics({f"{prefix}{c}": row[c] for c in metric_cols}, step=int(row["origin"]))
-        run.metrics(dict(means))
-        for name, df in (tables or {}).items():
-            run.table(df, name)
-        for name, fig in (figures or {}).items():
-            run.figure(fig, name)
-        for name, text in (texts or {}).items():
-            run.text(text, name)
+        log_model_results(run, **results)
         return run.run_id
 
 
