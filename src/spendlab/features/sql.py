@@ -272,9 +272,12 @@ sums AS (
   FROM periods
   GROUP BY user_id
 ),
+first_purchase AS (
+  SELECT user_id, MIN(day) AS day FROM tx WHERE amount > 0 GROUP BY user_id
+),
 first_day AS (
   SELECT tx.user_id, SUM(tx.amount) AS first_purchase_day_spend
-  FROM tx JOIN sums ON tx.user_id = sums.user_id AND tx.day = sums.first_purchase_day
+  FROM tx JOIN first_purchase AS fp ON tx.user_id = fp.user_id AND tx.day = fp.day
   WHERE tx.amount > 0
   GROUP BY tx.user_id
 )
