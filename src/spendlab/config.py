@@ -20,7 +20,7 @@ from spendlab.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .-]{0,127}$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .-]{0,127}\Z")
 
 
 class StrictModel(BaseModel):
