@@ -153,7 +153,7 @@ def describe(
     out.print(f"{s['n_transactions']:,} transactions, {s['n_users']:,} users, gross spend {s['total_spend']:,.2f}, "
               f"average transaction {s['avg_transaction_value'] or 0:,.2f}; refunds {s['n_refunds']:,} "
               f"({s['refund_amount']:,.2f}); rejected rows {s['rows_rejected']:,}")
-    out.print(f"report: {Path(out_dir) / 'report.html'}")
+    out.print(f"report: {escape(str(Path(out_dir) / 'report.html'))}")
 
 
 @datasets_app.command("list")
@@ -244,7 +244,7 @@ def features(
                             rows_accepted=str(tx.report.accepted), rows_rejected=str(tx.report.rejected))
     write_features(table, out_path, meta)
     err.print(f"wrote features of {table.num_rows:,} users ({table.num_columns - 1} features, {freq}, "
-              f"as of {cutoff}) to {out_path}")
+              f"as of {cutoff}) to {escape(str(out_path))}")
 
 
 @app.command()
@@ -273,9 +273,9 @@ def reconcile(
               f"explained {s['explained']:,.2f}  unexplained {s['unexplained']:,.2f} "
               f"({s['users']['unexplained']} users)", highlight=False, soft_wrap=True)
     for c in s["causes"]:
-        out.print(f"  {c['cause']:<26} {c['side']:<8} {c['file'] or '-':<20} {c['users']:>8} users "
+        out.print(f"  {c['cause']:<26} {c['side']:<8} {escape(c['file'] or '-'):<20} {c['users']:>8} users "
                   f"{c['amount']:>16,.2f}", highlight=False, soft_wrap=True)
-    out.print(f"outputs in {out_dir}", highlight=False)
+    out.print(f"outputs in {escape(str(out_dir))}", highlight=False)
     if fail_on_diff and s["users"]["differing"]:
         raise typer.Exit(3)
 
@@ -320,9 +320,9 @@ def tune(
     # retried; the environment can shorten them (tests kill studies on purpose).
     heartbeat = (int(os.environ.get("SPENDLAB_OPTUNA_HEARTBEAT", "5")), int(os.environ.get("SPENDLAB_OPTUNA_GRACE", "15")))
     result = tune_experiment(experiment, model_key=model, n_trials=trials, timeout=timeout, heartbeat=heartbeat)
-    out.print(f"study {result.study_name}: {result.n_complete} complete, {result.n_pruned} pruned; "
-              f"best validation RMSE {result.best_value:.4f} with {result.best_params}")
-    out.print(f"best parameters written to {result.params_path}")
+    out.print(f"study {escape(result.study_name)}: {result.n_complete} complete, {result.n_pruned} pruned; "
+              f"best validation RMSE {result.best_value:.4f} with {escape(str(result.best_params))}")
+    out.print(f"best parameters written to {escape(str(result.params_path))}")
 
 
 @app.command()
@@ -339,7 +339,7 @@ def promote(
 
     outcome = promote_experiment(experiment, force=force)
     verb = "promoted" if outcome.promoted else "not promoted"
-    out.print(f"{verb}: spendlab-next-month version {outcome.version} ({outcome.reason})")
+    out.print(f"{verb}: spendlab-next-month version {outcome.version} ({escape(outcome.reason)})")
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
 
@@ -382,8 +382,9 @@ def score(
     loaded = load_model(model)
     result = run_score(tx, out=out_path, model=loaded, as_of=cutoff, chunk_users=chunk_users)
     out.print(f"scored {result.rows_out:,} users (= {result.users_in:,} users in) as of {result.as_of} "
-              f"for {result.target_period} with {result.model_uri} v{result.model_version}: "
-              f"total predicted {result.total_prediction:,.2f}; basis {result.by_basis}; wrote {result.out}")
+              f"for {result.target_period} with {escape(result.model_uri)} v{result.model_version}: "
+              f"total predicted {result.total_prediction:,.2f}; basis {result.by_basis}; "
+              f"wrote {escape(str(result.out))}")
 
 
 experiment_app = typer.Typer(help="Forecasting experiments: rolling-origin backtests tracked in MLflow.",
@@ -423,7 +424,7 @@ def experiment_run(
         table.add_row(*cells, style="bold green" if row["champion"] else None)
     out.print(table)
     out.print(f"champion: {result.champion}   MLflow parent run: {result.parent_run_id}")
-    out.print(f"wrote {result.paths['leaderboard']} and {result.paths['predictions']}")
+    out.print(f"wrote {escape(str(result.paths['leaderboard']))} and {escape(str(result.paths['predictions']))}")
 
 
 @app.command()
@@ -437,20 +438,20 @@ def compare(
     from spendlab.experiment import compare_runs
 
     board, diff = compare_runs(experiment_name, tracking_uri=_tracking_uri(tracking_uri), top=top)
-    table = Table(title=f"{experiment_name}: model runs across invocations (best validation RMSE first)")
+    table = Table(title=f"{escape(experiment_name)}: model runs across invocations (best validation RMSE first)")
     for col in board.columns:
         table.add_column(col, justify="right" if board[col].dtype.kind in "fi" else "left")
     for _, row in board.iterrows():
-        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else escape(str(v)) for v in row])
     out.print(table)
     if diff.empty:
         out.print(f"no parameter differs between the best {top} runs")
         return
     dt_ = Table(title=f"params that differ between the best {min(top, len(board))} runs")
     for col in diff.columns:
-        dt_.add_column(col)
+        dt_.add_column(escape(str(col)))
     for _, row in diff.iterrows():
-        dt_.add_row(*[str(v) for v in row])
+        dt_.add_row(*[escape(str(v)) for v in row])
     out.print(dt_)
 
 
