@@ -82,3 +82,21 @@ def test_row61_nan_and_inf_metrics_are_flagged_never_stored_as_clamped_values(wo
                                                                 "test_rmse"}
     values = _stored_metric_values(workdir / "mlruns" / "mlflow.db")
     assert values and all(math.isfinite(v) and abs(v) < 1e300 for v in values)
+
+
+def test_row17_header_only_input_is_refused_before_any_run_or_output(workdir: Path) -> None:
+    """Row 17, job half: training refuses "no data" in one line (exit 2). The refusal comes before an
+    MLflow run is opened, so there is no run to mark FAILED and the store is not even created."""
+    import subprocess
+    import sys
+
+    (workdir / "empty.csv").write_text("type,data,created_at,user_id\n")
+    exp = write_experiment(workdir, models=["zero"], params={}, users=20)
+    doc = yaml.safe_load(exp.read_text())
+    doc["dataset"] = {"input": "empty.csv", "format": "millions"}
+    exp.write_text(yaml.safe_dump(doc))
+    done = subprocess.run([sys.executable, "-m", "spendlab.cli", "experiment", "run", str(exp), "--out", "out"],
+                          cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["error: view 'transactions' holds no transactions"]
+    assert not (workdir / "mlruns").exists() and not (workdir / "out").exists()
