@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -116,6 +117,7 @@ def main() -> None:
         for freq in args.freqs.split(","):
             d_wall, d_users = duckdb_features(args.data, freq, as_of, tmp / f"duck_{freq}.parquet")
             s_wall, s_users = spark_features_job(spark, args.data, freq, as_of, tmp / f"spark_{freq}")
+            print(f"features {freq}: duckdb {d_wall:.1f} s, spark {s_wall:.1f} s", file=sys.stderr, flush=True)
             rows += [(f"features --freq {freq}", "duckdb (2 threads)", d_wall, d_users),
                      (f"features --freq {freq}", "spark local[2]", s_wall, s_users)]
             a = pq.read_table(tmp / f"duck_{freq}.parquet").to_pandas()
