@@ -33,6 +33,7 @@ import duckdb, sys
 con = duckdb.connect()
 con.execute("SET threads = 2")
 con.execute("SET TimeZone = 'UTC'")
+con.execute("SET enable_progress_bar = false")
 ts = "ts" if sys.argv[3] == "tz" else "CAST(ts AS TIMESTAMP)"
 sql = (f"SELECT count(*), sum(s) FROM (SELECT user_id, date_trunc('{sys.argv[2]}', {ts}) AS p, sum(amount) AS s "
        f"FROM read_parquet('{sys.argv[1]}') GROUP BY ALL)")
@@ -46,6 +47,7 @@ from spendlab.io.load import connect
 from spendlab.features import build_panel_table
 tx = load_transactions(sys.argv[1], "generic")
 con = connect(threads=2, memory_limit=sys.argv[4])
+con.execute("SET enable_progress_bar = false")
 tx.register(con)
 name = build_panel_table(con, freq=sys.argv[2], as_of=dt.date.fromisoformat(sys.argv[3]), name="panel")
 print(con.execute("SELECT count(*), sum(spend) FROM panel").fetchone())

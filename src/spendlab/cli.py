@@ -204,7 +204,8 @@ def features(
     config: ConfigOpt = None,
     threads: Annotated[int, typer.Option(help="DuckDB threads.")] = 2,
     memory_limit: Annotated[Optional[str], typer.Option(
-        "--memory-limit", help="DuckDB memory limit, e.g. 2500MB (beyond it DuckDB spills to temp files).")] = None,
+        "--memory-limit", help="DuckDB memory limit (beyond it DuckDB spills to temp files); 'none' = DuckDB's "
+        "default of 80% of RAM.")] = "2GB",
     engine: EngineOpt = "duckdb",
     spark_master: SparkMasterOpt = None,
 ) -> None:
@@ -236,7 +237,7 @@ def features(
                   f"{escape(str(out_path))}/")
         return
     tx = load_transactions(input, format, config=reader_config(config), mode=mode)
-    con = connect(threads=threads, memory_limit=memory_limit)
+    con = connect(threads=threads, memory_limit=None if memory_limit in (None, "none") else memory_limit)
     tx.register(con)
     cutoff = cutoff or default_as_of(con, freq)  # type: ignore[arg-type]
     table = build_features_arrow(con, freq=freq, as_of=cutoff, config=feature_cfg)  # type: ignore[arg-type]
