@@ -14,6 +14,7 @@ from spendlab.features import FeatureConfig, feature_columns, load_feature_confi
 from spendlab.features.output import read_feature_metadata
 
 SPENDLAB = [sys.executable, "-m", "spendlab.cli"]
+pytestmark = pytest.mark.slow  # subprocesses of the real CLI
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
