@@ -128,9 +128,9 @@ def periods_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, tx: str = "tx
       MIN(CASE WHEN amount > 0 THEN day END) AS first_purchase_day,
       MAX(CASE WHEN amount > 0 THEN day END) AS last_purchase_day
     FROM (
-      SELECT user_id, day, amount, {period_offset_sql('day', freq, as_of)} AS k,
-        CASE WHEN day IN (SELECT day FROM {EVENT_DAYS_TABLE}) THEN 1 ELSE 0 END AS is_event
-      FROM {tx}
+      SELECT t.user_id, t.day, t.amount, {period_offset_sql('t.day', freq, as_of)} AS k,
+        CASE WHEN e.day IS NULL THEN 0 ELSE 1 END AS is_event
+      FROM {tx} AS t LEFT JOIN {EVENT_DAYS_TABLE} AS e ON t.day = e.day
     ) AS r
     GROUP BY user_id, k
   ) AS a
