@@ -72,7 +72,8 @@ def stage_describe(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]
     from spendlab.reports.describe import run_describe
 
     out = cfg.out_dir / "describe"
-    result = run_describe(_load(cfg, state), out, country=cfg.country)
+    tx = _load(cfg, state)
+    result = run_describe(tx, out, country=cfg.country, net_refunds=state["experiment"].reader.refunds == "net")
     return {"path": out / "report.html", "line": f"report {out / 'report.html'}", "result": result}
 
 
