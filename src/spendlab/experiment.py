@@ -327,8 +327,13 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
             _say(progress, f"[{i}/{total}] backtesting {key}{' (tuned params)' if tuned else ''}")
             with model_run(key, tuned) as run:
                 est_params = model_params(make_model(key, params))
+                t0 = time.perf_counter()
                 res = run_backtest(store, experiment=cfg, model_key=key, params=params, origins="all")
                 finish(key, res, tuned, est_params, run)
+            m = res.means
+            _say(progress, f"      {key}: validation RMSE {m.get('validation_rmse', float('nan')):.3f}, test RMSE "
+                           f"{m.get('test_rmse', float('nan')):.3f}, test bias {m.get('test_bias', float('nan')):+.3f}"
+                           f" ({time.perf_counter() - t0:.0f} s)")
 
         if "ensemble" in keys:
             _say(progress, f"[{total}/{total}] blending ensemble (weights from validation origins)")

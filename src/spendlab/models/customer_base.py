@@ -148,3 +148,42 @@ def _bgnbd_expected(t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
         denom = 1 + (x > 0) * (a / (b + x - 1)) * ((alpha + T) / (alpha + t_x)) ** (r + x)
         out = first_term / denom
     return np.where(np.isfinite(out), out, 0.0)
+
+
+class ClvBoostedRegressor(RegressorMixin, BaseEstimator):
+    """Gradient boosting on the as-of features plus the BG/NBD x Gamma-Gamma expected spend.
+
+    The customer-base model is fitted on the training rows only (its own, uncalibrated
+    prediction becomes the feature ``clv_expected_spend``); LightGBM then learns how far to trust
+    it against the recent-spend features. Parameters are those of :func:`make_lightgbm`
+    plus ``penalizer`` for the lifetimes fitters.
+    """
+
+    def __init__(self, penalizer: float = 0.0, lightgbm_params: dict[str, Any] | None = None) -> None:
+        self.penalizer = penalizer
+        self.lightgbm_params = lightgbm_params
+
+    def _augment(self, X: pd.DataFrame) -> pd.DataFrame:
+        frame = as_frame(X)
+        return frame.assign(clv_expected_spend=self.clv_.predict(frame))
+
+    def fit(self, X: pd.DataFrame, y: Any) -> "ClvBoostedRegressor":
+        from spendlab.models.learned import make_lightgbm
+
+        frame = as_frame(X)
+        self.clv_ = BgNbdGammaGamma(penalizer=self.penalizer, calibrate=False).fit(frame)
+        self.booster_ = make_lightgbm(**dict(self.lightgbm_params or {})).fit(self._augment(frame), y)
+        self.n_features_in_ = frame.shape[1]
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "booster_")
+        return non_negative(self.booster_.predict(self._augment(X)))
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        return self.booster_.feature_importances_
+
+    @property
+    def feature_names_in_(self) -> np.ndarray:
+        return self.booster_.feature_names_in_

@@ -31,11 +31,24 @@ class FeatureRegressor(RegressorMixin, BaseEstimator):
         Any scikit-learn regressor (unfitted; it is cloned).
     log_features
         Apply :func:`signed_log1p` to every feature before fitting (for linear models).
+    n_threads
+        Cap on OpenMP/BLAS threads while fitting and predicting (``None`` = library default).
     """
 
-    def __init__(self, estimator: Any = None, log_features: bool = False) -> None:
+    def __init__(self, estimator: Any = None, log_features: bool = False, n_threads: int | None = None) -> None:
         self.estimator = estimator
         self.log_features = log_features
+        self.n_threads = n_threads
+
+    def _threads(self) -> Any:
+        """Cap OpenMP/BLAS threads (``n_threads``); OpenMP workers spin-wait on a busy machine."""
+        import contextlib
+
+        if self.n_threads is None:
+            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=self.n_threads)
 
     def _matrix(self, X: pd.DataFrame) -> np.ndarray:
         frame = as_frame(X)
@@ -55,13 +68,15 @@ class FeatureRegressor(RegressorMixin, BaseEstimator):
         target = np.asarray(y, dtype=np.float64)
         est = clone(self.estimator)
         kw = {} if sample_weight is None else {"sample_weight": sample_weight}
-        est.fit(self._matrix(X), target, **kw)
+        with self._threads():
+            est.fit(self._matrix(X), target, **kw)
         self.estimator_ = est
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "estimator_")
-        return non_negative(self.estimator_.predict(self._matrix(X)))
+        with self._threads():
+            return non_negative(self.estimator_.predict(self._matrix(X)))
 
     @property
     def feature_importances_(self) -> np.ndarray:
@@ -94,16 +109,17 @@ def make_tweedie_glm(power: float = 1.5, alpha: float = 1e-3) -> FeatureRegresso
     return FeatureRegressor(make_pipeline(StandardScaler(), glm), log_features=True)
 
 
-def make_random_forest(n_estimators: int = 100, max_depth: int = 10, min_samples_leaf: int = 20,
-                       max_features: float = 0.5, seed: int = 0) -> FeatureRegressor:
+def make_random_forest(n_estimators: int = 60, max_depth: int = 10, min_samples_leaf: int = 20,
+                       max_features: float = 0.3, max_samples: float = 0.2, seed: int = 0) -> FeatureRegressor:
     from sklearn.ensemble import RandomForestRegressor
 
     rf = RandomForestRegressor(n_estimators=n_estimators, max_depth=max_depth, min_samples_leaf=min_samples_leaf,
-                               max_features=max_features, n_jobs=2, random_state=seed)
+                               max_features=max_features, max_samples=max_samples, n_jobs=2,
+                               random_state=seed)
     return FeatureRegressor(rf)
 
 
-def make_hist_gbm(learning_rate: float = 0.05, max_iter: int = 300, max_leaf_nodes: int = 31,
+def make_hist_gbm(learning_rate: float = 0.1, max_iter: int = 100, max_leaf_nodes: int = 31,
                   min_samples_leaf: int = 50, l2_regularization: float = 1.0, seed: int = 0) -> FeatureRegressor:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -112,11 +128,11 @@ def make_hist_gbm(learning_rate: float = 0.05, max_iter: int = 300, max_leaf_nod
                                         max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
                                         l2_regularization=l2_regularization, early_stopping=False,
                                         random_state=seed)
-    return FeatureRegressor(hgb)
+    return FeatureRegressor(hgb, n_threads=1)  # see make_lightgbm: OpenMP spin-waits on a shared machine
 
 
-def make_lightgbm(objective: str = "tweedie", tweedie_variance_power: float = 1.3, learning_rate: float = 0.03,
-                  n_estimators: int = 400, num_leaves: int = 31, min_child_samples: int = 50,
+def make_lightgbm(objective: str = "tweedie", tweedie_variance_power: float = 1.3, learning_rate: float = 0.06,
+                  n_estimators: int = 150, num_leaves: int = 31, min_child_samples: int = 100,
                   subsample: float = 0.8, colsample_bytree: float = 0.8, reg_lambda: float = 1.0,
                   seed: int = 0) -> FeatureRegressor:
     from lightgbm import LGBMRegressor
@@ -124,8 +140,11 @@ def make_lightgbm(objective: str = "tweedie", tweedie_variance_power: float = 1.
     kw: dict[str, Any] = {}
     if objective == "tweedie":
         kw["tweedie_variance_power"] = tweedie_variance_power
+    # One thread: LightGBM's OpenMP threads spin while waiting, which on a shared 2-core machine
+    # made n_jobs=2 five times slower than n_jobs=1 (measured; see docs/decisions.md).
     lgb = LGBMRegressor(objective=objective, learning_rate=learning_rate, n_estimators=n_estimators,
                         num_leaves=num_leaves, min_child_samples=min_child_samples, subsample=subsample,
                         subsample_freq=1, colsample_bytree=colsample_bytree, reg_lambda=reg_lambda,
-                        random_state=seed, n_jobs=2, verbose=-1, deterministic=True, force_row_wise=True, **kw)
+                        max_bin=63, random_state=seed, n_jobs=1, verbose=-1, deterministic=True,
+                        force_row_wise=True, **kw)
     return FeatureRegressor(lgb)

@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator
 
 from spendlab.errors import ConfigError
 from spendlab.models.baselines import LastPeriod, MovingAverage, PerUserLinear, SeasonalNaive, ZeroForecaster
-from spendlab.models.customer_base import BgNbdGammaGamma
+from spendlab.models.customer_base import BgNbdGammaGamma, ClvBoostedRegressor
 from spendlab.models.ensemble import EnsembleRegressor
 from spendlab.models.learned import make_hist_gbm, make_lightgbm, make_random_forest, make_ridge, make_tweedie_glm
 from spendlab.models.statsmodels_glm import StatsmodelsTweedieGLM
@@ -35,6 +35,7 @@ MODELS: dict[str, Callable[..., BaseEstimator]] = {
     "hist_gbm": make_hist_gbm,
     "lightgbm": make_lightgbm,
     "bgnbd_gg": BgNbdGammaGamma,
+    "lightgbm_clv": ClvBoostedRegressor,
     "ensemble": EnsembleRegressor,
 }
 
