@@ -85,7 +85,7 @@ def worked_examples(result: ReconcileResult, per_cause: int = 3) -> list[dict]:
     rows: dict[str, list[dict]] = {}
     for uid, col, p, s, r in result.con.execute(
             'SELECT d.user_id, d."column", d.platform, d.source, d.rebuilt FROM user_diffs d '
-            "WHERE d.user_id IN (SELECT unnest(?)) ORDER BY d.rowid", [[p[0] for p in picks]]).fetchall():
+            "WHERE d.user_id IN (SELECT unnest(?)) ORDER BY d.user_id, d.o", [[p[0] for p in picks]]).fetchall():
         rows.setdefault(uid, []).append({"column": col, "platform": p or "", "source": s or "", "rebuilt": r or ""})
     out = [{"user_id": uid, "cause": cause, "side": side, "file": file, "class": cls, "detail": detail,
             "amount": float(amount), "rows": rows.get(uid, [])}
@@ -223,7 +223,7 @@ def write_outputs(result: ReconcileResult, out_dir: Path) -> list[Path]:
     p = out_dir / "user_diffs.csv"
     _copy_csv(con, f'SELECT {n["user_id"]} AS user_id, "column", {n["platform"]} AS platform, {n["source"]} AS '
                    f'source, {n["rebuilt"]} AS rebuilt, cause, {n["file"]} AS file FROM user_diffs '
-                   'ORDER BY rowid', p)
+                   'ORDER BY user_diffs.user_id, user_diffs.o', p)
     paths.append(p)
     u = {c: _NEUTRAL.format(c=f'"{c}"') for c in ("user_id", "file", "detail", "secondary")}
     p = out_dir / "user_causes.csv"
