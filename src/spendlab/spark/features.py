@@ -61,6 +61,10 @@ def _as_date(d: dt.date | str) -> dt.date:
     return dt.date.fromisoformat(d)
 
 
+def _bq(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
 def _validity_sql(reader: ReaderConfig) -> str:
     """The DuckDB reader's per-row error expression (NULL = valid) over ``user_id, ts, amount``."""
     _, error = parquet_select([], reader, {reader.generic.ts_col: pa.timestamp("us", tz="UTC")})
@@ -108,7 +112,7 @@ def canonical_rows(spark: SparkSession, parquet_paths: PathsArg, *, reader: Read
     rows = raw.select(
         F.trim(F.col(m.user_col).cast("string")).alias("user_id"),
         ts.alias("ts"),
-        (F.lit(sign) * F.col(m.amount_col).try_cast("double")).alias("amount"),
+        (F.lit(sign) * F.expr(f"TRY_CAST({_bq(m.amount_col)} AS DOUBLE)")).alias("amount"),  # pyspark 3.5 too
     )
     return rows.withColumn("error", F.expr(_validity_sql(reader)))
 
