@@ -145,7 +145,8 @@ def main() -> None:
             a = pq.read_table(tmp / "local_scores.parquet").to_pandas().sort_values("user_id")
             b = pq.read_table(tmp / "spark_scores").to_pandas()
             assert a["user_id"].tolist() == b["user_id"].tolist()
-            diff = _max_diff(a[["prediction", "lower", "upper"]].to_numpy(), b[["prediction", "lower", "upper"]].to_numpy())
+            cols = ["prediction", "lower", "upper"]
+            diff = _max_diff(a[cols].to_numpy(), b[cols].to_numpy())
             notes.append(f"score: Spark/DuckDB wall ratio {s_wall / d_wall:.1f}x; max |difference| {diff:.3g}")
         spark.stop()
     import os
