@@ -16,6 +16,7 @@ from tests.features.conftest import random_transactions
 from tests.spark.test_features_spark import write_canonical
 
 
+@pytest.mark.slow
 def test_features_engine_spark_writes_the_duckdb_engines_features(spark, tmp_path: Path) -> None:
     src = write_canonical(random_transactions(21), tmp_path / "tx.parquet")
     runner = CliRunner()
