@@ -83,7 +83,9 @@ class ExperimentConfig(StrictModel):
     features: Path | None = None  # feature-set YAML; None = spendlab's default feature set
     models: tuple[str, ...] = ()  # () = every registry key
     params: dict[str, dict[str, Any]] = {}
-    ensemble_members: tuple[str, ...] = ("lightgbm", "hist_gbm", "tweedie_glm", "sm_tweedie_glm", "bgnbd_gg")
+    ensemble_members: tuple[str, ...] = ("lightgbm", "lightgbm_clv", "sm_tweedie_glm", "bgnbd_gg")
+    # Members whose mean validation |bias| exceeds this are left out of the blend (validation only).
+    ensemble_max_validation_bias: float = 0.10
     segments: SegmentSpec = SegmentSpec()
     interval_level: float = 0.8
     seed: int = 0
@@ -338,18 +340,26 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
         if "ensemble" in keys:
             _say(progress, f"[{total}/{total}] blending ensemble (weights from validation origins)")
             with model_run("ensemble", False) as run:
-                members = {m: results[m] for m in cfg.ensemble_members}
+                members = {m: results[m] for m in cfg.ensemble_members
+                           if abs(results[m].means.get("validation_bias", 0.0)) <= cfg.ensemble_max_validation_bias}
+                dropped = [m for m in cfg.ensemble_members if m not in members]
+                if not members:  # every member fails the gate: blend them all rather than nothing
+                    members, dropped = {m: results[m] for m in cfg.ensemble_members}, []
+                if dropped:
+                    _say(progress, f"      ensemble: left out {dropped} (|validation bias| > "
+                                   f"{cfg.ensemble_max_validation_bias:.0%})")
                 val_preds = pd.DataFrame({m: r.predictions.loc[r.predictions["split"] == "validation", "y_pred"]
                                           .to_numpy() for m, r in members.items()})
-                y_val = members[cfg.ensemble_members[0]].predictions
+                y_val = next(iter(members.values())).predictions
                 y_val = y_val.loc[y_val["split"] == "validation", "y_true"].to_numpy()
                 weights = nnls_weights(val_preds, y_val)
                 if not any(w > 0 for w in weights.values()):
                     weights = {m: 1.0 / len(members) for m in members}
                 res = ensemble_result(members, {m: w for m, w in weights.items() if w > 0})
+                weights = {m: weights.get(m, 0.0) for m in cfg.ensemble_members}
                 finish("ensemble", res, False,
-                       {"members": ",".join(cfg.ensemble_members), **{f"weight.{m}": w for m, w in weights.items()}},
-                       run)
+                       {"members": ",".join(cfg.ensemble_members), "left_out": ",".join(dropped),
+                        **{f"weight.{m}": w for m, w in weights.items()}}, run)
 
         rows = []
         for key in keys:
