@@ -101,7 +101,7 @@ def build_panel_table(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.d
                           "period_start": pa.array([shift_period(as_of, freq, -k) for k in range(first_k + 1)],
                                                    type=pa.date32())})
         con.register(periods, table)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {_q(name)} AS {dense_panel_sql(sparse, periods)}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_q(name)} AS {dense_panel_sql(sparse, periods, ordered=False)}")
     finally:
         con.execute(f"DROP TABLE IF EXISTS {sparse}")
         con.execute(f"DROP VIEW IF EXISTS {src}")
