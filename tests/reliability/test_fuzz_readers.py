@@ -69,9 +69,9 @@ def _check_millions(data: bytes) -> None:
 
 
 def _known_delta_bug(data: bytes) -> bool:
-    """Inputs the fuzzer found that crash the delta reader's fast path (reported, not yet fixed in
-    ``spendlab.io.deltas``): a 0x1F byte (the fast path's internal column delimiter) anywhere, or a
-    file that is a UTF-8 BOM and nothing else. Pinned by the strict xfail tests below; when they
+    """Inputs the fuzzer found that crash the delta reader (reported, not yet fixed in
+    ``spendlab.io.deltas``): a 0x1F byte (the per-line reader's internal delimiter) in a file that
+    reader reads (ragged rows, blank lines), or a file that is a UTF-8 BOM and nothing else. Pinned by the strict xfail tests below; when they
     start passing, delete this filter."""
     return b"\x1f" in data or data == b"\xef\xbb\xbf"
 
@@ -122,13 +122,19 @@ def test_delta_reader_on_hostile_lines_conserves_rows_or_fails_the_file(data: by
     _check_delta(data)
 
 
-_BUG = ("spendlab.io.deltas fast path: _is_plain() does not send lines containing 0x1F to the record "
-        "reader, and a BOM-only file passes check_file_start but is empty to pyarrow (ArrowInvalid)")
+_BUG = ("spendlab.io.deltas per-line reader splits lines on 0x1F (its internal delimiter) and fails on a line "
+        "containing it; a BOM-only file passes check_file_start but is empty to pyarrow (ArrowInvalid)")
+
+
+def test_delta_reader_keeps_a_unit_separator_inside_a_well_formed_row() -> None:
+    """Fixed since the fuzzer first found it: the column reader reads such rows."""
+    _check_delta(DELTA_HEADER + b"\nu1\x1f,1,1,1,1\nu2,2,1,1,1\n")
 
 
 @pytest.mark.xfail(strict=True, reason=_BUG)
 @pytest.mark.parametrize("data", [
-    pytest.param(DELTA_HEADER + b"\nu1\x1f,1,1,1,1\nu2,2,1,1,1\n", id="unit-separator-in-a-user-id"),
+    pytest.param(DELTA_HEADER + b"\nu1\x1f,1,1\nu2,2,1,1,1\n", id="unit-separator-in-a-short-row"),
+    pytest.param(DELTA_HEADER + b"\nu1\x1f,1,1,1,1\n\n", id="unit-separator-and-a-blank-line"),
     pytest.param(b"\x1f\r", id="unit-separator-only"),
     pytest.param(b"\xef\xbb\xbf", id="bom-only-file"),
 ])
