@@ -50,12 +50,16 @@ def configure(uri: str | None = None) -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("alembic", "mlflow", "mlflow.store", "mlflow.tracking", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    active = resolved
     if resolved.startswith("sqlite:///"):
         db = Path(resolved.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
+        # MLflow caches one store (and its pooled SQLite connections) per URI string: with the
+        # relative URI, a process that changes directory kept writing to the first directory's store.
+        active = "sqlite:///" + str(db.resolve())
     ARTIFACT_ROOT.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(resolved)
-    _initialise_store(resolved)
+    mlflow.set_tracking_uri(active)
+    _initialise_store(active)
     return resolved
 
 
