@@ -421,9 +421,9 @@ def experiment_run(
     for col in board.columns:
         table.add_column(col, justify="left" if col in {"model", "champion", "tuned"} else "right")
     for _, row in board.iterrows():
-        cells = [str(row[c]) if isinstance(row[c], (str, bool)) else f"{row[c]:.4f}" for c in board.columns]
+        cells = [str(row[c]) if isinstance(row[c], (str, bool)) else f"{row[c]:.3f}" for c in board.columns]
         table.add_row(*cells, style="bold green" if row["champion"] else None)
-    out.print(table)
+    out.print(table, width=max(out.width, 150))  # never truncate model names or figures in a log
     out.print(f"champion: {result.champion}   MLflow parent run: {result.parent_run_id}")
     out.print(f"wrote {escape(str(result.paths['leaderboard']))} and {escape(str(result.paths['predictions']))}")
 
@@ -444,7 +444,7 @@ def compare(
         table.add_column(col, justify="right" if board[col].dtype.kind in "fi" else "left")
     for _, row in board.iterrows():
         table.add_row(*[f"{v:.4f}" if isinstance(v, float) else escape(str(v)) for v in row])
-    out.print(table)
+    out.print(table, width=max(out.width, 180))
     if diff.empty:
         out.print(f"no parameter differs between the best {top} runs")
         return

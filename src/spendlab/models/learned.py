@@ -109,7 +109,7 @@ def make_tweedie_glm(power: float = 1.5, alpha: float = 1e-3) -> FeatureRegresso
     return FeatureRegressor(make_pipeline(StandardScaler(), glm), log_features=True)
 
 
-def make_random_forest(n_estimators: int = 60, max_depth: int = 10, min_samples_leaf: int = 20,
+def make_random_forest(n_estimators: int = 30, max_depth: int = 10, min_samples_leaf: int = 20,
                        max_features: float = 0.3, max_samples: float = 0.2, seed: int = 0) -> FeatureRegressor:
     from sklearn.ensemble import RandomForestRegressor
 
@@ -119,7 +119,7 @@ def make_random_forest(n_estimators: int = 60, max_depth: int = 10, min_samples_
     return FeatureRegressor(rf)
 
 
-def make_hist_gbm(learning_rate: float = 0.1, max_iter: int = 100, max_leaf_nodes: int = 31,
+def make_hist_gbm(learning_rate: float = 0.15, max_iter: int = 60, max_leaf_nodes: int = 31,
                   min_samples_leaf: int = 50, l2_regularization: float = 1.0, seed: int = 0) -> FeatureRegressor:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
