@@ -124,11 +124,17 @@ def ensure_experiment(name: str) -> str:
 
 
 def git_commit() -> str:
-    """The working tree's commit (``unknown`` outside a git checkout); ``+dirty`` if modified."""
+    """The commit of the spendlab source that runs (``unknown`` when it is not a git checkout, e.g.
+    an installed wheel); ``+dirty`` if tracked files are modified. Asked in the package's own
+    directory, so runs from any working directory record the code's commit, not the cwd's."""
+    import spendlab
+
+    where = Path(spendlab.__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True,
+                             cwd=where)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=10, check=True)
+                               text=True, timeout=10, check=True, cwd=where)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
