@@ -34,6 +34,7 @@ class PipelineConfig(StrictModel):
     """``configs/pipeline.yaml``."""
 
     experiment: Path = Path("experiments/cdnow_next_month.yaml")
+    models: list[str] | None = None  # None = the experiment's own list
     out_dir: Path = Path("outputs")
     tune: TuneStage | None = TuneStage()
     promote: bool = True
@@ -91,7 +92,7 @@ def stage_experiment(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, An
     from spendlab.experiment import run_experiment
 
     out = cfg.out_dir / "experiment"
-    result = run_experiment(cfg.experiment, out_dir=out, tracking_uri=cfg.tracking_uri)
+    result = run_experiment(cfg.experiment, models=cfg.models, out_dir=out, tracking_uri=cfg.tracking_uri)
     state["experiment_result"] = result
     return {"path": out / "leaderboard.csv", "line": f"champion {result.champion}; leaderboard {out / 'leaderboard.csv'}"}
 
@@ -133,6 +134,7 @@ def stages(cfg: PipelineConfig) -> list[tuple[str, Stage]]:
 def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> dict[str, dict[str, Any]]:
     """Run every stage in order with a progress display; return what each stage wrote."""
     from rich.console import Console
+    from rich.markup import escape
 
     console = console or Console(stderr=True)
     results: dict[str, dict[str, Any]] = {}
@@ -150,10 +152,10 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> dict[st
         with console.status(f"[{i}/{len(plan)}] {name} ..."):
             results[name] = fn(cfg, state)
         console.print(f"[green]done[/] [{i}/{len(plan)}] {name:<10} {time.perf_counter() - t0:6.1f}s  "
-                      f"{results[name]['line']}", highlight=False)
+                      f"{escape(str(results[name]['line']))}", highlight=False)
     console.print(f"\nfinished in {time.perf_counter() - start:.0f}s. Where everything is:", highlight=False)
     for name in ("describe", "experiment", "score", "promote", "validate"):
         if name in results:
-            console.print(f"  {name:<10} {results[name]['path']}", highlight=False)
+            console.print(f"  {name:<10} {escape(str(results[name]['path']))}", highlight=False)
     console.print("  runs       make ui  (MLflow at http://127.0.0.1:5000)", highlight=False)
     return results

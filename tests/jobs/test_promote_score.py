@@ -44,7 +44,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 @pytest.fixture
 def in_registry(registry: dict, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.chdir(registry["root"])
-    mlflow.set_tracking_uri("sqlite:///mlruns/mlflow.db")
+    mlflow.set_tracking_uri(f"sqlite:///{Path.cwd()}/mlruns/mlflow.db")
     return registry
 
 

@@ -32,7 +32,7 @@ def test_tune_writes_best_params_and_nests_trial_runs(workdir: Path) -> None:
     saved = yaml.safe_load(result.params_path.read_text())
     assert result.params_path == Path("configs/tuned/synth_next_month-ridge.yaml")
     assert saved["params"] == result.best_params and set(saved["params"]) == {"alpha"}
-    mlflow.set_tracking_uri("sqlite:///mlruns/mlflow.db")
+    mlflow.set_tracking_uri(f"sqlite:///{Path.cwd()}/mlruns/mlflow.db")
     runs = mlflow.search_runs(experiment_names=["synth_next_month"])
     trials = runs[runs["tags.kind"] == "trial"]
     assert len(trials) == 3

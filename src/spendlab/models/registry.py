@@ -70,7 +70,7 @@ def _hist_gbm_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
 def _lightgbm_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
     return {"tweedie_variance_power": trial.suggest_float("tweedie_variance_power", 1.05, 1.9),
             "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.15, log=True),
-            "n_estimators": trial.suggest_int("n_estimators", 100, 800, step=50),
+            "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=50),
             "num_leaves": trial.suggest_int("num_leaves", 7, 63),
             "min_child_samples": trial.suggest_int("min_child_samples", 10, 300, log=True),
             "subsample": trial.suggest_float("subsample", 0.5, 1.0),
