@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spendlab.errors import InputFileError
@@ -68,14 +68,6 @@ def _check_millions(data: bytes) -> None:
         assert all(r.line >= 2 for r in rep.rejects)
 
 
-def _known_delta_bug(data: bytes) -> bool:
-    """Inputs the fuzzer found that crash the delta reader (reported, not yet fixed in
-    ``spendlab.io.deltas``): a 0x1F byte (the per-line reader's internal delimiter) in a file that
-    reader reads (ragged rows, blank lines), or a file that is a UTF-8 BOM and nothing else. Pinned by the strict xfail tests below; when they
-    start passing, delete this filter."""
-    return b"\x1f" in data or data == b"\xef\xbb\xbf"
-
-
 def _check_delta(data: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "delta1.csv"
@@ -111,27 +103,20 @@ def test_millions_reader_on_hostile_lines_conserves_rows_or_fails_the_file(data:
 @FUZZ
 @given(st.binary(max_size=2048))
 def test_delta_reader_on_arbitrary_bytes_conserves_rows_or_fails_the_file(data: bytes) -> None:
-    assume(not _known_delta_bug(data))
     _check_delta(data)
 
 
 @FUZZ
 @given(_lines(DELTA_HEADER))
 def test_delta_reader_on_hostile_lines_conserves_rows_or_fails_the_file(data: bytes) -> None:
-    assume(not _known_delta_bug(data))
     _check_delta(data)
 
 
-_BUG = ("spendlab.io.deltas per-line reader splits lines on 0x1F (its internal delimiter) and fails on a line "
-        "containing it; a BOM-only file passes check_file_start but is empty to pyarrow (ArrowInvalid)")
 
-
-def test_delta_reader_keeps_a_unit_separator_inside_a_well_formed_row() -> None:
     """Fixed since the fuzzer first found it: the column reader reads such rows."""
     _check_delta(DELTA_HEADER + b"\nu1\x1f,1,1,1,1\nu2,2,1,1,1\n")
 
 
-@pytest.mark.xfail(strict=True, reason=_BUG)
 @pytest.mark.parametrize("data", [
     pytest.param(DELTA_HEADER + b"\nu1\x1f,1,1\nu2,2,1,1,1\n", id="unit-separator-in-a-short-row"),
     pytest.param(DELTA_HEADER + b"\nu1\x1f,1,1,1,1\n\n", id="unit-separator-and-a-blank-line"),

@@ -148,6 +148,8 @@ def _is_plain(path: Path) -> bool:
                     return False
             if b'"' in chunk[body_start:]:
                 return False
+            if b"\x1f" in chunk:  # the fast readers split lines on 0x1F: leave such files to the record reader
+                return False
             data = carry + chunk
             carry = b"\r" if data.endswith(b"\r") else b""
             body = data[:-1] if carry else data
@@ -421,6 +423,8 @@ def load_table_file(
     with open(path, "rb") as fh:
         try:
             check_file_start(path, fh)
+            if not fh.read(1):
+                raise InputFileError(str(path), "EMPTY_FILE", "the file holds only a byte-order mark")
         except InputFileError as exc:
             if exc.error_type == "EMPTY_FILE" and kind == "delta":
                 loaded.status = "EMPTY_DELTA"
