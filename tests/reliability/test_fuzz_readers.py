@@ -112,7 +112,7 @@ def test_delta_reader_on_hostile_lines_conserves_rows_or_fails_the_file(data: by
     _check_delta(data)
 
 
-
+def test_delta_reader_keeps_a_unit_separator_inside_a_well_formed_row() -> None:
     """Fixed since the fuzzer first found it: the column reader reads such rows."""
     _check_delta(DELTA_HEADER + b"\nu1\x1f,1,1,1,1\nu2,2,1,1,1\n")
 
