@@ -21,6 +21,20 @@ def chromium_path() -> str | None:
     return None
 
 
+def run_headless(args: list[str], profile: "os.PathLike[str] | str", timeout: int = 120) -> subprocess.CompletedProcess[bytes]:
+    """Run headless Chromium with the flags this closed network needs (tests call this).
+
+    Raises ``FileNotFoundError`` when Chromium is missing; test helpers turn that into a skip.
+    """
+    exe = chromium_path()
+    if exe is None:
+        raise FileNotFoundError("chromium is not installed (run `python -m tests.setup_browser` as root)")
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", "--no-proxy-server", f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+
+
 def main() -> int:
     if chromium_path():
         return 0

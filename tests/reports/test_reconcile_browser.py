@@ -18,7 +18,7 @@ import pytest
 
 from spendlab.reports.reconcile import run_reconcile
 from spendlab.scenarios import generate_deltas
-from tests.setup_browser import chromium_path
+from tests.setup_browser import run_headless
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -41,13 +41,10 @@ document.body.appendChild(pre);
 
 
 def _chromium(args: list[str], tmp: Path, timeout: int = 120) -> subprocess.CompletedProcess[bytes]:
-    exe = chromium_path()
-    if exe is None:
-        pytest.skip("chromium is not installed (run `python -m tests.setup_browser` as root to install it)")
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-dev-shm-usage", "--no-proxy-server", f"--user-data-dir={tmp / 'profile'}", *args]
-    return subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+    try:
+        return run_headless(args, tmp / "profile", timeout)
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
