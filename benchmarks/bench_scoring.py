@@ -87,7 +87,9 @@ def main() -> None:
                          "--chunk-users", str(args.chunk_users)], work)
         print(f"| `spendlab score` (start-up, load, validation, features, predict, intervals, write) | {score[0]:.1f} | "
               f"{score[1]:.2f} | {score[2][:80]} |", flush=True)
-        users = 1_000_000 if "1,000,000" in score[2] else float("nan")
+        import pyarrow.parquet as pq
+
+        users = pq.read_metadata(out).num_rows if out.exists() else float("nan")
         print(f"| users per second | {users / score[0]:,.0f} | | |")
         print(f"| ratio to the reference (aggregate + predict = {ref:.1f} s) | {score[0] / ref:.2f} | | |")
 
