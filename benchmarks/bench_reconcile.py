@@ -97,8 +97,8 @@ def main() -> None:
     expected = {(f["cause"], f["side"], f["file"], len(f["users"]), f["amount"]) for f in key["faults"]}
     got = {(c["cause"], c["side"], c["file"], c["users"], c["amount"]) for c in job["causes"]}
     diffs_rows = sum(1 for _ in open(out_dir / "user_diffs.csv", "rb")) - 1
-    print(f"| users | delta rows | differing users | user_diffs rows | reference (DuckDB arg_max rebuild) | "
-          f"reconcile job | ratio | diagnosis = key |")
+    print("| users | delta rows | differing users | user_diffs rows | reference (DuckDB arg_max rebuild) | "
+          "reconcile job | ratio | diagnosis = key |")
     print("|---:|---:|---:|---:|---|---|---:|---|")
     print(f"| {args.users:,} | {rows:,} | {job['differing']:,} | {diffs_rows:,} | {ref_wall:.1f} s, peak RSS "
           f"{ref_rss:,.0f} MiB | {job_wall:.1f} s, peak RSS {job_rss:,.0f} MiB | {job_wall / ref_wall:.1f}x | "

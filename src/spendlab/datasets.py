@@ -5,8 +5,12 @@ from __future__ import annotations
 import importlib.metadata
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spendlab.errors import SpendlabError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: name -> (distribution, path inside it, format, description)
 BUILTINS: dict[str, tuple[str, str, str, str]] = {
@@ -42,7 +46,7 @@ _HOUR_WEIGHT = (
 )
 
 
-def _day_weights(days: "np.ndarray", country: str = "US") -> "np.ndarray":
+def _day_weights(days: np.ndarray, country: str = "US") -> np.ndarray:
     """Relative purchase intensity per day: weekday pattern, December ramp, holiday bumps."""
     import holidays
     import numpy as np

@@ -245,7 +245,6 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
     import json
     import time
 
-    import numpy as np
     import pandas as pd
 
     from spendlab import tracking

@@ -71,7 +71,7 @@ def daily_spend_takeaway(daily: pd.DataFrame) -> str:
     top = daily.loc[daily["spend"].idxmax()]
     median = float(daily["spend"].median())
     ratio = f"{top['spend'] / median:.1f}x the median day ({_money(median)})" if median > 0 else \
-        f"while the median day has no spend"
+        "while the median day has no spend"
     marked = daily[daily["events"] != ""]
     tail = ""
     if len(marked) and median > 0:
