@@ -117,17 +117,6 @@ def _registered_version(uri: str) -> str | None:
     return version or None
 
 
-def default_as_of(con: Any, freq: Freq = "month") -> dt.date:
-    """End of the latest complete calendar period in the data (see ``features.output``)."""
-    from spendlab.features.output import default_as_of as _default
-
-    return _default(con, freq)
-
-
-def _chunks(n_users: int, chunk_users: int) -> int:
-    return max(1, math.ceil(n_users / max(1, chunk_users)))
-
-
 def score_frame(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
     """Predictions for one feature frame: ``prediction, lower, upper, segment, basis``.
 
@@ -165,6 +154,7 @@ def score(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from spendlab.features import build_features_arrow
+    from spendlab.features.output import default_as_of
 
     con = connect(threads=threads, memory_limit=memory_limit)
     tx.register(con)
@@ -176,7 +166,7 @@ def score(
     target = next_period_start(as_of, model.freq)
     target_period = target.strftime("%Y-%m") if model.freq == "month" else \
         f"{target.isocalendar()[0]}-W{target.isocalendar()[1]:02d}"
-    n_chunks = _chunks(users_in, chunk_users)
+    n_chunks = max(1, math.ceil(users_in / max(1, chunk_users)))
     rows_out = 0
     total = 0.0
     by_basis: dict[str, int] = {}
