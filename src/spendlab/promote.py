@@ -68,7 +68,7 @@ class PromotionOutcome:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.promoted or not self.new_version and self.reason.startswith("unchanged") else EXIT_NOT_PROMOTED
+        return 0 if self.promoted else EXIT_NOT_PROMOTED
 
 
 def protocol_id(experiment: Any) -> str:
