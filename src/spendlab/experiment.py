@@ -173,9 +173,14 @@ class ExperimentResult(StrictModel):
     ensemble_weights: dict[str, float] = {}
 
 
+def tuned_params_path(experiment_name: str, model_key: str, tuned_dir: Path = TUNED_DIR) -> Path:
+    """Where ``spendlab tune`` writes, and experiment runs read, a model's tuned parameters."""
+    return tuned_dir / f"{experiment_name}-{model_key}.yaml"
+
+
 def tuned_params(experiment_name: str, model_key: str, tuned_dir: Path = TUNED_DIR) -> dict[str, Any] | None:
     """The ``params:`` of ``configs/tuned/<experiment>-<model>.yaml`` if that file exists."""
-    path = tuned_dir / f"{experiment_name}-{model_key}.yaml"
+    path = tuned_params_path(experiment_name, model_key, tuned_dir)
     if not path.exists():
         return None
     data = load_yaml(path)

@@ -10,8 +10,8 @@ Optuna's (deprecated) MLflow callback.
 
 from __future__ import annotations
 
-import logging
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +20,10 @@ from typing import Any
 import yaml
 
 from spendlab.errors import ConfigError, SpendlabError
+from spendlab.experiment import TUNED_DIR, tuned_params_path
 from spendlab.io.atomic import atomic_write_text
 
-log = logging.getLogger(__name__)
-
 OPTUNA_DB = "mlruns/optuna.db"
-TUNED_DIR = Path("configs/tuned")
 
 
 @dataclass(frozen=True)
@@ -41,8 +39,6 @@ class TuneResult:
 
 def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_period: int = 15):  # noqa: ANN201
     """SQLite storage with a heartbeat: trials of a killed process become FAIL and are retried."""
-    import warnings
-
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
@@ -59,10 +55,6 @@ def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
             engine_kwargs={"connect_args": {"timeout": 60}},
         )
-
-
-def tuned_params_path(experiment_name: str, model_key: str, base: Path = TUNED_DIR) -> Path:
-    return base / f"{experiment_name}-{model_key}.yaml"
 
 
 def _counts(study) -> tuple[int, int]:  # noqa: ANN001
@@ -112,8 +104,6 @@ def tune(
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)),
                                                n_startup_trials=5)
     study.pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    import warnings
-
     from optuna.storages import fail_stale_trials
 
     with warnings.catch_warnings():
