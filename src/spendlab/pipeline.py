@@ -89,18 +89,19 @@ def stage_tune(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def stage_experiment(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-    from spendlab.experiment import run_experiment
+    from spendlab.experiment import execute
 
     out = cfg.out_dir / "experiment"
-    result = run_experiment(cfg.experiment, models=cfg.models, out_dir=out, tracking_uri=cfg.tracking_uri)
-    state["experiment_result"] = result
+    tx = _load(cfg, state)
+    result = execute(state["experiment"], experiment_path=cfg.experiment, models=cfg.models, out_dir=out,
+                     tracking_uri=cfg.tracking_uri, transactions=tx)
     return {"path": out / "leaderboard.csv", "line": f"champion {result.champion}; leaderboard {out / 'leaderboard.csv'}"}
 
 
 def stage_promote(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
     from spendlab.promote import promote_experiment
 
-    outcome = promote_experiment(str(cfg.experiment), tracking_uri=cfg.tracking_uri)
+    outcome = promote_experiment(str(cfg.experiment), tracking_uri=cfg.tracking_uri, transactions=_load(cfg, state))
     path = cfg.out_dir / "promotion.json"
     atomic_write_text(path, json.dumps({"promoted": outcome.promoted, "version": outcome.version,
                                         "previous_champion": outcome.previous_champion,
