@@ -242,12 +242,7 @@ class _Writer:
                     "WHERE error_type IS NOT NULL", [self.dataset, self.loaded.name, self.loaded.idx])
         rep = self.loaded.report
         for et, n in con.execute("SELECT error_type, count(*) FROM checked GROUP BY 1").fetchall():
-            rep.rows_in += n
-            if et is None:
-                rep.accepted += n
-            else:
-                rep.rejected += n
-                rep.errors[et] += n
+            rep.count(et, n)
         con.execute("DROP TABLE checked")
 
 

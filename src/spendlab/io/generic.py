@@ -178,13 +178,7 @@ def scan_parquet(
     ).fetchall()
     by_file: dict[str, FileReport] = {str(f): FileReport(str(f)) for f in files}
     for name, err, n in counts:
-        fr = by_file.setdefault(name, FileReport(name))
-        fr.rows_in += n
-        if err is None:
-            fr.accepted += n
-        else:
-            fr.rejected += n
-            fr.errors[err] += n
+        by_file.setdefault(name, FileReport(name)).count(err, n)
     drift = types.get("_drift") or []
     if drift:
         for fr in by_file.values():

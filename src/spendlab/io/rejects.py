@@ -64,6 +64,15 @@ class FileReport:
     warnings: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)  # what a warning refers to (columns, types, files)
 
+    def count(self, error_type: str | None, n: int) -> None:
+        """Add ``n`` rows read in bulk: accepted when ``error_type`` is None, else rejected as it."""
+        self.rows_in += n
+        if error_type is None:
+            self.accepted += n
+        else:
+            self.rejected += n
+            self.errors[error_type] += n
+
     def check_conservation(self) -> None:
         if self.rows_in != self.accepted + self.rejected:
             raise AssertionError(
