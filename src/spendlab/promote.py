@@ -151,10 +151,7 @@ def log_and_register(
         }
         example = candidate.input_example
         loaded = pyfunc_model.SpendForecaster()
-        loaded.estimator_ = candidate.estimator
-        loaded.intervals_ = candidate.intervals
-        loaded.feature_names_ = candidate.feature_names
-        loaded.active_window_ = candidate.active_window
+        loaded.bind(candidate.estimator, candidate.intervals, candidate.feature_names, candidate.active_window)
         signature = infer_signature(example, loaded.predict(None, example))
         with mlflow.start_run(experiment_id=exp_id, run_name=f"promote-{candidate.model_key}",
                               tags={**tracking.base_tags(), "kind": "promotion", "model": candidate.model_key}):

@@ -49,11 +49,16 @@ class SpendForecaster(PythonModel):
                 f"refusing to load {path}: SHA-256 {actual[:12]}... does not match the registered "
                 f"{str(expected)[:12]}... (the artifact was altered after registration)"
             )
-        self.estimator_ = joblib.load(path)
         with open(context.artifacts["intervals"], encoding="utf-8") as fh:
-            self.intervals_ = json.load(fh)
-        self.feature_names_ = list(cfg["feature_names"])
-        self.active_window_ = int(cfg.get("active_window", 3))
+            intervals = json.load(fh)
+        self.bind(joblib.load(path), intervals, cfg["feature_names"], int(cfg.get("active_window", 3)))
+
+    def bind(self, estimator: Any, intervals: dict[str, Any], feature_names: list[str], active_window: int) -> None:
+        """Set the fitted state (from the artifacts, or directly when the model is being logged)."""
+        self.estimator_ = estimator
+        self.intervals_ = intervals
+        self.feature_names_ = list(feature_names)
+        self.active_window_ = int(active_window)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from spendlab.backtest import segment_users
