@@ -10,6 +10,7 @@ Optuna's (deprecated) MLflow callback.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable
@@ -46,7 +47,13 @@ def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_
         Path(OPTUNA_DB).parent.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{OPTUNA_DB}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():  # heartbeats are marked experimental; they are what we rely on
+    from spendlab.recovery import file_lock
+
+    db = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    # Creating the storage runs Optuna's schema migration: serialise it across processes, or two
+    # processes opening a new store at once race on alembic_version (catalogue row 57).
+    lock = file_lock(db.with_name(db.name + ".lock")) if db is not None else contextlib.nullcontext()
+    with lock, warnings.catch_warnings():  # heartbeats are marked experimental; they are what we rely on
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return RDBStorage(
             url=url,
