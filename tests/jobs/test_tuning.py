@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 import yaml
 
 from spendlab.tuning import study_storage, tune_experiment
@@ -18,7 +19,7 @@ from tests.jobs.conftest import write_experiment
 
 
 def _finished(storage_url: str, study_name: str) -> list[optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    study = optuna.load_study(study_name=study_name, storage=study_storage(storage_url))
     return [t for t in study.get_trials(deepcopy=False)
             if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
 
@@ -71,34 +72,38 @@ def test_killed_study_resumes_to_target_without_duplicate_trials(workdir: Path) 
     exp = write_experiment(workdir)
     url = "sqlite:///mlruns/optuna.db"
     name = "synth_next_month-ridge"
-    cmd = [sys.executable, "-m", "spendlab.cli", "tune", str(exp), "--model", "ridge", "--trials", "8"]
+    cmd = [sys.executable, "-m", "spendlab.cli", "tune", str(exp), "--model", "ridge", "--trials", "20"]
     env = {**os.environ, "SPENDLAB_OPTUNA_HEARTBEAT": "1", "SPENDLAB_OPTUNA_GRACE": "2"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
+    log = workdir / "tune.stderr"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.time() + 240
     try:
         while time.time() < deadline:
             time.sleep(0.3)
+            if proc.poll() is not None:
+                pytest.fail(f"tune exited ({proc.returncode}) before it could be killed: {log.read_text()[-2000:]}")
             if not Path("mlruns/optuna.db").exists():
                 continue
             try:
                 if len(_finished(url, name)) >= 3:
                     break
-            except KeyError:  # study not created yet
+            except (KeyError, sqlalchemy.exc.OperationalError):  # not created yet, or the child holds the lock
                 continue
         else:
-            pytest.fail("the study never reached 3 finished trials")
+            pytest.fail(f"the study never reached 3 finished trials: {log.read_text()[-2000:]}")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
     before = len(_finished(url, name))
-    assert 3 <= before < 8
+    assert 3 <= before < 20
     time.sleep(2.5)  # past the heartbeat grace period: an orphaned RUNNING trial is now stale
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     finished = _finished(url, name)
-    assert len(finished) == 8
+    assert len(finished) == 20
     params = [tuple(sorted(t.params.items())) for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(params) == len(set(params)), "a resumed study repeated a trial"
     study = optuna.load_study(study_name=name, storage=study_storage(url))
