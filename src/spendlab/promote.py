@@ -27,6 +27,9 @@ from spendlab.errors import SpendlabError
 
 REGISTERED_MODEL = "spendlab-next-month"
 ALIAS = "champion"
+#: The pyfunc's inference params and their defaults (part of the signature): ``n_threads`` = threads
+#: ``predict`` may use, 0 = the model's own setting. Batch scoring passes the machine's cores.
+PREDICT_PARAMS: dict[str, int] = {"n_threads": 0}
 #: Exit code of ``spendlab promote`` when the candidate does not take the alias.
 EXIT_NOT_PROMOTED = 4
 
@@ -152,7 +155,7 @@ def log_and_register(
         example = candidate.input_example
         loaded = pyfunc_model.SpendForecaster()
         loaded.bind(candidate.estimator, candidate.intervals, candidate.feature_names, candidate.active_window)
-        signature = infer_signature(example, loaded.predict(None, example))
+        signature = infer_signature(example, loaded.predict(None, example), params=PREDICT_PARAMS)
         with mlflow.start_run(experiment_id=exp_id, run_name=f"promote-{candidate.model_key}",
                               tags={**tracking.base_tags(), "kind": "promotion", "model": candidate.model_key}):
             mlflow.log_params({"model_key": candidate.model_key, "train_cutoff": candidate.train_cutoff.isoformat(),

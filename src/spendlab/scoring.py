@@ -1,9 +1,11 @@
 """Batch scoring: every user's next-period spend, with an 80% interval, streamed in user chunks.
 
-DuckDB computes the as-of features for one chunk of users at a time (users are split by a hash
-of ``user_id``), the registered pyfunc model predicts, and each chunk is appended to one Parquet
-file at a temporary path that is renamed into place only when every user has a row. Memory is
-bounded by the chunk size, not by the number of transactions.
+The input is read once: its as-of rows go into a slim DuckDB table (user, day, exact amount, a
+hash bucket of ``user_id``), which lives in DuckDB's buffer manager under its memory limit and spills
+to disk beyond it. DuckDB then computes the features for one chunk of users at a time from that
+table, the registered pyfunc model predicts (with every core: ``n_threads``), and each chunk is
+appended to one Parquet file at a temporary path that is renamed into place only when every user
+has a row. Python-side memory is bounded by the chunk size, not by the number of transactions.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,8 @@ class LoadedModel:
     feature_config: Any
     feature_names: list[str]
     cold_start: dict[str, float]
+    #: The signature declares the ``n_threads`` param (models registered before it ignore params).
+    takes_threads: bool = False
 
 
 def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> LoadedModel:
@@ -102,7 +107,13 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
         feature_config=FeatureConfig.model_validate(cfg["feature_config"]),
         feature_names=list(cfg["feature_names"]),
         cold_start=dict(cfg.get("cold_start", {"prediction": 0.0, "lower": 0.0, "upper": 0.0})),
+        takes_threads=_declares_param(model, "n_threads"),
     )
+
+
+def _declares_param(model: Any, name: str) -> bool:
+    schema = model.metadata.get_params_schema()
+    return schema is not None and any(p.name == name for p in schema.params)
 
 
 def _registered_version(uri: str) -> str | None:
@@ -117,14 +128,16 @@ def _registered_version(uri: str) -> str | None:
     return version or None
 
 
-def score_frame(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
+def score_frame(model: LoadedModel, features: pd.DataFrame, *, threads: int | None = None) -> pd.DataFrame:
     """Predictions for one feature frame: ``prediction, lower, upper, segment, basis``.
 
     Users with no purchase at all up to the cutoff (refunds or zero amounts only) are outside
     what the model was trained on; they get the cold-start fallback (the mean next-period spend
-    of new users in training, with its interval) and ``basis = cold_start_fallback``.
+    of new users in training, with its interval) and ``basis = cold_start_fallback``. ``threads``:
+    the threads the model's ``predict`` may use (the pyfunc param ``n_threads``).
     """
-    out = model.pyfunc.predict(features)
+    params = {"n_threads": int(threads)} if threads and model.takes_threads else None
+    out = model.pyfunc.predict(features, params=params)
     out = out.reset_index(drop=True)
     no_purchase = features["n_transactions_total"].to_numpy() <= 0 if "n_transactions_total" in features else \
         np.zeros(len(features), dtype=bool)
@@ -153,19 +166,20 @@ def score(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from spendlab.features import build_features_arrow
+    from spendlab.features import asof_rows_table, build_features_arrow
     from spendlab.features.output import default_as_of
 
     con = connect(threads=threads, memory_limit=memory_limit)
     tx.register(con)
     as_of = as_of or default_as_of(con, model.freq)
-    cutoff = f"TIMESTAMP '{as_of + dt.timedelta(days=1)}'"
-    users_in = con.execute(f"SELECT count(DISTINCT user_id) FROM transactions WHERE ts < {cutoff}").fetchone()[0]
+    rows = asof_rows_table(con, as_of)  # one read of the input; every chunk is a slice of it
+    users_in = con.execute(f"SELECT count(DISTINCT user_id) FROM {rows}").fetchone()[0]
     if users_in == 0:
         raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
     target = next_period_start(as_of, model.freq)
     target_period = target.strftime("%Y-%m") if model.freq == "month" else \
         f"{target.isocalendar()[0]}-W{target.isocalendar()[1]:02d}"
+    predict_threads = threads or len(os.sched_getaffinity(0))
     n_chunks = max(1, math.ceil(users_in / max(1, chunk_users)))
     rows_out = 0
     total = 0.0
@@ -178,17 +192,14 @@ def score(
         writer = pq.ParquetWriter(tmp, SCORE_SCHEMA, compression="zstd")
         try:
             for k in range(n_chunks):
-                view = "transactions"
-                if n_chunks > 1:
-                    view = "score_chunk"
-                    con.execute(f"CREATE OR REPLACE TEMP VIEW score_chunk AS SELECT * FROM transactions "
-                                f"WHERE hash(user_id) % {n_chunks} = {k}")
+                con.execute(f"CREATE OR REPLACE TEMP VIEW score_chunk AS SELECT user_id, ts, amount FROM {rows} "
+                            f"WHERE bucket % {n_chunks} = {k}")
                 feats = build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config,
-                                             view=view).to_pandas()
+                                             view="score_chunk").to_pandas()
                 if feats.empty:
                     continue
                 feats["user_id"] = feats["user_id"].astype(str)
-                pred = score_frame(model, feats)
+                pred = score_frame(model, feats, threads=predict_threads)
                 n = len(feats)
                 table = pa.table(
                     {

@@ -6,6 +6,7 @@ it. :func:`build_target` is the only function that reads after the cutoff.
 
 from spendlab.calendar import next_period_start, period_end, period_start, shift_period
 from spendlab.features.build import (
+    asof_rows_table,
     asof_view,
     build_features,
     build_features_arrow,
@@ -18,6 +19,7 @@ from spendlab.features.sql import features_sql
 
 __all__ = [
     "FeatureConfig",
+    "asof_rows_table",
     "asof_view",
     "build_features",
     "build_features_arrow",

@@ -59,6 +59,30 @@ def asof_view(con: duckdb.DuckDBPyConnection, as_of: dt.date | str, *, view: str
     return name
 
 
+def asof_rows_table(con: duckdb.DuckDBPyConnection, as_of: dt.date | str, *, view: str = "transactions",
+                    name: str = "spendlab_asof_rows") -> str:
+    """Materialise the as-of rows once as temp table ``name``, for many feature builds at one cutoff.
+
+    Columns: ``user_id``, ``ts`` (the DATE of the transaction: all the features read), ``amount``
+    (exact, :data:`~spendlab.features.sql.MONEY`) and ``bucket``, a 32-bit hash of ``user_id``: the
+    views ``bucket % n = k`` for k in 0..n-1 split the users into n disjoint chunks. A chunk view is a
+    valid ``view`` for :func:`build_features_arrow`. Reads the source once (through :func:`asof_view`),
+    where building each chunk from the source would re-read and re-validate every row per chunk.
+
+    Returns
+    -------
+    str
+        ``name``.
+    """
+    as_of = _as_date(as_of)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_q(name)} AS SELECT user_id, CAST(ts AS DATE) AS ts, "
+        f"CAST(amount AS {MONEY}) AS amount, CAST(hash(user_id) >> 32 AS UINTEGER) AS bucket "
+        f"FROM ({asof_sql(as_of, view)}) AS src"
+    )
+    return name
+
+
 def _register_calendar(con: duckdb.DuckDBPyConnection, as_of: dt.date, freq: Freq, config: FeatureConfig) -> None:
     event_days, covariates = calendar_tables(as_of, freq, config)
     days = pa.table({"day": pa.array(event_days["day"].dt.date.tolist(), type=pa.date32())})

@@ -8,7 +8,9 @@ Baselines read named columns; learned models use every numeric column.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,8 @@ import pandas as pd
 from spendlab.errors import SpendlabError
 
 _LAG = re.compile(r"^spend_lag(\d+)$")
+#: Threads ``predict`` may use (``None``: each model's own setting); see :func:`predict_threads`.
+_PREDICT_THREADS: ContextVar[int | None] = ContextVar("spendlab_predict_threads", default=None)
 ID_COLUMNS: tuple[str, ...] = ("user_id",)
 
 
@@ -63,3 +67,24 @@ def non_negative(pred: np.ndarray) -> np.ndarray:
     out = np.asarray(pred, dtype=np.float64).reshape(-1)
     out = np.where(np.isfinite(out), out, 0.0)
     return np.clip(out, 0.0, None)
+
+
+@contextmanager
+def predict_threads(n: int | None) -> Iterator[None]:
+    """Let every ``predict`` inside the block use ``n`` threads (``None`` or 0: the model's own setting).
+
+    Models are fitted single-threaded (LightGBM's OpenMP workers spin while they wait, which on a
+    shared 2-core machine made training slower; see docs/decisions.md), but one large ``predict``
+    per scoring chunk is a single parallel loop over rows, which ``n`` threads shorten about n-fold.
+    Batch scoring sets this; fitted models are not changed.
+    """
+    token = _PREDICT_THREADS.set(int(n) if n else None)
+    try:
+        yield
+    finally:
+        _PREDICT_THREADS.reset(token)
+
+
+def current_predict_threads() -> int | None:
+    """The thread count set by the innermost :func:`predict_threads` block, if any."""
+    return _PREDICT_THREADS.get()

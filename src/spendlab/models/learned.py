@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from spendlab.models.base import as_frame, non_negative
+from spendlab.models.base import as_frame, current_predict_threads, non_negative
 
 
 def signed_log1p(a: np.ndarray) -> np.ndarray:
@@ -75,6 +75,9 @@ class FeatureRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "estimator_")
+        threads = current_predict_threads()
+        if threads and _is_lightgbm(self.estimator_):  # LightGBM takes its thread count per call
+            return non_negative(self.estimator_.predict(self._matrix(X), num_threads=threads))
         with self._threads():
             return non_negative(self.estimator_.predict(self._matrix(X)))
 
@@ -90,6 +93,10 @@ class FeatureRegressor(RegressorMixin, BaseEstimator):
         if hasattr(est, "coef_"):
             return np.abs(np.asarray(est.coef_, dtype=np.float64)).reshape(-1)
         raise AttributeError(f"{type(est).__name__} has no feature importances")
+
+
+def _is_lightgbm(estimator: Any) -> bool:
+    return type(estimator).__module__.startswith("lightgbm.")
 
 
 def make_ridge(alpha: float = 10.0) -> FeatureRegressor:

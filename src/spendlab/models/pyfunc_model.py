@@ -8,6 +8,7 @@ before anything is unpickled (catalogue row 66: an altered artifact is refused).
 
 Input: the as-of feature frame, one row per user (``user_id`` plus the features).
 Output: ``prediction`` (>= 0), ``lower``, ``upper`` (the 80% interval) and ``segment``.
+Params: ``n_threads`` (default 0 = the model's own setting), the threads ``predict`` may use.
 """
 
 from __future__ import annotations
@@ -64,9 +65,12 @@ class SpendForecaster(PythonModel):
         from spendlab.backtest import segment_users
         from spendlab.intervals import apply_intervals
 
+        from spendlab.models.base import predict_threads
+
         frame = model_input.reset_index(drop=True)
         X = frame[self.feature_names_].astype("float64")
-        pred = np.clip(np.asarray(self.estimator_.predict(X), dtype="float64"), 0.0, None)
+        with predict_threads(int((params or {}).get("n_threads") or 0)):
+            pred = np.clip(np.asarray(self.estimator_.predict(X), dtype="float64"), 0.0, None)
         segment = segment_users(frame, active_window=int(self.active_window_))
         bounds = apply_intervals(pd.DataFrame({"segment": segment, "y_pred": pred}), self.intervals_)
         return pd.DataFrame(
