@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spendlab.features import FeatureConfig, asof_view, build_features, build_panel
+from spendlab.features import FeatureConfig, asof_rows_table, asof_view, build_features, build_panel
 from spendlab.features.config import FreqFeatures, RollingSpec
 from spendlab.io import load_transactions
 
@@ -80,3 +80,23 @@ def test_asof_view_holds_only_rows_up_to_the_end_of_the_cutoff_day(cdnow: pd.Dat
     n, last = con.execute("SELECT count(*), max(ts) FROM cut").fetchone()
     assert n == len(_truncate(cdnow, D(1997, 3, 31)))
     assert last < pd.Timestamp("1997-04-01")
+
+
+@pytest.mark.parametrize("freq,cutoff,n", [("month", D(1997, 9, 30), 3), ("week", D(1997, 9, 28), 5)])
+def test_chunks_of_the_asof_rows_table_rebuild_the_features_exactly(cdnow: pd.DataFrame, freq: str, cutoff: D,
+                                                                   n: int) -> None:
+    """Scoring's path (one as-of rows table, features per hash chunk) equals the features built from the source."""
+    con = tx_con(cdnow)
+    expected = build_features(con, freq=freq, as_of=cutoff)
+    table = asof_rows_table(con, cutoff, name="rows")
+    assert con.execute("SELECT count(*), max(ts) FROM rows").fetchone() == \
+        (len(_truncate(cdnow, cutoff)), cutoff)  # the cut, kept as the transaction day
+    parts = []
+    for k in range(n):
+        con.execute(f"CREATE OR REPLACE TEMP VIEW chunk AS SELECT user_id, ts, amount FROM {table} "
+                    f"WHERE bucket % {n} = {k}")
+        parts.append(build_features(con, freq=freq, as_of=cutoff, view="chunk"))
+    assert all(len(p) > 0 for p in parts)  # the hash spreads CDNOW's users over every chunk
+    chunked = pd.concat(parts).sort_values("user_id", ignore_index=True)
+    assert chunked["user_id"].is_unique  # chunks are disjoint ...
+    pd.testing.assert_frame_equal(chunked, expected, check_exact=True)  # ... and cover every user

@@ -179,3 +179,20 @@ def test_failed_scoring_leaves_no_output(in_registry: dict, tmp_path: Path, monk
     with pytest.raises(OSError):
         score(tx, out=out, model=model, progress=False)
     assert not out.exists() and not list(tmp_path.glob(".scores.parquet*"))
+
+
+def test_scores_equal_the_champion_on_features_built_straight_from_the_input(in_registry: dict,
+                                                                            tmp_path: Path) -> None:
+    """Scoring's one-read, chunked path against the plain one: features from the source, then predict."""
+    tx = load_transactions(str(in_registry["root"] / "data" / "tx.parquet"), "generic")
+    model = load_model()
+    assert model.takes_threads  # the signature declares the n_threads param, so scoring can use every core
+    result = score(tx, out=tmp_path / "s.parquet", model=model, progress=False, chunk_users=90)
+    feats = _features(in_registry["root"], as_of=result.as_of.isoformat())
+    expected = mlflow.pyfunc.load_model(CHAMPION).predict(feats)
+    scores = pd.read_parquet(result.out).sort_values("user_id", ignore_index=True)
+    assert scores["user_id"].tolist() == feats["user_id"].tolist()
+    # (features agree exactly: tests/features; a linear model's matmul rounds by batch size in the last bits)
+    for col in ("prediction", "lower", "upper"):
+        np.testing.assert_allclose(scores[col].to_numpy(), expected[col].to_numpy(), rtol=1e-12, atol=0)
+    assert scores["segment"].tolist() == expected["segment"].tolist()

@@ -77,3 +77,32 @@ def test_search_space_params_build_a_valid_model(key: str) -> None:
 
 def test_search_space_keys_are_registered_models() -> None:
     assert set(SEARCH_SPACES) <= set(MODELS)
+
+
+@pytest.mark.parametrize("key", sorted(MODELS))
+def test_predict_threads_reach_lightgbm_and_leave_predictions_unchanged(key: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batch scoring's ``predict_threads``: same predictions; LightGBM members get the thread count."""
+    from lightgbm import LGBMRegressor
+
+    from spendlab.models.base import predict_threads
+
+    X, y = synthetic_feature_frame()
+    est = make_model(key).fit(X, y)
+    alone = est.predict(X)
+    seen: list[object] = []
+    original = LGBMRegressor.predict
+
+    def spy(self: LGBMRegressor, data: object, **kwargs: object) -> np.ndarray:
+        seen.append(kwargs.get("num_threads"))
+        return original(self, data, **kwargs)
+
+    monkeypatch.setattr(LGBMRegressor, "predict", spy)
+    with predict_threads(2):
+        threaded = est.predict(X)
+    np.testing.assert_array_equal(threaded, alone)
+    assert all(n == 2 for n in seen)
+    assert bool(seen) == (key.startswith("lightgbm") or key == "ensemble")  # the default blend has LightGBM
+    seen.clear()
+    est.predict(X)  # outside the block: the model's own setting again
+    assert all(n is None for n in seen)

@@ -70,6 +70,11 @@ class FeatureRegressor(RegressorMixin, BaseEstimator):
         kw = {} if sample_weight is None else {"sample_weight": sample_weight}
         with self._threads():
             est.fit(self._matrix(X), target, **kw)
+        if hasattr(est, "estimators_") and getattr(est, "n_jobs", None) not in (None, 1):
+            # A forest fits its trees in parallel, but predicts by adding tree outputs in whatever
+            # order its threads finish: the last bits then differ between calls. One thread at
+            # predict time keeps predictions reproducible.
+            est.set_params(n_jobs=1)
         self.estimator_ = est
         return self
 
