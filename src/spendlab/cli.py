@@ -361,7 +361,7 @@ def score(
     """Score every user's next-period spend with an 80% interval; one row per user seen by the cutoff."""
     import datetime as dt
 
-    from spendlab.scoring import load_model
+    from spendlab.scoring import load_model_async
     from spendlab.scoring import score as run_score
 
     cutoff = None
@@ -379,9 +379,9 @@ def score(
         out.print(f"scored {job.rows_out:,} users as of {job.as_of} with {escape(model)} on Spark; "
                   f"wrote {escape(str(out_path))}/")
         return
+    loading = load_model_async(model)  # the model loads while the input is read and validated
     tx = load_transactions(input, format, config=reader_config(config))
-    loaded = load_model(model)
-    result = run_score(tx, out=out_path, model=loaded, as_of=cutoff, chunk_users=chunk_users)
+    result = run_score(tx, out=out_path, model=loading, as_of=cutoff, chunk_users=chunk_users)
     out.print(f"scored {result.rows_out:,} users (= {result.users_in:,} users in) as of {result.as_of} "
               f"for {result.target_period} with {escape(result.model_uri)} v{result.model_version}: "
               f"total predicted {result.total_prediction:,.2f}; basis {result.by_basis}; "

@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import math
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,23 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
     )
 
 
+def load_model_async(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> Future[LoadedModel]:
+    """:func:`load_model` on a background thread, for :func:`score` to await once it needs the model.
+
+    Loading is mostly imports and unpickling in Python, reading the input is mostly DuckDB (which
+    releases the GIL), so the two overlap. A failure to load is raised by :func:`score`.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-model")
+    try:
+        return pool.submit(load_model, uri, tracking_uri=tracking_uri)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
+
+
+def _resolved(model: LoadedModel | Future[LoadedModel]) -> LoadedModel:
+    return model.result() if isinstance(model, Future) else model
+
+
 def _declares_param(model: Any, name: str) -> bool:
     schema = model.metadata.get_params_schema()
     return schema is not None and any(p.name == name for p in schema.params)
@@ -152,7 +170,7 @@ def score(
     tx: Transactions,
     *,
     out: Path,
-    model: LoadedModel,
+    model: LoadedModel | Future[LoadedModel],
     as_of: dt.date | None = None,
     chunk_users: int = 250_000,
     threads: int | None = None,
@@ -163,6 +181,8 @@ def score(
 
     One row per user, including users with a single transaction or a single month; the count of
     rows written is checked against the count of users before the file is moved into place.
+    ``model`` may be a future of a loaded model (see :func:`load_model_async`): with ``as_of`` given,
+    the input is read and cut while the model loads, and the model is awaited only when needed.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -171,11 +191,14 @@ def score(
 
     con = connect(threads=threads, memory_limit=memory_limit)
     tx.register(con)
-    as_of = as_of or default_as_of(con, model.freq)
+    if as_of is None:
+        model = _resolved(model)
+        as_of = default_as_of(con, model.freq)
     rows = asof_rows_table(con, as_of)  # one read of the input; every chunk is a slice of it
     users_in = con.execute(f"SELECT count(DISTINCT user_id) FROM {rows}").fetchone()[0]
     if users_in == 0:
         raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
+    model = _resolved(model)
     target = next_period_start(as_of, model.freq)
     target_period = target.strftime("%Y-%m") if model.freq == "month" else \
         f"{target.isocalendar()[0]}-W{target.isocalendar()[1]:02d}"
@@ -189,42 +212,63 @@ def score(
         transient=True, disable=not progress,
     ) as bar:
         task = bar.add_task("score", total=users_in)
+
+        def chunk_features(k: int) -> pa.Table:  # runs on the worker thread, the only user of ``con`` now
+            con.execute(f"CREATE OR REPLACE TEMP VIEW score_chunk AS SELECT user_id, ts, amount FROM {rows} "
+                        f"WHERE bucket % {n_chunks} = {k}")
+            return build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config,
+                                        view="score_chunk")
+
+        # DuckDB builds chunk k + 1 on a worker thread while this thread predicts and writes chunk k
+        # (both release the GIL); at most two chunks of features are held at once.
         writer = pq.ParquetWriter(tmp, SCORE_SCHEMA, compression="zstd")
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-features")
         try:
+            pending = pool.submit(chunk_features, 0)
             for k in range(n_chunks):
-                con.execute(f"CREATE OR REPLACE TEMP VIEW score_chunk AS SELECT user_id, ts, amount FROM {rows} "
-                            f"WHERE bucket % {n_chunks} = {k}")
-                feats = build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config,
-                                             view="score_chunk").to_pandas()
-                if feats.empty:
+                features = pending.result()
+                if k + 1 < n_chunks:
+                    pending = pool.submit(chunk_features, k + 1)
+                if features.num_rows == 0:
                     continue
-                feats["user_id"] = feats["user_id"].astype(str)
-                pred = score_frame(model, feats, threads=predict_threads)
-                n = len(feats)
-                table = pa.table(
-                    {
-                        "user_id": pa.array(feats["user_id"].to_numpy(), pa.string()),
-                        "as_of": pa.array([as_of] * n, pa.date32()),
-                        "target_period": pa.array([target_period] * n, pa.string()),
-                        "prediction": pa.array(pred["prediction"].to_numpy(np.float64)),
-                        "lower": pa.array(pred["lower"].to_numpy(np.float64)),
-                        "upper": pa.array(pred["upper"].to_numpy(np.float64)),
-                        "segment": pa.array(pred["segment"].astype(str).to_numpy(), pa.string()),
-                        "basis": pa.array(pred["basis"].to_numpy(), pa.string()),
-                        "model_uri": pa.array([model.uri] * n, pa.string()),
-                        "model_version": pa.array([model.version] * n, pa.string()),
-                    },
-                    schema=SCORE_SCHEMA,
-                )
-                writer.write_table(table)
+                pred = score_frame(model, features.to_pandas(), threads=predict_threads)
+                writer.write_table(_score_table(features.column("user_id"), pred, as_of=as_of,
+                                                target_period=target_period, model=model))
+                n = features.num_rows
                 rows_out += n
                 total += float(pred["prediction"].sum())
                 for b, c in pred["basis"].value_counts().items():
                     by_basis[str(b)] = by_basis.get(str(b), 0) + int(c)
                 bar.advance(task, n)
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             writer.close()
         if rows_out != users_in:
             raise SpendlabError(f"scoring wrote {rows_out} rows for {users_in} users; output not written")
     return ScoreResult(Path(out), as_of, target_period, int(users_in), rows_out, by_basis, model.uri,
                        model.version, total)
+
+
+def _score_table(user_id: pa.ChunkedArray, pred: pd.DataFrame, *, as_of: dt.date, target_period: str,
+                 model: LoadedModel) -> pa.Table:
+    """One chunk's rows of the output (:data:`SCORE_SCHEMA`), in the order of ``user_id``."""
+    n = len(user_id)
+
+    def constant(value: Any, kind: pa.DataType) -> pa.Array:
+        return pa.repeat(pa.scalar(value, kind), n)
+
+    return pa.table(
+        {
+            "user_id": user_id.cast(pa.string()),
+            "as_of": constant(as_of, pa.date32()),
+            "target_period": constant(target_period, pa.string()),
+            "prediction": pa.array(pred["prediction"].to_numpy(np.float64)),
+            "lower": pa.array(pred["lower"].to_numpy(np.float64)),
+            "upper": pa.array(pred["upper"].to_numpy(np.float64)),
+            "segment": pa.array(pred["segment"].astype(str).to_numpy(), pa.string()),
+            "basis": pa.array(pred["basis"].to_numpy(), pa.string()),
+            "model_uri": constant(model.uri, pa.string()),
+            "model_version": constant(model.version, pa.string()),
+        },
+        schema=SCORE_SCHEMA,
+    )

@@ -56,7 +56,9 @@ class FeatureRegressor(RegressorMixin, BaseEstimator):
         if missing:
             raise ValueError(f"{type(self.estimator_).__name__} was fitted with feature(s) {missing} "
                              "that this frame lacks")
-        m = frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64, copy=True)
+        # The selection is a copy of the caller's data; row-major, as LightGBM and the BLAS-backed
+        # models read it (a column-major matrix would be copied again inside them).
+        m = np.ascontiguousarray(frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64))
         return signed_log1p(m) if self.log_features else m
 
     def fit(self, X: pd.DataFrame, y: Any, sample_weight: np.ndarray | None = None) -> "FeatureRegressor":

@@ -68,7 +68,7 @@ class SpendForecaster(PythonModel):
         from spendlab.models.base import predict_threads
 
         frame = model_input.reset_index(drop=True)
-        X = frame[self.feature_names_].astype("float64")
+        X = frame[self.feature_names_].astype("float64", copy=False)  # the selection is already a copy
         with predict_threads(int((params or {}).get("n_threads") or 0)):
             pred = np.clip(np.asarray(self.estimator_.predict(X), dtype="float64"), 0.0, None)
         segment = segment_users(frame, active_window=int(self.active_window_))
