@@ -14,8 +14,9 @@ import datetime as dt
 import logging
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -186,67 +187,85 @@ def score(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from spendlab.features import asof_rows_table, build_features_arrow
+    from spendlab.features import asof_rows_table
     from spendlab.features.output import default_as_of
 
     con = connect(threads=threads, memory_limit=memory_limit)
-    tx.register(con)
-    if as_of is None:
+    try:
+        tx.register(con)
+        if as_of is None:
+            model = _resolved(model)
+            as_of = default_as_of(con, model.freq)
+        rows = asof_rows_table(con, as_of)  # one read of the input; every chunk is a slice of it
+        users_in = con.execute(f"SELECT count(DISTINCT user_id) FROM {rows}").fetchone()[0]
+        if users_in == 0:
+            raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
         model = _resolved(model)
-        as_of = default_as_of(con, model.freq)
-    rows = asof_rows_table(con, as_of)  # one read of the input; every chunk is a slice of it
-    users_in = con.execute(f"SELECT count(DISTINCT user_id) FROM {rows}").fetchone()[0]
-    if users_in == 0:
-        raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
-    model = _resolved(model)
-    target = next_period_start(as_of, model.freq)
-    target_period = target.strftime("%Y-%m") if model.freq == "month" else \
-        f"{target.isocalendar()[0]}-W{target.isocalendar()[1]:02d}"
-    predict_threads = threads or len(os.sched_getaffinity(0))
-    n_chunks = max(1, math.ceil(users_in / max(1, chunk_users)))
-    rows_out = 0
-    total = 0.0
-    by_basis: dict[str, int] = {}
-    with atomic_path(out) as tmp, Progress(
-        TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("users"), TimeElapsedColumn(),
-        transient=True, disable=not progress,
-    ) as bar:
-        task = bar.add_task("score", total=users_in)
+        target = next_period_start(as_of, model.freq)
+        target_period = target.strftime("%Y-%m") if model.freq == "month" else \
+            f"{target.isocalendar()[0]}-W{target.isocalendar()[1]:02d}"
+        n_chunks = max(1, math.ceil(users_in / max(1, chunk_users)))
+        with atomic_path(out) as tmp, Progress(
+            TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("users"), TimeElapsedColumn(),
+            transient=True, disable=not progress,
+        ) as bar:
+            task = bar.add_task("score", total=users_in)
+            written = _write_chunks(con, rows, n_chunks, tmp, model=model, as_of=as_of, target_period=target_period,
+                                    threads=threads or len(os.sched_getaffinity(0)),
+                                    done=lambda n: bar.advance(task, n))
+            if written.rows != users_in:
+                raise SpendlabError(f"scoring wrote {written.rows} rows for {users_in} users; output not written")
+    finally:
+        con.close()
+    return ScoreResult(Path(out), as_of, target_period, int(users_in), written.rows, written.by_basis, model.uri,
+                       model.version, written.total)
 
-        def chunk_features(k: int) -> pa.Table:  # runs on the worker thread, the only user of ``con`` now
-            con.execute(f"CREATE OR REPLACE TEMP VIEW score_chunk AS SELECT user_id, ts, amount FROM {rows} "
-                        f"WHERE bucket % {n_chunks} = {k}")
-            return build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config,
-                                        view="score_chunk")
 
-        # DuckDB builds chunk k + 1 on a worker thread while this thread predicts and writes chunk k
-        # (both release the GIL); at most two chunks of features are held at once.
-        writer = pq.ParquetWriter(tmp, SCORE_SCHEMA, compression="zstd")
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-features")
-        try:
-            pending = pool.submit(chunk_features, 0)
-            for k in range(n_chunks):
-                features = pending.result()
-                if k + 1 < n_chunks:
-                    pending = pool.submit(chunk_features, k + 1)
-                if features.num_rows == 0:
-                    continue
-                pred = score_frame(model, features.to_pandas(), threads=predict_threads)
-                writer.write_table(_score_table(features.column("user_id"), pred, as_of=as_of,
-                                                target_period=target_period, model=model))
-                n = features.num_rows
-                rows_out += n
-                total += float(pred["prediction"].sum())
-                for b, c in pred["basis"].value_counts().items():
-                    by_basis[str(b)] = by_basis.get(str(b), 0) + int(c)
-                bar.advance(task, n)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            writer.close()
-        if rows_out != users_in:
-            raise SpendlabError(f"scoring wrote {rows_out} rows for {users_in} users; output not written")
-    return ScoreResult(Path(out), as_of, target_period, int(users_in), rows_out, by_basis, model.uri,
-                       model.version, total)
+@dataclass
+class _Written:
+    rows: int = 0
+    total: float = 0.0
+    by_basis: dict[str, int] = field(default_factory=dict)
+
+
+def _write_chunks(con: Any, rows: str, n_chunks: int, path: Path, *, model: LoadedModel, as_of: dt.date,
+                  target_period: str, threads: int, done: Callable[[int], None]) -> _Written:
+    """Features, predictions and output rows for chunk k = the users with ``bucket % n_chunks = k``.
+
+    DuckDB builds chunk k + 1 on a worker thread (the only user of ``con`` meanwhile) while this
+    thread predicts and writes chunk k; both release the GIL. At most two chunks are held at once.
+    """
+    from spendlab.features import build_features_arrow
+
+    def chunk_features(k: int) -> pa.Table:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW score_chunk AS SELECT user_id, ts, amount FROM {rows} "
+                    f"WHERE bucket % {n_chunks} = {k}")
+        return build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config,
+                                    view="score_chunk")
+
+    written = _Written()
+    writer = pq.ParquetWriter(path, SCORE_SCHEMA, compression="zstd")
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-features")
+    try:
+        pending = pool.submit(chunk_features, 0)
+        for k in range(n_chunks):
+            features = pending.result()
+            if k + 1 < n_chunks:
+                pending = pool.submit(chunk_features, k + 1)
+            if features.num_rows == 0:
+                continue
+            pred = score_frame(model, features.to_pandas(), threads=threads)
+            writer.write_table(_score_table(features.column("user_id"), pred, as_of=as_of,
+                                            target_period=target_period, model=model))
+            written.rows += features.num_rows
+            written.total += float(pred["prediction"].sum())
+            for b, c in pred["basis"].value_counts().items():
+                written.by_basis[str(b)] = written.by_basis.get(str(b), 0) + int(c)
+            done(features.num_rows)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        writer.close()
+    return written
 
 
 def _score_table(user_id: pa.ChunkedArray, pred: pd.DataFrame, *, as_of: dt.date, target_period: str,
