@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -125,6 +126,7 @@ class FeatureStore:
                  feature_config: "FeatureConfig | None" = None, view: str = "transactions") -> None:
         self.con, self.freq, self.horizon, self.view = con, freq, horizon, view
         self.feature_config = feature_config
+        self._lock = threading.RLock()
         self._features: dict[dt.date, pd.DataFrame] = {}
         self._targets: dict[dt.date, pd.DataFrame] = {}
         lo, hi = con.execute(f'SELECT MIN(ts), MAX(ts) FROM "{view}"').fetchone()
@@ -154,20 +156,22 @@ class FeatureStore:
         return period_end(self.first_day, self.freq)
 
     def features(self, cutoff: dt.date) -> pd.DataFrame:
-        if cutoff not in self._features:
-            from spendlab.features import build_features
+        with self._lock:  # one DuckDB query at a time: backtests may share the store across threads
+            if cutoff not in self._features:
+                from spendlab.features import build_features
 
-            self._features[cutoff] = build_features(self.con, freq=self.freq, as_of=cutoff,
-                                                    config=self.feature_config, view=self.view)
-        return self._features[cutoff]
+                self._features[cutoff] = build_features(self.con, freq=self.freq, as_of=cutoff,
+                                                        config=self.feature_config, view=self.view)
+            return self._features[cutoff]
 
     def target(self, cutoff: dt.date) -> np.ndarray:
         """Target aligned row for row with :meth:`features` (READS PAST ``cutoff``)."""
-        if cutoff not in self._targets:
-            from spendlab.features import build_target
+        with self._lock:
+            if cutoff not in self._targets:
+                from spendlab.features import build_target
 
-            self._targets[cutoff] = build_target(self.con, freq=self.freq, as_of=cutoff, horizon=self.horizon,
-                                                 view=self.view)
+                self._targets[cutoff] = build_target(self.con, freq=self.freq, as_of=cutoff,
+                                                     horizon=self.horizon, view=self.view)
         feats, tgt = self.features(cutoff), self._targets[cutoff]
         if not feats["user_id"].equals(tgt["user_id"]):
             aligned = feats[["user_id"]].merge(tgt, on="user_id", how="left")

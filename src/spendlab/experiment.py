@@ -9,6 +9,8 @@ logs one MLflow parent run with a child per model, and writes the leaderboard an
 from __future__ import annotations
 
 import datetime as dt
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -244,8 +246,12 @@ def _model_keys(cfg: ExperimentConfig, models: list[str] | None) -> list[str]:
 
 def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, models: list[str] | None = None,
             out_dir: Path, tracking_uri: str | None = None, tuned_dir: Path = TUNED_DIR,
-            progress: "Any | None" = None, transactions: "Any | None" = None) -> ExperimentResult:
-    """:func:`run_experiment` on an already-validated config (``transactions`` may be preloaded)."""
+            progress: "Any | None" = None, transactions: "Any | None" = None,
+            jobs: int | None = None) -> ExperimentResult:
+    """:func:`run_experiment` on an already-validated config (``transactions`` may be preloaded).
+
+    ``jobs``: backtests run at once (default: the usable cores, at most 4).
+    """
     import contextlib
     import json
     import time
@@ -263,6 +269,7 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
     from spendlab.models import diagnostics as figs
 
     keys = _model_keys(cfg, models)
+    jobs = jobs or min(4, len(os.sched_getaffinity(0)))
     tx = transactions if transactions is not None else load_transactions(cfg.dataset.input, cfg.dataset.format,
                                                                           config=cfg.reader)
     dataset_name = cfg.dataset.name or cfg.dataset.input
@@ -326,20 +333,46 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
                                       tags={"model": key, **common_tags, "tuned": str(tuned).lower()})
 
         total = len(needed) + ("ensemble" in keys)
-        for i, key in enumerate(needed, 1):
+
+        def backtest(i: int, key: str) -> tuple[Any, dict[str, Any], float] | BaseException:
             from spendlab.models.registry import make_model
 
             params, tuned = resolve_params(cfg, key, tuned_dir)
             _say(progress, f"[{i}/{total}] backtesting {key}{' (tuned params)' if tuned else ''}")
-            with model_run(key, tuned) as run:
-                est_params = model_params(make_model(key, params))
-                t0 = time.perf_counter()
+            t0 = time.perf_counter()
+            try:
                 res = run_backtest(store, experiment=cfg, model_key=key, params=params, origins="all")
+                return res, model_params(make_model(key, params)), time.perf_counter() - t0
+            except Exception as exc:  # raised again on this job's thread, inside the model's run
+                return exc
+
+        # Backtests are computed first and logged after, in the configured order. The first one builds
+        # every cutoff's features and targets (cached in the store); the others then run `jobs` at a
+        # time on threads: each fits single-threaded (LightGBM n_jobs=1) and releases the GIL in
+        # LightGBM, numpy and DuckDB. Logging (MLflow calls, matplotlib figures) stays on this thread;
+        # a failed backtest fails its own run and the parent, as it did when models ran one by one.
+        outcomes: dict[str, Any] = {needed[0]: backtest(1, needed[0])} if needed else {}
+        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="spendlab-backtest") as pool:
+            if not isinstance(outcomes.get(needed[0] if needed else ""), BaseException):
+                pending = {key: pool.submit(backtest, i, key) for i, key in enumerate(needed[1:], 2)}
+                for key, future in pending.items():
+                    outcomes[key] = future.result()
+                    if isinstance(outcomes[key], BaseException):
+                        for later in pending.values():
+                            later.cancel()
+                        break
+        for key in needed:
+            outcome = outcomes[key]
+            tuned = resolve_params(cfg, key, tuned_dir)[1]
+            with model_run(key, tuned) as run:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                res, est_params, seconds = outcome
                 finish(key, res, tuned, est_params, run)
             m = res.means
             _say(progress, f"      {key}: validation RMSE {m.get('validation_rmse', float('nan')):.3f}, test RMSE "
                            f"{m.get('test_rmse', float('nan')):.3f}, test bias {m.get('test_bias', float('nan')):+.3f}"
-                           f" ({time.perf_counter() - t0:.0f} s)")
+                           f" ({seconds:.0f} s)")
 
         if "ensemble" in keys:
             _say(progress, f"[{total}/{total}] blending ensemble (weights from validation origins)")
