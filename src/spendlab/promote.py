@@ -151,6 +151,7 @@ def log_and_register(
             "model_key": candidate.model_key,
             "active_window": candidate.active_window,
             "cold_start": candidate.cold_start,
+            "spendlab_version": __version__,
         }
         example = candidate.input_example
         loaded = pyfunc_model.SpendForecaster()

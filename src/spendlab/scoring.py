@@ -92,12 +92,15 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
 
     tracking.configure(tracking_uri)
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        # MLflow's own requirement check reads the metadata of every installed distribution (1.1 s);
+        # a spendlab model requires only spendlab, which _warn_on_version_drift checks directly.
+        model = mlflow.pyfunc.load_model(uri, suppress_warnings=True)
     except MlflowException as exc:
         raise SpendlabError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
     cfg = model.model_config or {}
     if "feature_config" not in cfg:
         raise SpendlabError(f"{uri} is not a spendlab model (no feature_config in its model_config)")
+    _warn_on_version_drift(uri, cfg, model.metadata)
     version = str(cfg.get("registered_version", ""))
     if uri.startswith("models:/"):
         version = _registered_version(uri) or version
@@ -128,6 +131,22 @@ def load_model_async(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None =
 
 def _resolved(model: LoadedModel | Future[LoadedModel]) -> LoadedModel:
     return model.result() if isinstance(model, Future) else model
+
+
+def _warn_on_version_drift(uri: str, cfg: dict[str, Any], metadata: Any) -> None:
+    """Warn when the model was registered under another spendlab or Python (minor) version."""
+    import platform
+
+    import spendlab
+
+    registered = cfg.get("spendlab_version")
+    if registered and registered != spendlab.__version__:
+        log.warning("%s was registered with spendlab %s; this is spendlab %s", uri, registered,
+                    spendlab.__version__)
+    python = str((metadata.flavors.get("python_function") or {}).get("python_version", ""))
+    if python and python.split(".")[:2] != platform.python_version().split(".")[:2]:
+        log.warning("%s was registered under Python %s; this is Python %s", uri, python,
+                    platform.python_version())
 
 
 def _declares_param(model: Any, name: str) -> bool:

@@ -196,3 +196,20 @@ def test_scores_equal_the_champion_on_features_built_straight_from_the_input(in_
     for col in ("prediction", "lower", "upper"):
         np.testing.assert_allclose(scores[col].to_numpy(), expected[col].to_numpy(), rtol=1e-12, atol=0)
     assert scores["segment"].tolist() == expected["segment"].tolist()
+
+
+def test_loading_a_model_from_another_spendlab_version_warns(in_registry: dict, monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """MLflow's own requirement check is skipped (it reads every installed package); spendlab's stands in."""
+    import spendlab
+
+    registered = mlflow.pyfunc.load_model(CHAMPION).model_config["spendlab_version"]
+    assert registered == spendlab.__version__
+    with caplog.at_level("WARNING", logger="spendlab.scoring"):
+        load_model()
+    assert not [r for r in caplog.records if "registered with spendlab" in r.getMessage()]
+    monkeypatch.setattr(spendlab, "__version__", "0.0.0+other")
+    with caplog.at_level("WARNING", logger="spendlab.scoring"):
+        load_model()
+    assert any(f"registered with spendlab {registered}; this is spendlab 0.0.0+other" in r.getMessage()
+               for r in caplog.records)
