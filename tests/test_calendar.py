@@ -14,6 +14,7 @@ from spendlab.calendar import (
     next_period_start,
     period_calendar,
     period_end,
+    target_period_label,
     period_index,
     period_start,
     period_starts,
@@ -132,3 +133,13 @@ def test_period_calendar_counts_holidays_events_weekends_by_hand() -> None:
     month = period_calendar([D(2021, 12, 1)], "month", ev).iloc[0]
     # December 2021 holidays: 24 (observed), 25, 31 (New Year observed); events: 24, 26; 8 weekend days.
     assert month[["n_holidays", "n_retail_events", "weekend_days", "days_in_period"]].tolist() == [3.0, 2.0, 8.0, 31.0]
+
+
+@pytest.mark.parametrize("as_of,freq,label", [
+    (dt.date(2021, 12, 31), "month", "2022-01"),  # December -> next year's January
+    (dt.date(2024, 2, 10), "month", "2024-03"),
+    (dt.date(2024, 12, 29), "week", "2025-W01"),  # ISO week 1 of 2025 starts Monday 2024-12-30
+    (dt.date(2020, 12, 27), "week", "2020-W53"),  # 2020 has 53 ISO weeks
+])
+def test_target_period_label_names_the_period_after_the_cutoff(as_of: dt.date, freq: str, label: str) -> None:
+    assert target_period_label(as_of, freq) == label

@@ -67,6 +67,15 @@ def next_period_start(d: dt.date | dt.datetime | pd.Timestamp | str, freq: Freq)
             else start.replace(month=start.month + 1))
 
 
+def target_period_label(as_of: dt.date, freq: Freq) -> str:
+    """``2024-04`` for months, ``2024-W15`` for ISO weeks: the period after the one holding ``as_of``."""
+    target = next_period_start(as_of, freq)
+    if freq == "month":
+        return target.strftime("%Y-%m")
+    year, week, _ = target.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
 def period_end(d: dt.date | dt.datetime | pd.Timestamp | str, freq: Freq) -> dt.date:
     """Last day (inclusive) of the period containing ``d``."""
     return next_period_start(d, freq) - dt.timedelta(days=1)

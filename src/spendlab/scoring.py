@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from spendlab.calendar import Freq, next_period_start
+from spendlab.calendar import Freq, target_period_label
 from spendlab.errors import NoDataError, SpendlabError
 from spendlab.io.atomic import atomic_path
 from spendlab.io.load import Transactions, connect
@@ -220,9 +220,7 @@ def score(
         if users_in == 0:
             raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
         model = _resolved(model)
-        target = next_period_start(as_of, model.freq)
-        target_period = target.strftime("%Y-%m") if model.freq == "month" else \
-            f"{target.isocalendar()[0]}-W{target.isocalendar()[1]:02d}"
+        target_period = target_period_label(as_of, model.freq)
         n_chunks = max(1, math.ceil(users_in / max(1, chunk_users)))
         with atomic_path(out) as tmp, Progress(
             TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("users"), TimeElapsedColumn(),

@@ -13,7 +13,7 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spendlab.calendar import Freq, next_period_start
+from spendlab.calendar import Freq, target_period_label
 from spendlab.config import ReaderConfig
 from spendlab.errors import NoDataError, SpendlabError
 from spendlab.features.config import FeatureConfig
@@ -25,15 +25,6 @@ if TYPE_CHECKING:
 
 #: The pyfunc model's output columns and their Spark types (``spark_udf`` result type).
 MODEL_OUTPUT = "prediction DOUBLE, lower DOUBLE, upper DOUBLE, segment STRING"
-
-
-def target_period_label(as_of: dt.date, freq: Freq) -> str:
-    """``2024-04`` for months, ``2024-W15`` for ISO weeks: the period after the one holding ``as_of``."""
-    target = next_period_start(as_of, freq)
-    if freq == "month":
-        return target.strftime("%Y-%m")
-    year, week, _ = target.isocalendar()
-    return f"{year}-W{week:02d}"
 
 
 def _is_local(path: str | Path) -> bool:
