@@ -38,15 +38,15 @@ print(con.execute(sql).fetchone())
 """
 
 BARE_PREDICT = """
-import os, sys, time
+import sys, time
 import mlflow, pandas as pd
-from spendlab.models.base import predict_threads
+from spendlab.models.base import predict_threads, usable_cores
 mlflow.set_tracking_uri(f"sqlite:///{sys.argv[2]}/mlruns/mlflow.db")
 model = mlflow.pyfunc.load_model("models:/spendlab-next-month@champion")
 inner = model.unwrap_python_model()
 X = pd.read_parquet(sys.argv[1])[inner.feature_names_].astype("float64")
 t0 = time.perf_counter()
-with predict_threads(len(os.sched_getaffinity(0))):  # the threads `spendlab score` gives predict
+with predict_threads(usable_cores()):  # the threads `spendlab score` gives predict
     pred = inner.estimator_.predict(X)
 print(f"predict_seconds={time.perf_counter() - t0:.3f} rows={len(pred)}")
 """

@@ -9,7 +9,6 @@ logs one MLflow parent run with a child per model, and writes the leaderboard an
 from __future__ import annotations
 
 import datetime as dt
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -265,11 +264,12 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
     from spendlab.io import load_transactions
     from spendlab.io.atomic import atomic_path, atomic_write_text
     from spendlab.models.ensemble import nnls_weights
+    from spendlab.models.base import usable_cores
     from spendlab.models.registry import model_params
     from spendlab.models import diagnostics as figs
 
     keys = _model_keys(cfg, models)
-    jobs = jobs or min(4, len(os.sched_getaffinity(0)))
+    jobs = jobs or min(4, usable_cores())
     tx = transactions if transactions is not None else load_transactions(cfg.dataset.input, cfg.dataset.format,
                                                                           config=cfg.reader)
     dataset_name = cfg.dataset.name or cfg.dataset.input

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -208,6 +207,7 @@ def score(
 
     from spendlab.features import asof_rows_table
     from spendlab.features.output import default_as_of
+    from spendlab.models.base import usable_cores
 
     con = connect(threads=threads, memory_limit=memory_limit)
     try:
@@ -228,7 +228,7 @@ def score(
         ) as bar:
             task = bar.add_task("score", total=users_in)
             written = _write_chunks(con, rows, n_chunks, tmp, model=model, as_of=as_of, target_period=target_period,
-                                    threads=threads or len(os.sched_getaffinity(0)),
+                                    threads=threads or usable_cores(),
                                     done=lambda n: bar.advance(task, n))
             if written.rows != users_in:
                 raise SpendlabError(f"scoring wrote {written.rows} rows for {users_in} users; output not written")
