@@ -333,11 +333,12 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
                                       tags={"model": key, **common_tags, "tuned": str(tuned).lower()})
 
         total = len(needed) + ("ensemble" in keys)
+        resolved_params = {key: resolve_params(cfg, key, tuned_dir) for key in needed}  # (params, tuned)
 
         def backtest(i: int, key: str) -> tuple[Any, dict[str, Any], float] | BaseException:
             from spendlab.models.registry import make_model
 
-            params, tuned = resolve_params(cfg, key, tuned_dir)
+            params, tuned = resolved_params[key]
             _say(progress, f"[{i}/{total}] backtesting {key}{' (tuned params)' if tuned else ''}")
             t0 = time.perf_counter()
             try:
@@ -357,7 +358,7 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
                 # Tuned models first: a search tends to land on bigger models (CDNOW: 350 trees against
                 # 150, the longest backtest), and the longest job should start first so both threads
                 # finish together. Results are still collected and logged in the configured order.
-                rest = sorted(needed[1:], key=lambda k: not resolve_params(cfg, k, tuned_dir)[1])
+                rest = sorted(needed[1:], key=lambda k: not resolved_params[k][1])
                 submitted = {key: pool.submit(backtest, needed.index(key) + 1, key) for key in rest}
                 pending = {key: submitted[key] for key in needed[1:]}
                 for key, future in pending.items():
@@ -368,7 +369,7 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
                         break
         for key in needed:
             outcome = outcomes[key]
-            tuned = resolve_params(cfg, key, tuned_dir)[1]
+            tuned = resolved_params[key][1]
             with model_run(key, tuned) as run:
                 if isinstance(outcome, BaseException):
                     raise outcome

@@ -64,7 +64,6 @@ class SpendForecaster(PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from spendlab.backtest import segment_users
         from spendlab.intervals import apply_intervals
-
         from spendlab.models.base import predict_threads
 
         frame = model_input.reset_index(drop=True)
