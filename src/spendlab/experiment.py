@@ -352,21 +352,22 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
         # time on threads: each fits single-threaded (LightGBM n_jobs=1) and releases the GIL in
         # LightGBM, numpy and DuckDB. Logging (MLflow calls, matplotlib figures) stays on this thread;
         # a failed backtest fails its own run and the parent, as it did when models ran one by one.
-        outcomes: dict[str, Any] = {needed[0]: backtest(1, needed[0])} if needed else {}
+        first, rest = needed[:1], needed[1:]
+        outcomes: dict[str, Any] = {key: backtest(1, key) for key in first}
+        if any(isinstance(o, BaseException) for o in outcomes.values()):
+            rest = []
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="spendlab-backtest") as pool:
-            if not isinstance(outcomes.get(needed[0] if needed else ""), BaseException):
-                # Tuned models first: a search tends to land on bigger models (CDNOW: 350 trees against
-                # 150, the longest backtest), and the longest job should start first so both threads
-                # finish together. Results are still collected and logged in the configured order.
-                rest = sorted(needed[1:], key=lambda k: not resolved_params[k][1])
-                submitted = {key: pool.submit(backtest, needed.index(key) + 1, key) for key in rest}
-                pending = {key: submitted[key] for key in needed[1:]}
-                for key, future in pending.items():
-                    outcomes[key] = future.result()
-                    if isinstance(outcomes[key], BaseException):
-                        for later in pending.values():
-                            later.cancel()
-                        break
+            # Tuned models first: a search tends to land on bigger models (CDNOW: 350 trees against
+            # 150, the longest backtest), and the longest job should start first so both threads
+            # finish together. Results are still collected and logged in the configured order.
+            submitted = {key: pool.submit(backtest, needed.index(key) + 1, key)
+                         for key in sorted(rest, key=lambda k: not resolved_params[k][1])}
+            for key in rest:
+                outcomes[key] = submitted[key].result()
+                if isinstance(outcomes[key], BaseException):
+                    for future in submitted.values():
+                        future.cancel()
+                    break
         for key in needed:
             outcome = outcomes[key]
             tuned = resolved_params[key][1]
