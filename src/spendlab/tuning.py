@@ -11,6 +11,7 @@ Optuna's (deprecated) MLflow callback.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -38,11 +39,51 @@ class TuneResult:
     parent_run_id: str
 
 
+@functools.cache
+def _storage_class():  # noqa: ANN202
+    """``RDBStorage`` that also fails orphans killed before their first heartbeat.
+
+    Optuna records a trial's first heartbeat on a thread that starts after ``study.ask()``
+    returned. A process killed between the two leaves a RUNNING trial with no heartbeat row,
+    which Optuna's own stale check skips, so it stays RUNNING forever (seen in CI: catalogue
+    row 58). A live trial records its first heartbeat within one interval of starting, so a
+    RUNNING trial with no heartbeat that started more than the grace period ago is an orphan.
+    """
+    from datetime import datetime, timedelta
+
+    from optuna.storages import RDBStorage
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    class Storage(RDBStorage):
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            stale = super()._get_stale_trial_ids(study_id)
+            grace = self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
+            cutoff = datetime.now() - timedelta(seconds=grace)  # the clock Optuna stamps datetime_start with
+            session = self.scoped_session()
+            try:
+                never_beat = (
+                    session.query(models.TrialModel.trial_id)
+                    .filter(models.TrialModel.study_id == study_id)
+                    .filter(models.TrialModel.state == TrialState.RUNNING)
+                    .filter(models.TrialModel.datetime_start < cutoff)
+                    .filter(~models.TrialModel.heartbeats.any())
+                    .all()
+                )
+                session.commit()
+            finally:
+                session.close()
+            return stale + [tid for (tid,) in never_beat if tid not in stale]
+
+    return Storage
+
+
 def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_period: int = 15):  # noqa: ANN201
     """SQLite storage with a heartbeat: trials of a killed process become FAIL and are retried."""
     import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+    _Storage = _storage_class()  # noqa: N806
     if url is None:
         Path(OPTUNA_DB).parent.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{OPTUNA_DB}"
@@ -55,7 +96,7 @@ def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_
     lock = file_lock(db.with_name(db.name + ".lock")) if db is not None else contextlib.nullcontext()
     with lock, warnings.catch_warnings():  # heartbeats are marked experimental; they are what we rely on
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
+        return _Storage(
             url=url,
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,

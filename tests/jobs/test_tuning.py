@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -108,3 +109,25 @@ def test_killed_study_resumes_to_target_without_duplicate_trials(workdir: Path) 
     assert len(params) == len(set(params)), "a resumed study repeated a trial"
     study = optuna.load_study(study_name=name, storage=study_storage(url))
     assert not [t for t in study.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_trial_orphaned_before_its_first_heartbeat_is_failed_and_retried(tmp_path: Path) -> None:
+    """A process killed between ``study.ask()`` and its first heartbeat leaves a RUNNING trial with
+    no heartbeat row; Optuna alone never fails it. Past the grace period it is failed and retried,
+    while a younger one (a live process that has not beaten yet) is left alone."""
+    from optuna.storages import fail_stale_trials
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="s", storage=study_storage(url, heartbeat_interval=1, grace_period=2))
+    orphan = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # ask() records no heartbeat
+    time.sleep(2.2)
+    young = study.ask()
+    with warnings.catch_warnings():  # heartbeats are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states[orphan.number] == optuna.trial.TrialState.FAIL
+    assert states[young.number] == optuna.trial.TrialState.RUNNING
+    retried = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.WAITING]
+    assert len(retried) == 1 and retried[0].params == study.trials[orphan.number].params
+    assert retried[0].system_attrs["failed_trial"] == orphan.number
