@@ -173,3 +173,18 @@ def test_conformal_intervals_are_non_negative_ordered_and_cover_about_80_percent
     # A segment never seen at fit time falls back to the pooled quantiles.
     unseen = apply_intervals(pd.DataFrame({"segment": ["other"], "y_pred": [5.0]}), q)
     assert unseen["lower"].iloc[0] == max(0.0, 5.0 + q["pooled"]["q_lo"])
+
+
+def test_a_shared_store_is_reused_only_for_the_same_freq_horizon_and_feature_config() -> None:
+    """The main job passes one FeatureStore to tune, experiment and promote; a store built for
+    other features must be refused, not silently reused."""
+    from spendlab.features import FeatureConfig
+
+    store = store_for(tx_frame(n_users=6))
+    assert FeatureStore.from_source(store, freq="month", horizon=1) is store
+    assert FeatureStore.from_source(store, freq="month", horizon=1, feature_config=FeatureConfig()) is store
+    with pytest.raises(ValueError, match="freq/horizon"):
+        FeatureStore.from_source(store, freq="month", horizon=2)
+    other = FeatureConfig(weekly_activity_windows=(4,))
+    with pytest.raises(ValueError, match="feature config"):
+        FeatureStore.from_source(store, freq="month", horizon=1, feature_config=other)

@@ -142,6 +142,10 @@ class FeatureStore:
         if isinstance(source, FeatureStore):
             if (source.freq, source.horizon) != (freq, horizon):
                 raise ValueError("the FeatureStore was built for another freq/horizon")
+            from spendlab.features import FeatureConfig
+
+            if (source.feature_config or FeatureConfig()) != (feature_config or FeatureConfig()):
+                raise ValueError("the FeatureStore was built with another feature config")
             return source
         if hasattr(source, "register"):
             from spendlab.io.load import connect

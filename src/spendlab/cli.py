@@ -307,6 +307,9 @@ def tune(
     model: Annotated[str, typer.Option("--model", help="Registry key with a search space (e.g. lightgbm).")],
     trials: Annotated[int, typer.Option("--trials", help="Target number of finished trials in the study.")] = 20,
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Stop starting new trials after S seconds.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Trials run at once on threads. Past the first 3 "
+                                      "trials, more than 1 makes the sequence of trials depend on which "
+                                      "finishes first.")] = 1,
 ) -> None:
     """Tune a model with Optuna on the experiment's validation origins (resumes an interrupted study).
 
@@ -320,7 +323,8 @@ def tune(
     # Heartbeat of running trials (seconds) and the grace after which a silent one is failed and
     # retried; the environment can shorten them (tests kill studies on purpose).
     heartbeat = (int(os.environ.get("SPENDLAB_OPTUNA_HEARTBEAT", "5")), int(os.environ.get("SPENDLAB_OPTUNA_GRACE", "15")))
-    result = tune_experiment(experiment, model_key=model, n_trials=trials, timeout=timeout, heartbeat=heartbeat)
+    result = tune_experiment(experiment, model_key=model, n_trials=trials, timeout=timeout, heartbeat=heartbeat,
+                             jobs=jobs)
     out.print(f"study {escape(result.study_name)}: {result.n_complete} complete, {result.n_pruned} pruned; "
               f"best validation RMSE {result.best_value:.4f} with {escape(str(result.best_params))}")
     out.print(f"best parameters written to {escape(str(result.params_path))}")

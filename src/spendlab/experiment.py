@@ -246,7 +246,7 @@ def _model_keys(cfg: ExperimentConfig, models: list[str] | None) -> list[str]:
 def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, models: list[str] | None = None,
             out_dir: Path, tracking_uri: str | None = None, tuned_dir: Path = TUNED_DIR,
             progress: "Any | None" = None, transactions: "Any | None" = None,
-            jobs: int | None = None) -> ExperimentResult:
+            jobs: int | None = None, store: "Any | None" = None) -> ExperimentResult:
     """:func:`run_experiment` on an already-validated config (``transactions`` may be preloaded).
 
     ``jobs``: backtests run at once (default: the usable cores, at most 4).
@@ -275,7 +275,8 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
     dataset_name = cfg.dataset.name or cfg.dataset.input
     digest = tx.content_hash()
     feature_config = load_feature_config(cfg.features) if cfg.features is not None else None
-    store = FeatureStore.from_source(tx, freq=cfg.freq, horizon=cfg.horizon, feature_config=feature_config)
+    store = FeatureStore.from_source(store if store is not None else tx, freq=cfg.freq, horizon=cfg.horizon,
+                                     feature_config=feature_config)
     source = tx.files[0] if len(tx.files) == 1 else cfg.dataset.input
     dataset = {"name": dataset_name, "digest": digest, "source": str(source)}
     common_tags = {"dataset_name": dataset_name, "dataset_hash": digest, "experiment_file": str(experiment_path or "")}

@@ -28,6 +28,9 @@ class TuneStage(StrictModel):
     model: str = "lightgbm"
     trials: int = 4
     timeout: float | None = None  # a timeout would make reruns resume to more trials: not idempotent
+    # Trials at once; None = the usable cores. A budget of at most 3 trials gives the same trials
+    # as one job (see spendlab.tuning.tune).
+    jobs: int | None = None
 
 
 class PipelineConfig(StrictModel):
@@ -58,6 +61,18 @@ def _load(cfg: PipelineConfig, state: dict[str, Any]) -> Any:
     return state["tx"]
 
 
+def _store(cfg: PipelineConfig, state: dict[str, Any]) -> Any:
+    """One FeatureStore for tune, experiment and promote: each cutoff's features are built once."""
+    from spendlab.backtest import FeatureStore
+    from spendlab.features import load_feature_config
+
+    if "store" not in state:
+        tx, exp = _load(cfg, state), state["experiment"]
+        fcfg = load_feature_config(exp.features) if exp.features is not None else None
+        state["store"] = FeatureStore.from_source(tx, freq=exp.freq, horizon=exp.horizon, feature_config=fcfg)
+    return state["store"]
+
+
 def stage_validate(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
     from spendlab.io.load import validation_summary
 
@@ -79,11 +94,14 @@ def stage_describe(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]
 
 
 def stage_tune(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
+    from spendlab.models.base import usable_cores
     from spendlab.tuning import tune_experiment
 
     assert cfg.tune is not None
     r = tune_experiment(cfg.experiment, model_key=cfg.tune.model, n_trials=cfg.tune.trials,
-                        timeout=cfg.tune.timeout, tracking_uri=cfg.tracking_uri)
+                        timeout=cfg.tune.timeout, tracking_uri=cfg.tracking_uri, transactions=_load(cfg, state),
+                        jobs=cfg.tune.jobs or usable_cores(),
+                        store=_store(cfg, state))
     return {"path": r.params_path, "line": f"{r.study_name}: {r.n_complete} trials, best validation RMSE "
                                            f"{r.best_value:.3f} -> {r.params_path}"}
 
@@ -94,14 +112,15 @@ def stage_experiment(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, An
     out = cfg.out_dir / "experiment"
     tx = _load(cfg, state)
     result = execute(state["experiment"], experiment_path=cfg.experiment, models=cfg.models, out_dir=out,
-                     tracking_uri=cfg.tracking_uri, transactions=tx)
+                     tracking_uri=cfg.tracking_uri, transactions=tx, store=_store(cfg, state))
     return {"path": out / "leaderboard.csv", "line": f"champion {result.champion}; leaderboard {out / 'leaderboard.csv'}"}
 
 
 def stage_promote(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
     from spendlab.promote import promote_experiment
 
-    outcome = promote_experiment(str(cfg.experiment), tracking_uri=cfg.tracking_uri, transactions=_load(cfg, state))
+    outcome = promote_experiment(str(cfg.experiment), tracking_uri=cfg.tracking_uri, transactions=_load(cfg, state),
+                                 store=_store(cfg, state))
     path = cfg.out_dir / "promotion.json"
     atomic_write_text(path, json.dumps({"promoted": outcome.promoted, "version": outcome.version,
                                         "previous_champion": outcome.previous_champion,

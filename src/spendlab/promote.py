@@ -255,8 +255,13 @@ def latest_experiment_run(experiment_name: str, *, tracking_uri: str | None = No
     return runs[0]
 
 
-def build_candidate(experiment: str, *, tracking_uri: str | None = None, transactions: Any = None) -> Candidate:
-    """Refit the latest experiment run's champion on every example labelled by the last complete period."""
+def build_candidate(experiment: str, *, tracking_uri: str | None = None, transactions: Any = None,
+                    store: Any = None) -> Candidate:
+    """Refit the latest experiment run's champion on every example labelled by the last complete period.
+
+    ``store``: a :class:`~spendlab.backtest.FeatureStore` of the same experiment whose features may
+    already be built (the main job shares one across tune, experiment and promote).
+    """
     from mlflow import MlflowClient
 
     from spendlab.backtest import FeatureStore, segment_users
@@ -292,7 +297,8 @@ def build_candidate(experiment: str, *, tracking_uri: str | None = None, transac
     tx = transactions if transactions is not None else load_transactions(cfg.dataset.input, cfg.dataset.format,
                                                                           config=cfg.reader)
     fcfg = load_feature_config(cfg.features) if cfg.features is not None else FeatureConfig()
-    store = FeatureStore.from_source(tx, freq=cfg.freq, horizon=cfg.horizon, feature_config=fcfg)
+    store = FeatureStore.from_source(store if store is not None else tx, freq=cfg.freq, horizon=cfg.horizon,
+                                     feature_config=fcfg)
     train_cutoff = default_as_of(store.con, cfg.freq)
     X, y = store.training_set(train_cutoff, cfg.train_origins)
     estimator = make_model(key, params).fit(X.drop(columns=["user_id"]), y)
@@ -327,7 +333,7 @@ def build_candidate(experiment: str, *, tracking_uri: str | None = None, transac
 
 
 def promote_experiment(experiment: str, *, tracking_uri: str | None = None, force: bool = False,
-                       transactions: Any = None) -> PromotionOutcome:
+                       transactions: Any = None, store: Any = None) -> PromotionOutcome:
     """Build the champion candidate of ``experiment`` and register it (see module docstring)."""
-    candidate = build_candidate(experiment, tracking_uri=tracking_uri, transactions=transactions)
+    candidate = build_candidate(experiment, tracking_uri=tracking_uri, transactions=transactions, store=store)
     return log_and_register(candidate, tracking_uri=tracking_uri, force=force)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from spendlab.experiment import TUNED_DIR, tuned_params_path
 from spendlab.io.atomic import atomic_write_text
 
 OPTUNA_DB = "mlruns/optuna.db"
+N_STARTUP = 5  # TPE's random start-up trials
+PRUNER_STARTUP = 3  # trials that finish before the median pruner may prune
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ def tune(
     extra_tags: dict[str, str] | None = None,
     heartbeat: tuple[int, int] = (5, 15),
     baseline_params: dict[str, Any] | None = None,
+    jobs: int = 1,
 ) -> TuneResult:
     """Run (or resume) the study ``<experiment>-<model>`` until ``n_trials`` trials finished.
 
@@ -135,6 +139,13 @@ def tune(
 
     ``evaluate(params, report)`` returns the mean validation RMSE and calls
     ``report(step, rmse_so_far)`` after each validation origin, which drives pruning.
+
+    ``jobs`` trials run at once on threads (``evaluate`` must be thread-safe). A study of at most
+    ``PRUNER_STARTUP`` trials gets the same trials as with one job: the first trial's parameters
+    are fixed, each later one draws its own from the random start-up sampler when it starts
+    (after an earlier trial finished), and nothing is pruned. Past that, pruning (and past
+    ``N_STARTUP`` trials, TPE) conditions on the finished trials, so with several jobs the
+    sequence depends on which trial finishes first.
     """
     import optuna
     from optuna.trial import TrialState
@@ -150,8 +161,8 @@ def tune(
     # Re-seed by history length: a resumed study draws new points instead of replaying the
     # first seeded draws (which would duplicate earlier trials), and stays deterministic.
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)),
-                                               n_startup_trials=5)
-    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+                                               n_startup_trials=N_STARTUP)
+    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP, n_warmup_steps=1)
     from optuna.storages import fail_stale_trials
 
     with warnings.catch_warnings():
@@ -166,8 +177,10 @@ def tune(
         if parent_id is None:
             study.set_user_attr("mlflow_parent_run_id", parent.info.run_id)
 
-        def objective(trial: optuna.Trial) -> float:
+        def objective(trial: optuna.Trial, drawn: threading.Event | None = None) -> float:
             params = search_space(trial)
+            if drawn is not None:
+                drawn.set()
             seen = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                     if t.params == trial.params]
             with tracking.trial_run(parent.info.run_id, trial.number, params) as run_log:
@@ -193,7 +206,7 @@ def tune(
 
         remaining = n_trials - done
         if remaining > 0:
-            study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(), gc_after_trial=True)
+            _optimize(study, objective, n_trials=remaining, timeout=timeout, jobs=min(jobs, remaining))
         n_complete, n_pruned = _counts(study)
         if n_complete == 0:
             raise SpendlabError(f"study {study_name}: no trial completed")
@@ -216,6 +229,45 @@ def tune(
                       parent.info.run_id)
 
 
+def _optimize(study: Any, objective: Callable[..., float], *, n_trials: int, timeout: float | None,
+              jobs: int) -> None:
+    """``study.optimize`` with ``jobs`` trials at once, whose parameters are drawn in start order.
+
+    Optuna's own ``n_jobs`` reseeds the sampler from the OS in every thread, so its parallel
+    studies cannot be reproduced. Here each thread runs ``study.optimize(n_trials=1)`` (Optuna's
+    heartbeat, stale-trial check and pruning all apply), the sampler keeps its seed, and the
+    next trial starts only once the previous one has drawn its parameters.
+    """
+    if jobs <= 1:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(), gc_after_trial=True)
+        return
+    import time
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    running: set[Future] = set()
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="optuna-trial") as pool:
+        for _ in range(n_trials):
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            drawn = threading.Event()
+            future = pool.submit(study.optimize, lambda t, e=drawn: objective(t, e), n_trials=1, catch=(),
+                                 gc_after_trial=True)
+            running.add(future)
+            while not drawn.wait(0.05) and not future.done():
+                pass
+            if len(running) >= jobs:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                failure = next((f.exception() for f in done if f.exception() is not None), None)
+                if failure is not None:
+                    break
+        done, _ = wait(running)
+    failure = failure or next((f.exception() for f in done if f.exception() is not None), None)
+    if failure is not None:
+        raise failure
+
+
 def tune_experiment(
     experiment_path: Path,
     *,
@@ -226,8 +278,15 @@ def tune_experiment(
     tuned_dir: Path = TUNED_DIR,
     storage_url: str | None = None,
     heartbeat: tuple[int, int] = (5, 15),
+    jobs: int = 1,
+    transactions: Any = None,
+    store: Any = None,
 ) -> TuneResult:
-    """Tune ``model_key`` on the validation origins of the experiment at ``experiment_path``."""
+    """Tune ``model_key`` on the validation origins of the experiment at ``experiment_path``.
+
+    ``jobs``: trials run at once (see :func:`tune`). ``transactions`` and ``store`` (a
+    :class:`~spendlab.backtest.FeatureStore` of the same experiment) may be passed in preloaded.
+    """
     from spendlab.backtest import FeatureStore, run_backtest
     from spendlab.experiment import load_experiment
     from spendlab.features import load_feature_config
@@ -237,9 +296,11 @@ def tune_experiment(
     exp = load_experiment(experiment_path)
     if model_key not in SEARCH_SPACES:
         raise ConfigError(f"model {model_key!r} has no search space; tunable: {', '.join(SEARCH_SPACES)}")
-    tx = load_transactions(exp.dataset.input, exp.dataset.format, config=exp.reader)
+    tx = transactions if transactions is not None else load_transactions(exp.dataset.input, exp.dataset.format,
+                                                                          config=exp.reader)
     fcfg = load_feature_config(exp.features) if exp.features is not None else None
-    store = FeatureStore.from_source(tx, freq=exp.freq, horizon=exp.horizon, feature_config=fcfg)
+    store = FeatureStore.from_source(store if store is not None else tx, freq=exp.freq, horizon=exp.horizon,
+                                     feature_config=fcfg)
     base = dict(exp.params.get(model_key, {}))
     space = SEARCH_SPACES[model_key]
     defaults = {**_factory_defaults(model_key), **base}
@@ -252,7 +313,7 @@ def tune_experiment(
     return tune(experiment_name=exp.name, model_key=model_key, search_space=space,
                 baseline_params=_in_space(space, defaults),
                 evaluate=evaluate, n_trials=n_trials, timeout=timeout, seed=exp.seed, storage_url=storage_url,
-                tuned_dir=tuned_dir, tracking_uri=tracking_uri, heartbeat=heartbeat,
+                tuned_dir=tuned_dir, tracking_uri=tracking_uri, heartbeat=heartbeat, jobs=jobs,
                 extra_tags={"dataset_hash": tx.content_hash()[:16], "model": model_key})
 
 
