@@ -12,10 +12,14 @@ is idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import io
 import json
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,7 +175,8 @@ def log_and_register(
                 input_example=example,
                 pip_requirements=[f"spendlab=={__version__}"],
             )
-    mv = mlflow.register_model(info.model_uri, registered_model)
+    with _quiet_registration():
+        mv = mlflow.register_model(info.model_uri, registered_model)
     version = str(mv.version)
     tags = {
         "fingerprint": candidate.fingerprint,
@@ -194,6 +199,21 @@ def log_and_register(
     if promoted:
         client.set_registered_model_alias(registered_model, alias, version)
     return PromotionOutcome(promoted, version, str(current.version) if current else None, reason, True)
+
+
+@contextlib.contextmanager
+def _quiet_registration() -> Iterator[None]:
+    """Drop MLflow's registration chatter from stderr ("Registered model ... already exists" on the
+    very first version, since spendlab creates the model with its description first); spendlab
+    reports the outcome itself. Anything else written meanwhile is passed through."""
+    chatter = ("Successfully registered model ", "Registered model ", "Created version ")
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buf):
+            yield
+    finally:
+        rest = [line for line in buf.getvalue().splitlines(keepends=True) if not line.startswith(chatter)]
+        sys.stderr.write("".join(rest))
 
 
 def _current_champion(client: Any, name: str, alias: str) -> Any:

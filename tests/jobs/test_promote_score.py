@@ -213,3 +213,16 @@ def test_loading_a_model_from_another_spendlab_version_warns(in_registry: dict, 
         load_model()
     assert any(f"registered with spendlab {registered}; this is spendlab 0.0.0+other" in r.getMessage()
                for r in caplog.records)
+
+
+def test_registration_chatter_is_dropped_and_everything_else_passes_through(capsys: pytest.CaptureFixture) -> None:
+    import sys
+
+    from spendlab.promote import _quiet_registration
+
+    with pytest.raises(RuntimeError), _quiet_registration():
+        print("Registered model 'm' already exists. Creating a new version of this model...", file=sys.stderr)
+        print("Created version '1' of model 'm'.", file=sys.stderr)
+        print("a real warning", file=sys.stderr)
+        raise RuntimeError("registry down")
+    assert capsys.readouterr().err == "a real warning\n"
