@@ -348,11 +348,13 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
             except Exception as exc:  # raised again on this job's thread, inside the model's run
                 return exc
 
-        # Backtests are computed first and logged after, in the configured order. The first one builds
-        # every cutoff's features and targets (cached in the store); the others then run `jobs` at a
-        # time on threads: each fits single-threaded (LightGBM n_jobs=1) and releases the GIL in
-        # LightGBM, numpy and DuckDB. Logging (MLflow calls, matplotlib figures) stays on this thread;
-        # a failed backtest fails its own run and the parent, as it did when models ran one by one.
+        # The first backtest builds every cutoff's features and targets (cached in the store); the
+        # others then run `jobs` at a time on threads: each fits single-threaded (LightGBM n_jobs=1)
+        # and releases the GIL in LightGBM, numpy and DuckDB. Results are logged on this thread
+        # (MLflow calls, matplotlib figures), in the configured order, each as soon as it and those
+        # before it are done, so logging overlaps the backtests still running. A failed backtest
+        # fails its own run and the parent, as it did when models ran one by one, and the backtests
+        # not yet started are cancelled.
         first, rest = needed[:1], needed[1:]
         outcomes: dict[str, Any] = {key: backtest(1, key) for key in first}
         if any(isinstance(o, BaseException) for o in outcomes.values()):
@@ -360,27 +362,26 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="spendlab-backtest") as pool:
             # Tuned models first: a search tends to land on bigger models (CDNOW: 350 trees against
             # 150, the longest backtest), and the longest job should start first so both threads
-            # finish together. Results are still collected and logged in the configured order.
+            # finish together.
             submitted = {key: pool.submit(backtest, needed.index(key) + 1, key)
                          for key in sorted(rest, key=lambda k: not resolved_params[k][1])}
-            for key in rest:
-                outcomes[key] = submitted[key].result()
-                if isinstance(outcomes[key], BaseException):
-                    for future in submitted.values():
-                        future.cancel()
-                    break
-        for key in needed:
-            outcome = outcomes[key]
-            tuned = resolved_params[key][1]
-            with model_run(key, tuned) as run:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-                res, est_params, seconds = outcome
-                finish(key, res, tuned, est_params, run)
-            m = res.means
-            _say(progress, f"      {key}: validation RMSE {m.get('validation_rmse', float('nan')):.3f}, test RMSE "
-                           f"{m.get('test_rmse', float('nan')):.3f}, test bias {m.get('test_bias', float('nan')):+.3f}"
-                           f" ({seconds:.0f} s)")
+            try:
+                for key in needed:
+                    outcome = outcomes[key] if key in outcomes else submitted[key].result()
+                    tuned = resolved_params[key][1]
+                    with model_run(key, tuned) as run:
+                        if isinstance(outcome, BaseException):
+                            raise outcome
+                        res, est_params, seconds = outcome
+                        finish(key, res, tuned, est_params, run)
+                    m = res.means
+                    _say(progress, f"      {key}: validation RMSE {m.get('validation_rmse', float('nan')):.3f}, "
+                                   f"test RMSE {m.get('test_rmse', float('nan')):.3f}, test bias "
+                                   f"{m.get('test_bias', float('nan')):+.3f} ({seconds:.0f} s)")
+            except BaseException:
+                for future in submitted.values():
+                    future.cancel()
+                raise
 
         if "ensemble" in keys:
             _say(progress, f"[{total}/{total}] blending ensemble (weights from validation origins)")
