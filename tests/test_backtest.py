@@ -188,3 +188,23 @@ def test_a_shared_store_is_reused_only_for_the_same_freq_horizon_and_feature_con
     other = FeatureConfig(weekly_activity_windows=(4,))
     with pytest.raises(ValueError, match="feature config"):
         FeatureStore.from_source(store, freq="month", horizon=1, feature_config=other)
+
+
+def test_an_experiment_with_its_own_feature_set_backtests_on_its_shared_store(tmp_path) -> None:  # noqa: ANN001
+    """``feature_store`` builds the store with the experiment's feature file; ``run_backtest`` reuses
+    it as it is (no config given), and the store is refused to an experiment with default features."""
+    import yaml
+
+    from spendlab.experiment import feature_store
+
+    (tmp_path / "features.yaml").write_text(yaml.safe_dump({"weekly_activity_windows": [4]}))
+    custom = experiment([D(2024, 5, 31)]).model_copy(update={"features": tmp_path / "features.yaml"})
+    store = feature_store(custom, store_for(tx_frame(n_users=12)).con)
+    assert store.feature_config.weekly_activity_windows == (4,)
+    assert feature_store(custom, store) is store
+    result = run_backtest(store, experiment=custom, model_key="last_period", origins="test")
+    assert len(result.per_origin) == 1
+    assert "active_days_per_week_mean_last4" in result.feature_names
+    assert "active_days_per_week_mean_last13" not in result.feature_names
+    with pytest.raises(ValueError, match="feature config"):
+        feature_store(experiment([D(2024, 5, 31)]), store)

@@ -138,16 +138,22 @@ class FeatureStore:
     @classmethod
     def from_source(cls, source: "Transactions | duckdb.DuckDBPyConnection | FeatureStore", *, freq: Freq,
                     horizon: int, feature_config: "FeatureConfig | None" = None) -> "FeatureStore":
-        """A store over a ``Transactions``, a connection with a ``transactions`` view, or a store."""
+        """A store over a ``Transactions``, a connection with a ``transactions`` view, or a store.
+
+        A store is reused as it is; it is refused if it was built for another ``freq``/``horizon``, or
+        for another feature config when ``feature_config`` is given.
+        """
         if isinstance(source, FeatureStore):
             if (source.freq, source.horizon) != (freq, horizon):
                 raise ValueError("the FeatureStore was built for another freq/horizon")
             from spendlab.features import FeatureConfig
 
-            if (source.feature_config or FeatureConfig()) != (feature_config or FeatureConfig()):
+            if feature_config is not None and (source.feature_config or FeatureConfig()) != feature_config:
                 raise ValueError("the FeatureStore was built with another feature config")
             return source
-        if hasattr(source, "register"):
+        import duckdb
+
+        if not isinstance(source, duckdb.DuckDBPyConnection):  # Transactions (a connection has .register too)
             from spendlab.io.load import connect
 
             con = connect()

@@ -199,6 +199,17 @@ def resolve_params(cfg: ExperimentConfig, key: str, tuned_dir: Path = TUNED_DIR)
     return dict(cfg.params.get(key, {})), False
 
 
+def feature_store(cfg: ExperimentConfig, source: Any) -> Any:
+    """The :class:`~spendlab.backtest.FeatureStore` of experiment ``cfg`` over ``source``: its
+    transactions, or a store built for it earlier (refused if built for another frequency,
+    horizon or feature set), so that jobs in one process build each cutoff's features once."""
+    from spendlab.backtest import FeatureStore
+    from spendlab.features import FeatureConfig, load_feature_config
+
+    fcfg = load_feature_config(cfg.features) if cfg.features is not None else FeatureConfig()
+    return FeatureStore.from_source(source, freq=cfg.freq, horizon=cfg.horizon, feature_config=fcfg)
+
+
 def pick_champion(leaderboard: "Any") -> str:
     """The non-baseline model with the lowest mean validation RMSE (test results are never used)."""
     from spendlab.models.registry import BASELINES
@@ -258,8 +269,7 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
     import pandas as pd
 
     from spendlab import tracking
-    from spendlab.backtest import FeatureStore, ensemble_result, run_backtest
-    from spendlab.features import load_feature_config
+    from spendlab.backtest import ensemble_result, run_backtest
     from spendlab.intervals import apply_intervals, coverage, fit_conformal
     from spendlab.io import load_transactions
     from spendlab.io.atomic import atomic_path, atomic_write_text
@@ -274,9 +284,7 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
                                                                           config=cfg.reader)
     dataset_name = cfg.dataset.name or cfg.dataset.input
     digest = tx.content_hash()
-    feature_config = load_feature_config(cfg.features) if cfg.features is not None else None
-    store = FeatureStore.from_source(store if store is not None else tx, freq=cfg.freq, horizon=cfg.horizon,
-                                     feature_config=feature_config)
+    store = feature_store(cfg, store if store is not None else tx)
     source = tx.files[0] if len(tx.files) == 1 else cfg.dataset.input
     dataset = {"name": dataset_name, "digest": digest, "source": str(source)}
     common_tags = {"dataset_name": dataset_name, "dataset_hash": digest, "experiment_file": str(experiment_path or "")}

@@ -63,13 +63,10 @@ def _load(cfg: PipelineConfig, state: dict[str, Any]) -> Any:
 
 def _store(cfg: PipelineConfig, state: dict[str, Any]) -> Any:
     """One FeatureStore for tune, experiment and promote: each cutoff's features are built once."""
-    from spendlab.backtest import FeatureStore
-    from spendlab.features import load_feature_config
+    from spendlab.experiment import feature_store
 
     if "store" not in state:
-        tx, exp = _load(cfg, state), state["experiment"]
-        fcfg = load_feature_config(exp.features) if exp.features is not None else None
-        state["store"] = FeatureStore.from_source(tx, freq=exp.freq, horizon=exp.horizon, feature_config=fcfg)
+        state["store"] = feature_store(state["experiment"], _load(cfg, state))
     return state["store"]
 
 
@@ -99,9 +96,8 @@ def stage_tune(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
 
     assert cfg.tune is not None
     r = tune_experiment(cfg.experiment, model_key=cfg.tune.model, n_trials=cfg.tune.trials,
-                        timeout=cfg.tune.timeout, tracking_uri=cfg.tracking_uri, transactions=_load(cfg, state),
-                        jobs=cfg.tune.jobs or usable_cores(),
-                        store=_store(cfg, state))
+                        timeout=cfg.tune.timeout, tracking_uri=cfg.tracking_uri, jobs=cfg.tune.jobs or usable_cores(),
+                        transactions=_load(cfg, state), store=_store(cfg, state))
     return {"path": r.params_path, "line": f"{r.study_name}: {r.n_complete} trials, best validation RMSE "
                                            f"{r.best_value:.3f} -> {r.params_path}"}
 

@@ -284,10 +284,9 @@ def build_candidate(experiment: str, *, tracking_uri: str | None = None, transac
     """
     from mlflow import MlflowClient
 
-    from spendlab.backtest import FeatureStore, segment_users
+    from spendlab.backtest import segment_users
     from spendlab.config import config_hash
-    from spendlab.experiment import load_experiment, resolve_params
-    from spendlab.features import FeatureConfig, load_feature_config
+    from spendlab.experiment import feature_store, load_experiment, resolve_params
     from spendlab.features.output import default_as_of
     from spendlab.io import load_transactions
     from spendlab.models.registry import make_model
@@ -316,9 +315,8 @@ def build_candidate(experiment: str, *, tracking_uri: str | None = None, transac
 
     tx = transactions if transactions is not None else load_transactions(cfg.dataset.input, cfg.dataset.format,
                                                                           config=cfg.reader)
-    fcfg = load_feature_config(cfg.features) if cfg.features is not None else FeatureConfig()
-    store = FeatureStore.from_source(store if store is not None else tx, freq=cfg.freq, horizon=cfg.horizon,
-                                     feature_config=fcfg)
+    store = feature_store(cfg, store if store is not None else tx)
+    fcfg = store.feature_config
     train_cutoff = default_as_of(store.con, cfg.freq)
     X, y = store.training_set(train_cutoff, cfg.train_origins)
     estimator = make_model(key, params).fit(X.drop(columns=["user_id"]), y)

@@ -287,9 +287,8 @@ def tune_experiment(
     ``jobs``: trials run at once (see :func:`tune`). ``transactions`` and ``store`` (a
     :class:`~spendlab.backtest.FeatureStore` of the same experiment) may be passed in preloaded.
     """
-    from spendlab.backtest import FeatureStore, run_backtest
-    from spendlab.experiment import load_experiment
-    from spendlab.features import load_feature_config
+    from spendlab.backtest import run_backtest
+    from spendlab.experiment import feature_store, load_experiment
     from spendlab.io import load_transactions
     from spendlab.models.registry import SEARCH_SPACES
 
@@ -298,9 +297,7 @@ def tune_experiment(
         raise ConfigError(f"model {model_key!r} has no search space; tunable: {', '.join(SEARCH_SPACES)}")
     tx = transactions if transactions is not None else load_transactions(exp.dataset.input, exp.dataset.format,
                                                                           config=exp.reader)
-    fcfg = load_feature_config(exp.features) if exp.features is not None else None
-    store = FeatureStore.from_source(store if store is not None else tx, freq=exp.freq, horizon=exp.horizon,
-                                     feature_config=fcfg)
+    store = feature_store(exp, store if store is not None else tx)
     base = dict(exp.params.get(model_key, {}))
     space = SEARCH_SPACES[model_key]
     defaults = {**_factory_defaults(model_key), **base}
