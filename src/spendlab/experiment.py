@@ -199,6 +199,13 @@ def resolve_params(cfg: ExperimentConfig, key: str, tuned_dir: Path = TUNED_DIR)
     return dict(cfg.params.get(key, {})), False
 
 
+def load_dataset(cfg: ExperimentConfig) -> Any:
+    """The experiment's transactions: its ``dataset`` read with its ``reader`` settings."""
+    from spendlab.io import load_transactions
+
+    return load_transactions(cfg.dataset.input, cfg.dataset.format, config=cfg.reader)
+
+
 def feature_store(cfg: ExperimentConfig, source: Any) -> Any:
     """The :class:`~spendlab.backtest.FeatureStore` of experiment ``cfg`` over ``source``: its
     transactions, or a store built for it earlier (refused if built for another frequency,
@@ -271,7 +278,6 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
     from spendlab import tracking
     from spendlab.backtest import ensemble_result, run_backtest
     from spendlab.intervals import apply_intervals, coverage, fit_conformal
-    from spendlab.io import load_transactions
     from spendlab.io.atomic import atomic_path, atomic_write_text
     from spendlab.models.ensemble import nnls_weights
     from spendlab.models.base import usable_cores
@@ -280,8 +286,7 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
 
     keys = _model_keys(cfg, models)
     jobs = jobs or min(4, usable_cores())
-    tx = transactions if transactions is not None else load_transactions(cfg.dataset.input, cfg.dataset.format,
-                                                                          config=cfg.reader)
+    tx = transactions if transactions is not None else load_dataset(cfg)
     dataset_name = cfg.dataset.name or cfg.dataset.input
     digest = tx.content_hash()
     store = feature_store(cfg, store if store is not None else tx)

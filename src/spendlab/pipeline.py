@@ -50,14 +50,12 @@ Stage = Callable[[PipelineConfig, dict[str, Any]], dict[str, Any]]
 
 
 def _load(cfg: PipelineConfig, state: dict[str, Any]) -> Any:
-    from spendlab.experiment import load_experiment
-    from spendlab.io import load_transactions
+    from spendlab.experiment import load_dataset, load_experiment
 
     if "experiment" not in state:
         state["experiment"] = load_experiment(cfg.experiment)
     if "tx" not in state:
-        exp = state["experiment"]
-        state["tx"] = load_transactions(exp.dataset.input, exp.dataset.format, config=exp.reader)
+        state["tx"] = load_dataset(state["experiment"])
     return state["tx"]
 
 

@@ -286,9 +286,8 @@ def build_candidate(experiment: str, *, tracking_uri: str | None = None, transac
 
     from spendlab.backtest import segment_users
     from spendlab.config import config_hash
-    from spendlab.experiment import feature_store, load_experiment, resolve_params
+    from spendlab.experiment import feature_store, load_dataset, load_experiment, resolve_params
     from spendlab.features.output import default_as_of
-    from spendlab.io import load_transactions
     from spendlab.models.registry import make_model
 
     cfg = load_experiment(_experiment_path(experiment))
@@ -313,8 +312,7 @@ def build_candidate(experiment: str, *, tracking_uri: str | None = None, transac
     else:
         params = resolve_params(cfg, key)[0]
 
-    tx = transactions if transactions is not None else load_transactions(cfg.dataset.input, cfg.dataset.format,
-                                                                          config=cfg.reader)
+    tx = transactions if transactions is not None else load_dataset(cfg)
     store = feature_store(cfg, store if store is not None else tx)
     fcfg = store.feature_config
     train_cutoff = default_as_of(store.con, cfg.freq)

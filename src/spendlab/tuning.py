@@ -86,7 +86,6 @@ def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    _Storage = _storage_class()  # noqa: N806
     if url is None:
         Path(OPTUNA_DB).parent.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{OPTUNA_DB}"
@@ -99,7 +98,7 @@ def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_
     lock = file_lock(db.with_name(db.name + ".lock")) if db is not None else contextlib.nullcontext()
     with lock, warnings.catch_warnings():  # heartbeats are marked experimental; they are what we rely on
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _Storage(
+        return _storage_class()(
             url=url,
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
@@ -245,25 +244,23 @@ def _optimize(study: Any, objective: Callable[..., float], *, n_trials: int, tim
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    running: set[Future] = set()
-    failure: BaseException | None = None
+    futures: list[Future] = []
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="optuna-trial") as pool:
         for _ in range(n_trials):
+            running = [f for f in futures if not f.done()]
+            if len(running) >= jobs:  # wait for a free slot
+                wait(running, return_when=FIRST_COMPLETED)
+            if any(f.done() and f.exception() is not None for f in futures):
+                break
             if deadline is not None and time.monotonic() > deadline:
                 break
             drawn = threading.Event()
             future = pool.submit(study.optimize, lambda t, e=drawn: objective(t, e), n_trials=1, catch=(),
                                  gc_after_trial=True)
-            running.add(future)
+            futures.append(future)
             while not drawn.wait(0.05) and not future.done():
                 pass
-            if len(running) >= jobs:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                failure = next((f.exception() for f in done if f.exception() is not None), None)
-                if failure is not None:
-                    break
-        done, _ = wait(running)
-    failure = failure or next((f.exception() for f in done if f.exception() is not None), None)
+    failure = next((f.exception() for f in futures if f.exception() is not None), None)
     if failure is not None:
         raise failure
 
@@ -288,15 +285,13 @@ def tune_experiment(
     :class:`~spendlab.backtest.FeatureStore` of the same experiment) may be passed in preloaded.
     """
     from spendlab.backtest import run_backtest
-    from spendlab.experiment import feature_store, load_experiment
-    from spendlab.io import load_transactions
+    from spendlab.experiment import feature_store, load_dataset, load_experiment
     from spendlab.models.registry import SEARCH_SPACES
 
     exp = load_experiment(experiment_path)
     if model_key not in SEARCH_SPACES:
         raise ConfigError(f"model {model_key!r} has no search space; tunable: {', '.join(SEARCH_SPACES)}")
-    tx = transactions if transactions is not None else load_transactions(exp.dataset.input, exp.dataset.format,
-                                                                          config=exp.reader)
+    tx = transactions if transactions is not None else load_dataset(exp)
     store = feature_store(exp, store if store is not None else tx)
     base = dict(exp.params.get(model_key, {}))
     space = SEARCH_SPACES[model_key]

@@ -155,3 +155,20 @@ def test_two_jobs_give_the_same_trials_as_one_within_the_start_up_budget(workdir
     # Trial numbers are taken in start order, which threads may swap; the set of trials may not change.
     assert sorted((repr(p), v) for _, p, v in seq) == sorted((repr(p), v) for _, p, v in par)
     assert (one.best_params, one.best_value) == (two.best_params, two.best_value)
+
+
+def test_a_failing_trial_among_parallel_ones_fails_the_study_and_starts_no_more(workdir: Path) -> None:
+    from spendlab.errors import SpendlabError
+    from spendlab.tuning import tune
+
+    calls: list[float] = []
+
+    def evaluate(params: dict, report) -> float:  # noqa: ANN001
+        calls.append(params["x"])
+        return float("nan")  # a non-finite validation RMSE fails the trial
+
+    with pytest.raises(SpendlabError, match="non-finite validation RMSE"):
+        tune(experiment_name="failing", model_key="m", search_space=lambda t: {"x": t.suggest_float("x", 0, 1)},
+             evaluate=evaluate, n_trials=10, jobs=2, storage_url=f"sqlite:///{workdir}/fail.db",
+             tuned_dir=workdir / "tuned")
+    assert 1 <= len(calls) <= 3  # the two started at once, perhaps one more; never the whole budget
