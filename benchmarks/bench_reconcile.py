@@ -42,7 +42,7 @@ print(con.execute("SELECT count(*) FROM r").fetchone()[0], time.perf_counter() -
 JOB = r"""
 import json, time
 from pathlib import Path
-from spendlab.reports.reconcile import run_reconcile
+from spendlab.reconcile.compare import run_reconcile
 t = time.perf_counter()
 s = run_reconcile({glob!r}, Path({platform!r}), Path({source!r}), Path({out!r}), memory_limit={memory_limit!r},
                   threads={threads})
@@ -76,7 +76,7 @@ def main() -> None:
     data = ROOT / "data" / f"reconcile_{args.users}_{args.files}_{args.seed}"
     key_path = data / "answer_key.json"
     if not key_path.exists():
-        from spendlab.scenarios import generate_deltas
+        from spendlab.datasets.deltas import generate_deltas
 
         t = time.perf_counter()
         generate_deltas(data, scenario="missing_file", users=args.users, files=args.files, seed=args.seed,

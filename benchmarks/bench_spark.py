@@ -10,7 +10,7 @@ Each engine does what its CLI does: DuckDB validates and loads through ``load_tr
 writes one Parquet file; Spark validates through the transpiled reader expression then writes a
 Parquet folder. Spark's session start-up (JVM) is timed apart. Scoring uses a ridge model on the
 real features, registered as ``@champion`` in a temporary MLflow store (the test model
-``tests/spark/spend_model.py``, logged from code), scored by :func:`spendlab.scoring.score` and by
+``tests/spark/spend_model.py``, logged from code), scored by :func:`spendlab.jobs.score.score` and by
 :func:`spendlab.spark.spark_score`.
 
 Usage::
@@ -41,7 +41,7 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 def duckdb_features(data: str, freq: str, as_of: dt.date, out: Path) -> tuple[float, int]:
     from spendlab.features import FeatureConfig, build_features_arrow
-    from spendlab.features.output import feature_metadata, write_features
+    from spendlab.features.metadata import feature_metadata, write_features
     from spendlab.io import load_transactions
     from spendlab.io.load import connect
 
@@ -128,7 +128,7 @@ def main() -> None:
                          f"{d_users:,} users each; max |difference| over {a.shape[1] - 1} columns {diff:.3g}")
         if not args.skip_score:
             from spendlab.io import load_transactions
-            from spendlab.scoring import load_model, score
+            from spendlab.jobs.score import load_model, score
             from spendlab.spark import spark_score
 
             tracking, uri = register_model(args.data, dt.date.fromisoformat(args.train_as_of), tmp)

@@ -80,7 +80,7 @@ def pipeline(
     config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML.")] = Path("configs/pipeline.yaml"),
 ) -> None:
     """The main job: validate -> describe -> experiment -> tune -> promote -> score, on one dataset."""
-    from spendlab.pipeline import PipelineConfig, run_pipeline
+    from spendlab.jobs.pipeline import PipelineConfig, run_pipeline
 
     cfg = load_config(PipelineConfig, config)
     run_pipeline(cfg, console=err)
@@ -143,7 +143,7 @@ def describe(
     memory_limit: Annotated[Optional[str], typer.Option(help="DuckDB memory limit, e.g. 4GB.")] = None,
 ) -> None:
     """Describe INPUT: transaction values, monthly spend, days with spend per week, insights, report.html."""
-    from spendlab.reports.describe import run_describe
+    from spendlab.describe.render import run_describe
 
     cfg = reader_config(config)
     tx = load_transactions(input, format, config=cfg, mode=mode)
@@ -159,7 +159,7 @@ def describe(
 @datasets_app.command("list")
 def datasets_list() -> None:
     """List the embedded datasets and where they are read from."""
-    from spendlab.datasets import BUILTINS, builtin_path
+    from spendlab.datasets.synth import BUILTINS, builtin_path
 
     table = Table(title="embedded datasets")
     for col in ("input", "format", "description", "path"):
@@ -184,7 +184,7 @@ def datasets_synth(
     chunk_users: Annotated[int, typer.Option(help="Users generated per chunk (bounds memory).")] = 50_000,
 ) -> None:
     """Write a seeded synthetic transaction set with heterogeneous, seasonal behaviour."""
-    from spendlab.datasets import synth_transactions
+    from spendlab.datasets.synth import synth_transactions
 
     stats = synth_transactions(out_path, users=users, months=months, fmt=format, start=start, seed=seed,
                                chunk_users=chunk_users, progress=True)
@@ -217,7 +217,7 @@ def features(
     import datetime as dt
 
     from spendlab.features import build_features_arrow, load_feature_config
-    from spendlab.features.output import default_as_of, feature_metadata, write_features
+    from spendlab.features.metadata import default_as_of, feature_metadata, write_features
     from spendlab.io.load import connect
 
     if freq not in ("month", "week"):
@@ -266,7 +266,7 @@ def reconcile(
     Writes summary.json, user_diffs.csv, user_causes.csv, rejects.csv, delta_flags.csv, report.md and
     report.html. Exit 0 when it ran; with --fail-on-diff, exit 3 when any difference exists.
     """
-    from spendlab.reports.reconcile import run_reconcile
+    from spendlab.reconcile.compare import run_reconcile
 
     s = run_reconcile(deltas, platform, source, out_dir, tolerance=tolerance, name_pattern=pattern,
                       expect_contiguous_batches=contiguous_batches, memory_limit=memory_limit)
@@ -293,7 +293,7 @@ def datasets_deltas(
     update_share: Annotated[float, typer.Option(help="Share of users each later delta updates.")] = 0.4,
 ) -> None:
     """Write seeded delta files, both summaries and an answer key (kept apart from the inputs)."""
-    from spendlab.scenarios import generate_deltas
+    from spendlab.datasets.deltas import generate_deltas
 
     key = generate_deltas(out_path, scenario=scenario.split("+"), users=users, files=files, seed=seed,
                           fault_share=fault_share, update_share=update_share)
@@ -318,7 +318,7 @@ def tune(
     """
     import os
 
-    from spendlab.tuning import tune_experiment
+    from spendlab.jobs.tune import tune_experiment
 
     # Heartbeat of running trials (seconds) and the grace after which a silent one is failed and
     # retried; the environment can shorten them (tests kill studies on purpose).
@@ -340,7 +340,7 @@ def promote(
     Exit 0 when the candidate became (or already is) the champion; exit 4 when it does not beat the
     current champion on the same test protocol (the alias stays, the version's tags say why).
     """
-    from spendlab.promote import promote_experiment
+    from spendlab.jobs.promote import promote_experiment
 
     outcome = promote_experiment(experiment, force=force)
     verb = "promoted" if outcome.promoted else "not promoted"
@@ -365,8 +365,8 @@ def score(
     """Score every user's next-period spend with an 80% interval; one row per user seen by the cutoff."""
     import datetime as dt
 
-    from spendlab.scoring import load_model_async
-    from spendlab.scoring import score as run_score
+    from spendlab.jobs.score import load_model_async
+    from spendlab.jobs.score import score as run_score
 
     cutoff = None
     if as_of is not None:
@@ -415,7 +415,7 @@ def experiment_run(
                                                         "(default sqlite:///mlruns/mlflow.db).")] = None,
 ) -> None:
     """Backtest the experiment's models on rolling origins; print the leaderboard, log to MLflow."""
-    from spendlab.experiment import run_experiment
+    from spendlab.jobs.experiment import run_experiment
 
     keys = [m.strip() for m in models.split(",") if m.strip()] if models else None
     result = run_experiment(experiment, models=keys, out_dir=out_dir, tracking_uri=_tracking_uri(tracking_uri),
@@ -440,7 +440,7 @@ def compare(
 ) -> None:
     """Leaderboard of every model run of EXPERIMENT_NAME across invocations, and the params that differ
     between the best runs (ranked by mean validation RMSE)."""
-    from spendlab.experiment import compare_runs
+    from spendlab.jobs.experiment import compare_runs
 
     board, diff = compare_runs(experiment_name, tracking_uri=_tracking_uri(tracking_uri), top=top)
     table = Table(title=f"{escape(experiment_name)}: model runs across invocations (best validation RMSE first)")

@@ -11,7 +11,7 @@ import pytest
 
 from spendlab.config import config_hash
 from spendlab.features import FeatureConfig, feature_columns, load_feature_config
-from spendlab.features.output import read_feature_metadata
+from spendlab.features.metadata import read_feature_metadata
 
 SPENDLAB = [sys.executable, "-m", "spendlab.cli"]
 pytestmark = pytest.mark.slow  # subprocesses of the real CLI

@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from spendlab.datasets import synth_transactions
-from spendlab.experiment import run_experiment
+from spendlab.datasets.synth import synth_transactions
+from spendlab.jobs.experiment import run_experiment
 from spendlab.features import build_features
 from spendlab.io import load_transactions
 from spendlab.io.load import connect
-from spendlab.promote import EXIT_NOT_PROMOTED, REGISTERED_MODEL, promote_experiment
-from spendlab.scoring import BASIS_COLD_START, BASIS_MODEL, load_model, score
+from spendlab.jobs.promote import EXIT_NOT_PROMOTED, REGISTERED_MODEL, promote_experiment
+from spendlab.jobs.score import BASIS_COLD_START, BASIS_MODEL, load_model, score
 from tests.jobs.conftest import write_experiment
 
 CHAMPION = f"models:/{REGISTERED_MODEL}@champion"
@@ -166,7 +166,7 @@ def test_scores_are_identical_across_chunk_sizes_and_reruns(in_registry: dict, t
 
 
 def test_failed_scoring_leaves_no_output(in_registry: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import spendlab.scoring as scoring
+    import spendlab.jobs.score as scoring
 
     tx = load_transactions(str(in_registry["root"] / "data" / "tx.parquet"), "generic")
     model = load_model()
@@ -205,11 +205,11 @@ def test_loading_a_model_from_another_spendlab_version_warns(in_registry: dict, 
 
     registered = mlflow.pyfunc.load_model(CHAMPION).model_config["spendlab_version"]
     assert registered == spendlab.__version__
-    with caplog.at_level("WARNING", logger="spendlab.scoring"):
+    with caplog.at_level("WARNING", logger="spendlab.jobs.score"):
         load_model()
     assert not [r for r in caplog.records if "registered with spendlab" in r.getMessage()]
     monkeypatch.setattr(spendlab, "__version__", "0.0.0+other")
-    with caplog.at_level("WARNING", logger="spendlab.scoring"):
+    with caplog.at_level("WARNING", logger="spendlab.jobs.score"):
         load_model()
     assert any(f"registered with spendlab {registered}; this is spendlab 0.0.0+other" in r.getMessage()
                for r in caplog.records)
@@ -218,7 +218,7 @@ def test_loading_a_model_from_another_spendlab_version_warns(in_registry: dict, 
 def test_registration_chatter_is_dropped_and_everything_else_passes_through(capsys: pytest.CaptureFixture) -> None:
     import sys
 
-    from spendlab.promote import _quiet_registration
+    from spendlab.jobs.promote import _quiet_registration
 
     with pytest.raises(RuntimeError), _quiet_registration():
         print("Registered model 'm' already exists. Creating a new version of this model...", file=sys.stderr)

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy
 import yaml
 
-from spendlab.tuning import study_storage, tune_experiment
+from spendlab.jobs.tune import study_storage, tune_experiment
 from tests.jobs.conftest import write_experiment
 
 
@@ -45,7 +45,7 @@ def test_tune_writes_best_params_and_nests_trial_runs(workdir: Path) -> None:
 
 
 def test_tuning_objective_never_reads_test_origins(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import spendlab.backtest as bt
+    import spendlab.forecast.backtest as bt
 
     seen: list[str] = []
     real = bt.run_backtest
@@ -137,7 +137,7 @@ def test_trial_orphaned_before_its_first_heartbeat_is_failed_and_retried(tmp_pat
 
 def test_two_jobs_give_the_same_trials_as_one_within_the_start_up_budget(workdir: Path) -> None:
     """The main job tunes 3 trials two at a time; the study must be the one a single job makes."""
-    from spendlab.tuning import PRUNER_STARTUP
+    from spendlab.jobs.tune import PRUNER_STARTUP
 
     exp = write_experiment(workdir)
     one = tune_experiment(exp, model_key="ridge", n_trials=PRUNER_STARTUP, jobs=1, tuned_dir=workdir / "t1",
@@ -159,7 +159,7 @@ def test_two_jobs_give_the_same_trials_as_one_within_the_start_up_budget(workdir
 
 def test_a_failing_trial_among_parallel_ones_fails_the_study_and_starts_no_more(workdir: Path) -> None:
     from spendlab.errors import SpendlabError
-    from spendlab.tuning import tune
+    from spendlab.jobs.tune import tune
 
     calls: list[float] = []
 

@@ -1,7 +1,7 @@
 """Issue 10 item 4, catalogue row 57: four experiment processes on one new SQLite tracking store.
 
 All four start at once on a store that does not exist yet, so they race to create and migrate it
-(without the file lock in ``spendlab.tracking`` this failed with "table ... already exists" or an
+(without the file lock in ``spendlab.tracking.runs`` this failed with "table ... already exists" or an
 alembic "expected to match one row" error) and then write runs concurrently (SQLite lock
 contention, retried with backoff). Every process must exit 0, no "database is locked" or
 traceback may reach the user, and every run must be recorded and finished.

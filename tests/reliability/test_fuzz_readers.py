@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from spendlab.errors import InputFileError
 from spendlab.io import load_transactions
-from spendlab.io.deltas import _create_tables  # noqa: PLC2701 - the tables load_table_file writes into
-from spendlab.io.deltas import load_table_file
+from spendlab.reconcile.inputs import _create_tables  # noqa: PLC2701 - the tables load_table_file writes into
+from spendlab.reconcile.inputs import load_table_file
 from spendlab.io.load import connect
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True,

@@ -1,4 +1,4 @@
-"""spendlab.recovery: owner tags and liveness, the inter-process file lock, retry with backoff."""
+"""spendlab.io.recovery: owner tags and liveness, the inter-process file lock, retry with backoff."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from spendlab.recovery import (
+from spendlab.io.recovery import (
     HOST_TAG,
     PID_TAG,
     PROCESS_START_TAG,
@@ -55,7 +55,7 @@ def test_file_lock_excludes_another_process_until_released(tmp_path: Path) -> No
     lock, log = tmp_path / "store.lock", tmp_path / "log.txt"
     holder = (
         "import sys, time\n"
-        "from spendlab.recovery import file_lock\n"
+        "from spendlab.io.recovery import file_lock\n"
         f"with file_lock({str(lock)!r}):\n"
         f"    open({str(log)!r}, 'a').write('held\\n')\n"
         "    time.sleep(1.5)\n"

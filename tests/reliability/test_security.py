@@ -41,13 +41,13 @@ PAYLOADS = [
 
 
 def _pipeline(path: Path) -> object:
-    from spendlab.pipeline import PipelineConfig
+    from spendlab.jobs.pipeline import PipelineConfig
 
     return load_config(PipelineConfig, path)
 
 
 def _experiment(path: Path) -> object:
-    from spendlab.experiment import load_experiment
+    from spendlab.jobs.experiment import load_experiment
 
     return load_experiment(path)
 
@@ -65,7 +65,7 @@ def _features(path: Path) -> object:
 
 
 def _tuned(path: Path) -> object:
-    from spendlab.experiment import tuned_params
+    from spendlab.jobs.experiment import tuned_params
 
     return tuned_params(path.stem.split("-")[0], path.stem.split("-")[1], tuned_dir=path.parent)
 
@@ -162,7 +162,7 @@ def test_row65_plain_names_stay_inside_the_base(tmp_path: Path, name: str) -> No
 def test_row65_experiment_names_that_name_files_are_refused_before_tuning_writes_anything(
         workdir: Path, bad: str) -> None:
     """The experiment name becomes MLflow artifact and tuned-parameter file names."""
-    from spendlab.tuning import tune_experiment
+    from spendlab.jobs.tune import tune_experiment
 
     exp = write_experiment(workdir, models=["ridge"], params={}, users=50)
     doc = yaml.safe_load(exp.read_text())
@@ -217,7 +217,7 @@ class _Exploit:
 @pytest.mark.parametrize("uri", ["{dir}", "models:/spendlab-next-month@champion", "runs:/0123abcd/model"])
 def test_models_load_only_from_the_uri_given_and_a_stray_pickle_is_never_unpickled(
         workdir: Path, uri: str) -> None:
-    from spendlab.scoring import load_model
+    from spendlab.jobs.score import load_model
 
     canary = workdir / "CANARY"
     model_dir = workdir / "not-a-model"

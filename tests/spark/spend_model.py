@@ -1,8 +1,8 @@
 """A minimal spendlab-shaped pyfunc model, logged from code by the Spark scoring tests.
 
-Same input and output contract as ``spendlab.models.pyfunc_model`` (the feature frame with
+Same input and output contract as ``spendlab.tracking.pyfunc_model`` (the feature frame with
 ``user_id`` in; ``prediction, lower, upper, segment`` out), wrapping a scikit-learn regressor
-fitted on real features; its ``model_config`` carries what :func:`spendlab.scoring.load_model` reads.
+fitted on real features; its ``model_config`` carries what :func:`spendlab.jobs.score.load_model` reads.
 """
 
 from __future__ import annotations

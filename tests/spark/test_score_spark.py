@@ -1,7 +1,7 @@
 """Spark batch scores equal local scores: the registered pyfunc as ``spark_udf`` (issue 9 acceptance).
 
 Oracles: ``mlflow.pyfunc.load_model(uri).predict`` on the DuckDB feature frame, and the local batch
-scorer :func:`spendlab.scoring.score` on the same Parquet, model and cutoff.
+scorer :func:`spendlab.jobs.score.score` on the same Parquet, model and cutoff.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def test_spark_scores_equal_local_scores_within_1e6(spark, registry: tuple[str, 
                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
-    from spendlab.scoring import SCORE_SCHEMA, load_model, score
+    from spendlab.jobs.score import SCORE_SCHEMA, load_model, score
     from spendlab.spark import spark_score
 
     monkeypatch.chdir(tmp_path)  # the tracking helper creates ./mlruns

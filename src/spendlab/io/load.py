@@ -87,7 +87,7 @@ class Transactions:
 def resolve_input(source: str, fmt: str) -> tuple[str, list[Path]]:
     """Turn INPUT (a file, a directory, a glob or ``builtin:NAME``) into a name and file list."""
     if source.startswith(BUILTIN_PREFIX):
-        from spendlab.datasets import builtin_path
+        from spendlab.datasets.synth import builtin_path
 
         name = source[len(BUILTIN_PREFIX):]
         return name, [builtin_path(name)]

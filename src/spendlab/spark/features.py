@@ -233,7 +233,7 @@ def spark_panel(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, fre
 
 
 def spark_default_as_of(transactions: DataFrame, freq: Freq) -> dt.date:
-    """The end of the latest complete period (the rule of :func:`spendlab.features.output.default_as_of`)."""
+    """The end of the latest complete period (the rule of :func:`spendlab.features.metadata.default_as_of`)."""
     from pyspark.sql import functions as F
 
     check_freq(freq)

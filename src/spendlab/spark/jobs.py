@@ -18,7 +18,7 @@ from spendlab.calendar import Freq
 from spendlab.config import ReaderConfig
 from spendlab.errors import RowError
 from spendlab.features.config import FeatureConfig
-from spendlab.features.output import feature_metadata
+from spendlab.features.metadata import feature_metadata
 from spendlab.io.atomic import atomic_path
 from spendlab.io.rejects import Mode
 from spendlab.spark.features import read_transactions, reject_counts, spark_default_as_of, spark_features

@@ -1,10 +1,10 @@
 """Batch scoring on Spark: the transpiled feature SQL, then the registered model as a Spark UDF.
 
-The output has the columns and meaning of the local scorer (:data:`spendlab.scoring.SCORE_SCHEMA`):
+The output has the columns and meaning of the local scorer (:data:`spendlab.jobs.score.SCORE_SCHEMA`):
 the model is the same pyfunc (``mlflow.pyfunc.spark_udf``), its metadata (frequency, feature set,
-cold-start fallback) is read by :func:`spendlab.scoring.load_model`, and users without any purchase
+cold-start fallback) is read by :func:`spendlab.jobs.score.load_model`, and users without any purchase
 up to the cutoff get the fallback with ``basis = cold_start_fallback`` as in
-:func:`spendlab.scoring.score_frame`.
+:func:`spendlab.jobs.score.score_frame`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
     reader
         Column mapping and validity limits of the input.
     tracking_uri
-        MLflow tracking store holding the registry (default: :mod:`spendlab.tracking`'s).
+        MLflow tracking store holding the registry (default: :mod:`spendlab.tracking.runs`'s).
 
     Returns
     -------
@@ -68,7 +68,7 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
     from pyspark.sql import DataFrame as SparkDataFrame
     from pyspark.sql import functions as F
 
-    from spendlab.scoring import BASIS_COLD_START, BASIS_MODEL, load_model
+    from spendlab.jobs.score import BASIS_COLD_START, BASIS_MODEL, load_model
 
     model = load_model(model_uri, tracking_uri=tracking_uri)
     if freq is not None and freq != model.freq:

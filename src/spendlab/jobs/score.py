@@ -1,0 +1,310 @@
+"""Batch scoring: every user's next-period spend, with an 80% interval, streamed in user chunks.
+
+The input is read once: its as-of rows go into a slim DuckDB table (user, day, exact amount, a
+hash bucket of ``user_id``), which lives in DuckDB's buffer manager under its memory limit and spills
+to disk beyond it. DuckDB then computes the features for one chunk of users at a time from that
+table, the registered pyfunc model predicts (with every core: ``n_threads``), and each chunk is
+appended to one Parquet file at a temporary path that is renamed into place only when every user
+has a row. Python-side memory is bounded by the chunk size, not by the number of transactions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from spendlab.calendar import Freq, target_period_label
+from spendlab.errors import NoDataError, SpendlabError
+from spendlab.io.atomic import atomic_path
+from spendlab.io.load import Transactions, connect
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_URI = "models:/spendlab-next-month@champion"
+
+SCORE_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("as_of", pa.date32(), nullable=False),
+        pa.field("target_period", pa.string(), nullable=False),
+        pa.field("prediction", pa.float64(), nullable=False),
+        pa.field("lower", pa.float64(), nullable=False),
+        pa.field("upper", pa.float64(), nullable=False),
+        pa.field("segment", pa.string(), nullable=False),
+        pa.field("basis", pa.string(), nullable=False),
+        pa.field("model_uri", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+    ]
+)
+
+#: ``basis`` values: how a prediction was made.
+BASIS_MODEL = "model"
+BASIS_COLD_START = "cold_start_fallback"
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    out: Path
+    as_of: dt.date
+    target_period: str
+    users_in: int
+    rows_out: int
+    by_basis: dict[str, int]
+    model_uri: str
+    model_version: str
+    total_prediction: float
+
+
+@dataclass
+class LoadedModel:
+    """A pyfunc model with the spendlab metadata scoring needs."""
+
+    pyfunc: Any
+    uri: str
+    version: str
+    freq: Freq
+    feature_config: Any
+    feature_names: list[str]
+    cold_start: dict[str, float]
+    #: The signature declares the ``n_threads`` param (models registered before it ignore params).
+    takes_threads: bool = False
+
+
+def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> LoadedModel:
+    """Load a registered spendlab model and its metadata (feature set, frequency, fallback)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from spendlab.tracking import runs as tracking
+    from spendlab.features import FeatureConfig
+
+    tracking.configure(tracking_uri)
+    try:
+        # MLflow's own requirement check reads the metadata of every installed distribution (1.1 s);
+        # a spendlab model requires only spendlab, which _warn_on_version_drift checks directly.
+        model = mlflow.pyfunc.load_model(uri, suppress_warnings=True)
+    except MlflowException as exc:
+        raise SpendlabError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
+    cfg = model.model_config or {}
+    if "feature_config" not in cfg:
+        raise SpendlabError(f"{uri} is not a spendlab model (no feature_config in its model_config)")
+    _warn_on_version_drift(uri, cfg, model.metadata)
+    version = str(cfg.get("registered_version", ""))
+    if uri.startswith("models:/"):
+        version = _registered_version(uri) or version
+    return LoadedModel(
+        pyfunc=model,
+        uri=uri,
+        version=version or "unregistered",
+        freq=cfg["freq"],
+        feature_config=FeatureConfig.model_validate(cfg["feature_config"]),
+        feature_names=list(cfg["feature_names"]),
+        cold_start=dict(cfg.get("cold_start", {"prediction": 0.0, "lower": 0.0, "upper": 0.0})),
+        takes_threads=_declares_param(model, "n_threads"),
+    )
+
+
+def load_model_async(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> Future[LoadedModel]:
+    """:func:`load_model` on a background thread, for :func:`score` to await once it needs the model.
+
+    Loading is mostly imports and unpickling in Python, reading the input is mostly DuckDB (which
+    releases the GIL), so the two overlap. A failure to load is raised by :func:`score`.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-model")
+    try:
+        return pool.submit(load_model, uri, tracking_uri=tracking_uri)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
+
+
+def _resolved(model: LoadedModel | Future[LoadedModel]) -> LoadedModel:
+    return model.result() if isinstance(model, Future) else model
+
+
+def _warn_on_version_drift(uri: str, cfg: dict[str, Any], metadata: Any) -> None:
+    """Warn when the model was registered under another spendlab or Python (minor) version."""
+    import platform
+
+    import spendlab
+
+    registered = cfg.get("spendlab_version")
+    if registered and registered != spendlab.__version__:
+        log.warning("%s was registered with spendlab %s; this is spendlab %s", uri, registered,
+                    spendlab.__version__)
+    python = str((metadata.flavors.get("python_function") or {}).get("python_version", ""))
+    if python and python.split(".")[:2] != platform.python_version().split(".")[:2]:
+        log.warning("%s was registered under Python %s; this is Python %s", uri, python,
+                    platform.python_version())
+
+
+def _declares_param(model: Any, name: str) -> bool:
+    schema = model.metadata.get_params_schema()
+    return schema is not None and any(p.name == name for p in schema.params)
+
+
+def _registered_version(uri: str) -> str | None:
+    from mlflow import MlflowClient
+
+    ref = uri.removeprefix("models:/")
+    name, _, rest = ref.partition("@")
+    client = MlflowClient()
+    if rest:
+        return str(client.get_model_version_by_alias(name, rest).version)
+    name, _, version = ref.partition("/")
+    return version or None
+
+
+def score_frame(model: LoadedModel, features: pd.DataFrame, *, threads: int | None = None) -> pd.DataFrame:
+    """Predictions for one feature frame: ``prediction, lower, upper, segment, basis``.
+
+    Users with no purchase at all up to the cutoff (refunds or zero amounts only) are outside
+    what the model was trained on; they get the cold-start fallback (the mean next-period spend
+    of new users in training, with its interval) and ``basis = cold_start_fallback``. ``threads``:
+    the threads the model's ``predict`` may use (the pyfunc param ``n_threads``).
+    """
+    params = {"n_threads": int(threads)} if threads and model.takes_threads else None
+    out = model.pyfunc.predict(features, params=params)
+    out = out.reset_index(drop=True)
+    no_purchase = features["n_transactions_total"].to_numpy() <= 0 if "n_transactions_total" in features else \
+        np.zeros(len(features), dtype=bool)
+    basis = np.where(no_purchase, BASIS_COLD_START, BASIS_MODEL)
+    for col in ("prediction", "lower", "upper"):
+        out[col] = np.where(no_purchase, model.cold_start[col], out[col].to_numpy(dtype=np.float64))
+    out["basis"] = basis
+    return out
+
+
+def score(
+    tx: Transactions,
+    *,
+    out: Path,
+    model: LoadedModel | Future[LoadedModel],
+    as_of: dt.date | None = None,
+    chunk_users: int = 250_000,
+    threads: int | None = None,
+    memory_limit: str | None = "3GB",
+    progress: bool = True,
+) -> ScoreResult:
+    """Score every user seen up to ``as_of`` and write ``out`` atomically.
+
+    One row per user, including users with a single transaction or a single month; the count of
+    rows written is checked against the count of users before the file is moved into place.
+    ``model`` may be a future of a loaded model (see :func:`load_model_async`): with ``as_of`` given,
+    the input is read and cut while the model loads, and the model is awaited only when needed.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from spendlab.features import asof_rows_table
+    from spendlab.features.metadata import default_as_of
+    from spendlab.models.base import usable_cores
+
+    con = connect(threads=threads, memory_limit=memory_limit)
+    try:
+        tx.register(con)
+        if as_of is None:
+            model = _resolved(model)
+            as_of = default_as_of(con, model.freq)
+        rows = asof_rows_table(con, as_of)  # one read of the input; every chunk is a slice of it
+        users_in = con.execute(f"SELECT count(DISTINCT user_id) FROM {rows}").fetchone()[0]
+        if users_in == 0:
+            raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
+        model = _resolved(model)
+        target_period = target_period_label(as_of, model.freq)
+        n_chunks = max(1, math.ceil(users_in / max(1, chunk_users)))
+        with atomic_path(out) as tmp, Progress(
+            TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("users"), TimeElapsedColumn(),
+            transient=True, disable=not progress,
+        ) as bar:
+            task = bar.add_task("score", total=users_in)
+            written = _write_chunks(con, rows, n_chunks, tmp, model=model, as_of=as_of, target_period=target_period,
+                                    threads=threads or usable_cores(),
+                                    done=lambda n: bar.advance(task, n))
+            if written.rows != users_in:
+                raise SpendlabError(f"scoring wrote {written.rows} rows for {users_in} users; output not written")
+    finally:
+        con.close()
+    return ScoreResult(Path(out), as_of, target_period, int(users_in), written.rows, written.by_basis, model.uri,
+                       model.version, written.total)
+
+
+@dataclass
+class _Written:
+    rows: int = 0
+    total: float = 0.0
+    by_basis: dict[str, int] = field(default_factory=dict)
+
+
+def _write_chunks(con: Any, rows: str, n_chunks: int, path: Path, *, model: LoadedModel, as_of: dt.date,
+                  target_period: str, threads: int, done: Callable[[int], None]) -> _Written:
+    """Features, predictions and output rows for chunk k = the users with ``bucket % n_chunks = k``.
+
+    DuckDB builds chunk k + 1 on a worker thread (the only user of ``con`` meanwhile) while this
+    thread predicts and writes chunk k; both release the GIL. At most two chunks are held at once.
+    """
+    from spendlab.features import build_features_arrow
+
+    def chunk_features(k: int) -> pa.Table:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW score_chunk AS SELECT user_id, ts, amount FROM {rows} "
+                    f"WHERE bucket % {n_chunks} = {k}")
+        return build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config,
+                                    view="score_chunk")
+
+    written = _Written()
+    writer = pq.ParquetWriter(path, SCORE_SCHEMA, compression="zstd")
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-features")
+    try:
+        pending = pool.submit(chunk_features, 0)
+        for k in range(n_chunks):
+            features = pending.result()
+            if k + 1 < n_chunks:
+                pending = pool.submit(chunk_features, k + 1)
+            if features.num_rows == 0:
+                continue
+            pred = score_frame(model, features.to_pandas(), threads=threads)
+            writer.write_table(_score_table(features.column("user_id"), pred, as_of=as_of,
+                                            target_period=target_period, model=model))
+            written.rows += features.num_rows
+            written.total += float(pred["prediction"].sum())
+            for b, c in pred["basis"].value_counts().items():
+                written.by_basis[str(b)] = written.by_basis.get(str(b), 0) + int(c)
+            done(features.num_rows)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        writer.close()
+    return written
+
+
+def _score_table(user_id: pa.ChunkedArray, pred: pd.DataFrame, *, as_of: dt.date, target_period: str,
+                 model: LoadedModel) -> pa.Table:
+    """One chunk's rows of the output (:data:`SCORE_SCHEMA`), in the order of ``user_id``."""
+    n = len(user_id)
+
+    def constant(value: Any, kind: pa.DataType) -> pa.Array:
+        return pa.repeat(pa.scalar(value, kind), n)
+
+    return pa.table(
+        {
+            "user_id": user_id.cast(pa.string()),
+            "as_of": constant(as_of, pa.date32()),
+            "target_period": constant(target_period, pa.string()),
+            "prediction": pa.array(pred["prediction"].to_numpy(np.float64)),
+            "lower": pa.array(pred["lower"].to_numpy(np.float64)),
+            "upper": pa.array(pred["upper"].to_numpy(np.float64)),
+            "segment": pa.array(pred["segment"].astype(str).to_numpy(), pa.string()),
+            "basis": pa.array(pred["basis"].to_numpy(), pa.string()),
+            "model_uri": constant(model.uri, pa.string()),
+            "model_version": constant(model.version, pa.string()),
+        },
+        schema=SCORE_SCHEMA,
+    )

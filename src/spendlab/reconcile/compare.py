@@ -1,0 +1,551 @@
+"""Reconcile a platform's user summary and a client's export against the delta files they came from.
+
+The pure part of ``spendlab reconcile``: from the tables :mod:`spendlab.reconcile.inputs` loaded, rebuild
+the expected summary, compare it with both sides per user and column, and give every differing
+user exactly one primary cause from a closed list. Rendering and writing live in
+:mod:`spendlab.reconcile.render`; this module only returns tables and a summary dict.
+
+Rules (documented in docs/decisions.md, "Reconciliation"):
+
+* **Rebuild**: per user, the delta row with the largest ``batch_id`` (numeric). Rows tied on the
+  largest batch with different values are broken by value (largest ``total_spend``, then
+  ``count_saved_items``, then ``loyalty_credits``), so the rebuilt values never depend on file order
+  or names; identical tied rows are attributed to the file that sorts last (natural order), then
+  the later line. Every tie is reported (``TIE_BATCH`` / ``DUP_IN_FILE`` / ``DUP_IDENTICAL``).
+* **Comparison**: money columns (``total_spend``, ``loyalty_credits``) match when
+  ``|a - b| <= tolerance + rel_tolerance * |b|`` (datacompy's formula); counts and ``batch_id`` match
+  exactly; NULL matches only NULL. Keys are compared as strings.
+* **Dollars**: a user's amount is ``source total_spend - platform total_spend`` (a missing row counts
+  0; duplicate rows are summed), attributed whole to the user's primary cause. Hence
+  ``explained + unexplained + within_tolerance == gap == source_total - platform_total``.
+* **Primary cause**: each side is compared with the rebuild; the user's cause comes from the side
+  that differs from it (the platform when both do; the source's cause is kept as a secondary note).
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from spendlab.reconcile.inputs import VALUE_COLUMNS, ReconcileInputs
+
+CAUSES: tuple[str, ...] = (
+    "file_not_loaded",
+    "stale_row",
+    "missing_user",
+    "extra_user",
+    "batch_tie",
+    "duplicate_in_file",
+    "value_mismatch_same_batch",
+    "unexplained",
+)
+SIDES: tuple[str, ...] = ("platform", "source")
+_SIDE_KEY = {"platform": "p", "source": "s"}
+
+
+@dataclass
+class ReconcileResult:
+    """What the comparison found.
+
+    ``summary`` is the JSON-able headline (totals, gap, files, causes, flags); ``flags`` lists
+    delta-level findings (``class, user_id, files, lines, detail``). The per-user tables stay in
+    DuckDB on ``con`` (they can hold millions of rows): ``user_causes`` (one row per differing user:
+    ``user_id, cause, side, file, class, detail, amount, p_spend, s_spend, r_spend, secondary``),
+    ``user_diffs`` and ``rejects``; :attr:`users` reads ``user_causes`` into pandas for small runs.
+    """
+
+    summary: dict
+    flags: pd.DataFrame
+    con: duckdb.DuckDBPyConnection
+    file_names: list[str] = field(default_factory=list)
+
+    @property
+    def users(self) -> pd.DataFrame:
+        return self.con.execute("SELECT * EXCLUDE (file_idx, r_file) FROM user_causes ORDER BY user_id").df()
+
+
+def _macros(con: duckdb.DuckDBPyConnection, tolerance: float, rel_tolerance: float) -> None:
+    tol, rel = float(tolerance), float(rel_tolerance)
+    con.execute(f"CREATE OR REPLACE TEMP MACRO eqm(x, y) AS coalesce((x IS NULL AND y IS NULL) "
+                f"OR abs(x - y) <= {tol!r} + {rel!r} * abs(y), false)")
+    con.execute("CREATE OR REPLACE TEMP MACRO eqc(x, y) AS coalesce((x IS NULL AND y IS NULL) OR x = y, false)")
+    con.execute("CREATE OR REPLACE TEMP MACRO roweq(a, b) AS CASE WHEN a IS NULL OR b IS NULL "
+                "THEN a IS NULL AND b IS NULL ELSE eqm(a.s, b.s) AND eqc(a.c, b.c) AND eqm(a.l, b.l) "
+                "AND eqc(a.b, b.b) END")
+    con.execute("CREATE OR REPLACE TEMP MACRO exact(a, b) AS CASE WHEN a IS NULL OR b IS NULL "
+                "THEN a IS NULL AND b IS NULL ELSE a.s IS NOT DISTINCT FROM b.s AND a.c IS NOT DISTINCT FROM b.c "
+                "AND a.l IS NOT DISTINCT FROM b.l AND a.b IS NOT DISTINCT FROM b.b END")
+    con.execute("CREATE OR REPLACE TEMP MACRO fmt(x) AS CASE WHEN x IS NULL THEN NULL WHEN abs(x) < 1e15 AND "
+                "x = round(x) THEN CAST(CAST(x AS BIGINT) AS VARCHAR) ELSE CAST(x AS VARCHAR) END")
+    con.execute("CREATE OR REPLACE TEMP MACRO normkey(k) AS CASE WHEN ltrim(lower(trim(k)), '0') = '' "
+                "THEN '0' ELSE ltrim(lower(trim(k)), '0') END")
+
+
+_ROW = "{'b': batch_id, 's': total_spend, 'c': count_saved_items, 'l': loyalty_credits}"
+_FULL = "{'b': batch_id, 's': total_spend, 'c': count_saved_items, 'l': loyalty_credits, 'f': file_idx, 'n': line}"
+
+
+def _rebuild(con: duckdb.DuckDBPyConnection) -> None:
+    """Per-file best rows, the rebuild, and the delta-level flags (ties and duplicates)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE bpf AS SELECT user_id, file_idx, max({_FULL}) AS r, count(*) AS n, "
+                f"min({_ROW}) <> max({_ROW}) AS differ FROM deltas GROUP BY user_id, file_idx")
+    con.execute("CREATE OR REPLACE TEMP TABLE rebuild AS SELECT user_id, max(r) AS r FROM bpf GROUP BY user_id")
+    # rows of users that appear more than once in one file
+    con.execute(f"CREATE OR REPLACE TEMP TABLE dup_rows AS SELECT d.user_id, d.file_idx, d.line, {_ROW} AS v, "
+                "b.differ FROM deltas d JOIN bpf b ON b.user_id = d.user_id AND b.file_idx = d.file_idx "
+                "WHERE b.n > 1")
+    # rows at the user's largest batch, for users with more than one such row
+    con.execute(f"CREATE OR REPLACE TEMP TABLE top_rows AS WITH t AS (SELECT d.user_id, d.file_idx, d.line, "
+                f"{_ROW} AS v FROM deltas d JOIN rebuild r ON r.user_id = d.user_id AND d.batch_id = r.r.b) "
+                "SELECT * FROM t WHERE user_id IN (SELECT user_id FROM t GROUP BY user_id HAVING count(*) > 1)")
+    con.execute("CREATE OR REPLACE TEMP TABLE ties AS SELECT user_id, count(DISTINCT file_idx) AS n_files, "
+                "min(v) <> max(v) AS differ FROM top_rows GROUP BY user_id")
+
+
+def _summaries(con: duckdb.DuckDBPyConnection) -> None:
+    for side, k in _SIDE_KEY.items():
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {k}1 AS SELECT user_id, count(*) AS k, "
+                    f"sum(coalesce(total_spend, 0)) AS spend, arg_min({_ROW}, line) AS v, min(line) AS line "
+                    f"FROM {side} GROUP BY user_id")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE cmp AS SELECT coalesce(r.user_id, p.user_id, s.user_id) AS user_id, r.r, "
+        "p.k AS pk, p.v AS pv, coalesce(p.spend, 0) AS p_spend, s.k AS sk, s.v AS sv, coalesce(s.spend, 0) AS s_spend "
+        "FROM rebuild r FULL JOIN p1 p ON p.user_id = r.user_id "
+        "FULL JOIN s1 s ON s.user_id = coalesce(r.user_id, p.user_id)"
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE suspects AS WITH k AS (SELECT user_id, normkey(user_id) AS nk FROM cmp) "
+                "SELECT user_id FROM k WHERE nk IN (SELECT nk FROM k GROUP BY nk HAVING count(*) > 1)")
+    con.execute("CREATE OR REPLACE TEMP TABLE cmp2 AS SELECT *, "
+                "NOT (coalesce(pk = 1, r IS NULL) AND roweq(pv, r)) AS p_bad, "
+                "NOT (coalesce(sk = 1, r IS NULL) AND roweq(sv, r)) AS s_bad FROM cmp")
+
+
+def _find_missing_files(
+    con: duckdb.DuckDBPyConnection, side: str, n_files: int, *, pair_limit: int, share: float
+) -> tuple[tuple[int, ...], list[dict]]:
+    """The file set (one file, or a pair when there are few files) this side looks to have skipped.
+
+    A candidate set S is confirmed row by row: for the users whose rebuilt row changes when S is left
+    out, the side's row must equal the rebuild without S, for at least ``share`` of those users in
+    each file of S. Among confirmed candidates the one explaining the most users wins (then the
+    smaller set, then the earlier files). Returns the chosen set and every candidate's evidence.
+    """
+    k = _SIDE_KEY[side]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE fnl_{k} (user_id VARCHAR, file_idx INTEGER)")
+    behind = dict(con.execute(
+        f"SELECT r.f, count(*) FROM cmp2 WHERE {k}_bad AND r IS NOT NULL AND ({k}v IS NULL OR {k}v.b < r.b) "
+        f"AND coalesce({k}k, 1) = 1 GROUP BY 1").fetchall())
+    singles = [(f,) for f in range(n_files) if behind.get(f, 0) > 0]
+    cands = list(singles)
+    if n_files <= pair_limit:
+        cands += list(itertools.combinations(sorted(f for (f,) in singles), 2))
+    evidence, best, best_key, best_i = [], (), None, -1
+    for i, cand in enumerate(cands):
+        in_list = ", ".join(str(f) for f in cand)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE cand_{k}_{i} AS "
+            f"WITH us AS (SELECT user_id, r FROM rebuild WHERE r.f IN ({in_list})), "
+            f"rx AS (SELECT b.user_id, max(b.r) AS r FROM bpf b SEMI JOIN us USING (user_id) "
+            f"WHERE b.file_idx NOT IN ({in_list}) GROUP BY b.user_id), "
+            "w AS (SELECT us.user_id, us.r.f AS wf, rx.r AS rx FROM us LEFT JOIN rx USING (user_id) "
+            "WHERE NOT roweq(rx.r, us.r) AND us.user_id NOT IN (SELECT user_id FROM suspects)) "
+            f"SELECT w.user_id, w.wf, coalesce(c.{k}k, 1) = 1 AND roweq(c.{k}v, w.rx) AS matched "
+            "FROM w JOIN cmp2 c USING (user_id)"
+        )
+        rows = con.execute(f"SELECT wf, count(*), count(*) FILTER (matched) FROM cand_{k}_{i} GROUP BY wf").fetchall()
+        per = {int(f): (int(n), int(m)) for f, n, m in rows}
+        ok = all(f in per and per[f][0] > 0 and per[f][1] >= share * per[f][0] for f in cand)
+        matched = sum(m for _, m in per.values())
+        evidence.append({"files": list(cand), "affected": sum(n for n, _ in per.values()), "matched": matched,
+                         "confirmed": ok})
+        key = (matched, -len(cand), tuple(-f for f in cand))
+        if ok and (best_key is None or key > best_key):
+            if best_key is not None:
+                con.execute(f"DROP TABLE cand_{k}_{best_i}")
+            best, best_key, best_i = cand, key, i
+        else:
+            con.execute(f"DROP TABLE cand_{k}_{i}")
+    if best:
+        con.execute(f"INSERT INTO fnl_{k} SELECT user_id, wf FROM cand_{k}_{best_i} WHERE matched")
+        con.execute(f"DROP TABLE cand_{k}_{best_i}")
+    return best, evidence
+
+
+def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
+    """One cause, fine class and detail per user where ``side`` differs from the rebuild."""
+    k = _SIDE_KEY[side]
+    missing_cls = "MISSING_IN_PLATFORM" if side == "platform" else "MISSING_IN_CLIENT"
+    nonunique = "NONUNIQUE_KEY_PLATFORM" if side == "platform" else "NONUNIQUE_KEY_CLIENT"
+    stale_cls = "STALE_IN_PLATFORM" if side == "platform" else "AHEAD_OF_CLIENT"
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE cause_{k} AS
+    WITH bad AS (SELECT * FROM cmp2 WHERE {k}_bad),
+    dupm AS (SELECT b.user_id, max(d.file_idx) FILTER (roweq(b.{k}v, d.v)) AS f,
+                    max(d.line) FILTER (roweq(b.{k}v, d.v)) AS line
+             FROM bad b JOIN dup_rows d ON d.user_id = b.user_id AND d.file_idx = b.r.f
+             WHERE d.differ GROUP BY b.user_id),
+    tiem AS (SELECT b.user_id, max(t.file_idx) FILTER (roweq(b.{k}v, t.v)) AS f
+             FROM bad b JOIN top_rows t USING (user_id) JOIN ties USING (user_id)
+             WHERE ties.differ AND ties.n_files > 1 GROUP BY b.user_id),
+    older AS (SELECT b.user_id, max(d.file_idx) AS f FROM bad b JOIN deltas d
+              ON d.user_id = b.user_id AND d.batch_id = b.{k}v.b
+              WHERE b.{k}v.b < b.r.b AND b.user_id NOT IN (SELECT user_id FROM fnl_{k}) GROUP BY b.user_id),
+    rej AS (SELECT b.user_id, string_agg(j.file || ' line ' || j.line || ' (' || j.error_type || ')', '; '
+                   ORDER BY j.file_idx, j.line) AS lines
+            FROM bad b JOIN rejects j ON j.dataset = 'delta' AND j.user_id = b.user_id
+            WHERE b.r IS NULL OR b.{k}v.b > b.r.b GROUP BY b.user_id),
+    keys AS (SELECT user_id AS key, normkey(user_id) AS nk FROM suspects),
+    sus AS (SELECT b.user_id, string_agg(DISTINCT '"' || o.key || '"', ', ') AS others
+            FROM bad b JOIN keys o ON o.nk = normkey(b.user_id) AND o.key <> b.user_id
+            WHERE (b.r IS NULL OR b.{k}k IS NULL) AND b.user_id IN (SELECT user_id FROM suspects)
+            GROUP BY b.user_id)
+    SELECT b.user_id,
+      CASE
+        WHEN b.{k}k > 1 THEN 'duplicate_in_file'
+        WHEN b.r IS NULL AND sus.user_id IS NOT NULL THEN 'extra_user'
+        WHEN b.{k}k IS NULL AND sus.user_id IS NOT NULL THEN 'missing_user'
+        WHEN f.user_id IS NOT NULL THEN 'file_not_loaded'
+        WHEN b.r IS NULL THEN 'extra_user'
+        WHEN b.{k}k IS NULL THEN 'missing_user'
+        WHEN b.{k}v.b IS NULL THEN 'unexplained'
+        WHEN dupm.f IS NOT NULL AND b.{k}v.b <= b.r.b THEN 'duplicate_in_file'
+        WHEN b.{k}v.b < b.r.b THEN 'stale_row'
+        WHEN b.{k}v.b > b.r.b THEN 'unexplained'
+        WHEN tiem.f IS NOT NULL THEN 'batch_tie'
+        ELSE 'value_mismatch_same_batch'
+      END AS cause,
+      CASE
+        WHEN b.{k}k > 1 THEN {-1 if side == 'platform' else -2}
+        WHEN (b.r IS NULL OR b.{k}k IS NULL) AND sus.user_id IS NOT NULL THEN NULL
+        WHEN f.user_id IS NOT NULL THEN f.file_idx
+        WHEN b.r IS NULL OR b.{k}k IS NULL OR b.{k}v.b IS NULL THEN NULL
+        WHEN dupm.f IS NOT NULL AND b.{k}v.b <= b.r.b THEN dupm.f
+        ELSE NULL
+      END AS file_idx,
+      CASE
+        WHEN b.{k}k > 1 THEN '{nonunique}'
+        WHEN (b.r IS NULL OR b.{k}k IS NULL) AND sus.user_id IS NOT NULL THEN 'KEY_FORMAT_SUSPECT'
+        WHEN f.user_id IS NOT NULL THEN '{stale_cls}'
+        WHEN b.r IS NULL AND rej.user_id IS NOT NULL THEN 'REJECTED_INPUT'
+        WHEN b.r IS NULL THEN '{'MISSING_IN_PLATFORM' if side == 'source' else 'EXTRA_IN_PLATFORM'}'
+        WHEN b.{k}k IS NULL THEN '{missing_cls}'
+        WHEN b.{k}v.b IS NULL THEN 'NULL_VS_VALUE'
+        WHEN dupm.f IS NOT NULL AND b.{k}v.b <= b.r.b THEN 'DUP_IN_FILE'
+        WHEN b.{k}v.b < b.r.b THEN '{stale_cls}'
+        WHEN b.{k}v.b > b.r.b AND rej.user_id IS NOT NULL THEN 'REJECTED_INPUT'
+        WHEN b.{k}v.b > b.r.b THEN 'NEWER_THAN_DELTAS'
+        WHEN tiem.f IS NOT NULL THEN 'TIE_BATCH'
+        WHEN (b.{k}v.s IS NULL) <> (b.r.s IS NULL) OR (b.{k}v.c IS NULL) <> (b.r.c IS NULL)
+          OR (b.{k}v.l IS NULL) <> (b.r.l IS NULL) THEN 'NULL_VS_VALUE'
+        ELSE 'VALUE_MISMATCH'
+      END AS class,
+      CASE
+        WHEN b.{k}k > 1 THEN '{side} summary has ' || b.{k}k || ' rows for this user; values not compared'
+        WHEN (b.r IS NULL OR b.{k}k IS NULL) AND sus.user_id IS NOT NULL
+          THEN 'keys differ only in format: "' || b.user_id || '" vs ' || sus.others || '; never joined'
+        WHEN f.user_id IS NOT NULL THEN 'file ' || fname(f.file_idx) || ' not loaded: the {side} row equals the '
+             || 'rebuild without it'
+        WHEN b.r IS NULL AND rej.user_id IS NOT NULL THEN 'only rejected delta rows: ' || rej.lines
+        WHEN b.r IS NULL THEN 'no delta contains this user ({side} has it{', the platform does not' if side == 'source' else ''})'
+        WHEN b.{k}k IS NULL THEN 'in the rebuild (' || fname(b.r.f) || ' line ' || b.r.n || ', batch ' || b.r.b
+             || ') but not in the {side} summary'
+        WHEN b.{k}v.b IS NULL THEN 'batch_id is NULL in the {side} summary'
+        WHEN dupm.f IS NOT NULL AND b.{k}v.b <= b.r.b THEN '{side} kept the other row of a duplicate in '
+             || fname(dupm.f) || ' (line ' || dupm.line || ')'
+        WHEN b.{k}v.b < b.r.b THEN '{side} has batch ' || b.{k}v.b || coalesce(' (' || fname(older.f) || ')', '')
+             || ', the rebuild batch ' || b.r.b || ' (' || fname(b.r.f) || ')'
+        WHEN b.{k}v.b > b.r.b AND rej.user_id IS NOT NULL THEN '{side} has batch ' || b.{k}v.b
+             || ' from a rejected delta row: ' || rej.lines
+        WHEN b.{k}v.b > b.r.b THEN 'no available delta contains batch ' || b.{k}v.b
+        WHEN tiem.f IS NOT NULL THEN '{side} kept the tied row of ' || fname(tiem.f) || ' (same batch '
+             || b.r.b || ')'
+        ELSE 'same batch ' || b.r.b || ' as the rebuild (' || fname(b.r.f) || ' line ' || b.r.n
+             || '), different values'
+      END AS detail
+    FROM bad b
+    LEFT JOIN fnl_{k} f USING (user_id) LEFT JOIN dupm USING (user_id) LEFT JOIN tiem USING (user_id)
+    LEFT JOIN older USING (user_id) LEFT JOIN rej USING (user_id) LEFT JOIN sus USING (user_id)
+    """)
+
+
+def _user_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+    CREATE OR REPLACE TEMP TABLE user_causes AS
+    SELECT c.user_id,
+      CASE WHEN p.user_id IS NOT NULL THEN p.cause ELSE s.cause END AS cause,
+      CASE WHEN p.user_id IS NOT NULL THEN 'platform' ELSE 'source' END AS side,
+      CASE WHEN p.user_id IS NOT NULL THEN p.file_idx ELSE s.file_idx END AS file_idx,
+      CASE WHEN p.user_id IS NOT NULL THEN p.class ELSE s.class END AS class,
+      CASE WHEN p.user_id IS NOT NULL THEN p.detail ELSE s.detail END AS detail,
+      CASE WHEN p.user_id IS NOT NULL AND s.user_id IS NOT NULL
+           THEN 'source: ' || s.cause || ' (' || s.class || ')' END AS secondary,
+      c.s_spend - c.p_spend AS amount, c.p_spend, c.s_spend, c.r.s AS r_spend, c.r.f AS r_file
+    FROM cmp2 c LEFT JOIN cause_p p USING (user_id) LEFT JOIN cause_s s USING (user_id)
+    WHERE c.p_bad OR c.s_bad
+    """)
+    con.execute("ALTER TABLE user_causes ADD COLUMN file VARCHAR")
+    con.execute("UPDATE user_causes SET file = n.name FROM file_names n WHERE n.file_idx = user_causes.file_idx")
+
+
+def _user_diffs(con: duckdb.DuckDBPyConnection, names: dict[int, str]) -> None:
+    """One row per differing value: ``user_id, column, platform, source, rebuilt, cause, file, o``.
+
+    ``file`` is the delta file the cause names (the missing file, the duplicated file, the summary
+    with a repeated key) or else the file the rebuilt row comes from; ``o`` orders a user's columns.
+    One pass over the differing users (a list of per-column structs, filtered and unnested) keeps
+    this cheap for millions of users; the writer sorts by ``user_id, o``.
+    """
+    fields = {"total_spend": "s", "count_saved_items": "c", "loyalty_credits": "l", "batch_id": "b"}
+    items = []
+    for o, col in enumerate(VALUE_COLUMNS):
+        f = fields[col]
+        eq = "eqm" if col in ("total_spend", "loyalty_credits") else "eqc"
+
+        def same(a: str, b: str) -> str:
+            return f"(({a} IS NULL) = ({b} IS NULL) AND {eq}({a}.{f}, {b}.{f}))"
+
+        items.append(
+            f"{{'col': '{col}', 'platform': fmt(c.pv.{f}), 'source': fmt(c.sv.{f}), 'rebuilt': fmt(c.r.{f}), "
+            f"'o': {o}, 'd': NOT ({same('c.pv', 'c.r')} AND {same('c.sv', 'c.r')} AND {same('c.pv', 'c.sv')})}}"
+        )
+    values = (
+        "SELECT user_id, x.col, x.platform, x.source, x.rebuilt, cause, file_idx, r_file, x.o FROM ("
+        "SELECT c.user_id, u.cause, u.file_idx, c.r.f AS r_file, "
+        f"unnest(list_filter([{', '.join(items)}], x -> x.d)) AS x "
+        "FROM cmp2 c JOIN user_causes u USING (user_id) WHERE coalesce(c.pk, 0) <= 1 AND coalesce(c.sk, 0) <= 1)"
+    )
+    rows = (
+        "SELECT c.user_id, 'rows', CAST(coalesce(c.pk, 0) AS VARCHAR), CAST(coalesce(c.sk, 0) AS VARCHAR), "
+        "CASE WHEN c.r IS NULL THEN '0' ELSE '1' END, u.cause, u.file_idx, c.r.f, 9 "
+        "FROM cmp2 c JOIN user_causes u USING (user_id) WHERE coalesce(c.pk, 0) > 1 OR coalesce(c.sk, 0) > 1"
+    )
+    con.execute(
+        'CREATE OR REPLACE TEMP TABLE user_diffs AS SELECT d.user_id, d.col AS "column", d.platform, d.source, '
+        f"d.rebuilt, d.cause, coalesce(n1.name, n2.name) AS file, d.o FROM ({values} UNION ALL {rows}) d "
+        "LEFT JOIN file_names n1 ON n1.file_idx = d.file_idx LEFT JOIN file_names n2 ON n2.file_idx = d.r_file"
+    )
+
+
+def _fsum(con: duckdb.DuckDBPyConnection, sql: str) -> float:
+    v = con.execute(sql).fetchone()[0]
+    return float(v) if v is not None else 0.0
+
+
+def _flags(con: duckdb.DuckDBPyConnection, names: dict[int, str]) -> pd.DataFrame:
+    df = con.execute("""
+        SELECT CASE WHEN bool_or(differ) THEN 'DUP_IN_FILE' ELSE 'DUP_IDENTICAL' END AS class, user_id,
+               list(DISTINCT file_idx) AS files, list(line ORDER BY line) AS lines, count(*) AS n
+        FROM dup_rows GROUP BY user_id, file_idx
+        UNION ALL
+        SELECT CASE WHEN t.differ THEN 'TIE_BATCH' ELSE 'DUP_IDENTICAL' END, user_id,
+               list(DISTINCT file_idx ORDER BY file_idx), list(line ORDER BY file_idx, line), count(*)
+        FROM top_rows JOIN ties t USING (user_id) WHERE t.n_files > 1 GROUP BY user_id, t.differ
+        ORDER BY 1, 2
+    """).df()
+    if df.empty:
+        return pd.DataFrame(columns=["class", "user_id", "files", "lines", "detail"])
+    df["files"] = df["files"].map(lambda fs: [names[int(f)] for f in sorted(fs)])
+    df["lines"] = df["lines"].map(lambda ls: [int(x) for x in ls])
+    df["detail"] = [
+        f"{n} rows" + (f" in {files[0]}" if len(files) == 1 else f" with the same batch in {', '.join(files)}")
+        for n, files in zip(df["n"], df["files"])
+    ]
+    return df.drop(columns=["n"])
+
+
+def reconcile_tables(
+    inputs: ReconcileInputs,
+    *,
+    tolerance: float = 0.005,
+    rel_tolerance: float = 0.0,
+    pair_limit: int = 6,
+    file_match_share: float = 0.9,
+    expect_contiguous_batches: bool = False,
+) -> ReconcileResult:
+    """Rebuild, compare and explain. Pure apart from temp tables on ``inputs.con``.
+
+    Parameters
+    ----------
+    tolerance, rel_tolerance
+        Money columns match when ``|a - b| <= tolerance + rel_tolerance * |b|``.
+    pair_limit
+        Pairs of missing files are tried only when there are at most this many delta files.
+    file_match_share
+        The share of a file's affected users whose row must equal the rebuild without it before
+        "file not loaded" is claimed (the rest are explained one by one).
+    expect_contiguous_batches
+        Report gaps in the sequence of batch ids (a batch no file contains).
+    """
+    con = inputs.con
+    names = {f.idx: f.name for f in inputs.deltas}
+    names[-1], names[-2] = inputs.platform.name, inputs.source.name
+    _macros(con, tolerance, rel_tolerance)
+    con.execute("CREATE OR REPLACE TEMP TABLE file_names (file_idx INTEGER, name VARCHAR)")
+    con.executemany("INSERT INTO file_names VALUES (?, ?)", list(names.items()))
+    con.execute("CREATE OR REPLACE TEMP MACRO fname(i) AS (SELECT name FROM file_names WHERE file_idx = i)")
+    _rebuild(con)
+    _summaries(con)
+    missing, evidence = {}, {}
+    for side in SIDES:
+        missing[side], evidence[side] = _find_missing_files(
+            con, side, len(inputs.deltas), pair_limit=pair_limit, share=file_match_share)
+        _side_causes(con, side)
+    _user_table(con)
+    _user_diffs(con, names)
+    summary = _summary(con, inputs, names, missing, evidence, tolerance, rel_tolerance, expect_contiguous_batches)
+    return ReconcileResult(summary, _flags(con, names), con, [f.name for f in inputs.deltas])
+
+
+def _file_rows(con: duckdb.DuckDBPyConnection, inputs: ReconcileInputs, missing: dict) -> list[dict]:
+    stats = {int(r[0]): r[1:] for r in con.execute(
+        "SELECT file_idx, count(DISTINCT user_id), min(batch_id), max(batch_id) FROM deltas GROUP BY 1").fetchall()}
+    reflect = {}
+    for side, k in _SIDE_KEY.items():
+        for f, n, ok in con.execute(f"SELECT r.f, count(*), count(*) FILTER (NOT {k}_bad) FROM cmp2 "
+                                    "WHERE r IS NOT NULL GROUP BY 1").fetchall():
+            reflect[(side, int(f))] = (int(n), int(ok))
+    rows = []
+    for f in inputs.deltas:
+        users, bmin, bmax = stats.get(f.idx, (0, None, None))
+        row = {"name": f.name, "status": f.status, "rows": f.report.rows_in, "accepted": f.report.accepted,
+               "rejected": f.report.rejected, "blank_lines": f.report.blank_lines,
+               "errors": dict(sorted(f.report.errors.items())), "users": int(users),
+               "batch_min": bmin, "batch_max": bmax, "reader": f.reader}
+        n_win = reflect.get(("platform", f.idx), (0, 0))[0]
+        row["winning_users"] = n_win
+        for side in SIDES:
+            n, ok = reflect.get((side, f.idx), (0, 0))
+            if f.idx in missing[side]:
+                verdict = "no"
+            elif n == 0:
+                verdict = "n/a"
+            else:
+                verdict = "yes" if ok == n else "partial"
+            row[f"{side}_reflects"] = verdict
+            row[f"{side}_matching_users"] = ok
+        rows.append(row)
+    return rows
+
+
+def _summary(con, inputs, names, missing, evidence, tolerance, rel_tolerance, contiguous) -> dict:
+    source_total = _fsum(con, "SELECT fsum(total_spend) FROM source")
+    platform_total = _fsum(con, "SELECT fsum(total_spend) FROM platform")
+    rebuilt_total = _fsum(con, "SELECT fsum(r.s) FROM rebuild")
+    gap = source_total - platform_total
+    classes_by: dict[tuple, dict] = {}
+    for cause, side, file, cls, n in con.execute(
+            "SELECT cause, side, file, class, count(*) FROM user_causes GROUP BY ALL ORDER BY ALL").fetchall():
+        classes_by.setdefault((cause, side, file), {})[cls] = int(n)
+    causes = [
+        {"cause": cause, "side": side, "file": file, "users": int(n), "amount": round(float(amount), 6),
+         "gross_amount": round(float(gross), 6), "classes": classes_by[(cause, side, file)]}
+        for cause, side, file, n, amount, gross in con.execute(
+            "SELECT cause, side, file, count(*), fsum(amount), fsum(abs(amount)) FROM user_causes GROUP BY ALL"
+        ).fetchall()
+    ]
+    order = {c: i for i, c in enumerate(CAUSES)}
+    causes.sort(key=lambda c: (order[c["cause"]], c["side"], c["file"] or ""))
+    n_bad, n_unexpl, explained, unexplained = con.execute(
+        "SELECT count(*), count(*) FILTER (cause = 'unexplained'), coalesce(fsum(amount) FILTER "
+        "(cause <> 'unexplained'), 0), coalesce(fsum(amount) FILTER (cause = 'unexplained'), 0) FROM user_causes"
+    ).fetchone()
+    explained, unexplained, n_bad = float(explained), float(unexplained), int(n_bad)
+    within = gap - explained - unexplained
+    n_union, n_exact = con.execute(
+        "SELECT count(*), count(*) FILTER (NOT p_bad AND NOT s_bad AND exact(pv, r) AND exact(sv, r)) FROM cmp2"
+    ).fetchone()
+    class_counts = {"MATCH": int(n_exact), "MATCH_WITHIN_TOL": int(n_union - n_exact - n_bad)}
+    class_counts.update({k: int(v) for k, v in con.execute(
+        "SELECT class, count(*) FROM user_causes GROUP BY 1").fetchall()})
+    max_tol = _fsum(con, "SELECT max(greatest(coalesce(abs(pv.s - r.s), 0), coalesce(abs(sv.s - r.s), 0), "
+                         "coalesce(abs(pv.l - r.l), 0), coalesce(abs(sv.l - r.l), 0))) FROM cmp2 "
+                         "WHERE NOT p_bad AND NOT s_bad")
+    flag_counts = dict(con.execute(
+        "SELECT cls, count(*) FROM (SELECT CASE WHEN bool_or(differ) THEN 'DUP_IN_FILE' ELSE 'DUP_IDENTICAL' END "
+        "AS cls FROM dup_rows GROUP BY user_id, file_idx UNION ALL SELECT CASE WHEN differ THEN 'TIE_BATCH' "
+        "ELSE 'DUP_IDENTICAL' END FROM ties WHERE n_files > 1) GROUP BY 1").fetchall())
+    rejects = {f"{d}:{e}": int(n) for d, e, n in con.execute(
+        "SELECT dataset, error_type, count(*) FROM rejects GROUP BY 1, 2 ORDER BY 1, 2").fetchall()}
+    gaps = []
+    if contiguous:
+        gaps = [[int(a), int(b)] for a, b in con.execute(
+            "SELECT b, nb FROM (SELECT batch_id AS b, lead(batch_id) OVER (ORDER BY batch_id) AS nb FROM "
+            "(SELECT DISTINCT batch_id FROM deltas)) WHERE nb > b + 1 ORDER BY b").fetchall()]
+    return {
+        "source_total": round(source_total, 6),
+        "platform_total": round(platform_total, 6),
+        "rebuilt_total": round(rebuilt_total, 6),
+        "gap": round(gap, 6),
+        "explained": round(explained, 6),
+        "unexplained": round(unexplained, 6),
+        "within_tolerance": round(within, 6),
+        "share_explained": round(explained / gap, 6) if abs(gap) > 1e-9 else None,
+        "users": {"union": int(n_union), "differing": n_bad,
+                  "unexplained": int(n_unexpl),
+                  "platform": int(con.execute("SELECT count(*) FROM platform").fetchone()[0]),
+                  "source": int(con.execute("SELECT count(*) FROM source").fetchone()[0]),
+                  "rebuilt": int(con.execute("SELECT count(*) FROM rebuild").fetchone()[0])},
+        "tolerance": {"money_columns": ["total_spend", "loyalty_credits"], "abs": tolerance, "rel": rel_tolerance,
+                      "count_columns": ["count_saved_items", "batch_id"], "largest_difference_within": max_tol},
+        "files": _file_rows(con, inputs, missing),
+        "ignored_files": list(inputs.ignored),
+        "summaries": {s: {"name": lf.name, "rows": lf.report.rows_in, "accepted": lf.report.accepted,
+                          "rejected": lf.report.rejected, "errors": dict(sorted(lf.report.errors.items()))}
+                      for s, lf in (("platform", inputs.platform), ("source", inputs.source))},
+        "missing_files": {s: [names[f] for f in missing[s]] for s in SIDES},
+        "missing_file_search": {s: [{**e, "files": [names[f] for f in e["files"]]} for e in evidence[s]]
+                                for s in SIDES},
+        "causes": causes,
+        "classes": dict(sorted(class_counts.items())),
+        "flags": dict(sorted(flag_counts.items())),
+        "rejects": rejects,
+        "batch_gaps": gaps,
+        "tie_rule": "largest batch_id; ties by largest total_spend, count_saved_items, loyalty_credits; identical "
+                    "tied rows attributed to the file that sorts last (natural order), then the later line",
+    }
+
+
+def run_reconcile(
+    deltas: str,
+    platform: Path,
+    source: Path,
+    out_dir: Path,
+    *,
+    tolerance: float = 0.005,
+    rel_tolerance: float = 0.0,
+    name_pattern: str | None = None,
+    expect_contiguous_batches: bool = False,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> dict:
+    """The ``spendlab reconcile`` job: load, compare, explain, and write ``out_dir`` atomically.
+
+    Writes ``summary.json``, ``user_diffs.csv``, ``user_causes.csv``, ``rejects.csv``,
+    ``delta_flags.csv``, ``report.md`` and ``report.html``; the directory is built beside
+    ``out_dir`` and swapped in only when complete. Returns the summary with ``outputs`` added.
+    """
+    from spendlab.io.atomic import atomic_path
+    from spendlab.reconcile.inputs import DEFAULT_DELTA_PATTERN, load_reconcile_inputs
+    from spendlab.io.load import connect
+    from spendlab.reconcile.render import write_outputs
+
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp, tempfile.TemporaryDirectory(prefix="spendlab-reconcile-") as spill:
+        con = connect(threads=threads, memory_limit=memory_limit)
+        try:
+            con.execute("SET temp_directory = ?", [spill])
+            con.execute("SET preserve_insertion_order = true")
+            inputs = load_reconcile_inputs(con, deltas, Path(platform), Path(source),
+                                           name_pattern=name_pattern or DEFAULT_DELTA_PATTERN)
+            result = reconcile_tables(inputs, tolerance=tolerance, rel_tolerance=rel_tolerance,
+                                      expect_contiguous_batches=expect_contiguous_batches)
+            tmp.mkdir()
+            written = write_outputs(result, tmp)
+        finally:
+            con.close()
+    return {**result.summary, "outputs": [str(out_dir / p.name) for p in written]}

@@ -1,1 +1,0 @@
-"""Report jobs: descriptive insights and delta/summary reconciliation."""

@@ -1,0 +1,474 @@
+"""Everything MLflow: the one module that knows the tracking store and how runs are laid out.
+
+Store: ``sqlite:///mlruns/mlflow.db`` relative to the working directory (the plain file store is
+deprecated), artifacts under ``mlruns/<experiment>``. Layout: one parent run per invocation, one
+child run per model (tag ``model=<key>``), nested trial runs for tuning studies. A run whose block
+raises ends ``FAILED`` with a ``failure_reason`` tag; non-finite metrics are never logged (a
+``nonfinite_metrics`` tag lists them instead, so no ``1.797e308`` clamp reaches the store).
+
+Crash and concurrency safety: every run is tagged with the pid, host and start time of the process
+that created it, and :func:`mark_orphaned_runs` ends ``KILLED`` the ``RUNNING`` runs whose process
+is gone (a ``kill -9`` leaves them ``RUNNING``). A SQLite store is created and migrated under an
+inter-process file lock (concurrent first runs raced in alembic), and client calls are retried
+with backoff on SQLite's "database is locked".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow.entities import Run
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+ARTIFACT_ROOT = Path("mlruns")
+_MAX_PARAM_CHARS = 6000  # MLflow's param value limit is 6000 characters
+_MAX_TAG_CHARS = 5000
+
+
+def tracking_uri(uri: str | None = None) -> str:
+    """The tracking URI: ``uri`` if given, else ``sqlite:///mlruns/mlflow.db`` (relative to cwd)."""
+    return uri or DEFAULT_TRACKING_URI
+
+
+def configure(uri: str | None = None) -> str:
+    """Point MLflow at the store (creating ``mlruns/``), synchronous logging, quiet loggers."""
+    import mlflow
+
+    resolved = tracking_uri(uri)
+    os.environ["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("alembic", "mlflow", "mlflow.store", "mlflow.tracking", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    active = resolved
+    if resolved.startswith("sqlite:///"):
+        db = Path(resolved.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        # MLflow caches one store (and its pooled SQLite connections) per URI string: with the
+        # relative URI, a process that changes directory kept writing to the first directory's store.
+        active = "sqlite:///" + str(db.resolve())
+    ARTIFACT_ROOT.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(active)
+    _initialise_store(active)
+    return resolved
+
+
+_INITIALISED: set[str] = set()
+
+
+def _initialise_store(uri: str) -> None:
+    """Create/migrate a SQLite store once, under a file lock: several processes starting on a new
+    store at once otherwise race in the schema migration ("table ... already exists")."""
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri.removeprefix("sqlite:///")).resolve()
+    if str(db) in _INITIALISED:
+        return
+    from mlflow import MlflowClient
+
+    from spendlab.io.recovery import file_lock, retry
+
+    with file_lock(db.with_name(db.name + ".lock")):
+        retry(lambda: MlflowClient(tracking_uri=uri).search_experiments(max_results=1))
+    _INITIALISED.add(str(db))
+
+
+class _RetryingClient:
+    """``MlflowClient`` whose calls are retried with backoff while SQLite reports a lock."""
+
+    def __init__(self) -> None:
+        from mlflow import MlflowClient
+
+        self._client = MlflowClient()
+
+    def __getattr__(self, name: str) -> Any:
+        from spendlab.io.recovery import retry
+
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+        return lambda *args, **kwargs: retry(lambda: attr(*args, **kwargs))
+
+
+def client() -> Any:
+    """An MLflow client for the configured store whose calls retry on "database is locked"."""
+    return _RetryingClient()
+
+
+def ensure_experiment(name: str) -> str:
+    """The id of experiment ``name``, created with its artifacts under ``mlruns/<name>``."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = ARTIFACT_ROOT.resolve().as_uri() + "/" + name
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another process created it in between
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def git_commit() -> str:
+    """The commit of the spendlab source that runs (``unknown`` when it is not a git checkout, e.g.
+    an installed wheel); ``+dirty`` if tracked files are modified. Asked in the package's own
+    directory, so runs from any working directory record the code's commit, not the cwd's."""
+    import spendlab
+
+    where = Path(spendlab.__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True,
+                             cwd=where)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10, check=True, cwd=where)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def split_finite(metrics: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+    """Finite metrics, and the names of the NaN/inf ones (flagged, never logged)."""
+    good, bad = {}, []
+    for k, v in metrics.items():
+        if v is None or not math.isfinite(float(v)):
+            bad.append(k)
+        else:
+            good[k] = float(v)
+    return good, bad
+
+
+def _param_value(v: Any) -> str:
+    s = str(v)
+    return s if len(s) <= _MAX_PARAM_CHARS else s[: _MAX_PARAM_CHARS - 3] + "..."
+
+
+@dataclass
+class RunLog:
+    """Writes to one run through the client (works for any run, active or not)."""
+
+    run_id: str
+    nonfinite: list[str] = field(default_factory=list)
+
+    @property
+    def _client(self) -> Any:
+        return _RetryingClient()
+
+    def metric(self, key: str, value: float, step: int | None = None) -> None:
+        if value is None or not math.isfinite(float(value)):
+            self._flag(key if step is None else f"{key}@{step}")
+            return
+        self._client.log_metric(self.run_id, key, float(value), step=step or 0)
+
+    def metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+        import time
+
+        good, bad = split_finite(values)
+        for k in bad:
+            self._flag(k if step is None else f"{k}@{step}")
+        ts = int(time.time() * 1000)
+        batch = [Metric(k, v, ts, step or 0) for k, v in good.items()]
+        for i in range(0, len(batch), 500):
+            self._client.log_batch(self.run_id, metrics=batch[i:i + 500], synchronous=True)
+
+    def _flag(self, key: str) -> None:
+        self.nonfinite.append(key)
+        self._client.set_tag(self.run_id, "nonfinite_metrics", ",".join(self.nonfinite)[:_MAX_TAG_CHARS])
+
+    def params(self, values: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        batch = [Param(str(k), _param_value(v)) for k, v in values.items()]
+        for i in range(0, len(batch), 100):
+            self._client.log_batch(self.run_id, params=batch[i:i + 100], synchronous=True)
+
+    def tag(self, key: str, value: Any) -> None:
+        self._client.set_tag(self.run_id, key, str(value)[:_MAX_TAG_CHARS])
+
+    def tags(self, values: Mapping[str, Any]) -> None:
+        for k, v in values.items():
+            self.tag(k, v)
+
+    def artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def text(self, text: str, name: str) -> None:
+        self._client.log_text(self.run_id, text, name)
+
+    def figure(self, fig: Any, name: str) -> None:
+        import matplotlib.pyplot as plt
+
+        try:
+            self._client.log_figure(self.run_id, fig, name)
+        finally:
+            plt.close(fig)
+
+    def table(self, df: "pd.DataFrame", name: str) -> None:
+        """A DataFrame as a CSV (or Parquet, by the name's suffix) artifact."""
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / Path(name).name
+            if p.suffix == ".parquet":
+                df.to_parquet(p, index=False)
+            else:
+                df.to_csv(p, index=False)
+            parent = str(Path(name).parent)
+            self.artifact(p, None if parent == "." else parent)
+
+
+@contextlib.contextmanager
+def _run(run_id: str) -> Iterator[RunLog]:
+    """Terminate ``run_id`` FINISHED, or FAILED with ``failure_reason`` when the block raises."""
+    MlflowClient = _RetryingClient  # noqa: N806 - same calls, retried on SQLite lock errors
+
+    log = RunLog(run_id)
+    try:
+        yield log
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+        with contextlib.suppress(Exception):
+            log.tag("failure_reason", reason)
+            # Pruned Optuna trials are not failures of the job.
+            status = "KILLED" if type(exc).__name__ in {"TrialPruned", "KeyboardInterrupt"} else "FAILED"
+            MlflowClient().set_terminated(run_id, status)
+        raise
+    else:
+        MlflowClient().set_terminated(run_id, "FINISHED")
+
+
+def _create_run(experiment_id: str, run_name: str, tags: Mapping[str, Any], parent_run_id: str | None) -> str:
+    from spendlab.io.recovery import process_tags
+
+    all_tags = {k: str(v)[:_MAX_TAG_CHARS] for k, v in tags.items()}
+    all_tags.update(process_tags())  # pid, host, process start: orphan detection after a kill -9
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = _RetryingClient().create_run(experiment_id, tags=all_tags, run_name=run_name)
+    return run.info.run_id
+
+
+def mark_orphaned_runs(experiment_name: str | None = None, *, tracking_uri: str | None = None) -> list[str]:
+    """End ``KILLED`` every ``RUNNING`` run whose creating process is gone from this host.
+
+    Runs of ``experiment_name`` (every experiment when ``None``). A run from another host, or
+    without spendlab's owner tags, is left alone (its owner cannot be checked from here). Each
+    marked run gets a ``killed_reason`` tag. Returns the ids of the runs marked.
+    """
+    import time
+
+    from mlflow.entities import ViewType
+
+    from spendlab.io.recovery import HOST_TAG, PID_TAG, owner_alive
+
+    configure(tracking_uri)
+    c = _RetryingClient()
+    if experiment_name is None:
+        ids = [e.experiment_id for e in c.search_experiments(view_type=ViewType.ALL)]
+    else:
+        exp = c.get_experiment_by_name(experiment_name)
+        ids = [] if exp is None else [exp.experiment_id]
+    marked: list[str] = []
+    for i in range(0, len(ids), 100):
+        token = None
+        while True:
+            page = c.search_runs(ids[i:i + 100], filter_string="attributes.status = 'RUNNING'",
+                                 run_view_type=ViewType.ALL, max_results=1000, page_token=token)
+            for run in page:
+                tags = run.data.tags
+                if owner_alive(tags) is False:
+                    c.set_tag(run.info.run_id, "killed_reason",
+                              f"orphaned: process {tags.get(PID_TAG)} on {tags.get(HOST_TAG)} ended without "
+                              f"closing the run (found {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())})")
+                    c.set_terminated(run.info.run_id, "KILLED")
+                    marked.append(run.info.run_id)
+            token = page.token
+            if not token:
+                break
+    return marked
+
+
+def base_tags() -> dict[str, str]:
+    """Tags on every spendlab run: git commit and spendlab version."""
+    from spendlab import __version__
+
+    return {"git_commit": git_commit(), "spendlab_version": __version__}
+
+
+@contextlib.contextmanager
+def start_parent_run(experiment_name: str, *, run_name: str, tags: Mapping[str, Any] | None = None,
+                     tracking_uri: str | None = None) -> Iterator[RunLog]:
+    """One parent run per invocation; yields its :class:`RunLog` (``.run_id``)."""
+    configure(tracking_uri)
+    exp_id = ensure_experiment(experiment_name)
+    run_id = _create_run(exp_id, run_name, {**base_tags(), **(tags or {})}, None)
+    with _run(run_id) as log:
+        yield log
+
+
+@contextlib.contextmanager
+def child_run(parent: RunLog | str, *, run_name: str, tags: Mapping[str, Any] | None = None) -> Iterator[RunLog]:
+    """A run nested under ``parent`` in the parent's experiment."""
+    from mlflow import MlflowClient
+
+    parent_id = parent.run_id if isinstance(parent, RunLog) else parent
+    exp_id = MlflowClient().get_run(parent_id).info.experiment_id
+    run_id = _create_run(exp_id, run_name, {**base_tags(), **(tags or {})}, parent_id)
+    with _run(run_id) as log:
+        yield log
+
+
+def log_dataset(run: RunLog, *, name: str, digest: str, source: str, n_rows: int | None = None,
+                context: str = "backtest") -> None:
+    """``mlflow.log_input`` equivalent for a dataset that is never materialised in pandas."""
+    from mlflow import MlflowClient
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.types import ColSpec, Schema
+
+    import warnings
+
+    raw = Path(source).resolve().as_uri() if Path(source).exists() else source
+    try:
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source class twice and warns that the (identical)
+            # candidates are ambiguous; the choice does not matter.
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            src = resolve_dataset_source(raw)
+    except Exception:  # noqa: BLE001 - a source MLflow cannot resolve is still named by a code source
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+
+        src = CodeDatasetSource({"source": source})
+    schema = Schema([ColSpec("string", "user_id"), ColSpec("datetime", "ts"), ColSpec("double", "amount")])
+    ds = MetaDataset(source=src, name=name, digest=digest[:36], schema=schema)
+    entity = ds._to_mlflow_entity()
+    tags = [InputTag(key="mlflow.data.context", value=context)]
+    MlflowClient().log_inputs(run.run_id, datasets=[DatasetInput(dataset=entity, tags=tags)])
+    if n_rows is not None:
+        run.tag("dataset_rows", n_rows)
+
+
+def log_model_results(run: RunLog, *, params: Mapping[str, Any], per_origin: "pd.DataFrame",
+                      means: Mapping[str, float], dataset: Mapping[str, Any],
+                      tables: Mapping[str, "pd.DataFrame"] | None = None, figures: Mapping[str, Any] | None = None,
+                      texts: Mapping[str, str] | None = None) -> None:
+    """Params, metrics per origin (steps of ``by_origin/<split>_<metric>``) and their means
+    (``<split>_<metric>``), the dataset input, and artifacts (tables as CSV/Parquet by suffix,
+    matplotlib figures, text) on an open model run.
+
+    ``per_origin`` has one row per origin with an ``origin`` step column plus metric columns.
+    """
+    run.params(params)
+    log_dataset(run, **dataset)
+    metric_cols = [c for c in per_origin.columns
+                   if c not in {"origin", "cutoff", "target_period", "split"} and per_origin[c].dtype.kind in "fi"]
+    for _, row in per_origin.iterrows():
+        prefix = f"{row['split']}_" if "split" in per_origin.columns else ""
+        run.metrics({f"by_origin/{prefix}{c}": row[c] for c in metric_cols}, step=int(row["origin"]))
+    run.metrics(dict(means))
+    for name, df in (tables or {}).items():
+        run.table(df, name)
+    for name, fig in (figures or {}).items():
+        run.figure(fig, name)
+    for name, text in (texts or {}).items():
+        run.text(text, name)
+
+
+def log_model_run(parent: RunLog, *, model_key: str, tags: Mapping[str, Any], **results: Any) -> str:
+    """One child run (tag ``model=<key>``) holding :func:`log_model_results`; returns its id."""
+    with child_run(parent, run_name=model_key, tags={"model": model_key, **tags}) as run:
+        log_model_results(run, **results)
+        return run.run_id
+
+
+def search_runs(experiment_name: str, *, tracking_uri: str | None = None,
+                filter_string: str = "") -> "pd.DataFrame":
+    """``mlflow.search_runs`` over one experiment (empty frame when it does not exist)."""
+    import mlflow
+    import pandas as pd
+
+    configure(tracking_uri)
+    exp = mlflow.get_experiment_by_name(experiment_name)
+    if exp is None:
+        return pd.DataFrame()
+    return mlflow.search_runs(experiment_ids=[exp.experiment_id], filter_string=filter_string,
+                              output_format="pandas")
+
+
+# --- tuning studies (used by spendlab.jobs.tune) ------------------------------------------------
+
+
+@contextlib.contextmanager
+def study_run(*, experiment_name: str, study_name: str, run_id: str | None = None,
+              tracking_uri: str | None = None, tags: Mapping[str, Any] | None = None) -> Iterator["Run"]:
+    """The parent run of a tuning study; resumes ``run_id`` when the study is resumed."""
+    from mlflow import MlflowClient
+
+    configure(tracking_uri)
+    exp_id = ensure_experiment(experiment_name)
+    client = MlflowClient()
+    if run_id is not None:
+        try:
+            client.update_run(run_id, status="RUNNING")
+            from spendlab.io.recovery import process_tags
+
+            for k, v in process_tags().items():  # the resuming process owns the run now
+                client.set_tag(run_id, k, v)
+        except Exception:  # noqa: BLE001 - the store was cleaned: start a fresh parent run
+            run_id = None
+    if run_id is None:
+        run_id = _create_run(exp_id, f"tune-{study_name}",
+                             {**base_tags(), "study": study_name, "kind": "tuning", **(tags or {})}, None)
+    with _run(run_id):
+        yield client.get_run(run_id)
+
+
+@contextlib.contextmanager
+def trial_run(parent_run_id: str, trial_number: int, params: Mapping[str, Any]) -> Iterator[RunLog]:
+    """One nested run per Optuna trial, with the trial's params."""
+    with child_run(parent_run_id, run_name=f"trial-{trial_number}",
+                   tags={"trial": trial_number, "kind": "trial"}) as run:
+        run.params(params)
+        yield run
+
+
+def log_study_summary(run_id: str, *, best_params: Mapping[str, Any], best_value: float, n_complete: int,
+                      n_pruned: int, params_file: Path | None = None) -> None:
+    """Best params and value of a study on its parent run."""
+    run = RunLog(run_id)
+    run.params({f"best_{k}": v for k, v in best_params.items()})
+    run.metrics({"best_validation_rmse": best_value, "n_complete": n_complete, "n_pruned": n_pruned})
+    if params_file is not None and Path(params_file).exists():
+        run.artifact(params_file)
+
+
+def figures_available() -> bool:
+    """Matplotlib with a non-interactive backend (figures are only ever saved)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    return True
+
+
+def flatten(prefix: str, values: Mapping[str, Any] | Sequence[Any] | Any) -> dict[str, Any]:
+    """Nested config -> flat ``a.b.c`` keys (for params)."""
+    out: dict[str, Any] = {}
+    if isinstance(values, Mapping):
+        for k, v in values.items():
+            out.update(flatten(f"{prefix}.{k}" if prefix else str(k), v))
+    else:
+        out[prefix] = values
+    return out
