@@ -91,7 +91,7 @@ def peer_mlforecast(hist: pd.DataFrame, cutoff: dt.date, users: np.ndarray) -> n
 
 
 def score(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    from spendlab.forecast.backtest import origin_metrics
+    from spendlab.forecast.metrics import origin_metrics
 
     return origin_metrics(y, p)
 
@@ -102,9 +102,9 @@ def main() -> int:
     ap.add_argument("--models", default=None, help="spendlab models to run (default: the experiment's)")
     args = ap.parse_args()
 
-    from spendlab.forecast.backtest import FeatureStore
-    from spendlab.jobs.experiment import execute, load_experiment
+    from spendlab.features.store import FeatureStore
     from spendlab.io import load_transactions
+    from spendlab.jobs.experiment import execute, load_experiment
     from spendlab.models.registry import make_model
 
     cfg = load_experiment(EXPERIMENT)

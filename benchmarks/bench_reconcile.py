@@ -42,7 +42,7 @@ print(con.execute("SELECT count(*) FROM r").fetchone()[0], time.perf_counter() -
 JOB = r"""
 import json, time
 from pathlib import Path
-from spendlab.reconcile.compare import run_reconcile
+from spendlab.jobs.reconcile import run_reconcile
 t = time.perf_counter()
 s = run_reconcile({glob!r}, Path({platform!r}), Path({source!r}), Path({out!r}), memory_limit={memory_limit!r},
                   threads={threads})

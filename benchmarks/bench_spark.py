@@ -41,9 +41,10 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 def duckdb_features(data: str, freq: str, as_of: dt.date, out: Path) -> tuple[float, int]:
     from spendlab.features import FeatureConfig, build_features_arrow
-    from spendlab.features.metadata import feature_metadata, write_features
+    from spendlab.features.metadata import feature_metadata
     from spendlab.io import load_transactions
     from spendlab.io.load import connect
+    from spendlab.jobs.features import write_features
 
     t0 = time.perf_counter()
     tx = load_transactions(data, "generic")
@@ -128,8 +129,9 @@ def main() -> None:
                          f"{d_users:,} users each; max |difference| over {a.shape[1] - 1} columns {diff:.3g}")
         if not args.skip_score:
             from spendlab.io import load_transactions
-            from spendlab.jobs.score import load_model, score
+            from spendlab.jobs.score import score
             from spendlab.spark import spark_score
+            from spendlab.tracking.scorer import load_model
 
             tracking, uri = register_model(args.data, dt.date.fromisoformat(args.train_as_of), tmp)
             t0 = time.perf_counter()

@@ -14,11 +14,11 @@ from spendlab.calendar import (
     next_period_start,
     period_calendar,
     period_end,
-    target_period_label,
     period_index,
     period_start,
     period_starts,
     shift_period,
+    target_period_label,
 )
 from spendlab.config import parse_config
 from spendlab.errors import ConfigError

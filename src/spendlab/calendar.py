@@ -16,12 +16,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 from pydantic import field_validator, model_validator
 
 from spendlab.config import StrictModel
+
+if TYPE_CHECKING:
+
+    pass
 
 Freq = Literal["month", "week"]
 FREQS: tuple[str, ...] = ("month", "week")
@@ -315,3 +319,8 @@ def period_calendar(
                      float(sum(d.weekday() >= 5 for d in span)), float(n)))
     return pd.DataFrame(rows, columns=["period_start", "n_holidays", "n_retail_events", "weekend_days",
                                        "days_in_period"])
+
+
+def target_window_end(cutoff: dt.date, freq: Freq, horizon: int) -> dt.date:
+    """Last day of the ``horizon`` periods after the period ending at ``cutoff``."""
+    return period_end(shift_period(cutoff, freq, horizon), freq)

@@ -143,7 +143,7 @@ def describe(
     memory_limit: Annotated[Optional[str], typer.Option(help="DuckDB memory limit, e.g. 4GB.")] = None,
 ) -> None:
     """Describe INPUT: transaction values, monthly spend, days with spend per week, insights, report.html."""
-    from spendlab.describe.render import run_describe
+    from spendlab.jobs.describe import run_describe
 
     cfg = reader_config(config)
     tx = load_transactions(input, format, config=cfg, mode=mode)
@@ -217,8 +217,9 @@ def features(
     import datetime as dt
 
     from spendlab.features import build_features_arrow, load_feature_config
-    from spendlab.features.metadata import default_as_of, feature_metadata, write_features
+    from spendlab.features.metadata import default_as_of, feature_metadata
     from spendlab.io.load import connect
+    from spendlab.jobs.features import write_features
 
     if freq not in ("month", "week"):
         raise SpendlabError(f"--freq must be month or week, got {freq!r}")
@@ -266,7 +267,7 @@ def reconcile(
     Writes summary.json, user_diffs.csv, user_causes.csv, rejects.csv, delta_flags.csv, report.md and
     report.html. Exit 0 when it ran; with --fail-on-diff, exit 3 when any difference exists.
     """
-    from spendlab.reconcile.compare import run_reconcile
+    from spendlab.jobs.reconcile import run_reconcile
 
     s = run_reconcile(deltas, platform, source, out_dir, tolerance=tolerance, name_pattern=pattern,
                       expect_contiguous_batches=contiguous_batches, memory_limit=memory_limit)
@@ -365,8 +366,8 @@ def score(
     """Score every user's next-period spend with an 80% interval; one row per user seen by the cutoff."""
     import datetime as dt
 
-    from spendlab.jobs.score import load_model_async
     from spendlab.jobs.score import score as run_score
+    from spendlab.tracking.scorer import load_model_async
 
     cutoff = None
     if as_of is not None:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from spendlab.reconcile.compare import run_reconcile
 from spendlab.datasets.deltas import SCENARIOS, generate_deltas
+from spendlab.jobs.reconcile import run_reconcile
 
 FAULTS = [s for s in SCENARIOS if s != "clean"]
 CASES = [[s] for s in SCENARIOS] + [list(pair) for pair in itertools.combinations(FAULTS, 2)]

@@ -28,11 +28,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from spendlab.io import load_transactions
-from spendlab.io.load import connect
 from spendlab.describe import insights as ins
 from spendlab.describe.tables import prepare
-from spendlab.describe.render import run_describe
+from spendlab.io import load_transactions
+from spendlab.io.load import connect
+from spendlab.jobs.describe import run_describe
 
 FIXTURE = Path(__file__).parent / "fixtures" / "describe_small.csv"
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from spendlab.io import load_transactions
-from spendlab.describe.render import run_describe
+from spendlab.jobs.describe import run_describe
 from tests.setup_browser import run_headless
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -11,7 +11,7 @@ import pytest
 
 from spendlab.io import load_transactions
 from spendlab.io.rejects import neutralise_formula
-from spendlab.describe.render import run_describe
+from spendlab.jobs.describe import run_describe
 
 HOSTILE = {
     "script": "<script>alert(1)</script>",  # the top spender, so it reaches the takeaway and every table

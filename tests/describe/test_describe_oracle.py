@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 import math
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from spendlab.io import load_transactions
-from spendlab.io.load import connect, validation_summary
 from spendlab.describe import insights as ins
 from spendlab.describe.tables import prepare
-from spendlab.describe.render import run_describe
+from spendlab.io import load_transactions
+from spendlab.io.load import connect, validation_summary
+from spendlab.jobs.describe import run_describe
 
 CENT = 0.005 + 1e-9  # written values are rounded to cents; allow the rounding itself
 

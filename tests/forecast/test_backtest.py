@@ -9,8 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spendlab.forecast.backtest import FeatureStore, origin_metrics, run_backtest, segment_users, training_origins
-from spendlab.jobs.experiment import ExperimentConfig
+from spendlab.features.store import FeatureStore
+from spendlab.forecast.backtest import run_backtest
+from spendlab.forecast.metrics import origin_metrics
+from spendlab.forecast.protocol import ExperimentConfig
+from spendlab.forecast.segments import segment_users
+from spendlab.forecast.split import training_origins
 from spendlab.io.load import connect
 from spendlab.models import registry
 

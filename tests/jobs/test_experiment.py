@@ -13,8 +13,9 @@ import yaml
 from mlflow import MlflowClient
 
 from spendlab.datasets.synth import synth_transactions
-from spendlab.jobs.experiment import LEADERBOARD_COLUMNS, PREDICTION_COLUMNS, compare_runs, load_experiment, run_experiment
+from spendlab.forecast.leaderboard import LEADERBOARD_COLUMNS, PREDICTION_COLUMNS
 from spendlab.io import load_transactions
+from spendlab.jobs.experiment import compare_runs, load_experiment, run_experiment
 from spendlab.models import registry
 
 pytestmark = pytest.mark.slow

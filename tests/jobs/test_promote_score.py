@@ -13,12 +13,14 @@ import pytest
 from mlflow import MlflowClient
 
 from spendlab.datasets.synth import synth_transactions
-from spendlab.jobs.experiment import run_experiment
 from spendlab.features import build_features
 from spendlab.io import load_transactions
 from spendlab.io.load import connect
-from spendlab.jobs.promote import EXIT_NOT_PROMOTED, REGISTERED_MODEL, promote_experiment
-from spendlab.jobs.score import BASIS_COLD_START, BASIS_MODEL, load_model, score
+from spendlab.jobs.experiment import run_experiment
+from spendlab.jobs.promote import promote_experiment
+from spendlab.jobs.score import score
+from spendlab.tracking.registry import EXIT_NOT_PROMOTED, REGISTERED_MODEL
+from spendlab.tracking.scorer import BASIS_COLD_START, BASIS_MODEL, load_model
 from tests.jobs.conftest import write_experiment
 
 CHAMPION = f"models:/{REGISTERED_MODEL}@champion"
@@ -218,7 +220,7 @@ def test_loading_a_model_from_another_spendlab_version_warns(in_registry: dict, 
 def test_registration_chatter_is_dropped_and_everything_else_passes_through(capsys: pytest.CaptureFixture) -> None:
     import sys
 
-    from spendlab.jobs.promote import _quiet_registration
+    from spendlab.tracking.registry import _quiet_registration
 
     with pytest.raises(RuntimeError), _quiet_registration():
         print("Registered model 'm' already exists. Creating a new version of this model...", file=sys.stderr)

@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from spendlab.reconcile.inputs import load_reconcile_inputs
 from spendlab.io.load import connect
 from spendlab.reconcile.compare import CAUSES, ReconcileResult, reconcile_tables
+from spendlab.reconcile.inputs import load_reconcile_inputs
 
 HEADER = "user_id,total_spend,count_saved_items,loyalty_credits,batch_id"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from spendlab.errors import InputFileError, SpendlabError
-from spendlab.reconcile.inputs import discover_deltas, load_reconcile_inputs, natural_key
 from spendlab.io.load import connect
+from spendlab.reconcile.inputs import discover_deltas, load_reconcile_inputs, natural_key
 
 HEADER = "user_id,total_spend,count_saved_items,loyalty_credits,batch_id"
 SUMMARY = HEADER + "\nu1,10,1,0,5\n"
@@ -161,8 +161,8 @@ def test_quoted_header_alone_keeps_the_fast_reader(tmp_path: Path) -> None:
 @pytest.mark.parametrize("extra", ["", "u9,1,1\n", "\n", "   \n"])
 def test_column_reader_and_line_reader_agree(tmp_path: Path, extra: str) -> None:
     """The columns reader (no blank or ragged line) and the per-line reader give the same rows and rejects."""
-    from spendlab.reconcile.inputs import LoadedFile, _create_tables, _load_fast, _Writer
     from spendlab.io.rejects import FileReport
+    from spendlab.reconcile.inputs import LoadedFile, _create_tables, _load_fast, _Writer
 
     text = f"{HEADER}\n007,10,1,0,5\nu2, 3 ,1,0,12a\n" + extra + "u3,4,2,1,7\n"
     path = write(tmp_path / "delta1.csv", text)

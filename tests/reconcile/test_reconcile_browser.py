@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spendlab.reconcile.compare import run_reconcile
 from spendlab.datasets.deltas import generate_deltas
+from spendlab.jobs.reconcile import run_reconcile
 from tests.setup_browser import run_headless
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from spendlab.errors import InputFileError
-from spendlab.reconcile.compare import run_reconcile
+from spendlab.jobs.reconcile import run_reconcile
 
 HEADER = "user_id,total_spend,count_saved_items,loyalty_credits,batch_id"
 SCRIPT_ID = "<script>alert(1)</script>"

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from spendlab.jobs.promote import REGISTERED_MODEL
+from spendlab.tracking.registry import REGISTERED_MODEL
 from tests.jobs.conftest import write_experiment
 
 pytestmark = pytest.mark.slow

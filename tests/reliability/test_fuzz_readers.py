@@ -21,9 +21,11 @@ from hypothesis import strategies as st
 
 from spendlab.errors import InputFileError
 from spendlab.io import load_transactions
-from spendlab.reconcile.inputs import _create_tables  # noqa: PLC2701 - the tables load_table_file writes into
-from spendlab.reconcile.inputs import load_table_file
 from spendlab.io.load import connect
+from spendlab.reconcile.inputs import (
+    _create_tables,  # noqa: PLC2701 - the tables load_table_file writes into
+    load_table_file,
+)
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

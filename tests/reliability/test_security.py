@@ -217,7 +217,7 @@ class _Exploit:
 @pytest.mark.parametrize("uri", ["{dir}", "models:/spendlab-next-month@champion", "runs:/0123abcd/model"])
 def test_models_load_only_from_the_uri_given_and_a_stray_pickle_is_never_unpickled(
         workdir: Path, uri: str) -> None:
-    from spendlab.jobs.score import load_model
+    from spendlab.tracking.scorer import load_model
 
     canary = workdir / "CANARY"
     model_dir = workdir / "not-a-model"

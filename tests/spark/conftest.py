@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-
 SYNTH_USERS = 20_000
 
 

@@ -60,8 +60,9 @@ def test_spark_scores_equal_local_scores_within_1e6(spark, registry: tuple[str, 
                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
-    from spendlab.jobs.score import SCORE_SCHEMA, load_model, score
+    from spendlab.jobs.score import SCORE_SCHEMA, score
     from spendlab.spark import spark_score
+    from spendlab.tracking.scorer import load_model
 
     monkeypatch.chdir(tmp_path)  # the tracking helper creates ./mlruns
     tracking_uri, model_uri = registry

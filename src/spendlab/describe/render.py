@@ -13,22 +13,18 @@ data: CSV cells that a spreadsheet would run as a formula are prefixed with ``'`
 from __future__ import annotations
 
 import datetime as dt
-import json
-import shutil
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 
-from spendlab.errors import NoDataError
-from spendlab.io.atomic import atomic_path
-from spendlab.io.load import Transactions, connect
-from spendlab.io.rejects import neutralise_formula
+from spendlab.describe import figures as figs
 from spendlab.describe import insights as ins
 from spendlab.describe import tables as qt
-from spendlab.describe import figures as figs
+from spendlab.errors import NoDataError
+from spendlab.io.load import Transactions
+from spendlab.io.rejects import neutralise_formula
 
 #: Columns written rounded to cents, wherever they appear.
 MONEY_COLUMNS = frozenset({
@@ -36,8 +32,6 @@ MONEY_COLUMNS = frozenset({
     "total_increase", "total_decrease", "net_change", "spend_per_active_user", "mean_spend_per_active_user",
     "median_spend_per_active_user", "amount",
 })
-_FORMULA_START = "('=', '+', '-', '@', chr(9), chr(13))"
-_UDF = "spendlab_neutralise_formula"
 
 
 @dataclass
@@ -301,112 +295,3 @@ def render_html(report: DescribeReport, *, top_n: int = 20) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _register_neutraliser(con: duckdb.DuckDBPyConnection) -> None:
-    from duckdb.sqltypes import VARCHAR
-
-    try:
-        con.create_function(_UDF, neutralise_formula, [VARCHAR], VARCHAR, side_effects=False)
-    except duckdb.Error as exc:  # already registered on this connection
-        if "already" not in str(exc).lower():
-            raise
-
-
-def csv_select(con: duckdb.DuckDBPyConnection, sql: str, order_by: str) -> str:
-    """Wrap ``sql`` so every column is written as the report promises (cents, neutralised text)."""
-    _register_neutraliser(con)
-    cols = [(d[0], str(d[1])) for d in con.execute(f"SELECT * FROM ({sql}) LIMIT 0").description]
-    exprs = []
-    for name, typ in cols:
-        q = f'"{name}"'
-        if name in MONEY_COLUMNS:
-            exprs.append(f"CAST(round({q}, 2) AS DECIMAL(38, 2)) AS {q}")
-        elif typ in ("VARCHAR", "STRING", "str") or "VARCHAR" in typ.upper():
-            exprs.append(f"CASE WHEN left({q}, 1) IN {_FORMULA_START} THEN {_UDF}({q}) ELSE {q} END AS {q}")
-        elif name == "pct_change":
-            exprs.append(f"round({q}, 6) AS {q}")
-        else:
-            exprs.append(q)
-    return f"SELECT {', '.join(exprs)} FROM ({sql}) ORDER BY {order_by}"
-
-
-def copy_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path, order_by: str) -> int:
-    """Write a (possibly huge) query result to CSV from DuckDB, in ``order_by`` order; return the row count."""
-    literal = str(path).replace("'", "''")
-    row = con.execute(f"COPY ({csv_select(con, sql, order_by)}) TO '{literal}' (FORMAT csv, HEADER true)").fetchone()
-    return int(row[0])
-
-
-def write_frame_csv(df: pd.DataFrame, path: Path) -> None:
-    """Write a small table with the report's formatting rules."""
-    format_frame(df).to_csv(path, index=False, lineterminator="\n")
-
-
-BIG_TABLES = {
-    "avg_transaction_value_per_user.csv": (lambda net: qt.per_user_sql(net_refunds=net), "user_id"),
-    "monthly_spend_per_user.csv": (lambda net: qt.monthly_sql(net_refunds=net), "user_id, month"),
-    "days_spent_per_week.csv": (lambda net: qt.days_per_week_sql(), "user_id, week_start"),
-    "insights/mom_change_per_user.csv": (lambda net: f"SELECT * FROM {qt.MOM}", "user_id, month"),
-}
-
-
-def run_describe(
-    tx: Transactions,
-    out_dir: Path,
-    *,
-    country: str = "US",
-    top_n: int = 20,
-    net_refunds: bool = False,
-    memory_limit: str | None = None,
-    threads: int | None = None,
-) -> dict[str, object]:
-    """Write the describe outputs of ``tx`` to ``out_dir`` atomically and return their paths and the summary.
-
-    Parameters
-    ----------
-    tx
-        Loaded transactions (any format; Parquet inputs stay in DuckDB).
-    out_dir
-        Output directory; replaced as a whole on success, untouched on failure.
-    country, top_n, net_refunds
-        See :func:`build_report`.
-    memory_limit, threads
-        DuckDB session limits (large inputs spill to a temporary directory inside the output).
-
-    Returns
-    -------
-    dict
-        ``summary`` (as written to ``summary.json``), ``out_dir``, ``files`` (relative path -> rows
-        written for CSVs, bytes for the rest).
-    """
-    out_dir = Path(out_dir)
-    con = connect(threads=threads, memory_limit=memory_limit)
-    files: dict[str, int] = {}
-    with atomic_path(out_dir) as tmp:
-        (tmp / "insights").mkdir(parents=True)
-        (tmp / "figures").mkdir()
-        spill = tmp / ".duckdb_tmp"
-        con.execute("SET temp_directory = ?", [str(spill)])
-        con.execute("SET preserve_insertion_order = true")
-        con.execute("SET enable_progress_bar = false")  # library code keeps the terminal quiet
-        tx.register(con)
-        report = build_report(con, tx, country=country, top_n=top_n, net_refunds=net_refunds)
-        for name, (sql_fn, order) in BIG_TABLES.items():
-            files[name] = copy_csv(con, sql_fn(net_refunds), tmp / name, order)
-        small = {"monthly_overview.csv": report.overview,
-                 "days_spent_per_week_distribution.csv": report.days_distribution}
-        for insight in report.insights:
-            small.update({f"insights/{k}.csv": v for k, v in insight.tables.items()})
-            (tmp / "figures" / f"{insight.key}.png").write_bytes(insight.figure)
-            files[f"figures/{insight.key}.png"] = len(insight.figure)
-        (tmp / "figures" / "days_per_week.png").write_bytes(report.days_figure)
-        for name, df in small.items():
-            write_frame_csv(df, tmp / name)
-            files[name] = len(df)
-        summary = rounded_summary(report.summary)
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        html = render_html(report, top_n=top_n)
-        (tmp / "report.html").write_text(html, encoding="utf-8")
-        files["report.html"] = len(html.encode())
-        con.close()
-        shutil.rmtree(spill, ignore_errors=True)
-    return {"out_dir": str(out_dir), "summary": summary, "files": dict(sorted(files.items()))}

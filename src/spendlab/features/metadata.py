@@ -7,14 +7,12 @@ import json
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from spendlab.calendar import Freq, check_freq, period_end, period_start
 from spendlab.config import config_hash
 from spendlab.errors import NoDataError
 from spendlab.features.config import FeatureConfig
-from spendlab.io.atomic import atomic_path
 
 METADATA_PREFIX = "spendlab."
 
@@ -44,15 +42,6 @@ def feature_metadata(config: FeatureConfig, *, freq: Freq, as_of: dt.date, **ext
         **extra,
     }
     return {METADATA_PREFIX + k: v for k, v in meta.items()}
-
-
-def write_features(table: pa.Table, out: str | Path, metadata: dict[str, str]) -> Path:
-    """Write ``table`` to Parquet atomically with ``metadata`` added to its schema metadata."""
-    merged = dict(table.schema.metadata or {})
-    merged.update({k.encode(): v.encode() for k, v in metadata.items()})
-    with atomic_path(out) as tmp:
-        pq.write_table(table.replace_schema_metadata(merged), tmp)
-    return Path(out)
 
 
 def read_feature_metadata(path: str | Path) -> dict[str, str]:

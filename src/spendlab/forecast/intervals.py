@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SEGMENTS: tuple[str, ...] = ("new", "active", "lapsed")
 _LEVEL_GRID = np.round(np.arange(0.30, 0.991, 0.01), 2)
 
 
@@ -124,3 +123,14 @@ def coverage(y_true: np.ndarray, bounds: pd.DataFrame) -> float:
     """Share of outcomes inside ``[lower, upper]``."""
     y = np.asarray(y_true, dtype=np.float64)
     return float(np.mean((y >= bounds["lower"].to_numpy()) & (y <= bounds["upper"].to_numpy())))
+
+
+def cold_start_fallback(y_new: np.ndarray) -> dict[str, float]:
+    """Prediction and 80% band for users outside the model's domain: new users' next-period spend."""
+    if len(y_new) == 0:
+        return {"prediction": 0.0, "lower": 0.0, "upper": 0.0}
+    return {
+        "prediction": float(np.mean(y_new)),
+        "lower": float(np.quantile(y_new, 0.1)),
+        "upper": float(np.quantile(y_new, 0.9)),
+    }

@@ -8,141 +8,14 @@ logs one MLflow parent run with a child per model, and writes the leaderboard an
 
 from __future__ import annotations
 
-import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import field_validator, model_validator
-
-from spendlab.calendar import Freq, period_end, shift_period
-from spendlab.config import ReaderConfig, StrictModel, load_yaml, parse_config
+from spendlab.config import StrictModel, load_yaml, parse_config
 from spendlab.errors import ConfigError
-
-
-class DatasetSpec(StrictModel):
-    """Where the transactions come from (same arguments as ``spendlab validate``)."""
-
-    input: str
-    format: Literal["millions", "cdnow", "generic"] = "generic"
-    name: str | None = None  # the dataset's name in MLflow; default: the input
-
-
-class Origins(StrictModel):
-    """Cutoffs (period ends): every period end from ``start`` to ``end``, or an explicit list."""
-
-    start: dt.date | None = None
-    end: dt.date | None = None
-    dates: tuple[dt.date, ...] = ()
-
-    @model_validator(mode="after")
-    def _one_form(self) -> "Origins":
-        if bool(self.dates) == (self.start is not None or self.end is not None):
-            raise ValueError("give either dates: [...] or start: and end:")
-        if not self.dates and (self.start is None or self.end is None):
-            raise ValueError("start: and end: go together")
-        if self.start is not None and self.end is not None and self.end < self.start:
-            raise ValueError(f"end {self.end} is before start {self.start}")
-        return self
-
-    def cutoffs(self, freq: Freq) -> list[dt.date]:
-        """The cutoffs, each checked to be the last day of its period."""
-        if self.dates:
-            out = sorted(set(self.dates))
-            bad = [d for d in out if d != period_end(d, freq)]
-            if bad:
-                raise ConfigError(f"origins must be {freq} ends (cutoff = last day of a period): {bad}")
-            return out
-        assert self.start is not None and self.end is not None
-        out, cur = [], period_end(self.start, freq)
-        if cur != self.start:
-            raise ConfigError(f"origins start {self.start} is not the last day of a {freq}")
-        while cur <= self.end:
-            out.append(cur)
-            cur = period_end(shift_period(cur, freq, 1), freq)
-        return out
-
-
-class SegmentSpec(StrictModel):
-    """Segments for the per-segment RMSE and the intervals (see ``backtest.segment_users``)."""
-
-    active_window: int = 3  # periods (lag1..lagN) in which a purchase makes a user "active"
-
-
-class ExperimentConfig(StrictModel):
-    """One ``experiments/<name>.yaml``."""
-
-    name: str
-    description: str = ""
-    dataset: DatasetSpec
-    reader: ReaderConfig = ReaderConfig()
-    freq: Freq = "month"
-    horizon: int = 1  # the target is the spend of the ``horizon`` periods after the cutoff's period
-    validation: Origins
-    test: Origins
-    train_origins: int = 6  # earlier origins stacked into each training set (most recent first)
-    features: Path | None = None  # feature-set YAML; None = spendlab's default feature set
-    models: tuple[str, ...] = ()  # () = every registry key
-    params: dict[str, dict[str, Any]] = {}
-    ensemble_members: tuple[str, ...] = ("lightgbm", "lightgbm_clv", "sm_tweedie_glm", "bgnbd_gg")
-    # Members whose mean validation |bias| exceeds this are left out of the blend (validation only).
-    ensemble_max_validation_bias: float = 0.10
-    segments: SegmentSpec = SegmentSpec()
-    interval_level: float = 0.8
-    seed: int = 0
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        import re
-
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", v):
-            raise ValueError("name must be letters, digits, _ . - (it names MLflow experiments and files)")
-        return v
-
-    @field_validator("horizon", "train_origins")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("must be at least 1")
-        return v
-
-    @model_validator(mode="after")
-    def _check(self) -> "ExperimentConfig":
-        from spendlab.models.registry import MODELS
-
-        unknown = [m for m in (*self.models, *self.params, *self.ensemble_members) if m not in MODELS]
-        if unknown:
-            raise ValueError(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
-        if "ensemble" in self.ensemble_members:
-            raise ValueError("ensemble_members cannot include ensemble")
-        if not 0.0 < self.interval_level < 1.0:
-            raise ValueError("interval_level must be between 0 and 1")
-        val, test = self.validation.cutoffs(self.freq), self.test.cutoffs(self.freq)
-        if not val or not test:
-            raise ValueError("validation and test need at least one origin each")
-        # The last validation target must be known before the first test cutoff: validation
-        # origins end at least `horizon` periods before it.
-        latest_val = period_end(shift_period(test[0], self.freq, -self.horizon), self.freq)
-        late = [d for d in val if d > latest_val]
-        if late:
-            raise ValueError(f"validation origins {late} are not strictly before the first test cutoff "
-                             f"{test[0]} (their targets must be known by then: last allowed {latest_val})")
-        return self
-
-    def model_keys(self) -> list[str]:
-        from spendlab.models.registry import MODELS
-
-        return list(self.models) if self.models else list(MODELS)
-
-    def origins(self, which: Literal["validation", "test", "all"]) -> list[dt.date]:
-        if which == "validation":
-            return self.validation.cutoffs(self.freq)
-        if which == "test":
-            return self.test.cutoffs(self.freq)
-        if which == "all":
-            return sorted(set(self.validation.cutoffs(self.freq)) | set(self.test.cutoffs(self.freq)))
-        raise ValueError(f"origins must be validation, test or all, got {which!r}")
+from spendlab.forecast.leaderboard import LEADERBOARD_COLUMNS, PREDICTION_COLUMNS, pick_champion
+from spendlab.forecast.protocol import ExperimentConfig
 
 
 def load_experiment(path: str | Path) -> ExperimentConfig:
@@ -155,9 +28,6 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
 
 # --- the runner -------------------------------------------------------------------------------
 
-LEADERBOARD_COLUMNS: tuple[str, ...] = ("model", "rmse", "mae", "bias", "wape", "top10_capture",
-                                        "validation_rmse", "champion")
-PREDICTION_COLUMNS: tuple[str, ...] = ("model", "cutoff", "target_period", "user_id", "y_true", "y_pred")
 TUNED_DIR = Path("configs/tuned")
 
 
@@ -210,24 +80,11 @@ def feature_store(cfg: ExperimentConfig, source: Any) -> Any:
     """The :class:`~spendlab.forecast.backtest.FeatureStore` of experiment ``cfg`` over ``source``: its
     transactions, or a store built for it earlier (refused if built for another frequency,
     horizon or feature set), so that jobs in one process build each cutoff's features once."""
-    from spendlab.forecast.backtest import FeatureStore
     from spendlab.features import FeatureConfig, load_feature_config
+    from spendlab.features.store import FeatureStore
 
     fcfg = load_feature_config(cfg.features) if cfg.features is not None else FeatureConfig()
     return FeatureStore.from_source(source, freq=cfg.freq, horizon=cfg.horizon, feature_config=fcfg)
-
-
-def pick_champion(leaderboard: "Any") -> str:
-    """The non-baseline model with the lowest mean validation RMSE (test results are never used)."""
-    from spendlab.models.registry import BASELINES
-
-    cands = leaderboard[~leaderboard["model"].isin(BASELINES)]
-    if cands.empty:
-        cands = leaderboard
-    cands = cands[cands["validation_rmse"].notna()]
-    if cands.empty:
-        raise ConfigError("no model has a finite validation RMSE; cannot choose a champion")
-    return str(cands.sort_values(["validation_rmse", "model"]).iloc[0]["model"])
 
 
 def run_experiment(experiment_path: Path, *, models: list[str] | None = None, out_dir: Path,
@@ -275,14 +132,15 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
 
     import pandas as pd
 
-    from spendlab.tracking import runs as tracking
-    from spendlab.forecast.backtest import ensemble_result, run_backtest
+    from spendlab.forecast.backtest import run_backtest
+    from spendlab.forecast.blend import ensemble_result
     from spendlab.forecast.intervals import apply_intervals, coverage, fit_conformal
     from spendlab.io.atomic import atomic_path, atomic_write_text
-    from spendlab.models.ensemble import nnls_weights
     from spendlab.models.base import usable_cores
+    from spendlab.models.ensemble import nnls_weights
     from spendlab.models.registry import model_params
     from spendlab.tracking import figures as figs
+    from spendlab.tracking import runs as tracking
 
     keys = _model_keys(cfg, models)
     jobs = jobs or min(4, usable_cores())
@@ -464,8 +322,8 @@ def compare_runs(experiment_name: str, *, tracking_uri: str | None = None,
     validation RMSE first, and a table of the params that differ between the ``top`` best runs."""
     import pandas as pd
 
-    from spendlab.tracking import runs as tracking
     from spendlab.errors import NoDataError
+    from spendlab.tracking import runs as tracking
 
     runs = tracking.search_runs(experiment_name, tracking_uri=tracking_uri)
     if runs.empty or "tags.model" not in runs.columns:

@@ -80,7 +80,7 @@ def stage_validate(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]
 
 
 def stage_describe(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-    from spendlab.describe.render import run_describe
+    from spendlab.jobs.describe import run_describe
 
     out = cfg.out_dir / "describe"
     tx = _load(cfg, state)
@@ -89,8 +89,8 @@ def stage_describe(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]
 
 
 def stage_tune(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-    from spendlab.models.base import usable_cores
     from spendlab.jobs.tune import tune_experiment
+    from spendlab.models.base import usable_cores
 
     assert cfg.tune is not None
     r = tune_experiment(cfg.experiment, model_key=cfg.tune.model, n_trials=cfg.tune.trials,
@@ -124,7 +124,8 @@ def stage_promote(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def stage_score(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-    from spendlab.jobs.score import load_model, score
+    from spendlab.jobs.score import score
+    from spendlab.tracking.scorer import load_model
 
     out = cfg.out_dir / "scores.parquet"
     model = load_model(tracking_uri=cfg.tracking_uri)

@@ -23,8 +23,8 @@ from typing import Any
 import yaml
 
 from spendlab.errors import ConfigError, SpendlabError
-from spendlab.jobs.experiment import TUNED_DIR, tuned_params_path
 from spendlab.io.atomic import atomic_write_text
+from spendlab.jobs.experiment import TUNED_DIR, tuned_params_path
 
 OPTUNA_DB = "mlruns/optuna.db"
 N_STARTUP = 5  # TPE's random start-up trials

@@ -25,9 +25,7 @@ Rules (documented in docs/decisions.md, "Reconciliation"):
 from __future__ import annotations
 
 import itertools
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -510,42 +508,3 @@ def _summary(con, inputs, names, missing, evidence, tolerance, rel_tolerance, co
     }
 
 
-def run_reconcile(
-    deltas: str,
-    platform: Path,
-    source: Path,
-    out_dir: Path,
-    *,
-    tolerance: float = 0.005,
-    rel_tolerance: float = 0.0,
-    name_pattern: str | None = None,
-    expect_contiguous_batches: bool = False,
-    memory_limit: str | None = None,
-    threads: int | None = None,
-) -> dict:
-    """The ``spendlab reconcile`` job: load, compare, explain, and write ``out_dir`` atomically.
-
-    Writes ``summary.json``, ``user_diffs.csv``, ``user_causes.csv``, ``rejects.csv``,
-    ``delta_flags.csv``, ``report.md`` and ``report.html``; the directory is built beside
-    ``out_dir`` and swapped in only when complete. Returns the summary with ``outputs`` added.
-    """
-    from spendlab.io.atomic import atomic_path
-    from spendlab.reconcile.inputs import DEFAULT_DELTA_PATTERN, load_reconcile_inputs
-    from spendlab.io.load import connect
-    from spendlab.reconcile.render import write_outputs
-
-    out_dir = Path(out_dir)
-    with atomic_path(out_dir) as tmp, tempfile.TemporaryDirectory(prefix="spendlab-reconcile-") as spill:
-        con = connect(threads=threads, memory_limit=memory_limit)
-        try:
-            con.execute("SET temp_directory = ?", [spill])
-            con.execute("SET preserve_insertion_order = true")
-            inputs = load_reconcile_inputs(con, deltas, Path(platform), Path(source),
-                                           name_pattern=name_pattern or DEFAULT_DELTA_PATTERN)
-            result = reconcile_tables(inputs, tolerance=tolerance, rel_tolerance=rel_tolerance,
-                                      expect_contiguous_batches=expect_contiguous_batches)
-            tmp.mkdir()
-            written = write_outputs(result, tmp)
-        finally:
-            con.close()
-    return {**result.summary, "outputs": [str(out_dir / p.name) for p in written]}

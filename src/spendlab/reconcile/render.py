@@ -8,13 +8,8 @@ cells are escaped, so a ``user_id`` such as ``<script>`` stays text everywhere.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import duckdb
 import jinja2
 
-from spendlab.io.rejects import neutralise_formula
 from spendlab.reconcile.compare import CAUSES, ReconcileResult
 
 CAUSE_TEXT = {
@@ -199,54 +194,4 @@ def render_markdown(result: ReconcileResult) -> str:
 def render_html(result: ReconcileResult) -> str:
     return _environment().get_template("reconcile.html").render(**render_context(result))
 
-
-_NEUTRAL = ("CASE WHEN regexp_matches({c}, '^[=+\\-@\\t\\r]') AND TRY_CAST({c} AS DOUBLE) IS NULL "
-            "THEN '''' || {c} ELSE {c} END")
-
-
-def _copy_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:
-    con.execute(f"COPY ({sql}) TO '{_sql_path(path)}' (HEADER, DELIMITER ',')")
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
-def write_outputs(result: ReconcileResult, out_dir: Path) -> list[Path]:
-    """Write every output into ``out_dir`` (which must exist); return the paths written."""
-    con = result.con
-    paths = []
-    p = out_dir / "summary.json"
-    p.write_text(json.dumps(result.summary, indent=2, default=str) + "\n", encoding="utf-8")
-    paths.append(p)
-    n = {c: _NEUTRAL.format(c=f'"{c}"') for c in ("user_id", "platform", "source", "rebuilt", "file")}
-    p = out_dir / "user_diffs.csv"
-    _copy_csv(con, f'SELECT {n["user_id"]} AS user_id, "column", {n["platform"]} AS platform, {n["source"]} AS '
-                   f'source, {n["rebuilt"]} AS rebuilt, cause, {n["file"]} AS file FROM user_diffs '
-                   'ORDER BY user_diffs.user_id, user_diffs.o', p)
-    paths.append(p)
-    u = {c: _NEUTRAL.format(c=f'"{c}"') for c in ("user_id", "file", "detail", "secondary")}
-    p = out_dir / "user_causes.csv"
-    _copy_csv(con, f'SELECT {u["user_id"]} AS user_id, cause, side, {u["file"]} AS file, class, {u["detail"]} AS '
-                   f'detail, amount, p_spend AS platform_spend, s_spend AS source_spend, r_spend AS rebuilt_spend, '
-                   f'{u["secondary"]} AS secondary FROM user_causes ORDER BY user_id', p)
-    paths.append(p)
-    rn = {c: _NEUTRAL.format(c=f'"{c}"') for c in ("file", "raw", "message")}
-    p = out_dir / "rejects.csv"
-    _copy_csv(con, f'SELECT dataset, {rn["file"]} AS file, line, "column", error_type, {rn["raw"]} AS raw, '
-                   f'{rn["message"]} AS message FROM rejects ORDER BY dataset, file_idx, line', p)
-    paths.append(p)
-    p = out_dir / "delta_flags.csv"
-    flags = result.flags.copy()
-    if not flags.empty:
-        flags["user_id"] = flags["user_id"].map(neutralise_formula)
-        flags["files"] = flags["files"].map(lambda fs: ";".join(fs))
-        flags["lines"] = flags["lines"].map(lambda ls: ";".join(str(x) for x in ls))
-    flags.to_csv(p, index=False)
-    paths.append(p)
-    for name, text in (("report.md", render_markdown(result)), ("report.html", render_html(result))):
-        p = out_dir / name
-        p.write_text(text, encoding="utf-8")
-        paths.append(p)
-    return paths
 

@@ -68,7 +68,7 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
     from pyspark.sql import DataFrame as SparkDataFrame
     from pyspark.sql import functions as F
 
-    from spendlab.jobs.score import BASIS_COLD_START, BASIS_MODEL, load_model
+    from spendlab.tracking.scorer import BASIS_COLD_START, BASIS_MODEL, load_model
 
     model = load_model(model_uri, tracking_uri=tracking_uri)
     if freq is not None and freq != model.freq:

@@ -62,8 +62,8 @@ class SpendForecaster(PythonModel):
         self.active_window_ = int(active_window)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from spendlab.forecast.backtest import segment_users
         from spendlab.forecast.intervals import apply_intervals
+        from spendlab.forecast.segments import segment_users
         from spendlab.models.base import predict_threads
 
         frame = model_input.reset_index(drop=True)

@@ -174,8 +174,9 @@ class RunLog:
         self._client.log_metric(self.run_id, key, float(value), step=step or 0)
 
     def metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
-        from mlflow.entities import Metric
         import time
+
+        from mlflow.entities import Metric
 
         good, bad = split_finite(values)
         for k in bad:
@@ -333,13 +334,13 @@ def child_run(parent: RunLog | str, *, run_name: str, tags: Mapping[str, Any] | 
 def log_dataset(run: RunLog, *, name: str, digest: str, source: str, n_rows: int | None = None,
                 context: str = "backtest") -> None:
     """``mlflow.log_input`` equivalent for a dataset that is never materialised in pandas."""
+    import warnings
+
     from mlflow import MlflowClient
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.types import ColSpec, Schema
-
-    import warnings
 
     raw = Path(source).resolve().as_uri() if Path(source).exists() else source
     try:

@@ -1,0 +1,107 @@
+"""Features and targets per cutoff on one DuckDB connection, each computed once per run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from spendlab.calendar import Freq, period_end, target_window_end
+from spendlab.errors import NoDataError, SpendlabError
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from spendlab.features import FeatureConfig
+    from spendlab.io.load import Transactions
+
+
+class FeatureStore:
+    """Features and targets per cutoff on one DuckDB connection, each computed once per run."""
+
+    def __init__(self, con: "duckdb.DuckDBPyConnection", *, freq: Freq, horizon: int,
+                 feature_config: "FeatureConfig | None" = None, view: str = "transactions") -> None:
+        self.con, self.freq, self.horizon, self.view = con, freq, horizon, view
+        self.feature_config = feature_config
+        self._lock = threading.RLock()
+        self._features: dict[dt.date, pd.DataFrame] = {}
+        self._targets: dict[dt.date, pd.DataFrame] = {}
+        lo, hi = con.execute(f'SELECT MIN(ts), MAX(ts) FROM "{view}"').fetchone()
+        if lo is None:
+            raise NoDataError(f"view {view!r} holds no transactions")
+        self.first_day: dt.date = pd.Timestamp(lo).date()
+        self.last_day: dt.date = pd.Timestamp(hi).date()
+
+    @classmethod
+    def from_source(cls, source: "Transactions | duckdb.DuckDBPyConnection | FeatureStore", *, freq: Freq,
+                    horizon: int, feature_config: "FeatureConfig | None" = None) -> "FeatureStore":
+        """A store over a ``Transactions``, a connection with a ``transactions`` view, or a store.
+
+        A store is reused as it is; it is refused if it was built for another ``freq``/``horizon``, or
+        for another feature config when ``feature_config`` is given.
+        """
+        if isinstance(source, FeatureStore):
+            if (source.freq, source.horizon) != (freq, horizon):
+                raise ValueError("the FeatureStore was built for another freq/horizon")
+            from spendlab.features import FeatureConfig
+
+            if feature_config is not None and (source.feature_config or FeatureConfig()) != feature_config:
+                raise ValueError("the FeatureStore was built with another feature config")
+            return source
+        import duckdb
+
+        if not isinstance(source, duckdb.DuckDBPyConnection):  # Transactions (a connection has .register too)
+            from spendlab.io.load import connect
+
+            con = connect()
+            source.register(con)  # type: ignore[union-attr]
+            return cls(con, freq=freq, horizon=horizon, feature_config=feature_config)
+        return cls(source, freq=freq, horizon=horizon, feature_config=feature_config)  # type: ignore[arg-type]
+
+    @property
+    def first_cutoff(self) -> dt.date:
+        return period_end(self.first_day, self.freq)
+
+    def features(self, cutoff: dt.date) -> pd.DataFrame:
+        with self._lock:  # one DuckDB query at a time: backtests may share the store across threads
+            if cutoff not in self._features:
+                from spendlab.features import build_features
+
+                self._features[cutoff] = build_features(self.con, freq=self.freq, as_of=cutoff,
+                                                        config=self.feature_config, view=self.view)
+            return self._features[cutoff]
+
+    def target(self, cutoff: dt.date) -> np.ndarray:
+        """Target aligned row for row with :meth:`features` (READS PAST ``cutoff``)."""
+        with self._lock:
+            if cutoff not in self._targets:
+                from spendlab.features import build_target
+
+                self._targets[cutoff] = build_target(self.con, freq=self.freq, as_of=cutoff,
+                                                     horizon=self.horizon, view=self.view)
+        feats, tgt = self.features(cutoff), self._targets[cutoff]
+        if not feats["user_id"].equals(tgt["user_id"]):
+            aligned = feats[["user_id"]].merge(tgt, on="user_id", how="left")
+            return aligned["target"].fillna(0.0).to_numpy(dtype=np.float64)
+        return tgt["target"].to_numpy(dtype=np.float64)
+
+    def check_cutoff(self, cutoff: dt.date) -> None:
+        """The cutoff's target window must lie inside the data."""
+        end = target_window_end(cutoff, self.freq, self.horizon)
+        if end > self.last_day:
+            raise SpendlabError(f"origin {cutoff}: its target window ends {end}, after the data ends "
+                                f"({self.last_day}); drop the origin or use more data")
+        if cutoff < self.first_cutoff:
+            raise SpendlabError(f"origin {cutoff} is before the data's first period ends ({self.first_cutoff})")
+
+    def stacked(self, cutoffs: list[dt.date]) -> tuple[pd.DataFrame, np.ndarray]:
+        """Stacked (features at c_k, target after c_k) for the given cutoffs, oldest first.
+
+        Which cutoffs may train a forecast is :func:`spendlab.forecast.split.training_set`'s call.
+        """
+        X = pd.concat([self.features(c) for c in cutoffs], ignore_index=True)
+        y = np.concatenate([self.target(c) for c in cutoffs])
+        return X, y

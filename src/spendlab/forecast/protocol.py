@@ -1,0 +1,160 @@
+"""The experiment protocol (``experiments/*.yaml``): dataset, frequency, validation and test origins.
+
+An experiment names a dataset, a frequency, the **validation** origins (choose the champion and
+the ensemble weights, fit the interval quantiles, tune) and the **test** origins (reported), the
+models to compare and their hyperparameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import field_validator, model_validator
+
+from spendlab.calendar import Freq, period_end, shift_period
+from spendlab.config import ReaderConfig, StrictModel
+from spendlab.errors import ConfigError
+
+
+class DatasetSpec(StrictModel):
+    """Where the transactions come from (same arguments as ``spendlab validate``)."""
+
+    input: str
+    format: Literal["millions", "cdnow", "generic"] = "generic"
+    name: str | None = None  # the dataset's name in MLflow; default: the input
+
+
+class Origins(StrictModel):
+    """Cutoffs (period ends): every period end from ``start`` to ``end``, or an explicit list."""
+
+    start: dt.date | None = None
+    end: dt.date | None = None
+    dates: tuple[dt.date, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Origins":
+        if bool(self.dates) == (self.start is not None or self.end is not None):
+            raise ValueError("give either dates: [...] or start: and end:")
+        if not self.dates and (self.start is None or self.end is None):
+            raise ValueError("start: and end: go together")
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+    def cutoffs(self, freq: Freq) -> list[dt.date]:
+        """The cutoffs, each checked to be the last day of its period."""
+        if self.dates:
+            out = sorted(set(self.dates))
+            bad = [d for d in out if d != period_end(d, freq)]
+            if bad:
+                raise ConfigError(f"origins must be {freq} ends (cutoff = last day of a period): {bad}")
+            return out
+        assert self.start is not None and self.end is not None
+        out, cur = [], period_end(self.start, freq)
+        if cur != self.start:
+            raise ConfigError(f"origins start {self.start} is not the last day of a {freq}")
+        while cur <= self.end:
+            out.append(cur)
+            cur = period_end(shift_period(cur, freq, 1), freq)
+        return out
+
+
+class SegmentSpec(StrictModel):
+    """Segments for the per-segment RMSE and the intervals (see ``backtest.segment_users``)."""
+
+    active_window: int = 3  # periods (lag1..lagN) in which a purchase makes a user "active"
+
+
+class ExperimentConfig(StrictModel):
+    """One ``experiments/<name>.yaml``."""
+
+    name: str
+    description: str = ""
+    dataset: DatasetSpec
+    reader: ReaderConfig = ReaderConfig()
+    freq: Freq = "month"
+    horizon: int = 1  # the target is the spend of the ``horizon`` periods after the cutoff's period
+    validation: Origins
+    test: Origins
+    train_origins: int = 6  # earlier origins stacked into each training set (most recent first)
+    features: Path | None = None  # feature-set YAML; None = spendlab's default feature set
+    models: tuple[str, ...] = ()  # () = every registry key
+    params: dict[str, dict[str, Any]] = {}
+    ensemble_members: tuple[str, ...] = ("lightgbm", "lightgbm_clv", "sm_tweedie_glm", "bgnbd_gg")
+    # Members whose mean validation |bias| exceeds this are left out of the blend (validation only).
+    ensemble_max_validation_bias: float = 0.10
+    segments: SegmentSpec = SegmentSpec()
+    interval_level: float = 0.8
+    seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", v):
+            raise ValueError("name must be letters, digits, _ . - (it names MLflow experiments and files)")
+        return v
+
+    @field_validator("horizon", "train_origins")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be at least 1")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "ExperimentConfig":
+        from spendlab.models.registry import MODELS
+
+        unknown = [m for m in (*self.models, *self.params, *self.ensemble_members) if m not in MODELS]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
+        if "ensemble" in self.ensemble_members:
+            raise ValueError("ensemble_members cannot include ensemble")
+        if not 0.0 < self.interval_level < 1.0:
+            raise ValueError("interval_level must be between 0 and 1")
+        val, test = self.validation.cutoffs(self.freq), self.test.cutoffs(self.freq)
+        if not val or not test:
+            raise ValueError("validation and test need at least one origin each")
+        # The last validation target must be known before the first test cutoff: validation
+        # origins end at least `horizon` periods before it.
+        latest_val = period_end(shift_period(test[0], self.freq, -self.horizon), self.freq)
+        late = [d for d in val if d > latest_val]
+        if late:
+            raise ValueError(f"validation origins {late} are not strictly before the first test cutoff "
+                             f"{test[0]} (their targets must be known by then: last allowed {latest_val})")
+        return self
+
+    def model_keys(self) -> list[str]:
+        from spendlab.models.registry import MODELS
+
+        return list(self.models) if self.models else list(MODELS)
+
+    def origins(self, which: Literal["validation", "test", "all"]) -> list[dt.date]:
+        if which == "validation":
+            return self.validation.cutoffs(self.freq)
+        if which == "test":
+            return self.test.cutoffs(self.freq)
+        if which == "all":
+            return sorted(set(self.validation.cutoffs(self.freq)) | set(self.test.cutoffs(self.freq)))
+        raise ValueError(f"origins must be validation, test or all, got {which!r}")
+
+
+def protocol_id(experiment: Any) -> str:
+    """What makes two test RMSEs comparable: dataset, frequency, horizon and the test origins."""
+    payload = {
+        "dataset": experiment.dataset.model_dump(mode="json"),
+        "freq": experiment.freq,
+        "horizon": experiment.horizon,
+        "test": [d.isoformat() for d in experiment.origins("test")],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]

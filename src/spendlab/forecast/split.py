@@ -1,0 +1,46 @@
+"""The one time split: which earlier cutoffs train a forecast made at a cutoff.
+
+For a cutoff ``c`` the model is trained on stacked examples (features at an earlier cutoff ``c_k``,
+spend in the ``horizon`` periods after ``c_k``) for the most recent ``c_k`` whose target window ends on
+or before ``c``: every label is known at ``c``. Backtests, tuning and promotion share these functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from spendlab.calendar import Freq, period_end, shift_period, target_window_end
+from spendlab.errors import SpendlabError
+
+if TYPE_CHECKING:
+    from spendlab.features.store import FeatureStore
+
+
+def training_origins(cutoff: dt.date, *, freq: Freq, horizon: int, n: int,
+                     first_cutoff: dt.date | None = None) -> list[dt.date]:
+    """The ``n`` latest earlier cutoffs whose target window ends on or before ``cutoff``.
+
+    Oldest first. ``first_cutoff`` (the end of the data's first period) bounds them below.
+    """
+    out = []
+    for j in range(horizon, horizon + n):
+        c_k = period_end(shift_period(cutoff, freq, -j), freq)
+        if first_cutoff is not None and c_k < first_cutoff:
+            break
+        assert target_window_end(c_k, freq, horizon) <= cutoff  # the label is known at the cutoff
+        out.append(c_k)
+    return sorted(out)
+
+
+def training_set(store: FeatureStore, cutoff: dt.date, n_origins: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Stacked (features at c_k, target after c_k) for the ``n_origins`` training origins of ``cutoff``."""
+    origins = training_origins(cutoff, freq=store.freq, horizon=store.horizon, n=n_origins,
+                               first_cutoff=store.first_cutoff)
+    if not origins:
+        raise SpendlabError(f"origin {cutoff}: no earlier origin has a known target; "
+                            "move the origins later or shorten the horizon")
+    return store.stacked(origins)

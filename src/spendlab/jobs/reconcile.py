@@ -1,0 +1,105 @@
+"""The ``spendlab reconcile`` job: load the inputs, compare, explain, write the outputs atomically."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+from spendlab.io.rejects import neutralise_formula
+from spendlab.reconcile.compare import ReconcileResult, reconcile_tables
+from spendlab.reconcile.render import render_html, render_markdown
+
+
+def run_reconcile(
+    deltas: str,
+    platform: Path,
+    source: Path,
+    out_dir: Path,
+    *,
+    tolerance: float = 0.005,
+    rel_tolerance: float = 0.0,
+    name_pattern: str | None = None,
+    expect_contiguous_batches: bool = False,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> dict:
+    """The ``spendlab reconcile`` job: load, compare, explain, and write ``out_dir`` atomically.
+
+    Writes ``summary.json``, ``user_diffs.csv``, ``user_causes.csv``, ``rejects.csv``,
+    ``delta_flags.csv``, ``report.md`` and ``report.html``; the directory is built beside
+    ``out_dir`` and swapped in only when complete. Returns the summary with ``outputs`` added.
+    """
+    from spendlab.io.atomic import atomic_path
+    from spendlab.io.load import connect
+    from spendlab.jobs.reconcile import write_outputs
+    from spendlab.reconcile.inputs import DEFAULT_DELTA_PATTERN, load_reconcile_inputs
+
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp, tempfile.TemporaryDirectory(prefix="spendlab-reconcile-") as spill:
+        con = connect(threads=threads, memory_limit=memory_limit)
+        try:
+            con.execute("SET temp_directory = ?", [spill])
+            con.execute("SET preserve_insertion_order = true")
+            inputs = load_reconcile_inputs(con, deltas, Path(platform), Path(source),
+                                           name_pattern=name_pattern or DEFAULT_DELTA_PATTERN)
+            result = reconcile_tables(inputs, tolerance=tolerance, rel_tolerance=rel_tolerance,
+                                      expect_contiguous_batches=expect_contiguous_batches)
+            tmp.mkdir()
+            written = write_outputs(result, tmp)
+        finally:
+            con.close()
+    return {**result.summary, "outputs": [str(out_dir / p.name) for p in written]}
+
+
+_NEUTRAL = ("CASE WHEN regexp_matches({c}, '^[=+\\-@\\t\\r]') AND TRY_CAST({c} AS DOUBLE) IS NULL "
+            "THEN '''' || {c} ELSE {c} END")
+
+
+def _copy_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:
+    con.execute(f"COPY ({sql}) TO '{_sql_path(path)}' (HEADER, DELIMITER ',')")
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def write_outputs(result: ReconcileResult, out_dir: Path) -> list[Path]:
+    """Write every output into ``out_dir`` (which must exist); return the paths written."""
+    con = result.con
+    paths = []
+    p = out_dir / "summary.json"
+    p.write_text(json.dumps(result.summary, indent=2, default=str) + "\n", encoding="utf-8")
+    paths.append(p)
+    n = {c: _NEUTRAL.format(c=f'"{c}"') for c in ("user_id", "platform", "source", "rebuilt", "file")}
+    p = out_dir / "user_diffs.csv"
+    _copy_csv(con, f'SELECT {n["user_id"]} AS user_id, "column", {n["platform"]} AS platform, {n["source"]} AS '
+                   f'source, {n["rebuilt"]} AS rebuilt, cause, {n["file"]} AS file FROM user_diffs '
+                   'ORDER BY user_diffs.user_id, user_diffs.o', p)
+    paths.append(p)
+    u = {c: _NEUTRAL.format(c=f'"{c}"') for c in ("user_id", "file", "detail", "secondary")}
+    p = out_dir / "user_causes.csv"
+    _copy_csv(con, f'SELECT {u["user_id"]} AS user_id, cause, side, {u["file"]} AS file, class, {u["detail"]} AS '
+                   f'detail, amount, p_spend AS platform_spend, s_spend AS source_spend, r_spend AS rebuilt_spend, '
+                   f'{u["secondary"]} AS secondary FROM user_causes ORDER BY user_id', p)
+    paths.append(p)
+    rn = {c: _NEUTRAL.format(c=f'"{c}"') for c in ("file", "raw", "message")}
+    p = out_dir / "rejects.csv"
+    _copy_csv(con, f'SELECT dataset, {rn["file"]} AS file, line, "column", error_type, {rn["raw"]} AS raw, '
+                   f'{rn["message"]} AS message FROM rejects ORDER BY dataset, file_idx, line', p)
+    paths.append(p)
+    p = out_dir / "delta_flags.csv"
+    flags = result.flags.copy()
+    if not flags.empty:
+        flags["user_id"] = flags["user_id"].map(neutralise_formula)
+        flags["files"] = flags["files"].map(lambda fs: ";".join(fs))
+        flags["lines"] = flags["lines"].map(lambda ls: ";".join(str(x) for x in ls))
+    flags.to_csv(p, index=False)
+    paths.append(p)
+    for name, text in (("report.md", render_markdown(result)), ("report.html", render_html(result))):
+        p = out_dir / name
+        p.write_text(text, encoding="utf-8")
+        paths.append(p)
+    return paths
