@@ -141,7 +141,7 @@ def test_cdnow_builtin_validates_to_the_published_figures():
 
 def test_cdnow_figures_match_an_independent_pandas_read():
     """The same figures from pandas' whitespace reader (the oracle), from the same installed file."""
-    from spendlab.datasets.synth import builtin_path
+    from spendlab.io.builtin import builtin_path
 
     df = pd.read_csv(builtin_path("cdnow"), sep=r"\s+", header=0, dtype={"customer_id": str})
     assert len(df) == 69_659 and df["customer_id"].nunique() == 23_570

@@ -16,16 +16,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import pandas as pd
 from pydantic import field_validator, model_validator
 
 from spendlab.config import StrictModel
-
-if TYPE_CHECKING:
-
-    pass
 
 Freq = Literal["month", "week"]
 FREQS: tuple[str, ...] = ("month", "week")

@@ -17,9 +17,26 @@ from rich.markup import escape
 from rich.table import Table
 
 from spendlab.config import ReaderConfig, load_config, load_yaml, parse_config
+from spendlab.datasets.deltas import generate_deltas
+from spendlab.datasets.synth import synth_transactions
 from spendlab.errors import RowError, SpendlabError
+from spendlab.features import build_features_arrow, load_feature_config
+from spendlab.features.metadata import default_as_of, feature_metadata
 from spendlab.io import Mode, load_transactions
-from spendlab.io.load import FORMATS, validation_summary
+from spendlab.io.builtin import BUILTINS, builtin_path
+from spendlab.io.load import FORMATS, connect, validation_summary
+from spendlab.io.rejects import write_rejects_csv
+from spendlab.jobs.describe import run_describe
+from spendlab.jobs.experiment import compare_runs, run_experiment
+from spendlab.jobs.features import write_features
+from spendlab.jobs.pipeline import PipelineConfig, run_pipeline
+from spendlab.jobs.promote import promote_experiment
+from spendlab.jobs.reconcile import run_reconcile
+from spendlab.jobs.score import score as run_score
+from spendlab.jobs.tune import tune_experiment
+from spendlab.spark import SparkConfig, session
+from spendlab.spark.jobs import features_job, score_job
+from spendlab.tracking.scorer import load_model_async
 
 app = typer.Typer(
     name="spendlab",
@@ -62,7 +79,6 @@ SparkMasterOpt = Annotated[Optional[str], typer.Option(
 
 def spark_session(path: Path | None, master: str | None):  # noqa: ANN201
     """A Spark session from the ``spark:`` section of a config file (see docs/scale-out.md)."""
-    from spendlab.spark import SparkConfig, session
 
     section = (load_yaml(path).get("spark") or {}) if path is not None else {}
     return session(master=master, config=parse_config(SparkConfig, section, f"{path} (spark)"))
@@ -80,7 +96,6 @@ def pipeline(
     config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML.")] = Path("configs/pipeline.yaml"),
 ) -> None:
     """The main job: validate -> describe -> experiment -> tune -> promote -> score, on one dataset."""
-    from spendlab.jobs.pipeline import PipelineConfig, run_pipeline
 
     cfg = load_config(PipelineConfig, config)
     run_pipeline(cfg, console=err)
@@ -101,7 +116,6 @@ def validate(
     Exit 0 in quarantine mode even with rejects; non-zero when strict or collect mode finds a bad
     row or the input cannot be read.
     """
-    from spendlab.io.rejects import write_rejects_csv
 
     cfg = reader_config(config)
     try:
@@ -143,7 +157,6 @@ def describe(
     memory_limit: Annotated[Optional[str], typer.Option(help="DuckDB memory limit, e.g. 4GB.")] = None,
 ) -> None:
     """Describe INPUT: transaction values, monthly spend, days with spend per week, insights, report.html."""
-    from spendlab.jobs.describe import run_describe
 
     cfg = reader_config(config)
     tx = load_transactions(input, format, config=cfg, mode=mode)
@@ -159,7 +172,6 @@ def describe(
 @datasets_app.command("list")
 def datasets_list() -> None:
     """List the embedded datasets and where they are read from."""
-    from spendlab.datasets.synth import BUILTINS, builtin_path
 
     table = Table(title="embedded datasets")
     for col in ("input", "format", "description", "path"):
@@ -184,7 +196,6 @@ def datasets_synth(
     chunk_users: Annotated[int, typer.Option(help="Users generated per chunk (bounds memory).")] = 50_000,
 ) -> None:
     """Write a seeded synthetic transaction set with heterogeneous, seasonal behaviour."""
-    from spendlab.datasets.synth import synth_transactions
 
     stats = synth_transactions(out_path, users=users, months=months, fmt=format, start=start, seed=seed,
                                chunk_users=chunk_users, progress=True)
@@ -216,10 +227,6 @@ def features(
     """
     import datetime as dt
 
-    from spendlab.features import build_features_arrow, load_feature_config
-    from spendlab.features.metadata import default_as_of, feature_metadata
-    from spendlab.io.load import connect
-    from spendlab.jobs.features import write_features
 
     if freq not in ("month", "week"):
         raise SpendlabError(f"--freq must be month or week, got {freq!r}")
@@ -230,7 +237,6 @@ def features(
     feature_cfg = load_feature_config(config)
     check_engine(engine, format)
     if engine == "spark":  # canonical Parquet in, a Parquet folder out (docs/scale-out.md)
-        from spendlab.spark.jobs import features_job
 
         job = features_job(spark_session(config, spark_master), input, out_path, freq=freq,  # type: ignore[arg-type]
                            as_of=cutoff, config=feature_cfg, reader=reader_config(config), mode=mode)
@@ -267,7 +273,6 @@ def reconcile(
     Writes summary.json, user_diffs.csv, user_causes.csv, rejects.csv, delta_flags.csv, report.md and
     report.html. Exit 0 when it ran; with --fail-on-diff, exit 3 when any difference exists.
     """
-    from spendlab.jobs.reconcile import run_reconcile
 
     s = run_reconcile(deltas, platform, source, out_dir, tolerance=tolerance, name_pattern=pattern,
                       expect_contiguous_batches=contiguous_batches, memory_limit=memory_limit)
@@ -294,7 +299,6 @@ def datasets_deltas(
     update_share: Annotated[float, typer.Option(help="Share of users each later delta updates.")] = 0.4,
 ) -> None:
     """Write seeded delta files, both summaries and an answer key (kept apart from the inputs)."""
-    from spendlab.datasets.deltas import generate_deltas
 
     key = generate_deltas(out_path, scenario=scenario.split("+"), users=users, files=files, seed=seed,
                           fault_share=fault_share, update_share=update_share)
@@ -319,7 +323,6 @@ def tune(
     """
     import os
 
-    from spendlab.jobs.tune import tune_experiment
 
     # Heartbeat of running trials (seconds) and the grace after which a silent one is failed and
     # retried; the environment can shorten them (tests kill studies on purpose).
@@ -341,7 +344,6 @@ def promote(
     Exit 0 when the candidate became (or already is) the champion; exit 4 when it does not beat the
     current champion on the same test protocol (the alias stays, the version's tags say why).
     """
-    from spendlab.jobs.promote import promote_experiment
 
     outcome = promote_experiment(experiment, force=force)
     verb = "promoted" if outcome.promoted else "not promoted"
@@ -366,8 +368,6 @@ def score(
     """Score every user's next-period spend with an 80% interval; one row per user seen by the cutoff."""
     import datetime as dt
 
-    from spendlab.jobs.score import score as run_score
-    from spendlab.tracking.scorer import load_model_async
 
     cutoff = None
     if as_of is not None:
@@ -377,7 +377,6 @@ def score(
             raise SpendlabError(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
     check_engine(engine, format)
     if engine == "spark":  # the model as a Spark UDF; a Parquet folder out (docs/scale-out.md)
-        from spendlab.spark.jobs import score_job
 
         job = score_job(spark_session(config, spark_master), input, out_path, model_uri=model, as_of=cutoff,
                         reader=reader_config(config))
@@ -416,7 +415,6 @@ def experiment_run(
                                                         "(default sqlite:///mlruns/mlflow.db).")] = None,
 ) -> None:
     """Backtest the experiment's models on rolling origins; print the leaderboard, log to MLflow."""
-    from spendlab.jobs.experiment import run_experiment
 
     keys = [m.strip() for m in models.split(",") if m.strip()] if models else None
     result = run_experiment(experiment, models=keys, out_dir=out_dir, tracking_uri=_tracking_uri(tracking_uri),
@@ -441,7 +439,6 @@ def compare(
 ) -> None:
     """Leaderboard of every model run of EXPERIMENT_NAME across invocations, and the params that differ
     between the best runs (ranked by mean validation RMSE)."""
-    from spendlab.jobs.experiment import compare_runs
 
     board, diff = compare_runs(experiment_name, tracking_uri=_tracking_uri(tracking_uri), top=top)
     table = Table(title=f"{escape(experiment_name)}: model runs across invocations (best validation RMSE first)")

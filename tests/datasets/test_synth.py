@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from spendlab.datasets.synth import builtin_path, synth_transactions
+from spendlab.datasets.synth import synth_transactions
 from spendlab.errors import SpendlabError
+from spendlab.io.builtin import builtin_path
 from spendlab.io.load import validation_summary
 from tests.conftest import load
 

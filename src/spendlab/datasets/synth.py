@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spendlab.errors import SpendlabError
+from spendlab.io.atomic import atomic_path
 
 if TYPE_CHECKING:
     import numpy as np
-
-#: name -> (distribution, path inside it, format, description)
-BUILTINS: dict[str, tuple[str, str, str, str]] = {
-    "cdnow": (
-        "lifetimes",
-        "lifetimes/datasets/CDNOW_master.txt",
-        "cdnow",
-        "CDNOW master file: 23,570 customers, 69,659 purchases, 1997-01 .. 1998-06 (Fader, Hardie & Lee)",
-    ),
-}
-
-
-def builtin_path(name: str) -> Path:
-    """Locate an embedded dataset's file in its installed distribution, without importing it."""
-    if name not in BUILTINS:
-        raise SpendlabError(f"unknown built-in dataset {name!r}; available: {', '.join(BUILTINS)}")
-    dist, rel, _, _ = BUILTINS[name]
-    try:
-        path = Path(str(importlib.metadata.distribution(dist).locate_file(rel)))
-    except importlib.metadata.PackageNotFoundError:
-        raise SpendlabError(f"built-in dataset {name!r} needs the {dist!r} package installed") from None
-    if not path.is_file():
-        raise SpendlabError(f"built-in dataset {name!r}: {path} is missing from the {dist!r} install")
-    return path
 
 
 # --- synthetic generator ---------------------------------------------------------------------
@@ -95,7 +71,6 @@ def synth_transactions(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from spendlab.io.atomic import atomic_path
 
     if fmt not in {"parquet", "millions"}:
         raise SpendlabError(f"unknown synthetic format {fmt!r}; choose parquet or millions")

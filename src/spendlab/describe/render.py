@@ -19,6 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import duckdb
 import pandas as pd
 
+from spendlab.calendar import calendar_events
 from spendlab.describe import figures as figs
 from spendlab.describe import insights as ins
 from spendlab.describe import tables as qt
@@ -121,7 +122,6 @@ def build_insights(
     median_user_spend: float | None = None,
 ) -> list[Insight]:
     """Every insight of the report, in reading order (``prepare`` must have run on ``con``)."""
-    from spendlab.calendar import calendar_events
 
     bounds = qt.period_bounds(con)
     assert bounds is not None

@@ -11,6 +11,8 @@ import pandas as pd
 
 from spendlab.calendar import Freq, period_end, target_window_end
 from spendlab.errors import NoDataError, SpendlabError
+from spendlab.features import FeatureConfig, build_features, build_target
+from spendlab.io.load import connect
 
 if TYPE_CHECKING:
     import duckdb
@@ -46,7 +48,6 @@ class FeatureStore:
         if isinstance(source, FeatureStore):
             if (source.freq, source.horizon) != (freq, horizon):
                 raise ValueError("the FeatureStore was built for another freq/horizon")
-            from spendlab.features import FeatureConfig
 
             if feature_config is not None and (source.feature_config or FeatureConfig()) != feature_config:
                 raise ValueError("the FeatureStore was built with another feature config")
@@ -54,7 +55,6 @@ class FeatureStore:
         import duckdb
 
         if not isinstance(source, duckdb.DuckDBPyConnection):  # Transactions (a connection has .register too)
-            from spendlab.io.load import connect
 
             con = connect()
             source.register(con)  # type: ignore[union-attr]
@@ -68,7 +68,6 @@ class FeatureStore:
     def features(self, cutoff: dt.date) -> pd.DataFrame:
         with self._lock:  # one DuckDB query at a time: backtests may share the store across threads
             if cutoff not in self._features:
-                from spendlab.features import build_features
 
                 self._features[cutoff] = build_features(self.con, freq=self.freq, as_of=cutoff,
                                                         config=self.feature_config, view=self.view)
@@ -78,7 +77,6 @@ class FeatureStore:
         """Target aligned row for row with :meth:`features` (READS PAST ``cutoff``)."""
         with self._lock:
             if cutoff not in self._targets:
-                from spendlab.features import build_target
 
                 self._targets[cutoff] = build_target(self.con, freq=self.freq, as_of=cutoff,
                                                      horizon=self.horizon, view=self.view)

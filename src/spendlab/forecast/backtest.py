@@ -28,9 +28,11 @@ if TYPE_CHECKING:
     from spendlab.features import FeatureConfig
     from spendlab.forecast.protocol import ExperimentConfig
     from spendlab.io.load import Transactions
+from spendlab.features import load_feature_config
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
 from spendlab.forecast.segments import segment_users
+from spendlab.forecast.split import training_set
 
 # --- the time split ------------------------------------------------------------------------
 
@@ -89,7 +91,6 @@ def run_backtest(
     ``params`` default to the experiment's ``params[model_key]``.
     """
     if feature_config is None and not isinstance(tx_or_con, FeatureStore) and experiment.features is not None:
-        from spendlab.features import load_feature_config
 
         feature_config = load_feature_config(experiment.features)
     store = FeatureStore.from_source(tx_or_con, freq=experiment.freq, horizon=experiment.horizon,

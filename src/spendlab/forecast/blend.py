@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 
 from spendlab.errors import SpendlabError
-
-if TYPE_CHECKING:
-
-    pass
 from spendlab.forecast.backtest import BacktestResult
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
 

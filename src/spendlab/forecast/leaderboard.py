@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from spendlab.errors import ConfigError
+from spendlab.models.registry import BASELINES
 
 LEADERBOARD_COLUMNS: tuple[str, ...] = ("model", "rmse", "mae", "bias", "wape", "top10_capture",
                                         "validation_rmse", "champion")
@@ -15,7 +16,6 @@ PREDICTION_COLUMNS: tuple[str, ...] = ("model", "cutoff", "target_period", "user
 
 def pick_champion(leaderboard: "Any") -> str:
     """The non-baseline model with the lowest mean validation RMSE (test results are never used)."""
-    from spendlab.models.registry import BASELINES
 
     cands = leaderboard[~leaderboard["model"].isin(BASELINES)]
     if cands.empty:

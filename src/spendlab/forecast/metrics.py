@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from spendlab.errors import NoDataError
 from spendlab.forecast.segments import SEGMENTS
-
-if TYPE_CHECKING:
-
-    pass
-
 
 METRICS: tuple[str, ...] = ("rmse", "mae", "bias", "wape", "top10_capture",
                             "rmse_new", "rmse_active", "rmse_lapsed")

@@ -18,6 +18,7 @@ from pydantic import field_validator, model_validator
 from spendlab.calendar import Freq, period_end, shift_period
 from spendlab.config import ReaderConfig, StrictModel
 from spendlab.errors import ConfigError
+from spendlab.models.registry import MODELS
 
 
 class DatasetSpec(StrictModel):
@@ -109,7 +110,6 @@ class ExperimentConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "ExperimentConfig":
-        from spendlab.models.registry import MODELS
 
         unknown = [m for m in (*self.models, *self.params, *self.ensemble_members) if m not in MODELS]
         if unknown:
@@ -131,7 +131,6 @@ class ExperimentConfig(StrictModel):
         return self
 
     def model_keys(self) -> list[str]:
-        from spendlab.models.registry import MODELS
 
         return list(self.models) if self.models else list(MODELS)
 

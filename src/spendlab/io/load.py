@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from spendlab.config import ReaderConfig
 from spendlab.errors import InputFileError, RowError, SpendlabError
+from spendlab.io.builtin import builtin_path
 from spendlab.io.cdnow import read_cdnow
 from spendlab.io.collect import RowBuilder
 from spendlab.io.generic import check_parquet_files, read_generic_csv, scan_parquet
@@ -87,7 +88,6 @@ class Transactions:
 def resolve_input(source: str, fmt: str) -> tuple[str, list[Path]]:
     """Turn INPUT (a file, a directory, a glob or ``builtin:NAME``) into a name and file list."""
     if source.startswith(BUILTIN_PREFIX):
-        from spendlab.datasets.synth import builtin_path
 
         name = source[len(BUILTIN_PREFIX):]
         return name, [builtin_path(name)]

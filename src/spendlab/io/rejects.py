@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from spendlab.errors import RowError
+from spendlab.io.atomic import atomic_path
 
 
 class Mode(str, enum.Enum):
@@ -176,7 +177,6 @@ def finish_load(report: LoadReport, mode: Mode) -> None:
 
 def write_rejects_csv(rejects: list[RejectRecord], path: Path) -> None:
     """Write reject records with the documented columns (atomically)."""
-    from spendlab.io.atomic import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=REJECT_COLUMNS)

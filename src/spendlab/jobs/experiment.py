@@ -13,9 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from spendlab.config import StrictModel, load_yaml, parse_config
-from spendlab.errors import ConfigError
+from spendlab.errors import ConfigError, NoDataError
+from spendlab.features import FeatureConfig, load_feature_config
+from spendlab.features.store import FeatureStore
+from spendlab.forecast.backtest import run_backtest
+from spendlab.forecast.blend import ensemble_result
+from spendlab.forecast.intervals import apply_intervals, coverage, fit_conformal
 from spendlab.forecast.leaderboard import LEADERBOARD_COLUMNS, PREDICTION_COLUMNS, pick_champion
 from spendlab.forecast.protocol import ExperimentConfig
+from spendlab.io import load_transactions
+from spendlab.io.atomic import atomic_path, atomic_write_text
+from spendlab.models.base import usable_cores
+from spendlab.models.ensemble import nnls_weights
+from spendlab.models.registry import MODELS, make_model, model_params
+from spendlab.tracking import figures as figs
+from spendlab.tracking import runs as tracking
 
 
 def load_experiment(path: str | Path) -> ExperimentConfig:
@@ -71,7 +83,6 @@ def resolve_params(cfg: ExperimentConfig, key: str, tuned_dir: Path = TUNED_DIR)
 
 def load_dataset(cfg: ExperimentConfig) -> Any:
     """The experiment's transactions: its ``dataset`` read with its ``reader`` settings."""
-    from spendlab.io import load_transactions
 
     return load_transactions(cfg.dataset.input, cfg.dataset.format, config=cfg.reader)
 
@@ -80,8 +91,6 @@ def feature_store(cfg: ExperimentConfig, source: Any) -> Any:
     """The :class:`~spendlab.forecast.backtest.FeatureStore` of experiment ``cfg`` over ``source``: its
     transactions, or a store built for it earlier (refused if built for another frequency,
     horizon or feature set), so that jobs in one process build each cutoff's features once."""
-    from spendlab.features import FeatureConfig, load_feature_config
-    from spendlab.features.store import FeatureStore
 
     fcfg = load_feature_config(cfg.features) if cfg.features is not None else FeatureConfig()
     return FeatureStore.from_source(source, freq=cfg.freq, horizon=cfg.horizon, feature_config=fcfg)
@@ -107,7 +116,6 @@ def _say(progress: "Any | None", msg: str) -> None:
 
 
 def _model_keys(cfg: ExperimentConfig, models: list[str] | None) -> list[str]:
-    from spendlab.models.registry import MODELS
 
     keys = list(models) if models else cfg.model_keys()
     unknown = [k for k in keys if k not in MODELS]
@@ -132,15 +140,6 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
 
     import pandas as pd
 
-    from spendlab.forecast.backtest import run_backtest
-    from spendlab.forecast.blend import ensemble_result
-    from spendlab.forecast.intervals import apply_intervals, coverage, fit_conformal
-    from spendlab.io.atomic import atomic_path, atomic_write_text
-    from spendlab.models.base import usable_cores
-    from spendlab.models.ensemble import nnls_weights
-    from spendlab.models.registry import model_params
-    from spendlab.tracking import figures as figs
-    from spendlab.tracking import runs as tracking
 
     keys = _model_keys(cfg, models)
     jobs = jobs or min(4, usable_cores())
@@ -208,7 +207,6 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
         resolved_params = {key: resolve_params(cfg, key, tuned_dir) for key in needed}  # (params, tuned)
 
         def backtest(i: int, key: str) -> tuple[Any, dict[str, Any], float] | BaseException:
-            from spendlab.models.registry import make_model
 
             params, tuned = resolved_params[key]
             _say(progress, f"[{i}/{total}] backtesting {key}{' (tuned params)' if tuned else ''}")
@@ -322,8 +320,6 @@ def compare_runs(experiment_name: str, *, tracking_uri: str | None = None,
     validation RMSE first, and a table of the params that differ between the ``top`` best runs."""
     import pandas as pd
 
-    from spendlab.errors import NoDataError
-    from spendlab.tracking import runs as tracking
 
     runs = tracking.search_runs(experiment_name, tracking_uri=tracking_uri)
     if runs.empty or "tags.model" not in runs.columns:

@@ -19,6 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from spendlab.config import StrictModel
 from spendlab.io.atomic import atomic_write_text
+from spendlab.io.load import validation_summary
+from spendlab.jobs.describe import run_describe
+from spendlab.jobs.experiment import execute, feature_store, load_dataset, load_experiment
+from spendlab.jobs.promote import promote_experiment
+from spendlab.jobs.score import score
+from spendlab.jobs.tune import tune_experiment
+from spendlab.models.base import usable_cores
+from spendlab.tracking import runs as tracking
+from spendlab.tracking.scorer import load_model
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -50,7 +59,6 @@ Stage = Callable[[PipelineConfig, dict[str, Any]], dict[str, Any]]
 
 
 def _load(cfg: PipelineConfig, state: dict[str, Any]) -> Any:
-    from spendlab.jobs.experiment import load_dataset, load_experiment
 
     if "experiment" not in state:
         state["experiment"] = load_experiment(cfg.experiment)
@@ -61,7 +69,6 @@ def _load(cfg: PipelineConfig, state: dict[str, Any]) -> Any:
 
 def _store(cfg: PipelineConfig, state: dict[str, Any]) -> Any:
     """One FeatureStore for tune, experiment and promote: each cutoff's features are built once."""
-    from spendlab.jobs.experiment import feature_store
 
     if "store" not in state:
         state["store"] = feature_store(state["experiment"], _load(cfg, state))
@@ -69,7 +76,6 @@ def _store(cfg: PipelineConfig, state: dict[str, Any]) -> Any:
 
 
 def stage_validate(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-    from spendlab.io.load import validation_summary
 
     tx = _load(cfg, state)
     summary = validation_summary(tx)
@@ -80,7 +86,6 @@ def stage_validate(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]
 
 
 def stage_describe(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-    from spendlab.jobs.describe import run_describe
 
     out = cfg.out_dir / "describe"
     tx = _load(cfg, state)
@@ -89,8 +94,6 @@ def stage_describe(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]
 
 
 def stage_tune(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-    from spendlab.jobs.tune import tune_experiment
-    from spendlab.models.base import usable_cores
 
     assert cfg.tune is not None
     r = tune_experiment(cfg.experiment, model_key=cfg.tune.model, n_trials=cfg.tune.trials,
@@ -101,7 +104,6 @@ def stage_tune(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def stage_experiment(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-    from spendlab.jobs.experiment import execute
 
     out = cfg.out_dir / "experiment"
     tx = _load(cfg, state)
@@ -111,7 +113,6 @@ def stage_experiment(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, An
 
 
 def stage_promote(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-    from spendlab.jobs.promote import promote_experiment
 
     outcome = promote_experiment(str(cfg.experiment), tracking_uri=cfg.tracking_uri, transactions=_load(cfg, state),
                                  store=_store(cfg, state))
@@ -124,8 +125,6 @@ def stage_promote(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def stage_score(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-    from spendlab.jobs.score import score
-    from spendlab.tracking.scorer import load_model
 
     out = cfg.out_dir / "scores.parquet"
     model = load_model(tracking_uri=cfg.tracking_uri)
@@ -156,7 +155,6 @@ def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> dict[st
     state: dict[str, Any] = {}
     plan = stages(cfg)
     start = time.perf_counter()
-    from spendlab.tracking import runs as tracking
 
     # A previous job killed with -9 left its MLflow runs RUNNING: end them KILLED first.
     orphans = tracking.mark_orphaned_runs(tracking_uri=cfg.tracking_uri)

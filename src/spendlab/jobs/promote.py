@@ -17,9 +17,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from spendlab.config import config_hash
 from spendlab.errors import SpendlabError
+from spendlab.features.metadata import default_as_of
 from spendlab.forecast.intervals import cold_start_fallback
 from spendlab.forecast.protocol import fingerprint, protocol_id
+from spendlab.forecast.segments import segment_users
+from spendlab.forecast.split import training_set
+from spendlab.jobs.experiment import feature_store, load_dataset, load_experiment, resolve_params
+from spendlab.models.registry import make_model
 from spendlab.tracking.registry import Candidate, PromotionOutcome, latest_experiment_run, log_and_register
 
 
@@ -42,11 +48,6 @@ def build_candidate(experiment: str, *, tracking_uri: str | None = None, transac
     """
     from mlflow import MlflowClient
 
-    from spendlab.config import config_hash
-    from spendlab.features.metadata import default_as_of
-    from spendlab.forecast.segments import segment_users
-    from spendlab.jobs.experiment import feature_store, load_dataset, load_experiment, resolve_params
-    from spendlab.models.registry import make_model
 
     cfg = load_experiment(_experiment_path(experiment))
     run = latest_experiment_run(cfg.name, tracking_uri=tracking_uri)

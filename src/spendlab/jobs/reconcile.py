@@ -8,8 +8,11 @@ from pathlib import Path
 
 import duckdb
 
+from spendlab.io.atomic import atomic_path
+from spendlab.io.load import connect
 from spendlab.io.rejects import neutralise_formula
 from spendlab.reconcile.compare import ReconcileResult, reconcile_tables
+from spendlab.reconcile.inputs import DEFAULT_DELTA_PATTERN, load_reconcile_inputs
 from spendlab.reconcile.render import render_html, render_markdown
 
 
@@ -32,10 +35,6 @@ def run_reconcile(
     ``delta_flags.csv``, ``report.md`` and ``report.html``; the directory is built beside
     ``out_dir`` and swapped in only when complete. Returns the summary with ``outputs`` added.
     """
-    from spendlab.io.atomic import atomic_path
-    from spendlab.io.load import connect
-    from spendlab.jobs.reconcile import write_outputs
-    from spendlab.reconcile.inputs import DEFAULT_DELTA_PATTERN, load_reconcile_inputs
 
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp, tempfile.TemporaryDirectory(prefix="spendlab-reconcile-") as spill:

@@ -26,8 +26,11 @@ import pyarrow.parquet as pq
 
 from spendlab.calendar import target_period_label
 from spendlab.errors import NoDataError, SpendlabError
+from spendlab.features import asof_rows_table, build_features_arrow
+from spendlab.features.metadata import default_as_of
 from spendlab.io.atomic import atomic_path
 from spendlab.io.load import Transactions, connect
+from spendlab.models.base import usable_cores
 from spendlab.tracking.scorer import LoadedModel, _resolved, score_frame
 
 log = logging.getLogger(__name__)
@@ -82,9 +85,6 @@ def score(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from spendlab.features import asof_rows_table
-    from spendlab.features.metadata import default_as_of
-    from spendlab.models.base import usable_cores
 
     con = connect(threads=threads, memory_limit=memory_limit)
     try:
@@ -129,7 +129,6 @@ def _write_chunks(con: Any, rows: str, n_chunks: int, path: Path, *, model: Load
     DuckDB builds chunk k + 1 on a worker thread (the only user of ``con`` meanwhile) while this
     thread predicts and writes chunk k; both release the GIL. At most two chunks are held at once.
     """
-    from spendlab.features import build_features_arrow
 
     def chunk_features(k: int) -> pa.Table:
         con.execute(f"CREATE OR REPLACE TEMP VIEW score_chunk AS SELECT user_id, ts, amount FROM {rows} "

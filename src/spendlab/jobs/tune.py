@@ -23,8 +23,12 @@ from typing import Any
 import yaml
 
 from spendlab.errors import ConfigError, SpendlabError
+from spendlab.forecast.backtest import run_backtest
 from spendlab.io.atomic import atomic_write_text
-from spendlab.jobs.experiment import TUNED_DIR, tuned_params_path
+from spendlab.io.recovery import file_lock
+from spendlab.jobs.experiment import TUNED_DIR, feature_store, load_dataset, load_experiment, tuned_params_path
+from spendlab.models.registry import MODELS, SEARCH_SPACES
+from spendlab.tracking import runs as tracking
 
 OPTUNA_DB = "mlruns/optuna.db"
 N_STARTUP = 5  # TPE's random start-up trials
@@ -90,7 +94,6 @@ def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_
         Path(OPTUNA_DB).parent.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{OPTUNA_DB}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from spendlab.io.recovery import file_lock
 
     db = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
     # Creating the storage runs Optuna's schema migration: serialise it across processes, or two
@@ -149,7 +152,6 @@ def tune(
     import optuna
     from optuna.trial import TrialState
 
-    from spendlab.tracking import runs as tracking
 
     if n_trials < 1:
         raise ConfigError("--trials must be at least 1")
@@ -284,9 +286,6 @@ def tune_experiment(
     ``jobs``: trials run at once (see :func:`tune`). ``transactions`` and ``store`` (a
     :class:`~spendlab.forecast.backtest.FeatureStore` of the same experiment) may be passed in preloaded.
     """
-    from spendlab.forecast.backtest import run_backtest
-    from spendlab.jobs.experiment import feature_store, load_dataset, load_experiment
-    from spendlab.models.registry import SEARCH_SPACES
 
     exp = load_experiment(experiment_path)
     if model_key not in SEARCH_SPACES:
@@ -313,7 +312,6 @@ def _factory_defaults(model_key: str) -> dict[str, Any]:
     """Keyword defaults of the registry factory (what an untuned run uses)."""
     import inspect
 
-    from spendlab.models.registry import MODELS
 
     sig = inspect.signature(MODELS[model_key])
     return {n: p.default for n, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}

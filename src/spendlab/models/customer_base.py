@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from spendlab.models.base import as_frame, non_negative, require
+from spendlab.models.learned import make_lightgbm
 
 RFM_COLUMNS = ("bgnbd_frequency", "bgnbd_recency_days", "bgnbd_T_days", "bgnbd_monetary")
 _DAYS_PER_WEEK = 7.0
@@ -168,7 +169,6 @@ class ClvBoostedRegressor(RegressorMixin, BaseEstimator):
         return frame.assign(clv_expected_spend=self.clv_.predict(frame))
 
     def fit(self, X: pd.DataFrame, y: Any) -> "ClvBoostedRegressor":
-        from spendlab.models.learned import make_lightgbm
 
         frame = as_frame(X)
         self.clv_ = BgNbdGammaGamma(penalizer=self.penalizer, calibrate=False).fit(frame)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from spendlab.models.base import non_negative
@@ -41,42 +41,40 @@ def nnls_weights(preds: pd.DataFrame, y: np.ndarray, *, match_total: bool = True
 
 
 class EnsembleRegressor(RegressorMixin, BaseEstimator):
-    """Sum of ``weights[m] * member_m(X)`` over the registry keys in ``members``.
+    """Sum of ``weights[name] * estimator(X)`` over ``estimators``, as scikit-learn's ``VotingRegressor``
+    takes its members: a list of ``(name, unfitted estimator)`` pairs (the registry builds them from
+    keys: :func:`spendlab.models.registry.make_ensemble`).
 
     Parameters
     ----------
-    members
-        Registry keys of the blended models.
+    estimators
+        ``[(name, estimator)]``; the names are registry keys in spendlab.
     weights
-        ``{key: weight}``; ``None`` = equal weights 1/len(members).
-    member_params
-        Optional ``{key: {hyperparameter: value}}`` for the members' factories.
+        ``{name: weight}``; ``None`` = equal weights 1/len(estimators). Members with weight 0 are not fitted.
     """
 
-    def __init__(self, members: Sequence[str] = DEFAULT_MEMBERS, weights: Mapping[str, float] | None = None,
-                 member_params: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        self.members = members
+    def __init__(self, estimators: Sequence[tuple[str, Any]] = (),
+                 weights: Mapping[str, float] | None = None) -> None:
+        self.estimators = estimators
         self.weights = weights
-        self.member_params = member_params
 
     def _weights(self) -> dict[str, float]:
+        names = [name for name, _ in self.estimators]
         if self.weights is None:
-            return {m: 1.0 / len(self.members) for m in self.members}
-        unknown = set(self.weights) - set(self.members)
+            return {m: 1.0 / len(names) for m in names}
+        unknown = set(self.weights) - set(names)
         if unknown:
             raise ValueError(f"ensemble weights name non-members: {sorted(unknown)}")
-        return {m: float(self.weights.get(m, 0.0)) for m in self.members}
+        return {m: float(self.weights.get(m, 0.0)) for m in names}
 
-    def fit(self, X: pd.DataFrame, y: Any) -> "EnsembleRegressor":
-        from spendlab.models.registry import make_model
-
-        if not self.members:
+    def fit(self, X: pd.DataFrame, y: Any) -> EnsembleRegressor:
+        if not self.estimators:
             raise ValueError("an ensemble needs at least one member")
-        if "ensemble" in self.members:
+        names = [name for name, _ in self.estimators]
+        if "ensemble" in names or any(isinstance(est, EnsembleRegressor) for _, est in self.estimators):
             raise ValueError("an ensemble cannot contain itself")
         weights = self._weights()
-        params = dict(self.member_params or {})
-        self.estimators_ = {m: make_model(m, params.get(m)).fit(X, y) for m in self.members if weights[m] > 0}
+        self.estimators_ = {name: clone(est).fit(X, y) for name, est in self.estimators if weights[name] > 0}
         self.weights_ = {m: w for m, w in weights.items() if w > 0}
         self.n_features_in_ = X.shape[1]
         return self

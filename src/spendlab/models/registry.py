@@ -7,7 +7,7 @@ scikit-learn-compatible estimator; the keys are what configs, MLflow run names a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sklearn.base import BaseEstimator
@@ -15,12 +15,24 @@ from sklearn.base import BaseEstimator
 from spendlab.errors import ConfigError
 from spendlab.models.baselines import LastPeriod, MovingAverage, PerUserLinear, SeasonalNaive, ZeroForecaster
 from spendlab.models.customer_base import BgNbdGammaGamma, ClvBoostedRegressor
-from spendlab.models.ensemble import EnsembleRegressor
+from spendlab.models.ensemble import DEFAULT_MEMBERS, EnsembleRegressor
 from spendlab.models.learned import make_hist_gbm, make_lightgbm, make_random_forest, make_ridge, make_tweedie_glm
 from spendlab.models.statsmodels_glm import StatsmodelsTweedieGLM
 
 if TYPE_CHECKING:
     import optuna
+
+def make_ensemble(members: Sequence[str] = DEFAULT_MEMBERS, weights: Mapping[str, float] | None = None,
+                  member_params: Mapping[str, Mapping[str, Any]] | None = None) -> EnsembleRegressor:
+    """The ``ensemble`` registry entry: an :class:`EnsembleRegressor` over registry ``members``
+    (each built by :func:`make_model` with ``member_params[key]``), blended with ``weights``."""
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    if "ensemble" in members:
+        raise ValueError("an ensemble cannot contain itself")
+    params = dict(member_params or {})
+    return EnsembleRegressor(estimators=[(m, make_model(m, params.get(m))) for m in members], weights=weights)
+
 
 MODELS: dict[str, Callable[..., BaseEstimator]] = {
     "zero": ZeroForecaster,
@@ -36,7 +48,7 @@ MODELS: dict[str, Callable[..., BaseEstimator]] = {
     "lightgbm": make_lightgbm,
     "bgnbd_gg": BgNbdGammaGamma,
     "lightgbm_clv": ClvBoostedRegressor,
-    "ensemble": EnsembleRegressor,
+    "ensemble": make_ensemble,
 }
 
 # Reference rows: never chosen as champion (kept to show what the learned models beat).

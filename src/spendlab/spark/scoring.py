@@ -19,6 +19,7 @@ from spendlab.errors import NoDataError, SpendlabError
 from spendlab.features.config import FeatureConfig
 from spendlab.io.atomic import atomic_path
 from spendlab.spark.features import PathsArg, _as_date, read_transactions, spark_default_as_of, spark_features
+from spendlab.tracking.scorer import BASIS_COLD_START, BASIS_MODEL, load_model
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -68,7 +69,6 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
     from pyspark.sql import DataFrame as SparkDataFrame
     from pyspark.sql import functions as F
 
-    from spendlab.tracking.scorer import BASIS_COLD_START, BASIS_MODEL, load_model
 
     model = load_model(model_uri, tracking_uri=tracking_uri)
     if freq is not None and freq != model.freq:

@@ -9,13 +9,14 @@ existing session); only the SQL options of :data:`spendlab.spark.session.SEMANTI
 
 from __future__ import annotations
 
+from spendlab.cli import main as cli_main
+from spendlab.spark.session import ensure_semantics
+
 
 def main() -> None:
     """Create the submitted session, then run the spendlab CLI with this process's arguments."""
     from pyspark.sql import SparkSession
 
-    from spendlab.cli import main as cli_main
-    from spendlab.spark.session import ensure_semantics
 
     ensure_semantics(SparkSession.builder.getOrCreate())
     cli_main()

@@ -22,6 +22,10 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from spendlab.forecast.intervals import apply_intervals
+from spendlab.forecast.segments import segment_users
+from spendlab.models.base import predict_threads
+
 
 def file_sha256(path: str) -> str:
     h = hashlib.sha256()
@@ -62,9 +66,6 @@ class SpendForecaster(PythonModel):
         self.active_window_ = int(active_window)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from spendlab.forecast.intervals import apply_intervals
-        from spendlab.forecast.segments import segment_users
-        from spendlab.models.base import predict_threads
 
         frame = model_input.reset_index(drop=True)
         X = frame[self.feature_names_].astype("float64", copy=False)  # the selection is already a copy

@@ -17,7 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from spendlab import __version__
 from spendlab.errors import SpendlabError
+from spendlab.tracking import pyfunc_model
+from spendlab.tracking import runs as tracking
 
 REGISTERED_MODEL = "spendlab-next-month"
 
@@ -89,8 +92,6 @@ def log_and_register(
     from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
 
-    from spendlab import __version__, tracking
-    from spendlab.tracking import pyfunc_model
 
     tracking.configure(tracking_uri)
     client = MlflowClient()
@@ -219,7 +220,6 @@ def latest_experiment_run(experiment_name: str, *, tracking_uri: str | None = No
     """The newest FINISHED parent run of ``spendlab experiment run`` for this experiment."""
     from mlflow import MlflowClient
 
-    from spendlab.tracking import runs as tracking
 
     tracking.configure(tracking_uri)
     client = MlflowClient()

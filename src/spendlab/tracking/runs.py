@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import spendlab
+from spendlab import __version__
+from spendlab.io.recovery import HOST_TAG, PID_TAG, file_lock, owner_alive, process_tags, retry
+
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow.entities import Run
@@ -76,7 +80,6 @@ def _initialise_store(uri: str) -> None:
         return
     from mlflow import MlflowClient
 
-    from spendlab.io.recovery import file_lock, retry
 
     with file_lock(db.with_name(db.name + ".lock")):
         retry(lambda: MlflowClient(tracking_uri=uri).search_experiments(max_results=1))
@@ -92,7 +95,6 @@ class _RetryingClient:
         self._client = MlflowClient()
 
     def __getattr__(self, name: str) -> Any:
-        from spendlab.io.recovery import retry
 
         attr = getattr(self._client, name)
         if not callable(attr):
@@ -127,7 +129,6 @@ def git_commit() -> str:
     """The commit of the spendlab source that runs (``unknown`` when it is not a git checkout, e.g.
     an installed wheel); ``+dirty`` if tracked files are modified. Asked in the package's own
     directory, so runs from any working directory record the code's commit, not the cwd's."""
-    import spendlab
 
     where = Path(spendlab.__file__).resolve().parent
     try:
@@ -251,7 +252,6 @@ def _run(run_id: str) -> Iterator[RunLog]:
 
 
 def _create_run(experiment_id: str, run_name: str, tags: Mapping[str, Any], parent_run_id: str | None) -> str:
-    from spendlab.io.recovery import process_tags
 
     all_tags = {k: str(v)[:_MAX_TAG_CHARS] for k, v in tags.items()}
     all_tags.update(process_tags())  # pid, host, process start: orphan detection after a kill -9
@@ -272,7 +272,6 @@ def mark_orphaned_runs(experiment_name: str | None = None, *, tracking_uri: str 
 
     from mlflow.entities import ViewType
 
-    from spendlab.io.recovery import HOST_TAG, PID_TAG, owner_alive
 
     configure(tracking_uri)
     c = _RetryingClient()
@@ -303,7 +302,6 @@ def mark_orphaned_runs(experiment_name: str | None = None, *, tracking_uri: str 
 
 def base_tags() -> dict[str, str]:
     """Tags on every spendlab run: git commit and spendlab version."""
-    from spendlab import __version__
 
     return {"git_commit": git_commit(), "spendlab_version": __version__}
 
@@ -424,7 +422,6 @@ def study_run(*, experiment_name: str, study_name: str, run_id: str | None = Non
     if run_id is not None:
         try:
             client.update_run(run_id, status="RUNNING")
-            from spendlab.io.recovery import process_tags
 
             for k, v in process_tags().items():  # the resuming process owns the run now
                 client.set_tag(run_id, k, v)

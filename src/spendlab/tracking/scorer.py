@@ -10,8 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import spendlab
 from spendlab.calendar import Freq
 from spendlab.errors import SpendlabError
+from spendlab.features import FeatureConfig
+from spendlab.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +49,6 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from spendlab.features import FeatureConfig
-    from spendlab.tracking import runs as tracking
 
     tracking.configure(tracking_uri)
     try:
@@ -96,7 +97,6 @@ def _warn_on_version_drift(uri: str, cfg: dict[str, Any], metadata: Any) -> None
     """Warn when the model was registered under another spendlab or Python (minor) version."""
     import platform
 
-    import spendlab
 
     registered = cfg.get("spendlab_version")
     if registered and registered != spendlab.__version__:
