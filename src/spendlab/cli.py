@@ -20,7 +20,7 @@ from spendlab.config import ReaderConfig, load_config, load_yaml, parse_config
 from spendlab.datasets.deltas import generate_deltas
 from spendlab.datasets.synth import synth_transactions
 from spendlab.errors import RowError, SpendlabError
-from spendlab.features import build_features_arrow, load_feature_config
+from spendlab.features import build_features_arrow
 from spendlab.features.metadata import default_as_of, feature_metadata
 from spendlab.io import Mode, load_transactions
 from spendlab.io.builtin import BUILTINS, builtin_path
@@ -28,7 +28,7 @@ from spendlab.io.load import FORMATS, connect, validation_summary
 from spendlab.io.rejects import write_rejects_csv
 from spendlab.jobs.describe import run_describe
 from spendlab.jobs.experiment import compare_runs, run_experiment
-from spendlab.jobs.features import write_features
+from spendlab.jobs.features import load_feature_config, write_features
 from spendlab.jobs.pipeline import PipelineConfig, run_pipeline
 from spendlab.jobs.promote import promote_experiment
 from spendlab.jobs.reconcile import run_reconcile

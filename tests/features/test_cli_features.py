@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from spendlab.config import config_hash
-from spendlab.features import FeatureConfig, feature_columns, load_feature_config
+from spendlab.features import FeatureConfig, feature_columns
 from spendlab.features.metadata import read_feature_metadata
+from spendlab.jobs.features import load_feature_config
 
 SPENDLAB = [sys.executable, "-m", "spendlab.cli"]
 pytestmark = pytest.mark.slow  # subprocesses of the real CLI

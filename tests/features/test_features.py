@@ -20,9 +20,9 @@ from spendlab.features import (
     build_target,
     feature_columns,
     features_sql,
-    load_feature_config,
 )
 from spendlab.features.config import FreqFeatures, RollingSpec
+from spendlab.jobs.features import load_feature_config
 
 from .conftest import random_transactions, tx_con, tx_frame
 from .test_panel import HAND

@@ -59,7 +59,7 @@ def _reader(path: Path) -> object:
 
 
 def _features(path: Path) -> object:
-    from spendlab.features import load_feature_config
+    from spendlab.jobs.features import load_feature_config
 
     return load_feature_config(path)
 

@@ -14,7 +14,7 @@ from spendlab.features.build import (
     build_panel_table,
     build_target,
 )
-from spendlab.features.config import FeatureConfig, feature_columns, load_feature_config
+from spendlab.features.config import FeatureConfig, feature_columns
 from spendlab.features.sql import features_sql
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "build_target",
     "feature_columns",
     "features_sql",
-    "load_feature_config",
     "next_period_start",
     "period_end",
     "period_start",

@@ -7,13 +7,12 @@ mlforecast names its lag transforms (``spend_rolling_mean_lag1_window3``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import field_validator, model_validator
 
 from spendlab.calendar import CalendarConfig, Freq, check_freq
-from spendlab.config import StrictModel, load_yaml, parse_config
+from spendlab.config import StrictModel, parse_config
 
 #: Panel columns that lags and rolling statistics may be declared on (all are >= 0 by construction).
 PANEL_COLUMNS: tuple[str, ...] = ("spend", "n_transactions", "active_days", "refund_amount")
@@ -118,19 +117,13 @@ class FeatureConfig(StrictModel):
         return self.month if check_freq(freq) == "month" else self.week
 
 
-def load_feature_config(path: str | Path | None = None) -> FeatureConfig:
-    """Parse a feature config file, or return the built-in defaults (identical to configs/features.yaml).
-
-    The file may be a whole spendlab config with a ``features:`` section (beside ``reader:`` and others;
-    without one, the defaults apply) or just the section's content (recognised by its keys, then
-    validated strictly).
-    """
-    if path is None:
-        return FeatureConfig()
-    data = load_yaml(path)
+def feature_config_from_dict(data: dict, source: str) -> FeatureConfig:
+    """A feature config from a parsed YAML mapping: a whole spendlab config with a ``features:`` section
+    (beside ``reader:`` and others; without one, the defaults apply) or just the section's content
+    (recognised by its keys, then validated strictly). ``source`` names the file in errors."""
     if set(data) & set(FeatureConfig.model_fields):
-        return parse_config(FeatureConfig, data, str(path))
-    return parse_config(FeatureConfig, data.get("features") or {}, f"{path} (features)")
+        return parse_config(FeatureConfig, data, source)
+    return parse_config(FeatureConfig, data.get("features") or {}, f"{source} (features)")
 
 
 def feature_columns(config: FeatureConfig, freq: Freq) -> list[str]:

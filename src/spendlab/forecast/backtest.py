@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from spendlab.features import FeatureConfig
     from spendlab.forecast.protocol import ExperimentConfig
     from spendlab.io.load import Transactions
-from spendlab.features import load_feature_config
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
 from spendlab.forecast.segments import segment_users
@@ -90,9 +89,6 @@ def run_backtest(
     ``on_origin(i, mean_rmse_so_far)`` is called after each origin (Optuna pruning hooks in here).
     ``params`` default to the experiment's ``params[model_key]``.
     """
-    if feature_config is None and not isinstance(tx_or_con, FeatureStore) and experiment.features is not None:
-
-        feature_config = load_feature_config(experiment.features)
     store = FeatureStore.from_source(tx_or_con, freq=experiment.freq, horizon=experiment.horizon,
                                      feature_config=feature_config)
     params = dict(experiment.params.get(model_key, {}) if params is None else params)

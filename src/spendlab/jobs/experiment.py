@@ -14,7 +14,7 @@ from typing import Any
 
 from spendlab.config import StrictModel, load_yaml, parse_config
 from spendlab.errors import ConfigError, NoDataError
-from spendlab.features import FeatureConfig, load_feature_config
+from spendlab.features import FeatureConfig
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.backtest import run_backtest
 from spendlab.forecast.blend import ensemble_result
@@ -23,6 +23,7 @@ from spendlab.forecast.leaderboard import LEADERBOARD_COLUMNS, PREDICTION_COLUMN
 from spendlab.forecast.protocol import ExperimentConfig
 from spendlab.io import load_transactions
 from spendlab.io.atomic import atomic_path, atomic_write_text
+from spendlab.jobs.features import load_feature_config
 from spendlab.models.base import usable_cores
 from spendlab.models.ensemble import nnls_weights
 from spendlab.models.registry import MODELS, make_model, model_params

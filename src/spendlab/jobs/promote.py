@@ -12,8 +12,6 @@ is idempotent.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,13 @@ from spendlab.forecast.segments import segment_users
 from spendlab.forecast.split import training_set
 from spendlab.jobs.experiment import feature_store, load_dataset, load_experiment, resolve_params
 from spendlab.models.registry import make_model
-from spendlab.tracking.registry import Candidate, PromotionOutcome, latest_experiment_run, log_and_register
+from spendlab.tracking.registry import (
+    Candidate,
+    PromotionOutcome,
+    champion_intervals,
+    latest_experiment_run,
+    log_and_register,
+)
 
 
 def _experiment_path(experiment: str) -> Path:
@@ -46,22 +50,11 @@ def build_candidate(experiment: str, *, tracking_uri: str | None = None, transac
     ``store``: a :class:`~spendlab.forecast.backtest.FeatureStore` of the same experiment whose features may
     already be built (the main job shares one across tune, experiment and promote).
     """
-    from mlflow import MlflowClient
-
-
     cfg = load_experiment(_experiment_path(experiment))
     run = latest_experiment_run(cfg.name, tracking_uri=tracking_uri)
     key = run.data.tags["champion"]
     metrics = run.data.metrics
-    client = MlflowClient()
-    with tempfile.TemporaryDirectory() as tmp:
-        intervals_file = client.download_artifacts(run.info.run_id, "intervals.json", tmp)
-        intervals_all = json.loads(Path(intervals_file).read_text())
-    intervals = intervals_all["models"][key]
-    coverage = float("nan")
-    child_id = run.data.tags.get("champion_run_id")
-    if child_id:
-        coverage = float(client.get_run(child_id).data.metrics.get("interval_coverage_80", float("nan")))
+    intervals, coverage = champion_intervals(run)
     if key == "ensemble":
         weights = {k.removeprefix("ensemble_weight."): float(v) for k, v in run.data.params.items()
                    if k.startswith("ensemble_weight.") and float(v) > 0}

@@ -19,7 +19,7 @@ from spendlab.errors import NoDataError, SpendlabError
 from spendlab.features.config import FeatureConfig
 from spendlab.io.atomic import atomic_path
 from spendlab.spark.features import PathsArg, _as_date, read_transactions, spark_default_as_of, spark_features
-from spendlab.tracking.scorer import BASIS_COLD_START, BASIS_MODEL, load_model
+from spendlab.tracking.scorer import BASIS_COLD_START, BASIS_MODEL, load_model, spark_udf
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -65,7 +65,6 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
         ``user_id, as_of, target_period, prediction, lower, upper, segment, basis, model_uri,
         model_version``; when ``out`` is given, read back from the written files.
     """
-    import mlflow
     from pyspark.sql import DataFrame as SparkDataFrame
     from pyspark.sql import functions as F
 
@@ -82,7 +81,7 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
     missing = [c for c in model.feature_names if c not in feats.columns]
     if missing:
         raise SpendlabError(f"model {model_uri} needs features {missing} the feature set does not produce")
-    udf = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=MODEL_OUTPUT, env_manager="local")
+    udf = spark_udf(spark, model_uri, result_type=MODEL_OUTPUT)
     pred = feats.withColumn("_out", udf(F.struct(*[F.col(c) for c in feats.columns])))
     no_purchase = F.col("n_transactions_total") <= 0
     cold = model.cold_start

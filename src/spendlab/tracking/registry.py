@@ -233,3 +233,20 @@ def latest_experiment_run(experiment_name: str, *, tracking_uri: str | None = No
         raise SpendlabError(f"experiment {experiment_name!r} has no finished run with a champion; "
                             "run `spendlab experiment run` first")
     return runs[0]
+
+
+def champion_intervals(run: Any) -> tuple[dict[str, Any], float]:
+    """The champion's interval calibration (from the experiment run's ``intervals.json``) and its
+    logged test coverage (NaN when the champion has no run of its own)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    key = run.data.tags["champion"]
+    with tempfile.TemporaryDirectory() as tmp:
+        intervals_file = client.download_artifacts(run.info.run_id, "intervals.json", tmp)
+        intervals_all = json.loads(Path(intervals_file).read_text())
+    coverage = float("nan")
+    child_id = run.data.tags.get("champion_run_id")
+    if child_id:
+        coverage = float(client.get_run(child_id).data.metrics.get("interval_coverage_80", float("nan")))
+    return intervals_all["models"][key], coverage

@@ -143,3 +143,10 @@ def score_frame(model: LoadedModel, features: pd.DataFrame, *, threads: int | No
         out[col] = np.where(no_purchase, model.cold_start[col], out[col].to_numpy(dtype=np.float64))
     out["basis"] = basis
     return out
+
+
+def spark_udf(spark: Any, uri: str, *, result_type: str) -> Any:
+    """The registered model as a Spark UDF (the local environment: spendlab is installed on the workers)."""
+    import mlflow
+
+    return mlflow.pyfunc.spark_udf(spark, uri, result_type=result_type, env_manager="local")

@@ -1,0 +1,168 @@
+"""The layout's rules, checked on the source (AST and import graph), not by convention.
+
+- imports point down: shared base -> io -> datasets -> features -> models -> forecast ->
+  describe / reconcile -> tracking -> jobs -> spark -> cli and the Python API;
+- no import cycles between modules (grimp's graph of the installed package);
+- only ``tracking/`` imports mlflow;
+- only ``jobs/``, ``cli.py`` (and the Spark jobs) read YAML, environment variables or cwd-relative
+  paths, or write outputs; the few modules that implement those primitives are named below;
+- a function-level import of a spendlab module carries a comment naming the heavy dependency it defers.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import grimp
+import pytest
+
+import spendlab
+
+SRC = Path(spendlab.__file__).parent
+
+#: Rank of each top-level part of the package; a module may import only from ranks <= its own.
+LAYERS: dict[str, int] = {
+    "errors": 0, "schema": 0, "config": 0, "calendar": 0,
+    "io": 1,
+    "datasets": 2,
+    "features": 3,
+    "models": 4,
+    "forecast": 5,
+    "describe": 6, "reconcile": 6,
+    "tracking": 7,
+    "jobs": 8,
+    "spark": 9,
+    "api": 10, "cli": 10, "__init__": 10,
+}
+#: The only modules that may implement reading YAML / env / cwd paths or writing files: the
+#: primitives every job calls (atomic writes, the CSV writer, the rejects file, the YAML loader,
+#: the lock and process tags, the tracking store's location and MLflow's own settings).
+IO_PRIMITIVES = {
+    "config.py", "io/atomic.py", "io/csv_out.py", "io/rejects.py", "io/recovery.py",
+    "tracking/runs.py", "tracking/registry.py",
+}
+#: Modules allowed to do I/O: the jobs, the CLI and the Python API (and the Spark jobs).
+IO_ALLOWED_DIRS = ("jobs/", "spark/")  # spark/ sits above jobs: the same jobs on a cluster
+IO_ALLOWED_FILES = {"cli.py", "api.py"}
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in SRC.rglob("*.py"))
+
+
+def _rel(p: Path) -> str:
+    return p.relative_to(SRC).as_posix()
+
+
+#: Modules ranked apart from their folder: spark-submit's entry point is the CLI run under Spark.
+MODULE_LAYERS: dict[str, str] = {"spendlab.spark.submit": "cli"}
+
+
+def _part(module: str) -> str:
+    if module in MODULE_LAYERS:
+        return MODULE_LAYERS[module]
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _graph() -> grimp.ImportGraph:
+    return grimp.build_graph("spendlab", include_external_packages=True)
+
+
+def test_imports_point_down() -> None:
+    graph = _graph()
+    bad = []
+    for mod in sorted(m for m in graph.modules if m.startswith("spendlab.")):
+        src_rank = LAYERS.get(_part(mod))
+        assert src_rank is not None, f"{mod}: its top-level part has no layer in LAYERS"
+        for dep in graph.find_modules_directly_imported_by(mod):
+            if not dep.startswith("spendlab.") or _part(dep) == _part(mod):
+                continue
+            if LAYERS[_part(dep)] > src_rank:
+                bad.append(f"{mod} -> {dep}")
+    assert not bad, "imports that point up:\n" + "\n".join(bad)
+
+
+def test_no_import_cycles() -> None:
+    graph = _graph()
+    mods = sorted(m for m in graph.modules if m.startswith("spendlab"))
+    cycles = []
+    for m in mods:
+        for dep in graph.find_modules_directly_imported_by(m):
+            if dep.startswith("spendlab") and graph.chain_exists(importer=dep, imported=m):
+                cycles.append(" -> ".join(graph.find_shortest_chain(importer=dep, imported=m) or ()) + f" -> {dep}")
+    assert not cycles, "import cycles:\n" + "\n".join(sorted(set(cycles)))
+
+
+def test_only_tracking_imports_mlflow() -> None:
+    graph = _graph()
+    importers = graph.find_modules_that_directly_import("mlflow")
+    outside = sorted(m for m in importers if m.startswith("spendlab.") and _part(m) != "tracking")
+    assert not outside, f"mlflow imported outside spendlab.tracking: {outside}"
+
+
+def _imports_in_functions(tree: ast.AST) -> list[ast.AST]:
+    out = []
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "spendlab":
+                    out.append(node)
+                elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "spendlab" for a in node.names):
+                    out.append(node)
+    return out
+
+
+def test_function_level_imports_name_what_they_defer() -> None:
+    bad = []
+    for p in _modules():
+        lines = p.read_text().splitlines()
+        for node in _imports_in_functions(ast.parse(p.read_text())):
+            span = lines[node.lineno - 2:node.end_lineno]  # the line above counts too
+            if not any("defer" in line and "#" in line for line in span):
+                bad.append(f"{_rel(p)}:{node.lineno}")
+    assert not bad, "function-level spendlab imports without a '# defer: <heavy dependency>' comment: " + \
+        ", ".join(bad)
+
+
+_YAML_ENV_CWD = {"load_yaml", "safe_load", "getenv", "getcwd", "cwd", "environ"}
+_WRITES = {"atomic_path", "atomic_write_text", "atomic_dir", "write_text", "write_bytes", "to_csv", "to_parquet",
+           "write_table", "copy_csv", "mkdir", "unlink", "rmtree", "replace", "rename"}
+
+
+def _io_uses(tree: ast.AST) -> set[str]:
+    found = set()
+    for node in ast.walk(tree):
+        name = None
+        if isinstance(node, ast.Attribute):
+            name = node.attr
+        elif isinstance(node, ast.Name):
+            name = node.id
+        if name in _YAML_ENV_CWD:
+            found.add(name)
+        if isinstance(node, ast.Call):
+            f = node.func
+            fname = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+            if fname in _WRITES and not (fname == "replace" and isinstance(f, ast.Attribute)
+                                         and not isinstance(f.value, (ast.Name, ast.Attribute))):
+                # str.replace on a literal/expression is not a file move; flag only calls on names
+                found.add(fname)
+            if fname == "open" and any(isinstance(a, ast.Constant) and isinstance(a.value, str) and
+                                      ("w" in a.value or "a" in a.value) for a in node.args[1:2]):
+                found.add("open-for-write")
+            if fname == "Path" and node.args and isinstance(node.args[0], ast.Constant) and \
+                    isinstance(node.args[0].value, str) and not node.args[0].value.startswith("/"):
+                found.add(f"Path({node.args[0].value!r})")
+    return found
+
+
+@pytest.mark.parametrize("path", [p for p in _modules()
+                                  if not _rel(p).startswith(IO_ALLOWED_DIRS)
+                                  and _rel(p) not in IO_ALLOWED_FILES | IO_PRIMITIVES], ids=_rel)
+def test_library_code_does_no_io_of_its_own(path: Path) -> None:
+    uses = _io_uses(ast.parse(path.read_text()))
+    # str.replace / dict-style calls share names with file operations: only a few names are unambiguous
+    uses -= {"replace", "rename"} if not (uses & {"atomic_path", "open-for-write"}) else set()
+    assert not uses, f"{_rel(path)} reads YAML/env/cwd paths or writes files ({sorted(uses)}); " \
+                     "that belongs in jobs/ or cli.py"
