@@ -30,7 +30,7 @@ def test_cdnow_is_read_from_the_installed_lifetimes_distribution_without_importi
     path = builtin_path("cdnow")
     assert path.name == "CDNOW_master.txt"
     assert path == importlib.metadata.distribution("lifetimes").locate_file("lifetimes/datasets/CDNOW_master.txt")
-    probe = ("import sys; from spendlab.datasets.synth import builtin_path; builtin_path('cdnow'); "
+    probe = ("import sys; from spendlab.io.builtin import builtin_path; builtin_path('cdnow'); "
              "print('lifetimes' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "False"

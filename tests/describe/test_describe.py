@@ -246,7 +246,7 @@ def test_rerun_is_idempotent_and_a_failed_run_leaves_the_old_output(small_tx, tm
     second = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert first == second
 
-    import spendlab.describe.render as d
+    import spendlab.jobs.describe as d
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")

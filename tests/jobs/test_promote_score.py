@@ -207,11 +207,11 @@ def test_loading_a_model_from_another_spendlab_version_warns(in_registry: dict, 
 
     registered = mlflow.pyfunc.load_model(CHAMPION).model_config["spendlab_version"]
     assert registered == spendlab.__version__
-    with caplog.at_level("WARNING", logger="spendlab.jobs.score"):
+    with caplog.at_level("WARNING", logger="spendlab.tracking.scorer"):
         load_model()
     assert not [r for r in caplog.records if "registered with spendlab" in r.getMessage()]
     monkeypatch.setattr(spendlab, "__version__", "0.0.0+other")
-    with caplog.at_level("WARNING", logger="spendlab.jobs.score"):
+    with caplog.at_level("WARNING", logger="spendlab.tracking.scorer"):
         load_model()
     assert any(f"registered with spendlab {registered}; this is spendlab 0.0.0+other" in r.getMessage()
                for r in caplog.records)

@@ -45,7 +45,7 @@ def test_tune_writes_best_params_and_nests_trial_runs(workdir: Path) -> None:
 
 
 def test_tuning_objective_never_reads_test_origins(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import spendlab.forecast.backtest as bt
+    import spendlab.jobs.tune as bt
 
     seen: list[str] = []
     real = bt.run_backtest

@@ -134,3 +134,14 @@ def cold_start_fallback(y_new: np.ndarray) -> dict[str, float]:
         "lower": float(np.quantile(y_new, 0.1)),
         "upper": float(np.quantile(y_new, 0.9)),
     }
+
+
+def calibrate(predictions: pd.DataFrame, *, level: float) -> tuple[dict[str, Any], pd.DataFrame, dict[str, float]]:
+    """Conformal quantiles fitted on a backtest's validation rows; the test rows' bounds; coverage on both."""
+    val = predictions[predictions["split"] == "validation"]
+    test = predictions[predictions["split"] == "test"]
+    q = fit_conformal(val, level=level)
+    bounds = apply_intervals(test, q)
+    cov = {"interval_coverage_80": coverage(test["y_true"].to_numpy(), bounds),
+           "validation_interval_coverage_80": coverage(val["y_true"].to_numpy(), apply_intervals(val, q))}
+    return q, bounds, cov

@@ -8,24 +8,29 @@ logs one MLflow parent run with a child per model, and writes the leaderboard an
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from spendlab.config import StrictModel, load_yaml, parse_config
 from spendlab.errors import ConfigError, NoDataError
 from spendlab.features import FeatureConfig
 from spendlab.features.store import FeatureStore
-from spendlab.forecast.backtest import run_backtest
-from spendlab.forecast.blend import ensemble_result
-from spendlab.forecast.intervals import apply_intervals, coverage, fit_conformal
-from spendlab.forecast.leaderboard import LEADERBOARD_COLUMNS, PREDICTION_COLUMNS, pick_champion
+from spendlab.forecast.backtest import BacktestResult, run_backtest
+from spendlab.forecast.blend import blend
+from spendlab.forecast.intervals import calibrate
+from spendlab.forecast.leaderboard import leaderboard, test_predictions
 from spendlab.forecast.protocol import ExperimentConfig
 from spendlab.io import load_transactions
 from spendlab.io.atomic import atomic_path, atomic_write_text
 from spendlab.jobs.features import load_feature_config
 from spendlab.models.base import usable_cores
-from spendlab.models.ensemble import nnls_weights
 from spendlab.models.registry import MODELS, make_model, model_params
 from spendlab.tracking import figures as figs
 from spendlab.tracking import runs as tracking
@@ -127,183 +132,170 @@ def _model_keys(cfg: ExperimentConfig, models: list[str] | None) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+@dataclass
+class _Outcome:
+    """One model's backtest on every origin (or the exception it raised), and what it cost."""
+
+    key: str
+    tuned: bool
+    result: BacktestResult | None = None
+    estimator_params: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: BaseException | None = None
+
+
+def _backtest_one(store: FeatureStore, cfg: ExperimentConfig, key: str, params: dict[str, Any], tuned: bool) -> _Outcome:
+    t0 = time.perf_counter()
+    try:
+        res = run_backtest(store, experiment=cfg, model_key=key, params=params, origins="all")
+    except Exception as exc:  # raised again on the logging thread, inside the model's run
+        return _Outcome(key, tuned, error=exc, seconds=time.perf_counter() - t0)
+    return _Outcome(key, tuned, res, model_params(make_model(key, params)), time.perf_counter() - t0)
+
+
+def backtest_models(store: FeatureStore, cfg: ExperimentConfig, resolved: dict[str, tuple[dict[str, Any], bool]], *,
+                    jobs: int, progress: Any | None = None) -> Iterator[_Outcome]:
+    """Backtest every model of ``resolved`` (key -> (params, tuned)), yielding outcomes in its order.
+
+    The first backtest builds every cutoff's features and targets (cached in the store); the others
+    then run ``jobs`` at a time on threads: each fits single-threaded (LightGBM n_jobs=1) and releases
+    the GIL in LightGBM, numpy and DuckDB. Each outcome is yielded as soon as it and those before it
+    are done, so the caller's logging overlaps the backtests still running. Backtests not yet started
+    are cancelled when the caller stops early (a failure).
+    """
+    keys = list(resolved)
+    total = len(keys)
+
+    def run(key: str) -> _Outcome:
+        params, tuned = resolved[key]
+        _say(progress, f"[{keys.index(key) + 1}/{total}] backtesting {key}{' (tuned params)' if tuned else ''}")
+        return _backtest_one(store, cfg, key, params, tuned)
+
+    first = run(keys[0])
+    yield first
+    if first.error is not None:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="spendlab-backtest") as pool:
+        # Tuned models first: a search tends to land on bigger models (CDNOW: 350 trees against 150,
+        # the longest backtest), and the longest job should start first so both threads finish together.
+        submitted = {key: pool.submit(run, key) for key in sorted(keys[1:], key=lambda k: not resolved[k][1])}
+        try:
+            for key in keys[1:]:
+                yield submitted[key].result()
+        finally:
+            for future in submitted.values():
+                future.cancel()
+
+
+def _log_model(run: tracking.RunLog, res: BacktestResult, *, tuned: bool, estimator_params: dict[str, Any],
+               q: dict[str, Any], bounds: pd.DataFrame, resolved_cfg: dict[str, Any], dataset: dict[str, str]) -> None:
+    """One model's child run: params, per-origin and mean metrics, predictions, figures, intervals."""
+    preds = res.predictions
+    test = preds[preds["split"] == "test"]
+    texts = {"intervals.json": json.dumps(q, indent=2)}
+    if getattr(res.estimator, "summary_text_", None):
+        texts["statsmodels_summary.txt"] = res.estimator.summary_text_
+    protocol = {k: resolved_cfg[k] for k in ("freq", "horizon", "train_origins", "validation", "test")}
+    tracking.log_model_results(
+        run, params={**{f"hp.{k}": v for k, v in estimator_params.items()}, "tuned": tuned,
+                     **tracking.flatten("config", protocol)},
+        per_origin=res.per_origin, means=res.means, dataset=dataset,
+        tables={"predictions.parquet": test.assign(lower=bounds["lower"].to_numpy(), upper=bounds["upper"].to_numpy()),
+                "metrics.csv": res.per_origin, "validation_predictions.parquet": preds[preds["split"] == "validation"]},
+        figures=figs.model_figures(res, feature_names=res.feature_names), texts=texts)
+
+
+def _say_done(progress: Any | None, o: _Outcome) -> None:
+    m = o.result.means if o.result is not None else {}
+    _say(progress, f"      {o.key}: validation RMSE {m.get('validation_rmse', float('nan')):.3f}, "
+                   f"test RMSE {m.get('test_rmse', float('nan')):.3f}, test bias "
+                   f"{m.get('test_bias', float('nan')):+.3f} ({o.seconds:.0f} s)")
+
+
+def write_outputs(out_dir: Path, *, board: pd.DataFrame, predictions: pd.DataFrame,
+                  intervals: dict[str, Any]) -> dict[str, Path]:
+    """``leaderboard.csv``, ``predictions.parquet`` and ``intervals.json``, each written atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"leaderboard": out_dir / "leaderboard.csv", "predictions": out_dir / "predictions.parquet",
+             "intervals": out_dir / "intervals.json"}
+    with atomic_path(paths["leaderboard"]) as tmp:
+        board.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(paths["predictions"]) as tmp:
+        predictions.to_parquet(tmp, index=False)
+    atomic_write_text(paths["intervals"], json.dumps(intervals, indent=2) + "\n")
+    return paths
+
+
 def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, models: list[str] | None = None,
             out_dir: Path, tracking_uri: str | None = None, tuned_dir: Path = TUNED_DIR,
-            progress: "Any | None" = None, transactions: "Any | None" = None,
-            jobs: int | None = None, store: "Any | None" = None) -> ExperimentResult:
+            progress: Any | None = None, transactions: Any | None = None,
+            jobs: int | None = None, store: Any | None = None) -> ExperimentResult:
     """:func:`run_experiment` on an already-validated config (``transactions`` may be preloaded).
 
     ``jobs``: backtests run at once (default: the usable cores, at most 4).
     """
-    import contextlib
-    import json
-    import time
-
-    import pandas as pd
-
-
     keys = _model_keys(cfg, models)
-    jobs = jobs or min(4, usable_cores())
     tx = transactions if transactions is not None else load_dataset(cfg)
-    dataset_name = cfg.dataset.name or cfg.dataset.input
-    digest = tx.content_hash()
     store = feature_store(cfg, store if store is not None else tx)
+    dataset_name = cfg.dataset.name or cfg.dataset.input
     source = tx.files[0] if len(tx.files) == 1 else cfg.dataset.input
-    dataset = {"name": dataset_name, "digest": digest, "source": str(source)}
-    common_tags = {"dataset_name": dataset_name, "dataset_hash": digest, "experiment_file": str(experiment_path or "")}
-    resolved = cfg.model_dump(mode="json")
-
+    dataset = {"name": dataset_name, "digest": tx.content_hash(), "source": str(source)}
+    common_tags = {"dataset_name": dataset_name, "dataset_hash": dataset["digest"],
+                   "experiment_file": str(experiment_path or "")}
+    resolved_cfg = cfg.model_dump(mode="json")
     needed = [k for k in keys if k != "ensemble"]
     if "ensemble" in keys:
         needed += [m for m in cfg.ensemble_members if m not in needed]
+    resolved = {key: resolve_params(cfg, key, tuned_dir) for key in needed}  # key -> (params, tuned)
 
-    results: dict[str, Any] = {}
-    tuned_flags: dict[str, bool] = {}
-    child_ids: dict[str, str] = {}
+    results: dict[str, BacktestResult] = {}
     intervals: dict[str, Any] = {}
-    weights: dict[str, float] = {}
+    child_ids: dict[str, str] = {}
     run_name = f"{cfg.name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     with tracking.start_parent_run(cfg.name, run_name=run_name,
                                    tags={**common_tags, "kind": "experiment", "models": ",".join(keys)},
                                    tracking_uri=tracking_uri) as parent:
-        parent.params(tracking.flatten("", resolved))
+        parent.params(tracking.flatten("", resolved_cfg))
         tracking.log_dataset(parent, **dataset)
-        parent.text(json.dumps(resolved, indent=2, default=str), "config/experiment.json")
+        parent.text(json.dumps(resolved_cfg, indent=2, default=str), "config/experiment.json")
 
-        def finish(key: str, res: Any, tuned: bool, estimator_params: dict[str, Any],
-                   run: "tracking.RunLog | None") -> None:
-            val = res.predictions[res.predictions["split"] == "validation"]
-            test = res.predictions[res.predictions["split"] == "test"]
-            q = fit_conformal(val, level=cfg.interval_level)
-            bounds = apply_intervals(test, q)
-            res.means["interval_coverage_80"] = coverage(test["y_true"].to_numpy(), bounds)
-            res.means["validation_interval_coverage_80"] = coverage(val["y_true"].to_numpy(), apply_intervals(val, q))
-            intervals[key] = q
-            tuned_flags[key] = tuned
-            results[key] = res
-            if run is None:  # an ensemble member that was not asked for: no run of its own
+        def record(key: str, res: BacktestResult, tuned: bool, estimator_params: dict[str, Any]) -> None:
+            q, bounds, cov = calibrate(res.predictions, level=cfg.interval_level)
+            res.means.update(cov)
+            intervals[key], results[key] = q, res
+            if key not in keys:  # an ensemble member that was not asked for: no run of its own
                 return
-            texts = {"intervals.json": json.dumps(q, indent=2)}
-            if getattr(res.estimator, "summary_text_", None):
-                texts["statsmodels_summary.txt"] = res.estimator.summary_text_
-            figures = figs.model_figures(res, feature_names=res.feature_names)
-            test_preds = test.assign(lower=bounds["lower"].to_numpy(), upper=bounds["upper"].to_numpy())
-            tracking.log_model_results(
-                run, params={**{f"hp.{k}": v for k, v in estimator_params.items()}, "tuned": tuned,
-                             **tracking.flatten("config", {k: resolved[k] for k in
-                                                           ("freq", "horizon", "train_origins", "validation", "test")})},
-                per_origin=res.per_origin, means=res.means, dataset=dataset,
-                tables={"predictions.parquet": test_preds, "metrics.csv": res.per_origin,
-                        "validation_predictions.parquet": val},
-                figures=figures, texts=texts)
-            child_ids[key] = run.run_id
+            with tracking.child_run(parent, run_name=key,
+                                    tags={"model": key, **common_tags, "tuned": str(tuned).lower()}) as run:
+                _log_model(run, res, tuned=tuned, estimator_params=estimator_params, q=q, bounds=bounds,
+                           resolved_cfg=resolved_cfg, dataset=dataset)
+                child_ids[key] = run.run_id
 
-        def model_run(key: str, tuned: bool) -> Any:
-            if key not in keys:
-                return contextlib.nullcontext(None)
-            return tracking.child_run(parent, run_name=key,
-                                      tags={"model": key, **common_tags, "tuned": str(tuned).lower()})
+        for o in backtest_models(store, cfg, resolved, jobs=jobs or min(4, usable_cores()), progress=progress):
+            if o.error is not None:
+                if o.key in keys:  # fail the model's own run, then the parent
+                    with tracking.child_run(parent, run_name=o.key, tags={"model": o.key, **common_tags}):
+                        raise o.error
+                raise o.error
+            record(o.key, o.result, o.tuned, o.estimator_params)
+            _say_done(progress, o)
 
-        total = len(needed) + ("ensemble" in keys)
-        resolved_params = {key: resolve_params(cfg, key, tuned_dir) for key in needed}  # (params, tuned)
-
-        def backtest(i: int, key: str) -> tuple[Any, dict[str, Any], float] | BaseException:
-
-            params, tuned = resolved_params[key]
-            _say(progress, f"[{i}/{total}] backtesting {key}{' (tuned params)' if tuned else ''}")
-            t0 = time.perf_counter()
-            try:
-                res = run_backtest(store, experiment=cfg, model_key=key, params=params, origins="all")
-                return res, model_params(make_model(key, params)), time.perf_counter() - t0
-            except Exception as exc:  # raised again on this job's thread, inside the model's run
-                return exc
-
-        # The first backtest builds every cutoff's features and targets (cached in the store); the
-        # others then run `jobs` at a time on threads: each fits single-threaded (LightGBM n_jobs=1)
-        # and releases the GIL in LightGBM, numpy and DuckDB. Results are logged on this thread
-        # (MLflow calls, matplotlib figures), in the configured order, each as soon as it and those
-        # before it are done, so logging overlaps the backtests still running. A failed backtest
-        # fails its own run and the parent, as it did when models ran one by one, and the backtests
-        # not yet started are cancelled.
-        first, rest = needed[:1], needed[1:]
-        outcomes: dict[str, Any] = {key: backtest(1, key) for key in first}
-        if any(isinstance(o, BaseException) for o in outcomes.values()):
-            rest = []
-        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="spendlab-backtest") as pool:
-            # Tuned models first: a search tends to land on bigger models (CDNOW: 350 trees against
-            # 150, the longest backtest), and the longest job should start first so both threads
-            # finish together.
-            submitted = {key: pool.submit(backtest, needed.index(key) + 1, key)
-                         for key in sorted(rest, key=lambda k: not resolved_params[k][1])}
-            try:
-                for key in needed:
-                    outcome = outcomes[key] if key in outcomes else submitted[key].result()
-                    tuned = resolved_params[key][1]
-                    with model_run(key, tuned) as run:
-                        if isinstance(outcome, BaseException):
-                            raise outcome
-                        res, est_params, seconds = outcome
-                        finish(key, res, tuned, est_params, run)
-                    m = res.means
-                    _say(progress, f"      {key}: validation RMSE {m.get('validation_rmse', float('nan')):.3f}, "
-                                   f"test RMSE {m.get('test_rmse', float('nan')):.3f}, test bias "
-                                   f"{m.get('test_bias', float('nan')):+.3f} ({seconds:.0f} s)")
-            except BaseException:
-                for future in submitted.values():
-                    future.cancel()
-                raise
-
+        weights: dict[str, float] = {}
         if "ensemble" in keys:
-            _say(progress, f"[{total}/{total}] blending ensemble (weights from validation origins)")
-            with model_run("ensemble", False) as run:
-                members = {m: results[m] for m in cfg.ensemble_members
-                           if abs(results[m].means.get("validation_bias", 0.0)) <= cfg.ensemble_max_validation_bias}
-                dropped = [m for m in cfg.ensemble_members if m not in members]
-                if not members:  # every member fails the gate: blend them all rather than nothing
-                    members, dropped = {m: results[m] for m in cfg.ensemble_members}, []
-                if dropped:
-                    _say(progress, f"      ensemble: left out {dropped} (|validation bias| > "
-                                   f"{cfg.ensemble_max_validation_bias:.0%})")
-                val_preds = pd.DataFrame({m: r.predictions.loc[r.predictions["split"] == "validation", "y_pred"]
-                                          .to_numpy() for m, r in members.items()})
-                y_val = next(iter(members.values())).predictions
-                y_val = y_val.loc[y_val["split"] == "validation", "y_true"].to_numpy()
-                weights = nnls_weights(val_preds, y_val)
-                if not any(w > 0 for w in weights.values()):
-                    weights = {m: 1.0 / len(members) for m in members}
-                res = ensemble_result(members, {m: w for m, w in weights.items() if w > 0})
-                weights = {m: weights.get(m, 0.0) for m in cfg.ensemble_members}
-                finish("ensemble", res, False,
-                       {"members": ",".join(cfg.ensemble_members), "left_out": ",".join(dropped),
-                        **{f"weight.{m}": w for m, w in weights.items()}}, run)
+            _say(progress, f"[{len(needed) + 1}/{len(needed) + 1}] blending ensemble (weights from validation origins)")
+            bl = blend(results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
+            if bl.left_out:
+                _say(progress, f"      ensemble: left out {bl.left_out} (|validation bias| > "
+                               f"{cfg.ensemble_max_validation_bias:.0%})")
+            weights = bl.weights
+            record("ensemble", bl.result, False, {"members": ",".join(cfg.ensemble_members),
+                                                  "left_out": ",".join(bl.left_out),
+                                                  **{f"weight.{m}": w for m, w in weights.items()}})
 
-        rows = []
-        for key in keys:
-            m = results[key].means
-            rows.append({"model": key, "rmse": m.get("test_rmse"), "mae": m.get("test_mae"),
-                         "bias": m.get("test_bias"), "wape": m.get("test_wape"),
-                         "top10_capture": m.get("test_top10_capture"), "validation_rmse": m.get("validation_rmse"),
-                         "interval_coverage_80": m.get("interval_coverage_80"), "tuned": tuned_flags[key]})
-        board = pd.DataFrame(rows)
-        champion = pick_champion(board)
-        board["champion"] = board["model"] == champion
-        board = board.sort_values(["rmse", "model"], ignore_index=True)
-        board = board[[*LEADERBOARD_COLUMNS, "interval_coverage_80", "tuned"]]
-
-        preds = pd.concat([results[k].predictions.loc[results[k].predictions["split"] == "test",
-                                                      list(PREDICTION_COLUMNS)] for k in keys], ignore_index=True)
-        preds["cutoff"] = pd.to_datetime(preds["cutoff"]).dt.date
-        preds["target_period"] = pd.to_datetime(preds["target_period"]).dt.date
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {"leaderboard": out_dir / "leaderboard.csv", "predictions": out_dir / "predictions.parquet",
-                 "intervals": out_dir / "intervals.json"}
-        with atomic_path(paths["leaderboard"]) as tmp:
-            board.to_csv(tmp, index=False, float_format="%.6g")
-        with atomic_path(paths["predictions"]) as tmp:
-            preds.to_parquet(tmp, index=False)
-        atomic_write_text(paths["intervals"], json.dumps(
-            {"experiment": cfg.name, "champion": champion, "level": cfg.interval_level, "models": intervals},
-            indent=2) + "\n")
+        board, champion = leaderboard(results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys})
+        paths = write_outputs(Path(out_dir), board=board, predictions=test_predictions(results, keys),
+                              intervals={"experiment": cfg.name, "champion": champion, "level": cfg.interval_level,
+                                         "models": intervals})
         parent.tags({"champion": champion, "champion_run_id": child_ids.get(champion, "")})
         parent.metrics({f"champion_{c}": float(board.loc[board["champion"], c].iloc[0])
                         for c in ("rmse", "mae", "bias", "wape", "top10_capture", "validation_rmse")})
