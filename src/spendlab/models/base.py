@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from spendlab.errors import SpendlabError
+from spendlab.features.config import lag_name
 
-_LAG = re.compile(r"^spend_lag(\d+)$")
+_LAG = re.compile(re.escape(lag_name("spend", 0))[:-1] + r"(\d+)$")  # spend_lag<k>, named in one place
 #: Threads ``predict`` may use (``None``: each model's own setting); see :func:`predict_threads`.
 _PREDICT_THREADS: ContextVar[int | None] = ContextVar("spendlab_predict_threads", default=None)
 ID_COLUMNS: tuple[str, ...] = ("user_id",)

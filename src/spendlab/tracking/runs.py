@@ -15,8 +15,8 @@ with backoff on SQLite's "database is locked".
 
 from __future__ import annotations
 
-import json
 import contextlib
+import json
 import logging
 import math
 import os
