@@ -64,7 +64,8 @@ def run_describe(
         tx.register(con)
         report = build_report(con, tx, country=country, top_n=top_n, net_refunds=net_refunds)
         for name, (sql_fn, order) in BIG_TABLES.items():
-            files[name] = copy_csv(con, sql_fn(net_refunds), tmp / name, order, money_columns=MONEY_COLUMNS)
+            files[name] = copy_csv(con, sql_fn(net_refunds), tmp / name, order, money_columns=MONEY_COLUMNS,
+                                   round6_columns=frozenset({"pct_change"}))
         small = {"monthly_overview.csv": report.overview,
                  "days_spent_per_week_distribution.csv": report.days_distribution}
         for insight in report.insights:
