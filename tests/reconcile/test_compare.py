@@ -289,3 +289,39 @@ def test_rebuild_equals_a_pandas_oracle_under_shuffled_rows_and_file_names(tmp_p
         assert res.summary["flags"]["TIE_BATCH"] == len(next(f for f in key["faults"] if f["cause"] == "batch_tie")
                                                         ["users"])
     assert results[0] == results[1]
+
+
+def test_batch_zero_users_are_reconciled_and_counted_in_the_totals(tmp_path: Path) -> None:
+    """A delta export that starts at batch 0: its users are in the rebuild and both totals, nothing differs."""
+    deltas = {"delta0.csv": [("a", 10, 1, 1, 0), ("b", 20, 2, 2, 0)], "delta1.csv": [("a", 15, 1, 1, 1)]}
+    summary = [("a", 15, 1, 1, 1), ("b", 20, 2, 2, 0)]
+    res = run(tmp_path, deltas, summary, summary)
+    assert res.summary["rebuilt_total"] == res.summary["source_total"] == res.summary["platform_total"] == 35
+    assert res.summary["causes"] == [] and res.summary["gap"] == 0
+
+
+def test_a_rejected_client_summary_row_is_reported_as_rejected_not_missing(tmp_path: Path) -> None:
+    d = tmp_path / "deltas"
+    d.mkdir()
+    (d / "delta1.csv").write_text(csv_text(REBUILT), encoding="utf-8")
+    (tmp_path / "platform.csv").write_text(csv_text(REBUILT), encoding="utf-8")
+    bad = csv_text(REBUILT).replace("d,50,1,5,5", "d,5O,1,5,5")  # letter O: INVALID_NUMBER
+    (tmp_path / "source.csv").write_text(bad, encoding="utf-8")
+    res = reconcile_tables(load_reconcile_inputs(connect(), str(d / "*.csv"), tmp_path / "platform.csv",
+                                                 tmp_path / "source.csv"))
+    row = user(res, "d")
+    assert (row["side"], row["class"]) == ("source", "REJECTED_INPUT")
+    assert "source.csv line 5 (INVALID_NUMBER)" in row["detail"]
+    assert "missing from" not in row["detail"]
+
+
+def test_the_client_reply_says_which_side_lacks_a_user(tmp_path: Path) -> None:
+    from spendlab.reconcile.render import client_reply, engineer_note
+
+    only_client_lacks = run(tmp_path / "a", BASE, REBUILT, [r for r in REBUILT if r[0] != "d"])
+    reply = client_reply(only_client_lacks.summary)
+    assert "missing from our table" not in reply
+    assert "missing from your summary" in reply
+    assert "(source)" in engineer_note(only_client_lacks.summary)
+    only_platform_lacks = run(tmp_path / "b", BASE, [r for r in REBUILT if r[0] != "d"], REBUILT)
+    assert "missing from our table" in client_reply(only_platform_lacks.summary)

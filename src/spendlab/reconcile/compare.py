@@ -197,6 +197,10 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
                    ORDER BY j.file_idx, j.line) AS lines
             FROM bad b JOIN rejects j ON j.dataset = 'delta' AND j.user_id = b.user_id
             WHERE b.r IS NULL OR b.{k}v.b > b.r.b GROUP BY b.user_id),
+    srej AS (SELECT b.user_id, string_agg(j.file || ' line ' || j.line || ' (' || j.error_type || ')', '; '
+                    ORDER BY j.line) AS lines
+             FROM bad b JOIN rejects j ON j.dataset = '{side}' AND j.user_id = b.user_id
+             WHERE b.{k}k IS NULL GROUP BY b.user_id),
     keys AS (SELECT user_id AS key, normkey(user_id) AS nk FROM suspects),
     sus AS (SELECT b.user_id, string_agg(DISTINCT '"' || o.key || '"', ', ') AS others
             FROM bad b JOIN keys o ON o.nk = normkey(b.user_id) AND o.key <> b.user_id
@@ -231,6 +235,7 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
         WHEN f.user_id IS NOT NULL THEN '{stale_cls}'
         WHEN b.r IS NULL AND rej.user_id IS NOT NULL THEN 'REJECTED_INPUT'
         WHEN b.r IS NULL THEN '{'MISSING_IN_PLATFORM' if side == 'source' else 'EXTRA_IN_PLATFORM'}'
+        WHEN b.{k}k IS NULL AND srej.user_id IS NOT NULL THEN 'REJECTED_INPUT'
         WHEN b.{k}k IS NULL THEN '{missing_cls}'
         WHEN b.{k}v.b IS NULL THEN 'NULL_VS_VALUE'
         WHEN dupm.f IS NOT NULL AND b.{k}v.b <= b.r.b THEN 'DUP_IN_FILE'
@@ -250,6 +255,7 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
              || 'rebuild without it'
         WHEN b.r IS NULL AND rej.user_id IS NOT NULL THEN 'only rejected delta rows: ' || rej.lines
         WHEN b.r IS NULL THEN 'no delta contains this user ({side} has it{', the platform does not' if side == 'source' else ''})'
+        WHEN b.{k}k IS NULL AND srej.user_id IS NOT NULL THEN 'the {side} summary row was rejected: ' || srej.lines
         WHEN b.{k}k IS NULL THEN 'in the rebuild (' || fname(b.r.f) || ' line ' || b.r.n || ', batch ' || b.r.b
              || ') but not in the {side} summary'
         WHEN b.{k}v.b IS NULL THEN 'batch_id is NULL in the {side} summary'
@@ -268,6 +274,7 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
     FROM bad b
     LEFT JOIN fnl_{k} f USING (user_id) LEFT JOIN dupm USING (user_id) LEFT JOIN tiem USING (user_id)
     LEFT JOIN older USING (user_id) LEFT JOIN rej USING (user_id) LEFT JOIN sus USING (user_id)
+    LEFT JOIN srej USING (user_id)
     """)
 
 

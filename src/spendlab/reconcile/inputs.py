@@ -185,12 +185,12 @@ def _checks(kind: str) -> list[tuple[str, str, str, str]]:
         skip = f"NOT ({empty}) AND " if nullable else ""
         if col == "batch_id":
             err = "'INVALID_BATCH_ID'"
+            # 0 is a batch like any other (real client exports start at 0): only a sign, a fraction,
+            # anything but ASCII digits, or a value above int64 is an invalid batch id.
             out.append(_check(f"{skip}NOT regexp_full_match({v}, '{_INTEGER}')", err, f"'{col}'",
-                              f"'batch_id must be a positive integer, got ''' || {v} || ''''"))
+                              f"'batch_id must be a non-negative integer, got ''' || {v} || ''''"))
             out.append(_check(f"{skip}TRY_CAST({v} AS BIGINT) IS NULL", err, f"'{col}'",
                               f"'batch_id ' || {v} || ' is above the int64 maximum'"))
-            out.append(_check(f"{skip}TRY_CAST({v} AS BIGINT) = 0", err, f"'{col}'",
-                              "'batch_id 0 is not a batch (batches start at 1)'"))
         else:
             rx = _NUMBER if col in MONEY_COLUMNS else _INTEGER
             typ = "DOUBLE" if col in MONEY_COLUMNS else "BIGINT"
