@@ -183,20 +183,25 @@ def test_platform_user_absent_from_client_names_delta_and_batch_of_origin(tmp_pa
 
 
 @pytest.mark.parametrize(("platform_spend", "expected"), [
-    (10.0999999, "MATCH_WITHIN_TOL"),
-    (10.1 - 0.005 + 1e-6, "MATCH_WITHIN_TOL"),
-    (10.1 + 0.005 - 1e-6, "MATCH_WITHIN_TOL"),
-    (10.1 - 0.005 - 1e-6, "VALUE_MISMATCH"),
-    (10.1 + 0.005 + 1e-6, "VALUE_MISMATCH"),
+    ("10.0999999", "MATCH_WITHIN_TOL"),
+    ("10.095", "MATCH_WITHIN_TOL"),  # exactly on the boundary: money is exact decimals, so <= holds
+    ("10.105", "MATCH_WITHIN_TOL"),
+    ("10.095001", "MATCH_WITHIN_TOL"),
+    ("10.104999", "MATCH_WITHIN_TOL"),
+    ("10.094999", "VALUE_MISMATCH"),
+    ("10.105001", "VALUE_MISMATCH"),
+    ("10.094999999999", "VALUE_MISMATCH"),
 ])
-def test_money_tolerance_boundary(tmp_path: Path, platform_spend: float, expected: str) -> None:
+def test_money_tolerance_boundary(tmp_path: Path, platform_spend: str, expected: str) -> None:
     """Row 50: |a - b| <= 0.005 matches (datacompy's formula with rel_tol 0); just above does not."""
+    from decimal import Decimal
+
     deltas = {"delta1.csv": [("m", 10.1, 1, 0, 3)]}
-    res = run(tmp_path, deltas, [("m", repr(platform_spend), 1, 0, 3)], [("m", 10.1, 1, 0, 3)])
+    res = run(tmp_path, deltas, [("m", platform_spend, 1, 0, 3)], [("m", 10.1, 1, 0, 3)])
     assert expected in res.summary["classes"] and res.summary["classes"][expected] == 1
     if expected == "VALUE_MISMATCH":
         assert causes(res) == {("value_mismatch_same_batch", "platform", None, 1,
-                                round(10.1 - platform_spend, 6))}
+                                float(Decimal("10.1") - Decimal(platform_spend)))}
     else:
         assert res.users.empty and res.summary["tolerance"]["abs"] == 0.005
 
@@ -325,3 +330,28 @@ def test_the_client_reply_says_which_side_lacks_a_user(tmp_path: Path) -> None:
     assert "(source)" in engineer_note(only_client_lacks.summary)
     only_platform_lacks = run(tmp_path / "b", BASE, [r for r in REBUILT if r[0] != "d"], REBUILT)
     assert "missing from our table" in client_reply(only_platform_lacks.summary)
+
+
+def test_totals_of_17_and_more_digits_compare_exactly(tmp_path: Path) -> None:
+    """10000000000000001 and 10000000000000000 differ by one cent-free dollar; doubles call them equal."""
+    deltas = {"delta1.csv": [("a", 10000000000000001, 1, 1, 1)]}
+    res = run(tmp_path, deltas, [("a", 10000000000000000, 1, 1, 1)], [("a", 10000000000000001, 1, 1, 1)])
+    assert res.summary["source_total"] == 10000000000000001
+    assert res.summary["platform_total"] == 10000000000000000
+    assert res.summary["gap"] == 1
+    assert [(c["cause"], c["side"], c["amount"]) for c in res.summary["causes"]] == [
+        ("value_mismatch_same_batch", "platform", 1)]
+
+
+@pytest.mark.parametrize("value", ["9" * 21, "1" + "0" * 400, "1.1234567890123"])
+def test_money_beyond_the_exact_range_is_rejected_not_rounded(tmp_path: Path, value: str) -> None:
+    d = tmp_path / "deltas"
+    d.mkdir()
+    (d / "delta1.csv").write_text(f"{HEADER}\na,{value},1,1,1\nb,5,1,1,1\n", encoding="utf-8")
+    for name in ("platform.csv", "source.csv"):
+        (tmp_path / name).write_text(f"{HEADER}\nb,5,1,1,1\n", encoding="utf-8")
+    con = connect()
+    inputs = load_reconcile_inputs(con, str(d / "*.csv"), tmp_path / "platform.csv", tmp_path / "source.csv")
+    assert (inputs.deltas[0].report.accepted, inputs.deltas[0].report.rejected) == (1, 1)
+    res = reconcile_tables(inputs)
+    assert res.summary["rebuilt_total"] == 5 and all(math.isfinite(res.summary[k]) for k in ("gap", "source_total"))

@@ -45,7 +45,10 @@ COUNT_COLUMNS: tuple[str, ...] = ("count_saved_items", "batch_id")  # compared e
 #: Hidden files, Office lock files (``~$x.csv``) and anything else the glob matches are ignored (listed).
 DEFAULT_DELTA_PATTERN = r"(?i)^(?![.~])[^/\\]*delta[_-]?\d+[^/\\]*\.csv$"
 
-_NUMBER = r"[0-9]+(\.[0-9]+)?"
+#: Money is exact: DECIMAL(38, 12) holds 20 digits before the point and 12 after, and a sum of a
+#: million such values still fits; a value with more digits is rejected, never rounded.
+MONEY_SQL_TYPE = "DECIMAL(38, 12)"
+_NUMBER = r"[0-9]{1,20}(\.[0-9]{1,12})?"
 _INTEGER = r"[0-9]+"
 _BLOCK = 1 << 24
 
@@ -124,11 +127,11 @@ class ReconcileInputs:
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE OR REPLACE TABLE deltas (file_idx INTEGER, line BIGINT, user_id VARCHAR, total_spend DOUBLE,"
-                " count_saved_items BIGINT, loyalty_credits DOUBLE, batch_id BIGINT)")
+    con.execute("CREATE OR REPLACE TABLE deltas (file_idx INTEGER, line BIGINT, user_id VARCHAR, total_spend "
+                f"{MONEY_SQL_TYPE}, count_saved_items BIGINT, loyalty_credits {MONEY_SQL_TYPE}, batch_id BIGINT)")
     for side in ("platform", "source"):
-        con.execute(f"CREATE OR REPLACE TABLE {side} (line BIGINT, user_id VARCHAR, total_spend DOUBLE,"
-                    " count_saved_items BIGINT, loyalty_credits DOUBLE, batch_id BIGINT)")
+        con.execute(f"CREATE OR REPLACE TABLE {side} (line BIGINT, user_id VARCHAR, total_spend "
+                    f"{MONEY_SQL_TYPE}, count_saved_items BIGINT, loyalty_credits {MONEY_SQL_TYPE}, batch_id BIGINT)")
     con.execute("CREATE OR REPLACE TABLE rejects (dataset VARCHAR, file VARCHAR, file_idx INTEGER, line BIGINT,"
                 ' "column" VARCHAR, error_type VARCHAR, raw VARCHAR, message VARCHAR, user_id VARCHAR)')
 
@@ -193,10 +196,10 @@ def _checks(kind: str) -> list[tuple[str, str, str, str]]:
                               f"'batch_id ' || {v} || ' is above the int64 maximum'"))
         else:
             rx = _NUMBER if col in MONEY_COLUMNS else _INTEGER
-            typ = "DOUBLE" if col in MONEY_COLUMNS else "BIGINT"
+            typ = MONEY_SQL_TYPE if col in MONEY_COLUMNS else "BIGINT"
             out.append(_check(f"{skip}(NOT regexp_full_match({v}, '{rx}') OR TRY_CAST({v} AS {typ}) IS NULL)",
                               "'INVALID_NUMBER'", f"'{col}'",
-                              f"'{col} must be a non-negative {'number' if typ == 'DOUBLE' else 'integer'}, "
+                              f"'{col} must be a non-negative {'number (at most 20 digits, 12 decimals)' if typ != 'BIGINT' else 'integer'}, "
                               f"got ''' || {v} || ''''"))
     return out
 
@@ -233,7 +236,7 @@ class _Writer:
         con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS "
                     f"{_validate_sql(self.kind, n_header, stage_sql, raw_expr)}")
         vals = ", ".join(
-            f"TRY_CAST(nullif(c_{c}, '') AS {'DOUBLE' if c in MONEY_COLUMNS else 'BIGINT'})" for c in VALUE_COLUMNS
+            f"TRY_CAST(nullif(c_{c}, '') AS {MONEY_SQL_TYPE if c in MONEY_COLUMNS else 'BIGINT'})" for c in VALUE_COLUMNS
         )
         prefix = f"{self.loaded.idx}, " if self.target == "deltas" else ""
         con.execute(f"INSERT INTO {self.target} SELECT {prefix}line, user_id, {vals} FROM checked "
