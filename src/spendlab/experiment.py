@@ -279,6 +279,7 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
     from spendlab.backtest import ensemble_result, run_backtest
     from spendlab.intervals import apply_intervals, coverage, fit_conformal
     from spendlab.io.atomic import atomic_path, atomic_write_text
+    from spendlab.io.safe_out import prepare_output_dir
     from spendlab.models.ensemble import nnls_weights
     from spendlab.models.base import usable_cores
     from spendlab.models.registry import model_params
@@ -437,7 +438,7 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
                                                       list(PREDICTION_COLUMNS)] for k in keys], ignore_index=True)
         preds["cutoff"] = pd.to_datetime(preds["cutoff"]).dt.date
         preds["target_period"] = pd.to_datetime(preds["target_period"]).dt.date
-        out_dir.mkdir(parents=True, exist_ok=True)
+        prepare_output_dir(out_dir)  # checked and marked as spendlab's (spendlab.io.safe_out)
         paths = {"leaderboard": out_dir / "leaderboard.csv", "predictions": out_dir / "predictions.parquet",
                  "intervals": out_dir / "intervals.json"}
         with atomic_path(paths["leaderboard"]) as tmp:
