@@ -22,7 +22,7 @@ from spendlab.config import ReaderConfig, load_config, load_yaml, parse_config
 from spendlab.errors import RowError, SpendlabError
 from spendlab.io import Mode, load_transactions
 from spendlab.io.load import FORMATS, validation_summary
-from spendlab.io.safe_out import check_output, prepare_output_dir
+from spendlab.io.safe_out import UnsafeOutputError, check_output, prepare_output_dir
 
 
 class UsageError(SpendlabError):
@@ -121,7 +121,10 @@ def pipeline(
     from spendlab.io.atomic import confined_path
 
     cfg = load_config(PipelineConfig, config)
-    confined_path(Path.cwd(), str(cfg.out_dir))  # out_dir stays inside the project directory
+    try:  # out_dir stays inside the project directory (the working directory)
+        confined_path(Path.cwd(), str(cfg.out_dir))
+    except SpendlabError as exc:
+        raise UnsafeOutputError(f"{config}: out_dir: {exc}") from None
     prepare_output_dir(cfg.out_dir, inputs=[config, cfg.experiment], option=f"{config}: out_dir")
     run_pipeline(cfg, console=err)
 

@@ -109,6 +109,9 @@ def check_output(path: str | os.PathLike[str], *, kind: Kind,
     if "\x00" in shown:
         raise UnsafeOutputError(f"{option} {shown!r}: refusing to write: the name contains a NUL byte")
     real = Path(os.path.realpath(shown))
+    cwd = Path.cwd().resolve()
+    if real == cwd or real in cwd.parents:
+        refuse_unsafe_target(real, shown, option=option, kind=kind)  # says which: before the input check
     for inp in input_paths(inputs):
         same = real == inp or (real.exists() and inp.exists() and os.path.samefile(real, inp))
         if same or real in inp.parents:
