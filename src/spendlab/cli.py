@@ -22,7 +22,7 @@ from spendlab.config import ReaderConfig, load_config, load_yaml, parse_config
 from spendlab.errors import RowError, SpendlabError
 from spendlab.io import Mode, load_transactions
 from spendlab.io.load import FORMATS, validation_summary
-from spendlab.io.safe_out import UnsafeOutputError, check_output, prepare_output_dir
+from spendlab.io.safe_out import UnsafeOutputError, check_output, output_dir
 
 
 class UsageError(SpendlabError):
@@ -125,8 +125,8 @@ def pipeline(
         confined_path(Path.cwd(), str(cfg.out_dir))
     except SpendlabError as exc:
         raise UnsafeOutputError(f"{config}: out_dir: {exc}") from None
-    prepare_output_dir(cfg.out_dir, inputs=[config, cfg.experiment], option=f"{config}: out_dir")
-    run_pipeline(cfg, console=err)
+    with output_dir(cfg.out_dir, inputs=[config, cfg.experiment], option=f"{config}: out_dir"):
+        run_pipeline(cfg, console=err)
 
 
 @app.command()
@@ -344,9 +344,9 @@ def datasets_deltas(
     """Write seeded delta files, both summaries and an answer key (kept apart from the inputs)."""
     from spendlab.scenarios import generate_deltas
 
-    prepare_output_dir(out_path)
-    key = generate_deltas(out_path, scenario=scenario.split("+"), users=users, files=files, seed=seed,
-                          fault_share=fault_share, update_share=update_share)
+    with output_dir(out_path):
+        key = generate_deltas(out_path, scenario=scenario.split("+"), users=users, files=files, seed=seed,
+                              fault_share=fault_share, update_share=update_share)
     err.print(f"wrote {files} delta file(s) and summaries to {out_path / 'inputs'}; answer key "
               f"{out_path / 'answer_key.json'} (gap {key['gap']:,})", highlight=False)
 
@@ -468,7 +468,7 @@ def experiment_run(
     """Backtest the experiment's models on rolling origins; print the leaderboard, log to MLflow."""
     from spendlab.experiment import run_experiment
 
-    prepare_output_dir(out_dir, inputs=[experiment])
+    check_output(out_dir, kind="dir", inputs=[experiment])  # created and marked by the job when it writes
     keys = [m.strip() for m in models.split(",") if m.strip()] if models else None
     result = run_experiment(experiment, models=keys, out_dir=out_dir, tracking_uri=_tracking_uri(tracking_uri),
                             progress=lambda msg: err.print(msg, highlight=False))

@@ -14,9 +14,11 @@ swaps, so a library caller cannot clobber a foreign directory either.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
-from collections.abc import Iterable
+import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -68,7 +70,7 @@ def input_paths(specs: Iterable[str | os.PathLike[str] | None]) -> list[Path]:
         if glob.has_magic(s):
             found.extend(Path(os.path.realpath(m)) for m in glob.glob(s, recursive=True))
             parts = Path(s).parts
-            static = [p for p in parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))]]
+            static = parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))]
             found.append(Path(os.path.realpath(Path(*static) if static else ".")))
         else:
             found.append(Path(os.path.realpath(s)))
@@ -129,3 +131,22 @@ def prepare_output_dir(path: str | os.PathLike[str], *, inputs: Iterable[str | o
     Path(path).mkdir(parents=True, exist_ok=True)
     mark_output_dir(path)
     return Path(path)
+
+
+@contextlib.contextmanager
+def output_dir(path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str] | None] = (),
+               option: str = "--out") -> Iterator[Path]:
+    """:func:`prepare_output_dir` for a job that fills the directory file by file.
+
+    Marked before the first file, so a run killed half-way leaves a directory the rerun may replace;
+    if the job fails and the directory it created holds only the marker, it is removed again.
+    """
+    existed = os.path.lexists(path)
+    prepare_output_dir(path, inputs=inputs, option=option)
+    try:
+        yield Path(path)
+    except BaseException:
+        p = Path(path)
+        if not existed and p.is_dir() and [c.name for c in p.iterdir()] == [MARKER]:
+            shutil.rmtree(p, ignore_errors=True)
+        raise
