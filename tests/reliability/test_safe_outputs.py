@@ -208,7 +208,14 @@ def test_a_temporary_left_by_a_killed_run_is_removed_by_the_next_run(tmp_path: P
     assert (tmp_path / "out").read_text() == "new"
 
 
-def test_concurrent_writers_of_one_directory_output_each_swap_a_complete_version(tmp_path: Path) -> None:
+@pytest.mark.parametrize("swap", ["exchange", "rename-aside"])
+def test_concurrent_writers_of_one_directory_output_each_swap_a_complete_version(
+        tmp_path: Path, swap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both swaps: renameat2 RENAME_EXCHANGE (Linux) and the rename-aside fallback (elsewhere)."""
+    import spendlab.io.atomic as atomic
+
+    if swap == "rename-aside":
+        monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
     out = tmp_path / "out"
     n = 6
     barrier = threading.Barrier(n)

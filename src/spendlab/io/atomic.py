@@ -13,6 +13,7 @@ directory output replaces only a directory spendlab marked as its own (or an emp
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import re
@@ -57,11 +58,34 @@ def _remove_stale_temporaries(final: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
 def _swap(tmp: Path, final: Path, shown: str) -> None:
-    """Move the finished ``tmp`` to ``final`` (caller holds the directory lock)."""
+    """Move the finished ``tmp`` to ``final`` (caller holds the directory lock).
+
+    A directory replaces the old one in a single exchange where the kernel offers it, so there is no
+    moment without a complete output at ``final``; elsewhere the old one is renamed aside first.
+    """
     if tmp.is_dir():
         refuse_unsafe_target(final, shown, kind="dir")
         mark_output_dir(tmp)
+        if final.is_dir() and _exchange(tmp, final):
+            return  # the old output is now at ``tmp`` and goes with the temporary directory
         if final.is_dir():
             old = final.with_name(f".{final.name}.old")
             shutil.rmtree(old, ignore_errors=True)
