@@ -1,6 +1,9 @@
 """The ``spendlab`` command line: thin commands that load config, call pure functions, write outputs.
 
-Every error the user can act on is one line on stderr and a non-zero exit, never a traceback.
+Every error the user can act on is one line on stderr and a non-zero exit, never a traceback:
+usage errors (unknown option, missing argument, bad value, no command) and refused outputs exit 2.
+Every output is checked by :func:`spendlab.io.safe_out.check_output` before any work starts, so a
+command never deletes or clobbers what spendlab did not write (docs/decisions.md, issue 15).
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from spendlab import __version__
 from spendlab.config import ReaderConfig, load_config, load_yaml, parse_config
 from spendlab.datasets.deltas import generate_deltas
 from spendlab.datasets.synth import synth_transactions
@@ -23,9 +26,11 @@ from spendlab.errors import RowError, SpendlabError
 from spendlab.features import build_features_arrow
 from spendlab.features.metadata import default_as_of, feature_metadata
 from spendlab.io import Mode, load_transactions
+from spendlab.io.atomic import confined_path
 from spendlab.io.builtin import BUILTINS, builtin_path
 from spendlab.io.load import FORMATS, connect, validation_summary
 from spendlab.io.rejects import write_rejects_csv
+from spendlab.io.safe_out import UnsafeOutputError, check_output, output_dir
 from spendlab.jobs.describe import run_describe
 from spendlab.jobs.experiment import compare_runs, run_experiment
 from spendlab.jobs.features import load_feature_config, write_features
@@ -38,14 +43,45 @@ from spendlab.spark import SparkConfig, session
 from spendlab.spark.jobs import features_job, score_job
 from spendlab.tracking.scorer import load_model_async
 
+
+class UsageError(SpendlabError):
+    """A command line that names no command, or a value the options cannot express."""
+
+
+def _require_command(ctx: typer.Context) -> None:
+    """A group called without a command: one line listing the commands (not the whole help)."""
+    if ctx.invoked_subcommand is None and not ctx.resilient_parsing:
+        names = ", ".join(sorted(getattr(ctx.command, "commands", {}) or {}))
+        raise UsageError(f"missing command for '{ctx.command_path}'; choose one of: {names} "
+                         f"(try '{ctx.command_path} --help')")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"spendlab {__version__}")
+        raise typer.Exit(0)
+
+
 app = typer.Typer(
     name="spendlab",
     help="Per-user spend analytics and forecasting: describe, experiment, score, reconcile.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-datasets_app = typer.Typer(help="Embedded datasets and seeded synthetic generators.", no_args_is_help=True)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
+                                          help="Print the spendlab version and exit.")] = False,
+) -> None:
+    """Per-user spend analytics and forecasting: describe, experiment, score, reconcile."""
+    _require_command(ctx)
+
+
+datasets_app = typer.Typer(help="Embedded datasets and seeded synthetic generators.",
+                           callback=_require_command, invoke_without_command=True)
 app.add_typer(datasets_app, name="datasets")
 
 out = Console()
@@ -97,8 +133,15 @@ def pipeline(
 ) -> None:
     """The main job: validate -> describe -> experiment -> tune -> promote -> score, on one dataset."""
 
+
+
     cfg = load_config(PipelineConfig, config)
-    run_pipeline(cfg, console=err)
+    try:  # out_dir stays inside the project directory (the working directory)
+        confined_path(Path.cwd(), str(cfg.out_dir))
+    except SpendlabError as exc:
+        raise UnsafeOutputError(f"{config}: out_dir: {exc}") from None
+    with output_dir(cfg.out_dir, inputs=[config, cfg.experiment], option=f"{config}: out_dir"):
+        run_pipeline(cfg, console=err)
 
 
 @app.command()
@@ -117,6 +160,8 @@ def validate(
     row or the input cannot be read.
     """
 
+    if rejects is not None:
+        check_output(rejects, kind="file", inputs=[input, config], option="--rejects")
     cfg = reader_config(config)
     try:
         tx = load_transactions(input, format, config=cfg, mode=mode)
@@ -158,6 +203,7 @@ def describe(
 ) -> None:
     """Describe INPUT: transaction values, monthly spend, days with spend per week, insights, report.html."""
 
+    check_output(out_dir, kind="dir", inputs=[input, config])
     cfg = reader_config(config)
     tx = load_transactions(input, format, config=cfg, mode=mode)
     result = run_describe(tx, out_dir, country=country, top_n=top_n, net_refunds=cfg.refunds == "net",
@@ -197,6 +243,7 @@ def datasets_synth(
 ) -> None:
     """Write a seeded synthetic transaction set with heterogeneous, seasonal behaviour."""
 
+    check_output(out_path, kind="file")
     stats = synth_transactions(out_path, users=users, months=months, fmt=format, start=start, seed=seed,
                                chunk_users=chunk_users, progress=True)
     err.print(f"wrote {stats['transactions']:,} transactions for {stats['users']:,} users "
@@ -234,8 +281,9 @@ def features(
         cutoff = dt.date.fromisoformat(as_of) if as_of else None
     except ValueError:
         raise SpendlabError(f"--as-of must be a date YYYY-MM-DD, got {as_of!r}") from None
-    feature_cfg = load_feature_config(config)
     check_engine(engine, format)
+    check_output(out_path, kind="dir" if engine == "spark" else "file", inputs=[input, config])
+    feature_cfg = load_feature_config(config)
     if engine == "spark":  # canonical Parquet in, a Parquet folder out (docs/scale-out.md)
 
         job = features_job(spark_session(config, spark_master), input, out_path, freq=freq,  # type: ignore[arg-type]
@@ -274,6 +322,7 @@ def reconcile(
     report.html. Exit 0 when it ran; with --fail-on-diff, exit 3 when any difference exists.
     """
 
+    check_output(out_dir, kind="dir", inputs=[deltas, platform, source])
     s = run_reconcile(deltas, platform, source, out_dir, tolerance=tolerance, name_pattern=pattern,
                       expect_contiguous_batches=contiguous_batches, memory_limit=memory_limit)
     out.print(f"source {s['source_total']:,.2f}  platform {s['platform_total']:,.2f}  gap {s['gap']:,.2f}  "
@@ -300,8 +349,9 @@ def datasets_deltas(
 ) -> None:
     """Write seeded delta files, both summaries and an answer key (kept apart from the inputs)."""
 
-    key = generate_deltas(out_path, scenario=scenario.split("+"), users=users, files=files, seed=seed,
-                          fault_share=fault_share, update_share=update_share)
+    with output_dir(out_path):
+        key = generate_deltas(out_path, scenario=scenario.split("+"), users=users, files=files, seed=seed,
+                              fault_share=fault_share, update_share=update_share)
     err.print(f"wrote {files} delta file(s) and summaries to {out_path / 'inputs'}; answer key "
               f"{out_path / 'answer_key.json'} (gap {key['gap']:,})", highlight=False)
 
@@ -376,6 +426,7 @@ def score(
         except ValueError:
             raise SpendlabError(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
     check_engine(engine, format)
+    check_output(out_path, kind="dir" if engine == "spark" else "file", inputs=[input, config])
     if engine == "spark":  # the model as a Spark UDF; a Parquet folder out (docs/scale-out.md)
 
         job = score_job(spark_session(config, spark_master), input, out_path, model_uri=model, as_of=cutoff,
@@ -393,7 +444,7 @@ def score(
 
 
 experiment_app = typer.Typer(help="Forecasting experiments: rolling-origin backtests tracked in MLflow.",
-                               no_args_is_help=True)
+                             callback=_require_command, invoke_without_command=True)
 app.add_typer(experiment_app, name="experiment")
 
 
@@ -416,6 +467,7 @@ def experiment_run(
 ) -> None:
     """Backtest the experiment's models on rolling origins; print the leaderboard, log to MLflow."""
 
+    check_output(out_dir, kind="dir", inputs=[experiment])  # created and marked by the job when it writes
     keys = [m.strip() for m in models.split(",") if m.strip()] if models else None
     result = run_experiment(experiment, models=keys, out_dir=out_dir, tracking_uri=_tracking_uri(tracking_uri),
                             progress=lambda msg: err.print(msg, highlight=False))
@@ -458,24 +510,56 @@ def compare(
     out.print(dt_)
 
 
-def main() -> None:
-    """Console entry point: one clear line and a non-zero exit for every expected error."""
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _usage_line(exc: BaseException) -> str:
+    """One line for a click/typer usage error, from whichever copy of click raised it."""
+    ctx = getattr(exc, "ctx", None)
+    message = _one_line(exc.format_message())  # type: ignore[attr-defined]
+    path = getattr(ctx, "command_path", None) or "spendlab"
+    return f"{message} (try '{path} --help')"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one clear line and a non-zero exit for every expected error.
+
+    Typer >= 0.22 raises its own vendored copy of click's exceptions, older typer raises click's;
+    both are told apart by shape (``exit_code``, ``format_message``), not by class.
+    """
+    import os
+
     try:
-        rv = app(standalone_mode=False)
+        rv = app(args=argv, prog_name="spendlab", standalone_mode=False)
     except SpendlabError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(_one_line(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception as exc:
+        kind = type(exc).__name__
+        code = getattr(exc, "exit_code", None)
+        if kind == "Exit" and isinstance(code, int):  # typer.Exit / click.exceptions.Exit
+            sys.exit(code)
+        if kind == "Abort":  # typer.Abort / click.exceptions.Abort (Ctrl-C or EOF at a prompt)
+            err.print("aborted")
+            sys.exit(130)
+        if isinstance(code, int) and callable(getattr(exc, "format_message", None)):
+            line = _usage_line(exc) if code == 2 else _one_line(exc.format_message())  # type: ignore[attr-defined]
+            err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            sys.exit(code)
+        if isinstance(exc, OSError):  # the file system refused: say which file and why
+            where = f": {exc.filename}" if exc.filename else ""
+            err.print(f"[bold red]error:[/] {escape(_one_line(f'{exc.strerror or exc}{where}'))}",
+                      highlight=False, soft_wrap=True)
+            sys.exit(1)
+        if os.environ.get("SPENDLAB_TRACEBACK"):
+            raise
+        err.print(f"[bold red]internal error:[/] {escape(_one_line(f'{kind}: {exc}'))} (a bug in spendlab; "
+                  "set SPENDLAB_TRACEBACK=1 to see where)", highlight=False, soft_wrap=True)
+        sys.exit(1)
     if isinstance(rv, int) and rv:
         sys.exit(rv)
 
