@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spendlab.datasets import synth_transactions
+from spendlab.datasets.synth import synth_transactions
 from spendlab.io.atomic import atomic_path
 from spendlab.io.safe_out import MARKER, UnsafeOutputError, check_output
 from tests.reliability.cli_harness import chdir, run_cli, tree_state
@@ -170,7 +170,7 @@ def test_an_empty_directory_and_a_symlink_to_spendlabs_output_are_written_throug
 def test_library_callers_cannot_replace_a_foreign_directory_either(tmp_path: Path) -> None:
     """atomic_path itself refuses (before the block and again at the swap), not only the CLI."""
     from spendlab.io import load_transactions
-    from spendlab.reports.describe import run_describe
+    from spendlab.jobs.describe import run_describe
 
     synth_transactions(tmp_path / "tx.csv", users=10, months=2, fmt="millions", seed=2)
     (tmp_path / "mine").mkdir()
