@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import glob as globlib
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +16,8 @@ from spendlab.config import ReaderConfig
 from spendlab.errors import InputFileError, RowError, SpendlabError
 from spendlab.io.cdnow import read_cdnow
 from spendlab.io.collect import RowBuilder
-from spendlab.io.generic import check_parquet_files, read_generic_csv, scan_parquet
+from spendlab.io.generic import read_generic_csv
+from spendlab.io.parquet import check_parquet_files, scan_parquet
 from spendlab.io.millions import read_millions
 from spendlab.io.rejects import FileReport, LoadReport, Mode, RejectSink, finish_load, with_report
 from spendlab.schema import CANONICAL_SCHEMA
@@ -52,6 +53,7 @@ class Transactions:
     sql: str | None = None
     files: tuple[str, ...] = ()
     config: ReaderConfig | None = None
+    lookups: dict[str, pa.Table] = field(default_factory=dict)  # tables ``sql`` joins (Parquet)
 
     def register(self, con: duckdb.DuckDBPyConnection, view: str = "transactions") -> None:
         """Expose the rows as view ``view`` on ``con`` (user_id, ts, amount, n_items, source_file, line)."""
@@ -60,6 +62,8 @@ class Transactions:
             con.register(f"{view}__arrow", naive)
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * FROM "{view}__arrow"')
         else:
+            for name, lookup in self.lookups.items():
+                con.register(name, lookup)
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS {self.sql}')
 
     def to_arrow(self) -> pa.Table:
@@ -140,11 +144,12 @@ def load_transactions(
             raise SpendlabError(f"{source}: mixes Parquet and CSV files; give one kind at a time")
         types = check_parquet_files(parquet, config.generic, strict=mode is Mode.STRICT)  # no SQL before this
         con = connect()
-        sql = scan_parquet(con, parquet, config, report, strict=mode is Mode.STRICT, types=types)
+        scan = scan_parquet(con, parquet, config, report, strict=mode is Mode.STRICT, types=types)
         if mode is Mode.STRICT and report.rejects:
             raise with_report(RowError(f"strict mode: {report.rejects[0].describe()}"), report)
         finish_load(report, mode)
-        return Transactions(name, report, sql=sql, files=tuple(str(f) for f in files), config=config)
+        return Transactions(name, report, sql=scan.sql, files=tuple(str(f) for f in files), config=config,
+                            lookups=scan.lookups)
     reader = {"millions": read_millions, "cdnow": read_cdnow, "generic": read_generic_csv}[fmt]
     tables = []
     for f in files:

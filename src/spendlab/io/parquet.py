@@ -1,0 +1,385 @@
+"""Generic Parquet inputs under exactly the reader policies of CSV (issue 15 item 3).
+
+Large inputs are Parquet, so rows are never parsed one by one in Python. But every *value rule*
+is the CSV reader's own Python function, applied once per distinct value and joined back in
+DuckDB:
+
+- a string column (``user_id``, ``ts`` or ``amount``) goes through the same parser as a CSV field
+  (:func:`~spendlab.io.parsing.normalise_user_id`, :func:`~spendlab.io.parsing.parse_amount`,
+  :func:`~spendlab.io.parsing.timestamp_parser`), so an offset or ``Z`` in a string keeps its
+  instant, ``"1_000"`` is an ``AMOUNT_FORMAT`` reject and DST gaps follow ``dst_policy``;
+- a typed amount (integer, float, decimal) goes through :func:`parse_amount` as the Python value
+  (so ``SUB_CENT``, ``OUT_OF_RANGE`` and ``NON_FINITE`` are the CSV checks);
+- a time-zone-aware timestamp keeps its instant; a naive timestamp or date is read in
+  ``reader.timezone``: one offset per distinct local hour where the hour holds no DST change, and
+  :func:`~spendlab.io.parsing.localize` per distinct value inside the few hours that do;
+- boolean, struct, list, map and binary columns fail the file (``UNSUPPORTED_TYPE``), and a
+  ``ts`` column that is a string in one file and a timestamp in another fails it too.
+
+Checks run in the CSV reader's order (user, amount, timestamp, window), so a row with several
+problems has the same error type in both formats. The lookup tables travel with the SQL in
+:class:`ParquetScan`; ``Transactions.register`` puts them on any connection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from spendlab.config import GenericMapping, ReaderConfig
+from spendlab.errors import ConfigError, InputFileError
+from spendlab.io.parsing import (
+    UTC,
+    FieldError,
+    localize,
+    normalise_user_id,
+    parse_amount,
+    timestamp_parser,
+)
+from spendlab.io.rejects import FileReport, LoadReport, RejectRecord
+
+_EPOCH = dt.datetime(1970, 1, 1)
+_HOUR_US = 3_600_000_000
+_TOKENS = itertools.count()
+
+
+class MappingColumnError(InputFileError, ConfigError):
+    """The generic mapping names a column the file does not have: a file error and a config error.
+
+    Raised from the header or the Parquet footer, before any row is read or any SQL runs.
+    """
+
+
+# --- the footer check: which Arrow types each role accepts --------------------------------------
+
+def _arrow_kind(t: pa.DataType) -> str | None:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", bool)(t):
+        return "string"
+    if pa.types.is_null(t):
+        return "string"  # an all-null column: every row is an empty field
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_decimal(t):
+        return "decimal"
+    if pa.types.is_timestamp(t):
+        return "aware" if t.tz is not None else "naive"
+    if pa.types.is_date(t):
+        return "date"
+    return None
+
+
+#: Which kinds each role accepts. Booleans, structs, lists, maps and bytes are never coerced.
+_ALLOWED = {
+    "user": ("string", "int"),
+    "ts": ("string", "aware", "naive", "date"),
+    "amount": ("string", "int", "float", "decimal"),
+}
+_WHAT = {
+    "user": "a string or an integer",
+    "ts": "a timestamp, a date or a string",
+    "amount": "a number (integer, float, decimal) or a string",
+}
+
+
+def _roles(mapping: GenericMapping) -> dict[str, str]:
+    return {"user": mapping.user_col, "ts": mapping.ts_col, "amount": mapping.amount_col}
+
+
+def check_parquet_files(files: list[Path], mapping: GenericMapping, strict: bool) -> dict[str, Any]:
+    """Read every footer; fail a corrupt file, a missing or unsupported column; list schema drift.
+
+    Returns the Arrow type of each mapped column (the first file's) and ``"_drift"``, the drift
+    lines. ``user_id`` stored as an integer in some files is read as a string with a warning
+    (strict mode fails); a ``ts`` column of different kinds across files (string vs timestamp,
+    aware vs naive) fails in every mode: no reading of it is right for both.
+    """
+    roles = _roles(mapping)
+    types: dict[str, dict[str, pa.DataType]] = {}
+    for f in files:
+        try:
+            schema = pq.read_schema(f)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputFileError(str(f), "CORRUPT_PARQUET", f"not a readable Parquet file: {exc}") from None
+        missing = [c for c in roles.values() if c not in schema.names]
+        if missing:
+            raise MappingColumnError(str(f), "SCHEMA_MISSING_COLUMN",
+                                     f"missing column(s) {missing}; found {schema.names} "
+                                     "(check reader.generic in the config)", column=missing[0])
+        for role, col in roles.items():
+            t = schema.field(col).type
+            if _arrow_kind(t) not in _ALLOWED[role]:
+                raise InputFileError(str(f), "UNSUPPORTED_TYPE",
+                                     f"column {col!r} is {t}; the {role} column must be {_WHAT[role]} "
+                                     "(never coerced)", column=col)
+        types[str(f)] = {c: schema.field(c).type for c in roles.values()}
+    drift = schema_drift(types, tuple(roles.values()))
+    ts_kinds = {_arrow_kind(t[mapping.ts_col]) for t in types.values()}
+    if len(ts_kinds) > 1:
+        lines = [d for d in drift if repr(mapping.ts_col) in d]
+        raise InputFileError(str(files[0].parent), "SCHEMA_DRIFT",
+                             f"{'; '.join(lines)}: a timestamp column must have one kind in every file")
+    if drift and strict:
+        raise InputFileError(str(files[0].parent), "SCHEMA_DRIFT", "; ".join(drift))
+    first = next(iter(types.values()))
+    return {**first, "_drift": drift}
+
+
+def schema_drift(types: dict[str, dict[str, pa.DataType]], columns: tuple[str, ...]) -> list[str]:
+    """One line per mapped column whose Arrow type differs across files, listing every file's type."""
+    drift: list[str] = []
+    for col in columns:
+        kinds = {str(t[col]) for t in types.values()}
+        if len(kinds) > 1:
+            per_file = ", ".join(f"{Path(f).name}: {t[col]}" for f, t in types.items())
+            drift.append(f"column {col!r} differs across files ({per_file})")
+    return drift
+
+
+# --- distinct-value lookups: the CSV rules, once per value ---------------------------------------
+
+def _duck_kind(duck_type: str) -> str:
+    t = duck_type.upper()
+    if t in ("VARCHAR", '"NULL"', "NULL"):
+        return "string"
+    if t in ("FLOAT", "DOUBLE"):
+        return "float"
+    if t.startswith("DECIMAL"):
+        return "decimal"
+    if t == "TIMESTAMP WITH TIME ZONE":
+        return "aware"
+    if t.startswith("TIMESTAMP"):
+        return "naive"
+    if t == "DATE":
+        return "date"
+    if t.endswith("INT") or t in ("INTEGER", "UINTEGER"):
+        return "int"
+    raise InputFileError("(parquet)", "UNSUPPORTED_TYPE", f"column type {duck_type} is not supported")
+
+
+def _outcome(fn: Callable[[Any], Any], value: Any) -> tuple[Any, str | None, str | None]:
+    try:
+        return fn(value), None, None
+    except FieldError as exc:
+        return None, exc.error_type, str(exc)
+
+
+def _lookup(con: duckdb.DuckDBPyConnection, values_sql: str, fn: Callable[[Any], Any],
+            out_type: pa.DataType, raw_type: pa.DataType | None = None) -> pa.Table:
+    """``raw -> (value, err, msg)`` for every distinct non-null value that ``values_sql`` yields."""
+    raws = con.execute(f"SELECT DISTINCT v FROM ({values_sql}) WHERE v IS NOT NULL").to_arrow_table().column(0)
+    values, errs, msgs = [], [], []
+    for raw in raws.to_pylist():
+        value, err, msg = _outcome(fn, raw)
+        values.append(value)
+        errs.append(err)
+        msgs.append(msg)
+    return pa.table({"raw": raws if raw_type is None else raws.cast(raw_type),
+                     "value": pa.array(values, out_type), "err": pa.array(errs, pa.string()),
+                     "msg": pa.array(msgs, pa.string())})
+
+
+def _epoch_us(ts: dt.datetime) -> int:
+    delta = ts - dt.datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _naive_from_us(us: int) -> dt.datetime:
+    try:
+        return _EPOCH + dt.timedelta(microseconds=us)
+    except OverflowError:
+        raise FieldError("OUT_OF_WINDOW", f"timestamp ({us} us since 1970) is beyond year 9999") from None
+
+
+def _hour_offset_us(zone: str) -> Callable[[int], int | None]:
+    """The UTC offset (us) of a local hour that holds no DST change; None for one that does."""
+    from spendlab.io.parsing import _zone  # noqa: PLC2701 - the same zone cache as localize
+
+    tz = _zone(zone)
+
+    def offset(hour_us: int) -> int | None:
+        start = _naive_from_us(hour_us)
+        end = start + dt.timedelta(microseconds=_HOUR_US - 1)
+        offsets = {t.replace(tzinfo=tz, fold=fold).utcoffset() for t in (start, end) for fold in (0, 1)}
+        if len(offsets) != 1:
+            return None
+        (off,) = offsets
+        return off // dt.timedelta(microseconds=1)  # type: ignore[operator]
+
+    return offset
+
+
+@dataclass
+class ParquetScan:
+    """The canonical-row SQL of some Parquet files and the lookup tables it joins."""
+
+    sql: str
+    lookups: dict[str, pa.Table] = field(default_factory=dict)
+
+    def register(self, con: duckdb.DuckDBPyConnection) -> None:
+        for name, table in self.lookups.items():
+            con.register(name, table)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str | None) -> str:
+    return "NULL" if text is None else "'" + text.replace("'", "''") + "'"
+
+
+def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: ReaderConfig) -> ParquetScan:
+    """SQL of every row as ``user_id, ts, amount, n_items, source_file, line, error, error_col, message``."""
+    m = config.generic
+    token = f"__spendlab_pq{next(_TOKENS)}"
+    file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+    src = f"read_parquet({file_list}, filename=true, file_row_number=true, union_by_name=true)"
+    u, t, a = _quote(m.user_col), _quote(m.ts_col), _quote(m.amount_col)
+    kinds = {name: _duck_kind(typ) for name, typ, *_ in con.execute(f"DESCRIBE SELECT {u}, {t}, {a} FROM {src}").fetchall()}
+    scan = ParquetScan("")
+    raw = f"(SELECT filename AS source_file, file_row_number, {u} AS u, {t} AS t, {a} AS a FROM {src})"
+    joins: list[str] = []
+
+    def add(role: str, values_sql: str, fn: Callable[[Any], Any], out_type: pa.DataType, on: str,
+            raw_type: pa.DataType | None = None) -> str:
+        name = f"{token}_{role}"
+        scan.lookups[name] = _lookup(con, values_sql, fn, out_type, raw_type)
+        con.register(name, scan.lookups[name])
+        joins.append(f"LEFT JOIN {name} ON {name}.raw = {on}")
+        return name
+
+    # user: integers are their decimal text; strings take the CSV id policy.
+    null_user = _outcome(normalise_user_id, "")
+    if kinds[m.user_col] == "int":
+        user, user_err, user_msg = "CAST(r.u AS VARCHAR)", "NULL", "NULL"
+    else:
+        lk = add("user", f"SELECT CAST(u AS VARCHAR) AS v FROM {raw}", normalise_user_id, pa.string(),
+                 "CAST(r.u AS VARCHAR)")
+        user, user_err, user_msg = f"{lk}.value", f"{lk}.err", f"{lk}.msg"
+    user_err = f"CASE WHEN r.u IS NULL THEN {_lit(null_user[1])} ELSE {user_err} END"
+    user_msg = f"CASE WHEN r.u IS NULL THEN {_lit(null_user[2])} ELSE {user_msg} END"
+
+    # amount: the Python value (str, int, float, Decimal) through parse_amount.
+    def amount_of(value: Any) -> float:
+        return parse_amount(value, thousands=config.thousands, max_abs=config.max_abs_amount,
+                            sub_cent=config.sub_cent)
+
+    null_amount = _outcome(amount_of, "")
+    a_kind = kinds[m.amount_col]
+    a_raw = "CAST(r.a AS VARCHAR)" if a_kind == "string" else "r.a"
+    lk = add("amount", f"SELECT {a_raw.replace('r.a', 'a')} AS v FROM {raw}", amount_of, pa.float64(), a_raw)
+    amount = f"{lk}.value"
+    amount_err = f"CASE WHEN r.a IS NULL THEN {_lit(null_amount[1])} ELSE {lk}.err END"
+    amount_msg = f"CASE WHEN r.a IS NULL THEN {_lit(null_amount[2])} ELSE {lk}.msg END"
+
+    # ts: strings through the CSV parser; aware instants kept; naive values read in reader.timezone.
+    parse_ts = timestamp_parser(m.ts_format, zone=config.timezone, dst_policy=config.dst_policy)
+    null_ts = _outcome(parse_ts, "")
+    t_kind = kinds[m.ts_col]
+    if t_kind == "string":
+        lk = add("ts", f"SELECT CAST(t AS VARCHAR) AS v FROM {raw}", lambda s: _epoch_us(parse_ts(s)),
+                 pa.int64(), "CAST(r.t AS VARCHAR)")
+        ts_us, ts_err, ts_msg = f"{lk}.value", f"{lk}.err", f"{lk}.msg"
+    elif t_kind == "aware":
+        ts_us, ts_err, ts_msg = "epoch_us(r.t)", "NULL", "NULL"
+    elif config.timezone == "UTC":
+        ts_us, ts_err, ts_msg = "epoch_us(CAST(r.t AS TIMESTAMP))", "NULL", "NULL"
+    else:
+        local = "epoch_us(CAST(r.t AS TIMESTAMP))"
+        hour = f"({local} - ((({local}) % {_HOUR_US}) + {_HOUR_US}) % {_HOUR_US})"  # floor, also before 1970
+        hours = add("hour", f"SELECT ({hour.replace('r.t', 't')}) AS v FROM {raw}", _hour_offset_us(config.timezone),
+                    pa.int64(), hour)
+        # the few values inside an hour with a DST change: localize() one by one
+        dirty = (f"SELECT {local.replace('r.t', 't')} AS v FROM {raw} WHERE ({hour.replace('r.t', 't')}) IN "
+                 f"(SELECT raw FROM {hours} WHERE value IS NULL AND err IS NULL)")
+
+        def local_value(us: int) -> int:
+            return _epoch_us(localize(_naive_from_us(us), config.timezone, config.dst_policy))
+
+        lk = add("dst", dirty, local_value, pa.int64(), local)
+        ts_us = f"coalesce({local} - {hours}.value, {lk}.value)"
+        ts_err = f"coalesce({hours}.err, {lk}.err)"
+        ts_msg = f"coalesce({hours}.msg, {lk}.msg)"
+    ts_err = f"CASE WHEN r.t IS NULL THEN {_lit(null_ts[1])} ELSE {ts_err} END"
+    ts_msg = f"CASE WHEN r.t IS NULL THEN {_lit(null_ts[2])} ELSE {ts_msg} END"
+
+    window_end = config.window_end or dt.date.today()
+    lo = _epoch_us(dt.datetime.combine(config.window_start, dt.time(), UTC))
+    hi = _epoch_us(dt.datetime.combine(window_end, dt.time(), UTC)) + 86_400 * 1_000_000
+    sign = "1.0" if m.spend_is == "positive" else "-1.0"
+    # CSV order: user, amount, timestamp, window (a row with several problems gets the first).
+    base = (
+        f"SELECT {user} AS user_id, {ts_us} AS ts_us, {sign} * {amount} + 0.0 AS amount, "
+        f"{user_err} AS user_err, {user_msg} AS user_msg, {amount_err} AS amount_err, {amount_msg} AS amount_msg, "
+        f"{ts_err} AS ts_err, {ts_msg} AS ts_msg, r.source_file, CAST(r.file_row_number + 1 AS BIGINT) AS line, "
+        f"concat_ws(',', CAST(r.u AS VARCHAR), CAST(r.t AS VARCHAR), CAST(r.a AS VARCHAR)) AS raw "
+        f"FROM {raw} AS r {' '.join(joins)}"
+    )
+    cols = (_lit(m.user_col), _lit(m.amount_col), _lit(m.ts_col))
+    outside = f"ts_us < {lo} OR ts_us >= {hi}"
+    scan.sql = (
+        "SELECT user_id, CASE WHEN ts_us IS NULL THEN NULL ELSE make_timestamp(ts_us) END AS ts, amount, "
+        "CAST(NULL AS BIGINT) AS n_items, source_file, line, "
+        f"coalesce(user_err, amount_err, ts_err, CASE WHEN {outside} THEN 'OUT_OF_WINDOW' END) AS error, "
+        f"CASE WHEN user_err IS NOT NULL THEN {cols[0]} WHEN amount_err IS NOT NULL THEN {cols[1]} "
+        f"ELSE {cols[2]} END AS error_col, "
+        f"coalesce(user_msg, amount_msg, ts_msg, 'timestamp is outside {config.window_start} .. {window_end}') "
+        f"AS message, raw FROM ({base})"
+    )
+    return scan
+
+
+def scan_parquet(
+    con: duckdb.DuckDBPyConnection,
+    files: list[Path],
+    config: ReaderConfig,
+    report: LoadReport,
+    strict: bool,
+    types: dict[str, Any] | None = None,
+) -> ParquetScan:
+    """Count rows and rejects per file in one pass; return the scan of the valid canonical rows.
+
+    ``types`` is :func:`check_parquet_files`' result when the caller already checked the footers.
+    """
+    if types is None:
+        types = check_parquet_files(files, config.generic, strict)
+    scan = build_scan(con, files, config)
+    every = scan.sql
+    counts = con.execute(
+        "SELECT source_file, error, count(*), count(*) FILTER (error IS NULL AND amount < 0) "
+        f"FROM ({every}) GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    by_file: dict[str, FileReport] = {str(f): FileReport(str(f)) for f in files}
+    for name, err, n, refunds in counts:
+        fr = by_file.setdefault(name, FileReport(name))
+        fr.count(err, n)
+        if refunds:
+            fr.warnings["REFUND"] += refunds
+    drift = types.get("_drift") or []
+    if drift:
+        for fr in by_file.values():
+            fr.warnings["SCHEMA_DRIFT"] += 1
+            fr.notes.extend(drift)
+    report.files.extend(by_file.values())
+    if any(fr.rejected for fr in by_file.values()):
+        bad = con.execute(
+            f"SELECT source_file, line, error, error_col, raw, message FROM ({every}) "
+            "WHERE error IS NOT NULL ORDER BY source_file, line"
+        ).fetchall()
+        for name, line, err, column, raw, message in bad:
+            report.rejects.append(RejectRecord(name, line, column, err, raw or "", message or err, -1, line))
+    scan.sql = ("SELECT user_id, ts, amount, n_items, source_file, line FROM "
+                f"({every}) WHERE error IS NULL")
+    return scan
