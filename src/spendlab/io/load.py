@@ -127,11 +127,13 @@ def load_transactions(
     *,
     config: ReaderConfig | None = None,
     mode: Mode = Mode.QUARANTINE,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> Transactions:
     """Read INPUT in format ``fmt`` into canonical transactions, applying the validation mode.
 
     File-level problems (empty, wrong header, wrong encoding, corrupt Parquet) raise
-    :class:`InputFileError`; row problems are handled by ``mode``.
+    :class:`InputFileError`; row problems are handled by ``mode``. ``con`` is the DuckDB
+    connection Parquet inputs are scanned on (default: a new one from :func:`connect`).
     """
     if fmt not in FORMATS:
         raise SpendlabError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -143,7 +145,7 @@ def load_transactions(
         if len(parquet) != len(files):
             raise SpendlabError(f"{source}: mixes Parquet and CSV files; give one kind at a time")
         types = check_parquet_files(parquet, config.generic, strict=mode is Mode.STRICT)  # no SQL before this
-        con = connect()
+        con = con or connect()
         scan = scan_parquet(con, parquet, config, report, strict=mode is Mode.STRICT, types=types)
         if mode is Mode.STRICT and report.rejects:
             raise with_report(RowError(f"strict mode: {report.rejects[0].describe()}"), report)
