@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob as globlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from spendlab.config import ReaderConfig
 from spendlab.errors import InputFileError, RowError, SpendlabError
 from spendlab.io.cdnow import read_cdnow
 from spendlab.io.collect import RowBuilder
+from spendlab.io.discover import BUILTIN_PREFIX, resolve_input
 from spendlab.io.generic import read_generic_csv
 from spendlab.io.parquet import check_parquet_files, scan_parquet
 from spendlab.io.millions import read_millions
@@ -24,7 +24,6 @@ from spendlab.schema import CANONICAL_SCHEMA
 
 Format = Literal["millions", "cdnow", "generic"]
 FORMATS: tuple[str, ...] = ("millions", "cdnow", "generic")
-BUILTIN_PREFIX = "builtin:"
 
 
 def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -88,33 +87,9 @@ class Transactions:
         return h.hexdigest()
 
 
-def resolve_input(source: str, fmt: str) -> tuple[str, list[Path]]:
-    """Turn INPUT (a file, a directory, a glob or ``builtin:NAME``) into a name and file list."""
-    if source.startswith(BUILTIN_PREFIX):
-        from spendlab.datasets import builtin_path
-
-        name = source[len(BUILTIN_PREFIX):]
-        return name, [builtin_path(name)]
-    p = Path(source)
-    if p.is_dir():
-        exts = {".parquet", ".pq"} if fmt == "generic" else {".csv", ".txt"}
-        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts | {".csv"})
-        if not files:
-            raise SpendlabError(f"{source}: directory holds no input files ({', '.join(sorted(exts))})")
-        return p.name, files
-    if p.is_file():  # a real file wins over glob syntax: "[x]data.csv" is a valid name
-        return p.stem, [p]
-    if any(ch in source for ch in "*?["):
-        files = sorted(Path(f) for f in globlib.glob(source, recursive=True) if Path(f).is_file())
-        if not files:
-            raise SpendlabError(f"{source}: the pattern matches no file")
-        return source, files
-    if not p.exists():
-        raise SpendlabError(f"{source}: no such file or directory")
-    return p.stem, [p]
-
-
 def _is_parquet(path: Path) -> bool:
+    if path.name.lower().endswith((".gz", ".csv", ".txt")):
+        return False
     if path.suffix.lower() in {".parquet", ".pq"}:
         return True
     with open(path, "rb") as fh:
@@ -138,8 +113,9 @@ def load_transactions(
     if fmt not in FORMATS:
         raise SpendlabError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     config = config or ReaderConfig()
-    name, files = resolve_input(source, fmt)
-    report = LoadReport()
+    found = resolve_input(source, fmt)
+    name, files = found.name, found.files
+    report = LoadReport(skipped=found.skipped, duplicates=found.duplicates)
     parquet = [f for f in files if fmt == "generic" and _is_parquet(f)]
     if parquet:
         if len(parquet) != len(files):
@@ -192,6 +168,8 @@ def validation_summary(tx: Transactions) -> dict[str, object]:
     policy = tx.config.refunds if tx.config is not None else "separate"
     return {
         "files": [f.as_dict() for f in tx.report.files],
+        "skipped": list(tx.report.skipped),
+        "duplicates": list(tx.report.duplicates),
         "users": int(users),
         "total_spend": gross,
         "net_spend": net,

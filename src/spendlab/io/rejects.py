@@ -98,6 +98,8 @@ class LoadReport:
 
     files: list[FileReport] = field(default_factory=list)
     rejects: list[RejectRecord] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # inputs not read, each "path: reason"
+    duplicates: list[str] = field(default_factory=list)  # other names of a file read once
 
     @property
     def rows_in(self) -> int:
@@ -131,6 +133,8 @@ class LoadReport:
             "rejected": self.rejected,
             "errors": dict(sorted(self.errors().items())),
             "warnings": dict(sorted(self.warnings().items())),
+            "skipped": list(self.skipped),
+            "duplicates": list(self.duplicates),
         }
 
 
