@@ -19,7 +19,8 @@ from rich.table import Table
 from spendlab.config import ReaderConfig, load_config, load_yaml, parse_config
 from spendlab.errors import RowError, SpendlabError
 from spendlab.io import Mode, load_transactions
-from spendlab.io.load import FORMATS, validation_summary
+from spendlab.io.load import FORMATS, date_span, validation_summary
+from spendlab.settings import check_as_of, check_country, check_tolerance, compile_pattern, parse_memory_limit
 
 app = typer.Typer(
     name="spendlab",
@@ -127,6 +128,8 @@ def validate(
     out.print(table)
     out.print(f"users: {summary['users']:,}   total spend: {summary['total_spend']:,.2f}   "
               f"refunds: {summary['refunds']:,} ({summary['refund_amount']:,.2f})")
+    for note in [*tx.report.skipped, *tx.report.duplicates]:  # inputs not read, or read once under another name
+        err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
     if rejects is not None:
         out.print(f"rejects written to {escape(str(rejects))}")
 
@@ -145,6 +148,7 @@ def describe(
     """Describe INPUT: transaction values, monthly spend, days with spend per week, insights, report.html."""
     from spendlab.reports.describe import run_describe
 
+    check_country(country), parse_memory_limit(memory_limit)  # settings fail before any data is read
     cfg = reader_config(config)
     tx = load_transactions(input, format, config=cfg, mode=mode)
     result = run_describe(tx, out_dir, country=country, top_n=top_n, net_refunds=cfg.refunds == "net",
@@ -222,6 +226,7 @@ def features(
 
     if freq not in ("month", "week"):
         raise SpendlabError(f"--freq must be month or week, got {freq!r}")
+    parse_memory_limit(memory_limit)
     try:
         cutoff = dt.date.fromisoformat(as_of) if as_of else None
     except ValueError:
@@ -237,6 +242,8 @@ def features(
                   f"{escape(str(out_path))}/")
         return
     tx = load_transactions(input, format, config=reader_config(config), mode=mode)
+    for warning in check_as_of(cutoff, *date_span(tx), freq=freq) if cutoff else []:
+        err.print(f"warning: {escape(warning)}", highlight=False)
     con = connect(threads=threads, memory_limit=None if memory_limit in (None, "none") else memory_limit)
     tx.register(con)
     cutoff = cutoff or default_as_of(con, freq)  # type: ignore[arg-type]
@@ -268,6 +275,7 @@ def reconcile(
     """
     from spendlab.reports.reconcile import run_reconcile
 
+    check_tolerance(tolerance), compile_pattern(pattern), parse_memory_limit(memory_limit)
     s = run_reconcile(deltas, platform, source, out_dir, tolerance=tolerance, name_pattern=pattern,
                       expect_contiguous_batches=contiguous_batches, memory_limit=memory_limit)
     out.print(f"source {s['source_total']:,.2f}  platform {s['platform_total']:,.2f}  gap {s['gap']:,.2f}  "
@@ -385,6 +393,8 @@ def score(
         return
     loading = load_model_async(model)  # the model loads while the input is read and validated
     tx = load_transactions(input, format, config=reader_config(config))
+    for warning in check_as_of(cutoff, *date_span(tx)) if cutoff else []:
+        err.print(f"warning: {escape(warning)}", highlight=False)
     result = run_score(tx, out=out_path, model=loading, as_of=cutoff, chunk_users=chunk_users)
     out.print(f"scored {result.rows_out:,} users (= {result.users_in:,} users in) as of {result.as_of} "
               f"for {result.target_period} with {escape(result.model_uri)} v{result.model_version}: "

@@ -11,10 +11,10 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spendlab.errors import ConfigError
 
@@ -66,17 +66,23 @@ class ReaderConfig(StrictModel):
     accepted_types: tuple[str, ...] = ("auth",)
     unknown_types: Literal["reject", "accept"] = "reject"
     thousands: Literal[",", None] = None
-    max_abs_amount: float = 1e7
+    max_abs_amount: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e7
     sub_cent: Literal["reject", "keep"] = "reject"
     refunds: Literal["separate", "net"] = "separate"
     zero_amounts: Literal["keep", "exclude"] = "keep"
     dedupe: bool = False
     empty_file: Literal["error", "accept"] = "error"
     extra_columns: Literal["warn", "error"] = "warn"
-    max_line_bytes: int = 1 << 20
+    max_line_bytes: Annotated[int, Field(gt=0, le=1 << 30)] = 1 << 20
     window_start: dt.date = dt.date(1970, 1, 1)
     window_end: dt.date | None = None  # None = the run date
     generic: GenericMapping = GenericMapping()
+
+    @model_validator(mode="after")
+    def _window(self) -> ReaderConfig:
+        if self.window_end is not None and self.window_start >= self.window_end:
+            raise ValueError(f"window_start ({self.window_start}) must be before window_end ({self.window_end})")
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -90,17 +96,46 @@ class ReaderConfig(StrictModel):
         return v
 
 
+#: A config is a few hundred lines; anything far larger is a mistake or an attack.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (``*name``).
+
+    Configs never need them, and nested aliases expand exponentially when the data is walked (a
+    "billion laughs" document of a few hundred bytes exhausts memory in validation or logging).
+    """
+
+    def compose_node(self, parent, index):  # noqa: ANN001, ANN201 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"found alias *{event.anchor}: YAML anchors and aliases are not allowed in a config",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``; errors name the file."""
+    """Read a YAML mapping with a safe loader that also refuses aliases; errors name the file."""
     p = Path(path)
     try:
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p}: a config file is at most {MAX_CONFIG_BYTES // 1024} KiB; this one is larger")
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config: {exc.strerror or exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        loader = _NoAliasLoader(text)  # what yaml.safe_load does, with aliases refused
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not a valid YAML config (only plain data is allowed): {exc}".splitlines()[0]) from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}{where}: not a valid YAML config (only plain data is allowed): "
+                          f"{getattr(exc, 'problem', None) or str(exc).splitlines()[0]}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -114,9 +149,23 @@ def parse_config(model: type[M], data: dict[str, Any], source: str) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+            + (f" (allowed keys: {', '.join(_allowed_keys(model, e['loc'][:-1]))})"
+               if e["type"] == "extra_forbidden" else "")
+            for e in exc.errors()
         )
         raise ConfigError(f"{source}: invalid config: {problems}") from None
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the (sub)model at ``loc``: what an unknown-key error should list."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
 
 
 def load_config(model: type[M], path: str | Path | None) -> M:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from spendlab.config import ReaderConfig
-from spendlab.errors import InputFileError, RowError, SpendlabError
+from spendlab.errors import ConfigError, InputFileError, RowError, SpendlabError
 from spendlab.io.cdnow import read_cdnow
 from spendlab.io.collect import RowBuilder
 from spendlab.io.discover import BUILTIN_PREFIX, resolve_input
@@ -21,13 +22,20 @@ from spendlab.io.parquet import check_parquet_files, scan_parquet
 from spendlab.io.millions import read_millions
 from spendlab.io.rejects import FileReport, LoadReport, Mode, RejectSink, finish_load, with_report
 from spendlab.schema import CANONICAL_SCHEMA
+from spendlab.settings import parse_memory_limit
 
 Format = Literal["millions", "cdnow", "generic"]
 FORMATS: tuple[str, ...] = ("millions", "cdnow", "generic")
 
 
 def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with spendlab's session settings (UTC, bounded memory)."""
+    """A DuckDB connection with spendlab's session settings (UTC, bounded memory).
+
+    ``memory_limit`` is checked by :func:`spendlab.settings.parse_memory_limit` (``4GB``, ``none``).
+    """
+    memory_limit = parse_memory_limit(memory_limit)
+    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+        raise ConfigError(f"threads must be a whole number >= 1, got {threads!r}")
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
@@ -147,6 +155,14 @@ def load_transactions(
     finish_load(report, mode)
     table = pa.concat_tables(tables) if tables else CANONICAL_SCHEMA.empty_table()
     return Transactions(name, report, table=table, files=tuple(str(f) for f in files), config=config)
+
+
+def date_span(tx: Transactions) -> tuple[dt.date | None, dt.date | None]:
+    """The UTC days of the first and the last accepted transaction (None, None when there is none)."""
+    con = connect()
+    tx.register(con)
+    first, last = con.execute("SELECT min(ts)::DATE, max(ts)::DATE FROM transactions").fetchone()
+    return first, last
 
 
 def validation_summary(tx: Transactions) -> dict[str, object]:

@@ -165,16 +165,18 @@ def normalise_user_id(text: str | None) -> str:
 
     Surrounding whitespace is trimmed as ``str.strip`` does (Unicode White_Space, so a
     non-breaking space or a unit separator goes too); what remains is kept exactly ("007" stays
-    "007"). An empty id is ``NULL_KEY``; an id still holding a control or format character
-    (``\\x00``, ``\\x1b``, a zero-width space, a bidi override) is ``INVALID_KEY``: two such ids
-    print alike but join apart.
+    "007"). An empty id is ``NULL_KEY``. An id that still holds a character that does not print as
+    itself (``str.isprintable``: control and format characters such as NUL, ESC, a zero-width
+    space or a bidi override, and every space other than the ASCII one) is ``INVALID_KEY``: two
+    such ids print alike but join apart.
     """
     user = (text or "").strip()
     if not user:
         raise FieldError("NULL_KEY", "user id is empty")
-    if not user.isprintable() and any(unicodedata.category(ch) in ("Cc", "Cf") for ch in user):
-        bad = next(ch for ch in user if unicodedata.category(ch) in ("Cc", "Cf"))
-        raise FieldError("INVALID_KEY", f"user id {user!r} contains the control/format character U+{ord(bad):04X}")
+    if not user.isprintable():
+        bad = next(ch for ch in user if not ch.isprintable())
+        raise FieldError("INVALID_KEY", f"user id {user!r} contains U+{ord(bad):04X} "
+                                        f"({unicodedata.name(bad, unicodedata.category(bad))}), which does not print as itself")
     return user
 
 
