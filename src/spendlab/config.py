@@ -37,25 +37,78 @@ def safe_identifier(name: str) -> str:
 
 
 class GenericMapping(StrictModel):
-    """How a generic CSV/Parquet input maps onto the canonical columns."""
+    """How a generic CSV/Parquet input maps onto the canonical columns.
+
+    Line-item exports (one row per product line) map ``order_col``: the lines of one order form
+    one transaction (its first line's user and time, the sum of its lines' amounts). Without an
+    amount column, ``quantity_col`` x ``unit_price_col`` is each line's amount. ``include`` and
+    ``exclude`` keep or drop rows by a column's value (``status: [Completed]``); dropped rows are
+    counted as excluded, so ``rows_in = accepted + rejected + excluded``.
+    """
 
     user_col: str = "user_id"
     ts_col: str = "ts"
-    amount_col: str = "amount"
+    amount_col: str | None = "amount"
+    quantity_col: str | None = None
+    unit_price_col: str | None = None
+    order_col: str | None = None
+    include: dict[str, tuple[str, ...]] = {}
+    exclude: dict[str, tuple[str, ...]] = {}
     spend_is: Literal["positive", "negative"] = "positive"
     ts_format: str | None = None  # strptime format; None = ISO 8601
 
-    @field_validator("user_col", "ts_col", "amount_col")
+    @field_validator("user_col", "ts_col", "amount_col", "quantity_col", "unit_price_col", "order_col")
     @classmethod
-    def _identifier(cls, v: str) -> str:
-        return safe_identifier(v)
+    def _identifier(cls, v: str | None) -> str | None:
+        return None if v is None else safe_identifier(v)
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _rules(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for col, values in v.items():
+            safe_identifier(col)
+            if not values:
+                raise ValueError(f"column {col!r} needs at least one value")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _amount_or_line_price(cls, data: Any) -> Any:
+        # quantity x unit price replaces the default amount column unless one is named explicitly
+        if isinstance(data, dict) and (data.get("quantity_col") or data.get("unit_price_col")):
+            if data.get("amount_col") is not None and "amount_col" in data:
+                raise ValueError("give amount_col, or quantity_col and unit_price_col, not both")
+            data = {**data, "amount_col": None}
+        return data
 
     @model_validator(mode="after")
     def _distinct_roles(self) -> GenericMapping:
-        cols = [self.user_col, self.ts_col, self.amount_col]
-        if len(set(cols)) != 3:
-            raise ValueError(f"user_col, ts_col and amount_col must be three different columns, got {cols}")
+        if self.amount_col is None and not (self.quantity_col and self.unit_price_col):
+            raise ValueError("without amount_col, both quantity_col and unit_price_col are needed")
+        cols = self.value_columns()
+        if len(set(cols)) != len(cols):
+            roles = [r for r in ("user_col", "ts_col", "amount_col", "quantity_col", "unit_price_col", "order_col")
+                     if getattr(self, r)]
+            count = {3: "three", 4: "four", 5: "five"}[len(cols)]
+            raise ValueError(f"{', '.join(roles[:-1])} and {roles[-1]} must be {count} different columns, got {cols}")
+        both = sorted(set(self.include) & set(self.exclude))
+        if both:
+            raise ValueError(f"column(s) {both} are in both include and exclude; keep one rule per column")
         return self
+
+    def value_columns(self) -> list[str]:
+        """The mapped role columns, in role order (user, ts, amount or quantity and price, order)."""
+        amount = [self.amount_col] if self.amount_col else [self.quantity_col, self.unit_price_col]
+        return [c for c in (self.user_col, self.ts_col, *amount, self.order_col) if c is not None]
+
+    def required_columns(self) -> list[str]:
+        """Every column a file must have: the roles, then the include/exclude columns."""
+        cols = self.value_columns()
+        return cols + [c for c in (*self.include, *self.exclude) if c not in cols]
+
+    def line_items(self) -> bool:
+        """Whether any line-item option is set (orders, quantity x price, include/exclude)."""
+        return bool(self.order_col or self.quantity_col or self.include or self.exclude)
 
 
 class ReaderConfig(StrictModel):

@@ -8,14 +8,23 @@ value and joined in DuckDB.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
 
 from spendlab.config import ReaderConfig
 from spendlab.errors import InputFileError
-from spendlab.io.collect import RowBuilder, RowReject, field, read_header_csv
-from spendlab.io.parsing import check_window, normalise_user_id, parse_amount, timestamp_parser
+from spendlab.io.collect import RowBuilder, RowExcluded, field, read_header_csv
+from spendlab.io.lineitems import OrderBook
+from spendlab.io.parsing import (
+    as_float,
+    check_decimal,
+    check_window,
+    normalise_user_id,
+    parse_decimal,
+    timestamp_parser,
+)
 from spendlab.io.records import Record
 from spendlab.io.parquet import MappingColumnError, check_parquet_files, scan_parquet, schema_drift
 from spendlab.io.rejects import RejectSink
@@ -24,27 +33,53 @@ __all__ = ["MappingColumnError", "check_parquet_files", "parquet_select", "read_
            "schema_drift"]
 
 
-def read_generic_csv(path: Path, config: ReaderConfig, sink: RejectSink, rows: RowBuilder) -> None:
-    """Read one generic CSV into ``rows`` using ``config.generic``."""
+def read_generic_csv(
+    path: Path, config: ReaderConfig, sink: RejectSink, rows: RowBuilder, orders: OrderBook | None = None
+) -> None:
+    """Read one generic CSV into ``rows`` using ``config.generic``.
+
+    Include/exclude rules run first (an excluded row is counted, never validated). With
+    ``orders`` (the mapping has ``order_col``) each accepted line goes to the order book instead
+    of ``rows``; :mod:`spendlab.io.lineitems` turns the book into one row per order.
+    """
     m = config.generic
-    sign = 1.0 if m.spend_is == "positive" else -1.0
+    sign = Decimal(1) if m.spend_is == "positive" else Decimal(-1)
     parse_ts = timestamp_parser(m.ts_format, zone=config.timezone, dst_policy=config.dst_policy)
     window_end = config.window_end or dt.date.today()
     report = sink.file_report
+    money = {"thousands": config.thousands, "max_abs": config.max_abs_amount, "sub_cent": config.sub_cent}
+
+    def line_amount(row: dict[str, str]) -> Decimal:
+        if m.amount_col is not None:
+            return field(m.amount_col, lambda: parse_decimal(row[m.amount_col], **money))  # type: ignore[return-value]
+        qty = field(m.quantity_col, lambda: parse_decimal(row[m.quantity_col], max_abs=1e9, sub_cent="keep",  # type: ignore[arg-type]
+                                                          what="quantity"))
+        price = field(m.unit_price_col, lambda: parse_decimal(row[m.unit_price_col], what="unit price",  # type: ignore[arg-type]
+                                                              **money))
+        return field(m.quantity_col, lambda: check_decimal(qty * price, max_abs=config.max_abs_amount,  # type: ignore[operator,arg-type,return-value]
+                                                           sub_cent=config.sub_cent, what="line amount"))
 
     def parse_row(row: dict[str, str], rec: Record) -> None:
+        for col, values in m.include.items():
+            if row[col].strip() not in values:
+                raise RowExcluded(col)
+        for col, values in m.exclude.items():
+            if row[col].strip() in values:
+                raise RowExcluded(col)
         user = field(m.user_col, lambda: normalise_user_id(row[m.user_col]))
-        value = field(m.amount_col, lambda: parse_amount(row[m.amount_col], thousands=config.thousands,
-                                                         max_abs=config.max_abs_amount, sub_cent=config.sub_cent))
+        value = line_amount(row)
         ts = field(m.ts_col, lambda: parse_ts(row[m.ts_col]))
         field(m.ts_col, lambda: check_window(ts, config.window_start, window_end))  # type: ignore[arg-type]
-        amount = sign * value + 0.0  # type: ignore[operator]
-        if amount < 0:
+        exact = sign * value
+        if exact < 0:
             report.warnings["REFUND"] += 1
-        rows.add(user, ts, amount, rec.line)  # type: ignore[arg-type]
+        if orders is not None:
+            field(m.order_col, lambda: orders.add(row[m.order_col], user, ts, exact, str(path), rec.line))  # type: ignore[arg-type,index]
+        else:
+            rows.add(user, ts, as_float(exact), rec.line)  # type: ignore[arg-type]
 
     try:
-        read_header_csv(path, (m.user_col, m.ts_col, m.amount_col), parse_row, config, sink)
+        read_header_csv(path, m.required_columns(), parse_row, config, sink)
     except InputFileError as exc:
         if exc.error_type not in {"SCHEMA_MISSING_COLUMN", "HEADER_MISMATCH"} or isinstance(exc, MappingColumnError):
             raise

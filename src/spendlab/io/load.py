@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from spendlab.io.cdnow import read_cdnow
 from spendlab.io.collect import RowBuilder
 from spendlab.io.discover import BUILTIN_PREFIX, resolve_input
 from spendlab.io.generic import read_generic_csv
+from spendlab.io.lineitems import OrderBook
 from spendlab.io.parquet import check_parquet_files, scan_parquet
 from spendlab.io.millions import read_millions
 from spendlab.io.rejects import FileReport, LoadReport, Mode, RejectSink, finish_load, with_report
@@ -128,6 +130,9 @@ def load_transactions(
     if parquet:
         if len(parquet) != len(files):
             raise SpendlabError(f"{source}: mixes Parquet and CSV files; give one kind at a time")
+        if config.generic.line_items():
+            raise ConfigError("reader.generic: order_col, quantity_col/unit_price_col, include and exclude are read "
+                              f"from CSV inputs only so far; {source} is Parquet")
         types = check_parquet_files(parquet, config.generic, strict=mode is Mode.STRICT)  # no SQL before this
         con = con or connect()
         scan = scan_parquet(con, parquet, config, report, strict=mode is Mode.STRICT, types=types)
@@ -136,7 +141,9 @@ def load_transactions(
         finish_load(report, mode)
         return Transactions(name, report, sql=scan.sql, files=tuple(str(f) for f in files), config=config,
                             lookups=scan.lookups)
-    reader = {"millions": read_millions, "cdnow": read_cdnow, "generic": read_generic_csv}[fmt]
+    book = OrderBook() if fmt == "generic" and config.generic.order_col else None
+    generic = functools.partial(read_generic_csv, orders=book)
+    reader = {"millions": read_millions, "cdnow": read_cdnow, "generic": generic}[fmt]
     tables = []
     for f in files:
         file_report = FileReport(str(f))
@@ -153,6 +160,8 @@ def load_transactions(
             raise
         tables.append(rows.table(str(f)))
     finish_load(report, mode)
+    if book is not None:  # line items: one canonical row per order
+        tables = [book.table()]
     table = pa.concat_tables(tables) if tables else CANONICAL_SCHEMA.empty_table()
     return Transactions(name, report, table=table, files=tuple(str(f) for f in files), config=config)
 

@@ -48,8 +48,20 @@ def parse_amount(
 
     Currency symbols, codes and unexpected separators are rejected, never stripped.
     """
+    return as_float(parse_decimal(value, thousands=thousands, max_abs=max_abs, sub_cent=sub_cent))
+
+
+def parse_decimal(
+    value: str | Decimal | int | float,
+    *,
+    thousands: str | None = None,
+    max_abs: float = 1e7,
+    sub_cent: str = "reject",
+    what: str = "amount",
+) -> Decimal:
+    """:func:`parse_amount` without the float conversion (for exact products and sums)."""
     if isinstance(value, bool):
-        raise FieldError("AMOUNT_FORMAT", f"amount {value!r} is not a number")
+        raise FieldError("AMOUNT_FORMAT", f"{what} {value!r} is not a number")
     if isinstance(value, float):
         value = Decimal(repr(value))
     if isinstance(value, int):
@@ -57,27 +69,38 @@ def parse_amount(
     if isinstance(value, str):
         text = value.strip()
         if not text:
-            raise FieldError("EMPTY_FIELD", "amount is empty")
+            raise FieldError("EMPTY_FIELD", f"{what} is empty")
         if _NON_FINITE.match(text):
-            raise FieldError("NON_FINITE", f"amount {value!r} is not a finite number")
+            raise FieldError("NON_FINITE", f"{what} {value!r} is not a finite number")
         if thousands == "," and _THOUSANDS.match(text):
             text = text.replace(",", "")
         elif not _PLAIN.match(text):
-            raise FieldError("AMOUNT_FORMAT", f"amount {value!r} is not a plain decimal number")
+            raise FieldError("AMOUNT_FORMAT", f"{what} {value!r} is not a plain decimal number")
         try:
             value = Decimal(text)
         except InvalidOperation:
-            raise FieldError("AMOUNT_FORMAT", f"amount {value!r} is not a plain decimal number") from None
+            raise FieldError("AMOUNT_FORMAT", f"{what} {value!r} is not a plain decimal number") from None
+    return check_decimal(value, max_abs=max_abs, sub_cent=sub_cent, what=what)
+
+
+def check_decimal(value: Decimal, *, max_abs: float = 1e7, sub_cent: str = "reject", what: str = "amount") -> Decimal:
+    """The amount policy on an exact value: finite, within ``max_abs``, cents unless ``sub_cent: keep``."""
     if not value.is_finite():
-        raise FieldError("NON_FINITE", f"amount {value} is not a finite number")
-    as_float = float(value)
-    if as_float != as_float or as_float in (float("inf"), float("-inf")):
-        raise FieldError("NON_FINITE", f"amount {value} overflows a float")
+        raise FieldError("NON_FINITE", f"{what} {value} is not a finite number")
+    as_float(value, what)
     if abs(value) > Decimal(repr(max_abs)):
-        raise FieldError("OUT_OF_RANGE", f"amount {value} is beyond the maximum magnitude {max_abs:g}")
+        raise FieldError("OUT_OF_RANGE", f"{what} {value} is beyond the maximum magnitude {max_abs:g}")
     if sub_cent == "reject" and value != value.quantize(_CENT, rounding="ROUND_HALF_EVEN"):
-        raise FieldError("SUB_CENT", f"amount {value} has more precision than cents")
-    return as_float + 0.0  # normalises -0.0 to 0.0
+        raise FieldError("SUB_CENT", f"{what} {value} has more precision than cents")
+    return value
+
+
+def as_float(value: Decimal, what: str = "amount") -> float:
+    """``value`` as float64 (``-0.0`` normalised to ``0.0``); an overflow is ``NON_FINITE``."""
+    out = float(value)
+    if out != out or out in (float("inf"), float("-inf")):
+        raise FieldError("NON_FINITE", f"{what} {value} overflows a float")
+    return out + 0.0
 
 
 @lru_cache(maxsize=64)
