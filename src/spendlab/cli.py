@@ -128,7 +128,9 @@ def validate(
     out.print(table)
     out.print(f"users: {summary['users']:,}   total spend: {summary['total_spend']:,.2f}   "
               f"refunds: {summary['refunds']:,} ({summary['refund_amount']:,.2f})")
-    for note in [*tx.report.skipped, *tx.report.duplicates]:  # inputs not read, or read once under another name
+    excluded = [f"{f.file}: {f.excluded:,} row(s) excluded by reader.generic include/exclude "
+                f"({', '.join(f'{k}={v}' for k, v in sorted(f.exclusions.items()))})" for f in tx.report.files if f.excluded]
+    for note in [*tx.report.skipped, *tx.report.duplicates, *excluded]:  # inputs not read, read once, rows dropped
         err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
     if rejects is not None:
         out.print(f"rejects written to {escape(str(rejects))}")
