@@ -220,6 +220,28 @@ def _hour_offset_us(zone: str) -> Callable[[int], int | None]:
     return offset
 
 
+_EXACT_INT = 2**53  # integers below it are exact doubles
+
+
+def _fast_amount(kind: str, config: ReaderConfig) -> str:
+    """A SQL predicate (a format string over the column) true only for values :func:`parse_amount`
+    accepts unchanged, so they skip Python: typed floats and integers, the bulk of large inputs.
+
+    A float ``x`` below 1e12 with ``round(x * 100) / 100 = x`` is the double nearest to ``k/100``
+    for an integer ``k``, so ``repr(x)`` has at most two decimals (no ``SUB_CENT``); comparing
+    doubles orders them as their ``repr`` decimals do (the ``OUT_OF_RANGE`` check). Everything
+    else (strings, decimals, NaN, sub-cent or huge values) goes through Python; the differential
+    test in ``tests/io/test_reader_parity.py`` checks both paths against CSV.
+    """
+    limit = repr(float(config.max_abs_amount))
+    if kind == "float":
+        cents = "" if config.sub_cent == "keep" else " AND round({0} * 100) / 100 = {0}"
+        return "(isfinite({0}) AND abs({0}) <= " + limit + " AND abs({0}) < 1e12" + cents + ")"
+    if kind == "int":
+        return ("(abs(CAST({0} AS DOUBLE)) < " + str(_EXACT_INT) + " AND abs(CAST({0} AS DOUBLE)) <= " + limit + ")")
+    return "(false AND {0} IS NULL)"
+
+
 @dataclass
 class ParquetScan:
     """The canonical-row SQL of some Parquet files and the lookup tables it joins."""
@@ -255,7 +277,10 @@ def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reader
     def add(role: str, values_sql: str, fn: Callable[[Any], Any], out_type: pa.DataType, on: str,
             raw_type: pa.DataType | None = None) -> str:
         name = f"{token}_{role}"
-        scan.lookups[name] = _lookup(con, values_sql, fn, out_type, raw_type)
+        table = _lookup(con, values_sql, fn, out_type, raw_type)
+        if table.num_rows == 0 and role in ("user", "amount"):
+            return ""  # every value took the fast path: no join, no per-row test (clean large inputs)
+        scan.lookups[name] = table
         con.register(name, scan.lookups[name])
         joins.append(f"LEFT JOIN {name} ON {name}.raw = {on}")
         return name
@@ -265,9 +290,18 @@ def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reader
     if kinds[m.user_col] == "int":
         user, user_err, user_msg = "CAST(r.u AS VARCHAR)", "NULL", "NULL"
     else:
-        lk = add("user", f"SELECT CAST(u AS VARCHAR) AS v FROM {raw}", normalise_user_id, pa.string(),
-                 "CAST(r.u AS VARCHAR)")
-        user, user_err, user_msg = f"{lk}.value", f"{lk}.err", f"{lk}.msg"
+        # Fast path, provably the same: printable ASCII without surrounding spaces is its own
+        # normal form (nothing to strip, nothing unprintable); only other ids go to Python.
+        fast = "regexp_full_match({0}, '[!-~]([ -~]*[!-~])?')"
+        lk = add("user", f"SELECT CAST(u AS VARCHAR) AS v FROM {raw} WHERE NOT {fast.format('CAST(u AS VARCHAR)')}",
+                 normalise_user_id, pa.string(), "CAST(r.u AS VARCHAR)")
+        is_fast = fast.format("CAST(r.u AS VARCHAR)")
+        if not lk:
+            user, user_err, user_msg = "CAST(r.u AS VARCHAR)", "NULL", "NULL"
+        else:
+            user = f"CASE WHEN {is_fast} THEN CAST(r.u AS VARCHAR) ELSE {lk}.value END"
+            user_err = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.err END"
+            user_msg = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.msg END"
     user_err = f"CASE WHEN r.u IS NULL THEN {_lit(null_user[1])} ELSE {user_err} END"
     user_msg = f"CASE WHEN r.u IS NULL THEN {_lit(null_user[2])} ELSE {user_msg} END"
 
@@ -279,10 +313,18 @@ def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reader
     null_amount = _outcome(amount_of, "")
     a_kind = kinds[m.amount_col]
     a_raw = "CAST(r.a AS VARCHAR)" if a_kind == "string" else "r.a"
-    lk = add("amount", f"SELECT {a_raw.replace('r.a', 'a')} AS v FROM {raw}", amount_of, pa.float64(), a_raw)
-    amount = f"{lk}.value"
-    amount_err = f"CASE WHEN r.a IS NULL THEN {_lit(null_amount[1])} ELSE {lk}.err END"
-    amount_msg = f"CASE WHEN r.a IS NULL THEN {_lit(null_amount[2])} ELSE {lk}.msg END"
+    fast = _fast_amount(a_kind, config)  # a SQL predicate over {0}: values parse_amount surely accepts as is
+    lk = add("amount", f"SELECT {a_raw.replace('r.a', 'a')} AS v FROM {raw} WHERE NOT coalesce({fast.format('a')}, false)",
+             amount_of, pa.float64(), a_raw)
+    if lk:
+        is_fast = f"coalesce({fast.format('r.a')}, false)"
+        amount = f"CASE WHEN {is_fast} THEN CAST(r.a AS DOUBLE) + 0.0 ELSE {lk}.value END"
+        amount_err = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.err END"
+        amount_msg = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.msg END"
+    else:
+        amount, amount_err, amount_msg = "CAST(r.a AS DOUBLE) + 0.0", "NULL", "NULL"
+    amount_err = f"CASE WHEN r.a IS NULL THEN {_lit(null_amount[1])} ELSE {amount_err} END"
+    amount_msg = f"CASE WHEN r.a IS NULL THEN {_lit(null_amount[2])} ELSE {amount_msg} END"
 
     # ts: strings through the CSV parser; aware instants kept; naive values read in reader.timezone.
     parse_ts = timestamp_parser(m.ts_format, zone=config.timezone, dst_policy=config.dst_policy)
