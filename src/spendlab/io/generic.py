@@ -16,10 +16,9 @@ import pyarrow as pa
 from spendlab.config import ReaderConfig
 from spendlab.errors import InputFileError
 from spendlab.io.collect import RowBuilder, RowExcluded, field, read_header_csv
-from spendlab.io.lineitems import OrderBook
+from spendlab.io.lineitems import OrderBook, kept, line_amount
 from spendlab.io.parsing import (
     as_float,
-    check_decimal,
     check_window,
     normalise_user_id,
     parse_decimal,
@@ -47,27 +46,18 @@ def read_generic_csv(
     parse_ts = timestamp_parser(m.ts_format, zone=config.timezone, dst_policy=config.dst_policy)
     window_end = config.window_end or dt.date.today()
     report = sink.file_report
-    money = {"thousands": config.thousands, "max_abs": config.max_abs_amount, "sub_cent": config.sub_cent}
-
-    def line_amount(row: dict[str, str]) -> Decimal:
-        if m.amount_col is not None:
-            return field(m.amount_col, lambda: parse_decimal(row[m.amount_col], **money))  # type: ignore[return-value]
-        qty = field(m.quantity_col, lambda: parse_decimal(row[m.quantity_col], max_abs=1e9, sub_cent="keep",  # type: ignore[arg-type]
-                                                          what="quantity"))
-        price = field(m.unit_price_col, lambda: parse_decimal(row[m.unit_price_col], what="unit price",  # type: ignore[arg-type]
-                                                              **money))
-        return field(m.quantity_col, lambda: check_decimal(qty * price, max_abs=config.max_abs_amount,  # type: ignore[operator,arg-type,return-value]
-                                                           sub_cent=config.sub_cent, what="line amount"))
+    def line_value(row: dict[str, str]) -> Decimal:
+        if m.amount_col is None:
+            return line_amount(row[m.quantity_col], row[m.unit_price_col], m, config)  # type: ignore[index]
+        return field(m.amount_col, lambda: parse_decimal(row[m.amount_col], thousands=config.thousands,  # type: ignore[return-value]
+                                                         max_abs=config.max_abs_amount, sub_cent=config.sub_cent))
 
     def parse_row(row: dict[str, str], rec: Record) -> None:
-        for col, values in m.include.items():
-            if row[col].strip() not in values:
-                raise RowExcluded(col)
-        for col, values in m.exclude.items():
-            if row[col].strip() in values:
+        for col in (*m.include, *m.exclude):
+            if not kept(row[col], col, m):
                 raise RowExcluded(col)
         user = field(m.user_col, lambda: normalise_user_id(row[m.user_col]))
-        value = line_amount(row)
+        value = line_value(row)
         ts = field(m.ts_col, lambda: parse_ts(row[m.ts_col]))
         field(m.ts_col, lambda: check_window(ts, config.window_start, window_end))  # type: ignore[arg-type]
         exact = sign * value

@@ -14,8 +14,44 @@ from decimal import Decimal
 
 import pyarrow as pa
 
-from spendlab.io.parsing import UTC, FieldError, as_float
+from spendlab.config import GenericMapping, ReaderConfig
+from spendlab.io.collect import field
+from spendlab.io.parsing import UTC, FieldError, as_float, check_decimal, parse_decimal
 from spendlab.schema import CANONICAL_SCHEMA
+
+#: Quantities are exact decimals (weights allowed) up to this magnitude.
+MAX_QUANTITY = 1e9
+
+
+def line_amount(quantity: object, unit_price: object, mapping: GenericMapping, config: ReaderConfig) -> Decimal:
+    """``quantity x unit_price`` of one line, exactly, under the amount policy.
+
+    Raises :class:`~spendlab.io.collect.RowReject` naming the column: the quantity's, the unit
+    price's, or the quantity's again for a product beyond ``max_abs_amount`` or below cents. CSV
+    fields and Parquet values (text, numbers) both come here.
+    """
+    money = {"thousands": config.thousands, "max_abs": config.max_abs_amount, "sub_cent": config.sub_cent}
+    qty = field(mapping.quantity_col, lambda: parse_decimal(quantity, max_abs=MAX_QUANTITY,  # type: ignore[arg-type]
+                                                            sub_cent="keep", what="quantity"))
+    price = field(mapping.unit_price_col, lambda: parse_decimal(unit_price, what="unit price", **money))  # type: ignore[arg-type]
+    return field(mapping.quantity_col, lambda: check_decimal(qty * price, max_abs=config.max_abs_amount,  # type: ignore[operator,arg-type,return-value]
+                                                             sub_cent=config.sub_cent, what="line amount"))
+
+
+def order_key(value: object) -> str:
+    """An order id as text, trimmed like a CSV field; empty is ``NULL_KEY``."""
+    key = ("" if value is None else str(value)).strip()
+    if not key:
+        raise FieldError("NULL_KEY", "order id is empty")
+    return key
+
+
+def kept(value: object, column: str, mapping: GenericMapping) -> bool:
+    """Whether ``value`` of rule column ``column`` passes its include or exclude rule."""
+    text = ("" if value is None else str(value)).strip()
+    if column in mapping.include:
+        return text in mapping.include[column]
+    return text not in mapping.exclude.get(column, ())
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -38,9 +74,7 @@ class OrderBook:
 
     def add(self, order_id: str, user: str, ts: dt.datetime, amount: Decimal, file: str, line: int) -> None:
         """Add one line; raises :class:`FieldError` for an empty order id or a user conflict."""
-        key = order_id.strip()
-        if not key:
-            raise FieldError("NULL_KEY", "order id is empty")
+        key = order_key(order_id)
         order = self.orders.get(key)
         if order is None:
             self.orders[key] = _Order(user, ts, amount, file, line)

@@ -130,9 +130,6 @@ def load_transactions(
     if parquet:
         if len(parquet) != len(files):
             raise SpendlabError(f"{source}: mixes Parquet and CSV files; give one kind at a time")
-        if config.generic.line_items():
-            raise ConfigError("reader.generic: order_col, quantity_col/unit_price_col, include and exclude are read "
-                              f"from CSV inputs only so far; {source} is Parquet")
         types = check_parquet_files(parquet, config.generic, strict=mode is Mode.STRICT)  # no SQL before this
         con = con or connect()
         scan = scan_parquet(con, parquet, config, report, strict=mode is Mode.STRICT, types=types)

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from spendlab.config import GenericMapping, ReaderConfig
 from spendlab.errors import ConfigError, InputFileError
+from spendlab.io.lineitems import kept, order_key
 from spendlab.io.parsing import (
     UTC,
     FieldError,
@@ -85,16 +86,32 @@ _ALLOWED = {
     "user": ("string", "int"),
     "ts": ("string", "aware", "naive", "date"),
     "amount": ("string", "int", "float", "decimal"),
+    "order": ("string", "int"),
+    "rule": ("string", "int"),
 }
 _WHAT = {
     "user": "a string or an integer",
     "ts": "a timestamp, a date or a string",
     "amount": "a number (integer, float, decimal) or a string",
+    "order": "a string or an integer",
+    "rule": "a string or an integer",
 }
 
 
 def _roles(mapping: GenericMapping) -> dict[str, str]:
-    return {"user": mapping.user_col, "ts": mapping.ts_col, "amount": mapping.amount_col}
+    """Role -> column for every column a file must have (line-item columns and rule columns too)."""
+    roles = {"user": mapping.user_col, "ts": mapping.ts_col}
+    if mapping.amount_col is not None:
+        roles["amount"] = mapping.amount_col
+    else:
+        roles["quantity"], roles["unit price"] = mapping.quantity_col, mapping.unit_price_col  # type: ignore[assignment]
+    if mapping.order_col is not None:
+        roles["order"] = mapping.order_col
+    for col in (*mapping.include, *mapping.exclude):
+        if col not in roles.values():
+            roles[f"rule {col}"] = col
+    return roles
+
 
 
 def check_parquet_files(files: list[Path], mapping: GenericMapping, strict: bool) -> dict[str, Any]:
@@ -119,9 +136,11 @@ def check_parquet_files(files: list[Path], mapping: GenericMapping, strict: bool
                                      "(check reader.generic in the config)", column=missing[0])
         for role, col in roles.items():
             t = schema.field(col).type
-            if _arrow_kind(t) not in _ALLOWED[role]:
+            kind = role.split()[0] if role.startswith("rule") else role
+            kind = kind if kind in _ALLOWED else "amount"
+            if _arrow_kind(t) not in _ALLOWED[kind]:
                 raise InputFileError(str(f), "UNSUPPORTED_TYPE",
-                                     f"column {col!r} is {t}; the {role} column must be {_WHAT[role]} "
+                                     f"column {col!r} is {t}; the {role} column must be {_WHAT[kind]} "
                                      "(never coerced)", column=col)
         types[str(f)] = {c: schema.field(c).type for c in roles.values()}
     drift = schema_drift(types, tuple(roles.values()))
@@ -246,8 +265,10 @@ def _fast_amount(kind: str, config: ReaderConfig) -> str:
 class ParquetScan:
     """The canonical-row SQL of some Parquet files and the lookup tables it joins."""
 
-    sql: str
+    sql: str  # every row read (not excluded): canonical columns plus error, error_col, message, raw
     lookups: dict[str, pa.Table] = field(default_factory=dict)
+    valid_sql: str = ""  # the canonical rows (one per order for line items)
+    excluded_sql: str = ""  # rows dropped by include/exclude: source_file, excluded (rule column), n
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         for name, table in self.lookups.items():
@@ -262,16 +283,69 @@ def _lit(text: str | None) -> str:
     return "NULL" if text is None else "'" + text.replace("'", "''") + "'"
 
 
+def _amount_column(kind: str, amount_of: Callable[[Any], float], null_amount: tuple[Any, str | None, str | None],
+                   add: Callable[..., str], raw: str, config: ReaderConfig) -> tuple[str, str, str]:
+    """SQL of an amount column's value, error and message: the fast path, else a lookup."""
+    a_raw = "CAST(r.a AS VARCHAR)" if kind == "string" else "r.a"
+    fast = _fast_amount(kind, config)  # a SQL predicate over {0}: values parse_amount surely accepts as is
+    lk = add("amount", f"SELECT {a_raw.replace('r.a', 'a')} AS v FROM {raw} WHERE NOT coalesce({fast.format('a')}, false)",
+             amount_of, pa.float64(), a_raw)
+    if lk:
+        is_fast = f"coalesce({fast.format('r.a')}, false)"
+        amount = f"CASE WHEN {is_fast} THEN CAST(r.a AS DOUBLE) + 0.0 ELSE {lk}.value END"
+        amount_err = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.err END"
+        amount_msg = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.msg END"
+    else:
+        amount, amount_err, amount_msg = "CAST(r.a AS DOUBLE) + 0.0", "NULL", "NULL"
+    amount_err = f"CASE WHEN r.a IS NULL THEN {_lit(null_amount[1])} ELSE {amount_err} END"
+    amount_msg = f"CASE WHEN r.a IS NULL THEN {_lit(null_amount[2])} ELSE {amount_msg} END"
+    return amount, amount_err, amount_msg
+
+
+def _line_amounts(con: duckdb.DuckDBPyConnection, raw: str, m: GenericMapping, config: ReaderConfig,
+                  scan: ParquetScan, joins: list[str], token: str) -> tuple[str, str, str, str]:
+    """``quantity x unit_price`` per distinct pair through :func:`~spendlab.io.lineitems.line_amount`."""
+    from spendlab.io.collect import RowReject
+    from spendlab.io.lineitems import line_amount
+
+    pairs = con.execute(f"SELECT DISTINCT q, p FROM {raw}").to_arrow_table()
+    values, errs, msgs, cols = [], [], [], []
+    for q, p in zip(pairs.column(0).to_pylist(), pairs.column(1).to_pylist()):
+        try:
+            value, err, msg, col = float(line_amount("" if q is None else q, "" if p is None else p, m, config)), \
+                None, None, None
+        except RowReject as exc:
+            value, err, msg, col = None, exc.error_type, str(exc), exc.column
+        values.append(value)
+        errs.append(err)
+        msgs.append(msg)
+        cols.append(col)
+    name = f"{token}_line"
+    scan.lookups[name] = pa.table({"q": pairs.column(0), "p": pairs.column(1), "value": pa.array(values, pa.float64()),
+                                   "err": pa.array(errs, pa.string()), "msg": pa.array(msgs, pa.string()),
+                                   "col": pa.array(cols, pa.string())})
+    con.register(name, scan.lookups[name])
+    joins.append(f"LEFT JOIN {name} ON {name}.q IS NOT DISTINCT FROM r.q AND {name}.p IS NOT DISTINCT FROM r.p")
+    return f"{name}.value", f"{name}.err", f"{name}.msg", f"{name}.col"
+
+
 def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: ReaderConfig) -> ParquetScan:
     """SQL of every row as ``user_id, ts, amount, n_items, source_file, line, error, error_col, message``."""
     m = config.generic
     token = f"__spendlab_pq{next(_TOKENS)}"
     file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
     src = f"read_parquet({file_list}, filename=true, file_row_number=true, union_by_name=true)"
-    u, t, a = _quote(m.user_col), _quote(m.ts_col), _quote(m.amount_col)
-    kinds = {name: _duck_kind(typ) for name, typ, *_ in con.execute(f"DESCRIBE SELECT {u}, {t}, {a} FROM {src}").fetchall()}
+    u, t = _quote(m.user_col), _quote(m.ts_col)
+    a = _quote(m.amount_col) if m.amount_col else "NULL"
+    rules = [*m.include, *m.exclude]
+    extra = {"q": m.quantity_col, "p": m.unit_price_col, "o": m.order_col,
+             **{f"x{i}": c for i, c in enumerate(rules)}}
+    extra_sql = "".join(f", {_quote(c)} AS {k}" for k, c in extra.items() if c)
+    names = ", ".join(_quote(c) for c in m.required_columns())
+    kinds = {name: _duck_kind(typ) for name, typ, *_ in con.execute(f"DESCRIBE SELECT {names} FROM {src}").fetchall()}
     scan = ParquetScan("")
-    raw = f"(SELECT filename AS source_file, file_row_number, {u} AS u, {t} AS t, {a} AS a FROM {src})"
+    raw = (f"(SELECT filename AS source_file, file_row_number, {u} AS u, {t} AS t, {a} AS a{extra_sql} "
+           f"FROM {src})")
     joins: list[str] = []
 
     def add(role: str, values_sql: str, fn: Callable[[Any], Any], out_type: pa.DataType, on: str,
@@ -311,20 +385,12 @@ def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reader
                             sub_cent=config.sub_cent)
 
     null_amount = _outcome(amount_of, "")
-    a_kind = kinds[m.amount_col]
-    a_raw = "CAST(r.a AS VARCHAR)" if a_kind == "string" else "r.a"
-    fast = _fast_amount(a_kind, config)  # a SQL predicate over {0}: values parse_amount surely accepts as is
-    lk = add("amount", f"SELECT {a_raw.replace('r.a', 'a')} AS v FROM {raw} WHERE NOT coalesce({fast.format('a')}, false)",
-             amount_of, pa.float64(), a_raw)
-    if lk:
-        is_fast = f"coalesce({fast.format('r.a')}, false)"
-        amount = f"CASE WHEN {is_fast} THEN CAST(r.a AS DOUBLE) + 0.0 ELSE {lk}.value END"
-        amount_err = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.err END"
-        amount_msg = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.msg END"
+    if m.amount_col is None:
+        amount, amount_err, amount_msg, amount_col = _line_amounts(con, raw, m, config, scan, joins, token)
     else:
-        amount, amount_err, amount_msg = "CAST(r.a AS DOUBLE) + 0.0", "NULL", "NULL"
-    amount_err = f"CASE WHEN r.a IS NULL THEN {_lit(null_amount[1])} ELSE {amount_err} END"
-    amount_msg = f"CASE WHEN r.a IS NULL THEN {_lit(null_amount[2])} ELSE {amount_msg} END"
+        amount, amount_err, amount_msg = _amount_column(kinds[m.amount_col], amount_of, null_amount, add, raw,
+                                                        config)
+        amount_col = _lit(m.amount_col)
 
     # ts: strings through the CSV parser; aware instants kept; naive values read in reader.timezone.
     parse_ts = timestamp_parser(m.ts_format, zone=config.timezone, dst_policy=config.dst_policy)
@@ -357,29 +423,81 @@ def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reader
     ts_err = f"CASE WHEN r.t IS NULL THEN {_lit(null_ts[1])} ELSE {ts_err} END"
     ts_msg = f"CASE WHEN r.t IS NULL THEN {_lit(null_ts[2])} ELSE {ts_msg} END"
 
+    # include/exclude rules (first dropping rule names the row's exclusion) and the order key
+    excluded = []
+    for i, col in enumerate(rules):
+        def keep(value: Any, col: str = col) -> bool:
+            return kept(value, col, m)
+
+        lk = add(f"rule{i}", f"SELECT x{i} AS v FROM {raw}", keep, pa.bool_(), f"r.x{i}")
+        excluded.append(f"CASE WHEN (CASE WHEN r.x{i} IS NULL THEN {str(keep(None)).upper()} ELSE {lk}.value END) "
+                        f"THEN NULL ELSE {_lit(col)} END")
+    excluded_sql = f"coalesce({', '.join(excluded)})" if excluded else "CAST(NULL AS VARCHAR)"
+    if m.order_col:
+        lk = add("order", f"SELECT CAST(o AS VARCHAR) AS v FROM {raw}", order_key, pa.string(), "CAST(r.o AS VARCHAR)")
+        order_sql, order_msg = f"{lk}.value", f"coalesce({lk}.msg, 'order id is empty')"
+    else:
+        order_sql, order_msg = "NULL", "NULL"
+
     window_end = config.window_end or dt.date.today()
     lo = _epoch_us(dt.datetime.combine(config.window_start, dt.time(), UTC))
     hi = _epoch_us(dt.datetime.combine(window_end, dt.time(), UTC)) + 86_400 * 1_000_000
     sign = "1.0" if m.spend_is == "positive" else "-1.0"
-    # CSV order: user, amount, timestamp, window (a row with several problems gets the first).
+    raw_cols = ", ".join(f"CAST(r.{k} AS VARCHAR)" for k in ("u", "t", "a", *[k for k, c in extra.items() if c])
+                         if k != "a" or m.amount_col)
+    # CSV order: rules, user, amount, timestamp, window, order (a row with several problems gets the first).
     base = (
         f"SELECT {user} AS user_id, {ts_us} AS ts_us, {sign} * {amount} + 0.0 AS amount, "
         f"{user_err} AS user_err, {user_msg} AS user_msg, {amount_err} AS amount_err, {amount_msg} AS amount_msg, "
-        f"{ts_err} AS ts_err, {ts_msg} AS ts_msg, r.source_file, CAST(r.file_row_number + 1 AS BIGINT) AS line, "
-        f"concat_ws(',', CAST(r.u AS VARCHAR), CAST(r.t AS VARCHAR), CAST(r.a AS VARCHAR)) AS raw "
+        f"{amount_col} AS amount_col, {ts_err} AS ts_err, {ts_msg} AS ts_msg, {excluded_sql} AS excluded, "
+        f"{order_sql} AS order_key, {order_msg} AS order_msg, "
+        f"r.source_file, CAST(r.file_row_number + 1 AS BIGINT) AS line, concat_ws(',', {raw_cols}) AS raw "
         f"FROM {raw} AS r {' '.join(joins)}"
     )
-    cols = (_lit(m.user_col), _lit(m.amount_col), _lit(m.ts_col))
     outside = f"ts_us < {lo} OR ts_us >= {hi}"
-    scan.sql = (
+    checked = (
+        "SELECT *, coalesce(user_err, amount_err, ts_err, "
+        f"CASE WHEN {outside} THEN 'OUT_OF_WINDOW' END) AS error1 FROM ({base}) WHERE excluded IS NULL"
+    )
+    conflict = "NULL"
+    if m.order_col:  # an order belongs to its first valid line's user; other users' lines conflict
+        checked = (
+            f"WITH c AS ({checked}), f AS (SELECT source_file, row_number() OVER (ORDER BY source_file) AS file_idx "
+            f"FROM (SELECT DISTINCT source_file FROM c)), "
+            f"o AS (SELECT order_key, arg_min(user_id, file_idx * 1099511627776 + line) AS owner "
+            f"FROM c JOIN f USING (source_file) "
+            f"WHERE error1 IS NULL AND order_key IS NOT NULL GROUP BY order_key) "
+            f"SELECT c.*, o.owner, f.file_idx FROM c JOIN f USING (source_file) LEFT JOIN o USING (order_key)"
+        )
+        conflict = ("CASE WHEN order_key IS NULL THEN 'NULL_KEY' WHEN user_id <> owner THEN 'ORDER_CONFLICT' END")
+    cols = (_lit(m.user_col), _lit(m.ts_col), _lit(m.order_col) if m.order_col else "NULL")
+    order_message = (f"CASE WHEN order_key IS NULL THEN order_msg ELSE 'order ' || order_key || ' belongs to user '"
+                     " || owner || ', not ' || user_id END") if m.order_col else "NULL"
+    lines = (
         "SELECT user_id, CASE WHEN ts_us IS NULL THEN NULL ELSE make_timestamp(ts_us) END AS ts, amount, "
         "CAST(NULL AS BIGINT) AS n_items, source_file, line, "
-        f"coalesce(user_err, amount_err, ts_err, CASE WHEN {outside} THEN 'OUT_OF_WINDOW' END) AS error, "
-        f"CASE WHEN user_err IS NOT NULL THEN {cols[0]} WHEN amount_err IS NOT NULL THEN {cols[1]} "
-        f"ELSE {cols[2]} END AS error_col, "
-        f"coalesce(user_msg, amount_msg, ts_msg, 'timestamp is outside {config.window_start} .. {window_end}') "
-        f"AS message, raw FROM ({base})"
+        f"coalesce(error1, {conflict}) AS error, "
+        f"CASE WHEN user_err IS NOT NULL THEN {cols[0]} WHEN amount_err IS NOT NULL THEN amount_col "
+        f"WHEN error1 IS NOT NULL THEN {cols[1]} ELSE {cols[2]} END AS error_col, "
+        f"coalesce(user_msg, amount_msg, ts_msg, CASE WHEN error1 IS NOT NULL THEN "
+        f"'timestamp is outside {config.window_start} .. {window_end}' END, "
+        f"{order_message}) AS message, raw, "
+        f"{'order_key, file_idx' if m.order_col else 'NULL AS order_key, NULL AS file_idx'} "
+        f"FROM ({checked})"
     )
+    scan.excluded_sql = (f"SELECT source_file, excluded, count(*) AS n FROM ({base}) WHERE excluded IS NOT NULL "
+                         "GROUP BY ALL") if excluded else ""
+    scan.sql = lines
+    if m.order_col:
+        k = "(file_idx * 1099511627776 + line)"  # file order, then line
+        scan.valid_sql = (
+            f"SELECT arg_min(user_id, {k}) AS user_id, arg_min(ts, {k}) AS ts, "
+            f"CAST(sum(CAST(amount AS DECIMAL(38, 9))) AS DOUBLE) + 0.0 AS amount, CAST(NULL AS BIGINT) AS n_items, "
+            f"arg_min(source_file, {k}) AS source_file, arg_min(line, {k}) AS line "
+            f"FROM ({lines}) WHERE error IS NULL GROUP BY order_key"
+        )
+    else:
+        scan.valid_sql = f"SELECT user_id, ts, amount, n_items, source_file, line FROM ({lines}) WHERE error IS NULL"
     return scan
 
 
@@ -404,6 +522,7 @@ def scan_parquet(
         f"FROM ({every}) GROUP BY ALL ORDER BY ALL"
     ).fetchall()
     by_file: dict[str, FileReport] = {str(f): FileReport(str(f)) for f in files}
+    report.files.extend(by_file.values())
     for name, err, n, refunds in counts:
         fr = by_file.setdefault(name, FileReport(name))
         fr.count(err, n)
@@ -414,7 +533,6 @@ def scan_parquet(
         for fr in by_file.values():
             fr.warnings["SCHEMA_DRIFT"] += 1
             fr.notes.extend(drift)
-    report.files.extend(by_file.values())
     if any(fr.rejected for fr in by_file.values()):
         bad = con.execute(
             f"SELECT source_file, line, error, error_col, raw, message FROM ({every}) "
@@ -422,6 +540,11 @@ def scan_parquet(
         ).fetchall()
         for name, line, err, column, raw, message in bad:
             report.rejects.append(RejectRecord(name, line, column, err, raw or "", message or err, -1, line))
-    scan.sql = ("SELECT user_id, ts, amount, n_items, source_file, line FROM "
-                f"({every}) WHERE error IS NULL")
+    if scan.excluded_sql:
+        for name, col, n in con.execute(scan.excluded_sql).fetchall():
+            fr = by_file.setdefault(name, FileReport(name))
+            fr.rows_in += n
+            fr.excluded += n
+            fr.exclusions[col] += n
+    scan.sql = scan.valid_sql
     return scan
