@@ -48,7 +48,8 @@ def test_unknown_keys_list_the_allowed_keys_at_their_level():
     with pytest.raises(ConfigError) as exc:
         parse_config(ReaderConfig, {"generic": {"usr_col": "x"}}, "cfg.yaml")
     assert "generic.usr_col" in str(exc.value)
-    assert "allowed keys: amount_col, spend_is, ts_col, ts_format, user_col" in str(exc.value)
+    assert "allowed keys: amount_col, exclude, include, order_col, quantity_col, spend_is, ts_col, ts_format, " \
+           "unit_price_col, user_col" in str(exc.value)
 
 
 @pytest.mark.parametrize(
