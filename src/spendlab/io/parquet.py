@@ -16,8 +16,11 @@ DuckDB:
 - boolean, struct, list, map and binary columns fail the file (``UNSUPPORTED_TYPE``), and a
   ``ts`` column that is a string in one file and a timestamp in another fails it too.
 
-Checks run in the CSV reader's order (user, amount, timestamp, window), so a row with several
-problems has the same error type in both formats. The lookup tables travel with the SQL in
+Checks run in the CSV reader's order (include/exclude rules, user, amount, timestamp, window,
+order), so a row with several problems has the same error type in both formats. Line items
+(``order_col``, ``quantity_col`` x ``unit_price_col``) use :mod:`spendlab.io.lineitems`' functions
+per distinct value or (quantity, price) pair, and orders are grouped in DuckDB by their first
+(file, row). The lookup tables travel with the SQL in
 :class:`ParquetScan`; ``Transactions.register`` puts them on any connection.
 """
 
