@@ -23,6 +23,7 @@ from pydantic import field_validator, model_validator
 
 from spendlab.config import StrictModel
 from spendlab.errors import ConfigError
+from spendlab.settings import check_country
 
 Freq = Literal["month", "week"]
 FREQS: tuple[str, ...] = ("month", "week")
@@ -224,8 +225,6 @@ def retail_events(year: int) -> list[tuple[dt.date, str]]:
 @lru_cache(maxsize=64)
 def _holidays_for(country: str, subdivision: str | None, years: tuple[int, ...]) -> tuple[tuple[dt.date, str], ...]:
     import holidays
-
-    from spendlab.settings import check_country
 
     check_country(country, setting="country")
     try:

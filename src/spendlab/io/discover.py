@@ -108,7 +108,7 @@ def _select(candidates: list[Path], fmt: str, root: Path | None, found: Discover
 def resolve_input(source: str, fmt: str) -> Discovery:
     """Turn INPUT (a file, a directory, a glob or ``builtin:NAME``) into the files to read."""
     if source.startswith(BUILTIN_PREFIX):
-        from spendlab.datasets import builtin_path
+        from spendlab.datasets import builtin_path  # defer: numpy/pandas of the dataset generators (on main: io.builtin, at module level)
 
         name = source[len(BUILTIN_PREFIX):]
         return Discovery(name, [builtin_path(name)])

@@ -39,7 +39,8 @@ import pyarrow.parquet as pq
 
 from spendlab.config import GenericMapping, ReaderConfig
 from spendlab.errors import ConfigError, InputFileError
-from spendlab.io.lineitems import kept, order_key
+from spendlab.io.collect import RowReject
+from spendlab.io.lineitems import kept, line_amount, order_key
 from spendlab.io.parsing import (
     UTC,
     FieldError,
@@ -47,6 +48,7 @@ from spendlab.io.parsing import (
     normalise_user_id,
     parse_amount,
     timestamp_parser,
+    zone_info,
 )
 from spendlab.io.rejects import FileReport, LoadReport, RejectRecord
 
@@ -226,9 +228,7 @@ def _naive_from_us(us: int) -> dt.datetime:
 
 def _hour_offset_us(zone: str) -> Callable[[int], int | None]:
     """The UTC offset (us) of a local hour that holds no DST change; None for one that does."""
-    from spendlab.io.parsing import _zone  # noqa: PLC2701 - the same zone cache as localize
-
-    tz = _zone(zone)
+    tz = zone_info(zone)
 
     def offset(hour_us: int) -> int | None:
         start = _naive_from_us(hour_us)
@@ -308,9 +308,6 @@ def _amount_column(kind: str, amount_of: Callable[[Any], float], null_amount: tu
 def _line_amounts(con: duckdb.DuckDBPyConnection, raw: str, m: GenericMapping, config: ReaderConfig,
                   scan: ParquetScan, joins: list[str], token: str) -> tuple[str, str, str, str]:
     """``quantity x unit_price`` per distinct pair through :func:`~spendlab.io.lineitems.line_amount`."""
-    from spendlab.io.collect import RowReject
-    from spendlab.io.lineitems import line_amount
-
     pairs = con.execute(f"SELECT DISTINCT q, p FROM {raw}").to_arrow_table()
     values, errs, msgs, cols = [], [], [], []
     for q, p in zip(pairs.column(0).to_pylist(), pairs.column(1).to_pylist()):

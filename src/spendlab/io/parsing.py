@@ -104,13 +104,14 @@ def as_float(value: Decimal, what: str = "amount") -> float:
 
 
 @lru_cache(maxsize=64)
-def _zone(name: str) -> dt.tzinfo:
+def zone_info(name: str) -> dt.tzinfo:
+    """The tzinfo of an IANA zone name (``datetime.timezone.utc`` for UTC), cached."""
     return UTC if name == "UTC" else ZoneInfo(name)
 
 
 def localize(naive: dt.datetime, zone: str, dst_policy: str = "reject") -> dt.datetime:
     """Attach ``zone`` to a naive local time, applying the DST policy, and convert to UTC."""
-    tz = _zone(zone)
+    tz = zone_info(zone)
     if tz is UTC:
         return naive.replace(tzinfo=UTC)
     early = naive.replace(tzinfo=tz, fold=0)
