@@ -159,3 +159,13 @@ def test_bad_settings_exit_2_with_one_line_and_no_traceback(monkeypatch, capsys,
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), stderr
     assert needle in lines[0] and "Traceback" not in stderr
     assert not (out / "report.html").exists() and not (out / "f.parquet").exists()
+
+
+def test_an_as_of_past_one_period_after_the_data_warns_and_still_runs(monkeypatch, capsys, tmp_path, export):
+    out = tmp_path / "f.parquet"
+    monkeypatch.setattr(sys, "argv", ["spendlab", "features", str(export), "-f", "millions", "--out", str(out),
+                                      "--as-of", "2022-03-15"])
+    main()
+    err = capsys.readouterr().err
+    assert "warning: --as-of 2022-03-15 is more than one month after the last transaction (2021-12-04)" in err
+    assert out.exists()

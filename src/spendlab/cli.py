@@ -245,7 +245,7 @@ def features(
         return
     tx = load_transactions(input, format, config=reader_config(config), mode=mode)
     for warning in check_as_of(cutoff, *date_span(tx), freq=freq) if cutoff else []:
-        err.print(f"warning: {escape(warning)}", highlight=False)
+        err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
     con = connect(threads=threads, memory_limit=None if memory_limit in (None, "none") else memory_limit)
     tx.register(con)
     cutoff = cutoff or default_as_of(con, freq)  # type: ignore[arg-type]
@@ -396,7 +396,7 @@ def score(
     loading = load_model_async(model)  # the model loads while the input is read and validated
     tx = load_transactions(input, format, config=reader_config(config))
     for warning in check_as_of(cutoff, *date_span(tx)) if cutoff else []:
-        err.print(f"warning: {escape(warning)}", highlight=False)
+        err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
     result = run_score(tx, out=out_path, model=loading, as_of=cutoff, chunk_users=chunk_users)
     out.print(f"scored {result.rows_out:,} users (= {result.users_in:,} users in) as of {result.as_of} "
               f"for {result.target_period} with {escape(result.model_uri)} v{result.model_version}: "

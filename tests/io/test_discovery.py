@@ -112,3 +112,17 @@ def test_the_cli_json_report_lists_skipped_and_duplicate_inputs(months):
     shutil.copy(months / "2021-11.csv", months / "._2021-11.csv")
     summary = validation_summary(load(months))
     assert summary["duplicates"] and summary["skipped"]
+
+
+def test_validate_prints_one_note_per_skipped_or_duplicate_input(months, monkeypatch, capsys):
+    import sys
+
+    from spendlab.cli import main
+
+    os.symlink(months / "2021-12.csv", months / "latest.csv")
+    (months / "._2021-11.csv").write_bytes(b"\x00\x05\x16\x07")
+    monkeypatch.setattr(sys, "argv", ["spendlab", "validate", str(months), "-f", "millions"])
+    main()
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 2
+    assert any("latest.csv: same file as" in n for n in notes) and any("._2021-11.csv: hidden" in n for n in notes)
