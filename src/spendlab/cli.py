@@ -28,7 +28,7 @@ from spendlab.features.metadata import default_as_of, feature_metadata
 from spendlab.io import Mode, load_transactions
 from spendlab.io.atomic import confined_path
 from spendlab.io.builtin import BUILTINS, builtin_path
-from spendlab.io.load import FORMATS, connect, validation_summary
+from spendlab.io.load import FORMATS, connect, date_span, validation_summary
 from spendlab.io.rejects import write_rejects_csv
 from spendlab.io.safe_out import UnsafeOutputError, check_output, output_dir
 from spendlab.jobs.describe import run_describe
@@ -39,6 +39,7 @@ from spendlab.jobs.promote import promote_experiment
 from spendlab.jobs.reconcile import run_reconcile
 from spendlab.jobs.score import score as run_score
 from spendlab.jobs.tune import tune_experiment
+from spendlab.settings import check_as_of, check_country, check_tolerance, compile_pattern, parse_memory_limit
 from spendlab.spark import SparkConfig, session
 from spendlab.spark.jobs import features_job, score_job
 from spendlab.tracking.scorer import load_model_async
@@ -186,6 +187,10 @@ def validate(
     out.print(table)
     out.print(f"users: {summary['users']:,}   total spend: {summary['total_spend']:,.2f}   "
               f"refunds: {summary['refunds']:,} ({summary['refund_amount']:,.2f})")
+    excluded = [f"{f.file}: {f.excluded:,} row(s) excluded by reader.generic include/exclude "
+                f"({', '.join(f'{k}={v}' for k, v in sorted(f.exclusions.items()))})" for f in tx.report.files if f.excluded]
+    for note in [*tx.report.skipped, *tx.report.duplicates, *excluded]:  # inputs not read, read once, rows dropped
+        err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
     if rejects is not None:
         out.print(f"rejects written to {escape(str(rejects))}")
 
@@ -203,6 +208,7 @@ def describe(
 ) -> None:
     """Describe INPUT: transaction values, monthly spend, days with spend per week, insights, report.html."""
 
+    check_country(country), parse_memory_limit(memory_limit)  # settings fail before any data is read
     check_output(out_dir, kind="dir", inputs=[input, config])
     cfg = reader_config(config)
     tx = load_transactions(input, format, config=cfg, mode=mode)
@@ -277,6 +283,7 @@ def features(
 
     if freq not in ("month", "week"):
         raise SpendlabError(f"--freq must be month or week, got {freq!r}")
+    parse_memory_limit(memory_limit)
     try:
         cutoff = dt.date.fromisoformat(as_of) if as_of else None
     except ValueError:
@@ -292,6 +299,8 @@ def features(
                   f"{escape(str(out_path))}/")
         return
     tx = load_transactions(input, format, config=reader_config(config), mode=mode)
+    for warning in check_as_of(cutoff, *date_span(tx), freq=freq) if cutoff else []:
+        err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
     con = connect(threads=threads, memory_limit=None if memory_limit in (None, "none") else memory_limit)
     tx.register(con)
     cutoff = cutoff or default_as_of(con, freq)  # type: ignore[arg-type]
@@ -322,6 +331,7 @@ def reconcile(
     report.html. Exit 0 when it ran; with --fail-on-diff, exit 3 when any difference exists.
     """
 
+    check_tolerance(tolerance), compile_pattern(pattern), parse_memory_limit(memory_limit)
     check_output(out_dir, kind="dir", inputs=[deltas, platform, source])
     s = run_reconcile(deltas, platform, source, out_dir, tolerance=tolerance, name_pattern=pattern,
                       expect_contiguous_batches=contiguous_batches, memory_limit=memory_limit)
@@ -436,6 +446,8 @@ def score(
         return
     loading = load_model_async(model)  # the model loads while the input is read and validated
     tx = load_transactions(input, format, config=reader_config(config))
+    for warning in check_as_of(cutoff, *date_span(tx)) if cutoff else []:
+        err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
     result = run_score(tx, out=out_path, model=loading, as_of=cutoff, chunk_users=chunk_users)
     out.print(f"scored {result.rows_out:,} users (= {result.users_in:,} users in) as of {result.as_of} "
               f"for {result.target_period} with {escape(result.model_uri)} v{result.model_version}: "
