@@ -113,7 +113,8 @@ def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
     bit per purchase day of the period, so ``active_days`` = its ``BIT_COUNT`` and no per-day aggregate
     with tens of millions of groups is needed), ``refund_amount`` (sum of -amount for amount < 0),
     ``refund_count``, spend on event days (the small event-day table), first transaction day and
-    first/last purchase day. Every feature is arithmetic over this table (plus the spend on each
+    first/last purchase day. Sums are stored back in :data:`MONEY` (8 bytes, not a 16-byte wide
+    decimal; one user-period cannot reach 10^14): the table is the peak of memory. Every feature is arithmetic over this table (plus the spend on each
     user's first purchase day, :func:`first_day_spend_sql`). Ids keep their native type.
     """
     bit = _day_bit_sql(freq, as_of)
@@ -121,12 +122,12 @@ def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
     refund_amount, refund_count, event_spend, first_day, first_purchase_day, last_purchase_day
   FROM (
     SELECT user_id, k,
-      SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS spend,
+      CAST(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS {MONEY}) AS spend,
       COUNT(CASE WHEN amount > 0 THEN 1 END) AS n_transactions,
       BIT_OR(CASE WHEN amount > 0 THEN {bit} ELSE 0 END) AS day_mask,
-      SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS refund_amount,
+      CAST(SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS {MONEY}) AS refund_amount,
       COUNT(CASE WHEN amount < 0 THEN 1 END) AS refund_count,
-      SUM(CASE WHEN amount > 0 AND is_event = 1 THEN amount ELSE 0 END) AS event_spend,
+      CAST(SUM(CASE WHEN amount > 0 AND is_event = 1 THEN amount ELSE 0 END) AS {MONEY}) AS event_spend,
       MIN(day) AS first_day,
       MIN(CASE WHEN amount > 0 THEN day END) AS first_purchase_day,
       MAX(CASE WHEN amount > 0 THEN day END) AS last_purchase_day
