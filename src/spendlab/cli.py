@@ -23,17 +23,16 @@ from spendlab.config import ReaderConfig, load_config, load_yaml, parse_config
 from spendlab.datasets.deltas import generate_deltas
 from spendlab.datasets.synth import synth_transactions
 from spendlab.errors import RowError, SpendlabError
-from spendlab.features import build_features_arrow
-from spendlab.features.metadata import default_as_of, feature_metadata
+from spendlab.features.metadata import feature_metadata
 from spendlab.io import Mode, load_transactions
 from spendlab.io.atomic import confined_path
 from spendlab.io.builtin import BUILTINS, builtin_path
-from spendlab.io.load import FORMATS, connect, date_span, validation_summary
+from spendlab.io.load import FORMATS, date_span, validation_summary
 from spendlab.io.rejects import write_rejects_csv
 from spendlab.io.safe_out import UnsafeOutputError, check_output, output_dir
 from spendlab.jobs.describe import run_describe
 from spendlab.jobs.experiment import compare_runs, run_experiment
-from spendlab.jobs.features import load_feature_config, write_features
+from spendlab.jobs.features import features_table, load_feature_config, write_features
 from spendlab.jobs.pipeline import PipelineConfig, run_pipeline
 from spendlab.jobs.promote import promote_experiment
 from spendlab.jobs.reconcile import run_reconcile
@@ -301,10 +300,8 @@ def features(
     tx = load_transactions(input, format, config=reader_config(config), mode=mode)
     for warning in check_as_of(cutoff, *date_span(tx), freq=freq) if cutoff else []:
         err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
-    con = connect(threads=threads, memory_limit=None if memory_limit in (None, "none") else memory_limit)
-    tx.register(con)
-    cutoff = cutoff or default_as_of(con, freq)  # type: ignore[arg-type]
-    table = build_features_arrow(con, freq=freq, as_of=cutoff, config=feature_cfg)  # type: ignore[arg-type]
+    table, cutoff = features_table(tx, freq=freq, as_of=cutoff, config=feature_cfg, threads=threads,  # type: ignore[arg-type]
+                                   memory_limit=None if memory_limit in (None, "none") else memory_limit)
     meta = feature_metadata(feature_cfg, freq=freq, as_of=cutoff, input=str(input),  # type: ignore[arg-type]
                             rows_accepted=str(tx.report.accepted), rows_rejected=str(tx.report.rejected))
     write_features(table, out_path, meta)

@@ -64,16 +64,26 @@ class Transactions:
     config: ReaderConfig | None = None
     lookups: dict[str, pa.Table] = field(default_factory=dict)  # tables ``sql`` joins (Parquet)
 
-    def register(self, con: duckdb.DuckDBPyConnection, view: str = "transactions") -> None:
-        """Expose the rows as view ``view`` on ``con`` (user_id, ts, amount, n_items, source_file, line)."""
+    def register(self, con: duckdb.DuckDBPyConnection, view: str = "transactions", *,
+                 native_ids: bool = False) -> None:
+        """Expose the rows as view ``view`` on ``con`` (user_id, ts, amount, n_items, source_file, line).
+
+        ``user_id`` is text (the canonical schema) unless ``native_ids``: then integer ids of a
+        Parquet input keep their stored type, which the feature build groups and joins several times
+        faster and writes out as text itself (:func:`spendlab.features.build_features_arrow`).
+        """
         if self.table is not None:
             naive = self.table.set_column(1, "ts", self.table.column("ts").cast(pa.timestamp("us")))
             con.register(f"{view}__arrow", naive)
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * FROM "{view}__arrow"')
-        else:
-            for name, lookup in self.lookups.items():
-                con.register(name, lookup)
+            return
+        for name, lookup in self.lookups.items():
+            con.register(name, lookup)
+        if native_ids:
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS {self.sql}')
+        else:
+            con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS '
+                        f"SELECT * REPLACE (CAST(user_id AS VARCHAR) AS user_id) FROM ({self.sql})")
 
     def to_arrow(self) -> pa.Table:
         if self.table is not None:

@@ -351,10 +351,12 @@ def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reader
         joins.append(f"LEFT JOIN {name} ON {name}.raw = {on}")
         return name
 
-    # user: integers are their decimal text; strings take the CSV id policy.
+    # user: integers keep their type here (an int64 key groups and joins far faster than its text;
+    # Transactions.register casts them to their decimal text unless asked for native ids); strings
+    # take the CSV id policy.
     null_user = _outcome(normalise_user_id, "")
     if kinds[m.user_col] == "int":
-        user, user_err, user_msg = "CAST(r.u AS VARCHAR)", "NULL", "NULL"
+        user, user_err, user_msg = "r.u", "NULL", "NULL"
     else:
         # Fast path, provably the same: printable ASCII without surrounding spaces is its own
         # normal form (nothing to strip, nothing unprintable); only other ids go to Python.
