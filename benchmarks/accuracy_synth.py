@@ -187,7 +187,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="spendlab-accuracy-synth-") as tmp:
         for profile in args.profiles.split(","):
             sections.append(report(run_profile(api, profile, args, Path(tmp))))
-            print(sections[-1], flush=True)
+            # sys.__stdout__, not print's default: lifetimes fits on parallel backtest threads wrap
+            # themselves in contextlib.redirect_stdout, which is process-global, and overlapping
+            # exits can leave sys.stdout pointing at a discarded buffer.
+            print(sections[-1], file=sys.__stdout__, flush=True)
     if args.write_results:
         write_results(args, "\n".join(sections))
     return 0
