@@ -245,14 +245,21 @@ def datasets_synth(
     start: Annotated[str, typer.Option(help="First day of the history (YYYY-MM-DD).")] = "2023-01-01",
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
     chunk_users: Annotated[int, typer.Option(help="Users generated per chunk (bounds memory).")] = 50_000,
+    profile: Annotated[str, typer.Option(help="Behaviour: default (retail) or grocery (about weekly, low churn).")]
+    = "default",
+    oracle: Annotated[bool, typer.Option("--oracle", help="Also write oracle.parquet beside --out: each user's "
+                                         "true expected spend per period, for the data and 3 periods more.")] = False,
+    freq: Annotated[str, typer.Option("--freq", help="The oracle's periods: month or week (ISO weeks).")] = "month",
 ) -> None:
     """Write a seeded synthetic transaction set with heterogeneous, seasonal behaviour."""
 
     check_output(out_path, kind="file")
     stats = synth_transactions(out_path, users=users, months=months, fmt=format, start=start, seed=seed,
-                               chunk_users=chunk_users, progress=True)
+                               chunk_users=chunk_users, profile=profile, oracle=oracle, freq=freq, progress=True)
     err.print(f"wrote {stats['transactions']:,} transactions for {stats['users']:,} users "
               f"to {escape(str(out_path))}")
+    if oracle:
+        err.print(f"wrote {stats['oracle_rows']:,} oracle rows to {escape(str(out_path.parent / 'oracle.parquet'))}")
 
 
 @app.command()
