@@ -46,10 +46,10 @@ PEERS = ("lifetimes BG/NBD + Gamma-Gamma", "mlforecast + LightGBM (lags 1-6, rol
 
 def spendlab_api() -> SimpleNamespace:
     """spendlab's public functions this benchmark calls, imported in one place (modules are moving)."""
-    from spendlab.datasets.synth import synth_transactions
     from spendlab.forecast.metrics import origin_metrics
     from spendlab.forecast.protocol import DatasetSpec, ExperimentConfig, Origins
     from spendlab.io import load_transactions
+    from spendlab.jobs.datasets import synth_transactions
     from spendlab.jobs.experiment import execute, feature_store
 
     return SimpleNamespace(origin_metrics=origin_metrics, DatasetSpec=DatasetSpec, ExperimentConfig=ExperimentConfig,

@@ -20,8 +20,6 @@ from rich.table import Table
 
 from spendlab import __version__
 from spendlab.config import ReaderConfig, load_config, load_yaml, parse_config
-from spendlab.datasets.deltas import generate_deltas
-from spendlab.datasets.synth import synth_transactions
 from spendlab.errors import RowError, SpendlabError
 from spendlab.features.metadata import feature_metadata
 from spendlab.io import Mode, load_transactions
@@ -30,6 +28,7 @@ from spendlab.io.builtin import BUILTINS, builtin_path
 from spendlab.io.load import FORMATS, date_span, validation_summary
 from spendlab.io.rejects import write_rejects_csv
 from spendlab.io.safe_out import UnsafeOutputError, check_output, output_dir
+from spendlab.jobs.datasets import generate_deltas, synth_transactions
 from spendlab.jobs.describe import run_describe
 from spendlab.jobs.experiment import compare_runs, run_experiment
 from spendlab.jobs.features import features_table, load_feature_config, write_features

@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from spendlab.datasets.synth import synth_transactions
 from spendlab.errors import SpendlabError
 from spendlab.io.builtin import builtin_path
 from spendlab.io.load import validation_summary
+from spendlab.jobs.datasets import synth_transactions
 from tests.conftest import load
 
 

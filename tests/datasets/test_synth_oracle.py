@@ -19,8 +19,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from spendlab.datasets.synth import FUTURE_PERIODS, SynthWorld, synth_transactions
+from spendlab.datasets.synth import FUTURE_PERIODS, SynthWorld
 from spendlab.errors import SpendlabError
+from spendlab.jobs.datasets import synth_transactions
 
 R = 200  # replicates: ~3 s per profile on a loaded machine
 SETTINGS = {"users": 150, "months": 6, "start": "2023-09-01", "seed": 4, "chunk_users": 75}

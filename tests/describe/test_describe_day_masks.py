@@ -19,7 +19,7 @@ from spendlab.io.load import connect
 
 @pytest.fixture(scope="module", params=["text", "int64"])
 def loaded(request, tmp_path_factory):
-    from spendlab.datasets.synth import synth_transactions
+    from spendlab.jobs.datasets import synth_transactions
 
     path = tmp_path_factory.mktemp("masks") / "synth.parquet"
     synth_transactions(path, users=300, months=13, seed=5, refund_rate=0.05)

@@ -53,7 +53,7 @@ def _as_string_ids(table: pa.Table) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pa.Table]:
-    from spendlab.datasets.synth import synth_transactions
+    from spendlab.jobs.datasets import synth_transactions
 
     cdnow = load_transactions("builtin:cdnow", "cdnow").table.select(["user_id", "ts", "amount"])
     path = Path(tmp_path_factory.mktemp("synth")) / "synth.parquet"

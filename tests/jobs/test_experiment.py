@@ -12,9 +12,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from spendlab.datasets.synth import synth_transactions
 from spendlab.forecast.leaderboard import LEADERBOARD_COLUMNS, PREDICTION_COLUMNS
 from spendlab.io import load_transactions
+from spendlab.jobs.datasets import synth_transactions
 from spendlab.jobs.experiment import compare_runs, load_experiment, run_experiment
 from spendlab.models import registry
 

@@ -273,7 +273,8 @@ def test_user_diffs_lists_every_differing_value(tmp_path: Path) -> None:
 
 def test_rebuild_equals_a_pandas_oracle_under_shuffled_rows_and_file_names(tmp_path: Path) -> None:
     """Ties, in-file duplicates and numeric batches: the SQL rebuild equals plain pandas, whatever the order."""
-    from spendlab.datasets.deltas import generate_deltas, rebuild_oracle
+    from spendlab.datasets.deltas import rebuild_oracle
+    from spendlab.jobs.datasets import generate_deltas
 
     key = generate_deltas(tmp_path / "g", scenario=["tie", "duplicate"], users=150, files=4, seed=11)
     src = tmp_path / "g" / "inputs" / "deltas"

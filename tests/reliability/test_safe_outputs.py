@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spendlab.datasets.synth import synth_transactions
 from spendlab.io.atomic import atomic_path
 from spendlab.io.safe_out import MARKER, UnsafeOutputError, check_output
+from spendlab.jobs.datasets import synth_transactions
 from tests.reliability.cli_harness import chdir, run_cli, tree_state
 
 # Each command with an output, with {out} where the output goes; run from root/proj.
