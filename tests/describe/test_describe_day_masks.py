@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from spendlab.reports import describe_insights as ins
+from spendlab.describe import insights as ins
 
 from spendlab.describe.tables import days_per_week_sql, prepare
 from spendlab.io import load_transactions
