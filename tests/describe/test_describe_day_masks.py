@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from spendlab.describe import insights as ins
 
+from spendlab.describe import insights as ins
 from spendlab.describe.tables import days_per_week_sql, prepare
 from spendlab.io import load_transactions
 from spendlab.io.load import connect

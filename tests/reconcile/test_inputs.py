@@ -164,7 +164,8 @@ def test_quoted_header_alone_keeps_the_fast_reader(tmp_path: Path) -> None:
 def test_column_reader_and_line_reader_agree(tmp_path: Path, extra: str) -> None:
     """The columns reader (no blank or ragged line) and the per-line reader give the same rows and rejects."""
     from spendlab.io.rejects import FileReport
-    from spendlab.reconcile.inputs import LoadedFile, _create_tables, _load_fast, _Writer
+    from spendlab.reconcile.inputs import LoadedFile, _create_tables, _load_fast
+    from spendlab.reconcile.validate import _Writer
 
     text = f"{HEADER}\n007,10,1,0,5\nu2, 3 ,1,0,12a\n" + extra + "u3,4,2,1,7\n"
     path = write(tmp_path / "delta1.csv", text)
