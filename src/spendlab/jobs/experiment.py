@@ -27,6 +27,8 @@ from spendlab.forecast.blend import blend
 from spendlab.forecast.intervals import calibrate
 from spendlab.forecast.leaderboard import leaderboard, test_predictions
 from spendlab.forecast.protocol import ExperimentConfig
+from spendlab.forecast.report import leaderboard_markdown, report_tables
+from spendlab.forecast.report_render import render_report
 from spendlab.io import load_transactions
 from spendlab.io.atomic import atomic_path, atomic_write_text
 from spendlab.jobs.features import load_feature_config
@@ -142,15 +144,22 @@ class _Outcome:
     estimator_params: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     error: BaseException | None = None
+    started: float = 0.0  # epoch seconds: the model's MLflow run is dated by its backtest
+
+    @property
+    def timing(self) -> tuple[float, float]:
+        """(start, end) of the backtest, epoch seconds."""
+        return self.started, self.started + self.seconds
 
 
 def _backtest_one(store: FeatureStore, cfg: ExperimentConfig, key: str, params: dict[str, Any], tuned: bool) -> _Outcome:
-    t0 = time.perf_counter()
+    started, t0 = time.time(), time.perf_counter()
     try:
         res = run_backtest(store, experiment=cfg, model_key=key, params=params, origins="all")
     except Exception as exc:  # raised again on the logging thread, inside the model's run
-        return _Outcome(key, tuned, error=exc, seconds=time.perf_counter() - t0)
-    return _Outcome(key, tuned, res, model_params(make_model(key, params)), time.perf_counter() - t0)
+        return _Outcome(key, tuned, error=exc, seconds=time.perf_counter() - t0, started=started)
+    return _Outcome(key, tuned, res, model_params(make_model(key, params)), time.perf_counter() - t0,
+                    started=started)
 
 
 def backtest_models(store: FeatureStore, cfg: ExperimentConfig, resolved: dict[str, tuple[dict[str, Any], bool]], *,
@@ -202,7 +211,7 @@ def _log_model(run: tracking.RunLog, res: BacktestResult, *, tuned: bool, estima
         per_origin=res.per_origin, means=res.means, dataset=dataset,
         tables={"predictions.parquet": test.assign(lower=bounds["lower"].to_numpy(), upper=bounds["upper"].to_numpy()),
                 "metrics.csv": res.per_origin, "validation_predictions.parquet": preds[preds["split"] == "validation"]},
-        figures=figs.model_figures(res, feature_names=res.feature_names), texts=texts)
+        figures=figs.model_figures(res, feature_names=res.feature_names), texts=texts, freq=resolved_cfg["freq"])
 
 
 def _say_done(progress: Any | None, o: _Outcome) -> None:
@@ -213,11 +222,15 @@ def _say_done(progress: Any | None, o: _Outcome) -> None:
 
 
 def write_outputs(out_dir: Path, *, board: pd.DataFrame, predictions: pd.DataFrame,
-                  intervals: dict[str, Any]) -> dict[str, Path]:
-    """``leaderboard.csv``, ``predictions.parquet`` and ``intervals.json``, each written atomically."""
+                  intervals: dict[str, Any], report: str | None = None) -> dict[str, Path]:
+    """``leaderboard.csv``, ``predictions.parquet``, ``intervals.json`` and (given its text) the
+    reviewers' ``report.html``, each written atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"leaderboard": out_dir / "leaderboard.csv", "predictions": out_dir / "predictions.parquet",
              "intervals": out_dir / "intervals.json"}
+    if report is not None:
+        paths["report"] = out_dir / "report.html"
+        atomic_write_text(paths["report"], report)
     with atomic_path(paths["leaderboard"]) as tmp:
         board.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_path(paths["predictions"]) as tmp:
@@ -259,14 +272,17 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
         tracking.log_dataset(parent, **dataset)
         parent.text(json.dumps(resolved_cfg, indent=2, default=str), "config/experiment.json")
 
-        def record(key: str, res: BacktestResult, tuned: bool, estimator_params: dict[str, Any]) -> None:
+        def record(key: str, res: BacktestResult, tuned: bool, estimator_params: dict[str, Any],
+                   timing: tuple[float, float] | None = None) -> None:
             q, bounds, cov = calibrate(res.predictions, level=cfg.interval_level)
             res.means.update(cov)
             intervals[key], results[key] = q, res
             if key not in keys:  # an ensemble member that was not asked for: no run of its own
                 return
-            with tracking.child_run(parent, run_name=key,
-                                    tags={"model": key, **common_tags, "tuned": str(tuned).lower()}) as run:
+            start, end = timing or (None, None)  # the backtest's own times, not the logging's
+            with tracking.child_run(parent, run_name=key, start_time=start, end_time=end,
+                                    tags={"model": key, "kind": "model", **common_tags,
+                                          "tuned": str(tuned).lower()}) as run:
                 _log_model(run, res, tuned=tuned, estimator_params=estimator_params, q=q, bounds=bounds,
                            resolved_cfg=resolved_cfg, dataset=dataset)
                 child_ids[key] = run.run_id
@@ -274,37 +290,54 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
         for o in backtest_models(store, cfg, resolved, jobs=jobs or min(4, usable_cores()), progress=progress):
             if o.error is not None:
                 if o.key in keys:  # fail the model's own run, then the parent
-                    with tracking.child_run(parent, run_name=o.key, tags={"model": o.key, **common_tags}):
+                    with tracking.child_run(parent, run_name=o.key, start_time=o.started,
+                                            tags={"model": o.key, "kind": "model", **common_tags}):
                         raise o.error
                 raise o.error
-            record(o.key, o.result, o.tuned, o.estimator_params)
+            record(o.key, o.result, o.tuned, o.estimator_params, o.timing)
             _say_done(progress, o)
 
         weights: dict[str, float] = {}
         if "ensemble" in keys:
             _say(progress, f"[{len(needed) + 1}/{len(needed) + 1}] blending ensemble (weights from validation origins)")
+            blend_start, t0 = time.time(), time.perf_counter()
             bl = blend(results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
+            blend_timing = (blend_start, blend_start + time.perf_counter() - t0)
             if bl.left_out:
                 _say(progress, f"      ensemble: left out {bl.left_out} (|validation bias| > "
                                f"{cfg.ensemble_max_validation_bias:.0%})")
             weights = bl.weights
             record("ensemble", bl.result, False, {"members": ",".join(cfg.ensemble_members),
                                                   "left_out": ",".join(bl.left_out),
-                                                  **{f"weight.{m}": w for m, w in weights.items()}})
+                                                  **{f"weight.{m}": w for m, w in weights.items()}},
+                   blend_timing)
 
         board, champion = leaderboard(results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys})
+        report = _report(cfg.name, board, champion, results, keys,
+                         notes={"dataset": f"{dataset_name} ({dataset['digest'][:12]})",
+                                "MLflow parent run": parent.run_id})
         paths = write_outputs(Path(out_dir), board=board, predictions=test_predictions(results, keys),
                               intervals={"experiment": cfg.name, "champion": champion, "level": cfg.interval_level,
-                                         "models": intervals})
-        parent.tags({"champion": champion, "champion_run_id": child_ids.get(champion, "")})
+                                         "models": intervals}, report=report)
+        parent.tags({"champion": champion, "champion_run_id": child_ids.get(champion, ""),
+                     "mlflow.note.content": leaderboard_markdown(board, champion, name=cfg.name)})
         parent.metrics({f"champion_{c}": float(board.loc[board["champion"], c].iloc[0])
                         for c in ("rmse", "mae", "bias", "wape", "top10_capture", "validation_rmse")})
         parent.table(board, "leaderboard.csv")
         parent.artifact(paths["intervals"])
+        parent.artifact(paths["report"])
         if weights:
             parent.params({f"ensemble_weight.{m}": w for m, w in weights.items()})
         return ExperimentResult(name=cfg.name, leaderboard=board, champion=champion, parent_run_id=parent.run_id,
                                 paths=paths, ensemble_weights=weights)
+
+
+def _report(name: str, board: pd.DataFrame, champion: str, results: dict[str, BacktestResult], keys: list[str],
+            *, notes: dict[str, str]) -> str:
+    """``report.html``'s text: the report's tables (pure) rendered with their figures."""
+    predictions = pd.concat([results[k].predictions for k in keys], ignore_index=True)
+    tables = report_tables(name, board, champion, predictions, {k: results[k].means for k in keys}, notes=notes)
+    return render_report(tables)
 
 
 def compare_runs(experiment_name: str, *, tracking_uri: str | None = None,
