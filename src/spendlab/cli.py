@@ -58,8 +58,8 @@ err = Console(stderr=True)
 
 
 def show_table(df: "pd.DataFrame", title: str, *, highlight: str | None = None, digits: int = 3) -> None:
-    """A table on stdout, never truncated: a rich table on a terminal (wide enough for every column,
-    cells fold rather than ellipsise); plain CSV under a ``# title`` line when stdout is a pipe or a
+    """A table on stdout, never truncated: a rich table on a terminal (cells fold onto more lines
+    rather than end in an ellipsis when the terminal is narrow); plain CSV under a ``# title`` line when stdout is a pipe or a
     file, so logs and ``| cat`` keep every column and every digit that matters."""
     if not out.is_terminal:
         typer.echo(f"# {title}")
@@ -69,11 +69,10 @@ def show_table(df: "pd.DataFrame", title: str, *, highlight: str | None = None, 
     for col in df.columns:
         table.add_column(escape(str(col)), justify="right" if df[col].dtype.kind in "fiu" else "left",
                          overflow="fold")
-    for _, row in df.iterrows():
-        cells = [f"{v:.{digits}f}" if isinstance(v, float) else escape(str(v)) for v in row]
-        table.add_row(*cells, style="bold green" if highlight is not None and row.get("model") == highlight
-                      else None)
-    out.print(table, width=max(out.width, sum(max(len(str(c)), 8) + 3 for c in df.columns)))
+    rows = [[f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row] for row in df.itertuples(index=False)]
+    for row, model in zip(rows, df["model"] if "model" in df.columns else [None] * len(df)):
+        table.add_row(*map(escape, row), style="bold green" if highlight is not None and model == highlight else None)
+    out.print(table)  # rich cannot print wider than the terminal: a narrow one folds cells, never cuts them
 
 
 @contextmanager
@@ -516,7 +515,12 @@ def compare(
                    "param_diff": json.loads(diff.to_json(orient="records"))}
         typer.echo(json.dumps(payload, indent=2))
         return
-    shown = board.assign(run_id=board["run_id"].str[:8]) if out.is_terminal else board
+    shown = board
+    if out.is_terminal:  # short ids on screen; --json and piped output keep them whole
+        shown = board.assign(run_id=board["run_id"].str[:8])
+        if "git_commit" in board.columns:
+            shown["git_commit"] = board["git_commit"].astype(str).str.replace(r"^([0-9a-f]{10})[0-9a-f]+", r"\1",
+                                                                               regex=True)
     show_table(shown, f"{experiment_name}: model runs across invocations, best {metric} first", digits=4)
     if diff.empty:
         out.print(f"no parameter shared by the best {min(top, len(board))} runs differs between them", highlight=False)

@@ -68,6 +68,9 @@ def tracking_table(predictions: pd.DataFrame, models: Sequence[str]) -> pd.DataF
         out = out.merge(pred, on=keys, how="left")
     if "target_period" not in out.columns:
         out.insert(1, "target_period", out["cutoff"])
+    for col in ("cutoff", "target_period"):  # days, not midnight timestamps, in the table and on the axis
+        if out[col].dtype.kind == "M":
+            out[col] = out[col].dt.date
     return out.sort_values("cutoff", ignore_index=True)
 
 

@@ -27,6 +27,8 @@ def _cell(col: str, v: Any) -> str:
         return f"{int(v):,}"
     if isinstance(v, float) or hasattr(v, "__float__"):
         f = float(v)
+        if abs(f) < 1e-12:
+            f = 0.0  # float noise such as -9.8e-17 reads as 0
         if col.endswith(" error"):
             return f"{f:+.1%}"
         if col in _PERCENT or col.endswith(("_bias", "_wape", "_capture")):
