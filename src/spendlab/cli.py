@@ -85,7 +85,7 @@ def progress_lines(label: str) -> "Iterator[Callable[[str], None]]":
     import re
 
     if not err.is_terminal:
-        yield lambda msg: err.print(msg, highlight=False, soft_wrap=True)
+        yield lambda msg: err.print(msg, markup=False, highlight=False, soft_wrap=True)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -94,7 +94,7 @@ def progress_lines(label: str) -> "Iterator[Callable[[str], None]]":
         task = bar.add_task("", total=None)
 
         def say(msg: str) -> None:
-            bar.console.print(msg, highlight=False, soft_wrap=True)
+            bar.console.print(msg, markup=False, highlight=False, soft_wrap=True)
             step = re.match(r"\[(\d+)/(\d+)\]\s*(.*)", msg)
             if step:
                 bar.update(task, completed=int(step.group(1)) - 1, total=int(step.group(2)),
@@ -219,8 +219,8 @@ def describe(
     s = result["summary"]
     out.print(f"{s['n_transactions']:,} transactions, {s['n_users']:,} users, gross spend {s['total_spend']:,.2f}, "
               f"average transaction {s['avg_transaction_value'] or 0:,.2f}; refunds {s['n_refunds']:,} "
-              f"({s['refund_amount']:,.2f}); rejected rows {s['rows_rejected']:,}")
-    out.print(f"report: {escape(str(Path(out_dir) / 'report.html'))}")
+              f"({s['refund_amount']:,.2f}); rejected rows {s['rows_rejected']:,}", highlight=False, soft_wrap=True)
+    out.print(f"report: {escape(str(Path(out_dir) / 'report.html'))}", highlight=False, soft_wrap=True)
 
 
 @contextmanager

@@ -228,14 +228,14 @@ def write_outputs(out_dir: Path, *, board: pd.DataFrame, predictions: pd.DataFra
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"leaderboard": out_dir / "leaderboard.csv", "predictions": out_dir / "predictions.parquet",
              "intervals": out_dir / "intervals.json"}
-    if report is not None:
-        paths["report"] = out_dir / "report.html"
-        atomic_write_text(paths["report"], report)
     with atomic_path(paths["leaderboard"]) as tmp:
         board.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_path(paths["predictions"]) as tmp:
         predictions.to_parquet(tmp, index=False)
     atomic_write_text(paths["intervals"], json.dumps(intervals, indent=2) + "\n")
+    if report is not None:
+        paths["report"] = out_dir / "report.html"
+        atomic_write_text(paths["report"], report)
     return paths
 
 
