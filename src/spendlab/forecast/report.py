@@ -289,7 +289,7 @@ def leaderboard_markdown(board: pd.DataFrame, champion: str, *, name: str, max_c
 
     def cell(v: Any) -> str:
         if isinstance(v, (bool, np.bool_)):
-            return "yes" if v else ""
+            return "yes" if v else "no"
         if isinstance(v, (float, np.floating)):
             return "-" if math.isnan(float(v)) else f"{float(v):.4g}"
         return str(v).replace("|", "\\|")
