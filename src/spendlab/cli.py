@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -42,6 +44,8 @@ from spendlab.spark import SparkConfig, session
 from spendlab.spark.jobs import features_job, score_job
 from spendlab.tracking.scorer import load_model_async
 
+if TYPE_CHECKING:
+    import pandas as pd
 
 class UsageError(SpendlabError):
     """A command line that names no command, or a value the options cannot express."""
@@ -85,6 +89,52 @@ app.add_typer(datasets_app, name="datasets")
 
 out = Console()
 err = Console(stderr=True)
+
+
+def show_table(df: "pd.DataFrame", title: str, *, highlight: str | None = None, digits: int = 3) -> None:
+    """A table on stdout, never truncated: a rich table on a terminal (cells fold onto more lines
+    rather than end in an ellipsis when the terminal is narrow); plain CSV under a ``# title`` line when stdout is a pipe or a
+    file, so logs and ``| cat`` keep every column and every digit that matters."""
+    if not out.is_terminal:
+        typer.echo(f"# {title}")
+        typer.echo(df.to_csv(index=False, float_format=f"%.{max(digits, 6)}g", lineterminator="\n"), nl=False)
+        return
+    table = Table(title=escape(title))
+    for col in df.columns:
+        table.add_column(escape(str(col)), justify="right" if df[col].dtype.kind in "fiu" else "left",
+                         overflow="fold")
+    rows = [[f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row] for row in df.itertuples(index=False)]
+    for row, model in zip(rows, df["model"] if "model" in df.columns else [None] * len(df)):
+        table.add_row(*map(escape, row), style="bold green" if highlight is not None and model == highlight else None)
+    out.print(table)  # rich cannot print wider than the terminal: a narrow one folds cells, never cuts them
+
+
+@contextmanager
+def progress_lines(label: str) -> "Iterator[Callable[[str], None]]":
+    """A ``progress(msg)`` callback: a live bar on a terminal (stderr), plain lines in a log.
+
+    Messages of the form ``[i/n] ...`` move the bar to step i of n; every message is also printed
+    above the bar, so the terminal keeps the same lines a log gets.
+    """
+    import re
+
+    if not err.is_terminal:
+        yield lambda msg: err.print(msg, markup=False, highlight=False, soft_wrap=True)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(escape(label)), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=err, transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def say(msg: str) -> None:
+            bar.console.print(msg, markup=False, highlight=False, soft_wrap=True)
+            step = re.match(r"\[(\d+)/(\d+)\]\s*(.*)", msg)
+            if step:
+                bar.update(task, completed=int(step.group(1)) - 1, total=int(step.group(2)),
+                           description=escape(step.group(3)[:60]))
+
+        yield say
 
 InputArg = Annotated[str, typer.Argument(help="A file, directory, glob, or builtin:cdnow for the embedded CDNOW data.")]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help=f"Input format: {'|'.join(FORMATS)}.")]
@@ -209,14 +259,22 @@ def describe(
     check_country(country), parse_memory_limit(memory_limit)  # settings fail before any data is read
     check_output(out_dir, kind="dir", inputs=[input, config])
     cfg = reader_config(config)
-    tx = load_transactions(input, format, config=cfg, mode=mode)
-    result = run_describe(tx, out_dir, country=country, top_n=top_n, net_refunds=cfg.refunds == "net",
-                          memory_limit=memory_limit)
+    with err.status("describing: reading the input", spinner="dots") if err.is_terminal else _nothing() as status:
+        tx = load_transactions(input, format, config=cfg, mode=mode)
+        if status is not None:
+            status.update(f"describing {tx.report.accepted:,} transactions: tables, figures, report")
+        result = run_describe(tx, out_dir, country=country, top_n=top_n, net_refunds=cfg.refunds == "net",
+                              memory_limit=memory_limit)
     s = result["summary"]
     out.print(f"{s['n_transactions']:,} transactions, {s['n_users']:,} users, gross spend {s['total_spend']:,.2f}, "
               f"average transaction {s['avg_transaction_value'] or 0:,.2f}; refunds {s['n_refunds']:,} "
-              f"({s['refund_amount']:,.2f}); rejected rows {s['rows_rejected']:,}")
-    out.print(f"report: {escape(str(Path(out_dir) / 'report.html'))}")
+              f"({s['refund_amount']:,.2f}); rejected rows {s['rows_rejected']:,}", highlight=False, soft_wrap=True)
+    out.print(f"report: {escape(str(Path(out_dir) / 'report.html'))}", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _nothing() -> "Iterator[None]":
+    yield None
 
 
 @datasets_app.command("list")
@@ -449,13 +507,17 @@ def score(
         return
     loading = load_model_async(model)  # the model loads while the input is read and validated
     tx = load_transactions(input, format, config=reader_config(config))
-    for warning in check_as_of(cutoff, *date_span(tx)) if cutoff else []:
+    if cutoff:  # errors only here; the job itself warns (result.warnings)
+        check_as_of(cutoff, *date_span(tx))
+    result = run_score(tx, out=out_path, model=loading, as_of=cutoff, chunk_users=chunk_users,
+                       progress=err.is_terminal)
+    for warning in result.warnings:
         err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
-    result = run_score(tx, out=out_path, model=loading, as_of=cutoff, chunk_users=chunk_users)
+    basis = ", ".join(f"{n:,} {b}" for b, n in sorted(result.by_basis.items(), key=lambda kv: (-kv[1], kv[0])))
     out.print(f"scored {result.rows_out:,} users (= {result.users_in:,} users in) as of {result.as_of} "
               f"for {result.target_period} with {escape(result.model_uri)} v{result.model_version}: "
-              f"total predicted {result.total_prediction:,.2f}; basis {result.by_basis}; "
-              f"wrote {escape(str(result.out))}")
+              f"total predicted {result.total_prediction:,.2f}; by basis: {basis or 'none'}; "
+              f"wrote {escape(str(result.out))}", highlight=False, soft_wrap=True)
 
 
 experiment_app = typer.Typer(help="Forecasting experiments: rolling-origin backtests tracked in MLflow.",
@@ -484,45 +546,53 @@ def experiment_run(
 
     check_output(out_dir, kind="dir", inputs=[experiment])  # created and marked by the job when it writes
     keys = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    result = run_experiment(experiment, models=keys, out_dir=out_dir, tracking_uri=_tracking_uri(tracking_uri),
-                            progress=lambda msg: err.print(msg, highlight=False))
-    board = result.leaderboard
-    table = Table(title=f"{result.name}: mean over test origins (champion chosen on validation)")
-    for col in board.columns:
-        table.add_column(col, justify="left" if col in {"model", "champion", "tuned"} else "right")
-    for _, row in board.iterrows():
-        cells = [str(row[c]) if isinstance(row[c], (str, bool)) else f"{row[c]:.3f}" for c in board.columns]
-        table.add_row(*cells, style="bold green" if row["champion"] else None)
-    out.print(table, width=max(out.width, 150))  # never truncate model names or figures in a log
-    out.print(f"champion: {result.champion}   MLflow parent run: {result.parent_run_id}")
-    out.print(f"wrote {escape(str(result.paths['leaderboard']))} and {escape(str(result.paths['predictions']))}")
+    with progress_lines("experiment") as progress:
+        result = run_experiment(experiment, models=keys, out_dir=out_dir, tracking_uri=_tracking_uri(tracking_uri),
+                                progress=progress)
+    show_table(result.leaderboard, f"{result.name}: mean over test origins (champion chosen on validation)",
+               highlight=result.champion)
+    out.print(f"champion: {escape(result.champion)}   MLflow parent run: {result.parent_run_id}",
+              highlight=False, soft_wrap=True)
+    written = [str(result.paths[k]) for k in ("leaderboard", "predictions", "report") if k in result.paths]
+    out.print(f"wrote {escape(', '.join(written))}", highlight=False, soft_wrap=True)
 
 
 @app.command()
 def compare(
     experiment_name: Annotated[str, typer.Argument(help="Experiment name (the YAML's name:).")],
-    top: Annotated[int, typer.Option(help="How many best runs to diff params between.")] = 3,
+    top: Annotated[int, typer.Option(min=1, help="How many best runs to diff params between.")] = 3,
+    metric: Annotated[str, typer.Option("--metric", help="Sort by this metric, best first: rmse (mean test RMSE), "
+                                        "mae, bias (nearest 0), wape, top10_capture, gini_norm, spearman "
+                                        "(highest first), decile_mape, validation_rmse, interval_coverage_80 "
+                                        "(nearest 80%), or any metric key the model runs logged.")] = "rmse",
+    model: Annotated[Optional[str], typer.Option("--model", help="Only this model's runs (registry key).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print runs and param diff as JSON on stdout.")] = False,
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI.")] = None,
 ) -> None:
-    """Leaderboard of every model run of EXPERIMENT_NAME across invocations, and the params that differ
-    between the best runs (ranked by mean validation RMSE)."""
+    """Every model run of EXPERIMENT_NAME across invocations, best --metric first, and the params that
+    differ between the best --top runs (only params those runs all have; tuning, trial and promotion
+    runs are not model runs and are not listed)."""
 
-    board, diff = compare_runs(experiment_name, tracking_uri=_tracking_uri(tracking_uri), top=top)
-    table = Table(title=f"{escape(experiment_name)}: model runs across invocations (best validation RMSE first)")
-    for col in board.columns:
-        table.add_column(col, justify="right" if board[col].dtype.kind in "fi" else "left")
-    for _, row in board.iterrows():
-        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else escape(str(v)) for v in row])
-    out.print(table, width=max(out.width, 180))
-    if diff.empty:
-        out.print(f"no parameter differs between the best {top} runs")
+    board, diff = compare_runs(experiment_name, tracking_uri=_tracking_uri(tracking_uri), top=top, metric=metric,
+                               model=model)
+    if as_json:
+        payload = {"experiment": experiment_name, "metric": metric, "top": top,
+                   "runs": json.loads(board.to_json(orient="records")),
+                   "param_diff": json.loads(diff.to_json(orient="records"))}
+        typer.echo(json.dumps(payload, indent=2))
         return
-    dt_ = Table(title=f"params that differ between the best {min(top, len(board))} runs")
-    for col in diff.columns:
-        dt_.add_column(escape(str(col)))
-    for _, row in diff.iterrows():
-        dt_.add_row(*[escape(str(v)) for v in row])
-    out.print(dt_)
+    shown = board
+    if out.is_terminal:  # short ids on screen; --json and piped output keep them whole
+        shown = board.assign(run_id=board["run_id"].str[:8])
+        if "git_commit" in board.columns:
+            shown["git_commit"] = board["git_commit"].astype(str).str.replace(r"^([0-9a-f]{10})[0-9a-f]+", r"\1",
+                                                                               regex=True)
+    show_table(shown, f"{experiment_name}: model runs across invocations, best {metric} first", digits=4)
+    if diff.empty:
+        out.print(f"no parameter shared by the best {min(top, len(board))} runs differs between them", highlight=False)
+        return
+    show_table(diff.astype(str), f"params that differ between the best {min(top, len(board))} runs "
+               f"(params they all have)")
 
 
 def _one_line(text: str) -> str:

@@ -4,6 +4,7 @@ outputs, champion choice, independent oracles, MLflow layout, tuned params, fail
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,11 @@ def test_mlflow_has_a_parent_run_with_one_child_per_model(first_run: object, wor
         assert {"predictions.parquet", "metrics.csv", "figures/calibration.png",
                 "figures/error_by_segment.png"} <= arts
     lgb = next(r for r in children if r.data.tags["model"] == "lightgbm")
+    # Per-origin series: step = the cutoff as YYYYMMDD (weekly cutoffs share months).
+    steps = sorted(m.step for m in client.get_metric_history(lgb.info.run_id, "origin/test_rmse"))
+    assert steps == [20231126, 20231203]
+    assert {m.step for m in client.get_metric_history(lgb.info.run_id, "origin/validation_rmse")} == {20231022,
+                                                                                                       20231029}
     assert lgb.data.params["hp.estimator__n_estimators"] == "40"
     assert "figures/feature_importance.png" in {a.path for a in client.list_artifacts(lgb.info.run_id, "figures")}
 
@@ -115,8 +121,11 @@ def test_tuned_params_file_is_picked_up_and_compare_spans_invocations(first_run:
     assert second.leaderboard["tuned"].tolist() == [True]
     board, diff = compare_runs("tiny_weekly", top=10)
     assert (board["model"] == "lightgbm").sum() == 2
+    assert "hp.estimator__n_estimators" not in set(diff["param"])  # not a param every compared run has
+    board, diff = compare_runs("tiny_weekly", top=10, model="lightgbm")
+    assert board["model"].tolist() == ["lightgbm", "lightgbm"]
     lgb_params = diff[diff["param"] == "hp.estimator__n_estimators"]
-    assert set(lgb_params.iloc[0, 1:].dropna()) >= {"40", "25"}
+    assert set(lgb_params.iloc[0, 1:]) == {"40", "25"}
 
 
 def test_a_failing_model_fails_the_runs_and_writes_no_leaderboard(workdir: Path,
@@ -166,6 +175,87 @@ def test_cli_experiment_run_prints_a_leaderboard_and_compare_lists_runs(workdir:
     assert "champion: " in res.output and "last_period" in res.output
     board = pd.read_csv(workdir / "out_cli" / "leaderboard.csv")
     assert sorted(board["model"]) == ["last_period", "zero"]
+    # stdout is not a terminal (as in `... | cat`): the leaderboard is CSV with every column, untruncated.
+    lines = res.stdout.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("# tiny_weekly"))
+    printed = pd.read_csv(io.StringIO("\n".join(lines[start + 1:start + 4])))
+    assert list(printed.columns) == list(board.columns)
+    pd.testing.assert_frame_equal(printed, board, check_exact=False, rtol=1e-5)
+    assert "…" not in res.output and "\r" not in res.output  # no ellipsis, no progress-bar redraws
     res = runner.invoke(app, ["compare", "tiny_weekly"])
     assert res.exit_code == 0, res.output
     assert "model runs across invocations" in res.output and "zero" in res.output
+
+
+def test_report_html_is_written_beside_the_leaderboard_and_logged_to_the_parent(first_run: object,
+                                                                                 workdir: Path) -> None:
+    report = workdir / "out" / "report.html"
+    html = report.read_text(encoding="utf-8")
+    assert first_run.paths["report"] == report
+    assert html.count('src="data:image/png;base64,') == 5 and "<script" not in html
+    for model in MODELS:
+        assert f"<td>{model}</td>" in html
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlruns/mlflow.db")
+    assert "report.html" in {a.path for a in client.list_artifacts(first_run.parent_run_id)}
+    note = client.get_run(first_run.parent_run_id).data.tags["mlflow.note.content"]
+    assert note.startswith(f"**Champion: {first_run.champion}**")
+    assert all(f"| {m} |" in note or f"| **{m}** |" in note for m in MODELS)
+
+
+def test_child_runs_are_dated_by_their_backtests_not_by_their_logging(first_run: object, workdir: Path) -> None:
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlruns/mlflow.db")
+    parent = client.get_run(first_run.parent_run_id)
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    by_model = {r.data.tags["model"]: r.info for r in children}
+    for model, info in by_model.items():
+        assert parent.info.start_time <= info.start_time <= info.end_time <= parent.info.end_time, model
+        assert children[0].data.tags["kind"] == "model"
+    # The first backtest builds every cutoff's features: it cannot have taken less than its successors'
+    # logging, which is what the runs measured before (each child was created after all backtests).
+    spans = sorted(info.start_time for info in by_model.values())
+    assert spans[0] < by_model["lightgbm"].end_time
+
+
+def test_compare_lists_only_model_runs_sorted_by_the_metric_shown(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two experiment invocations plus a tuning study (parent + trials) and a promotion run."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from spendlab.cli import app
+    from spendlab.tracking import runs as tracking
+    from tests.jobs.conftest import write_experiment
+
+    monkeypatch.chdir(tmp_path)
+    exp = write_experiment(tmp_path, models=["zero", "last_period"], users=60)
+    run_experiment(exp, out_dir=tmp_path / "a", tuned_dir=tmp_path / "tuned")
+    run_experiment(exp, models=["last_period"], out_dir=tmp_path / "b", tuned_dir=tmp_path / "tuned")
+    with tracking.study_run(experiment_name="synth_next_month", study_name="s", tags={"model": "ridge"}) as study:
+        with tracking.trial_run(study.info.run_id, 0, {"alpha": 1.0}) as trial:
+            trial.metric("validation_rmse", 0.001)
+    with tracking.start_parent_run("synth_next_month", run_name="promote-zero",
+                                   tags={"kind": "promotion", "model": "zero"}) as promo:
+        promo.metrics({"test_rmse": 0.0, "validation_rmse": 0.0})
+
+    board, _ = compare_runs("synth_next_month")
+    assert sorted(board["model"]) == ["last_period", "last_period", "zero"]
+    assert board["rmse"].is_monotonic_increasing and list(board.columns[:3]) == ["model", "started", "rmse"]
+    board, _ = compare_runs("synth_next_month", metric="top10_capture")
+    assert board["top10_capture"].is_monotonic_decreasing and board.columns[2] == "top10_capture"
+
+    res = CliRunner().invoke(app, ["compare", "synth_next_month", "--metric", "mae", "--json"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    maes = [r["mae"] for r in payload["runs"]]
+    assert maes == sorted(maes) and len(maes) == 3 and payload["metric"] == "mae"
+    # Params every compared run has, and only those that differ: the two last_period runs are equal.
+    res = CliRunner().invoke(app, ["compare", "synth_next_month", "--model", "last_period", "--json"])
+    assert json.loads(res.stdout)["param_diff"] == []
+    res = CliRunner().invoke(app, ["compare", "synth_next_month"])  # stdout is not a terminal: CSV
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("# synth_next_month: model runs") and lines[1].startswith("model,started,rmse,")
+    assert len([ln for ln in lines if ln.startswith(("zero,", "last_period,"))]) == 3
+    res = CliRunner().invoke(app, ["compare", "synth_next_month", "--metric", "no_such"])
+    assert res.exit_code != 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,6 +155,8 @@ def test_two_month_millions_export_gets_one_scored_row_per_user(in_registry: dic
     assert set(scores["basis"]) == {BASIS_MODEL, BASIS_COLD_START}
     assert scores.loc[scores["user_id"] == "99999", "basis"].item() == BASIS_COLD_START
     assert np.isfinite(scores[["prediction", "lower", "upper"]].to_numpy()).all()
+    # Another export than the champion's training data: said once, scoring still runs.
+    assert len(result.warnings) == 1 and "is not the data" in result.warnings[0]
 
 
 def test_scores_are_identical_across_chunk_sizes_and_reruns(in_registry: dict, tmp_path: Path) -> None:
@@ -165,6 +168,39 @@ def test_scores_are_identical_across_chunk_sizes_and_reruns(in_registry: dict, t
     right = pd.read_parquet(b.out).sort_values("user_id", ignore_index=True)
     pd.testing.assert_frame_equal(left, right, check_exact=False, rtol=1e-12)
     assert a.users_in == b.rows_out == len(left)
+    assert a.warnings == ()  # the training data itself, at the latest complete month: nothing to warn about
+
+
+def test_cli_score_prints_counts_and_warns_on_an_as_of_past_the_data(in_registry: dict, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from spendlab.cli import app
+
+    data = str(in_registry["root"] / "data" / "tx.parquet")  # 14 months from 2023-01: last day 2024-02-29
+    res = CliRunner().invoke(app, ["score", data, "--out", str(tmp_path / "s.parquet"), "--as-of", "2024-06-30"])
+    assert res.exit_code == 0, res.output
+    assert "warning: --as-of 2024-06-30 is more than one month after the last transaction" in res.stderr
+    assert re.search(r"by basis: [\d,]+ model(, [\d,]+ cold_start_fallback)?;", res.stdout), res.stdout
+    assert "{" not in res.stdout
+
+
+def test_score_warnings_name_an_as_of_past_one_period_and_other_training_data() -> None:
+    import datetime as dt
+
+    from spendlab.jobs.score import score_warnings
+
+    d = dt.date
+    ok = dict(model_hash="abcd", input_hash="abcdef", model_uri="m")
+    assert score_warnings(as_of=d(2024, 1, 31), last_day=d(2023, 12, 15), freq="month", **ok) == []
+    [w] = score_warnings(as_of=d(2024, 2, 29), last_day=d(2023, 12, 15), freq="month", **ok)
+    assert "more than one month after the last transaction (2023-12-15)" in w
+    assert score_warnings(as_of=d(2024, 1, 7), last_day=d(2023, 12, 27), freq="week", **ok) == []
+    assert score_warnings(as_of=d(2024, 1, 14), last_day=d(2023, 12, 27), freq="week", **ok) != []
+    [w] = score_warnings(as_of=d(2024, 1, 31), last_day=d(2024, 1, 31), freq="month", model_hash="ffff",
+                         input_hash="abcdef", model_uri="models:/x@champion")
+    assert "not the data models:/x@champion was trained on (ffff)" in w
+    assert score_warnings(as_of=d(2024, 1, 31), last_day=d(2024, 1, 31), freq="month", model_hash="",
+                          input_hash="abcdef", model_uri="m") == []  # a model without the tag: nothing known
 
 
 def test_failed_scoring_leaves_no_output(in_registry: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

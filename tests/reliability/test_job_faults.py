@@ -77,8 +77,8 @@ def test_row61_nan_and_inf_metrics_are_flagged_never_stored_as_clamped_values(wo
     assert p.data.metrics == {"ok": 1.0}
     assert p.data.tags["nonfinite_metrics"] == "bad_nan,bad_inf,single_nan"
     c = client.get_run(child)
-    assert c.data.metrics == {"validation_rmse": 2.0, "by_origin/validation_rmse": 2.0, "by_origin/test_wape": 0.5}
-    assert set(c.data.tags["nonfinite_metrics"].split(",")) == {"by_origin/validation_wape@0", "by_origin/test_rmse@1",
+    assert c.data.metrics == {"validation_rmse": 2.0, "origin/validation_rmse": 2.0, "origin/test_wape": 0.5}
+    assert set(c.data.tags["nonfinite_metrics"].split(",")) == {"origin/validation_wape@0", "origin/test_rmse@1",
                                                                 "test_rmse"}
     values = _stored_metric_values(workdir / "mlruns" / "mlflow.db")
     assert values and all(math.isfinite(v) and abs(v) < 1e300 for v in values)

@@ -65,8 +65,25 @@ def test_model_run_logs_params_steps_dataset_and_artifacts(store: str, tmp_path:
     assert run.data.tags["model"] == "zero" and run.data.tags["mlflow.runName"] == "zero"
     assert run.data.params["hp.window"] == "3"
     assert run.data.metrics["test_rmse"] == 3.0
-    history = client.get_metric_history(run_id, "by_origin/test_rmse")
-    assert sorted((m.step, m.value) for m in history) == [(0, 2.0), (1, 4.0)]
+    history = client.get_metric_history(run_id, "origin/test_rmse")
+    assert sorted((m.step, m.value) for m in history) == [(202401, 2.0), (202402, 4.0)]  # step = cutoff YYYYMM
     assert run.inputs.dataset_inputs[0].dataset.name == "tiny"
     assert {a.path for a in client.list_artifacts(run_id)} == {"metrics.csv", "note.txt"}
     assert run.data.tags["git_commit"] and run.data.tags["spendlab_version"]
+
+
+def test_origin_step_reads_as_the_cutoff_date() -> None:
+    assert tracking.origin_step("2023-12-31", "month") == 202312
+    assert tracking.origin_step("2023-10-22", "week") == 20231022  # weekly cutoffs share months
+
+
+def test_child_run_is_dated_by_the_work_it_records(store: str) -> None:
+    import time
+
+    t0 = time.time() - 120.0  # a backtest that ran two minutes ago for 42.5 s
+    with tracking.start_parent_run("demo", run_name="p") as parent:
+        with tracking.child_run(parent, run_name="m", start_time=t0, end_time=t0 + 42.5) as run:
+            run.metric("x", 1.0)
+    info = MlflowClient().get_run(run.run_id).info
+    assert info.start_time == round(t0 * 1000) and info.end_time == round((t0 + 42.5) * 1000)
+    assert info.status == "FINISHED"

@@ -27,6 +27,8 @@ from spendlab.forecast.blend import blend
 from spendlab.forecast.intervals import calibrate
 from spendlab.forecast.leaderboard import leaderboard, test_predictions
 from spendlab.forecast.protocol import ExperimentConfig
+from spendlab.forecast.report import leaderboard_markdown, report_tables
+from spendlab.forecast.report_render import render_report
 from spendlab.io import load_transactions
 from spendlab.io.atomic import atomic_path, atomic_write_text
 from spendlab.io.safe_out import prepare_output_dir
@@ -143,15 +145,22 @@ class _Outcome:
     estimator_params: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     error: BaseException | None = None
+    started: float = 0.0  # epoch seconds: the model's MLflow run is dated by its backtest
+
+    @property
+    def timing(self) -> tuple[float, float]:
+        """(start, end) of the backtest, epoch seconds."""
+        return self.started, self.started + self.seconds
 
 
 def _backtest_one(store: FeatureStore, cfg: ExperimentConfig, key: str, params: dict[str, Any], tuned: bool) -> _Outcome:
-    t0 = time.perf_counter()
+    started, t0 = time.time(), time.perf_counter()
     try:
         res = run_backtest(store, experiment=cfg, model_key=key, params=params, origins="all")
     except Exception as exc:  # raised again on the logging thread, inside the model's run
-        return _Outcome(key, tuned, error=exc, seconds=time.perf_counter() - t0)
-    return _Outcome(key, tuned, res, model_params(make_model(key, params)), time.perf_counter() - t0)
+        return _Outcome(key, tuned, error=exc, seconds=time.perf_counter() - t0, started=started)
+    return _Outcome(key, tuned, res, model_params(make_model(key, params)), time.perf_counter() - t0,
+                    started=started)
 
 
 def backtest_models(store: FeatureStore, cfg: ExperimentConfig, resolved: dict[str, tuple[dict[str, Any], bool]], *,
@@ -203,7 +212,7 @@ def _log_model(run: tracking.RunLog, res: BacktestResult, *, tuned: bool, estima
         per_origin=res.per_origin, means=res.means, dataset=dataset,
         tables={"predictions.parquet": test.assign(lower=bounds["lower"].to_numpy(), upper=bounds["upper"].to_numpy()),
                 "metrics.csv": res.per_origin, "validation_predictions.parquet": preds[preds["split"] == "validation"]},
-        figures=figs.model_figures(res, feature_names=res.feature_names), texts=texts)
+        figures=figs.model_figures(res, feature_names=res.feature_names), texts=texts, freq=resolved_cfg["freq"])
 
 
 def _say_done(progress: Any | None, o: _Outcome) -> None:
@@ -214,8 +223,9 @@ def _say_done(progress: Any | None, o: _Outcome) -> None:
 
 
 def write_outputs(out_dir: Path, *, board: pd.DataFrame, predictions: pd.DataFrame,
-                  intervals: dict[str, Any]) -> dict[str, Path]:
-    """``leaderboard.csv``, ``predictions.parquet`` and ``intervals.json``, each written atomically."""
+                  intervals: dict[str, Any], report: str | None = None) -> dict[str, Path]:
+    """``leaderboard.csv``, ``predictions.parquet``, ``intervals.json`` and (given its text) the
+    reviewers' ``report.html``, each written atomically."""
     prepare_output_dir(out_dir)  # checked and marked as spendlab's (spendlab.io.safe_out)
     paths = {"leaderboard": out_dir / "leaderboard.csv", "predictions": out_dir / "predictions.parquet",
              "intervals": out_dir / "intervals.json"}
@@ -224,6 +234,9 @@ def write_outputs(out_dir: Path, *, board: pd.DataFrame, predictions: pd.DataFra
     with atomic_path(paths["predictions"]) as tmp:
         predictions.to_parquet(tmp, index=False)
     atomic_write_text(paths["intervals"], json.dumps(intervals, indent=2) + "\n")
+    if report is not None:
+        paths["report"] = out_dir / "report.html"
+        atomic_write_text(paths["report"], report)
     return paths
 
 
@@ -260,14 +273,17 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
         tracking.log_dataset(parent, **dataset)
         parent.text(json.dumps(resolved_cfg, indent=2, default=str), "config/experiment.json")
 
-        def record(key: str, res: BacktestResult, tuned: bool, estimator_params: dict[str, Any]) -> None:
+        def record(key: str, res: BacktestResult, tuned: bool, estimator_params: dict[str, Any],
+                   timing: tuple[float, float] | None = None) -> None:
             q, bounds, cov = calibrate(res.predictions, level=cfg.interval_level)
             res.means.update(cov)
             intervals[key], results[key] = q, res
             if key not in keys:  # an ensemble member that was not asked for: no run of its own
                 return
-            with tracking.child_run(parent, run_name=key,
-                                    tags={"model": key, **common_tags, "tuned": str(tuned).lower()}) as run:
+            start, end = timing or (None, None)  # the backtest's own times, not the logging's
+            with tracking.child_run(parent, run_name=key, start_time=start, end_time=end,
+                                    tags={"model": key, "kind": "model", **common_tags,
+                                          "tuned": str(tuned).lower()}) as run:
                 _log_model(run, res, tuned=tuned, estimator_params=estimator_params, q=q, bounds=bounds,
                            resolved_cfg=resolved_cfg, dataset=dataset)
                 child_ids[key] = run.run_id
@@ -275,67 +291,127 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
         for o in backtest_models(store, cfg, resolved, jobs=jobs or min(4, usable_cores()), progress=progress):
             if o.error is not None:
                 if o.key in keys:  # fail the model's own run, then the parent
-                    with tracking.child_run(parent, run_name=o.key, tags={"model": o.key, **common_tags}):
+                    with tracking.child_run(parent, run_name=o.key, start_time=o.started,
+                                            tags={"model": o.key, "kind": "model", **common_tags}):
                         raise o.error
                 raise o.error
-            record(o.key, o.result, o.tuned, o.estimator_params)
+            record(o.key, o.result, o.tuned, o.estimator_params, o.timing)
             _say_done(progress, o)
 
         weights: dict[str, float] = {}
         if "ensemble" in keys:
             _say(progress, f"[{len(needed) + 1}/{len(needed) + 1}] blending ensemble (weights from validation origins)")
+            blend_start, t0 = time.time(), time.perf_counter()
             bl = blend(results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
+            blend_timing = (blend_start, blend_start + time.perf_counter() - t0)
             if bl.left_out:
                 _say(progress, f"      ensemble: left out {bl.left_out} (|validation bias| > "
                                f"{cfg.ensemble_max_validation_bias:.0%})")
             weights = bl.weights
             record("ensemble", bl.result, False, {"members": ",".join(cfg.ensemble_members),
                                                   "left_out": ",".join(bl.left_out),
-                                                  **{f"weight.{m}": w for m, w in weights.items()}})
+                                                  **{f"weight.{m}": w for m, w in weights.items()}},
+                   blend_timing)
 
         board, champion = leaderboard(results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys})
+        report = _report(cfg.name, board, champion, results, keys,
+                         notes={"dataset": f"{dataset_name} ({dataset['digest'][:12]})",
+                                "MLflow parent run": parent.run_id})
         paths = write_outputs(Path(out_dir), board=board, predictions=test_predictions(results, keys),
                               intervals={"experiment": cfg.name, "champion": champion, "level": cfg.interval_level,
-                                         "models": intervals})
-        parent.tags({"champion": champion, "champion_run_id": child_ids.get(champion, "")})
+                                         "models": intervals}, report=report)
+        parent.tags({"champion": champion, "champion_run_id": child_ids.get(champion, ""),
+                     "mlflow.note.content": leaderboard_markdown(board, champion, name=cfg.name)})
         parent.metrics({f"champion_{c}": float(board.loc[board["champion"], c].iloc[0])
                         for c in ("rmse", "mae", "bias", "wape", "top10_capture", "validation_rmse")})
         parent.table(board, "leaderboard.csv")
         parent.artifact(paths["intervals"])
+        parent.artifact(paths["report"])
         if weights:
             parent.params({f"ensemble_weight.{m}": w for m, w in weights.items()})
         return ExperimentResult(name=cfg.name, leaderboard=board, champion=champion, parent_run_id=parent.run_id,
                                 paths=paths, ensemble_weights=weights)
 
 
-def compare_runs(experiment_name: str, *, tracking_uri: str | None = None,
-                 top: int = 3) -> tuple["Any", "Any"]:
-    """Model runs of ``experiment_name`` across invocations (from ``mlflow.search_runs``), best
-    validation RMSE first, and a table of the params that differ between the ``top`` best runs."""
-    import pandas as pd
+def _report(name: str, board: pd.DataFrame, champion: str, results: dict[str, BacktestResult], keys: list[str],
+            *, notes: dict[str, str]) -> str:
+    """``report.html``'s text: the report's tables (pure) rendered with their figures."""
+    predictions = pd.concat([results[k].predictions for k in keys], ignore_index=True)
+    tables = report_tables(name, board, champion, predictions, {k: results[k].means for k in keys}, notes=notes)
+    return render_report(tables)
 
 
-    runs = tracking.search_runs(experiment_name, tracking_uri=tracking_uri)
+#: ``compare`` columns: shown name -> MLflow metric key (means over the test origins unless named).
+COMPARE_METRICS: dict[str, str] = {
+    "rmse": "test_rmse", "mae": "test_mae", "bias": "test_bias", "wape": "test_wape",
+    "top10_capture": "test_top10_capture", "gini_norm": "test_gini_norm", "spearman": "test_spearman",
+    "decile_mape": "test_decile_mape", "validation_rmse": "validation_rmse",
+    "interval_coverage_80": "interval_coverage_80",
+}
+#: How a metric ranks runs: higher is better; nearer zero (bias); nearer the nominal 80% (coverage).
+_HIGHER_IS_BETTER = frozenset({"top10_capture", "gini_norm", "spearman"})
+_TARGET = {"bias": 0.0, "interval_coverage_80": 0.8}
+
+
+def model_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The finished per-model runs of experiment invocations in a ``search_runs`` frame.
+
+    A model run is tagged ``kind=model`` (runs logged before that tag existed: a ``model`` tag and a
+    parent run, no ``kind``). Left out: experiment parents, tuning studies and their trials
+    (``kind=tuning`` / ``trial``), promotion runs (``kind=promotion``, which also carry ``model``).
+    """
     if runs.empty or "tags.model" not in runs.columns:
-        raise NoDataError(f"no model runs recorded for experiment {experiment_name!r} in the tracking store")
-    runs = runs[runs["tags.model"].notna() & (runs["status"] == "FINISHED")]
-    if "metrics.validation_rmse" not in runs.columns:
-        raise NoDataError(f"experiment {experiment_name!r} has no finished backtest runs")
-    runs = runs[runs["metrics.validation_rmse"].notna()]
+        return runs.iloc[0:0]
+    kind = runs["tags.kind"] if "tags.kind" in runs.columns else pd.Series(None, index=runs.index, dtype=object)
+    parent = runs["tags.mlflow.parentRunId"].notna() if "tags.mlflow.parentRunId" in runs.columns else False
+    legacy = kind.isna() & runs["tags.model"].notna() & parent
+    return runs[((kind == "model") | legacy) & (runs["status"] == "FINISHED")]
+
+
+def _rank_key(values: pd.Series, metric: str) -> pd.Series:
+    """Smaller = better, for sorting by ``metric``."""
+    if metric in _HIGHER_IS_BETTER:
+        return -values
+    if metric in _TARGET:
+        return (values - _TARGET[metric]).abs()
+    return values
+
+
+def compare_runs(experiment_name: str, *, tracking_uri: str | None = None, top: int = 3,
+                 metric: str = "rmse", model: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Model runs of ``experiment_name`` across invocations, best ``metric`` first, and the params
+    that differ between the ``top`` best of them.
+
+    ``metric`` is a :data:`COMPARE_METRICS` name (``rmse`` = mean test RMSE, the default) or any
+    metric key the model runs logged. Only params that every one of the ``top`` runs has are diffed
+    (a LightGBM run and a ridge run share the protocol's params, not their hyperparameters).
+    ``model`` keeps only that registry key's runs. Returns ``(board, diff)``: ``board`` has ``model``, ``started``, the metric shown, the other
+    headline metrics present, ``tuned``, ``git_commit`` and ``run_id``.
+    """
+    runs = model_runs(tracking.search_runs(experiment_name, tracking_uri=tracking_uri))
+    if model is not None:
+        runs = runs[runs["tags.model"] == model]
     if runs.empty:
-        raise NoDataError(f"experiment {experiment_name!r} has no finished backtest runs")
-    cols = {"tags.model": "model", "start_time": "started", "metrics.test_rmse": "rmse", "metrics.test_mae": "mae",
-            "metrics.test_bias": "bias", "metrics.test_wape": "wape", "metrics.test_top10_capture": "top10_capture",
-            "metrics.validation_rmse": "validation_rmse", "metrics.interval_coverage_80": "interval_coverage_80",
+        raise NoDataError(f"no finished model runs{f' of {model!r}' if model else ''} recorded for experiment "
+                          f"{experiment_name!r} in the tracking store")
+    key = COMPARE_METRICS.get(metric, metric)
+    if f"metrics.{key}" not in runs.columns:
+        known = sorted({*COMPARE_METRICS, *(c.removeprefix("metrics.") for c in runs.columns
+                                            if c.startswith("metrics.") and "/" not in c)})
+        raise ConfigError(f"--metric {metric!r}: no model run of {experiment_name!r} logged it; one of {', '.join(known)}")
+    runs = runs[runs[f"metrics.{key}"].notna()].copy()
+    runs["_rank"] = _rank_key(runs[f"metrics.{key}"], metric)
+    runs = runs.sort_values(["_rank", "start_time"], ascending=[True, False], ignore_index=True)
+    shown = {metric: key, **{k: v for k, v in COMPARE_METRICS.items() if k != metric and v != key}}
+    cols = {"tags.model": "model", "start_time": "started",
+            **{f"metrics.{v}": k for k, v in shown.items() if f"metrics.{v}" in runs.columns},
             "tags.tuned": "tuned", "tags.git_commit": "git_commit", "run_id": "run_id"}
     present = {k: v for k, v in cols.items() if k in runs.columns}
-    board = runs[list(present)].rename(columns=present).sort_values(["validation_rmse", "started"],
-                                                                    ascending=[True, False], ignore_index=True)
+    board = runs[list(present)].rename(columns=present)
     board["started"] = pd.to_datetime(board["started"]).dt.strftime("%Y-%m-%d %H:%M:%S")
-    board["run_id"] = board["run_id"].str[:8]
-    best = runs.sort_values("metrics.validation_rmse").head(max(top, 1))
-    pcols = [c for c in best.columns if c.startswith("params.")]
-    differing = [c for c in pcols if best[c].astype(str).nunique(dropna=False) > 1]
+    best = runs.head(max(top, 1))
+    shared = [c for c in best.columns if c.startswith("params.") and best[c].notna().all()]
+    differing = [c for c in shared if best[c].astype(str).nunique() > 1]
     diff = pd.DataFrame({"param": [c.removeprefix("params.") for c in differing]})
     for _, r in best.iterrows():
         diff[f"{r['tags.model']} {r['run_id'][:8]}"] = [r[c] for c in differing]

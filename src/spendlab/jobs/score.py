@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from spendlab.calendar import target_period_label
+from spendlab.calendar import shift_period, target_period_label
 from spendlab.errors import NoDataError, SpendlabError
 from spendlab.features import asof_rows_table, build_features_arrow
 from spendlab.features.metadata import default_as_of
@@ -63,6 +63,8 @@ class ScoreResult:
     model_uri: str
     model_version: str
     total_prediction: float
+    #: What a reviewer should know about this run (other training data, an as-of past the data).
+    warnings: tuple[str, ...] = ()
 
 
 def score(
@@ -87,6 +89,9 @@ def score(
 
 
     con = connect(threads=threads, memory_limit=memory_limit)
+    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-hash")
+    input_hash = hashing.submit(tx.content_hash)  # read beside the scoring; hashlib releases the GIL
+    hashing.shutdown(wait=False)
     try:
         tx.register(con)
         if as_of is None:
@@ -98,6 +103,7 @@ def score(
             raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
         model = _resolved(model)
         target_period = target_period_label(as_of, model.freq)
+        last_day = con.execute(f"SELECT max(ts)::DATE FROM {rows}").fetchone()[0]
         n_chunks = max(1, math.ceil(users_in / max(1, chunk_users)))
         with atomic_path(out) as tmp, Progress(
             TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("users"), TimeElapsedColumn(),
@@ -111,8 +117,28 @@ def score(
                 raise SpendlabError(f"scoring wrote {written.rows} rows for {users_in} users; output not written")
     finally:
         con.close()
+    warnings = score_warnings(as_of=as_of, last_day=last_day, freq=model.freq, model_hash=model.dataset_hash,
+                              input_hash=input_hash.result(), model_uri=model.uri)
+    for w in warnings:
+        log.warning(w)
     return ScoreResult(Path(out), as_of, target_period, int(users_in), written.rows, written.by_basis, model.uri,
-                       model.version, written.total)
+                       model.version, written.total, tuple(warnings))
+
+
+def score_warnings(*, as_of: dt.date, last_day: dt.date | None, freq: str, model_hash: str, input_hash: str,
+                   model_uri: str) -> list[str]:
+    """Warnings about a scoring run (it still runs): an as-of more than one period (``freq``) past
+    the last transaction on or before it (every user then looks inactive for the gap), and input
+    data other than the model's training data (by content hash; expected when scoring a newer
+    export, a mistake when the wrong file or model was picked)."""
+    out = []
+    if last_day is not None and as_of >= shift_period(last_day, freq, 2):  # type: ignore[arg-type]
+        out.append(f"--as-of {as_of} is more than one {freq} after the last transaction ({last_day}): "
+                   "every user looks inactive for the gap")
+    if model_hash and input_hash and not input_hash.startswith(model_hash):
+        out.append(f"the input (data hash {input_hash[:16]}) is not the data {model_uri} was trained on "
+                   f"({model_hash[:16]}); expected for a newer export, otherwise check --model and the input")
+    return out
 
 
 @dataclass

@@ -233,8 +233,9 @@ class RunLog:
 
 
 @contextlib.contextmanager
-def _run(run_id: str) -> Iterator[RunLog]:
-    """Terminate ``run_id`` FINISHED, or FAILED with ``failure_reason`` when the block raises."""
+def _run(run_id: str, end_time: int | None = None) -> Iterator[RunLog]:
+    """Terminate ``run_id`` FINISHED (at ``end_time``, epoch ms, when given: work measured before the
+    run was created), or FAILED with ``failure_reason`` when the block raises (at the current time)."""
     MlflowClient = _RetryingClient  # noqa: N806 - same calls, retried on SQLite lock errors
 
     log = RunLog(run_id)
@@ -249,16 +250,17 @@ def _run(run_id: str) -> Iterator[RunLog]:
             MlflowClient().set_terminated(run_id, status)
         raise
     else:
-        MlflowClient().set_terminated(run_id, "FINISHED")
+        MlflowClient().set_terminated(run_id, "FINISHED", end_time=end_time)
 
 
-def _create_run(experiment_id: str, run_name: str, tags: Mapping[str, Any], parent_run_id: str | None) -> str:
+def _create_run(experiment_id: str, run_name: str, tags: Mapping[str, Any], parent_run_id: str | None,
+                start_time: int | None = None) -> str:
 
     all_tags = {k: str(v)[:_MAX_TAG_CHARS] for k, v in tags.items()}
     all_tags.update(process_tags())  # pid, host, process start: orphan detection after a kill -9
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
-    run = _RetryingClient().create_run(experiment_id, tags=all_tags, run_name=run_name)
+    run = _RetryingClient().create_run(experiment_id, start_time=start_time, tags=all_tags, run_name=run_name)
     return run.info.run_id
 
 
@@ -319,15 +321,41 @@ def start_parent_run(experiment_name: str, *, run_name: str, tags: Mapping[str, 
 
 
 @contextlib.contextmanager
-def child_run(parent: RunLog | str, *, run_name: str, tags: Mapping[str, Any] | None = None) -> Iterator[RunLog]:
-    """A run nested under ``parent`` in the parent's experiment."""
+def child_run(parent: RunLog | str, *, run_name: str, tags: Mapping[str, Any] | None = None,
+              start_time: float | None = None, end_time: float | None = None) -> Iterator[RunLog]:
+    """A run nested under ``parent`` in the parent's experiment.
+
+    ``start_time`` / ``end_time`` (epoch seconds) date the run by the work it records when that
+    work ran before the run was created (a backtest on a worker thread, logged afterwards), so the
+    MLflow UI shows each model's real duration instead of the seconds its logging took.
+    """
     from mlflow import MlflowClient
 
     parent_id = parent.run_id if isinstance(parent, RunLog) else parent
     exp_id = MlflowClient().get_run(parent_id).info.experiment_id
-    run_id = _create_run(exp_id, run_name, {**base_tags(), **(tags or {})}, parent_id)
-    with _run(run_id) as log:
+    run_id = _create_run(exp_id, run_name, {**base_tags(), **(tags or {})}, parent_id,
+                         start_time=_ms(start_time))
+    with _run(run_id, end_time=_ms(end_time)) as log:
         yield log
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else int(round(seconds * 1000))
+
+
+#: Prefix of the per-origin metrics: MLflow lists metric keys as they sort and offers no order of
+#: its own; the prefix keeps the per-origin series apart from the headline means (whose plain names
+#: ``test_rmse``, ``validation_rmse`` compare, promote and tune read) and gives them one chart section.
+ORIGIN_PREFIX = "origin/"
+
+
+def origin_step(cutoff: Any, freq: str = "month") -> int:
+    """The MLflow step of a per-origin metric: the cutoff as ``YYYYMM`` (monthly) or ``YYYYMMDD``
+    (weekly: several cutoffs share a month), so the step axis reads as dates."""
+    import pandas as pd
+
+    ts = pd.Timestamp(cutoff)
+    return ts.year * 100 + ts.month if freq == "month" else ts.year * 10000 + ts.month * 100 + ts.day
 
 
 def log_dataset(run: RunLog, *, name: str, digest: str, source: str, n_rows: int | None = None,
@@ -359,21 +387,22 @@ def log_dataset(run: RunLog, *, name: str, digest: str, source: str, n_rows: int
 def log_model_results(run: RunLog, *, params: Mapping[str, Any], per_origin: "pd.DataFrame",
                       means: Mapping[str, float], dataset: Mapping[str, Any],
                       tables: Mapping[str, "pd.DataFrame"] | None = None, figures: Mapping[str, Any] | None = None,
-                      texts: Mapping[str, str] | None = None) -> None:
-    """Params, metrics per origin (steps of ``by_origin/<split>_<metric>``) and their means
-    (``<split>_<metric>``), the dataset input, and artifacts (tables as CSV/Parquet by suffix,
-    matplotlib figures, text) on an open model run.
+                      texts: Mapping[str, str] | None = None, freq: str = "month") -> None:
+    """Params, the mean metrics (``<split>_<metric>``, logged first), metrics per origin (series
+    ``origin/<split>_<metric>`` whose step is the cutoff, :func:`origin_step`), the dataset input,
+    and artifacts (tables as CSV/Parquet by suffix, matplotlib figures, text) on an open model run.
 
-    ``per_origin`` has one row per origin with an ``origin`` step column plus metric columns.
+    ``per_origin`` has one row per origin with a ``cutoff`` (or an ``origin`` index) plus metric columns.
     """
     run.params(params)
     log_dataset(run, **dataset)
     metric_cols = [c for c in per_origin.columns
                    if c not in {"origin", "cutoff", "target_period", "split"} and per_origin[c].dtype.kind in "fi"]
+    run.metrics(dict(means))
     for _, row in per_origin.iterrows():
         prefix = f"{row['split']}_" if "split" in per_origin.columns else ""
-        run.metrics({f"by_origin/{prefix}{c}": row[c] for c in metric_cols}, step=int(row["origin"]))
-    run.metrics(dict(means))
+        step = origin_step(row["cutoff"], freq) if "cutoff" in per_origin.columns else int(row["origin"])
+        run.metrics({f"{ORIGIN_PREFIX}{prefix}{c}": row[c] for c in metric_cols}, step=step)
     for name, df in (tables or {}).items():
         run.table(df, name)
     for name, fig in (figures or {}).items():

@@ -42,6 +42,8 @@ class LoadedModel:
     cold_start: dict[str, float]
     #: The signature declares the ``n_threads`` param (models registered before it ignore params).
     takes_threads: bool = False
+    #: The registered version's ``dataset_hash`` tag: the data it was trained on ("" when unknown).
+    dataset_hash: str = ""
 
 
 def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> LoadedModel:
@@ -62,8 +64,9 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
         raise SpendlabError(f"{uri} is not a spendlab model (no feature_config in its model_config)")
     _warn_on_version_drift(uri, cfg, model.metadata)
     version = str(cfg.get("registered_version", ""))
+    tags: dict[str, str] = {}
     if uri.startswith("models:/"):
-        version = _registered_version(uri) or version
+        version, tags = _registered_version(uri) or (version, {})
     return LoadedModel(
         pyfunc=model,
         uri=uri,
@@ -73,6 +76,7 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
         feature_names=list(cfg["feature_names"]),
         cold_start=dict(cfg.get("cold_start", {"prediction": 0.0, "lower": 0.0, "upper": 0.0})),
         takes_threads=_declares_param(model, "n_threads"),
+        dataset_hash=str(tags.get("dataset_hash", cfg.get("dataset_hash", ""))),
     )
 
 
@@ -113,16 +117,24 @@ def _declares_param(model: Any, name: str) -> bool:
     return schema is not None and any(p.name == name for p in schema.params)
 
 
-def _registered_version(uri: str) -> str | None:
+def _registered_version(uri: str) -> tuple[str, dict[str, str]] | None:
+    """(version, its tags) of a ``models:/name@alias`` or ``models:/name/version`` URI."""
     from mlflow import MlflowClient
 
     ref = uri.removeprefix("models:/")
     name, _, rest = ref.partition("@")
     client = MlflowClient()
     if rest:
-        return str(client.get_model_version_by_alias(name, rest).version)
+        mv = client.get_model_version_by_alias(name, rest)
+        return str(mv.version), dict(mv.tags or {})
     name, _, version = ref.partition("/")
-    return version or None
+    if not version:
+        return None
+    try:
+        tags = dict(client.get_model_version(name, version).tags or {})
+    except Exception:  # noqa: BLE001 - "latest"/stage references: the version's tags are optional here
+        tags = {}
+    return version, tags
 
 
 def score_frame(model: LoadedModel, features: pd.DataFrame, *, threads: int | None = None) -> pd.DataFrame:
