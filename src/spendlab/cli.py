@@ -5,6 +5,7 @@ usage errors (unknown option, missing argument, bad value, no command) and refus
 Every output is checked by :func:`spendlab.io.safe_out.check_output` before any work starts, so a
 command never deletes or clobbers what spendlab did not write (docs/decisions.md, issue 15).
 """
+# long: one thin typer command per user-facing command; their options and help text are the CLI's documentation and read best together
 
 from __future__ import annotations
 

@@ -83,6 +83,7 @@ class DeltaScenario:
     answer: dict
 
 
+# long: one seeded sequence of fault injections; the order of the draws is the reproducibility contract, and splitting it would thread the generator and five frames through every helper
 def delta_scenario(
     *,
     scenario: str | Sequence[str] = "clean",

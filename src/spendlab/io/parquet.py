@@ -23,6 +23,7 @@ per distinct value or (quantity, price) pair, and orders are grouped in DuckDB b
 (file, row). The lookup tables travel with the SQL in
 :class:`ParquetScan`; ``Transactions.register`` puts them on any connection.
 """
+# long: the Parquet half of the one reader policy (footers, lookups, one scan statement); the CSV half is io/generic.py and io/parsing.py
 
 from __future__ import annotations
 
@@ -321,6 +322,7 @@ def _line_amounts(con: duckdb.DuckDBPyConnection, raw: str, m: GenericMapping, c
     return f"{name}.value", f"{name}.err", f"{name}.msg", f"{name}.col"
 
 
+# long: assembles one SQL statement, each part in the CSV reader's check order (rules, user, amount, timestamp, window, order); the parts share the lookups registered above
 def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: ReaderConfig) -> ParquetScan:
     """SQL of every row as ``user_id, ts, amount, n_items, source_file, line, error, error_col, message``."""
     m = config.generic

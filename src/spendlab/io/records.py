@@ -192,6 +192,7 @@ def ends_inside_quotes(text: str, in_quote: bool) -> bool:
         pos = q + 1
 
 
+# long: one CSV record state machine (quotes, CR/LF, byte offsets); its states read best in one place
 def _csv_records(
     physical: Iterator[tuple[int, bytes, bool]], max_line_bytes: int, expected_fields: list[int] | None
 ) -> Iterator[Record | BadRecord | Blank]:

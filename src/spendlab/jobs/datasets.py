@@ -35,6 +35,7 @@ def _check_oracle_target(path: Path, out: Path) -> None:
         raise SpendlabError(f"refusing to overwrite {path}: it was not written by spendlab datasets synth --oracle")
 
 
+# long: one streaming loop writing data and oracle chunk by chunk under two atomic paths; its setup and teardown belong together
 def synth_transactions(
     out: str | Path,
     *,

@@ -117,6 +117,7 @@ def _counts(study) -> tuple[int, int]:  # noqa: ANN001
     return states.count(TrialState.COMPLETE), states.count(TrialState.PRUNED)
 
 
+# long: one Optuna study's life: storage, resume, MLflow parent run, trials, summary; each step needs the previous one's objects
 def tune(
     *,
     experiment_name: str,

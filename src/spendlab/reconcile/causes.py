@@ -62,6 +62,7 @@ def _find_missing_files(
     return best, evidence
 
 
+# long: one SQL statement; each CASE lists the causes in priority order and must stay aligned with the others
 def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
     """One cause, fine class and detail per user where ``side`` differs from the rebuild."""
     k = _SIDE_KEY[side]

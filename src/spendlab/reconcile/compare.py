@@ -294,6 +294,7 @@ def _file_rows(con: duckdb.DuckDBPyConnection, inputs: ReconcileInputs, missing:
     return rows
 
 
+# long: builds summary.json field by field from one connection's tables; every field is one query
 def _summary(con, inputs, names, missing, evidence, tolerance, rel_tolerance, contiguous) -> dict:
     source_total = _dsum(con, "SELECT sum(total_spend) FROM source")
     platform_total = _dsum(con, "SELECT sum(total_spend) FROM platform")
