@@ -16,27 +16,22 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from spendlab import api
 from spendlab.config import ReaderConfig, load_config, load_yaml, parse_config
 from spendlab.datasets.deltas import generate_deltas
 from spendlab.datasets.synth import synth_transactions
 from spendlab.errors import RowError, SpendlabError
-from spendlab.features import build_features_arrow
-from spendlab.features.metadata import default_as_of, feature_metadata
 from spendlab.io import Mode, load_transactions
 from spendlab.io.builtin import BUILTINS, builtin_path
-from spendlab.io.load import FORMATS, connect, validation_summary
+from spendlab.io.load import FORMATS, validation_summary
 from spendlab.io.rejects import write_rejects_csv
-from spendlab.jobs.describe import run_describe
 from spendlab.jobs.experiment import compare_runs, run_experiment
-from spendlab.jobs.features import load_feature_config, write_features
+from spendlab.jobs.features import load_feature_config
 from spendlab.jobs.pipeline import PipelineConfig, run_pipeline
 from spendlab.jobs.promote import promote_experiment
-from spendlab.jobs.reconcile import run_reconcile
-from spendlab.jobs.score import score as run_score
 from spendlab.jobs.tune import tune_experiment
 from spendlab.spark import SparkConfig, session
 from spendlab.spark.jobs import features_job, score_job
-from spendlab.tracking.scorer import load_model_async
 
 app = typer.Typer(
     name="spendlab",
@@ -155,14 +150,14 @@ def describe(
     country: Annotated[str, typer.Option(help="Holiday calendar (holidays country code) for the daily markers.")] = "US",
     top_n: Annotated[int, typer.Option("--top-n", min=1, help="Rows per table in report.html; size of top lists.")] = 20,
     memory_limit: Annotated[Optional[str], typer.Option(help="DuckDB memory limit, e.g. 4GB.")] = None,
+    currency: Annotated[Optional[str], typer.Option(
+        "--currency", help="ISO 4217 code shown on money in report.html, e.g. USD ($) or EUR (default: none).")] = None,
 ) -> None:
     """Describe INPUT: transaction values, monthly spend, days with spend per week, insights, report.html."""
 
-    cfg = reader_config(config)
-    tx = load_transactions(input, format, config=cfg, mode=mode)
-    result = run_describe(tx, out_dir, country=country, top_n=top_n, net_refunds=cfg.refunds == "net",
-                          memory_limit=memory_limit)
-    s = result["summary"]
+    result = api.describe(input, out=out_dir, format=format, reader=reader_config(config), mode=mode, country=country,
+                          top_n=top_n, currency=currency, per_user_tables=False, memory_limit=memory_limit)
+    s = result.summary
     out.print(f"{s['n_transactions']:,} transactions, {s['n_users']:,} users, gross spend {s['total_spend']:,.2f}, "
               f"average transaction {s['avg_transaction_value'] or 0:,.2f}; refunds {s['n_refunds']:,} "
               f"({s['refund_amount']:,.2f}); rejected rows {s['rows_rejected']:,}")
@@ -243,16 +238,12 @@ def features(
         err.print(f"wrote features of {job.rows_out:,} users ({freq}, as of {job.as_of}, Spark) to "
                   f"{escape(str(out_path))}/")
         return
-    tx = load_transactions(input, format, config=reader_config(config), mode=mode)
-    con = connect(threads=threads, memory_limit=None if memory_limit in (None, "none") else memory_limit)
-    tx.register(con)
-    cutoff = cutoff or default_as_of(con, freq)  # type: ignore[arg-type]
-    table = build_features_arrow(con, freq=freq, as_of=cutoff, config=feature_cfg)  # type: ignore[arg-type]
-    meta = feature_metadata(feature_cfg, freq=freq, as_of=cutoff, input=str(input),  # type: ignore[arg-type]
-                            rows_accepted=str(tx.report.accepted), rows_rejected=str(tx.report.rejected))
-    write_features(table, out_path, meta)
+    result = api.features(input, freq=freq, as_of=cutoff, config=feature_cfg, out=out_path,  # type: ignore[arg-type]
+                          format=format, reader=reader_config(config), mode=mode, threads=threads,
+                          memory_limit=None if memory_limit in (None, "none") else memory_limit)
+    table = result.arrow
     err.print(f"wrote features of {table.num_rows:,} users ({table.num_columns - 1} features, {freq}, "
-              f"as of {cutoff}) to {escape(str(out_path))}")
+              f"as of {result.as_of}) to {escape(str(out_path))}")
 
 
 @app.command()
@@ -274,8 +265,8 @@ def reconcile(
     report.html. Exit 0 when it ran; with --fail-on-diff, exit 3 when any difference exists.
     """
 
-    s = run_reconcile(deltas, platform, source, out_dir, tolerance=tolerance, name_pattern=pattern,
-                      expect_contiguous_batches=contiguous_batches, memory_limit=memory_limit)
+    s = api.reconcile(deltas, platform=platform, source=source, out=out_dir, tolerance=tolerance, pattern=pattern,
+                      contiguous_batches=contiguous_batches, memory_limit=memory_limit).summary
     out.print(f"source {s['source_total']:,.2f}  platform {s['platform_total']:,.2f}  gap {s['gap']:,.2f}  "
               f"explained {s['explained']:,.2f}  unexplained {s['unexplained']:,.2f} "
               f"({s['users']['unexplained']} users)", highlight=False, soft_wrap=True)
@@ -383,13 +374,12 @@ def score(
         out.print(f"scored {job.rows_out:,} users as of {job.as_of} with {escape(model)} on Spark; "
                   f"wrote {escape(str(out_path))}/")
         return
-    loading = load_model_async(model)  # the model loads while the input is read and validated
-    tx = load_transactions(input, format, config=reader_config(config))
-    result = run_score(tx, out=out_path, model=loading, as_of=cutoff, chunk_users=chunk_users)
-    out.print(f"scored {result.rows_out:,} users (= {result.users_in:,} users in) as of {result.as_of} "
+    result = api.score(input, model=model, as_of=cutoff, out=out_path, format=format, reader=reader_config(config),
+                       chunk_users=chunk_users, progress=True)
+    out.print(f"scored {result.users:,} users (every user in the input by the cutoff) as of {result.as_of} "
               f"for {result.target_period} with {escape(result.model_uri)} v{result.model_version}: "
               f"total predicted {result.total_prediction:,.2f}; basis {result.by_basis}; "
-              f"wrote {escape(str(result.out))}")
+              f"wrote {escape(str(result.path))}")
 
 
 experiment_app = typer.Typer(help="Forecasting experiments: rolling-origin backtests tracked in MLflow.",
