@@ -120,3 +120,30 @@ def test_reconcile_accepts_dataframes_like_files(tmp_path: Path) -> None:
     assert by_frame.summary["gap"] == by_path.summary["gap"]
     pd.testing.assert_frame_equal(by_frame.user_causes.drop(columns="file"), by_path.user_causes.drop(columns="file"))
     assert "outputs" not in by_path.summary and not by_path.causes.empty
+
+
+@pytest.mark.slow
+def test_experiment_then_score_from_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """spendlab.experiment on a YAML and on a DataFrame with a mapping config, promote, then spendlab.score."""
+    import yaml
+
+    from spendlab.jobs.promote import promote_experiment
+    from tests.jobs.conftest import write_experiment
+
+    monkeypatch.chdir(tmp_path)
+    exp = write_experiment(tmp_path, models=["zero", "last_period"], users=120)
+    run = spendlab.experiment(config=exp)
+    assert set(run.leaderboard["model"]) == {"zero", "last_period"} and run.champion in {"zero", "last_period"}
+    assert {"user_id", "model", "y_pred", "y_true"} <= set(run.predictions.columns) and run.out_dir is None
+    assert promote_experiment(str(exp)).promoted
+
+    frame = pd.read_parquet(tmp_path / "data" / "tx.parquet")[["user_id", "ts", "amount"]]
+    raw = yaml.safe_load(exp.read_text())
+    raw.pop("dataset")
+    again = spendlab.experiment(frame, config={**raw, "name": "from_frame"}, models=["last_period"])
+    by_file = run.leaderboard.set_index("model").loc["last_period", "rmse"]
+    assert again.leaderboard.set_index("model").loc["last_period", "rmse"] == pytest.approx(by_file)
+
+    scored = spendlab.score(frame, as_of="2023-12-31", tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    assert len(scored.scores) == frame["user_id"].nunique() == scored.users
+    assert scored.target_period == "2024-01" and (scored.scores["lower"] <= scored.scores["upper"]).all()
