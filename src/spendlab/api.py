@@ -1,4 +1,4 @@
-"""The Python API for notebooks: ``spendlab.load``, ``describe``, ``features``, ``experiment``, ``score``, ``reconcile``.
+"""The Python API for notebooks: ``spendlab.load``, ``describe``, ``features``, ``experiment``, ``score``, ``reconcile``
 
 Each function takes a path (file, directory, glob, ``builtin:cdnow``) or a pandas DataFrame plus
 keyword settings, calls the same job the CLI calls, and returns a small result object whose tables
@@ -202,7 +202,8 @@ def describe(data: Data, *, out: str | Path | None = None, format: str = "generi
     res = run_describe(tx, None if out is None else Path(out), country=country, top_n=top_n, net_refunds=net_refunds,
                        currency=currency, memory_limit=memory_limit, threads=threads, collect=per_user_tables)
     tables = {k: _whole_counts(v) for k, v in res["tables"].items()}  # type: ignore[attr-defined]
-    return DescribeResult(res["summary"], tables, res["html"], None if out is None else Path(out))  # type: ignore[arg-type]
+    return DescribeResult(res["summary"], tables, res["html"],  # type: ignore[arg-type]
+                          None if out is None else Path(out))
 
 
 def _whole_counts(df: pd.DataFrame) -> pd.DataFrame:

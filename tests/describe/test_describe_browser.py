@@ -79,7 +79,8 @@ def test_report_screenshot_in_chromium_shows_rendered_figures(report: Path, tmp_
 _MEASURE = """<script>window.addEventListener('load', function () {
  var d = document.scrollingElement, over = [];
  document.querySelectorAll('.scroll').forEach(function (e) {
-   if (e.scrollWidth > e.clientWidth) over.push(e.querySelector('caption') ? e.querySelector('caption').textContent : '?');
+   var c = e.querySelector('caption');
+   if (e.scrollWidth > e.clientWidth) over.push(c ? c.textContent : '?');
  });
  var m = {innerWidth: window.innerWidth, scrollWidth: d.scrollWidth, clientWidth: d.clientWidth, overflowing: over,
    tables: document.querySelectorAll('table').length,

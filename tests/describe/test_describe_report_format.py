@@ -1,4 +1,4 @@
-"""How ``report.html`` writes values: dates as days, shares as percentages, money with a currency, one caption per table."""
+"""How ``report.html`` writes values: days, percentages, money with a currency, one caption per table."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def test_money_takes_the_currency_symbol_or_code() -> None:
 
 
 def test_cohort_matrix_writes_zero_for_a_cohort_that_never_came_back() -> None:
-    cohorts = pd.DataFrame({"cohort_month": ["2022-01", "2022-01", "2022-01", "2022-02", "2022-03", "2022-03", "2022-04"],
+    months = ["2022-01", "2022-01", "2022-01", "2022-02", "2022-03", "2022-03", "2022-04"]
+    cohorts = pd.DataFrame({"cohort_month": months,
                             "months_since_first": [0, 1, 3, 0, 0, 1, 0],
                             "active_users": [10, 5, 2, 1, 4, 1, 3], "cohort_size": [10, 10, 10, 1, 4, 4, 3],
                             "retention": [1.0, 0.5, 0.2, 1.0, 1.0, 0.25, 1.0]})

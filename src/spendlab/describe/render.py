@@ -345,7 +345,8 @@ def cohort_preview(cohorts: pd.DataFrame, n: int) -> pd.DataFrame:
         return pd.DataFrame(columns=["cohort", "cohort_size"])
     sizes = cohorts[cohorts["months_since_first"] == 0].set_index("cohort_month")["cohort_size"]
     months = [m for m in COHORT_MONTHS if m in mat.columns]
-    out = pd.DataFrame({"cohort": mat.index, "cohort_size": sizes.reindex(mat.index).fillna(0).astype("int64").to_numpy()})
+    size = sizes.reindex(mat.index).fillna(0).astype("int64")
+    out = pd.DataFrame({"cohort": mat.index, "cohort_size": size.to_numpy()})
     for m in months:
         out[f"month {m}"] = mat[m].to_numpy()
     return out.tail(n).reset_index(drop=True)
@@ -432,11 +433,13 @@ def render_html(report: DescribeReport, *, top_n: int = 20, currency: str | None
     def m(x: float | None) -> str:
         return "-" if x is None else money(x)
 
-    q1 = (f"The average transaction is worth {m(s['avg_transaction_value'])}; the median user's average "  # type: ignore[arg-type]
+    atv = s["avg_transaction_value"]
+    q1 = (f"The average transaction is worth {m(atv)}; the median user's average "  # type: ignore[arg-type]
           f"transaction is {m(d['atv_median'])} (mean over users {m(d['atv_mean'])}, 90th percentile "
           f"{m(d['atv_p90'])}), and a user with spend makes "
           f"{'-' if d['tx_mean'] is None else format(d['tx_mean'], '.1f')} purchases on average.")
-    rejected = ", ".join(f"{k}: {v:,}" for k, v in s["rejected_by_type"].items()) or "none"  # type: ignore[attr-defined]
+    by_type: dict[str, int] = s["rejected_by_type"]  # type: ignore[assignment]
+    rejected = ", ".join(f"{k}: {v:,}" for k, v in by_type.items()) or "none"
     return env.get_template("describe.html").render(
         title=f"spendlab describe: {s['input']}",
         summary_rows=_summary_rows(s, money), rejected=rejected, q1_takeaway=q1, currency=currency,

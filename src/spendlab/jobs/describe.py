@@ -13,10 +13,12 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from spendlab.describe import tables as qt
-from spendlab.describe.render import MONEY_COLUMNS, build_report, format_frame, render_html, rounded_summary
+from spendlab.describe.render import (MONEY_COLUMNS, DescribeReport, build_report, format_frame, render_html,
+                                      rounded_summary)
 from spendlab.io.atomic import atomic_path
 from spendlab.io.csv_out import copy_csv
 from spendlab.io.load import Transactions, connect
@@ -101,18 +103,18 @@ def run_describe(
             "tables": dict(sorted(tables.items()))}
 
 
-def _write(con: object, report: object, small: dict[str, pd.DataFrame], summary: dict[str, object], html: str,
-           tmp: Path, *, net_refunds: bool) -> dict[str, int]:
+def _write(con: duckdb.DuckDBPyConnection, report: DescribeReport, small: dict[str, pd.DataFrame],
+           summary: dict[str, object], html: str, tmp: Path, *, net_refunds: bool) -> dict[str, int]:
     """Every output file into ``tmp`` (the atomic directory); returns name -> rows or bytes."""
     files: dict[str, int] = {}
     (tmp / "insights").mkdir(parents=True, exist_ok=True)
     (tmp / "figures").mkdir(exist_ok=True)
     for name, (sql_fn, order) in BIG_TABLES.items():
-        files[name] = copy_csv(con, sql_fn(net_refunds), tmp / name, order, money_columns=MONEY_COLUMNS)  # type: ignore[arg-type]
-    for insight in report.insights:  # type: ignore[attr-defined]
+        files[name] = copy_csv(con, sql_fn(net_refunds), tmp / name, order, money_columns=MONEY_COLUMNS)
+    for insight in report.insights:
         (tmp / "figures" / f"{insight.key}.png").write_bytes(insight.figure)
         files[f"figures/{insight.key}.png"] = len(insight.figure)
-    (tmp / "figures" / "days_per_week.png").write_bytes(report.days_figure)  # type: ignore[attr-defined]
+    (tmp / "figures" / "days_per_week.png").write_bytes(report.days_figure)
     for name, df in small.items():
         write_frame_csv(df, tmp / name)
         files[name] = len(df)
