@@ -18,6 +18,7 @@ import hashlib
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Union
 
@@ -31,7 +32,7 @@ from spendlab.errors import ConfigError, SpendlabError
 from spendlab.features import build_features_arrow
 from spendlab.features.config import FeatureConfig
 from spendlab.features.metadata import default_as_of, feature_metadata
-from spendlab.forecast.protocol import ExperimentConfig
+from spendlab.forecast.protocol import DatasetSpec, ExperimentConfig
 from spendlab.io.load import Transactions, connect, load_transactions, validation_summary
 from spendlab.io.rejects import FileReport, LoadReport, Mode
 from spendlab.jobs.describe import run_describe
@@ -226,7 +227,7 @@ class FeaturesResult:
     metadata: dict[str, str] = field(repr=False)
     path: Path | None = None
 
-    @property
+    @cached_property
     def table(self) -> pd.DataFrame:
         return self.arrow.to_pandas()
 
@@ -297,21 +298,23 @@ def experiment(data: Data | None = None, *, config: str | Path | Mapping[str, An
     dataset (a mapping may then leave ``dataset`` out). ``models`` overrides its model list;
     ``tracking_uri`` its MLflow store (default ``sqlite:///mlruns/mlflow.db``).
     """
+    label = str(data) if isinstance(data, (str, Path)) else FRAME_NAME if isinstance(data, pd.DataFrame) \
+        else str(getattr(data, "name", FRAME_NAME))
+    given = {"input": label, "format": format or "generic"}
     if isinstance(config, ExperimentConfig):
         cfg, path = config, None
     elif isinstance(config, Mapping):
         raw = dict(config)
-        if data is not None and "dataset" not in raw:
-            raw["dataset"] = {"input": str(data) if not isinstance(data, pd.DataFrame) else FRAME_NAME,
-                              "format": format or "generic"}
+        if data is not None:
+            raw.setdefault("dataset", given)
         cfg, path = parse_config(ExperimentConfig, raw, "config="), None
     else:
         cfg, path = load_experiment(config), Path(config)
     tx = None
-    if data is not None:
+    if data is not None:  # the data replaces the config's dataset, in MLflow and in the protocol id too
         tx = _transactions(data, format=format or cfg.dataset.format, reader=cfg.reader, **columns)
-        if isinstance(data, pd.DataFrame) and cfg.dataset.name is None:
-            cfg = cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"name": FRAME_NAME})})
+        cfg = cfg.model_copy(update={"dataset": DatasetSpec(input=given["input"],
+                                                             format=format or cfg.dataset.format)})
     with _out_dir(out, "spendlab-experiment-") as out_dir:
         res = execute(cfg, experiment_path=path, models=list(models) if models else None, out_dir=out_dir,
                       tracking_uri=tracking_uri, tuned_dir=Path(tuned_dir), transactions=tx, jobs=jobs)
