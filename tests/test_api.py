@@ -147,3 +147,15 @@ def test_experiment_then_score_from_python(tmp_path: Path, monkeypatch: pytest.M
     scored = spendlab.score(frame, as_of="2023-12-31", tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     assert len(scored.scores) == frame["user_id"].nunique() == scored.users
     assert scored.target_period == "2024-01" and (scored.scores["lower"] <= scored.scores["upper"]).all()
+
+    # the CLI's score command is the same call
+    from typer.testing import CliRunner
+
+    from spendlab.cli import app
+
+    res = CliRunner().invoke(app, ["score", str(tmp_path / "data" / "tx.parquet"), "--as-of", "2023-12-31",
+                                   "--out", str(tmp_path / "cli_scores.parquet")])
+    assert res.exit_code == 0, res.output
+    cli_scores = pd.read_parquet(tmp_path / "cli_scores.parquet")
+    pd.testing.assert_frame_equal(cli_scores.sort_values("user_id", ignore_index=True),
+                                  scored.scores.sort_values("user_id", ignore_index=True))
