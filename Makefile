@@ -42,4 +42,4 @@ bench: $(TSTAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf outputs mlruns .pytest_cache
+	rm -rf outputs mlruns .pytest_cache configs/tuned

@@ -42,7 +42,8 @@ def monthly_actuals(tx: pd.DataFrame, cutoff: dt.date, users: np.ndarray) -> np.
     return win.groupby("user_id")["amount"].sum().reindex(users, fill_value=0.0).to_numpy()
 
 
-def peer_lifetimes(hist: pd.DataFrame, cutoff: dt.date, users: np.ndarray, days: int) -> np.ndarray:
+def peer_lifetimes(hist: pd.DataFrame, cutoff: dt.date, users: np.ndarray, days: int,
+                   penalizer: float = 0.0) -> np.ndarray:
     from lifetimes import BetaGeoFitter, GammaGammaFitter
     from lifetimes.utils import summary_data_from_transaction_data
 
@@ -56,9 +57,9 @@ def peer_lifetimes(hist: pd.DataFrame, cutoff: dt.date, users: np.ndarray, days:
     s = s.fillna({"frequency": 0.0, "recency": 0.0, "monetary_value": 0.0})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bg = BetaGeoFitter(penalizer_coef=0.0).fit(s["frequency"], s["recency"], s["T"])
+        bg = BetaGeoFitter(penalizer_coef=penalizer).fit(s["frequency"], s["recency"], s["T"])
         rep = s[(s["frequency"] > 0) & (s["monetary_value"] > 0)]
-        gg = GammaGammaFitter(penalizer_coef=0.0).fit(rep["frequency"], rep["monetary_value"])
+        gg = GammaGammaFitter(penalizer_coef=penalizer).fit(rep["frequency"], rep["monetary_value"])
     n = bg.conditional_expected_number_of_purchases_up_to_time(days, s["frequency"], s["recency"], s["T"])
     m = gg.conditional_expected_average_profit(s["frequency"], s["monetary_value"])
     return np.clip(np.nan_to_num((n * m).to_numpy()), 0, None)

@@ -1,23 +1,35 @@
-"""Benchmark: the `spendlab features` command against the bare DuckDB aggregate, in the same run.
+"""Benchmark (issue 19): ``spendlab features`` against the bare DuckDB aggregate, alternately, in one run.
 
-Each measurement is a fresh subprocess (start-up included); wall time from the parent, peak RSS from
-``os.wait4``'s rusage of that child. The reference is the bare per-user period aggregate
-``SELECT user_id, date_trunc(F, ts), sum(amount) FROM read_parquet(...) GROUP BY ALL`` with the same
-2 DuckDB threads, measured twice per frequency (with ``ts`` as stored, TIMESTAMPTZ, and cast to plain
-TIMESTAMP); the faster of the two is the reference, so ratios are conservative.
+Data in the shape of the issue: int64 user ids, 24 months, rows in time order (``--users`` 100k, 1M or
+3M; generated once with ``spendlab datasets synth`` and rewritten by DuckDB, cached under
+``benchmarks/data/``). Per frequency, the reference and spendlab run alternately ``--repeats`` times,
+each a fresh subprocess (start-up included); wall time from the parent, peak RSS from ``os.wait4``'s
+rusage of that child. Reported: every run, the medians, their ratio, the largest peak RSS.
 
-Usage::
+References (2 DuckDB threads, as the features command):
 
-    nice -n 10 .venv/bin/python benchmarks/bench_features.py \
-        --data benchmarks/data/synth_1m.parquet --as-of 2024-06-30
+- month: ``SELECT CAST(user_id AS VARCHAR), date_trunc('month', ts), sum(amount) ... GROUP BY ALL``
+  over the Parquet file (the bare per-(user, month) aggregate with string ids, as the reader used to
+  give them); the int64-id aggregate is measured once beside it, for information.
+- week: the same with ``date_trunc('week', ts)``.
 
-The data comes from ``spendlab datasets synth --users 1000000 --months 18 --out ...`` (about 30M rows).
+spendlab runs either as the command (``--runner cli``: ``spendlab features ... --memory-limit 2GB``) or
+through the Python API the way the command does it but with native int64 ids (``--runner api``:
+``Transactions.register(con, native_ids=True)``; what the command does once it passes
+``native_ids=True``).
+
+Usage (idle machine; the 1M/3M runs are the acceptance figures)::
+
+    nice -n 10 .venv/bin/python benchmarks/bench_features.py --users 1000000
+    nice -n 10 .venv/bin/python benchmarks/bench_features.py --users 3000000 --freqs month
+    .venv/bin/python benchmarks/bench_features.py --users 100000 --repeats 1   # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 SPENDLAB = str(Path(PYTHON).with_name("spendlab"))
+SIZES = {100_000: "100k", 1_000_000: "1m", 3_000_000: "3m"}
+#: A Sunday at a month end: a complete month and a complete ISO week for both frequencies.
+AS_OF = {"month": "2024-12-31", "week": "2024-12-29"}
 
 BARE = """
 import duckdb, sys
@@ -34,24 +49,54 @@ con = duckdb.connect()
 con.execute("SET threads = 2")
 con.execute("SET TimeZone = 'UTC'")
 con.execute("SET enable_progress_bar = false")
-ts = "ts" if sys.argv[3] == "tz" else "CAST(ts AS TIMESTAMP)"
-sql = (f"SELECT count(*), sum(s) FROM (SELECT user_id, date_trunc('{sys.argv[2]}', {ts}) AS p, sum(amount) AS s "
-       f"FROM read_parquet('{sys.argv[1]}') GROUP BY ALL)")
+user = "CAST(user_id AS VARCHAR)" if sys.argv[3] == "string" else "user_id"
+sql = (f"SELECT count(*), sum(s) FROM (SELECT {user} AS u, date_trunc('{sys.argv[2]}', ts) AS p, "
+       f"sum(amount) AS s FROM read_parquet('{sys.argv[1]}') GROUP BY ALL)")
 print(con.execute(sql).fetchone())
 """
 
-PANEL = """
+API = """
 import datetime as dt, sys
+from spendlab.features import build_features_arrow
+from spendlab.jobs.features import load_feature_config
+from spendlab.features.metadata import feature_metadata
+from spendlab.jobs.features import write_features
 from spendlab.io import load_transactions
 from spendlab.io.load import connect
-from spendlab.features import build_panel_table
-tx = load_transactions(sys.argv[1], "generic")
-con = connect(threads=2, memory_limit=sys.argv[4])
-con.execute("SET enable_progress_bar = false")
-tx.register(con)
-name = build_panel_table(con, freq=sys.argv[2], as_of=dt.date.fromisoformat(sys.argv[3]), name="panel")
-print(con.execute("SELECT count(*), sum(spend) FROM panel").fetchone())
+data, freq, as_of, out, limit = sys.argv[1:6]
+as_of = dt.date.fromisoformat(as_of)
+tx = load_transactions(data, "generic")
+con = connect(threads=2, memory_limit=limit)
+tx.register(con, native_ids=True)
+config = load_feature_config(None)
+table = build_features_arrow(con, freq=freq, as_of=as_of, config=config)
+write_features(table, out, feature_metadata(config, freq=freq, as_of=as_of, input=data))
+print(table.num_rows, "users", table.num_columns - 1, "features")
 """
+
+
+def ensure_data(users: int) -> Path:
+    """The int64-id, time-ordered, 24-month Parquet file of ``users`` users (generated when missing)."""
+    data = ROOT / "benchmarks" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    out = data / f"synth_{SIZES[users]}_int_24m.parquet"
+    if out.exists():
+        return out
+    raw = data / f"synth_{SIZES[users]}_24m.parquet"
+    if not raw.exists():
+        subprocess.run([SPENDLAB, "datasets", "synth", "--users", str(users), "--months", "24",
+                        "--start", "2023-01-01", "--out", str(raw)], check=True, cwd=ROOT)
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    con.execute("SET memory_limit = '3GB'")
+    con.execute("SET preserve_insertion_order = false")
+    tmp = out.with_suffix(".tmp.parquet")
+    con.execute(f"COPY (SELECT CAST(substr(user_id, 2) AS BIGINT) AS user_id, ts, amount FROM '{raw}' ORDER BY ts) "
+                f"TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
+    tmp.replace(out)
+    return out
 
 
 def measure(cmd: list[str]) -> tuple[float, float, str]:
@@ -68,41 +113,47 @@ def measure(cmd: list[str]) -> tuple[float, float, str]:
     return wall, usage.ru_maxrss / 1e6, " ".join(last[-2:])
 
 
-def row(name: str, wall: float, rss: float, note: str) -> None:
-    """Print one Markdown table row at once (a long run keeps what it measured)."""
-    rss_s = "" if rss != rss else f"{rss:.2f}"
-    print(f"| {name} | {wall:.2f} | {rss_s} | {note[:90]} |", flush=True)
+def row(*cells: object) -> None:
+    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
 
-def main() -> None:
+def spendlab_cmd(runner: str, data: Path, freq: str, out: Path, memory_limit: str) -> list[str]:
+    if runner == "api":
+        return [PYTHON, "-c", API, str(data), freq, AS_OF[freq], str(out), memory_limit]
+    return [SPENDLAB, "features", str(data), "--format", "generic", "--freq", freq, "--as-of", AS_OF[freq],
+            "--out", str(out), "--memory-limit", memory_limit]
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="benchmarks/data/synth_1m.parquet")
-    ap.add_argument("--as-of", default="2024-06-30", help="cutoff for both frequencies (a Sunday month end)")
-    ap.add_argument("--memory-limit", default="2GB", help="DuckDB memory limit of the features command")
-    ap.add_argument("--panel-memory-limit", default="4GB", help="DuckDB memory limit of the dense panel run")
+    ap.add_argument("--users", type=int, choices=sorted(SIZES), default=1_000_000)
+    ap.add_argument("--data", type=Path, help="use this Parquet file instead of the generated one")
     ap.add_argument("--freqs", default="month,week")
-    ap.add_argument("--skip-panel", action="store_true")
-    args = ap.parse_args()
-    print("| measurement | wall s (or ratio) | peak RSS GB | output |")
-    print("|---|---|---|---|", flush=True)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--runner", choices=("cli", "api"), default="cli")
+    ap.add_argument("--memory-limit", default="2GB", help="DuckDB memory limit of the features run")
+    args = ap.parse_args(argv)
+    data = args.data or ensure_data(args.users)
+    print(f"data: {data} ({data.stat().st_size / 1e6:.0f} MB); runner: {args.runner}; repeats: {args.repeats}\n")
+    row("measurement", "runs (s)", "median s", "peak RSS GB", "output")
+    row("---", "---", "---", "---", "---")
     with tempfile.TemporaryDirectory() as tmp:
         for freq in args.freqs.split(","):
-            walls = []
-            for ts in ("tz", "plain"):
-                bare = measure([PYTHON, "-c", BARE, args.data, freq, ts])
-                walls.append(bare[0])
-                row(f"bare aggregate ({freq}, ts {ts})", *bare)
-            ref = min(walls)
+            bare_int = measure([PYTHON, "-c", BARE, str(data), freq, "int"])
+            row(f"bare {freq} aggregate, int64 ids (once)", f"{bare_int[0]:.2f}", f"{bare_int[0]:.2f}",
+                f"{bare_int[1]:.2f}", bare_int[2][:60])
+            ref, feat = [], []
             out = Path(tmp) / f"features_{freq}.parquet"
-            feat = measure([SPENDLAB, "features", args.data, "--format", "generic", "--freq", freq,
-                            "--as-of", args.as_of, "--out", str(out), "--memory-limit", args.memory_limit])
-            row(f"`spendlab features --freq {freq}`", *feat)
-            row(f"  ratio to the faster bare {freq} aggregate", feat[0] / ref, float("nan"), "")
-            row(f"  ratio to the bare {freq} aggregate on ts as stored", feat[0] / walls[0], float("nan"), "")
-            if not args.skip_panel:
-                panel = measure([PYTHON, "-c", PANEL, args.data, freq, args.as_of, args.panel_memory_limit])
-                row(f"dense panel table in DuckDB ({freq}, load included)", *panel)
-                row(f"  ratio to the faster bare {freq} aggregate", panel[0] / ref, float("nan"), "")
+            for _ in range(args.repeats):  # alternate, so drifting load hits both alike
+                ref.append(measure([PYTHON, "-c", BARE, str(data), freq, "string"]))
+                feat.append(measure(spendlab_cmd(args.runner, data, freq, out, args.memory_limit)))
+            for name, runs in ((f"bare {freq} aggregate, string ids", ref),
+                               (f"`spendlab features --freq {freq}` ({args.runner})", feat)):
+                walls = [r[0] for r in runs]
+                row(name, ", ".join(f"{w:.2f}" for w in walls), f"{statistics.median(walls):.2f}",
+                    f"{max(r[1] for r in runs):.2f}", runs[-1][2][:60])
+            ratio = statistics.median(r[0] for r in feat) / statistics.median(r[0] for r in ref)
+            row(f"ratio features / bare string-id {freq} aggregate", "", f"{ratio:.2f}x", "", "")
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def main() -> None:
     data = ROOT / "data" / f"reconcile_{args.users}_{args.files}_{args.seed}"
     key_path = data / "answer_key.json"
     if not key_path.exists():
-        from spendlab.datasets.deltas import generate_deltas
+        from spendlab.jobs.datasets import generate_deltas
 
         t = time.perf_counter()
         generate_deltas(data, scenario="missing_file", users=args.users, files=args.files, seed=args.seed,

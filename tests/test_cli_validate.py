@@ -16,7 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from spendlab.cli import app
-from spendlab.datasets.synth import synth_transactions
+from spendlab.jobs.datasets import synth_transactions
 from tests.conftest import millions_row
 
 SPENDLAB = [sys.executable, "-m", "spendlab.cli"]

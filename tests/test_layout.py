@@ -23,7 +23,7 @@ SRC = Path(spendlab.__file__).parent
 
 #: Rank of each top-level part of the package; a module may import only from ranks <= its own.
 LAYERS: dict[str, int] = {
-    "errors": 0, "schema": 0, "config": 0, "calendar": 0,
+    "errors": 0, "schema": 0, "config": 0, "calendar": 0, "settings": 0,
     "io": 1,
     "datasets": 2,
     "features": 3,
@@ -36,10 +36,11 @@ LAYERS: dict[str, int] = {
     "api": 10, "cli": 10, "__init__": 10,
 }
 #: The only modules that may implement reading YAML / env / cwd paths or writing files: the
-#: primitives every job calls (atomic writes, the CSV writer, the rejects file, the YAML loader,
+#: primitives every job calls (atomic writes and the output-safety checks, which must know the working
+#: directory; the CSV writer, the rejects file, the YAML loader,
 #: the lock and process tags, the tracking store's location and MLflow's own settings).
 IO_PRIMITIVES = {
-    "config.py", "io/atomic.py", "io/csv_out.py", "io/rejects.py", "io/recovery.py",
+    "config.py", "io/atomic.py", "io/csv_out.py", "io/rejects.py", "io/recovery.py", "io/safe_out.py",
     "tracking/runs.py", "tracking/registry.py",
 }
 #: Modules allowed to do I/O: the jobs, the CLI and the Python API (and the Spark jobs).

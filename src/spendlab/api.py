@@ -28,16 +28,16 @@ import pyarrow.parquet as pq
 
 from spendlab.calendar import Freq
 from spendlab.config import ReaderConfig, parse_config
+from spendlab.describe.render import check_currency
 from spendlab.errors import ConfigError, SpendlabError
-from spendlab.features import build_features_arrow
 from spendlab.features.config import FeatureConfig
-from spendlab.features.metadata import default_as_of, feature_metadata
+from spendlab.features.metadata import feature_metadata
 from spendlab.forecast.protocol import DatasetSpec, ExperimentConfig
-from spendlab.io.load import Transactions, connect, load_transactions, validation_summary
+from spendlab.io.load import Transactions, load_transactions, validation_summary
 from spendlab.io.rejects import FileReport, LoadReport, Mode
 from spendlab.jobs.describe import run_describe
 from spendlab.jobs.experiment import TUNED_DIR, execute, load_experiment
-from spendlab.jobs.features import load_feature_config, write_features
+from spendlab.jobs.features import features_table, load_feature_config, write_features
 from spendlab.jobs.reconcile import run_reconcile
 from spendlab.jobs.score import score as run_score
 from spendlab.schema import AMOUNT_COL, CANONICAL_SCHEMA, FILE_COL, ITEMS_COL, LINE_COL, TS_COL, USER_COL
@@ -197,6 +197,7 @@ def describe(data: Data, *, out: str | Path | None = None, format: str = "generi
     defaults to the reader policy (``refunds: net``). Other keywords name the DataFrame columns
     (``user_col``, ``time_col``, ``amount_col``).
     """
+    check_currency(currency)  # before any data is read
     tx = _transactions(data, format=format, reader=reader, mode=mode, **columns)
     if net_refunds is None:
         net_refunds = tx.config is not None and tx.config.refunds == "net"
@@ -248,13 +249,8 @@ def features(data: Data, *, freq: Freq = "month", as_of: dt.date | str | None = 
     cutoff = _date(as_of, "as_of")
     fcfg = config if isinstance(config, FeatureConfig) else load_feature_config(config)
     tx = _transactions(data, format=format, reader=reader, mode=mode, **columns)
-    con = connect(threads=threads, memory_limit=memory_limit)
-    try:
-        tx.register(con)
-        cutoff = cutoff or default_as_of(con, freq)
-        table = build_features_arrow(con, freq=freq, as_of=cutoff, config=fcfg)
-    finally:
-        con.close()
+    table, cutoff = features_table(tx, freq=freq, as_of=cutoff, config=fcfg, threads=threads,
+                                   memory_limit=memory_limit)
     source = str(data) if isinstance(data, (str, Path)) else tx.name
     meta = feature_metadata(fcfg, freq=freq, as_of=cutoff, input=source, rows_accepted=str(tx.report.accepted),
                             rows_rejected=str(tx.report.rejected))

@@ -22,6 +22,8 @@ import pandas as pd
 from pydantic import field_validator, model_validator
 
 from spendlab.config import StrictModel
+from spendlab.errors import ConfigError
+from spendlab.settings import check_country
 
 Freq = Literal["month", "week"]
 FREQS: tuple[str, ...] = ("month", "week")
@@ -224,7 +226,11 @@ def retail_events(year: int) -> list[tuple[dt.date, str]]:
 def _holidays_for(country: str, subdivision: str | None, years: tuple[int, ...]) -> tuple[tuple[dt.date, str], ...]:
     import holidays
 
-    cal = holidays.country_holidays(country, subdiv=subdivision, years=list(years), observed=True)
+    check_country(country, setting="country")
+    try:
+        cal = holidays.country_holidays(country, subdiv=subdivision, years=list(years), observed=True)
+    except NotImplementedError as exc:  # an unknown subdivision
+        raise ConfigError(f"holiday calendar {country}/{subdivision}: {exc}") from None
     out: list[tuple[dt.date, str]] = []
     for day, names in sorted(cal.items()):
         for name in str(names).split("; "):  # the package joins names of one day with "; "

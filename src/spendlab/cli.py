@@ -1,6 +1,9 @@
 """The ``spendlab`` command line: thin commands that load config, call pure functions, write outputs.
 
-Every error the user can act on is one line on stderr and a non-zero exit, never a traceback.
+Every error the user can act on is one line on stderr and a non-zero exit, never a traceback:
+usage errors (unknown option, missing argument, bad value, no command) and refused outputs exit 2.
+Every output is checked by :func:`spendlab.io.safe_out.check_output` before any work starts, so a
+command never deletes or clobbers what spendlab did not write (docs/decisions.md, issue 15).
 """
 
 from __future__ import annotations
@@ -10,37 +13,73 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from spendlab import api
+from spendlab import __version__, api
 from spendlab.config import ReaderConfig, load_config, load_yaml, parse_config
-from spendlab.datasets.deltas import generate_deltas
-from spendlab.datasets.synth import synth_transactions
+from spendlab.describe.render import check_currency
 from spendlab.errors import RowError, SpendlabError
+from spendlab.features.metadata import feature_metadata
 from spendlab.io import Mode, load_transactions
+from spendlab.io.atomic import confined_path
 from spendlab.io.builtin import BUILTINS, builtin_path
-from spendlab.io.load import FORMATS, validation_summary
+from spendlab.io.load import FORMATS, date_span, validation_summary
 from spendlab.io.rejects import write_rejects_csv
+from spendlab.io.safe_out import UnsafeOutputError, check_output, output_dir
+from spendlab.jobs.datasets import generate_deltas, synth_transactions
 from spendlab.jobs.experiment import compare_runs, run_experiment
-from spendlab.jobs.features import load_feature_config
+from spendlab.jobs.features import features_table, load_feature_config, write_features
 from spendlab.jobs.pipeline import PipelineConfig, run_pipeline
 from spendlab.jobs.promote import promote_experiment
+from spendlab.jobs.score import score as run_score
 from spendlab.jobs.tune import tune_experiment
+from spendlab.settings import check_as_of, check_country, check_tolerance, compile_pattern, parse_memory_limit
 from spendlab.spark import SparkConfig, session
 from spendlab.spark.jobs import features_job, score_job
+from spendlab.tracking.scorer import load_model_async
+
+
+class UsageError(SpendlabError):
+    """A command line that names no command, or a value the options cannot express."""
+
+
+def _require_command(ctx: typer.Context) -> None:
+    """A group called without a command: one line listing the commands (not the whole help)."""
+    if ctx.invoked_subcommand is None and not ctx.resilient_parsing:
+        names = ", ".join(sorted(getattr(ctx.command, "commands", {}) or {}))
+        raise UsageError(f"missing command for '{ctx.command_path}'; choose one of: {names} "
+                         f"(try '{ctx.command_path} --help')")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"spendlab {__version__}")
+        raise typer.Exit(0)
+
 
 app = typer.Typer(
     name="spendlab",
     help="Per-user spend analytics and forecasting: describe, experiment, score, reconcile.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-datasets_app = typer.Typer(help="Embedded datasets and seeded synthetic generators.", no_args_is_help=True)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
+                                          help="Print the spendlab version and exit.")] = False,
+) -> None:
+    """Per-user spend analytics and forecasting: describe, experiment, score, reconcile."""
+    _require_command(ctx)
+
+
+datasets_app = typer.Typer(help="Embedded datasets and seeded synthetic generators.",
+                           callback=_require_command, invoke_without_command=True)
 app.add_typer(datasets_app, name="datasets")
 
 out = Console()
@@ -92,8 +131,15 @@ def pipeline(
 ) -> None:
     """The main job: validate -> describe -> experiment -> tune -> promote -> score, on one dataset."""
 
+
+
     cfg = load_config(PipelineConfig, config)
-    run_pipeline(cfg, console=err)
+    try:  # out_dir stays inside the project directory (the working directory)
+        confined_path(Path.cwd(), str(cfg.out_dir))
+    except SpendlabError as exc:
+        raise UnsafeOutputError(f"{config}: out_dir: {exc}") from None
+    with output_dir(cfg.out_dir, inputs=[config, cfg.experiment], option=f"{config}: out_dir"):
+        run_pipeline(cfg, console=err)
 
 
 @app.command()
@@ -112,6 +158,8 @@ def validate(
     row or the input cannot be read.
     """
 
+    if rejects is not None:
+        check_output(rejects, kind="file", inputs=[input, config], option="--rejects")
     cfg = reader_config(config)
     try:
         tx = load_transactions(input, format, config=cfg, mode=mode)
@@ -136,6 +184,10 @@ def validate(
     out.print(table)
     out.print(f"users: {summary['users']:,}   total spend: {summary['total_spend']:,.2f}   "
               f"refunds: {summary['refunds']:,} ({summary['refund_amount']:,.2f})")
+    excluded = [f"{f.file}: {f.excluded:,} row(s) excluded by reader.generic include/exclude "
+                f"({', '.join(f'{k}={v}' for k, v in sorted(f.exclusions.items()))})" for f in tx.report.files if f.excluded]
+    for note in [*tx.report.skipped, *tx.report.duplicates, *excluded]:  # inputs not read, read once, rows dropped
+        err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
     if rejects is not None:
         out.print(f"rejects written to {escape(str(rejects))}")
 
@@ -155,6 +207,8 @@ def describe(
 ) -> None:
     """Describe INPUT: transaction values, monthly spend, days with spend per week, insights, report.html."""
 
+    check_country(country), parse_memory_limit(memory_limit), check_currency(currency)  # before any data is read
+    check_output(out_dir, kind="dir", inputs=[input, config])
     result = api.describe(input, out=out_dir, format=format, reader=reader_config(config), mode=mode, country=country,
                           top_n=top_n, currency=currency, per_user_tables=False, memory_limit=memory_limit)
     s = result.summary
@@ -189,13 +243,21 @@ def datasets_synth(
     start: Annotated[str, typer.Option(help="First day of the history (YYYY-MM-DD).")] = "2023-01-01",
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
     chunk_users: Annotated[int, typer.Option(help="Users generated per chunk (bounds memory).")] = 50_000,
+    profile: Annotated[str, typer.Option(help="Behaviour: default (retail) or grocery (about weekly, low churn).")]
+    = "default",
+    oracle: Annotated[bool, typer.Option("--oracle", help="Also write oracle.parquet beside --out: each user's "
+                                         "true expected spend per period, for the data and 3 periods more.")] = False,
+    freq: Annotated[str, typer.Option("--freq", help="The oracle's periods: month or week (ISO weeks).")] = "month",
 ) -> None:
     """Write a seeded synthetic transaction set with heterogeneous, seasonal behaviour."""
 
+    check_output(out_path, kind="file")
     stats = synth_transactions(out_path, users=users, months=months, fmt=format, start=start, seed=seed,
-                               chunk_users=chunk_users, progress=True)
+                               chunk_users=chunk_users, profile=profile, oracle=oracle, freq=freq, progress=True)
     err.print(f"wrote {stats['transactions']:,} transactions for {stats['users']:,} users "
               f"to {escape(str(out_path))}")
+    if oracle:
+        err.print(f"wrote {stats['oracle_rows']:,} oracle rows to {escape(str(out_path.parent / 'oracle.parquet'))}")
 
 
 @app.command()
@@ -225,12 +287,14 @@ def features(
 
     if freq not in ("month", "week"):
         raise SpendlabError(f"--freq must be month or week, got {freq!r}")
+    parse_memory_limit(memory_limit)
     try:
         cutoff = dt.date.fromisoformat(as_of) if as_of else None
     except ValueError:
         raise SpendlabError(f"--as-of must be a date YYYY-MM-DD, got {as_of!r}") from None
-    feature_cfg = load_feature_config(config)
     check_engine(engine, format)
+    check_output(out_path, kind="dir" if engine == "spark" else "file", inputs=[input, config])
+    feature_cfg = load_feature_config(config)
     if engine == "spark":  # canonical Parquet in, a Parquet folder out (docs/scale-out.md)
 
         job = features_job(spark_session(config, spark_master), input, out_path, freq=freq,  # type: ignore[arg-type]
@@ -238,12 +302,16 @@ def features(
         err.print(f"wrote features of {job.rows_out:,} users ({freq}, as of {job.as_of}, Spark) to "
                   f"{escape(str(out_path))}/")
         return
-    result = api.features(input, freq=freq, as_of=cutoff, config=feature_cfg, out=out_path,  # type: ignore[arg-type]
-                          format=format, reader=reader_config(config), mode=mode, threads=threads,
-                          memory_limit=None if memory_limit in (None, "none") else memory_limit)
-    table = result.arrow
+    tx = load_transactions(input, format, config=reader_config(config), mode=mode)
+    for warning in check_as_of(cutoff, *date_span(tx), freq=freq) if cutoff else []:
+        err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
+    table, cutoff = features_table(tx, freq=freq, as_of=cutoff, config=feature_cfg, threads=threads,  # type: ignore[arg-type]
+                                   memory_limit=None if memory_limit in (None, "none") else memory_limit)
+    meta = feature_metadata(feature_cfg, freq=freq, as_of=cutoff, input=str(input),  # type: ignore[arg-type]
+                            rows_accepted=str(tx.report.accepted), rows_rejected=str(tx.report.rejected))
+    write_features(table, out_path, meta)
     err.print(f"wrote features of {table.num_rows:,} users ({table.num_columns - 1} features, {freq}, "
-              f"as of {result.as_of}) to {escape(str(out_path))}")
+              f"as of {cutoff}) to {escape(str(out_path))}")
 
 
 @app.command()
@@ -265,6 +333,8 @@ def reconcile(
     report.html. Exit 0 when it ran; with --fail-on-diff, exit 3 when any difference exists.
     """
 
+    check_tolerance(tolerance), compile_pattern(pattern), parse_memory_limit(memory_limit)
+    check_output(out_dir, kind="dir", inputs=[deltas, platform, source])
     s = api.reconcile(deltas, platform=platform, source=source, out=out_dir, tolerance=tolerance, pattern=pattern,
                       contiguous_batches=contiguous_batches, memory_limit=memory_limit).summary
     out.print(f"source {s['source_total']:,.2f}  platform {s['platform_total']:,.2f}  gap {s['gap']:,.2f}  "
@@ -291,8 +361,9 @@ def datasets_deltas(
 ) -> None:
     """Write seeded delta files, both summaries and an answer key (kept apart from the inputs)."""
 
-    key = generate_deltas(out_path, scenario=scenario.split("+"), users=users, files=files, seed=seed,
-                          fault_share=fault_share, update_share=update_share)
+    with output_dir(out_path):
+        key = generate_deltas(out_path, scenario=scenario.split("+"), users=users, files=files, seed=seed,
+                              fault_share=fault_share, update_share=update_share)
     err.print(f"wrote {files} delta file(s) and summaries to {out_path / 'inputs'}; answer key "
               f"{out_path / 'answer_key.json'} (gap {key['gap']:,})", highlight=False)
 
@@ -367,6 +438,7 @@ def score(
         except ValueError:
             raise SpendlabError(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
     check_engine(engine, format)
+    check_output(out_path, kind="dir" if engine == "spark" else "file", inputs=[input, config])
     if engine == "spark":  # the model as a Spark UDF; a Parquet folder out (docs/scale-out.md)
 
         job = score_job(spark_session(config, spark_master), input, out_path, model_uri=model, as_of=cutoff,
@@ -374,16 +446,19 @@ def score(
         out.print(f"scored {job.rows_out:,} users as of {job.as_of} with {escape(model)} on Spark; "
                   f"wrote {escape(str(out_path))}/")
         return
-    result = api.score(input, model=model, as_of=cutoff, out=out_path, format=format, reader=reader_config(config),
-                       chunk_users=chunk_users, progress=True)
-    out.print(f"scored {result.users:,} users (every user in the input by the cutoff) as of {result.as_of} "
+    loading = load_model_async(model)  # the model loads while the input is read and validated
+    tx = load_transactions(input, format, config=reader_config(config))
+    for warning in check_as_of(cutoff, *date_span(tx)) if cutoff else []:
+        err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
+    result = run_score(tx, out=out_path, model=loading, as_of=cutoff, chunk_users=chunk_users)
+    out.print(f"scored {result.rows_out:,} users (= {result.users_in:,} users in) as of {result.as_of} "
               f"for {result.target_period} with {escape(result.model_uri)} v{result.model_version}: "
               f"total predicted {result.total_prediction:,.2f}; basis {result.by_basis}; "
-              f"wrote {escape(str(result.path))}")
+              f"wrote {escape(str(result.out))}")
 
 
 experiment_app = typer.Typer(help="Forecasting experiments: rolling-origin backtests tracked in MLflow.",
-                               no_args_is_help=True)
+                             callback=_require_command, invoke_without_command=True)
 app.add_typer(experiment_app, name="experiment")
 
 
@@ -406,6 +481,7 @@ def experiment_run(
 ) -> None:
     """Backtest the experiment's models on rolling origins; print the leaderboard, log to MLflow."""
 
+    check_output(out_dir, kind="dir", inputs=[experiment])  # created and marked by the job when it writes
     keys = [m.strip() for m in models.split(",") if m.strip()] if models else None
     result = run_experiment(experiment, models=keys, out_dir=out_dir, tracking_uri=_tracking_uri(tracking_uri),
                             progress=lambda msg: err.print(msg, highlight=False))
@@ -448,24 +524,56 @@ def compare(
     out.print(dt_)
 
 
-def main() -> None:
-    """Console entry point: one clear line and a non-zero exit for every expected error."""
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _usage_line(exc: BaseException) -> str:
+    """One line for a click/typer usage error, from whichever copy of click raised it."""
+    ctx = getattr(exc, "ctx", None)
+    message = _one_line(exc.format_message())  # type: ignore[attr-defined]
+    path = getattr(ctx, "command_path", None) or "spendlab"
+    return f"{message} (try '{path} --help')"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one clear line and a non-zero exit for every expected error.
+
+    Typer >= 0.22 raises its own vendored copy of click's exceptions, older typer raises click's;
+    both are told apart by shape (``exit_code``, ``format_message``), not by class.
+    """
+    import os
+
     try:
-        rv = app(standalone_mode=False)
+        rv = app(args=argv, prog_name="spendlab", standalone_mode=False)
     except SpendlabError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(_one_line(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception as exc:
+        kind = type(exc).__name__
+        code = getattr(exc, "exit_code", None)
+        if kind == "Exit" and isinstance(code, int):  # typer.Exit / click.exceptions.Exit
+            sys.exit(code)
+        if kind == "Abort":  # typer.Abort / click.exceptions.Abort (Ctrl-C or EOF at a prompt)
+            err.print("aborted")
+            sys.exit(130)
+        if isinstance(code, int) and callable(getattr(exc, "format_message", None)):
+            line = _usage_line(exc) if code == 2 else _one_line(exc.format_message())  # type: ignore[attr-defined]
+            err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            sys.exit(code)
+        if isinstance(exc, OSError):  # the file system refused: say which file and why
+            where = f": {exc.filename}" if exc.filename else ""
+            err.print(f"[bold red]error:[/] {escape(_one_line(f'{exc.strerror or exc}{where}'))}",
+                      highlight=False, soft_wrap=True)
+            sys.exit(1)
+        if os.environ.get("SPENDLAB_TRACEBACK"):
+            raise
+        err.print(f"[bold red]internal error:[/] {escape(_one_line(f'{kind}: {exc}'))} (a bug in spendlab; "
+                  "set SPENDLAB_TRACEBACK=1 to see where)", highlight=False, soft_wrap=True)
+        sys.exit(1)
     if isinstance(rv, int) and rv:
         sys.exit(rv)
 

@@ -11,10 +11,10 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spendlab.errors import ConfigError
 
@@ -37,25 +37,78 @@ def safe_identifier(name: str) -> str:
 
 
 class GenericMapping(StrictModel):
-    """How a generic CSV/Parquet input maps onto the canonical columns."""
+    """How a generic CSV/Parquet input maps onto the canonical columns.
+
+    Line-item exports (one row per product line) map ``order_col``: the lines of one order form
+    one transaction (its first line's user and time, the sum of its lines' amounts). Without an
+    amount column, ``quantity_col`` x ``unit_price_col`` is each line's amount. ``include`` and
+    ``exclude`` keep or drop rows by a column's value (``status: [Completed]``); dropped rows are
+    counted as excluded, so ``rows_in = accepted + rejected + excluded``.
+    """
 
     user_col: str = "user_id"
     ts_col: str = "ts"
-    amount_col: str = "amount"
+    amount_col: str | None = "amount"
+    quantity_col: str | None = None
+    unit_price_col: str | None = None
+    order_col: str | None = None
+    include: dict[str, tuple[str, ...]] = {}
+    exclude: dict[str, tuple[str, ...]] = {}
     spend_is: Literal["positive", "negative"] = "positive"
     ts_format: str | None = None  # strptime format; None = ISO 8601
 
-    @field_validator("user_col", "ts_col", "amount_col")
+    @field_validator("user_col", "ts_col", "amount_col", "quantity_col", "unit_price_col", "order_col")
     @classmethod
-    def _identifier(cls, v: str) -> str:
-        return safe_identifier(v)
+    def _identifier(cls, v: str | None) -> str | None:
+        return None if v is None else safe_identifier(v)
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _rules(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for col, values in v.items():
+            safe_identifier(col)
+            if not values:
+                raise ValueError(f"column {col!r} needs at least one value")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _amount_or_line_price(cls, data: Any) -> Any:
+        # quantity x unit price replaces the default amount column unless one is named explicitly
+        if isinstance(data, dict) and (data.get("quantity_col") or data.get("unit_price_col")):
+            if data.get("amount_col") is not None and "amount_col" in data:
+                raise ValueError("give amount_col, or quantity_col and unit_price_col, not both")
+            data = {**data, "amount_col": None}
+        return data
 
     @model_validator(mode="after")
     def _distinct_roles(self) -> GenericMapping:
-        cols = [self.user_col, self.ts_col, self.amount_col]
-        if len(set(cols)) != 3:
-            raise ValueError(f"user_col, ts_col and amount_col must be three different columns, got {cols}")
+        if self.amount_col is None and not (self.quantity_col and self.unit_price_col):
+            raise ValueError("without amount_col, both quantity_col and unit_price_col are needed")
+        cols = self.value_columns()
+        if len(set(cols)) != len(cols):
+            roles = [r for r in ("user_col", "ts_col", "amount_col", "quantity_col", "unit_price_col", "order_col")
+                     if getattr(self, r)]
+            count = {3: "three", 4: "four", 5: "five"}[len(cols)]
+            raise ValueError(f"{', '.join(roles[:-1])} and {roles[-1]} must be {count} different columns, got {cols}")
+        both = sorted(set(self.include) & set(self.exclude))
+        if both:
+            raise ValueError(f"column(s) {both} are in both include and exclude; keep one rule per column")
         return self
+
+    def value_columns(self) -> list[str]:
+        """The mapped role columns, in role order (user, ts, amount or quantity and price, order)."""
+        amount = [self.amount_col] if self.amount_col else [self.quantity_col, self.unit_price_col]
+        return [c for c in (self.user_col, self.ts_col, *amount, self.order_col) if c is not None]
+
+    def required_columns(self) -> list[str]:
+        """Every column a file must have: the roles, then the include/exclude columns."""
+        cols = self.value_columns()
+        return cols + [c for c in (*self.include, *self.exclude) if c not in cols]
+
+    def line_items(self) -> bool:
+        """Whether any line-item option is set (orders, quantity x price, include/exclude)."""
+        return bool(self.order_col or self.quantity_col or self.include or self.exclude)
 
 
 class ReaderConfig(StrictModel):
@@ -66,17 +119,23 @@ class ReaderConfig(StrictModel):
     accepted_types: tuple[str, ...] = ("auth",)
     unknown_types: Literal["reject", "accept"] = "reject"
     thousands: Literal[",", None] = None
-    max_abs_amount: float = 1e7
+    max_abs_amount: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e7
     sub_cent: Literal["reject", "keep"] = "reject"
     refunds: Literal["separate", "net"] = "separate"
     zero_amounts: Literal["keep", "exclude"] = "keep"
     dedupe: bool = False
     empty_file: Literal["error", "accept"] = "error"
     extra_columns: Literal["warn", "error"] = "warn"
-    max_line_bytes: int = 1 << 20
+    max_line_bytes: Annotated[int, Field(gt=0, le=1 << 30)] = 1 << 20
     window_start: dt.date = dt.date(1970, 1, 1)
     window_end: dt.date | None = None  # None = the run date
     generic: GenericMapping = GenericMapping()
+
+    @model_validator(mode="after")
+    def _window(self) -> ReaderConfig:
+        if self.window_end is not None and self.window_start >= self.window_end:
+            raise ValueError(f"window_start ({self.window_start}) must be before window_end ({self.window_end})")
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -90,17 +149,48 @@ class ReaderConfig(StrictModel):
         return v
 
 
+#: A config is a few hundred lines; anything far larger is a mistake or an attack.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (``*name``).
+
+    Configs never need them, and nested aliases expand exponentially when the data is walked (a
+    "billion laughs" document of a few hundred bytes exhausts memory in validation or logging).
+    """
+
+    def compose_node(self, parent, index):  # noqa: ANN001, ANN201 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"found alias *{event.anchor}: YAML anchors and aliases are not allowed in a config",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``; errors name the file."""
+    """Read a YAML mapping with a safe loader that also refuses aliases; errors name the file."""
     p = Path(path)
     try:
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p}: a config file is at most {MAX_CONFIG_BYTES // 1024} KiB; this one is larger")
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: cannot read config: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
-        data = yaml.safe_load(text)
+        loader = _NoAliasLoader(text)  # what yaml.safe_load does, with aliases refused
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not a valid YAML config (only plain data is allowed): {exc}".splitlines()[0]) from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}{where}: not a valid YAML config (only plain data is allowed): "
+                          f"{getattr(exc, 'problem', None) or str(exc).splitlines()[0]}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -114,9 +204,23 @@ def parse_config(model: type[M], data: dict[str, Any], source: str) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+            + (f" (allowed keys: {', '.join(_allowed_keys(model, e['loc'][:-1]))})"
+               if e["type"] == "extra_forbidden" else "")
+            for e in exc.errors()
         )
         raise ConfigError(f"{source}: invalid config: {problems}") from None
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the (sub)model at ``loc``: what an unknown-key error should list."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
 
 
 def load_config(model: type[M], path: str | Path | None) -> M:

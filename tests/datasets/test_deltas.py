@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from spendlab.datasets.deltas import SCENARIOS, generate_deltas
+from spendlab.datasets.deltas import SCENARIOS
+from spendlab.jobs.datasets import generate_deltas
 from spendlab.jobs.reconcile import run_reconcile
 
 FAULTS = [s for s in SCENARIOS if s != "clean"]

@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from spendlab.datasets.synth import synth_transactions
 from spendlab.errors import SpendlabError
 from spendlab.io.builtin import builtin_path
 from spendlab.io.load import validation_summary
+from spendlab.jobs.datasets import synth_transactions
 from tests.conftest import load
 
 
@@ -110,3 +110,51 @@ def test_a_users_first_transaction_is_a_purchase_never_a_refund(synth18):
     _, _, df = synth18
     first = df.sort_values(["user_id", "ts"], kind="stable").groupby("user_id").head(1)
     assert (first["amount"] > 0).all()
+
+
+def _weekly_habits(df):
+    """Per user with 20+ purchases: purchases per month between first and last, modal weekday share."""
+    buys = df[df["amount"] > 0].assign(ts=lambda d: d["ts"].dt.tz_convert(None))
+    g = buys.groupby("user_id")["ts"]
+    n = g.size()
+    span = (g.max().dt.to_period("M") - g.min().dt.to_period("M")).apply(lambda p: p.n) + 1
+    modal = buys.groupby("user_id")["ts"].agg(lambda s: s.dt.weekday.value_counts().iloc[0] / len(s))
+    keep = n >= 20
+    return (n / span)[keep], modal[keep]
+
+
+def test_grocery_profile_buys_about_weekly_on_a_habitual_weekday_and_rarely_churns(tmp_path, synth18):
+    path = tmp_path / "g.parquet"
+    synth_transactions(path, users=3_000, months=18, seed=11, chunk_users=1_000, profile="grocery")
+    grocery = pq.read_table(path).to_pandas()
+    _, _, retail = synth18
+    g_rate, g_modal = _weekly_habits(grocery)
+    _, r_modal = _weekly_habits(retail)
+    assert 3.5 < g_rate.median() < 5.5  # about one purchase a week
+    assert g_modal.median() > 0.3 > r_modal.median()  # a habitual shopping day (weight 3 of 9)
+
+    def still_buying(df):  # acquired in the first 6 months, still buying in the last 3
+        ts = df["ts"].dt.tz_convert(None)
+        first, last = ts.groupby(df["user_id"]).min(), ts.groupby(df["user_id"]).max()
+        early = first < dt.datetime(2023, 7, 1)
+        return (last[early] >= dt.datetime(2024, 4, 1)).mean()
+
+    g, r = still_buying(grocery), still_buying(retail)
+    assert g > 0.8 and g > r + 0.2, (g, r)  # retail: ~7% monthly churn on average, ~half left
+
+
+def test_cli_synth_writes_the_oracle_beside_the_output(tmp_path):
+    from typer.testing import CliRunner
+
+    from spendlab.cli import app
+
+    out = tmp_path / "data" / "tx.parquet"
+    result = CliRunner().invoke(app, ["datasets", "synth", "--out", str(out), "--users", "50", "--months", "3",
+                                      "--profile", "grocery", "--oracle", "--freq", "week"])
+    assert result.exit_code == 0, result.output
+    oracle = pq.read_table(out.parent / "oracle.parquet").to_pandas()
+    assert oracle["user_id"].nunique() == 50
+    assert {d.weekday() for d in oracle["period_start"]} == {0}
+    result = CliRunner().invoke(app, ["datasets", "synth", "--out", str(tmp_path / "x.parquet"), "--profile", "bakery"])
+    assert isinstance(result.exception, SpendlabError) and "unknown synthetic profile" in str(result.exception)
+    assert not (tmp_path / "x.parquet").exists() and not (tmp_path / "oracle.parquet").exists()

@@ -24,7 +24,7 @@ CENT = 0.005 + 1e-9  # written values are rounded to cents; allow the rounding i
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    from spendlab.datasets.synth import synth_transactions
+    from spendlab.jobs.datasets import synth_transactions
 
     base = tmp_path_factory.mktemp("oracle")
     path = base / "synth.parquet"

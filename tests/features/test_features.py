@@ -13,14 +13,7 @@ from lifetimes.utils import summary_data_from_transaction_data
 
 from spendlab.config import parse_config
 from spendlab.errors import ConfigError
-from spendlab.features import (
-    FeatureConfig,
-    build_features,
-    build_panel,
-    build_target,
-    feature_columns,
-    features_sql,
-)
+from spendlab.features import FeatureConfig, build_features, build_panel, build_target, feature_columns, features_sql
 from spendlab.features.config import FreqFeatures, RollingSpec
 from spendlab.jobs.features import load_feature_config
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spendlab.datasets.synth import synth_transactions
+from spendlab.jobs.datasets import synth_transactions
 
 
 def write_experiment(root: Path, *, name: str = "synth_next_month", models: list[str] | None = None,

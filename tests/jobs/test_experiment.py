@@ -12,9 +12,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from spendlab.datasets.synth import synth_transactions
 from spendlab.forecast.leaderboard import LEADERBOARD_COLUMNS, PREDICTION_COLUMNS
 from spendlab.io import load_transactions
+from spendlab.jobs.datasets import synth_transactions
 from spendlab.jobs.experiment import compare_runs, load_experiment, run_experiment
 from spendlab.models import registry
 
@@ -60,7 +60,7 @@ def test_leaderboard_has_every_model_and_one_champion_chosen_on_validation(first
     assert first_run.champion == board.loc[board["champion"], "model"].item()
 
 
-def test_predictions_cover_every_acquired_user_and_match_a_pandas_oracle(workdir: Path) -> None:
+def test_predictions_cover_every_acquired_user_and_match_a_pandas_oracle(first_run: object, workdir: Path) -> None:
     preds = pd.read_parquet(workdir / "out" / "predictions.parquet")
     assert list(preds.columns) == list(PREDICTION_COLUMNS)
     assert (preds["y_pred"] >= 0).all() and np.isfinite(preds["y_pred"]).all()

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from spendlab.datasets.synth import synth_transactions
 from spendlab.features import build_features
 from spendlab.io import load_transactions
 from spendlab.io.load import connect
+from spendlab.jobs.datasets import synth_transactions
 from spendlab.jobs.experiment import run_experiment
 from spendlab.jobs.promote import promote_experiment
 from spendlab.jobs.score import score

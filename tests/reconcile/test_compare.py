@@ -183,20 +183,25 @@ def test_platform_user_absent_from_client_names_delta_and_batch_of_origin(tmp_pa
 
 
 @pytest.mark.parametrize(("platform_spend", "expected"), [
-    (10.0999999, "MATCH_WITHIN_TOL"),
-    (10.1 - 0.005 + 1e-6, "MATCH_WITHIN_TOL"),
-    (10.1 + 0.005 - 1e-6, "MATCH_WITHIN_TOL"),
-    (10.1 - 0.005 - 1e-6, "VALUE_MISMATCH"),
-    (10.1 + 0.005 + 1e-6, "VALUE_MISMATCH"),
+    ("10.0999999", "MATCH_WITHIN_TOL"),
+    ("10.095", "MATCH_WITHIN_TOL"),  # exactly on the boundary: money is exact decimals, so <= holds
+    ("10.105", "MATCH_WITHIN_TOL"),
+    ("10.095001", "MATCH_WITHIN_TOL"),
+    ("10.104999", "MATCH_WITHIN_TOL"),
+    ("10.094999", "VALUE_MISMATCH"),
+    ("10.105001", "VALUE_MISMATCH"),
+    ("10.094999999999", "VALUE_MISMATCH"),
 ])
-def test_money_tolerance_boundary(tmp_path: Path, platform_spend: float, expected: str) -> None:
+def test_money_tolerance_boundary(tmp_path: Path, platform_spend: str, expected: str) -> None:
     """Row 50: |a - b| <= 0.005 matches (datacompy's formula with rel_tol 0); just above does not."""
+    from decimal import Decimal
+
     deltas = {"delta1.csv": [("m", 10.1, 1, 0, 3)]}
-    res = run(tmp_path, deltas, [("m", repr(platform_spend), 1, 0, 3)], [("m", 10.1, 1, 0, 3)])
+    res = run(tmp_path, deltas, [("m", platform_spend, 1, 0, 3)], [("m", 10.1, 1, 0, 3)])
     assert expected in res.summary["classes"] and res.summary["classes"][expected] == 1
     if expected == "VALUE_MISMATCH":
         assert causes(res) == {("value_mismatch_same_batch", "platform", None, 1,
-                                round(10.1 - platform_spend, 6))}
+                                float(Decimal("10.1") - Decimal(platform_spend)))}
     else:
         assert res.users.empty and res.summary["tolerance"]["abs"] == 0.005
 
@@ -268,7 +273,8 @@ def test_user_diffs_lists_every_differing_value(tmp_path: Path) -> None:
 
 def test_rebuild_equals_a_pandas_oracle_under_shuffled_rows_and_file_names(tmp_path: Path) -> None:
     """Ties, in-file duplicates and numeric batches: the SQL rebuild equals plain pandas, whatever the order."""
-    from spendlab.datasets.deltas import generate_deltas, rebuild_oracle
+    from spendlab.datasets.deltas import rebuild_oracle
+    from spendlab.jobs.datasets import generate_deltas
 
     key = generate_deltas(tmp_path / "g", scenario=["tie", "duplicate"], users=150, files=4, seed=11)
     src = tmp_path / "g" / "inputs" / "deltas"
@@ -289,3 +295,64 @@ def test_rebuild_equals_a_pandas_oracle_under_shuffled_rows_and_file_names(tmp_p
         assert res.summary["flags"]["TIE_BATCH"] == len(next(f for f in key["faults"] if f["cause"] == "batch_tie")
                                                         ["users"])
     assert results[0] == results[1]
+
+
+def test_batch_zero_users_are_reconciled_and_counted_in_the_totals(tmp_path: Path) -> None:
+    """A delta export that starts at batch 0: its users are in the rebuild and both totals, nothing differs."""
+    deltas = {"delta0.csv": [("a", 10, 1, 1, 0), ("b", 20, 2, 2, 0)], "delta1.csv": [("a", 15, 1, 1, 1)]}
+    summary = [("a", 15, 1, 1, 1), ("b", 20, 2, 2, 0)]
+    res = run(tmp_path, deltas, summary, summary)
+    assert res.summary["rebuilt_total"] == res.summary["source_total"] == res.summary["platform_total"] == 35
+    assert res.summary["causes"] == [] and res.summary["gap"] == 0
+
+
+def test_a_rejected_client_summary_row_is_reported_as_rejected_not_missing(tmp_path: Path) -> None:
+    d = tmp_path / "deltas"
+    d.mkdir()
+    (d / "delta1.csv").write_text(csv_text(REBUILT), encoding="utf-8")
+    (tmp_path / "platform.csv").write_text(csv_text(REBUILT), encoding="utf-8")
+    bad = csv_text(REBUILT).replace("d,50,1,5,5", "d,5O,1,5,5")  # letter O: INVALID_NUMBER
+    (tmp_path / "source.csv").write_text(bad, encoding="utf-8")
+    res = reconcile_tables(load_reconcile_inputs(connect(), str(d / "*.csv"), tmp_path / "platform.csv",
+                                                 tmp_path / "source.csv"))
+    row = user(res, "d")
+    assert (row["side"], row["class"]) == ("source", "REJECTED_INPUT")
+    assert "source.csv line 5 (INVALID_NUMBER)" in row["detail"]
+    assert "missing from" not in row["detail"]
+
+
+def test_the_client_reply_says_which_side_lacks_a_user(tmp_path: Path) -> None:
+    from spendlab.reconcile.render import client_reply, engineer_note
+
+    only_client_lacks = run(tmp_path / "a", BASE, REBUILT, [r for r in REBUILT if r[0] != "d"])
+    reply = client_reply(only_client_lacks.summary)
+    assert "missing from our table" not in reply
+    assert "missing from your summary" in reply
+    assert "(source)" in engineer_note(only_client_lacks.summary)
+    only_platform_lacks = run(tmp_path / "b", BASE, [r for r in REBUILT if r[0] != "d"], REBUILT)
+    assert "missing from our table" in client_reply(only_platform_lacks.summary)
+
+
+def test_totals_of_17_and_more_digits_compare_exactly(tmp_path: Path) -> None:
+    """10000000000000001 and 10000000000000000 differ by one cent-free dollar; doubles call them equal."""
+    deltas = {"delta1.csv": [("a", 10000000000000001, 1, 1, 1)]}
+    res = run(tmp_path, deltas, [("a", 10000000000000000, 1, 1, 1)], [("a", 10000000000000001, 1, 1, 1)])
+    assert res.summary["source_total"] == 10000000000000001
+    assert res.summary["platform_total"] == 10000000000000000
+    assert res.summary["gap"] == 1
+    assert [(c["cause"], c["side"], c["amount"]) for c in res.summary["causes"]] == [
+        ("value_mismatch_same_batch", "platform", 1)]
+
+
+@pytest.mark.parametrize("value", ["9" * 21, "1" + "0" * 400, "1.1234567890123"])
+def test_money_beyond_the_exact_range_is_rejected_not_rounded(tmp_path: Path, value: str) -> None:
+    d = tmp_path / "deltas"
+    d.mkdir()
+    (d / "delta1.csv").write_text(f"{HEADER}\na,{value},1,1,1\nb,5,1,1,1\n", encoding="utf-8")
+    for name in ("platform.csv", "source.csv"):
+        (tmp_path / name).write_text(f"{HEADER}\nb,5,1,1,1\n", encoding="utf-8")
+    con = connect()
+    inputs = load_reconcile_inputs(con, str(d / "*.csv"), tmp_path / "platform.csv", tmp_path / "source.csv")
+    assert (inputs.deltas[0].report.accepted, inputs.deltas[0].report.rejected) == (1, 1)
+    res = reconcile_tables(inputs)
+    assert res.summary["rebuilt_total"] == 5 and all(math.isfinite(res.summary[k]) for k in ("gap", "source_total"))

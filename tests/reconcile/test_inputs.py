@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -72,9 +73,10 @@ def test_header_only_delta_loads_zero_rows_and_is_listed(tmp_path: Path) -> None
     assert con.execute("SELECT count(*) FROM deltas").fetchone()[0] == 0
 
 
-@pytest.mark.parametrize("batch", ["-3", "0", "12a", "3.0", "9223372036854775808", "", " ", "+4", "1e3"])
+@pytest.mark.parametrize("batch", ["-3", "-0", "12a", "3.0", "9223372036854775808", "", " ", "+4", "1e3",
+                                   "\u0661\u0662", "\uff11"])
 def test_bad_batch_id_is_rejected_with_file_and_line(tmp_path: Path, batch: str) -> None:
-    """Row 45: negative, 0 (batches start at 1), non-integer and above-int64 batch ids are rejected."""
+    """Row 45: negative, non-integer, non-ASCII-digit and above-int64 batch ids are rejected (0 is valid)."""
     text = f"{HEADER}\nu1,10,1,0,5\nu2,10,1,0,{batch}\nu3,10,1,0,9223372036854775807\n"
     con, inp = load(tmp_path, {"delta1.csv": text})
     rep = inp.deltas[0].report
@@ -140,7 +142,7 @@ def test_summary_allows_null_values_but_not_bad_ones(tmp_path: Path) -> None:
     summary = f"{HEADER}\nu1,,1,0,5\nu2,abc,1,0,5\nu3,10.0999999,1,0,5\n"
     con, inp = load(tmp_path, {"delta1.csv": f"{HEADER}\nu1,0,1,0,5\n"}, summary=summary)
     assert con.execute("SELECT user_id, total_spend FROM source ORDER BY line").fetchall() == [
-        ("u1", None), ("u3", 10.0999999)]
+        ("u1", None), ("u3", Decimal("10.0999999"))]  # exact: money is DECIMAL, never DOUBLE
     assert (inp.source.report.rows_in, inp.source.report.rejected) == (3, 1)
 
 
@@ -175,3 +177,11 @@ def test_column_reader_and_line_reader_agree(tmp_path: Path, extra: str) -> None
     assert inp.deltas[0].report.as_dict() | {"file": ""} == lf.report.as_dict() | {"file": ""}
     for q in ("SELECT * FROM deltas ORDER BY line", "SELECT line, \"column\", error_type, raw FROM rejects ORDER BY line"):
         assert con_a.execute(q).fetchall() == con_b.execute(q).fetchall()
+
+
+@pytest.mark.parametrize("batch", ["0", "00", "7"])
+def test_batch_id_zero_and_other_non_negative_integers_are_valid_batches(tmp_path: Path, batch: str) -> None:
+    """Corrected row 45: real exports number their first batch 0; it loads like any other batch."""
+    con, inp = load(tmp_path, {"delta1.csv": f"{HEADER}\nu1,10,1,0,{batch}\n"})
+    assert (inp.deltas[0].report.accepted, inp.deltas[0].report.rejected) == (1, 0)
+    assert con.execute("SELECT batch_id FROM deltas").fetchone()[0] == int(batch)

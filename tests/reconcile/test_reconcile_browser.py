@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spendlab.datasets.deltas import generate_deltas
+from spendlab.jobs.datasets import generate_deltas
 from spendlab.jobs.reconcile import run_reconcile
 from tests.setup_browser import run_headless
 

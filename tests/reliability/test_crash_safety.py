@@ -113,7 +113,13 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> dict:
     write_experiment(root, models=["zero", "last_period", "ridge"], params={}, users=150)
     cfg = _config(root, 3)
     _run(root, cfg, root / "baseline.log")
-    return {"root": root, "cfg": cfg, "baseline": _outputs(root), "registry": _registry(root)}
+    baseline = _outputs(root)
+    # A rerun is what the kills below interrupt (the study is complete by then): time one, so every
+    # kill lands while a job is still running, however fast or slow this machine is.
+    t0 = time.monotonic()
+    _run(root, cfg, root / "timed-rerun.log")
+    return {"root": root, "cfg": cfg, "baseline": baseline, "registry": _registry(root),
+            "rerun_seconds": time.monotonic() - t0}
 
 
 def test_row56_row59_killed_jobs_leave_final_outputs_and_champion_intact_and_a_rerun_reproduces_them(
@@ -125,12 +131,13 @@ def test_row56_row59_killed_jobs_leave_final_outputs_and_champion_intact_and_a_r
             "promotion.json"} <= set(baseline)
     orphans: set[str] = set()
     for seed in KILL_SEEDS:
-        delay = random.Random(seed).uniform(3.0, 25.0)
+        delay = random.Random(seed).uniform(0.05, 0.8) * job["rerun_seconds"]
         log = root / f"killed-{seed}.log"
         proc = _start(root, cfg, log)
         time.sleep(delay)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+        # the kill must hit a running job: a job that finished first would test nothing
+        assert proc.poll() is None, f"seed {seed}: the job ended before the kill at {delay:.1f}s"
+        proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         now = _outputs(root)
         # nothing half-written at a final path: every file there is a complete baseline file

@@ -51,14 +51,23 @@ def _lines(header: bytes) -> st.SearchStrategy[bytes]:
                      body, st.sampled_from([b"", b"\n", b"\r\n"])).map(lambda t: t[0] + b"\n" + t[1] + t[2])
 
 
+def _assert_one_line_naming(exc: Exception, path: Path) -> None:
+    """A refused file is reported in one line that names the file and gives a reason."""
+    message = str(exc)
+    assert "\n" not in message.strip(), message
+    assert path.name in message, message
+    assert len(message.split(path.name, 1)[1].strip(" :-")) > 0, message
+
+
 def _check_millions(data: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "export.csv"
         path.write_bytes(data)
         try:
             tx = load_transactions(str(path), "millions")
-        except InputFileError:
-            return  # a file-level failure: the whole file is refused with a one-line reason
+        except InputFileError as exc:  # a file-level failure: the whole file is refused ...
+            _assert_one_line_naming(exc, path)  # ... with one line that names it and says why
+            return
         rep = tx.report
         assert len(rep.files) == 1
         f = rep.files[0]
@@ -78,7 +87,9 @@ def _check_delta(data: bytes) -> None:
         _create_tables(con)
         try:
             loaded = load_table_file(con, path, kind="delta", target="deltas", idx=0, dataset="delta")
-        except InputFileError:
+        except InputFileError as exc:
+            _assert_one_line_naming(exc, path)
+            con.close()
             return
         rep = loaded.report
         assert rep.rows_in == rep.accepted + rep.rejected

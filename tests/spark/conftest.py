@@ -27,7 +27,7 @@ def spark() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def synth_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """20,000 synthetic users over 18 months (2023-01 .. 2024-06), seed 1: the acceptance data set."""
-    from spendlab.datasets.synth import synth_transactions
+    from spendlab.jobs.datasets import synth_transactions
 
     path = tmp_path_factory.mktemp("synth") / "synth_20k.parquet"
     synth_transactions(path, users=SYNTH_USERS, months=18, seed=1)

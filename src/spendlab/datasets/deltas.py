@@ -24,17 +24,13 @@ Faults touch disjoint sets of users, so two can be combined and each stays recov
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from spendlab.errors import ConfigError
-from spendlab.io.atomic import atomic_path
 
 SCENARIOS: tuple[str, ...] = ("clean", "missing_file", "stale", "tie", "duplicate", "corrupt", "missing_user")
 COLUMNS = ["user_id", "total_spend", "count_saved_items", "loyalty_credits", "batch_id"]
@@ -75,8 +71,19 @@ def _pick(rng: np.random.Generator, pool: np.ndarray, n: int) -> np.ndarray:
     return np.sort(rng.choice(pool, size=min(n, len(pool)), replace=False))
 
 
-def generate_deltas(
-    out: str | Path,
+@dataclass(frozen=True)
+class DeltaScenario:
+    """A scenario's delta rows (``file`` index and ``line_order`` per row), file names, both summaries
+    and the answer key."""
+
+    rows: pd.DataFrame
+    files: list[str]
+    platform: pd.DataFrame
+    source: pd.DataFrame
+    answer: dict
+
+
+def delta_scenario(
     *,
     scenario: str | Sequence[str] = "clean",
     users: int = 1000,
@@ -85,8 +92,8 @@ def generate_deltas(
     fault_share: float = 0.03,
     update_share: float = 0.4,
     base_share: float = 0.7,
-) -> dict:
-    """Write one scenario (or a combination of faults) and return its answer key.
+) -> DeltaScenario:
+    """One scenario (or a combination of faults) and its answer key (written by ``jobs.datasets``).
 
     Parameters
     ----------
@@ -233,26 +240,6 @@ def generate_deltas(
         "delta_files": fnames, "source_total": int(s_spend.sum()), "platform_total": int(p_spend.sum()),
         "gap": int(s_spend.sum() - p_spend.sum()), "faults": key,
     }
-    _write(Path(out), rows, fnames, platform, source, answer, rng)
-    return answer
+    return DeltaScenario(rows, fnames, platform, source, answer)
 
 
-def _csv(df: pd.DataFrame, path: Path) -> None:
-    table = pa.Table.from_pandas(df[COLUMNS].astype({c: "int64" for c in COLUMNS[1:]}).astype({"user_id": str}),
-                                 preserve_index=False)
-    with atomic_path(path) as tmp:
-        pacsv.write_csv(table, tmp, write_options=pacsv.WriteOptions(quoting_style="none"))
-
-
-def _write(out: Path, rows: pd.DataFrame, fnames: list[str], platform: pd.DataFrame, source: pd.DataFrame,
-           answer: dict, rng: np.random.Generator) -> None:
-    ddir = out / "inputs" / "deltas"
-    ddir.mkdir(parents=True, exist_ok=True)
-    for k, name in enumerate(fnames):
-        part = rows[rows["file"] == k].sort_values("line_order", kind="mergesort")
-        _csv(part, ddir / name)
-    for df, name in ((platform, "platform_summary.csv"), (source, "client_summary.csv")):
-        df = df.reset_index().sort_values("user_id", kind="mergesort")
-        _csv(df, out / "inputs" / name)
-    with atomic_path(out / "answer_key.json") as tmp:
-        tmp.write_text(json.dumps(answer, indent=1, default=str) + "\n", encoding="utf-8")

@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from spendlab.describe.tables import MOM, USER, USER_MONTH, USER_WEEK
+from spendlab.describe.tables import MOM, USER, USER_MONTH, USER_WEEK, daily_active_users_sql
 
 #: Event names drawn on the daily-spend figure (holidays and retail events from ``spendlab.calendar``).
 MARKER_PATTERN = r"Thanksgiving|Black Friday|Cyber Monday|Christmas|New Year"
@@ -51,11 +51,13 @@ def daily_spend_table(con: duckdb.DuckDBPyConnection, events: pd.DataFrame | Non
     joined into its ``events`` column.
     """
     df = con.execute(
-        "WITH d AS (SELECT CAST(ts AS DATE) AS date, count(*) AS n_transactions, "
+        "WITH t AS (SELECT CAST(ts AS DATE) AS date, count(*) AS n_transactions, "
         "coalesce(sum(spendlab_money(amount)) FILTER (amount > 0), 0) AS spend, "
-        "count(DISTINCT user_id) FILTER (amount > 0) AS active_users, count(*) FILTER (amount < 0) AS n_refunds, "
+        "count(*) FILTER (amount < 0) AS n_refunds, "
         "coalesce(-sum(spendlab_money(amount)) FILTER (amount < 0), 0) "
         "AS refunds FROM transactions GROUP BY 1), "
+        f"a AS ({daily_active_users_sql()}), "
+        "d AS (SELECT t.*, coalesce(a.active_users, 0) AS active_users FROM t LEFT JOIN a USING (date)), "
         "r AS (SELECT CAST(unnest(generate_series(min(date), max(date), INTERVAL 1 DAY)) AS DATE) AS date FROM d) "
         "SELECT r.date, coalesce(n_transactions, 0) AS n_transactions, coalesce(spend, 0) AS spend, "
         "coalesce(active_users, 0) AS active_users, coalesce(n_refunds, 0) AS n_refunds, "

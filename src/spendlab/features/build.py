@@ -20,11 +20,13 @@ from spendlab.features.sql import (
     CALENDAR_TABLE,
     EVENT_DAYS_TABLE,
     MONEY,
+    aggregate_sql,
     asof_sql,
     calendar_tables,
     cutoff_timestamp,
     dense_panel_sql,
-    features_sql,
+    features_from_aggregates_sql,
+    first_day_spend_sql,
     panel_sparse_sql,
 )
 
@@ -154,16 +156,30 @@ def build_panel(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | 
 
 def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str,
                          config: FeatureConfig | None = None, view: str = "transactions") -> pa.Table:
-    """:func:`build_features` as an Arrow table (no pandas round trip; what the CLI writes)."""
+    """:func:`build_features` as an Arrow table (no pandas round trip; what the CLI writes and scoring reads).
+
+    Three statements over temp tables, so each is planned on its own and the rows are read once into
+    the compact aggregate: the per-(user, period) aggregate of the as-of rows
+    (:func:`~spendlab.features.sql.aggregate_sql`), the spend on each user's first purchase day
+    (:func:`~spendlab.features.sql.first_day_spend_sql`, a probe of the purchases against one key per
+    user), then the per-user features over those two small tables. ``user_id`` keeps the view's
+    type (int64 ids hash and join far faster than text) until the last statement writes it as text.
+    """
     as_of = _as_date(as_of)
     check_freq(freq)
     config = config or FeatureConfig()
     _register_calendar(con, as_of, freq, config)
-    src = asof_view(con, as_of, view=view, name=f"spendlab_asof_{next(_counter)}")
+    tag = next(_counter)
+    periods, first_day = f"spendlab_periods_{tag}", f"spendlab_first_day_{tag}"
+    source = f"SELECT * FROM {asof_view(con, as_of, view=view, name=f'spendlab_asof_{tag}')}"
     try:
-        table = con.execute(features_sql(as_of, freq, config, f"SELECT * FROM {src}")).to_arrow_table()
+        con.execute(f"CREATE TEMP TABLE {periods} AS {aggregate_sql(as_of, freq, source)}")
+        con.execute(f"CREATE TEMP TABLE {first_day} AS {first_day_spend_sql(source, periods)}")
+        table = con.execute(features_from_aggregates_sql(as_of, freq, config, periods, first_day)).to_arrow_table()
     finally:
-        con.execute(f"DROP VIEW IF EXISTS {src}")
+        con.execute(f"DROP TABLE IF EXISTS {periods}")
+        con.execute(f"DROP TABLE IF EXISTS {first_day}")
+        con.execute(f"DROP VIEW IF EXISTS spendlab_asof_{tag}")
     expected = feature_columns(config, freq)
     if table.column_names != expected:  # the SQL and the declared names must agree
         raise AssertionError(f"feature SQL returned {table.column_names}, expected {expected}")

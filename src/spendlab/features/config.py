@@ -25,6 +25,16 @@ PERIODS_PER_YEAR: dict[str, int] = {"month": 12, "week": 52}
 CALENDAR_COLUMNS: tuple[str, ...] = ("n_holidays", "n_retail_events", "weekend_days", "days_in_period")
 
 
+def lag_name(column: str, lag: int) -> str:
+    """``spend_lag1``: the column's value ``lag`` periods back (lag 1 = the as-of period)."""
+    return f"{column}_lag{lag}"
+
+
+#: Column names every feature set has (the models read them by these names, never retyped).
+SAME_PERIOD_LAST_YEAR = "spend_same_period_last_year"
+HAS_LAST_YEAR = "has_last_year"
+
+
 def rolling_name(column: str, stat: str, window: int) -> str:
     """``spend_rolling_mean_lag1_window3``: the statistic over the ``window`` periods ending at lag 1."""
     return f"{column}_rolling_{stat}_lag1_window{window}"
@@ -131,10 +141,10 @@ def feature_columns(config: FeatureConfig, freq: Freq) -> list[str]:
     spec = config.for_freq(freq)
     cols = ["user_id"]
     for column, k in spec.lags.items():
-        cols += [f"{column}_lag{i}" for i in range(1, k + 1)]
+        cols += [lag_name(column, i) for i in range(1, k + 1)]
     cols += [rolling_name(r.column, s, w) for r in spec.rolling for s in r.stats for w in r.windows]
     cols += [f"trend_slope_window{w}" for w in spec.trend_windows]
-    cols += ["spend_same_period_last_year", "has_last_year"]
+    cols += [SAME_PERIOD_LAST_YEAR, HAS_LAST_YEAR]
     cols += ["spend_total", "n_transactions_total", "mean_basket", "n_active_periods", "n_periods",
              "days_since_last_purchase", "tenure_days"]
     cols += [f"active_days_per_week_mean_last{w}" for w in config.weekly_activity_windows]

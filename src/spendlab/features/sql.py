@@ -7,23 +7,22 @@ YEAR/MONTH/DAY) written in DuckDB's dialect and kept transpilable to Spark SQL w
 (:func:`calendar_tables`), so the SQL needs no holiday logic. Money is summed in fixed point
 (:data:`MONEY`) so a rerun gives bit-identical features whatever order threads add rows in.
 
-Layers (each a CTE):
+Layers (temp tables in DuckDB, CTEs in the one-statement :func:`features_sql` that Spark runs):
 
-``tx``
-    The as-of rows as (user_id, day, amount), materialised once in DuckDB.
-``periods``
-    One row per user and active period ``k`` (0 = the period containing the as-of date): the sparse
-    panel. Gross ``spend`` (sum of positive amounts), ``n_transactions`` (purchases: amount > 0),
-    ``active_days`` (distinct purchase days, via a day bitmask), ``refund_amount`` (sum of -amount for
-    amount < 0), ``refund_count``, spend on event days, first/last purchase day, purchase days in the
-    recent ISO weeks.
-``sums``
+``periods`` (:func:`aggregate_sql`)
+    The one pass over the as-of rows: one row per user and active period ``k`` (0 = the period
+    containing the as-of date), the sparse panel. Gross ``spend`` (sum of positive amounts),
+    ``n_transactions`` (purchases: amount > 0), ``active_days`` (distinct purchase days, via a day
+    bitmask), ``refund_amount`` (sum of -amount for amount < 0), ``refund_count``, spend on event
+    days, first/last purchase day. Ids keep their native type (an int64 id hashes far faster than text).
+``first_day`` (:func:`first_day_spend_sql`)
+    Spend on each user's first purchase day (the BG/NBD monetary value leaves it out, as lifetimes
+    does): the purchases probed against one key per user, not a second aggregate.
+``sums`` and final (:func:`features_from_aggregates_sql`)
     One row per user: conditional sums over ``k`` (a pivot), which equal the window functions over the
-    dense zero-filled panel because inactive periods contribute zeros.
-``first_day``
-    Spend on each user's first purchase day (the BG/NBD monetary value leaves it out, as lifetimes does).
-final
-    Derived features, all DOUBLE, with the fill policy of :func:`spendlab.features.build_features`.
+    dense zero-filled panel because inactive periods contribute zeros; then the derived features, all
+    DOUBLE, with the fill policy of :func:`spendlab.features.build_features`. ``user_id`` becomes text
+    only here.
 """
 
 from __future__ import annotations
@@ -105,36 +104,63 @@ def tx_sql(source: str) -> str:
     return f"SELECT user_id, CAST(ts AS DATE) AS day, CAST(amount AS {MONEY}) AS amount FROM ({source}) AS src"
 
 
-def periods_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, tx: str = "tx") -> str:
-    """CTE ``periods``: the sparse per-user panel (active periods only) from the rows in CTE ``tx``.
+def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
+    """The one pass over the rows: a SELECT of the sparse per-(user, period) aggregate of ``source``.
 
-    One hash aggregate over the raw rows keyed by (user, period); distinct purchase days are counted
-    with a per-period day bitmask (``BIT_OR`` then ``BIT_COUNT``), so no per-day aggregate with tens
-    of millions of groups is needed. Spend on holiday/event days uses the event-day table.
+    ``source`` gives ``user_id, ts, amount`` already cut at the as-of date. One hash aggregate keyed
+    by (user, period ``k``; 0 = the period containing the as-of date), active periods only. Gross
+    ``spend`` (sum of positive amounts), ``n_transactions`` (purchases: amount > 0), ``day_mask`` (one
+    bit per purchase day of the period, so ``active_days`` = its ``BIT_COUNT`` and no per-day aggregate
+    with tens of millions of groups is needed), ``refund_amount`` (sum of -amount for amount < 0),
+    ``refund_count``, spend on event days (the small event-day table), first transaction day and
+    first/last purchase day. Sums are stored back in :data:`MONEY` (8 bytes, not a 16-byte wide
+    decimal; one user-period cannot reach 10^14): the table is the peak of memory. Every feature is arithmetic over this table (plus the spend on each
+    user's first purchase day, :func:`first_day_spend_sql`). Ids keep their native type.
     """
     bit = _day_bit_sql(freq, as_of)
-    return f"""periods AS (
-  SELECT user_id, k, spend, n_transactions, BIT_COUNT(day_mask) AS active_days, day_mask, refund_amount,
-    refund_count, event_spend, first_day, first_purchase_day, last_purchase_day
+    return f"""SELECT user_id, k, spend, n_transactions, CAST(BIT_COUNT(day_mask) AS BIGINT) AS active_days, day_mask,
+    refund_amount, refund_count, event_spend, first_day, first_purchase_day, last_purchase_day
   FROM (
     SELECT user_id, k,
-      SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS spend,
+      CAST(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS {MONEY}) AS spend,
       COUNT(CASE WHEN amount > 0 THEN 1 END) AS n_transactions,
       BIT_OR(CASE WHEN amount > 0 THEN {bit} ELSE 0 END) AS day_mask,
-      SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS refund_amount,
+      CAST(SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS {MONEY}) AS refund_amount,
       COUNT(CASE WHEN amount < 0 THEN 1 END) AS refund_count,
-      SUM(CASE WHEN amount > 0 AND is_event = 1 THEN amount ELSE 0 END) AS event_spend,
+      CAST(SUM(CASE WHEN amount > 0 AND is_event = 1 THEN amount ELSE 0 END) AS {MONEY}) AS event_spend,
       MIN(day) AS first_day,
       MIN(CASE WHEN amount > 0 THEN day END) AS first_purchase_day,
       MAX(CASE WHEN amount > 0 THEN day END) AS last_purchase_day
     FROM (
       SELECT t.user_id, t.day, t.amount, {period_offset_sql('t.day', freq, as_of)} AS k,
         CASE WHEN e.day IS NULL THEN 0 ELSE 1 END AS is_event
-      FROM {tx} AS t LEFT JOIN {EVENT_DAYS_TABLE} AS e ON t.day = e.day
+      FROM ({tx_sql(source)}) AS t LEFT JOIN {EVENT_DAYS_TABLE} AS e ON t.day = e.day
     ) AS r
     GROUP BY user_id, k
-  ) AS a
-)"""
+  ) AS a"""
+
+
+def first_day_spend_sql(source: str, periods: str) -> str:
+    """A SELECT of ``user_id, first_purchase_day_spend``: spend on each user's first purchase day.
+
+    The BG/NBD monetary value leaves that day out (as lifetimes does). It is the one figure the
+    per-period aggregate ``periods`` cannot give (it keeps days as bits, not their amounts), so the
+    purchases of ``source`` are probed against one (user, day) key per user: a hash join with a
+    build side of one row per user, no second aggregate over the rows.
+    """
+    return f"""SELECT t.user_id, SUM(t.amount) AS first_purchase_day_spend
+  FROM ({tx_sql(source)}) AS t
+  JOIN (SELECT user_id, MIN(first_purchase_day) AS day FROM {periods}
+        WHERE first_purchase_day IS NOT NULL GROUP BY user_id) AS fp
+    ON t.user_id = fp.user_id AND t.day = fp.day
+  WHERE t.amount > 0
+  GROUP BY t.user_id"""
+
+
+def periods_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str, *, materialize: bool = False) -> str:
+    """CTE ``periods``: :func:`aggregate_sql` of ``source``, for one-statement queries."""
+    mat = "MATERIALIZED " if materialize else ""
+    return f"periods AS {mat}(\n  {aggregate_sql(as_of, freq, source)}\n)"
 
 
 def _recent_purchase_days_sql(as_of: dt.date, freq: Freq, weeks: int) -> str:
@@ -245,15 +271,13 @@ def _feature_exprs(as_of: dt.date, freq: Freq, config: FeatureConfig) -> dict[st
     return ex
 
 
-def features_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str, *, materialize: bool = True) -> str:
-    """The whole feature query: one row per user in ``source`` (as-of rows only), ordered by user_id.
+def features_from_aggregates_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, periods: str,
+                                 first_day: str) -> str:
+    """The feature query over the compact tables: ``periods`` (:func:`aggregate_sql`) and ``first_day``
+    (:func:`first_day_spend_sql`), both table names or CTEs. Joins :data:`CALENDAR_TABLE`.
 
-    ``source`` is a SELECT (or table name) giving ``user_id, ts, amount`` already cut at the as-of
-    date (see :func:`asof_sql`). Joins :data:`EVENT_DAYS_TABLE` and :data:`CALENDAR_TABLE`.
-    ``materialize`` asks DuckDB to scan the input once and keep the slim rows (user, day, amount) in
-    memory for the two passes (the period aggregate, and the spend on each user's first purchase day
-    that the BG/NBD monetary value excludes); pass False for engines without ``AS MATERIALIZED``
-    (Spark SQL), which plan the reuse themselves.
+    One row per user, ``user_id`` as text (the ids keep their native type up to here) and ordered by
+    that text, as the readers' string ids were; features all DOUBLE.
     """
     exprs = _feature_exprs(as_of, freq, config)
     names = feature_columns(config, freq)[1:]
@@ -262,37 +286,38 @@ def features_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str,
         raise AssertionError(f"no SQL definition for feature(s) {missing}")
     sums = ",\n    ".join(_sums_select(as_of, freq, config))
     select = ",\n  ".join(f"CAST({exprs[n]} AS DOUBLE) AS {n}" for n in names)
-    mat = "MATERIALIZED " if materialize else ""
-    return f"""WITH tx AS {mat}(
-  {tx_sql(source)}
-),
-{periods_sql(as_of, freq, config)},
-sums AS (
-  SELECT {sums}
-  FROM periods
-  GROUP BY user_id
-),
-first_purchase AS (
-  SELECT user_id, MIN(day) AS day FROM tx WHERE amount > 0 GROUP BY user_id
-),
-first_day AS (
-  SELECT tx.user_id, SUM(tx.amount) AS first_purchase_day_spend
-  FROM tx JOIN first_purchase AS fp ON tx.user_id = fp.user_id AND tx.day = fp.day
-  WHERE tx.amount > 0
-  GROUP BY tx.user_id
-)
-SELECT s.user_id,
+    return f"""SELECT CAST(s.user_id AS VARCHAR) AS user_id,
   {select}
 FROM (SELECT sums.*, COALESCE(f.first_purchase_day_spend, 0) AS first_purchase_day_spend
-      FROM sums LEFT JOIN first_day AS f ON sums.user_id = f.user_id) AS s
+      FROM (SELECT {sums}
+            FROM {periods}
+            GROUP BY user_id) AS sums
+      LEFT JOIN {first_day} AS f ON sums.user_id = f.user_id) AS s
 CROSS JOIN {CALENDAR_TABLE} AS cal
-ORDER BY s.user_id"""
+ORDER BY CAST(s.user_id AS VARCHAR)"""
+
+
+def features_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str, *, materialize: bool = True) -> str:
+    """The whole feature query as one statement: one row per user in ``source``, ordered by user_id.
+
+    ``source`` is a SELECT (or table name) giving ``user_id, ts, amount`` already cut at the as-of
+    date (see :func:`asof_sql`). Joins :data:`EVENT_DAYS_TABLE` and :data:`CALENDAR_TABLE`. The
+    layers: ``periods`` (:func:`aggregate_sql`, the one pass over the rows), ``first_day``
+    (:func:`first_day_spend_sql`) and the per-user arithmetic (:func:`features_from_aggregates_sql`).
+    ``materialize`` asks DuckDB to keep ``periods`` (read twice) rather than recompute it; pass False
+    for engines without ``AS MATERIALIZED`` (Spark SQL), which plan the reuse themselves. The DuckDB
+    path (:func:`spendlab.features.build_features_arrow`) runs the same three layers as temp tables.
+    """
+    return f"""WITH {periods_sql(as_of, freq, config, source, materialize=materialize)},
+first_day AS (
+  {first_day_spend_sql(source, "periods")}
+)
+{features_from_aggregates_sql(as_of, freq, config, "periods", "first_day")}"""
 
 
 def panel_sparse_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str) -> str:
     """The sparse panel (active periods only): ``user_id, k, spend, n_transactions, active_days, refund_*``."""
-    return f"""WITH tx AS ({tx_sql(source)}),
-{periods_sql(as_of, freq, config)}
+    return f"""WITH {periods_sql(as_of, freq, config, source)}
 SELECT user_id, k, spend, n_transactions, active_days, refund_amount, refund_count, first_day
 FROM periods"""
 

@@ -2,39 +2,123 @@
 
 A crash or a write error leaves either the old file or no file at the final path, never a
 partial one. Output names are confined to a base directory before anything is written.
+
+The rename happens under an exclusive lock on the parent directory, so concurrent writers of one
+output each swap a complete version in (the last one wins) and never meet half-way. Temporary
+names carry the writer's pid: a temporary left by a killed run is removed by the next writer of
+the same output. What may be replaced at all is decided by :mod:`spendlab.io.safe_out`: a
+directory output replaces only a directory spendlab marked as its own (or an empty one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from spendlab.errors import ConfigError
+from spendlab.io.safe_out import mark_output_dir, refuse_unsafe_target
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``directory`` itself: no lock file is left beside the outputs."""
+    import fcntl
+
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temporaries(final: Path) -> None:
+    """Remove ``.<name>.<pid>.*.tmp`` directories beside ``final`` whose writer process is gone."""
+    prefix = f".{final.name}."
+    for tmp in final.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        m = re.fullmatch(r"(\d+)\.[a-z0-9_]+\.tmp", tmp.name[len(prefix):])  # mkdtemp: <pid>.<random>.tmp
+        if m and tmp.is_dir() and not tmp.is_symlink() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _swap(tmp: Path, final: Path, shown: str) -> None:
+    """Move the finished ``tmp`` to ``final`` (caller holds the directory lock).
+
+    A directory replaces the old one in a single exchange where the kernel offers it, so there is no
+    moment without a complete output at ``final``; elsewhere the old one is renamed aside first.
+    """
+    if tmp.is_dir():
+        refuse_unsafe_target(final, shown, kind="dir")
+        mark_output_dir(tmp)
+        if final.is_dir() and _exchange(tmp, final):
+            return  # the old output is now at ``tmp`` and goes with the temporary directory
+        if final.is_dir():
+            old = final.with_name(f".{final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+            return
+    else:
+        refuse_unsafe_target(final, shown, kind="file")
+    os.replace(tmp, final)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
 
-    Works for files and directories (a directory is swapped in by rename, the old one removed).
+    Works for files and directories (a directory is swapped in by rename, the old one removed, and
+    marked as spendlab's). A symlink at ``path`` is followed: the output goes where it points and the
+    link stays. Raises :class:`spendlab.io.safe_out.UnsafeOutputError` before the block runs when
+    ``path`` may not be replaced (current directory or a parent of it, special file, a non-empty
+    directory spendlab did not make), and again before the swap.
     """
-    final = Path(path)
+    shown = os.fspath(path)
+    final = Path(os.path.realpath(shown))
+    refuse_unsafe_target(final, shown)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)) / final.name
+    with _directory_lock(final.parent):
+        _remove_stale_temporaries(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent)) / final.name
     try:
         yield tmp
-        if tmp.is_dir() and final.is_dir():
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        with _directory_lock(final.parent):
+            _swap(tmp, final, shown)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
 

@@ -13,12 +13,12 @@ from pathlib import Path
 from spendlab.config import ReaderConfig
 from spendlab.errors import InputFileError
 from spendlab.io.collect import RowBuilder
-from spendlab.io.parsing import UTC, FieldError, check_window, parse_amount
+from spendlab.io.parsing import UTC, FieldError, check_window, normalise_user_id, parse_amount
 from spendlab.io.records import BadRecord, Blank, iter_records
 from spendlab.io.rejects import RejectRecord, RejectSink
 
-_DATE = re.compile(r"^\d{8}$")
-_INT = re.compile(r"^\d+$")
+_DATE = re.compile(r"[0-9]{8}\Z")  # ASCII digits only (\d takes any script's digits)
+_INT = re.compile(r"[0-9]+\Z")
 _COLUMNS = ("customer_id", "date", "n_items", "dollar_value")
 
 
@@ -55,8 +55,10 @@ def read_cdnow(path: Path, config: ReaderConfig, sink: RejectSink, rows: RowBuil
             sink.reject(RejectRecord(str(path), rec.line, "", "FIELD_COUNT", rec.raw,
                                      f"expected 4 fields {list(_COLUMNS)}, found {len(f)}", rec.offset, record))
             continue
-        column = "date"
+        column = "customer_id"
         try:
+            user = normalise_user_id(f[0])
+            column = "date"
             ts = _parse_date(f[1])
             check_window(ts, config.window_start, window_end)
             column = "n_items"
@@ -70,7 +72,7 @@ def read_cdnow(path: Path, config: ReaderConfig, sink: RejectSink, rows: RowBuil
             sink.reject(RejectRecord(str(path), rec.line, column, exc.error_type, rec.raw, str(exc),
                                      rec.offset, record))
             continue
-        rows.add(f[0], ts, amount, rec.line, int(f[2]))
+        rows.add(user, ts, amount, rec.line, int(f[2]))
         report.accepted += 1
     if report.rows_in == 0 and report.blank_lines == 0 and first:
         raise InputFileError(str(path), "EMPTY_FILE", "the file has no lines")

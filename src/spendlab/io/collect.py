@@ -147,6 +147,10 @@ def read_header_csv(
         row = {name: rec.fields[i] for name, i in positions.items()}
         try:
             parse_row(row, rec)
+        except RowExcluded as exc:
+            file_report.excluded += 1
+            file_report.exclusions[exc.column] += 1
+            continue
         except RowReject as exc:
             sink.reject(RejectRecord(str(path), rec.line, exc.column, exc.error_type, rec.raw, str(exc),
                                      rec.offset, record))
@@ -154,6 +158,14 @@ def read_header_csv(
         file_report.accepted += 1
     if header is None:
         raise InputFileError(str(path), "EMPTY_FILE", "the file has no header line")
+
+
+class RowExcluded(Exception):  # noqa: N818 - an outcome, not an error
+    """A row an include/exclude rule drops: counted as excluded, not rejected."""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+        super().__init__(column)
 
 
 class RowReject(FieldError):

@@ -25,27 +25,34 @@ def _register_neutraliser(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def csv_select(con: duckdb.DuckDBPyConnection, sql: str, order_by: str, *,
-               money_columns: frozenset[str] = frozenset()) -> str:
-    """Wrap ``sql`` so every column is written as promised: ``money_columns`` in cents, text neutralised."""
+               money_columns: frozenset[str] = frozenset(), round6_columns: frozenset[str] = frozenset(),
+               drop: tuple[str, ...] = ()) -> str:
+    """Wrap ``sql`` so every column is written as promised: text that a spreadsheet would run as a formula
+    neutralised by :func:`spendlab.io.rejects.neutralise_formula` itself (one rule for every CSV spendlab
+    writes), ``money_columns`` in cents, ``round6_columns`` to 6 decimals. ``drop``: columns of ``sql``
+    that only order the rows (``order_by`` may name them as ``src.<column>``) and are not written."""
     _register_neutraliser(con)
     cols = [(d[0], str(d[1])) for d in con.execute(f"SELECT * FROM ({sql}) LIMIT 0").description]
     exprs = []
     for name, typ in cols:
+        if name in drop:
+            continue
         q = f'"{name}"'
         if name in money_columns:
             exprs.append(f"CAST(round({q}, 2) AS DECIMAL(38, 2)) AS {q}")
         elif typ in ("VARCHAR", "STRING", "str") or "VARCHAR" in typ.upper():
             exprs.append(f"CASE WHEN left({q}, 1) IN {_FORMULA_START} THEN {_UDF}({q}) ELSE {q} END AS {q}")
-        elif name == "pct_change":
+        elif name in round6_columns:
             exprs.append(f"round({q}, 6) AS {q}")
         else:
             exprs.append(q)
-    return f"SELECT {', '.join(exprs)} FROM ({sql}) ORDER BY {order_by}"
+    return f"SELECT {', '.join(exprs)} FROM ({sql}) AS src ORDER BY {order_by}"
 
 
 def copy_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path, order_by: str, *,
-             money_columns: frozenset[str] = frozenset()) -> int:
+             money_columns: frozenset[str] = frozenset(), round6_columns: frozenset[str] = frozenset(),
+             drop: tuple[str, ...] = ()) -> int:
     """Write a (possibly huge) query result to CSV from DuckDB, in ``order_by`` order; return the row count."""
     literal = str(path).replace("'", "''")
-    row = con.execute(f"COPY ({csv_select(con, sql, order_by, money_columns=money_columns)}) TO '{literal}' (FORMAT csv, HEADER true)").fetchone()
+    row = con.execute(f"COPY ({csv_select(con, sql, order_by, money_columns=money_columns, round6_columns=round6_columns, drop=drop)}) TO '{literal}' (FORMAT csv, HEADER true)").fetchone()
     return int(row[0])

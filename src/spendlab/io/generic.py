@@ -1,74 +1,75 @@
 """Generic inputs: any CSV or Parquet with a column mapping and a sign convention.
 
 CSV goes through the same physical-line reader as the other text formats. Parquet (the format
-of large inputs) is validated and canonicalised in DuckDB, never row by row in Python: a
-per-file footer check, one aggregate pass that counts rejects per file and error type, and a
-SQL view that keeps only the valid rows.
+of large inputs) lives in :mod:`spendlab.io.parquet`: the same value rules, applied per distinct
+value and joined in DuckDB.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from spendlab.config import GenericMapping, ReaderConfig
-from spendlab.errors import ConfigError, InputFileError
-from spendlab.io.collect import RowBuilder, RowReject, field, read_header_csv
-from spendlab.io.parsing import UTC, FieldError, check_window, localize, parse_amount, parse_timestamp
+from spendlab.config import ReaderConfig
+from spendlab.errors import InputFileError
+from spendlab.io.collect import RowBuilder, RowExcluded, field, read_header_csv
+from spendlab.io.lineitems import OrderBook, kept, line_amount
+from spendlab.io.parquet import MappingColumnError, check_parquet_files, scan_parquet, schema_drift
+from spendlab.io.parsing import (
+    as_float,
+    check_window,
+    normalise_user_id,
+    parse_decimal,
+    timestamp_parser,
+)
 from spendlab.io.records import Record
-from spendlab.io.rejects import FileReport, LoadReport, RejectRecord, RejectSink
+from spendlab.io.rejects import RejectSink
+
+__all__ = ["MappingColumnError", "check_parquet_files", "parquet_select", "read_generic_csv", "scan_parquet",
+           "schema_drift"]
 
 
-class MappingColumnError(InputFileError, ConfigError):
-    """The generic mapping names a column the file does not have: a file error and a config error.
+def read_generic_csv(
+    path: Path, config: ReaderConfig, sink: RejectSink, rows: RowBuilder, orders: OrderBook | None = None
+) -> None:
+    """Read one generic CSV into ``rows`` using ``config.generic``.
 
-    Raised from the header or the Parquet footer, before any row is read or any SQL runs.
+    Include/exclude rules run first (an excluded row is counted, never validated). With
+    ``orders`` (the mapping has ``order_col``) each accepted line goes to the order book instead
+    of ``rows``; :mod:`spendlab.io.lineitems` turns the book into one row per order.
     """
-
-
-def _ts_parser(mapping: GenericMapping, config: ReaderConfig):  # noqa: ANN202
-    if mapping.ts_format is None:
-        return lambda text: parse_timestamp(text, zone=config.timezone, dst_policy=config.dst_policy)[0]
-
-    def parse(text: str) -> dt.datetime:
-        try:
-            value = dt.datetime.strptime(text.strip(), mapping.ts_format)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise FieldError("DATE_PARSE", f"timestamp {text!r} does not match {mapping.ts_format!r}: {exc}") from None
-        if value.tzinfo is not None:
-            return value.astimezone(UTC)
-        return localize(value, config.timezone, config.dst_policy)
-
-    return parse
-
-
-def read_generic_csv(path: Path, config: ReaderConfig, sink: RejectSink, rows: RowBuilder) -> None:
-    """Read one generic CSV into ``rows`` using ``config.generic``."""
     m = config.generic
-    sign = 1.0 if m.spend_is == "positive" else -1.0
-    parse_ts = _ts_parser(m, config)
+    sign = Decimal(1) if m.spend_is == "positive" else Decimal(-1)
+    parse_ts = timestamp_parser(m.ts_format, zone=config.timezone, dst_policy=config.dst_policy)
     window_end = config.window_end or dt.date.today()
     report = sink.file_report
+    def line_value(row: dict[str, str]) -> Decimal:
+        if m.amount_col is None:
+            return line_amount(row[m.quantity_col], row[m.unit_price_col], m, config)  # type: ignore[index]
+        return field(m.amount_col, lambda: parse_decimal(row[m.amount_col], thousands=config.thousands,  # type: ignore[return-value]
+                                                         max_abs=config.max_abs_amount, sub_cent=config.sub_cent))
 
     def parse_row(row: dict[str, str], rec: Record) -> None:
-        user = row[m.user_col].strip()
-        if not user:
-            raise RowReject(m.user_col, FieldError("NULL_KEY", f"{m.user_col} is empty"))
-        value = field(m.amount_col, lambda: parse_amount(row[m.amount_col], thousands=config.thousands,
-                                                         max_abs=config.max_abs_amount, sub_cent=config.sub_cent))
+        for col in (*m.include, *m.exclude):
+            if not kept(row[col], col, m):
+                raise RowExcluded(col)
+        user = field(m.user_col, lambda: normalise_user_id(row[m.user_col]))
+        value = line_value(row)
         ts = field(m.ts_col, lambda: parse_ts(row[m.ts_col]))
         field(m.ts_col, lambda: check_window(ts, config.window_start, window_end))  # type: ignore[arg-type]
-        amount = sign * value + 0.0  # type: ignore[operator]
-        if amount < 0:
+        exact = sign * value
+        if exact < 0:
             report.warnings["REFUND"] += 1
-        rows.add(user, ts, amount, rec.line)  # type: ignore[arg-type]
+        if orders is not None:
+            field(m.order_col, lambda: orders.add(row[m.order_col], user, ts, exact, str(path), rec.line))  # type: ignore[arg-type,index]
+        else:
+            rows.add(user, ts, as_float(exact), rec.line)  # type: ignore[arg-type]
 
     try:
-        read_header_csv(path, (m.user_col, m.ts_col, m.amount_col), parse_row, config, sink)
+        read_header_csv(path, m.required_columns(), parse_row, config, sink)
     except InputFileError as exc:
         if exc.error_type not in {"SCHEMA_MISSING_COLUMN", "HEADER_MISMATCH"} or isinstance(exc, MappingColumnError):
             raise
@@ -81,44 +82,13 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def check_parquet_files(files: list[Path], mapping: GenericMapping, strict: bool) -> dict[str, pa.DataType]:
-    """Read every footer; fail a corrupt file, list schema drift per column and file.
-
-    Returns the Arrow type of each mapped column (the first file's). ``user_id`` stored as an
-    integer in some files is read as a string with a warning, or fails in strict mode.
-    """
-    types: dict[str, dict[str, pa.DataType]] = {}
-    for f in files:
-        try:
-            schema = pq.read_schema(f)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputFileError(str(f), "CORRUPT_PARQUET", f"not a readable Parquet file: {exc}") from None
-        missing = [c for c in (mapping.user_col, mapping.ts_col, mapping.amount_col) if c not in schema.names]
-        if missing:
-            raise MappingColumnError(str(f), "SCHEMA_MISSING_COLUMN",
-                                     f"missing column(s) {missing}; found {schema.names} "
-                                     "(check reader.generic in the config)", column=missing[0])
-        types[str(f)] = {c: schema.field(c).type for c in (mapping.user_col, mapping.ts_col, mapping.amount_col)}
-    drift = schema_drift(types, (mapping.user_col, mapping.ts_col, mapping.amount_col))
-    if drift and strict:
-        raise InputFileError(str(files[0].parent), "SCHEMA_DRIFT", "; ".join(drift))
-    first = next(iter(types.values()))
-    return {**first, "_drift": drift}  # type: ignore[dict-item]
-
-
-def schema_drift(types: dict[str, dict[str, pa.DataType]], columns: tuple[str, ...]) -> list[str]:
-    """One line per mapped column whose Arrow type differs across files, listing every file's type."""
-    drift: list[str] = []
-    for col in columns:
-        kinds = {str(t[col]) for t in types.values()}
-        if len(kinds) > 1:
-            per_file = ", ".join(f"{Path(f).name}: {t[col]}" for f, t in types.items())
-            drift.append(f"column {col!r} differs across files ({per_file})")
-    return drift
-
-
 def parquet_select(files: list[Path], config: ReaderConfig, types: dict[str, pa.DataType]) -> tuple[str, str]:
-    """SQL for the canonical rows of Parquet ``files`` and the per-row error expression."""
+    """SQL for the canonical rows of Parquet ``files`` and the per-row error expression.
+
+    Only the Spark engine still uses this (its error expression, transpiled, over canonical Parquet
+    that ``spendlab validate`` wrote). The DuckDB reader applies the full CSV policies instead:
+    :mod:`spendlab.io.parquet`.
+    """
     m = config.generic
     u, t, a = _quote(m.user_col), _quote(m.ts_col), _quote(m.amount_col)
     sign = "1.0" if m.spend_is == "positive" else "-1.0"
@@ -135,9 +105,14 @@ def parquet_select(files: list[Path], config: ReaderConfig, types: dict[str, pa.
         ts_expr = f"make_timestamp(epoch_us(timezone('{tz}', CAST({t} AS TIMESTAMP))))"
     else:
         ts_expr = f"make_timestamp(epoch_us(timezone('{tz}', TRY_CAST({t} AS TIMESTAMP))))"
-    # Surrounding spaces are trimmed (as in the CSV readers), but only where there are any.
+    # Integer ids keep their type: an int64 key hashes, groups and joins far faster than its text
+    # (Transactions.register casts them to text unless asked for native ids). Text ids have
+    # surrounding spaces trimmed (as in the CSV readers), but only where there are any.
+    native_ids = pa.types.is_integer(types.get(m.user_col, pa.string()))
     user = f"CAST({u} AS VARCHAR)"
-    user_expr = f"CASE WHEN starts_with({user}, ' ') OR ends_with({user}, ' ') THEN trim({user}) ELSE {user} END"
+    user_expr = u if native_ids else (
+        f"CASE WHEN starts_with({user}, ' ') OR ends_with({user}, ' ') THEN trim({user}) ELSE {user} END")
+    null_key = "user_id IS NULL" if native_ids else "user_id IS NULL OR user_id = ''"
     window_end = config.window_end or dt.date.today()
     src = (f"read_parquet({file_list}, filename=true, file_row_number=true, union_by_name=true)")
     base = (
@@ -146,7 +121,7 @@ def parquet_select(files: list[Path], config: ReaderConfig, types: dict[str, pa.
         f"filename AS source_file, CAST(file_row_number + 1 AS BIGINT) AS line FROM {src}"
     )
     error = (
-        "CASE WHEN user_id IS NULL OR user_id = '' THEN 'NULL_KEY' "
+        f"CASE WHEN {null_key} THEN 'NULL_KEY' "
         "WHEN ts IS NULL THEN 'DATE_PARSE' "
         f"WHEN ts < TIMESTAMP '{config.window_start}' OR ts >= TIMESTAMP '{window_end}' + INTERVAL 1 DAY "
         "THEN 'OUT_OF_WINDOW' "
@@ -155,45 +130,3 @@ def parquet_select(files: list[Path], config: ReaderConfig, types: dict[str, pa.
         "ELSE NULL END"
     )
     return base, error
-
-
-def scan_parquet(
-    con: duckdb.DuckDBPyConnection,
-    files: list[Path],
-    config: ReaderConfig,
-    report: LoadReport,
-    strict: bool,
-    types: dict[str, pa.DataType] | None = None,
-) -> str:
-    """Count rows and rejects per file in one pass; return the SQL of the valid canonical rows.
-
-    ``types`` is :func:`check_parquet_files`' result when the caller already checked the footers.
-    """
-    if types is None:
-        types = check_parquet_files(files, config.generic, strict)
-    base, error = parquet_select(files, config, types)
-    counts = con.execute(
-        f"SELECT source_file, error, count(*) FROM (SELECT source_file, {error} AS error FROM ({base})) "
-        "GROUP BY ALL ORDER BY ALL"
-    ).fetchall()
-    by_file: dict[str, FileReport] = {str(f): FileReport(str(f)) for f in files}
-    for name, err, n in counts:
-        by_file.setdefault(name, FileReport(name)).count(err, n)
-    drift = types.get("_drift") or []
-    if drift:
-        for fr in by_file.values():
-            fr.warnings["SCHEMA_DRIFT"] += 1
-            fr.notes.extend(drift)
-    report.files.extend(by_file.values())
-    if any(fr.rejected for fr in by_file.values()):
-        bad = con.execute(
-            f"SELECT source_file, line, {error} AS error, user_id, CAST(ts AS VARCHAR), amount FROM ({base}) "
-            f"WHERE {error} IS NOT NULL ORDER BY source_file, line"
-        ).fetchall()
-        for name, line, err, user, ts, amount in bad:
-            column = {"NULL_KEY": config.generic.user_col, "DATE_PARSE": config.generic.ts_col,
-                      "OUT_OF_WINDOW": config.generic.ts_col}.get(err, config.generic.amount_col)
-            raw = f"{user},{ts},{amount}"
-            message = f"{err} in row {line} of {name}"
-            report.rejects.append(RejectRecord(name, line, column, err, raw, message, -1, line))
-    return f"SELECT * EXCLUDE (error) FROM (SELECT *, {error} AS error FROM ({base})) WHERE error IS NULL"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import glob as globlib
+import datetime as dt
+import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -13,22 +14,30 @@ import pandas as pd
 import pyarrow as pa
 
 from spendlab.config import ReaderConfig
-from spendlab.errors import InputFileError, RowError, SpendlabError
-from spendlab.io.builtin import builtin_path
+from spendlab.errors import ConfigError, InputFileError, RowError, SpendlabError
 from spendlab.io.cdnow import read_cdnow
 from spendlab.io.collect import RowBuilder
-from spendlab.io.generic import check_parquet_files, read_generic_csv, scan_parquet
+from spendlab.io.discover import resolve_input
+from spendlab.io.generic import read_generic_csv
+from spendlab.io.lineitems import OrderBook
 from spendlab.io.millions import read_millions
+from spendlab.io.parquet import check_parquet_files, scan_parquet
 from spendlab.io.rejects import FileReport, LoadReport, Mode, RejectSink, finish_load, with_report
 from spendlab.schema import CANONICAL_SCHEMA
+from spendlab.settings import parse_memory_limit
 
 Format = Literal["millions", "cdnow", "generic"]
 FORMATS: tuple[str, ...] = ("millions", "cdnow", "generic")
-BUILTIN_PREFIX = "builtin:"
 
 
 def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with spendlab's session settings (UTC, bounded memory)."""
+    """A DuckDB connection with spendlab's session settings (UTC, bounded memory).
+
+    ``memory_limit`` is checked by :func:`spendlab.settings.parse_memory_limit` (``4GB``, ``none``).
+    """
+    memory_limit = parse_memory_limit(memory_limit)
+    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+        raise ConfigError(f"threads must be a whole number >= 1, got {threads!r}")
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
@@ -53,15 +62,28 @@ class Transactions:
     sql: str | None = None
     files: tuple[str, ...] = ()
     config: ReaderConfig | None = None
+    lookups: dict[str, pa.Table] = field(default_factory=dict)  # tables ``sql`` joins (Parquet)
 
-    def register(self, con: duckdb.DuckDBPyConnection, view: str = "transactions") -> None:
-        """Expose the rows as view ``view`` on ``con`` (user_id, ts, amount, n_items, source_file, line)."""
+    def register(self, con: duckdb.DuckDBPyConnection, view: str = "transactions", *,
+                 native_ids: bool = False) -> None:
+        """Expose the rows as view ``view`` on ``con`` (user_id, ts, amount, n_items, source_file, line).
+
+        ``user_id`` is text (the canonical schema) unless ``native_ids``: then integer ids of a
+        Parquet input keep their stored type, which the feature build groups and joins several times
+        faster and writes out as text itself (:func:`spendlab.features.build_features_arrow`).
+        """
         if self.table is not None:
             naive = self.table.set_column(1, "ts", self.table.column("ts").cast(pa.timestamp("us")))
             con.register(f"{view}__arrow", naive)
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * FROM "{view}__arrow"')
-        else:
+            return
+        for name, lookup in self.lookups.items():
+            con.register(name, lookup)
+        if native_ids:
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS {self.sql}')
+        else:
+            con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS '
+                        f"SELECT * REPLACE (CAST(user_id AS VARCHAR) AS user_id) FROM ({self.sql})")
 
     def to_arrow(self) -> pa.Table:
         if self.table is not None:
@@ -85,32 +107,9 @@ class Transactions:
         return h.hexdigest()
 
 
-def resolve_input(source: str, fmt: str) -> tuple[str, list[Path]]:
-    """Turn INPUT (a file, a directory, a glob or ``builtin:NAME``) into a name and file list."""
-    if source.startswith(BUILTIN_PREFIX):
-
-        name = source[len(BUILTIN_PREFIX):]
-        return name, [builtin_path(name)]
-    p = Path(source)
-    if p.is_dir():
-        exts = {".parquet", ".pq"} if fmt == "generic" else {".csv", ".txt"}
-        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts | {".csv"})
-        if not files:
-            raise SpendlabError(f"{source}: directory holds no input files ({', '.join(sorted(exts))})")
-        return p.name, files
-    if p.is_file():  # a real file wins over glob syntax: "[x]data.csv" is a valid name
-        return p.stem, [p]
-    if any(ch in source for ch in "*?["):
-        files = sorted(Path(f) for f in globlib.glob(source, recursive=True) if Path(f).is_file())
-        if not files:
-            raise SpendlabError(f"{source}: the pattern matches no file")
-        return source, files
-    if not p.exists():
-        raise SpendlabError(f"{source}: no such file or directory")
-    return p.stem, [p]
-
-
 def _is_parquet(path: Path) -> bool:
+    if path.name.lower().endswith((".gz", ".csv", ".txt")):
+        return False
     if path.suffix.lower() in {".parquet", ".pq"}:
         return True
     with open(path, "rb") as fh:
@@ -123,29 +122,35 @@ def load_transactions(
     *,
     config: ReaderConfig | None = None,
     mode: Mode = Mode.QUARANTINE,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> Transactions:
     """Read INPUT in format ``fmt`` into canonical transactions, applying the validation mode.
 
     File-level problems (empty, wrong header, wrong encoding, corrupt Parquet) raise
-    :class:`InputFileError`; row problems are handled by ``mode``.
+    :class:`InputFileError`; row problems are handled by ``mode``. ``con`` is the DuckDB
+    connection Parquet inputs are scanned on (default: a new one from :func:`connect`).
     """
     if fmt not in FORMATS:
         raise SpendlabError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     config = config or ReaderConfig()
-    name, files = resolve_input(source, fmt)
-    report = LoadReport()
+    found = resolve_input(source, fmt)
+    name, files = found.name, found.files
+    report = LoadReport(skipped=found.skipped, duplicates=found.duplicates)
     parquet = [f for f in files if fmt == "generic" and _is_parquet(f)]
     if parquet:
         if len(parquet) != len(files):
             raise SpendlabError(f"{source}: mixes Parquet and CSV files; give one kind at a time")
         types = check_parquet_files(parquet, config.generic, strict=mode is Mode.STRICT)  # no SQL before this
-        con = connect()
-        sql = scan_parquet(con, parquet, config, report, strict=mode is Mode.STRICT, types=types)
+        con = con or connect()
+        scan = scan_parquet(con, parquet, config, report, strict=mode is Mode.STRICT, types=types)
         if mode is Mode.STRICT and report.rejects:
             raise with_report(RowError(f"strict mode: {report.rejects[0].describe()}"), report)
         finish_load(report, mode)
-        return Transactions(name, report, sql=sql, files=tuple(str(f) for f in files), config=config)
-    reader = {"millions": read_millions, "cdnow": read_cdnow, "generic": read_generic_csv}[fmt]
+        return Transactions(name, report, sql=scan.sql, files=tuple(str(f) for f in files), config=config,
+                            lookups=scan.lookups)
+    book = OrderBook() if fmt == "generic" and config.generic.order_col else None
+    generic = functools.partial(read_generic_csv, orders=book)
+    reader = {"millions": read_millions, "cdnow": read_cdnow, "generic": generic}[fmt]
     tables = []
     for f in files:
         file_report = FileReport(str(f))
@@ -162,8 +167,18 @@ def load_transactions(
             raise
         tables.append(rows.table(str(f)))
     finish_load(report, mode)
+    if book is not None:  # line items: one canonical row per order
+        tables = [book.table()]
     table = pa.concat_tables(tables) if tables else CANONICAL_SCHEMA.empty_table()
     return Transactions(name, report, table=table, files=tuple(str(f) for f in files), config=config)
+
+
+def date_span(tx: Transactions) -> tuple[dt.date | None, dt.date | None]:
+    """The UTC days of the first and the last accepted transaction (None, None when there is none)."""
+    con = connect()
+    tx.register(con)
+    first, last = con.execute("SELECT min(ts)::DATE, max(ts)::DATE FROM transactions").fetchone()
+    return first, last
 
 
 def validation_summary(tx: Transactions) -> dict[str, object]:
@@ -185,6 +200,8 @@ def validation_summary(tx: Transactions) -> dict[str, object]:
     policy = tx.config.refunds if tx.config is not None else "separate"
     return {
         "files": [f.as_dict() for f in tx.report.files],
+        "skipped": list(tx.report.skipped),
+        "duplicates": list(tx.report.duplicates),
         "users": int(users),
         "total_spend": gross,
         "net_spend": net,

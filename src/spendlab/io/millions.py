@@ -16,7 +16,7 @@ from typing import Any
 
 from spendlab.config import ReaderConfig
 from spendlab.io.collect import RowBuilder, RowReject, field, read_header_csv
-from spendlab.io.parsing import FieldError, check_window, parse_amount, parse_timestamp
+from spendlab.io.parsing import FieldError, check_window, normalise_user_id, parse_amount, parse_timestamp
 from spendlab.io.records import Record
 from spendlab.io.rejects import RejectSink
 
@@ -71,9 +71,7 @@ def read_millions(path: Path, config: ReaderConfig, sink: RejectSink, rows: RowB
     tz_kinds: set[bool] = set()
 
     def parse_row(row: dict[str, str], rec: Record) -> None:
-        user = row["user_id"].strip()
-        if not user:
-            raise RowReject("user_id", FieldError("NULL_KEY", "user_id is empty"))
+        user = field("user_id", lambda: normalise_user_id(row["user_id"]))
         kind = row["type"].strip()
         if kind not in config.accepted_types:
             if config.unknown_types == "reject":
@@ -99,7 +97,7 @@ def read_millions(path: Path, config: ReaderConfig, sink: RejectSink, rows: RowB
         tz_kinds.add(aware)
         if amount < 0:
             report.warnings["REFUND"] += 1
-        rows.add(user, ts, amount, rec.line)
+        rows.add(user, ts, amount, rec.line)  # type: ignore[arg-type]
 
     read_header_csv(path, COLUMNS, parse_row, config, sink)
     if len(tz_kinds) > 1:

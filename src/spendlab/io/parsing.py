@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 UTC = dt.timezone.utc
 
-_PLAIN = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
-_NON_FINITE = re.compile(r"^[+-]?(nan|inf|infinity)$", re.IGNORECASE)
+# Every pattern is ASCII-only and anchored with \Z: Python's \d would accept Arabic-Indic or
+# full-width digits ("١٢.٠٠"), which int() and Decimal() then happily read (issue 15 item 4).
+_PLAIN = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
+_THOUSANDS = re.compile(r"[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?\Z")
+_NON_FINITE = re.compile(r"[+-]?(nan|inf|infinity)\Z", re.IGNORECASE)
 _TS = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?)?"
-    r"\s*(Z|[+-]\d{2}:?\d{2})?$"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[ T]([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(\.[0-9]{1,9})?)?)?"
+    r"[ ]*(Z|[+-][0-9]{2}:?[0-9]{2})?\Z"
 )
+#: The largest UTC offset in use anywhere (Kiribati, +14:00); minutes must be below 60.
+MAX_OFFSET = dt.timedelta(hours=14)
 _CENT = Decimal("0.01")
 
 
@@ -42,8 +48,20 @@ def parse_amount(
 
     Currency symbols, codes and unexpected separators are rejected, never stripped.
     """
+    return as_float(parse_decimal(value, thousands=thousands, max_abs=max_abs, sub_cent=sub_cent))
+
+
+def parse_decimal(
+    value: str | Decimal | int | float,
+    *,
+    thousands: str | None = None,
+    max_abs: float = 1e7,
+    sub_cent: str = "reject",
+    what: str = "amount",
+) -> Decimal:
+    """:func:`parse_amount` without the float conversion (for exact products and sums)."""
     if isinstance(value, bool):
-        raise FieldError("AMOUNT_FORMAT", f"amount {value!r} is not a number")
+        raise FieldError("AMOUNT_FORMAT", f"{what} {value!r} is not a number")
     if isinstance(value, float):
         value = Decimal(repr(value))
     if isinstance(value, int):
@@ -51,37 +69,49 @@ def parse_amount(
     if isinstance(value, str):
         text = value.strip()
         if not text:
-            raise FieldError("EMPTY_FIELD", "amount is empty")
+            raise FieldError("EMPTY_FIELD", f"{what} is empty")
         if _NON_FINITE.match(text):
-            raise FieldError("NON_FINITE", f"amount {value!r} is not a finite number")
+            raise FieldError("NON_FINITE", f"{what} {value!r} is not a finite number")
         if thousands == "," and _THOUSANDS.match(text):
             text = text.replace(",", "")
         elif not _PLAIN.match(text):
-            raise FieldError("AMOUNT_FORMAT", f"amount {value!r} is not a plain decimal number")
+            raise FieldError("AMOUNT_FORMAT", f"{what} {value!r} is not a plain decimal number")
         try:
             value = Decimal(text)
         except InvalidOperation:
-            raise FieldError("AMOUNT_FORMAT", f"amount {value!r} is not a plain decimal number") from None
+            raise FieldError("AMOUNT_FORMAT", f"{what} {value!r} is not a plain decimal number") from None
+    return check_decimal(value, max_abs=max_abs, sub_cent=sub_cent, what=what)
+
+
+def check_decimal(value: Decimal, *, max_abs: float = 1e7, sub_cent: str = "reject", what: str = "amount") -> Decimal:
+    """The amount policy on an exact value: finite, within ``max_abs``, cents unless ``sub_cent: keep``."""
     if not value.is_finite():
-        raise FieldError("NON_FINITE", f"amount {value} is not a finite number")
-    as_float = float(value)
-    if as_float != as_float or as_float in (float("inf"), float("-inf")):
-        raise FieldError("NON_FINITE", f"amount {value} overflows a float")
+        raise FieldError("NON_FINITE", f"{what} {value} is not a finite number")
+    as_float(value, what)
     if abs(value) > Decimal(repr(max_abs)):
-        raise FieldError("OUT_OF_RANGE", f"amount {value} is beyond the maximum magnitude {max_abs:g}")
+        raise FieldError("OUT_OF_RANGE", f"{what} {value} is beyond the maximum magnitude {max_abs:g}")
     if sub_cent == "reject" and value != value.quantize(_CENT, rounding="ROUND_HALF_EVEN"):
-        raise FieldError("SUB_CENT", f"amount {value} has more precision than cents")
-    return as_float + 0.0  # normalises -0.0 to 0.0
+        raise FieldError("SUB_CENT", f"{what} {value} has more precision than cents")
+    return value
+
+
+def as_float(value: Decimal, what: str = "amount") -> float:
+    """``value`` as float64 (``-0.0`` normalised to ``0.0``); an overflow is ``NON_FINITE``."""
+    out = float(value)
+    if out != out or out in (float("inf"), float("-inf")):
+        raise FieldError("NON_FINITE", f"{what} {value} overflows a float")
+    return out + 0.0
 
 
 @lru_cache(maxsize=64)
-def _zone(name: str) -> dt.tzinfo:
+def zone_info(name: str) -> dt.tzinfo:
+    """The tzinfo of an IANA zone name (``datetime.timezone.utc`` for UTC), cached."""
     return UTC if name == "UTC" else ZoneInfo(name)
 
 
 def localize(naive: dt.datetime, zone: str, dst_policy: str = "reject") -> dt.datetime:
     """Attach ``zone`` to a naive local time, applying the DST policy, and convert to UTC."""
-    tz = _zone(zone)
+    tz = zone_info(zone)
     if tz is UTC:
         return naive.replace(tzinfo=UTC)
     early = naive.replace(tzinfo=tz, fold=0)
@@ -104,7 +134,8 @@ def parse_timestamp(text: str, *, zone: str = "UTC", dst_policy: str = "reject")
     Returns the datetime and whether the text carried its own offset. The hour need not be
     zero-padded (the millions format writes ``3:40:03``).
     """
-    m = _TS.match(text.strip())
+    text = text.strip()
+    m = _TS.match(text) if text.isascii() else None
     if not m:
         raise FieldError("DATE_PARSE", f"timestamp {text!r} is not YYYY-MM-DD H:MM:SS")
     y, mo, d, h, mi, s, frac, off = m.groups()
@@ -119,10 +150,58 @@ def parse_timestamp(text: str, *, zone: str = "UTC", dst_policy: str = "reject")
         return naive.replace(tzinfo=UTC), True
     sign = 1 if off[0] == "+" else -1
     digits = off[1:].replace(":", "")
-    offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-    if offset >= dt.timedelta(hours=24):
-        raise FieldError("DATE_PARSE", f"timestamp {text!r} has an impossible offset")
+    hours, minutes = int(digits[:2]), int(digits[2:])
+    offset = dt.timedelta(hours=hours, minutes=minutes)
+    if minutes >= 60 or offset > MAX_OFFSET:
+        raise FieldError("DATE_PARSE", f"timestamp {text!r} has an impossible UTC offset {off} "
+                                       "(minutes below 60, at most 14 hours)")
     return naive.replace(tzinfo=dt.timezone(sign * offset)).astimezone(UTC), True
+
+
+def timestamp_parser(
+    ts_format: str | None, *, zone: str = "UTC", dst_policy: str = "reject"
+) -> Callable[[str], dt.datetime]:
+    """The timestamp parser of a generic mapping: ISO 8601 (``ts_format=None``) or a strptime format.
+
+    Both take ASCII text only; an offset in the text wins over ``zone``; a naive value is read in
+    ``zone`` under ``dst_policy``. CSV fields and Parquet string columns both go through it.
+    """
+    if ts_format is None:
+        return lambda text: parse_timestamp(text, zone=zone, dst_policy=dst_policy)[0]
+
+    def parse(text: str) -> dt.datetime:
+        text = text.strip()
+        if not text.isascii():
+            raise FieldError("DATE_PARSE", f"timestamp {text!r} holds non-ASCII characters")
+        try:
+            value = dt.datetime.strptime(text, ts_format)
+        except ValueError as exc:
+            raise FieldError("DATE_PARSE", f"timestamp {text!r} does not match {ts_format!r}: {exc}") from None
+        if value.tzinfo is not None:
+            return value.astimezone(UTC)
+        return localize(value, zone, dst_policy)
+
+    return parse
+
+
+def normalise_user_id(text: str | None) -> str:
+    """The one user-id policy of every reader and format (CSV, CDNOW, Parquet strings and integers).
+
+    Surrounding whitespace is trimmed as ``str.strip`` does (Unicode White_Space, so a
+    non-breaking space or a unit separator goes too); what remains is kept exactly ("007" stays
+    "007"). An empty id is ``NULL_KEY``. An id that still holds a character that does not print as
+    itself (``str.isprintable``: control and format characters such as NUL, ESC, a zero-width
+    space or a bidi override, and every space other than the ASCII one) is ``INVALID_KEY``: two
+    such ids print alike but join apart.
+    """
+    user = (text or "").strip()
+    if not user:
+        raise FieldError("NULL_KEY", "user id is empty")
+    if not user.isprintable():
+        bad = next(ch for ch in user if not ch.isprintable())
+        raise FieldError("INVALID_KEY", f"user id {user!r} contains U+{ord(bad):04X} "
+                                        f"({unicodedata.name(bad, unicodedata.category(bad))}), which does not print as itself")
+    return user
 
 
 def check_window(ts: dt.datetime, start: dt.date, end: dt.date) -> None:

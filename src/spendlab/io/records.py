@@ -11,6 +11,8 @@ without being held in memory.
 from __future__ import annotations
 
 import csv
+import gzip
+import zlib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -118,13 +120,17 @@ def iter_records(
     ``expected_fields`` is an optional one-element list the caller fills once it knows the header's
     field count: a multi-line record with another count is treated like an unclosed quote.
     """
-    with open(path, "rb") as fh:
-        check_file_start(path, fh)
-        physical = _physical_lines(fh, fh.tell(), max_line_bytes)
-        if quoted:
-            yield from _csv_records(physical, max_line_bytes, expected_fields)
-        else:
-            yield from _whitespace_records(physical, max_line_bytes)
+    gz = path.name.lower().endswith(".gz")  # byte offsets then count the decompressed bytes
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
+            check_file_start(path, fh)
+            physical = _physical_lines(fh, fh.tell(), max_line_bytes)
+            if quoted:
+                yield from _csv_records(physical, max_line_bytes, expected_fields)
+            else:
+                yield from _whitespace_records(physical, max_line_bytes)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise InputFileError(str(path), "CORRUPT_GZIP", f"not a readable gzip file: {exc}") from None
 
 
 _Line = tuple[int, int, bytes, bool]  # line number, byte offset, bytes without EOL, too long

@@ -1,7 +1,7 @@
 """Reject records, per-file counters and the three validation modes.
 
 The contract (``shared/reliability-catalogue.md`` section 0): for every file
-``rows_in = accepted + rejected``, counted by spendlab's own counter, and every rejected row has
+``rows_in = accepted + rejected (+ excluded, rows an include/exclude rule drops)``, counted by spendlab's own counter, and every rejected row has
 a record with file, physical line, byte offset, column, error type, raw text and message.
 """
 
@@ -60,8 +60,10 @@ class FileReport:
     rows_in: int = 0
     accepted: int = 0
     rejected: int = 0
+    excluded: int = 0  # rows dropped by an include/exclude rule (not errors)
     blank_lines: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    exclusions: Counter[str] = field(default_factory=Counter)  # column of the rule -> rows excluded
     warnings: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)  # what a warning refers to (columns, types, files)
 
@@ -75,9 +77,10 @@ class FileReport:
             self.errors[error_type] += n
 
     def check_conservation(self) -> None:
-        if self.rows_in != self.accepted + self.rejected:
+        if self.rows_in != self.accepted + self.rejected + self.excluded:
             raise AssertionError(
                 f"{self.file}: rows_in={self.rows_in} != accepted={self.accepted} + rejected={self.rejected}"
+                f" + excluded={self.excluded}"
             )
 
     def as_dict(self) -> dict[str, object]:
@@ -86,8 +89,10 @@ class FileReport:
             "rows_in": self.rows_in,
             "accepted": self.accepted,
             "rejected": self.rejected,
+            "excluded": self.excluded,
             "blank_lines": self.blank_lines,
             "errors": dict(sorted(self.errors.items())),
+            "exclusions": dict(sorted(self.exclusions.items())),
             "warnings": dict(sorted(self.warnings.items())),
             "notes": list(self.notes),
         }
@@ -99,6 +104,8 @@ class LoadReport:
 
     files: list[FileReport] = field(default_factory=list)
     rejects: list[RejectRecord] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # inputs not read, each "path: reason"
+    duplicates: list[str] = field(default_factory=list)  # other names of a file read once
 
     @property
     def rows_in(self) -> int:
@@ -111,6 +118,10 @@ class LoadReport:
     @property
     def rejected(self) -> int:
         return sum(f.rejected for f in self.files)
+
+    @property
+    def excluded(self) -> int:
+        return sum(f.excluded for f in self.files)
 
     def errors(self) -> Counter[str]:
         total: Counter[str] = Counter()
@@ -130,8 +141,11 @@ class LoadReport:
             "rows_in": self.rows_in,
             "accepted": self.accepted,
             "rejected": self.rejected,
+            "excluded": self.excluded,
             "errors": dict(sorted(self.errors().items())),
             "warnings": dict(sorted(self.warnings().items())),
+            "skipped": list(self.skipped),
+            "duplicates": list(self.duplicates),
         }
 
 

@@ -110,7 +110,8 @@ def _write(con: duckdb.DuckDBPyConnection, report: DescribeReport, small: dict[s
     (tmp / "insights").mkdir(parents=True, exist_ok=True)
     (tmp / "figures").mkdir(exist_ok=True)
     for name, (sql_fn, order) in BIG_TABLES.items():
-        files[name] = copy_csv(con, sql_fn(net_refunds), tmp / name, order, money_columns=MONEY_COLUMNS)
+        files[name] = copy_csv(con, sql_fn(net_refunds), tmp / name, order, money_columns=MONEY_COLUMNS,
+                               round6_columns=frozenset({"pct_change"}))
     for insight in report.insights:
         (tmp / "figures" / f"{insight.key}.png").write_bytes(insight.figure)
         files[f"figures/{insight.key}.png"] = len(insight.figure)

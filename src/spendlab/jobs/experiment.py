@@ -29,6 +29,7 @@ from spendlab.forecast.leaderboard import leaderboard, test_predictions
 from spendlab.forecast.protocol import ExperimentConfig
 from spendlab.io import load_transactions
 from spendlab.io.atomic import atomic_path, atomic_write_text
+from spendlab.io.safe_out import prepare_output_dir
 from spendlab.jobs.features import load_feature_config
 from spendlab.models.base import usable_cores
 from spendlab.models.registry import MODELS, make_model, model_params
@@ -215,7 +216,7 @@ def _say_done(progress: Any | None, o: _Outcome) -> None:
 def write_outputs(out_dir: Path, *, board: pd.DataFrame, predictions: pd.DataFrame,
                   intervals: dict[str, Any]) -> dict[str, Path]:
     """``leaderboard.csv``, ``predictions.parquet`` and ``intervals.json``, each written atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out_dir)  # checked and marked as spendlab's (spendlab.io.safe_out)
     paths = {"leaderboard": out_dir / "leaderboard.csv", "predictions": out_dir / "predictions.parquet",
              "intervals": out_dir / "intervals.json"}
     with atomic_path(paths["leaderboard"]) as tmp:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from spendlab.calendar import Freq
 from spendlab.config import load_yaml
+from spendlab.features import build_features_arrow
 from spendlab.features.config import FeatureConfig, feature_config_from_dict
+from spendlab.features.metadata import default_as_of
 from spendlab.io.atomic import atomic_path
+from spendlab.io.load import Transactions, connect
 
 
 def write_features(table: pa.Table, out: str | Path, metadata: dict[str, str]) -> Path:
@@ -26,3 +31,16 @@ def load_feature_config(path: str | Path | None = None) -> FeatureConfig:
     if path is None:
         return FeatureConfig()
     return feature_config_from_dict(load_yaml(path), str(path))
+
+
+def features_table(tx: Transactions, *, freq: Freq, as_of: dt.date | None, config: FeatureConfig,
+                   threads: int | None = None, memory_limit: str | None = None) -> tuple[pa.Table, dt.date]:
+    """Every user's as-of features in one pass over ``tx`` (ids in their stored type until the output,
+    where they are text), and the cutoff used (default: the end of the latest complete period)."""
+    con = connect(threads=threads, memory_limit=memory_limit)
+    try:
+        tx.register(con, native_ids=True)
+        cutoff = as_of or default_as_of(con, freq)
+        return build_features_arrow(con, freq=freq, as_of=cutoff, config=config), cutoff
+    finally:
+        con.close()

@@ -6,9 +6,8 @@ import json
 import tempfile
 from pathlib import Path
 
-import duckdb
-
 from spendlab.io.atomic import atomic_path
+from spendlab.io.csv_out import copy_csv
 from spendlab.io.load import connect
 from spendlab.io.rejects import neutralise_formula
 from spendlab.reconcile.compare import ReconcileResult, reconcile_tables
@@ -53,18 +52,6 @@ def run_reconcile(
     return {**result.summary, "outputs": [str(out_dir / p.name) for p in written]}
 
 
-_NEUTRAL = ("CASE WHEN regexp_matches({c}, '^[=+\\-@\\t\\r]') AND TRY_CAST({c} AS DOUBLE) IS NULL "
-            "THEN '''' || {c} ELSE {c} END")
-
-
-def _copy_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:
-    con.execute(f"COPY ({sql}) TO '{_sql_path(path)}' (HEADER, DELIMITER ',')")
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
 def write_outputs(result: ReconcileResult, out_dir: Path) -> list[Path]:
     """Write every output into ``out_dir`` (which must exist); return the paths written."""
     con = result.con
@@ -72,22 +59,18 @@ def write_outputs(result: ReconcileResult, out_dir: Path) -> list[Path]:
     p = out_dir / "summary.json"
     p.write_text(json.dumps(result.summary, indent=2, default=str) + "\n", encoding="utf-8")
     paths.append(p)
-    n = {c: _NEUTRAL.format(c=f'"{c}"') for c in ("user_id", "platform", "source", "rebuilt", "file")}
     p = out_dir / "user_diffs.csv"
-    _copy_csv(con, f'SELECT {n["user_id"]} AS user_id, "column", {n["platform"]} AS platform, {n["source"]} AS '
-                   f'source, {n["rebuilt"]} AS rebuilt, cause, {n["file"]} AS file FROM user_diffs '
-                   'ORDER BY user_diffs.user_id, user_diffs.o', p)
+    copy_csv(con, 'SELECT user_id, "column", platform, source, rebuilt, cause, file, o FROM user_diffs', p,
+             order_by="src.user_id, src.o", drop=("o",))
     paths.append(p)
-    u = {c: _NEUTRAL.format(c=f'"{c}"') for c in ("user_id", "file", "detail", "secondary")}
     p = out_dir / "user_causes.csv"
-    _copy_csv(con, f'SELECT {u["user_id"]} AS user_id, cause, side, {u["file"]} AS file, class, {u["detail"]} AS '
-                   f'detail, amount, p_spend AS platform_spend, s_spend AS source_spend, r_spend AS rebuilt_spend, '
-                   f'{u["secondary"]} AS secondary FROM user_causes ORDER BY user_id', p)
+    copy_csv(con, 'SELECT user_id, cause, side, file, class, detail, amount, p_spend AS platform_spend, '
+                  's_spend AS source_spend, r_spend AS rebuilt_spend, secondary FROM user_causes', p,
+             order_by="src.user_id")
     paths.append(p)
-    rn = {c: _NEUTRAL.format(c=f'"{c}"') for c in ("file", "raw", "message")}
     p = out_dir / "rejects.csv"
-    _copy_csv(con, f'SELECT dataset, {rn["file"]} AS file, line, "column", error_type, {rn["raw"]} AS raw, '
-                   f'{rn["message"]} AS message FROM rejects ORDER BY dataset, file_idx, line', p)
+    copy_csv(con, 'SELECT dataset, file, line, "column", error_type, raw, message, file_idx FROM rejects', p,
+             order_by="src.dataset, src.file_idx, src.line", drop=("file_idx",))
     paths.append(p)
     p = out_dir / "delta_flags.csv"
     flags = result.flags.copy()

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from spendlab.errors import SpendlabError
+from spendlab.features.config import lag_name
 
-_LAG = re.compile(r"^spend_lag(\d+)$")
+_LAG = re.compile(re.escape(lag_name("spend", 0))[:-1] + r"(\d+)$")  # spend_lag<k>, named in one place
 #: Threads ``predict`` may use (``None``: each model's own setting); see :func:`predict_threads`.
 _PREDICT_THREADS: ContextVar[int | None] = ContextVar("spendlab_predict_threads", default=None)
 ID_COLUMNS: tuple[str, ...] = ("user_id",)
@@ -94,3 +99,40 @@ def usable_cores() -> int:
 def current_predict_threads() -> int | None:
     """The thread count set by the innermost :func:`predict_threads` block, if any."""
     return _PREDICT_THREADS.get()
+
+
+class _ThreadMutedStdout:
+    """``sys.stdout`` that drops what muted threads write and passes every other thread's output on."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def write(self, text: str) -> int:
+        return len(text) if getattr(_MUTED, "on", False) else self._target.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+
+_MUTED = threading.local()
+_LIBRARY_QUIET = threading.Lock()
+
+
+@contextmanager
+def quiet_library_fit() -> Iterator[None]:
+    """Silence a library's prints and RuntimeWarnings during one fit, safely across threads.
+
+    ``contextlib.redirect_stdout`` swaps ``sys.stdout`` for the whole process, so two backtests
+    fitting at once could leave it pointing at a discarded buffer (and hide the CLI's own output).
+    Here only the calling thread's prints are dropped; the warning filters (process-wide state too)
+    are changed under a lock, so fits that need them take turns.
+    """
+    if not isinstance(sys.stdout, _ThreadMutedStdout):
+        sys.stdout = _ThreadMutedStdout(sys.stdout)
+    _MUTED.on = True
+    try:
+        with _LIBRARY_QUIET, warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            yield
+    finally:
+        _MUTED.on = False

@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from spendlab.features.config import HAS_LAST_YEAR, SAME_PERIOD_LAST_YEAR, rolling_name
 from spendlab.models.base import as_frame, lag_columns, non_negative, require
 
 
@@ -64,7 +65,7 @@ class MovingAverage(_LagBaseline):
         self.window = window
 
     def _columns(self, X: pd.DataFrame) -> list[str]:
-        rolling = f"spend_rolling_mean_lag1_window{self.window}"
+        rolling = rolling_name("spend", "mean", self.window)
         if rolling in X.columns:
             return [rolling]
         cols = lag_columns(X, self.window)
@@ -83,11 +84,11 @@ class SeasonalNaive(_LagBaseline):
         self.fallback_window = fallback_window
 
     def _columns(self, X: pd.DataFrame) -> list[str]:
-        return ["spend_same_period_last_year", "has_last_year", *lag_columns(X, self.fallback_window)]
+        return [SAME_PERIOD_LAST_YEAR, HAS_LAST_YEAR, *lag_columns(X, self.fallback_window)]
 
     def _predict(self, X: pd.DataFrame) -> np.ndarray:
-        seasonal = X["spend_same_period_last_year"].to_numpy(dtype=np.float64)
-        has = X["has_last_year"].to_numpy(dtype=np.float64) > 0.5
+        seasonal = X[SAME_PERIOD_LAST_YEAR].to_numpy(dtype=np.float64)
+        has = X[HAS_LAST_YEAR].to_numpy(dtype=np.float64) > 0.5
         fallback = X[self.columns_[2:]].to_numpy(dtype=np.float64).mean(axis=1)
         return np.where(has, seasonal, fallback)
 

@@ -8,7 +8,6 @@ the repeat purchase days). Times are fitted in weeks, which keeps the optimiser 
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from spendlab.models.base import as_frame, non_negative, require
+from spendlab.models.base import as_frame, non_negative, quiet_library_fit, require
 from spendlab.models.learned import make_lightgbm
 
 RFM_COLUMNS = ("bgnbd_frequency", "bgnbd_recency_days", "bgnbd_T_days", "bgnbd_monetary")
@@ -113,15 +112,11 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
 
 def _fit_with_retry(fit: Any, penalizer: float) -> Any:
     """Fit a lifetimes model; on non-convergence retry with a growing L2 penalty, else ``None``."""
-    import contextlib
-    import io
-
     from lifetimes.utils import ConvergenceError
 
     for pen in (penalizer, max(penalizer, 1e-3), max(penalizer, 1e-2), max(penalizer, 1e-1)):
-        # lifetimes prints the optimiser's report on failure; keep stdout clean.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore", RuntimeWarning)
+        # lifetimes prints the optimiser's report on failure: keep this thread's stdout clean
+        with quiet_library_fit():
             try:
                 return fit(pen)
             except ConvergenceError:

@@ -8,6 +8,7 @@ confidence intervals) is kept in ``summary_text_`` and logged to MLflow as an ar
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -15,15 +16,27 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from spendlab.features.config import HAS_LAST_YEAR, SAME_PERIOD_LAST_YEAR, lag_name, rolling_name
 from spendlab.models.base import as_frame, non_negative
 from spendlab.models.learned import signed_log1p
 
-DEFAULT_COLUMNS: tuple[str, ...] = (
-    "spend_lag1", "spend_lag2", "spend_lag3",
-    "spend_rolling_mean_lag1_window3", "spend_rolling_mean_lag1_window6", "spend_rolling_mean_lag1_window12",
-    "spend_same_period_last_year", "has_last_year", "days_since_last_purchase", "n_transactions_total",
+#: Named features the GLM reads when the frame has them, beside the spend lags 1..3 and every
+#: rolling mean of spend the feature set declares (its windows depend on the frequency: 3/6/12
+#: months, 4/13/26 weeks), so the same model reads a weekly frame as fully as a monthly one.
+NAMED_COLUMNS: tuple[str, ...] = (
+    SAME_PERIOD_LAST_YEAR, HAS_LAST_YEAR, "days_since_last_purchase", "n_transactions_total",
     "mean_basket", "tenure_days", "n_active_periods", "bgnbd_frequency", "target_days_in_period",
 )
+SPEND_LAGS = 3
+_SPEND_MEAN = re.compile(re.escape(rolling_name("spend", "mean", 0))[:-1] + r"(\d+)")
+
+
+def default_columns(columns: list[str]) -> list[str]:
+    """The GLM's columns among ``columns``: spend lags 1..3, every spend rolling mean, the named ones."""
+    lags = [lag_name("spend", i) for i in range(1, SPEND_LAGS + 1)]
+    means = sorted((int(m.group(1)), c) for c in columns if (m := _SPEND_MEAN.fullmatch(c)))
+    wanted = [*lags, *(c for _, c in means), *NAMED_COLUMNS]
+    return [c for c in wanted if c in columns]
 
 
 class StatsmodelsTweedieGLM(RegressorMixin, BaseEstimator):
@@ -35,7 +48,7 @@ class StatsmodelsTweedieGLM(RegressorMixin, BaseEstimator):
         Tweedie variance power (1 = Poisson, 2 = Gamma; between them a compound Poisson-Gamma
         with a point mass at zero, which is what per-user spend looks like).
     columns
-        Feature columns to use; ``None`` = those of :data:`DEFAULT_COLUMNS` the frame has, or every
+        Feature columns to use; ``None`` = :func:`default_columns` of the frame, or every
         numeric column when it has none of them.
     max_iter
         IRLS iterations.
@@ -59,7 +72,7 @@ class StatsmodelsTweedieGLM(RegressorMixin, BaseEstimator):
         if self.columns is not None:
             cols = list(self.columns)
         else:
-            cols = [c for c in DEFAULT_COLUMNS if c in frame.columns] or list(
+            cols = default_columns(list(frame.columns)) or list(
                 frame.select_dtypes(include=[np.number, "bool"]).columns)
         m = signed_log1p(frame[cols].to_numpy(dtype=np.float64))
         sd = m.std(axis=0)

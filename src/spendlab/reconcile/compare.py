@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import duckdb
 import pandas as pd
 
-from spendlab.reconcile.inputs import VALUE_COLUMNS, ReconcileInputs
+from spendlab.reconcile.inputs import MONEY_SQL_TYPE, VALUE_COLUMNS, ReconcileInputs
 
 CAUSES: tuple[str, ...] = (
     "file_not_loaded",
@@ -68,9 +69,10 @@ class ReconcileResult:
 
 
 def _macros(con: duckdb.DuckDBPyConnection, tolerance: float, rel_tolerance: float) -> None:
-    tol, rel = float(tolerance), float(rel_tolerance)
+    # exact decimal arithmetic: the tolerances are DECIMAL literals, never a float's repr pasted into SQL
+    tol, rel = (f"CAST('{Decimal(str(v)):f}' AS {MONEY_SQL_TYPE})" for v in (tolerance, rel_tolerance))
     con.execute(f"CREATE OR REPLACE TEMP MACRO eqm(x, y) AS coalesce((x IS NULL AND y IS NULL) "
-                f"OR abs(x - y) <= {tol!r} + {rel!r} * abs(y), false)")
+                f"OR abs(x - y) <= {tol} + {rel} * abs(y), false)")
     con.execute("CREATE OR REPLACE TEMP MACRO eqc(x, y) AS coalesce((x IS NULL AND y IS NULL) OR x = y, false)")
     con.execute("CREATE OR REPLACE TEMP MACRO roweq(a, b) AS CASE WHEN a IS NULL OR b IS NULL "
                 "THEN a IS NULL AND b IS NULL ELSE eqm(a.s, b.s) AND eqc(a.c, b.c) AND eqm(a.l, b.l) "
@@ -78,8 +80,8 @@ def _macros(con: duckdb.DuckDBPyConnection, tolerance: float, rel_tolerance: flo
     con.execute("CREATE OR REPLACE TEMP MACRO exact(a, b) AS CASE WHEN a IS NULL OR b IS NULL "
                 "THEN a IS NULL AND b IS NULL ELSE a.s IS NOT DISTINCT FROM b.s AND a.c IS NOT DISTINCT FROM b.c "
                 "AND a.l IS NOT DISTINCT FROM b.l AND a.b IS NOT DISTINCT FROM b.b END")
-    con.execute("CREATE OR REPLACE TEMP MACRO fmt(x) AS CASE WHEN x IS NULL THEN NULL WHEN abs(x) < 1e15 AND "
-                "x = round(x) THEN CAST(CAST(x AS BIGINT) AS VARCHAR) ELSE CAST(x AS VARCHAR) END")
+    con.execute("CREATE OR REPLACE TEMP MACRO fmt(x) AS CASE WHEN x IS NULL THEN NULL WHEN x = trunc(x) "
+                "THEN CAST(CAST(x AS HUGEINT) AS VARCHAR) ELSE rtrim(rtrim(CAST(x AS VARCHAR), '0'), '.') END")
     con.execute("CREATE OR REPLACE TEMP MACRO normkey(k) AS CASE WHEN ltrim(lower(trim(k)), '0') = '' "
                 "THEN '0' ELSE ltrim(lower(trim(k)), '0') END")
 
@@ -197,6 +199,10 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
                    ORDER BY j.file_idx, j.line) AS lines
             FROM bad b JOIN rejects j ON j.dataset = 'delta' AND j.user_id = b.user_id
             WHERE b.r IS NULL OR b.{k}v.b > b.r.b GROUP BY b.user_id),
+    srej AS (SELECT b.user_id, string_agg(j.file || ' line ' || j.line || ' (' || j.error_type || ')', '; '
+                    ORDER BY j.line) AS lines
+             FROM bad b JOIN rejects j ON j.dataset = '{side}' AND j.user_id = b.user_id
+             WHERE b.{k}k IS NULL GROUP BY b.user_id),
     keys AS (SELECT user_id AS key, normkey(user_id) AS nk FROM suspects),
     sus AS (SELECT b.user_id, string_agg(DISTINCT '"' || o.key || '"', ', ') AS others
             FROM bad b JOIN keys o ON o.nk = normkey(b.user_id) AND o.key <> b.user_id
@@ -231,6 +237,7 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
         WHEN f.user_id IS NOT NULL THEN '{stale_cls}'
         WHEN b.r IS NULL AND rej.user_id IS NOT NULL THEN 'REJECTED_INPUT'
         WHEN b.r IS NULL THEN '{'MISSING_IN_PLATFORM' if side == 'source' else 'EXTRA_IN_PLATFORM'}'
+        WHEN b.{k}k IS NULL AND srej.user_id IS NOT NULL THEN 'REJECTED_INPUT'
         WHEN b.{k}k IS NULL THEN '{missing_cls}'
         WHEN b.{k}v.b IS NULL THEN 'NULL_VS_VALUE'
         WHEN dupm.f IS NOT NULL AND b.{k}v.b <= b.r.b THEN 'DUP_IN_FILE'
@@ -250,6 +257,7 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
              || 'rebuild without it'
         WHEN b.r IS NULL AND rej.user_id IS NOT NULL THEN 'only rejected delta rows: ' || rej.lines
         WHEN b.r IS NULL THEN 'no delta contains this user ({side} has it{', the platform does not' if side == 'source' else ''})'
+        WHEN b.{k}k IS NULL AND srej.user_id IS NOT NULL THEN 'the {side} summary row was rejected: ' || srej.lines
         WHEN b.{k}k IS NULL THEN 'in the rebuild (' || fname(b.r.f) || ' line ' || b.r.n || ', batch ' || b.r.b
              || ') but not in the {side} summary'
         WHEN b.{k}v.b IS NULL THEN 'batch_id is NULL in the {side} summary'
@@ -268,6 +276,7 @@ def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
     FROM bad b
     LEFT JOIN fnl_{k} f USING (user_id) LEFT JOIN dupm USING (user_id) LEFT JOIN tiem USING (user_id)
     LEFT JOIN older USING (user_id) LEFT JOIN rej USING (user_id) LEFT JOIN sus USING (user_id)
+    LEFT JOIN srej USING (user_id)
     """)
 
 
@@ -329,9 +338,19 @@ def _user_diffs(con: duckdb.DuckDBPyConnection, names: dict[int, str]) -> None:
     )
 
 
-def _fsum(con: duckdb.DuckDBPyConnection, sql: str) -> float:
+def _dsum(con: duckdb.DuckDBPyConnection, sql: str) -> Decimal:
+    """An exact total (a DECIMAL sum; 0 for no rows)."""
     v = con.execute(sql).fetchone()[0]
-    return float(v) if v is not None else 0.0
+    return Decimal(v) if v is not None else Decimal(0)
+
+
+def _num(v: Decimal | int | float | None) -> int | float | None:
+    """A JSON number for an exact decimal: an int when it is whole (exact at any size), else a float
+    (a display value; every comparison was made on the decimals)."""
+    if v is None:
+        return None
+    d = Decimal(v)
+    return int(d) if d == d.to_integral_value() else float(d)
 
 
 def _flags(con: duckdb.DuckDBPyConnection, names: dict[int, str]) -> pd.DataFrame:
@@ -431,28 +450,28 @@ def _file_rows(con: duckdb.DuckDBPyConnection, inputs: ReconcileInputs, missing:
 
 
 def _summary(con, inputs, names, missing, evidence, tolerance, rel_tolerance, contiguous) -> dict:
-    source_total = _fsum(con, "SELECT fsum(total_spend) FROM source")
-    platform_total = _fsum(con, "SELECT fsum(total_spend) FROM platform")
-    rebuilt_total = _fsum(con, "SELECT fsum(r.s) FROM rebuild")
+    source_total = _dsum(con, "SELECT sum(total_spend) FROM source")
+    platform_total = _dsum(con, "SELECT sum(total_spend) FROM platform")
+    rebuilt_total = _dsum(con, "SELECT sum(r.s) FROM rebuild")
     gap = source_total - platform_total
     classes_by: dict[tuple, dict] = {}
     for cause, side, file, cls, n in con.execute(
             "SELECT cause, side, file, class, count(*) FROM user_causes GROUP BY ALL ORDER BY ALL").fetchall():
         classes_by.setdefault((cause, side, file), {})[cls] = int(n)
     causes = [
-        {"cause": cause, "side": side, "file": file, "users": int(n), "amount": round(float(amount), 6),
-         "gross_amount": round(float(gross), 6), "classes": classes_by[(cause, side, file)]}
+        {"cause": cause, "side": side, "file": file, "users": int(n), "amount": _num(amount),
+         "gross_amount": _num(gross), "classes": classes_by[(cause, side, file)]}
         for cause, side, file, n, amount, gross in con.execute(
-            "SELECT cause, side, file, count(*), fsum(amount), fsum(abs(amount)) FROM user_causes GROUP BY ALL"
+            "SELECT cause, side, file, count(*), sum(amount), sum(abs(amount)) FROM user_causes GROUP BY ALL"
         ).fetchall()
     ]
     order = {c: i for i, c in enumerate(CAUSES)}
     causes.sort(key=lambda c: (order[c["cause"]], c["side"], c["file"] or ""))
     n_bad, n_unexpl, explained, unexplained = con.execute(
-        "SELECT count(*), count(*) FILTER (cause = 'unexplained'), coalesce(fsum(amount) FILTER "
-        "(cause <> 'unexplained'), 0), coalesce(fsum(amount) FILTER (cause = 'unexplained'), 0) FROM user_causes"
+        "SELECT count(*), count(*) FILTER (cause = 'unexplained'), coalesce(sum(amount) FILTER "
+        "(cause <> 'unexplained'), 0), coalesce(sum(amount) FILTER (cause = 'unexplained'), 0) FROM user_causes"
     ).fetchone()
-    explained, unexplained, n_bad = float(explained), float(unexplained), int(n_bad)
+    explained, unexplained, n_bad = Decimal(explained), Decimal(unexplained), int(n_bad)
     within = gap - explained - unexplained
     n_union, n_exact = con.execute(
         "SELECT count(*), count(*) FILTER (NOT p_bad AND NOT s_bad AND exact(pv, r) AND exact(sv, r)) FROM cmp2"
@@ -460,7 +479,7 @@ def _summary(con, inputs, names, missing, evidence, tolerance, rel_tolerance, co
     class_counts = {"MATCH": int(n_exact), "MATCH_WITHIN_TOL": int(n_union - n_exact - n_bad)}
     class_counts.update({k: int(v) for k, v in con.execute(
         "SELECT class, count(*) FROM user_causes GROUP BY 1").fetchall()})
-    max_tol = _fsum(con, "SELECT max(greatest(coalesce(abs(pv.s - r.s), 0), coalesce(abs(sv.s - r.s), 0), "
+    max_tol = _dsum(con, "SELECT max(greatest(coalesce(abs(pv.s - r.s), 0), coalesce(abs(sv.s - r.s), 0), "
                          "coalesce(abs(pv.l - r.l), 0), coalesce(abs(sv.l - r.l), 0))) FROM cmp2 "
                          "WHERE NOT p_bad AND NOT s_bad")
     flag_counts = dict(con.execute(
@@ -475,21 +494,21 @@ def _summary(con, inputs, names, missing, evidence, tolerance, rel_tolerance, co
             "SELECT b, nb FROM (SELECT batch_id AS b, lead(batch_id) OVER (ORDER BY batch_id) AS nb FROM "
             "(SELECT DISTINCT batch_id FROM deltas)) WHERE nb > b + 1 ORDER BY b").fetchall()]
     return {
-        "source_total": round(source_total, 6),
-        "platform_total": round(platform_total, 6),
-        "rebuilt_total": round(rebuilt_total, 6),
-        "gap": round(gap, 6),
-        "explained": round(explained, 6),
-        "unexplained": round(unexplained, 6),
-        "within_tolerance": round(within, 6),
-        "share_explained": round(explained / gap, 6) if abs(gap) > 1e-9 else None,
+        "source_total": _num(source_total),
+        "platform_total": _num(platform_total),
+        "rebuilt_total": _num(rebuilt_total),
+        "gap": _num(gap),
+        "explained": _num(explained),
+        "unexplained": _num(unexplained),
+        "within_tolerance": _num(within),
+        "share_explained": round(float(explained / gap), 6) if gap != 0 else None,
         "users": {"union": int(n_union), "differing": n_bad,
                   "unexplained": int(n_unexpl),
                   "platform": int(con.execute("SELECT count(*) FROM platform").fetchone()[0]),
                   "source": int(con.execute("SELECT count(*) FROM source").fetchone()[0]),
                   "rebuilt": int(con.execute("SELECT count(*) FROM rebuild").fetchone()[0])},
         "tolerance": {"money_columns": ["total_spend", "loyalty_credits"], "abs": tolerance, "rel": rel_tolerance,
-                      "count_columns": ["count_saved_items", "batch_id"], "largest_difference_within": max_tol},
+                      "count_columns": ["count_saved_items", "batch_id"], "largest_difference_within": _num(max_tol)},
         "files": _file_rows(con, inputs, missing),
         "ignored_files": list(inputs.ignored),
         "summaries": {s: {"name": lf.name, "rows": lf.report.rows_in, "accepted": lf.report.accepted,

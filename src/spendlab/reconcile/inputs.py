@@ -45,7 +45,10 @@ COUNT_COLUMNS: tuple[str, ...] = ("count_saved_items", "batch_id")  # compared e
 #: Hidden files, Office lock files (``~$x.csv``) and anything else the glob matches are ignored (listed).
 DEFAULT_DELTA_PATTERN = r"(?i)^(?![.~])[^/\\]*delta[_-]?\d+[^/\\]*\.csv$"
 
-_NUMBER = r"[0-9]+(\.[0-9]+)?"
+#: Money is exact: DECIMAL(38, 12) holds 20 digits before the point and 12 after, and a sum of a
+#: million such values still fits; a value with more digits is rejected, never rounded.
+MONEY_SQL_TYPE = "DECIMAL(38, 12)"
+_NUMBER = r"[0-9]{1,20}(\.[0-9]{1,12})?"
 _INTEGER = r"[0-9]+"
 _BLOCK = 1 << 24
 
@@ -124,11 +127,11 @@ class ReconcileInputs:
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE OR REPLACE TABLE deltas (file_idx INTEGER, line BIGINT, user_id VARCHAR, total_spend DOUBLE,"
-                " count_saved_items BIGINT, loyalty_credits DOUBLE, batch_id BIGINT)")
+    con.execute("CREATE OR REPLACE TABLE deltas (file_idx INTEGER, line BIGINT, user_id VARCHAR, total_spend "
+                f"{MONEY_SQL_TYPE}, count_saved_items BIGINT, loyalty_credits {MONEY_SQL_TYPE}, batch_id BIGINT)")
     for side in ("platform", "source"):
-        con.execute(f"CREATE OR REPLACE TABLE {side} (line BIGINT, user_id VARCHAR, total_spend DOUBLE,"
-                    " count_saved_items BIGINT, loyalty_credits DOUBLE, batch_id BIGINT)")
+        con.execute(f"CREATE OR REPLACE TABLE {side} (line BIGINT, user_id VARCHAR, total_spend "
+                    f"{MONEY_SQL_TYPE}, count_saved_items BIGINT, loyalty_credits {MONEY_SQL_TYPE}, batch_id BIGINT)")
     con.execute("CREATE OR REPLACE TABLE rejects (dataset VARCHAR, file VARCHAR, file_idx INTEGER, line BIGINT,"
                 ' "column" VARCHAR, error_type VARCHAR, raw VARCHAR, message VARCHAR, user_id VARCHAR)')
 
@@ -185,18 +188,18 @@ def _checks(kind: str) -> list[tuple[str, str, str, str]]:
         skip = f"NOT ({empty}) AND " if nullable else ""
         if col == "batch_id":
             err = "'INVALID_BATCH_ID'"
+            # 0 is a batch like any other (real client exports start at 0): only a sign, a fraction,
+            # anything but ASCII digits, or a value above int64 is an invalid batch id.
             out.append(_check(f"{skip}NOT regexp_full_match({v}, '{_INTEGER}')", err, f"'{col}'",
-                              f"'batch_id must be a positive integer, got ''' || {v} || ''''"))
+                              f"'batch_id must be a non-negative integer, got ''' || {v} || ''''"))
             out.append(_check(f"{skip}TRY_CAST({v} AS BIGINT) IS NULL", err, f"'{col}'",
                               f"'batch_id ' || {v} || ' is above the int64 maximum'"))
-            out.append(_check(f"{skip}TRY_CAST({v} AS BIGINT) = 0", err, f"'{col}'",
-                              "'batch_id 0 is not a batch (batches start at 1)'"))
         else:
             rx = _NUMBER if col in MONEY_COLUMNS else _INTEGER
-            typ = "DOUBLE" if col in MONEY_COLUMNS else "BIGINT"
+            typ = MONEY_SQL_TYPE if col in MONEY_COLUMNS else "BIGINT"
             out.append(_check(f"{skip}(NOT regexp_full_match({v}, '{rx}') OR TRY_CAST({v} AS {typ}) IS NULL)",
                               "'INVALID_NUMBER'", f"'{col}'",
-                              f"'{col} must be a non-negative {'number' if typ == 'DOUBLE' else 'integer'}, "
+                              f"'{col} must be a non-negative {'number (at most 20 digits, 12 decimals)' if typ != 'BIGINT' else 'integer'}, "
                               f"got ''' || {v} || ''''"))
     return out
 
@@ -233,7 +236,7 @@ class _Writer:
         con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS "
                     f"{_validate_sql(self.kind, n_header, stage_sql, raw_expr)}")
         vals = ", ".join(
-            f"TRY_CAST(nullif(c_{c}, '') AS {'DOUBLE' if c in MONEY_COLUMNS else 'BIGINT'})" for c in VALUE_COLUMNS
+            f"TRY_CAST(nullif(c_{c}, '') AS {MONEY_SQL_TYPE if c in MONEY_COLUMNS else 'BIGINT'})" for c in VALUE_COLUMNS
         )
         prefix = f"{self.loaded.idx}, " if self.target == "deltas" else ""
         con.execute(f"INSERT INTO {self.target} SELECT {prefix}line, user_id, {vals} FROM checked "

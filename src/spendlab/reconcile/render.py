@@ -30,6 +30,9 @@ _FIX = {
                  "or failed upsert in the load that should have written the newer batch.",
     "missing_user": "Insert the missing users from the rebuild (user_diffs.csv column `rebuilt`); check the load "
                     "for rows dropped by a filter or a failed batch.",
+    ("missing_user", "source"): "Nothing to load on our side for these users: the client's summary lacks "
+                                "users that their deltas contain (or their summary row was rejected: see "
+                                "rejects.csv); ask the client to re-export the summary.",
     "extra_user": "Check where these rows came from: no accepted delta row contains these users.",
     "batch_tie": "Make the merge deterministic for equal batch_id (this report's rule: largest values, then the "
                  "file that sorts last); ask the client whether equal batch ids across files are expected.",
@@ -45,6 +48,9 @@ _CLIENT = {
                        "show their earlier totals",
     "stale_row": "for {users} customers we kept an older update instead of the latest one",
     "missing_user": "{users} customers from your exports are missing from our table",
+    # the same cause on the client's side: their summary lacks users their own exports contain
+    ("missing_user", "source"): "{users} customers that appear in the exports you sent us are missing from "
+                                "your summary",
     "extra_user": "{users} customers appear in one table but in none of the exports we received",
     "batch_tie": "for {users} customers your exports contain two different rows with the same update number, and "
                  "we picked a different one than your system did",
@@ -113,8 +119,8 @@ def engineer_note(summary: dict) -> str:
     lines += ["", "Evidence: user_diffs.csv (one row per differing value: platform, source, rebuilt, cause, file); "
               "user_causes.csv (cause and detail per user); rejects.csv (delta rows that failed validation)."]
     lines += ["", "Fix and backfill:"]
-    for cause in dict.fromkeys(c["cause"] for c in summary["causes"]):
-        lines.append(f"- {cause}: {_FIX[cause]}")
+    for cause, side in dict.fromkeys((c["cause"], c["side"]) for c in summary["causes"]):
+        lines.append(f"- {cause} ({side}): {_FIX.get((cause, side), _FIX[cause])}")
     if summary["causes"]:
         lines.append("- Backfill: for the users in user_diffs.csv set the values of column `rebuilt`, then re-run "
                      "`spendlab reconcile ... --fail-on-diff` until it exits 0.")
@@ -139,7 +145,8 @@ def client_reply(summary: dict) -> str:
                  "customer by customer.")
     lines += ["", "What happened:"]
     for c in summary["causes"]:
-        text = _CLIENT[c["cause"]].format(users=f"{c['users']:,}", file=c["file"] or "")
+        template = _CLIENT.get((c["cause"], c["side"]), _CLIENT[c["cause"]])
+        text = template.format(users=f"{c['users']:,}", file=c["file"] or "")
         lines.append(f"- {text} ({money(c['amount'])}).")
     plat = sum(c["amount"] for c in summary["causes"] if c["side"] == "platform" and c["cause"] != "unexplained")
     src = sum(c["amount"] for c in summary["causes"] if c["side"] == "source" and c["cause"] != "unexplained")

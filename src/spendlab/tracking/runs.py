@@ -16,6 +16,7 @@ with backoff on SQLite's "database is locked".
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -331,29 +332,24 @@ def child_run(parent: RunLog | str, *, run_name: str, tags: Mapping[str, Any] | 
 
 def log_dataset(run: RunLog, *, name: str, digest: str, source: str, n_rows: int | None = None,
                 context: str = "backtest") -> None:
-    """``mlflow.log_input`` equivalent for a dataset that is never materialised in pandas."""
-    import warnings
+    """``mlflow.log_input`` equivalent for a dataset that is never materialised in pandas.
 
+    The ``Dataset`` entity is built from its public constructor (a local file is a ``local`` source
+    with its ``file://`` URI, anything else a ``code`` source naming it), so no private MLflow helper
+    converts a dataset object into it.
+    """
     from mlflow import MlflowClient
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.types import ColSpec, Schema
 
-    raw = Path(source).resolve().as_uri() if Path(source).exists() else source
-    try:
-        with warnings.catch_warnings():
-            # MLflow registers its local-file source class twice and warns that the (identical)
-            # candidates are ambiguous; the choice does not matter.
-            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-            src = resolve_dataset_source(raw)
-    except Exception:  # noqa: BLE001 - a source MLflow cannot resolve is still named by a code source
-        from mlflow.data.code_dataset_source import CodeDatasetSource
-
-        src = CodeDatasetSource({"source": source})
+    path = Path(source)
+    if path.exists():
+        source_type, source_json = "local", json.dumps({"uri": path.resolve().as_uri()})
+    else:
+        source_type, source_json = "code", json.dumps({"tags": {"source": source}})
     schema = Schema([ColSpec("string", "user_id"), ColSpec("datetime", "ts"), ColSpec("double", "amount")])
-    ds = MetaDataset(source=src, name=name, digest=digest[:36], schema=schema)
-    entity = ds._to_mlflow_entity()
+    entity = Dataset(name=name, digest=digest[:36], source_type=source_type, source=source_json,
+                     schema=json.dumps({"mlflow_colspec": schema.to_dict()}))
     tags = [InputTag(key="mlflow.data.context", value=context)]
     MlflowClient().log_inputs(run.run_id, datasets=[DatasetInput(dataset=entity, tags=tags)])
     if n_rows is not None:

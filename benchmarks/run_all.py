@@ -1,0 +1,105 @@
+"""Run every benchmark, one at a time, and rewrite the generated part of benchmarks/RESULTS.md.
+
+``make bench`` calls this. Each benchmark runs in its own process with nothing else of spendlab's
+running; its standard output (a markdown table or summary) goes into RESULTS.md between
+``<!-- run_all:begin -->`` and ``<!-- run_all:end -->``, under the exact command that produced it,
+the time and the machine's load average when it started. Speed figures taken under load are not
+results (benchmarks compare against a reference measured in the same run, and a loaded machine
+slows the two differently): when the 1-minute load average is above ``--max-load`` the run stops
+before measuring anything, unless ``--allow-load`` is given, and then every section says so.
+
+The sections written by hand above the markers (history, remeasurements, notes) are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+BEGIN, END = "<!-- run_all:begin -->", "<!-- run_all:end -->"
+PY = sys.executable
+
+#: name -> the command's arguments (after ``python``), run from the project root.
+BENCHMARKS: dict[str, list[str]] = {
+    "features": ["benchmarks/bench_features.py"],
+    "scoring": ["benchmarks/bench_scoring.py"],
+    "describe": ["benchmarks/bench_describe.py"],
+    "reconcile": ["benchmarks/bench_reconcile.py"],
+    "synth": ["benchmarks/bench_synth.py"],
+    "accuracy_cdnow": ["benchmarks/accuracy_cdnow.py"],
+    "accuracy_synth": ["benchmarks/accuracy_synth.py"],
+    "spark": ["benchmarks/bench_spark.py"],
+}
+
+
+def _section(name: str, argv: list[str], load: float, allowed_load: bool) -> str:
+    cmd = " ".join(shlex.quote(a) for a in [".venv/bin/python", *argv])
+    started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    t0 = time.monotonic()
+    proc = subprocess.run([PY, *argv], cwd=ROOT, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    head = (f"### {name}\n\nCommand: `{cmd}`  \nStarted {started}; load average {load:.2f} at start; "
+            f"{wall:.0f} s in all; exit {proc.returncode}.\n")
+    if allowed_load:
+        head += "\n**Measured under load: not a result.** Remeasure on an idle machine.\n"
+    body = proc.stdout.strip() or "(no output)"
+    if proc.returncode != 0:
+        body += "\n\n```\n" + "\n".join(proc.stderr.strip().splitlines()[-15:]) + "\n```"
+    return head + "\n" + body + "\n"
+
+
+def _rewrite(sections: list[str]) -> None:
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    block = (f"{BEGIN}\n## Latest `make bench` ({platform.machine()}, {os.cpu_count()} cores, "
+             f"Python {platform.python_version()})\n\n" + "\n".join(sections) + f"{END}")
+    if BEGIN in text and END in text:
+        pre, rest = text.split(BEGIN, 1)
+        text = pre + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = RESULTS.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, RESULTS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default=None, help="comma-separated benchmark names (default: all)")
+    ap.add_argument("--list", action="store_true", help="list the benchmarks and their commands")
+    ap.add_argument("--max-load", type=float, default=1.0, help="refuse to start above this load average")
+    ap.add_argument("--allow-load", action="store_true", help="measure anyway, marking every figure as loaded")
+    args = ap.parse_args(argv)
+    if args.list:
+        for name, cmd in BENCHMARKS.items():
+            print(f"{name}: python {' '.join(cmd)}")
+        return 0
+    names = list(BENCHMARKS) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"run_all: unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    sections = []
+    for name in names:
+        load = os.getloadavg()[0]
+        if load > args.max_load and not args.allow_load:
+            print(f"run_all: load average {load:.2f} > {args.max_load}: stop other jobs first "
+                  "(or --allow-load to measure anyway, marked as not a result)", file=sys.stderr)
+            return 3
+        print(f"run_all: {name} ...", file=sys.stderr, flush=True)
+        sections.append(_section(name, BENCHMARKS[name], load, load > args.max_load))
+    _rewrite(sections)
+    print(f"run_all: wrote {len(sections)} section(s) to {RESULTS.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,544 @@
+"""Generic Parquet inputs under exactly the reader policies of CSV (issue 15 item 3).
+
+Large inputs are Parquet, so rows are never parsed one by one in Python. But every *value rule*
+is the CSV reader's own Python function, applied once per distinct value and joined back in
+DuckDB:
+
+- a string column (``user_id``, ``ts`` or ``amount``) goes through the same parser as a CSV field
+  (:func:`~spendlab.io.parsing.normalise_user_id`, :func:`~spendlab.io.parsing.parse_amount`,
+  :func:`~spendlab.io.parsing.timestamp_parser`), so an offset or ``Z`` in a string keeps its
+  instant, ``"1_000"`` is an ``AMOUNT_FORMAT`` reject and DST gaps follow ``dst_policy``;
+- a typed amount (integer, float, decimal) goes through :func:`parse_amount` as the Python value
+  (so ``SUB_CENT``, ``OUT_OF_RANGE`` and ``NON_FINITE`` are the CSV checks);
+- a time-zone-aware timestamp keeps its instant; a naive timestamp or date is read in
+  ``reader.timezone``: one offset per distinct local hour where the hour holds no DST change, and
+  :func:`~spendlab.io.parsing.localize` per distinct value inside the few hours that do;
+- boolean, struct, list, map and binary columns fail the file (``UNSUPPORTED_TYPE``), and a
+  ``ts`` column that is a string in one file and a timestamp in another fails it too.
+
+Checks run in the CSV reader's order (include/exclude rules, user, amount, timestamp, window,
+order), so a row with several problems has the same error type in both formats. Line items
+(``order_col``, ``quantity_col`` x ``unit_price_col``) use :mod:`spendlab.io.lineitems`' functions
+per distinct value or (quantity, price) pair, and orders are grouped in DuckDB by their first
+(file, row). The lookup tables travel with the SQL in
+:class:`ParquetScan`; ``Transactions.register`` puts them on any connection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from spendlab.config import GenericMapping, ReaderConfig
+from spendlab.errors import ConfigError, InputFileError
+from spendlab.io.collect import RowReject
+from spendlab.io.lineitems import kept, line_amount, order_key
+from spendlab.io.parsing import UTC, FieldError, localize, normalise_user_id, parse_amount, timestamp_parser, zone_info
+from spendlab.io.rejects import FileReport, LoadReport, RejectRecord
+
+_EPOCH = dt.datetime(1970, 1, 1)
+_HOUR_US = 3_600_000_000
+_TOKENS = itertools.count()
+
+
+class MappingColumnError(InputFileError, ConfigError):
+    """The generic mapping names a column the file does not have: a file error and a config error.
+
+    Raised from the header or the Parquet footer, before any row is read or any SQL runs.
+    """
+
+
+# --- the footer check: which Arrow types each role accepts --------------------------------------
+
+def _arrow_kind(t: pa.DataType) -> str | None:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", bool)(t):
+        return "string"
+    if pa.types.is_null(t):
+        return "string"  # an all-null column: every row is an empty field
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_decimal(t):
+        return "decimal"
+    if pa.types.is_timestamp(t):
+        return "aware" if t.tz is not None else "naive"
+    if pa.types.is_date(t):
+        return "date"
+    return None
+
+
+#: Which kinds each role accepts. Booleans, structs, lists, maps and bytes are never coerced.
+_ALLOWED = {
+    "user": ("string", "int"),
+    "ts": ("string", "aware", "naive", "date"),
+    "amount": ("string", "int", "float", "decimal"),
+    "order": ("string", "int"),
+    "rule": ("string", "int"),
+}
+_WHAT = {
+    "user": "a string or an integer",
+    "ts": "a timestamp, a date or a string",
+    "amount": "a number (integer, float, decimal) or a string",
+    "order": "a string or an integer",
+    "rule": "a string or an integer",
+}
+
+
+def _roles(mapping: GenericMapping) -> dict[str, str]:
+    """Role -> column for every column a file must have (line-item columns and rule columns too)."""
+    roles = {"user": mapping.user_col, "ts": mapping.ts_col}
+    if mapping.amount_col is not None:
+        roles["amount"] = mapping.amount_col
+    else:
+        roles["quantity"], roles["unit price"] = mapping.quantity_col, mapping.unit_price_col  # type: ignore[assignment]
+    if mapping.order_col is not None:
+        roles["order"] = mapping.order_col
+    for col in (*mapping.include, *mapping.exclude):
+        if col not in roles.values():
+            roles[f"rule {col}"] = col
+    return roles
+
+
+
+def check_parquet_files(files: list[Path], mapping: GenericMapping, strict: bool) -> dict[str, Any]:
+    """Read every footer; fail a corrupt file, a missing or unsupported column; list schema drift.
+
+    Returns the Arrow type of each mapped column (the first file's) and ``"_drift"``, the drift
+    lines. ``user_id`` stored as an integer in some files is read as a string with a warning
+    (strict mode fails); a ``ts`` column of different kinds across files (string vs timestamp,
+    aware vs naive) fails in every mode: no reading of it is right for both.
+    """
+    roles = _roles(mapping)
+    types: dict[str, dict[str, pa.DataType]] = {}
+    for f in files:
+        try:
+            schema = pq.read_schema(f)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputFileError(str(f), "CORRUPT_PARQUET", f"not a readable Parquet file: {exc}") from None
+        missing = [c for c in roles.values() if c not in schema.names]
+        if missing:
+            raise MappingColumnError(str(f), "SCHEMA_MISSING_COLUMN",
+                                     f"missing column(s) {missing}; found {schema.names} "
+                                     "(check reader.generic in the config)", column=missing[0])
+        for role, col in roles.items():
+            t = schema.field(col).type
+            kind = role.split()[0] if role.startswith("rule") else role
+            kind = kind if kind in _ALLOWED else "amount"
+            if _arrow_kind(t) not in _ALLOWED[kind]:
+                raise InputFileError(str(f), "UNSUPPORTED_TYPE",
+                                     f"column {col!r} is {t}; the {role} column must be {_WHAT[kind]} "
+                                     "(never coerced)", column=col)
+        types[str(f)] = {c: schema.field(c).type for c in roles.values()}
+    drift = schema_drift(types, tuple(roles.values()))
+    ts_kinds = {_arrow_kind(t[mapping.ts_col]) for t in types.values()}
+    if len(ts_kinds) > 1:
+        lines = [d for d in drift if repr(mapping.ts_col) in d]
+        raise InputFileError(str(files[0].parent), "SCHEMA_DRIFT",
+                             f"{'; '.join(lines)}: a timestamp column must have one kind in every file")
+    if drift and strict:
+        raise InputFileError(str(files[0].parent), "SCHEMA_DRIFT", "; ".join(drift))
+    first = next(iter(types.values()))
+    return {**first, "_drift": drift}
+
+
+def schema_drift(types: dict[str, dict[str, pa.DataType]], columns: tuple[str, ...]) -> list[str]:
+    """One line per mapped column whose Arrow type differs across files, listing every file's type."""
+    drift: list[str] = []
+    for col in columns:
+        kinds = {str(t[col]) for t in types.values()}
+        if len(kinds) > 1:
+            per_file = ", ".join(f"{Path(f).name}: {t[col]}" for f, t in types.items())
+            drift.append(f"column {col!r} differs across files ({per_file})")
+    return drift
+
+
+# --- distinct-value lookups: the CSV rules, once per value ---------------------------------------
+
+def _duck_kind(duck_type: str) -> str:
+    t = duck_type.upper()
+    if t in ("VARCHAR", '"NULL"', "NULL"):
+        return "string"
+    if t in ("FLOAT", "DOUBLE"):
+        return "float"
+    if t.startswith("DECIMAL"):
+        return "decimal"
+    if t == "TIMESTAMP WITH TIME ZONE":
+        return "aware"
+    if t.startswith("TIMESTAMP"):
+        return "naive"
+    if t == "DATE":
+        return "date"
+    if t.endswith("INT") or t in ("INTEGER", "UINTEGER"):
+        return "int"
+    raise InputFileError("(parquet)", "UNSUPPORTED_TYPE", f"column type {duck_type} is not supported")
+
+
+def _outcome(fn: Callable[[Any], Any], value: Any) -> tuple[Any, str | None, str | None]:
+    try:
+        return fn(value), None, None
+    except FieldError as exc:
+        return None, exc.error_type, str(exc)
+
+
+def _lookup(con: duckdb.DuckDBPyConnection, values_sql: str, fn: Callable[[Any], Any],
+            out_type: pa.DataType, raw_type: pa.DataType | None = None) -> pa.Table:
+    """``raw -> (value, err, msg)`` for every distinct non-null value that ``values_sql`` yields."""
+    raws = con.execute(f"SELECT DISTINCT v FROM ({values_sql}) WHERE v IS NOT NULL").to_arrow_table().column(0)
+    values, errs, msgs = [], [], []
+    for raw in raws.to_pylist():
+        value, err, msg = _outcome(fn, raw)
+        values.append(value)
+        errs.append(err)
+        msgs.append(msg)
+    return pa.table({"raw": raws if raw_type is None else raws.cast(raw_type),
+                     "value": pa.array(values, out_type), "err": pa.array(errs, pa.string()),
+                     "msg": pa.array(msgs, pa.string())})
+
+
+def _epoch_us(ts: dt.datetime) -> int:
+    delta = ts - dt.datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _naive_from_us(us: int) -> dt.datetime:
+    try:
+        return _EPOCH + dt.timedelta(microseconds=us)
+    except OverflowError:
+        raise FieldError("OUT_OF_WINDOW", f"timestamp ({us} us since 1970) is beyond year 9999") from None
+
+
+def _hour_offset_us(zone: str) -> Callable[[int], int | None]:
+    """The UTC offset (us) of a local hour that holds no DST change; None for one that does."""
+    tz = zone_info(zone)
+
+    def offset(hour_us: int) -> int | None:
+        start = _naive_from_us(hour_us)
+        end = start + dt.timedelta(microseconds=_HOUR_US - 1)
+        offsets = {t.replace(tzinfo=tz, fold=fold).utcoffset() for t in (start, end) for fold in (0, 1)}
+        if len(offsets) != 1:
+            return None
+        (off,) = offsets
+        return off // dt.timedelta(microseconds=1)  # type: ignore[operator]
+
+    return offset
+
+
+_EXACT_INT = 2**53  # integers below it are exact doubles
+
+
+def _fast_amount(kind: str, config: ReaderConfig) -> str:
+    """A SQL predicate (a format string over the column) true only for values :func:`parse_amount`
+    accepts unchanged, so they skip Python: typed floats and integers, the bulk of large inputs.
+
+    A float ``x`` below 1e12 with ``round(x * 100) / 100 = x`` is the double nearest to ``k/100``
+    for an integer ``k``, so ``repr(x)`` has at most two decimals (no ``SUB_CENT``); comparing
+    doubles orders them as their ``repr`` decimals do (the ``OUT_OF_RANGE`` check). Everything
+    else (strings, decimals, NaN, sub-cent or huge values) goes through Python; the differential
+    test in ``tests/io/test_reader_parity.py`` checks both paths against CSV.
+    """
+    limit = repr(float(config.max_abs_amount))
+    if kind == "float":
+        cents = "" if config.sub_cent == "keep" else " AND round({0} * 100) / 100 = {0}"
+        return "(isfinite({0}) AND abs({0}) <= " + limit + " AND abs({0}) < 1e12" + cents + ")"
+    if kind == "int":
+        return ("(abs(CAST({0} AS DOUBLE)) < " + str(_EXACT_INT) + " AND abs(CAST({0} AS DOUBLE)) <= " + limit + ")")
+    return "(false AND {0} IS NULL)"
+
+
+@dataclass
+class ParquetScan:
+    """The canonical-row SQL of some Parquet files and the lookup tables it joins."""
+
+    sql: str  # every row read (not excluded): canonical columns plus error, error_col, message, raw
+    lookups: dict[str, pa.Table] = field(default_factory=dict)
+    valid_sql: str = ""  # the canonical rows (one per order for line items)
+    excluded_sql: str = ""  # rows dropped by include/exclude: source_file, excluded (rule column), n
+
+    def register(self, con: duckdb.DuckDBPyConnection) -> None:
+        for name, table in self.lookups.items():
+            con.register(name, table)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str | None) -> str:
+    return "NULL" if text is None else "'" + text.replace("'", "''") + "'"
+
+
+def _amount_column(kind: str, amount_of: Callable[[Any], float], null_amount: tuple[Any, str | None, str | None],
+                   add: Callable[..., str], raw: str, config: ReaderConfig) -> tuple[str, str, str]:
+    """SQL of an amount column's value, error and message: the fast path, else a lookup."""
+    a_raw = "CAST(r.a AS VARCHAR)" if kind == "string" else "r.a"
+    fast = _fast_amount(kind, config)  # a SQL predicate over {0}: values parse_amount surely accepts as is
+    lk = add("amount", f"SELECT {a_raw.replace('r.a', 'a')} AS v FROM {raw} WHERE NOT coalesce({fast.format('a')}, false)",
+             amount_of, pa.float64(), a_raw)
+    if lk:
+        is_fast = f"coalesce({fast.format('r.a')}, false)"
+        amount = f"CASE WHEN {is_fast} THEN CAST(r.a AS DOUBLE) + 0.0 ELSE {lk}.value END"
+        amount_err = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.err END"
+        amount_msg = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.msg END"
+    else:
+        amount, amount_err, amount_msg = "CAST(r.a AS DOUBLE) + 0.0", "NULL", "NULL"
+    amount_err = f"CASE WHEN r.a IS NULL THEN {_lit(null_amount[1])} ELSE {amount_err} END"
+    amount_msg = f"CASE WHEN r.a IS NULL THEN {_lit(null_amount[2])} ELSE {amount_msg} END"
+    return amount, amount_err, amount_msg
+
+
+def _line_amounts(con: duckdb.DuckDBPyConnection, raw: str, m: GenericMapping, config: ReaderConfig,
+                  scan: ParquetScan, joins: list[str], token: str) -> tuple[str, str, str, str]:
+    """``quantity x unit_price`` per distinct pair through :func:`~spendlab.io.lineitems.line_amount`."""
+    pairs = con.execute(f"SELECT DISTINCT q, p FROM {raw}").to_arrow_table()
+    values, errs, msgs, cols = [], [], [], []
+    for q, p in zip(pairs.column(0).to_pylist(), pairs.column(1).to_pylist()):
+        try:
+            value, err, msg, col = float(line_amount("" if q is None else q, "" if p is None else p, m, config)), \
+                None, None, None
+        except RowReject as exc:
+            value, err, msg, col = None, exc.error_type, str(exc), exc.column
+        values.append(value)
+        errs.append(err)
+        msgs.append(msg)
+        cols.append(col)
+    name = f"{token}_line"
+    scan.lookups[name] = pa.table({"q": pairs.column(0), "p": pairs.column(1), "value": pa.array(values, pa.float64()),
+                                   "err": pa.array(errs, pa.string()), "msg": pa.array(msgs, pa.string()),
+                                   "col": pa.array(cols, pa.string())})
+    con.register(name, scan.lookups[name])
+    joins.append(f"LEFT JOIN {name} ON {name}.q IS NOT DISTINCT FROM r.q AND {name}.p IS NOT DISTINCT FROM r.p")
+    return f"{name}.value", f"{name}.err", f"{name}.msg", f"{name}.col"
+
+
+def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: ReaderConfig) -> ParquetScan:
+    """SQL of every row as ``user_id, ts, amount, n_items, source_file, line, error, error_col, message``."""
+    m = config.generic
+    token = f"__spendlab_pq{next(_TOKENS)}"
+    file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+    src = f"read_parquet({file_list}, filename=true, file_row_number=true, union_by_name=true)"
+    u, t = _quote(m.user_col), _quote(m.ts_col)
+    a = _quote(m.amount_col) if m.amount_col else "NULL"
+    rules = [*m.include, *m.exclude]
+    extra = {"q": m.quantity_col, "p": m.unit_price_col, "o": m.order_col,
+             **{f"x{i}": c for i, c in enumerate(rules)}}
+    extra_sql = "".join(f", {_quote(c)} AS {k}" for k, c in extra.items() if c)
+    names = ", ".join(_quote(c) for c in m.required_columns())
+    kinds = {name: _duck_kind(typ) for name, typ, *_ in con.execute(f"DESCRIBE SELECT {names} FROM {src}").fetchall()}
+    scan = ParquetScan("")
+    raw = (f"(SELECT filename AS source_file, file_row_number, {u} AS u, {t} AS t, {a} AS a{extra_sql} "
+           f"FROM {src})")
+    joins: list[str] = []
+
+    def add(role: str, values_sql: str, fn: Callable[[Any], Any], out_type: pa.DataType, on: str,
+            raw_type: pa.DataType | None = None) -> str:
+        name = f"{token}_{role}"
+        table = _lookup(con, values_sql, fn, out_type, raw_type)
+        if table.num_rows == 0 and role in ("user", "amount"):
+            return ""  # every value took the fast path: no join, no per-row test (clean large inputs)
+        scan.lookups[name] = table
+        con.register(name, scan.lookups[name])
+        joins.append(f"LEFT JOIN {name} ON {name}.raw = {on}")
+        return name
+
+    # user: integers keep their type here (an int64 key groups and joins far faster than its text;
+    # Transactions.register casts them to their decimal text unless asked for native ids); strings
+    # take the CSV id policy.
+    null_user = _outcome(normalise_user_id, "")
+    if kinds[m.user_col] == "int":
+        user, user_err, user_msg = "r.u", "NULL", "NULL"
+    else:
+        # Fast path, provably the same: printable ASCII without surrounding spaces is its own
+        # normal form (nothing to strip, nothing unprintable); only other ids go to Python.
+        fast = "regexp_full_match({0}, '[!-~]([ -~]*[!-~])?')"
+        lk = add("user", f"SELECT CAST(u AS VARCHAR) AS v FROM {raw} WHERE NOT {fast.format('CAST(u AS VARCHAR)')}",
+                 normalise_user_id, pa.string(), "CAST(r.u AS VARCHAR)")
+        is_fast = fast.format("CAST(r.u AS VARCHAR)")
+        if not lk:
+            user, user_err, user_msg = "CAST(r.u AS VARCHAR)", "NULL", "NULL"
+        else:
+            user = f"CASE WHEN {is_fast} THEN CAST(r.u AS VARCHAR) ELSE {lk}.value END"
+            user_err = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.err END"
+            user_msg = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.msg END"
+    user_err = f"CASE WHEN r.u IS NULL THEN {_lit(null_user[1])} ELSE {user_err} END"
+    user_msg = f"CASE WHEN r.u IS NULL THEN {_lit(null_user[2])} ELSE {user_msg} END"
+
+    # amount: the Python value (str, int, float, Decimal) through parse_amount.
+    def amount_of(value: Any) -> float:
+        return parse_amount(value, thousands=config.thousands, max_abs=config.max_abs_amount,
+                            sub_cent=config.sub_cent)
+
+    null_amount = _outcome(amount_of, "")
+    if m.amount_col is None:
+        amount, amount_err, amount_msg, amount_col = _line_amounts(con, raw, m, config, scan, joins, token)
+    else:
+        amount, amount_err, amount_msg = _amount_column(kinds[m.amount_col], amount_of, null_amount, add, raw,
+                                                        config)
+        amount_col = _lit(m.amount_col)
+
+    # ts: strings through the CSV parser; aware instants kept; naive values read in reader.timezone.
+    parse_ts = timestamp_parser(m.ts_format, zone=config.timezone, dst_policy=config.dst_policy)
+    null_ts = _outcome(parse_ts, "")
+    t_kind = kinds[m.ts_col]
+    if t_kind == "string":
+        lk = add("ts", f"SELECT CAST(t AS VARCHAR) AS v FROM {raw}", lambda s: _epoch_us(parse_ts(s)),
+                 pa.int64(), "CAST(r.t AS VARCHAR)")
+        ts_us, ts_err, ts_msg = f"{lk}.value", f"{lk}.err", f"{lk}.msg"
+    elif t_kind == "aware":
+        ts_us, ts_err, ts_msg = "epoch_us(r.t)", "NULL", "NULL"
+    elif config.timezone == "UTC":
+        ts_us, ts_err, ts_msg = "epoch_us(CAST(r.t AS TIMESTAMP))", "NULL", "NULL"
+    else:
+        local = "epoch_us(CAST(r.t AS TIMESTAMP))"
+        hour = f"({local} - ((({local}) % {_HOUR_US}) + {_HOUR_US}) % {_HOUR_US})"  # floor, also before 1970
+        hours = add("hour", f"SELECT ({hour.replace('r.t', 't')}) AS v FROM {raw}", _hour_offset_us(config.timezone),
+                    pa.int64(), hour)
+        # the few values inside an hour with a DST change: localize() one by one
+        dirty = (f"SELECT {local.replace('r.t', 't')} AS v FROM {raw} WHERE ({hour.replace('r.t', 't')}) IN "
+                 f"(SELECT raw FROM {hours} WHERE value IS NULL AND err IS NULL)")
+
+        def local_value(us: int) -> int:
+            return _epoch_us(localize(_naive_from_us(us), config.timezone, config.dst_policy))
+
+        lk = add("dst", dirty, local_value, pa.int64(), local)
+        ts_us = f"coalesce({local} - {hours}.value, {lk}.value)"
+        ts_err = f"coalesce({hours}.err, {lk}.err)"
+        ts_msg = f"coalesce({hours}.msg, {lk}.msg)"
+    ts_err = f"CASE WHEN r.t IS NULL THEN {_lit(null_ts[1])} ELSE {ts_err} END"
+    ts_msg = f"CASE WHEN r.t IS NULL THEN {_lit(null_ts[2])} ELSE {ts_msg} END"
+
+    # include/exclude rules (first dropping rule names the row's exclusion) and the order key
+    excluded = []
+    for i, col in enumerate(rules):
+        def keep(value: Any, col: str = col) -> bool:
+            return kept(value, col, m)
+
+        lk = add(f"rule{i}", f"SELECT x{i} AS v FROM {raw}", keep, pa.bool_(), f"r.x{i}")
+        excluded.append(f"CASE WHEN (CASE WHEN r.x{i} IS NULL THEN {str(keep(None)).upper()} ELSE {lk}.value END) "
+                        f"THEN NULL ELSE {_lit(col)} END")
+    excluded_sql = f"coalesce({', '.join(excluded)})" if excluded else "CAST(NULL AS VARCHAR)"
+    if m.order_col:
+        lk = add("order", f"SELECT CAST(o AS VARCHAR) AS v FROM {raw}", order_key, pa.string(), "CAST(r.o AS VARCHAR)")
+        order_sql, order_msg = f"{lk}.value", f"coalesce({lk}.msg, 'order id is empty')"
+    else:
+        order_sql, order_msg = "NULL", "NULL"
+
+    window_end = config.window_end or dt.date.today()
+    lo = _epoch_us(dt.datetime.combine(config.window_start, dt.time(), UTC))
+    hi = _epoch_us(dt.datetime.combine(window_end, dt.time(), UTC)) + 86_400 * 1_000_000
+    sign = "1.0" if m.spend_is == "positive" else "-1.0"
+    raw_cols = ", ".join(f"CAST(r.{k} AS VARCHAR)" for k in ("u", "t", "a", *[k for k, c in extra.items() if c])
+                         if k != "a" or m.amount_col)
+    # CSV order: rules, user, amount, timestamp, window, order (a row with several problems gets the first).
+    base = (
+        f"SELECT {user} AS user_id, {ts_us} AS ts_us, {sign} * {amount} + 0.0 AS amount, "
+        f"{user_err} AS user_err, {user_msg} AS user_msg, {amount_err} AS amount_err, {amount_msg} AS amount_msg, "
+        f"{amount_col} AS amount_col, {ts_err} AS ts_err, {ts_msg} AS ts_msg, {excluded_sql} AS excluded, "
+        f"{order_sql} AS order_key, {order_msg} AS order_msg, "
+        f"r.source_file, CAST(r.file_row_number + 1 AS BIGINT) AS line, concat_ws(',', {raw_cols}) AS raw "
+        f"FROM {raw} AS r {' '.join(joins)}"
+    )
+    outside = f"ts_us < {lo} OR ts_us >= {hi}"
+    checked = (
+        "SELECT *, coalesce(user_err, amount_err, ts_err, "
+        f"CASE WHEN {outside} THEN 'OUT_OF_WINDOW' END) AS error1 FROM ({base}) WHERE excluded IS NULL"
+    )
+    conflict = "NULL"
+    if m.order_col:  # an order belongs to its first valid line's user; other users' lines conflict
+        checked = (
+            f"WITH c AS ({checked}), f AS (SELECT source_file, row_number() OVER (ORDER BY source_file) AS file_idx "
+            f"FROM (SELECT DISTINCT source_file FROM c)), "
+            f"o AS (SELECT order_key, arg_min(user_id, file_idx * 1099511627776 + line) AS owner "
+            f"FROM c JOIN f USING (source_file) "
+            f"WHERE error1 IS NULL AND order_key IS NOT NULL GROUP BY order_key) "
+            f"SELECT c.*, o.owner, f.file_idx FROM c JOIN f USING (source_file) LEFT JOIN o USING (order_key)"
+        )
+        conflict = ("CASE WHEN order_key IS NULL THEN 'NULL_KEY' WHEN user_id <> owner THEN 'ORDER_CONFLICT' END")
+    cols = (_lit(m.user_col), _lit(m.ts_col), _lit(m.order_col) if m.order_col else "NULL")
+    order_message = ("CASE WHEN order_key IS NULL THEN order_msg ELSE 'order ' || order_key || ' belongs to user '"
+                     " || owner || ', not ' || user_id END") if m.order_col else "NULL"
+    lines = (
+        "SELECT user_id, CASE WHEN ts_us IS NULL THEN NULL ELSE make_timestamp(ts_us) END AS ts, amount, "
+        "CAST(NULL AS BIGINT) AS n_items, source_file, line, "
+        f"coalesce(error1, {conflict}) AS error, "
+        f"CASE WHEN user_err IS NOT NULL THEN {cols[0]} WHEN amount_err IS NOT NULL THEN amount_col "
+        f"WHEN error1 IS NOT NULL THEN {cols[1]} ELSE {cols[2]} END AS error_col, "
+        f"coalesce(user_msg, amount_msg, ts_msg, CASE WHEN error1 IS NOT NULL THEN "
+        f"'timestamp is outside {config.window_start} .. {window_end}' END, "
+        f"{order_message}) AS message, raw, "
+        f"{'order_key, file_idx' if m.order_col else 'NULL AS order_key, NULL AS file_idx'} "
+        f"FROM ({checked})"
+    )
+    scan.excluded_sql = (f"SELECT source_file, excluded, count(*) AS n FROM ({base}) WHERE excluded IS NOT NULL "
+                         "GROUP BY ALL") if excluded else ""
+    scan.sql = lines
+    if m.order_col:
+        k = "(file_idx * 1099511627776 + line)"  # file order, then line
+        scan.valid_sql = (
+            f"SELECT arg_min(user_id, {k}) AS user_id, arg_min(ts, {k}) AS ts, "
+            f"CAST(sum(CAST(amount AS DECIMAL(38, 9))) AS DOUBLE) + 0.0 AS amount, CAST(NULL AS BIGINT) AS n_items, "
+            f"arg_min(source_file, {k}) AS source_file, arg_min(line, {k}) AS line "
+            f"FROM ({lines}) WHERE error IS NULL GROUP BY order_key"
+        )
+    else:
+        scan.valid_sql = f"SELECT user_id, ts, amount, n_items, source_file, line FROM ({lines}) WHERE error IS NULL"
+    return scan
+
+
+def scan_parquet(
+    con: duckdb.DuckDBPyConnection,
+    files: list[Path],
+    config: ReaderConfig,
+    report: LoadReport,
+    strict: bool,
+    types: dict[str, Any] | None = None,
+) -> ParquetScan:
+    """Count rows and rejects per file in one pass; return the scan of the valid canonical rows.
+
+    ``types`` is :func:`check_parquet_files`' result when the caller already checked the footers.
+    """
+    if types is None:
+        types = check_parquet_files(files, config.generic, strict)
+    scan = build_scan(con, files, config)
+    every = scan.sql
+    counts = con.execute(
+        "SELECT source_file, error, count(*), count(*) FILTER (error IS NULL AND amount < 0) "
+        f"FROM ({every}) GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    by_file: dict[str, FileReport] = {str(f): FileReport(str(f)) for f in files}
+    report.files.extend(by_file.values())
+    for name, err, n, refunds in counts:
+        fr = by_file.setdefault(name, FileReport(name))
+        fr.count(err, n)
+        if refunds:
+            fr.warnings["REFUND"] += refunds
+    drift = types.get("_drift") or []
+    if drift:
+        for fr in by_file.values():
+            fr.warnings["SCHEMA_DRIFT"] += 1
+            fr.notes.extend(drift)
+    if any(fr.rejected for fr in by_file.values()):
+        bad = con.execute(
+            f"SELECT source_file, line, error, error_col, raw, message FROM ({every}) "
+            "WHERE error IS NOT NULL ORDER BY source_file, line"
+        ).fetchall()
+        for name, line, err, column, raw, message in bad:
+            report.rejects.append(RejectRecord(name, line, column, err, raw or "", message or err, -1, line))
+    if scan.excluded_sql:
+        for name, col, n in con.execute(scan.excluded_sql).fetchall():
+            fr = by_file.setdefault(name, FileReport(name))
+            fr.rows_in += n
+            fr.excluded += n
+            fr.exclusions[col] += n
+    scan.sql = scan.valid_sql
+    return scan
