@@ -107,7 +107,7 @@ def test_features_of_a_frame_ignore_rows_after_the_cutoff() -> None:
 
 
 def test_reconcile_accepts_dataframes_like_files(tmp_path: Path) -> None:
-    from spendlab.datasets.deltas import generate_deltas
+    from spendlab.jobs.datasets import generate_deltas
 
     generate_deltas(tmp_path / "gen", scenario=["stale"], users=60, files=3, seed=1)
     inputs = tmp_path / "gen" / "inputs"
