@@ -3,8 +3,8 @@
 Each function takes a path (file, directory, glob, ``builtin:cdnow``) or a pandas DataFrame plus
 keyword settings, calls the same job the CLI calls, and returns a small result object whose tables
 are DataFrames. Nothing is written unless ``out=`` is given (scoring, experiments and reconciliation
-write into a temporary directory that is read back and removed). The CLI commands are a thin layer
-over these functions.
+write into a temporary directory that is read back and removed). The CLI's ``describe`` and
+``reconcile`` call these functions; its other commands call the same jobs.
 
 ``import spendlab`` stays light: :mod:`spendlab` exposes these names lazily (PEP 562), and makes its
 ``describe``, ``features`` and ``reconcile`` subpackages callable so that ``spendlab.describe(...)``
