@@ -21,8 +21,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from spendlab import __version__
+from spendlab import __version__, api
 from spendlab.config import ReaderConfig, load_config, load_yaml, parse_config
+from spendlab.describe.render import check_currency
 from spendlab.errors import RowError, SpendlabError
 from spendlab.features.metadata import feature_metadata
 from spendlab.io import Mode, load_transactions
@@ -32,12 +33,10 @@ from spendlab.io.load import FORMATS, date_span, validation_summary
 from spendlab.io.rejects import write_rejects_csv
 from spendlab.io.safe_out import UnsafeOutputError, check_output, output_dir
 from spendlab.jobs.datasets import generate_deltas, synth_transactions
-from spendlab.jobs.describe import run_describe
 from spendlab.jobs.experiment import compare_runs, run_experiment
 from spendlab.jobs.features import features_table, load_feature_config, write_features
 from spendlab.jobs.pipeline import PipelineConfig, run_pipeline
 from spendlab.jobs.promote import promote_experiment
-from spendlab.jobs.reconcile import run_reconcile
 from spendlab.jobs.score import score as run_score
 from spendlab.jobs.tune import tune_experiment
 from spendlab.settings import check_as_of, check_country, check_tolerance, compile_pattern, parse_memory_limit
@@ -254,19 +253,18 @@ def describe(
     country: Annotated[str, typer.Option(help="Holiday calendar (holidays country code) for the daily markers.")] = "US",
     top_n: Annotated[int, typer.Option("--top-n", min=1, help="Rows per table in report.html; size of top lists.")] = 20,
     memory_limit: Annotated[Optional[str], typer.Option(help="DuckDB memory limit, e.g. 4GB.")] = None,
+    currency: Annotated[Optional[str], typer.Option(
+        "--currency", help="ISO 4217 code shown on money in report.html, e.g. USD ($) or EUR (default: none).")] = None,
 ) -> None:
     """Describe INPUT: transaction values, monthly spend, days with spend per week, insights, report.html."""
 
-    check_country(country), parse_memory_limit(memory_limit)  # settings fail before any data is read
+    check_country(country), parse_memory_limit(memory_limit), check_currency(currency)  # before any data is read
     check_output(out_dir, kind="dir", inputs=[input, config])
-    cfg = reader_config(config)
-    with err.status("describing: reading the input", spinner="dots") if err.is_terminal else _nothing() as status:
-        tx = load_transactions(input, format, config=cfg, mode=mode)
-        if status is not None:
-            status.update(f"describing {tx.report.accepted:,} transactions: tables, figures, report")
-        result = run_describe(tx, out_dir, country=country, top_n=top_n, net_refunds=cfg.refunds == "net",
+    with err.status("describing: tables, figures, report", spinner="dots") if err.is_terminal else _nothing():
+        result = api.describe(input, out=out_dir, format=format, reader=reader_config(config), mode=mode,
+                              country=country, top_n=top_n, currency=currency, per_user_tables=False,
                               memory_limit=memory_limit)
-    s = result["summary"]
+    s = result.summary
     out.print(f"{s['n_transactions']:,} transactions, {s['n_users']:,} users, gross spend {s['total_spend']:,.2f}, "
               f"average transaction {s['avg_transaction_value'] or 0:,.2f}; refunds {s['n_refunds']:,} "
               f"({s['refund_amount']:,.2f}); rejected rows {s['rows_rejected']:,}", highlight=False, soft_wrap=True)
@@ -395,8 +393,8 @@ def reconcile(
 
     check_tolerance(tolerance), compile_pattern(pattern), parse_memory_limit(memory_limit)
     check_output(out_dir, kind="dir", inputs=[deltas, platform, source])
-    s = run_reconcile(deltas, platform, source, out_dir, tolerance=tolerance, name_pattern=pattern,
-                      expect_contiguous_batches=contiguous_batches, memory_limit=memory_limit)
+    s = api.reconcile(deltas, platform=platform, source=source, out=out_dir, tolerance=tolerance, pattern=pattern,
+                      contiguous_batches=contiguous_batches, memory_limit=memory_limit).summary
     out.print(f"source {s['source_total']:,.2f}  platform {s['platform_total']:,.2f}  gap {s['gap']:,.2f}  "
               f"explained {s['explained']:,.2f}  unexplained {s['unexplained']:,.2f} "
               f"({s['users']['unexplained']} users)", highlight=False, soft_wrap=True)

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
+from spendlab.describe.insights import cohort_matrix
+
 WIDTH, HEIGHT, DPI = 10.0, 3.6, 100
 _EVENT_COLOURS = {
     "Thanksgiving": "#8c564b",
@@ -208,9 +210,8 @@ def retention_figure(cohorts: pd.DataFrame) -> bytes:
         ax = fig.add_subplot()  # type: ignore[attr-defined]
         if cohorts.empty:
             return _empty(ax)
-        mat = cohorts.pivot(index="cohort_month", columns="months_since_first", values="retention")
-        mat = mat.drop(columns=0, errors="ignore")
-        if mat.shape[1] == 0:
+        mat = cohort_matrix(cohorts)  # zeros, not blanks, for cohorts that did not come back
+        if mat.shape[1] == 0 or mat.empty:
             return _empty(ax, "no cohort has a second month")
         im = ax.imshow(mat.to_numpy(dtype=float), aspect="auto", cmap="magma_r", vmin=0)
         step = max(1, len(mat.index) // 12)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 
 import duckdb
 import numpy as np
@@ -27,6 +28,10 @@ TOP_SHARES = (0.01, 0.05, 0.10, 0.20, 0.50)
 
 def _money(x: float) -> str:
     return f"{x:,.2f}"
+
+
+#: How a takeaway writes an amount; the report passes one that adds the currency (``--currency``).
+Money = Callable[[float], str]
 
 
 def _pct(x: float) -> str:
@@ -67,12 +72,12 @@ def daily_spend_table(con: duckdb.DuckDBPyConnection, events: pd.DataFrame | Non
     return df
 
 
-def daily_spend_takeaway(daily: pd.DataFrame) -> str:
+def daily_spend_takeaway(daily: pd.DataFrame, *, money: Money = _money) -> str:
     if daily.empty or daily["spend"].sum() == 0:
         return "No spend in the period."
     top = daily.loc[daily["spend"].idxmax()]
     median = float(daily["spend"].median())
-    ratio = f"{top['spend'] / median:.1f}x the median day ({_money(median)})" if median > 0 else \
+    ratio = f"{top['spend'] / median:.1f}x the median day ({money(median)})" if median > 0 else \
         "while the median day has no spend"
     marked = daily[daily["events"] != ""]
     tail = ""
@@ -80,7 +85,7 @@ def daily_spend_takeaway(daily: pd.DataFrame) -> str:
         ev = marked.loc[marked["spend"].idxmax()]
         tail = (f"; of the marked days, {ev['date']:%Y-%m-%d} ({ev['events']}) had the most spend, "
                 f"{ev['spend'] / median:.1f}x the median day")
-    return f"The biggest day was {top['date']:%Y-%m-%d} with {_money(top['spend'])} of spend, {ratio}{tail}."
+    return f"The biggest day was {top['date']:%Y-%m-%d} with {money(top['spend'])} of spend, {ratio}{tail}."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,12 +151,12 @@ def transaction_size_quantiles(con: duckdb.DuckDBPyConnection) -> dict[str, floa
     return dict(zip(("p50", "p90", "p99", "mean"), (None if v is None else float(v) for v in row)))
 
 
-def transaction_size_takeaway(q: dict[str, float | None]) -> str:
+def transaction_size_takeaway(q: dict[str, float | None], *, money: Money = _money) -> str:
     if q["p50"] is None:
         return "No spend transactions."
     skew = q["mean"] / q["p50"] if q["p50"] else math.nan
-    return (f"Half of all purchases are under {_money(q['p50'])}; 90% are under {_money(q['p90'])} and 99% under "
-            f"{_money(q['p99'])}; the mean ({_money(q['mean'])}) is {skew:.2f}x the median.")
+    return (f"Half of all purchases are under {money(q['p50'])}; 90% are under {money(q['p90'])} and 99% under "
+            f"{money(q['p99'])}; the mean ({money(q['mean'])}) is {skew:.2f}x the median.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,16 +235,17 @@ def spenders_table(con: duckdb.DuckDBPyConnection, n: int, *, top: bool = True) 
     ).fetchdf()
 
 
-def spenders_takeaway(top: pd.DataFrame, bottom: pd.DataFrame, median_user_spend: float | None) -> str:
+def spenders_takeaway(top: pd.DataFrame, bottom: pd.DataFrame, median_user_spend: float | None, *,
+                      money: Money = _money) -> str:
     if top.empty:
         return "No user has spend."
     first = top.iloc[0]
-    rel = (f", {first['total_spend'] / median_user_spend:,.0f}x the median spender ({_money(median_user_spend)})"
+    rel = (f", {first['total_spend'] / median_user_spend:,.0f}x the median spender ({money(median_user_spend)})"
            if median_user_spend else "")
     low = bottom.iloc[0]
-    return (f"The top spender, user {first['user_id']}, spent {_money(first['total_spend'])} over "
+    return (f"The top spender, user {first['user_id']}, spent {money(first['total_spend'])} over "
             f"{int(first['n_spend_transactions']):,} purchases{rel}; the top {len(top)} together make "
-            f"{_pct(top['share_of_spend'].sum())} of spend; the lowest spender spent {_money(low['total_spend'])}.")
+            f"{_pct(top['share_of_spend'].sum())} of spend; the lowest spender spent {money(low['total_spend'])}.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +278,7 @@ def mom_movers_table(con: duckdb.DuckDBPyConnection, month: str, n: int) -> pd.D
     ).fetchdf()
 
 
-def mom_takeaway(by_month: pd.DataFrame, movers: pd.DataFrame) -> str:
+def mom_takeaway(by_month: pd.DataFrame, movers: pd.DataFrame, *, money: Money = _money) -> str:
     if by_month.empty:
         return "Only one month of data: no month-over-month change."
     last = by_month.iloc[-1]
@@ -281,11 +287,11 @@ def mom_takeaway(by_month: pd.DataFrame, movers: pd.DataFrame) -> str:
     text = (f"In {last['month']}, {up:,} users spent more than in the month before ({int(last['started']):,} of them "
             f"after a month without spend) and {down:,} spent less ({int(last['stopped']):,} spent nothing), "
             f"a net change of "
-            f"{'+' if last['net_change'] >= 0 else '-'}{_money(abs(last['net_change']))}")
+            f"{'+' if last['net_change'] >= 0 else '-'}{money(abs(last['net_change']))}")
     if len(movers):
         big = movers.iloc[0]
         if big["change"] > 0:
-            text += f"; the biggest increase was user {big['user_id']} (+{_money(big['change'])})"
+            text += f"; the biggest increase was user {big['user_id']} (+{money(big['change'])})"
     return text + "."
 
 
@@ -345,6 +351,30 @@ def cohort_retention_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     ).fetchdf()
     df["cohort_month"] = pd.to_datetime(df["cohort_month"]).dt.strftime("%Y-%m")
     return df
+
+
+def cohort_matrix(cohorts: pd.DataFrame) -> pd.DataFrame:
+    """Retention by cohort (rows, ``YYYY-MM``) and months since first spend (columns 1, 2, ...).
+
+    A month the data covers but in which nobody of the cohort spent is 0, not missing: a small
+    cohort that never came back is a row of zeros, not a blank row. Only months after the data
+    ends are missing (the triangle's lower right). Cohorts without any observed month after their
+    first (the last month's) and month 0 (always 100%) are left out.
+    """
+    if cohorts.empty:
+        return pd.DataFrame(dtype=float)
+    start = pd.PeriodIndex(cohorts["cohort_month"], freq="M")
+    last = (start + cohorts["months_since_first"].to_numpy()).max()
+    mat = cohorts.pivot(index="cohort_month", columns="months_since_first", values="retention")
+    months = range(1, int(cohorts["months_since_first"].max()) + 1)
+    mat = mat.reindex(columns=list(months)).astype(float)
+    for cohort in mat.index:
+        observed = (last - pd.Period(cohort, freq="M")).n  # months after the cohort's first the data covers
+        row = mat.loc[cohort]
+        mat.loc[cohort] = row.where(row.notna() | (row.index > observed), 0.0)
+    mat = mat.dropna(how="all")
+    mat.columns.name = "months_since_first"
+    return mat
 
 
 def retention_takeaway(cohorts: pd.DataFrame) -> str:

@@ -13,17 +13,19 @@ data: CSV cells that a spreadsheet would run as a formula are prefixed with ``'`
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from spendlab.calendar import calendar_events
 from spendlab.describe import figures as figs
 from spendlab.describe import insights as ins
 from spendlab.describe import tables as qt
-from spendlab.errors import NoDataError
+from spendlab.errors import ConfigError, NoDataError
 from spendlab.io.load import Transactions
 from spendlab.io.rejects import neutralise_formula
 
@@ -44,7 +46,8 @@ class Insight:
     takeaway: str
     figure: bytes
     tables: dict[str, pd.DataFrame]
-    preview: str  # which table the HTML shows
+    #: The tables the HTML shows, in order, each as (key in ``tables``, caption).
+    previews: tuple[tuple[str, str], ...] = ()
     note: str = ""
 
 
@@ -75,6 +78,7 @@ def build_report(
     country: str = "US",
     top_n: int = 20,
     net_refunds: bool = False,
+    currency: str | None = None,
 ) -> DescribeReport:
     """Compute the summary, the question sections and every insight over the ``transactions`` view.
 
@@ -91,6 +95,8 @@ def build_report(
         Rows shown per table in the HTML, and the size of the top/bottom spender and mover lists.
     net_refunds
         Add ``net_spend`` (spend minus refunds) beside gross figures (``reader.refunds: net``).
+    currency
+        ISO 4217 code written with the amounts of the takeaways (None: plain numbers).
     """
     qt.prepare(con)
     summary = qt.summary_stats(con, tx, net_refunds=net_refunds)
@@ -110,7 +116,8 @@ def build_report(
         days_figure=figs.days_per_week_figure(dist),
     )
     report.insights = build_insights(con, country=country, top_n=top_n,
-                                     median_user_spend=report.user_distribution["spend_median"])
+                                     median_user_spend=report.user_distribution["spend_median"],
+                                     money=money_formatter(currency))
     return report
 
 
@@ -120,6 +127,7 @@ def build_insights(
     country: str = "US",
     top_n: int = 20,
     median_user_spend: float | None = None,
+    money: ins.Money = ins._money,
 ) -> list[Insight]:
     """Every insight of the report, in reading order (``prepare`` must have run on ``con``)."""
 
@@ -146,39 +154,45 @@ def build_insights(
     weekly = ins.active_users_weekly_table(con)
     quant_table = pd.DataFrame({"quantile": list(quantiles), "amount": list(quantiles.values())})
     return [
-        Insight("daily_spend", "Daily spend, with holidays and retail events", ins.daily_spend_takeaway(daily),
-                figs.daily_spend_figure(daily), {"daily_spend": daily}, "daily_spend",
-                "Table: the marked days (or, without any, the days with the most spend). Markers: "
-                + ", ".join(figs._EVENT_COLOURS) + f" ({country})."),
+        Insight("daily_spend", "Daily spend, with holidays and retail events",
+                ins.daily_spend_takeaway(daily, money=money), figs.daily_spend_figure(daily), {"daily_spend": daily},
+                (("daily_spend", "Marked days (or, without any, the days with the most spend)"),),
+                "Markers: " + ", ".join(figs._EVENT_COLOURS) + f" ({country})."),
         Insight("weekday_hour", "When people buy: weekday x hour (UTC)", ins.weekday_hour_takeaway(grid),
-                figs.weekday_hour_figure(grid), {"weekday_hour": grid}, "weekday_hour",
-                "Table: the busiest weekday-hour cells with any transaction."),
+                figs.weekday_hour_figure(grid), {"weekday_hour": grid},
+                (("weekday_hour", "Busiest weekday-hour cells"),)),
         Insight("transaction_size", "Transaction size distribution (log scale)",
-                ins.transaction_size_takeaway(quantiles),
+                ins.transaction_size_takeaway(quantiles, money=money),
                 figs.transaction_size_figure(hist),
-                {"transaction_size": hist, "transaction_size_quantiles": quant_table}, "transaction_size_quantiles"),
+                {"transaction_size": hist, "transaction_size_quantiles": quant_table},
+                (("transaction_size_quantiles", "Transaction amount quantiles"),)),
         Insight("concentration", "Spend concentration", ins.concentration_takeaway(conc, gini),
                 figs.lorenz_figure(curve, gini), {"spend_concentration": conc, "lorenz_curve": curve},
-                "spend_concentration", "Users with no gross spend (only zero amounts or refunds) count as zero."),
-        Insight("spenders", "Top and bottom spenders", ins.spenders_takeaway(top, bottom, median_user_spend),
-                figs.spenders_figure(top), {"top_spenders": top, "bottom_spenders": bottom}, "top_spenders",
-                "Bottom spenders: users with the lowest positive gross spend (insights/bottom_spenders.csv)."),
-        Insight("mom_change", "Month-over-month change per user", ins.mom_takeaway(by_month, movers),
+                (("spend_concentration", "Share of spend made by the top users"),),
+                "Users with no gross spend (only zero amounts or refunds) count as zero."),
+        Insight("spenders", "Top and bottom spenders",
+                ins.spenders_takeaway(top, bottom, median_user_spend, money=money),
+                figs.spenders_figure(top), {"top_spenders": top, "bottom_spenders": bottom},
+                (("top_spenders", f"Top {top_n} spenders"),
+                 ("bottom_spenders", f"Bottom {top_n} spenders (lowest positive gross spend)"))),
+        Insight("mom_change", "Month-over-month change per user", ins.mom_takeaway(by_month, movers, money=money),
                 figs.mom_figure(by_month), {"mom_change_by_month": by_month, "mom_top_movers": movers},
-                "mom_top_movers",
-                f"Table: the biggest increases and decreases of {last_month or '-'}; every user and month is in "
-                "insights/mom_change_per_user.csv."),
-        Insight("new_returning", "New vs returning users, and cohort retention",
+                (("mom_top_movers", f"Biggest increases and decreases of {last_month or '-'}"),),
+                "Every user and month is in insights/mom_change_per_user.csv."),
+        Insight("new_returning", "New vs returning users",
                 ins.new_returning_takeaway(nr_month),
                 figs.new_returning_figure(nr_week),
                 {"new_returning_weekly": nr_week, "new_returning_monthly": nr_month},
-                "new_returning_monthly",
-                "Figure: weekly; table: the last months (all in insights/new_returning_*.csv)."),
+                (("new_returning_monthly", "New and returning users in the last months"),),
+                "Figure: weekly; table: monthly (all in insights/new_returning_*.csv)."),
         Insight("cohort_retention", "Acquisition-cohort retention", ins.retention_takeaway(cohorts),
-                figs.retention_figure(cohorts), {"cohort_retention": cohorts}, "",
-                "Rows: month of first spend; columns: months since (insights/cohort_retention.csv)."),
+                figs.retention_figure(cohorts), {"cohort_retention": cohorts},
+                ((COHORT_PREVIEW, "Share of each cohort active N months after its first spend"),),
+                "Rows: month of first spend; a cohort with nobody back in a month shows 0%, a month after the "
+                "data ends is blank (insights/cohort_retention.csv)."),
         Insight("active_users", "Active users per week", ins.active_users_takeaway(weekly, bounds[1]),
-                figs.active_users_figure(weekly), {"active_users_weekly": weekly}, "active_users_weekly"),
+                figs.active_users_figure(weekly), {"active_users_weekly": weekly},
+                (("active_users_weekly", "Active users in the last weeks"),)),
     ]
 
 
@@ -217,6 +231,96 @@ def format_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: Shares (0..1) shown as percentages in the HTML (the CSVs keep the fraction).
+SHARE_COLUMNS = frozenset({"share_of_spend", "retention", "returning_share", "top_share_of_users", "user_share",
+                           "spend_share", "pct_change"})
+#: Integer columns that are labels, not counts: no thousands separator.
+LABEL_COLUMNS = frozenset({"iso_year", "iso_week", "weekday", "hour", "rank", "days_with_spend",
+                           "months_since_first"})
+#: Column headers in the HTML (anything else: underscores become spaces).
+LABELS = {
+    "n_transactions": "transactions", "n_spend_transactions": "spend transactions", "n_refunds": "refunds (n)",
+    "refunds": "refunds", "avg_transaction_value": "avg transaction", "total_spend": "total spend",
+    "mean_spend_per_active_user": "mean spend per active user",
+    "median_spend_per_active_user": "median spend per active user", "spend_per_active_user": "spend per active user",
+    "share_of_spend": "share of spend", "top_share_of_users": "top share of users", "prev_spend": "previous spend",
+    "pct_change": "change (%)", "user_id": "user", "weekday_name": "day", "period_start": "period",
+    "days_with_spend": "days with spend", "user_weeks": "user-weeks", "net_spend": "net spend",
+}
+#: Symbols written before amounts for the common currencies; other ISO codes are written before the number.
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "\u20ac", "GBP": "\u00a3", "JPY": "\u00a5", "CNY": "\u00a5", "INR": "\u20b9",
+                    "KRW": "\u20a9", "BRL": "R$", "CAD": "CA$", "AUD": "A$"}
+#: Key of the derived cohort table (one row per cohort) the HTML shows instead of the long CSV.
+COHORT_PREVIEW = "cohort_retention_by_month"
+COHORT_MONTHS = (1, 2, 3, 6, 12)
+
+
+def check_currency(currency: str | None) -> str | None:
+    """An ISO 4217 code (three letters, upper-cased), or None; anything else is an error."""
+    if currency is None or currency == "":
+        return None
+    code = currency.strip().upper()
+    if len(code) != 3 or not code.isascii() or not code.isalpha():
+        raise ConfigError(f"currency must be a three-letter ISO 4217 code such as USD or EUR, got {currency!r}")
+    return code
+
+
+def money_formatter(currency: str | None) -> Callable[[float], str]:
+    """``1234.5 -> "1,234.50"``, with ``currency="USD"`` ``"$1,234.50"`` (``"CHF 1,234.50"`` without a symbol)."""
+    code = check_currency(currency)
+    prefix = "" if code is None else CURRENCY_SYMBOLS.get(code, code + "\u00a0")
+
+    def fmt(value: float) -> str:
+        amount = cents(float(value))
+        return f"{'-' if amount < 0 else ''}{prefix}{abs(amount):,.2f}"
+
+    return fmt
+
+
+def format_date(value: object) -> str:
+    """A day as ``YYYY-MM-DD``; a time of day only when there is one (``YYYY-MM-DD HH:MM UTC``)."""
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    if ts == ts.normalize():
+        return ts.strftime("%Y-%m-%d")
+    return ts.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_share(value: float, *, signed: bool = False) -> str:
+    """A fraction as a percentage with enough digits to be non-zero: 0.0000312 -> ``0.0031%``."""
+    pct = 100 * float(value)
+    sign = "+" if signed and pct > 0 else ""
+    if pct == 0:
+        return "0%"
+    if abs(pct) < 0.1:
+        return f"{sign}{pct:.2g}%"
+    return f"{sign}{pct:,.1f}%"
+
+
+def _display_cell(col: str, value: object, money: Callable[[float], str]) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "\u2013"
+    if isinstance(value, (pd.Timestamp, dt.date, dt.datetime)):
+        return format_date(value)
+    if isinstance(value, str):
+        return value
+    if col in MONEY_COLUMNS:
+        return money(float(value))  # type: ignore[arg-type]
+    if col in SHARE_COLUMNS:
+        return format_share(float(value), signed=(col == "pct_change"))  # type: ignore[arg-type]
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value)) if col in LABEL_COLUMNS else f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):  # counts summed in DuckDB arrive as floats
+        x = float(value)
+        if x.is_integer() or abs(x) >= 1000:
+            return f"{x:.0f}" if col in LABEL_COLUMNS else f"{x:,.0f}"
+        return f"{x:.4g}"
+    return str(value)
+
+
 def _sorted_preview(key: str, df: pd.DataFrame, n: int) -> pd.DataFrame:
     if key == "daily_spend":
         marked = df[df["events"] != ""]
@@ -234,12 +338,37 @@ def _sorted_preview(key: str, df: pd.DataFrame, n: int) -> pd.DataFrame:
     return df.head(n)
 
 
-def _html_table(df: pd.DataFrame, n: int, name: str | None = None) -> dict[str, object]:
-    shown = format_frame(df.head(n))
+def cohort_preview(cohorts: pd.DataFrame, n: int) -> pd.DataFrame:
+    """One row per cohort (the ``n`` most recent with a second month): size and retention at months 1, 2, 3, 6, 12."""
+    mat = ins.cohort_matrix(cohorts)
+    if mat.empty:
+        return pd.DataFrame(columns=["cohort", "cohort_size"])
+    sizes = cohorts[cohorts["months_since_first"] == 0].set_index("cohort_month")["cohort_size"]
+    months = [m for m in COHORT_MONTHS if m in mat.columns]
+    size = sizes.reindex(mat.index).fillna(0).astype("int64")
+    out = pd.DataFrame({"cohort": mat.index, "cohort_size": size.to_numpy()})
+    for m in months:
+        out[f"month {m}"] = mat[m].to_numpy()
+    return out.tail(n).reset_index(drop=True)
+
+
+def _html_table(df: pd.DataFrame, n: int, caption: str, *, money: Callable[[float], str],
+                name: str | None = None, total: int | None = None) -> dict[str, object]:
+    """A table for the template: caption, display headers, formatted cells, a note on what is left out."""
+    shown = df.head(n)
+    total = len(df) if total is None else total
     note = ""
-    if len(df) > n:
-        note = f"showing {n} of {len(df):,} rows" + (f"; full table in {name}" if name else "")
-    return {"columns": list(shown.columns), "rows": shown.values.tolist(), "note": note}
+    if len(shown) < total:
+        note = f"showing {len(shown)} of {total:,} rows" + (f"; full table in {name}" if name else "")
+    percent = SHARE_COLUMNS | {c for c in df.columns if str(c).startswith("month ")}
+    columns = []
+    for c in shown.columns:
+        label = LABELS.get(str(c), str(c).replace("_", " "))
+        columns.append({"label": label, "kind": "text" if shown[c].dtype == object and c not in percent else "num",
+                        "id": c == "user_id"})
+    rows = [[neutralise_formula(_display_cell("retention" if str(c).startswith("month ") else str(c), v, money))
+             for c, v in zip(shown.columns, r)] for r in shown.itertuples(index=False)]
+    return {"caption": caption, "columns": columns, "rows": rows, "note": note}
 
 
 def rounded_summary(summary: dict[str, object]) -> dict[str, object]:
@@ -248,45 +377,79 @@ def rounded_summary(summary: dict[str, object]) -> dict[str, object]:
     return {k: (float(cents(v)) if k in money and isinstance(v, float) else v) for k, v in summary.items()}
 
 
-def render_html(report: DescribeReport, *, top_n: int = 20) -> str:
-    """The self-contained report page (figures as data URIs, no external resources)."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
-    env = Environment(loader=PackageLoader("spendlab.describe", "templates"),
-                      autoescape=select_autoescape(default=True, default_for_string=True))
-    s = report.summary
-    insights = []
-    for i in report.insights:
-        table = None
-        if i.preview:
-            preview = _sorted_preview(i.preview, i.tables[i.preview], top_n)
-            table = _html_table(preview, top_n)
-            full = len(i.tables[i.preview])
-            if len(preview) < full:
-                table["note"] = f"showing {len(preview)} of {full:,} rows; full table in insights/{i.preview}.csv"
-        insights.append({"key": i.key, "title": i.title, "takeaway": i.takeaway, "figure": figs.data_uri(i.figure),
-                         "table": table, "note": i.note})
+def _summary_rows(s: dict[str, object], money: Callable[[float], str]) -> list[tuple[str, str]]:
     atv = s["avg_transaction_value"]
     rows = [("transactions (accepted rows)", f"{s['n_transactions']:,}"),
             ("spend transactions (amount > 0)", f"{s['n_spend_transactions']:,}"),
-            ("users", f"{s['n_users']:,}"), ("gross spend", f"{s['total_spend']:,.2f}"),
-            ("average transaction value", "-" if atv is None else f"{atv:,.2f}"),
-            ("refunds", f"{s['n_refunds']:,} ({s['refund_amount']:,.2f})"),
+            ("users", f"{s['n_users']:,}"), ("gross spend", money(s["total_spend"])),  # type: ignore[arg-type]
+            ("average transaction value", "-" if atv is None else money(atv)),  # type: ignore[arg-type]
+            ("refunds", f"{s['n_refunds']:,} ({money(s['refund_amount'])})"),  # type: ignore[arg-type]
             ("zero-amount rows", f"{s['n_zero_amount']:,}")]
     if "net_spend" in s:
-        rows.append(("net spend (gross - refunds)", f"{s['net_spend']:,.2f}"))
-    rows += [("period", f"{s['period_start']} .. {s['period_end']}"),
+        rows.append(("net spend (gross - refunds)", money(s["net_spend"])))  # type: ignore[arg-type]
+    period = "-" if s["period_start"] is None else \
+        f"{pd.Timestamp(s['period_start']):%Y-%m-%d} to {pd.Timestamp(s['period_end']):%Y-%m-%d}"  # days, not instants
+    rows += [("period", period),
              ("rows read / accepted / rejected", f"{s['rows_in']:,} / {s['rows_accepted']:,} / {s['rows_rejected']:,}")]
-    rejected = ", ".join(f"{k}: {v:,}" for k, v in s["rejected_by_type"].items()) or "none"
+    return rows
+
+
+def render_html(report: DescribeReport, *, top_n: int = 20, currency: str | None = None) -> str:
+    """The self-contained report page (figures as data URIs, no external resources).
+
+    Cells are formatted for reading (the CSVs keep machine formats): dates as ``YYYY-MM-DD``, shares
+    as percentages, counts with thousands separators, money to cents with ``currency``'s symbol.
+    """
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    currency = check_currency(currency)
+    money = money_formatter(currency)
+    env = Environment(loader=PackageLoader("spendlab.describe", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True))
+    s = report.summary
+
+    def table(df: pd.DataFrame, n: int, caption: str, name: str | None = None) -> dict[str, object]:
+        return _html_table(df, n, caption, money=money, name=name)
+
+    insights = []
+    for i in report.insights:
+        tables = []
+        for key, caption in i.previews:
+            if key == COHORT_PREVIEW:
+                full = i.tables["cohort_retention"]
+                preview = cohort_preview(full, top_n)
+                t = table(preview, top_n, caption)
+            else:
+                full = i.tables[key]
+                preview = _sorted_preview(key, full, top_n)
+                t = table(preview, top_n, caption)
+                if len(preview) < len(full):
+                    t["note"] = f"showing {len(preview)} of {len(full):,} rows; full table in insights/{key}.csv"
+            tables.append(t)
+        insights.append({"key": i.key, "title": i.title, "takeaway": i.takeaway, "figure": figs.data_uri(i.figure),
+                         "tables": tables, "note": i.note})
     d = report.user_distribution
+
+    def m(x: float | None) -> str:
+        return "-" if x is None else money(x)
+
+    atv = s["avg_transaction_value"]
+    q1 = (f"The average transaction is worth {m(atv)}; the median user's average "  # type: ignore[arg-type]
+          f"transaction is {m(d['atv_median'])} (mean over users {m(d['atv_mean'])}, 90th percentile "
+          f"{m(d['atv_p90'])}), and a user with spend makes "
+          f"{'-' if d['tx_mean'] is None else format(d['tx_mean'], '.1f')} purchases on average.")
+    by_type: dict[str, int] = s["rejected_by_type"]  # type: ignore[assignment]
+    rejected = ", ".join(f"{k}: {v:,}" for k, v in by_type.items()) or "none"
     return env.get_template("describe.html").render(
         title=f"spendlab describe: {s['input']}",
-        summary_rows=rows, rejected=rejected, dist=d,
-        overview=_html_table(report.overview, 36, "monthly_overview.csv"),
-        per_user=_html_table(report.per_user_head, top_n), monthly=_html_table(report.monthly_head, top_n),
-        days_dist=_html_table(report.days_distribution, 7), days_head=_html_table(report.days_head, top_n),
+        summary_rows=_summary_rows(s, money), rejected=rejected, q1_takeaway=q1, currency=currency,
+        overview=table(report.overview, 36, "Spend per calendar month, all users", "monthly_overview.csv"),
+        per_user=table(report.per_user_head, top_n, f"Top {top_n} users by gross spend"),
+        monthly=table(report.monthly_head, top_n, f"Largest {top_n} user-months by spend"),
+        days_dist=table(report.days_distribution, 7, "User-weeks by days with spend"),
+        days_head=table(report.days_head, top_n, "User-weeks with the most days of spend"),
         days_figure=figs.data_uri(report.days_figure), insights=insights, top_n=top_n,
-        atv=s["avg_transaction_value"], net=("net_spend" in s),
+        net=("net_spend" in s),
     )
 
 

@@ -1,15 +1,30 @@
-"""The ``spendlab describe`` job: load, compute, write the CSVs and ``report.html`` atomically."""
+"""The ``spendlab describe`` job: load, compute, write the CSVs and ``report.html`` atomically.
+
+:func:`run_describe` serves both the CLI (``out_dir`` given: everything written, per-user tables
+streamed from DuckDB to CSV) and the Python API (``spendlab.describe``: ``out_dir`` may be None and
+``collect=True`` returns the per-user tables as DataFrames too).
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
+import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from spendlab.describe import tables as qt
-from spendlab.describe.render import MONEY_COLUMNS, build_report, format_frame, render_html, rounded_summary
+from spendlab.describe.render import (
+    MONEY_COLUMNS,
+    DescribeReport,
+    build_report,
+    format_frame,
+    render_html,
+    rounded_summary,
+)
 from spendlab.io.atomic import atomic_path
 from spendlab.io.csv_out import copy_csv
 from spendlab.io.load import Transactions, connect
@@ -22,68 +37,98 @@ BIG_TABLES = {
 }
 
 
+def table_key(name: str) -> str:
+    """``insights/top_spenders.csv`` -> ``top_spenders``: the name a table has in the Python API."""
+    return Path(name).stem
+
+
 def run_describe(
     tx: Transactions,
-    out_dir: Path,
+    out_dir: Path | None,
     *,
     country: str = "US",
     top_n: int = 20,
     net_refunds: bool = False,
+    currency: str | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
+    collect: bool = False,
 ) -> dict[str, object]:
-    """Write the describe outputs of ``tx`` to ``out_dir`` atomically and return their paths and the summary.
+    """Describe ``tx``: write the outputs to ``out_dir`` atomically (when given) and return them.
 
     Parameters
     ----------
     tx
         Loaded transactions (any format; Parquet inputs stay in DuckDB).
     out_dir
-        Output directory; replaced as a whole on success, untouched on failure.
-    country, top_n, net_refunds
-        See :func:`build_report`.
+        Output directory, replaced as a whole on success and untouched on failure; None writes
+        nothing (the Python API without ``out=``).
+    country, top_n, net_refunds, currency
+        See :func:`build_report` and :func:`render_html`.
     memory_limit, threads
-        DuckDB session limits (large inputs spill to a temporary directory inside the output).
+        DuckDB session limits (large inputs spill to a temporary directory).
+    collect
+        Also return the per-user tables (one row per user, user-month, user-week) as DataFrames;
+        off for the CLI, where they can hold tens of millions of rows and go to CSV straight from DuckDB.
 
     Returns
     -------
     dict
         ``summary`` (as written to ``summary.json``), ``out_dir``, ``files`` (relative path -> rows
-        written for CSVs, bytes for the rest).
+        written for CSVs, bytes for the rest; empty without ``out_dir``), ``report``
+        (:class:`DescribeReport`), ``html`` and ``tables`` (name -> DataFrame, unformatted).
     """
-    out_dir = Path(out_dir)
     con = connect(threads=threads, memory_limit=memory_limit)
     files: dict[str, int] = {}
-    with atomic_path(out_dir) as tmp:
-        (tmp / "insights").mkdir(parents=True)
-        (tmp / "figures").mkdir()
-        spill = tmp / ".duckdb_tmp"
+    tables: dict[str, pd.DataFrame] = {}
+    with ExitStack() as stack:
+        tmp = stack.enter_context(atomic_path(Path(out_dir))) if out_dir is not None else None
+        spill = (tmp / ".duckdb_tmp") if tmp is not None else \
+            Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spendlab-describe-")))
         con.execute("SET temp_directory = ?", [str(spill)])
         con.execute("SET preserve_insertion_order = true")
         con.execute("SET enable_progress_bar = false")  # library code keeps the terminal quiet
         tx.register(con)
-        report = build_report(con, tx, country=country, top_n=top_n, net_refunds=net_refunds)
-        for name, (sql_fn, order) in BIG_TABLES.items():
-            files[name] = copy_csv(con, sql_fn(net_refunds), tmp / name, order, money_columns=MONEY_COLUMNS,
-                                   round6_columns=frozenset({"pct_change"}))
+        report = build_report(con, tx, country=country, top_n=top_n, net_refunds=net_refunds, currency=currency)
+        html = render_html(report, top_n=top_n, currency=currency)
         small = {"monthly_overview.csv": report.overview,
                  "days_spent_per_week_distribution.csv": report.days_distribution}
         for insight in report.insights:
             small.update({f"insights/{k}.csv": v for k, v in insight.tables.items()})
-            (tmp / "figures" / f"{insight.key}.png").write_bytes(insight.figure)
-            files[f"figures/{insight.key}.png"] = len(insight.figure)
-        (tmp / "figures" / "days_per_week.png").write_bytes(report.days_figure)
-        for name, df in small.items():
-            write_frame_csv(df, tmp / name)
-            files[name] = len(df)
+        tables.update({table_key(name): df for name, df in small.items()})
+        if collect:
+            for name, (sql_fn, order) in BIG_TABLES.items():
+                tables[table_key(name)] = con.execute(f"SELECT * FROM ({sql_fn(net_refunds)}) ORDER BY {order}").df()
         summary = rounded_summary(report.summary)
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        html = render_html(report, top_n=top_n)
-        (tmp / "report.html").write_text(html, encoding="utf-8")
-        files["report.html"] = len(html.encode())
+        if tmp is not None:
+            files = _write(con, report, small, summary, html, tmp, net_refunds=net_refunds)
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
-    return {"out_dir": str(out_dir), "summary": summary, "files": dict(sorted(files.items()))}
+    return {"out_dir": None if out_dir is None else str(out_dir), "summary": summary,
+            "files": dict(sorted(files.items())), "report": report, "html": html,
+            "tables": dict(sorted(tables.items()))}
+
+
+def _write(con: duckdb.DuckDBPyConnection, report: DescribeReport, small: dict[str, pd.DataFrame],
+           summary: dict[str, object], html: str, tmp: Path, *, net_refunds: bool) -> dict[str, int]:
+    """Every output file into ``tmp`` (the atomic directory); returns name -> rows or bytes."""
+    files: dict[str, int] = {}
+    (tmp / "insights").mkdir(parents=True, exist_ok=True)
+    (tmp / "figures").mkdir(exist_ok=True)
+    for name, (sql_fn, order) in BIG_TABLES.items():
+        files[name] = copy_csv(con, sql_fn(net_refunds), tmp / name, order, money_columns=MONEY_COLUMNS,
+                               round6_columns=frozenset({"pct_change"}))
+    for insight in report.insights:
+        (tmp / "figures" / f"{insight.key}.png").write_bytes(insight.figure)
+        files[f"figures/{insight.key}.png"] = len(insight.figure)
+    (tmp / "figures" / "days_per_week.png").write_bytes(report.days_figure)
+    for name, df in small.items():
+        write_frame_csv(df, tmp / name)
+        files[name] = len(df)
+    (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (tmp / "report.html").write_text(html, encoding="utf-8")
+    files["report.html"] = len(html.encode())
+    return files
 
 
 def write_frame_csv(df: pd.DataFrame, path: Path) -> None:
