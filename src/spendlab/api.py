@@ -10,6 +10,7 @@ write into a temporary directory that is read back and removed). The CLI's ``des
 ``describe``, ``features`` and ``reconcile`` subpackages callable so that ``spendlab.describe(...)``
 works whichever of them has been imported (see ``docs/decisions.md``, "Python API").
 """
+# long: the documented Python API in one module: each function beside its result class
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 
 from spendlab.calendar import Freq
 from spendlab.config import ReaderConfig, parse_config
-from spendlab.describe.render import check_currency
+from spendlab.describe.formats import check_currency
 from spendlab.errors import ConfigError, SpendlabError
 from spendlab.features.config import FeatureConfig
 from spendlab.features.metadata import feature_metadata

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from spendlab import __version__, api
 from spendlab.config import ReaderConfig, load_config, load_yaml, parse_config
-from spendlab.describe.render import check_currency
+from spendlab.describe.formats import check_currency
 from spendlab.errors import RowError, SpendlabError
 from spendlab.features.metadata import feature_metadata
 from spendlab.io import Mode, load_transactions

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from spendlab.describe.formats import check_currency, format_date, format_share, money_formatter
 from spendlab.describe.insights import cohort_matrix
-from spendlab.describe.render import check_currency, format_date, format_share, money_formatter
 from spendlab.errors import ConfigError
 from spendlab.io import load_transactions
 from spendlab.jobs.describe import run_describe

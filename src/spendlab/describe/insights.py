@@ -7,6 +7,7 @@ a small pandas frame (bounded by days, weeks, months or ``top_n``, never by raw 
 "Active" means at least one spend (amount > 0) in the period; a user's cohort is the month of their
 first spend. Hours and days are UTC wall time.
 """
+# long: one SQL query and one takeaway per insight; the catalogue of insights reads best in one file
 
 from __future__ import annotations
 

@@ -17,14 +17,8 @@ import duckdb
 import pandas as pd
 
 from spendlab.describe import tables as qt
-from spendlab.describe.render import (
-    MONEY_COLUMNS,
-    DescribeReport,
-    build_report,
-    format_frame,
-    render_html,
-    rounded_summary,
-)
+from spendlab.describe.formats import MONEY_COLUMNS, format_frame, rounded_summary
+from spendlab.describe.render import DescribeReport, build_report, render_html
 from spendlab.io.atomic import atomic_path
 from spendlab.io.csv_out import copy_csv
 from spendlab.io.load import Transactions, connect
@@ -42,6 +36,7 @@ def table_key(name: str) -> str:
     return Path(name).stem
 
 
+# long: the job's one atomic output directory: load, tables, CSVs, figures and report inside one swap
 def run_describe(
     tx: Transactions,
     out_dir: Path | None,
