@@ -117,7 +117,8 @@ def main() -> int:
 
     cfg = load_experiment(EXPERIMENT)
     if args.train_origins:
-        value = args.train_origins if args.train_origins == "all" else int(args.train_origins)
+        value = (args.train_origins if args.train_origins == "all" or "-" in args.train_origins
+                 else int(args.train_origins))
         cfg = cfg.model_validate({**cfg.model_dump(), "train_origins": value})
     tx_obj = load_transactions(cfg.dataset.input, cfg.dataset.format, config=cfg.reader)
     tx = tx_obj.to_pandas()

@@ -223,3 +223,12 @@ def test_train_origins_all_reaches_back_to_the_first_period_of_the_data() -> Non
     assert cfg.train_origins == "all"
     with pytest.raises(Exception, match="train_origins"):
         ExperimentConfig.model_validate({**cfg.model_dump(), "train_origins": "some"})
+
+
+def test_train_origins_as_a_date_starts_where_the_population_exists() -> None:
+    assert training_origins(D(1997, 7, 31), freq="month", horizon=1, n=D(1997, 3, 31), first_cutoff=D(1997, 1, 31)) == [
+        D(1997, 3, 31), D(1997, 4, 30), D(1997, 5, 31), D(1997, 6, 30)]
+    cfg = ExperimentConfig.model_validate({
+        "name": "from", "dataset": {"input": "mem", "format": "generic"}, "freq": "month",
+        "validation": {"dates": [D(2024, 3, 31)]}, "test": {"dates": [D(2024, 5, 31)]}, "train_origins": "2024-01-31"})
+    assert cfg.train_origins == D(2024, 1, 31)
