@@ -13,7 +13,11 @@ Peers, each fitted at every cutoff on the transactions up to that cutoff only:
 - ``mlforecast + LightGBM``: one global LightGBM on each user's zero-filled monthly series with
   lags 1-6 and a 3-month rolling mean of lag 1 (mlforecast's recursive setup, h=1).
 
-Run: ``nice -n 10 .venv/bin/python benchmarks/accuracy_cdnow.py [--write-results]``
+Every metric is spendlab's ``origin_metrics`` (RMSE, bias, normalized Gini, Spearman, decile MAPE,
+top-10% capture), averaged over the test origins. The champion's lead over the best peer gets a 95%
+paired bootstrap interval over users, stratified by origin (``spendlab.forecast.bootstrap``).
+
+Run: ``nice -n 10 .venv/bin/python benchmarks/accuracy_cdnow.py [--write-results] [--models a,b,...]``
 """
 
 from __future__ import annotations
@@ -101,6 +105,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write-results", action="store_true", help="update benchmarks/RESULTS.md")
     ap.add_argument("--models", default=None, help="spendlab models to run (default: the experiment's)")
+    ap.add_argument("--train-origins", default=None, help="override the experiment's train_origins (N or all)")
+    ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the lead's interval")
     args = ap.parse_args()
 
     from spendlab.features.store import FeatureStore
@@ -108,7 +114,13 @@ def main() -> int:
     from spendlab.jobs.experiment import execute, load_experiment
     from spendlab.models.registry import make_model
 
+    from spendlab.forecast.bootstrap import bootstrap_rmse, delta_interval
+
     cfg = load_experiment(EXPERIMENT)
+    if args.train_origins:
+        value = (args.train_origins if args.train_origins == "all" or "-" in args.train_origins
+                 else int(args.train_origins))
+        cfg = cfg.model_validate({**cfg.model_dump(), "train_origins": value})
     tx_obj = load_transactions(cfg.dataset.input, cfg.dataset.format, config=cfg.reader)
     tx = tx_obj.to_pandas()
     tx["ts"] = tx["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
@@ -117,9 +129,12 @@ def main() -> int:
 
     rows: list[dict[str, object]] = []
     timings: dict[str, float] = {}
+    peer_preds: list[pd.DataFrame] = []
 
     def add(name: str, cutoff: dt.date, y: np.ndarray, p: np.ndarray) -> None:
         rows.append({"model": name, "cutoff": cutoff, **score(y, p)})
+        peer_preds.append(pd.DataFrame({"model": name, "split": "test", "cutoff": cutoff, "user_id": users,
+                                        "y_true": y, "y_pred": np.asarray(p, dtype=np.float64)}))
 
     for cutoff in cutoffs:
         X = store.features(cutoff)
@@ -141,7 +156,8 @@ def main() -> int:
             timings.get("mlforecast + LightGBM (lags 1-6, rolling mean 3)", 0) + time.perf_counter() - t)
         print(f"peers done for {cutoff}", file=sys.stderr, flush=True)
 
-    peers = pd.DataFrame(rows).groupby("model", sort=False)[["rmse", "mae", "bias", "wape", "top10_capture"]].mean()
+    cols = ["rmse", "mae", "bias", "wape", "top10_capture", "gini_norm", "spearman", "decile_mape"]
+    peers = pd.DataFrame(rows).groupby("model", sort=False)[cols].mean()
     with tempfile.TemporaryDirectory() as tmp:
         cwd = os.getcwd()
         os.chdir(tmp)  # the benchmark's MLflow runs go to a throwaway store
@@ -151,26 +167,48 @@ def main() -> int:
             res = execute(cfg, experiment_path=EXPERIMENT, models=models, out_dir=Path(tmp) / "out",
                           transactions=tx_obj, progress=lambda m: print(m, file=sys.stderr, flush=True))
             spend_s = time.perf_counter() - t
+            spend_preds = pd.read_parquet(res.paths["predictions"])
         finally:
             os.chdir(cwd)
     board = res.leaderboard.set_index("model")
-    best_peer = peers["rmse"].idxmin()
+    best_peer = peers["rmse"].idxmin()  # the toughest peer on test: reported against, never chosen by
     champ = res.champion
+    # Paired bootstrap: every model's per-user test predictions on the same rows (cutoff, user).
+    allp = pd.concat([pd.concat(peer_preds, ignore_index=True),
+                      spend_preds.assign(split="test")[["model", "split", "cutoff", "user_id", "y_true", "y_pred"]]],
+                     ignore_index=True)
+    allp["cutoff"] = pd.to_datetime(allp["cutoff"]).dt.date
+    allp = allp.sort_values(["model", "cutoff", "user_id"], kind="stable", ignore_index=True)
+    by_model = {m: g.reset_index(drop=True) for m, g in allp.groupby("model", sort=False)}
+    boot = bootstrap_rmse(by_model, split="test", n_boot=args.n_boot, seed=cfg.seed)
+    lo, hi = delta_interval(boot, champ, best_peer)
     lines = [
-        "| model | kind | mean test RMSE | MAE | bias | WAPE | top-10% capture | validation RMSE |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | kind | mean test RMSE | MAE | bias | WAPE | top-10% capture | normalized Gini | Spearman "
+        "| decile MAPE | validation RMSE | RMSE - best peer [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def delta(name: str, rmse: float) -> str:
+        a, b = delta_interval(boot, name, best_peer)
+        return f"{rmse - peers.loc[best_peer, 'rmse']:+.3f} [{a:+.3f}, {b:+.3f}]"
+
     for name, r in peers.sort_values("rmse").iterrows():
         lines.append(f"| {name} | peer | {r.rmse:.3f} | {r.mae:.3f} | {r.bias:+.3f} | {r.wape:.3f} | "
-                     f"{r.top10_capture:.3f} | - |")
+                     f"{r.top10_capture:.3f} | {r.gini_norm:.3f} | {r.spearman:.3f} | {r.decile_mape:.3f} | - | "
+                     f"{delta(name, r.rmse)} |")
     for name, r in board.sort_values("rmse").iterrows():
         tag = "spendlab champion" if name == champ else "spendlab"
         lines.append(f"| {name} | {tag} | {r.rmse:.3f} | {r.mae:.3f} | {r.bias:+.3f} | {r.wape:.3f} | "
-                     f"{r.top10_capture:.3f} | {r.validation_rmse:.3f} |")
+                     f"{r.top10_capture:.3f} | {r.gini_norm:.3f} | {r.spearman:.3f} | {r.decile_mape:.3f} | "
+                     f"{r.validation_rmse:.3f} | {delta(name, r.rmse)} |")
     ratio = board.loc[champ, "rmse"] / peers.loc[best_peer, "rmse"]
-    summary = (f"Champion `{champ}` (chosen on the validation origins): mean test RMSE "
-               f"{board.loc[champ, 'rmse']:.3f} vs best peer {best_peer} {peers.loc[best_peer, 'rmse']:.3f} "
-               f"(ratio **{ratio:.3f}**, {100 * (1 - ratio):+.1f}% better), bias {board.loc[champ, 'bias']:+.2%}.")
+    summary = (f"Champion `{champ}` (chosen on the validation origins; train_origins={cfg.train_origins}): mean test "
+               f"RMSE {board.loc[champ, 'rmse']:.3f} vs best peer {best_peer} {peers.loc[best_peer, 'rmse']:.3f} "
+               f"(ratio **{ratio:.3f}**, {100 * (1 - ratio):+.1f}% better; paired bootstrap over users stratified by "
+               f"origin, {args.n_boot} replicates: RMSE difference 95% CI [{lo:+.3f}, {hi:+.3f}]), mean per-origin "
+               f"bias {board.loc[champ, 'bias']:+.2%}, normalized Gini {board.loc[champ, 'gini_norm']:.3f} "
+               f"(peer {peers.loc[best_peer, 'gini_norm']:.3f}), top-10% capture "
+               f"{board.loc[champ, 'top10_capture']:.3f} (peer {peers.loc[best_peer, 'top10_capture']:.3f}).")
     timing = (f"Wall time on this run: spendlab experiment ({len(board)} models, validation + test origins, "
               f"MLflow logging) {spend_s:.0f} s; peers: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     table = "\n".join(lines)

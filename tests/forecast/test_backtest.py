@@ -212,3 +212,23 @@ def test_an_experiment_with_its_own_feature_set_backtests_on_its_shared_store(tm
     assert "active_days_per_week_mean_last13" not in result.feature_names
     with pytest.raises(ValueError, match="feature config"):
         feature_store(experiment([D(2024, 5, 31)]), store)
+
+
+def test_train_origins_all_reaches_back_to_the_first_period_of_the_data() -> None:
+    assert training_origins(D(1997, 10, 31), freq="month", horizon=1, n="all", first_cutoff=D(1997, 1, 31)) == [
+        D(1997, m, 31 if m in (1, 3, 5, 7, 8) else 30 if m != 2 else 28) for m in range(1, 10)]
+    cfg = ExperimentConfig.model_validate({
+        "name": "all", "dataset": {"input": "mem", "format": "generic"}, "freq": "month",
+        "validation": {"dates": [D(2024, 3, 31)]}, "test": {"dates": [D(2024, 5, 31)]}, "train_origins": "all"})
+    assert cfg.train_origins == "all"
+    with pytest.raises(Exception, match="train_origins"):
+        ExperimentConfig.model_validate({**cfg.model_dump(), "train_origins": "some"})
+
+
+def test_train_origins_as_a_date_starts_where_the_population_exists() -> None:
+    assert training_origins(D(1997, 7, 31), freq="month", horizon=1, n=D(1997, 3, 31), first_cutoff=D(1997, 1, 31)) == [
+        D(1997, 3, 31), D(1997, 4, 30), D(1997, 5, 31), D(1997, 6, 30)]
+    cfg = ExperimentConfig.model_validate({
+        "name": "from", "dataset": {"input": "mem", "format": "generic"}, "freq": "month",
+        "validation": {"dates": [D(2024, 3, 31)]}, "test": {"dates": [D(2024, 5, 31)]}, "train_origins": "2024-01-31"})
+    assert cfg.train_origins == D(2024, 1, 31)

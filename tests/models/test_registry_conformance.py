@@ -102,7 +102,26 @@ def test_predict_threads_reach_lightgbm_and_leave_predictions_unchanged(key: str
         threaded = est.predict(X)
     np.testing.assert_array_equal(threaded, alone)
     assert all(n == 2 for n in seen)
-    assert bool(seen) == (key.startswith("lightgbm") or key == "ensemble")  # the default blend has LightGBM
+    # The default blend has LightGBM; the hurdle's spend part is a LightGBM regressor.
+    assert bool(seen) == (key.startswith("lightgbm") or key in ("ensemble", "hurdle"))
     seen.clear()
     est.predict(X)  # outside the block: the model's own setting again
     assert all(n is None for n in seen)
+
+
+def test_complexity_order_covers_every_registered_model() -> None:
+    from spendlab.models.registry import BASELINES, COMPLEXITY, PEERS
+
+    assert set(COMPLEXITY) == set(MODELS)
+    assert BASELINES < PEERS and "bgnbd_gg" in PEERS
+    assert max(COMPLEXITY[b] for b in PEERS) < min(COMPLEXITY[m] for m in ("lightgbm", "hurdle", "ensemble"))
+
+
+def test_hurdle_is_the_product_of_a_calibrated_buy_probability_and_buyer_spend() -> None:
+    X, y = synthetic_feature_frame(600, seed=3)
+    est = make_model("hurdle").fit(X, y)
+    p = est.classifier_.predict_proba(est._matrix(X))[:, 1]
+    np.testing.assert_allclose(est.predict(X), p * est.spend_.predict(X))
+    assert 0.0 <= p.min() and p.max() <= 1.0
+    # Calibrated: the mean probability is close to the share of buyers it was fitted on.
+    assert abs(p.mean() - (y > 0).mean()) < 0.05

@@ -117,6 +117,10 @@ class FeatureConfig(StrictModel):
         trend_windows=(13, 26),
     )
 
+    #: Join the BTYD statistics in days (:mod:`spendlab.features.btyd`) in the FeatureStore.
+    #: Off by default until measured; batch scoring builds features without the store and lacks them.
+    btyd: bool = False
+
     @field_validator("weekly_activity_windows")
     @classmethod
     def _weekly(cls, v: tuple[int, ...]) -> tuple[int, ...]:

@@ -1,9 +1,21 @@
-"""The ensemble's backtest, composed from its members' backtests."""
+"""The ensemble's backtest, composed from its members' backtests, scored out of sample.
+
+Blend weights (and the bias gate that picks the members) are fitted on validation origins, so the
+ensemble's own validation score must not be measured on the rows that fitted them: an in-sample
+blend always looks at least as good as its best member and wins the champion choice unfairly.
+Each validation origin is therefore scored with weights fitted on the *other* validation origins
+(leave-one-origin-out cross-fitting); the test origins use the weights fitted on all of them.
+
+The weights are convex (non-negative, summing to 1): the blend's level is its members' level, each
+trained on data before its cutoff. No rescaling to a validation total: that carried one season's level
+(December's uplift) into the test months.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -11,61 +23,105 @@ import pandas as pd
 from spendlab.errors import SpendlabError
 from spendlab.forecast.backtest import BacktestResult
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
-from spendlab.models.ensemble import nnls_weights
+from spendlab.models.ensemble import convex_weights
 
 
-def ensemble_result(members: dict[str, BacktestResult], weights: dict[str, float], *,
-                    key: str = "ensemble") -> BacktestResult:
+def ensemble_result(members: Mapping[str, BacktestResult], weights: Mapping[str, float] | None = None, *,
+                    key: str = "ensemble",
+                    weights_by_cutoff: Mapping[dt.date, Mapping[str, float]] | None = None) -> BacktestResult:
     """The ensemble's backtest composed from its members' predictions (deterministic members, so
-    identical to refitting each member inside :class:`~spendlab.models.ensemble.EnsembleRegressor`)."""
+    identical to refitting each member inside :class:`~spendlab.models.ensemble.EnsembleRegressor`).
+
+    ``weights_by_cutoff[c]`` (when given for ``c``) replaces ``weights`` at origin ``c``: the
+    cross-fitted validation weights.
+    """
     first = next(iter(members.values()))
     base = first.predictions[["split", "cutoff", "target_period", "user_id", "segment", "y_true"]].copy()
-    pred = np.zeros(len(base))
-    for m, w in weights.items():
-        other = members[m].predictions
-        if not other["user_id"].equals(first.predictions["user_id"]):
+    for m, other in members.items():
+        if not other.predictions["user_id"].equals(first.predictions["user_id"]):
             raise SpendlabError(f"ensemble member {m} predicted a different population")
-        pred += w * other["y_pred"].to_numpy()
+    cutoffs = base["cutoff"].to_numpy()
+    pred = np.zeros(len(base))
+    by_cutoff = dict(weights_by_cutoff or {})
+    for c in pd.unique(cutoffs):
+        w = by_cutoff.get(c, weights)
+        if w is None:
+            raise SpendlabError(f"no ensemble weights for origin {c}")
+        rows = cutoffs == c
+        for m, wm in w.items():
+            if wm > 0:
+                pred[rows] += wm * members[m].predictions["y_pred"].to_numpy()[rows]
     base.insert(0, "model", key)
     base["y_pred"] = np.clip(pred, 0.0, None)
-    rows = []
-    for i, ((split, cutoff), g) in enumerate(base.groupby(["split", "cutoff"], sort=False)):
+    rows_out = []
+    for (split, cutoff), g in base.groupby(["split", "cutoff"], sort=False):
         po = first.per_origin.loc[first.per_origin["cutoff"] == cutoff].iloc[0]
-        rows.append({"origin": int(po["origin"]), "split": split, "cutoff": cutoff,
-                     "target_period": po["target_period"], "n_users": len(g), "n_train": int(po["n_train"]),
-                     **origin_metrics(g["y_true"].to_numpy(), g["y_pred"].to_numpy(), g["segment"].to_numpy())})
-    per_origin = pd.DataFrame(rows).sort_values("origin", ignore_index=True)
-    return BacktestResult(model_key=key, params={"members": list(weights), "weights": dict(weights)},
+        rows_out.append({"origin": int(po["origin"]), "split": split, "cutoff": cutoff,
+                         "target_period": po["target_period"], "n_users": len(g), "n_train": int(po["n_train"]),
+                         **origin_metrics(g["y_true"].to_numpy(), g["y_pred"].to_numpy(), g["segment"].to_numpy())})
+    per_origin = pd.DataFrame(rows_out).sort_values("origin", ignore_index=True)
+    final = dict(weights or {})
+    return BacktestResult(model_key=key, params={"members": list(members), "weights": final},
                           per_origin=per_origin, predictions=base, means=mean_metrics(per_origin))
 
 
 @dataclass(frozen=True)
 class Blend:
-    """The ensemble's backtest, its weights over every configured member and the members left out."""
+    """The ensemble's backtest, its weights over every configured member and the members left out.
+
+    ``weights`` / ``left_out`` are fitted on every validation origin (they serve the test origins and
+    deployment); ``fold_weights[c]`` are the weights that scored validation origin ``c``, fitted without it.
+    """
 
     result: BacktestResult
     weights: dict[str, float]
     left_out: list[str]
+    fold_weights: dict[dt.date, dict[str, float]] = field(default_factory=dict)
 
 
-def _split(res: BacktestResult, split: str, col: str) -> np.ndarray:
-    return res.predictions.loc[res.predictions["split"] == split, col].to_numpy()
+def _rows(res: BacktestResult, cutoffs: Sequence[dt.date], col: str) -> np.ndarray:
+    return res.predictions.loc[res.predictions["cutoff"].isin(list(cutoffs)), col].to_numpy()
+
+
+def _mean_bias(res: BacktestResult, cutoffs: Sequence[dt.date]) -> float:
+    po = res.per_origin
+    vals = po.loc[po["cutoff"].isin(list(cutoffs)), "bias"].to_numpy(dtype=np.float64)
+    return float(np.nanmean(vals)) if len(vals) and np.isfinite(vals).any() else 0.0
+
+
+def fit_blend(results: Mapping[str, BacktestResult], members: Sequence[str], cutoffs: Sequence[dt.date], *,
+              max_validation_bias: float) -> tuple[dict[str, float], list[str]]:
+    """(convex weights over ``members``, members left out), fitted on the rows of ``cutoffs`` only.
+
+    Members whose mean |bias| over ``cutoffs`` exceeds ``max_validation_bias`` are left out (when all
+    of them would be, all are kept).
+    """
+    kept = [m for m in members if abs(_mean_bias(results[m], cutoffs)) <= max_validation_bias]
+    if not kept:  # every member fails the gate: blend them all rather than nothing
+        kept = list(members)
+    preds = pd.DataFrame({m: _rows(results[m], cutoffs, "y_pred") for m in kept})
+    y = _rows(results[kept[0]], cutoffs, "y_true")
+    w = convex_weights(preds, y)
+    return {m: w.get(m, 0.0) for m in members}, [m for m in members if m not in kept]
 
 
 def blend(results: Mapping[str, BacktestResult], members: Sequence[str], *, max_validation_bias: float) -> Blend:
-    """NNLS weights of ``members`` fitted on the validation origins, and the blended backtest.
+    """Convex blend of ``members`` fitted on the validation origins, scored out of sample on them.
 
-    Members whose mean validation |bias| exceeds ``max_validation_bias`` are left out (when all of them
-    would be, all are kept); all-zero weights fall back to equal ones.
+    With one validation origin nothing can be held out: it is scored with equal weights over every
+    member (a combination fitted on nothing), and the test origins use the weights fitted on it.
     """
-    kept = {m: results[m] for m in members if abs(results[m].means.get("validation_bias", 0.0)) <= max_validation_bias}
-    left_out = [m for m in members if m not in kept]
-    if not kept:  # every member fails the gate: blend them all rather than nothing
-        kept, left_out = {m: results[m] for m in members}, []
-    val_preds = pd.DataFrame({m: _split(r, "validation", "y_pred") for m, r in kept.items()})
-    y_val = _split(next(iter(kept.values())), "validation", "y_true")
-    weights = nnls_weights(val_preds, y_val)
-    if not any(w > 0 for w in weights.values()):
-        weights = {m: 1.0 / len(kept) for m in kept}
-    res = ensemble_result(kept, {m: w for m, w in weights.items() if w > 0})
-    return Blend(result=res, weights={m: weights.get(m, 0.0) for m in members}, left_out=left_out)
+    first = results[members[0]]
+    val = list(pd.unique(first.predictions.loc[first.predictions["split"] == "validation", "cutoff"]))
+    if not val:
+        raise SpendlabError("the ensemble needs at least one validation origin to fit its weights")
+    weights, left_out = fit_blend(results, members, val, max_validation_bias=max_validation_bias)
+    folds: dict[dt.date, dict[str, float]] = {}
+    for c in val:
+        others = [o for o in val if o != c]
+        if others:
+            folds[c], _ = fit_blend(results, members, others, max_validation_bias=max_validation_bias)
+        else:
+            folds[c] = {m: 1.0 / len(members) for m in members}
+    res = ensemble_result({m: results[m] for m in members}, weights, weights_by_cutoff=folds)
+    return Blend(result=res, weights=weights, left_out=left_out, fold_weights=folds)

@@ -1,48 +1,137 @@
-"""The leaderboard of an experiment and the champion rule (validation only)."""
+"""The leaderboard of an experiment, the champion rule (validation only) and whether leads are real.
+
+The champion rule: among the non-baseline models, take the lowest mean validation RMSE; then prefer
+the *simplest* model (registry ``COMPLEXITY``) whose validation RMSE is not significantly worse than
+that best one -- the 95% paired-bootstrap interval of their validation RMSE difference contains 0.
+A lead that the choice of users could produce by chance does not buy complexity. Test results are
+never used to choose; they are reported, with each model's test RMSE difference to the best peer
+(``PEERS``, the best chosen on validation) and its 95% bootstrap interval.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from spendlab.errors import ConfigError
-from spendlab.models.registry import BASELINES
+from spendlab.forecast.bootstrap import bootstrap_rmse, delta_interval
+from spendlab.models.registry import BASELINES, PEERS, complexity
 
 LEADERBOARD_COLUMNS: tuple[str, ...] = ("model", "rmse", "mae", "bias", "wape", "top10_capture",
                                         "validation_rmse", "champion")
-
+#: Further columns, after LEADERBOARD_COLUMNS: ranking metrics and the lead over the best peer (test).
+EXTRA_COLUMNS: tuple[str, ...] = ("gini_norm", "spearman", "decile_mape", "delta_rmse_vs_best_peer",
+                                  "ci_low", "ci_high")
 
 PREDICTION_COLUMNS: tuple[str, ...] = ("model", "cutoff", "target_period", "user_id", "y_true", "y_pred")
 
 
-def pick_champion(leaderboard: "Any") -> str:
-    """The non-baseline model with the lowest mean validation RMSE (test results are never used)."""
+def _best_validation(board: pd.DataFrame) -> pd.Series:
+    return board.sort_values(["validation_rmse", "model"]).iloc[0]
 
+
+def pick_champion(leaderboard: "Any", validation_boot: pd.DataFrame | None = None, *,
+                  level: float = 0.95) -> str:
+    """The champion, from validation results only (see the module docstring).
+
+    Without ``validation_boot`` (replicates x models, :func:`~spendlab.forecast.bootstrap.bootstrap_rmse`
+    on the validation origins) the lowest validation RMSE wins outright.
+    """
     cands = leaderboard[~leaderboard["model"].isin(BASELINES)]
     if cands.empty:
         cands = leaderboard
     cands = cands[cands["validation_rmse"].notna()]
     if cands.empty:
         raise ConfigError("no model has a finite validation RMSE; cannot choose a champion")
-    return str(cands.sort_values(["validation_rmse", "model"]).iloc[0]["model"])
+    best = str(_best_validation(cands)["model"])
+    if validation_boot is None or best not in validation_boot.columns:
+        return best
+    tied = [best]
+    for m in cands["model"]:
+        if m != best and m in validation_boot.columns:
+            lo, _ = delta_interval(validation_boot, str(m), best, level=level)
+            if math.isfinite(lo) and lo <= 0.0:  # not significantly worse than the best
+                tied.append(str(m))
+    vr = cands.set_index("model")["validation_rmse"]
+    return min(tied, key=lambda m: (complexity(m), float(vr[m]), m))
 
 
-def leaderboard(results: Mapping[str, Any], keys: Sequence[str], tuned: Mapping[str, bool]) -> tuple[pd.DataFrame, str]:
-    """One row per model (test means, validation RMSE, coverage), best test RMSE first, and the champion."""
+@dataclass
+class Ranking:
+    """The leaderboard, its champion and the bootstrap comparisons behind them (for the parent run)."""
+
+    board: pd.DataFrame
+    champion: str
+    best_peer: str | None
+    runner_up: str | None
+    leads: dict[str, float] = field(default_factory=dict)
+
+
+def _lead(boot_val: pd.DataFrame, boot_test: pd.DataFrame, board: pd.DataFrame, a: str, b: str, name: str,
+          level: float) -> dict[str, float]:
+    r = board.set_index("model")
+    out: dict[str, float] = {}
+    for split, boot, col in (("validation", boot_val, "validation_rmse"), ("test", boot_test, "rmse")):
+        lo, hi = delta_interval(boot, a, b, level=level)
+        out[f"{split}_delta_rmse_vs_{name}"] = float(r.loc[a, col] - r.loc[b, col])
+        out[f"{split}_delta_rmse_vs_{name}_ci_low"] = lo
+        out[f"{split}_delta_rmse_vs_{name}_ci_high"] = hi
+    return out
+
+
+def rank_models(results: Mapping[str, Any], keys: Sequence[str], tuned: Mapping[str, bool], *,
+                seed: int = 0, n_boot: int = 1000, level: float = 0.95) -> Ranking:
+    """One row per model (test means, validation RMSE, coverage, lead over the best peer), best test
+    RMSE first; the champion; and the champion's lead over the runner-up and the best peer."""
     rows = []
     for key in keys:
         m = results[key].means
         rows.append({"model": key, "rmse": m.get("test_rmse"), "mae": m.get("test_mae"),
                      "bias": m.get("test_bias"), "wape": m.get("test_wape"),
                      "top10_capture": m.get("test_top10_capture"), "validation_rmse": m.get("validation_rmse"),
+                     "gini_norm": m.get("test_gini_norm"), "spearman": m.get("test_spearman"),
+                     "decile_mape": m.get("test_decile_mape"),
                      "interval_coverage_80": m.get("interval_coverage_80"), "tuned": tuned[key]})
     board = pd.DataFrame(rows)
-    champion = pick_champion(board)
+    preds = {k: results[k].predictions for k in keys}
+    boot_val = bootstrap_rmse(preds, split="validation", n_boot=n_boot, seed=seed)
+    boot_test = bootstrap_rmse(preds, split="test", n_boot=n_boot, seed=seed + 1)
+    champion = pick_champion(board, boot_val, level=level)
     board["champion"] = board["model"] == champion
+    peers = board[board["model"].isin(PEERS) & board["validation_rmse"].notna()]
+    best_peer = str(_best_validation(peers)["model"]) if not peers.empty else None
+    deltas, lows, highs = [], [], []
+    for key in board["model"]:
+        if best_peer is None:
+            deltas.append(np.nan), lows.append(np.nan), highs.append(np.nan)
+            continue
+        lo, hi = delta_interval(boot_test, key, best_peer, level=level)
+        deltas.append(float(board.loc[board["model"] == key, "rmse"].iloc[0]
+                            - board.loc[board["model"] == best_peer, "rmse"].iloc[0]))
+        lows.append(lo), highs.append(hi)
+    board["delta_rmse_vs_best_peer"], board["ci_low"], board["ci_high"] = deltas, lows, highs
+    others = board[(board["model"] != champion) & ~board["model"].isin(BASELINES) & board["validation_rmse"].notna()]
+    runner_up = str(_best_validation(others)["model"]) if not others.empty else None
+    leads: dict[str, float] = {}
+    if runner_up is not None:
+        leads.update(_lead(boot_val, boot_test, board, champion, runner_up, "runner_up", level))
+    if best_peer is not None and best_peer != champion:
+        leads.update(_lead(boot_val, boot_test, board, champion, best_peer, "best_peer", level))
     board = board.sort_values(["rmse", "model"], ignore_index=True)
-    return board[[*LEADERBOARD_COLUMNS, "interval_coverage_80", "tuned"]], champion
+    board = board[[*LEADERBOARD_COLUMNS, *EXTRA_COLUMNS, "interval_coverage_80", "tuned"]]
+    return Ranking(board=board, champion=champion, best_peer=best_peer, runner_up=runner_up, leads=leads)
+
+
+def leaderboard(results: Mapping[str, Any], keys: Sequence[str], tuned: Mapping[str, bool], *,
+                seed: int = 0) -> tuple[pd.DataFrame, str]:
+    """:func:`rank_models`' board and champion."""
+    r = rank_models(results, keys, tuned, seed=seed)
+    return r.board, r.champion
 
 
 def test_predictions(results: Mapping[str, Any], keys: Sequence[str]) -> pd.DataFrame:

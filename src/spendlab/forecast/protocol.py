@@ -81,7 +81,10 @@ class ExperimentConfig(StrictModel):
     horizon: int = 1  # the target is the spend of the ``horizon`` periods after the cutoff's period
     validation: Origins
     test: Origins
-    train_origins: int = 6  # earlier origins stacked into each training set (most recent first)
+    # Earlier origins stacked into each training set: the most recent N; "all" = every earlier
+    # origin whose target is known, back to the end of the data's first period; or a date = every
+    # earlier origin from that cutoff on (the first month end by which the population exists).
+    train_origins: int | Literal["all"] | dt.date = 6
     features: Path | None = None  # feature-set YAML; None = spendlab's default feature set
     models: tuple[str, ...] = ()  # () = every registry key
     params: dict[str, dict[str, Any]] = {}
@@ -103,8 +106,8 @@ class ExperimentConfig(StrictModel):
 
     @field_validator("horizon", "train_origins")
     @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
+    def _positive(cls, v: int | str | dt.date) -> int | str | dt.date:
+        if isinstance(v, int) and v < 1:
             raise ValueError("must be at least 1")
         return v
 

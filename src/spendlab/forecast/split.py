@@ -20,14 +20,23 @@ if TYPE_CHECKING:
     from spendlab.features.store import FeatureStore
 
 
-def training_origins(cutoff: dt.date, *, freq: Freq, horizon: int, n: int,
+def training_origins(cutoff: dt.date, *, freq: Freq, horizon: int, n: int | str | dt.date,
                      first_cutoff: dt.date | None = None) -> list[dt.date]:
     """The ``n`` latest earlier cutoffs whose target window ends on or before ``cutoff``.
 
-    Oldest first. ``first_cutoff`` (the end of the data's first period) bounds them below.
+    Oldest first. ``first_cutoff`` (the end of the data's first period) bounds them below;
+    ``n="all"`` takes every one down to it (``first_cutoff`` is then required); ``n`` = a date takes
+    every one from that date on (the first cutoff by which the population exists).
     """
+    if isinstance(n, dt.date):
+        first_cutoff = n if first_cutoff is None else max(first_cutoff, n)
+        n = "all"
+    if n == "all":
+        if first_cutoff is None:
+            raise SpendlabError("train_origins: all needs the data's first cutoff")
+        n = 10_000  # bounded by first_cutoff below
     out = []
-    for j in range(horizon, horizon + n):
+    for j in range(horizon, horizon + int(n)):
         c_k = period_end(shift_period(cutoff, freq, -j), freq)
         if first_cutoff is not None and c_k < first_cutoff:
             break
@@ -36,7 +45,8 @@ def training_origins(cutoff: dt.date, *, freq: Freq, horizon: int, n: int,
     return sorted(out)
 
 
-def training_set(store: FeatureStore, cutoff: dt.date, n_origins: int) -> tuple[pd.DataFrame, np.ndarray]:
+def training_set(store: FeatureStore, cutoff: dt.date,
+                 n_origins: int | str | dt.date) -> tuple[pd.DataFrame, np.ndarray]:
     """Stacked (features at c_k, target after c_k) for the ``n_origins`` training origins of ``cutoff``."""
     origins = training_origins(cutoff, freq=store.freq, horizon=store.horizon, n=n_origins,
                                first_cutoff=store.first_cutoff)

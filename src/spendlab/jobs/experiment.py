@@ -25,7 +25,7 @@ from spendlab.features.store import FeatureStore
 from spendlab.forecast.backtest import BacktestResult, run_backtest
 from spendlab.forecast.blend import blend
 from spendlab.forecast.intervals import calibrate
-from spendlab.forecast.leaderboard import leaderboard, test_predictions
+from spendlab.forecast.leaderboard import rank_models, test_predictions
 from spendlab.forecast.protocol import ExperimentConfig
 from spendlab.forecast.report import leaderboard_markdown, report_tables
 from spendlab.forecast.report_render import render_report
@@ -300,7 +300,8 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
 
         weights: dict[str, float] = {}
         if "ensemble" in keys:
-            _say(progress, f"[{len(needed) + 1}/{len(needed) + 1}] blending ensemble (weights from validation origins)")
+            _say(progress, f"[{len(needed) + 1}/{len(needed) + 1}] blending ensemble (convex weights from validation "
+                           "origins; each validation origin scored with weights fitted without it)")
             blend_start, t0 = time.time(), time.perf_counter()
             bl = blend(results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
             blend_timing = (blend_start, blend_start + time.perf_counter() - t0)
@@ -310,10 +311,13 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
             weights = bl.weights
             record("ensemble", bl.result, False, {"members": ",".join(cfg.ensemble_members),
                                                   "left_out": ",".join(bl.left_out),
-                                                  **{f"weight.{m}": w for m, w in weights.items()}},
+                                                  **{f"weight.{m}": w for m, w in weights.items()},
+                                                  **{f"fold_weight.{c}.{m}": w for c, fw in bl.fold_weights.items()
+                                                     for m, w in fw.items()}},
                    blend_timing)
 
-        board, champion = leaderboard(results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys})
+        ranking = rank_models(results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys}, seed=cfg.seed)
+        board, champion = ranking.board, ranking.champion
         report = _report(cfg.name, board, champion, results, keys,
                          notes={"dataset": f"{dataset_name} ({dataset['digest'][:12]})",
                                 "MLflow parent run": parent.run_id})
@@ -321,9 +325,12 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
                               intervals={"experiment": cfg.name, "champion": champion, "level": cfg.interval_level,
                                          "models": intervals}, report=report)
         parent.tags({"champion": champion, "champion_run_id": child_ids.get(champion, ""),
+                     "runner_up": ranking.runner_up or "", "best_peer": ranking.best_peer or "",
                      "mlflow.note.content": leaderboard_markdown(board, champion, name=cfg.name)})
         parent.metrics({f"champion_{c}": float(board.loc[board["champion"], c].iloc[0])
-                        for c in ("rmse", "mae", "bias", "wape", "top10_capture", "validation_rmse")})
+                        for c in ("rmse", "mae", "bias", "wape", "top10_capture", "validation_rmse",
+                                  "gini_norm", "spearman", "decile_mape")})
+        parent.metrics(ranking.leads)  # paired bootstrap over users, stratified by origin (95%)
         parent.table(board, "leaderboard.csv")
         parent.artifact(paths["intervals"])
         parent.artifact(paths["report"])

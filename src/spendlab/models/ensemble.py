@@ -1,8 +1,9 @@
 """A weighted blend of registry members.
 
-The weights are a hyperparameter: the experiment runner chooses them by non-negative least
-squares on the members' *validation-origin* predictions (:func:`nnls_weights`), then passes
-them in for the test origins, so test data never influences them. Without weights the blend
+The weights are a hyperparameter: the experiment runner chooses them by least squares under
+convexity (non-negative, summing to 1) on the members' *validation-origin* predictions
+(:func:`convex_weights`, cross-fitted across origins by :func:`spendlab.forecast.blend.blend`), then
+passes them in for the test origins, so test data never influences them. Without weights the blend
 is an equal-weight mean.
 """
 
@@ -38,6 +39,44 @@ def nnls_weights(preds: pd.DataFrame, y: np.ndarray, *, match_total: bool = True
         if blended > 0:
             w = w * float(target.sum()) / blended
     return {str(c): float(v) for c, v in zip(preds.columns, w)}
+
+
+def convex_weights(preds: pd.DataFrame, y: np.ndarray) -> dict[str, float]:
+    """Least-squares weights of member predictions (columns) against ``y``, non-negative and summing to 1.
+
+    Why convex rather than NNLS scaled to a total: NNLS shrinks towards zero on noisy spend, and
+    scaling its weights to match the fitting rows' total carries those rows' level (a seasonal peak)
+    into other periods. A convex blend keeps its members' level, each of which is learned from data
+    before its own cutoff. Solved exactly by enumerating the active sets (members are few); ties go to
+    the first solution in column order, so the result is deterministic.
+    """
+    A = preds.to_numpy(dtype=np.float64)
+    b = np.asarray(y, dtype=np.float64)
+    k = A.shape[1]
+    names = [str(c) for c in preds.columns]
+    if k == 0:
+        raise ValueError("convex_weights needs at least one member")
+    if k > 12:
+        raise ValueError("convex_weights enumerates active sets; more than 12 members is too many")
+    G, g = A.T @ A, A.T @ b
+    best_w, best_loss = np.full(k, 1.0 / k), np.inf
+    for mask in range(1, 2 ** k):
+        S = [j for j in range(k) if mask >> j & 1]
+        n = len(S)
+        kkt = np.zeros((n + 1, n + 1))
+        kkt[:n, :n] = G[np.ix_(S, S)]
+        kkt[:n, n] = kkt[n, :n] = 1.0
+        rhs = np.concatenate([g[S], [1.0]])
+        sol = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:n]
+        if (sol < -1e-12).any():
+            continue
+        w = np.zeros(k)
+        w[S] = np.clip(sol, 0.0, None)
+        w /= w.sum()
+        loss = float(w @ G @ w - 2.0 * g @ w)
+        if loss < best_loss - 1e-9 * max(1.0, abs(best_loss) if np.isfinite(best_loss) else 1.0):
+            best_w, best_loss = w, loss
+    return {c: float(v) for c, v in zip(names, best_w)}
 
 
 class EnsembleRegressor(RegressorMixin, BaseEstimator):

@@ -16,6 +16,7 @@ from spendlab.errors import ConfigError
 from spendlab.models.baselines import LastPeriod, MovingAverage, PerUserLinear, SeasonalNaive, ZeroForecaster
 from spendlab.models.customer_base import BgNbdGammaGamma, ClvBoostedRegressor
 from spendlab.models.ensemble import DEFAULT_MEMBERS, EnsembleRegressor
+from spendlab.models.hurdle import HurdleRegressor
 from spendlab.models.learned import make_hist_gbm, make_lightgbm, make_random_forest, make_ridge, make_tweedie_glm
 from spendlab.models.statsmodels_glm import StatsmodelsTweedieGLM
 
@@ -48,11 +49,29 @@ MODELS: dict[str, Callable[..., BaseEstimator]] = {
     "lightgbm": make_lightgbm,
     "bgnbd_gg": BgNbdGammaGamma,
     "lightgbm_clv": ClvBoostedRegressor,
+    "hurdle": HurdleRegressor,
     "ensemble": make_ensemble,
 }
 
 # Reference rows: never chosen as champion (kept to show what the learned models beat).
 BASELINES: frozenset[str] = frozenset({"zero", "last_period", "moving_average", "seasonal_naive", "per_user_linear"})
+
+#: Peers: what a user would pick instead of spendlab's learned models -- the baselines and the
+#: off-the-shelf customer-base model. Leaderboards report every model's lead over the best of them.
+PEERS: frozenset[str] = BASELINES | {"bgnbd_gg"}
+
+#: Complexity order (lower = simpler: fewer fitted parameters, fewer moving parts). When the validation
+#: RMSE difference to the best model lies inside its bootstrap interval, the simpler model is champion.
+COMPLEXITY: dict[str, int] = {
+    "zero": 0, "last_period": 1, "moving_average": 1, "seasonal_naive": 1, "per_user_linear": 2,
+    "bgnbd_gg": 3, "ridge": 4, "tweedie_glm": 4, "sm_tweedie_glm": 4,
+    "random_forest": 5, "hist_gbm": 5, "lightgbm": 5, "hurdle": 6, "lightgbm_clv": 6, "ensemble": 7,
+}
+
+
+def complexity(key: str) -> int:
+    """Rank of ``key`` in :data:`COMPLEXITY` (unlisted models rank as the most complex)."""
+    return COMPLEXITY.get(key, max(COMPLEXITY.values()) + 1)
 
 
 def _ridge_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
