@@ -54,9 +54,10 @@ def refit(candidate: Candidate, *, transactions: Any = None, store: Any = None) 
     train_cutoff = default_as_of(store.con, cfg.freq)
     X, y = training_set(store, train_cutoff, cfg.train_origins)
     names = [c for c in X.columns if c != "user_id"]
-    if names != candidate.feature_names:
-        raise SpendlabError(f"the data's features {names} differ from the candidate's {candidate.feature_names}")
-    estimator = make_model(candidate.model_key, candidate.params).fit(X.drop(columns=["user_id"]), y)
+    if sorted(names) != sorted(candidate.feature_names):
+        raise SpendlabError(f"the data's features {sorted(set(names) ^ set(candidate.feature_names))} differ "
+                            "from the candidate's")
+    estimator = make_model(candidate.model_key, candidate.params).fit(X[candidate.feature_names], y)
     segments = segment_users(X, active_window=cfg.segments.active_window)
     return Refit(
         candidate=candidate,
