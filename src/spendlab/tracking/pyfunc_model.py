@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from spendlab.errors import SpendlabError
 from spendlab.forecast.intervals import apply_calibration
 from spendlab.forecast.segments import segment_users
 from spendlab.models.base import predict_threads
@@ -46,8 +47,8 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-class ModelIntegrityError(RuntimeError):
-    """A model file does not match the hash recorded at registration."""
+class ModelIntegrityError(SpendlabError):
+    """A model file does not match the hash recorded at registration, or is not a spendlab model."""
 
 
 class SpendForecaster(PythonModel):

@@ -74,6 +74,8 @@ MARKER = "spendlab"
 MANIFEST_VERSION = 1
 _CODE_LOADER = "mlflow.pyfunc.loaders.code_model"
 _CODE_FILE = Path(pyfunc_model.__file__).name
+#: Written by MLflow when a registered version is downloaded (name and version, YAML; never executed).
+_REGISTRY_FILES = frozenset({"registered_model_meta"})
 
 
 def _manifest(model_dir: Path) -> dict[str, str]:
@@ -159,7 +161,7 @@ def verify_model_dir(path: str | Path, *, mlmodel_sha256: str | None = None) -> 
         raise ModelIntegrityError(f"{root}: unexpected flavour (spendlab models are python_function models "
                                   f"from the code file {_CODE_FILE}, without pickled Python objects or code paths)")
     recorded = dict(marker.get("files") or {})
-    actual = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"MLmodel"}
+    actual = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"MLmodel", *_REGISTRY_FILES}
     extra, missing = sorted(actual - set(recorded)), sorted(set(recorded) - actual)
     if extra or missing:
         raise ModelIntegrityError(f"{root}: files differ from the recorded manifest (unrecorded {extra}, "

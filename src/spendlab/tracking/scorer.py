@@ -47,15 +47,18 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    if uri.startswith("models:/") or "://" in uri:
-        tracking.configure(tracking_uri, must_exist=True)
-    with verified_model_dir(uri) as (local, version, _):
-        try:
+    try:
+        if uri.startswith("models:/") or ":/" in uri:
+            tracking.configure(tracking_uri, must_exist=True)
+        with verified_model_dir(uri) as (local, version, _):
             # MLflow's own requirement check reads the metadata of every installed distribution (1.1 s);
             # a spendlab model requires only spendlab, which _warn_on_version_drift checks directly.
             model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
-        except MlflowException as exc:
-            raise SpendlabError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
+    except MlflowException as exc:
+        raise SpendlabError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
+    except SpendlabError as exc:
+        msg = str(exc)
+        raise SpendlabError(msg if msg.startswith("cannot load model") else f"cannot load model {uri}: {msg}") from None
     cfg = model.model_config or {}
     _warn_on_version_drift(uri, cfg, model.metadata)
     return LoadedModel(
