@@ -59,10 +59,20 @@ class Candidate(StrictModel):
         return ExperimentConfig.model_validate(self.experiment)
 
     def features(self) -> FeatureConfig:
-        return FeatureConfig.model_validate(self.feature_config)
+        """The feature config, with each frequency's lag mapping in the order of :attr:`feature_names`
+        (mapping order is column order; a JSON writer that sorted keys must not change the columns)."""
+        data = json.loads(json.dumps(self.feature_config))
+        position = {name: i for i, name in enumerate(self.feature_names)}
+        for freq in ("month", "week"):
+            lags = (data.get(freq) or {}).get("lags")
+            if isinstance(lags, dict):
+                data[freq]["lags"] = dict(sorted(lags.items(), key=lambda kv: position.get(f"{kv[0]}_lag1", len(position))))
+        return FeatureConfig.model_validate(data)
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+        # Key order is kept, not sorted: the feature config's mapping order is its column order, and
+        # column order changes what LightGBM's column sampling draws.
+        return json.dumps(self.model_dump(mode="json"), indent=2) + "\n"
 
     @property
     def candidate_id(self) -> str:
