@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from spendlab.features import FeatureConfig, build_features, build_target, feature_columns
+from spendlab.features import FeatureConfig, build_features
 from spendlab.io import Mode, load_transactions
 from spendlab.io.load import connect
 
@@ -27,40 +27,11 @@ SCORE_AS_OF = dt.date(2024, 5, 31)
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory, synth_parquet: Path) -> tuple[str, str]:
     """A sqlite MLflow store with a real spendlab model (ridge, hurdle calibration, cold start) as ``@champion``."""
-    from spendlab.config import config_hash
-    from spendlab.forecast.candidate import Candidate, Measured
-    from spendlab.forecast.intervals import cold_start_fallback, fit_calibration
-    from spendlab.forecast.protocol import ExperimentConfig, protocol_id
-    from spendlab.forecast.segments import segment_users
-    from spendlab.models.registry import make_model, resolved_params
-    from spendlab.tracking.registry import Refit, log_and_register
+    from tests.spark.spend_model import register_ridge
 
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root}/mlflow.db"
-    con = connect(threads=2)
-    load_transactions(str(synth_parquet), "generic", mode=Mode.QUARANTINE).register(con)
-    names = feature_columns(CFG, "month")[1:]
-
-    def labelled(as_of: dt.date):  # noqa: ANN202
-        X = build_features(con, freq="month", as_of=as_of, config=CFG)
-        return X, build_target(con, freq="month", as_of=as_of)["target"].to_numpy()
-
-    X, y = labelled(TRAIN_AS_OF)
-    est = make_model("ridge").fit(X[names], y)
-    X_val, y_val = labelled(dt.date(2024, 1, 31))
-    cal = fit_calibration(pd.DataFrame({"segment": segment_users(X_val), "y_pred": est.predict(X_val[names]),
-                                        "y_true": y_val}))
-    cfg = ExperimentConfig(name="spark-test", dataset={"input": str(synth_parquet)},
-                           validation={"dates": [dt.date(2023, 11, 30)]}, test={"dates": [dt.date(2024, 1, 31)]})
-    cand = Candidate(model_key="ridge", params=resolved_params("ridge"), feature_names=names,
-                     feature_config=CFG.model_dump(mode="json"), feature_config_hash=config_hash(CFG),
-                     calibration=cal, protocol_id=protocol_id(cfg), experiment=cfg.model_dump(mode="json"),
-                     dataset_hash="synth", figures=Measured(test_rmse=1.0, validation_rmse=1.0))
-    refit = Refit(candidate=cand, estimator=est, train_cutoff=TRAIN_AS_OF,
-                  cold_start=cold_start_fallback(y[segment_users(X) == "new"]), input_example=X.head(3),
-                  dataset_hash="synth")
-    log_and_register(refit, tracking_uri=uri, registered_model=MODEL)
-    return uri, f"models:/{MODEL}@champion"
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+    return uri, register_ridge(str(synth_parquet), train_as_of=TRAIN_AS_OF, calibrate_as_of=dt.date(2024, 1, 31),
+                               tracking_uri=uri, name=MODEL)
 
 
 @pytest.mark.slow
