@@ -50,7 +50,7 @@ def tested(tmp_path_factory: pytest.TempPathFactory) -> dict:
         mp.undo()
 
 
-def _candidate_of_run(run_id: str, name: str = "candidate.json"):  # noqa: ANN202
+def _candidate_of_run(run_id: str, name: str = "candidate.json"):
     return read_candidate(Path(MlflowClient().download_artifacts(run_id, name)).read_text())
 
 
@@ -127,7 +127,7 @@ class _Canary:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (Path.touch, (Path(self.path),))
 
 

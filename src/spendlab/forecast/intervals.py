@@ -49,7 +49,7 @@ def _bin_edges(pred: np.ndarray, n_bins: int) -> list[float]:
     if n_bins <= 1 or len(pred) == 0:
         return []
     qs = np.quantile(pred, np.linspace(0, 1, n_bins + 1)[1:-1])
-    return sorted(set(float(q) for q in qs))
+    return sorted({float(q) for q in qs})
 
 
 def _assign_bins(pred: np.ndarray, edges: list[float]) -> np.ndarray:
@@ -64,7 +64,7 @@ def _group(pred: np.ndarray, y: np.ndarray, *, n_bins: int, min_positive: int,
            fallback: dict[str, Any] | None) -> dict[str, Any]:
     """One segment's calibration: P(spend) knots, forecast-bin edges, positive-spend quantiles per bin."""
     pos = y > 0
-    spec: dict[str, Any] = {"n": int(len(y)), "n_positive": int(pos.sum()), "p": _isotonic(pred, pos.astype(float))}
+    spec: dict[str, Any] = {"n": len(y), "n_positive": int(pos.sum()), "p": _isotonic(pred, pos.astype(float))}
     if pos.sum() < min_positive and fallback is not None:
         spec["edges"], spec["quantiles"] = fallback["edges"], fallback["quantiles"]
         return spec

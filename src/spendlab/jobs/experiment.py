@@ -18,13 +18,12 @@ from typing import Any
 
 import pandas as pd
 
-from spendlab.config import StrictModel, load_yaml, parse_config
+from spendlab.config import StrictModel, config_hash, load_yaml, parse_config
 from spendlab.errors import ConfigError, NoDataError
 from spendlab.features import FeatureConfig
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.backtest import BacktestResult, run_backtest
 from spendlab.forecast.blend import blend
-from spendlab.config import config_hash
 from spendlab.forecast.candidate import Candidate, Measured
 from spendlab.forecast.intervals import calibrate, calibration_report
 from spendlab.forecast.leaderboard import leaderboard, test_predictions
