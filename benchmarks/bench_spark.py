@@ -66,34 +66,15 @@ def spark_features_job(spark, data: str, freq: str, as_of: dt.date, out: Path) -
 
 
 def register_model(data: str, train_as_of: dt.date, root: Path) -> tuple[str, str]:
-    import joblib
-    import mlflow
-    from mlflow import MlflowClient
-    from sklearn.linear_model import Ridge
+    import sys
 
-    from spendlab.features import FeatureConfig, build_features, build_target, feature_columns
-    from spendlab.io import load_transactions
-    from spendlab.io.load import connect
+    sys.path.insert(0, str(ROOT))
+    from tests.spark.spend_model import register_ridge
 
-    cfg = FeatureConfig()
     uri = f"sqlite:///{root}/mlflow.db"
-    mlflow.set_tracking_uri(uri)
-    con = connect(threads=2)
-    load_transactions(data, "generic").register(con)
-    X = build_features(con, freq="month", as_of=train_as_of, config=cfg)
-    y = build_target(con, freq="month", as_of=train_as_of)
-    names = feature_columns(cfg, "month")[1:]
-    joblib.dump(Ridge(alpha=1.0).fit(X[names].to_numpy(), y["target"].to_numpy()), root / "estimator.joblib")
-    exp_id = mlflow.create_experiment("bench-spark", artifact_location=str(root / "artifacts"))
-    with mlflow.start_run(experiment_id=exp_id):
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(ROOT / "tests" / "spark" / "spend_model.py"),
-            artifacts={"estimator": str(root / "estimator.joblib")},
-            model_config={"feature_names": names, "freq": "month", "feature_config": cfg.model_dump(mode="json"),
-                          "cold_start": {"prediction": 0.0, "lower": 0.0, "upper": 0.0}},
-            input_example=X.head(3), registered_model_name="bench-spark")
-    MlflowClient().set_registered_model_alias("bench-spark", "champion", info.registered_model_version)
-    return uri, "models:/bench-spark@champion"
+    model = register_ridge(data, train_as_of=train_as_of, calibrate_as_of=train_as_of, tracking_uri=uri,
+                           name="bench-spark")
+    return uri, model
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from spendlab.io.load import FORMATS, date_span, validation_summary
 from spendlab.io.rejects import write_rejects_csv
 from spendlab.io.safe_out import UnsafeOutputError, check_output, output_dir
 from spendlab.jobs.datasets import generate_deltas, synth_transactions
+from spendlab.jobs.evaluate import TOLERANCE, evaluate_model
 from spendlab.jobs.experiment import compare_runs, run_experiment
 from spendlab.jobs.features import features_table, load_feature_config, write_features
 from spendlab.jobs.pipeline import PipelineConfig, run_pipeline
@@ -157,6 +158,8 @@ def reader_config(path: Path | None) -> ReaderConfig:
     return parse_config(ReaderConfig, data.get("reader", {}) or {}, f"{path} (reader)")
 
 
+TrackingOpt = Annotated[Optional[str], typer.Option(
+    "--tracking-uri", help="MLflow tracking store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).")]
 EngineOpt = Annotated[str, typer.Option("--engine", help="duckdb (one machine) or spark (pyspark; a cluster or local).")]
 SparkMasterOpt = Annotated[Optional[str], typer.Option(
     "--spark-master", help="Spark master URL for --engine spark (default: the config's spark.master, local[2]).")]
@@ -179,12 +182,16 @@ def check_engine(engine: str, format: str) -> None:
 @app.command()
 def pipeline(
     config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML.")] = Path("configs/pipeline.yaml"),
+    tracking_uri: TrackingOpt = None,
 ) -> None:
     """The main job: validate -> describe -> experiment -> tune -> promote -> score, on one dataset."""
 
 
 
     cfg = load_config(PipelineConfig, config)
+    uri = _tracking_uri(tracking_uri or cfg.tracking_uri)
+    if uri != cfg.tracking_uri:
+        cfg = cfg.model_copy(update={"tracking_uri": uri})
     try:  # out_dir stays inside the project directory (the working directory)
         confined_path(Path.cwd(), str(cfg.out_dir))
     except SpendlabError as exc:
@@ -435,6 +442,7 @@ def tune(
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="Trials run at once on threads. Past the first 3 "
                                       "trials, more than 1 makes the sequence of trials depend on which "
                                       "finishes first.")] = 1,
+    tracking_uri: TrackingOpt = None,
 ) -> None:
     """Tune a model with Optuna on the experiment's validation origins (resumes an interrupted study).
 
@@ -448,7 +456,7 @@ def tune(
     # retried; the environment can shorten them (tests kill studies on purpose).
     heartbeat = (int(os.environ.get("SPENDLAB_OPTUNA_HEARTBEAT", "5")), int(os.environ.get("SPENDLAB_OPTUNA_GRACE", "15")))
     result = tune_experiment(experiment, model_key=model, n_trials=trials, timeout=timeout, heartbeat=heartbeat,
-                             jobs=jobs)
+                             jobs=jobs, tracking_uri=_tracking_uri(tracking_uri))
     out.print(f"study {escape(result.study_name)}: {result.n_complete} complete, {result.n_pruned} pruned; "
               f"best validation RMSE {result.best_value:.4f} with {escape(str(result.best_params))}")
     out.print(f"best parameters written to {escape(str(result.params_path))}")
@@ -458,14 +466,16 @@ def tune(
 def promote(
     experiment: Annotated[str, typer.Argument(help="Experiment name (or path to its YAML in experiments/).")],
     force: Annotated[bool, typer.Option(help="Move the alias even when the candidate does not win.")] = False,
+    tracking_uri: TrackingOpt = None,
 ) -> None:
-    """Register the experiment's champion as spendlab-next-month; move @champion only if it wins.
+    """Register the experiment's tested champion (its candidate.json) as spendlab-next-month; move
+    @champion only if it wins.
 
     Exit 0 when the candidate became (or already is) the champion; exit 4 when it does not beat the
     current champion on the same test protocol (the alias stays, the version's tags say why).
     """
 
-    outcome = promote_experiment(experiment, force=force)
+    outcome = promote_experiment(experiment, force=force, tracking_uri=_tracking_uri(tracking_uri))
     verb = "promoted" if outcome.promoted else "not promoted"
     out.print(f"{verb}: spendlab-next-month version {outcome.version} ({escape(outcome.reason)})")
     if outcome.exit_code:
@@ -484,8 +494,11 @@ def score(
     config: ConfigOpt = None,
     engine: EngineOpt = "duckdb",
     spark_master: SparkMasterOpt = None,
+    tracking_uri: TrackingOpt = None,
 ) -> None:
-    """Score every user's next-period spend with an 80% interval; one row per user seen by the cutoff."""
+    """Score every user's next-period spend: expected value, P(spend), median and 80% interval of the
+    realized amount; one row per user seen by the cutoff. --model: a models:/ URI or a model directory
+    (verified before anything in it is loaded)."""
     import datetime as dt
 
 
@@ -500,11 +513,11 @@ def score(
     if engine == "spark":  # the model as a Spark UDF; a Parquet folder out (docs/scale-out.md)
 
         job = score_job(spark_session(config, spark_master), input, out_path, model_uri=model, as_of=cutoff,
-                        reader=reader_config(config))
+                        reader=reader_config(config), tracking_uri=_tracking_uri(tracking_uri))
         out.print(f"scored {job.rows_out:,} users as of {job.as_of} with {escape(model)} on Spark; "
                   f"wrote {escape(str(out_path))}/")
         return
-    loading = load_model_async(model)  # the model loads while the input is read and validated
+    loading = load_model_async(model, tracking_uri=_tracking_uri(tracking_uri))  # loads while the input is read
     tx = load_transactions(input, format, config=reader_config(config))
     if cutoff:  # errors only here; the job itself warns (result.warnings)
         check_as_of(cutoff, *date_span(tx))
@@ -525,10 +538,11 @@ app.add_typer(experiment_app, name="experiment")
 
 
 def _tracking_uri(value: str | None) -> str | None:
-    """--tracking-uri, else $SPENDLAB_TRACKING_URI, else the default store (read here only)."""
+    """--tracking-uri, else $MLFLOW_TRACKING_URI (or the older $SPENDLAB_TRACKING_URI), else None = the
+    default store sqlite:///mlruns/mlflow.db. The environment is read here only, never in the library."""
     import os
 
-    return value or os.environ.get("SPENDLAB_TRACKING_URI") or None
+    return value or os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("SPENDLAB_TRACKING_URI") or None
 
 
 @experiment_app.command("run")
@@ -538,8 +552,7 @@ def experiment_run(
                                                   "(default: the experiment's models).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for leaderboard.csv and predictions.parquet.")]
     = Path("outputs/experiment"),
-    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI "
-                                                        "(default sqlite:///mlruns/mlflow.db).")] = None,
+    tracking_uri: TrackingOpt = None,
 ) -> None:
     """Backtest the experiment's models on rolling origins; print the leaderboard, log to MLflow."""
 
@@ -566,7 +579,7 @@ def compare(
                                         "(nearest 80%), or any metric key the model runs logged.")] = "rmse",
     model: Annotated[Optional[str], typer.Option("--model", help="Only this model's runs (registry key).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print runs and param diff as JSON on stdout.")] = False,
-    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI.")] = None,
+    tracking_uri: TrackingOpt = None,
 ) -> None:
     """Every model run of EXPERIMENT_NAME across invocations, best --metric first, and the params that
     differ between the best --top runs (only params those runs all have; tuning, trial and promotion
@@ -592,6 +605,25 @@ def compare(
         return
     show_table(diff.astype(str), f"params that differ between the best {min(top, len(board))} runs "
                f"(params they all have)")
+
+
+@app.command()
+def evaluate(
+    model_uri: Annotated[str, typer.Argument(help="A registered version (models:/spendlab-next-month@champion, "
+                                             "models:/spendlab-next-month/3) or a model directory.")],
+    experiment: Annotated[Path, typer.Argument(help="The experiment YAML whose test protocol to re-run.")],
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Re-run the experiment's test origins with the version's recorded candidate; print the recorded and
+    the reproduced test RMSE. Exit 5 when they differ by more than 1e-6."""
+
+    ev = evaluate_model(model_uri, experiment, tracking_uri=_tracking_uri(tracking_uri))
+    out.print(f"{escape(model_uri)} (version {ev.version}, {ev.model_key}): recorded test RMSE "
+              f"{ev.recorded_test_rmse:.9f}, reproduced {ev.test_rmse:.9f} (difference {ev.difference:.2e})",
+              highlight=False)
+    if not ev.reproduced:
+        err.print(f"[bold red]error:[/] the test RMSE is not reproduced within {TOLERANCE:g}", highlight=False)
+        raise typer.Exit(5)
 
 
 def _one_line(text: str) -> str:

@@ -158,27 +158,6 @@ def test_every_user_acquired_by_the_cutoff_gets_a_prediction() -> None:
     assert list(res.per_origin["split"]) == ["test", "test"]
 
 
-def test_conformal_intervals_are_non_negative_ordered_and_cover_about_80_percent() -> None:
-    from spendlab.forecast.intervals import apply_intervals, coverage, fit_conformal
-
-    rng = np.random.default_rng(0)
-    n = 4000
-    seg = np.where(np.arange(n) % 4 == 0, "new", np.where(np.arange(n) % 4 == 1, "active", "lapsed"))
-    pred = rng.gamma(1.0, 10.0, n)
-    spends = rng.random(n) < np.where(seg == "lapsed", 0.1, 0.6)  # zero-inflated outcomes
-    y = np.where(spends, pred * rng.gamma(2.0, 1.0, n), 0.0)
-    half = n // 2
-    fit = pd.DataFrame({"segment": seg[:half], "y_pred": pred[:half], "y_true": y[:half]})
-    q = fit_conformal(fit, level=0.8)
-    new = pd.DataFrame({"segment": seg[half:], "y_pred": pred[half:]})
-    b = apply_intervals(new, q)
-    assert (b["lower"] >= 0).all() and (b["upper"] >= b["lower"]).all()
-    assert 0.75 <= coverage(y[half:], b) <= 0.85
-    # A segment never seen at fit time falls back to the pooled quantiles.
-    unseen = apply_intervals(pd.DataFrame({"segment": ["other"], "y_pred": [5.0]}), q)
-    assert unseen["lower"].iloc[0] == max(0.0, 5.0 + q["pooled"]["q_lo"])
-
-
 def test_a_shared_store_is_reused_only_for_the_same_freq_horizon_and_feature_config() -> None:
     """The main job passes one FeatureStore to tune, experiment and promote; a store built for
     other features must be refused, not silently reused."""

@@ -70,8 +70,12 @@ def test_leaderboard_has_every_model_and_one_champion_chosen_on_validation(first
 
 def test_predictions_cover_every_acquired_user_and_match_a_pandas_oracle(first_run: object, workdir: Path) -> None:
     preds = pd.read_parquet(workdir / "out" / "predictions.parquet")
-    assert list(preds.columns) == list(PREDICTION_COLUMNS)
+    assert list(preds.columns) == [*PREDICTION_COLUMNS, "p_spend", "median", "lower", "upper"]
     assert (preds["y_pred"] >= 0).all() and np.isfinite(preds["y_pred"]).all()
+    # every model's rows carry P(spend) and an 80% interval of the realized amount
+    assert preds[["p_spend", "median", "lower", "upper"]].notna().all().all()
+    assert ((preds["p_spend"] >= 0) & (preds["p_spend"] <= 1)).all()
+    assert ((preds["lower"] >= 0) & (preds["lower"] <= preds["median"]) & (preds["median"] <= preds["upper"])).all()
     tx = load_transactions(str(workdir / "millions.csv"), "millions").to_pandas()
     tx["ts"] = tx["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
     for cutoff in (dt.date(2023, 11, 26), dt.date(2023, 12, 3)):

@@ -100,9 +100,10 @@ def test_champion_loads_by_alias_and_predicts_on_a_feature_frame(in_registry: di
     model = mlflow.pyfunc.load_model(CHAMPION)
     feats = _features(in_registry["root"])
     out = model.predict(feats)
-    assert list(out.columns) == ["prediction", "lower", "upper", "segment"]
-    assert len(out) == len(feats)
+    assert list(out.columns) == ["user_id", "prediction", "p_spend", "median", "lower", "upper", "segment", "basis"]
+    assert out["user_id"].tolist() == feats["user_id"].astype(str).tolist()
     assert (out["prediction"] >= 0).all() and (out["lower"] <= out["upper"]).all() and (out["lower"] >= 0).all()
+    assert ((out["p_spend"] >= 0) & (out["p_spend"] <= 1)).all()
     assert set(out["segment"]) <= {"new", "active", "lapsed"}
 
 
@@ -133,6 +134,8 @@ def test_altered_model_artifact_is_refused(in_registry: dict, tmp_path: Path) ->
     est.write_bytes(bytes(data))
     with pytest.raises(Exception, match="altered after registration"):
         mlflow.pyfunc.load_model(str(local))
+    with pytest.raises(Exception, match="altered after registration"):
+        load_model(str(local))
     shutil.rmtree(local)
 
 
@@ -229,11 +232,12 @@ def test_scores_equal_the_champion_on_features_built_straight_from_the_input(in_
     feats = _features(in_registry["root"], as_of=result.as_of.isoformat())
     expected = mlflow.pyfunc.load_model(CHAMPION).predict(feats)
     scores = pd.read_parquet(result.out).sort_values("user_id", ignore_index=True)
-    assert scores["user_id"].tolist() == feats["user_id"].tolist()
+    assert scores["user_id"].tolist() == feats["user_id"].tolist() == expected["user_id"].tolist()
     # (features agree exactly: tests/features; a linear model's matmul rounds by batch size in the last bits)
-    for col in ("prediction", "lower", "upper"):
-        np.testing.assert_allclose(scores[col].to_numpy(), expected[col].to_numpy(), rtol=1e-12, atol=0)
-    assert scores["segment"].tolist() == expected["segment"].tolist()
+    for col in ("prediction", "p_spend", "median", "lower", "upper"):
+        np.testing.assert_allclose(scores[col].to_numpy(), expected[col].to_numpy(), rtol=1e-9, atol=1e-9)
+    for col in ("segment", "basis"):
+        assert scores[col].tolist() == expected[col].tolist()
 
 
 def test_loading_a_model_from_another_spendlab_version_warns(in_registry: dict, monkeypatch: pytest.MonkeyPatch,

@@ -28,7 +28,7 @@ def test_row57_four_concurrent_experiment_runs_on_a_new_store_all_finish_and_are
         tmp_path: Path) -> None:
     exp = write_experiment(tmp_path, models=["zero"], params={}, users=100)
     assert not (tmp_path / "mlruns").exists()
-    env = {k: v for k, v in os.environ.items() if k != "SPENDLAB_TRACKING_URI"}
+    env = {k: v for k, v in os.environ.items() if k not in ("SPENDLAB_TRACKING_URI", "MLFLOW_TRACKING_URI")}
     procs = [subprocess.Popen([sys.executable, "-m", "spendlab.cli", "experiment", "run", str(exp),
                                "--out", f"out{i}"], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -47,7 +47,7 @@ def _config(root: Path, trials: int) -> Path:
 
 
 def _start(root: Path, cfg: Path, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "SPENDLAB_TRACKING_URI"}
+    env = {k: v for k, v in os.environ.items() if k not in ("SPENDLAB_TRACKING_URI", "MLFLOW_TRACKING_URI")}
     with open(log, "wb") as fh:
         return subprocess.Popen([sys.executable, "-m", "spendlab.cli", "pipeline", "-c", str(cfg)], cwd=root,
                                 stdout=fh, stderr=subprocess.STDOUT, env=env)

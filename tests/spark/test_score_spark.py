@@ -1,4 +1,4 @@
-"""Spark batch scores equal local scores: the registered pyfunc as ``spark_udf`` (issue 9 acceptance).
+"""Spark batch scores equal local scores and the pyfunc, row for row (issues 9 and 16).
 
 Oracles: ``mlflow.pyfunc.load_model(uri).predict`` on the DuckDB feature frame, and the local batch
 scorer :func:`spendlab.jobs.score.score` on the same Parquet, model and cutoff.
@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from spendlab.features import FeatureConfig, build_features, build_target, feature_columns
+from spendlab.features import FeatureConfig, build_features
 from spendlab.io import Mode, load_transactions
 from spendlab.io.load import connect
 
@@ -26,33 +26,12 @@ SCORE_AS_OF = dt.date(2024, 5, 31)
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory, synth_parquet: Path) -> tuple[str, str]:
-    """A sqlite MLflow store with a ridge model on real features registered as ``@champion``."""
-    import joblib
-    import mlflow
-    from mlflow import MlflowClient
-    from sklearn.linear_model import Ridge
+    """A sqlite MLflow store with a real spendlab model (ridge, hurdle calibration, cold start) as ``@champion``."""
+    from tests.spark.spend_model import register_ridge
 
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root}/mlflow.db"
-    mlflow.set_tracking_uri(uri)
-    con = connect(threads=2)
-    load_transactions(str(synth_parquet), "generic", mode=Mode.QUARANTINE).register(con)
-    X = build_features(con, freq="month", as_of=TRAIN_AS_OF, config=CFG)
-    y = build_target(con, freq="month", as_of=TRAIN_AS_OF)
-    names = feature_columns(CFG, "month")[1:]
-    est = Ridge(alpha=1.0).fit(X[names].to_numpy(), y["target"].to_numpy())
-    joblib.dump(est, root / "estimator.joblib")
-    exp_id = mlflow.create_experiment("spark-test", artifact_location=str(root / "artifacts"))
-    with mlflow.start_run(experiment_id=exp_id):
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(Path(__file__).with_name("spend_model.py")),
-            artifacts={"estimator": str(root / "estimator.joblib")},
-            model_config={"feature_names": names, "freq": "month", "feature_config": CFG.model_dump(mode="json"),
-                          "cold_start": {"prediction": 7.0, "lower": 1.0, "upper": 20.0}},
-            input_example=X.head(3), registered_model_name=MODEL,
-        )
-    MlflowClient().set_registered_model_alias(MODEL, "champion", info.registered_model_version)
-    return uri, f"models:/{MODEL}@champion"
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+    return uri, register_ridge(str(synth_parquet), train_as_of=TRAIN_AS_OF, calibrate_as_of=dt.date(2024, 1, 31),
+                               tracking_uri=uri, name=MODEL)
 
 
 @pytest.mark.slow
@@ -71,18 +50,17 @@ def test_spark_scores_equal_local_scores_within_1e6(spark, registry: tuple[str, 
                       tracking_uri=tracking_uri).toPandas()
     assert list(got.columns) == SCORE_SCHEMA.names
 
-    # oracle 1: the pyfunc itself on the DuckDB features
+    # oracle 1: the pyfunc itself on the DuckDB features (it is the whole scorer: cold start included)
     con = connect(threads=2)
     load_transactions(str(synth_parquet), "generic", mode=Mode.QUARANTINE).register(con)
     feats = build_features(con, freq="month", as_of=SCORE_AS_OF, config=CFG)
+    mlflow.set_tracking_uri(tracking_uri)
     direct = mlflow.pyfunc.load_model(model_uri).predict(feats)
-    assert got["user_id"].tolist() == feats["user_id"].tolist()
-    bought = feats["n_transactions_total"].to_numpy() > 0
-    for col in ("prediction", "lower", "upper"):
-        np.testing.assert_allclose(got[col].to_numpy()[bought], direct[col].to_numpy()[bought], rtol=1e-6, atol=1e-6)
-    assert (got["segment"] == direct["segment"]).all()
-    assert (got.loc[~bought, "basis"] == "cold_start_fallback").all()
-    assert (got.loc[~bought, "prediction"] == 7.0).all() and (got.loc[bought, "basis"] == "model").all()
+    assert got["user_id"].tolist() == feats["user_id"].tolist() == direct["user_id"].tolist()
+    for col in ("prediction", "p_spend", "median", "lower", "upper"):
+        np.testing.assert_allclose(got[col].to_numpy(), direct[col].to_numpy(), rtol=1e-6, atol=1e-6, err_msg=col)
+    for col in ("segment", "basis"):
+        assert (got[col] == direct[col]).all(), col
 
     # oracle 2: the local batch scorer on the same data, model and cutoff
     tx = load_transactions(str(synth_parquet), "generic", mode=Mode.QUARANTINE)
@@ -91,7 +69,7 @@ def test_spark_scores_equal_local_scores_within_1e6(spark, registry: tuple[str, 
           progress=False)
     local = pq.read_table(local_out).to_pandas().sort_values("user_id").reset_index(drop=True)
     assert got["user_id"].tolist() == local["user_id"].tolist()
-    for col in ("prediction", "lower", "upper"):
+    for col in ("prediction", "p_spend", "median", "lower", "upper"):
         np.testing.assert_allclose(got[col].to_numpy(), local[col].to_numpy(), rtol=1e-6, atol=1e-6, err_msg=col)
     for col in ("target_period", "segment", "basis", "model_uri", "model_version"):
         assert (got[col].astype(str).to_numpy() == local[col].astype(str).to_numpy()).all(), col

@@ -107,7 +107,8 @@ def run_backtest(
         target_period = shift_period(cutoff, experiment.freq, 1)
         metrics = origin_metrics(y_true, pred, seg)
         rows.append({"origin": i, "split": split, "cutoff": cutoff, "target_period": target_period,
-                     "n_users": len(X_c), "n_train": len(X_train), **metrics})
+                     "n_users": len(X_c), "n_train": len(X_train),
+                     "train_spend_rate": float(np.mean(np.asarray(y_train) > 0)), **metrics})
         preds.append(pd.DataFrame({"model": model_key, "split": split, "cutoff": cutoff,
                                    "target_period": target_period, "user_id": X_c["user_id"].to_numpy(),
                                    "segment": seg, "y_true": y_true, "y_pred": pred}))

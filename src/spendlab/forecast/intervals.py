@@ -1,122 +1,160 @@
-"""Split-conformal 80% intervals for per-user spend, by segment and prediction bin.
+"""Probabilistic next-period spend for a zero-inflated target: a hurdle calibrated on validation origins.
 
-Per-user spend is zero-inflated, so a symmetric band around the point forecast would cover
-the zeros and miss the spenders. Instead, for each segment (new / active / lapsed, see
-:func:`spendlab.forecast.backtest.segment_users`) and each of ``n_bins`` prediction-quantile bins, the
-interval is ``[max(0, pred + q_lo), max(lower, pred + q_hi)]`` with ``q_lo``/``q_hi`` empirical
-quantiles of the residual ``y - pred`` on the **validation** origins. Because clipping at 0 turns
-every zero outcome into a hit, the quantile pair is chosen per group as the central level whose
-*clipped* validation coverage is closest to the target (a coarse grid); test coverage is then
-measured, never tuned.
+Most users spend nothing in a given period, so the realized amount has a point mass at 0 and a
+skewed positive part. A residual band around the expected value (the point forecast) cannot
+describe that: it either excludes 0 for a user who most likely spends nothing, or it is wide for
+everybody. The calibration here describes the realized amount ``Y`` of a user as a hurdle,
+
+- ``p_spend = P(Y > 0)``: isotonic regression of ``1{y > 0}`` on the model's point forecast,
+  per segment (new / active / lapsed), fitted on the **validation** origins (so calibrated and
+  monotone in the forecast);
+- ``G``: the distribution of ``Y`` given ``Y > 0``: empirical quantiles of the positive outcomes per
+  segment and bin of the point forecast (Mondrian groups), also on the validation origins;
+
+and the quantiles of the realized amount follow from the mixture ``F(y) = (1 - p) + p G(y)``:
+``Q(tau) = 0`` when ``tau <= 1 - p``, else ``G^-1((tau - (1 - p)) / p)``. The 80% interval is
+``[Q(0.1), Q(0.9)]`` while ``P(Y = 0) < 10%``, else ``[0, Q(0.8)]`` (which covers exactly 80%, or
+``P(Y = 0)`` when that is above 80%: then it is ``[0, 0]``); ``median = Q(0.5)``. A user who most likely
+spends nothing gets ``[0, 0]`` or ``[0, x]``, and the expected value (``prediction``) may lie above
+``upper`` for such a user. In a group of users who almost all spend nothing the interval covers about
+that zero share, above 80%: no interval that contains the most likely outcome can cover less.
+Test coverage is measured (:func:`calibration_report`), never tuned.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-_LEVEL_GRID = np.round(np.arange(0.30, 0.991, 0.01), 2)
+METHOD = "hurdle_isotonic_mondrian"
+#: Probability grid on which each group's positive-spend quantiles are stored.
+_GRID = np.round(np.linspace(0.0, 1.0, 101), 2)
+SCORED_COLUMNS: tuple[str, ...] = ("p_spend", "median", "lower", "upper")
+
+
+def _isotonic(pred: np.ndarray, hit: np.ndarray) -> dict[str, list[float]]:
+    """P(y > 0) as a non-decreasing step-linear function of the forecast (knots for ``np.interp``)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    if len(pred) == 0:
+        return {"x": [0.0], "p": [0.0]}
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(pred, hit)
+    return {"x": [float(v) for v in iso.X_thresholds_], "p": [float(v) for v in iso.y_thresholds_]}
 
 
 def _bin_edges(pred: np.ndarray, n_bins: int) -> list[float]:
-    qs = np.quantile(pred, np.linspace(0, 1, n_bins + 1)[1:-1]) if len(pred) else np.array([])
-    return sorted(set(float(q) for q in qs))
+    if n_bins <= 1 or len(pred) == 0:
+        return []
+    qs = np.quantile(pred, np.linspace(0, 1, n_bins + 1)[1:-1])
+    return sorted({float(q) for q in qs})
 
 
 def _assign_bins(pred: np.ndarray, edges: list[float]) -> np.ndarray:
     return np.searchsorted(np.asarray(edges, dtype=np.float64), pred, side="right")
 
 
-def _choose(resid: np.ndarray, pred: np.ndarray, y: np.ndarray, target: float) -> tuple[float, float, float]:
-    """(q_lo, q_hi, level): the central residual quantiles whose clipped coverage is nearest ``target``."""
-    best = (0.0, 0.0, target, np.inf)
-    for level in _LEVEL_GRID:
-        lo_q, hi_q = np.quantile(resid, [(1 - level) / 2, (1 + level) / 2])
-        lower = np.maximum(pred + lo_q, 0.0)
-        upper = np.maximum(pred + hi_q, lower)
-        cov = float(np.mean((y >= lower) & (y <= upper)))
-        gap = abs(cov - target)
-        if gap < best[3] - 1e-12:
-            best = (float(lo_q), float(hi_q), float(level), gap)
-    return best[0], best[1], best[2]
+def _positive_quantiles(y_pos: np.ndarray) -> list[float]:
+    return [float(v) for v in np.quantile(y_pos, _GRID)] if len(y_pos) else [0.0] * len(_GRID)
 
 
-def fit_conformal(residuals: pd.DataFrame, *, level: float = 0.8, n_bins: int = 5,
-                  min_group: int = 30) -> dict[str, Any]:
-    """Interval quantiles from validation residuals.
+def _group(pred: np.ndarray, y: np.ndarray, *, n_bins: int, min_positive: int,
+           fallback: dict[str, Any] | None) -> dict[str, Any]:
+    """One segment's calibration: P(spend) knots, forecast-bin edges, positive-spend quantiles per bin."""
+    pos = y > 0
+    spec: dict[str, Any] = {"n": len(y), "n_positive": int(pos.sum()), "p": _isotonic(pred, pos.astype(float))}
+    if pos.sum() < min_positive and fallback is not None:
+        spec["edges"], spec["quantiles"] = fallback["edges"], fallback["quantiles"]
+        return spec
+    k = max(1, min(n_bins, int(pos.sum()) // max(min_positive, 1)))
+    edges = _bin_edges(pred[pos], k)
+    bins = _assign_bins(pred[pos], edges)
+    whole = _positive_quantiles(y[pos])
+    spec["edges"] = edges
+    spec["quantiles"] = [_positive_quantiles(y[pos][bins == b]) if (bins == b).sum() >= min_positive else whole
+                         for b in range(len(edges) + 1)]
+    return spec
 
-    Parameters
-    ----------
-    residuals
-        Columns ``segment``, ``y_pred``, ``y_true`` (one row per user and validation origin).
-    level
-        Target coverage (0.8 = 80%).
-    n_bins
-        Prediction-quantile bins per segment (fewer when a segment has few rows).
-    min_group
-        Groups smaller than this use their segment's pooled quantiles.
 
-    Returns
-    -------
-    dict
-        ``{"level", "n_bins", "segments": {segment: {"edges", "q_lo", "q_hi", "levels"}}, "pooled"}``,
-        plain floats and lists, so it can be written as YAML/JSON and logged to MLflow.
+def fit_calibration(rows: pd.DataFrame, *, level: float = 0.8, n_bins: int = 10, min_positive: int = 40,
+                    min_segment: int = 200) -> dict[str, Any]:
+    """The hurdle calibration from validation rows (columns ``segment``, ``y_pred``, ``y_true``).
+
+    Returns plain floats and lists (JSON): ``{"method", "level", "segments": {seg: spec}, "pooled": spec}``
+    where a spec holds the isotonic knots of P(spend) (``p.x``, ``p.p``), the forecast-bin ``edges``
+    and, per bin, the positive-spend ``quantiles`` on a 101-point probability grid. Segments with
+    fewer than ``min_segment`` rows use the pooled spec; bins with fewer than ``min_positive``
+    positive outcomes use their segment's positive quantiles.
     """
-    missing = {"segment", "y_pred", "y_true"} - set(residuals.columns)
+    missing = {"segment", "y_pred", "y_true"} - set(rows.columns)
     if missing:
-        raise ValueError(f"fit_conformal needs columns {sorted(missing)}")
-    if len(residuals) == 0:
-        raise ValueError("fit_conformal needs at least one validation residual")
-    pred_all = residuals["y_pred"].to_numpy(dtype=np.float64)
-    y_all = residuals["y_true"].to_numpy(dtype=np.float64)
-    lo, hi, lev = _choose(y_all - pred_all, pred_all, y_all, level)
-    out: dict[str, Any] = {"level": level, "n_bins": n_bins, "segments": {},
-                           "pooled": {"q_lo": lo, "q_hi": hi, "level": lev}}
-    for seg, g in residuals.groupby("segment", sort=True):
-        pred = g["y_pred"].to_numpy(dtype=np.float64)
-        y = g["y_true"].to_numpy(dtype=np.float64)
-        seg_lo, seg_hi, seg_lev = _choose(y - pred, pred, y, level) if len(g) >= min_group else (lo, hi, lev)
-        k = max(1, min(n_bins, len(g) // max(min_group, 1)))
-        edges = _bin_edges(pred, k)
-        bins = _assign_bins(pred, edges)
-        q_lo, q_hi, levels = [], [], []
-        for b in range(len(edges) + 1):
-            m = bins == b
-            if m.sum() >= min_group:
-                a, c, lv = _choose(y[m] - pred[m], pred[m], y[m], level)
-            else:
-                a, c, lv = seg_lo, seg_hi, seg_lev
-            q_lo.append(a)
-            q_hi.append(c)
-            levels.append(lv)
-        out["segments"][str(seg)] = {"edges": edges, "q_lo": q_lo, "q_hi": q_hi, "levels": levels}
+        raise ValueError(f"fit_calibration needs columns {sorted(missing)}")
+    if len(rows) == 0:
+        raise ValueError("fit_calibration needs at least one validation row")
+    pred = rows["y_pred"].to_numpy(dtype=np.float64)
+    y = rows["y_true"].to_numpy(dtype=np.float64)
+    pooled = _group(pred, y, n_bins=n_bins, min_positive=min_positive, fallback=None)
+    out: dict[str, Any] = {"method": METHOD, "level": float(level), "n_bins": n_bins, "segments": {},
+                           "pooled": pooled}
+    for seg, g in rows.groupby("segment", sort=True):
+        if len(g) < min_segment:
+            continue
+        out["segments"][str(seg)] = _group(g["y_pred"].to_numpy(dtype=np.float64),
+                                           g["y_true"].to_numpy(dtype=np.float64),
+                                           n_bins=n_bins, min_positive=min_positive, fallback=pooled)
     return out
 
 
-def apply_intervals(pred_df: pd.DataFrame, quantiles: dict[str, Any]) -> pd.DataFrame:
-    """``DataFrame[lower, upper]`` (same index as ``pred_df``) for columns ``segment``, ``y_pred``.
+def _mixture_quantile(p: np.ndarray, qgrid: np.ndarray, tau: float) -> np.ndarray:
+    """``Q(tau)`` of ``(1 - p) * delta_0 + p * G`` per row; ``qgrid[i]`` = G's quantiles on ``_GRID``."""
+    zero = 1.0 - p
+    u = np.clip((tau - zero) / np.where(p > 0, p, 1.0), 0.0, 1.0)
+    # linear interpolation in the grid, row by row (the grid is shared: vectorised by index)
+    pos = u * (len(_GRID) - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, len(_GRID) - 1)
+    frac = pos - lo
+    rows = np.arange(len(p))
+    val = qgrid[rows, lo] * (1 - frac) + qgrid[rows, hi] * frac
+    return np.where(tau <= zero, 0.0, val)
 
-    Segments unseen at fit time get the pooled quantiles. ``0 <= lower <= upper`` always.
+
+def apply_calibration(frame: pd.DataFrame, calibration: dict[str, Any]) -> pd.DataFrame:
+    """``DataFrame[p_spend, median, lower, upper]`` (index of ``frame``) for columns ``segment``, ``y_pred``.
+
+    Segments unseen at fit time get the pooled calibration. ``0 <= lower <= median <= upper``.
     """
-    missing = {"segment", "y_pred"} - set(pred_df.columns)
+    missing = {"segment", "y_pred"} - set(frame.columns)
     if missing:
-        raise ValueError(f"apply_intervals needs columns {sorted(missing)}")
-    pred = pred_df["y_pred"].to_numpy(dtype=np.float64)
-    seg = pred_df["segment"].astype(str).to_numpy()
-    q_lo = np.full(len(pred), quantiles["pooled"]["q_lo"], dtype=np.float64)
-    q_hi = np.full(len(pred), quantiles["pooled"]["q_hi"], dtype=np.float64)
-    for name, spec in quantiles["segments"].items():
-        m = seg == name
+        raise ValueError(f"apply_calibration needs columns {sorted(missing)}")
+    pred = frame["y_pred"].to_numpy(dtype=np.float64)
+    seg = frame["segment"].astype(str).to_numpy()
+    p = np.zeros(len(pred))
+    qgrid = np.zeros((len(pred), len(_GRID)))
+    specs = calibration["segments"]
+    groups = [(specs[s], seg == s) for s in specs] + [(calibration["pooled"], ~np.isin(seg, list(specs)))]
+    for spec, m in groups:
         if not m.any():
             continue
-        bins = _assign_bins(pred[m], spec["edges"])
-        q_lo[m] = np.asarray(spec["q_lo"], dtype=np.float64)[bins]
-        q_hi[m] = np.asarray(spec["q_hi"], dtype=np.float64)[bins]
-    lower = np.maximum(pred + q_lo, 0.0)
-    upper = np.maximum(pred + q_hi, lower)
-    return pd.DataFrame({"lower": lower, "upper": upper}, index=pred_df.index)
+        p[m] = np.interp(pred[m], spec["p"]["x"], spec["p"]["p"])
+        qgrid[m] = np.asarray(spec["quantiles"], dtype=np.float64)[_assign_bins(pred[m], spec["edges"])]
+    level = float(calibration["level"])
+    alpha = 1.0 - level
+    # Central interval while P(Y = 0) < alpha/2; otherwise the interval starts at 0 and ends at Q(level):
+    # [Q(alpha/2), Q(1 - alpha/2)] would then cover 1 - alpha/2, not level (its lower tail is inside the atom).
+    from_zero = (1.0 - p) >= alpha / 2
+    lower = np.where(from_zero, 0.0, _mixture_quantile(p, qgrid, alpha / 2))
+    upper = np.where(from_zero, _mixture_quantile(p, qgrid, level), _mixture_quantile(p, qgrid, 1 - alpha / 2))
+    return pd.DataFrame({"p_spend": p, "median": _mixture_quantile(p, qgrid, 0.5), "lower": lower,
+                         "upper": np.maximum(upper, lower)}, index=frame.index)
+
+
+def expected_coverage(p_spend: np.ndarray, level: float) -> np.ndarray:
+    """The coverage the model itself promises for its interval: ``level``, or ``P(Y = 0)`` where that
+    exceeds it (the interval is then [0, 0], and every zero outcome is inside)."""
+    return np.maximum(1.0 - np.asarray(p_spend, dtype=np.float64), level)
 
 
 def coverage(y_true: np.ndarray, bounds: pd.DataFrame) -> float:
@@ -125,23 +163,80 @@ def coverage(y_true: np.ndarray, bounds: pd.DataFrame) -> float:
     return float(np.mean((y >= bounds["lower"].to_numpy()) & (y <= bounds["upper"].to_numpy())))
 
 
-def cold_start_fallback(y_new: np.ndarray) -> dict[str, float]:
-    """Prediction and 80% band for users outside the model's domain: new users' next-period spend."""
-    if len(y_new) == 0:
-        return {"prediction": 0.0, "lower": 0.0, "upper": 0.0}
-    return {
-        "prediction": float(np.mean(y_new)),
-        "lower": float(np.quantile(y_new, 0.1)),
-        "upper": float(np.quantile(y_new, 0.9)),
-    }
+def cold_start_fallback(y_new: np.ndarray, *, level: float = 0.8) -> dict[str, float]:
+    """Forecast for users outside the model's domain (no purchase by the cutoff): new users' next-period
+    spend in training, as mean, share spending, median and central ``level`` interval."""
+    y = np.asarray(y_new, dtype=np.float64)
+    if len(y) == 0:
+        return {"prediction": 0.0, "p_spend": 0.0, "median": 0.0, "lower": 0.0, "upper": 0.0}
+    alpha = 1.0 - level
+    return {"prediction": float(np.mean(y)), "p_spend": float(np.mean(y > 0)), "median": float(np.quantile(y, 0.5)),
+            "lower": float(np.quantile(y, alpha / 2)), "upper": float(np.quantile(y, 1 - alpha / 2))}
 
 
 def calibrate(predictions: pd.DataFrame, *, level: float) -> tuple[dict[str, Any], pd.DataFrame, dict[str, float]]:
-    """Conformal quantiles fitted on a backtest's validation rows; the test rows' bounds; coverage on both."""
+    """The calibration fitted on a backtest's validation rows; every row's ``p_spend, median, lower, upper``
+    (index of ``predictions``); coverage on the test and the validation rows."""
     val = predictions[predictions["split"] == "validation"]
     test = predictions[predictions["split"] == "test"]
-    q = fit_conformal(val, level=level)
-    bounds = apply_intervals(test, q)
-    cov = {"interval_coverage_80": coverage(test["y_true"].to_numpy(), bounds),
-           "validation_interval_coverage_80": coverage(val["y_true"].to_numpy(), apply_intervals(val, q))}
-    return q, bounds, cov
+    cal = fit_calibration(val, level=level)
+    scored = apply_calibration(predictions, cal)
+    cov = {"interval_coverage_80": coverage(test["y_true"].to_numpy(), scored.loc[test.index]),
+           "validation_interval_coverage_80": coverage(val["y_true"].to_numpy(), scored.loc[val.index])}
+    return cal, scored, cov
+
+
+# --- calibration measured on the test origins ---------------------------------------------------------
+
+
+def winkler(y: np.ndarray, lower: np.ndarray, upper: np.ndarray, alpha: float) -> np.ndarray:
+    """Winkler (interval) score per row: width plus ``2/alpha`` times the distance outside the interval."""
+    return (upper - lower) + (2 / alpha) * np.maximum(lower - y, 0) + (2 / alpha) * np.maximum(y - upper, 0)
+
+
+def _deciles(values: np.ndarray) -> np.ndarray:
+    """Decile 1..10 of each value (ranks, so ties at 0 are spread evenly and every decile has ~10%)."""
+    ranks = pd.Series(values).rank(method="first").to_numpy()
+    return np.minimum(10, np.ceil(ranks / max(len(values), 1) * 10).astype(int)).clip(1)
+
+
+def calibration_report(test: pd.DataFrame, *, level: float = 0.8,
+                       base_rate: float | None = None) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
+    """Metrics and tables of the probabilistic output on the **test** rows (measured, never tuned).
+
+    ``test`` has ``segment, y_true, y_pred, p_spend, lower, upper``. ``base_rate``: the share of training
+    examples with spend (the constant forecast p_spend is compared with); NaN when not given.
+    Returns (metrics, tables): coverage overall / by segment, Brier score of p_spend and of the
+    constant, mean width, mean Winkler score; tables of coverage by segment and by prediction decile,
+    and the reliability of p_spend by decile.
+    """
+    y = test["y_true"].to_numpy(dtype=np.float64)
+    lo, hi = test["lower"].to_numpy(dtype=np.float64), test["upper"].to_numpy(dtype=np.float64)
+    p = test["p_spend"].to_numpy(dtype=np.float64)
+    hit = (y > 0).astype(float)
+    inside = (y >= lo) & (y <= hi)
+    alpha = 1.0 - level
+    frame = pd.DataFrame({"segment": test["segment"].astype(str).to_numpy(), "inside": inside, "hit": hit, "p": p,
+                          "expected": expected_coverage(p, level),
+                          "width": hi - lo, "winkler": winkler(y, lo, hi, alpha),
+                          "pred_decile": _deciles(test["y_pred"].to_numpy(dtype=np.float64)),
+                          "p_decile": _deciles(p)})
+    base = float(base_rate) if base_rate is not None else math.nan
+    metrics = {"interval_coverage_80": float(inside.mean()), "interval_coverage_80_expected": float(frame["expected"].mean()),
+               "interval_width_mean": float((hi - lo).mean()),
+               "winkler_80": float(frame["winkler"].mean()), "brier_p_spend": float(np.mean((p - hit) ** 2)),
+               "brier_base_rate": float(np.mean((base - hit) ** 2)), "spend_rate_test": float(hit.mean()),
+               "p_spend_mean": float(p.mean())}
+    agg = {"rows": ("inside", "size"), "coverage": ("inside", "mean"), "expected_coverage": ("expected", "mean"),
+           "zero_share": ("hit", lambda h: 1.0 - h.mean()), "spend_rate": ("hit", "mean"),
+           "width_mean": ("width", "mean"), "winkler": ("winkler", "mean")}
+    by_segment = frame.groupby("segment").agg(**agg).reset_index()
+    by_decile = frame.groupby("pred_decile").agg(**agg).reset_index()
+    reliability = frame.groupby("p_decile").agg(rows=("p", "size"), p_spend_mean=("p", "mean"),
+                                                spend_rate=("hit", "mean")).reset_index()
+    for _, r in by_segment.iterrows():
+        metrics[f"interval_coverage_80_{r['segment']}"] = float(r["coverage"])
+    for _, r in by_decile.iterrows():
+        metrics[f"interval_coverage_80_decile{int(r['pred_decile']):02d}"] = float(r["coverage"])
+    return metrics, {"coverage_by_segment.csv": by_segment, "coverage_by_decile.csv": by_decile,
+                     "p_spend_reliability.csv": reliability}

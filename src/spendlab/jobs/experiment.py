@@ -18,15 +18,16 @@ from typing import Any
 
 import pandas as pd
 
-from spendlab.config import StrictModel, load_yaml, parse_config
+from spendlab.config import StrictModel, config_hash, load_yaml, parse_config
 from spendlab.errors import ConfigError, NoDataError
 from spendlab.features import FeatureConfig
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.backtest import BacktestResult, run_backtest
 from spendlab.forecast.blend import blend
-from spendlab.forecast.intervals import calibrate
+from spendlab.forecast.candidate import Candidate, Measured
+from spendlab.forecast.intervals import calibrate, calibration_report
 from spendlab.forecast.leaderboard import rank_models, test_predictions
-from spendlab.forecast.protocol import ExperimentConfig
+from spendlab.forecast.protocol import ExperimentConfig, protocol_id
 from spendlab.forecast.report import leaderboard_markdown, report_tables
 from spendlab.forecast.report_render import render_report
 from spendlab.io import load_transactions
@@ -34,7 +35,7 @@ from spendlab.io.atomic import atomic_path, atomic_write_text
 from spendlab.io.safe_out import prepare_output_dir
 from spendlab.jobs.features import load_feature_config
 from spendlab.models.base import usable_cores
-from spendlab.models.registry import MODELS, make_model, model_params
+from spendlab.models.registry import MODELS, make_model, model_params, resolved_params
 from spendlab.tracking import figures as figs
 from spendlab.tracking import runs as tracking
 
@@ -198,11 +199,13 @@ def backtest_models(store: FeatureStore, cfg: ExperimentConfig, resolved: dict[s
 
 
 def _log_model(run: tracking.RunLog, res: BacktestResult, *, tuned: bool, estimator_params: dict[str, Any],
-               q: dict[str, Any], bounds: pd.DataFrame, resolved_cfg: dict[str, Any], dataset: dict[str, str]) -> None:
-    """One model's child run: params, per-origin and mean metrics, predictions, figures, intervals."""
+               scored: pd.DataFrame, candidate: Candidate, calibration_tables: dict[str, pd.DataFrame],
+               resolved_cfg: dict[str, Any], dataset: dict[str, str]) -> None:
+    """One model's child run: params, per-origin and mean metrics, predictions (with P(spend) and the
+    interval), calibration tables, figures, and the typed ``candidate.json``."""
     preds = res.predictions
-    test = preds[preds["split"] == "test"]
-    texts = {"intervals.json": json.dumps(q, indent=2)}
+    test = preds["split"] == "test"
+    texts = {"intervals.json": json.dumps(candidate.calibration, indent=2), "candidate.json": candidate.to_json()}
     if getattr(res.estimator, "summary_text_", None):
         texts["statsmodels_summary.txt"] = res.estimator.summary_text_
     protocol = {k: resolved_cfg[k] for k in ("freq", "horizon", "train_origins", "validation", "test")}
@@ -210,8 +213,10 @@ def _log_model(run: tracking.RunLog, res: BacktestResult, *, tuned: bool, estima
         run, params={**{f"hp.{k}": v for k, v in estimator_params.items()}, "tuned": tuned,
                      **tracking.flatten("config", protocol)},
         per_origin=res.per_origin, means=res.means, dataset=dataset,
-        tables={"predictions.parquet": test.assign(lower=bounds["lower"].to_numpy(), upper=bounds["upper"].to_numpy()),
-                "metrics.csv": res.per_origin, "validation_predictions.parquet": preds[preds["split"] == "validation"]},
+        tables={"predictions.parquet": pd.concat([preds[test], scored[test]], axis=1),
+                "metrics.csv": res.per_origin,
+                "validation_predictions.parquet": pd.concat([preds[~test], scored[~test]], axis=1),
+                **{f"calibration/{name}": t for name, t in calibration_tables.items()}},
         figures=figs.model_figures(res, feature_names=res.feature_names), texts=texts, freq=resolved_cfg["freq"])
 
 
@@ -224,8 +229,9 @@ def _say_done(progress: Any | None, o: _Outcome) -> None:
 
 def write_outputs(out_dir: Path, *, board: pd.DataFrame, predictions: pd.DataFrame,
                   intervals: dict[str, Any], report: str | None = None) -> dict[str, Path]:
-    """``leaderboard.csv``, ``predictions.parquet``, ``intervals.json`` and (given its text) the
-    reviewers' ``report.html``, each written atomically."""
+    """``leaderboard.csv``, ``predictions.parquet`` (test origins, with ``p_spend, median, lower, upper``),
+    ``intervals.json`` (each model's calibration) and (given its text) the reviewers' ``report.html``,
+    each written atomically."""
     prepare_output_dir(out_dir)  # checked and marked as spendlab's (spendlab.io.safe_out)
     paths = {"leaderboard": out_dir / "leaderboard.csv", "predictions": out_dir / "predictions.parquet",
              "intervals": out_dir / "intervals.json"}
@@ -238,6 +244,39 @@ def write_outputs(out_dir: Path, *, board: pd.DataFrame, predictions: pd.DataFra
         paths["report"] = out_dir / "report.html"
         atomic_write_text(paths["report"], report)
     return paths
+
+
+def _train_spend_rate(res: BacktestResult) -> float:
+    """Share of training examples with spend, over the test origins (the constant P(spend) forecast)."""
+    po = res.per_origin
+    rows = po[po["split"] == "test"]
+    if "train_spend_rate" not in rows or rows.empty:
+        return float("nan")
+    return float((rows["train_spend_rate"] * rows["n_train"]).sum() / rows["n_train"].sum())
+
+
+def _with_scored(results: dict[str, BacktestResult], scored: dict[str, pd.DataFrame], keys: list[str]) -> pd.DataFrame:
+    """Every model's test-origin predictions with its ``p_spend, median, lower, upper`` (same row order)."""
+    extra = pd.concat([scored[k][(results[k].predictions["split"] == "test").to_numpy()] for k in keys],
+                      ignore_index=True)
+    return pd.concat([test_predictions(results, keys), extra], axis=1)
+
+
+def _candidate(cfg: ExperimentConfig, key: str, res: BacktestResult, *, params: dict[str, Any], tuned: bool,
+               feature_names: list[str],
+               calibration: dict[str, Any], feature_config: Any, resolved_cfg: dict[str, Any], dataset_hash: str,
+               run_id: str) -> Candidate:
+    """The typed record of one tested model (what ``spendlab promote`` registers)."""
+    m = res.means
+    nan = float("nan")
+    return Candidate(
+        model_key=key, params=params, tuned=tuned, feature_names=feature_names,
+        feature_config=feature_config.model_dump(mode="json"), feature_config_hash=config_hash(feature_config),
+        calibration=calibration, protocol_id=protocol_id(cfg), experiment=resolved_cfg, dataset_hash=dataset_hash,
+        figures=Measured(test_rmse=m.get("test_rmse", nan), validation_rmse=m.get("validation_rmse", nan),
+                         test_bias=m.get("test_bias"), interval_coverage_80=m.get("interval_coverage_80"),
+                         brier_p_spend=m.get("brier_p_spend")),
+        experiment_run_id=run_id)
 
 
 def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, models: list[str] | None = None,
@@ -264,6 +303,8 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
 
     results: dict[str, BacktestResult] = {}
     intervals: dict[str, Any] = {}
+    scored_rows: dict[str, pd.DataFrame] = {}
+    candidates: dict[str, Candidate] = {}
     child_ids: dict[str, str] = {}
     run_name = f"{cfg.name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     with tracking.start_parent_run(cfg.name, run_name=run_name,
@@ -274,18 +315,27 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
         parent.text(json.dumps(resolved_cfg, indent=2, default=str), "config/experiment.json")
 
         def record(key: str, res: BacktestResult, tuned: bool, estimator_params: dict[str, Any],
-                   timing: tuple[float, float] | None = None) -> None:
-            q, bounds, cov = calibrate(res.predictions, level=cfg.interval_level)
-            res.means.update(cov)
-            intervals[key], results[key] = q, res
+                   params: dict[str, Any], base_rate: float, timing: tuple[float, float] | None = None) -> None:
+            cal, scored, cov = calibrate(res.predictions, level=cfg.interval_level)
+            test = res.predictions["split"] == "test"
+            cal_metrics, cal_tables = calibration_report(pd.concat([res.predictions[test], scored[test]], axis=1),
+                                                         level=cfg.interval_level, base_rate=base_rate)
+            res.means.update({**cal_metrics, **cov})
+            intervals[key], results[key], scored_rows[key] = cal, res, scored
             if key not in keys:  # an ensemble member that was not asked for: no run of its own
                 return
             start, end = timing or (None, None)  # the backtest's own times, not the logging's
             with tracking.child_run(parent, run_name=key, start_time=start, end_time=end,
                                     tags={"model": key, "kind": "model", **common_tags,
                                           "tuned": str(tuned).lower()}) as run:
-                _log_model(run, res, tuned=tuned, estimator_params=estimator_params, q=q, bounds=bounds,
-                           resolved_cfg=resolved_cfg, dataset=dataset)
+                names = res.feature_names or next(r.feature_names for r in results.values() if r.feature_names)
+                candidates[key] = _candidate(cfg, key, res, params=params, tuned=tuned, calibration=cal,
+                                             feature_names=list(names),
+                                             feature_config=store.feature_config, resolved_cfg=resolved_cfg,
+                                             dataset_hash=dataset["digest"], run_id=parent.run_id)
+                _log_model(run, res, tuned=tuned, estimator_params=estimator_params, scored=scored,
+                           candidate=candidates[key], calibration_tables=cal_tables, resolved_cfg=resolved_cfg,
+                           dataset=dataset)
                 child_ids[key] = run.run_id
 
         for o in backtest_models(store, cfg, resolved, jobs=jobs or min(4, usable_cores()), progress=progress):
@@ -295,7 +345,8 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
                                             tags={"model": o.key, "kind": "model", **common_tags}):
                         raise o.error
                 raise o.error
-            record(o.key, o.result, o.tuned, o.estimator_params, o.timing)
+            record(o.key, o.result, o.tuned, o.estimator_params, resolved_params(o.key, resolved[o.key][0]),
+                   _train_spend_rate(o.result), o.timing)
             _say_done(progress, o)
 
         weights: dict[str, float] = {}
@@ -309,19 +360,23 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
                 _say(progress, f"      ensemble: left out {bl.left_out} (|validation bias| > "
                                f"{cfg.ensemble_max_validation_bias:.0%})")
             weights = bl.weights
+            used = {m: w for m, w in weights.items() if w > 0}
+            ens_params = resolved_params("ensemble", {
+                "members": list(used), "weights": used,
+                "member_params": {m: resolved_params(m, resolved[m][0]) for m in used}})
             record("ensemble", bl.result, False, {"members": ",".join(cfg.ensemble_members),
                                                   "left_out": ",".join(bl.left_out),
                                                   **{f"weight.{m}": w for m, w in weights.items()},
                                                   **{f"fold_weight.{c}.{m}": w for c, fw in bl.fold_weights.items()
                                                      for m, w in fw.items()}},
-                   blend_timing)
+                   ens_params, _train_spend_rate(results[next(iter(used))]), blend_timing)
 
         ranking = rank_models(results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys}, seed=cfg.seed)
         board, champion = ranking.board, ranking.champion
         report = _report(cfg.name, board, champion, results, keys,
                          notes={"dataset": f"{dataset_name} ({dataset['digest'][:12]})",
                                 "MLflow parent run": parent.run_id})
-        paths = write_outputs(Path(out_dir), board=board, predictions=test_predictions(results, keys),
+        paths = write_outputs(Path(out_dir), board=board, predictions=_with_scored(results, scored_rows, keys),
                               intervals={"experiment": cfg.name, "champion": champion, "level": cfg.interval_level,
                                          "models": intervals}, report=report)
         parent.tags({"champion": champion, "champion_run_id": child_ids.get(champion, ""),
@@ -334,6 +389,9 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
         parent.table(board, "leaderboard.csv")
         parent.artifact(paths["intervals"])
         parent.artifact(paths["report"])
+        for key, cand in candidates.items():
+            parent.text(cand.to_json(), f"candidates/{key}.json")
+        parent.text(candidates[champion].to_json(), "candidate.json")  # the champion's: what promote registers
         if weights:
             parent.params({f"ensemble_weight.{m}": w for m, w in weights.items()})
         return ExperimentResult(name=cfg.name, leaderboard=board, champion=champion, parent_run_id=parent.run_id,

@@ -114,7 +114,8 @@ def stage_experiment(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, An
 
 def stage_promote(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
 
-    outcome = promote_experiment(str(cfg.experiment), tracking_uri=cfg.tracking_uri, transactions=_load(cfg, state),
+    _load(cfg, state)
+    outcome = promote_experiment(state["experiment"].name, tracking_uri=cfg.tracking_uri, transactions=state["tx"],
                                  store=_store(cfg, state))
     path = cfg.out_dir / "promotion.json"
     atomic_write_text(path, json.dumps({"promoted": outcome.promoted, "version": outcome.version,

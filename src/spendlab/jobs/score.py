@@ -1,4 +1,8 @@
-"""Batch scoring: every user's next-period spend, with an 80% interval, streamed in user chunks.
+"""Batch scoring: every user's next-period spend, streamed in user chunks.
+
+Each row is the registered pyfunc's output for the user (expected spend ``prediction``, ``p_spend``,
+``median`` and the 80% interval ``lower``/``upper`` of the realized amount, ``segment``, ``basis``),
+plus the cutoff, the target period and the model: nothing is computed outside the model.
 
 The input is read once: its as-of rows go into a slim DuckDB table (user, day, exact amount, a
 hash bucket of ``user_id``), which lives in DuckDB's buffer manager under its memory limit and spills
@@ -42,6 +46,8 @@ SCORE_SCHEMA = pa.schema(
         pa.field("as_of", pa.date32(), nullable=False),
         pa.field("target_period", pa.string(), nullable=False),
         pa.field("prediction", pa.float64(), nullable=False),
+        pa.field("p_spend", pa.float64(), nullable=False),
+        pa.field("median", pa.float64(), nullable=False),
         pa.field("lower", pa.float64(), nullable=False),
         pa.field("upper", pa.float64(), nullable=False),
         pa.field("segment", pa.string(), nullable=False),
@@ -174,8 +180,9 @@ def _write_chunks(con: Any, rows: str, n_chunks: int, path: Path, *, model: Load
             if features.num_rows == 0:
                 continue
             pred = score_frame(model, features.to_pandas(), threads=threads)
-            writer.write_table(_score_table(features.column("user_id"), pred, as_of=as_of,
-                                            target_period=target_period, model=model))
+            if not pred["user_id"].equals(pd.Series(features.column("user_id").to_pylist(), dtype=object).astype(str)):
+                raise SpendlabError("the model returned rows for other users than it was given")
+            writer.write_table(_score_table(pred, as_of=as_of, target_period=target_period, model=model))
             written.rows += features.num_rows
             written.total += float(pred["prediction"].sum())
             for b, c in pred["basis"].value_counts().items():
@@ -187,24 +194,24 @@ def _write_chunks(con: Any, rows: str, n_chunks: int, path: Path, *, model: Load
     return written
 
 
-def _score_table(user_id: pa.ChunkedArray, pred: pd.DataFrame, *, as_of: dt.date, target_period: str,
-                 model: LoadedModel) -> pa.Table:
-    """One chunk's rows of the output (:data:`SCORE_SCHEMA`), in the order of ``user_id``."""
-    n = len(user_id)
+def _score_table(pred: pd.DataFrame, *, as_of: dt.date, target_period: str, model: LoadedModel) -> pa.Table:
+    """One chunk's rows of the output (:data:`SCORE_SCHEMA`): the model's rows, keyed by its ``user_id``."""
+    n = len(pred)
 
     def constant(value: Any, kind: pa.DataType) -> pa.Array:
         return pa.repeat(pa.scalar(value, kind), n)
 
+    def floats(col: str) -> pa.Array:
+        return pa.array(pred[col].to_numpy(np.float64))
+
     return pa.table(
         {
-            "user_id": user_id.cast(pa.string()),
+            "user_id": pa.array(pred["user_id"].astype(str).to_numpy(), pa.string()),
             "as_of": constant(as_of, pa.date32()),
             "target_period": constant(target_period, pa.string()),
-            "prediction": pa.array(pred["prediction"].to_numpy(np.float64)),
-            "lower": pa.array(pred["lower"].to_numpy(np.float64)),
-            "upper": pa.array(pred["upper"].to_numpy(np.float64)),
+            **{c: floats(c) for c in ("prediction", "p_spend", "median", "lower", "upper")},
             "segment": pa.array(pred["segment"].astype(str).to_numpy(), pa.string()),
-            "basis": pa.array(pred["basis"].to_numpy(), pa.string()),
+            "basis": pa.array(pred["basis"].astype(str).to_numpy(), pa.string()),
             "model_uri": constant(model.uri, pa.string()),
             "model_version": constant(model.version, pa.string()),
         },

@@ -135,3 +135,26 @@ def model_params(estimator: BaseEstimator) -> dict[str, Any]:
         flat[k] = v if isinstance(v, (int, float, str, bool, type(None))) else type(v).__name__ if hasattr(
             v, "get_params") else repr(v)
     return flat
+
+
+def factory_defaults(key: str) -> dict[str, Any]:
+    """Keyword defaults of registry entry ``key``'s factory (what an unset hyperparameter becomes)."""
+    import inspect
+
+    if key not in MODELS:
+        raise ConfigError(f"unknown model {key!r}; known models: {', '.join(MODELS)}")
+    sig = inspect.signature(MODELS[key])
+    return {n: p.default for n, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def resolved_params(key: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every hyperparameter of ``key`` as :func:`make_model` uses it: the factory's defaults overridden
+    by ``params`` (registry-level names; for ``ensemble`` the members' own params resolved too), so a
+    recorded set rebuilds the same estimator even if a default changes later."""
+    out = {**factory_defaults(key), **dict(params or {})}
+    if key == "ensemble":
+        members = list(out.get("members") or DEFAULT_MEMBERS)
+        given = dict(out.get("member_params") or {})
+        out["members"] = members
+        out["member_params"] = {m: resolved_params(m, given.get(m)) for m in members}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}

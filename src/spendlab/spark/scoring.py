@@ -1,10 +1,8 @@
 """Batch scoring on Spark: the transpiled feature SQL, then the registered model as a Spark UDF.
 
 The output has the columns and meaning of the local scorer (:data:`spendlab.jobs.score.SCORE_SCHEMA`):
-the model is the same pyfunc (``mlflow.pyfunc.spark_udf``), its metadata (frequency, feature set,
-cold-start fallback) is read by :func:`spendlab.jobs.score.load_model`, and users without any purchase
-up to the cutoff get the fallback with ``basis = cold_start_fallback`` as in
-:func:`spendlab.jobs.score.score_frame`.
+the model is the same verified pyfunc (``mlflow.pyfunc.spark_udf`` on the verified local copy), and
+every model column (cold start, segment, P(spend), interval) is the pyfunc's own output.
 """
 
 from __future__ import annotations
@@ -19,13 +17,15 @@ from spendlab.errors import NoDataError, SpendlabError
 from spendlab.features.config import FeatureConfig
 from spendlab.io.atomic import atomic_path
 from spendlab.spark.features import PathsArg, _as_date, read_transactions, spark_default_as_of, spark_features
-from spendlab.tracking.scorer import BASIS_COLD_START, BASIS_MODEL, load_model, spark_udf
+from spendlab.tracking.registry import verified_model_dir
+from spendlab.tracking.scorer import load_model, spark_udf
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 #: The pyfunc model's output columns and their Spark types (``spark_udf`` result type).
-MODEL_OUTPUT = "prediction DOUBLE, lower DOUBLE, upper DOUBLE, segment STRING"
+MODEL_OUTPUT = ("user_id STRING, prediction DOUBLE, p_spend DOUBLE, median DOUBLE, lower DOUBLE, upper DOUBLE, "
+                "segment STRING, basis STRING")
 
 
 def _is_local(path: str | Path) -> bool:
@@ -81,18 +81,16 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
     missing = [c for c in model.feature_names if c not in feats.columns]
     if missing:
         raise SpendlabError(f"model {model_uri} needs features {missing} the feature set does not produce")
-    udf = spark_udf(spark, model_uri, result_type=MODEL_OUTPUT)
+    with verified_model_dir(model_uri) as (local, _, _):  # spark_udf copies the verified files
+        udf = spark_udf(spark, str(local), result_type=MODEL_OUTPUT)
     pred = feats.withColumn("_out", udf(F.struct(*[F.col(c) for c in feats.columns])))
-    no_purchase = F.col("n_transactions_total") <= 0
-    cold = model.cold_start
     scores = pred.select(
-        F.col("user_id"),
+        F.col("_out.user_id").alias("user_id"),
         F.lit(cutoff).cast("date").alias("as_of"),
         F.lit(target_period_label(cutoff, model.freq)).alias("target_period"),
-        *[F.when(no_purchase, F.lit(float(cold[c]))).otherwise(F.col(f"_out.{c}")).cast("double").alias(c)
-          for c in ("prediction", "lower", "upper")],
+        *[F.col(f"_out.{c}").cast("double").alias(c) for c in ("prediction", "p_spend", "median", "lower", "upper")],
         F.col("_out.segment").alias("segment"),
-        F.when(no_purchase, F.lit(BASIS_COLD_START)).otherwise(F.lit(BASIS_MODEL)).alias("basis"),
+        F.col("_out.basis").alias("basis"),
         F.lit(model.uri).alias("model_uri"),
         F.lit(model.version).alias("model_version"),
     ).orderBy("user_id")

@@ -1,13 +1,19 @@
 """The registered ``spendlab-next-month`` model, logged from code (MLflow models-from-code).
 
 This file is what MLflow stores as the model's code: the last line hands MLflow the
-:class:`SpendForecaster` instance. Its artifacts are the fitted estimator (written by spendlab
-itself with joblib) and the interval table; ``model_config`` carries the feature names, the
-training cutoff, the feature-set version and the SHA-256 of the estimator file, which is checked
-before anything is unpickled (catalogue row 66: an altered artifact is refused).
+:class:`SpendForecaster` instance. It is the **whole scorer**: what ``spendlab score`` (DuckDB) and the
+Spark scorer write is exactly its output, plus the cutoff and the model's name.
+
+Artifacts: the fitted estimator (written by spendlab itself with joblib) and ``candidate.json`` (the
+tested candidate: calibration, feature names, segments). ``model_config`` carries the SHA-256 of the
+estimator file, the cold-start fallback and the feature set. Before MLflow even reads this file,
+:func:`spendlab.tracking.registry.verify_model_dir` has checked every file of the model against the
+manifest recorded at registration; the estimator's hash is checked again here before unpickling.
 
 Input: the as-of feature frame, one row per user (``user_id`` plus the features).
-Output: ``prediction`` (>= 0), ``lower``, ``upper`` (the 80% interval) and ``segment``.
+Output, keyed by ``user_id``: ``prediction`` (expected spend, >= 0), ``p_spend`` (probability of any
+spend), ``median``, ``lower``, ``upper`` (80% interval of the realized amount), ``segment`` and
+``basis`` (``model``, or ``cold_start_fallback`` for users without any purchase by the cutoff).
 Params: ``n_threads`` (default 0 = the model's own setting), the threads ``predict`` may use.
 """
 
@@ -22,9 +28,15 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from spendlab.forecast.intervals import apply_intervals
+from spendlab.errors import SpendlabError
+from spendlab.forecast.intervals import apply_calibration
 from spendlab.forecast.segments import segment_users
 from spendlab.models.base import predict_threads
+
+#: ``basis`` values: how a prediction was made.
+BASIS_MODEL = "model"
+BASIS_COLD_START = "cold_start_fallback"
+OUTPUT_COLUMNS: tuple[str, ...] = ("user_id", "prediction", "p_spend", "median", "lower", "upper", "segment", "basis")
 
 
 def file_sha256(path: str) -> str:
@@ -35,12 +47,12 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-class ModelIntegrityError(RuntimeError):
-    """The estimator artifact does not match the hash recorded at registration."""
+class ModelIntegrityError(SpendlabError):
+    """A model file does not match the hash recorded at registration, or is not a spendlab model."""
 
 
 class SpendForecaster(PythonModel):
-    """Next-period spend per user with a conformal 80% interval by segment."""
+    """Next-period spend per user: expected value, P(spend), median and 80% interval of the realized amount."""
 
     def load_context(self, context: Any) -> None:
         import joblib
@@ -54,33 +66,38 @@ class SpendForecaster(PythonModel):
                 f"refusing to load {path}: SHA-256 {actual[:12]}... does not match the registered "
                 f"{str(expected)[:12]}... (the artifact was altered after registration)"
             )
-        with open(context.artifacts["intervals"], encoding="utf-8") as fh:
-            intervals = json.load(fh)
-        self.bind(joblib.load(path), intervals, cfg["feature_names"], int(cfg.get("active_window", 3)))
+        with open(context.artifacts["candidate"], encoding="utf-8") as fh:
+            candidate = json.load(fh)
+        self.bind(joblib.load(path), candidate["calibration"], candidate["feature_names"],
+                  int(candidate["experiment"]["segments"]["active_window"]), cfg["cold_start"])
 
-    def bind(self, estimator: Any, intervals: dict[str, Any], feature_names: list[str], active_window: int) -> None:
+    def bind(self, estimator: Any, calibration: dict[str, Any], feature_names: list[str], active_window: int,
+             cold_start: dict[str, float]) -> None:
         """Set the fitted state (from the artifacts, or directly when the model is being logged)."""
         self.estimator_ = estimator
-        self.intervals_ = intervals
+        self.calibration_ = calibration
         self.feature_names_ = list(feature_names)
         self.active_window_ = int(active_window)
+        self.cold_start_ = dict(cold_start)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-
         frame = model_input.reset_index(drop=True)
         X = frame[self.feature_names_].astype("float64", copy=False)  # the selection is already a copy
         with predict_threads(int((params or {}).get("n_threads") or 0)):
             pred = np.clip(np.asarray(self.estimator_.predict(X), dtype="float64"), 0.0, None)
-        segment = segment_users(frame, active_window=int(self.active_window_))
-        bounds = apply_intervals(pd.DataFrame({"segment": segment, "y_pred": pred}), self.intervals_)
-        return pd.DataFrame(
-            {
-                "prediction": pred,
-                "lower": bounds["lower"].to_numpy(dtype="float64"),
-                "upper": bounds["upper"].to_numpy(dtype="float64"),
-                "segment": np.asarray(segment, dtype=str),
-            }
-        )
+        segment = segment_users(frame, active_window=self.active_window_)
+        out = apply_calibration(pd.DataFrame({"segment": segment, "y_pred": pred}), self.calibration_)
+        out.insert(0, "prediction", pred)
+        # No purchase at all by the cutoff (refunds or zero amounts only): outside what the model was
+        # trained on; the fallback is new users' next-period spend in training.
+        cold = frame["n_transactions_total"].to_numpy() <= 0 if "n_transactions_total" in frame else \
+            np.zeros(len(frame), dtype=bool)
+        for col in ("prediction", "p_spend", "median", "lower", "upper"):
+            out[col] = np.where(cold, float(self.cold_start_[col]), out[col].to_numpy(dtype="float64"))
+        out.insert(0, "user_id", frame["user_id"].astype(str).to_numpy())
+        out["segment"] = np.asarray(segment, dtype=str)
+        out["basis"] = np.where(cold, BASIS_COLD_START, BASIS_MODEL)
+        return out[list(OUTPUT_COLUMNS)]
 
 
 mlflow.models.set_model(SpendForecaster())

@@ -7,11 +7,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
-import json
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,11 @@ import pandas as pd
 
 from spendlab import __version__
 from spendlab.errors import SpendlabError
+from spendlab.forecast.candidate import Candidate, read_candidate
+from spendlab.forecast.protocol import fingerprint
 from spendlab.tracking import pyfunc_model
 from spendlab.tracking import runs as tracking
+from spendlab.tracking.pyfunc_model import ModelIntegrityError
 
 REGISTERED_MODEL = "spendlab-next-month"
 
@@ -38,30 +40,20 @@ EXIT_NOT_PROMOTED = 4
 
 
 @dataclass
-class Candidate:
-    """A refitted champion ready to be logged."""
+class Refit:
+    """A tested candidate refitted on every example labelled by the latest complete period."""
 
-    model_key: str
-    params: dict[str, Any]
+    candidate: Candidate
     estimator: Any
-    feature_names: list[str]
-    feature_config: dict[str, Any]
-    feature_config_hash: str
-    freq: str
     train_cutoff: dt.date
-    intervals: dict[str, Any]
-    active_window: int
     cold_start: dict[str, float]
     input_example: pd.DataFrame
-    test_rmse: float
-    validation_rmse: float
-    test_bias: float
-    interval_coverage: float
-    protocol: str
-    fingerprint: str
-    experiment: str
     dataset_hash: str
-    extra_tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """Same candidate, same data, same cutoff: the same model (promoting it again is a no-op)."""
+        return fingerprint(self.candidate.candidate_id, self.dataset_hash, self.train_cutoff)
 
 
 @dataclass(frozen=True)
@@ -77,30 +69,178 @@ class PromotionOutcome:
         return 0 if self.promoted else EXIT_NOT_PROMOTED
 
 
+#: The marker a spendlab model carries in its MLmodel ``metadata`` (with the file manifest).
+MARKER = "spendlab"
+MANIFEST_VERSION = 1
+_CODE_LOADER = "mlflow.pyfunc.loaders.code_model"
+_CODE_FILE = Path(pyfunc_model.__file__).name
+#: Written by MLflow when a registered version is downloaded (name and version, YAML; never executed).
+_REGISTRY_FILES = frozenset({"registered_model_meta"})
+
+
+def _manifest(model_dir: Path) -> dict[str, str]:
+    """SHA-256 of every file of a saved model except ``MLmodel`` (which holds this manifest)."""
+    return {p.relative_to(model_dir).as_posix(): pyfunc_model.file_sha256(str(p))
+            for p in sorted(model_dir.rglob("*")) if p.is_file() and p.relative_to(model_dir).as_posix() != "MLmodel"}
+
+
+def save_model_dir(refit: Refit, path: Path) -> Path:
+    """Write ``refit`` as a spendlab pyfunc model directory at ``path``: estimator, ``candidate.json``,
+    the model code, and in ``MLmodel`` the spendlab marker with every file's SHA-256."""
+    import joblib
+    import mlflow
+    from mlflow.models import Model, infer_signature
+
+    cand = refit.candidate
+    with tempfile.TemporaryDirectory() as tmp:
+        est_path = Path(tmp) / "estimator.joblib"
+        joblib.dump(refit.estimator, est_path)
+        cand_path = Path(tmp) / "candidate.json"
+        cand_path.write_text(cand.to_json(), encoding="utf-8")
+        model_config = {
+            "estimator_sha256": pyfunc_model.file_sha256(str(est_path)),
+            "feature_names": cand.feature_names,
+            "feature_config": cand.feature_config,
+            "feature_config_hash": cand.feature_config_hash,
+            "freq": cand.experiment_config().freq,
+            "train_cutoff": refit.train_cutoff.isoformat(),
+            "model_key": cand.model_key,
+            "candidate_id": cand.candidate_id,
+            "cold_start": refit.cold_start,
+            "spendlab_version": __version__,
+        }
+        example = refit.input_example
+        loaded = pyfunc_model.SpendForecaster()
+        loaded.bind(refit.estimator, cand.calibration, cand.feature_names,
+                    cand.experiment_config().segments.active_window, refit.cold_start)
+        signature = infer_signature(example, loaded.predict(None, example), params=PREDICT_PARAMS)
+        mlflow.pyfunc.save_model(
+            str(path),
+            python_model=str(Path(pyfunc_model.__file__)),
+            artifacts={"estimator": str(est_path), "candidate": str(cand_path)},
+            model_config=model_config,
+            signature=signature,
+            input_example=example,
+            pip_requirements=[f"spendlab=={__version__}"],
+        )
+    meta = Model.load(str(path / "MLmodel"))
+    meta.metadata = {MARKER: {"manifest_version": MANIFEST_VERSION, "candidate_id": cand.candidate_id,
+                              "files": _manifest(path)}}
+    meta.save(str(path / "MLmodel"))
+    return path
+
+
+def verify_model_dir(path: str | Path, *, mlmodel_sha256: str | None = None) -> dict[str, Any]:
+    """Check a local model directory **before anything in it is imported or unpickled**.
+
+    The spendlab marker and manifest must be in ``MLmodel``; the only flavour must be ``python_function``
+    loaded from spendlab's model code (no pickled ``python_model``, no extra code path); every file must
+    match its recorded SHA-256 and no unrecorded file may be present; with ``mlmodel_sha256`` (recorded
+    on the registered version) ``MLmodel`` itself must match too. Returns the model's ``model_config``.
+    """
+    from mlflow.models import Model
+
+    root = Path(path)
+    where = root / "MLmodel"
+    if not where.is_file():
+        raise ModelIntegrityError(f"{root} is not an MLflow model directory (no MLmodel file)")
+    if mlmodel_sha256 is not None and pyfunc_model.file_sha256(str(where)) != mlmodel_sha256:
+        raise ModelIntegrityError(f"{where} does not match the SHA-256 recorded on the registered version")
+    try:
+        meta = Model.load(str(where))  # YAML (safe_load): nothing executed
+    except Exception as exc:  # noqa: BLE001 - any parse failure means the same thing here
+        raise ModelIntegrityError(f"{where} cannot be read: {exc}") from None
+    marker = (meta.metadata or {}).get(MARKER)
+    if not isinstance(marker, dict) or marker.get("manifest_version") != MANIFEST_VERSION:
+        raise ModelIntegrityError(f"{root} is not a spendlab model (no {MARKER} marker and file manifest in MLmodel)")
+    flavors = meta.flavors or {}
+    pyfunc = flavors.get("python_function") or {}
+    code_file = Path(str(pyfunc.get("model_code_path", ""))).name
+    if set(flavors) != {"python_function"} or pyfunc.get("loader_module") != _CODE_LOADER or \
+            "python_model" in pyfunc or pyfunc.get("code") or code_file != _CODE_FILE:
+        raise ModelIntegrityError(f"{root}: unexpected flavour (spendlab models are python_function models "
+                                  f"from the code file {_CODE_FILE}, without pickled Python objects or code paths)")
+    recorded = dict(marker.get("files") or {})
+    actual = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"MLmodel", *_REGISTRY_FILES}
+    extra, missing = sorted(actual - set(recorded)), sorted(set(recorded) - actual)
+    if extra or missing:
+        raise ModelIntegrityError(f"{root}: files differ from the recorded manifest (unrecorded {extra}, "
+                                  f"missing {missing})")
+    altered = [name for name, sha in recorded.items() if pyfunc_model.file_sha256(str(root / name)) != sha]
+    if altered:
+        raise ModelIntegrityError(f"{root}: {altered} altered after registration (SHA-256 mismatch); not loading")
+    return dict(pyfunc.get("config") or {})
+
+
+@contextlib.contextmanager
+def verified_model_dir(uri: str) -> Iterator[tuple[Path, str, str | None]]:
+    """A verified local copy of model ``uri`` (a directory, or ``models:/name@alias`` / ``models:/name/v``):
+    yields (directory, version, registered mlmodel hash). Registry look-ups need a configured store."""
+    local = Path(uri)
+    if "://" not in uri and ":/" not in uri and local.exists():
+        verify_model_dir(local)
+        yield local, "unregistered", None
+        return
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    version, tag = None, None
+    if uri.startswith("models:/"):
+        mv = _model_version(uri)
+        version, tag = str(mv.version), (mv.tags or {}).get("mlmodel_sha256")
+        if tag is None:
+            raise ModelIntegrityError(f"{uri} (version {version}) has no recorded MLmodel hash; re-promote it")
+    with tempfile.TemporaryDirectory(prefix="spendlab-model-") as tmp:
+        try:
+            got = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
+        except MlflowException as exc:
+            raise SpendlabError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
+        verify_model_dir(got, mlmodel_sha256=tag)
+        yield got, version or "unregistered", tag
+
+
+def _model_version(uri: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    client = tracking.client()
+    name, _, rest = uri.removeprefix("models:/").partition("@")
+    try:
+        if rest:
+            return client.get_model_version_by_alias(name, rest)
+        name, _, version = name.partition("/")
+        return client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise SpendlabError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
+
+
+def read_model_candidate(model_dir: Path) -> Candidate:
+    """The ``candidate.json`` of a verified model directory (plain JSON, nothing unpickled)."""
+    return read_candidate((model_dir / "artifacts" / "candidate.json").read_text(encoding="utf-8"),
+                          source=str(model_dir))
+
+
 def log_and_register(
-    candidate: Candidate,
+    refit: Refit,
     *,
     tracking_uri: str | None = None,
     registered_model: str = REGISTERED_MODEL,
     alias: str = ALIAS,
     force: bool = False,
 ) -> PromotionOutcome:
-    """Log ``candidate`` as a pyfunc model from code, register it, and move the alias if it wins."""
-    import joblib
+    """Log ``refit`` as a pyfunc model from code, register it, and move the alias if it wins."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-    from mlflow.models import infer_signature
-
 
     tracking.configure(tracking_uri)
     client = MlflowClient()
+    cand = refit.candidate
     try:
         client.get_registered_model(registered_model)
     except MlflowException:
         client.create_registered_model(registered_model, description="Next-period spend per user (spendlab).")
 
-    same = client.search_model_versions(f"name = '{registered_model}' and tag.fingerprint = '{candidate.fingerprint}'")
+    same = client.search_model_versions(f"name = '{registered_model}' and tag.fingerprint = '{refit.fingerprint}'")
     current = _current_champion(client, registered_model, alias)
     if same:
         version = str(max(int(v.version) for v in same))
@@ -109,61 +249,39 @@ def log_and_register(
                   + (" (the champion)" if is_champion else " (not the champion)"))
         return PromotionOutcome(is_champion, version, str(current.version) if current else None, reason, False)
 
-    promoted, reason = _decide(candidate, current, force)
-    exp_id = tracking.ensure_experiment(candidate.experiment)
+    promoted, reason = _decide(cand, current, force)
+    exp_id = tracking.ensure_experiment(cand.experiment_config().name)
     with tempfile.TemporaryDirectory() as tmp:
-        est_path = Path(tmp) / "estimator.joblib"
-        joblib.dump(candidate.estimator, est_path)
-        intervals_path = Path(tmp) / "intervals.json"
-        intervals_path.write_text(json.dumps(candidate.intervals, sort_keys=True))
-        model_config = {
-            "estimator_sha256": pyfunc_model.file_sha256(str(est_path)),
-            "feature_names": candidate.feature_names,
-            "feature_config": candidate.feature_config,
-            "feature_config_hash": candidate.feature_config_hash,
-            "freq": candidate.freq,
-            "train_cutoff": candidate.train_cutoff.isoformat(),
-            "model_key": candidate.model_key,
-            "active_window": candidate.active_window,
-            "cold_start": candidate.cold_start,
-            "spendlab_version": __version__,
-        }
-        example = candidate.input_example
-        loaded = pyfunc_model.SpendForecaster()
-        loaded.bind(candidate.estimator, candidate.intervals, candidate.feature_names, candidate.active_window)
-        signature = infer_signature(example, loaded.predict(None, example), params=PREDICT_PARAMS)
-        with mlflow.start_run(experiment_id=exp_id, run_name=f"promote-{candidate.model_key}",
-                              tags={**tracking.base_tags(), "kind": "promotion", "model": candidate.model_key}):
-            mlflow.log_params({"model_key": candidate.model_key, "train_cutoff": candidate.train_cutoff.isoformat(),
-                               **{f"param_{k}": str(v)[:500] for k, v in candidate.params.items()}})
-            mlflow.log_metrics({"test_rmse": candidate.test_rmse, "validation_rmse": candidate.validation_rmse})
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(Path(pyfunc_model.__file__)),
-                artifacts={"estimator": str(est_path), "intervals": str(intervals_path)},
-                model_config=model_config,
-                signature=signature,
-                input_example=example,
-                pip_requirements=[f"spendlab=={__version__}"],
-            )
+        model_dir = save_model_dir(refit, Path(tmp) / "model")
+        mlmodel_sha = pyfunc_model.file_sha256(str(model_dir / "MLmodel"))
+        with mlflow.start_run(experiment_id=exp_id, run_name=f"promote-{cand.model_key}",
+                              tags={**tracking.base_tags(), "kind": "promotion", "model": cand.model_key}) as run:
+            mlflow.log_params({"model_key": cand.model_key, "train_cutoff": refit.train_cutoff.isoformat(),
+                               "candidate_id": cand.candidate_id})
+            mlflow.log_metrics({"test_rmse": cand.figures.test_rmse, "validation_rmse": cand.figures.validation_rmse})
+            mlflow.log_text(cand.to_json(), "candidate.json")
+            mlflow.log_artifacts(str(model_dir), "model")
     with _quiet_registration():
-        mv = mlflow.register_model(info.model_uri, registered_model)
+        mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", registered_model)
     version = str(mv.version)
+    f = cand.figures
     tags = {
-        "fingerprint": candidate.fingerprint,
-        "model_key": candidate.model_key,
-        "experiment": candidate.experiment,
-        "protocol": candidate.protocol,
-        "test_rmse": f"{candidate.test_rmse:.6f}",
-        "validation_rmse": f"{candidate.validation_rmse:.6f}",
-        "test_bias": f"{candidate.test_bias:.6f}",
-        "interval_coverage_80": f"{candidate.interval_coverage:.4f}",
-        "train_cutoff": candidate.train_cutoff.isoformat(),
-        "feature_set_version": candidate.feature_config_hash,
-        "dataset_hash": candidate.dataset_hash,
+        "fingerprint": refit.fingerprint,
+        "candidate_id": cand.candidate_id,
+        "mlmodel_sha256": mlmodel_sha,
+        "model_key": cand.model_key,
+        "experiment": cand.experiment_config().name,
+        "protocol": cand.protocol_id,
+        "test_rmse": repr(float(f.test_rmse)),
+        "validation_rmse": repr(float(f.validation_rmse)),
+        "test_bias": repr(float(f.test_bias if f.test_bias is not None else float("nan"))),
+        "interval_coverage_80": f"{(f.interval_coverage_80 if f.interval_coverage_80 is not None else float('nan')):.4f}",
+        "train_cutoff": refit.train_cutoff.isoformat(),
+        "feature_set_version": cand.feature_config_hash,
+        "dataset_hash": refit.dataset_hash[:16],
+        "experiment_run_id": cand.experiment_run_id,
         "promoted": str(promoted).lower(),
         "promotion_reason": reason,
-        **candidate.extra_tags,
     }
     for k, v in tags.items():
         client.set_model_version_tag(registered_model, version, k, v)
@@ -198,31 +316,30 @@ def _current_champion(client: Any, name: str, alias: str) -> Any:
 
 def _decide(candidate: Candidate, current: Any, force: bool) -> tuple[bool, str]:
     """Whether the candidate takes the alias, and the reason (stored on the version)."""
+    test_rmse, protocol = candidate.figures.test_rmse, candidate.protocol_id
     if current is None:
-        return True, f"first champion (test RMSE {candidate.test_rmse:.4f})"
+        return True, f"first champion (test RMSE {test_rmse:.4f})"
     cur_tags = current.tags or {}
     cur_rmse = float(cur_tags.get("test_rmse", "inf"))
-    if cur_tags.get("protocol") != candidate.protocol:
+    if cur_tags.get("protocol") != protocol:
         if force:
-            return True, f"forced: protocol {candidate.protocol} differs from the champion's {cur_tags.get('protocol')}"
+            return True, f"forced: protocol {protocol} differs from the champion's {cur_tags.get('protocol')}"
         return False, (f"not comparable: the champion (version {current.version}) was tested on protocol "
-                       f"{cur_tags.get('protocol')}, the candidate on {candidate.protocol}; use --force")
-    if candidate.test_rmse < cur_rmse:
-        return True, (f"beats champion version {current.version}: test RMSE {candidate.test_rmse:.4f} "
+                       f"{cur_tags.get('protocol')}, the candidate on {protocol}; use --force")
+    if test_rmse < cur_rmse:
+        return True, (f"beats champion version {current.version}: test RMSE {test_rmse:.4f} "
                       f"< {cur_rmse:.4f}")
     if force:
-        return True, f"forced over version {current.version} (test RMSE {candidate.test_rmse:.4f} >= {cur_rmse:.4f})"
-    return False, (f"does not beat champion version {current.version}: test RMSE {candidate.test_rmse:.4f} "
+        return True, f"forced over version {current.version} (test RMSE {test_rmse:.4f} >= {cur_rmse:.4f})"
+    return False, (f"does not beat champion version {current.version}: test RMSE {test_rmse:.4f} "
                    f">= {cur_rmse:.4f}")
 
 
 def latest_experiment_run(experiment_name: str, *, tracking_uri: str | None = None) -> Any:
-    """The newest FINISHED parent run of ``spendlab experiment run`` for this experiment."""
-    from mlflow import MlflowClient
-
-
-    tracking.configure(tracking_uri)
-    client = MlflowClient()
+    """The newest FINISHED parent run of ``spendlab experiment run`` for this experiment (nothing is
+    created when the store or the experiment does not exist)."""
+    tracking.configure(tracking_uri, must_exist=True)
+    client = tracking.client()
     exp = client.get_experiment_by_name(experiment_name)
     if exp is None:
         raise SpendlabError(f"no MLflow experiment {experiment_name!r}: run `spendlab experiment run` first")
@@ -235,18 +352,15 @@ def latest_experiment_run(experiment_name: str, *, tracking_uri: str | None = No
     return runs[0]
 
 
-def champion_intervals(run: Any) -> tuple[dict[str, Any], float]:
-    """The champion's interval calibration (from the experiment run's ``intervals.json``) and its
-    logged test coverage (NaN when the champion has no run of its own)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    key = run.data.tags["champion"]
+def run_candidate(run: Any, name: str = "candidate.json") -> Candidate:
+    """The typed candidate an experiment run logged (``candidate.json`` = its champion's)."""
     with tempfile.TemporaryDirectory() as tmp:
-        intervals_file = client.download_artifacts(run.info.run_id, "intervals.json", tmp)
-        intervals_all = json.loads(Path(intervals_file).read_text())
-    coverage = float("nan")
-    child_id = run.data.tags.get("champion_run_id")
-    if child_id:
-        coverage = float(client.get_run(child_id).data.metrics.get("interval_coverage_80", float("nan")))
-    return intervals_all["models"][key], coverage
+        try:
+            path = tracking.client().download_artifacts(run.info.run_id, name, tmp)
+        except Exception as exc:  # noqa: BLE001 - a run from before candidates were logged
+            raise SpendlabError(f"experiment run {run.info.run_id} has no {name}: re-run the experiment "
+                                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        try:
+            return read_candidate(Path(path).read_text(encoding="utf-8"), source=f"run {run.info.run_id}: {name}")
+        except ValueError as exc:
+            raise SpendlabError(str(exc)) from None

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import spendlab
 from spendlab import __version__
+from spendlab.errors import SpendlabError
 from spendlab.io.recovery import HOST_TAG, PID_TAG, file_lock, owner_alive, process_tags, retry
 
 if TYPE_CHECKING:
@@ -46,11 +47,20 @@ def tracking_uri(uri: str | None = None) -> str:
     return uri or DEFAULT_TRACKING_URI
 
 
-def configure(uri: str | None = None) -> str:
-    """Point MLflow at the store (creating ``mlruns/``), synchronous logging, quiet loggers."""
+def configure(uri: str | None = None, *, must_exist: bool = False) -> str:
+    """Point MLflow at the store (creating ``mlruns/``), synchronous logging, quiet loggers.
+
+    ``must_exist``: for look-ups (promote, score, evaluate, compare): a SQLite store that does not
+    exist is an error and nothing is created. Artifacts of new experiments go next to a SQLite
+    store (``sqlite:///x/mlflow.db`` -> ``x/``), else under ``mlruns/``.
+    """
     import mlflow
 
+    global _artifact_root
     resolved = tracking_uri(uri)
+    if must_exist and resolved.startswith("sqlite:///") and not Path(resolved.removeprefix("sqlite:///")).exists():
+        raise SpendlabError(f"no MLflow tracking store at {resolved} (use --tracking-uri or MLFLOW_TRACKING_URI; "
+                            "run `spendlab experiment run` first)")
     os.environ["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("alembic", "mlflow", "mlflow.store", "mlflow.tracking", "sqlalchemy"):
@@ -62,13 +72,17 @@ def configure(uri: str | None = None) -> str:
         # MLflow caches one store (and its pooled SQLite connections) per URI string: with the
         # relative URI, a process that changes directory kept writing to the first directory's store.
         active = "sqlite:///" + str(db.resolve())
-    ARTIFACT_ROOT.mkdir(parents=True, exist_ok=True)
+        _artifact_root = db.resolve().parent
+    else:
+        _artifact_root = ARTIFACT_ROOT.resolve()
+        ARTIFACT_ROOT.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(active)
     _initialise_store(active)
     return resolved
 
 
 _INITIALISED: set[str] = set()
+_artifact_root: Path = ARTIFACT_ROOT
 
 
 def _initialise_store(uri: str) -> None:
@@ -116,7 +130,7 @@ def ensure_experiment(name: str) -> str:
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    location = ARTIFACT_ROOT.resolve().as_uri() + "/" + name
+    location = _artifact_root.resolve().as_uri() + "/" + name
     try:
         return mlflow.create_experiment(name, artifact_location=location)
     except MlflowException:  # another process created it in between
@@ -424,7 +438,7 @@ def search_runs(experiment_name: str, *, tracking_uri: str | None = None,
     import mlflow
     import pandas as pd
 
-    configure(tracking_uri)
+    configure(tracking_uri, must_exist=True)
     exp = mlflow.get_experiment_by_name(experiment_name)
     if exp is None:
         return pd.DataFrame()

@@ -7,7 +7,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 import spendlab
@@ -15,6 +14,8 @@ from spendlab.calendar import Freq
 from spendlab.errors import SpendlabError
 from spendlab.features import FeatureConfig
 from spendlab.tracking import runs as tracking
+from spendlab.tracking.pyfunc_model import BASIS_COLD_START, BASIS_MODEL, OUTPUT_COLUMNS  # noqa: F401 - re-exported
+from spendlab.tracking.registry import verified_model_dir, verify_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -22,16 +23,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_URI = "models:/spendlab-next-month@champion"
 
 
-#: ``basis`` values: how a prediction was made.
-BASIS_MODEL = "model"
-
-
-BASIS_COLD_START = "cold_start_fallback"
-
-
 @dataclass
 class LoadedModel:
-    """A pyfunc model with the spendlab metadata scoring needs."""
+    """A verified spendlab pyfunc model with the metadata scoring needs."""
 
     pyfunc: Any
     uri: str
@@ -39,7 +33,6 @@ class LoadedModel:
     freq: Freq
     feature_config: Any
     feature_names: list[str]
-    cold_start: dict[str, float]
     #: The signature declares the ``n_threads`` param (models registered before it ignore params).
     takes_threads: bool = False
     #: The registered version's ``dataset_hash`` tag: the data it was trained on ("" when unknown).
@@ -47,34 +40,39 @@ class LoadedModel:
 
 
 def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> LoadedModel:
-    """Load a registered spendlab model and its metadata (feature set, frequency, fallback)."""
+    """Verify, then load a spendlab model: a registered ``models:/`` URI or a local model directory.
+
+    Nothing is imported or unpickled before :func:`~spendlab.tracking.registry.verify_model_dir` has
+    checked the marker, the flavour and the SHA-256 of every file. A registry look-up that fails
+    creates no tracking store.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
-
-    tracking.configure(tracking_uri)
     try:
-        # MLflow's own requirement check reads the metadata of every installed distribution (1.1 s);
-        # a spendlab model requires only spendlab, which _warn_on_version_drift checks directly.
-        model = mlflow.pyfunc.load_model(uri, suppress_warnings=True)
+        if uri.startswith("models:/") or ":/" in uri:
+            tracking.configure(tracking_uri, must_exist=True)
+        with verified_model_dir(uri) as (local, version, _):
+            # MLflow's own requirement check reads the metadata of every installed distribution (1.1 s);
+            # a spendlab model requires only spendlab, which _warn_on_version_drift checks directly.
+            model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
     except MlflowException as exc:
         raise SpendlabError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
+    except SpendlabError as exc:
+        msg = str(exc)
+        raise SpendlabError(msg if msg.startswith("cannot load model") else f"cannot load model {uri}: {msg}") from None
     cfg = model.model_config or {}
-    if "feature_config" not in cfg:
-        raise SpendlabError(f"{uri} is not a spendlab model (no feature_config in its model_config)")
     _warn_on_version_drift(uri, cfg, model.metadata)
-    version = str(cfg.get("registered_version", ""))
-    tags: dict[str, str] = {}
+    tags: dict[str, str] = {}  # the registered version's tags (its training data's hash), when registered
     if uri.startswith("models:/"):
-        version, tags = _registered_version(uri) or (version, {})
+        tags = (_registered_version(uri) or (version, {}))[1]
     return LoadedModel(
         pyfunc=model,
         uri=uri,
-        version=version or "unregistered",
+        version=version,
         freq=cfg["freq"],
         feature_config=FeatureConfig.model_validate(cfg["feature_config"]),
         feature_names=list(cfg["feature_names"]),
-        cold_start=dict(cfg.get("cold_start", {"prediction": 0.0, "lower": 0.0, "upper": 0.0})),
         takes_threads=_declares_param(model, "n_threads"),
         dataset_hash=str(tags.get("dataset_hash", cfg.get("dataset_hash", ""))),
     )
@@ -138,27 +136,15 @@ def _registered_version(uri: str) -> tuple[str, dict[str, str]] | None:
 
 
 def score_frame(model: LoadedModel, features: pd.DataFrame, *, threads: int | None = None) -> pd.DataFrame:
-    """Predictions for one feature frame: ``prediction, lower, upper, segment, basis``.
-
-    Users with no purchase at all up to the cutoff (refunds or zero amounts only) are outside
-    what the model was trained on; they get the cold-start fallback (the mean next-period spend
-    of new users in training, with its interval) and ``basis = cold_start_fallback``. ``threads``:
-    the threads the model's ``predict`` may use (the pyfunc param ``n_threads``).
-    """
+    """The model's output for one feature frame (:data:`~spendlab.tracking.pyfunc_model.OUTPUT_COLUMNS`,
+    keyed by ``user_id``): the pyfunc is the whole scorer. ``threads``: the pyfunc param ``n_threads``."""
     params = {"n_threads": int(threads)} if threads and model.takes_threads else None
-    out = model.pyfunc.predict(features, params=params)
-    out = out.reset_index(drop=True)
-    no_purchase = features["n_transactions_total"].to_numpy() <= 0 if "n_transactions_total" in features else \
-        np.zeros(len(features), dtype=bool)
-    basis = np.where(no_purchase, BASIS_COLD_START, BASIS_MODEL)
-    for col in ("prediction", "lower", "upper"):
-        out[col] = np.where(no_purchase, model.cold_start[col], out[col].to_numpy(dtype=np.float64))
-    out["basis"] = basis
-    return out
+    return model.pyfunc.predict(features, params=params).reset_index(drop=True)
 
 
-def spark_udf(spark: Any, uri: str, *, result_type: str) -> Any:
-    """The registered model as a Spark UDF (the local environment: spendlab is installed on the workers)."""
+def spark_udf(spark: Any, model_dir: str, *, result_type: str) -> Any:
+    """A verified model directory as a Spark UDF (the local environment: spendlab is installed on the workers)."""
     import mlflow
 
-    return mlflow.pyfunc.spark_udf(spark, uri, result_type=result_type, env_manager="local")
+    verify_model_dir(model_dir)
+    return mlflow.pyfunc.spark_udf(spark, str(model_dir), result_type=result_type, env_manager="local")
