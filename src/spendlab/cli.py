@@ -32,9 +32,10 @@ from spendlab.io.builtin import BUILTINS, builtin_path
 from spendlab.io.load import FORMATS, date_span, validation_summary
 from spendlab.io.rejects import write_rejects_csv
 from spendlab.io.safe_out import UnsafeOutputError, check_output, output_dir
+from spendlab.jobs.compare import compare_runs
 from spendlab.jobs.datasets import generate_deltas, synth_transactions
 from spendlab.jobs.evaluate import TOLERANCE, evaluate_model
-from spendlab.jobs.experiment import compare_runs, run_experiment
+from spendlab.jobs.experiment import run_experiment
 from spendlab.jobs.features import features_table, load_feature_config, write_features
 from spendlab.jobs.pipeline import PipelineConfig, run_pipeline
 from spendlab.jobs.promote import promote_experiment

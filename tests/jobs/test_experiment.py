@@ -15,8 +15,9 @@ from mlflow import MlflowClient
 
 from spendlab.forecast.leaderboard import LEADERBOARD_COLUMNS, PREDICTION_COLUMNS
 from spendlab.io import load_transactions
+from spendlab.jobs.compare import compare_runs
 from spendlab.jobs.datasets import synth_transactions
-from spendlab.jobs.experiment import compare_runs, load_experiment, run_experiment
+from spendlab.jobs.experiment import load_experiment, run_experiment
 from spendlab.models import registry
 
 pytestmark = pytest.mark.slow
@@ -237,14 +238,15 @@ def test_compare_lists_only_model_runs_sorted_by_the_metric_shown(tmp_path: Path
 
     from spendlab.cli import app
     from spendlab.tracking import runs as tracking
+    from spendlab.tracking import studies
     from tests.jobs.conftest import write_experiment
 
     monkeypatch.chdir(tmp_path)
     exp = write_experiment(tmp_path, models=["zero", "last_period"], users=60)
     run_experiment(exp, out_dir=tmp_path / "a", tuned_dir=tmp_path / "tuned")
     run_experiment(exp, models=["last_period"], out_dir=tmp_path / "b", tuned_dir=tmp_path / "tuned")
-    with tracking.study_run(experiment_name="synth_next_month", study_name="s", tags={"model": "ridge"}) as study:
-        with tracking.trial_run(study.info.run_id, 0, {"alpha": 1.0}) as trial:
+    with studies.study_run(experiment_name="synth_next_month", study_name="s", tags={"model": "ridge"}) as study:
+        with studies.trial_run(study.info.run_id, 0, {"alpha": 1.0}) as trial:
             trial.metric("validation_rmse", 0.001)
     with tracking.start_parent_run("synth_next_month", run_name="promote-zero",
                                    tags={"kind": "promotion", "model": "zero"}) as promo:

@@ -12,6 +12,7 @@ import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from spendlab.tracking import results
 from spendlab.tracking import runs as tracking
 from tests.jobs.conftest import write_experiment
 
@@ -68,7 +69,7 @@ def test_row61_nan_and_inf_metrics_are_flagged_never_stored_as_clamped_values(wo
     with tracking.start_parent_run("nonfinite", run_name="parent") as parent:
         parent.metrics({"ok": 1.0, "bad_nan": float("nan"), "bad_inf": float("-inf")})
         parent.metric("single_nan", float("nan"))
-        child = tracking.log_model_run(
+        child = results.log_model_run(
             parent, model_key="m", params={"a": 1}, per_origin=per_origin,
             means={"validation_rmse": 2.0, "test_rmse": float("inf")}, tags={},
             dataset={"name": "d", "digest": "0" * 64, "source": str(workdir)})

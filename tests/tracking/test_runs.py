@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from spendlab.tracking import results
 from spendlab.tracking import runs as tracking
 
 
@@ -56,7 +57,7 @@ def test_model_run_logs_params_steps_dataset_and_artifacts(store: str, tmp_path:
     per_origin = pd.DataFrame({"origin": [0, 1], "split": ["test", "test"], "cutoff": ["2024-01-31", "2024-02-29"],
                                "rmse": [2.0, 4.0]})
     with tracking.start_parent_run("demo", run_name="p", tags={"kind": "experiment"}) as parent:
-        run_id = tracking.log_model_run(
+        run_id = results.log_model_run(
             parent, model_key="zero", params={"hp.window": 3}, per_origin=per_origin, means={"test_rmse": 3.0},
             tags={"dataset_hash": "abc"}, dataset={"name": "tiny", "digest": "abc", "source": str(data)},
             tables={"metrics.csv": per_origin}, texts={"note.txt": "hello"})
@@ -73,8 +74,8 @@ def test_model_run_logs_params_steps_dataset_and_artifacts(store: str, tmp_path:
 
 
 def test_origin_step_reads_as_the_cutoff_date() -> None:
-    assert tracking.origin_step("2023-12-31", "month") == 202312
-    assert tracking.origin_step("2023-10-22", "week") == 20231022  # weekly cutoffs share months
+    assert results.origin_step("2023-12-31", "month") == 202312
+    assert results.origin_step("2023-10-22", "week") == 20231022  # weekly cutoffs share months
 
 
 def test_child_run_is_dated_by_the_work_it_records(store: str) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +17,11 @@ from typing import Any
 import pandas as pd
 
 from spendlab.config import StrictModel, config_hash, load_yaml, parse_config
-from spendlab.errors import ConfigError, NoDataError
+from spendlab.errors import ConfigError
 from spendlab.features import FeatureConfig
 from spendlab.features.store import FeatureStore
-from spendlab.forecast.backtest import BacktestResult, run_backtest
+from spendlab.forecast.backtest import BacktestResult
+from spendlab.forecast.backtests import _Outcome, _say, backtest_models
 from spendlab.forecast.blend import blend
 from spendlab.forecast.candidate import Candidate, Measured
 from spendlab.forecast.intervals import calibrate, calibration_report
@@ -35,8 +34,9 @@ from spendlab.io.atomic import atomic_path, atomic_write_text
 from spendlab.io.safe_out import prepare_output_dir
 from spendlab.jobs.features import load_feature_config
 from spendlab.models.base import usable_cores
-from spendlab.models.registry import MODELS, make_model, model_params, resolved_params
+from spendlab.models.registry import MODELS, resolved_params
 from spendlab.tracking import figures as figs
+from spendlab.tracking import results
 from spendlab.tracking import runs as tracking
 
 
@@ -120,11 +120,6 @@ def run_experiment(experiment_path: Path, *, models: list[str] | None = None, ou
                    tracking_uri=tracking_uri, tuned_dir=tuned_dir, progress=progress)
 
 
-def _say(progress: "Any | None", msg: str) -> None:
-    if progress is not None:
-        progress(msg)
-
-
 def _model_keys(cfg: ExperimentConfig, models: list[str] | None) -> list[str]:
 
     keys = list(models) if models else cfg.model_keys()
@@ -134,68 +129,6 @@ def _model_keys(cfg: ExperimentConfig, models: list[str] | None) -> list[str]:
     if not keys:
         raise ConfigError("no models to run")
     return list(dict.fromkeys(keys))
-
-
-@dataclass
-class _Outcome:
-    """One model's backtest on every origin (or the exception it raised), and what it cost."""
-
-    key: str
-    tuned: bool
-    result: BacktestResult | None = None
-    estimator_params: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-    error: BaseException | None = None
-    started: float = 0.0  # epoch seconds: the model's MLflow run is dated by its backtest
-
-    @property
-    def timing(self) -> tuple[float, float]:
-        """(start, end) of the backtest, epoch seconds."""
-        return self.started, self.started + self.seconds
-
-
-def _backtest_one(store: FeatureStore, cfg: ExperimentConfig, key: str, params: dict[str, Any], tuned: bool) -> _Outcome:
-    started, t0 = time.time(), time.perf_counter()
-    try:
-        res = run_backtest(store, experiment=cfg, model_key=key, params=params, origins="all")
-    except Exception as exc:  # raised again on the logging thread, inside the model's run
-        return _Outcome(key, tuned, error=exc, seconds=time.perf_counter() - t0, started=started)
-    return _Outcome(key, tuned, res, model_params(make_model(key, params)), time.perf_counter() - t0,
-                    started=started)
-
-
-def backtest_models(store: FeatureStore, cfg: ExperimentConfig, resolved: dict[str, tuple[dict[str, Any], bool]], *,
-                    jobs: int, progress: Any | None = None) -> Iterator[_Outcome]:
-    """Backtest every model of ``resolved`` (key -> (params, tuned)), yielding outcomes in its order.
-
-    The first backtest builds every cutoff's features and targets (cached in the store); the others
-    then run ``jobs`` at a time on threads: each fits single-threaded (LightGBM n_jobs=1) and releases
-    the GIL in LightGBM, numpy and DuckDB. Each outcome is yielded as soon as it and those before it
-    are done, so the caller's logging overlaps the backtests still running. Backtests not yet started
-    are cancelled when the caller stops early (a failure).
-    """
-    keys = list(resolved)
-    total = len(keys)
-
-    def run(key: str) -> _Outcome:
-        params, tuned = resolved[key]
-        _say(progress, f"[{keys.index(key) + 1}/{total}] backtesting {key}{' (tuned params)' if tuned else ''}")
-        return _backtest_one(store, cfg, key, params, tuned)
-
-    first = run(keys[0])
-    yield first
-    if first.error is not None:
-        return
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="spendlab-backtest") as pool:
-        # Tuned models first: a search tends to land on bigger models (CDNOW: 350 trees against 150,
-        # the longest backtest), and the longest job should start first so both threads finish together.
-        submitted = {key: pool.submit(run, key) for key in sorted(keys[1:], key=lambda k: not resolved[k][1])}
-        try:
-            for key in keys[1:]:
-                yield submitted[key].result()
-        finally:
-            for future in submitted.values():
-                future.cancel()
 
 
 def _log_model(run: tracking.RunLog, res: BacktestResult, *, tuned: bool, estimator_params: dict[str, Any],
@@ -209,9 +142,9 @@ def _log_model(run: tracking.RunLog, res: BacktestResult, *, tuned: bool, estima
     if getattr(res.estimator, "summary_text_", None):
         texts["statsmodels_summary.txt"] = res.estimator.summary_text_
     protocol = {k: resolved_cfg[k] for k in ("freq", "horizon", "train_origins", "validation", "test")}
-    tracking.log_model_results(
+    results.log_model_results(
         run, params={**{f"hp.{k}": v for k, v in estimator_params.items()}, "tuned": tuned,
-                     **tracking.flatten("config", protocol)},
+                     **results.flatten("config", protocol)},
         per_origin=res.per_origin, means=res.means, dataset=dataset,
         tables={"predictions.parquet": pd.concat([preds[test], scored[test]], axis=1),
                 "metrics.csv": res.per_origin,
@@ -279,13 +212,107 @@ def _candidate(cfg: ExperimentConfig, key: str, res: BacktestResult, *, params: 
         experiment_run_id=run_id)
 
 
+@dataclass
+class _Recorder:
+    """Calibrates each backtest as it arrives and logs it to its child run (tracking)."""
+
+    cfg: ExperimentConfig
+    keys: list[str]
+    parent: tracking.RunLog
+    store: FeatureStore
+    dataset: dict[str, str]
+    common_tags: dict[str, str]
+    resolved_cfg: dict[str, Any]
+    results: dict[str, BacktestResult] = field(default_factory=dict)
+    intervals: dict[str, Any] = field(default_factory=dict)
+    scored_rows: dict[str, pd.DataFrame] = field(default_factory=dict)
+    candidates: dict[str, Candidate] = field(default_factory=dict)
+    child_ids: dict[str, str] = field(default_factory=dict)
+
+    def record(self, key: str, res: BacktestResult, tuned: bool, estimator_params: dict[str, Any],
+               params: dict[str, Any], base_rate: float, timing: tuple[float, float] | None = None) -> None:
+        cfg = self.cfg
+        cal, scored, cov = calibrate(res.predictions, level=cfg.interval_level)
+        test = res.predictions["split"] == "test"
+        cal_metrics, cal_tables = calibration_report(pd.concat([res.predictions[test], scored[test]], axis=1),
+                                                     level=cfg.interval_level, base_rate=base_rate)
+        res.means.update({**cal_metrics, **cov})
+        self.intervals[key], self.results[key], self.scored_rows[key] = cal, res, scored
+        if key not in self.keys:  # an ensemble member that was not asked for: no run of its own
+            return
+        start, end = timing or (None, None)  # the backtest's own times, not the logging's
+        with tracking.child_run(self.parent, run_name=key, start_time=start, end_time=end,
+                                tags={"model": key, "kind": "model", **self.common_tags,
+                                      "tuned": str(tuned).lower()}) as run:
+            names = res.feature_names or next(r.feature_names for r in self.results.values() if r.feature_names)
+            self.candidates[key] = _candidate(cfg, key, res, params=params, tuned=tuned, calibration=cal,
+                                              feature_names=list(names), feature_config=self.store.feature_config,
+                                              resolved_cfg=self.resolved_cfg, dataset_hash=self.dataset["digest"],
+                                              run_id=self.parent.run_id)
+            _log_model(run, res, tuned=tuned, estimator_params=estimator_params, scored=scored,
+                       candidate=self.candidates[key], calibration_tables=cal_tables,
+                       resolved_cfg=self.resolved_cfg, dataset=self.dataset)
+            self.child_ids[key] = run.run_id
+
+    def fail(self, o: _Outcome) -> None:
+        """A failed backtest fails its own run (when it has one), then the parent."""
+        if o.key in self.keys:
+            with tracking.child_run(self.parent, run_name=o.key, start_time=o.started,
+                                    tags={"model": o.key, "kind": "model", **self.common_tags}):
+                raise o.error  # type: ignore[misc]
+        raise o.error  # type: ignore[misc]
+
+
+def _blend_ensemble(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bool]], n: int,
+                    progress: Any | None) -> dict[str, float]:
+    """The pure blend of the configured members (cross-fitted on validation), recorded like a model."""
+    cfg = rec.cfg
+    _say(progress, f"[{n}/{n}] blending ensemble (convex weights from validation origins; each validation "
+                   "origin scored with weights fitted without it)")
+    blend_start, t0 = time.time(), time.perf_counter()
+    bl = blend(rec.results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
+    timing = (blend_start, blend_start + time.perf_counter() - t0)
+    if bl.left_out:
+        _say(progress, f"      ensemble: left out {bl.left_out} (|validation bias| > "
+                       f"{cfg.ensemble_max_validation_bias:.0%})")
+    used = {m: w for m, w in bl.weights.items() if w > 0}
+    ens_params = resolved_params("ensemble", {
+        "members": list(used), "weights": used,
+        "member_params": {m: resolved_params(m, resolved[m][0]) for m in used}})
+    rec.record("ensemble", bl.result, False,
+               {"members": ",".join(cfg.ensemble_members), "left_out": ",".join(bl.left_out),
+                **{f"weight.{m}": w for m, w in bl.weights.items()},
+                **{f"fold_weight.{c}.{m}": w for c, fw in bl.fold_weights.items() for m, w in fw.items()}},
+               ens_params, _train_spend_rate(rec.results[next(iter(used))]), timing)
+    return bl.weights
+
+
+def _log_parent(rec: _Recorder, ranking: Any, paths: dict[str, Path], weights: dict[str, float]) -> None:
+    """The parent run: champion, leads, leaderboard, report, every candidate (tracking)."""
+    parent, board, champion = rec.parent, ranking.board, ranking.champion
+    parent.tags({"champion": champion, "champion_run_id": rec.child_ids.get(champion, ""),
+                 "runner_up": ranking.runner_up or "", "best_peer": ranking.best_peer or "",
+                 "mlflow.note.content": leaderboard_markdown(board, champion, name=rec.cfg.name)})
+    parent.metrics({f"champion_{c}": float(board.loc[board["champion"], c].iloc[0])
+                    for c in ("rmse", "mae", "bias", "wape", "top10_capture", "validation_rmse",
+                              "gini_norm", "spearman", "decile_mape")})
+    parent.metrics(ranking.leads)  # paired bootstrap over users, stratified by origin (95%)
+    parent.table(board, "leaderboard.csv")
+    parent.artifact(paths["intervals"])
+    parent.artifact(paths["report"])
+    for key, cand in rec.candidates.items():
+        parent.text(cand.to_json(), f"candidates/{key}.json")
+    parent.text(rec.candidates[champion].to_json(), "candidate.json")  # the champion's: what promote registers
+    if weights:
+        parent.params({f"ensemble_weight.{m}": w for m, w in weights.items()})
+
+
 def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, models: list[str] | None = None,
             out_dir: Path, tracking_uri: str | None = None, tuned_dir: Path = TUNED_DIR,
             progress: Any | None = None, transactions: Any | None = None,
             jobs: int | None = None, store: Any | None = None) -> ExperimentResult:
-    """:func:`run_experiment` on an already-validated config (``transactions`` may be preloaded).
-
-    ``jobs``: backtests run at once (default: the usable cores, at most 4).
+    """:func:`run_experiment` on an already-validated config (``transactions`` may be preloaded): backtest
+    every model, blend, rank, track and write. ``jobs``: backtests at once (default: usable cores, at most 4).
     """
     keys = _model_keys(cfg, models)
     tx = transactions if transactions is not None else load_dataset(cfg)
@@ -300,102 +327,30 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
     if "ensemble" in keys:
         needed += [m for m in cfg.ensemble_members if m not in needed]
     resolved = {key: resolve_params(cfg, key, tuned_dir) for key in needed}  # key -> (params, tuned)
-
-    results: dict[str, BacktestResult] = {}
-    intervals: dict[str, Any] = {}
-    scored_rows: dict[str, pd.DataFrame] = {}
-    candidates: dict[str, Candidate] = {}
-    child_ids: dict[str, str] = {}
     run_name = f"{cfg.name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     with tracking.start_parent_run(cfg.name, run_name=run_name,
                                    tags={**common_tags, "kind": "experiment", "models": ",".join(keys)},
                                    tracking_uri=tracking_uri) as parent:
-        parent.params(tracking.flatten("", resolved_cfg))
-        tracking.log_dataset(parent, **dataset)
+        parent.params(results.flatten("", resolved_cfg))
+        results.log_dataset(parent, **dataset)
         parent.text(json.dumps(resolved_cfg, indent=2, default=str), "config/experiment.json")
-
-        def record(key: str, res: BacktestResult, tuned: bool, estimator_params: dict[str, Any],
-                   params: dict[str, Any], base_rate: float, timing: tuple[float, float] | None = None) -> None:
-            cal, scored, cov = calibrate(res.predictions, level=cfg.interval_level)
-            test = res.predictions["split"] == "test"
-            cal_metrics, cal_tables = calibration_report(pd.concat([res.predictions[test], scored[test]], axis=1),
-                                                         level=cfg.interval_level, base_rate=base_rate)
-            res.means.update({**cal_metrics, **cov})
-            intervals[key], results[key], scored_rows[key] = cal, res, scored
-            if key not in keys:  # an ensemble member that was not asked for: no run of its own
-                return
-            start, end = timing or (None, None)  # the backtest's own times, not the logging's
-            with tracking.child_run(parent, run_name=key, start_time=start, end_time=end,
-                                    tags={"model": key, "kind": "model", **common_tags,
-                                          "tuned": str(tuned).lower()}) as run:
-                names = res.feature_names or next(r.feature_names for r in results.values() if r.feature_names)
-                candidates[key] = _candidate(cfg, key, res, params=params, tuned=tuned, calibration=cal,
-                                             feature_names=list(names),
-                                             feature_config=store.feature_config, resolved_cfg=resolved_cfg,
-                                             dataset_hash=dataset["digest"], run_id=parent.run_id)
-                _log_model(run, res, tuned=tuned, estimator_params=estimator_params, scored=scored,
-                           candidate=candidates[key], calibration_tables=cal_tables, resolved_cfg=resolved_cfg,
-                           dataset=dataset)
-                child_ids[key] = run.run_id
-
+        rec = _Recorder(cfg, keys, parent, store, dataset, common_tags, resolved_cfg)
         for o in backtest_models(store, cfg, resolved, jobs=jobs or min(4, usable_cores()), progress=progress):
             if o.error is not None:
-                if o.key in keys:  # fail the model's own run, then the parent
-                    with tracking.child_run(parent, run_name=o.key, start_time=o.started,
-                                            tags={"model": o.key, "kind": "model", **common_tags}):
-                        raise o.error
-                raise o.error
-            record(o.key, o.result, o.tuned, o.estimator_params, resolved_params(o.key, resolved[o.key][0]),
-                   _train_spend_rate(o.result), o.timing)
+                rec.fail(o)
+            rec.record(o.key, o.result, o.tuned, o.estimator_params, resolved_params(o.key, resolved[o.key][0]),
+                       _train_spend_rate(o.result), o.timing)
             _say_done(progress, o)
-
-        weights: dict[str, float] = {}
-        if "ensemble" in keys:
-            _say(progress, f"[{len(needed) + 1}/{len(needed) + 1}] blending ensemble (convex weights from validation "
-                           "origins; each validation origin scored with weights fitted without it)")
-            blend_start, t0 = time.time(), time.perf_counter()
-            bl = blend(results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
-            blend_timing = (blend_start, blend_start + time.perf_counter() - t0)
-            if bl.left_out:
-                _say(progress, f"      ensemble: left out {bl.left_out} (|validation bias| > "
-                               f"{cfg.ensemble_max_validation_bias:.0%})")
-            weights = bl.weights
-            used = {m: w for m, w in weights.items() if w > 0}
-            ens_params = resolved_params("ensemble", {
-                "members": list(used), "weights": used,
-                "member_params": {m: resolved_params(m, resolved[m][0]) for m in used}})
-            record("ensemble", bl.result, False, {"members": ",".join(cfg.ensemble_members),
-                                                  "left_out": ",".join(bl.left_out),
-                                                  **{f"weight.{m}": w for m, w in weights.items()},
-                                                  **{f"fold_weight.{c}.{m}": w for c, fw in bl.fold_weights.items()
-                                                     for m, w in fw.items()}},
-                   ens_params, _train_spend_rate(results[next(iter(used))]), blend_timing)
-
-        ranking = rank_models(results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys}, seed=cfg.seed)
-        board, champion = ranking.board, ranking.champion
-        report = _report(cfg.name, board, champion, results, keys,
-                         notes={"dataset": f"{dataset_name} ({dataset['digest'][:12]})",
-                                "MLflow parent run": parent.run_id})
-        paths = write_outputs(Path(out_dir), board=board, predictions=_with_scored(results, scored_rows, keys),
-                              intervals={"experiment": cfg.name, "champion": champion, "level": cfg.interval_level,
-                                         "models": intervals}, report=report)
-        parent.tags({"champion": champion, "champion_run_id": child_ids.get(champion, ""),
-                     "runner_up": ranking.runner_up or "", "best_peer": ranking.best_peer or "",
-                     "mlflow.note.content": leaderboard_markdown(board, champion, name=cfg.name)})
-        parent.metrics({f"champion_{c}": float(board.loc[board["champion"], c].iloc[0])
-                        for c in ("rmse", "mae", "bias", "wape", "top10_capture", "validation_rmse",
-                                  "gini_norm", "spearman", "decile_mape")})
-        parent.metrics(ranking.leads)  # paired bootstrap over users, stratified by origin (95%)
-        parent.table(board, "leaderboard.csv")
-        parent.artifact(paths["intervals"])
-        parent.artifact(paths["report"])
-        for key, cand in candidates.items():
-            parent.text(cand.to_json(), f"candidates/{key}.json")
-        parent.text(candidates[champion].to_json(), "candidate.json")  # the champion's: what promote registers
-        if weights:
-            parent.params({f"ensemble_weight.{m}": w for m, w in weights.items()})
-        return ExperimentResult(name=cfg.name, leaderboard=board, champion=champion, parent_run_id=parent.run_id,
-                                paths=paths, ensemble_weights=weights)
+        weights = _blend_ensemble(rec, resolved, len(needed) + 1, progress) if "ensemble" in keys else {}
+        ranking = rank_models(rec.results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys}, seed=cfg.seed)
+        report = _report(cfg.name, ranking.board, ranking.champion, rec.results, keys,
+                         notes={"dataset": f"{dataset_name} ({dataset['digest'][:12]})", "MLflow parent run": parent.run_id})
+        paths = write_outputs(Path(out_dir), board=ranking.board, predictions=_with_scored(rec.results, rec.scored_rows, keys),
+                              intervals={"experiment": cfg.name, "champion": ranking.champion,
+                                         "level": cfg.interval_level, "models": rec.intervals}, report=report)
+        _log_parent(rec, ranking, paths, weights)
+        return ExperimentResult(name=cfg.name, leaderboard=ranking.board, champion=ranking.champion,
+                                parent_run_id=parent.run_id, paths=paths, ensemble_weights=weights)
 
 
 def _report(name: str, board: pd.DataFrame, champion: str, results: dict[str, BacktestResult], keys: list[str],
@@ -406,78 +361,3 @@ def _report(name: str, board: pd.DataFrame, champion: str, results: dict[str, Ba
     return render_report(tables)
 
 
-#: ``compare`` columns: shown name -> MLflow metric key (means over the test origins unless named).
-COMPARE_METRICS: dict[str, str] = {
-    "rmse": "test_rmse", "mae": "test_mae", "bias": "test_bias", "wape": "test_wape",
-    "top10_capture": "test_top10_capture", "gini_norm": "test_gini_norm", "spearman": "test_spearman",
-    "decile_mape": "test_decile_mape", "validation_rmse": "validation_rmse",
-    "interval_coverage_80": "interval_coverage_80",
-}
-#: How a metric ranks runs: higher is better; nearer zero (bias); nearer the nominal 80% (coverage).
-_HIGHER_IS_BETTER = frozenset({"top10_capture", "gini_norm", "spearman"})
-_TARGET = {"bias": 0.0, "interval_coverage_80": 0.8}
-
-
-def model_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The finished per-model runs of experiment invocations in a ``search_runs`` frame.
-
-    A model run is tagged ``kind=model`` (runs logged before that tag existed: a ``model`` tag and a
-    parent run, no ``kind``). Left out: experiment parents, tuning studies and their trials
-    (``kind=tuning`` / ``trial``), promotion runs (``kind=promotion``, which also carry ``model``).
-    """
-    if runs.empty or "tags.model" not in runs.columns:
-        return runs.iloc[0:0]
-    kind = runs["tags.kind"] if "tags.kind" in runs.columns else pd.Series(None, index=runs.index, dtype=object)
-    parent = runs["tags.mlflow.parentRunId"].notna() if "tags.mlflow.parentRunId" in runs.columns else False
-    legacy = kind.isna() & runs["tags.model"].notna() & parent
-    return runs[((kind == "model") | legacy) & (runs["status"] == "FINISHED")]
-
-
-def _rank_key(values: pd.Series, metric: str) -> pd.Series:
-    """Smaller = better, for sorting by ``metric``."""
-    if metric in _HIGHER_IS_BETTER:
-        return -values
-    if metric in _TARGET:
-        return (values - _TARGET[metric]).abs()
-    return values
-
-
-def compare_runs(experiment_name: str, *, tracking_uri: str | None = None, top: int = 3,
-                 metric: str = "rmse", model: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Model runs of ``experiment_name`` across invocations, best ``metric`` first, and the params
-    that differ between the ``top`` best of them.
-
-    ``metric`` is a :data:`COMPARE_METRICS` name (``rmse`` = mean test RMSE, the default) or any
-    metric key the model runs logged. Only params that every one of the ``top`` runs has are diffed
-    (a LightGBM run and a ridge run share the protocol's params, not their hyperparameters).
-    ``model`` keeps only that registry key's runs. Returns ``(board, diff)``: ``board`` has ``model``, ``started``, the metric shown, the other
-    headline metrics present, ``tuned``, ``git_commit`` and ``run_id``.
-    """
-    runs = model_runs(tracking.search_runs(experiment_name, tracking_uri=tracking_uri))
-    if model is not None:
-        runs = runs[runs["tags.model"] == model]
-    if runs.empty:
-        raise NoDataError(f"no finished model runs{f' of {model!r}' if model else ''} recorded for experiment "
-                          f"{experiment_name!r} in the tracking store")
-    key = COMPARE_METRICS.get(metric, metric)
-    if f"metrics.{key}" not in runs.columns:
-        known = sorted({*COMPARE_METRICS, *(c.removeprefix("metrics.") for c in runs.columns
-                                            if c.startswith("metrics.") and "/" not in c)})
-        raise ConfigError(f"--metric {metric!r}: no model run of {experiment_name!r} logged it; one of {', '.join(known)}")
-    runs = runs[runs[f"metrics.{key}"].notna()].copy()
-    runs["_rank"] = _rank_key(runs[f"metrics.{key}"], metric)
-    runs = runs.sort_values(["_rank", "start_time"], ascending=[True, False], ignore_index=True)
-    shown = {metric: key, **{k: v for k, v in COMPARE_METRICS.items() if k != metric and v != key}}
-    cols = {"tags.model": "model", "start_time": "started",
-            **{f"metrics.{v}": k for k, v in shown.items() if f"metrics.{v}" in runs.columns},
-            "tags.tuned": "tuned", "tags.git_commit": "git_commit", "run_id": "run_id"}
-    present = {k: v for k, v in cols.items() if k in runs.columns}
-    board = runs[list(present)].rename(columns=present)
-    board["started"] = pd.to_datetime(board["started"]).dt.strftime("%Y-%m-%d %H:%M:%S")
-    best = runs.head(max(top, 1))
-    shared = [c for c in best.columns if c.startswith("params.") and best[c].notna().all()]
-    differing = [c for c in shared if best[c].astype(str).nunique() > 1]
-    diff = pd.DataFrame({"param": [c.removeprefix("params.") for c in differing]})
-    for _, r in best.iterrows():
-        diff[f"{r['tags.model']} {r['run_id'][:8]}"] = [r[c] for c in differing]
-    return board, diff

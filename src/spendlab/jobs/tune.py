@@ -28,7 +28,7 @@ from spendlab.io.atomic import atomic_write_text
 from spendlab.io.recovery import file_lock
 from spendlab.jobs.experiment import TUNED_DIR, feature_store, load_dataset, load_experiment, tuned_params_path
 from spendlab.models.registry import MODELS, SEARCH_SPACES
-from spendlab.tracking import runs as tracking
+from spendlab.tracking import studies
 
 OPTUNA_DB = "mlruns/optuna.db"
 N_STARTUP = 5  # TPE's random start-up trials
@@ -174,7 +174,7 @@ def tune(
         study.enqueue_trial(baseline_params, user_attrs={"baseline": True})
     done = sum(_counts(study))
     parent_id = study.user_attrs.get("mlflow_parent_run_id")
-    with tracking.study_run(experiment_name=experiment_name, study_name=study_name, run_id=parent_id,
+    with studies.study_run(experiment_name=experiment_name, study_name=study_name, run_id=parent_id,
                             tracking_uri=tracking_uri, tags=extra_tags or {}) as parent:
         if parent_id is None:
             study.set_user_attr("mlflow_parent_run_id", parent.info.run_id)
@@ -185,7 +185,7 @@ def tune(
                 drawn.set()
             seen = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                     if t.params == trial.params]
-            with tracking.trial_run(parent.info.run_id, trial.number, params) as run_log:
+            with studies.trial_run(parent.info.run_id, trial.number, params) as run_log:
                 if seen:
                     run_log.tag("duplicate_of", str(seen[0].number))
                     run_log.tag("trial_state", "PRUNED")
@@ -225,7 +225,7 @@ def tune(
             "params": dict(best.params),
         }
         atomic_write_text(path, yaml.safe_dump(payload, sort_keys=True))
-        tracking.log_study_summary(parent.info.run_id, best_params=dict(best.params), best_value=float(best.value),
+        studies.log_study_summary(parent.info.run_id, best_params=dict(best.params), best_value=float(best.value),
                                    n_complete=n_complete, n_pruned=n_pruned, params_file=path)
     return TuneResult(study_name, dict(best.params), float(best.value), n_complete, n_pruned, path,
                       parent.info.run_id)

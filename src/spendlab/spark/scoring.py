@@ -33,6 +33,7 @@ def _is_local(path: str | Path) -> bool:
     return "://" not in text and not text.startswith("dbfs:")
 
 
+# long: one Spark plan: read, features, the model's UDF on a verified copy, the output columns, the checked write
 def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str, out: str | Path | None = None,
                 freq: Freq | None = None, as_of: dt.date | str | None = None, config: FeatureConfig | None = None,
                 reader: ReaderConfig | None = None, tracking_uri: str | None = None) -> DataFrame:

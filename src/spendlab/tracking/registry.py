@@ -219,6 +219,7 @@ def read_model_candidate(model_dir: Path) -> Candidate:
                           source=str(model_dir))
 
 
+# long: one registration: idempotency check, verified save, log, register, tag, alias; each step needs the previous one's ids
 def log_and_register(
     refit: Refit,
     *,

@@ -16,13 +16,12 @@ with backoff on SQLite's "database is locked".
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,6 @@ from spendlab.io.recovery import HOST_TAG, PID_TAG, file_lock, owner_alive, proc
 
 if TYPE_CHECKING:
     import pandas as pd
-    from mlflow.entities import Run
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 ARTIFACT_ROOT = Path("mlruns")
@@ -363,75 +361,6 @@ def _ms(seconds: float | None) -> int | None:
 ORIGIN_PREFIX = "origin/"
 
 
-def origin_step(cutoff: Any, freq: str = "month") -> int:
-    """The MLflow step of a per-origin metric: the cutoff as ``YYYYMM`` (monthly) or ``YYYYMMDD``
-    (weekly: several cutoffs share a month), so the step axis reads as dates."""
-    import pandas as pd
-
-    ts = pd.Timestamp(cutoff)
-    return ts.year * 100 + ts.month if freq == "month" else ts.year * 10000 + ts.month * 100 + ts.day
-
-
-def log_dataset(run: RunLog, *, name: str, digest: str, source: str, n_rows: int | None = None,
-                context: str = "backtest") -> None:
-    """``mlflow.log_input`` equivalent for a dataset that is never materialised in pandas.
-
-    The ``Dataset`` entity is built from its public constructor (a local file is a ``local`` source
-    with its ``file://`` URI, anything else a ``code`` source naming it), so no private MLflow helper
-    converts a dataset object into it.
-    """
-    from mlflow import MlflowClient
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-    from mlflow.types import ColSpec, Schema
-
-    path = Path(source)
-    if path.exists():
-        source_type, source_json = "local", json.dumps({"uri": path.resolve().as_uri()})
-    else:
-        source_type, source_json = "code", json.dumps({"tags": {"source": source}})
-    schema = Schema([ColSpec("string", "user_id"), ColSpec("datetime", "ts"), ColSpec("double", "amount")])
-    entity = Dataset(name=name, digest=digest[:36], source_type=source_type, source=source_json,
-                     schema=json.dumps({"mlflow_colspec": schema.to_dict()}))
-    tags = [InputTag(key="mlflow.data.context", value=context)]
-    MlflowClient().log_inputs(run.run_id, datasets=[DatasetInput(dataset=entity, tags=tags)])
-    if n_rows is not None:
-        run.tag("dataset_rows", n_rows)
-
-
-def log_model_results(run: RunLog, *, params: Mapping[str, Any], per_origin: "pd.DataFrame",
-                      means: Mapping[str, float], dataset: Mapping[str, Any],
-                      tables: Mapping[str, "pd.DataFrame"] | None = None, figures: Mapping[str, Any] | None = None,
-                      texts: Mapping[str, str] | None = None, freq: str = "month") -> None:
-    """Params, the mean metrics (``<split>_<metric>``, logged first), metrics per origin (series
-    ``origin/<split>_<metric>`` whose step is the cutoff, :func:`origin_step`), the dataset input,
-    and artifacts (tables as CSV/Parquet by suffix, matplotlib figures, text) on an open model run.
-
-    ``per_origin`` has one row per origin with a ``cutoff`` (or an ``origin`` index) plus metric columns.
-    """
-    run.params(params)
-    log_dataset(run, **dataset)
-    metric_cols = [c for c in per_origin.columns
-                   if c not in {"origin", "cutoff", "target_period", "split"} and per_origin[c].dtype.kind in "fi"]
-    run.metrics(dict(means))
-    for _, row in per_origin.iterrows():
-        prefix = f"{row['split']}_" if "split" in per_origin.columns else ""
-        step = origin_step(row["cutoff"], freq) if "cutoff" in per_origin.columns else int(row["origin"])
-        run.metrics({f"{ORIGIN_PREFIX}{prefix}{c}": row[c] for c in metric_cols}, step=step)
-    for name, df in (tables or {}).items():
-        run.table(df, name)
-    for name, fig in (figures or {}).items():
-        run.figure(fig, name)
-    for name, text in (texts or {}).items():
-        run.text(text, name)
-
-
-def log_model_run(parent: RunLog, *, model_key: str, tags: Mapping[str, Any], **results: Any) -> str:
-    """One child run (tag ``model=<key>``) holding :func:`log_model_results`; returns its id."""
-    with child_run(parent, run_name=model_key, tags={"model": model_key, **tags}) as run:
-        log_model_results(run, **results)
-        return run.run_id
-
-
 def search_runs(experiment_name: str, *, tracking_uri: str | None = None,
                 filter_string: str = "") -> "pd.DataFrame":
     """``mlflow.search_runs`` over one experiment (empty frame when it does not exist)."""
@@ -449,63 +378,3 @@ def search_runs(experiment_name: str, *, tracking_uri: str | None = None,
 # --- tuning studies (used by spendlab.jobs.tune) ------------------------------------------------
 
 
-@contextlib.contextmanager
-def study_run(*, experiment_name: str, study_name: str, run_id: str | None = None,
-              tracking_uri: str | None = None, tags: Mapping[str, Any] | None = None) -> Iterator["Run"]:
-    """The parent run of a tuning study; resumes ``run_id`` when the study is resumed."""
-    from mlflow import MlflowClient
-
-    configure(tracking_uri)
-    exp_id = ensure_experiment(experiment_name)
-    client = MlflowClient()
-    if run_id is not None:
-        try:
-            client.update_run(run_id, status="RUNNING")
-
-            for k, v in process_tags().items():  # the resuming process owns the run now
-                client.set_tag(run_id, k, v)
-        except Exception:  # noqa: BLE001 - the store was cleaned: start a fresh parent run
-            run_id = None
-    if run_id is None:
-        run_id = _create_run(exp_id, f"tune-{study_name}",
-                             {**base_tags(), "study": study_name, "kind": "tuning", **(tags or {})}, None)
-    with _run(run_id):
-        yield client.get_run(run_id)
-
-
-@contextlib.contextmanager
-def trial_run(parent_run_id: str, trial_number: int, params: Mapping[str, Any]) -> Iterator[RunLog]:
-    """One nested run per Optuna trial, with the trial's params."""
-    with child_run(parent_run_id, run_name=f"trial-{trial_number}",
-                   tags={"trial": trial_number, "kind": "trial"}) as run:
-        run.params(params)
-        yield run
-
-
-def log_study_summary(run_id: str, *, best_params: Mapping[str, Any], best_value: float, n_complete: int,
-                      n_pruned: int, params_file: Path | None = None) -> None:
-    """Best params and value of a study on its parent run."""
-    run = RunLog(run_id)
-    run.params({f"best_{k}": v for k, v in best_params.items()})
-    run.metrics({"best_validation_rmse": best_value, "n_complete": n_complete, "n_pruned": n_pruned})
-    if params_file is not None and Path(params_file).exists():
-        run.artifact(params_file)
-
-
-def figures_available() -> bool:
-    """Matplotlib with a non-interactive backend (figures are only ever saved)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    return True
-
-
-def flatten(prefix: str, values: Mapping[str, Any] | Sequence[Any] | Any) -> dict[str, Any]:
-    """Nested config -> flat ``a.b.c`` keys (for params)."""
-    out: dict[str, Any] = {}
-    if isinstance(values, Mapping):
-        for k, v in values.items():
-            out.update(flatten(f"{prefix}.{k}" if prefix else str(k), v))
-    else:
-        out[prefix] = values
-    return out
