@@ -32,6 +32,7 @@ run: $(STAMP)
 	$(BIN)/spendlab pipeline --config configs/pipeline.yaml
 
 test: $(TSTAMP)
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m tests.setup_browser
 	$(BIN)/python -m pytest
 

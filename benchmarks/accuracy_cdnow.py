@@ -110,11 +110,10 @@ def main() -> int:
     args = ap.parse_args()
 
     from spendlab.features.store import FeatureStore
+    from spendlab.forecast.bootstrap import bootstrap_rmse, delta_interval
     from spendlab.io import load_transactions
     from spendlab.jobs.experiment import execute, load_experiment
     from spendlab.models.registry import make_model
-
-    from spendlab.forecast.bootstrap import bootstrap_rmse, delta_interval
 
     cfg = load_experiment(EXPERIMENT)
     if args.train_origins:

@@ -96,7 +96,7 @@ def run_profile(api: SimpleNamespace, profile: str, args: argparse.Namespace, wo
     timings: dict[str, float] = {}
     penalized: list[tuple[dt.date, float]] = []
 
-    def add(name: str, cutoff: dt.date, y: np.ndarray, predict) -> None:  # noqa: ANN001
+    def add(name: str, cutoff: dt.date, y: np.ndarray, predict) -> None:  # predict() is called at once
         t0 = time.perf_counter()
         p = predict()
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
@@ -111,11 +111,11 @@ def run_profile(api: SimpleNamespace, profile: str, args: argparse.Namespace, wo
         hist = tx[tx["ts"] < pd.Timestamp(target_month)]
         days = (pd.Timestamp(target_month) + pd.offsets.MonthEnd(0)).day
         Xf = X.drop(columns=["user_id"])
-        add("oracle", cutoff, y, lambda: oracle.loc[users, target_month].to_numpy())
-        add(PEERS[0], cutoff, y, lambda: lifetimes_peer(hist, cutoff, users, days, penalized))
-        add(PEERS[1], cutoff, y, lambda: peer_mlforecast(hist, cutoff, users))
-        add(PEERS[2], cutoff, y, lambda: Xf[["spend_lag1", "spend_lag2", "spend_lag3"]].to_numpy().mean(axis=1))
-        add(PEERS[3], cutoff, y, lambda: Xf["spend_lag1"].to_numpy())
+        add("oracle", cutoff, y, lambda: oracle.loc[users, target_month].to_numpy())  # noqa: B023 - called at once
+        add(PEERS[0], cutoff, y, lambda: lifetimes_peer(hist, cutoff, users, days, penalized))  # noqa: B023 - called at once
+        add(PEERS[1], cutoff, y, lambda: peer_mlforecast(hist, cutoff, users))  # noqa: B023 - called at once
+        add(PEERS[2], cutoff, y, lambda: Xf[["spend_lag1", "spend_lag2", "spend_lag3"]].to_numpy().mean(axis=1))  # noqa: B023 - called at once
+        add(PEERS[3], cutoff, y, lambda: Xf["spend_lag1"].to_numpy())  # noqa: B023 - called at once
         print(f"{profile}: oracle and peers done for {cutoff}", file=sys.stderr, flush=True)
     per_origin = pd.DataFrame(rows)
     means = per_origin.groupby("model", sort=False)[["rmse", "mae", "bias", "wape", "top10_capture"]].mean()

@@ -55,7 +55,7 @@ def duckdb_features(data: str, freq: str, as_of: dt.date, out: Path) -> tuple[fl
     return time.perf_counter() - t0, table.num_rows
 
 
-def spark_features_job(spark, data: str, freq: str, as_of: dt.date, out: Path) -> tuple[float, int]:  # noqa: ANN001
+def spark_features_job(spark, data: str, freq: str, as_of: dt.date, out: Path) -> tuple[float, int]:
     from spendlab.config import ReaderConfig
     from spendlab.features import FeatureConfig
     from spendlab.spark.jobs import features_job
@@ -136,7 +136,7 @@ def main() -> None:
 
     print(f"data: {args.data}; as of {as_of}; {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f}; "
-          f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
+          f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
     print("| step | engine | wall s | users | users/s |")
     print("|---|---|---|---|---|")
     for step, engine, wall, users in rows:

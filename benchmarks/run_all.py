@@ -43,7 +43,7 @@ BENCHMARKS: dict[str, list[str]] = {
 
 def _section(name: str, argv: list[str], load: float, allowed_load: bool) -> str:
     cmd = " ".join(shlex.quote(a) for a in [".venv/bin/python", *argv])
-    started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     t0 = time.monotonic()
     proc = subprocess.run([PY, *argv], cwd=ROOT, capture_output=True, text=True)
     wall = time.monotonic() - t0

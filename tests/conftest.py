@@ -56,7 +56,7 @@ def write_file(tmp_path: Path) -> Callable[[str, bytes | str], Path]:
     return write
 
 
-def load(path: Path | str, fmt: str = "millions", mode: str = "quarantine", **config: object):  # noqa: ANN201
+def load(path: Path | str, fmt: str = "millions", mode: str = "quarantine", **config: object):
     """``load_transactions`` with reader-config keyword overrides; checks conservation per file."""
     from spendlab.config import ReaderConfig
     from spendlab.io import Mode, load_transactions

@@ -21,7 +21,7 @@ def chromium_path() -> str | None:
     return None
 
 
-def run_headless(args: list[str], profile: "os.PathLike[str] | str", timeout: int = 120) -> subprocess.CompletedProcess[bytes]:
+def run_headless(args: list[str], profile: os.PathLike[str] | str, timeout: int = 120) -> subprocess.CompletedProcess[bytes]:
     """Run headless Chromium with the flags this closed network needs (tests call this).
 
     Raises ``FileNotFoundError`` when Chromium is missing; test helpers turn that into a skip.

@@ -31,7 +31,7 @@ def test_readme_python_api_example_runs_as_written(tmp_path: Path, monkeypatch: 
     monkeypatch.chdir(tmp_path)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(_readme_example(), "README.md", "exec"), {})  # noqa: S102 - our own documentation
+        exec(compile(_readme_example(), "README.md", "exec"), {})
     assert out.getvalue().split() == ["165.65", "3"]
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "$165.65" in html and "Bottom 5 spenders" in html
@@ -64,7 +64,7 @@ print(r.summary["n_users"], len(f.table))
 
 
 def test_callable_subpackage_keeps_submodules_patchable() -> None:
-    import spendlab.describe.render  # noqa: F401
+    import spendlab.describe.render
 
     with mock.patch("spendlab.describe.render.check_currency", side_effect=ConfigError("patched")):
         with pytest.raises(ConfigError, match="patched"):

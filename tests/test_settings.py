@@ -115,7 +115,7 @@ def export(tmp_path):
     return path
 
 
-def _run(monkeypatch, capsys, *argv):  # noqa: ANN001, ANN202
+def _run(monkeypatch, capsys, *argv):
     monkeypatch.setattr(sys, "argv", ["spendlab", *argv])
     with pytest.raises(SystemExit) as exc:
         main()

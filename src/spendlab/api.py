@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -66,13 +66,13 @@ class LoadResult:
         return self.tx.to_pandas()
 
 
-Data = Union[str, Path, pd.DataFrame, LoadResult, Transactions]
+Data = str | Path | pd.DataFrame | LoadResult | Transactions
 
 
 class _FrameTransactions(Transactions):
     """Transactions built from a DataFrame: identified by a hash of their rows (there is no file)."""
 
-    def content_hash(self) -> str:  # noqa: D102 - same meaning as Transactions.content_hash
+    def content_hash(self) -> str:
         assert self.table is not None
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, self.table.schema) as writer:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -93,7 +93,7 @@ out = Console()
 err = Console(stderr=True)
 
 
-def show_table(df: "pd.DataFrame", title: str, *, highlight: str | None = None, digits: int = 3) -> None:
+def show_table(df: pd.DataFrame, title: str, *, highlight: str | None = None, digits: int = 3) -> None:
     """A table on stdout, never truncated: a rich table on a terminal (cells fold onto more lines
     rather than end in an ellipsis when the terminal is narrow); plain CSV under a ``# title`` line when stdout is a pipe or a
     file, so logs and ``| cat`` keep every column and every digit that matters."""
@@ -106,13 +106,13 @@ def show_table(df: "pd.DataFrame", title: str, *, highlight: str | None = None, 
         table.add_column(escape(str(col)), justify="right" if df[col].dtype.kind in "fiu" else "left",
                          overflow="fold")
     rows = [[f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row] for row in df.itertuples(index=False)]
-    for row, model in zip(rows, df["model"] if "model" in df.columns else [None] * len(df)):
+    for row, model in zip(rows, df["model"] if "model" in df.columns else [None] * len(df), strict=True):
         table.add_row(*map(escape, row), style="bold green" if highlight is not None and model == highlight else None)
     out.print(table)  # rich cannot print wider than the terminal: a narrow one folds cells, never cuts them
 
 
 @contextmanager
-def progress_lines(label: str) -> "Iterator[Callable[[str], None]]":
+def progress_lines(label: str) -> Iterator[Callable[[str], None]]:
     """A ``progress(msg)`` callback: a live bar on a terminal (stderr), plain lines in a log.
 
     Messages of the form ``[i/n] ...`` move the bar to step i of n; every message is also printed
@@ -141,7 +141,7 @@ def progress_lines(label: str) -> "Iterator[Callable[[str], None]]":
 InputArg = Annotated[str, typer.Argument(help="A file, directory, glob, or builtin:cdnow for the embedded CDNOW data.")]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help=f"Input format: {'|'.join(FORMATS)}.")]
 ConfigOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--config", "-c", help="YAML config; its `reader:` section sets the reader policy (see configs/)."),
 ]
 ModeOpt = Annotated[
@@ -159,14 +159,14 @@ def reader_config(path: Path | None) -> ReaderConfig:
     return parse_config(ReaderConfig, data.get("reader", {}) or {}, f"{path} (reader)")
 
 
-TrackingOpt = Annotated[Optional[str], typer.Option(
+TrackingOpt = Annotated[str | None, typer.Option(
     "--tracking-uri", help="MLflow tracking store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).")]
 EngineOpt = Annotated[str, typer.Option("--engine", help="duckdb (one machine) or spark (pyspark; a cluster or local).")]
-SparkMasterOpt = Annotated[Optional[str], typer.Option(
+SparkMasterOpt = Annotated[str | None, typer.Option(
     "--spark-master", help="Spark master URL for --engine spark (default: the config's spark.master, local[2]).")]
 
 
-def spark_session(path: Path | None, master: str | None):  # noqa: ANN201
+def spark_session(path: Path | None, master: str | None):
     """A Spark session from the ``spark:`` section of a config file (see docs/scale-out.md)."""
 
     section = (load_yaml(path).get("spark") or {}) if path is not None else {}
@@ -206,7 +206,7 @@ def validate(
     input: InputArg,
     format: FormatOpt = "generic",
     mode: ModeOpt = Mode.QUARANTINE,
-    rejects: Annotated[Optional[Path], typer.Option(help="Write rejected rows to this CSV "
+    rejects: Annotated[Path | None, typer.Option(help="Write rejected rows to this CSV "
                                                     "(file, line, column, error_type, raw, message).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     config: ConfigOpt = None,
@@ -260,8 +260,8 @@ def describe(
     mode: ModeOpt = Mode.QUARANTINE,
     country: Annotated[str, typer.Option(help="Holiday calendar (holidays country code) for the daily markers.")] = "US",
     top_n: Annotated[int, typer.Option("--top-n", min=1, help="Rows per table in report.html; size of top lists.")] = 20,
-    memory_limit: Annotated[Optional[str], typer.Option(help="DuckDB memory limit, e.g. 4GB.")] = None,
-    currency: Annotated[Optional[str], typer.Option(
+    memory_limit: Annotated[str | None, typer.Option(help="DuckDB memory limit, e.g. 4GB.")] = None,
+    currency: Annotated[str | None, typer.Option(
         "--currency", help="ISO 4217 code shown on money in report.html, e.g. USD ($) or EUR (default: none).")] = None,
 ) -> None:
     """Describe INPUT: transaction values, monthly spend, days with spend per week, insights, report.html."""
@@ -280,7 +280,7 @@ def describe(
 
 
 @contextmanager
-def _nothing() -> "Iterator[None]":
+def _nothing() -> Iterator[None]:
     yield None
 
 
@@ -332,12 +332,12 @@ def features(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file (one row per user).")],
     format: FormatOpt = "generic",
     freq: Annotated[str, typer.Option("--freq", help="month (calendar months) or week (ISO weeks).")] = "month",
-    as_of: Annotated[Optional[str], typer.Option(
+    as_of: Annotated[str | None, typer.Option(
         "--as-of", help="Cutoff day YYYY-MM-DD, inclusive (default: end of the latest complete period).")] = None,
     mode: ModeOpt = Mode.QUARANTINE,
     config: ConfigOpt = None,
     threads: Annotated[int, typer.Option(help="DuckDB threads.")] = 2,
-    memory_limit: Annotated[Optional[str], typer.Option(
+    memory_limit: Annotated[str | None, typer.Option(
         "--memory-limit", help="DuckDB memory limit (beyond it DuckDB spills to temp files); 'none' = DuckDB's "
         "default of 80% of RAM.")] = "2GB",
     engine: EngineOpt = "duckdb",
@@ -389,9 +389,9 @@ def reconcile(
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory (replaced atomically).")],
     fail_on_diff: Annotated[bool, typer.Option("--fail-on-diff", help="Exit 3 when any user differs.")] = False,
     tolerance: Annotated[float, typer.Option(help="Absolute tolerance for money columns.")] = 0.005,
-    pattern: Annotated[Optional[str], typer.Option(help="Regex a delta file name must match.")] = None,
+    pattern: Annotated[str | None, typer.Option(help="Regex a delta file name must match.")] = None,
     contiguous_batches: Annotated[bool, typer.Option(help="Report gaps in the batch id sequence.")] = False,
-    memory_limit: Annotated[Optional[str], typer.Option(help="DuckDB memory limit, e.g. 4GB.")] = None,
+    memory_limit: Annotated[str | None, typer.Option(help="DuckDB memory limit, e.g. 4GB.")] = None,
 ) -> None:
     """Rebuild the user summary from the deltas, compare both summaries, and explain every difference.
 
@@ -439,7 +439,7 @@ def tune(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML (experiments/<name>.yaml).")],
     model: Annotated[str, typer.Option("--model", help="Registry key with a search space (e.g. lightgbm).")],
     trials: Annotated[int, typer.Option("--trials", help="Target number of finished trials in the study.")] = 20,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Stop starting new trials after S seconds.")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Stop starting new trials after S seconds.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="Trials run at once on threads. Past the first 3 "
                                       "trials, more than 1 makes the sequence of trials depend on which "
                                       "finishes first.")] = 1,
@@ -489,7 +489,7 @@ def score(
     out_path: Annotated[Path, typer.Option("--out", help="Output Parquet file (written atomically).")],
     format: FormatOpt = "generic",
     model: Annotated[str, typer.Option("--model", help="MLflow model URI.")] = "models:/spendlab-next-month@champion",
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Cutoff date (YYYY-MM-DD); default: end of the "
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Cutoff date (YYYY-MM-DD); default: end of the "
                                                   "latest complete calendar month in the data.")] = None,
     chunk_users: Annotated[int, typer.Option(help="Users per scoring chunk (bounds memory).")] = 250_000,
     config: ConfigOpt = None,
@@ -549,7 +549,7 @@ def _tracking_uri(value: str | None) -> str | None:
 @experiment_app.command("run")
 def experiment_run(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML (experiments/<name>.yaml).")],
-    models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated registry keys "
+    models: Annotated[str | None, typer.Option("--models", help="Comma-separated registry keys "
                                                   "(default: the experiment's models).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for leaderboard.csv and predictions.parquet.")]
     = Path("outputs/experiment"),
@@ -578,7 +578,7 @@ def compare(
                                         "mae, bias (nearest 0), wape, top10_capture, gini_norm, spearman "
                                         "(highest first), decile_mape, validation_rmse, interval_coverage_80 "
                                         "(nearest 80%), or any metric key the model runs logged.")] = "rmse",
-    model: Annotated[Optional[str], typer.Option("--model", help="Only this model's runs (registry key).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Only this model's runs (registry key).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print runs and param diff as JSON on stdout.")] = False,
     tracking_uri: TrackingOpt = None,
 ) -> None:

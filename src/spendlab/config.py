@@ -160,7 +160,7 @@ class _NoAliasLoader(yaml.SafeLoader):
     "billion laughs" document of a few hundred bytes exhausts memory in validation or logging).
     """
 
-    def compose_node(self, parent, index):  # noqa: ANN001, ANN201 - PyYAML's signature
+    def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(

@@ -55,8 +55,8 @@ def test_writes_the_canonical_schema_with_about_one_percent_refunds(synth18):
         ("user_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("amount", pa.float64())]
     assert stats == {"users": 3_000, "transactions": len(df)}
     assert df["user_id"].nunique() == 3_000
-    assert df["ts"].min() >= dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc)
-    assert df["ts"].max() < dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc)
+    assert df["ts"].min() >= dt.datetime(2023, 1, 1, tzinfo=dt.UTC)
+    assert df["ts"].max() < dt.datetime(2024, 7, 1, tzinfo=dt.UTC)
     assert 0.005 < (df["amount"] < 0).mean() < 0.02
     assert (df["amount"] != 0).all() and (df["amount"].round(2) == df["amount"]).all()
 

@@ -94,7 +94,7 @@ def test_training_rows_are_features_and_targets_of_earlier_origins_only() -> Non
     base = registry.MODELS["last_period"]
 
     class Spy(base):  # type: ignore[misc, valid-type]
-        def fit(self, X, y=None):  # noqa: ANN001, ANN201
+        def fit(self, X, y=None):
             seen["X"], seen["y"] = X.copy(), np.asarray(y).copy()
             return super().fit(X, y)
 
@@ -173,7 +173,7 @@ def test_a_shared_store_is_reused_only_for_the_same_freq_horizon_and_feature_con
         FeatureStore.from_source(store, freq="month", horizon=1, feature_config=other)
 
 
-def test_an_experiment_with_its_own_feature_set_backtests_on_its_shared_store(tmp_path) -> None:  # noqa: ANN001
+def test_an_experiment_with_its_own_feature_set_backtests_on_its_shared_store(tmp_path) -> None:
     """``feature_store`` builds the store with the experiment's feature file; ``run_backtest`` reuses
     it as it is (no config given), and the store is refused to an experiment with default features."""
     import yaml

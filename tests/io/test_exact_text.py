@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from spendlab.io.parsing import FieldError, normalise_user_id, parse_amount, parse_timestamp
 from tests.conftest import load, millions_csv
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _non_ascii_digit_forms(text: str) -> list[str]:

@@ -83,7 +83,7 @@ def test_row04_thousands_separator_rejected_unless_configured(write_file):
     assert "-1,234.50" in rej.message
     configured = load(path, thousands=",")
     assert configured.report.rejected == 0
-    amounts = dict(zip(configured.to_pandas()["user_id"], configured.to_pandas()["amount"]))
+    amounts = dict(zip(configured.to_pandas()["user_id"], configured.to_pandas()["amount"], strict=True))
     assert Decimal(repr(amounts["700"])) == Decimal("1234.50")
     assert parse_amount("-1,234.50", thousands=",") == float(Decimal("-1234.50"))
 
@@ -203,7 +203,7 @@ def test_row10_exact_duplicates_are_kept_and_counted_or_removed_on_opt_in(write_
 def test_row11_single_digit_hour_is_the_documented_format(write_file):
     """Catalogue row 11."""
     tx = load(write_file("a.csv", millions_csv([("-1.00", "2021-12-30 3:40:03", "1")])))
-    assert tx.to_pandas()["ts"].tolist() == [dt.datetime(2021, 12, 30, 3, 40, 3, tzinfo=dt.timezone.utc)]
+    assert tx.to_pandas()["ts"].tolist() == [dt.datetime(2021, 12, 30, 3, 40, 3, tzinfo=dt.UTC)]
 
 
 def test_row12_offsets_convert_to_utc_before_the_month_and_a_mix_is_warned(write_file):
@@ -212,7 +212,7 @@ def test_row12_offsets_convert_to_utc_before_the_month_and_a_mix_is_warned(write
             ("-1.00", "2021-12-30 09:10:03+05:30", "3"), ("-1.00", "2021-12-30 3:40:03", "4")]
     tx = load(write_file("mixed.csv", millions_csv(rows)))
     ts = tx.to_pandas().set_index("user_id")["ts"]
-    utc = dt.timezone.utc
+    utc = dt.UTC
     assert ts["1"] == dt.datetime(2022, 1, 1, 4, 30, tzinfo=utc) and ts["1"].month == 1
     assert ts["2"] == ts["3"] == ts["4"] == dt.datetime(2021, 12, 30, 3, 40, 3, tzinfo=utc)
     assert tx.report.files[0].warnings["MIXED_TZ"] == 1
@@ -260,7 +260,7 @@ def test_row15_dst_gap_and_overlap_follow_the_policy_never_a_silent_nat(write_fi
     tx = load(path, timezone="America/New_York")
     assert {r.line: r.error_type for r in tx.report.rejects} == {2: "DST_NONEXISTENT", 3: "DST_AMBIGUOUS"}
     ts = tx.to_pandas().set_index("user_id")["ts"]
-    utc = dt.timezone.utc
+    utc = dt.UTC
     assert ts["summer"] == dt.datetime(2021, 7, 1, 16, tzinfo=utc)  # EDT = UTC-4
     assert ts["winter"] == dt.datetime(2021, 1, 15, 17, tzinfo=utc)  # EST = UTC-5
     shifted = load(path, timezone="America/New_York", dst_policy="shift_forward")

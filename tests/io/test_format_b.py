@@ -9,7 +9,7 @@ import pytest
 from spendlab.io.load import validation_summary
 from tests.conftest import load, millions_csv
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_row33_runs_of_spaces_tabs_and_blank_lines_are_accepted_and_blanks_counted(write_file):

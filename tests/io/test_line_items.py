@@ -23,7 +23,7 @@ from spendlab.io.load import connect
 from spendlab.jobs.describe import run_describe
 
 ROOT = Path(__file__).resolve().parents[2]
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 #: Worked by hand. Orders: A1 = 2 x 5.00 + 1 x 2.50 = 12.50 (u1, Jan); A2 = 3 x 5.00 = 15.00 (u2, Jan);
 #: A3 cancelled (excluded); A4 = 1 x 5.00 + 4 x 0.75 = 8.00 (u1, Feb); A5 = 2 x 2.50 = 5.00 (u2, Feb; its
@@ -45,7 +45,7 @@ u2,2024-01-20 09:00:00,15.00
 u1,2024-02-10 08:00:00,8.00
 u2,2024-02-28 23:00:00,5.00
 """
-def load(path, fmt: str = "generic", **config):  # noqa: ANN001, ANN201
+def load(path, fmt: str = "generic", **config):
     """``load_transactions`` checking ``rows_in = accepted + rejected + excluded`` for each file."""
     tx = load_transactions(str(path), fmt, config=ReaderConfig(**config))
     for f in tx.report.files:
@@ -63,7 +63,7 @@ def test_line_items_become_the_hand_computed_orders(write_file):
     assert (f.rows_in, f.accepted, f.rejected, f.excluded) == (8, 6, 0, 2)
     assert dict(f.exclusions) == {"status": 2}
     df = tx.to_pandas()
-    assert list(zip(df["user_id"], df["ts"], df["amount"], df["line"])) == [
+    assert list(zip(df["user_id"], df["ts"], df["amount"], df["line"], strict=True)) == [
         ("u1", dt.datetime(2024, 1, 5, 10, tzinfo=UTC), 12.5, 2),
         ("u2", dt.datetime(2024, 1, 20, 9, tzinfo=UTC), 15.0, 4),
         ("u1", dt.datetime(2024, 2, 10, 8, tzinfo=UTC), 8.0, 6),

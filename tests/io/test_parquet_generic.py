@@ -17,11 +17,14 @@ from spendlab.errors import ConfigError, InputFileError
 from spendlab.io.load import validation_summary
 from tests.conftest import load
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 MAPPING = {"user_col": "customer", "ts_col": "when", "amount_col": "value"}
 
 
-def write_parquet(path, users, amounts, *, user_type=pa.string(), amount_type=pa.float64()):
+_STRING, _FLOAT64 = pa.string(), pa.float64()
+
+
+def write_parquet(path, users, amounts, *, user_type=_STRING, amount_type=_FLOAT64):
     ts = [dt.datetime(2023, 1, 1, 12, tzinfo=UTC) + dt.timedelta(days=i) for i in range(len(users))]
     table = pa.table({
         "customer": pa.array(users, user_type),

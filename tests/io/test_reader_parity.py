@@ -29,7 +29,7 @@ from spendlab.errors import InputFileError
 from spendlab.io import load_transactions
 from spendlab.io.load import connect
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PARITY = settings(max_examples=500, deadline=None, derandomize=True,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -54,7 +54,7 @@ HOSTILE_AMOUNTS = ["1_000", "١٢.٠٠", "１２.００", "12.00", "-12.50", "0.
 
 
 @st.composite
-def typed_table(draw):  # noqa: ANN001, ANN201
+def typed_table(draw):
     """Rows with native types, and each value's CSV rendering."""
     n = draw(st.integers(1, 6))
     ts_kind = draw(st.sampled_from(["aware", "naive", "date"]))
@@ -85,7 +85,7 @@ def typed_table(draw):  # noqa: ANN001, ANN201
     return ts_kind, amount_kind, annotation, users, ts, amounts
 
 
-def _render_ts(value, kind: str, annotation: str, style: str) -> str:  # noqa: ANN001
+def _render_ts(value, kind: str, annotation: str, style: str) -> str:
     if value is None:
         return ""
     if kind == "aware":
@@ -95,7 +95,7 @@ def _render_ts(value, kind: str, annotation: str, style: str) -> str:  # noqa: A
     return value.isoformat(sep=" ") if kind == "naive" else value.isoformat()
 
 
-def _render_amount(value, kind: str) -> str:  # noqa: ANN001
+def _render_amount(value, kind: str) -> str:
     if value is None:
         return ""
     if kind == "float":
@@ -116,11 +116,11 @@ def _write_csv(path: Path, users: list[str], ts: list[str], amounts: list[str]) 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["user_id", "ts", "amount"])
-    writer.writerows(zip(users, ts, amounts))
+    writer.writerows(zip(users, ts, amounts, strict=True))
     path.write_bytes(buf.getvalue().encode("utf-8"))
 
 
-def _outcome(path: Path, cfg: dict, first_line: int):  # noqa: ANN001, ANN202
+def _outcome(path: Path, cfg: dict, first_line: int):
     """Canonical rows and rejects of one load, with rows numbered from 0 in file order."""
     spend_is = cfg.pop("spend_is")
     config = ReaderConfig(**cfg, generic={"spend_is": spend_is})
@@ -136,7 +136,7 @@ def _outcome(path: Path, cfg: dict, first_line: int):  # noqa: ANN001, ANN202
     return sorted(rows), rejects, dict(f.errors)
 
 
-def _check(users_text, ts_text, amounts_text, cfg, typed=None) -> None:  # noqa: ANN001
+def _check(users_text, ts_text, amounts_text, cfg, typed=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         if any("\n" in t for t in ts_text):  # a field with a line break: CSV records only
@@ -156,7 +156,7 @@ def _check(users_text, ts_text, amounts_text, cfg, typed=None) -> None:  # noqa:
 
 @PARITY
 @given(st.one_of(typed_table(), st.none()), st.data(), CONFIGS, st.sampled_from(["space", "t", "z"]))
-def test_csv_and_parquet_give_identical_rows_and_rejects(typed, data, cfg, style) -> None:  # noqa: ANN001
+def test_csv_and_parquet_give_identical_rows_and_rejects(typed, data, cfg, style) -> None:
     if typed is None:  # hostile text in every column
         n = data.draw(st.integers(1, 6))
         users = [data.draw(st.sampled_from(HOSTILE_USERS)) for _ in range(n)]

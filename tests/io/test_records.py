@@ -23,7 +23,7 @@ def good(i: int) -> str:
 def test_an_unclosed_quote_rejects_only_its_own_line(write_file):
     tx = load(write_file("q.csv", millions_csv([good(1), OPEN, good(2), good(3)])))
     assert [(r.line, r.error_type) for r in tx.report.rejects] == [(3, "UNTERMINATED_QUOTE")]
-    assert dict(zip(tx.to_pandas()["user_id"], tx.to_pandas()["line"])) == {"g1": 2, "g2": 4, "g3": 5}
+    assert dict(zip(tx.to_pandas()["user_id"], tx.to_pandas()["line"], strict=True)) == {"g1": 2, "g2": 4, "g3": 5}
 
 
 def test_an_unclosed_quote_at_the_end_of_the_file_is_rejected(write_file):
@@ -92,5 +92,5 @@ def test_every_good_row_is_accepted_at_its_physical_line_whatever_surrounds_it(t
     path = tmp_path / "p.csv"
     path.write_bytes(millions_csv(rows, eol=eol))
     tx = load(path)
-    got = dict(zip(tx.to_pandas()["user_id"], tx.to_pandas()["line"]))
+    got = dict(zip(tx.to_pandas()["user_id"], tx.to_pandas()["line"], strict=True))
     assert {u: got.get(u) for u in good_lines} == good_lines

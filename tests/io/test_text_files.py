@@ -143,7 +143,7 @@ def test_row23_embedded_newline_in_quoted_data_keeps_later_physical_lines_right(
     assert tx.report.accepted == 3
     (rej,) = tx.report.rejects
     assert (rej.line, rej.record, rej.error_type) == (6, 4, "JSON_DECODE")
-    lines = dict(zip(tx.to_pandas()["user_id"], tx.to_pandas()["line"]))
+    lines = dict(zip(tx.to_pandas()["user_id"], tx.to_pandas()["line"], strict=True))
     assert lines == {"600": 2, "700": 3, "601": 7}
 
 

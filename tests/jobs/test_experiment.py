@@ -143,7 +143,7 @@ def test_tuned_params_file_is_picked_up_and_compare_spans_invocations(first_run:
 def test_a_failing_model_fails_the_runs_and_writes_no_leaderboard(workdir: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     class Boom(registry.MODELS["zero"]):  # type: ignore[misc, valid-type]
-        def fit(self, X, y=None):  # noqa: ANN001, ANN201
+        def fit(self, X, y=None):
             raise RuntimeError("injected failure")
 
     monkeypatch.setitem(registry.MODELS, "boom", Boom)

@@ -212,7 +212,7 @@ def test_failed_scoring_leaves_no_output(in_registry: dict, tmp_path: Path, monk
     tx = load_transactions(str(in_registry["root"] / "data" / "tx.parquet"), "generic")
     model = load_model()
 
-    def boom(*args, **kwargs):  # noqa: ANN002, ANN003
+    def boom(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(scoring, "score_frame", boom)

@@ -50,7 +50,7 @@ def test_tuning_objective_never_reads_test_origins(workdir: Path, monkeypatch: p
     seen: list[str] = []
     real = bt.run_backtest
 
-    def spy(*args, **kwargs):  # noqa: ANN002, ANN003
+    def spy(*args, **kwargs):
         seen.append(kwargs["origins"])
         return real(*args, **kwargs)
 
@@ -163,7 +163,7 @@ def test_a_failing_trial_among_parallel_ones_fails_the_study_and_starts_no_more(
 
     calls: list[float] = []
 
-    def evaluate(params: dict, report) -> float:  # noqa: ANN001
+    def evaluate(params: dict, report) -> float:
         calls.append(params["x"])
         return float("nan")  # a non-finite validation RMSE fails the trial
 

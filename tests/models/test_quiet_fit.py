@@ -8,7 +8,7 @@ import threading
 from spendlab.models.base import quiet_library_fit
 
 
-def test_quiet_fit_drops_only_its_own_threads_prints(capsys) -> None:  # noqa: ANN001
+def test_quiet_fit_drops_only_its_own_threads_prints(capsys) -> None:
     inside, go_on = threading.Event(), threading.Event()
 
     def noisy() -> None:

@@ -23,7 +23,7 @@ from spendlab.errors import InputFileError
 from spendlab.io import load_transactions
 from spendlab.io.load import connect
 from spendlab.reconcile.inputs import (
-    _create_tables,  # noqa: PLC2701 - the tables load_table_file writes into
+    _create_tables,
     load_table_file,
 )
 

@@ -33,7 +33,7 @@ def test_row55_exception_mid_training_fails_the_run_registers_nothing_and_writes
     real = backtest.run_backtest
     trained: list[str] = []
 
-    def failing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def failing(*args, **kwargs):
         if kwargs["model_key"] == "ridge":  # the third model: two were trained and logged already
             raise RuntimeError("injected failure while training ridge")
         trained.append(kwargs["model_key"])

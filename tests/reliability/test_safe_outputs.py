@@ -229,7 +229,7 @@ def test_concurrent_writers_of_one_directory_output_each_swap_a_complete_version
                     for i in range(20):
                         (tmp / f"part{i}.txt").write_text(str(k))
                     barrier.wait(timeout=30) if _ == 0 else None
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(k,)) for k in range(n)]

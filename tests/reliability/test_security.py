@@ -200,7 +200,7 @@ def test_allowed_identifiers_with_spaces_and_dots_are_quoted_in_sql(tmp_path: Pa
                                                           "amount_col": "order-total"}}}))
     tx = load_transactions(str(data), "generic", config=reader_config(cfg))
     df = tx.to_pandas()
-    assert sorted(zip(df["user_id"], df["amount"])) == [("u1", 4.0), ("u1", 10.0), ("u2", 2.5)]
+    assert sorted(zip(df["user_id"], df["amount"], strict=True)) == [("u1", 4.0), ("u1", 10.0), ("u2", 2.5)]
 
 
 # --- models only from the URI given -------------------------------------------------------------
@@ -210,7 +210,7 @@ class _Exploit:
     def __init__(self, canary: Path) -> None:
         self.canary = canary
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (os.system, (f"touch {self.canary}",))
 
 

@@ -81,7 +81,7 @@ def daily_spend_figure(daily: pd.DataFrame) -> bytes:
         ax.plot(daily["date"], daily["spend"].rolling(7, min_periods=1).mean(), lw=1.4, color="#ff7f0e",
                 label="7-day mean")
         seen: set[str] = set()
-        for date, events in zip(daily["date"], daily["events"]):
+        for date, events in zip(daily["date"], daily["events"], strict=True):
             for key, colour in _EVENT_COLOURS.items():
                 if key in events:
                     ax.axvline(date, color=colour, lw=0.9, ls="--", alpha=0.8,

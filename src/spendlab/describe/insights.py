@@ -149,7 +149,7 @@ def transaction_size_quantiles(con: duckdb.DuckDBPyConnection) -> dict[str, floa
         "sum(spendlab_money(amount)) / count(*) "
         "FROM transactions WHERE amount > 0"
     ).fetchone()
-    return dict(zip(("p50", "p90", "p99", "mean"), (None if v is None else float(v) for v in row)))
+    return dict(zip(("p50", "p90", "p99", "mean"), (None if v is None else float(v) for v in row), strict=True))
 
 
 def transaction_size_takeaway(q: dict[str, float | None], *, money: Money = _money) -> str:
@@ -211,7 +211,7 @@ def lorenz_table(con: duckdb.DuckDBPyConnection, points: int = 200) -> tuple[pd.
 def concentration_takeaway(conc: pd.DataFrame, gini: float | None) -> str:
     if gini is None or conc.empty:
         return "No spend to measure concentration on."
-    row = {round(s, 4): r for s, r in zip(conc["top_share_of_users"], conc.itertuples())}
+    row = {round(s, 4): r for s, r in zip(conc["top_share_of_users"], conc.itertuples(), strict=True)}
     parts = [f"the top {_pct(s).replace('.0%', '%')} of users ({int(row[s].n_users):,}) make "
              f"{_pct(row[s].share_of_spend)} of spend" for s in (0.01, 0.10) if s in row]
     text = "; ".join(parts)

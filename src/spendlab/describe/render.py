@@ -244,7 +244,7 @@ def _html_table(df: pd.DataFrame, n: int, caption: str, *, money: Callable[[floa
         columns.append({"label": label, "kind": "text" if shown[c].dtype == object and c not in percent else "num",
                         "id": c == "user_id"})
     rows = [[neutralise_formula(_display_cell("retention" if str(c).startswith("month ") else str(c), v, money))
-             for c, v in zip(shown.columns, r)] for r in shown.itertuples(index=False)]
+             for c, v in zip(shown.columns, r, strict=True)] for r in shown.itertuples(index=False)]
     return {"caption": caption, "columns": columns, "rows": rows, "note": note}
 
 

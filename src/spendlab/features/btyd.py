@@ -67,7 +67,7 @@ ORDER BY u.user_id
 """
 
 
-def btyd_features(con: "duckdb.DuckDBPyConnection", as_of: dt.date, *, view: str = "transactions") -> pd.DataFrame:
+def btyd_features(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, view: str = "transactions") -> pd.DataFrame:
     """``user_id`` + :data:`BTYD_COLUMNS` (float64) at cutoff ``as_of``, one row per user seen by then."""
     asof = asof_view(con, as_of, view=view, name="spendlab_btyd_asof")
     frame = con.execute(btyd_sql(asof, as_of)).df()

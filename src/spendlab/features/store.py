@@ -32,8 +32,8 @@ def join_btyd(features: pd.DataFrame, btyd: pd.DataFrame) -> pd.DataFrame:
 class FeatureStore:
     """Features and targets per cutoff on one DuckDB connection, each computed once per run."""
 
-    def __init__(self, con: "duckdb.DuckDBPyConnection", *, freq: Freq, horizon: int,
-                 feature_config: "FeatureConfig | None" = None, view: str = "transactions") -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, *, freq: Freq, horizon: int,
+                 feature_config: FeatureConfig | None = None, view: str = "transactions") -> None:
         self.con, self.freq, self.horizon, self.view = con, freq, horizon, view
         self.feature_config = feature_config
         self._lock = threading.RLock()
@@ -46,8 +46,8 @@ class FeatureStore:
         self.last_day: dt.date = pd.Timestamp(hi).date()
 
     @classmethod
-    def from_source(cls, source: "Transactions | duckdb.DuckDBPyConnection | FeatureStore", *, freq: Freq,
-                    horizon: int, feature_config: "FeatureConfig | None" = None) -> "FeatureStore":
+    def from_source(cls, source: Transactions | duckdb.DuckDBPyConnection | FeatureStore, *, freq: Freq,
+                    horizon: int, feature_config: FeatureConfig | None = None) -> FeatureStore:
         """A store over a ``Transactions``, a connection with a ``transactions`` view, or a store.
 
         A store is reused as it is; it is refused if it was built for another ``freq``/``horizon``, or

@@ -54,7 +54,7 @@ class BacktestResult:
     per_origin: pd.DataFrame  # origin (step), split, cutoff, target_period, n_users, n_train + METRICS
     predictions: pd.DataFrame  # model, split, cutoff, target_period, user_id, segment, y_true, y_pred
     means: dict[str, float] = field(default_factory=dict)  # mean over origins, per split
-    estimator: "BaseEstimator | None" = None  # fitted at the last origin
+    estimator: BaseEstimator | None = None  # fitted at the last origin
     feature_names: list[str] = field(default_factory=list)
 
     @property
@@ -65,7 +65,7 @@ class BacktestResult:
 
 
 def _fit_predict(model_key: str, params: dict[str, Any], X_train: pd.DataFrame, y_train: np.ndarray,
-                 X_pred: pd.DataFrame) -> tuple["BaseEstimator", np.ndarray]:
+                 X_pred: pd.DataFrame) -> tuple[BaseEstimator, np.ndarray]:
     est = make_model(model_key, params)
     est.fit(X_train.drop(columns=["user_id"]), y_train)
     pred = np.asarray(est.predict(X_pred.drop(columns=["user_id"])), dtype=np.float64)
@@ -75,14 +75,14 @@ def _fit_predict(model_key: str, params: dict[str, Any], X_train: pd.DataFrame, 
 
 
 def run_backtest(
-    tx_or_con: "Transactions | duckdb.DuckDBPyConnection | FeatureStore",
+    tx_or_con: Transactions | duckdb.DuckDBPyConnection | FeatureStore,
     *,
-    experiment: "ExperimentConfig",
+    experiment: ExperimentConfig,
     model_key: str,
     params: dict[str, Any] | None = None,
     origins: Literal["validation", "test", "all"] = "test",
     on_origin: Callable[[int, float], None] | None = None,
-    feature_config: "FeatureConfig | None" = None,
+    feature_config: FeatureConfig | None = None,
 ) -> BacktestResult:
     """Backtest ``model_key`` on the experiment's ``origins``.
 

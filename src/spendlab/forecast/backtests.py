@@ -76,6 +76,6 @@ def backtest_models(store: FeatureStore, cfg: ExperimentConfig, resolved: dict[s
                 future.cancel()
 
 
-def _say(progress: "Any | None", msg: str) -> None:
+def _say(progress: Any | None, msg: str) -> None:
     if progress is not None:
         progress(msg)

@@ -35,7 +35,7 @@ def _best_validation(board: pd.DataFrame) -> pd.Series:
     return board.sort_values(["validation_rmse", "model"]).iloc[0]
 
 
-def pick_champion(leaderboard: "Any", validation_boot: pd.DataFrame | None = None, *,
+def pick_champion(leaderboard: Any, validation_boot: pd.DataFrame | None = None, *,
                   level: float = 0.95) -> str:
     """The champion, from validation results only (see the module docstring).
 

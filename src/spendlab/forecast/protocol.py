@@ -37,7 +37,7 @@ class Origins(StrictModel):
     dates: tuple[dt.date, ...] = ()
 
     @model_validator(mode="after")
-    def _one_form(self) -> "Origins":
+    def _one_form(self) -> Origins:
         if bool(self.dates) == (self.start is not None or self.end is not None):
             raise ValueError("give either dates: [...] or start: and end:")
         if not self.dates and (self.start is None or self.end is None):
@@ -112,7 +112,7 @@ class ExperimentConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> "ExperimentConfig":
+    def _check(self) -> ExperimentConfig:
 
         unknown = [m for m in (*self.models, *self.params, *self.ensemble_members) if m not in MODELS]
         if unknown:

@@ -117,7 +117,7 @@ def gain_table(predictions: pd.DataFrame, models: Sequence[str], n_points: int =
     out = pd.DataFrame({"user_share": grid})
     curves: dict[str, list[np.ndarray]] = {m: [] for m in models}
     perfect: list[np.ndarray] = []
-    for cutoff, g in test.groupby("cutoff", sort=True):
+    for _cutoff, g in test.groupby("cutoff", sort=True):
         for m in models:
             gm = g[g["model"] == m]
             y = gm["y_true"].to_numpy(np.float64)

@@ -91,7 +91,8 @@ def calibration_figure(tables: dict[str, pd.DataFrame]) -> bytes:
 
     def draw(fig: object) -> None:
         axes = fig.subplots(1, max(len(tables), 1), squeeze=False)[0]  # type: ignore[attr-defined]
-        for i, (ax, (m, t)) in enumerate(zip(axes, tables.items())):
+        # no tables: one empty panel (so axes may outnumber tables)
+        for i, (ax, (m, t)) in enumerate(zip(axes, tables.items(), strict=False)):
             if t.empty:
                 _empty(ax)
                 continue
@@ -144,7 +145,7 @@ def segment_figure(table: pd.DataFrame, models: list[str]) -> bytes:
         share = table.drop_duplicates("segment").set_index("segment").reindex(segs)["actual_share"]
         users = table.drop_duplicates("segment").set_index("segment").reindex(segs)["user_origins"]
         ax.set_xticks(x + width * (len(models) - 1) / 2,
-                      [f"{s}\n{u:,} user-origins, {sh:.0%} of spend" for s, u, sh in zip(segs, users, share.fillna(0))])
+                      [f"{s}\n{u:,} user-origins, {sh:.0%} of spend" for s, u, sh in zip(segs, users, share.fillna(0), strict=True)])
         ax.set_ylabel("RMSE (test origins)")
         ax.legend(frameon=False, fontsize=8)
 

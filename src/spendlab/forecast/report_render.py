@@ -23,7 +23,7 @@ def _cell(col: str, v: Any) -> str:
         return "yes" if v else "no"
     if isinstance(v, str):
         return v
-    if isinstance(v, (int,)) or (hasattr(v, "dtype") and getattr(v, "dtype").kind in "iu"):
+    if isinstance(v, (int,)) or (hasattr(v, "dtype") and v.dtype.kind in "iu"):
         return f"{int(v):,}"
     if isinstance(v, float) or hasattr(v, "__float__"):
         f = float(v)

@@ -15,7 +15,7 @@ from spendlab.io.records import BadRecord, Blank, Record, iter_records
 from spendlab.io.rejects import FileReport, Mode, RejectRecord, RejectSink
 from spendlab.schema import CANONICAL_SCHEMA
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class RowBuilder:
@@ -160,7 +160,7 @@ def read_header_csv(
         raise InputFileError(str(path), "EMPTY_FILE", "the file has no header line")
 
 
-class RowExcluded(Exception):  # noqa: N818 - an outcome, not an error
+class RowExcluded(Exception):
     """A row an include/exclude rule drops: counted as excluded, not rejected."""
 
     def __init__(self, column: str) -> None:

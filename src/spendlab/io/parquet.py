@@ -303,7 +303,7 @@ def _line_amounts(con: duckdb.DuckDBPyConnection, raw: str, m: GenericMapping, c
     """``quantity x unit_price`` per distinct pair through :func:`~spendlab.io.lineitems.line_amount`."""
     pairs = con.execute(f"SELECT DISTINCT q, p FROM {raw}").to_arrow_table()
     values, errs, msgs, cols = [], [], [], []
-    for q, p in zip(pairs.column(0).to_pylist(), pairs.column(1).to_pylist()):
+    for q, p in zip(pairs.column(0).to_pylist(), pairs.column(1).to_pylist(), strict=True):
         try:
             value, err, msg, col = float(line_amount("" if q is None else q, "" if p is None else p, m, config)), \
                 None, None, None

@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # Every pattern is ASCII-only and anchored with \Z: Python's \d would accept Arabic-Indic or
 # full-width digits ("١٢.٠٠"), which int() and Decimal() then happily read (issue 15 item 4).

@@ -108,7 +108,7 @@ def feature_store(cfg: ExperimentConfig, source: Any) -> Any:
 
 def run_experiment(experiment_path: Path, *, models: list[str] | None = None, out_dir: Path,
                    tracking_uri: str | None = None, tuned_dir: Path = TUNED_DIR,
-                   progress: "Any | None" = None) -> ExperimentResult:
+                   progress: Any | None = None) -> ExperimentResult:
     """Backtest every model of the experiment, track it in MLflow, write leaderboard and predictions.
 
     Writes ``out_dir/leaderboard.csv``, ``out_dir/predictions.parquet`` (test origins) and

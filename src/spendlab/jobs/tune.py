@@ -47,7 +47,7 @@ class TuneResult:
 
 
 @functools.cache
-def _storage_class():  # noqa: ANN202
+def _storage_class():
     """``RDBStorage`` that also fails orphans killed before their first heartbeat.
 
     Optuna records a trial's first heartbeat on a thread that starts after ``study.ask()``
@@ -85,7 +85,7 @@ def _storage_class():  # noqa: ANN202
     return Storage
 
 
-def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_period: int = 15):  # noqa: ANN201
+def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_period: int = 15):
     """SQLite storage with a heartbeat: trials of a killed process become FAIL and are retried."""
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -110,7 +110,7 @@ def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_
         )
 
 
-def _counts(study) -> tuple[int, int]:  # noqa: ANN001
+def _counts(study) -> tuple[int, int]:
     from optuna.trial import TrialState
 
     states = [t.state for t in study.get_trials(deepcopy=False)]

@@ -21,7 +21,7 @@ class _LagBaseline(RegressorMixin, BaseEstimator):
     def _columns(self, X: pd.DataFrame) -> list[str]:
         raise NotImplementedError
 
-    def fit(self, X: pd.DataFrame, y: object = None) -> "_LagBaseline":
+    def fit(self, X: pd.DataFrame, y: object = None) -> _LagBaseline:
         frame = as_frame(X)
         self.columns_ = self._columns(frame)
         self.n_features_in_ = frame.shape[1]

@@ -51,7 +51,7 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
         self.horizon_days = horizon_days
         self.calibrate = calibrate
 
-    def fit(self, X: pd.DataFrame, y: Any = None) -> "BgNbdGammaGamma":
+    def fit(self, X: pd.DataFrame, y: Any = None) -> BgNbdGammaGamma:
         from lifetimes import BetaGeoFitter, GammaGammaFitter
 
         rfm = _rfm(X)
@@ -163,7 +163,7 @@ class ClvBoostedRegressor(RegressorMixin, BaseEstimator):
         frame = as_frame(X)
         return frame.assign(clv_expected_spend=self.clv_.predict(frame))
 
-    def fit(self, X: pd.DataFrame, y: Any) -> "ClvBoostedRegressor":
+    def fit(self, X: pd.DataFrame, y: Any) -> ClvBoostedRegressor:
 
         frame = as_frame(X)
         self.clv_ = BgNbdGammaGamma(penalizer=self.penalizer, calibrate=False).fit(frame)

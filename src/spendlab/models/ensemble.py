@@ -38,7 +38,7 @@ def nnls_weights(preds: pd.DataFrame, y: np.ndarray, *, match_total: bool = True
         blended = float((A @ w).sum())
         if blended > 0:
             w = w * float(target.sum()) / blended
-    return {str(c): float(v) for c, v in zip(preds.columns, w)}
+    return {str(c): float(v) for c, v in zip(preds.columns, w, strict=True)}
 
 
 def convex_weights(preds: pd.DataFrame, y: np.ndarray) -> dict[str, float]:
@@ -76,7 +76,7 @@ def convex_weights(preds: pd.DataFrame, y: np.ndarray) -> dict[str, float]:
         loss = float(w @ G @ w - 2.0 * g @ w)
         if loss < best_loss - 1e-9 * max(1.0, abs(best_loss) if np.isfinite(best_loss) else 1.0):
             best_w, best_loss = w, loss
-    return {c: float(v) for c, v in zip(names, best_w)}
+    return {c: float(v) for c, v in zip(names, best_w, strict=True)}
 
 
 class EnsembleRegressor(RegressorMixin, BaseEstimator):

@@ -46,7 +46,7 @@ class HurdleRegressor(RegressorMixin, BaseEstimator):
         frame = as_frame(X)
         return np.ascontiguousarray(frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64))
 
-    def fit(self, X: pd.DataFrame, y: Any) -> "HurdleRegressor":
+    def fit(self, X: pd.DataFrame, y: Any) -> HurdleRegressor:
         from lightgbm import LGBMClassifier
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.model_selection import KFold

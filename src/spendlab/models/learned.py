@@ -61,7 +61,7 @@ class FeatureRegressor(RegressorMixin, BaseEstimator):
         m = np.ascontiguousarray(frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64))
         return signed_log1p(m) if self.log_features else m
 
-    def fit(self, X: pd.DataFrame, y: Any, sample_weight: np.ndarray | None = None) -> "FeatureRegressor":
+    def fit(self, X: pd.DataFrame, y: Any, sample_weight: np.ndarray | None = None) -> FeatureRegressor:
         if self.estimator is None:
             raise ValueError("FeatureRegressor needs an estimator")
         frame = as_frame(X).select_dtypes(include=[np.number, "bool"])

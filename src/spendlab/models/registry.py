@@ -74,23 +74,23 @@ def complexity(key: str) -> int:
     return COMPLEXITY.get(key, max(COMPLEXITY.values()) + 1)
 
 
-def _ridge_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
+def _ridge_space(trial: optuna.trial.Trial) -> dict[str, Any]:
     return {"alpha": trial.suggest_float("alpha", 1e-2, 1e3, log=True)}
 
 
-def _tweedie_glm_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
+def _tweedie_glm_space(trial: optuna.trial.Trial) -> dict[str, Any]:
     return {"power": trial.suggest_float("power", 1.05, 1.95),
             "alpha": trial.suggest_float("alpha", 1e-5, 1.0, log=True)}
 
 
-def _random_forest_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
+def _random_forest_space(trial: optuna.trial.Trial) -> dict[str, Any]:
     return {"n_estimators": trial.suggest_int("n_estimators", 50, 200, step=50),
             "max_depth": trial.suggest_int("max_depth", 4, 14),
             "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 200, log=True),
             "max_features": trial.suggest_float("max_features", 0.2, 1.0)}
 
 
-def _hist_gbm_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
+def _hist_gbm_space(trial: optuna.trial.Trial) -> dict[str, Any]:
     return {"learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
             "max_iter": trial.suggest_int("max_iter", 100, 600, step=50),
             "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 7, 63),
@@ -98,7 +98,7 @@ def _hist_gbm_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
             "l2_regularization": trial.suggest_float("l2_regularization", 1e-3, 10.0, log=True)}
 
 
-def _lightgbm_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
+def _lightgbm_space(trial: optuna.trial.Trial) -> dict[str, Any]:
     return {"tweedie_variance_power": trial.suggest_float("tweedie_variance_power", 1.05, 1.9),
             "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.15, log=True),
             "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=50),
@@ -109,7 +109,7 @@ def _lightgbm_space(trial: "optuna.trial.Trial") -> dict[str, Any]:
             "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True)}
 
 
-SEARCH_SPACES: dict[str, Callable[["optuna.trial.Trial"], dict[str, Any]]] = {
+SEARCH_SPACES: dict[str, Callable[[optuna.trial.Trial], dict[str, Any]]] = {
     "ridge": _ridge_space,
     "tweedie_glm": _tweedie_glm_space,
     "random_forest": _random_forest_space,

@@ -65,7 +65,7 @@ class StatsmodelsTweedieGLM(RegressorMixin, BaseEstimator):
         z = (m - self.center_) / self.scale_
         return np.column_stack([np.ones(len(z)), z])
 
-    def fit(self, X: pd.DataFrame, y: Any) -> "StatsmodelsTweedieGLM":
+    def fit(self, X: pd.DataFrame, y: Any) -> StatsmodelsTweedieGLM:
         import statsmodels.api as sm
 
         frame = as_frame(X)
@@ -77,7 +77,7 @@ class StatsmodelsTweedieGLM(RegressorMixin, BaseEstimator):
         m = signed_log1p(frame[cols].to_numpy(dtype=np.float64))
         sd = m.std(axis=0)
         keep = sd > 0  # constant columns make the design singular
-        self.feature_names_in_ = np.asarray([c for c, k in zip(cols, keep) if k], dtype=object)
+        self.feature_names_in_ = np.asarray([c for c, k in zip(cols, keep, strict=True) if k], dtype=object)
         self.n_features_in_ = frame.shape[1]
         self.center_ = m[:, keep].mean(axis=0)
         self.scale_ = sd[keep]

@@ -158,7 +158,7 @@ def _user_diffs(con: duckdb.DuckDBPyConnection, names: dict[int, str]) -> None:
         f = fields[col]
         eq = "eqm" if col in ("total_spend", "loyalty_credits") else "eqc"
 
-        def same(a: str, b: str) -> str:
+        def same(a: str, b: str, f: str = f, eq: str = eq) -> str:  # bound now, not at call time
             return f"(({a} IS NULL) = ({b} IS NULL) AND {eq}({a}.{f}, {b}.{f}))"
 
         items.append(
@@ -215,7 +215,7 @@ def _flags(con: duckdb.DuckDBPyConnection, names: dict[int, str]) -> pd.DataFram
     df["lines"] = df["lines"].map(lambda ls: [int(x) for x in ls])
     df["detail"] = [
         f"{n} rows" + (f" in {files[0]}" if len(files) == 1 else f" with the same batch in {', '.join(files)}")
-        for n, files in zip(df["n"], df["files"])
+        for n, files in zip(df["n"], df["files"], strict=True)
     ]
     return df.drop(columns=["n"])
 

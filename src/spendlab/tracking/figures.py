@@ -89,7 +89,7 @@ def importance_figure(table: pd.DataFrame, title: str, top: int = 20) -> Any:
     return fig
 
 
-def model_figures(result: "BacktestResult", feature_names: list[str]) -> dict[str, Any]:
+def model_figures(result: BacktestResult, feature_names: list[str]) -> dict[str, Any]:
     """``{artifact name: figure}`` for one model's backtest."""
     test = result.predictions[result.predictions["split"] == "test"]
     figs = {"figures/calibration.png": calibration_figure(test, f"{result.model_key}: calibration by decile"),

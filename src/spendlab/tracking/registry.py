@@ -148,7 +148,7 @@ def verify_model_dir(path: str | Path, *, mlmodel_sha256: str | None = None) -> 
         raise ModelIntegrityError(f"{where} does not match the SHA-256 recorded on the registered version")
     try:
         meta = Model.load(str(where))  # YAML (safe_load): nothing executed
-    except Exception as exc:  # noqa: BLE001 - any parse failure means the same thing here
+    except Exception as exc:
         raise ModelIntegrityError(f"{where} cannot be read: {exc}") from None
     marker = (meta.metadata or {}).get(MARKER)
     if not isinstance(marker, dict) or marker.get("manifest_version") != MANIFEST_VERSION:
@@ -358,7 +358,7 @@ def run_candidate(run: Any, name: str = "candidate.json") -> Candidate:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = tracking.client().download_artifacts(run.info.run_id, name, tmp)
-        except Exception as exc:  # noqa: BLE001 - a run from before candidates were logged
+        except Exception as exc:
             raise SpendlabError(f"experiment run {run.info.run_id} has no {name}: re-run the experiment "
                                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
         try:

@@ -47,9 +47,9 @@ def log_dataset(run: RunLog, *, name: str, digest: str, source: str, n_rows: int
         run.tag("dataset_rows", n_rows)
 
 
-def log_model_results(run: RunLog, *, params: Mapping[str, Any], per_origin: "pd.DataFrame",
+def log_model_results(run: RunLog, *, params: Mapping[str, Any], per_origin: pd.DataFrame,
                       means: Mapping[str, float], dataset: Mapping[str, Any],
-                      tables: Mapping[str, "pd.DataFrame"] | None = None, figures: Mapping[str, Any] | None = None,
+                      tables: Mapping[str, pd.DataFrame] | None = None, figures: Mapping[str, Any] | None = None,
                       texts: Mapping[str, str] | None = None, freq: str = "month") -> None:
     """Params, the mean metrics (``<split>_<metric>``, logged first), metrics per origin (series
     ``origin/<split>_<metric>`` whose step is the cutoff, :func:`origin_step`), the dataset input,

@@ -232,7 +232,7 @@ class RunLog:
         finally:
             plt.close(fig)
 
-    def table(self, df: "pd.DataFrame", name: str) -> None:
+    def table(self, df: pd.DataFrame, name: str) -> None:
         """A DataFrame as a CSV (or Parquet, by the name's suffix) artifact."""
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / Path(name).name
@@ -248,7 +248,7 @@ class RunLog:
 def _run(run_id: str, end_time: int | None = None) -> Iterator[RunLog]:
     """Terminate ``run_id`` FINISHED (at ``end_time``, epoch ms, when given: work measured before the
     run was created), or FAILED with ``failure_reason`` when the block raises (at the current time)."""
-    MlflowClient = _RetryingClient  # noqa: N806 - same calls, retried on SQLite lock errors
+    MlflowClient = _RetryingClient
 
     log = RunLog(run_id)
     try:
@@ -362,7 +362,7 @@ ORIGIN_PREFIX = "origin/"
 
 
 def search_runs(experiment_name: str, *, tracking_uri: str | None = None,
-                filter_string: str = "") -> "pd.DataFrame":
+                filter_string: str = "") -> pd.DataFrame:
     """``mlflow.search_runs`` over one experiment (empty frame when it does not exist)."""
     import mlflow
     import pandas as pd

@@ -130,7 +130,7 @@ def _registered_version(uri: str) -> tuple[str, dict[str, str]] | None:
         return None
     try:
         tags = dict(client.get_model_version(name, version).tags or {})
-    except Exception:  # noqa: BLE001 - "latest"/stage references: the version's tags are optional here
+    except Exception:
         tags = {}
     return version, tags
 

@@ -16,7 +16,7 @@ from spendlab.tracking.runs import RunLog, _create_run, _run, base_tags, child_r
 
 @contextlib.contextmanager
 def study_run(*, experiment_name: str, study_name: str, run_id: str | None = None,
-              tracking_uri: str | None = None, tags: Mapping[str, Any] | None = None) -> Iterator["Run"]:
+              tracking_uri: str | None = None, tags: Mapping[str, Any] | None = None) -> Iterator[Run]:
     """The parent run of a tuning study; resumes ``run_id`` when the study is resumed."""
     from mlflow import MlflowClient
 
@@ -29,7 +29,7 @@ def study_run(*, experiment_name: str, study_name: str, run_id: str | None = Non
 
             for k, v in process_tags().items():  # the resuming process owns the run now
                 client.set_tag(run_id, k, v)
-        except Exception:  # noqa: BLE001 - the store was cleaned: start a fresh parent run
+        except Exception:
             run_id = None
     if run_id is None:
         run_id = _create_run(exp_id, f"tune-{study_name}",
