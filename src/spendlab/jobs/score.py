@@ -4,19 +4,17 @@ Each row is the registered pyfunc's output for the user (expected spend ``predic
 ``median`` and the 80% interval ``lower``/``upper`` of the realized amount, ``segment``, ``basis``),
 plus the cutoff, the target period and the model: nothing is computed outside the model.
 
-The input is read once: its as-of rows go into a slim DuckDB table (user, day, exact amount, a
-hash bucket of ``user_id``), which lives in DuckDB's buffer manager under its memory limit and spills
-to disk beyond it. DuckDB then computes the features for one chunk of users at a time from that
-table, the registered pyfunc model predicts (with every core: ``n_threads``), and each chunk is
-appended to one Parquet file at a temporary path that is renamed into place only when every user
-has a row. Python-side memory is bounded by the chunk size, not by the number of transactions.
+The input is read once: every user's as-of features come from one DuckDB pass over it (the
+compact per-(user, period) aggregate of :mod:`spendlab.features`; integer ids keep their type until
+the output). The registered pyfunc model then predicts one slice of users at a time (with every core:
+``n_threads``), and each chunk is appended to one Parquet file at a temporary path that is renamed
+into place only when every user has a row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,11 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from spendlab.calendar import shift_period, target_period_label
 from spendlab.errors import NoDataError, SpendlabError
-from spendlab.features import asof_rows_table, build_features_arrow
+from spendlab.features import build_features_arrow
 from spendlab.features.metadata import default_as_of
 from spendlab.io.atomic import atomic_path
 from spendlab.io.load import Transactions, connect
@@ -86,49 +85,53 @@ def score(
 ) -> ScoreResult:
     """Score every user seen up to ``as_of`` and write ``out`` atomically.
 
-    One row per user, including users with a single transaction or a single month; the count of
-    rows written is checked against the count of users before the file is moved into place.
-    ``model`` may be a future of a loaded model (see :func:`load_model_async`): with ``as_of`` given,
-    the input is read and cut while the model loads, and the model is awaited only when needed.
+    The input is read once: every user's features come from one pass over it (ids in their stored
+    type until the output), then the model predicts ``chunk_users`` users at a time and each chunk is
+    appended to the output, which is moved into place only when every user has a row. ``model`` may be
+    a future of a loaded model (:func:`load_model_async`): it loads while the input is read.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 
     con = connect(threads=threads, memory_limit=memory_limit)
     hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-hash")
     input_hash = hashing.submit(tx.content_hash)  # read beside the scoring; hashlib releases the GIL
     hashing.shutdown(wait=False)
     try:
-        tx.register(con)
+        tx.register(con, native_ids=True)
         if as_of is None:
-            model = _resolved(model)
-            as_of = default_as_of(con, model.freq)
-        rows = asof_rows_table(con, as_of)  # one read of the input; every chunk is a slice of it
-        users_in = con.execute(f"SELECT count(DISTINCT user_id) FROM {rows}").fetchone()[0]
-        if users_in == 0:
-            raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
+            as_of = default_as_of(con, _resolved(model).freq)
         model = _resolved(model)
-        target_period = target_period_label(as_of, model.freq)
-        last_day = con.execute(f"SELECT max(ts)::DATE FROM {rows}").fetchone()[0]
-        n_chunks = max(1, math.ceil(users_in / max(1, chunk_users)))
-        with atomic_path(out) as tmp, Progress(
-            TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("users"), TimeElapsedColumn(),
-            transient=True, disable=not progress,
-        ) as bar:
-            task = bar.add_task("score", total=users_in)
-            written = _write_chunks(con, rows, n_chunks, tmp, model=model, as_of=as_of, target_period=target_period,
-                                    threads=threads or usable_cores(),
-                                    done=lambda n: bar.advance(task, n))
-            if written.rows != users_in:
-                raise SpendlabError(f"scoring wrote {written.rows} rows for {users_in} users; output not written")
+        features = build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config)
     finally:
         con.close()
-    warnings = score_warnings(as_of=as_of, last_day=last_day, freq=model.freq, model_hash=model.dataset_hash,
-                              input_hash=input_hash.result(), model_uri=model.uri)
+    users_in = features.num_rows
+    if users_in == 0:
+        raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
+    target_period = target_period_label(as_of, model.freq)
+    with atomic_path(out) as tmp, Progress(
+        TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("users"), TimeElapsedColumn(),
+        transient=True, disable=not progress,
+    ) as bar:
+        task = bar.add_task("score", total=users_in)
+        written = _write_chunks(features, max(1, chunk_users), tmp, model=model, as_of=as_of,
+                                target_period=target_period, threads=threads or usable_cores(),
+                                done=lambda n: bar.advance(task, n))
+        if written.rows != users_in:
+            raise SpendlabError(f"scoring wrote {written.rows} rows for {users_in} users; output not written")
+    warnings = score_warnings(as_of=as_of, last_day=_last_purchase_day(features, as_of), freq=model.freq,
+                              model_hash=model.dataset_hash, input_hash=input_hash.result(), model_uri=model.uri)
     for w in warnings:
         log.warning(w)
     return ScoreResult(Path(out), as_of, target_period, int(users_in), written.rows, written.by_basis, model.uri,
                        model.version, written.total, tuple(warnings))
+
+
+def _last_purchase_day(features: pa.Table, as_of: dt.date) -> dt.date | None:
+    """The latest purchase on or before ``as_of``, from the features (no second read of the input)."""
+    if "days_since_last_purchase" not in features.column_names:
+        return None
+    days = pc.min(features.column("days_since_last_purchase")).as_py()
+    return None if days is None else as_of - dt.timedelta(days=int(days))
 
 
 def score_warnings(*, as_of: dt.date, last_day: dt.date | None, freq: str, model_hash: str, input_hash: str,
@@ -154,42 +157,24 @@ class _Written:
     by_basis: dict[str, int] = field(default_factory=dict)
 
 
-def _write_chunks(con: Any, rows: str, n_chunks: int, path: Path, *, model: LoadedModel, as_of: dt.date,
+def _write_chunks(features: pa.Table, chunk_users: int, path: Path, *, model: LoadedModel, as_of: dt.date,
                   target_period: str, threads: int, done: Callable[[int], None]) -> _Written:
-    """Features, predictions and output rows for chunk k = the users with ``bucket % n_chunks = k``.
-
-    DuckDB builds chunk k + 1 on a worker thread (the only user of ``con`` meanwhile) while this
-    thread predicts and writes chunk k; both release the GIL. At most two chunks are held at once.
-    """
-
-    def chunk_features(k: int) -> pa.Table:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW score_chunk AS SELECT user_id, ts, amount FROM {rows} "
-                    f"WHERE bucket % {n_chunks} = {k}")
-        return build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config,
-                                    view="score_chunk")
-
+    """Predict and write ``chunk_users`` rows of ``features`` at a time (a slice: no copy until pandas)."""
     written = _Written()
     writer = pq.ParquetWriter(path, SCORE_SCHEMA, compression="zstd")
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-features")
     try:
-        pending = pool.submit(chunk_features, 0)
-        for k in range(n_chunks):
-            features = pending.result()
-            if k + 1 < n_chunks:
-                pending = pool.submit(chunk_features, k + 1)
-            if features.num_rows == 0:
-                continue
-            pred = score_frame(model, features.to_pandas(), threads=threads)
-            if not pred["user_id"].equals(pd.Series(features.column("user_id").to_pylist(), dtype=object).astype(str)):
+        for start in range(0, features.num_rows, chunk_users):
+            chunk = features.slice(start, chunk_users)
+            pred = score_frame(model, chunk.to_pandas(), threads=threads)
+            if not pred["user_id"].equals(pd.Series(chunk.column("user_id").to_pylist(), dtype=object).astype(str)):
                 raise SpendlabError("the model returned rows for other users than it was given")
             writer.write_table(_score_table(pred, as_of=as_of, target_period=target_period, model=model))
-            written.rows += features.num_rows
+            written.rows += chunk.num_rows
             written.total += float(pred["prediction"].sum())
             for b, c in pred["basis"].value_counts().items():
                 written.by_basis[str(b)] = written.by_basis.get(str(b), 0) + int(c)
-            done(features.num_rows)
+            done(chunk.num_rows)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         writer.close()
     return written
 
