@@ -10,14 +10,15 @@ of ``c`` itself is read only to score the forecast.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
 
-from spendlab.calendar import shift_period
+from spendlab.calendar import Freq, shift_period
 from spendlab.errors import SpendlabError
 from spendlab.models.registry import make_model
 
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
 
     from spendlab.features import FeatureConfig
-    from spendlab.forecast.protocol import ExperimentConfig
     from spendlab.io.load import Transactions
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
@@ -74,10 +74,22 @@ def _fit_predict(model_key: str, params: dict[str, Any], X_train: pd.DataFrame, 
     return est, pred
 
 
+class BacktestSpec(Protocol):
+    """The only fields a backtest reads: an :class:`~spendlab.forecast.protocol.ExperimentConfig` is one."""
+
+    freq: Freq
+    horizon: int
+    train_origins: Any  # a count, "all", or the first training cutoff (forecast.split.training_set)
+    params: dict[str, dict[str, Any]]
+    segments: Any  # .active_window: lags that make a user "active"
+
+    def origins(self, which: Literal["validation", "test", "all"]) -> list[dt.date]: ...
+
+
 def run_backtest(
     tx_or_con: Transactions | duckdb.DuckDBPyConnection | FeatureStore,
     *,
-    experiment: ExperimentConfig,
+    experiment: BacktestSpec,
     model_key: str,
     params: dict[str, Any] | None = None,
     origins: Literal["validation", "test", "all"] = "test",

@@ -19,6 +19,7 @@ from spendlab.io.cdnow import read_cdnow
 from spendlab.io.collect import RowBuilder
 from spendlab.io.discover import resolve_input
 from spendlab.io.generic import read_generic_csv
+from spendlab.io.hashing import update_with_file
 from spendlab.io.lineitems import OrderBook
 from spendlab.io.millions import read_millions
 from spendlab.io.parquet import check_parquet_files, scan_parquet
@@ -101,9 +102,7 @@ class Transactions:
         h = hashlib.sha256()
         for f in sorted(self.files):
             h.update(Path(f).name.encode())
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
+            update_with_file(h, f)
         return h.hexdigest()
 
 

@@ -19,7 +19,6 @@ Params: ``n_threads`` (default 0 = the model's own setting), the threads ``predi
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -31,20 +30,13 @@ from mlflow.pyfunc import PythonModel
 from spendlab.errors import SpendlabError
 from spendlab.forecast.intervals import apply_calibration
 from spendlab.forecast.segments import segment_users
+from spendlab.io.hashing import file_sha256
 from spendlab.models.base import predict_threads
 
 #: ``basis`` values: how a prediction was made.
 BASIS_MODEL = "model"
 BASIS_COLD_START = "cold_start_fallback"
 OUTPUT_COLUMNS: tuple[str, ...] = ("user_id", "prediction", "p_spend", "median", "lower", "upper", "segment", "basis")
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ModelIntegrityError(SpendlabError):

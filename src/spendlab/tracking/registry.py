@@ -20,6 +20,7 @@ from spendlab import __version__
 from spendlab.errors import SpendlabError
 from spendlab.forecast.candidate import Candidate, read_candidate
 from spendlab.forecast.protocol import fingerprint
+from spendlab.io.hashing import file_sha256
 from spendlab.tracking import pyfunc_model
 from spendlab.tracking import runs as tracking
 from spendlab.tracking.pyfunc_model import ModelIntegrityError
@@ -80,7 +81,7 @@ _REGISTRY_FILES = frozenset({"registered_model_meta"})
 
 def _manifest(model_dir: Path) -> dict[str, str]:
     """SHA-256 of every file of a saved model except ``MLmodel`` (which holds this manifest)."""
-    return {p.relative_to(model_dir).as_posix(): pyfunc_model.file_sha256(str(p))
+    return {p.relative_to(model_dir).as_posix(): file_sha256(str(p))
             for p in sorted(model_dir.rglob("*")) if p.is_file() and p.relative_to(model_dir).as_posix() != "MLmodel"}
 
 
@@ -98,7 +99,7 @@ def save_model_dir(refit: Refit, path: Path) -> Path:
         cand_path = Path(tmp) / "candidate.json"
         cand_path.write_text(cand.to_json(), encoding="utf-8")
         model_config = {
-            "estimator_sha256": pyfunc_model.file_sha256(str(est_path)),
+            "estimator_sha256": file_sha256(str(est_path)),
             "feature_names": cand.feature_names,
             "feature_config": cand.feature_config,
             "feature_config_hash": cand.feature_config_hash,
@@ -144,7 +145,7 @@ def verify_model_dir(path: str | Path, *, mlmodel_sha256: str | None = None) -> 
     where = root / "MLmodel"
     if not where.is_file():
         raise ModelIntegrityError(f"{root} is not an MLflow model directory (no MLmodel file)")
-    if mlmodel_sha256 is not None and pyfunc_model.file_sha256(str(where)) != mlmodel_sha256:
+    if mlmodel_sha256 is not None and file_sha256(str(where)) != mlmodel_sha256:
         raise ModelIntegrityError(f"{where} does not match the SHA-256 recorded on the registered version")
     try:
         meta = Model.load(str(where))  # YAML (safe_load): nothing executed
@@ -166,7 +167,7 @@ def verify_model_dir(path: str | Path, *, mlmodel_sha256: str | None = None) -> 
     if extra or missing:
         raise ModelIntegrityError(f"{root}: files differ from the recorded manifest (unrecorded {extra}, "
                                   f"missing {missing})")
-    altered = [name for name, sha in recorded.items() if pyfunc_model.file_sha256(str(root / name)) != sha]
+    altered = [name for name, sha in recorded.items() if file_sha256(str(root / name)) != sha]
     if altered:
         raise ModelIntegrityError(f"{root}: {altered} altered after registration (SHA-256 mismatch); not loading")
     return dict(pyfunc.get("config") or {})
@@ -254,7 +255,7 @@ def log_and_register(
     exp_id = tracking.ensure_experiment(cand.experiment_config().name)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_model_dir(refit, Path(tmp) / "model")
-        mlmodel_sha = pyfunc_model.file_sha256(str(model_dir / "MLmodel"))
+        mlmodel_sha = file_sha256(str(model_dir / "MLmodel"))
         with mlflow.start_run(experiment_id=exp_id, run_name=f"promote-{cand.model_key}",
                               tags={**tracking.base_tags(), "kind": "promotion", "model": cand.model_key}) as run:
             mlflow.log_params({"model_key": cand.model_key, "train_cutoff": refit.train_cutoff.isoformat(),
