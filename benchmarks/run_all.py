@@ -30,9 +30,13 @@ PY = sys.executable
 
 #: name -> the command's arguments (after ``python``), run from the project root.
 BENCHMARKS: dict[str, list[str]] = {
-    "features": ["benchmarks/bench_features.py"],
-    "scoring": ["benchmarks/bench_scoring.py"],
-    "describe": ["benchmarks/bench_describe.py"],
+    # issue 19: 1M users / ~30M rows, int64 ids, 24 months, time-ordered; 100k and 3M show the growth
+    "features_100k": ["benchmarks/bench_features.py", "--users", "100000", "--repeats", "3"],
+    "features_1m": ["benchmarks/bench_features.py", "--users", "1000000", "--repeats", "3"],
+    "features_3m": ["benchmarks/bench_features.py", "--users", "3000000", "--repeats", "3"],
+    "scoring_1m": ["benchmarks/bench_scoring.py", "--data", "benchmarks/data/synth_1m_int_24m.parquet",
+                   "--as-of", "2024-12-31", "--repeat", "3"],
+    "describe_1m": ["benchmarks/bench_describe.py", "--users", "1000000", "--repeats", "3", "--memory-limit", "2GB"],
     "reconcile": ["benchmarks/bench_reconcile.py"],
     "synth": ["benchmarks/bench_synth.py"],
     "accuracy_cdnow": ["benchmarks/accuracy_cdnow.py"],

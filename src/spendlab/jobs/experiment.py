@@ -344,7 +344,8 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
         weights = _blend_ensemble(rec, resolved, len(needed) + 1, progress) if "ensemble" in keys else {}
         ranking = rank_models(rec.results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys}, seed=cfg.seed)
         report = _report(cfg.name, ranking.board, ranking.champion, rec.results, keys,
-                         notes={"dataset": f"{dataset_name} ({dataset['digest'][:12]})", "MLflow parent run": parent.run_id})
+                         # no run id here: a rerun must write the same report byte for byte (the run logs it)
+                         notes={"dataset": f"{dataset_name} ({dataset['digest'][:12]})"})
         paths = write_outputs(Path(out_dir), board=ranking.board, predictions=_with_scored(rec.results, rec.scored_rows, keys),
                               intervals={"experiment": cfg.name, "champion": ranking.champion,
                                          "level": cfg.interval_level, "models": rec.intervals}, report=report)
