@@ -172,3 +172,20 @@ def test_a_failing_trial_among_parallel_ones_fails_the_study_and_starts_no_more(
              evaluate=evaluate, n_trials=10, jobs=2, storage_url=f"sqlite:///{workdir}/fail.db",
              tuned_dir=workdir / "tuned")
     assert 1 <= len(calls) <= 3  # the two started at once, perhaps one more; never the whole budget
+
+
+def test_a_resumed_study_whose_best_changes_updates_its_summary(workdir: Path) -> None:
+    """A study's parent run is reused on resume; a new best must not hit MLflow's write-once params."""
+    from mlflow import MlflowClient
+
+    from spendlab.tracking import studies
+    from spendlab.tracking.runs import start_parent_run
+
+    with start_parent_run("summary-test", run_name="study") as parent:
+        run_id = parent.run_id
+    studies.log_study_summary(run_id, best_params={"alpha": 1.0}, best_value=2.0, n_complete=3, n_pruned=0)
+    studies.log_study_summary(run_id, best_params={"alpha": 0.5}, best_value=1.5, n_complete=4, n_pruned=0)
+
+    run = MlflowClient().get_run(run_id)
+    assert run.data.tags["best_alpha"] == "0.5"
+    assert run.data.metrics["best_validation_rmse"] == 1.5

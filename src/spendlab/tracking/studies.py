@@ -49,9 +49,13 @@ def trial_run(parent_run_id: str, trial_number: int, params: Mapping[str, Any]) 
 
 def log_study_summary(run_id: str, *, best_params: Mapping[str, Any], best_value: float, n_complete: int,
                       n_pruned: int, params_file: Path | None = None) -> None:
-    """Best params and value of a study on its parent run."""
+    """Best params and value of a study on its parent run.
+
+    The best params are tags, not params: a resumed study logs to the same parent run and its best can
+    change, and MLflow params are write-once (a resumed study that improved crashed on them).
+    """
     run = RunLog(run_id)
-    run.params({f"best_{k}": v for k, v in best_params.items()})
+    run.tags({f"best_{k}": v for k, v in best_params.items()})
     run.metrics({"best_validation_rmse": best_value, "n_complete": n_complete, "n_pruned": n_pruned})
     if params_file is not None and Path(params_file).exists():
         run.artifact(params_file)
