@@ -125,7 +125,8 @@ def parquet_select(files: list[Path], config: ReaderConfig, types: dict[str, pa.
         "WHEN ts IS NULL THEN 'DATE_PARSE' "
         f"WHEN ts < TIMESTAMP '{config.window_start}' OR ts >= TIMESTAMP '{window_end}' + INTERVAL 1 DAY "
         "THEN 'OUT_OF_WINDOW' "
-        "WHEN amount IS NULL OR isnan(amount) OR isinf(amount) THEN 'NON_FINITE' "
+        "WHEN amount IS NULL THEN 'EMPTY_FIELD' "  # a null is an empty field, as in the CSV and Parquet readers
+        "WHEN isnan(amount) OR isinf(amount) THEN 'NON_FINITE' "
         f"WHEN abs(amount) > {float(config.max_abs_amount)!r} THEN 'OUT_OF_RANGE' "
         "ELSE NULL END"
     )
