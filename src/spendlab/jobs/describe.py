@@ -78,6 +78,8 @@ def run_describe(
     tables: dict[str, pd.DataFrame] = {}
     with ExitStack() as stack:
         tmp = stack.enter_context(atomic_path(Path(out_dir))) if out_dir is not None else None
+        if tmp is not None:  # DuckDB creates its spill folder one level deep only: its parent must exist
+            tmp.mkdir(parents=True, exist_ok=True)
         spill = (tmp / ".duckdb_tmp") if tmp is not None else \
             Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spendlab-describe-")))
         con.execute("SET temp_directory = ?", [str(spill)])
