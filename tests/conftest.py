@@ -43,6 +43,13 @@ def millions_csv(
     return text.encode("utf-8")
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mlflow.set_tracking_uri`` also sets ``MLFLOW_TRACKING_URI`` in the environment, which the CLI
+    honours: without this, a test would log to the store an earlier test configured."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture
 def write_file(tmp_path: Path) -> Callable[[str, bytes | str], Path]:
     """``write_file(name, data)`` writes bytes (or UTF-8 text) under ``tmp_path`` and returns the path."""

@@ -110,9 +110,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     shown = os.fspath(path)
     final = Path(os.path.realpath(shown))
-    refuse_unsafe_target(final, shown)
+    if not final.parent.is_dir():  # nothing can stand at ``final`` yet; refuse a path below a file etc.
+        refuse_unsafe_target(final, shown)
     final.parent.mkdir(parents=True, exist_ok=True)
     with _directory_lock(final.parent):
+        # checked under the lock: a concurrent writer's rename-aside swap leaves ``final`` briefly absent
+        refuse_unsafe_target(final, shown)
         _remove_stale_temporaries(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent)) / final.name
     try:
