@@ -35,6 +35,19 @@ def run_headless(args: list[str], profile: os.PathLike[str] | str, timeout: int 
     return subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
 
 
+
+def headless_or_skip(args: list[str], tmp: os.PathLike[str] | str, timeout: int = 120) -> subprocess.CompletedProcess[bytes]:
+    """:func:`run_headless` with a fresh profile under ``tmp``; the calling test is skipped (with the
+    reason) where Chromium is missing. Shared by the browser tests."""
+    from pathlib import Path
+
+    import pytest
+
+    try:
+        return run_headless(args, Path(tmp) / "profile", timeout)
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+
 def main() -> int:
     if chromium_path():
         return 0

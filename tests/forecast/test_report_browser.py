@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import pytest
 
 from spendlab.forecast.report import report_tables
 from spendlab.forecast.report_render import render_report
-from tests.setup_browser import run_headless
+from tests.setup_browser import headless_or_skip
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -40,11 +39,7 @@ document.body.appendChild(pre);
 </script>"""
 
 
-def _chromium(args: list[str], tmp: Path, timeout: int = 120) -> subprocess.CompletedProcess[bytes]:
-    try:
-        return run_headless(args, tmp / "profile", timeout)
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+_chromium = headless_or_skip  # one Chromium launcher for every browser test
 
 
 def _predictions(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:

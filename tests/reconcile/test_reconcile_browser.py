@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 
 from spendlab.jobs.datasets import generate_deltas
 from spendlab.jobs.reconcile import run_reconcile
-from tests.setup_browser import run_headless
+from tests.setup_browser import headless_or_skip
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -40,11 +39,7 @@ document.body.appendChild(pre);
 </script>"""
 
 
-def _chromium(args: list[str], tmp: Path, timeout: int = 120) -> subprocess.CompletedProcess[bytes]:
-    try:
-        return run_headless(args, tmp / "profile", timeout)
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+_chromium = headless_or_skip  # one Chromium launcher for every browser test
 
 
 @pytest.fixture(scope="module")
