@@ -13,7 +13,7 @@ References (2 DuckDB threads, as the features command):
   give them); the int64-id aggregate is measured once beside it, for information.
 - week: the same with ``date_trunc('week', ts)``.
 
-spendlab runs either as the command (``--runner cli``: ``spendlab features ... --memory-limit 2GB``) or
+spendlab runs either as the command (``--runner cli``: ``spendlab features ... --memory-limit 1GB``) or
 through the Python API the way the command does it but with native int64 ids (``--runner api``:
 ``Transactions.register(con, native_ids=True)``; what the command does once it passes
 ``native_ids=True``).
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--freqs", default="month,week")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--runner", choices=("cli", "api"), default="cli")
-    ap.add_argument("--memory-limit", default="2GB", help="DuckDB memory limit of the features run")
+    ap.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit of the features run")
     args = ap.parse_args(argv)
     data = args.data or ensure_data(args.users)
     print(f"data: {data} ({data.stat().st_size / 1e6:.0f} MB); runner: {args.runner}; repeats: {args.repeats}\n")

@@ -237,7 +237,7 @@ class FeaturesResult:
 def features(data: Data, *, freq: Freq = "month", as_of: dt.date | str | None = None,
              config: FeatureConfig | str | Path | None = None, out: str | Path | None = None,
              format: str = "generic", reader: ReaderConfig | Mapping[str, Any] | None = None,
-             mode: Mode | str = Mode.QUARANTINE, threads: int | None = 2, memory_limit: str | None = "2GB",
+             mode: Mode | str = Mode.QUARANTINE, threads: int | None = 2, memory_limit: str | None = "1GB",
              **columns: str) -> FeaturesResult:
     """Leakage-safe features as of a cutoff (default: the end of the latest complete period).
 

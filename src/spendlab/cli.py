@@ -339,7 +339,7 @@ def features(
     threads: Annotated[int, typer.Option(help="DuckDB threads.")] = 2,
     memory_limit: Annotated[str | None, typer.Option(
         "--memory-limit", help="DuckDB memory limit (beyond it DuckDB spills to temp files); 'none' = DuckDB's "
-        "default of 80% of RAM.")] = "2GB",
+        "default of 80% of RAM.")] = "1GB",
     engine: EngineOpt = "duckdb",
     spark_master: SparkMasterOpt = None,
 ) -> None:

@@ -13,8 +13,10 @@ from lifetimes.utils import summary_data_from_transaction_data
 
 from spendlab.config import parse_config
 from spendlab.errors import ConfigError
-from spendlab.features import FeatureConfig, build_features, build_panel, build_target, feature_columns, features_sql
+from spendlab.features import FeatureConfig, build_features, build_panel, build_target, feature_columns
+from spendlab.features.arrays import window_widths
 from spendlab.features.config import FreqFeatures, RollingSpec
+from spendlab.features.sql import aggregate_sql, first_day_spend_sql, user_stats_sql, window_cells_sql
 from spendlab.jobs.features import load_feature_config
 
 from .conftest import random_transactions, tx_con, tx_frame
@@ -206,8 +208,14 @@ def test_default_monthly_and_weekly_names_include_what_models_read() -> None:
 @pytest.mark.parametrize("freq", ["month", "week"])
 def test_generated_feature_sql_transpiles_to_spark(freq: str) -> None:
     src = "SELECT user_id, ts, amount FROM transactions"
-    sql = features_sql(D(2021, 12, 31), freq, FeatureConfig(), src, materialize=False)
-    spark = sqlglot.transpile(sql, read="duckdb", write="spark", unsupported_level=sqlglot.ErrorLevel.RAISE)[0]
-    assert "SHIFTLEFT(" in spark and "BIT_OR(" in spark and "BIT_COUNT(" in spark and "MATERIALIZED" not in spark
-    assert "spend_rolling_std_lag1_window" in spark and "bgnbd_monetary" in spark
-    assert "MATERIALIZED" in features_sql(D(2021, 12, 31), freq, FeatureConfig(), src)  # DuckDB: one scan
+    as_of, config = D(2021, 12, 31), FeatureConfig()
+    layers = [aggregate_sql(as_of, freq, src), first_day_spend_sql(src, "periods"),
+              user_stats_sql(as_of, freq, config, "periods", "first_day"),
+              window_cells_sql("periods", window_widths(config, freq))]
+    spark = [sqlglot.transpile(sql, read="duckdb", write="spark", unsupported_level=sqlglot.ErrorLevel.RAISE)[0]
+             for sql in layers]
+    assert "SHIFTLEFT(" in spark[0] and "BIT_OR(" in spark[0] and "BIT_COUNT(" in spark[0]
+    assert "purchase_days_last13w" in spark[2] and "first_purchase_day_spend" in spark[2]
+    assert "MATERIALIZED" not in " ".join(spark)
+
+

@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from spendlab.features import FeatureConfig, build_features_arrow
 from spendlab.io import load_transactions
@@ -106,4 +108,23 @@ def test_features_equal_the_frozen_reference_sql(datasets: dict[str, pa.Table], 
     # The old reader cast every id to a string; the reference sees what it saw.
     old = reference_features(_con_over(_as_string_ids(table)), freq=freq, as_of=as_of, config=config)
     assert new.num_rows > 0
+    assert_same_features(new, old)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), freq=st.sampled_from(["month", "week"]),
+       day=st.integers(0, 760), config_name=st.sampled_from(sorted(CONFIGS)),
+       users=st.integers(1, 30), int_ids=st.booleans())
+def test_features_equal_the_reference_on_random_sets(seed: int, freq: str, day: int, config_name: str,
+                                                     users: int, int_ids: bool) -> None:
+    """The class, not the examples: random users, gaps, refunds, zero amounts and cutoffs (also before
+    some users arrive and past the data), ids as text or int64."""
+    frame = random_transactions(seed, users=users, rows=20 * users, start="2021-01-01", days=700)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if int_ids:
+        table = table.set_column(0, "user_id", pa.array([int(u[1:]) for u in frame["user_id"]], pa.int64()))
+    as_of = dt.date(2021, 1, 1) + dt.timedelta(days=day)
+    config = CONFIGS[config_name]
+    new = build_features_arrow(_con_over(table), freq=freq, as_of=as_of, config=config)
+    old = reference_features(_con_over(_as_string_ids(table)), freq=freq, as_of=as_of, config=config)
     assert_same_features(new, old)

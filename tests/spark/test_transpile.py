@@ -8,7 +8,8 @@ import pytest
 import sqlglot
 
 from spendlab.features import FeatureConfig
-from spendlab.features.sql import features_sql
+from spendlab.features.arrays import window_widths
+from spendlab.features.sql import aggregate_sql, user_stats_sql, window_cells_sql
 from spendlab.spark.transpile import to_spark_sql
 
 
@@ -22,19 +23,19 @@ def test_isinf_becomes_an_infinity_comparison() -> None:
 
 
 @pytest.mark.parametrize("freq", ["month", "week"])
-def test_feature_sql_keeps_every_feature_and_leaves_no_duckdb_only_function(freq: str) -> None:
-    sql = features_sql(dt.date(2024, 3, 31), freq, FeatureConfig(), "SELECT * FROM asof_rows")
-    spark_sql = to_spark_sql(sql)
-    names = [e.alias_or_name for e in sqlglot.parse_one(spark_sql, read="spark").selects]
-    duck_names = [e.alias_or_name for e in sqlglot.parse_one(sql, read="duckdb").selects]
-    assert names == duck_names
-    for duckdb_only in ("ARG_MIN", "DATE_DIFF(", "MATERIALIZED", "ISINF"):
-        assert duckdb_only not in spark_sql.upper()
+def test_feature_sql_keeps_every_column_and_leaves_no_duckdb_only_function(freq: str) -> None:
+    as_of, config = dt.date(2024, 3, 31), FeatureConfig()
+    for sql in (aggregate_sql(as_of, freq, "SELECT * FROM asof_rows"),
+                user_stats_sql(as_of, freq, config, "periods", "first_day"),
+                window_cells_sql("periods", window_widths(config, freq))):
+        spark_sql = to_spark_sql(sql)
+        names = [e.alias_or_name for e in sqlglot.parse_one(spark_sql, read="spark").selects]
+        duck_names = [e.alias_or_name for e in sqlglot.parse_one(sql, read="duckdb").selects]
+        assert names == duck_names
+        for duckdb_only in ("ARG_MIN", "DATE_DIFF(", "MATERIALIZED", "ISINF"):
+            assert duckdb_only not in spark_sql.upper()
+    spark_sql = to_spark_sql(user_stats_sql(as_of, freq, config, "periods", "first_day"))
     assert "DATEDIFF(DAY" in spark_sql
-    # every '/' now divides two DOUBLE casts
-    divisions = list(sqlglot.parse_one(spark_sql, read="spark").find_all(sqlglot.exp.Div))
-    assert divisions and all(isinstance(d.this, sqlglot.exp.Cast) and isinstance(d.expression, sqlglot.exp.Cast)
-                             for d in divisions)
 
 
 def test_materialized_cte_hint_is_dropped_for_spark() -> None:

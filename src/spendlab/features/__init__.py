@@ -5,6 +5,7 @@ it. :func:`build_target` is the only function that reads after the cutoff.
 """
 
 from spendlab.calendar import next_period_start, period_end, period_start, shift_period
+from spendlab.features.arrays import compute_features
 from spendlab.features.build import (
     asof_rows_table,
     asof_view,
@@ -15,7 +16,6 @@ from spendlab.features.build import (
     build_target,
 )
 from spendlab.features.config import FeatureConfig, feature_columns
-from spendlab.features.sql import features_sql
 
 __all__ = [
     "FeatureConfig",
@@ -26,8 +26,8 @@ __all__ = [
     "build_panel",
     "build_panel_table",
     "build_target",
+    "compute_features",
     "feature_columns",
-    "features_sql",
     "next_period_start",
     "period_end",
     "period_start",

@@ -15,7 +15,8 @@ import pandas as pd
 import pyarrow as pa
 
 from spendlab.calendar import Freq, check_freq, next_period_start, shift_period
-from spendlab.features.config import FeatureConfig, feature_columns
+from spendlab.features.arrays import compute_features, window_matrix, window_widths
+from spendlab.features.config import FeatureConfig
 from spendlab.features.sql import (
     CALENDAR_TABLE,
     EVENT_DAYS_TABLE,
@@ -25,9 +26,10 @@ from spendlab.features.sql import (
     calendar_tables,
     cutoff_timestamp,
     dense_panel_sql,
-    features_from_aggregates_sql,
     first_day_spend_sql,
     panel_sparse_sql,
+    user_stats_sql,
+    window_cells_sql,
 )
 
 _counter = itertools.count()
@@ -85,8 +87,7 @@ def asof_rows_table(con: duckdb.DuckDBPyConnection, as_of: dt.date | str, *, vie
     return name
 
 
-def _register_calendar(con: duckdb.DuckDBPyConnection, as_of: dt.date, freq: Freq, config: FeatureConfig) -> None:
-    event_days, covariates = calendar_tables(as_of, freq, config)
+def _register_calendar(con: duckdb.DuckDBPyConnection, event_days: pd.DataFrame, covariates: pd.DataFrame) -> None:
     days = pa.table({"day": pa.array(event_days["day"].dt.date.tolist(), type=pa.date32())})
     con.register(f"{EVENT_DAYS_TABLE}__arrow", days)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {EVENT_DAYS_TABLE} AS SELECT * FROM {EVENT_DAYS_TABLE}__arrow")
@@ -115,7 +116,7 @@ def build_panel_table(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.d
     as_of = _as_date(as_of)
     check_freq(freq)
     config = config or FeatureConfig()
-    _register_calendar(con, as_of, freq, config)
+    _register_calendar(con, *calendar_tables(as_of, freq, config))
     tag = next(_counter)
     src, sparse, periods = f"spendlab_asof_{tag}", f"spendlab_sparse_{tag}", f"spendlab_periods_{tag}"
     asof_view(con, as_of, view=view, name=src)
@@ -158,32 +159,47 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
                          config: FeatureConfig | None = None, view: str = "transactions") -> pa.Table:
     """:func:`build_features` as an Arrow table (no pandas round trip; what the CLI writes and scoring reads).
 
-    Three statements over temp tables, so each is planned on its own and the rows are read once into
-    the compact aggregate: the per-(user, period) aggregate of the as-of rows
-    (:func:`~spendlab.features.sql.aggregate_sql`), the spend on each user's first purchase day
-    (:func:`~spendlab.features.sql.first_day_spend_sql`, a probe of the purchases against one key per
-    user), then the per-user features over those two small tables. ``user_id`` keeps the view's
-    type (int64 ids hash and join far faster than text) until the last statement writes it as text.
+    The rows are read once, into the per-(user, period) aggregate of the as-of rows
+    (:func:`~spendlab.features.sql.aggregate_sql`); the spend on each user's first purchase day is a
+    probe of the purchases against one key per user (:func:`~spendlab.features.sql.first_day_spend_sql`).
+    DuckDB then reduces the aggregate to one row of sums per user
+    (:func:`~spendlab.features.sql.user_stats_sql`), numbered in the output order (text ids), and hands
+    over the recent periods (:func:`~spendlab.features.sql.window_cells_sql`); the features are array
+    arithmetic over those (:func:`~spendlab.features.arrays.compute_features`). ``user_id`` keeps the
+    view's type (int64 ids hash and join far faster than text) until it is written as text.
     """
     as_of = _as_date(as_of)
     check_freq(freq)
     config = config or FeatureConfig()
-    _register_calendar(con, as_of, freq, config)
+    event_days, covariates = calendar_tables(as_of, freq, config)
+    _register_calendar(con, event_days, covariates)
     tag = next(_counter)
-    periods, first_day = f"spendlab_periods_{tag}", f"spendlab_first_day_{tag}"
+    periods, first_day, users = f"spendlab_periods_{tag}", f"spendlab_first_day_{tag}", f"spendlab_users_{tag}"
     source = f"SELECT * FROM {asof_view(con, as_of, view=view, name=f'spendlab_asof_{tag}')}"
+    widths = window_widths(config, freq)
     try:
         con.execute(f"CREATE TEMP TABLE {periods} AS {aggregate_sql(as_of, freq, source)}")
         con.execute(f"CREATE TEMP TABLE {first_day} AS {first_day_spend_sql(source, periods)}")
-        table = con.execute(features_from_aggregates_sql(as_of, freq, config, periods, first_day)).to_arrow_table()
+        con.execute(f"CREATE TEMP TABLE {users} AS SELECT CAST(row_number() OVER (ORDER BY CAST(user_id AS VARCHAR)) "
+                    f"- 1 AS INTEGER) AS idx, * FROM ({user_stats_sql(as_of, freq, config, periods, first_day)})")
+        stats = con.execute(f"SELECT * EXCLUDE (idx, user_id) FROM {users} ORDER BY idx").fetchnumpy()
+        ids = con.execute(f"SELECT CAST(user_id AS VARCHAR) AS user_id FROM {users} ORDER BY idx").to_arrow_table()
+        n_users = ids.num_rows
+        most = int(stats["n_periods"].max()) if n_users else 1
+        widths = {c: min(w, most) for c, w in widths.items()}
+        cells = con.execute(f"SELECT u.idx, c.* EXCLUDE (user_id) FROM ({window_cells_sql(periods, widths)}) AS c "
+                            f"JOIN {users} AS u ON c.user_id = u.user_id").fetchnumpy()
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {periods}")
-        con.execute(f"DROP TABLE IF EXISTS {first_day}")
+        for table in (periods, first_day, users):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
         con.execute(f"DROP VIEW IF EXISTS spendlab_asof_{tag}")
-    expected = feature_columns(config, freq)
-    if table.column_names != expected:  # the SQL and the declared names must agree
-        raise AssertionError(f"feature SQL returned {table.column_names}, expected {expected}")
-    return table
+    idx, k = cells.pop("idx"), cells.pop("k")
+    windows = {c: window_matrix(n_users, idx, k, cells.pop(c), w) for c, w in widths.items()}
+    del idx, k
+    features = compute_features(stats, windows, as_of=as_of, freq=freq, config=config,
+                                calendar=covariates.iloc[0].to_dict())
+    del windows, stats
+    return pa.table({"user_id": ids.column("user_id"), **features})
 
 
 def build_features(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str,

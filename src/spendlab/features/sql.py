@@ -1,13 +1,13 @@
-"""The feature SQL, generated from the declaration: one definition of each feature, for every engine.
+"""The feature SQL, generated from the declaration: the aggregates every engine computes the same way.
 
-Everything is plain ANSI-style SQL (CASE, SUM/MIN/MAX, BIT_OR/BIT_COUNT, LEAST/GREATEST, DATE_DIFF,
-YEAR/MONTH/DAY) written in DuckDB's dialect and kept transpilable to Spark SQL with
+Everything is plain ANSI-style SQL (CASE, SUM/MIN/MAX, BIT_OR/BIT_COUNT, DATE_DIFF, YEAR/MONTH/DAY)
+written in DuckDB's dialect and kept transpilable to Spark SQL with
 ``sqlglot.transpile(sql, read="duckdb", write="spark")``. No QUALIFY, list functions, macros or
-``COLUMNS(*)``. Calendar covariates are small tables built in Python and joined
-(:func:`calendar_tables`), so the SQL needs no holiday logic. Money is summed in fixed point
-(:data:`MONEY`) so a rerun gives bit-identical features whatever order threads add rows in.
+``COLUMNS(*)``. Calendar covariates are small tables built in Python (:func:`calendar_tables`), so
+the SQL needs no holiday logic. Money is summed in fixed point (:data:`MONEY`) so a rerun gives
+bit-identical sums whatever order threads add rows in.
 
-Layers (temp tables in DuckDB, CTEs in the one-statement :func:`features_sql` that Spark runs):
+Layers:
 
 ``periods`` (:func:`aggregate_sql`)
     The one pass over the as-of rows: one row per user and active period ``k`` (0 = the period
@@ -18,11 +18,11 @@ Layers (temp tables in DuckDB, CTEs in the one-statement :func:`features_sql` th
 ``first_day`` (:func:`first_day_spend_sql`)
     Spend on each user's first purchase day (the BG/NBD monetary value leaves it out, as lifetimes
     does): the purchases probed against one key per user, not a second aggregate.
-``sums`` and final (:func:`features_from_aggregates_sql`)
-    One row per user: conditional sums over ``k`` (a pivot), which equal the window functions over the
-    dense zero-filled panel because inactive periods contribute zeros; then the derived features, all
-    DOUBLE, with the fill policy of :func:`spendlab.features.build_features`. ``user_id`` becomes text
-    only here.
+per-user sums (:func:`user_stats_sql`) and recent cells (:func:`window_cells_sql`)
+    One row of exact sums and days per user, and the user's active periods within the longest window
+    the features read. The features are array arithmetic over these two, defined once in
+    :mod:`spendlab.features.arrays` (lags are matrix columns, rolling statistics row sums, slopes
+    dot products).
 """
 
 from __future__ import annotations
@@ -44,8 +44,6 @@ from spendlab.features.config import (
     CALENDAR_COLUMNS,
     PERIODS_PER_YEAR,
     FeatureConfig,
-    feature_columns,
-    rolling_name,
 )
 
 #: Names of the small tables :func:`calendar_tables` builds and the feature SQL joins.
@@ -178,11 +176,24 @@ def _recent_purchase_days_sql(as_of: dt.date, freq: Freq, weeks: int) -> str:
             "ELSE 0 END)")
 
 
-def _sums_select(as_of: dt.date, freq: Freq, config: FeatureConfig) -> list[str]:
-    spec = config.for_freq(freq)
-    per_year = PERIODS_PER_YEAR[freq]
-    cols = [
-        "user_id",
+def user_stats_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, periods: str, first_day: str) -> str:
+    """A SELECT of one row per user: the per-user sums and days every feature is derived from.
+
+    Reads ``periods`` (:func:`aggregate_sql`) and ``first_day`` (:func:`first_day_spend_sql`), table
+    names or CTEs. Money is summed exactly (:data:`MONEY`) and only then cast to ``DOUBLE``; days are
+    whole days since 1970-01-01 (``INTEGER``). Columns, after ``user_id`` (native type):
+    ``n_periods`` (periods from the first transaction's to the as-of period), ``spend_total``,
+    ``n_transactions_total``, ``purchase_days``, ``n_active_periods``, ``refund_amount_total``,
+    ``refund_count_total``, ``event_spend``, ``spend_same_period_last_year``, ``purchase_days_last{w}w``
+    per weekly-activity window, ``first_purchase_day_spend``, ``first_day`` (first transaction),
+    ``first_seen_day`` (first purchase, else first transaction), ``last_seen_day`` (last purchase,
+    else first transaction) and ``recency_days`` (last minus first purchase day; 0 without one).
+    The features themselves are arithmetic over these and the recent periods
+    (:func:`window_cells_sql`) in :mod:`spendlab.features.arrays`, for every engine.
+    """
+    per_year = PERIODS_PER_YEAR[check_freq(freq)]
+    epoch = _d(dt.date(1970, 1, 1))
+    sums = [
         "MAX(k) + 1 AS n_periods",
         "SUM(spend) AS spend_total",
         "SUM(n_transactions) AS n_transactions_total",
@@ -191,128 +202,44 @@ def _sums_select(as_of: dt.date, freq: Freq, config: FeatureConfig) -> list[str]
         "SUM(refund_amount) AS refund_amount_total",
         "SUM(refund_count) AS refund_count_total",
         "SUM(event_spend) AS event_spend",
+        f"SUM(CASE WHEN k = {per_year - 1} THEN spend ELSE 0 END) AS spend_same_period_last_year",
         "MIN(first_day) AS first_day",
         "MIN(first_purchase_day) AS first_purchase_day",
         "MAX(last_purchase_day) AS last_purchase_day",
-        f"SUM(CASE WHEN k = {per_year - 1} THEN spend ELSE 0 END) AS spend_same_period_last_year",
     ]
-    cols += [f"{_recent_purchase_days_sql(as_of, freq, w)} AS purchase_days_last{w}w"
+    sums += [f"{_recent_purchase_days_sql(as_of, freq, w)} AS purchase_days_last{w}w"
              for w in config.weekly_activity_windows]
-    for column, n in spec.lags.items():
-        cols += [f"SUM(CASE WHEN k = {i - 1} THEN {column} ELSE 0 END) AS {column}_lag{i}" for i in range(1, n + 1)]
-    windows: set[tuple[str, int]] = set()
-    for r in spec.rolling:
-        for w in r.windows:
-            windows.add((r.column, w))
-            if "std" in r.stats:
-                cols.append(f"SUM(CASE WHEN k < {w} THEN {r.column} * {r.column} ELSE 0 END) AS {r.column}_sq_w{w}")
-            if "max" in r.stats:
-                cols.append(f"MAX(CASE WHEN k < {w} THEN {r.column} ELSE 0 END) AS {r.column}_max_w{w}")
-    for w in spec.trend_windows:
-        windows.add(("spend", w))
-        cols.append(f"SUM(CASE WHEN k < {w} THEN k * spend ELSE 0 END) AS spend_ksum_w{w}")
-    cols += [f"SUM(CASE WHEN k < {w} THEN {c} ELSE 0 END) AS {c}_sum_w{w}" for c, w in sorted(windows)]
-    return cols
-
-
-def _feature_exprs(as_of: dt.date, freq: Freq, config: FeatureConfig) -> dict[str, str]:
-    """Each output feature's defining SQL expression over the ``sums`` layer (before the DOUBLE cast)."""
-    spec = config.for_freq(freq)
-    per_year = PERIODS_PER_YEAR[freq]
-    a = _d(as_of)
-    ex: dict[str, str] = {}
-    for column, n in spec.lags.items():
-        for i in range(1, n + 1):
-            ex[f"{column}_lag{i}"] = f"{column}_lag{i}"
-    for r in spec.rolling:
-        for stat in r.stats:
-            for w in r.windows:
-                n_w = f"LEAST({w}, n_periods)"
-                mean = f"{r.column}_sum_w{w} / {n_w}"
-                if stat == "mean":
-                    expr = mean
-                elif stat == "std":  # population std over the window (defined for one period: 0);
-                    # n * sum(x^2) - sum(x)^2 is exact in fixed point, so a constant series gives 0
-                    num = f"{n_w} * {r.column}_sq_w{w} - {r.column}_sum_w{w} * {r.column}_sum_w{w}"
-                    expr = f"SQRT(GREATEST(({num}) / ({n_w} * {n_w}), 0))"
-                else:
-                    expr = f"{r.column}_max_w{w}"
-                ex[rolling_name(r.column, stat, w)] = expr
-    for w in spec.trend_windows:
-        # OLS slope of spend on t = -k over the last n periods: with t = 0, -1, .., -(n-1),
-        # sum t = -n(n-1)/2 and n*sum t^2 - (sum t)^2 = n^2 (n^2 - 1) / 12; numerator kept exact.
-        n = f"LEAST({w}, n_periods)"
-        num = f"(6 * {n} * ({n} - 1) * spend_sum_w{w} - 12 * {n} * spend_ksum_w{w})"
-        ex[f"trend_slope_window{w}"] = f"CASE WHEN {n} < 2 THEN 0 ELSE {num} / ({n} * {n} * ({n} * {n} - 1)) END"
-    ex["spend_same_period_last_year"] = "spend_same_period_last_year"
-    ex["has_last_year"] = f"CASE WHEN n_periods >= {per_year} THEN 1 ELSE 0 END"
-    ex["spend_total"] = "spend_total"
-    ex["n_transactions_total"] = "n_transactions_total"
-    ex["mean_basket"] = "CASE WHEN n_transactions_total > 0 THEN spend_total / n_transactions_total ELSE 0 END"
-    ex["n_active_periods"] = "n_active_periods"
-    ex["n_periods"] = "n_periods"
-    ex["days_since_last_purchase"] = f"DATE_DIFF('day', COALESCE(last_purchase_day, first_day), {a})"
-    ex["tenure_days"] = f"DATE_DIFF('day', first_day, {a})"
-    weeks_avail = f"({_weeks_back_sql('first_day', as_of)} + 1)"
-    for w in config.weekly_activity_windows:
-        ex[f"active_days_per_week_mean_last{w}"] = f"purchase_days_last{w}w / LEAST({w}, {weeks_avail})"
-    ex["weeks_since_last_purchase"] = _weeks_back_sql("COALESCE(last_purchase_day, first_day)", as_of)
-    ex["holiday_spend_share"] = "CASE WHEN spend_total > 0 THEN event_spend / spend_total ELSE 0 END"
-    ex["refund_amount_total"] = "refund_amount_total"
-    ex["refund_count_total"] = "refund_count_total"
-    ex["bgnbd_frequency"] = "GREATEST(purchase_days - 1, 0)"
-    ex["bgnbd_recency_days"] = "COALESCE(DATE_DIFF('day', first_purchase_day, last_purchase_day), 0)"
-    ex["bgnbd_T_days"] = f"DATE_DIFF('day', COALESCE(first_purchase_day, first_day), {a})"
-    ex["bgnbd_monetary"] = ("CASE WHEN purchase_days > 1 THEN (spend_total - first_purchase_day_spend) "
-                            "/ (purchase_days - 1) ELSE 0 END")
-    for when in ("asof", "target"):
-        for c in CALENDAR_COLUMNS:
-            ex[f"{when}_{c}"] = f"cal.{when}_{c}"
-    return ex
-
-
-def features_from_aggregates_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, periods: str,
-                                 first_day: str) -> str:
-    """The feature query over the compact tables: ``periods`` (:func:`aggregate_sql`) and ``first_day``
-    (:func:`first_day_spend_sql`), both table names or CTEs. Joins :data:`CALENDAR_TABLE`.
-
-    One row per user, ``user_id`` as text (the ids keep their native type up to here) and ordered by
-    that text, as the readers' string ids were; features all DOUBLE.
-    """
-    exprs = _feature_exprs(as_of, freq, config)
-    names = feature_columns(config, freq)[1:]
-    missing = [n for n in names if n not in exprs]
-    if missing:  # the declaration and the definitions must agree; a programming error if not
-        raise AssertionError(f"no SQL definition for feature(s) {missing}")
-    sums = ",\n    ".join(_sums_select(as_of, freq, config))
-    select = ",\n  ".join(f"CAST({exprs[n]} AS DOUBLE) AS {n}" for n in names)
-    return f"""SELECT CAST(s.user_id AS VARCHAR) AS user_id,
+    money = ("spend_total", "refund_amount_total", "event_spend", "spend_same_period_last_year")
+    counts = ("n_periods", "n_transactions_total", "purchase_days", "n_active_periods", "refund_count_total",
+              *(f"purchase_days_last{w}w" for w in config.weekly_activity_windows))
+    out = [f"CAST(s.{c} AS DOUBLE) AS {c}" for c in (*counts, *money)]
+    out += [
+        "CAST(COALESCE(f.first_purchase_day_spend, 0) AS DOUBLE) AS first_purchase_day_spend",
+        f"CAST(DATE_DIFF('day', {epoch}, s.first_day) AS INTEGER) AS first_day",
+        f"CAST(DATE_DIFF('day', {epoch}, COALESCE(s.first_purchase_day, s.first_day)) AS INTEGER) AS first_seen_day",
+        f"CAST(DATE_DIFF('day', {epoch}, COALESCE(s.last_purchase_day, s.first_day)) AS INTEGER) AS last_seen_day",
+        "CAST(COALESCE(DATE_DIFF('day', s.first_purchase_day, s.last_purchase_day), 0) AS INTEGER) AS recency_days",
+    ]
+    body = ",\n    ".join(sums)
+    select = ",\n  ".join(out)
+    return f"""SELECT s.user_id,
   {select}
-FROM (SELECT sums.*, COALESCE(f.first_purchase_day_spend, 0) AS first_purchase_day_spend
-      FROM (SELECT {sums}
-            FROM {periods}
-            GROUP BY user_id) AS sums
-      LEFT JOIN {first_day} AS f ON sums.user_id = f.user_id) AS s
-CROSS JOIN {CALENDAR_TABLE} AS cal
-ORDER BY CAST(s.user_id AS VARCHAR)"""
+FROM (SELECT user_id,
+    {body}
+  FROM {periods}
+  GROUP BY user_id) AS s
+LEFT JOIN {first_day} AS f ON s.user_id = f.user_id"""
 
 
-def features_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str, *, materialize: bool = True) -> str:
-    """The whole feature query as one statement: one row per user in ``source``, ordered by user_id.
+def window_cells_sql(periods: str, columns: dict[str, int]) -> str:
+    """A SELECT of the recent cells ``user_id, k, <column>...`` of ``periods`` (:func:`aggregate_sql`).
 
-    ``source`` is a SELECT (or table name) giving ``user_id, ts, amount`` already cut at the as-of
-    date (see :func:`asof_sql`). Joins :data:`EVENT_DAYS_TABLE` and :data:`CALENDAR_TABLE`. The
-    layers: ``periods`` (:func:`aggregate_sql`, the one pass over the rows), ``first_day``
-    (:func:`first_day_spend_sql`) and the per-user arithmetic (:func:`features_from_aggregates_sql`).
-    ``materialize`` asks DuckDB to keep ``periods`` (read twice) rather than recompute it; pass False
-    for engines without ``AS MATERIALIZED`` (Spark SQL), which plan the reuse themselves. The DuckDB
-    path (:func:`spendlab.features.build_features_arrow`) runs the same three layers as temp tables.
+    ``columns`` maps each panel column the features window over to the number of recent periods
+    they read; one row per active (user, period) with ``k`` below the largest, values as ``DOUBLE``.
     """
-    return f"""WITH {periods_sql(as_of, freq, config, source, materialize=materialize)},
-first_day AS (
-  {first_day_spend_sql(source, "periods")}
-)
-{features_from_aggregates_sql(as_of, freq, config, "periods", "first_day")}"""
+    width = max(columns.values())
+    cols = "".join(f", CAST({c} AS DOUBLE) AS {c}" for c in columns)
+    return f"SELECT user_id, CAST(k AS INTEGER) AS k{cols} FROM {periods} WHERE k < {width}"
 
 
 def panel_sparse_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str) -> str:

@@ -80,7 +80,7 @@ def score(
     as_of: dt.date | None = None,
     chunk_users: int = 250_000,
     threads: int | None = None,
-    memory_limit: str | None = "3GB",
+    memory_limit: str | None = "1GB",
     progress: bool = True,
 ) -> ScoreResult:
     """Score every user seen up to ``as_of`` and write ``out`` atomically.

@@ -1,9 +1,10 @@
-"""As-of features and panels on Spark, from the same generated SQL as the DuckDB path.
+"""As-of features and panels on Spark, from the same SQL and the same feature arithmetic as the DuckDB path.
 
-Nothing here defines a feature. :mod:`spendlab.features.sql` generates the feature SQL once (DuckDB
-dialect); :func:`spendlab.spark.transpile.to_spark_sql` turns it into Spark SQL; this module only
-registers what that SQL reads under the same names: the canonical transactions, the as-of cut
-(:func:`spendlab.features.sql.asof_sql`) and the two calendar tables
+Nothing here defines a feature. :mod:`spendlab.features.sql` generates the aggregate and per-user SQL
+once (DuckDB dialect); :func:`spendlab.spark.transpile.to_spark_sql` turns it into Spark SQL; the
+features are :func:`spendlab.features.arrays.compute_features`, run per bucket of users by
+``applyInPandas``. This module registers what the SQL reads under the same names: the canonical
+transactions, the as-of cut (:func:`spendlab.features.sql.asof_sql`) and the calendar tables
 (:func:`spendlab.features.sql.calendar_tables`). Row validity is likewise the DuckDB reader's own
 expression (:func:`spendlab.io.generic.parquet_select`), transpiled.
 """
@@ -11,6 +12,7 @@ expression (:func:`spendlab.io.generic.parquet_select`), transpiled.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 from collections import Counter
 from collections.abc import Sequence
@@ -23,15 +25,19 @@ import pyarrow as pa
 from spendlab.calendar import Freq, check_freq, period_end, period_start, shift_period
 from spendlab.config import ReaderConfig
 from spendlab.errors import InputFileError, NoDataError, SpendlabError
+from spendlab.features.arrays import compute_features, window_matrix, window_widths
 from spendlab.features.config import FeatureConfig, feature_columns
 from spendlab.features.sql import (
     CALENDAR_TABLE,
     EVENT_DAYS_TABLE,
+    aggregate_sql,
     asof_sql,
     calendar_tables,
     dense_panel_sql,
-    features_sql,
+    first_day_spend_sql,
     panel_sparse_sql,
+    user_stats_sql,
+    window_cells_sql,
 )
 from spendlab.io.generic import parquet_select
 from spendlab.spark.session import ensure_semantics
@@ -139,7 +145,7 @@ def _register(spark: SparkSession, name: str, frame: pd.DataFrame) -> None:
     spark.createDataFrame(frame).createOrReplaceTempView(name)
 
 
-def _register_calendar(spark: SparkSession, as_of: dt.date, freq: Freq, config: FeatureConfig) -> None:
+def _register_calendar(spark: SparkSession, as_of: dt.date, freq: Freq, config: FeatureConfig) -> pd.DataFrame:
     from pyspark.sql.types import DateType, StructField, StructType
 
     event_days, covariates = calendar_tables(as_of, freq, config)
@@ -147,6 +153,7 @@ def _register_calendar(spark: SparkSession, as_of: dt.date, freq: Freq, config: 
     spark.createDataFrame(days, StructType([StructField("day", DateType(), False)])) \
         .createOrReplaceTempView(EVENT_DAYS_TABLE)
     _register(spark, CALENDAR_TABLE, covariates.astype("float64"))
+    return covariates
 
 
 def _asof_view(spark: SparkSession, transactions: DataFrame, as_of: dt.date) -> str:
@@ -165,10 +172,64 @@ def _transactions(spark: SparkSession, source: PathsArg | DataFrame, reader: Rea
     return read_transactions(spark, source, reader=reader)
 
 
+def _features_schema(names: list[str]) -> str:
+    return ", ".join(["user_id string", *(f"`{n}` double" for n in names)])
+
+
+def _bucket_features(users: pd.DataFrame, cells: pd.DataFrame, *, as_of: dt.date, freq: Freq,
+                     config: FeatureConfig, calendar: dict[str, float]) -> pd.DataFrame:
+    """The features of one bucket of users, by :func:`spendlab.features.arrays.compute_features`."""
+    import numpy as np
+
+    users = users.sort_values("user_id", kind="stable").reset_index(drop=True)
+    names = feature_columns(config, freq)[1:]
+    if users.empty:
+        return pd.DataFrame({"user_id": pd.Series(dtype=str), **{c: pd.Series(dtype="float64") for c in names}})
+    idx = pd.Index(users["user_id"]).get_indexer(cells["user_id"])
+    k = cells["k"].to_numpy(np.int64)
+    widths = {c: min(w, int(users["n_periods"].max())) for c, w in window_widths(config, freq).items()}
+    windows = {c: window_matrix(len(users), idx, k, cells[c].to_numpy(np.float64), w) for c, w in widths.items()}
+    stats = {c: users[c].to_numpy() for c in users.columns if c != "user_id"}
+    features = compute_features(stats, windows, as_of=as_of, freq=freq, config=config, calendar=calendar)
+    return pd.DataFrame({"user_id": users["user_id"].astype(str), **features})
+
+
+def _user_rows(spark: SparkSession, src: str, *, as_of: dt.date, freq: Freq, config: FeatureConfig,
+               buckets: int) -> DataFrame:
+    """One row per user and recent active period (or one with NULL ``spendlab_k``): the user's sums
+    (:func:`~spendlab.features.sql.user_stats_sql`) beside each cell
+    (:func:`~spendlab.features.sql.window_cells_sql`), and the user's bucket, so one grouped frame
+    carries both to Python."""
+    tag = next(_counter)
+    periods, first_day = f"spendlab_periods_{tag}", f"spendlab_first_day_{tag}"
+    spark.sql(to_spark_sql(aggregate_sql(as_of, freq, f"SELECT * FROM {src}"))).createOrReplaceTempView(periods)
+    spark.sql(to_spark_sql(first_day_spend_sql(f"SELECT * FROM {src}", periods))).createOrReplaceTempView(first_day)
+    widths = window_widths(config, freq)
+    cells = "".join(f", c.{col} AS spendlab_{col}" for col in widths)
+    return spark.sql(f"""SELECT u.*, c.k AS spendlab_k{cells}, PMOD(HASH(u.user_id), {buckets}) AS spendlab_bucket
+FROM ({to_spark_sql(user_stats_sql(as_of, freq, config, periods, first_day))}) AS u
+LEFT JOIN ({to_spark_sql(window_cells_sql(periods, widths))}) AS c ON u.user_id = c.user_id""")
+
+
+def _group_features(group: pd.DataFrame, *, as_of: dt.date, freq: Freq, config: FeatureConfig,
+                    calendar: dict[str, float]) -> pd.DataFrame:
+    """One bucket of :func:`_user_rows` split back into users and cells, then :func:`_bucket_features`."""
+    cell_cols = [c for c in group.columns if c.startswith("spendlab_")]
+    users = group.drop(columns=cell_cols).drop_duplicates("user_id")
+    cells = group.loc[group["spendlab_k"].notna(), ["user_id", *cell_cols]]
+    cells = cells.rename(columns=lambda c: c.removeprefix("spendlab_"))
+    return _bucket_features(users, cells, as_of=as_of, freq=freq, config=config, calendar=calendar)
+
+
 def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, freq: Freq,
                    as_of: dt.date | str, config: FeatureConfig | None = None,
-                   reader: ReaderConfig | None = None) -> DataFrame:
+                   reader: ReaderConfig | None = None, buckets: int | None = None) -> DataFrame:
     """As-of features on Spark: the DataFrame :func:`spendlab.features.build_features` returns on DuckDB.
+
+    The same layers as the DuckDB path: the transpiled aggregate and per-user SQL
+    (:mod:`spendlab.features.sql`), then the one definition of every feature,
+    :func:`spendlab.features.arrays.compute_features`, run by a cogrouped ``applyInPandas`` over
+    buckets of users (a hash of ``user_id``), each bucket holding whole users.
 
     Parameters
     ----------
@@ -185,24 +246,31 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
         The feature declaration (defaults: :class:`~spendlab.features.FeatureConfig`).
     reader
         Column mapping and validity limits (defaults: :class:`~spendlab.config.ReaderConfig`).
+    buckets
+        Groups of users handed to Python at once (default: ``spark.sql.shuffle.partitions``).
 
     Returns
     -------
     pyspark.sql.DataFrame
         ``user_id`` then the columns of :func:`~spendlab.features.feature_columns`, all ``DOUBLE``,
-        sorted by ``user_id``: the transpiled :func:`~spendlab.features.sql.features_sql`. Lazy; the
-        temp views it reads are resolved when it is built, so later calls do not change it.
+        sorted by ``user_id``. Lazy; the temp views it reads are resolved when it is built, so later
+        calls do not change it.
     """
     as_of = _as_date(as_of)
     check_freq(freq)
     config = config or FeatureConfig()
     ensure_semantics(spark)
-    _register_calendar(spark, as_of, freq, config)
+    covariates = _register_calendar(spark, as_of, freq, config)
     src = _asof_view(spark, _transactions(spark, parquet_paths, reader), as_of)
-    frame = spark.sql(to_spark_sql(features_sql(as_of, freq, config, f"SELECT * FROM {src}")))
-    expected = feature_columns(config, freq)
-    if frame.columns != expected:  # the SQL and the declared names must agree
-        raise AssertionError(f"feature SQL returned {frame.columns}, expected {expected}")
+    rows = _user_rows(spark, src, as_of=as_of, freq=freq, config=config,
+                      buckets=buckets or int(spark.conf.get("spark.sql.shuffle.partitions")))
+    names = feature_columns(config, freq)
+    per_bucket = functools.partial(_group_features, as_of=as_of, freq=freq, config=config,
+                                   calendar=covariates.iloc[0].astype(float).to_dict())
+    frame = rows.groupBy("spendlab_bucket").applyInPandas(per_bucket, schema=_features_schema(names[1:])) \
+        .orderBy("user_id")
+    if frame.columns != names:  # the definitions and the declared names must agree
+        raise AssertionError(f"Spark features returned {frame.columns}, expected {names}")
     return frame
 
 
