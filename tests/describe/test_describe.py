@@ -25,10 +25,14 @@ import csv
 import json
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spendlab.describe import insights as ins
+from spendlab.describe import tables as qt
 from spendlab.describe.tables import prepare
 from spendlab.io import load_transactions
 from spendlab.io.load import connect
@@ -208,6 +212,7 @@ def test_weekday_hour_and_transaction_size(con) -> None:
     cell = grid[(grid["weekday"] == 1) & (grid["hour"] == 10)].iloc[0]
     assert (cell["n_transactions"], cell["spend"]) == (2, pytest.approx(22.25))  # u1 12-27 10:00, u3 02-07 10:00
     assert grid["n_transactions"].sum() == 8
+    ins.amount_counts(con)
     q = ins.transaction_size_quantiles(con)
     # sorted: 4.5 5.5 7.75 10 12.25 20 30 100 -> median (10 + 12.25) / 2
     assert q["p50"] == pytest.approx(11.125) and q["mean"] == pytest.approx(23.75)
@@ -324,3 +329,21 @@ def test_half_cent_ties_round_away_from_zero_from_exact_sums_in_every_writer(tmp
     assert json.loads((out / "summary.json").read_text())["total_spend"] == 1.01
     assert read_rows(out / "insights" / "top_spenders.csv")[0]["total_spend"] == "1.01"  # pandas writer
     assert read_rows(out / "monthly_overview.csv")[0]["spend"] == "1.01"
+
+
+@settings(max_examples=60, deadline=None)
+@given(amounts=st.lists(st.sampled_from([0.01, 0.5, 1.0, 2.25, 9.99, 10.0, 19.5, 100.0, 2500.75, 1e6]),
+                        min_size=1, max_size=80),
+       extra=st.lists(st.floats(0.01, 1e5, allow_nan=False).map(lambda x: round(x, 2)), max_size=40))
+def test_quantiles_from_the_amount_histogram_equal_quantile_cont_over_the_rows(amounts: list[float],
+                                                                               extra: list[float]) -> None:
+    """Oracle: DuckDB's own quantile_cont over the rows (ties, one row, repeated values, wide ranges)."""
+    rows = [a for a in amounts + extra if a > 0]
+    con = duckdb.connect()
+    con.execute(f"CREATE OR REPLACE TEMP MACRO spendlab_money(x) AS CAST(x AS {qt.MONEY_TYPE})")
+    con.execute("CREATE TABLE transactions AS SELECT unnest(?::DOUBLE[]) AS amount", [rows])
+    ins.amount_counts(con)
+    got = ins.transaction_size_quantiles(con)
+    want = con.execute("SELECT quantile_cont(amount, 0.5), quantile_cont(amount, 0.9), quantile_cont(amount, 0.99), "
+                       "sum(spendlab_money(amount)) / count(*) FROM transactions").fetchone()
+    assert [got["p50"], got["p90"], got["p99"], got["mean"]] == pytest.approx([float(w) for w in want], rel=1e-12)

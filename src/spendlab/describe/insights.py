@@ -129,27 +129,55 @@ def weekday_hour_takeaway(grid: pd.DataFrame) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+#: Temp table of :func:`amount_counts`: one row per distinct spend amount.
+AMOUNT_COUNTS = "describe_amount_counts"
+
+
+def amount_counts(con: duckdb.DuckDBPyConnection) -> str:
+    """Count spend transactions per distinct amount into temp table :data:`AMOUNT_COUNTS` (one pass).
+
+    Amounts carry cents, so a few hundred thousand groups at most stand for tens of millions of rows:
+    the size histogram and the exact quantiles read this table, not the rows (an exact
+    ``quantile_cont`` over the rows holds every amount in memory, outside DuckDB's memory limit).
+    """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {AMOUNT_COUNTS} AS SELECT amount, count(*) AS n, "
+                "sum(spendlab_money(amount)) AS spend FROM transactions WHERE amount > 0 GROUP BY amount")
+    return AMOUNT_COUNTS
+
+
 def transaction_size_table(con: duckdb.DuckDBPyConnection, bins_per_decade: int = 10) -> pd.DataFrame:
-    """Histogram of spend transaction amounts on log-spaced bins ``[10^(k/b), 10^((k+1)/b))``."""
+    """Histogram of spend transaction amounts on log-spaced bins ``[10^(k/b), 10^((k+1)/b))``.
+
+    Reads :data:`AMOUNT_COUNTS` (:func:`amount_counts`).
+    """
     b = int(bins_per_decade)
     df = con.execute(
-        f"SELECT CAST(floor(log10(amount) * {b}) AS BIGINT) AS k, count(*) AS n_transactions, "
-        "sum(spendlab_money(amount)) AS spend "
-        "FROM transactions WHERE amount > 0 GROUP BY 1 ORDER BY 1"
+        f"SELECT CAST(floor(log10(amount) * {b}) AS BIGINT) AS k, CAST(sum(n) AS BIGINT) AS n_transactions, "
+        f"sum(spend) AS spend FROM {AMOUNT_COUNTS} GROUP BY 1 ORDER BY 1"
     ).fetchdf()
     df.insert(0, "bin_lower", 10.0 ** (df["k"] / b))
     df.insert(1, "bin_upper", 10.0 ** ((df["k"] + 1) / b))
     return df.drop(columns="k")
 
 
+def _quantile_cont(values: np.ndarray, counts: np.ndarray, q: float) -> float:
+    """``quantile_cont`` of the rows a sorted (value, count) histogram stands for, exactly as DuckDB
+    computes it over the rows: position h = (n - 1) q, ``lo + (hi - lo) * (h - floor(h))``."""
+    cum = np.cumsum(counts)
+    h = (cum[-1] - 1) * q
+    lo = values[np.searchsorted(cum, math.floor(h), side="right")]
+    hi = values[np.searchsorted(cum, math.ceil(h), side="right")]
+    return float(lo + (hi - lo) * (h - math.floor(h)))
+
+
 def transaction_size_quantiles(con: duckdb.DuckDBPyConnection) -> dict[str, float | None]:
-    """Exact median, p90, p99 and mean of spend transaction amounts."""
-    row = con.execute(
-        "SELECT quantile_cont(amount, 0.5), quantile_cont(amount, 0.9), quantile_cont(amount, 0.99), "
-        "sum(spendlab_money(amount)) / count(*) "
-        "FROM transactions WHERE amount > 0"
-    ).fetchone()
-    return dict(zip(("p50", "p90", "p99", "mean"), (None if v is None else float(v) for v in row), strict=True))
+    """Exact median, p90, p99 and mean of spend transaction amounts (from :data:`AMOUNT_COUNTS`)."""
+    hist = con.execute(f"SELECT amount, n FROM {AMOUNT_COUNTS} ORDER BY amount").fetchnumpy()
+    if len(hist["n"]) == 0:
+        return {"p50": None, "p90": None, "p99": None, "mean": None}
+    mean = con.execute(f"SELECT sum(spend) / sum(n) FROM {AMOUNT_COUNTS}").fetchone()[0]
+    values, counts = np.asarray(hist["amount"], dtype=np.float64), np.asarray(hist["n"], dtype=np.int64)
+    return {f"p{round(q * 100)}": _quantile_cont(values, counts, q) for q in (0.5, 0.9, 0.99)} | {"mean": float(mean)}
 
 
 def transaction_size_takeaway(q: dict[str, float | None], *, money: Money = _money) -> str:

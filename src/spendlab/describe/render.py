@@ -128,6 +128,7 @@ def build_insights(
     events = calendar_events(bounds[0], bounds[1], country=country)
     daily = ins.daily_spend_table(con, events)
     grid = ins.weekday_hour_table(con)
+    ins.amount_counts(con)
     hist = ins.transaction_size_table(con)
     quantiles = ins.transaction_size_quantiles(con)
     conc = ins.concentration_table(con)
