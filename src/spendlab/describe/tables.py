@@ -48,12 +48,11 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
         # the exact amount is cast once per row (in the subquery), not once per aggregate: 18 s -> 10 s
         # at 37M rows; net spend is spend minus refunds, exact in decimal
         f"CREATE OR REPLACE TEMP TABLE {USER_MONTH} AS SELECT user_id, month_start, n_transactions, spend, "
-        "n_spend_transactions, n_refunds, refunds, spend - refunds AS net_spend, first_ts, last_ts, n_zero_amount "
+        "n_spend_transactions, n_refunds, refunds, spend - refunds AS net_spend "
         "FROM (SELECT user_id, month_start, count(*) AS n_transactions, "
         "coalesce(sum(money) FILTER (amount > 0), 0) AS spend, "
         "count(*) FILTER (amount > 0) AS n_spend_transactions, count(*) FILTER (amount < 0) AS n_refunds, "
-        "coalesce(-sum(money) FILTER (amount < 0), 0) AS refunds, "
-        "min(ts) AS first_ts, max(ts) AS last_ts, count(*) FILTER (amount = 0) AS n_zero_amount "
+        "coalesce(-sum(money) FILTER (amount < 0), 0) AS refunds "
         "FROM (SELECT user_id, CAST(date_trunc('month', ts) AS DATE) AS month_start, ts, amount, "
         "spendlab_money(amount) AS money FROM transactions) AS r GROUP BY ALL) AS g"
     )
@@ -74,8 +73,10 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
         "FROM transactions WHERE amount > 0 GROUP BY ALL)"
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE {MOM} AS {mom_change_sql()}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {PERIOD} AS SELECT min(first_ts) AS period_start, "
-                f"max(last_ts) AS period_end, coalesce(sum(n_zero_amount), 0) AS n_zero_amount FROM {USER_MONTH}")
+    # The period bounds and zero amounts from a scan with three plain aggregates (about 1 s at 37M rows),
+    # not three more columns on every user-month (1.5 s more aggregate time and 24 bytes a row held).
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {PERIOD} AS SELECT min(ts) AS period_start, max(ts) AS period_end, "
+                "count(*) FILTER (amount = 0) AS n_zero_amount FROM transactions")
 
 
 def _net(net_refunds: bool) -> str:
