@@ -24,7 +24,7 @@ def main() -> int:
     ap.add_argument("--train-origins", default="6", help="N or all")
     args = ap.parse_args()
 
-    from spendlab.datasets.synth import synth_transactions
+    from spendlab.jobs.datasets import synth_transactions
     from spendlab.forecast.protocol import ExperimentConfig
     from spendlab.jobs.experiment import execute
 
