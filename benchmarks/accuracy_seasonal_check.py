@@ -24,8 +24,8 @@ def main() -> int:
     ap.add_argument("--train-origins", default="6", help="N or all")
     args = ap.parse_args()
 
-    from spendlab.datasets.synth import synth_transactions
     from spendlab.forecast.protocol import ExperimentConfig
+    from spendlab.jobs.datasets import synth_transactions
     from spendlab.jobs.experiment import execute
 
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -113,6 +113,10 @@ def test_training_rows_are_features_and_targets_of_earlier_origins_only() -> Non
     np.testing.assert_allclose(seen["y"], np.concatenate(expected))
     assert "user_id" not in seen["X"].columns  # ids are never features
     assert len(seen["X"]) == len(seen["y"])
+    # Each row's origin is in the index (not a feature): bgnbd_gg fits on the latest one.
+    origin = seen["X"].index.get_level_values("origin")
+    assert list(origin.unique()) == list(pd.to_datetime([D(2024, 2, 29), D(2024, 3, 31), D(2024, 4, 30)]))
+    assert [int((origin == o).sum()) for o in origin.unique()] == [len(e) for e in expected]
 
 
 def test_origin_metrics_match_hand_computed_values() -> None:

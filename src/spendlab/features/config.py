@@ -24,6 +24,9 @@ PERIODS_PER_YEAR: dict[str, int] = {"month": 12, "week": 52}
 
 CALENDAR_COLUMNS: tuple[str, ...] = ("n_holidays", "n_retail_events", "weekend_days", "days_in_period")
 
+#: Index level of stacked training rows (``FeatureStore.stacked``): the cutoff a row's features were taken at.
+ORIGIN_LEVEL = "origin"
+
 
 def lag_name(column: str, lag: int) -> str:
     """``spend_lag1``: the column's value ``lag`` periods back (lag 1 = the as-of period)."""

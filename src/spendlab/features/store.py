@@ -13,6 +13,7 @@ from spendlab.calendar import Freq, period_end, target_window_end
 from spendlab.errors import NoDataError, SpendlabError
 from spendlab.features import FeatureConfig, build_features, build_target
 from spendlab.features.btyd import BTYD_COLUMNS, btyd_features
+from spendlab.features.config import ORIGIN_LEVEL
 from spendlab.io.load import connect
 
 if TYPE_CHECKING:
@@ -110,7 +111,15 @@ class FeatureStore:
         """Stacked (features at c_k, target after c_k) for the given cutoffs, oldest first.
 
         Which cutoffs may train a forecast is :func:`spendlab.forecast.split.training_set`'s call.
+        The rows are indexed by (``origin``, ``row``): the cutoff each row's features were taken at and
+        its position there. The index is not a feature; a model that must tell the origins apart
+        (``bgnbd_gg`` fits on the latest cross-section only) reads its ``origin`` level.
         """
-        X = pd.concat([self.features(c) for c in cutoffs], ignore_index=True)
+        frames = [self.features(c) for c in cutoffs]
+        X = pd.concat(frames, ignore_index=True)
+        sizes = [len(f) for f in frames]
+        X.index = pd.MultiIndex.from_arrays(
+            [np.repeat(pd.to_datetime(list(cutoffs)), sizes), np.concatenate([np.arange(n) for n in sizes])],
+            names=[ORIGIN_LEVEL, "row"])
         y = np.concatenate([self.target(c) for c in cutoffs])
         return X, y

@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from spendlab.features.config import ORIGIN_LEVEL
 from spendlab.models.base import as_frame, non_negative, quiet_library_fit, require
 from spendlab.models.learned import make_lightgbm
 
@@ -35,6 +36,12 @@ def _rfm(X: pd.DataFrame) -> pd.DataFrame:
 class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
     """Expected next-period spend = E[purchases in the period | RFM] x E[spend per purchase | RFM].
 
+    BG/NBD and Gamma-Gamma are probabilistic models of each customer's whole purchase history, so
+    they are fitted on one cross-section: the most recent origin of stacked training rows (the
+    ``origin`` index level that ``FeatureStore.stacked`` sets), else on all rows as given. Earlier
+    origins are censored views of the same histories; stacking them would count each customer's
+    early, heavier months once per origin (docs/decisions.md, "bgnbd_gg level").
+
     Parameters
     ----------
     penalizer
@@ -42,23 +49,32 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
     horizon_days
         Length of the target period when the frame has no ``target_days_in_period`` column.
     calibrate
-        Multiply by sum(y) / sum(fitted) on the training rows, so the level matches observed
-        spend (the BG/NBD counts purchase *days*; the data's purchase rhythm can differ).
+        Default ``False``: the fitted model's own expectation is the forecast. ``True`` multiplies
+        by sum(y) / sum(fitted) over all training rows (every stacked origin); that factor carries
+        the level of whichever calendar months the training window holds.
+    fit_origin
+        ``"latest"`` (default): fit on the latest origin's rows when the frame's index has an
+        ``origin`` level; ``"all"``: fit on every row (the stacked duplicates weighted as rows).
     """
 
-    def __init__(self, penalizer: float = 0.0, horizon_days: float = 30.4, calibrate: bool = True) -> None:
+    def __init__(self, penalizer: float = 0.0, horizon_days: float = 30.4, calibrate: bool = False,
+                 fit_origin: str = "latest") -> None:
         self.penalizer = penalizer
         self.horizon_days = horizon_days
         self.calibrate = calibrate
+        self.fit_origin = fit_origin
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> BgNbdGammaGamma:
         from lifetimes import BetaGeoFitter, GammaGammaFitter
 
-        rfm = _rfm(X)
+        if self.fit_origin not in ("latest", "all"):
+            raise ValueError(f"bgnbd_gg: fit_origin must be 'latest' or 'all', got {self.fit_origin!r}")
+        frame = as_frame(X)
+        rfm = _rfm(latest_origin_rows(frame) if self.fit_origin == "latest" else frame)
         if len(rfm) == 0:
             raise ValueError("bgnbd_gg cannot be fitted on an empty frame")
-        # Identical (frequency, recency, T) triples are fitted once with a weight: stacked origins
-        # repeat many of them, and lifetimes' likelihood accepts weights.
+        # Identical (frequency, recency, T) triples are fitted once with a weight (lifetimes'
+        # likelihood accepts weights): one-time buyers share few triples, stacked origins repeat them.
         keys = rfm[["frequency", "recency", "T"]].round(6)
         grouped = keys.value_counts().reset_index(name="weight")
         bg = _fit_with_retry(lambda pen: BetaGeoFitter(penalizer_coef=pen).fit(
@@ -74,7 +90,7 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
         self.gg_params_ = None if gg is None else dict(gg.params_)
         self.bg_params_ = dict(bg.params_)
         self.mean_monetary_ = float(rfm.loc[rfm["monetary"] > 0, "monetary"].mean()) if (rfm["monetary"] > 0).any() else 0.0
-        self.n_features_in_ = as_frame(X).shape[1]
+        self.n_features_in_ = frame.shape[1]
         self.scale_ = 1.0
         if self.calibrate and y is not None:
             fitted = self._raw(X)
@@ -146,6 +162,14 @@ def _bgnbd_expected(t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
     return np.where(np.isfinite(out), out, 0.0)
 
 
+def latest_origin_rows(X: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the most recent origin when ``X``'s index has an ``origin`` level, else ``X``."""
+    if ORIGIN_LEVEL not in (X.index.names or []):
+        return X
+    origin = X.index.get_level_values(ORIGIN_LEVEL)
+    return X[origin == origin.max()]
+
+
 class ClvBoostedRegressor(RegressorMixin, BaseEstimator):
     """Gradient boosting on the as-of features plus the BG/NBD x Gamma-Gamma expected spend.
 
@@ -166,7 +190,7 @@ class ClvBoostedRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: Any) -> ClvBoostedRegressor:
 
         frame = as_frame(X)
-        self.clv_ = BgNbdGammaGamma(penalizer=self.penalizer, calibrate=False).fit(frame)
+        self.clv_ = BgNbdGammaGamma(penalizer=self.penalizer, calibrate=False, fit_origin="all").fit(frame)
         self.booster_ = make_lightgbm(**dict(self.lightgbm_params or {})).fit(self._augment(frame), y)
         self.n_features_in_ = frame.shape[1]
         return self
