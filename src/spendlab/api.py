@@ -188,7 +188,7 @@ class DescribeResult:
 def describe(data: Data, *, out: str | Path | None = None, format: str = "generic",
              reader: ReaderConfig | Mapping[str, Any] | None = None, mode: Mode | str = Mode.QUARANTINE,
              country: str = "US", top_n: int = 20, currency: str | None = None, net_refunds: bool | None = None,
-             per_user_tables: bool = True, memory_limit: str | None = None, threads: int | None = None,
+             per_user_tables: bool = True, memory_limit: str | None = "1GB", threads: int | None = None,
              **columns: str) -> DescribeResult:
     """Describe transactions: monthly spend, per-user values, days with spend per week, insights.
 

@@ -260,7 +260,9 @@ def describe(
     mode: ModeOpt = Mode.QUARANTINE,
     country: Annotated[str, typer.Option(help="Holiday calendar (holidays country code) for the daily markers.")] = "US",
     top_n: Annotated[int, typer.Option("--top-n", min=1, help="Rows per table in report.html; size of top lists.")] = 20,
-    memory_limit: Annotated[str | None, typer.Option(help="DuckDB memory limit, e.g. 4GB.")] = None,
+    memory_limit: Annotated[str | None, typer.Option(
+        help="DuckDB memory limit, e.g. 4GB (beyond it DuckDB spills to a folder inside the output); "
+        "'none' = DuckDB's default of 80% of RAM.")] = "1GB",
     currency: Annotated[str | None, typer.Option(
         "--currency", help="ISO 4217 code shown on money in report.html, e.g. USD ($) or EUR (default: none).")] = None,
 ) -> None:
@@ -271,7 +273,7 @@ def describe(
     with err.status("describing: tables, figures, report", spinner="dots") if err.is_terminal else _nothing():
         result = api.describe(input, out=out_dir, format=format, reader=reader_config(config), mode=mode,
                               country=country, top_n=top_n, currency=currency, per_user_tables=False,
-                              memory_limit=memory_limit)
+                              memory_limit=None if memory_limit in (None, "none") else memory_limit)
     s = result.summary
     out.print(f"{s['n_transactions']:,} transactions, {s['n_users']:,} users, gross spend {s['total_spend']:,.2f}, "
               f"average transaction {s['avg_transaction_value'] or 0:,.2f}; refunds {s['n_refunds']:,} "
