@@ -18,7 +18,6 @@ from spendlab.calendar import Freq, check_freq, next_period_start, shift_period
 from spendlab.features.arrays import compute_features, window_matrix, window_widths
 from spendlab.features.config import FeatureConfig
 from spendlab.features.sql import (
-    CALENDAR_TABLE,
     EVENT_DAYS_TABLE,
     MONEY,
     aggregate_sql,
@@ -87,14 +86,11 @@ def asof_rows_table(con: duckdb.DuckDBPyConnection, as_of: dt.date | str, *, vie
     return name
 
 
-def _register_calendar(con: duckdb.DuckDBPyConnection, event_days: pd.DataFrame, covariates: pd.DataFrame) -> None:
+def _register_event_days(con: duckdb.DuckDBPyConnection, event_days: pd.DataFrame) -> None:
     days = pa.table({"day": pa.array(event_days["day"].dt.date.tolist(), type=pa.date32())})
     con.register(f"{EVENT_DAYS_TABLE}__arrow", days)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {EVENT_DAYS_TABLE} AS SELECT * FROM {EVENT_DAYS_TABLE}__arrow")
-    con.register(f"{CALENDAR_TABLE}__pandas", covariates)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {CALENDAR_TABLE} AS SELECT * FROM {CALENDAR_TABLE}__pandas")
     con.unregister(f"{EVENT_DAYS_TABLE}__arrow")
-    con.unregister(f"{CALENDAR_TABLE}__pandas")
 
 
 def build_panel_table(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str,
@@ -116,7 +112,7 @@ def build_panel_table(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.d
     as_of = _as_date(as_of)
     check_freq(freq)
     config = config or FeatureConfig()
-    _register_calendar(con, *calendar_tables(as_of, freq, config))
+    _register_event_days(con, calendar_tables(as_of, freq, config)[0])
     tag = next(_counter)
     src, sparse, periods = f"spendlab_asof_{tag}", f"spendlab_sparse_{tag}", f"spendlab_periods_{tag}"
     asof_view(con, as_of, view=view, name=src)
@@ -172,7 +168,7 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     check_freq(freq)
     config = config or FeatureConfig()
     event_days, covariates = calendar_tables(as_of, freq, config)
-    _register_calendar(con, event_days, covariates)
+    _register_event_days(con, event_days)
     tag = next(_counter)
     periods, first_day, users = f"spendlab_periods_{tag}", f"spendlab_first_day_{tag}", f"spendlab_users_{tag}"
     source = f"SELECT * FROM {asof_view(con, as_of, view=view, name=f'spendlab_asof_{tag}')}"
@@ -182,9 +178,11 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
         con.execute(f"CREATE TEMP TABLE {first_day} AS {first_day_spend_sql(source, periods)}")
         con.execute(f"CREATE TEMP TABLE {users} AS SELECT CAST(row_number() OVER (ORDER BY CAST(user_id AS VARCHAR)) "
                     f"- 1 AS INTEGER) AS idx, * FROM ({user_stats_sql(as_of, freq, config, periods, first_day)})")
-        stats = con.execute(f"SELECT * EXCLUDE (idx, user_id) FROM {users} ORDER BY idx").fetchnumpy()
-        ids = con.execute(f"SELECT CAST(user_id AS VARCHAR) AS user_id FROM {users} ORDER BY idx").to_arrow_table()
-        n_users = ids.num_rows
+        table = con.execute(f"SELECT CAST(user_id AS VARCHAR) AS user_id, * EXCLUDE (idx, user_id) "
+                            f"FROM {users} ORDER BY idx").to_arrow_table()
+        ids, n_users = table.column("user_id"), table.num_rows
+        stats = {c: table.column(c).to_numpy() for c in table.column_names[1:]}
+        del table
         most = int(stats["n_periods"].max()) if n_users else 1
         widths = {c: min(w, most) for c, w in widths.items()}
         cells = con.execute(f"SELECT u.idx, c.* EXCLUDE (user_id) FROM ({window_cells_sql(periods, widths)}) AS c "
@@ -199,7 +197,7 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     features = compute_features(stats, windows, as_of=as_of, freq=freq, config=config,
                                 calendar=covariates.iloc[0].to_dict())
     del windows, stats
-    return pa.table({"user_id": ids.column("user_id"), **features})
+    return pa.table({"user_id": ids, **features})
 
 
 def build_features(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str,

@@ -48,7 +48,6 @@ from spendlab.features.config import (
 
 #: Names of the small tables :func:`calendar_tables` builds and the feature SQL joins.
 EVENT_DAYS_TABLE = "spendlab_event_days"
-CALENDAR_TABLE = "spendlab_calendar_covariates"
 #: Exact money type for every sum: a sum of DOUBLEs depends on the order parallel threads add them in,
 #: so reruns would differ in the last bits; fixed-point sums are exact and order-free. Four decimals
 #: keep sub-cent amounts; 14 integer digits hold any amount the reader accepts.
@@ -82,10 +81,6 @@ def period_offset_sql(day_col: str, freq: Freq, as_of: dt.date) -> str:
         return f"({anchor} - (YEAR({day_col}) * 12 + MONTH({day_col}) - 1))"
     end = period_end(as_of, "week")  # a Sunday; days before it / 7, floored, counts whole ISO weeks
     return f"CAST(FLOOR(DATE_DIFF('day', {day_col}, {_d(end)}) / 7) AS INTEGER)"
-
-
-def _weeks_back_sql(day_col: str, as_of: dt.date) -> str:
-    return period_offset_sql(day_col, "week", as_of)
 
 
 def _day_bit_sql(freq: Freq, as_of: dt.date) -> str:

@@ -28,7 +28,6 @@ from spendlab.errors import InputFileError, NoDataError, SpendlabError
 from spendlab.features.arrays import compute_features, window_matrix, window_widths
 from spendlab.features.config import FeatureConfig, feature_columns
 from spendlab.features.sql import (
-    CALENDAR_TABLE,
     EVENT_DAYS_TABLE,
     aggregate_sql,
     asof_sql,
@@ -152,7 +151,6 @@ def _register_calendar(spark: SparkSession, as_of: dt.date, freq: Freq, config: 
     days = [(d,) for d in event_days["day"].dt.date]
     spark.createDataFrame(days, StructType([StructField("day", DateType(), False)])) \
         .createOrReplaceTempView(EVENT_DAYS_TABLE)
-    _register(spark, CALENDAR_TABLE, covariates.astype("float64"))
     return covariates
 
 
