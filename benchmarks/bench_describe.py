@@ -15,7 +15,7 @@ Usage (the exact commands for benchmarks/RESULTS.md)::
     nice -n 10 .venv/bin/python benchmarks/bench_describe.py \
         --input benchmarks/data/synth_1m.parquet --pandas-reference-only
     # issue 19 (int64 ids, 24 months, time-ordered; acceptance: <= 40 s and 2 GB at 1M users)
-    nice -n 10 .venv/bin/python benchmarks/bench_describe.py --users 1000000 --memory-limit 2GB --repeats 3
+    nice -n 10 .venv/bin/python benchmarks/bench_describe.py --users 1000000 --repeats 3
 
 The input is generated with ``spendlab datasets synth --users 1000000 --out benchmarks/data/synth_1m.parquet``
 when missing.
@@ -77,7 +77,9 @@ def main() -> int:
                     help="instead of --input: the issue-19 data of bench_features.py (int64 ids, 24 months, "
                          "time-ordered), generated when missing")
     ap.add_argument("--repeats", type=int, default=1, help="reference and describe alternately; medians")
-    ap.add_argument("--memory-limit", default="4GB")
+    ap.add_argument("--memory-limit", default=None,
+                    help="describe's --memory-limit (default: none given, so describe's own default, 1GB); "
+                         "the reference gets the same limit")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="Keep the describe output directory.")
     ap.add_argument("--pandas-reference-only", action="store_true",
@@ -107,10 +109,12 @@ def main() -> int:
         refs, descs = [], []
         for _ in range(args.repeats):  # alternate, so drifting load hits both alike
             refs.append(run_measured([sys.executable, "-c", REFERENCE.format(
-                threads=args.threads, memory_limit=args.memory_limit, input=args.input, out=work / "ref.csv")]))
+                threads=args.threads, memory_limit=args.memory_limit or "1GB", input=args.input,
+                out=work / "ref.csv")]))
             shutil.rmtree(out_dir, ignore_errors=True)
             descs.append(run_measured([str(bin_dir / "spendlab"), "describe", str(args.input), "--format", "generic",
-                                       "--out", str(out_dir), "--memory-limit", args.memory_limit]))
+                                       "--out", str(out_dir),
+                                       *(["--memory-limit", args.memory_limit] if args.memory_limit else [])]))
         ref, desc = _median_run(refs), _median_run(descs)
         summary = json.loads((out_dir / "summary.json").read_text())
         sizes = {str(p.relative_to(out_dir)): round(p.stat().st_size / 2**20, 1)

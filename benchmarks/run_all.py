@@ -34,9 +34,11 @@ BENCHMARKS: dict[str, list[str]] = {
     "features_100k": ["benchmarks/bench_features.py", "--users", "100000", "--repeats", "3"],
     "features_1m": ["benchmarks/bench_features.py", "--users", "1000000", "--repeats", "3"],
     "features_3m": ["benchmarks/bench_features.py", "--users", "3000000", "--repeats", "3"],
+    # the champion of the store under --workdir (default: this checkout, after `make run`)
     "scoring_1m": ["benchmarks/bench_scoring.py", "--data", "benchmarks/data/synth_1m_int_24m.parquet",
                    "--as-of", "2024-12-31", "--repeat", "3"],
-    "describe_1m": ["benchmarks/bench_describe.py", "--users", "1000000", "--repeats", "3", "--memory-limit", "2GB"],
+    # describe's own default memory limit, as a user runs it
+    "describe_1m": ["benchmarks/bench_describe.py", "--users", "1000000", "--repeats", "3"],
     "reconcile": ["benchmarks/bench_reconcile.py"],
     "synth": ["benchmarks/bench_synth.py"],
     "accuracy_cdnow": ["benchmarks/accuracy_cdnow.py"],
@@ -61,10 +63,23 @@ def _section(name: str, argv: list[str], load: float, allowed_load: bool) -> str
     return head + "\n" + body + "\n"
 
 
-def _rewrite(sections: list[str]) -> None:
+def _sections_of(block: str) -> dict[str, str]:
+    """The ``### name`` sections of a generated block, by name, in order."""
+    parts = block.split("\n### ")
+    return {p.split("\n", 1)[0].strip(): "### " + p.rstrip("\n") + "\n" for p in parts[1:]}
+
+
+def _rewrite(sections: dict[str, str]) -> None:
+    """Replace the named sections of the generated block (others, from earlier runs, are kept)."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    old: dict[str, str] = {}
+    if BEGIN in text and END in text:
+        old = _sections_of(text.split(BEGIN, 1)[1].split(END, 1)[0])
+    merged = {**old, **sections}
+    ordered = [merged[n] for n in BENCHMARKS if n in merged] + [v for n, v in merged.items() if n not in BENCHMARKS]
     block = (f"{BEGIN}\n## Latest `make bench` ({platform.machine()}, {os.cpu_count()} cores, "
-             f"Python {platform.python_version()})\n\n" + "\n".join(sections) + f"{END}")
+             f"Python {platform.python_version()})\n\nEach section is the newest run of that benchmark; "
+             "`run_all.py --only` replaces just the sections it runs.\n\n" + "\n".join(ordered) + f"{END}")
     if BEGIN in text and END in text:
         pre, rest = text.split(BEGIN, 1)
         text = pre + block + rest.split(END, 1)[1]
@@ -81,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="list the benchmarks and their commands")
     ap.add_argument("--max-load", type=float, default=1.0, help="refuse to start above this load average")
     ap.add_argument("--allow-load", action="store_true", help="measure anyway, marking every figure as loaded")
+    ap.add_argument("--workdir", default=None,
+                    help="scoring_1m: directory whose mlruns/ holds the champion (default: this checkout)")
     args = ap.parse_args(argv)
     if args.list:
         for name, cmd in BENCHMARKS.items():
@@ -91,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"run_all: unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
-    sections = []
+    sections: dict[str, str] = {}
     for name in names:
         load = os.getloadavg()[0]
         if load > args.max_load and not args.allow_load:
@@ -99,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                   "(or --allow-load to measure anyway, marked as not a result)", file=sys.stderr)
             return 3
         print(f"run_all: {name} ...", file=sys.stderr, flush=True)
-        sections.append(_section(name, BENCHMARKS[name], load, load > args.max_load))
+        argv_ = BENCHMARKS[name] + (["--workdir", args.workdir] if name == "scoring_1m" and args.workdir else [])
+        sections[name] = _section(name, argv_, load, load > args.max_load)
     _rewrite(sections)
     print(f"run_all: wrote {len(sections)} section(s) to {RESULTS.relative_to(ROOT)}", file=sys.stderr)
     return 0
