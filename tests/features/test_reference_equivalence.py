@@ -128,3 +128,19 @@ def test_features_equal_the_reference_on_random_sets(seed: int, freq: str, day: 
     new = build_features_arrow(_con_over(table), freq=freq, as_of=as_of, config=config)
     old = reference_features(_con_over(_as_string_ids(table)), freq=freq, as_of=as_of, config=config)
     assert_same_features(new, old)
+
+
+@pytest.mark.parametrize("chunk_rows", [150, 4000])
+@pytest.mark.parametrize(("data", "freq", "as_of"), [c for c in CASES if c[0] != "cdnow"])
+def test_user_stats_in_hash_chunks_equal_one_aggregate(datasets: dict[str, pa.Table], data: str, freq: str,
+                                                       as_of: dt.date, chunk_rows: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past STATS_CHUNK_ROWS the per-user stats run in user-hash chunks: same users, same values, same order
+    (from 2 to about 250 chunks here, some of them empty on the small sets)."""
+    import spendlab.features.build as build
+
+    table = datasets[data]
+    monkeypatch.setattr(build, "STATS_CHUNK_ROWS", chunk_rows)
+    new = build_features_arrow(_con_over(table), freq=freq, as_of=as_of, config=CUSTOM)
+    old = reference_features(_con_over(_as_string_ids(table)), freq=freq, as_of=as_of, config=CUSTOM)
+    assert_same_features(new, old)
