@@ -156,20 +156,25 @@ def build_panel(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | 
     return frame
 
 
-def _user_stats_table(con: duckdb.DuckDBPyConnection, name: str, periods: str, first_day: str, *,
-                      as_of: dt.date, freq: Freq, config: FeatureConfig) -> None:
-    """Temp table ``name``: :func:`~spendlab.features.sql.user_stats_sql` of ``periods``, in chunks of users.
+def _user_stats_source(con: duckdb.DuckDBPyConnection, name: str, periods: str, first_day: str, *,
+                       as_of: dt.date, freq: Freq, config: FeatureConfig) -> str:
+    """What to read the per-user stats from: :func:`~spendlab.features.sql.user_stats_sql` of ``periods``.
 
-    Each chunk (the users whose id hashes to it) is one hash aggregate over at most about
-    :data:`STATS_CHUNK_ROWS` rows of ``periods``; a user's sums never span chunks, so the table is the
-    same as one aggregate would give, at the cost of one more scan of ``periods`` per chunk.
+    Up to :data:`STATS_CHUNK_ROWS` rows of ``periods`` that is the query itself (one hash aggregate,
+    nothing stored). Past it, temp table ``name`` is filled in chunks of users (those whose id hashes
+    to the chunk), one aggregate of at most about that many rows each, and its name is returned. A
+    user's sums never span chunks, so the rows are the same; each chunk costs one more scan of
+    ``periods``.
     """
     n_rows = con.execute(f"SELECT count(*) FROM {periods}").fetchone()[0]
-    chunks = max(1, -(-n_rows // STATS_CHUNK_ROWS))
+    chunks = -(-n_rows // STATS_CHUNK_ROWS)
+    if chunks <= 1:
+        return f"({user_stats_sql(as_of, freq, config, periods, first_day)})"
     for i in range(chunks):
-        part = periods if chunks == 1 else f"(SELECT * FROM {periods} WHERE hash(user_id) % {chunks} = {i})"
+        part = f"(SELECT * FROM {periods} WHERE hash(user_id) % {chunks} = {i})"
         sql = user_stats_sql(as_of, freq, config, part, first_day)
         con.execute(f"CREATE TEMP TABLE {name} AS {sql}" if i == 0 else f"INSERT INTO {name} {sql}")
+    return name
 
 
 def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str,
@@ -198,10 +203,10 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     try:
         con.execute(f"CREATE TEMP TABLE {periods} AS {aggregate_sql(as_of, freq, source)}")
         con.execute(f"CREATE TEMP TABLE {first_day} AS {first_day_spend_sql(source, periods)}")
-        _user_stats_table(con, stats_table, periods, first_day, as_of=as_of, freq=freq, config=config)
+        stats_source = _user_stats_source(con, stats_table, periods, first_day, as_of=as_of, freq=freq, config=config)
         con.execute(f"CREATE TEMP TABLE {users} AS SELECT CAST(row_number() OVER (ORDER BY CAST(user_id AS VARCHAR)) "
-                    f"- 1 AS INTEGER) AS idx, * FROM {stats_table}")
-        con.execute(f"DROP TABLE {stats_table}")
+                    f"- 1 AS INTEGER) AS idx, * FROM {stats_source}")
+        con.execute(f"DROP TABLE IF EXISTS {stats_table}")
         table = con.execute(f"SELECT CAST(user_id AS VARCHAR) AS user_id, * EXCLUDE (idx, user_id) "
                             f"FROM {users} ORDER BY idx").to_arrow_table()
         ids, n_users = table.column("user_id"), table.num_rows

@@ -140,10 +140,6 @@ def reject_counts(spark: SparkSession, parquet_paths: PathsArg, *,
     return sum(int(r["count"]) for r in rows), counts
 
 
-def _register(spark: SparkSession, name: str, frame: pd.DataFrame) -> None:
-    spark.createDataFrame(frame).createOrReplaceTempView(name)
-
-
 def _register_calendar(spark: SparkSession, as_of: dt.date, freq: Freq, config: FeatureConfig) -> pd.DataFrame:
     from pyspark.sql.types import DateType, StructField, StructType
 
