@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from spendlab.settings import DEFAULT_MEMORY_LIMIT
+
 REFERENCE = """
 import duckdb, sys
 con = duckdb.connect()
@@ -109,7 +111,7 @@ def main() -> int:
         refs, descs = [], []
         for _ in range(args.repeats):  # alternate, so drifting load hits both alike
             refs.append(run_measured([sys.executable, "-c", REFERENCE.format(
-                threads=args.threads, memory_limit=args.memory_limit or "1GB", input=args.input,
+                threads=args.threads, memory_limit=args.memory_limit or DEFAULT_MEMORY_LIMIT, input=args.input,
                 out=work / "ref.csv")]))
             shutil.rmtree(out_dir, ignore_errors=True)
             descs.append(run_measured([str(bin_dir / "spendlab"), "describe", str(args.input), "--format", "generic",

@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from spendlab.settings import DEFAULT_MEMORY_LIMIT
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 SPENDLAB = str(Path(PYTHON).with_name("spendlab"))
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--freqs", default="month,week")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--runner", choices=("cli", "api"), default="cli")
-    ap.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit of the features run")
+    ap.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT,
+                    help="DuckDB memory limit of the features run (default: the CLI's own)")
     args = ap.parse_args(argv)
     data = args.data or ensure_data(args.users)
     print(f"data: {data} ({data.stat().st_size / 1e6:.0f} MB); runner: {args.runner}; repeats: {args.repeats}\n")

@@ -42,6 +42,7 @@ from spendlab.jobs.features import features_table, load_feature_config, write_fe
 from spendlab.jobs.reconcile import run_reconcile
 from spendlab.jobs.score import score as run_score
 from spendlab.schema import AMOUNT_COL, CANONICAL_SCHEMA, FILE_COL, ITEMS_COL, LINE_COL, TS_COL, USER_COL
+from spendlab.settings import DEFAULT_MEMORY_LIMIT
 from spendlab.tracking.scorer import LoadedModel, load_model_async
 
 __all__ = ["DescribeResult", "ExperimentResult", "FeaturesResult", "LoadResult", "ReconcileResult", "ScoreResult",
@@ -188,7 +189,7 @@ class DescribeResult:
 def describe(data: Data, *, out: str | Path | None = None, format: str = "generic",
              reader: ReaderConfig | Mapping[str, Any] | None = None, mode: Mode | str = Mode.QUARANTINE,
              country: str = "US", top_n: int = 20, currency: str | None = None, net_refunds: bool | None = None,
-             per_user_tables: bool = True, memory_limit: str | None = "1GB", threads: int | None = None,
+             per_user_tables: bool = True, memory_limit: str | None = DEFAULT_MEMORY_LIMIT, threads: int | None = None,
              **columns: str) -> DescribeResult:
     """Describe transactions: monthly spend, per-user values, days with spend per week, insights.
 
@@ -237,7 +238,7 @@ class FeaturesResult:
 def features(data: Data, *, freq: Freq = "month", as_of: dt.date | str | None = None,
              config: FeatureConfig | str | Path | None = None, out: str | Path | None = None,
              format: str = "generic", reader: ReaderConfig | Mapping[str, Any] | None = None,
-             mode: Mode | str = Mode.QUARANTINE, threads: int | None = 2, memory_limit: str | None = "1GB",
+             mode: Mode | str = Mode.QUARANTINE, threads: int | None = 2, memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
              **columns: str) -> FeaturesResult:
     """Leakage-safe features as of a cutoff (default: the end of the latest complete period).
 

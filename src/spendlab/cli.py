@@ -41,7 +41,14 @@ from spendlab.jobs.pipeline import PipelineConfig, run_pipeline
 from spendlab.jobs.promote import promote_experiment
 from spendlab.jobs.score import score as run_score
 from spendlab.jobs.tune import tune_experiment
-from spendlab.settings import check_as_of, check_country, check_tolerance, compile_pattern, parse_memory_limit
+from spendlab.settings import (
+    DEFAULT_MEMORY_LIMIT,
+    check_as_of,
+    check_country,
+    check_tolerance,
+    compile_pattern,
+    parse_memory_limit,
+)
 from spendlab.spark import SparkConfig, session
 from spendlab.spark.jobs import features_job, score_job
 from spendlab.tracking.scorer import load_model_async
@@ -262,7 +269,7 @@ def describe(
     top_n: Annotated[int, typer.Option("--top-n", min=1, help="Rows per table in report.html; size of top lists.")] = 20,
     memory_limit: Annotated[str | None, typer.Option(
         help="DuckDB memory limit, e.g. 4GB (beyond it DuckDB spills to a folder inside the output); "
-        "'none' = DuckDB's default of 80% of RAM.")] = "1GB",
+        "'none' = DuckDB's default of 80% of RAM.")] = DEFAULT_MEMORY_LIMIT,
     currency: Annotated[str | None, typer.Option(
         "--currency", help="ISO 4217 code shown on money in report.html, e.g. USD ($) or EUR (default: none).")] = None,
 ) -> None:
@@ -341,7 +348,7 @@ def features(
     threads: Annotated[int, typer.Option(help="DuckDB threads.")] = 2,
     memory_limit: Annotated[str | None, typer.Option(
         "--memory-limit", help="DuckDB memory limit (beyond it DuckDB spills to temp files); 'none' = DuckDB's "
-        "default of 80% of RAM.")] = "1GB",
+        "default of 80% of RAM.")] = DEFAULT_MEMORY_LIMIT,
     engine: EngineOpt = "duckdb",
     spark_master: SparkMasterOpt = None,
 ) -> None:

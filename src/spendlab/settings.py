@@ -20,6 +20,9 @@ _UNIT = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 #: Below this DuckDB cannot run spendlab's queries at all (a scan needs its buffers).
 MIN_MEMORY_BYTES = 64 * 2**20
+#: DuckDB memory limit of describe, features and score unless one is given (issue 19: 1M users within
+#: 2 GB of peak RSS; docs/decisions.md).
+DEFAULT_MEMORY_LIMIT = "1GB"
 
 
 def parse_memory_limit(value: str | None, *, setting: str = "--memory-limit") -> str | None:

@@ -34,6 +34,7 @@ from spendlab.features.metadata import default_as_of
 from spendlab.io.atomic import atomic_path
 from spendlab.io.load import Transactions, connect
 from spendlab.models.base import usable_cores
+from spendlab.settings import DEFAULT_MEMORY_LIMIT
 from spendlab.tracking.scorer import LoadedModel, _resolved, score_frame
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def score(
     as_of: dt.date | None = None,
     chunk_users: int = 250_000,
     threads: int | None = None,
-    memory_limit: str | None = "1GB",
+    memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
     progress: bool = True,
 ) -> ScoreResult:
     """Score every user seen up to ``as_of`` and write ``out`` atomically.
