@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BEGIN, END = "<!-- run_all:begin -->", "<!-- run_all:end -->"
+SECTION = ("<!-- bench:", "-->")  # opens each benchmark's section inside the block
 PY = sys.executable
 
 #: name -> the command's arguments (after ``python``), run from the project root.
@@ -64,9 +65,24 @@ def _section(name: str, argv: list[str], load: float, allowed_load: bool) -> str
 
 
 def _sections_of(block: str) -> dict[str, str]:
-    """The ``### name`` sections of a generated block, by name, in order."""
-    parts = block.split("\n### ")
-    return {p.split("\n", 1)[0].strip(): "### " + p.rstrip("\n") + "\n" for p in parts[1:]}
+    """The sections of a generated block, by benchmark name, in order.
+
+    A section starts at its ``<!-- bench: name -->`` marker (or, in a block written before the markers,
+    at a ``### name`` line naming a benchmark); a benchmark's own output may hold ``###`` headings.
+    """
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    legacy = SECTION[0] not in block
+    for line in block.splitlines():
+        marker = line.startswith(SECTION[0]) and line.endswith(SECTION[1])
+        name = line[len(SECTION[0]):-len(SECTION[1])].strip() if marker else line[4:].strip()
+        if marker or (legacy and line.startswith("### ") and name in BENCHMARKS and name not in sections):
+            current = sections.setdefault(name, [])
+            if marker:
+                continue
+        if current is not None:
+            current.append(line)
+    return {name: "\n".join(lines).strip("\n") + "\n" for name, lines in sections.items()}
 
 
 def _rewrite(sections: dict[str, str]) -> None:
@@ -76,10 +92,11 @@ def _rewrite(sections: dict[str, str]) -> None:
     if BEGIN in text and END in text:
         old = _sections_of(text.split(BEGIN, 1)[1].split(END, 1)[0])
     merged = {**old, **sections}
-    ordered = [merged[n] for n in BENCHMARKS if n in merged] + [v for n, v in merged.items() if n not in BENCHMARKS]
+    ordered = [n for n in BENCHMARKS if n in merged] + [n for n in merged if n not in BENCHMARKS]
     block = (f"{BEGIN}\n## Latest `make bench` ({platform.machine()}, {os.cpu_count()} cores, "
              f"Python {platform.python_version()})\n\nEach section is the newest run of that benchmark; "
-             "`run_all.py --only` replaces just the sections it runs.\n\n" + "\n".join(ordered) + f"{END}")
+             "`run_all.py --only` replaces just the sections it runs.\n\n"
+             + "\n".join(f"{SECTION[0]} {n} {SECTION[1]}\n{merged[n]}" for n in ordered) + f"{END}")
     if BEGIN in text and END in text:
         pre, rest = text.split(BEGIN, 1)
         text = pre + block + rest.split(END, 1)[1]
