@@ -140,7 +140,8 @@ def reject_counts(spark: SparkSession, parquet_paths: PathsArg, *,
     return sum(int(r["count"]) for r in rows), counts
 
 
-def _register_calendar(spark: SparkSession, as_of: dt.date, freq: Freq, config: FeatureConfig) -> pd.DataFrame:
+def _register_event_days(spark: SparkSession, as_of: dt.date, freq: Freq, config: FeatureConfig) -> pd.DataFrame:
+    """Register the event-day view the SQL joins; return the calendar covariates (for the features)."""
     from pyspark.sql.types import DateType, StructField, StructType
 
     event_days, covariates = calendar_tables(as_of, freq, config)
@@ -254,7 +255,7 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
     check_freq(freq)
     config = config or FeatureConfig()
     ensure_semantics(spark)
-    covariates = _register_calendar(spark, as_of, freq, config)
+    covariates = _register_event_days(spark, as_of, freq, config)
     src = _asof_view(spark, _transactions(spark, parquet_paths, reader), as_of)
     rows = _user_rows(spark, src, as_of=as_of, freq=freq, config=config,
                       buckets=buckets or int(spark.conf.get("spark.sql.shuffle.partitions")))
@@ -281,7 +282,7 @@ def spark_panel(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, fre
     check_freq(freq)
     config = config or FeatureConfig()
     ensure_semantics(spark)
-    _register_calendar(spark, as_of, freq, config)
+    _register_event_days(spark, as_of, freq, config)
     src = _asof_view(spark, _transactions(spark, parquet_paths, reader), as_of)
     tag = next(_counter)
     sparse, periods = f"spendlab_sparse_{tag}", f"spendlab_periods_{tag}"
