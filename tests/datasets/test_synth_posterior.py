@@ -57,7 +57,7 @@ def _brute(world: SynthWorld, counts: list[int], logs: list[float], t: int) -> f
     prior_r = stats.gamma(p.rate_shape, scale=p.rate_scale)
 
     def moments(end: int) -> tuple[float, float]:  # integrals of lik x prior and r x lik x prior
-        return tuple(integrate.quad(lambda r: r ** j * lik(r, end) * prior_r.pdf(r), 0, 80, limit=200)[0]
+        return tuple(integrate.quad(lambda r, j=j: r ** j * lik(r, end) * prior_r.pdf(r), 0, 80, limit=200)[0]
                      for j in (0, 1))
 
     D = t - a

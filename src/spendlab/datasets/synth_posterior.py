@@ -66,11 +66,8 @@ def posterior_expected_spend(world: SynthWorld, tx: pd.DataFrame, cutoff: dt.dat
     """
     import numpy as np
     import pandas as pd
-    from scipy.special import betaln, gammaln, logsumexp
 
     t = cutoff_month(world, cutoff)
-    p = world.profile
-    season = world.season
     buy = tx.loc[tx["amount"] > 0, ["user_id", "ts", "amount"]]
     m = month_index(world, buy["ts"])
     keep = m <= t
@@ -78,7 +75,21 @@ def posterior_expected_spend(world: SynthWorld, tx: pd.DataFrame, cutoff: dt.dat
     if buy.empty:
         return pd.Series(dtype=np.float64, name="bayes_expected_spend")
     counts = pd.crosstab(buy["user_id"].to_numpy(), m).reindex(columns=range(t + 1), fill_value=0)
-    C = counts.to_numpy(dtype=np.float64)
+    rate_alive = _rate_if_active(world, counts.to_numpy(dtype=np.float64), t)
+    logs = pd.Series(np.log(buy["amount"].to_numpy(dtype=np.float64)), index=buy["user_id"].to_numpy())
+    per_user = logs.groupby(level=0)
+    basket = _basket(world, per_user.sum().reindex(counts.index).to_numpy(),
+                     per_user.count().reindex(counts.index).to_numpy())
+    out = world.season[t + 1] * rate_alive * basket
+    return pd.Series(out, index=pd.Index(counts.index, name="user_id"), name="bayes_expected_spend")
+
+
+def _rate_if_active(world: SynthWorld, C: np.ndarray, t: int) -> np.ndarray:
+    """E[r 1{active in month t + 1} | purchase counts ``C`` (users x months 0..t)]."""
+    import numpy as np
+    from scipy.special import betaln, gammaln, logsumexp
+
+    p, season = world.profile, world.season
     n = len(C)
     rows = np.arange(n)
     a = (C > 0).argmax(axis=1)  # acquisition month: the first with a purchase
@@ -92,36 +103,36 @@ def posterior_expected_spend(world: SynthWorld, tx: pd.DataFrame, cutoff: dt.dat
         """log of the integrals over r of (likelihood x prior) and of r x (likelihood x prior),
         up to factors common to every churn month, for the active months ``after`` a."""
         N = (C * after).sum(axis=1)
-        B = 1.0 / theta + s_a + (season[None, : t + 1] * after).sum(axis=1)
+        log_b = np.log(1.0 / theta + s_a + (season[None, : t + 1] * after).sum(axis=1))
         many = k + n_a + N  # two or more purchases in month a: a Poisson term, constants dropped
         one = k + N  # exactly one: e^{-r s_a} (1 + r s_a)
-        lg = lambda A: gammaln(A) - A * np.log(B)  # noqa: E731 - log of the Gamma integral
+
+        def lg(A: np.ndarray) -> np.ndarray:  # log of the Gamma integral of r^(A-1) e^(-r B)
+            return gammaln(A) - A * log_b
+
         i_one = np.logaddexp(lg(one), np.log(s_a) + lg(one + 1))
         m_one = np.logaddexp(lg(one + 1), np.log(s_a) + lg(one + 2))
         return np.where(n_a >= 2, lg(many), i_one), np.where(n_a >= 2, lg(many + 1), m_one)
 
-    g_max = int(D.max()) if n else 0
+    g_max = int(D.max())
     log_w = np.full((n, g_max + 1), -np.inf)
-    log_m = np.full((n, g_max + 1), -np.inf)
     for g in range(1, g_max + 1):  # churned: last active month a + g <= t, nothing bought after it
-        after = (months > a[:, None]) & (months <= a[:, None] + g)
         ok = (g <= D) & (last - a <= g)
         prior = betaln(p.churn_a + 1, p.churn_b + g - 1) - betaln(p.churn_a, p.churn_b)
-        i, mm = gamma_terms(after)
+        i, _ = gamma_terms((months > a[:, None]) & (months <= a[:, None] + g))
         log_w[:, g - 1] = np.where(ok, prior + i, -np.inf)
-        log_m[:, g - 1] = np.where(ok, prior + mm, -np.inf)
     alive_prior = betaln(p.churn_a, p.churn_b + D) - betaln(p.churn_a, p.churn_b)  # still active in t + 1
     i, mm = gamma_terms(months > a[:, None])
     log_w[:, g_max] = alive_prior + i
-    log_m[:, g_max] = alive_prior + mm
-    rate_alive = np.exp(log_m[:, g_max] - logsumexp(log_w, axis=1))
+    return np.exp(alive_prior + mm - logsumexp(log_w, axis=1))
 
-    logs = np.log(buy["amount"].to_numpy(dtype=np.float64))
-    per_user = pd.DataFrame({"user_id": buy["user_id"].to_numpy(), "log": logs}).groupby("user_id")["log"]
-    s_log, c_log = per_user.sum().reindex(counts.index).to_numpy(), per_user.count().reindex(counts.index).to_numpy()
+
+def _basket(world: SynthWorld, sum_log: np.ndarray, n_log: np.ndarray) -> np.ndarray:
+    """E[basket | the user's log amounts] (conjugate Normal prior of the log basket mean)."""
+    import numpy as np
+
+    p = world.profile
     var = p.basket_sigma ** 2
-    precision = 1.0 / p.basket_sd ** 2 + c_log / var
-    mu = (p.basket_mean / p.basket_sd ** 2 + s_log / var) / precision
-    basket = np.exp(mu + 0.5 / precision + var / 2.0)
-    out = season[t + 1] * rate_alive * basket
-    return pd.Series(out, index=pd.Index(counts.index, name="user_id"), name="bayes_expected_spend")
+    precision = 1.0 / p.basket_sd ** 2 + n_log / var
+    mu = (p.basket_mean / p.basket_sd ** 2 + sum_log / var) / precision
+    return np.exp(mu + 0.5 / precision + var / 2.0)
