@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from spendlab.features.segments import segment_users
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.backtest import run_backtest
 from spendlab.forecast.metrics import origin_metrics
 from spendlab.forecast.protocol import ExperimentConfig
-from spendlab.forecast.segments import segment_users
 from spendlab.forecast.split import training_origins
 from spendlab.io.load import connect
 from spendlab.models import registry

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from spendlab.forecast.backtest import BacktestResult
-from spendlab.forecast.blend import blend, ensemble_result
+from spendlab.forecast.blend import blend, ensemble_result, stack
 from spendlab.forecast.leaderboard import rank_models
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
 from spendlab.models.ensemble import convex_weights
@@ -90,3 +90,65 @@ def test_one_validation_origin_is_scored_with_equal_weights(lucky_members: dict)
            for k, r in lucky_members.items()}
     bl = blend(one, list(one), max_validation_bias=1.0)
     assert bl.fold_weights[VAL[1]] == pytest.approx({k: 0.25 for k in one})
+
+
+# --- the stacking ensemble: a meta-learner per segment, also scored out of sample ---------------------
+
+
+def test_the_cross_fitted_stack_loses_on_validation_and_the_solid_model_is_champion(lucky_members: dict) -> None:
+    names = list(lucky_members)
+    st = stack(lucky_members, names, max_validation_bias=1.0)
+    in_sample = {"all": st.weights["all"]}
+    scored_in_sample = _composed_in_sample(lucky_members, in_sample)
+    assert scored_in_sample < lucky_members["solid"].means["validation_rmse"]  # fitted in sample it would win
+    assert st.result.means["validation_rmse"] > lucky_members["solid"].means["validation_rmse"]
+    for c, w in st.fold_weights.items():
+        lucky_here = names[1 + VAL.index(c)]
+        assert all(seg_w[lucky_here] < 0.05 for seg_w in w.values())
+    results = {**lucky_members, "stack": st.result}
+    ranking = rank_models(results, [*names, "stack"], {k: False for k in [*names, "stack"]}, n_boot=200)
+    assert ranking.champion == "solid"
+
+
+def _composed_in_sample(members: dict, weights: dict) -> float:
+    res = ensemble_result(members, weights["all"])
+    return res.means["validation_rmse"]
+
+
+def _segmented(key: str, y: dict, pred: dict, seg: np.ndarray) -> BacktestResult:
+    res = result(key, y, pred)
+    res.predictions["segment"] = np.tile(seg, len(y))
+    return res
+
+
+def test_the_stack_learns_which_member_carries_each_segment() -> None:
+    """``cbm`` is exact on the lapsed users and noise on the active ones, ``ml`` the reverse: one convex
+    blend cannot be exact anywhere, the stack's per-segment weights are exact everywhere (out of sample)."""
+    rng = np.random.default_rng(5)
+    seg = np.where(np.arange(N) % 3 == 0, "lapsed", "active")
+    y = {c: rng.gamma(0.6, 50.0, N) for c in [*VAL, *TEST]}
+    noise = {c: rng.permutation(y[c]) for c in y}
+    cbm = {c: np.where(seg == "lapsed", y[c], noise[c]) for c in y}
+    ml = {c: np.where(seg == "active", y[c], noise[c]) for c in y}
+    members = {"cbm": _segmented("cbm", y, cbm, seg), "ml": _segmented("ml", y, ml, seg)}
+    st = stack(members, ["cbm", "ml"], max_validation_bias=1.0)
+    assert st.weights["lapsed"] == pytest.approx({"cbm": 1.0, "ml": 0.0}, abs=1e-9)
+    assert st.weights["active"] == pytest.approx({"cbm": 0.0, "ml": 1.0}, abs=1e-9)
+    assert st.result.means["validation_rmse"] == pytest.approx(0.0, abs=1e-9)
+    assert st.result.means["test_rmse"] == pytest.approx(0.0, abs=1e-9)
+    assert blend(members, ["cbm", "ml"], max_validation_bias=1.0).result.means["test_rmse"] > 10.0
+
+
+def test_a_segment_with_too_few_spenders_uses_the_pooled_weights() -> None:
+    rng = np.random.default_rng(6)
+    seg = np.where(np.arange(N) < 30, "new", "active")  # 30 new users a origin: < 100 spenders over 3 origins
+    y = {c: rng.gamma(0.6, 50.0, N) for c in [*VAL, *TEST]}
+    a = {c: y[c] + rng.normal(0, 5.0, N) for c in y}
+    b = {c: rng.permutation(y[c]) for c in y}
+    st = stack({"a": _segmented("a", y, a, seg), "b": _segmented("b", y, b, seg)}, ["a", "b"], max_validation_bias=1.0)
+    assert "new" not in st.weights and "active" in st.weights
+    new_rows = st.result.predictions["segment"] == "new"
+    pooled = st.weights["all"]
+    expect = {c: pooled["a"] * a[c][:30] + pooled["b"] * b[c][:30] for c in TEST}
+    got = st.result.predictions[new_rows & (st.result.predictions["split"] == "test")]
+    np.testing.assert_allclose(got["y_pred"].to_numpy(), np.clip(np.concatenate([expect[c] for c in TEST]), 0, None))

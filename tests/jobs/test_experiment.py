@@ -22,7 +22,7 @@ from spendlab.models import registry
 
 pytestmark = pytest.mark.slow
 
-MODELS = ["zero", "last_period", "sm_tweedie_glm", "lightgbm", "ensemble"]
+MODELS = ["zero", "last_period", "sm_tweedie_glm", "lightgbm", "ensemble", "stack"]
 
 
 @pytest.fixture(scope="module")
@@ -272,3 +272,25 @@ def test_compare_lists_only_model_runs_sorted_by_the_metric_shown(tmp_path: Path
     assert len([ln for ln in lines if ln.startswith(("zero,", "last_period,"))]) == 3
     res = CliRunner().invoke(app, ["compare", "synth_next_month", "--metric", "no_such"])
     assert res.exit_code != 0
+
+
+@pytest.mark.parametrize("key", ["ensemble", "stack"])
+def test_a_combination_refitted_from_its_candidate_reproduces_its_composed_test_score(
+        first_run: object, workdir: Path, key: str) -> None:
+    """The experiment composes ``ensemble`` and ``stack`` from their members' predictions; promote and
+    ``spendlab evaluate`` rebuild them from ``candidate.json`` and refit: the same test RMSE."""
+    from spendlab.forecast.backtest import run_backtest
+    from spendlab.forecast.candidate import read_candidate
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlruns/mlflow.db")
+    cand = read_candidate(Path(client.download_artifacts(first_run.parent_run_id, f"candidates/{key}.json"))
+                          .read_text(encoding="utf-8"))
+    assert cand.model_key == key and set(cand.params["member_params"]) == set(cand.params["members"])
+    if key == "stack":
+        assert "all" in cand.params["weights"] and cand.params["active_window"] == 4
+    tx = load_transactions(str(workdir / "millions.csv"), "millions")
+    res = run_backtest(tx, experiment=load_experiment(workdir / "tiny.yaml"), model_key=key, params=cand.params,
+                       origins="test")
+    board = pd.read_csv(workdir / "out" / "leaderboard.csv").set_index("model")
+    assert res.means["test_rmse"] == pytest.approx(board.loc[key, "rmse"], abs=5e-4)  # the CSV has 3 decimals
+    assert res.means["test_rmse"] == pytest.approx(cand.figures.test_rmse, abs=1e-9)

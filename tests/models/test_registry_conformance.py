@@ -27,6 +27,7 @@ def synthetic_feature_frame(n_users: int = 300, seed: int = 0) -> tuple[pd.DataF
     for j in range(k):
         frame[f"spend_lag{j + 1}"] = lags[:, j]
     frame["spend_rolling_mean_lag1_window3"] = lags[:, :3].mean(axis=1)
+    frame["n_periods"] = np.where(newcomer, 1.0, float(k))
     frame["spend_same_period_last_year"] = np.where(newcomer, 0.0, rng.gamma(1.0, 15.0, n_users))
     frame["has_last_year"] = (~newcomer & (np.arange(n_users) % 2 == 0)).astype(float)
     n_days = (active.sum(axis=1) + newcomer).astype(float)
@@ -103,7 +104,7 @@ def test_predict_threads_reach_lightgbm_and_leave_predictions_unchanged(key: str
     np.testing.assert_array_equal(threaded, alone)
     assert all(n == 2 for n in seen)
     # The default blend has LightGBM; the hurdle's spend part is a LightGBM regressor.
-    assert bool(seen) == (key.startswith("lightgbm") or key in ("ensemble", "hurdle"))
+    assert bool(seen) == (key.startswith("lightgbm") or key in ("ensemble", "stack", "hurdle"))
     seen.clear()
     est.predict(X)  # outside the block: the model's own setting again
     assert all(n is None for n in seen)

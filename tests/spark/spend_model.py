@@ -9,10 +9,10 @@ import pandas as pd
 
 from spendlab.config import config_hash
 from spendlab.features import FeatureConfig, build_features, build_target, feature_columns
+from spendlab.features.segments import segment_users
 from spendlab.forecast.candidate import Candidate, Measured
 from spendlab.forecast.intervals import cold_start_fallback, fit_calibration
 from spendlab.forecast.protocol import ExperimentConfig, protocol_id
-from spendlab.forecast.segments import segment_users
 from spendlab.io import Mode, load_transactions
 from spendlab.io.load import connect
 from spendlab.models.registry import make_model, resolved_params

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
     from spendlab.features import FeatureConfig
     from spendlab.io.load import Transactions
+from spendlab.features.segments import segment_users
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
-from spendlab.forecast.segments import segment_users
 from spendlab.forecast.split import training_set
 
 # --- the time split ------------------------------------------------------------------------

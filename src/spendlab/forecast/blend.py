@@ -14,7 +14,7 @@ trained on data before its cutoff. No rescaling to a validation total: that carr
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +23,7 @@ import pandas as pd
 from spendlab.errors import SpendlabError
 from spendlab.forecast.backtest import BacktestResult
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
-from spendlab.models.ensemble import convex_weights
+from spendlab.models.ensemble import POOLED, convex_weights
 
 
 def ensemble_result(members: Mapping[str, BacktestResult], weights: Mapping[str, float] | None = None, *,
@@ -35,22 +35,35 @@ def ensemble_result(members: Mapping[str, BacktestResult], weights: Mapping[str,
     ``weights_by_cutoff[c]`` (when given for ``c``) replaces ``weights`` at origin ``c``: the
     cross-fitted validation weights.
     """
+    by_cutoff = dict(weights_by_cutoff or {})
+
+    def weight_of(cutoff: dt.date, segment: str) -> Mapping[str, float] | None:
+        return by_cutoff.get(cutoff, weights)
+
+    return _composed(members, weight_of, key=key, params={"members": list(members), "weights": dict(weights or {})})
+
+
+def _composed(members: Mapping[str, BacktestResult],
+              weight_of: Callable[[dt.date, str], Mapping[str, float] | None], *, key: str,
+              params: dict[str, object]) -> BacktestResult:
+    """A combination's backtest: at each origin and segment, ``weight_of(cutoff, segment)`` over the members."""
     first = next(iter(members.values()))
     base = first.predictions[["split", "cutoff", "target_period", "user_id", "segment", "y_true"]].copy()
     for m, other in members.items():
         if not other.predictions["user_id"].equals(first.predictions["user_id"]):
-            raise SpendlabError(f"ensemble member {m} predicted a different population")
-    cutoffs = base["cutoff"].to_numpy()
+            raise SpendlabError(f"{key} member {m} predicted a different population")
+    cutoffs, segments = base["cutoff"].to_numpy(), base["segment"].to_numpy()
     pred = np.zeros(len(base))
-    by_cutoff = dict(weights_by_cutoff or {})
     for c in pd.unique(cutoffs):
-        w = by_cutoff.get(c, weights)
-        if w is None:
-            raise SpendlabError(f"no ensemble weights for origin {c}")
-        rows = cutoffs == c
-        for m, wm in w.items():
-            if wm > 0:
-                pred[rows] += wm * members[m].predictions["y_pred"].to_numpy()[rows]
+        at_c = cutoffs == c
+        for seg in pd.unique(segments[at_c]):
+            w = weight_of(c, str(seg))
+            if w is None:
+                raise SpendlabError(f"no {key} weights for origin {c}")
+            rows = at_c & (segments == seg)
+            for m, wm in w.items():
+                if wm > 0:
+                    pred[rows] += wm * members[m].predictions["y_pred"].to_numpy()[rows]
     base.insert(0, "model", key)
     base["y_pred"] = np.clip(pred, 0.0, None)
     rows_out = []
@@ -60,9 +73,8 @@ def ensemble_result(members: Mapping[str, BacktestResult], weights: Mapping[str,
                          "target_period": po["target_period"], "n_users": len(g), "n_train": int(po["n_train"]),
                          **origin_metrics(g["y_true"].to_numpy(), g["y_pred"].to_numpy(), g["segment"].to_numpy())})
     per_origin = pd.DataFrame(rows_out).sort_values("origin", ignore_index=True)
-    final = dict(weights or {})
-    return BacktestResult(model_key=key, params={"members": list(members), "weights": final},
-                          per_origin=per_origin, predictions=base, means=mean_metrics(per_origin))
+    return BacktestResult(model_key=key, params=params, per_origin=per_origin, predictions=base,
+                          means=mean_metrics(per_origin))
 
 
 @dataclass(frozen=True)
@@ -125,3 +137,61 @@ def blend(results: Mapping[str, BacktestResult], members: Sequence[str], *, max_
             folds[c] = {m: 1.0 / len(members) for m in members}
     res = ensemble_result({m: results[m] for m in members}, weights, weights_by_cutoff=folds)
     return Blend(result=res, weights=weights, left_out=left_out, fold_weights=folds)
+
+
+#: A segment's own stacking weights need this many validation rows with spend; else it uses the pooled ones.
+MIN_SEGMENT_SPENDERS = 100
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The stacking ensemble's backtest and its meta-learner: convex weights per segment (``"all"`` =
+    pooled, for segments with too few validation spenders), fitted on every validation origin;
+    ``fold_weights[c]`` scored validation origin ``c``, fitted without it."""
+
+    result: BacktestResult
+    weights: dict[str, dict[str, float]]
+    left_out: list[str]
+    fold_weights: dict[dt.date, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+
+def fit_stack(results: Mapping[str, BacktestResult], members: Sequence[str], cutoffs: Sequence[dt.date], *,
+              max_validation_bias: float) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """({segment: convex weights}, members left out), fitted on the rows of ``cutoffs`` only: the
+    blend's bias gate and pooled weights (``POOLED``), then each segment's own weights on its rows when
+    it has at least :data:`MIN_SEGMENT_SPENDERS` users with spend there."""
+    pooled, left_out = fit_blend(results, members, cutoffs, max_validation_bias=max_validation_bias)
+    kept = [m for m in members if m not in left_out]
+    seg = _rows(results[kept[0]], cutoffs, "segment")
+    y = _rows(results[kept[0]], cutoffs, "y_true")
+    preds = pd.DataFrame({m: _rows(results[m], cutoffs, "y_pred") for m in kept})
+    out = {POOLED: pooled}
+    for s in pd.unique(seg):
+        rows = seg == s
+        if (y[rows] > 0).sum() >= MIN_SEGMENT_SPENDERS:
+            w = convex_weights(preds[rows], y[rows])
+            out[str(s)] = {m: w.get(m, 0.0) for m in members}
+    return out, left_out
+
+
+def stack(results: Mapping[str, BacktestResult], members: Sequence[str], *, max_validation_bias: float) -> Stack:
+    """The segment-weighted stack of ``members``, its meta-learner fitted on the validation origins and
+    scored out of sample on them (leave one origin out); one validation origin: equal weights there."""
+    first = results[members[0]]
+    val = list(pd.unique(first.predictions.loc[first.predictions["split"] == "validation", "cutoff"]))
+    if not val:
+        raise SpendlabError("the stack needs at least one validation origin to fit its meta-learner")
+    weights, left_out = fit_stack(results, members, val, max_validation_bias=max_validation_bias)
+    folds: dict[dt.date, dict[str, dict[str, float]]] = {}
+    for c in val:
+        others = [o for o in val if o != c]
+        folds[c] = (fit_stack(results, members, others, max_validation_bias=max_validation_bias)[0] if others
+                    else {POOLED: {m: 1.0 / len(members) for m in members}})
+
+    def weight_of(cutoff: dt.date, segment: str) -> Mapping[str, float]:
+        w = folds.get(cutoff, weights)
+        return w.get(segment, w[POOLED])
+
+    res = _composed({m: results[m] for m in members}, weight_of, key="stack",
+                    params={"members": list(members), "weights": weights})
+    return Stack(result=res, weights=weights, left_out=left_out, fold_weights=folds)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from spendlab.errors import NoDataError
-from spendlab.forecast.segments import SEGMENTS
+from spendlab.features.segments import SEGMENTS
 
 METRICS: tuple[str, ...] = ("rmse", "mae", "bias", "wape", "top10_capture", "gini_norm", "spearman",
                             "decile_mape", "rmse_new", "rmse_active", "rmse_lapsed")

@@ -18,7 +18,7 @@ from pydantic import field_validator, model_validator
 from spendlab.calendar import Freq, period_end, shift_period
 from spendlab.config import ReaderConfig, StrictModel
 from spendlab.errors import ConfigError
-from spendlab.models.registry import MODELS
+from spendlab.models.registry import COMBINERS, MODELS
 
 
 class DatasetSpec(StrictModel):
@@ -117,8 +117,9 @@ class ExperimentConfig(StrictModel):
         unknown = [m for m in (*self.models, *self.params, *self.ensemble_members) if m not in MODELS]
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
-        if "ensemble" in self.ensemble_members:
-            raise ValueError("ensemble_members cannot include ensemble")
+        combined = sorted(set(self.ensemble_members) & COMBINERS)
+        if combined:
+            raise ValueError(f"ensemble_members cannot include {', '.join(combined)} (members are single models)")
         if not 0.0 < self.interval_level < 1.0:
             raise ValueError("interval_level must be between 0 and 1")
         val, test = self.validation.cutoffs(self.freq), self.test.cutoffs(self.freq)

@@ -22,7 +22,7 @@ from spendlab.features import FeatureConfig
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.backtest import BacktestResult
 from spendlab.forecast.backtests import _Outcome, _say, backtest_models
-from spendlab.forecast.blend import blend
+from spendlab.forecast.blend import blend, stack
 from spendlab.forecast.candidate import Candidate, Measured
 from spendlab.forecast.intervals import calibrate, calibration_report
 from spendlab.forecast.leaderboard import rank_models, test_predictions
@@ -34,7 +34,7 @@ from spendlab.io.atomic import atomic_path, atomic_write_text
 from spendlab.io.safe_out import prepare_output_dir
 from spendlab.jobs.features import load_feature_config
 from spendlab.models.base import usable_cores
-from spendlab.models.registry import MODELS, resolved_params
+from spendlab.models.registry import COMBINERS, MODELS, resolved_params
 from spendlab.tracking import figures as figs
 from spendlab.tracking import results
 from spendlab.tracking import runs as tracking
@@ -287,6 +287,27 @@ def _blend_ensemble(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bo
     return bl.weights
 
 
+def _stack_members(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bool]], progress: Any | None) -> None:
+    """The stacking ensemble (per-segment weights fitted on validation, cross-fitted), recorded like a model."""
+    cfg = rec.cfg
+    _say(progress, "      stacking the ensemble members (a meta-learner per segment, fitted on validation origins; "
+                   "each validation origin scored with one fitted without it)")
+    start, t0 = time.time(), time.perf_counter()
+    st = stack(rec.results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
+    timing = (start, start + time.perf_counter() - t0)
+    used = [m for m in cfg.ensemble_members if any(w.get(m, 0.0) > 0 for w in st.weights.values())]
+    params = resolved_params("stack", {
+        "members": used, "weights": {s: {m: w[m] for m in used} for s, w in st.weights.items()},
+        "member_params": {m: resolved_params(m, resolved[m][0]) for m in used},
+        "active_window": cfg.segments.active_window})
+    rec.record("stack", st.result, False,
+               {"members": ",".join(cfg.ensemble_members), "left_out": ",".join(st.left_out),
+                **{f"weight.{s}.{m}": v for s, w in st.weights.items() for m, v in w.items()},
+                **{f"fold_weight.{c}.{s}.{m}": v for c, fw in st.fold_weights.items()
+                   for s, w in fw.items() for m, v in w.items()}},
+               params, _train_spend_rate(rec.results[used[0]]), timing)
+
+
 def _log_parent(rec: _Recorder, ranking: Any, paths: dict[str, Path], weights: dict[str, float]) -> None:
     """The parent run: champion, leads, leaderboard, report, every candidate (tracking)."""
     parent, board, champion = rec.parent, ranking.board, ranking.champion
@@ -323,8 +344,8 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
     common_tags = {"dataset_name": dataset_name, "dataset_hash": dataset["digest"],
                    "experiment_file": str(experiment_path or "")}
     resolved_cfg = cfg.model_dump(mode="json")
-    needed = [k for k in keys if k != "ensemble"]
-    if "ensemble" in keys:
+    needed = [k for k in keys if k not in COMBINERS]
+    if COMBINERS & set(keys):
         needed += [m for m in cfg.ensemble_members if m not in needed]
     resolved = {key: resolve_params(cfg, key, tuned_dir) for key in needed}  # key -> (params, tuned)
     run_name = f"{cfg.name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
@@ -342,6 +363,8 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
                        _train_spend_rate(o.result), o.timing)
             _say_done(progress, o)
         weights = _blend_ensemble(rec, resolved, len(needed) + 1, progress) if "ensemble" in keys else {}
+        if "stack" in keys:
+            _stack_members(rec, resolved, progress)
         ranking = rank_models(rec.results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys}, seed=cfg.seed)
         report = _report(cfg.name, ranking.board, ranking.champion, rec.results, keys,
                          # no run id here: a rerun must write the same report byte for byte (the run logs it)

@@ -17,10 +17,10 @@ from typing import Any
 
 from spendlab.errors import SpendlabError
 from spendlab.features.metadata import default_as_of
+from spendlab.features.segments import segment_users
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.candidate import Candidate
 from spendlab.forecast.intervals import cold_start_fallback
-from spendlab.forecast.segments import segment_users
 from spendlab.forecast.split import training_set
 from spendlab.jobs.experiment import load_dataset, load_experiment
 from spendlab.models.registry import make_model

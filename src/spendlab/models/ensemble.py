@@ -17,9 +17,13 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from spendlab.features.segments import SEGMENTS, segment_users
 from spendlab.models.base import non_negative
 
 DEFAULT_MEMBERS: tuple[str, ...] = ("lightgbm", "hist_gbm", "tweedie_glm", "bgnbd_gg")
+
+#: The stack's pooled weights (every segment together): what a segment without its own weights uses.
+POOLED = "all"
 
 
 def nnls_weights(preds: pd.DataFrame, y: np.ndarray, *, match_total: bool = True) -> dict[str, float]:
@@ -123,4 +127,65 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
         total = np.zeros(len(X))
         for m, est in self.estimators_.items():
             total += self.weights_[m] * est.predict(X)
+        return non_negative(total)
+
+
+class SegmentStackRegressor(RegressorMixin, BaseEstimator):
+    """A stacking ensemble whose meta-learner weighs the members per user segment.
+
+    Feature-weighted linear stacking (Sill et al., 2009) on the segment indicators: the blend weights
+    are a function of the user's segment (``new`` / ``active`` / ``lapsed``,
+    :func:`~spendlab.features.segments.segment_users`), so a customer-base model can carry the lapsed
+    users while a learned model carries the active ones. The meta-learner is fitted on validation
+    origins only (:func:`spendlab.forecast.blend.stack`, which also cross-fits it for its validation
+    score) and passed in as ``weights``; :meth:`fit` fits the members alone.
+
+    Parameters
+    ----------
+    estimators
+        ``[(name, estimator)]`` as for :class:`EnsembleRegressor`.
+    weights
+        ``{segment: {name: weight}}``, convex per segment. A segment without weights (none in the
+        validation rows) uses ``weights[POOLED]`` (``"all"``) when given, else equal weights.
+    active_window
+        Lags that make a user active (the experiment's ``segments.active_window``).
+    """
+
+    def __init__(self, estimators: Sequence[tuple[str, Any]] = (),
+                 weights: Mapping[str, Mapping[str, float]] | None = None, active_window: int = 3) -> None:
+        self.estimators = estimators
+        self.weights = weights
+        self.active_window = active_window
+
+    def _weights(self, segment: str) -> dict[str, float]:
+        names = [name for name, _ in self.estimators]
+        given = dict(self.weights or {})
+        w = given.get(segment, given.get(POOLED))
+        if w is None:
+            return {m: 1.0 / len(names) for m in names}
+        unknown = set(w) - set(names)
+        if unknown:
+            raise ValueError(f"stack weights name non-members: {sorted(unknown)}")
+        return {m: float(w.get(m, 0.0)) for m in names}
+
+    def fit(self, X: pd.DataFrame, y: Any) -> SegmentStackRegressor:
+        if not self.estimators:
+            raise ValueError("a stack needs at least one member")
+        if any(isinstance(est, (EnsembleRegressor, SegmentStackRegressor)) for _, est in self.estimators):
+            raise ValueError("a stack's members are single models")
+        used = {m for s in (*SEGMENTS, POOLED) for m, w in self._weights(s).items() if w > 0}
+        self.estimators_ = {name: clone(est).fit(X, y) for name, est in self.estimators if name in used}
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "estimators_")
+        seg = segment_users(X, active_window=self.active_window)
+        preds = {m: est.predict(X) for m, est in self.estimators_.items()}
+        total = np.zeros(len(X))
+        for s in np.unique(seg):
+            rows = seg == s
+            for m, w in self._weights(str(s)).items():
+                if w > 0:
+                    total[rows] += w * preds[m][rows]
         return non_negative(total)

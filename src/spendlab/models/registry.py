@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator
 from spendlab.errors import ConfigError
 from spendlab.models.baselines import LastPeriod, MovingAverage, PerUserLinear, SeasonalNaive, ZeroForecaster
 from spendlab.models.customer_base import BgNbdGammaGamma, ClvBoostedRegressor
-from spendlab.models.ensemble import DEFAULT_MEMBERS, EnsembleRegressor
+from spendlab.models.ensemble import DEFAULT_MEMBERS, EnsembleRegressor, SegmentStackRegressor
 from spendlab.models.hurdle import HurdleRegressor
 from spendlab.models.learned import make_hist_gbm, make_lightgbm, make_random_forest, make_ridge, make_tweedie_glm
 from spendlab.models.statsmodels_glm import StatsmodelsTweedieGLM
@@ -29,10 +29,24 @@ def make_ensemble(members: Sequence[str] = DEFAULT_MEMBERS, weights: Mapping[str
     (each built by :func:`make_model` with ``member_params[key]``), blended with ``weights``."""
     if not members:
         raise ValueError("an ensemble needs at least one member")
-    if "ensemble" in members:
-        raise ValueError("an ensemble cannot contain itself")
+    if set(members) & COMBINERS:
+        raise ValueError("an ensemble's members are single models")
     params = dict(member_params or {})
     return EnsembleRegressor(estimators=[(m, make_model(m, params.get(m))) for m in members], weights=weights)
+
+
+def make_stack(members: Sequence[str] = DEFAULT_MEMBERS, weights: Mapping[str, Mapping[str, float]] | None = None,
+               member_params: Mapping[str, Mapping[str, Any]] | None = None,
+               active_window: int = 3) -> SegmentStackRegressor:
+    """The ``stack`` registry entry: a :class:`SegmentStackRegressor` over registry ``members`` with
+    per-segment ``weights`` (the meta-learner, fitted on validation origins by the experiment)."""
+    if not members:
+        raise ValueError("a stack needs at least one member")
+    if set(members) & COMBINERS:
+        raise ValueError("a stack's members are single models")
+    params = dict(member_params or {})
+    return SegmentStackRegressor(estimators=[(m, make_model(m, params.get(m))) for m in members], weights=weights,
+                                 active_window=active_window)
 
 
 MODELS: dict[str, Callable[..., BaseEstimator]] = {
@@ -51,7 +65,12 @@ MODELS: dict[str, Callable[..., BaseEstimator]] = {
     "lightgbm_clv": ClvBoostedRegressor,
     "hurdle": HurdleRegressor,
     "ensemble": make_ensemble,
+    "stack": make_stack,
 }
+
+#: Registry entries that combine other entries' backtests: the experiment composes them from their
+#: members' predictions (``forecast.blend``) instead of backtesting them itself.
+COMBINERS: frozenset[str] = frozenset({"ensemble", "stack"})
 
 # Reference rows: never chosen as champion (kept to show what the learned models beat).
 BASELINES: frozenset[str] = frozenset({"zero", "last_period", "moving_average", "seasonal_naive", "per_user_linear"})
@@ -66,6 +85,7 @@ COMPLEXITY: dict[str, int] = {
     "zero": 0, "last_period": 1, "moving_average": 1, "seasonal_naive": 1, "per_user_linear": 2,
     "bgnbd_gg": 3, "ridge": 4, "tweedie_glm": 4, "sm_tweedie_glm": 4,
     "random_forest": 5, "hist_gbm": 5, "lightgbm": 5, "hurdle": 6, "lightgbm_clv": 6, "ensemble": 7,
+    "stack": 8,
 }
 
 
@@ -152,7 +172,7 @@ def resolved_params(key: str, params: Mapping[str, Any] | None = None) -> dict[s
     by ``params`` (registry-level names; for ``ensemble`` the members' own params resolved too), so a
     recorded set rebuilds the same estimator even if a default changes later."""
     out = {**factory_defaults(key), **dict(params or {})}
-    if key == "ensemble":
+    if key in COMBINERS:
         members = list(out.get("members") or DEFAULT_MEMBERS)
         given = dict(out.get("member_params") or {})
         out["members"] = members

@@ -28,8 +28,8 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from spendlab.errors import SpendlabError
+from spendlab.features.segments import segment_users
 from spendlab.forecast.intervals import apply_calibration
-from spendlab.forecast.segments import segment_users
 from spendlab.io.hashing import file_sha256
 from spendlab.models.base import predict_threads
 

@@ -1,4 +1,5 @@
-"""User segments of an as-of feature frame: new, active, lapsed."""
+"""User segments of an as-of feature frame: new, active, lapsed (read by the backtests, the scorer
+and the stacking ensemble, which weighs its members per segment)."""
 
 from __future__ import annotations
 
