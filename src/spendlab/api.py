@@ -37,10 +37,11 @@ from spendlab.forecast.protocol import DatasetSpec, ExperimentConfig
 from spendlab.io.load import Transactions, load_transactions, validation_summary
 from spendlab.io.rejects import FileReport, LoadReport, Mode
 from spendlab.jobs.describe import run_describe
-from spendlab.jobs.experiment import TUNED_DIR, execute, load_experiment
+from spendlab.jobs.experiment import execute, load_experiment
 from spendlab.jobs.features import features_table, load_feature_config, write_features
 from spendlab.jobs.reconcile import run_reconcile
 from spendlab.jobs.score import score as run_score
+from spendlab.jobs.tuned_params import TUNED_DIR
 from spendlab.schema import AMOUNT_COL, CANONICAL_SCHEMA, FILE_COL, ITEMS_COL, LINE_COL, TS_COL, USER_COL
 from spendlab.settings import DEFAULT_MEMORY_LIMIT
 from spendlab.tracking.scorer import LoadedModel, load_model_async

@@ -189,3 +189,71 @@ def test_a_resumed_study_whose_best_changes_updates_its_summary(workdir: Path) -
     run = MlflowClient().get_run(run_id)
     assert run.data.tags["best_alpha"] == "0.5"
     assert run.data.metrics["best_validation_rmse"] == 1.5
+
+
+# --- tuned settings scored out of sample on validation (cross-fitting over the trials) -----------------
+
+
+def test_fold_choices_pick_the_best_trial_on_the_other_origins() -> None:
+    from spendlab.jobs.tune import fold_choices
+
+    scores = {0: [10.0, 10.0, 10.0],  # steady
+              1: [1.0, 12.0, 12.0],  # lucky on the first origin only: best in sample overall (25 < 30)
+              2: [11.0, 9.5, 30.0],
+              3: [5.0, 20.0]}  # pruned after two origins: never chosen
+    # a: others 20 / 24 / 39.5 -> 0 (the lucky trial is not chosen to score its lucky origin);
+    # b: 20 / 13 / 41 -> 1; c: 20 / 13 / 20.5 -> 1
+    assert fold_choices(scores, ["a", "b", "c"]) == {"a": 0, "b": 1, "c": 1}
+    assert fold_choices(scores, ["a"]) == {} and fold_choices({0: [1.0, 2.0]}, ["a", "b"]) == {}
+
+
+def test_tuned_model_scores_each_validation_origin_with_settings_chosen_without_it(workdir: Path) -> None:
+    import mlflow
+    import pandas as pd
+
+    from spendlab.forecast.backtest import run_backtest
+    from spendlab.io import load_transactions
+    from spendlab.jobs.experiment import load_experiment, run_experiment
+
+    exp = write_experiment(workdir, models=["ridge"])
+    result = tune_experiment(exp, model_key="ridge", n_trials=4)
+    saved = yaml.safe_load(result.params_path.read_text())
+    origins = ["2023-07-31", "2023-08-31", "2023-09-30"]
+    assert sorted(saved["fold_params"]) == origins
+    # (with this seed one origin is scored by another trial than the best: the check below has power)
+    assert any(p != saved["params"] for p in saved["fold_params"].values())
+    # Independently: each trial's per-origin RMSE from its MLflow run's running means.
+    client = mlflow.MlflowClient(f"sqlite:///{Path.cwd()}/mlruns/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["synth_next_month"], filter_string="tags.kind = 'trial'",
+                              output_format="list")
+    per_trial = {}
+    for r in runs:
+        if r.data.tags.get("trial_state") != "COMPLETE":
+            continue
+        running = [m.value for m in sorted(client.get_metric_history(r.info.run_id, "validation_rmse_running"),
+                                           key=lambda m: m.step)]
+        per_trial[int(r.data.tags["trial"])] = ([(i + 1) * m - i * (running[i - 1] if i else 0.0)
+                                                 for i, m in enumerate(running)], r.data.params)
+    for j, origin in enumerate(origins):
+        best = min(per_trial, key=lambda n: (sum(v for i, v in enumerate(per_trial[n][0]) if i != j), n))
+        assert saved["fold_trials"][origin] == best
+        assert saved["fold_params"][origin]["alpha"] == pytest.approx(float(per_trial[best][1]["alpha"]))
+    # The experiment scores validation origin c with fold_params[c] and the test origins with params.
+    res = run_experiment(exp, out_dir=workdir / "out")
+    cfg = load_experiment(exp)
+    tx = load_transactions(str(workdir / "data" / "tx.parquet"), "generic")
+    preds = pd.read_parquet(workdir / "out" / "predictions.parquet")  # test origins
+    child = mlflow.search_runs(experiment_names=["synth_next_month"],
+                               filter_string=f"tags.mlflow.parentRunId = '{res.parent_run_id}'", output_format="list")
+    assert child[0].data.params["hp.validation_scoring"] == "cross_fitted"
+    logged = {m.step: m.value for m in client.get_metric_history(child[0].info.run_id, "origin/validation_rmse")}
+    assert len(logged) == 3
+    for origin in origins:
+        c = pd.Timestamp(origin).date()
+        fold = run_backtest(tx, experiment=cfg, model_key="ridge", params=saved["fold_params"][origin],
+                            origins="validation")
+        expected = fold.per_origin.set_index("cutoff").loc[c, "rmse"]
+        assert logged[int(origin[:7].replace("-", ""))] == pytest.approx(expected, rel=1e-9)  # step YYYYMM
+    final = run_backtest(tx, experiment=cfg, model_key="ridge", params=saved["params"], origins="test")
+    np_test = preds[preds["model"] == "ridge"]
+    assert np_test["y_pred"].to_numpy() == pytest.approx(final.predictions["y_pred"].to_numpy())

@@ -65,7 +65,7 @@ def _features(path: Path) -> object:
 
 
 def _tuned(path: Path) -> object:
-    from spendlab.jobs.experiment import tuned_params
+    from spendlab.jobs.tuned_params import tuned_params
 
     return tuned_params(path.stem.split("-")[0], path.stem.split("-")[1], tuned_dir=path.parent)
 

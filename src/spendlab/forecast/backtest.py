@@ -11,7 +11,7 @@ of ``c`` itself is read only to score the forecast.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -95,11 +95,13 @@ def run_backtest(
     origins: Literal["validation", "test", "all"] = "test",
     on_origin: Callable[[int, float], None] | None = None,
     feature_config: FeatureConfig | None = None,
+    params_by_cutoff: Mapping[dt.date, dict[str, Any]] | None = None,
 ) -> BacktestResult:
     """Backtest ``model_key`` on the experiment's ``origins``.
 
     ``on_origin(i, mean_rmse_so_far)`` is called after each origin (Optuna pruning hooks in here).
-    ``params`` default to the experiment's ``params[model_key]``.
+    ``params`` default to the experiment's ``params[model_key]``; ``params_by_cutoff[c]`` replaces them
+    at origin ``c`` (tuned settings chosen without that validation origin: cross-fitting).
     """
     store = FeatureStore.from_source(tx_or_con, freq=experiment.freq, horizon=experiment.horizon,
                                      feature_config=feature_config)
@@ -112,7 +114,7 @@ def run_backtest(
         store.check_cutoff(cutoff)
         X_train, y_train = training_set(store, cutoff, experiment.train_origins)
         X_c = store.features(cutoff)
-        est, pred = _fit_predict(model_key, params, X_train, y_train, X_c)
+        est, pred = _fit_predict(model_key, dict((params_by_cutoff or {}).get(cutoff, params)), X_train, y_train, X_c)
         y_true = store.target(cutoff)  # read only now, to score
         seg = segment_users(X_c, active_window=experiment.segments.active_window)
         split = "validation" if cutoff in val else "test"

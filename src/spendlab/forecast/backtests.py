@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,10 +33,12 @@ class _Outcome:
         return self.started, self.started + self.seconds
 
 
-def _backtest_one(store: FeatureStore, cfg: ExperimentConfig, key: str, params: dict[str, Any], tuned: bool) -> _Outcome:
+def _backtest_one(store: FeatureStore, cfg: ExperimentConfig, key: str, params: dict[str, Any], tuned: bool,
+                  fold_params: Mapping[dt.date, dict[str, Any]] | None = None) -> _Outcome:
     started, t0 = time.time(), time.perf_counter()
     try:
-        res = run_backtest(store, experiment=cfg, model_key=key, params=params, origins="all")
+        res = run_backtest(store, experiment=cfg, model_key=key, params=params, origins="all",
+                           params_by_cutoff=fold_params)
     except Exception as exc:  # raised again on the logging thread, inside the model's run
         return _Outcome(key, tuned, error=exc, seconds=time.perf_counter() - t0, started=started)
     return _Outcome(key, tuned, res, model_params(make_model(key, params)), time.perf_counter() - t0,
@@ -43,8 +46,10 @@ def _backtest_one(store: FeatureStore, cfg: ExperimentConfig, key: str, params: 
 
 
 def backtest_models(store: FeatureStore, cfg: ExperimentConfig, resolved: dict[str, tuple[dict[str, Any], bool]], *,
-                    jobs: int, progress: Any | None = None) -> Iterator[_Outcome]:
+                    jobs: int, progress: Any | None = None,
+                    fold_params: Mapping[str, Mapping[dt.date, dict[str, Any]]] | None = None) -> Iterator[_Outcome]:
     """Backtest every model of ``resolved`` (key -> (params, tuned)), yielding outcomes in its order.
+    ``fold_params[key][c]``: the parameters that score validation origin ``c`` (tuned without it).
 
     The first backtest builds every cutoff's features and targets (cached in the store); the others
     then run ``jobs`` at a time on threads: each fits single-threaded (LightGBM n_jobs=1) and releases
@@ -58,7 +63,7 @@ def backtest_models(store: FeatureStore, cfg: ExperimentConfig, resolved: dict[s
     def run(key: str) -> _Outcome:
         params, tuned = resolved[key]
         _say(progress, f"[{keys.index(key) + 1}/{total}] backtesting {key}{' (tuned params)' if tuned else ''}")
-        return _backtest_one(store, cfg, key, params, tuned)
+        return _backtest_one(store, cfg, key, params, tuned, (fold_params or {}).get(key))
 
     first = run(keys[0])
     yield first

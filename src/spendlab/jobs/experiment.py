@@ -33,6 +33,7 @@ from spendlab.io import load_transactions
 from spendlab.io.atomic import atomic_path, atomic_write_text
 from spendlab.io.safe_out import prepare_output_dir
 from spendlab.jobs.features import load_feature_config
+from spendlab.jobs.tuned_params import TUNED_DIR, resolve_params, tuned_fold_params
 from spendlab.models.base import usable_cores
 from spendlab.models.registry import COMBINERS, MODELS, resolved_params
 from spendlab.tracking import figures as figs
@@ -50,7 +51,6 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
 
 # --- the runner -------------------------------------------------------------------------------
 
-TUNED_DIR = Path("configs/tuned")
 
 
 class ExperimentResult(StrictModel):
@@ -64,31 +64,6 @@ class ExperimentResult(StrictModel):
     parent_run_id: str
     paths: dict[str, Path]
     ensemble_weights: dict[str, float] = {}
-
-
-def tuned_params_path(experiment_name: str, model_key: str, tuned_dir: Path = TUNED_DIR) -> Path:
-    """Where ``spendlab tune`` writes, and experiment runs read, a model's tuned parameters."""
-    return tuned_dir / f"{experiment_name}-{model_key}.yaml"
-
-
-def tuned_params(experiment_name: str, model_key: str, tuned_dir: Path = TUNED_DIR) -> dict[str, Any] | None:
-    """The ``params:`` of ``configs/tuned/<experiment>-<model>.yaml`` if that file exists."""
-    path = tuned_params_path(experiment_name, model_key, tuned_dir)
-    if not path.exists():
-        return None
-    data = load_yaml(path)
-    params = data.get("params")
-    if not isinstance(params, dict):
-        raise ConfigError(f"{path}: a tuned-params file needs a params: mapping")
-    return params
-
-
-def resolve_params(cfg: ExperimentConfig, key: str, tuned_dir: Path = TUNED_DIR) -> tuple[dict[str, Any], bool]:
-    """(hyperparameters, tuned?): tuned params file > experiment ``params`` > registry defaults."""
-    tuned = tuned_params(cfg.name, key, tuned_dir)
-    if tuned is not None:
-        return dict(tuned), True
-    return dict(cfg.params.get(key, {})), False
 
 
 def load_dataset(cfg: ExperimentConfig) -> Any:
@@ -356,11 +331,14 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
         results.log_dataset(parent, **dataset)
         parent.text(json.dumps(resolved_cfg, indent=2, default=str), "config/experiment.json")
         rec = _Recorder(cfg, keys, parent, store, dataset, common_tags, resolved_cfg)
-        for o in backtest_models(store, cfg, resolved, jobs=jobs or min(4, usable_cores()), progress=progress):
+        folds = {k: tuned_fold_params(cfg, k, tuned_dir) for k, (_, tuned) in resolved.items() if tuned}
+        for o in backtest_models(store, cfg, resolved, jobs=jobs or min(4, usable_cores()), progress=progress,
+                                 fold_params=folds):
             if o.error is not None:
                 rec.fail(o)
-            rec.record(o.key, o.result, o.tuned, o.estimator_params, resolved_params(o.key, resolved[o.key][0]),
-                       _train_spend_rate(o.result), o.timing)
+            scoring = {"validation_scoring": "cross_fitted" if folds.get(o.key) else "in_sample"} if o.tuned else {}
+            rec.record(o.key, o.result, o.tuned, {**o.estimator_params, **scoring},
+                       resolved_params(o.key, resolved[o.key][0]), _train_spend_rate(o.result), o.timing)
             _say_done(progress, o)
         weights = _blend_ensemble(rec, resolved, len(needed) + 1, progress) if "ensemble" in keys else {}
         if "stack" in keys:

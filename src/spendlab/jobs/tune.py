@@ -15,7 +15,7 @@ import functools
 import math
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ from spendlab.errors import ConfigError, SpendlabError
 from spendlab.forecast.backtest import run_backtest
 from spendlab.io.atomic import atomic_write_text
 from spendlab.io.recovery import file_lock
-from spendlab.jobs.experiment import TUNED_DIR, feature_store, load_dataset, load_experiment, tuned_params_path
+from spendlab.jobs.experiment import feature_store, load_dataset, load_experiment
+from spendlab.jobs.tuned_params import TUNED_DIR, tuned_params_path
 from spendlab.models.registry import MODELS, SEARCH_SPACES
 from spendlab.tracking import studies
 
@@ -134,6 +135,7 @@ def tune(
     heartbeat: tuple[int, int] = (5, 15),
     baseline_params: dict[str, Any] | None = None,
     jobs: int = 1,
+    origins: Sequence[str] = (),
 ) -> TuneResult:
     """Run (or resume) the study ``<experiment>-<model>`` until ``n_trials`` trials finished.
 
@@ -191,7 +193,10 @@ def tune(
                     run_log.tag("trial_state", "PRUNED")
                     raise optuna.TrialPruned(f"same parameters as trial {seen[0].number}")
 
+                running: list[float] = []
+
                 def report(step: int, value: float) -> None:
+                    running.append(value)
                     run_log.metric("validation_rmse_running", value, step)
                     trial.report(value, step)
                     if trial.should_prune():
@@ -204,6 +209,9 @@ def tune(
                     raise SpendlabError(f"trial {trial.number}: non-finite validation RMSE")
                 run_log.metric("validation_rmse", value)
                 run_log.tag("trial_state", "COMPLETE")
+                # the running means give each origin's own RMSE: r_i = (i + 1) m_i - i m_(i-1)
+                trial.set_user_attr("origin_rmse", [(i + 1) * m - i * (running[i - 1] if i else 0.0)
+                                                    for i, m in enumerate(running)])
                 return value
 
         remaining = n_trials - done
@@ -224,11 +232,31 @@ def tune(
             "n_complete": n_complete,
             "params": dict(best.params),
         }
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        folds = fold_choices({t.number: t.user_attrs.get("origin_rmse", []) for t in complete}, list(origins))
+        if folds:
+            by_number = {t.number: t for t in complete}
+            payload["fold_trials"] = folds
+            payload["fold_params"] = {o: dict(by_number[n].params) for o, n in folds.items()}
         atomic_write_text(path, yaml.safe_dump(payload, sort_keys=True))
         studies.log_study_summary(parent.info.run_id, best_params=dict(best.params), best_value=float(best.value),
                                    n_complete=n_complete, n_pruned=n_pruned, params_file=path)
     return TuneResult(study_name, dict(best.params), float(best.value), n_complete, n_pruned, path,
                       parent.info.run_id)
+
+
+def fold_choices(origin_rmse: dict[int, list[float]], origins: list[str]) -> dict[str, int]:
+    """For each origin, the trial with the lowest mean RMSE over the *other* origins (ties: the lower
+    trial number), among the trials scored on every origin; ``{}`` with fewer than two origins or
+    trials. Selecting on the other origins is what makes the tuned model's score on this one out of
+    sample: the choice of settings has not seen it."""
+    full = {n: v for n, v in sorted(origin_rmse.items()) if len(v) == len(origins)}
+    if len(origins) < 2 or len(full) < 2:
+        return {}
+    out = {}
+    for j, origin in enumerate(origins):
+        out[origin] = min(full, key=lambda n: (sum(v for i, v in enumerate(full[n]) if i != j), n))
+    return out
 
 
 def _optimize(study: Any, objective: Callable[..., float], *, n_trials: int, timeout: float | None,
@@ -306,6 +334,7 @@ def tune_experiment(
                 baseline_params=_in_space(space, defaults),
                 evaluate=evaluate, n_trials=n_trials, timeout=timeout, seed=exp.seed, storage_url=storage_url,
                 tuned_dir=tuned_dir, tracking_uri=tracking_uri, heartbeat=heartbeat, jobs=jobs,
+                origins=[c.isoformat() for c in exp.origins("validation")],
                 extra_tags={"dataset_hash": tx.content_hash()[:16], "model": model_key})
 
 
