@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from spendlab.features import FeatureConfig
-from spendlab.features.btyd import BTYD_COLUMNS, btyd_features
+from spendlab.features.btyd import BTYD_COLUMNS
+from spendlab.features.build import btyd_features
 from spendlab.features.store import FeatureStore
 from tests.features.conftest import random_transactions, tx_con, tx_frame
 
@@ -92,3 +93,47 @@ def test_the_feature_store_joins_btyd_columns_only_when_the_flag_is_on() -> None
     pd.testing.assert_frame_equal(on[list(off.columns)], off)  # same rows, same order, columns appended
     expected = btyd_features(tx_con(frame), cutoff).set_index("user_id").loc[on["user_id"]]
     np.testing.assert_allclose(on[list(BTYD_COLUMNS)].to_numpy(), expected.to_numpy())
+
+
+@pytest.mark.parametrize("freq", ["month", "week"])
+def test_every_duckdb_feature_build_carries_the_btyd_columns_the_declaration_names(freq: str) -> None:
+    """Training (the store), ``spendlab features`` and batch scoring (``build_features_arrow``) give the
+    same columns in the order ``feature_columns`` derives, so a model trained with them can be scored."""
+    from spendlab.features import build_features_arrow, feature_columns
+
+    frame = random_transactions(9)
+    cutoff = D(2021, 6, 30)
+    config = FeatureConfig(btyd=True)
+    names = feature_columns(config, freq)
+    assert names[-len(BTYD_COLUMNS):] == list(BTYD_COLUMNS)
+    assert feature_columns(FeatureConfig(), freq) == names[: -len(BTYD_COLUMNS)]
+    table = build_features_arrow(tx_con(frame), freq=freq, as_of=cutoff, config=config)
+    store = FeatureStore(tx_con(frame), freq=freq, horizon=1, feature_config=config).features(cutoff)
+    assert table.column_names == names == list(store.columns)
+    expected = btyd_features(tx_con(frame), cutoff).set_index("user_id").loc[table.column("user_id").to_pylist()]
+    np.testing.assert_allclose(np.column_stack([table.column(c).to_numpy() for c in BTYD_COLUMNS]),
+                               expected.to_numpy())
+
+
+def test_integer_ids_join_their_btyd_row_not_a_neighbour() -> None:
+    """Integer ids sort numerically in DuckDB (2 < 10) and as text in the features ("10" < "2")."""
+    frame = random_transactions(4)
+    ids = {u: str(10 ** (i % 3) + i) for i, u in enumerate(sorted(frame["user_id"].unique()))}
+    frame = frame.assign(user_id=frame["user_id"].map(ids).astype("int64"))
+    from spendlab.features import build_features_arrow
+
+    con = tx_con(frame)
+    table = build_features_arrow(con, freq="month", as_of=D(2021, 6, 30), config=FeatureConfig(btyd=True))
+    expected = btyd_features(con, D(2021, 6, 30))
+    expected["user_id"] = expected["user_id"].astype(str)
+    expected = expected.set_index("user_id").loc[table.column("user_id").to_pylist()]
+    np.testing.assert_allclose(np.column_stack([table.column(c).to_numpy() for c in BTYD_COLUMNS]),
+                               expected.to_numpy())
+
+
+def test_the_spark_engine_refuses_a_feature_set_with_btyd_in_one_line() -> None:
+    from spendlab.errors import SpendlabError
+    from spendlab.spark.features import spark_features
+
+    with pytest.raises(SpendlabError, match=r"btyd: true.*--engine duckdb"):
+        spark_features(None, [], freq="month", as_of=D(2021, 6, 30), config=FeatureConfig(btyd=True))  # type: ignore[arg-type]

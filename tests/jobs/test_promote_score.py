@@ -268,3 +268,33 @@ def test_registration_chatter_is_dropped_and_everything_else_passes_through(caps
         print("a real warning", file=sys.stderr)
         raise RuntimeError("registry down")
     assert capsys.readouterr().err == "a real warning\n"
+
+
+def test_a_champion_trained_with_btyd_features_scores_end_to_end(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A feature set with ``btyd: true``: experiment, promote, then batch scoring builds the same columns
+    and the scores equal the registered model's predictions on the store's features."""
+    import yaml
+
+    from spendlab.features import FeatureConfig
+    from spendlab.features.btyd import BTYD_COLUMNS
+    from spendlab.features.store import FeatureStore
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    exp = write_experiment(tmp_path, models=["lightgbm"], params={"lightgbm": {"n_estimators": 30}})
+    (tmp_path / "btyd.yaml").write_text("features:\n  btyd: true\n")
+    spec = yaml.safe_load(exp.read_text())
+    exp.write_text(yaml.safe_dump({**spec, "features": str(tmp_path / "btyd.yaml")}, sort_keys=False))
+    run_experiment(exp, out_dir=tmp_path / "out", tracking_uri=uri)
+    assert promote_experiment(str(exp), tracking_uri=uri).promoted
+    model = load_model(CHAMPION, tracking_uri=uri)
+    tx = load_transactions(str(tmp_path / "data" / "tx.parquet"), "generic")
+    result = score(tx, out=tmp_path / "s.parquet", model=model, progress=False, chunk_users=70)
+    feats = FeatureStore.from_source(tx, freq="month", horizon=1,
+                                     feature_config=FeatureConfig(btyd=True)).features(result.as_of)
+    assert set(BTYD_COLUMNS) <= set(feats.columns)
+    expected = mlflow.pyfunc.load_model(CHAMPION).predict(feats)
+    scores = pd.read_parquet(result.out).sort_values("user_id", ignore_index=True)
+    assert scores["user_id"].tolist() == expected["user_id"].tolist()
+    np.testing.assert_allclose(scores["prediction"].to_numpy(), expected["prediction"].to_numpy(), rtol=1e-9)

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from spendlab.calendar import Freq, check_freq, period_end
+from spendlab.features.btyd import BTYD_COLUMNS
 from spendlab.features.config import (
     CALENDAR_COLUMNS,
     HAS_LAST_YEAR,
@@ -178,7 +179,7 @@ def compute_features(stats: Mapping[str, np.ndarray], windows: Mapping[str, np.n
     for when in ("asof", "target"):
         for c in CALENDAR_COLUMNS:
             out[f"{when}_{c}"] = np.full(len(n), float(calendar[f"{when}_{c}"]))
-    names = feature_columns(config, freq)[1:]
+    names = [c for c in feature_columns(config, freq)[1:] if c not in BTYD_COLUMNS]  # joined after: build.py
     if sorted(out) != sorted(names):  # the declaration and the definitions must agree
         raise AssertionError(f"features defined {sorted(set(out) ^ set(names))} differently from the declaration")
     return {name: np.asarray(out[name], dtype=np.float64) for name in names}

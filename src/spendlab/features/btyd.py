@@ -16,19 +16,13 @@ with ``ts`` on or before ``c`` (read only through :func:`spendlab.features.build
   days ending on ``c`` (``ts`` on day ``c - 29`` .. ``c``, resp. ``c - 89`` .. ``c``).
 
 One DuckDB query, one row per user with any row up to ``c`` (the population of the as-of features).
+A feature set with ``btyd: true`` gets these columns from every DuckDB feature build (training,
+``spendlab features``, batch scoring: :func:`spendlab.features.build.build_features_arrow`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
-
-import pandas as pd
-
-from spendlab.features.build import asof_view
-
-if TYPE_CHECKING:
-    import duckdb
 
 WINDOWS: tuple[int, ...] = (30, 90)
 BTYD_COLUMNS: tuple[str, ...] = (
@@ -65,10 +59,3 @@ SELECT u.user_id,
 FROM users u LEFT JOIN per p USING (user_id)
 ORDER BY u.user_id
 """
-
-
-def btyd_features(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, view: str = "transactions") -> pd.DataFrame:
-    """``user_id`` + :data:`BTYD_COLUMNS` (float64) at cutoff ``as_of``, one row per user seen by then."""
-    asof = asof_view(con, as_of, view=view, name="spendlab_btyd_asof")
-    frame = con.execute(btyd_sql(asof, as_of)).df()
-    return frame[["user_id", *BTYD_COLUMNS]]

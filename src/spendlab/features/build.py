@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from spendlab.calendar import Freq, check_freq, next_period_start, shift_period
 from spendlab.features.arrays import compute_features, window_matrix, window_widths
+from spendlab.features.btyd import BTYD_COLUMNS, btyd_sql
 from spendlab.features.config import FeatureConfig
 from spendlab.features.sql import (
     EVENT_DAYS_TABLE,
@@ -226,7 +227,37 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     features = compute_features(stats, windows, as_of=as_of, freq=freq, config=config,
                                 calendar=covariates.iloc[0].to_dict())
     del windows, stats
-    return pa.table({"user_id": ids, **features})
+    table = pa.table({"user_id": ids, **features})
+    return _with_btyd(con, table, as_of=as_of, view=view) if config.btyd else table
+
+
+def btyd_features(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, view: str = "transactions") -> pd.DataFrame:
+    """``user_id`` + :data:`~spendlab.features.btyd.BTYD_COLUMNS` (float64) at cutoff ``as_of``, one
+    row per user seen by then (read through :func:`asof_view`)."""
+    name = f"spendlab_btyd_asof_{next(_counter)}"
+    try:
+        frame = con.execute(btyd_sql(asof_view(con, as_of, view=view, name=name), as_of)).df()
+    finally:
+        con.execute(f"DROP VIEW IF EXISTS {name}")
+    return frame[["user_id", *BTYD_COLUMNS]]
+
+
+def _with_btyd(con: duckdb.DuckDBPyConnection, table: pa.Table, *, as_of: dt.date, view: str) -> pa.Table:
+    """``table`` with the BTYD columns appended row for row (its ``user_id`` order kept; a user
+    without a BTYD row, impossible over the same as-of rows, would get 0)."""
+    import pyarrow.compute as pc
+
+    name = f"spendlab_btyd_asof_{next(_counter)}"
+    try:
+        extra = con.execute(f"SELECT CAST(user_id AS VARCHAR) AS user_id, * EXCLUDE (user_id) "
+                            f"FROM ({btyd_sql(asof_view(con, as_of, view=view, name=name), as_of)})").to_arrow_table()
+    finally:
+        con.execute(f"DROP VIEW IF EXISTS {name}")
+    pos = pc.index_in(table.column("user_id").cast(pa.string()), value_set=extra.column("user_id"))
+    for c in BTYD_COLUMNS:
+        col = pc.take(extra.column(c), pos)
+        table = table.append_column(c, pc.fill_null(col.cast(pa.float64()), 0.0))
+    return table
 
 
 def build_features(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str,

@@ -13,6 +13,7 @@ from pydantic import field_validator, model_validator
 
 from spendlab.calendar import CalendarConfig, Freq, check_freq
 from spendlab.config import StrictModel, parse_config
+from spendlab.features.btyd import BTYD_COLUMNS
 
 #: Panel columns that lags and rolling statistics may be declared on (all are >= 0 by construction).
 PANEL_COLUMNS: tuple[str, ...] = ("spend", "n_transactions", "active_days", "refund_amount")
@@ -120,8 +121,9 @@ class FeatureConfig(StrictModel):
         trend_windows=(13, 26),
     )
 
-    #: Join the BTYD statistics in days (:mod:`spendlab.features.btyd`) in the FeatureStore.
-    #: Off by default until measured; batch scoring builds features without the store and lacks them.
+    #: Append the BTYD statistics in days (:mod:`spendlab.features.btyd`) to every DuckDB feature build.
+    #: Off by default: mixed on CDNOW validation (docs/decisions.md, issue 18). DuckDB only: the Spark
+    #: engine refuses a feature set that asks for them.
     btyd: bool = False
 
     @field_validator("weekly_activity_windows")
@@ -158,4 +160,6 @@ def feature_columns(config: FeatureConfig, freq: Freq) -> list[str]:
     cols += ["weeks_since_last_purchase", "holiday_spend_share", "refund_amount_total", "refund_count_total"]
     cols += ["bgnbd_frequency", "bgnbd_recency_days", "bgnbd_T_days", "bgnbd_monetary"]
     cols += [f"{when}_{c}" for when in ("asof", "target") for c in CALENDAR_COLUMNS]
+    if config.btyd:
+        cols += list(BTYD_COLUMNS)
     return cols

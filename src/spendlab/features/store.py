@@ -12,7 +12,6 @@ import pandas as pd
 from spendlab.calendar import Freq, period_end, target_window_end
 from spendlab.errors import NoDataError, SpendlabError
 from spendlab.features import FeatureConfig, build_features, build_target
-from spendlab.features.btyd import BTYD_COLUMNS, btyd_features
 from spendlab.features.config import ORIGIN_LEVEL
 from spendlab.io.load import connect
 
@@ -21,13 +20,6 @@ if TYPE_CHECKING:
 
     from spendlab.features import FeatureConfig
     from spendlab.io.load import Transactions
-
-
-def join_btyd(features: pd.DataFrame, btyd: pd.DataFrame) -> pd.DataFrame:
-    """``features`` with the BTYD columns appended, row for row (users without a BTYD row get 0)."""
-    out = features.merge(btyd, on="user_id", how="left", validate="one_to_one")
-    out[list(BTYD_COLUMNS)] = out[list(BTYD_COLUMNS)].fillna(0.0)
-    return out
 
 
 class FeatureStore:
@@ -80,8 +72,6 @@ class FeatureStore:
 
                 feats = build_features(self.con, freq=self.freq, as_of=cutoff,
                                        config=self.feature_config, view=self.view)
-                if self.feature_config is not None and self.feature_config.btyd:
-                    feats = join_btyd(feats, btyd_features(self.con, cutoff, view=self.view))
                 self._features[cutoff] = feats
             return self._features[cutoff]
 

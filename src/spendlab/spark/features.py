@@ -254,6 +254,9 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
     as_of = _as_date(as_of)
     check_freq(freq)
     config = config or FeatureConfig()
+    if config.btyd:
+        raise SpendlabError("the feature set asks for the BTYD statistics in days (btyd: true), which only the "
+                            "DuckDB engine builds; use --engine duckdb or a feature set without btyd")
     ensure_semantics(spark)
     covariates = _register_event_days(spark, as_of, freq, config)
     src = _asof_view(spark, _transactions(spark, parquet_paths, reader), as_of)
