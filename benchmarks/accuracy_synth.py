@@ -203,13 +203,18 @@ def report(r: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def world_arguments(ap: argparse.ArgumentParser) -> None:
+    """The synthetic worlds' options (shared with bayes_headroom_check.py)."""
     ap.add_argument("--users", type=int, default=20_000)
     ap.add_argument("--months", type=int, default=24)
     ap.add_argument("--start", default="2023-01-01")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profiles", default="default,grocery")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    world_arguments(ap)
     ap.add_argument("--train-origins", default="all", type=lambda v: v if v == "all" else int(v),
                     help="training origins per fit: 'all' (CDNOW's rule: every earlier origin with a known "
                          "target) or the latest N")

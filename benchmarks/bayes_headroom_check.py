@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from accuracy_cdnow import monthly_actuals, peer_lifetimes
-from accuracy_synth import month_end
+from accuracy_synth import month_end, world_arguments
 
 
 def rmse(a: np.ndarray, b: np.ndarray) -> float:
@@ -87,11 +87,7 @@ def run(profile: str, args: argparse.Namespace, work: Path) -> pd.DataFrame:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--users", type=int, default=20_000)
-    ap.add_argument("--months", type=int, default=24)
-    ap.add_argument("--start", default="2023-01-01")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--profiles", default="default,grocery")
+    world_arguments(ap)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="spendlab-headroom-") as tmp:
         for profile in args.profiles.split(","):
