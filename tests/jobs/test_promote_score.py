@@ -270,31 +270,58 @@ def test_registration_chatter_is_dropped_and_everything_else_passes_through(caps
     assert capsys.readouterr().err == "a real warning\n"
 
 
+def _promoted_and_scored(root: Path, spec_update: dict, models: list[str], params: dict | None = None) -> dict:
+    """An experiment (the synthetic one, updated), promoted into its own store, then scored."""
+    import yaml
+
+    uri = f"sqlite:///{root}/store/mlflow.db"
+    exp = write_experiment(root, models=models, params=params)
+    spec = yaml.safe_load(exp.read_text())
+    exp.write_text(yaml.safe_dump({**spec, **spec_update}, sort_keys=False))
+    run_experiment(exp, out_dir=root / "out", tracking_uri=uri)
+    assert promote_experiment(str(exp), tracking_uri=uri).promoted
+    model = load_model(CHAMPION, tracking_uri=uri)
+    tx = load_transactions(str(root / "data" / "tx.parquet"), "generic")
+    result = score(tx, out=root / "s.parquet", model=model, progress=False, chunk_users=70)
+    scores = pd.read_parquet(result.out).sort_values("user_id", ignore_index=True)
+    return {"tx": tx, "result": result, "scores": scores, "model": model}
+
+
 def test_a_champion_trained_with_btyd_features_scores_end_to_end(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A feature set with ``btyd: true``: experiment, promote, then batch scoring builds the same columns
     and the scores equal the registered model's predictions on the store's features."""
-    import yaml
-
     from spendlab.features import FeatureConfig
     from spendlab.features.btyd import BTYD_COLUMNS
     from spendlab.features.store import FeatureStore
 
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
-    exp = write_experiment(tmp_path, models=["lightgbm"], params={"lightgbm": {"n_estimators": 30}})
     (tmp_path / "btyd.yaml").write_text("features:\n  btyd: true\n")
-    spec = yaml.safe_load(exp.read_text())
-    exp.write_text(yaml.safe_dump({**spec, "features": str(tmp_path / "btyd.yaml")}, sort_keys=False))
-    run_experiment(exp, out_dir=tmp_path / "out", tracking_uri=uri)
-    assert promote_experiment(str(exp), tracking_uri=uri).promoted
-    model = load_model(CHAMPION, tracking_uri=uri)
-    tx = load_transactions(str(tmp_path / "data" / "tx.parquet"), "generic")
-    result = score(tx, out=tmp_path / "s.parquet", model=model, progress=False, chunk_users=70)
-    feats = FeatureStore.from_source(tx, freq="month", horizon=1,
-                                     feature_config=FeatureConfig(btyd=True)).features(result.as_of)
+    run = _promoted_and_scored(tmp_path, {"features": str(tmp_path / "btyd.yaml")}, ["lightgbm"],
+                               {"lightgbm": {"n_estimators": 30}})
+    feats = FeatureStore.from_source(run["tx"], freq="month", horizon=1,
+                                     feature_config=FeatureConfig(btyd=True)).features(run["result"].as_of)
     assert set(BTYD_COLUMNS) <= set(feats.columns)
     expected = mlflow.pyfunc.load_model(CHAMPION).predict(feats)
-    scores = pd.read_parquet(result.out).sort_values("user_id", ignore_index=True)
-    assert scores["user_id"].tolist() == expected["user_id"].tolist()
-    np.testing.assert_allclose(scores["prediction"].to_numpy(), expected["prediction"].to_numpy(), rtol=1e-9)
+    assert run["scores"]["user_id"].tolist() == expected["user_id"].tolist()
+    np.testing.assert_allclose(run["scores"]["prediction"].to_numpy(), expected["prediction"].to_numpy(), rtol=1e-9)
+
+
+def test_batch_scoring_passes_the_cutoff_to_a_seasonal_champion(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bgnbd_seasonal`` reads the forecast's cutoff: scoring passes it as the pyfunc param ``as_of``.
+    Trained on every origin of 14 months, the champion scored at 2024-02-29 has a year of origins
+    (2023-02-28 .. 2024-01-31) behind it, so its seasonal level is not 1."""
+    from spendlab.features.store import FeatureStore
+
+    monkeypatch.chdir(tmp_path)
+    run = _promoted_and_scored(tmp_path, {"train_origins": "all"}, ["bgnbd_seasonal"])
+    assert run["model"].takes_as_of and run["result"].as_of.isoformat() == "2024-02-29"
+    feats = FeatureStore.from_source(run["tx"], freq="month", horizon=1).features(run["result"].as_of)
+    pyfunc = mlflow.pyfunc.load_model(CHAMPION)
+    with_cutoff = pyfunc.predict(feats, params={"as_of": "2024-02-29"})
+    without = pyfunc.predict(feats)
+    np.testing.assert_allclose(run["scores"]["prediction"].to_numpy(), with_cutoff["prediction"].to_numpy(), rtol=1e-9)
+    ratio = with_cutoff["prediction"].to_numpy() / np.maximum(without["prediction"].to_numpy(), 1e-12)
+    moving = without["prediction"].to_numpy() > 1e-6
+    assert np.ptp(ratio[moving]) < 1e-9 and abs(ratio[moving][0] - 1.0) > 1e-3  # one level, not 1

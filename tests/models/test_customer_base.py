@@ -67,3 +67,80 @@ def test_bgnbd_gg_is_fitted_on_the_latest_origin_of_stacked_rows() -> None:
 def test_bgnbd_gg_rejects_an_unknown_fit_origin() -> None:
     with pytest.raises(ValueError, match="fit_origin"):
         BgNbdGammaGamma(fit_origin="first").fit(cross_section(LATE))
+
+
+# --- bgnbd_seasonal: last year's deviation of the target month from the year's level -----------------
+
+
+def test_seasonal_factor_by_hand() -> None:
+    from spendlab.models.customer_base import seasonal_factor
+
+    ends = [pd.Timestamp("2023-04-30") + pd.offsets.MonthEnd(k) for k in range(13)]  # 2023-04 .. 2024-04
+    totals = {o: (100.0, 100.0) for o in ends}
+    totals[ends[1]] = (150.0, 100.0)  # the origin of 2023-05-31: its next month (June) ran 50% above fitted
+    cutoff = pd.Timestamp("2024-05-31")  # forecasting June 2024; last year = 2023-05-31, the year = 05-31 .. 04-30
+    # pooled over 2023-05 .. 2024-04: (150 + 11 x 100) / 1200; last year 1.5
+    assert seasonal_factor(totals, cutoff) == pytest.approx(1.5 / (1250.0 / 1200.0))
+    # forecasting May 2024: last May ran as fitted, in a year whose level June lifted
+    assert seasonal_factor(totals, pd.Timestamp("2024-04-30")) == pytest.approx(1.0 / (1250.0 / 1200.0))
+    del totals[ends[5]]
+    assert seasonal_factor(totals, cutoff) == 1.0  # a year with a hole: no seasonal level
+    assert seasonal_factor(totals, pd.Timestamp("2024-05-30")) == 1.0  # not a month end
+    weeks = {pd.Timestamp("2024-01-07") + pd.Timedelta(weeks=k): (10.0, 10.0) for k in range(53)}
+    weeks[pd.Timestamp("2024-01-07")] = (5.0, 10.0)
+    assert seasonal_factor(weeks, pd.Timestamp("2024-01-07") + pd.Timedelta(weeks=52), weekly=True) == \
+        pytest.approx(0.5 / (515.0 / 520.0))
+
+
+def _year_of_origins(season: dict[int, float]) -> tuple[pd.DataFrame, np.ndarray]:
+    """14 month ends of the LATE cross-section; each origin's target spend = 10 x the month's season
+    for the repeat buyers (the fitted model does not move with y: only the level does)."""
+    origins = [pd.Timestamp("2023-01-31") + pd.offsets.MonthEnd(k) for k in range(14)]
+    base = cross_section(LATE)
+    X = pd.concat([base] * len(origins), ignore_index=True)
+    X.index = pd.MultiIndex.from_arrays([np.repeat(origins, len(base)), np.tile(np.arange(len(base)), len(origins))],
+                                        names=[ORIGIN_LEVEL, "row"])
+    buyers = (base["bgnbd_frequency"] > 0).to_numpy()
+    y = np.concatenate([np.where(buyers, 10.0 * season.get((o + pd.Timedelta(days=1)).month, 1.0), 0.0)
+                        for o in origins])
+    return X, y
+
+
+def test_bgnbd_seasonal_scales_the_forecast_by_last_years_ratio_for_the_target_month() -> None:
+    from spendlab.features.config import at_origin
+
+    X, y = _year_of_origins({12: 2.0, 1: 0.5})
+    plain = BgNbdGammaGamma().fit(X, y)
+    seasonal = BgNbdGammaGamma(seasonal=True).fit(X, y)
+    assert seasonal.bg_params_ == pytest.approx(plain.bg_params_, rel=1e-12)  # the same fit, a level on top
+    X_cut = cross_section(LATE)
+    origins = X.index.get_level_values(ORIGIN_LEVEL)
+    fitted = plain.predict(X.reset_index(drop=True))  # independent: the plain model on every origin's rows
+    ratio = {o: y[origins == o].sum() / fitted[origins == o].sum() for o in pd.unique(origins)}
+    for cutoff, month in ((pd.Timestamp("2024-01-31"), "February"), (pd.Timestamp("2024-02-29"), "March")):
+        year = [cutoff - pd.offsets.MonthEnd(k) for k in range(12, 0, -1)]
+        pooled = sum(y[origins == o].sum() for o in year) / sum(fitted[origins == o].sum() for o in year)
+        expected = ratio[year[0]] / pooled
+        got = seasonal.predict(at_origin(X_cut, cutoff.date())) / plain.predict(X_cut)
+        np.testing.assert_allclose(got, expected, rtol=1e-9, err_msg=month)
+    # Forecasting January 2024 (cutoff 2023-12-31): last year's origin 2022-12-31 is not in training: 1.
+    np.testing.assert_allclose(seasonal.predict(at_origin(X_cut, dt.date(2023, 12, 31))), plain.predict(X_cut))
+    # Without the cutoff (a frame with no origin level) there is no seasonal level.
+    np.testing.assert_allclose(seasonal.predict(X_cut), plain.predict(X_cut))
+
+
+def test_bgnbd_seasonal_reads_the_season_off_the_calendar_months() -> None:
+    """A strong December in the training year lifts the forecast made at the next November's end."""
+    from spendlab.features.config import at_origin
+
+    X, y = _year_of_origins({12: 3.0})
+    seasonal = BgNbdGammaGamma(seasonal=True).fit(X, y)
+    plain = BgNbdGammaGamma().fit(X, y)
+    X_cut = cross_section(LATE)
+    # the training year holds origins 2023-01-31 .. 2024-02-29: December's origin is 2023-11-30
+    up = seasonal.predict(at_origin(X_cut, dt.date(2024, 11, 30)))  # needs 2023-11-30 .. 2024-10-31: missing
+    np.testing.assert_allclose(up, plain.predict(X_cut))
+    X2, y2 = _year_of_origins({3: 3.0})  # March strong (origin 2023-02-28)
+    s2, p2 = BgNbdGammaGamma(seasonal=True).fit(X2, y2), BgNbdGammaGamma().fit(X2, y2)
+    lift = s2.predict(at_origin(X_cut, dt.date(2024, 2, 29))) / p2.predict(X_cut)
+    assert np.all(lift > 2.0)

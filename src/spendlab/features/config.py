@@ -7,13 +7,17 @@ mlforecast names its lag transforms (``spend_rolling_mean_lag1_window3``).
 
 from __future__ import annotations
 
-from typing import Literal
+import datetime as dt
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import field_validator, model_validator
 
 from spendlab.calendar import CalendarConfig, Freq, check_freq
 from spendlab.config import StrictModel, parse_config
 from spendlab.features.btyd import BTYD_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Panel columns that lags and rolling statistics may be declared on (all are >= 0 by construction).
 PANEL_COLUMNS: tuple[str, ...] = ("spend", "n_transactions", "active_days", "refund_amount")
@@ -27,6 +31,18 @@ CALENDAR_COLUMNS: tuple[str, ...] = ("n_holidays", "n_retail_events", "weekend_d
 
 #: Index level of stacked training rows (``FeatureStore.stacked``): the cutoff a row's features were taken at.
 ORIGIN_LEVEL = "origin"
+
+
+def at_origin(X: pd.DataFrame, cutoff: dt.date | str) -> pd.DataFrame:
+    """``X`` (the features at one cutoff) indexed by (``origin``, ``row``) like stacked training rows, so a
+    model that needs the forecast's date (``bgnbd_seasonal``) can read it; the index is never a feature."""
+    import numpy as np
+    import pandas as pd
+
+    out = X.copy(deep=False)
+    out.index = pd.MultiIndex.from_arrays([np.repeat(pd.Timestamp(cutoff), len(X)), np.arange(len(X))],
+                                          names=[ORIGIN_LEVEL, "row"])
+    return out
 
 
 def lag_name(column: str, lag: int) -> str:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from spendlab.features import FeatureConfig
     from spendlab.io.load import Transactions
+from spendlab.features.config import at_origin
 from spendlab.features.segments import segment_users
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
@@ -65,10 +66,10 @@ class BacktestResult:
 
 
 def _fit_predict(model_key: str, params: dict[str, Any], X_train: pd.DataFrame, y_train: np.ndarray,
-                 X_pred: pd.DataFrame) -> tuple[BaseEstimator, np.ndarray]:
+                 X_pred: pd.DataFrame, cutoff: dt.date) -> tuple[BaseEstimator, np.ndarray]:
     est = make_model(model_key, params)
     est.fit(X_train.drop(columns=["user_id"]), y_train)
-    pred = np.asarray(est.predict(X_pred.drop(columns=["user_id"])), dtype=np.float64)
+    pred = np.asarray(est.predict(at_origin(X_pred.drop(columns=["user_id"]), cutoff)), dtype=np.float64)
     if pred.shape != (len(X_pred),) or not np.isfinite(pred).all() or (pred < 0).any():
         raise SpendlabError(f"model {model_key!r} returned invalid predictions (need one finite value >= 0 per user)")
     return est, pred
@@ -114,7 +115,7 @@ def run_backtest(
         store.check_cutoff(cutoff)
         X_train, y_train = training_set(store, cutoff, experiment.train_origins)
         X_c = store.features(cutoff)
-        est, pred = _fit_predict(model_key, dict((params_by_cutoff or {}).get(cutoff, params)), X_train, y_train, X_c)
+        est, pred = _fit_predict(model_key, dict((params_by_cutoff or {}).get(cutoff, params)), X_train, y_train, X_c, cutoff)
         y_true = store.target(cutoff)  # read only now, to score
         seg = segment_users(X_c, active_window=experiment.segments.active_window)
         split = "validation" if cutoff in val else "test"

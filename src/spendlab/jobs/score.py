@@ -166,7 +166,7 @@ def _write_chunks(features: pa.Table, chunk_users: int, path: Path, *, model: Lo
     try:
         for start in range(0, features.num_rows, chunk_users):
             chunk = features.slice(start, chunk_users)
-            pred = score_frame(model, chunk.to_pandas(), threads=threads)
+            pred = score_frame(model, chunk.to_pandas(), threads=threads, as_of=as_of)
             if not pred["user_id"].equals(pd.Series(chunk.column("user_id").to_pylist(), dtype=object).astype(str)):
                 raise SpendlabError("the model returned rows for other users than it was given")
             writer.write_table(_score_table(pred, as_of=as_of, target_period=target_period, model=model))

@@ -55,14 +55,21 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
     fit_origin
         ``"latest"`` (default): fit on the latest origin's rows when the frame's index has an
         ``origin`` level; ``"all"``: fit on every row (the stacked duplicates weighted as rows).
+    seasonal
+        ``True``: a seasonal level. For a forecast at cutoff ``c`` (the ``origin`` level of the frame
+        passed to :meth:`predict`), multiply by the training ratio sum(y) / sum(fitted) at the origin one
+        year before ``c``, over the same ratio pooled across the year of origins from there to ``c``
+        (:func:`seasonal_factor`): last year's deviation of that month from the year's level. Without
+        that year of training origins (or without the origin level) the factor is 1.
     """
 
     def __init__(self, penalizer: float = 0.0, horizon_days: float = 30.4, calibrate: bool = False,
-                 fit_origin: str = "latest") -> None:
+                 fit_origin: str = "latest", seasonal: bool = False) -> None:
         self.penalizer = penalizer
         self.horizon_days = horizon_days
         self.calibrate = calibrate
         self.fit_origin = fit_origin
+        self.seasonal = seasonal
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> BgNbdGammaGamma:
         from lifetimes import BetaGeoFitter, GammaGammaFitter
@@ -92,11 +99,17 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
         self.mean_monetary_ = float(rfm.loc[rfm["monetary"] > 0, "monetary"].mean()) if (rfm["monetary"] > 0).any() else 0.0
         self.n_features_in_ = frame.shape[1]
         self.scale_ = 1.0
-        if self.calibrate and y is not None:
+        self.origin_totals_: dict[pd.Timestamp, tuple[float, float]] = {}
+        if (self.calibrate or self.seasonal) and y is not None:
             fitted = self._raw(X)
+            target = np.asarray(y, dtype=np.float64)
             total = float(fitted.sum())
-            target = float(np.asarray(y, dtype=np.float64).sum())
-            self.scale_ = target / total if total > 0 else 1.0
+            if self.calibrate:
+                self.scale_ = float(target.sum()) / total if total > 0 else 1.0
+            if self.seasonal and ORIGIN_LEVEL in (frame.index.names or []):
+                origin = frame.index.get_level_values(ORIGIN_LEVEL)
+                sums = pd.DataFrame({"origin": origin, "y": target, "fitted": fitted}).groupby("origin")[["y", "fitted"]].sum()
+                self.origin_totals_ = {pd.Timestamp(o): (float(r.y), float(r.fitted)) for o, r in sums.iterrows()}
         return self
 
     def _horizon_weeks(self, X: pd.DataFrame) -> np.ndarray:
@@ -123,7 +136,34 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "bg_params_")
-        return non_negative(self._raw(X) * self.scale_)
+        out = self._raw(X) * self.scale_
+        frame = as_frame(X)
+        if self.seasonal and ORIGIN_LEVEL in (frame.index.names or []):
+            origin = frame.index.get_level_values(ORIGIN_LEVEL)
+            weekly = "target_days_in_period" in frame.columns and bool((frame["target_days_in_period"] == 7).all())
+            factors = {o: seasonal_factor(getattr(self, "origin_totals_", {}), pd.Timestamp(o), weekly=weekly)
+                       for o in pd.unique(origin)}
+            out = out * np.asarray([factors[o] for o in origin], dtype=np.float64)
+        return non_negative(out)
+
+
+def seasonal_factor(totals: dict[pd.Timestamp, tuple[float, float]], cutoff: pd.Timestamp, *,
+                    weekly: bool = False) -> float:
+    """Last year's seasonal deviation for a forecast at ``cutoff``: sum(y) / sum(fitted) at the training
+    origin one year earlier (12 month ends, or 52 weeks), over the ratio pooled across the year of
+    origins from there up to ``cutoff`` (``totals[origin] = (sum y, sum fitted)``). 1 when an origin of
+    that year is missing or a total is not positive."""
+    if weekly:
+        year = [cutoff - pd.Timedelta(weeks=k) for k in range(52, 0, -1)]
+    else:
+        year = [cutoff - pd.offsets.MonthEnd(k) if cutoff.is_month_end else None for k in range(12, 0, -1)]
+    if any(o is None or o not in totals for o in year):
+        return 1.0
+    y_sum, f_sum = sum(totals[o][0] for o in year), sum(totals[o][1] for o in year)
+    last_y, last_f = totals[year[0]]
+    if min(y_sum, f_sum, last_y, last_f) <= 0:
+        return 1.0
+    return (last_y / last_f) / (y_sum / f_sum)
 
 
 def _fit_with_retry(fit: Any, penalizer: float) -> Any:

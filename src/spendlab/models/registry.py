@@ -49,6 +49,13 @@ def make_stack(members: Sequence[str] = DEFAULT_MEMBERS, weights: Mapping[str, M
                                  active_window=active_window)
 
 
+def make_bgnbd_seasonal(penalizer: float = 0.0, horizon_days: float = 30.4,
+                        fit_origin: str = "latest") -> BgNbdGammaGamma:
+    """The ``bgnbd_seasonal`` registry entry: ``bgnbd_gg`` with a seasonal level learned from the
+    training origins of the year before the cutoff (no-op with less than a year of them)."""
+    return BgNbdGammaGamma(penalizer=penalizer, horizon_days=horizon_days, fit_origin=fit_origin, seasonal=True)
+
+
 MODELS: dict[str, Callable[..., BaseEstimator]] = {
     "zero": ZeroForecaster,
     "last_period": LastPeriod,
@@ -62,6 +69,7 @@ MODELS: dict[str, Callable[..., BaseEstimator]] = {
     "hist_gbm": make_hist_gbm,
     "lightgbm": make_lightgbm,
     "bgnbd_gg": BgNbdGammaGamma,
+    "bgnbd_seasonal": make_bgnbd_seasonal,
     "lightgbm_clv": ClvBoostedRegressor,
     "hurdle": HurdleRegressor,
     "ensemble": make_ensemble,
@@ -83,7 +91,7 @@ PEERS: frozenset[str] = BASELINES | {"bgnbd_gg"}
 #: RMSE difference to the best model lies inside its bootstrap interval, the simpler model is champion.
 COMPLEXITY: dict[str, int] = {
     "zero": 0, "last_period": 1, "moving_average": 1, "seasonal_naive": 1, "per_user_linear": 2,
-    "bgnbd_gg": 3, "ridge": 4, "tweedie_glm": 4, "sm_tweedie_glm": 4,
+    "bgnbd_gg": 3, "bgnbd_seasonal": 4, "ridge": 4, "tweedie_glm": 4, "sm_tweedie_glm": 4,
     "random_forest": 5, "hist_gbm": 5, "lightgbm": 5, "hurdle": 6, "lightgbm_clv": 6, "ensemble": 7,
     "stack": 8,
 }

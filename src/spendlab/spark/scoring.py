@@ -18,7 +18,7 @@ from spendlab.features.config import FeatureConfig
 from spendlab.io.atomic import atomic_path
 from spendlab.spark.features import PathsArg, _as_date, read_transactions, spark_default_as_of, spark_features
 from spendlab.tracking.registry import verified_model_dir
-from spendlab.tracking.scorer import load_model, spark_udf
+from spendlab.tracking.scorer import load_model, predict_params, spark_udf
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -83,7 +83,7 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
     if missing:
         raise SpendlabError(f"model {model_uri} needs features {missing} the feature set does not produce")
     with verified_model_dir(model_uri) as (local, _, _):  # spark_udf copies the verified files
-        udf = spark_udf(spark, str(local), result_type=MODEL_OUTPUT)
+        udf = spark_udf(spark, str(local), result_type=MODEL_OUTPUT, params=predict_params(model, as_of=cutoff))
     pred = feats.withColumn("_out", udf(F.struct(*[F.col(c) for c in feats.columns])))
     scores = pred.select(
         F.col("_out.user_id").alias("user_id"),

@@ -14,7 +14,9 @@ Input: the as-of feature frame, one row per user (``user_id`` plus the features)
 Output, keyed by ``user_id``: ``prediction`` (expected spend, >= 0), ``p_spend`` (probability of any
 spend), ``median``, ``lower``, ``upper`` (80% interval of the realized amount), ``segment`` and
 ``basis`` (``model``, or ``cold_start_fallback`` for users without any purchase by the cutoff).
-Params: ``n_threads`` (default 0 = the model's own setting), the threads ``predict`` may use.
+Params: ``n_threads`` (default 0 = the model's own setting), the threads ``predict`` may use; ``as_of``
+(ISO date, default "" = unknown), the features' cutoff, passed to the estimator as the frame's ``origin``
+index level (``bgnbd_seasonal`` reads it to pick its seasonal level; other models ignore it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from spendlab.errors import SpendlabError
+from spendlab.features.config import at_origin
 from spendlab.features.segments import segment_users
 from spendlab.forecast.intervals import apply_calibration
 from spendlab.io.hashing import file_sha256
@@ -75,6 +78,9 @@ class SpendForecaster(PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         frame = model_input.reset_index(drop=True)
         X = frame[self.feature_names_].astype("float64", copy=False)  # the selection is already a copy
+        as_of = str((params or {}).get("as_of") or "")
+        if as_of:  # the cutoff, for models that read it from the index (bgnbd_seasonal)
+            X = at_origin(X, as_of)
         with predict_threads(int((params or {}).get("n_threads") or 0)):
             pred = np.clip(np.asarray(self.estimator_.predict(X), dtype="float64"), 0.0, None)
         segment = segment_users(frame, active_window=self.active_window_)

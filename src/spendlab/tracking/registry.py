@@ -33,7 +33,7 @@ ALIAS = "champion"
 
 #: The pyfunc's inference params and their defaults (part of the signature): ``n_threads`` = threads
 #: ``predict`` may use, 0 = the model's own setting. Batch scoring passes the machine's cores.
-PREDICT_PARAMS: dict[str, int] = {"n_threads": 0}
+PREDICT_PARAMS: dict[str, int | str] = {"n_threads": 0, "as_of": ""}
 
 
 #: Exit code of ``spendlab promote`` when the candidate does not take the alias.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ class LoadedModel:
     feature_names: list[str]
     #: The signature declares the ``n_threads`` param (models registered before it ignore params).
     takes_threads: bool = False
+    #: The signature declares the ``as_of`` param: the cutoff reaches models that read it (``bgnbd_seasonal``).
+    takes_as_of: bool = False
     #: The registered version's ``dataset_hash`` tag: the data it was trained on ("" when unknown).
     dataset_hash: str = ""
 
@@ -74,6 +77,7 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
         feature_config=FeatureConfig.model_validate(cfg["feature_config"]),
         feature_names=list(cfg["feature_names"]),
         takes_threads=_declares_param(model, "n_threads"),
+        takes_as_of=_declares_param(model, "as_of"),
         dataset_hash=str(tags.get("dataset_hash", cfg.get("dataset_hash", ""))),
     )
 
@@ -135,16 +139,29 @@ def _registered_version(uri: str) -> tuple[str, dict[str, str]] | None:
     return version, tags
 
 
-def score_frame(model: LoadedModel, features: pd.DataFrame, *, threads: int | None = None) -> pd.DataFrame:
+def score_frame(model: LoadedModel, features: pd.DataFrame, *, threads: int | None = None,
+                as_of: dt.date | None = None) -> pd.DataFrame:
     """The model's output for one feature frame (:data:`~spendlab.tracking.pyfunc_model.OUTPUT_COLUMNS`,
-    keyed by ``user_id``): the pyfunc is the whole scorer. ``threads``: the pyfunc param ``n_threads``."""
-    params = {"n_threads": int(threads)} if threads and model.takes_threads else None
-    return model.pyfunc.predict(features, params=params).reset_index(drop=True)
+    keyed by ``user_id``): the pyfunc is the whole scorer. ``threads``: the pyfunc param ``n_threads``;
+    ``as_of``: the features' cutoff (the pyfunc param ``as_of``)."""
+    params = predict_params(model, threads=threads, as_of=as_of)
+    return model.pyfunc.predict(features, params=params or None).reset_index(drop=True)
 
 
-def spark_udf(spark: Any, model_dir: str, *, result_type: str) -> Any:
+def predict_params(model: LoadedModel, *, threads: int | None = None, as_of: dt.date | None = None) -> dict[str, Any]:
+    """The pyfunc params the model's signature declares: ``n_threads`` and ``as_of`` (ISO date)."""
+    params: dict[str, Any] = {}
+    if threads and model.takes_threads:
+        params["n_threads"] = int(threads)
+    if as_of is not None and model.takes_as_of:
+        params["as_of"] = as_of.isoformat()
+    return params
+
+
+def spark_udf(spark: Any, model_dir: str, *, result_type: str, params: dict[str, Any] | None = None) -> Any:
     """A verified model directory as a Spark UDF (the local environment: spendlab is installed on the workers)."""
     import mlflow
 
     verify_model_dir(model_dir)
-    return mlflow.pyfunc.spark_udf(spark, str(model_dir), result_type=result_type, env_manager="local")
+    return mlflow.pyfunc.spark_udf(spark, str(model_dir), result_type=result_type, env_manager="local",
+                                   params=params or None)
