@@ -52,16 +52,20 @@ def spendlab_api() -> SimpleNamespace:
     """spendlab's public functions this benchmark calls, imported in one place (modules are moving)."""
     from spendlab.datasets.synth import SynthWorld
     from spendlab.datasets.synth_posterior import posterior_expected_spend
+    from spendlab.forecast.bootstrap import bootstrap_rmse, delta_interval
     from spendlab.forecast.metrics import origin_metrics
     from spendlab.forecast.protocol import DatasetSpec, ExperimentConfig, Origins
     from spendlab.io import load_transactions
     from spendlab.jobs.datasets import synth_transactions
     from spendlab.jobs.experiment import execute, feature_store
+    from spendlab.models.registry import BASELINES, COMBINERS
 
     return SimpleNamespace(origin_metrics=origin_metrics, DatasetSpec=DatasetSpec, ExperimentConfig=ExperimentConfig,
                            Origins=Origins, execute=execute, feature_store=feature_store,
                            synth_transactions=synth_transactions, load_transactions=load_transactions,
-                           SynthWorld=SynthWorld, posterior_expected_spend=posterior_expected_spend)
+                           SynthWorld=SynthWorld, posterior_expected_spend=posterior_expected_spend,
+                           bootstrap_rmse=bootstrap_rmse, delta_interval=delta_interval, BASELINES=BASELINES,
+                           COMBINERS=COMBINERS)
 
 
 def month_end(start: dt.date, k: int) -> dt.date:
@@ -145,6 +149,7 @@ def run_profile(api: SimpleNamespace, profile: str, args: argparse.Namespace, wo
     preds = pd.read_parquet(res.paths["predictions"])
     champ_bias = [api.origin_metrics(g["y_true"].to_numpy(), g["y_pred"].to_numpy())["bias"]
                   for _, g in preds[preds["model"] == champ].groupby("cutoff")]
+    best_single, single_ci = champion_vs_best_single(api, preds, board, champ, seed=cfg.seed)
     best_peer = means.loc[list(PEERS), "rmse"].idxmin()
     peer_rmse, champ_rmse = means.loc[best_peer, "rmse"], board.loc[champ, "rmse"]
     oracle_rmse, bayes_rmse = means.loc["oracle", "rmse"], means.loc[BAYES, "rmse"]
@@ -154,11 +159,28 @@ def run_profile(api: SimpleNamespace, profile: str, args: argparse.Namespace, wo
         "bayes_gap_closed": (peer_rmse - bayes_rmse) / (peer_rmse - oracle_rmse),
         "headroom_closed": (peer_rmse - champ_rmse) / (peer_rmse - bayes_rmse),
         "champion_bias": float(np.mean(champ_bias)), "champion_bias_by_origin": champ_bias,
+        "best_single": best_single, "single_ci": single_ci,
         "timing": f"synth {synth_s:.0f} s; spendlab experiment ({len(board)} models) {spend_s:.0f} s; "
                   + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()),
         "n_users": int(store.features(cfg.origins("test")[-1]).shape[0]),
         "penalized": penalized,
     }
+
+
+def champion_vs_best_single(api: SimpleNamespace, preds: pd.DataFrame, board: pd.DataFrame, champ: str, *,
+                            seed: int) -> tuple[str, tuple[float, float, float]]:
+    """The best single registry model on test (not a combination, not a baseline) and the champion's
+    test RMSE minus its, with the 95% paired bootstrap interval over users stratified by origin."""
+    singles = [m for m in board.index if m not in api.COMBINERS and m not in api.BASELINES]
+    best = str(board.loc[singles, "rmse"].idxmin())
+    if best == champ:
+        return best, (0.0, 0.0, 0.0)
+    rows = preds[preds["model"].isin([champ, best])].assign(split="test")
+    rows = rows.sort_values(["model", "cutoff", "user_id"], kind="stable", ignore_index=True)
+    by_model = {m: g.reset_index(drop=True) for m, g in rows.groupby("model", sort=False)}
+    boot = api.bootstrap_rmse(by_model, split="test", n_boot=1000, seed=seed)
+    lo, hi = api.delta_interval(boot, champ, best)
+    return best, (float(board.loc[champ, "rmse"] - board.loc[best, "rmse"]), lo, hi)
 
 
 def lifetimes_peer(hist: pd.DataFrame, cutoff: dt.date, users: np.ndarray, days: int,
@@ -196,7 +218,9 @@ def report(r: dict[str, object]) -> str:
               f"{r['gap_closed']:.1%}** (the Bayes limit closes {r['bayes_gap_closed']:.1%}: no forecaster of "
               f"the data can expect more); of the headroom to the Bayes limit the champion closes "
               f"**{r['headroom_closed']:.1%}**; champion mean per-origin bias **{r['champion_bias']:+.2%}** "
-              f"(by origin: {by_origin}). Users at the last test cutoff: {r['n_users']:,}."
+              f"(by origin: {by_origin}). Against the best single registry model on test, `{r['best_single']}`: "
+              f"{r['single_ci'][0]:+.3f} [{r['single_ci'][1]:+.3f}, {r['single_ci'][2]:+.3f}] (champion - it, 95% "
+              f"paired bootstrap). Users at the last test cutoff: {r['n_users']:,}."
               + (" The lifetimes peer needed an L2 penalty to converge at: "
                  + ", ".join(f"{c} ({pen:g})" for c, pen in r["penalized"]) + "." if r["penalized"] else ""), "",
               f"Wall time: {r['timing']}.", ""]
