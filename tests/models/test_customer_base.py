@@ -96,7 +96,7 @@ def _year_of_origins(season: dict[int, float]) -> tuple[pd.DataFrame, np.ndarray
     """14 month ends of the LATE cross-section; each origin's target spend = 10 x the month's season
     for the repeat buyers (the fitted model does not move with y: only the level does)."""
     origins = [pd.Timestamp("2023-01-31") + pd.offsets.MonthEnd(k) for k in range(14)]
-    base = cross_section(LATE)
+    base = cross_section(LATE * 4).assign(n_periods=6.0)  # 40 established customers an origin
     X = pd.concat([base] * len(origins), ignore_index=True)
     X.index = pd.MultiIndex.from_arrays([np.repeat(origins, len(base)), np.tile(np.arange(len(base)), len(origins))],
                                         names=[ORIGIN_LEVEL, "row"])
@@ -113,7 +113,7 @@ def test_bgnbd_seasonal_scales_the_forecast_by_last_years_ratio_for_the_target_m
     plain = BgNbdGammaGamma().fit(X, y)
     seasonal = BgNbdGammaGamma(seasonal=True).fit(X, y)
     assert seasonal.bg_params_ == pytest.approx(plain.bg_params_, rel=1e-12)  # the same fit, a level on top
-    X_cut = cross_section(LATE)
+    X_cut = cross_section(LATE).assign(n_periods=6.0)
     origins = X.index.get_level_values(ORIGIN_LEVEL)
     fitted = plain.predict(X.reset_index(drop=True))  # independent: the plain model on every origin's rows
     ratio = {o: y[origins == o].sum() / fitted[origins == o].sum() for o in pd.unique(origins)}
@@ -136,7 +136,7 @@ def test_bgnbd_seasonal_reads_the_season_off_the_calendar_months() -> None:
     X, y = _year_of_origins({12: 3.0})
     seasonal = BgNbdGammaGamma(seasonal=True).fit(X, y)
     plain = BgNbdGammaGamma().fit(X, y)
-    X_cut = cross_section(LATE)
+    X_cut = cross_section(LATE).assign(n_periods=6.0)
     # the training year holds origins 2023-01-31 .. 2024-02-29: December's origin is 2023-11-30
     up = seasonal.predict(at_origin(X_cut, dt.date(2024, 11, 30)))  # needs 2023-11-30 .. 2024-10-31: missing
     np.testing.assert_allclose(up, plain.predict(X_cut))
@@ -144,3 +144,23 @@ def test_bgnbd_seasonal_reads_the_season_off_the_calendar_months() -> None:
     s2, p2 = BgNbdGammaGamma(seasonal=True).fit(X2, y2), BgNbdGammaGamma().fit(X2, y2)
     lift = s2.predict(at_origin(X_cut, dt.date(2024, 2, 29))) / p2.predict(X_cut)
     assert np.all(lift > 2.0)
+
+
+def test_bgnbd_seasonal_reads_its_ratios_off_established_customers_only() -> None:
+    """A newly acquired cohort's first months deviate from BG/NBD's fit for their age; counted, they
+    would pass for a season. Customers with fewer than 3 periods of history are left out of the ratios."""
+    from spendlab.features.config import at_origin
+
+    X, y = _year_of_origins({})
+    rows = X.index.get_level_values("row").to_numpy()
+    X = X.assign(n_periods=np.where(rows < 10, 1.0, 6.0))  # a quarter of every origin is brand new
+    young = X["n_periods"].to_numpy() < 3
+    origins = X.index.get_level_values(ORIGIN_LEVEL)
+    y_young_spike = np.where(young & (origins == pd.Timestamp("2023-02-28")), y * 20 + 50, y)
+    flat = BgNbdGammaGamma(seasonal=True).fit(X, y)
+    spiked = BgNbdGammaGamma(seasonal=True).fit(X, y_young_spike)
+    X_cut = cross_section(LATE).assign(n_periods=6.0)
+    at = at_origin(X_cut, dt.date(2024, 2, 29))  # last year's origin is the spiked 2023-02-28
+    np.testing.assert_allclose(spiked.predict(at), flat.predict(at), rtol=1e-12)
+    counted = BgNbdGammaGamma(seasonal=True).fit(X.drop(columns=["n_periods"]), y_young_spike)
+    assert (counted.predict(at.drop(columns=["n_periods"])) > 1.5 * flat.predict(at)).all()

@@ -60,7 +60,9 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
         passed to :meth:`predict`), multiply by the training ratio sum(y) / sum(fitted) at the origin one
         year before ``c``, over the same ratio pooled across the year of origins from there to ``c``
         (:func:`seasonal_factor`): last year's deviation of that month from the year's level. Without
-        that year of training origins (or without the origin level) the factor is 1.
+        that year of training origins (or without the origin level) the factor is 1. The ratios count
+        established customers only (:data:`ESTABLISHED_PERIODS`): a young cohort's next month deviates
+        from the fit for its age, which is not a season.
     """
 
     def __init__(self, penalizer: float = 0.0, horizon_days: float = 30.4, calibrate: bool = False,
@@ -107,9 +109,7 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
             if self.calibrate:
                 self.scale_ = float(target.sum()) / total if total > 0 else 1.0
             if self.seasonal and ORIGIN_LEVEL in (frame.index.names or []):
-                origin = frame.index.get_level_values(ORIGIN_LEVEL)
-                sums = pd.DataFrame({"origin": origin, "y": target, "fitted": fitted}).groupby("origin")[["y", "fitted"]].sum()
-                self.origin_totals_ = {pd.Timestamp(o): (float(r.y), float(r.fitted)) for o, r in sums.iterrows()}
+                self.origin_totals_ = _established_totals(frame, target, fitted)
         return self
 
     def _horizon_weeks(self, X: pd.DataFrame) -> np.ndarray:
@@ -145,6 +145,24 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
                        for o in pd.unique(origin)}
             out = out * np.asarray([factors[o] for o in origin], dtype=np.float64)
         return non_negative(out)
+
+
+#: A customer counts towards the seasonal level once this many periods of history lie behind the origin
+#: (``n_periods``): a newly acquired customer's next period runs off BG/NBD's fit for reasons of age, not
+#: of the calendar. An origin with fewer established customers has no ratio (so no seasonal level uses it).
+ESTABLISHED_PERIODS = 3
+MIN_ESTABLISHED = 30
+
+
+def _established_totals(frame: pd.DataFrame, y: np.ndarray, fitted: np.ndarray) -> dict[pd.Timestamp, tuple[float, float]]:
+    """Per origin, (sum y, sum fitted) over the customers with :data:`ESTABLISHED_PERIODS` periods of
+    history (all rows when the frame has no ``n_periods``); origins with too few of them are left out."""
+    origin = frame.index.get_level_values(ORIGIN_LEVEL)
+    keep = frame["n_periods"].to_numpy() >= ESTABLISHED_PERIODS if "n_periods" in frame.columns else \
+        np.ones(len(frame), dtype=bool)
+    rows = pd.DataFrame({"origin": origin[keep], "y": y[keep], "fitted": fitted[keep]})
+    sums = rows.groupby("origin").agg(y=("y", "sum"), fitted=("fitted", "sum"), n=("y", "size"))
+    return {pd.Timestamp(o): (float(r.y), float(r.fitted)) for o, r in sums.iterrows() if r.n >= MIN_ESTABLISHED}
 
 
 def seasonal_factor(totals: dict[pd.Timestamp, tuple[float, float]], cutoff: pd.Timestamp, *,
