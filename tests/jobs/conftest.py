@@ -12,11 +12,11 @@ from spendlab.jobs.datasets import synth_transactions
 
 
 def write_experiment(root: Path, *, name: str = "synth_next_month", models: list[str] | None = None,
-                     params: dict | None = None, users: int = 300, seed: int = 3) -> Path:
-    """A synthetic monthly experiment: 14 months from 2023-01, validation 2023-07..09, test 2023-10..12."""
+                     params: dict | None = None, users: int = 300, seed: int = 3, months: int = 14) -> Path:
+    """A synthetic monthly experiment: ``months`` months from 2023-01, validation 2023-07..09, test 2023-10..12."""
     data = root / "data" / "tx.parquet"
     if not data.exists():
-        synth_transactions(data, users=users, months=14, start="2023-01-01", seed=seed)
+        synth_transactions(data, users=users, months=months, start="2023-01-01", seed=seed)
     exp = {
         "name": name,
         "dataset": {"input": str(data), "format": "generic", "name": "synth"},

@@ -270,12 +270,13 @@ def test_registration_chatter_is_dropped_and_everything_else_passes_through(caps
     assert capsys.readouterr().err == "a real warning\n"
 
 
-def _promoted_and_scored(root: Path, spec_update: dict, models: list[str], params: dict | None = None) -> dict:
-    """An experiment (the synthetic one, updated), promoted into its own store, then scored."""
+def _promoted_and_scored(root: Path, spec_update: dict, models: list[str], params: dict | None = None,
+                         months: int = 14) -> dict:
+    """An experiment (the synthetic one over ``months`` months, updated), promoted into its own store, then scored."""
     import yaml
 
     uri = f"sqlite:///{root}/store/mlflow.db"
-    exp = write_experiment(root, models=models, params=params)
+    exp = write_experiment(root, models=models, params=params, months=months)
     spec = yaml.safe_load(exp.read_text())
     exp.write_text(yaml.safe_dump({**spec, **spec_update}, sort_keys=False))
     run_experiment(exp, out_dir=root / "out", tracking_uri=uri)
@@ -310,18 +311,40 @@ def test_a_champion_trained_with_btyd_features_scores_end_to_end(tmp_path: Path,
 def test_batch_scoring_passes_the_cutoff_to_a_seasonal_champion(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """``bgnbd_seasonal`` reads the forecast's cutoff: scoring passes it as the pyfunc param ``as_of``.
-    Trained on every origin of 14 months, the champion scored at 2024-02-29 has a year of origins
-    (2023-02-28 .. 2024-01-31) behind it, so its seasonal level is not 1."""
+    Trained on every origin of 17 months, the champion scored at 2024-05-31 has a year of origins
+    (2023-05-31 .. 2024-04-30) behind it, each with established customers (acquired by 2023-03), so its
+    seasonal level is not 1."""
     from spendlab.features.store import FeatureStore
 
     monkeypatch.chdir(tmp_path)
-    run = _promoted_and_scored(tmp_path, {"train_origins": "all"}, ["bgnbd_seasonal"])
-    assert run["model"].takes_as_of and run["result"].as_of.isoformat() == "2024-02-29"
+    run = _promoted_and_scored(tmp_path, {"train_origins": "all"}, ["bgnbd_seasonal"], months=17)
+    assert run["model"].takes_as_of and run["result"].as_of.isoformat() == "2024-05-31"
     feats = FeatureStore.from_source(run["tx"], freq="month", horizon=1).features(run["result"].as_of)
     pyfunc = mlflow.pyfunc.load_model(CHAMPION)
-    with_cutoff = pyfunc.predict(feats, params={"as_of": "2024-02-29"})
+    with_cutoff = pyfunc.predict(feats, params={"as_of": "2024-05-31"})
     without = pyfunc.predict(feats)
     np.testing.assert_allclose(run["scores"]["prediction"].to_numpy(), with_cutoff["prediction"].to_numpy(), rtol=1e-9)
     ratio = with_cutoff["prediction"].to_numpy() / np.maximum(without["prediction"].to_numpy(), 1e-12)
     moving = without["prediction"].to_numpy() > 1e-6
     assert np.ptp(ratio[moving]) < 1e-9 and abs(ratio[moving][0] - 1.0) > 1e-3  # one level, not 1
+
+
+@pytest.mark.parametrize("combiner", ["ensemble", "stack"])
+def test_a_combination_passes_the_cutoff_to_its_seasonal_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 combiner: str) -> None:
+    """A combination champion whose members include ``bgnbd_seasonal`` (the default members do): the
+    member reads the cutoff inside the registered ensemble, so batch scoring equals the pyfunc with
+    ``as_of``, and without it the seasonal member falls back to level 1 and the scores move."""
+    from spendlab.features.store import FeatureStore
+
+    monkeypatch.chdir(tmp_path)
+    run = _promoted_and_scored(tmp_path, {"train_origins": "all", "ensemble_members": ["bgnbd_seasonal", "ridge"]},
+                               [combiner], months=17)
+    assert run["result"].as_of.isoformat() == "2024-05-31"
+    pyfunc = mlflow.pyfunc.load_model(CHAMPION)
+    assert pyfunc.metadata.get_params_schema() is not None
+    feats = FeatureStore.from_source(run["tx"], freq="month", horizon=1).features(run["result"].as_of)
+    with_cutoff = pyfunc.predict(feats, params={"as_of": "2024-05-31"})["prediction"].to_numpy()
+    without = pyfunc.predict(feats)["prediction"].to_numpy()
+    np.testing.assert_allclose(run["scores"]["prediction"].to_numpy(), with_cutoff, rtol=1e-9)
+    assert np.mean(np.abs(with_cutoff - without) > 1e-6 * np.maximum(without, 1.0)) > 0.5

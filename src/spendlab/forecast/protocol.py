@@ -88,7 +88,7 @@ class ExperimentConfig(StrictModel):
     features: Path | None = None  # feature-set YAML; None = spendlab's default feature set
     models: tuple[str, ...] = ()  # () = every registry key
     params: dict[str, dict[str, Any]] = {}
-    ensemble_members: tuple[str, ...] = ("lightgbm", "lightgbm_clv", "sm_tweedie_glm", "bgnbd_gg")
+    ensemble_members: tuple[str, ...] = ("lightgbm", "lightgbm_clv", "sm_tweedie_glm", "bgnbd_seasonal")
     # Members whose mean validation |bias| exceeds this are left out of the blend (validation only).
     ensemble_max_validation_bias: float = 0.10
     segments: SegmentSpec = SegmentSpec()
