@@ -215,3 +215,43 @@ def test_train_origins_as_a_date_starts_where_the_population_exists() -> None:
         "name": "from", "dataset": {"input": "mem", "format": "generic"}, "freq": "month",
         "validation": {"dates": [D(2024, 3, 31)]}, "test": {"dates": [D(2024, 5, 31)]}, "train_origins": "2024-01-31"})
     assert cfg.train_origins == D(2024, 1, 31)
+
+
+def long_tx_frame(seed: int = 5, n_users: int = 150) -> pd.DataFrame:
+    """19 months (2023-01 .. 2024-07) with a December uplift: every user joins in January or February
+    2023, so each origin from 2023-04 on has established customers (3+ periods of history)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        day = D(2023, 1 + u % 2, 1) + dt.timedelta(days=int(rng.integers(0, 25)))
+        while day <= D(2024, 7, 31):
+            scale = 3.0 if day.month == 12 else 1.0
+            rows.append((f"u{u:03d}", pd.Timestamp(day) + pd.Timedelta(hours=12),
+                         round(float(rng.gamma(2.0, 15.0 * scale)), 2)))
+            day += dt.timedelta(days=int(rng.integers(4, 30)))
+    return pd.DataFrame(rows, columns=["user_id", "ts", "amount"])
+
+
+@pytest.mark.parametrize("key", ["bgnbd_seasonal", "ensemble", "stack"])
+def test_the_seasonal_level_sees_no_data_after_the_cutoff(key: str) -> None:
+    """With a year of training origins the seasonal level is active (``bgnbd_seasonal`` differs from
+    ``bgnbd_gg``), and data after the cutoff (x1000, intruders) still moves no prediction, alone or as
+    a combination's member."""
+    clean = long_tx_frame()
+    after = clean["ts"] >= pd.Timestamp(CUTOFF + dt.timedelta(days=1))
+    poisoned = clean.copy()
+    poisoned.loc[after, "amount"] *= 1000.0
+    poisoned = pd.concat([poisoned, pd.DataFrame({"user_id": ["zz1"], "ts": [pd.Timestamp("2024-06-03")],
+                                                  "amount": [1e6]})], ignore_index=True)
+    exp = ExperimentConfig.model_validate({
+        "name": "leak", "dataset": {"input": "mem", "format": "generic"}, "freq": "month",
+        "validation": {"dates": [D(2024, 3, 31)]}, "test": {"dates": [CUTOFF]}, "train_origins": "all",
+        "ensemble_members": ["bgnbd_seasonal", "ridge"]})
+    a = run_backtest(store_for(clean), experiment=exp, model_key=key, origins="test")
+    b = run_backtest(store_for(poisoned), experiment=exp, model_key=key, origins="test")
+    np.testing.assert_array_equal(a.predictions["user_id"], b.predictions["user_id"])
+    np.testing.assert_allclose(a.predictions["y_pred"], b.predictions["y_pred"], rtol=0, atol=1e-9)
+    plain = run_backtest(store_for(clean), experiment=exp, model_key="bgnbd_gg", origins="test")
+    if key == "bgnbd_seasonal":
+        ratio = a.predictions["y_pred"].to_numpy() / np.maximum(plain.predictions["y_pred"].to_numpy(), 1e-12)
+        assert abs(float(np.median(ratio)) - 1.0) > 1e-3  # the seasonal path ran
