@@ -139,11 +139,11 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
         out = self._raw(X) * self.scale_
         frame = as_frame(X)
         if self.seasonal and ORIGIN_LEVEL in (frame.index.names or []):
-            origin = frame.index.get_level_values(ORIGIN_LEVEL)
+            codes, origins = pd.factorize(frame.index.get_level_values(ORIGIN_LEVEL))
             weekly = "target_days_in_period" in frame.columns and bool((frame["target_days_in_period"] == 7).all())
-            factors = {o: seasonal_factor(getattr(self, "origin_totals_", {}), pd.Timestamp(o), weekly=weekly)
-                       for o in pd.unique(origin)}
-            out = out * np.asarray([factors[o] for o in origin], dtype=np.float64)
+            factors = np.asarray([seasonal_factor(getattr(self, "origin_totals_", {}), pd.Timestamp(o), weekly=weekly)
+                                  for o in origins], dtype=np.float64)
+            out = out * factors[codes]  # one factor per origin, spread by code (no per-row Python loop)
         return non_negative(out)
 
 
