@@ -7,10 +7,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: run test install install-test ui bench clean
+.PHONY: run test install install-test ui bench docs clean
 
 # Packages go in with uv (from PyPI, into the venv): the same versions pip resolves, in about
-# 10 s instead of about 65 s (docs/decisions.md). Plain pip is the fallback when uv cannot run.
+# 10 s instead of about 65 s (docs/dependencies.md). Plain pip is the fallback when uv cannot run.
 INSTALL = $(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip install --quiet --python $(BIN)/python
 
 $(BIN)/python:
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(TSTAMP): pyproject.toml | $(BIN)/python
-	$(INSTALL) -e ".[test,spark]" || $(BIN)/python -m pip install --quiet -e ".[test,spark]"
+	$(INSTALL) -e ".[test,spark,docs]" || $(BIN)/python -m pip install --quiet -e ".[test,spark,docs]"
 	touch $(STAMP) $@
 
 install: $(STAMP)
@@ -33,11 +33,16 @@ run: $(STAMP)
 
 test: $(TSTAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
 	$(BIN)/python -m tests.setup_browser
 	$(BIN)/python -m pytest
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns --host 127.0.0.1 --port 5000
+
+# The documentation site (topic pages and the API reference) at http://127.0.0.1:8000, rebuilt on save.
+docs: $(TSTAMP)
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 bench: $(TSTAMP)
 	$(BIN)/python benchmarks/run_all.py
