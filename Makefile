@@ -33,7 +33,7 @@ run: $(STAMP)
 
 test: $(TSTAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 	$(BIN)/python -m tests.setup_browser
 	$(BIN)/python -m pytest
 
@@ -42,10 +42,10 @@ ui: $(STAMP)
 
 # The documentation site (topic pages and the API reference) at http://127.0.0.1:8000, rebuilt on save.
 docs: $(TSTAMP)
-	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 bench: $(TSTAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf outputs mlruns .pytest_cache configs/tuned
+	rm -rf outputs mlruns .pytest_cache configs/tuned build/site
