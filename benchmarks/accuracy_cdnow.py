@@ -220,25 +220,16 @@ def main() -> int:
 
 
 def write_results(table: str, summary: str, timing: str) -> None:
-    from spendlab.io.atomic import atomic_write_text
+    """Make this run the current ``accuracy_cdnow`` section of RESULTS.md (the one it replaces goes to HISTORY.md)."""
+    from run_all import record
 
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    head = "## Forecast accuracy on CDNOW (issue 5)"
-    section = "\n".join([
-        head, "",
+    record("accuracy_cdnow", "\n".join([
+        "### accuracy_cdnow", "",
         "Command: `nice -n 10 .venv/bin/python benchmarks/accuracy_cdnow.py --write-results`  ",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; protocol: experiments/cdnow_next_month.yaml "
         "(8 test cutoffs 1997-10-31 .. 1998-05-31, next calendar month, all 23,570 customers; "
         "validation cutoffs 1997-07-31 .. 1997-09-30). Peers are fitted at each cutoff on data up to it.", "",
-        table, "", summary, "", timing, ""])
-    if head in text:
-        start = text.index(head)
-        nxt = text.find("\n## ", start + len(head))
-        text = text[:start] + section + (text[nxt + 1:] if nxt != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    atomic_write_text(path, text)
+        table, "", summary, "", timing, ""]))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ import pandas as pd
 from accuracy_cdnow import monthly_actuals, peer_lifetimes, peer_mlforecast  # same peers as CDNOW
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## Forecast accuracy against the synthetic oracle (issue 18)"
 BAYES = "Bayes limit"
 PEERS = ("lifetimes BG/NBD + Gamma-Gamma", "mlforecast + LightGBM (lags 1-6, rolling mean 3)", "3-month mean",
          "last month")
@@ -262,25 +261,17 @@ def main() -> int:
 
 
 def write_results(args: argparse.Namespace, body: str) -> None:
-    from spendlab.io.atomic import atomic_write_text
+    """Make this run the current ``accuracy_synth`` section of RESULTS.md (the one it replaces goes to HISTORY.md)."""
+    from run_all import record
 
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    section = "\n".join([
-        SECTION, "",
+    record("accuracy_synth", "\n".join([
+        "### accuracy_synth", "",
         f"Command: `nice -n 10 .venv/bin/python benchmarks/accuracy_synth.py --users {args.users} --months "
         f"{args.months} --seed {args.seed} --train-origins {args.train_origins} --write-results`  ",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; protocol as CDNOW's (next calendar month, "
         f"training origins: {args.train_origins}, 3 validation then 8 test month-end cutoffs, the last target = the data's last "
-        "month). The oracle is `datasets synth --oracle` (docs/decisions.md); gap closed = (best peer - champion) / "
-        "(best peer - oracle), on mean test RMSE.", "", body])
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[nxt + 1:] if nxt != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    atomic_write_text(path, text)
+        "month). The oracle is `datasets synth --oracle` (docs/synthetic-data.md); gap closed = (best peer - champion) / "
+        "(best peer - oracle), on mean test RMSE.", "", body]))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-SECTION = "## Synthetic generator and Parquet validation (issue 2)"
 
 REFERENCE = textwrap.dedent(
     """
@@ -95,8 +93,6 @@ def main(argv: list[str] | None = None) -> None:
     size_mib = args.out.stat().st_size / 2**20
     ratio = synth["seconds"] / reference["seconds"]
     lines = [
-        SECTION,
-        "",
         f"Command: `nice -n 10 .venv/bin/python benchmarks/bench_synth.py --users {args.users} "
         f"--months {args.months}{' --write-results' if args.write_results else ''}`  ",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
@@ -125,18 +121,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write_section(text: str) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md, leaving other sections alone."""
-    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n\n"
-    if SECTION in current:
-        head, rest = current.split(SECTION, 1)
-        nxt = rest.find("\n## ")
-        tail = rest[nxt + 1:] if nxt >= 0 else ""
-        current = head + text + ("\n" + tail if tail else "")
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    tmp = RESULTS.with_suffix(".md.tmp")
-    tmp.write_text(current, encoding="utf-8")
-    os.replace(tmp, RESULTS)
+    """Make this run the current ``synth`` section of RESULTS.md (the one it replaces goes to HISTORY.md)."""
+    from run_all import record
+
+    record("synth", "### synth\n\n" + text)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
-"""Run every benchmark, one at a time, and rewrite the generated part of benchmarks/RESULTS.md.
+"""Run every benchmark, one at a time, and rewrite its section of benchmarks/RESULTS.md.
 
-``make bench`` calls this. Each benchmark runs in its own process with nothing else of spendlab's
-running; its standard output (a markdown table or summary) goes into RESULTS.md between
-``<!-- run_all:begin -->`` and ``<!-- run_all:end -->``, under the exact command that produced it,
-the time and the machine's load average when it started. Speed figures taken under load are not
-results (benchmarks compare against a reference measured in the same run, and a loaded machine
-slows the two differently): when the 1-minute load average is above ``--max-load`` the run stops
-before measuring anything, unless ``--allow-load`` is given, and then every section says so.
+``make bench`` calls this. RESULTS.md holds the current figure of each benchmark: one section per
+benchmark between ``<!-- run_all:begin -->`` and ``<!-- run_all:end -->``, each its standard output
+(a markdown table or summary) under the exact command that produced it, the time and the machine's
+load average when it started. A new run of a benchmark replaces its section, and the section it
+replaces is appended to benchmarks/HISTORY.md, so no earlier figure is lost. Speed figures taken
+under load are not results (benchmarks compare against a reference measured in the same run, and a
+loaded machine slows the two differently): when the 1-minute load average is above ``--max-load``
+the run stops before measuring anything, unless ``--allow-load`` is given, and then every section
+says so.
 
-The sections written by hand above the markers (history, remeasurements, notes) are kept.
+Benchmarks that can write their own results (``--write-results``) go through :func:`record`, so
+they land in the same section.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+HISTORY = ROOT / "benchmarks" / "HISTORY.md"
+REPLACED = "## Runs replaced by later ones"
 BEGIN, END = "<!-- run_all:begin -->", "<!-- run_all:end -->"
 SECTION = ("<!-- bench:", "-->")  # opens each benchmark's section inside the block
 PY = sys.executable
@@ -85,26 +90,55 @@ def _sections_of(block: str) -> dict[str, str]:
     return {name: "\n".join(lines).strip("\n") + "\n" for name, lines in sections.items()}
 
 
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _keep_history(replaced: dict[str, str]) -> None:
+    """Append sections that a new run replaced to HISTORY.md, newest last, each marked with the date."""
+    if not replaced:
+        return
+    text = HISTORY.read_text() if HISTORY.exists() else "# Benchmark history\n"
+    if REPLACED not in text:
+        text = text.rstrip("\n") + f"\n\n{REPLACED}\n\nWritten by `benchmarks/run_all.py`: each section as it stood before a newer run replaced it.\n"
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    for name, section in replaced.items():
+        body = section.split("\n", 1)[1] if section.startswith(f"### {name}\n") else section
+        text = text.rstrip("\n") + f"\n\n### {name} (replaced {when})\n{body.rstrip()}\n"
+    _write(HISTORY, text)
+
+
+def record(name: str, section: str) -> None:
+    """Make ``section`` (``### name``, the command, then the figures) the current one of benchmark ``name``.
+
+    For benchmarks run outside ``run_all`` that write their own results; the section replaced goes to
+    HISTORY.md like any other.
+    """
+    _rewrite({name: section.strip("\n") + "\n"})
+
+
 def _rewrite(sections: dict[str, str]) -> None:
     """Replace the named sections of the generated block (others, from earlier runs, are kept)."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     old: dict[str, str] = {}
     if BEGIN in text and END in text:
         old = _sections_of(text.split(BEGIN, 1)[1].split(END, 1)[0])
+    _keep_history({n: old[n] for n in sections if n in old and old[n].strip() != sections[n].strip()})
     merged = {**old, **sections}
     ordered = [n for n in BENCHMARKS if n in merged] + [n for n in merged if n not in BENCHMARKS]
-    block = (f"{BEGIN}\n## Latest `make bench` ({platform.machine()}, {os.cpu_count()} cores, "
+    block = (f"{BEGIN}\n## Current figures ({platform.machine()}, {os.cpu_count()} cores, "
              f"Python {platform.python_version()})\n\nEach section is the newest run of that benchmark; "
-             "`run_all.py --only` replaces just the sections it runs.\n\n"
+             "`run_all.py --only NAME` replaces just the sections it runs and moves the replaced ones "
+             "to HISTORY.md.\n\n"
              + "\n".join(f"{SECTION[0]} {n} {SECTION[1]}\n{merged[n]}" for n in ordered) + f"{END}")
     if BEGIN in text and END in text:
         pre, rest = text.split(BEGIN, 1)
         text = pre + block + rest.split(END, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = RESULTS.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, RESULTS)
+    _write(RESULTS, text)
 
 
 def _settled_load(max_load: float, settle: float) -> float:

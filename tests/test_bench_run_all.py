@@ -1,4 +1,5 @@
-"""benchmarks/run_all.py keeps what it did not rerun: sections are replaced by name, never lost or split."""
+"""benchmarks/run_all.py keeps what it did not rerun: sections are replaced by name, never lost or split, and a
+replaced section moves to HISTORY.md."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def run_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n\n## Written by hand\n\nkept as is\n")
     monkeypatch.setattr(module, "RESULTS", results)
+    monkeypatch.setattr(module, "HISTORY", tmp_path / "HISTORY.md")
     return module
 
 
@@ -46,3 +48,29 @@ def test_a_block_written_before_the_markers_is_read_by_its_headings(run_all) -> 
                                f"{run_all.END}\n")
     run_all._rewrite({"scoring_1m": "### scoring_1m\n\nnew\n"})
     assert _sections(run_all) == {"features_1m": "### features_1m\n\nf\n", "scoring_1m": "### scoring_1m\n\nnew\n"}
+
+
+def test_a_replaced_section_moves_to_the_history_with_its_figures(run_all) -> None:
+    run_all._rewrite({"features_1m": "### features_1m\n\nCommand: `a`\n\nold figures\n",
+                      "spark": "### spark\n\ns\n"})
+    assert not run_all.HISTORY.exists()
+    run_all._rewrite({"features_1m": "### features_1m\n\nCommand: `a`\n\nnew figures\n"})
+    history = run_all.HISTORY.read_text()
+    assert history.startswith("# Benchmark history\n") and run_all.REPLACED in history
+    moved = history.split("### features_1m (replaced ", 1)[1]
+    assert "Command: `a`\n\nold figures" in moved and "new figures" not in history and "### spark" not in history
+    run_all._rewrite({"spark": "### spark\n\ns\n"})  # the same figures again: nothing to keep
+    assert run_all.HISTORY.read_text() == history
+    run_all.record("features_1m", "### features_1m\n\nthird\n")
+    history = run_all.HISTORY.read_text()
+    assert history.count("### features_1m (replaced ") == 2 and history.index("old figures") < history.index("new figures")
+    assert _sections(run_all)["features_1m"] == "### features_1m\n\nthird\n"
+
+
+def test_earlier_history_written_by_hand_is_kept(run_all) -> None:
+    run_all.HISTORY.write_text("# Benchmark history\n\n## 2026-11-21: by hand\n\nkept\n")
+    run_all._rewrite({"spark": "### spark\n\none\n"})
+    run_all._rewrite({"spark": "### spark\n\ntwo\n"})
+    history = run_all.HISTORY.read_text()
+    assert history.startswith("# Benchmark history\n\n## 2026-11-21: by hand\n\nkept\n")
+    assert history.rstrip().endswith("one")
