@@ -9,7 +9,7 @@ parent's attribute when it is imported (``import spendlab.describe.render`` sets
 ``spendlab.describe``), which would hide a function of the same name. So the subpackage *is* the
 function: this package's module class intercepts that binding and gives the subpackage a module
 class whose ``__call__`` runs the API function. ``spendlab.describe(...)`` and
-``spendlab.describe.render`` then both work, in any import order (docs/decisions.md, "Python API").
+``spendlab.describe.render`` then both work, in any import order (docs/python-api.md).
 """
 
 import importlib

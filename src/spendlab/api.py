@@ -8,7 +8,7 @@ write into a temporary directory that is read back and removed). The CLI's ``des
 
 ``import spendlab`` stays light: :mod:`spendlab` exposes these names lazily (PEP 562), and makes its
 ``describe``, ``features`` and ``reconcile`` subpackages callable so that ``spendlab.describe(...)``
-works whichever of them has been imported (see ``docs/decisions.md``, "Python API").
+works whichever of them has been imported (see ``docs/python-api.md``).
 """
 # long: the documented Python API in one module: each function beside its result class
 

@@ -3,7 +3,7 @@
 Every error the user can act on is one line on stderr and a non-zero exit, never a traceback:
 usage errors (unknown option, missing argument, bad value, no command) and refused outputs exit 2.
 Every output is checked by :func:`spendlab.io.safe_out.check_output` before any work starts, so a
-command never deletes or clobbers what spendlab did not write (docs/decisions.md, issue 15).
+command never deletes or clobbers what spendlab did not write (docs/reliability.md).
 """
 # long: one thin typer command per user-facing command; their options and help text are the CLI's documentation and read best together
 

@@ -112,7 +112,7 @@ class GenericMapping(StrictModel):
 
 
 class ReaderConfig(StrictModel):
-    """Reader and validation policy (see docs/decisions.md for why each default is what it is)."""
+    """Reader and validation policy (see docs/reading-data.md for why each default is what it is)."""
 
     timezone: str = "UTC"  # the zone of naive timestamps
     dst_policy: Literal["reject", "shift_forward"] = "reject"

@@ -21,7 +21,7 @@ _UNIT = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 #: Below this DuckDB cannot run spendlab's queries at all (a scan needs its buffers).
 MIN_MEMORY_BYTES = 64 * 2**20
 #: DuckDB memory limit of describe, features and score unless one is given (issue 19: 1M users within
-#: 2 GB of peak RSS; docs/decisions.md).
+#: 2 GB of peak RSS; docs/performance.md).
 DEFAULT_MEMORY_LIMIT = "1GB"
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 # A synthetic world is a set of latent user parameters (drawn from one seeded stream) and the
 # purchases they generate (drawn from another). Because the generator knows the latent
 # parameters, it also knows each user's true expected spend per period: the oracle, the
-# measurable limit of any forecaster (docs/decisions.md, "The synthetic generator and its oracle").
+# measurable limit of any forecaster (docs/synthetic-data.md).
 
 FUTURE_PERIODS = 3  #: periods past the data's end that the oracle also covers
 _DAY_US = 86_400_000_000

@@ -6,7 +6,7 @@ SQL text (for per-user tables that can have tens of millions of rows and are wri
 DuckDB) or a small aggregated pandas frame. Nothing here
 writes files. Money stays in full double precision; rounding to cents happens only in the writer.
 
-Refund policy (see ``docs/decisions.md``, "Describe report"): ``spend`` is gross, the sum of
+Refund policy (see ``docs/describe.md``): ``spend`` is gross, the sum of
 positive amounts; ``n_transactions`` counts every accepted row of the user/period; the average
 transaction value is ``spend / n_spend_transactions`` (rows with a positive amount); refunds are
 counted and summed apart (``n_refunds``, ``refunds`` as a positive amount); ``net_spend`` (all

@@ -138,7 +138,7 @@ class FeatureConfig(StrictModel):
     )
 
     #: Append the BTYD statistics in days (:mod:`spendlab.features.btyd`) to every DuckDB feature build.
-    #: Off by default: mixed on CDNOW validation (docs/decisions.md, issue 18). DuckDB only: the Spark
+    #: Off by default: mixed on CDNOW validation (docs/features.md). DuckDB only: the Spark
     #: engine refuses a feature set that asks for them.
     btyd: bool = False
 

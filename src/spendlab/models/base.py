@@ -80,7 +80,7 @@ def predict_threads(n: int | None) -> Iterator[None]:
     """Let every ``predict`` inside the block use ``n`` threads (``None`` or 0: the model's own setting).
 
     Models are fitted single-threaded (LightGBM's OpenMP workers spin while they wait, which on a
-    shared 2-core machine made training slower; see docs/decisions.md), but one large ``predict``
+    shared 2-core machine made training slower; see docs/models-and-selection.md), but one large ``predict``
     per scoring chunk is a single parallel loop over rows, which ``n`` threads shorten about n-fold.
     Batch scoring sets this; fitted models are not changed.
     """

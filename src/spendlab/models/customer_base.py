@@ -1,6 +1,6 @@
 """Customer-base models: BG/NBD purchases times Gamma-Gamma spend per purchase (``lifetimes``).
 
-Why ``lifetimes`` and not ``pymc-marketing``: see docs/decisions.md ("Forecasting experiments").
+Why ``lifetimes`` and not ``pymc-marketing``: see docs/models-and-selection.md.
 The fitters read the lifetimes-style columns of the as-of feature frame (``bgnbd_frequency`` =
 repeat purchase days, ``bgnbd_recency_days``, ``bgnbd_T_days``, ``bgnbd_monetary`` = mean spend of
 the repeat purchase days). Times are fitted in weeks, which keeps the optimiser well scaled.
@@ -40,7 +40,7 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
     they are fitted on one cross-section: the most recent origin of stacked training rows (the
     ``origin`` index level that ``FeatureStore.stacked`` sets), else on all rows as given. Earlier
     origins are censored views of the same histories; stacking them would count each customer's
-    early, heavier months once per origin (docs/decisions.md, "bgnbd_gg level").
+    early, heavier months once per origin (docs/models-and-selection.md).
 
     Parameters
     ----------

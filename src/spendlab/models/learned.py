@@ -157,7 +157,7 @@ def make_lightgbm(objective: str = "tweedie", tweedie_variance_power: float = 1.
     if objective == "tweedie":
         kw["tweedie_variance_power"] = tweedie_variance_power
     # One thread: LightGBM's OpenMP threads spin while waiting, which on a shared 2-core machine
-    # made n_jobs=2 five times slower than n_jobs=1 (measured; see docs/decisions.md).
+    # made n_jobs=2 five times slower than n_jobs=1 (measured; see docs/models-and-selection.md).
     lgb = LGBMRegressor(objective=objective, learning_rate=learning_rate, n_estimators=n_estimators,
                         num_leaves=num_leaves, min_child_samples=min_child_samples, subsample=subsample,
                         subsample_freq=1, colsample_bytree=colsample_bytree, reg_lambda=reg_lambda,

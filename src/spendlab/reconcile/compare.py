@@ -5,7 +5,7 @@ the expected summary, compare it with both sides per user and column, and give e
 user exactly one primary cause from a closed list. Rendering and writing live in
 :mod:`spendlab.reconcile.render`; this module only returns tables and a summary dict.
 
-Rules (documented in docs/decisions.md, "Reconciliation"):
+Rules (documented in docs/reconcile.md):
 
 * **Rebuild**: per user, the delta row with the largest ``batch_id`` (numeric). Rows tied on the
   largest batch with different values are broken by value (largest ``total_spend``, then
