@@ -112,7 +112,8 @@ def main() -> int:
     from spendlab.features.store import FeatureStore
     from spendlab.forecast.bootstrap import bootstrap_rmse, delta_interval
     from spendlab.io import load_transactions
-    from spendlab.jobs.experiment import execute, load_experiment
+    from spendlab.jobs.experiment import execute
+    from spendlab.jobs.plan import load_experiment, plan_experiment
     from spendlab.models.registry import make_model
 
     cfg = load_experiment(EXPERIMENT)
@@ -163,8 +164,8 @@ def main() -> int:
         try:
             t = time.perf_counter()
             models = args.models.split(",") if args.models else None
-            res = execute(cfg, experiment_path=EXPERIMENT, models=models, out_dir=Path(tmp) / "out",
-                          transactions=tx_obj, progress=lambda m: print(m, file=sys.stderr, flush=True))
+            plan = plan_experiment(cfg, experiment_path=EXPERIMENT, models=models)
+            res = execute(plan, out_dir=Path(tmp) / "out", transactions=tx_obj, progress=lambda m: print(m, file=sys.stderr, flush=True))
             spend_s = time.perf_counter() - t
             spend_preds = pd.read_parquet(res.paths["predictions"])
         finally:

@@ -27,6 +27,7 @@ def main() -> int:
     from spendlab.forecast.protocol import ExperimentConfig
     from spendlab.jobs.datasets import synth_transactions
     from spendlab.jobs.experiment import execute
+    from spendlab.jobs.plan import plan_experiment
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(args.workdir)
@@ -43,7 +44,7 @@ def main() -> int:
                    "hurdle", "ensemble"],
         "ensemble_members": ["lightgbm", "lightgbm_clv", "sm_tweedie_glm", "bgnbd_gg"]})
     t = time.perf_counter()
-    res = execute(cfg, out_dir=args.workdir / "out", jobs=1)
+    res = execute(plan_experiment(cfg), out_dir=args.workdir / "out", jobs=1)
     cols = ["model", "rmse", "bias", "validation_rmse", "gini_norm", "top10_capture", "delta_rmse_vs_best_peer",
             "ci_low", "ci_high", "champion"]
     print(f"champion {res.champion}; ensemble weights {res.ensemble_weights}; {time.perf_counter() - t:.0f} s")

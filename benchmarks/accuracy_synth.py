@@ -57,10 +57,12 @@ def spendlab_api() -> SimpleNamespace:
     from spendlab.io import load_transactions
     from spendlab.jobs.datasets import synth_transactions
     from spendlab.jobs.experiment import execute, feature_store
+    from spendlab.jobs.plan import plan_experiment
     from spendlab.models.registry import BASELINES, COMBINERS
 
     return SimpleNamespace(origin_metrics=origin_metrics, DatasetSpec=DatasetSpec, ExperimentConfig=ExperimentConfig,
                            Origins=Origins, execute=execute, feature_store=feature_store,
+                           plan_experiment=plan_experiment,
                            synth_transactions=synth_transactions, load_transactions=load_transactions,
                            SynthWorld=SynthWorld, posterior_expected_spend=posterior_expected_spend,
                            bootstrap_rmse=bootstrap_rmse, delta_interval=delta_interval, BASELINES=BASELINES,
@@ -102,7 +104,7 @@ def run_profile(api: SimpleNamespace, profile: str, args: argparse.Namespace, wo
     tx_obj = api.load_transactions(str(data), "generic")
     tx = tx_obj.to_pandas()
     tx["ts"] = tx["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
-    store = api.feature_store(cfg, tx_obj)
+    store = api.feature_store(api.plan_experiment(cfg, models=["zero"]), tx_obj)
 
     rows: list[dict[str, object]] = []
     timings: dict[str, float] = {}
@@ -138,7 +140,8 @@ def run_profile(api: SimpleNamespace, profile: str, args: argparse.Namespace, wo
     try:
         t = time.perf_counter()
         models = args.models.split(",") if args.models else None
-        res = api.execute(cfg, models=models, out_dir=work / profile / "out", transactions=tx_obj, store=store,
+        res = api.execute(api.plan_experiment(cfg, models=models), out_dir=work / profile / "out",
+                          transactions=tx_obj, store=store,
                           progress=lambda m: print(f"{profile}: {m}", file=sys.stderr, flush=True))
         spend_s = time.perf_counter() - t
     finally:

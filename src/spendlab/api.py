@@ -37,8 +37,9 @@ from spendlab.forecast.protocol import DatasetSpec, ExperimentConfig
 from spendlab.io.load import Transactions, load_transactions, validation_summary
 from spendlab.io.rejects import FileReport, LoadReport, Mode
 from spendlab.jobs.describe import run_describe
-from spendlab.jobs.experiment import execute, load_experiment
+from spendlab.jobs.experiment import execute
 from spendlab.jobs.features import features_table, load_feature_config, write_features
+from spendlab.jobs.plan import load_experiment, plan_experiment
 from spendlab.jobs.reconcile import run_reconcile
 from spendlab.jobs.score import score as run_score
 from spendlab.jobs.tuned_params import TUNED_DIR
@@ -315,8 +316,9 @@ def experiment(data: Data | None = None, *, config: str | Path | Mapping[str, An
         cfg = cfg.model_copy(update={"dataset": DatasetSpec(input=given["input"],
                                                              format=format or cfg.dataset.format)})
     with _out_dir(out, "spendlab-experiment-") as out_dir:
-        res = execute(cfg, experiment_path=path, models=list(models) if models else None, out_dir=out_dir,
-                      tracking_uri=tracking_uri, tuned_dir=Path(tuned_dir), transactions=tx, jobs=jobs)
+        plan = plan_experiment(cfg, experiment_path=path, models=list(models) if models else None,
+                               tuned_dir=Path(tuned_dir))
+        res = execute(plan, out_dir=out_dir, tracking_uri=tracking_uri, transactions=tx, jobs=jobs)
         predictions = pd.read_parquet(res.paths["predictions"])
     return ExperimentResult(res.name, res.leaderboard, res.champion, predictions, res.parent_run_id,
                             dict(res.ensemble_weights), None if out is None else Path(out))

@@ -37,7 +37,7 @@ from spendlab.jobs.datasets import generate_deltas, synth_transactions
 from spendlab.jobs.evaluate import TOLERANCE, evaluate_model
 from spendlab.jobs.experiment import run_experiment
 from spendlab.jobs.features import features_table, load_feature_config, write_features
-from spendlab.jobs.pipeline import PipelineConfig, run_pipeline
+from spendlab.jobs.pipeline import PipelineConfig, plan_pipeline, run_pipeline
 from spendlab.jobs.promote import promote_experiment
 from spendlab.jobs.score import score as run_score
 from spendlab.jobs.tune import tune_experiment
@@ -205,7 +205,7 @@ def pipeline(
     except SpendlabError as exc:
         raise UnsafeOutputError(f"{config}: out_dir: {exc}") from None
     with output_dir(cfg.out_dir, inputs=[config, cfg.experiment], option=f"{config}: out_dir"):
-        run_pipeline(cfg, console=err)
+        run_pipeline(plan_pipeline(cfg), console=err)
 
 
 @app.command()

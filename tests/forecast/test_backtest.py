@@ -183,18 +183,19 @@ def test_an_experiment_with_its_own_feature_set_backtests_on_its_shared_store(tm
     import yaml
 
     from spendlab.jobs.experiment import feature_store
+    from spendlab.jobs.plan import plan_experiment
 
     (tmp_path / "features.yaml").write_text(yaml.safe_dump({"weekly_activity_windows": [4]}))
     custom = experiment([D(2024, 5, 31)]).model_copy(update={"features": tmp_path / "features.yaml"})
-    store = feature_store(custom, store_for(tx_frame(n_users=12)).con)
+    store = feature_store(plan_experiment(custom), store_for(tx_frame(n_users=12)).con)
     assert store.feature_config.weekly_activity_windows == (4,)
-    assert feature_store(custom, store) is store
+    assert feature_store(plan_experiment(custom), store) is store
     result = run_backtest(store, experiment=custom, model_key="last_period", origins="test")
     assert len(result.per_origin) == 1
     assert "active_days_per_week_mean_last4" in result.feature_names
     assert "active_days_per_week_mean_last13" not in result.feature_names
     with pytest.raises(ValueError, match="feature config"):
-        feature_store(experiment([D(2024, 5, 31)]), store)
+        feature_store(plan_experiment(experiment([D(2024, 5, 31)])), store)
 
 
 def test_train_origins_all_reaches_back_to_the_first_period_of_the_data() -> None:

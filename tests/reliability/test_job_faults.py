@@ -23,7 +23,7 @@ def _runs(experiment: str) -> pd.DataFrame:
 
 def test_row55_exception_mid_training_fails_the_run_registers_nothing_and_writes_no_final_output(
         workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import spendlab.forecast.backtests as backtest
+    import spendlab.forecast.backtest as backtest
     from spendlab.cli import app
 
     exp = write_experiment(workdir, models=["zero", "last_period", "ridge"], params={}, users=120)

@@ -1,4 +1,4 @@
-"""Rolling-origin backtests: the time split, training sets, metrics per origin.
+"""Rolling-origin backtests: one model at a time, or several on threads with results in order.
 
 For a cutoff ``c`` the model is trained on stacked examples (features at an earlier cutoff
 ``c_k``, spend in the ``horizon`` periods after ``c_k``) for the ``train_origins`` most recent
@@ -11,7 +11,9 @@ of ``c`` itself is read only to score the forecast.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -20,7 +22,7 @@ import pandas as pd
 
 from spendlab.calendar import Freq, shift_period
 from spendlab.errors import SpendlabError
-from spendlab.models.registry import make_model
+from spendlab.models.registry import make_model, model_params
 
 if TYPE_CHECKING:
     import duckdb
@@ -33,17 +35,6 @@ from spendlab.features.segments import segment_users
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
 from spendlab.forecast.split import training_set
-
-# --- the time split ------------------------------------------------------------------------
-
-
-# --- metrics ---------------------------------------------------------------------------------
-
-
-# --- features per cutoff, computed once per run ------------------------------------------------
-
-
-# --- the backtest ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -136,3 +127,83 @@ def run_backtest(
                           estimator=est, feature_names=feature_names)
 
 
+@dataclass
+class BacktestOutcome:
+    """One model's backtest on every origin (or the exception it raised), and what it cost."""
+
+    key: str
+    tuned: bool
+    result: BacktestResult | None = None
+    estimator_params: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: BaseException | None = None
+    started: float = 0.0  # epoch seconds: the model's MLflow run is dated by its backtest
+
+    @property
+    def timing(self) -> tuple[float, float]:
+        """(start, end) of the backtest, epoch seconds."""
+        return self.started, self.started + self.seconds
+
+
+def backtest_one(store: FeatureStore, cfg: BacktestSpec, key: str, params: dict[str, Any], tuned: bool,
+                 fold_params: Mapping[dt.date, dict[str, Any]] | None = None) -> BacktestOutcome:
+    """Backtest one model on every origin; an exception is returned in the outcome, not raised."""
+    started, t0 = time.time(), time.perf_counter()
+    try:
+        res = run_backtest(store, experiment=cfg, model_key=key, params=params, origins="all",
+                           params_by_cutoff=fold_params)
+    except Exception as exc:  # raised again on the logging thread, inside the model's run
+        return BacktestOutcome(key, tuned, error=exc, seconds=time.perf_counter() - t0, started=started)
+    return BacktestOutcome(key, tuned, res, model_params(make_model(key, params)), time.perf_counter() - t0,
+                    started=started)
+
+
+def backtest_models(store: FeatureStore, cfg: BacktestSpec, resolved: dict[str, tuple[dict[str, Any], bool]], *,
+                    jobs: int, progress: Any | None = None,
+                    fold_params: Mapping[str, Mapping[dt.date, dict[str, Any]]] | None = None,
+                    ) -> Iterator[BacktestOutcome]:
+    """Backtest every model of ``resolved`` (key -> (params, tuned)), yielding outcomes in its order.
+    ``fold_params[key][c]``: the parameters that score validation origin ``c`` (tuned without it).
+
+    The first backtest builds every cutoff's features and targets (cached in the store); the others
+    then run ``jobs`` at a time on threads: each fits single-threaded (LightGBM n_jobs=1) and releases
+    the GIL in LightGBM, numpy and DuckDB. Each outcome is yielded as soon as it and those before it
+    are done, so the caller's logging overlaps the backtests still running. Backtests not yet started
+    are cancelled when the caller stops early (a failure).
+    """
+    keys = list(resolved)
+    total = len(keys)
+
+    def run(key: str) -> BacktestOutcome:
+        params, tuned = resolved[key]
+        say_progress(progress, f"[{keys.index(key) + 1}/{total}] backtesting {key}{' (tuned params)' if tuned else ''}")
+        return backtest_one(store, cfg, key, params, tuned, (fold_params or {}).get(key))
+
+    first = run(keys[0])
+    yield first
+    if first.error is not None:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="spendlab-backtest") as pool:
+        # Tuned models first: a search tends to land on bigger models (CDNOW: 350 trees against 150,
+        # the longest backtest), and the longest job should start first so both threads finish together.
+        submitted = {key: pool.submit(run, key) for key in sorted(keys[1:], key=lambda k: not resolved[k][1])}
+        try:
+            for key in keys[1:]:
+                yield submitted[key].result()
+        finally:
+            for future in submitted.values():
+                future.cancel()
+
+
+def say_progress(progress: Callable[[str], None] | None, msg: str) -> None:
+    """Send ``msg`` to a ``progress(str)`` callback, if there is one.
+
+    Parameters
+    ----------
+    progress : callable or None
+        The job's status-line callback.
+    msg : str
+        One status line; ``[i/n] ...`` lines mark step i of n.
+    """
+    if progress is not None:
+        progress(msg)

@@ -1,6 +1,6 @@
-"""Experiment configs (``experiments/*.yaml``) and the runner behind ``spendlab experiment run``.
+"""The runner behind ``spendlab experiment run``: an experiment plan, backtested, tracked and written.
 
-An experiment names a dataset, a frequency, the **validation** origins (choose the champion and
+An experiment (``experiments/*.yaml``, planned by :mod:`spendlab.jobs.plan`) names a dataset, a frequency, the **validation** origins (choose the champion and
 the ensemble weights, fit the interval quantiles, tune) and the **test** origins (reported), the
 models to compare and their hyperparameters. The runner backtests every model on both sets,
 logs one MLflow parent run with a child per model, and writes the leaderboard and predictions.
@@ -16,12 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from spendlab.config import StrictModel, config_hash, load_yaml, parse_config
-from spendlab.errors import ConfigError
-from spendlab.features import FeatureConfig
+from spendlab.config import StrictModel, config_hash
 from spendlab.features.store import FeatureStore
-from spendlab.forecast.backtest import BacktestResult
-from spendlab.forecast.backtests import _Outcome, _say, backtest_models
+from spendlab.forecast.backtest import BacktestOutcome, BacktestResult, backtest_models, say_progress
 from spendlab.forecast.blend import blend, stack
 from spendlab.forecast.candidate import Candidate, Measured
 from spendlab.forecast.intervals import calibrate, calibration_report
@@ -32,25 +29,13 @@ from spendlab.forecast.report_render import render_report
 from spendlab.io import load_transactions
 from spendlab.io.atomic import atomic_path, atomic_write_text
 from spendlab.io.safe_out import prepare_output_dir
-from spendlab.jobs.features import load_feature_config
-from spendlab.jobs.tuned_params import TUNED_DIR, resolve_params, tuned_fold_params
+from spendlab.jobs.plan import ExperimentPlan, TunePlan, load_experiment, plan_experiment
+from spendlab.jobs.tuned_params import TUNED_DIR
 from spendlab.models.base import usable_cores
-from spendlab.models.registry import COMBINERS, MODELS, resolved_params
+from spendlab.models.registry import resolved_params
 from spendlab.tracking import figures as figs
 from spendlab.tracking import results
 from spendlab.tracking import runs as tracking
-
-
-def load_experiment(path: str | Path) -> ExperimentConfig:
-    """Read and validate an experiment YAML (unknown keys and bad origins are errors naming the file)."""
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{p}: experiment file not found")
-    return parse_config(ExperimentConfig, load_yaml(p), str(p))
-
-
-# --- the runner -------------------------------------------------------------------------------
-
 
 
 class ExperimentResult(StrictModel):
@@ -72,13 +57,29 @@ def load_dataset(cfg: ExperimentConfig) -> Any:
     return load_transactions(cfg.dataset.input, cfg.dataset.format, config=cfg.reader)
 
 
-def feature_store(cfg: ExperimentConfig, source: Any) -> Any:
-    """The :class:`~spendlab.forecast.backtest.FeatureStore` of experiment ``cfg`` over ``source``: its
-    transactions, or a store built for it earlier (refused if built for another frequency,
-    horizon or feature set), so that jobs in one process build each cutoff's features once."""
+def feature_store(plan: ExperimentPlan | TunePlan, source: Any) -> FeatureStore:
+    """The feature store of ``plan`` over ``source``.
 
-    fcfg = load_feature_config(cfg.features) if cfg.features is not None else FeatureConfig()
-    return FeatureStore.from_source(source, freq=cfg.freq, horizon=cfg.horizon, feature_config=fcfg)
+    Parameters
+    ----------
+    plan : ExperimentPlan or TunePlan
+        Gives the frequency, horizon and the resolved feature set.
+    source : Transactions, DuckDB connection or FeatureStore
+        The experiment's transactions, or a store built for it earlier, so that jobs in one process
+        build each cutoff's features once.
+
+    Returns
+    -------
+    FeatureStore
+        A new store, or ``source`` itself when it is a store of the same settings.
+
+    Raises
+    ------
+    ValueError
+        ``source`` is a store built for another frequency, horizon or feature set.
+    """
+    cfg = plan.experiment
+    return FeatureStore.from_source(source, freq=cfg.freq, horizon=cfg.horizon, feature_config=plan.features)
 
 
 def run_experiment(experiment_path: Path, *, models: list[str] | None = None, out_dir: Path,
@@ -90,20 +91,9 @@ def run_experiment(experiment_path: Path, *, models: list[str] | None = None, ou
     ``out_dir/intervals.json`` (each model's conformal quantiles, for batch scoring). ``progress``
     is an optional ``callable(str)`` for status lines.
     """
-    cfg = load_experiment(experiment_path)
-    return execute(cfg, experiment_path=Path(experiment_path), models=models, out_dir=Path(out_dir),
-                   tracking_uri=tracking_uri, tuned_dir=tuned_dir, progress=progress)
-
-
-def _model_keys(cfg: ExperimentConfig, models: list[str] | None) -> list[str]:
-
-    keys = list(models) if models else cfg.model_keys()
-    unknown = [k for k in keys if k not in MODELS]
-    if unknown:
-        raise ConfigError(f"--models: unknown model(s) {unknown}; known: {', '.join(MODELS)}")
-    if not keys:
-        raise ConfigError("no models to run")
-    return list(dict.fromkeys(keys))
+    plan = plan_experiment(load_experiment(experiment_path), experiment_path=Path(experiment_path), models=models,
+                           tuned_dir=tuned_dir)
+    return execute(plan, out_dir=Path(out_dir), tracking_uri=tracking_uri, progress=progress)
 
 
 def _log_model(run: tracking.RunLog, res: BacktestResult, *, tuned: bool, estimator_params: dict[str, Any],
@@ -128,9 +118,9 @@ def _log_model(run: tracking.RunLog, res: BacktestResult, *, tuned: bool, estima
         figures=figs.model_figures(res, feature_names=res.feature_names), texts=texts, freq=resolved_cfg["freq"])
 
 
-def _say_done(progress: Any | None, o: _Outcome) -> None:
+def _say_done(progress: Any | None, o: BacktestOutcome) -> None:
     m = o.result.means if o.result is not None else {}
-    _say(progress, f"      {o.key}: validation RMSE {m.get('validation_rmse', float('nan')):.3f}, "
+    say_progress(progress, f"      {o.key}: validation RMSE {m.get('validation_rmse', float('nan')):.3f}, "
                    f"test RMSE {m.get('test_rmse', float('nan')):.3f}, test bias "
                    f"{m.get('test_bias', float('nan')):+.3f} ({o.seconds:.0f} s)")
 
@@ -229,7 +219,7 @@ class _Recorder:
                        resolved_cfg=self.resolved_cfg, dataset=self.dataset)
             self.child_ids[key] = run.run_id
 
-    def fail(self, o: _Outcome) -> None:
+    def fail(self, o: BacktestOutcome) -> None:
         """A failed backtest fails its own run (when it has one), then the parent."""
         if o.key in self.keys:
             with tracking.child_run(self.parent, run_name=o.key, start_time=o.started,
@@ -242,13 +232,13 @@ def _blend_ensemble(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bo
                     progress: Any | None) -> dict[str, float]:
     """The pure blend of the configured members (cross-fitted on validation), recorded like a model."""
     cfg = rec.cfg
-    _say(progress, f"[{n}/{n}] blending ensemble (convex weights from validation origins; each validation "
+    say_progress(progress, f"[{n}/{n}] blending ensemble (convex weights from validation origins; each validation "
                    "origin scored with weights fitted without it)")
     blend_start, t0 = time.time(), time.perf_counter()
     bl = blend(rec.results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
     timing = (blend_start, blend_start + time.perf_counter() - t0)
     if bl.left_out:
-        _say(progress, f"      ensemble: left out {bl.left_out} (|validation bias| > "
+        say_progress(progress, f"      ensemble: left out {bl.left_out} (|validation bias| > "
                        f"{cfg.ensemble_max_validation_bias:.0%})")
     used = {m: w for m, w in bl.weights.items() if w > 0}
     ens_params = resolved_params("ensemble", {
@@ -265,7 +255,7 @@ def _blend_ensemble(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bo
 def _stack_members(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bool]], progress: Any | None) -> None:
     """The stacking ensemble (per-segment weights fitted on validation, cross-fitted), recorded like a model."""
     cfg = rec.cfg
-    _say(progress, "      stacking the ensemble members (a meta-learner per segment, fitted on validation origins; "
+    say_progress(progress, "      stacking the ensemble members (a meta-learner per segment, fitted on validation origins; "
                    "each validation origin scored with one fitted without it)")
     start, t0 = time.time(), time.perf_counter()
     st = stack(rec.results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
@@ -303,26 +293,46 @@ def _log_parent(rec: _Recorder, ranking: Any, paths: dict[str, Path], weights: d
         parent.params({f"ensemble_weight.{m}": w for m, w in weights.items()})
 
 
-def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, models: list[str] | None = None,
-            out_dir: Path, tracking_uri: str | None = None, tuned_dir: Path = TUNED_DIR,
-            progress: Any | None = None, transactions: Any | None = None,
-            jobs: int | None = None, store: Any | None = None) -> ExperimentResult:
-    """:func:`run_experiment` on an already-validated config (``transactions`` may be preloaded): backtest
-    every model, blend, rank, track and write. ``jobs``: backtests at once (default: usable cores, at most 4).
+def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = None, progress: Any | None = None,
+            transactions: Any | None = None, jobs: int | None = None, store: Any | None = None) -> ExperimentResult:
+    """Run an experiment plan: backtest every model, blend, rank, track and write.
+
+    Reads no configuration: every setting and parameter comes from ``plan``; the only input read is
+    the plan's dataset (unless ``transactions`` or ``store`` are given).
+
+    Parameters
+    ----------
+    plan : ExperimentPlan
+        From :func:`spendlab.jobs.plan.plan_experiment`; logged as the parent run's ``plan.json``.
+    out_dir : pathlib.Path
+        Where ``leaderboard.csv``, ``predictions.parquet``, ``intervals.json`` and ``report.html`` go.
+    tracking_uri : str, optional
+        The MLflow store (default ``sqlite:///mlruns/mlflow.db``).
+    progress : callable, optional
+        ``progress(str)`` receives status lines.
+    transactions : Transactions, optional
+        The plan's dataset, already loaded.
+    jobs : int, optional
+        Backtests at once (default: usable cores, at most 4).
+    store : FeatureStore, optional
+        A store over the same data whose features may already be built.
+
+    Returns
+    -------
+    ExperimentResult
+        The leaderboard, the champion, the parent run and the files written.
     """
-    keys = _model_keys(cfg, models)
+    cfg, keys = plan.experiment, list(plan.keys)
     tx = transactions if transactions is not None else load_dataset(cfg)
-    store = feature_store(cfg, store if store is not None else tx)
+    store = feature_store(plan, store if store is not None else tx)
     dataset_name = cfg.dataset.name or cfg.dataset.input
     source = tx.files[0] if len(tx.files) == 1 else cfg.dataset.input
     dataset = {"name": dataset_name, "digest": tx.content_hash(), "source": str(source)}
     common_tags = {"dataset_name": dataset_name, "dataset_hash": dataset["digest"],
-                   "experiment_file": str(experiment_path or "")}
+                   "experiment_file": str(plan.experiment_path or "")}
     resolved_cfg = cfg.model_dump(mode="json")
-    needed = [k for k in keys if k not in COMBINERS]
-    if COMBINERS & set(keys):
-        needed += [m for m in cfg.ensemble_members if m not in needed]
-    resolved = {key: resolve_params(cfg, key, tuned_dir) for key in needed}  # key -> (params, tuned)
+    resolved = {k: (dict(m.params), m.tuned) for k, m in plan.models.items()}  # key -> (params, tuned)
+    folds = {k: {c: dict(p) for c, p in m.fold_params.items()} for k, m in plan.models.items() if m.tuned}
     run_name = f"{cfg.name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     with tracking.start_parent_run(cfg.name, run_name=run_name,
                                    tags={**common_tags, "kind": "experiment", "models": ",".join(keys)},
@@ -330,8 +340,8 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
         parent.params(results.flatten("", resolved_cfg))
         results.log_dataset(parent, **dataset)
         parent.text(json.dumps(resolved_cfg, indent=2, default=str), "config/experiment.json")
+        parent.text(plan.to_json(), "plan.json")
         rec = _Recorder(cfg, keys, parent, store, dataset, common_tags, resolved_cfg)
-        folds = {k: tuned_fold_params(cfg, k, tuned_dir) for k, (_, tuned) in resolved.items() if tuned}
         for o in backtest_models(store, cfg, resolved, jobs=jobs or min(4, usable_cores()), progress=progress,
                                  fold_params=folds):
             if o.error is not None:
@@ -340,7 +350,7 @@ def execute(cfg: ExperimentConfig, *, experiment_path: Path | None = None, model
             rec.record(o.key, o.result, o.tuned, {**o.estimator_params, **scoring},
                        resolved_params(o.key, resolved[o.key][0]), _train_spend_rate(o.result), o.timing)
             _say_done(progress, o)
-        weights = _blend_ensemble(rec, resolved, len(needed) + 1, progress) if "ensemble" in keys else {}
+        weights = _blend_ensemble(rec, resolved, len(resolved) + 1, progress) if "ensemble" in keys else {}
         if "stack" in keys:
             _stack_members(rec, resolved, progress)
         ranking = rank_models(rec.results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys}, seed=cfg.seed)

@@ -1,7 +1,7 @@
 """The main job: validate -> describe -> tune -> experiment -> promote -> score, on one dataset.
 
-Driven by ``configs/pipeline.yaml``. Each stage is a function of the resolved config and what
-earlier stages returned; the job prints where everything is at the end.
+Driven by ``configs/pipeline.yaml``, read into a :class:`PipelinePlan` before any stage runs. Each
+stage is a function of the plan and what earlier stages returned; the job prints where everything is at the end.
 
 Tuning runs before the experiment (it reads the validation origins only, so it needs nothing
 from the experiment run), which makes the whole job idempotent: on a rerun the study is already
@@ -14,17 +14,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from spendlab.config import StrictModel
 from spendlab.io.atomic import atomic_write_text
 from spendlab.io.load import validation_summary
 from spendlab.jobs.describe import run_describe
-from spendlab.jobs.experiment import execute, feature_store, load_dataset, load_experiment
+from spendlab.jobs.experiment import execute, feature_store, load_dataset
+from spendlab.jobs.plan import ExperimentPlan, TunePlan, load_experiment, plan_experiment, plan_model, plan_tune
 from spendlab.jobs.promote import promote_experiment
 from spendlab.jobs.score import score
-from spendlab.jobs.tune import tune_experiment
+from spendlab.jobs.tune import execute_tune
 from spendlab.models.base import usable_cores
 from spendlab.tracking import runs as tracking
 from spendlab.tracking.scorer import load_model
@@ -55,29 +58,81 @@ class PipelineConfig(StrictModel):
     country: str = "US"
 
 
-Stage = Callable[[PipelineConfig, dict[str, Any]], dict[str, Any]]
+@dataclass(frozen=True)
+class PipelinePlan:
+    """What the main job does, resolved from its YAML before any stage runs.
+
+    Attributes
+    ----------
+    config : PipelineConfig
+        The validated pipeline config.
+    experiment : ExperimentPlan
+        The experiment's plan as far as it is known before tuning: the tuned model's parameters are
+        the tune stage's output, planned again when the experiment stage starts.
+    tune : TunePlan or None
+        The tuning study, if the job tunes.
+    """
+
+    config: PipelineConfig
+    experiment: ExperimentPlan
+    tune: TunePlan | None
+
+    def experiment_plan(self) -> ExperimentPlan:
+        """The experiment's plan, with the tuned model's parameters as the tune stage left them."""
+        key = self.tune.model_key if self.tune is not None else None
+        if key is None or key not in self.experiment.models:
+            return self.experiment
+        tuned = plan_model(self.experiment.experiment, key, self.tune.tuned_dir)  # type: ignore[union-attr]
+        return replace(self.experiment, models=MappingProxyType({**self.experiment.models, key: tuned}))
 
 
-def _load(cfg: PipelineConfig, state: dict[str, Any]) -> Any:
+def plan_pipeline(cfg: PipelineConfig) -> PipelinePlan:
+    """Read the pipeline's experiment YAML (once) and plan its tuning and experiment.
 
-    if "experiment" not in state:
-        state["experiment"] = load_experiment(cfg.experiment)
+    Parameters
+    ----------
+    cfg : PipelineConfig
+        The validated ``configs/pipeline.yaml``.
+
+    Returns
+    -------
+    PipelinePlan
+        The frozen plan :func:`run_pipeline` runs.
+
+    Raises
+    ------
+    ConfigError
+        The experiment, its feature set or a tuned-params file is invalid.
+    """
+    exp = load_experiment(cfg.experiment)
+    tune = None
+    if cfg.tune is not None:
+        tune = plan_tune(exp, model_key=cfg.tune.model, n_trials=cfg.tune.trials, timeout=cfg.tune.timeout,
+                         jobs=cfg.tune.jobs or usable_cores())
+    return PipelinePlan(cfg, plan_experiment(exp, experiment_path=cfg.experiment, models=cfg.models), tune)
+
+
+Stage = Callable[[PipelinePlan, dict[str, Any]], dict[str, Any]]
+
+
+def _load(plan: PipelinePlan, state: dict[str, Any]) -> Any:
+    """The experiment's transactions, read once for every stage."""
     if "tx" not in state:
-        state["tx"] = load_dataset(state["experiment"])
+        state["tx"] = load_dataset(plan.experiment.experiment)
     return state["tx"]
 
 
-def _store(cfg: PipelineConfig, state: dict[str, Any]) -> Any:
+def _store(plan: PipelinePlan, state: dict[str, Any]) -> Any:
     """One FeatureStore for tune, experiment and promote: each cutoff's features are built once."""
-
     if "store" not in state:
-        state["store"] = feature_store(state["experiment"], _load(cfg, state))
+        state["store"] = feature_store(plan.experiment, _load(plan, state))
     return state["store"]
 
 
-def stage_validate(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-
-    tx = _load(cfg, state)
+def stage_validate(plan: PipelinePlan, state: dict[str, Any]) -> dict[str, Any]:
+    """Validate the data; write ``validation.json``."""
+    cfg = plan.config
+    tx = _load(plan, state)
     summary = validation_summary(tx)
     path = cfg.out_dir / "validation.json"
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
@@ -85,38 +140,39 @@ def stage_validate(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]
                                   f"{tx.report.rejected:,} rejected, spend {summary['total_spend']:,.2f}"}
 
 
-def stage_describe(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-
+def stage_describe(plan: PipelinePlan, state: dict[str, Any]) -> dict[str, Any]:
+    """Describe the data; write ``describe/report.html``."""
+    cfg = plan.config
     out = cfg.out_dir / "describe"
-    tx = _load(cfg, state)
-    result = run_describe(tx, out, country=cfg.country, net_refunds=state["experiment"].reader.refunds == "net")
+    tx = _load(plan, state)
+    result = run_describe(tx, out, country=cfg.country, net_refunds=plan.experiment.experiment.reader.refunds == "net")
     return {"path": out / "report.html", "line": f"report {out / 'report.html'}", "result": result}
 
 
-def stage_tune(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-
-    assert cfg.tune is not None
-    r = tune_experiment(cfg.experiment, model_key=cfg.tune.model, n_trials=cfg.tune.trials,
-                        timeout=cfg.tune.timeout, tracking_uri=cfg.tracking_uri, jobs=cfg.tune.jobs or usable_cores(),
-                        transactions=_load(cfg, state), store=_store(cfg, state))
+def stage_tune(plan: PipelinePlan, state: dict[str, Any]) -> dict[str, Any]:
+    """Run the tuning study; its best parameters go to the tuned-params file."""
+    assert plan.tune is not None
+    r = execute_tune(plan.tune, tracking_uri=plan.config.tracking_uri, transactions=_load(plan, state),
+                     store=_store(plan, state))
     return {"path": r.params_path, "line": f"{r.study_name}: {r.n_complete} trials, best validation RMSE "
                                            f"{r.best_value:.3f} -> {r.params_path}"}
 
 
-def stage_experiment(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-
+def stage_experiment(plan: PipelinePlan, state: dict[str, Any]) -> dict[str, Any]:
+    """Run the experiment on the parameters tuned so far; write the leaderboard."""
+    cfg = plan.config
     out = cfg.out_dir / "experiment"
-    tx = _load(cfg, state)
-    result = execute(state["experiment"], experiment_path=cfg.experiment, models=cfg.models, out_dir=out,
-                     tracking_uri=cfg.tracking_uri, transactions=tx, store=_store(cfg, state))
+    tx = _load(plan, state)
+    result = execute(plan.experiment_plan(), out_dir=out, tracking_uri=cfg.tracking_uri, transactions=tx,
+                     store=_store(plan, state))
     return {"path": out / "leaderboard.csv", "line": f"champion {result.champion}; leaderboard {out / 'leaderboard.csv'}"}
 
 
-def stage_promote(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-
-    _load(cfg, state)
-    outcome = promote_experiment(state["experiment"].name, tracking_uri=cfg.tracking_uri, transactions=state["tx"],
-                                 store=_store(cfg, state))
+def stage_promote(plan: PipelinePlan, state: dict[str, Any]) -> dict[str, Any]:
+    """Register the experiment's champion; write ``promotion.json``."""
+    cfg = plan.config
+    outcome = promote_experiment(plan.experiment.experiment.name, tracking_uri=cfg.tracking_uri,
+                                 transactions=_load(plan, state), store=_store(plan, state))
     path = cfg.out_dir / "promotion.json"
     atomic_write_text(path, json.dumps({"promoted": outcome.promoted, "version": outcome.version,
                                         "previous_champion": outcome.previous_champion,
@@ -125,16 +181,18 @@ def stage_promote(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
     return {"path": path, "line": f"spendlab-next-month v{outcome.version}: {outcome.reason}"}
 
 
-def stage_score(cfg: PipelineConfig, state: dict[str, Any]) -> dict[str, Any]:
-
+def stage_score(plan: PipelinePlan, state: dict[str, Any]) -> dict[str, Any]:
+    """Score the next period with the champion; write ``scores.parquet``."""
+    cfg = plan.config
     out = cfg.out_dir / "scores.parquet"
     model = load_model(tracking_uri=cfg.tracking_uri)
-    r = score(_load(cfg, state), out=out, model=model, progress=False)
+    r = score(_load(plan, state), out=out, model=model, progress=False)
     return {"path": out, "line": f"{r.rows_out:,} users scored for {r.target_period} "
                                  f"(model v{r.model_version}; total {r.total_prediction:,.2f})"}
 
 
 def stages(cfg: PipelineConfig) -> list[tuple[str, Stage]]:
+    """The stages ``cfg`` runs, in order."""
     out: list[tuple[str, Stage]] = [("validate", stage_validate), ("describe", stage_describe)]
     if cfg.tune is not None:
         out.append(("tune", stage_tune))
@@ -146,26 +204,27 @@ def stages(cfg: PipelineConfig) -> list[tuple[str, Stage]]:
     return out
 
 
-def run_pipeline(cfg: PipelineConfig, console: Console | None = None) -> dict[str, dict[str, Any]]:
-    """Run every stage in order with a progress display; return what each stage wrote."""
+def run_pipeline(plan: PipelinePlan, console: Console | None = None) -> dict[str, dict[str, Any]]:
+    """Run every stage of ``plan`` in order with a progress display; return what each stage wrote."""
     from rich.console import Console
     from rich.markup import escape
 
     console = console or Console(stderr=True)
     results: dict[str, dict[str, Any]] = {}
     state: dict[str, Any] = {}
-    plan = stages(cfg)
+    cfg = plan.config
+    todo = stages(cfg)
     start = time.perf_counter()
 
     # A previous job killed with -9 left its MLflow runs RUNNING: end them KILLED first.
     orphans = tracking.mark_orphaned_runs(tracking_uri=cfg.tracking_uri)
     if orphans:
         console.print(f"marked {len(orphans)} orphaned MLflow run(s) of a killed job KILLED", highlight=False)
-    for i, (name, fn) in enumerate(plan, 1):
+    for i, (name, fn) in enumerate(todo, 1):
         t0 = time.perf_counter()
-        with console.status(f"[{i}/{len(plan)}] {name} ..."):
-            results[name] = fn(cfg, state)
-        console.print(f"[green]done[/] [{i}/{len(plan)}] {name:<10} {time.perf_counter() - t0:6.1f}s  "
+        with console.status(f"[{i}/{len(todo)}] {name} ..."):
+            results[name] = fn(plan, state)
+        console.print(f"[green]done[/] [{i}/{len(todo)}] {name:<10} {time.perf_counter() - t0:6.1f}s  "
                       f"{escape(str(results[name]['line']))}", highlight=False)
     console.print(f"\nfinished in {time.perf_counter() - start:.0f}s. Where everything is:", highlight=False)
     for name in ("describe", "experiment", "score", "promote", "validate"):

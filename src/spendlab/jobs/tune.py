@@ -26,9 +26,10 @@ from spendlab.errors import ConfigError, SpendlabError
 from spendlab.forecast.backtest import run_backtest
 from spendlab.io.atomic import atomic_write_text
 from spendlab.io.recovery import file_lock
-from spendlab.jobs.experiment import feature_store, load_dataset, load_experiment
+from spendlab.jobs.experiment import feature_store, load_dataset
+from spendlab.jobs.plan import TunePlan, load_experiment, plan_tune
 from spendlab.jobs.tuned_params import TUNED_DIR, tuned_params_path
-from spendlab.models.registry import MODELS, SEARCH_SPACES
+from spendlab.models.registry import SEARCH_SPACES
 from spendlab.tracking import studies
 
 OPTUNA_DB = "mlruns/optuna.db"
@@ -136,6 +137,7 @@ def tune(
     baseline_params: dict[str, Any] | None = None,
     jobs: int = 1,
     origins: Sequence[str] = (),
+    plan_json: str | None = None,
 ) -> TuneResult:
     """Run (or resume) the study ``<experiment>-<model>`` until ``n_trials`` trials finished.
 
@@ -180,6 +182,8 @@ def tune(
                             tracking_uri=tracking_uri, tags=extra_tags or {}) as parent:
         if parent_id is None:
             study.set_user_attr("mlflow_parent_run_id", parent.info.run_id)
+        if plan_json is not None:
+            studies.log_plan(parent.info.run_id, plan_json)
 
         def objective(trial: optuna.Trial, drawn: threading.Event | None = None) -> float:
             params = search_space(trial)
@@ -312,48 +316,55 @@ def tune_experiment(
 ) -> TuneResult:
     """Tune ``model_key`` on the validation origins of the experiment at ``experiment_path``.
 
-    ``jobs``: trials run at once (see :func:`tune`). ``transactions`` and ``store`` (a
-    :class:`~spendlab.forecast.backtest.FeatureStore` of the same experiment) may be passed in preloaded.
+    Plans the study (:func:`spendlab.jobs.plan.plan_tune`), then runs it with :func:`execute_tune`;
+    the other arguments are those of :func:`execute_tune`.
     """
+    plan = plan_tune(load_experiment(experiment_path), model_key=model_key, n_trials=n_trials, timeout=timeout,
+                     jobs=jobs, tuned_dir=tuned_dir)
+    return execute_tune(plan, tracking_uri=tracking_uri, storage_url=storage_url, heartbeat=heartbeat,
+                        transactions=transactions, store=store)
 
-    exp = load_experiment(experiment_path)
-    if model_key not in SEARCH_SPACES:
-        raise ConfigError(f"model {model_key!r} has no search space; tunable: {', '.join(SEARCH_SPACES)}")
+
+def execute_tune(plan: TunePlan, *, tracking_uri: str | None = None, storage_url: str | None = None,
+                 heartbeat: tuple[int, int] = (5, 15), transactions: Any = None, store: Any = None) -> TuneResult:
+    """Run a tuning plan: an Optuna study over the plan's validation origins.
+
+    Reads no configuration; the only input read is the plan's dataset (unless ``transactions`` or
+    ``store`` are given). The plan is logged as the study run's ``plan.json``.
+
+    Parameters
+    ----------
+    plan : TunePlan
+        From :func:`spendlab.jobs.plan.plan_tune`.
+    tracking_uri : str, optional
+        The MLflow store.
+    storage_url : str, optional
+        The Optuna storage (default ``sqlite:///mlruns/optuna.db``).
+    heartbeat : tuple of int
+        Trial heartbeat interval and grace period, seconds.
+    transactions : Transactions, optional
+        The plan's dataset, already loaded.
+    store : FeatureStore, optional
+        A store over the same data and settings whose features may already be built.
+
+    Returns
+    -------
+    TuneResult
+        The best parameters and where they were written.
+    """
+    exp, model_key = plan.experiment, plan.model_key
     tx = transactions if transactions is not None else load_dataset(exp)
-    store = feature_store(exp, store if store is not None else tx)
-    base = dict(exp.params.get(model_key, {}))
-    space = SEARCH_SPACES[model_key]
-    defaults = {**_factory_defaults(model_key), **base}
+    store = feature_store(plan, store if store is not None else tx)
+    base = dict(plan.base_params)
 
     def evaluate(params: dict[str, Any], report: Callable[[int, float], None]) -> float:
         result = run_backtest(store, experiment=exp, model_key=model_key, params={**base, **params},
                               origins="validation", on_origin=report)
         return float(result.means["validation_rmse"])
 
-    return tune(experiment_name=exp.name, model_key=model_key, search_space=space,
-                baseline_params=_in_space(space, defaults),
-                evaluate=evaluate, n_trials=n_trials, timeout=timeout, seed=exp.seed, storage_url=storage_url,
-                tuned_dir=tuned_dir, tracking_uri=tracking_uri, heartbeat=heartbeat, jobs=jobs,
-                origins=[c.isoformat() for c in exp.origins("validation")],
-                extra_tags={"dataset_hash": tx.content_hash()[:16], "model": model_key})
-
-
-def _factory_defaults(model_key: str) -> dict[str, Any]:
-    """Keyword defaults of the registry factory (what an untuned run uses)."""
-    import inspect
-
-
-    sig = inspect.signature(MODELS[model_key])
-    return {n: p.default for n, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
-
-
-def _in_space(space: Callable[[Any], dict[str, Any]], values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` restricted to the search space's parameters, or {} when they do not cover it all."""
-    import optuna
-
-    trial = optuna.trial.FixedTrial(values)
-    try:
-        space(trial)
-    except ValueError:  # a space parameter has no default value
-        return {}
-    return dict(trial.params)
+    return tune(experiment_name=exp.name, model_key=model_key, search_space=SEARCH_SPACES[model_key],
+                baseline_params=dict(plan.baseline_params),
+                evaluate=evaluate, n_trials=plan.n_trials, timeout=plan.timeout, seed=exp.seed,
+                storage_url=storage_url, tuned_dir=plan.tuned_dir, tracking_uri=tracking_uri, heartbeat=heartbeat,
+                jobs=plan.jobs, origins=[c.isoformat() for c in exp.origins("validation")],
+                extra_tags={"dataset_hash": tx.content_hash()[:16], "model": model_key}, plan_json=plan.to_json())

@@ -48,13 +48,3 @@ def tuned_fold_params(cfg: ExperimentConfig, key: str, tuned_dir: Path = TUNED_D
         return {}
     out = {dt.date.fromisoformat(str(c)): dict(p) for c, p in folds.items() if isinstance(p, dict)}
     return out if set(cfg.origins("validation")) <= set(out) else {}
-
-
-def resolve_params(cfg: ExperimentConfig, key: str, tuned_dir: Path = TUNED_DIR) -> tuple[dict[str, Any], bool]:
-    """(hyperparameters, tuned?): tuned params file > experiment ``params`` > registry defaults."""
-    tuned = tuned_params(cfg.name, key, tuned_dir)
-    if tuned is not None:
-        return dict(tuned), True
-    return dict(cfg.params.get(key, {})), False
-
-

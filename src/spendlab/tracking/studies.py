@@ -59,3 +59,8 @@ def log_study_summary(run_id: str, *, best_params: Mapping[str, Any], best_value
     run.metrics({"best_validation_rmse": best_value, "n_complete": n_complete, "n_pruned": n_pruned})
     if params_file is not None and Path(params_file).exists():
         run.artifact(params_file)
+
+
+def log_plan(run_id: str, plan_json: str) -> None:
+    """A job's plan as ``plan.json`` on run ``run_id`` (what the run was asked to do)."""
+    RunLog(run_id).text(plan_json, "plan.json")
