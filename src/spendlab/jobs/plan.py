@@ -301,17 +301,8 @@ def plan_tune(cfg: ExperimentConfig, *, model_key: str, n_trials: int, timeout: 
 def in_space(space: Any, values: dict[str, Any]) -> dict[str, Any]:
     """``values`` restricted to a search space's parameters, or ``{}`` when they do not cover it all.
 
-    Parameters
-    ----------
-    space : callable
-        A registry search space: ``space(trial) -> params``.
-    values : dict
-        Candidate values (the factory's defaults overridden by the experiment's params).
-
-    Returns
-    -------
-    dict
-        The values the space draws, as a fixed trial would draw them.
+    ``space`` is a registry search space (``space(trial) -> params``); ``values`` the candidate values
+    (the factory's defaults overridden by the experiment's params).
     """
     import optuna
 
