@@ -41,17 +41,6 @@ def as_frame(X: object) -> pd.DataFrame:
     return X.drop(columns=drop) if drop else X
 
 
-def numeric_matrix(X: pd.DataFrame, columns: Sequence[str] | None = None) -> np.ndarray:
-    """The float64 feature matrix (all numeric columns, or ``columns`` in that order)."""
-    frame = as_frame(X)
-    if columns is not None:
-        require(frame, columns, "this model")
-        frame = frame[list(columns)]
-    else:
-        frame = frame.select_dtypes(include=[np.number, "bool"])
-    return frame.to_numpy(dtype=np.float64, copy=True)
-
-
 def require(X: pd.DataFrame, columns: Sequence[str], who: str) -> None:
     """Raise naming every column ``who`` needs that ``X`` lacks."""
     missing = [c for c in columns if c not in X.columns]
