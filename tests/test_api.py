@@ -1,4 +1,4 @@
-"""The Python API (``spendlab.describe(...)`` and friends): the README example, lazy exposure, DataFrame inputs."""
+"""The Python API (``spendlab.describe_transactions(...)`` and friends): the README example, lazy exposure, DataFrame inputs."""
 
 from __future__ import annotations
 
@@ -54,30 +54,35 @@ def test_api_functions_work_whatever_was_imported_first(first: str) -> None:
 import spendlab
 import spendlab.describe.render, spendlab.features.build
 assert spendlab.describe.render.render_html and spendlab.features.build.build_features_arrow
-r = spendlab.describe({str(FIXTURE)!r}, top_n=3)
-f = spendlab.features({str(FIXTURE)!r}, as_of="2022-01-31")
-from spendlab import reconcile, describe
-assert callable(reconcile) and describe is spendlab.describe
+r = spendlab.describe_transactions({str(FIXTURE)!r}, top_n=3)
+f = spendlab.user_features({str(FIXTURE)!r}, as_of="2022-01-31")
+from spendlab import reconcile_summaries, describe_transactions
+import types
+assert callable(reconcile_summaries) and callable(describe_transactions)
+assert type(spendlab.describe) is types.ModuleType and type(spendlab) is types.ModuleType
 print(r.summary["n_users"], len(f.table))
 """
     assert _run(code).split() == ["4", "2"]
 
 
-def test_callable_subpackage_keeps_submodules_patchable() -> None:
+def test_api_functions_leave_subpackages_plain_and_patchable() -> None:
+    import types
+
     import spendlab.describe.render
 
     with mock.patch("spendlab.describe.render.check_currency", side_effect=ConfigError("patched")):
         with pytest.raises(ConfigError, match="patched"):
-            spendlab.describe(str(FIXTURE), top_n=3)
-    assert callable(spendlab.describe) and spendlab.describe.__name__ == "spendlab.describe"
+            spendlab.describe_transactions(str(FIXTURE), top_n=3)
+    assert type(spendlab.describe) is types.ModuleType and not callable(spendlab.describe)
+    assert spendlab.describe.__name__ == "spendlab.describe"
 
 
 def test_dataframe_and_file_give_the_same_report() -> None:
     loaded = spendlab.load(str(FIXTURE))
     assert loaded.summary["users"] == 4 and list(loaded.rejects["error_type"]) == ["AMOUNT_FORMAT"]
-    from_file = spendlab.describe(loaded, top_n=5)
+    from_file = spendlab.describe_transactions(loaded, top_n=5)
     frame = loaded.transactions[["user_id", "ts", "amount"]]
-    from_frame = spendlab.describe(frame, top_n=5)
+    from_frame = spendlab.describe_transactions(frame, top_n=5)
     for key in ("total_spend", "n_transactions", "n_users", "refund_amount", "avg_transaction_value"):
         assert from_frame.summary[key] == from_file.summary[key]
     pd.testing.assert_frame_equal(from_frame.monthly_overview, from_file.monthly_overview)
@@ -88,10 +93,10 @@ def test_dataframe_and_file_give_the_same_report() -> None:
 
 def test_dataframe_columns_can_be_renamed_and_bad_rows_are_named() -> None:
     df = pd.DataFrame({"customer": ["a", "b"], "when": ["2024-01-02", "2024-01-03"], "value": [1.0, 2.5]})
-    r = spendlab.describe(df, user_col="customer", time_col="when", amount_col="value")
+    r = spendlab.describe_transactions(df, user_col="customer", time_col="when", amount_col="value")
     assert r.summary["total_spend"] == 3.5
     with pytest.raises(ConfigError, match=r"missing required column\(s\) \['user_id'"):
-        spendlab.describe(df)
+        spendlab.describe_transactions(df)
     bad = df.assign(value=[1.0, None])
     with pytest.raises(SpendlabError, match="1 row"):
         spendlab.load(bad, user_col="customer", time_col="when", amount_col="value")
@@ -100,8 +105,8 @@ def test_dataframe_columns_can_be_renamed_and_bad_rows_are_named() -> None:
 def test_features_of_a_frame_ignore_rows_after_the_cutoff() -> None:
     df = pd.DataFrame({"user_id": ["a", "a", "b"], "ts": ["2024-01-05", "2024-02-10", "2024-01-20"],
                        "amount": [10.0, 99.0, 4.0]})
-    full = spendlab.features(df, as_of="2024-01-31")
-    cut = spendlab.features(df[pd.to_datetime(df["ts"]) <= "2024-01-31"], as_of="2024-01-31")
+    full = spendlab.user_features(df, as_of="2024-01-31")
+    cut = spendlab.user_features(df[pd.to_datetime(df["ts"]) <= "2024-01-31"], as_of="2024-01-31")
     pd.testing.assert_frame_equal(full.table, cut.table)
     assert full.as_of.isoformat() == "2024-01-31" and full.metadata["spendlab.as_of"] == "2024-01-31"
 
@@ -111,12 +116,12 @@ def test_reconcile_accepts_dataframes_like_files(tmp_path: Path) -> None:
 
     generate_deltas(tmp_path / "gen", scenario=["stale"], users=60, files=3, seed=1)
     inputs = tmp_path / "gen" / "inputs"
-    by_path = spendlab.reconcile(str(inputs / "deltas"), platform=inputs / "platform_summary.csv",
-                                 source=inputs / "client_summary.csv")
+    by_path = spendlab.reconcile_summaries(str(inputs / "deltas"), platform=inputs / "platform_summary.csv",
+                                           source=inputs / "client_summary.csv")
     frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in sorted((inputs / "deltas").glob("delta*.csv"))]
-    by_frame = spendlab.reconcile(frames, platform=pd.read_csv(inputs / "platform_summary.csv", dtype=str,
-                                                               keep_default_na=False),
-                                  source=pd.read_csv(inputs / "client_summary.csv", dtype=str, keep_default_na=False))
+    by_frame = spendlab.reconcile_summaries(frames, platform=pd.read_csv(inputs / "platform_summary.csv", dtype=str,
+                                                                         keep_default_na=False),
+                                            source=pd.read_csv(inputs / "client_summary.csv", dtype=str, keep_default_na=False))
     assert by_frame.summary["gap"] == by_path.summary["gap"]
     pd.testing.assert_frame_equal(by_frame.user_causes.drop(columns="file"), by_path.user_causes.drop(columns="file"))
     assert "outputs" not in by_path.summary and not by_path.causes.empty

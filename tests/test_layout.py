@@ -4,7 +4,7 @@
   describe / reconcile -> tracking -> jobs -> spark -> cli and the Python API;
 - no import cycles between modules (grimp's graph of the installed package);
 - only ``tracking/`` imports mlflow;
-- only ``jobs/``, ``cli.py`` (and the Spark jobs) read YAML, environment variables or cwd-relative
+- only ``jobs/``, ``cli/`` (and the Spark jobs) read YAML, environment variables or cwd-relative
   paths, or write outputs; the few modules that implement those primitives are named below;
 - a function-level import of a spendlab module carries a comment naming the heavy dependency it defers.
 """
@@ -44,8 +44,8 @@ IO_PRIMITIVES = {
     "tracking/runs.py", "tracking/registry.py",
 }
 #: Modules allowed to do I/O: the jobs, the CLI and the Python API (and the Spark jobs).
-IO_ALLOWED_DIRS = ("jobs/", "spark/")  # spark/ sits above jobs: the same jobs on a cluster
-IO_ALLOWED_FILES = {"cli.py", "api.py"}
+IO_ALLOWED_DIRS = ("jobs/", "spark/", "cli/")  # spark/ sits above jobs: the same jobs on a cluster
+IO_ALLOWED_FILES = {"api.py"}
 
 
 def _modules() -> list[Path]:
@@ -167,7 +167,7 @@ def test_library_code_does_no_io_of_its_own(path: Path) -> None:
     # str.replace / dict-style calls share names with file operations: only a few names are unambiguous
     uses -= {"replace", "rename"} if not (uses & {"atomic_path", "open-for-write"}) else set()
     assert not uses, f"{_rel(path)} reads YAML/env/cwd paths or writes files ({sorted(uses)}); " \
-                     "that belongs in jobs/ or cli.py"
+                     "that belongs in jobs/ or cli/"
 
 
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
@@ -192,3 +192,77 @@ def test_modules_and_functions_fit_on_a_screen_or_say_why(path: Path) -> None:
             if size > MAX_FUNCTION_LINES and not _why_long(lines, start):
                 problems.append(f"{node.name}: {size} lines (over {MAX_FUNCTION_LINES}) without '# long: <reason>'")
     assert not problems, f"{_rel(path)}: " + "; ".join(problems)
+
+
+def _module_name(path: Path) -> str:
+    parts = ["spendlab", *path.relative_to(SRC).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _private_imports(text: str, own: str, rel: str) -> list[str]:
+    """``from spendlab.x import _name`` (or ``spendlab.x._name``) in module ``own``'s source ``text``, where
+    ``spendlab.x`` is another module."""
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "spendlab":
+            if node.module == own:
+                continue
+            found += [f"{rel}:{node.lineno}: {node.module}.{a.name}" for a in node.names
+                      if a.name.startswith("_") and not a.name.startswith("__")]
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            base = node.value  # spendlab.x._name reached through a module attribute
+            dotted = []
+            while isinstance(base, ast.Attribute):
+                dotted.append(base.attr)
+                base = base.value
+            if isinstance(base, ast.Name) and base.id == "spendlab":
+                module = ".".join(["spendlab", *reversed(dotted)])
+                if module != own:
+                    found.append(f"{rel}:{node.lineno}: {module}.{node.attr}")
+    return found
+
+
+def test_no_module_imports_another_modules_private_name() -> None:
+    bad = [hit for p in _modules() for hit in _private_imports(p.read_text(), _module_name(p), _rel(p))]
+    assert not bad, "private names used across modules (make a public seam or move the name):\n" + "\n".join(bad)
+
+
+def test_the_private_import_check_catches_one() -> None:
+    text = "from spendlab.forecast.backtest import _fit_predict\nimport spendlab.tracking.runs\n" \
+           "x = spendlab.tracking.runs._run\nfrom spendlab.jobs.probe import _own\n"
+    hits = _private_imports(text, "spendlab.jobs.probe", "jobs/probe.py")
+    assert hits == ["jobs/probe.py:1: spendlab.forecast.backtest._fit_predict",
+                    "jobs/probe.py:3: spendlab.tracking.runs._run"]
+
+
+def _class_swaps(tree: ast.AST) -> list[int]:
+    """Lines that assign a ``__class__`` (a module's class swapped at import time) or patch ``sys.stdout``."""
+    out = []
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AnnAssign, ast.AugAssign)) else []
+        for t in targets:
+            if isinstance(t, ast.Attribute) and t.attr == "__class__":
+                out.append(node.lineno)
+            if isinstance(t, ast.Attribute) and t.attr in ("stdout", "stderr") and \
+                    isinstance(t.value, ast.Name) and t.value.id == "sys":
+                out.append(node.lineno)
+    return out
+
+
+def test_no_import_time_class_swapping_or_process_wide_stream_replacement() -> None:
+    bad = [f"{_rel(p)}:{line}" for p in _modules() for line in _class_swaps(ast.parse(p.read_text()))]
+    assert not bad, "module classes swapped or sys.stdout/stderr replaced: " + ", ".join(bad)
+    assert _class_swaps(ast.parse("import sys\nsys.modules[__name__].__class__ = object\n")) == [2]
+    assert _class_swaps(ast.parse("import sys\nsys.stdout = open('/dev/null')\n")) == [2]
+
+
+def test_the_package_and_its_subpackages_are_plain_modules() -> None:
+    import types
+
+    import spendlab.describe
+    import spendlab.features
+    import spendlab.reconcile
+
+    for module in (spendlab, spendlab.describe, spendlab.features, spendlab.reconcile):
+        assert type(module) is types.ModuleType, module.__name__

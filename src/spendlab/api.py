@@ -1,4 +1,5 @@
-"""The Python API for notebooks: ``spendlab.load``, ``describe``, ``features``, ``experiment``, ``score``, ``reconcile``
+"""The Python API for notebooks: ``spendlab.load``, ``describe_transactions``, ``user_features``,
+``experiment``, ``score``, ``reconcile_summaries``.
 
 Each function takes a path (file, directory, glob, ``builtin:cdnow``) or a pandas DataFrame plus
 keyword settings, calls the same job the CLI calls, and returns a small result object whose tables
@@ -6,9 +7,9 @@ are DataFrames. Nothing is written unless ``out=`` is given (scoring, experiment
 write into a temporary directory that is read back and removed). The CLI's ``describe`` and
 ``reconcile`` call these functions; its other commands call the same jobs.
 
-``import spendlab`` stays light: :mod:`spendlab` exposes these names lazily (PEP 562), and makes its
-``describe``, ``features`` and ``reconcile`` subpackages callable so that ``spendlab.describe(...)``
-works whichever of them has been imported (see ``docs/python-api.md``).
+``import spendlab`` stays light: :mod:`spendlab` exposes these names lazily (PEP 562). None of them
+is the name of a subpackage, so ``spendlab.describe`` is always the subpackage and
+``spendlab.describe_transactions`` always the function, whatever was imported first.
 """
 # long: the documented Python API in one module: each function beside its result class
 
@@ -48,7 +49,7 @@ from spendlab.settings import DEFAULT_MEMORY_LIMIT
 from spendlab.tracking.scorer import LoadedModel, load_model_async
 
 __all__ = ["DescribeResult", "ExperimentResult", "FeaturesResult", "LoadResult", "ReconcileResult", "ScoreResult",
-           "describe", "experiment", "features", "load", "reconcile", "score"]
+           "describe_transactions", "experiment", "load", "reconcile_summaries", "score", "user_features"]
 
 FRAME_NAME = "dataframe"
 
@@ -188,7 +189,7 @@ class DescribeResult:
         return Path(path)
 
 
-def describe(data: Data, *, out: str | Path | None = None, format: str = "generic",
+def describe_transactions(data: Data, *, out: str | Path | None = None, format: str = "generic",
              reader: ReaderConfig | Mapping[str, Any] | None = None, mode: Mode | str = Mode.QUARANTINE,
              country: str = "US", top_n: int = 20, currency: str | None = None, net_refunds: bool | None = None,
              per_user_tables: bool = True, memory_limit: str | None = DEFAULT_MEMORY_LIMIT, threads: int | None = None,
@@ -237,7 +238,7 @@ class FeaturesResult:
         return self.arrow.to_pandas()
 
 
-def features(data: Data, *, freq: Freq = "month", as_of: dt.date | str | None = None,
+def user_features(data: Data, *, freq: Freq = "month", as_of: dt.date | str | None = None,
              config: FeatureConfig | str | Path | None = None, out: str | Path | None = None,
              format: str = "generic", reader: ReaderConfig | Mapping[str, Any] | None = None,
              mode: Mode | str = Mode.QUARANTINE, threads: int | None = 2, memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
@@ -407,7 +408,7 @@ class ReconcileResult:
         return pd.DataFrame(self.summary.get("causes", []))
 
 
-def reconcile(deltas: str | Path | Sequence[pd.DataFrame], *, platform: str | Path | pd.DataFrame,
+def reconcile_summaries(deltas: str | Path | Sequence[pd.DataFrame], *, platform: str | Path | pd.DataFrame,
               source: str | Path | pd.DataFrame, out: str | Path | None = None, tolerance: float = 0.005,
               rel_tolerance: float = 0.0, pattern: str | None = None, contiguous_batches: bool = False,
               memory_limit: str | None = None) -> ReconcileResult:

@@ -6,8 +6,6 @@ arguments with these defaults throughout the package.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import pyarrow as pa
 
 USER_COL = "user_id"
@@ -28,14 +26,6 @@ CANONICAL_SCHEMA = pa.schema(
         pa.field(LINE_COL, pa.int64(), nullable=False),
     ]
 )
-
-
-def require_columns(columns: Iterable[str], required: Iterable[str], where: str) -> None:
-    """Raise ``ValueError`` naming every required column that ``columns`` lacks."""
-    present = set(columns)
-    missing = [c for c in required if c not in present]
-    if missing:
-        raise ValueError(f"{where}: missing required column(s) {missing}; found {sorted(present)}")
 
 
 def empty_table() -> pa.Table:

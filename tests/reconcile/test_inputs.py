@@ -165,7 +165,7 @@ def test_column_reader_and_line_reader_agree(tmp_path: Path, extra: str) -> None
     """The columns reader (no blank or ragged line) and the per-line reader give the same rows and rejects."""
     from spendlab.io.rejects import FileReport
     from spendlab.reconcile.inputs import LoadedFile, _create_tables, _load_fast
-    from spendlab.reconcile.validate import _Writer
+    from spendlab.reconcile.validate import CheckedWriter
 
     text = f"{HEADER}\n007,10,1,0,5\nu2, 3 ,1,0,12a\n" + extra + "u3,4,2,1,7\n"
     path = write(tmp_path / "delta1.csv", text)
@@ -173,7 +173,7 @@ def test_column_reader_and_line_reader_agree(tmp_path: Path, extra: str) -> None
     con_b = connect()
     _create_tables(con_b)
     lf = LoadedFile("delta1.csv", str(path), 0, "ok", FileReport(str(path)))
-    _load_fast(path, _Writer(con_b, "delta", "deltas", lf, "delta"))
+    _load_fast(path, CheckedWriter(con_b, "delta", "deltas", lf, "delta"))
     assert inp.deltas[0].reader == ("columns" if extra == "" else "lines")
     assert inp.deltas[0].report.as_dict() | {"file": ""} == lf.report.as_dict() | {"file": ""}
     for q in ("SELECT * FROM deltas ORDER BY line", "SELECT line, \"column\", error_type, raw FROM rejects ORDER BY line"):

@@ -291,6 +291,7 @@ class SynthWorld:
 
 
 ORACLE_FILE = "oracle.parquet"
-_ORACLE_KEY = b"spendlab.oracle"
+#: Parquet schema-metadata key that marks an oracle file as spendlab's (and holds what it is about).
+ORACLE_KEY = b"spendlab.oracle"
 
 

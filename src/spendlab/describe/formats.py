@@ -121,7 +121,23 @@ def format_share(value: float, *, signed: bool = False) -> str:
     return f"{sign}{pct:,.1f}%"
 
 
-def _display_cell(col: str, value: object, money: Callable[[float], str]) -> str:
+def display_cell(col: str, value: object, money: Callable[[float], str]) -> str:
+    """One table cell as shown in a report: a dash for missing, dates, shares, money and counts formatted.
+
+    Parameters
+    ----------
+    col : str
+        The column's name (share and money columns are recognised by it).
+    value : object
+        The cell's value.
+    money : callable
+        Formats an amount of money.
+
+    Returns
+    -------
+    str
+        The displayed text.
+    """
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return "\u2013"
     if isinstance(value, (pd.Timestamp, dt.date, dt.datetime)):

@@ -22,7 +22,7 @@ from spendlab.calendar import calendar_events
 from spendlab.describe import figures as figs
 from spendlab.describe import insights as ins
 from spendlab.describe import tables as qt
-from spendlab.describe.formats import LABELS, SHARE_COLUMNS, _display_cell, check_currency, money_formatter
+from spendlab.describe.formats import LABELS, SHARE_COLUMNS, check_currency, display_cell, money_formatter
 from spendlab.errors import NoDataError
 from spendlab.io.load import Transactions
 from spendlab.io.rejects import neutralise_formula
@@ -244,7 +244,7 @@ def _html_table(df: pd.DataFrame, n: int, caption: str, *, money: Callable[[floa
         label = LABELS.get(str(c), str(c).replace("_", " "))
         columns.append({"label": label, "kind": "text" if shown[c].dtype == object and c not in percent else "num",
                         "id": c == "user_id"})
-    rows = [[neutralise_formula(_display_cell("retention" if str(c).startswith("month ") else str(c), v, money))
+    rows = [[neutralise_formula(display_cell("retention" if str(c).startswith("month ") else str(c), v, money))
              for c, v in zip(shown.columns, r, strict=True)] for r in shown.itertuples(index=False)]
     return {"caption": caption, "columns": columns, "rows": rows, "note": note}
 

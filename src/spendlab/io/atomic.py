@@ -131,11 +131,6 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def confined_path(base: str | os.PathLike[str], name: str) -> Path:
     """Resolve ``name`` inside ``base``, refusing escapes (``..``, absolute names, symlinks, NUL)."""
     if "\x00" in name:

@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 
 from spendlab.calendar import check_freq
 from spendlab.datasets.deltas import COLUMNS, delta_scenario
-from spendlab.datasets.synth import _ORACLE_KEY, FUTURE_PERIODS, ORACLE_FILE, SynthWorld
+from spendlab.datasets.synth import FUTURE_PERIODS, ORACLE_FILE, ORACLE_KEY, SynthWorld
 from spendlab.errors import SpendlabError
 from spendlab.io.atomic import atomic_path
 
@@ -28,7 +28,7 @@ def _check_oracle_target(path: Path, out: Path) -> None:
     if not path.exists() and not path.is_symlink():
         return
     try:
-        ours = path.is_file() and not path.is_symlink() and _ORACLE_KEY in (pq.read_schema(path).metadata or {})
+        ours = path.is_file() and not path.is_symlink() and ORACLE_KEY in (pq.read_schema(path).metadata or {})
     except Exception:  # not Parquet at all: certainly not ours
         ours = False
     if not ours:
@@ -132,7 +132,7 @@ def synth_transactions(
                     "period_start": pa.array(np.tile(np.asarray(starts, dtype="datetime64[D]"), len(ids)),
                                              pa.date32()),
                     "expected_spend": pa.array(expected.ravel(), pa.float64()),
-                }).replace_schema_metadata({_ORACLE_KEY: about})
+                }).replace_schema_metadata({ORACLE_KEY: about})
                 if oracle_writer is None:
                     oracle_writer = pq.ParquetWriter(otmp, otable.schema, compression="zstd")
                 oracle_writer.write_table(otable, row_group_size=1_000_000)

@@ -293,6 +293,28 @@ def _log_parent(rec: _Recorder, ranking: Any, paths: dict[str, Path], weights: d
         parent.params({f"ensemble_weight.{m}": w for m, w in weights.items()})
 
 
+def _dataset_record(plan: ExperimentPlan, tx: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """The dataset as MLflow records it (name, content digest, source) and the tags every run carries."""
+    cfg = plan.experiment
+    name = cfg.dataset.name or cfg.dataset.input
+    source = tx.files[0] if len(tx.files) == 1 else cfg.dataset.input
+    dataset = {"name": name, "digest": tx.content_hash(), "source": str(source)}
+    tags = {"dataset_name": name, "dataset_hash": dataset["digest"], "experiment_file": str(plan.experiment_path or "")}
+    return dataset, tags
+
+
+def _backtest_all(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bool]],
+                  folds: dict[str, dict[Any, dict[str, Any]]], *, jobs: int, progress: Any | None) -> None:
+    """Backtest every planned model and record each as it finishes (a failure fails its run, then the job)."""
+    for o in backtest_models(rec.store, rec.cfg, resolved, jobs=jobs, progress=progress, fold_params=folds):
+        if o.error is not None:
+            rec.fail(o)
+        scoring = {"validation_scoring": "cross_fitted" if folds.get(o.key) else "in_sample"} if o.tuned else {}
+        rec.record(o.key, o.result, o.tuned, {**o.estimator_params, **scoring},
+                   resolved_params(o.key, resolved[o.key][0]), _train_spend_rate(o.result), o.timing)
+        _say_done(progress, o)
+
+
 def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = None, progress: Any | None = None,
             transactions: Any | None = None, jobs: int | None = None, store: Any | None = None) -> ExperimentResult:
     """Run an experiment plan: backtest every model, blend, rank, track and write.
@@ -325,11 +347,8 @@ def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = N
     cfg, keys = plan.experiment, list(plan.keys)
     tx = transactions if transactions is not None else load_dataset(cfg)
     store = feature_store(plan, store if store is not None else tx)
-    dataset_name = cfg.dataset.name or cfg.dataset.input
-    source = tx.files[0] if len(tx.files) == 1 else cfg.dataset.input
-    dataset = {"name": dataset_name, "digest": tx.content_hash(), "source": str(source)}
-    common_tags = {"dataset_name": dataset_name, "dataset_hash": dataset["digest"],
-                   "experiment_file": str(plan.experiment_path or "")}
+    dataset, common_tags = _dataset_record(plan, tx)
+    dataset_name = dataset["name"]
     resolved_cfg = cfg.model_dump(mode="json")
     resolved = {k: (dict(m.params), m.tuned) for k, m in plan.models.items()}  # key -> (params, tuned)
     folds = {k: {c: dict(p) for c, p in m.fold_params.items()} for k, m in plan.models.items() if m.tuned}
@@ -342,14 +361,7 @@ def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = N
         parent.text(json.dumps(resolved_cfg, indent=2, default=str), "config/experiment.json")
         parent.text(plan.to_json(), "plan.json")
         rec = _Recorder(cfg, keys, parent, store, dataset, common_tags, resolved_cfg)
-        for o in backtest_models(store, cfg, resolved, jobs=jobs or min(4, usable_cores()), progress=progress,
-                                 fold_params=folds):
-            if o.error is not None:
-                rec.fail(o)
-            scoring = {"validation_scoring": "cross_fitted" if folds.get(o.key) else "in_sample"} if o.tuned else {}
-            rec.record(o.key, o.result, o.tuned, {**o.estimator_params, **scoring},
-                       resolved_params(o.key, resolved[o.key][0]), _train_spend_rate(o.result), o.timing)
-            _say_done(progress, o)
+        _backtest_all(rec, resolved, folds, jobs=jobs or min(4, usable_cores()), progress=progress)
         weights = _blend_ensemble(rec, resolved, len(resolved) + 1, progress) if "ensemble" in keys else {}
         if "stack" in keys:
             _stack_members(rec, resolved, progress)

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from spendlab.config import load_yaml, parse_config
+from spendlab.config import ReaderConfig, load_yaml, parse_config
 from spendlab.errors import ConfigError
 from spendlab.features import FeatureConfig
 from spendlab.forecast.protocol import ExperimentConfig
@@ -301,17 +301,8 @@ def plan_tune(cfg: ExperimentConfig, *, model_key: str, n_trials: int, timeout: 
 def in_space(space: Any, values: dict[str, Any]) -> dict[str, Any]:
     """``values`` restricted to a search space's parameters, or ``{}`` when they do not cover it all.
 
-    Parameters
-    ----------
-    space : callable
-        A registry search space: ``space(trial) -> params``.
-    values : dict
-        Candidate values (the factory's defaults overridden by the experiment's params).
-
-    Returns
-    -------
-    dict
-        The values the space draws, as a fixed trial would draw them.
+    ``space`` is a registry search space (``space(trial) -> params``); ``values`` the candidate values
+    (the factory's defaults overridden by the experiment's params).
     """
     import optuna
 
@@ -321,3 +312,81 @@ def in_space(space: Any, values: dict[str, Any]) -> dict[str, Any]:
     except ValueError:  # a space parameter has no default value
         return {}
     return dict(trial.params)
+
+
+@dataclass(frozen=True)
+class ScorePlan:
+    """What a batch-scoring run does, decided before it starts.
+
+    Attributes
+    ----------
+    input : str
+        The transactions to score (a file, directory, glob or ``builtin:cdnow``): the data input.
+    format : str
+        The reader format.
+    reader : ReaderConfig
+        The reader and validation policy.
+    model_uri : str
+        The registered model (``models:/...``) or a model directory.
+    out : pathlib.Path
+        The Parquet file written.
+    as_of : datetime.date or None
+        The cutoff; None = the end of the latest complete period in the data.
+    chunk_users : int
+        Users scored per chunk (bounds memory).
+    """
+
+    input: str
+    format: str
+    reader: ReaderConfig
+    model_uri: str
+    out: Path
+    as_of: dt.date | None = None
+    chunk_users: int = 250_000
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready data."""
+        return {"kind": "score", "input": self.input, "format": self.format,
+                "reader": self.reader.model_dump(mode="json"), "model_uri": self.model_uri, "out": str(self.out),
+                "as_of": None if self.as_of is None else self.as_of.isoformat(), "chunk_users": self.chunk_users}
+
+
+def plan_score(input: str, *, out: Path, model_uri: str, format: str = "generic", reader: ReaderConfig | None = None,
+               as_of: str | dt.date | None = None, chunk_users: int = 250_000) -> ScorePlan:
+    """Resolve a scoring run: the cutoff parsed, the reader policy fixed.
+
+    Parameters
+    ----------
+    input : str
+        The transactions to score.
+    out : pathlib.Path
+        The Parquet file to write.
+    model_uri : str
+        The model to score with.
+    format : str
+        The reader format.
+    reader : ReaderConfig, optional
+        The reader policy (a config file's ``reader:`` section); defaults when None.
+    as_of : str or datetime.date, optional
+        The cutoff, ``YYYY-MM-DD``.
+    chunk_users : int
+        Users per scoring chunk.
+
+    Returns
+    -------
+    ScorePlan
+        The frozen plan :func:`spendlab.jobs.score.execute_score` runs.
+
+    Raises
+    ------
+    ConfigError
+        ``as_of`` is not a date.
+    """
+    cutoff = as_of
+    if isinstance(as_of, str):
+        try:
+            cutoff = dt.date.fromisoformat(as_of)
+        except ValueError:
+            raise ConfigError(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
+    return ScorePlan(input=str(input), format=format, reader=reader or ReaderConfig(), model_uri=model_uri,
+                     out=Path(out), as_of=cutoff, chunk_users=chunk_users)  # type: ignore[arg-type]

@@ -32,10 +32,11 @@ from spendlab.errors import NoDataError, SpendlabError
 from spendlab.features import build_features_arrow
 from spendlab.features.metadata import default_as_of
 from spendlab.io.atomic import atomic_path
-from spendlab.io.load import Transactions, connect
+from spendlab.io.load import Transactions, connect, date_span, load_transactions
+from spendlab.jobs.plan import ScorePlan
 from spendlab.models.base import usable_cores
-from spendlab.settings import DEFAULT_MEMORY_LIMIT
-from spendlab.tracking.scorer import LoadedModel, _resolved, score_frame
+from spendlab.settings import DEFAULT_MEMORY_LIMIT, check_as_of
+from spendlab.tracking.scorer import LoadedModel, load_model_async, resolve_model, score_frame
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,8 @@ def score(
     try:
         tx.register(con, native_ids=True)
         if as_of is None:
-            as_of = default_as_of(con, _resolved(model).freq)
-        model = _resolved(model)
+            as_of = default_as_of(con, resolve_model(model).freq)
+        model = resolve_model(model)
         features = build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config)
     finally:
         con.close()
@@ -203,3 +204,32 @@ def _score_table(pred: pd.DataFrame, *, as_of: dt.date, target_period: str, mode
         },
         schema=SCORE_SCHEMA,
     )
+
+
+def execute_score(plan: ScorePlan, *, tracking_uri: str | None = None, progress: bool = True) -> ScoreResult:
+    """Run a scoring plan: load the model while the input is read, check the cutoff, score, write.
+
+    Parameters
+    ----------
+    plan : ScorePlan
+        From :func:`spendlab.jobs.plan.plan_score`; its input is the only data read.
+    tracking_uri : str, optional
+        The MLflow store the model URI is resolved in.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ScoreResult
+        What was written, with warnings for a reviewer.
+
+    Raises
+    ------
+    ConfigError
+        The cutoff lies before the data, or far past it.
+    """
+    loading = load_model_async(plan.model_uri, tracking_uri=tracking_uri)  # loads while the input is read
+    tx = load_transactions(plan.input, plan.format, config=plan.reader)
+    if plan.as_of:  # errors only here; the job itself warns (result.warnings)
+        check_as_of(plan.as_of, *date_span(tx))
+    return score(tx, out=plan.out, model=loading, as_of=plan.as_of, chunk_users=plan.chunk_users, progress=progress)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import threading
+import types
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,17 +39,6 @@ def as_frame(X: object) -> pd.DataFrame:
         raise FeatureFrameError(f"forecasters take a pandas DataFrame of features, got {type(X).__name__}")
     drop = [c for c in ID_COLUMNS if c in X.columns]
     return X.drop(columns=drop) if drop else X
-
-
-def numeric_matrix(X: pd.DataFrame, columns: Sequence[str] | None = None) -> np.ndarray:
-    """The float64 feature matrix (all numeric columns, or ``columns`` in that order)."""
-    frame = as_frame(X)
-    if columns is not None:
-        require(frame, columns, "this model")
-        frame = frame[list(columns)]
-    else:
-        frame = frame.select_dtypes(include=[np.number, "bool"])
-    return frame.to_numpy(dtype=np.float64, copy=True)
 
 
 def require(X: pd.DataFrame, columns: Sequence[str], who: str) -> None:
@@ -101,38 +90,34 @@ def current_predict_threads() -> int | None:
     return _PREDICT_THREADS.get()
 
 
-class _ThreadMutedStdout:
-    """``sys.stdout`` that drops what muted threads write and passes every other thread's output on."""
-
-    def __init__(self, target: Any) -> None:
-        self._target = target
-
-    def write(self, text: str) -> int:
-        return len(text) if getattr(_MUTED, "on", False) else self._target.write(text)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._target, name)
-
-
-_MUTED = threading.local()
 _LIBRARY_QUIET = threading.Lock()
 
 
-@contextmanager
-def quiet_library_fit() -> Iterator[None]:
-    """Silence a library's prints and RuntimeWarnings during one fit, safely across threads.
+def _drop(*args: Any, **kwargs: Any) -> None:
+    """A ``print`` that prints nothing."""
 
-    ``contextlib.redirect_stdout`` swaps ``sys.stdout`` for the whole process, so two backtests
-    fitting at once could leave it pointing at a discarded buffer (and hide the CLI's own output).
-    Here only the calling thread's prints are dropped; the warning filters (process-wide state too)
-    are changed under a lock, so fits that need them take turns.
+
+@contextmanager
+def quiet_library_fit(module: types.ModuleType) -> Iterator[None]:
+    """Silence ``module``'s own prints and RuntimeWarnings during one fit, safely across threads.
+
+    Parameters
+    ----------
+    module : module
+        The library module that prints (lifetimes prints a failed optimiser's report from
+        ``lifetimes.fitters``).
+
+    Notes
+    -----
+    ``sys.stdout`` is left alone: replacing it (``contextlib.redirect_stdout``) would swap it for the
+    whole process, so a backtest fitting on one thread would swallow the CLI's output on another.
+    Instead the module's global name ``print`` is shadowed for the duration of the call. That, and the
+    warning filters (process-wide state too), are changed under a lock, so fits that need them take turns.
     """
-    if not isinstance(sys.stdout, _ThreadMutedStdout):
-        sys.stdout = _ThreadMutedStdout(sys.stdout)
-    _MUTED.on = True
-    try:
-        with _LIBRARY_QUIET, warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+    with _LIBRARY_QUIET, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        module.print = _drop  # type: ignore[attr-defined]
+        try:
             yield
-    finally:
-        _MUTED.on = False
+        finally:
+            del module.print  # type: ignore[attr-defined]

@@ -186,11 +186,12 @@ def seasonal_factor(totals: dict[pd.Timestamp, tuple[float, float]], cutoff: pd.
 
 def _fit_with_retry(fit: Any, penalizer: float) -> Any:
     """Fit a lifetimes model; on non-convergence retry with a growing L2 penalty, else ``None``."""
+    import lifetimes.fitters
     from lifetimes.utils import ConvergenceError
 
     for pen in (penalizer, max(penalizer, 1e-3), max(penalizer, 1e-2), max(penalizer, 1e-1)):
         # lifetimes prints the optimiser's report on failure: keep this thread's stdout clean
-        with quiet_library_fit():
+        with quiet_library_fit(lifetimes.fitters):
             try:
                 return fit(pen)
             except ConvergenceError:

@@ -8,10 +8,11 @@ import itertools
 
 import duckdb
 
-_SIDE_KEY = {"platform": "p", "source": "s"}  # column prefixes of each side in the comparison tables
+#: Column prefix of each side in the comparison tables.
+SIDE_KEY = {"platform": "p", "source": "s"}
 
 
-def _find_missing_files(
+def find_missing_files(
     con: duckdb.DuckDBPyConnection, side: str, n_files: int, *, pair_limit: int, share: float
 ) -> tuple[tuple[int, ...], list[dict]]:
     """The file set (one file, or a pair when there are few files) this side looks to have skipped.
@@ -21,7 +22,7 @@ def _find_missing_files(
     each file of S. Among confirmed candidates the one explaining the most users wins (then the
     smaller set, then the earlier files). Returns the chosen set and every candidate's evidence.
     """
-    k = _SIDE_KEY[side]
+    k = SIDE_KEY[side]
     con.execute(f"CREATE OR REPLACE TEMP TABLE fnl_{k} (user_id VARCHAR, file_idx INTEGER)")
     behind = dict(con.execute(
         f"SELECT r.f, count(*) FROM cmp2 WHERE {k}_bad AND r IS NOT NULL AND ({k}v IS NULL OR {k}v.b < r.b) "
@@ -63,9 +64,9 @@ def _find_missing_files(
 
 
 # long: one SQL statement; each CASE lists the causes in priority order and must stay aligned with the others
-def _side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
+def side_causes(con: duckdb.DuckDBPyConnection, side: str) -> None:
     """One cause, fine class and detail per user where ``side`` differs from the rebuild."""
-    k = _SIDE_KEY[side]
+    k = SIDE_KEY[side]
     missing_cls = "MISSING_IN_PLATFORM" if side == "platform" else "MISSING_IN_CLIENT"
     nonunique = "NONUNIQUE_KEY_PLATFORM" if side == "platform" else "NONUNIQUE_KEY_CLIENT"
     stale_cls = "STALE_IN_PLATFORM" if side == "platform" else "AHEAD_OF_CLIENT"

@@ -30,7 +30,7 @@ from decimal import Decimal
 import duckdb
 import pandas as pd
 
-from spendlab.reconcile.causes import _SIDE_KEY, _find_missing_files, _side_causes
+from spendlab.reconcile.causes import SIDE_KEY, find_missing_files, side_causes
 from spendlab.reconcile.inputs import ReconcileInputs
 from spendlab.reconcile.validate import MONEY_SQL_TYPE, VALUE_COLUMNS
 
@@ -108,7 +108,7 @@ def _rebuild(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _summaries(con: duckdb.DuckDBPyConnection) -> None:
-    for side, k in _SIDE_KEY.items():
+    for side, k in SIDE_KEY.items():
         con.execute(f"CREATE OR REPLACE TEMP TABLE {k}1 AS SELECT user_id, count(*) AS k, "
                     f"sum(coalesce(total_spend, 0)) AS spend, arg_min({_ROW}, line) AS v, min(line) AS line "
                     f"FROM {side} GROUP BY user_id")
@@ -254,9 +254,9 @@ def reconcile_tables(
     _summaries(con)
     missing, evidence = {}, {}
     for side in SIDES:
-        missing[side], evidence[side] = _find_missing_files(
+        missing[side], evidence[side] = find_missing_files(
             con, side, len(inputs.deltas), pair_limit=pair_limit, share=file_match_share)
-        _side_causes(con, side)
+        side_causes(con, side)
     _user_table(con)
     _user_diffs(con, names)
     summary = _summary(con, inputs, names, missing, evidence, tolerance, rel_tolerance, expect_contiguous_batches)
@@ -267,7 +267,7 @@ def _file_rows(con: duckdb.DuckDBPyConnection, inputs: ReconcileInputs, missing:
     stats = {int(r[0]): r[1:] for r in con.execute(
         "SELECT file_idx, count(DISTINCT user_id), min(batch_id), max(batch_id) FROM deltas GROUP BY 1").fetchall()}
     reflect = {}
-    for side, k in _SIDE_KEY.items():
+    for side, k in SIDE_KEY.items():
         for f, n, ok in con.execute(f"SELECT r.f, count(*), count(*) FILTER (NOT {k}_bad) FROM cmp2 "
                                     "WHERE r IS NOT NULL GROUP BY 1").fetchall():
             reflect[(side, int(f))] = (int(n), int(ok))

@@ -40,8 +40,8 @@ from spendlab.reconcile.validate import (
     DELTA_COLUMNS,
     MONEY_SQL_TYPE,
     VALUE_COLUMNS,
-    _stage_fast_sql,
-    _Writer,
+    CheckedWriter,
+    stage_fast_sql,
 )
 
 #: File names the delta glob may pick: ``delta3.csv``, ``delta_10.csv``, ``acme_delta-2_2024.csv``.
@@ -171,7 +171,7 @@ def _header_positions(path: Path, header: Record, report: FileReport) -> dict[st
     return check_header(path, header, DELTA_COLUMNS, ReaderConfig(), report)
 
 
-def _load_columns(path: Path, writer: _Writer) -> bool:
+def _load_columns(path: Path, writer: CheckedWriter) -> bool:
     """The fastest path: pyarrow splits every data line into the header's fields (C++, streamed).
 
     Only taken when line numbers stay exact: the header on line 1 and every later line a record
@@ -230,7 +230,7 @@ def _has_empty_line(batch: pa.RecordBatch) -> bool:
     return bool(pc.any(empty).as_py()) if empty is not None else False
 
 
-def _load_fast(path: Path, writer: _Writer) -> bool:
+def _load_fast(path: Path, writer: CheckedWriter) -> bool:
     """Stream ``path`` line by line through pyarrow; return whether a header was found."""
     read = pacsv.ReadOptions(column_names=["raw"], block_size=_BLOCK)
     parse = pacsv.ParseOptions(delimiter="\x1f", quote_char=False, escape_char=False,
@@ -262,7 +262,7 @@ def _load_fast(path: Path, writer: _Writer) -> bool:
         report.blank_lines += _count_blank(table)
         writer.con.register("batch", table)
         try:
-            writer.write(_stage_fast_sql(positions), n_header)
+            writer.write(stage_fast_sql(positions), n_header)
         finally:
             writer.con.unregister("batch")
     return positions is not None
@@ -275,7 +275,7 @@ def _count_blank(table: pa.Table) -> int:
     return int(pc.sum(pc.equal(stripped, "")).as_py() or 0)
 
 
-def _load_records(path: Path, writer: _Writer, max_line_bytes: int) -> bool:
+def _load_records(path: Path, writer: CheckedWriter, max_line_bytes: int) -> bool:
     """The physical-line reader for files the fast path cannot take (quotes, odd line ends, bad bytes)."""
     report = writer.loaded.report
     cols: dict[str, list] = {k: [] for k in ("line", "raw", "nf", "user_id", *(f"c_{c}" for c in VALUE_COLUMNS),
@@ -346,7 +346,7 @@ def load_table_file(
                 loaded.status = "EMPTY_DELTA"
                 return loaded
             raise
-    writer = _Writer(con, kind, target, loaded, dataset)
+    writer = CheckedWriter(con, kind, target, loaded, dataset)
     if _is_plain(path):
         loaded.reader = "columns"
         found = _load_columns(path, writer)

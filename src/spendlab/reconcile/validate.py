@@ -71,14 +71,15 @@ def _validate_sql(kind: str, n_header: int, stage_sql: str, raw_expr: str = "raw
             f"FROM (SELECT *, CASE {first} END AS e FROM ({stage_sql}))")
 
 
-def _stage_fast_sql(positions: dict[str, int]) -> str:
+def stage_fast_sql(positions: dict[str, int]) -> str:
+    """SQL that splits each staged raw line into trimmed fields at the header's ``positions``."""
     cols = ", ".join(f"trim(f[{positions[c] + 1}], ' \t') AS c_{c}" for c in VALUE_COLUMNS)
     return (f"SELECT line, raw, len(f) AS nf, trim(f[{positions['user_id'] + 1}], ' \t') AS user_id, {cols}, "
             "CAST(NULL AS VARCHAR) AS pre_error, CAST(NULL AS VARCHAR) AS pre_message "
             "FROM (SELECT line, raw, string_split(raw, ',') AS f FROM batch WHERE NOT regexp_full_match(raw, '\\s*'))")
 
 
-class _Writer:
+class CheckedWriter:
     """Validates staged rows of one file and appends them to the target and ``rejects`` tables."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, kind: str, target: str, loaded: LoadedFile, dataset: str):

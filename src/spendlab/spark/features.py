@@ -58,7 +58,8 @@ def _paths(parquet_paths: PathsArg) -> list[str]:
     return paths
 
 
-def _as_date(d: dt.date | str) -> dt.date:
+def as_date(d: dt.date | str) -> dt.date:
+    """A cutoff as a date: a datetime's day, a date as is, or an ISO ``YYYY-MM-DD`` string parsed."""
     if isinstance(d, dt.datetime):
         return d.date()
     if isinstance(d, dt.date):
@@ -251,7 +252,7 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
         sorted by ``user_id``. Lazy; the temp views it reads are resolved when it is built, so later
         calls do not change it.
     """
-    as_of = _as_date(as_of)
+    as_of = as_date(as_of)
     check_freq(freq)
     config = config or FeatureConfig()
     if config.btyd:
@@ -281,7 +282,7 @@ def spark_panel(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, fre
     """
     from pyspark.sql.types import DateType, IntegerType, StructField, StructType
 
-    as_of = _as_date(as_of)
+    as_of = as_date(as_of)
     check_freq(freq)
     config = config or FeatureConfig()
     ensure_semantics(spark)

@@ -22,7 +22,7 @@ from spendlab.features.metadata import feature_metadata
 from spendlab.io.atomic import atomic_path
 from spendlab.io.rejects import Mode
 from spendlab.spark.features import read_transactions, reject_counts, spark_default_as_of, spark_features
-from spendlab.spark.scoring import _is_local, spark_score
+from spendlab.spark.scoring import is_local_path, spark_score
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -54,7 +54,7 @@ def _validated(spark: SparkSession, input: str, reader: ReaderConfig, mode: Mode
 def write_parquet_folder(spark: SparkSession, frame: DataFrame, out: str | Path, metadata: dict[str, str]) -> int:
     """Write ``frame`` to folder ``out`` (atomically when local) with ``metadata`` beside it; rows written."""
     text = json.dumps(metadata, indent=2, sort_keys=True)
-    if _is_local(out):
+    if is_local_path(out):
         with atomic_path(out) as tmp:
             frame.write.parquet(str(tmp))
             (tmp / METADATA_FILE).write_text(text, encoding="utf-8")

@@ -16,7 +16,7 @@ from spendlab.config import ReaderConfig
 from spendlab.errors import NoDataError, SpendlabError
 from spendlab.features.config import FeatureConfig
 from spendlab.io.atomic import atomic_path
-from spendlab.spark.features import PathsArg, _as_date, read_transactions, spark_default_as_of, spark_features
+from spendlab.spark.features import PathsArg, as_date, read_transactions, spark_default_as_of, spark_features
 from spendlab.tracking.registry import verified_model_dir
 from spendlab.tracking.scorer import load_model, predict_params, spark_udf
 
@@ -28,7 +28,8 @@ MODEL_OUTPUT = ("user_id STRING, prediction DOUBLE, p_spend DOUBLE, median DOUBL
                 "segment STRING, basis STRING")
 
 
-def _is_local(path: str | Path) -> bool:
+def is_local_path(path: str | Path) -> bool:
+    """Whether ``path`` is on the local file system (not a URL or a ``dbfs:`` path)."""
     text = str(path)
     return "://" not in text and not text.startswith("dbfs:")
 
@@ -77,7 +78,7 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
         raise SpendlabError(f"the feature config does not match the one model {model_uri} was fitted on")
     tx = parquet_paths if isinstance(parquet_paths, SparkDataFrame) else \
         read_transactions(spark, parquet_paths, reader=reader)
-    cutoff = _as_date(as_of) if as_of is not None else spark_default_as_of(tx, model.freq)
+    cutoff = as_date(as_of) if as_of is not None else spark_default_as_of(tx, model.freq)
     feats = spark_features(spark, tx, freq=model.freq, as_of=cutoff, config=model.feature_config)
     missing = [c for c in model.feature_names if c not in feats.columns]
     if missing:
@@ -101,7 +102,7 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
         .select("user_id").distinct().count()
     if users_in == 0:
         raise NoDataError(f"no user has a transaction on or before {cutoff}: nothing to score")
-    if _is_local(out):
+    if is_local_path(out):
         with atomic_path(out) as tmp:
             scores.write.parquet(str(tmp))
             _check_rows(spark, str(tmp), users_in)

@@ -81,14 +81,6 @@ def log_model_run(parent: RunLog, *, model_key: str, tags: Mapping[str, Any], **
         return run.run_id
 
 
-def figures_available() -> bool:
-    """Matplotlib with a non-interactive backend (figures are only ever saved)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    return True
-
-
 def flatten(prefix: str, values: Mapping[str, Any] | Sequence[Any] | Any) -> dict[str, Any]:
     """Nested config -> flat ``a.b.c`` keys (for params)."""
     out: dict[str, Any] = {}

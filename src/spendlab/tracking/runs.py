@@ -245,7 +245,7 @@ class RunLog:
 
 
 @contextlib.contextmanager
-def _run(run_id: str, end_time: int | None = None) -> Iterator[RunLog]:
+def terminating_run(run_id: str, end_time: int | None = None) -> Iterator[RunLog]:
     """Terminate ``run_id`` FINISHED (at ``end_time``, epoch ms, when given: work measured before the
     run was created), or FAILED with ``failure_reason`` when the block raises (at the current time)."""
     MlflowClient = _RetryingClient
@@ -265,9 +265,9 @@ def _run(run_id: str, end_time: int | None = None) -> Iterator[RunLog]:
         MlflowClient().set_terminated(run_id, "FINISHED", end_time=end_time)
 
 
-def _create_run(experiment_id: str, run_name: str, tags: Mapping[str, Any], parent_run_id: str | None,
+def create_run(experiment_id: str, run_name: str, tags: Mapping[str, Any], parent_run_id: str | None,
                 start_time: int | None = None) -> str:
-
+    """Create a run with ``tags`` (cut to MLflow's limit), the process tags and its parent; return its id."""
     all_tags = {k: str(v)[:_MAX_TAG_CHARS] for k, v in tags.items()}
     all_tags.update(process_tags())  # pid, host, process start: orphan detection after a kill -9
     if parent_run_id:
@@ -327,8 +327,8 @@ def start_parent_run(experiment_name: str, *, run_name: str, tags: Mapping[str, 
     """One parent run per invocation; yields its :class:`RunLog` (``.run_id``)."""
     configure(tracking_uri)
     exp_id = ensure_experiment(experiment_name)
-    run_id = _create_run(exp_id, run_name, {**base_tags(), **(tags or {})}, None)
-    with _run(run_id) as log:
+    run_id = create_run(exp_id, run_name, {**base_tags(), **(tags or {})}, None)
+    with terminating_run(run_id) as log:
         yield log
 
 
@@ -345,9 +345,9 @@ def child_run(parent: RunLog | str, *, run_name: str, tags: Mapping[str, Any] | 
 
     parent_id = parent.run_id if isinstance(parent, RunLog) else parent
     exp_id = MlflowClient().get_run(parent_id).info.experiment_id
-    run_id = _create_run(exp_id, run_name, {**base_tags(), **(tags or {})}, parent_id,
+    run_id = create_run(exp_id, run_name, {**base_tags(), **(tags or {})}, parent_id,
                          start_time=_ms(start_time))
-    with _run(run_id, end_time=_ms(end_time)) as log:
+    with terminating_run(run_id, end_time=_ms(end_time)) as log:
         yield log
 
 

@@ -95,7 +95,8 @@ def load_model_async(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None =
         pool.shutdown(wait=False)  # the thread ends with its one task
 
 
-def _resolved(model: LoadedModel | Future[LoadedModel]) -> LoadedModel:
+def resolve_model(model: LoadedModel | Future[LoadedModel]) -> LoadedModel:
+    """The loaded model, waiting for it when it is still loading (:func:`load_model_async`)."""
     return model.result() if isinstance(model, Future) else model
 
 

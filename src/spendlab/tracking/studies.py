@@ -11,7 +11,15 @@ from spendlab.io.recovery import process_tags
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
-from spendlab.tracking.runs import RunLog, _create_run, _run, base_tags, child_run, configure, ensure_experiment
+from spendlab.tracking.runs import (
+    RunLog,
+    base_tags,
+    child_run,
+    configure,
+    create_run,
+    ensure_experiment,
+    terminating_run,
+)
 
 
 @contextlib.contextmanager
@@ -32,9 +40,9 @@ def study_run(*, experiment_name: str, study_name: str, run_id: str | None = Non
         except Exception:
             run_id = None
     if run_id is None:
-        run_id = _create_run(exp_id, f"tune-{study_name}",
+        run_id = create_run(exp_id, f"tune-{study_name}",
                              {**base_tags(), "study": study_name, "kind": "tuning", **(tags or {})}, None)
-    with _run(run_id):
+    with terminating_run(run_id):
         yield client.get_run(run_id)
 
 

@@ -1,0 +1,126 @@
+"""The ``spendlab`` command line: thin commands that load config, call the jobs, write outputs.
+
+Every error the user can act on is one line on stderr and a non-zero exit, never a traceback:
+usage errors (unknown option, missing argument, bad value, no command) and refused outputs exit 2.
+Every output is checked by :func:`spendlab.io.safe_out.check_output` before any work starts, so a
+command never deletes or clobbers what spendlab did not write.
+
+The commands live by group in :mod:`spendlab.cli.data_commands`, :mod:`spendlab.cli.forecast_commands`
+and :mod:`spendlab.cli.reconcile_commands`; they are registered here, in the order ``--help`` lists
+them. A new command is one function in its group's module and one line below.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from spendlab import __version__
+from spendlab.cli.common import UsageError, err, reader_config, require_command
+from spendlab.cli.data_commands import datasets_deltas, datasets_list, datasets_synth, describe, features, validate
+from spendlab.cli.forecast_commands import compare, evaluate, experiment_run, pipeline, promote, score, tune
+from spendlab.cli.reconcile_commands import reconcile
+from spendlab.errors import SpendlabError
+
+__all__ = ["UsageError", "app", "main", "reader_config"]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"spendlab {__version__}")
+        raise typer.Exit(0)
+
+
+app = typer.Typer(
+    name="spendlab",
+    help="Per-user spend analytics and forecasting: describe, experiment, score, reconcile.",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
+                                          help="Print the spendlab version and exit.")] = False,
+) -> None:
+    """Per-user spend analytics and forecasting: describe, experiment, score, reconcile."""
+    require_command(ctx)
+
+
+for _command in (pipeline, validate, describe, features, reconcile, tune, promote, score):
+    app.command()(_command)
+
+datasets_app = typer.Typer(help="Embedded datasets and seeded synthetic generators.",
+                           callback=require_command, invoke_without_command=True)
+datasets_app.command("list")(datasets_list)
+datasets_app.command("synth")(datasets_synth)
+datasets_app.command("deltas")(datasets_deltas)
+app.add_typer(datasets_app, name="datasets")
+
+experiment_app = typer.Typer(help="Forecasting experiments: rolling-origin backtests tracked in MLflow.",
+                             callback=require_command, invoke_without_command=True)
+experiment_app.command("run")(experiment_run)
+app.add_typer(experiment_app, name="experiment")
+
+for _command in (compare, evaluate):
+    app.command()(_command)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _usage_line(exc: BaseException) -> str:
+    """One line for a click/typer usage error, from whichever copy of click raised it."""
+    ctx = getattr(exc, "ctx", None)
+    message = _one_line(exc.format_message())  # type: ignore[attr-defined]
+    path = getattr(ctx, "command_path", None) or "spendlab"
+    return f"{message} (try '{path} --help')"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one clear line and a non-zero exit for every expected error.
+
+    Typer >= 0.22 raises its own vendored copy of click's exceptions, older typer raises click's;
+    both are told apart by shape (``exit_code``, ``format_message``), not by class.
+    """
+    import os
+
+    try:
+        rv = app(args=argv, prog_name="spendlab", standalone_mode=False)
+    except SpendlabError as exc:
+        err.print(f"[bold red]error:[/] {escape(_one_line(str(exc)))}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        kind = type(exc).__name__
+        code = getattr(exc, "exit_code", None)
+        if kind == "Exit" and isinstance(code, int):  # typer.Exit / click.exceptions.Exit
+            sys.exit(code)
+        if kind == "Abort":  # typer.Abort / click.exceptions.Abort (Ctrl-C or EOF at a prompt)
+            err.print("aborted")
+            sys.exit(130)
+        if isinstance(code, int) and callable(getattr(exc, "format_message", None)):
+            line = _usage_line(exc) if code == 2 else _one_line(exc.format_message())  # type: ignore[attr-defined]
+            err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            sys.exit(code)
+        if isinstance(exc, OSError):  # the file system refused: say which file and why
+            where = f": {exc.filename}" if exc.filename else ""
+            err.print(f"[bold red]error:[/] {escape(_one_line(f'{exc.strerror or exc}{where}'))}",
+                      highlight=False, soft_wrap=True)
+            sys.exit(1)
+        if os.environ.get("SPENDLAB_TRACEBACK"):
+            raise
+        err.print(f"[bold red]internal error:[/] {escape(_one_line(f'{kind}: {exc}'))} (a bug in spendlab; "
+                  "set SPENDLAB_TRACEBACK=1 to see where)", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)
+
