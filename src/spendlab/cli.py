@@ -23,6 +23,7 @@ from rich.table import Table
 
 from spendlab import __version__, api
 from spendlab.config import ReaderConfig, load_config, load_yaml, parse_config
+from spendlab.dependencies import untested_dependencies_line
 from spendlab.describe.formats import check_currency
 from spendlab.errors import RowError, SpendlabError
 from spendlab.features.metadata import feature_metadata
@@ -656,6 +657,9 @@ def main(argv: list[str] | None = None) -> None:
     """
     import os
 
+    untested = untested_dependencies_line()
+    if untested:
+        err.print(escape(untested), highlight=False, soft_wrap=True)
     try:
         rv = app(args=argv, prog_name="spendlab", standalone_mode=False)
     except SpendlabError as exc:
