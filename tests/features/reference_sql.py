@@ -325,4 +325,4 @@ def reference_features(con, *, freq: Freq, as_of: dt.date, config: FeatureConfig
     con.execute(f"CREATE OR REPLACE TEMP TABLE {CALENDAR_TABLE} AS SELECT * FROM {CALENDAR_TABLE}__pandas")
     con.unregister(f"{EVENT_DAYS_TABLE}__arrow")
     con.unregister(f"{CALENDAR_TABLE}__pandas")
-    return con.execute(features_sql(as_of, freq, config, asof_sql(as_of, view))).to_arrow_table()
+    return con.sql(features_sql(as_of, freq, config, asof_sql(as_of, view))).to_arrow_table()

@@ -23,6 +23,7 @@ from spendlab.cli.common import UsageError, err, reader_config, require_command
 from spendlab.cli.data_commands import datasets_deltas, datasets_list, datasets_synth, describe, features, validate
 from spendlab.cli.forecast_commands import compare, evaluate, experiment_run, pipeline, promote, score, tune
 from spendlab.cli.reconcile_commands import reconcile
+from spendlab.dependencies import untested_dependencies_line
 from spendlab.errors import SpendlabError
 
 __all__ = ["UsageError", "app", "main", "reader_config"]
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     """
     import os
 
+    untested = untested_dependencies_line()
+    if untested:
+        err.print(escape(untested), highlight=False, soft_wrap=True)
     try:
         rv = app(args=argv, prog_name="spendlab", standalone_mode=False)
     except SpendlabError as exc:

@@ -145,7 +145,7 @@ def delta_scenario(
             # a file without a row for this user: a cross-file tie, not an in-file duplicate
             others = [k for k in range(files) if k not in files_of[u] and k != missing_file]
             h = int(rng.choice(others))
-            new = win.copy()
+            new = win.astype(object)  # a row of numbers that also gets the string user_id
             new["file"] = h
             new["total_spend"] = max(0, int(win["total_spend"]) + int(rng.choice([-1, 1])) * int(rng.integers(1, 300)))
             if new["total_spend"] == win["total_spend"]:
@@ -162,7 +162,7 @@ def delta_scenario(
         chosen = _pick(rng, eligible(pd.Series(True, index=truth.index)), n_fault)
         for u in chosen:
             win = truth.loc[u]
-            new = win.copy()
+            new = win.astype(object)  # a row of numbers that also gets the string user_id
             new["total_spend"] = int(win["total_spend"]) + int(rng.integers(1, 300))
             new["loyalty_credits"] = int(rng.integers(0, 30))
             new["line_order"] = rng.random()

@@ -89,7 +89,7 @@ def _day_weights(days: np.ndarray, profile: SynthProfile, country: str = "US") -
     import pandas as pd
 
     idx = pd.DatetimeIndex(days)
-    month, day, wd = idx.month.to_numpy(), idx.day.to_numpy(), idx.weekday.to_numpy()
+    month, day, wd = idx.month.to_numpy(), idx.day.to_numpy(), idx.day_of_week.to_numpy()
     w = np.asarray(profile.weekday)[wd]
     w = w * np.where(month == 12, 1.0 + profile.december_ramp * (np.minimum(day, 24) / 24.0), 1.0)
     w = w * np.where(month == 11, profile.november, 1.0)

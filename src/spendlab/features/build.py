@@ -208,8 +208,8 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
         con.execute(f"CREATE TEMP TABLE {users} AS SELECT CAST(row_number() OVER (ORDER BY CAST(user_id AS VARCHAR)) "
                     f"- 1 AS INTEGER) AS idx, * FROM {stats_source}")
         con.execute(f"DROP TABLE IF EXISTS {stats_table}")
-        table = con.execute(f"SELECT CAST(user_id AS VARCHAR) AS user_id, * EXCLUDE (idx, user_id) "
-                            f"FROM {users} ORDER BY idx").to_arrow_table()
+        table = con.sql(f"SELECT CAST(user_id AS VARCHAR) AS user_id, * EXCLUDE (idx, user_id) "
+                        f"FROM {users} ORDER BY idx").to_arrow_table()
         ids, n_users = table.column("user_id"), table.num_rows
         stats = {c: table.column(c).to_numpy() for c in table.column_names[1:]}
         del table
@@ -249,8 +249,8 @@ def _with_btyd(con: duckdb.DuckDBPyConnection, table: pa.Table, *, as_of: dt.dat
 
     name = f"spendlab_btyd_asof_{next(_counter)}"
     try:
-        extra = con.execute(f"SELECT CAST(user_id AS VARCHAR) AS user_id, * EXCLUDE (user_id) "
-                            f"FROM ({btyd_sql(asof_view(con, as_of, view=view, name=name), as_of)})").to_arrow_table()
+        extra = con.sql(f"SELECT CAST(user_id AS VARCHAR) AS user_id, * EXCLUDE (user_id) "
+                        f"FROM ({btyd_sql(asof_view(con, as_of, view=view, name=name), as_of)})").to_arrow_table()
     finally:
         con.execute(f"DROP VIEW IF EXISTS {name}")
     pos = pc.index_in(table.column("user_id").cast(pa.string()), value_set=extra.column("user_id"))

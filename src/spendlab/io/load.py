@@ -91,7 +91,7 @@ class Transactions:
             return self.table
         con = connect()
         self.register(con)
-        out = con.execute("SELECT * FROM transactions ORDER BY source_file, line").to_arrow_table()
+        out = con.sql("SELECT * FROM transactions ORDER BY source_file, line").to_arrow_table()
         return out.set_column(1, "ts", out.column("ts").cast(pa.timestamp("us", tz="UTC")))
 
     def to_pandas(self) -> pd.DataFrame:

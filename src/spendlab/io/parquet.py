@@ -195,7 +195,7 @@ def _outcome(fn: Callable[[Any], Any], value: Any) -> tuple[Any, str | None, str
 def _lookup(con: duckdb.DuckDBPyConnection, values_sql: str, fn: Callable[[Any], Any],
             out_type: pa.DataType, raw_type: pa.DataType | None = None) -> pa.Table:
     """``raw -> (value, err, msg)`` for every distinct non-null value that ``values_sql`` yields."""
-    raws = con.execute(f"SELECT DISTINCT v FROM ({values_sql}) WHERE v IS NOT NULL").to_arrow_table().column(0)
+    raws = con.sql(f"SELECT DISTINCT v FROM ({values_sql}) WHERE v IS NOT NULL").to_arrow_table().column(0)
     values, errs, msgs = [], [], []
     for raw in raws.to_pylist():
         value, err, msg = _outcome(fn, raw)
@@ -301,7 +301,7 @@ def _amount_column(kind: str, amount_of: Callable[[Any], float], null_amount: tu
 def _line_amounts(con: duckdb.DuckDBPyConnection, raw: str, m: GenericMapping, config: ReaderConfig,
                   scan: ParquetScan, joins: list[str], token: str) -> tuple[str, str, str, str]:
     """``quantity x unit_price`` per distinct pair through :func:`~spendlab.io.lineitems.line_amount`."""
-    pairs = con.execute(f"SELECT DISTINCT q, p FROM {raw}").to_arrow_table()
+    pairs = con.sql(f"SELECT DISTINCT q, p FROM {raw}").to_arrow_table()
     values, errs, msgs, cols = [], [], [], []
     for q, p in zip(pairs.column(0).to_pylist(), pairs.column(1).to_pylist(), strict=True):
         try:

@@ -168,8 +168,9 @@ def _user_diffs(con: duckdb.DuckDBPyConnection, names: dict[int, str]) -> None:
     values = (
         "SELECT user_id, x.col, x.platform, x.source, x.rebuilt, cause, file_idx, r_file, x.o FROM ("
         "SELECT c.user_id, u.cause, u.file_idx, c.r.f AS r_file, "
-        f"unnest(list_filter([{', '.join(items)}], x -> x.d)) AS x "
-        "FROM cmp2 c JOIN user_causes u USING (user_id) WHERE coalesce(c.pk, 0) <= 1 AND coalesce(c.sk, 0) <= 1)"
+        f"unnest([{', '.join(items)}]) AS x "
+        "FROM cmp2 c JOIN user_causes u USING (user_id) WHERE coalesce(c.pk, 0) <= 1 AND coalesce(c.sk, 0) <= 1) "
+        "WHERE x.d"
     )
     rows = (
         "SELECT c.user_id, 'rows', CAST(coalesce(c.pk, 0) AS VARCHAR), CAST(coalesce(c.sk, 0) AS VARCHAR), "
