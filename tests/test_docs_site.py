@@ -189,3 +189,15 @@ def test_the_api_reference_renders_the_public_functions_with_their_signatures(si
     functions = [i for i in probe["doc_ids"] if i.startswith("spendlab.api.")]
     assert len(functions) >= 6 and probe["signatures"] >= 6, probe
     assert probe["content"]["h"] > 2000, probe["content"]
+
+
+def test_design_notes_are_by_topic_and_superseded_decisions_are_dated() -> None:
+    notes = (ROOT / "docs" / "decisions.md").read_text(encoding="utf-8")
+    assert len(notes.splitlines()) < 300 and "**" not in notes, "decisions.md is a map to the topic pages, not rules"
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    superseded = changelog.split("## Superseded decisions", 1)[1]
+    dates = re.findall(r"^### (\S+)$", superseded, re.M)
+    assert dates and all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", d) for d in dates), dates
+    assert dates == sorted(dates, reverse=True), "newest first"
+    for block in re.split(r"^### ", superseded, flags=re.M)[1:]:
+        assert re.search(r"^- \*\*", block, re.M), f"no entry under {block.splitlines()[0]}"
