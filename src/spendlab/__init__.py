@@ -33,5 +33,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    """The module's names, the lazily exposed API functions included."""
+    """Return the module's names, the lazily exposed API functions included."""
     return sorted({*globals(), *__all__})

@@ -214,7 +214,7 @@ def describe_transactions(data: Data, *, out: str | Path | None = None, format: 
 
 
 def _whole_counts(df: pd.DataFrame) -> pd.DataFrame:
-    """Counts summed in DuckDB arrive as floats (HUGEINT); give them back as integers."""
+    """Turn counts summed in DuckDB (HUGEINT, so floats) back into integers."""
     counts = [c for c in df.columns if df[c].dtype.kind == "f" and (c.startswith("n_") or c.endswith("_users"))
               and df[c].notna().all() and (df[c] % 1 == 0).all()]
     return df.astype({c: "int64" for c in counts}) if counts else df

@@ -93,7 +93,7 @@ def shift_period(d: dt.date, freq: Freq, n: int) -> dt.date:
 
 
 def period_index(d: dt.date, freq: Freq) -> int:
-    """An integer that increases by one per period (months since year 0, or ISO-week Mondays / 7)."""
+    """Return an integer that increases by one per period (months since year 0, or ISO-week Mondays / 7)."""
     start = period_start(d, freq)
     if freq == "week":
         return start.toordinal() // 7  # Mondays have ordinal = 0 mod 7 (0001-01-01 is a Monday)
@@ -159,7 +159,7 @@ class CustomEvent(StrictModel):
         return self
 
     def first_day(self, year: int) -> dt.date | None:
-        """The first day of the event in ``year`` (None when Feb 29 or a 5th weekday does not exist)."""
+        """Return the first day of the event in ``year`` (None when Feb 29 or a 5th weekday does not exist)."""
         if self.day is not None:
             try:
                 return dt.date(year, self.month, self.day)
@@ -191,7 +191,7 @@ class CalendarConfig(StrictModel):
 
 
 def nth_weekday(year: int, month: int, weekday: int, nth: int) -> dt.date | None:
-    """The ``nth`` (1-based; -1 = last) ``weekday`` (0 = Monday) of ``month`` in ``year``."""
+    """Return the ``nth`` (1-based; -1 = last) ``weekday`` (0 = Monday) of ``month`` in ``year``."""
     if nth == -1:
         last = dt.date(year + (month == 12), month % 12 + 1, 1) - dt.timedelta(days=1)
         return last - dt.timedelta(days=(last.weekday() - weekday) % 7)
@@ -208,7 +208,7 @@ def us_thanksgiving(year: int) -> dt.date:
 
 
 def retail_events(year: int) -> list[tuple[dt.date, str]]:
-    """The rule-based retail events of ``year`` (US retail calendar; see the module docstring)."""
+    """Return the rule-based retail events of ``year`` (US retail calendar; see the module docstring)."""
     thanksgiving = us_thanksgiving(year)
     mothers_day = nth_weekday(year, 5, 6, 2)
     assert mothers_day is not None

@@ -97,7 +97,7 @@ class GenericMapping(StrictModel):
         return self
 
     def value_columns(self) -> list[str]:
-        """The mapped role columns, in role order (user, ts, amount or quantity and price, order)."""
+        """Return the mapped role columns, in role order (user, ts, amount or quantity and price, order)."""
         amount = [self.amount_col] if self.amount_col else [self.quantity_col, self.unit_price_col]
         return [c for c in (self.user_col, self.ts_col, *amount, self.order_col) if c is not None]
 
@@ -213,7 +213,7 @@ def parse_config(model: type[M], data: dict[str, Any], source: str) -> M:
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The field names of the (sub)model at ``loc``: what an unknown-key error should list."""
+    """Return the field names of the (sub)model at ``loc``: what an unknown-key error should list."""
     for part in loc:
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field is not None else None
@@ -231,6 +231,6 @@ def load_config(model: type[M], path: str | Path | None) -> M:
 
 
 def config_hash(model: BaseModel) -> str:
-    """A stable short hash of a resolved config (for Parquet metadata and MLflow tags)."""
+    """Return a stable short hash of a resolved config (for Parquet metadata and MLflow tags)."""
     payload = json.dumps(model.model_dump(mode="json"), sort_keys=True).encode()
     return hashlib.sha256(payload).hexdigest()[:16]

@@ -42,7 +42,7 @@ def untested_dependencies(
     requirements: Iterable[str] | None = None,
     installed: Callable[[str], str] | None = None,
 ) -> list[Untested]:
-    """The runtime requirements whose installed version falls outside the tested range.
+    """Return the runtime requirements whose installed version falls outside the tested range.
 
     Parameters
     ----------

@@ -29,5 +29,5 @@ CANONICAL_SCHEMA = pa.schema(
 
 
 def empty_table() -> pa.Table:
-    """A zero-row table with the canonical schema."""
+    """Make a zero-row table with the canonical schema."""
     return CANONICAL_SCHEMA.empty_table()

@@ -1,4 +1,4 @@
-"""Validators for the settings that arrive as command-line options (issue 15 item 6).
+"""Validators for the settings that arrive as command-line options.
 
 Config files are validated by the pydantic models in :mod:`spendlab.config`; options that are
 not part of a config (``--memory-limit``, ``--country``, ``--pattern``, ``--tolerance``,
@@ -20,13 +20,13 @@ _UNIT = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 #: Below this DuckDB cannot run spendlab's queries at all (a scan needs its buffers).
 MIN_MEMORY_BYTES = 64 * 2**20
-#: DuckDB memory limit of describe, features and score unless one is given (issue 19: 1M users within
+#: DuckDB memory limit of describe, features and score unless one is given (keeps 1M users within
 #: 2 GB of peak RSS; docs/performance.md).
 DEFAULT_MEMORY_LIMIT = "1GB"
 
 
 def parse_memory_limit(value: str | None, *, setting: str = "--memory-limit") -> str | None:
-    """A DuckDB memory limit such as ``4GB`` or ``512MiB``; ``None``/``none`` = DuckDB's default.
+    """Parse a DuckDB memory limit such as ``4GB`` or ``512MiB``; ``None``/``none`` = DuckDB's default.
 
     Returns the value as DuckDB reads it. Words (``lots``), negative or non-finite numbers and
     limits under 64 MiB are errors.
@@ -44,7 +44,7 @@ def parse_memory_limit(value: str | None, *, setting: str = "--memory-limit") ->
 
 
 def check_country(code: str, *, setting: str = "--country") -> str:
-    """A country code the ``holidays`` package has a calendar for (``US``, ``GB``, ``DE``, ...)."""
+    """Check a country code the ``holidays`` package has a calendar for (``US``, ``GB``, ``DE``, ...)."""
     import holidays
 
     supported = holidays.list_supported_countries()
@@ -67,7 +67,7 @@ def compile_pattern(pattern: str | None, *, setting: str = "--pattern") -> re.Pa
 
 
 def check_tolerance(value: float, *, setting: str = "--tolerance") -> float:
-    """A finite, non-negative tolerance."""
+    """Check a finite, non-negative tolerance."""
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{setting} must be a finite number >= 0, got {value!r}")
     return value

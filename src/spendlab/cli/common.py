@@ -27,7 +27,7 @@ class UsageError(SpendlabError):
 
 
 def require_command(ctx: typer.Context) -> None:
-    """A group called without a command: one line listing the commands (not the whole help)."""
+    """Print one line listing the commands when a group is called without one (not the whole help)."""
     if ctx.invoked_subcommand is None and not ctx.resilient_parsing:
         names = ", ".join(sorted(getattr(ctx.command, "commands", {}) or {}))
         raise UsageError(f"missing command for '{ctx.command_path}'; choose one of: {names} "
@@ -39,7 +39,7 @@ err = Console(stderr=True)
 
 
 def show_table(df: pd.DataFrame, title: str, *, highlight: str | None = None, digits: int = 3) -> None:
-    """A table on stdout, never truncated: a rich table on a terminal (cells fold onto more lines
+    """Print a table on stdout, never truncated: a rich table on a terminal (cells fold onto more lines
     rather than end in an ellipsis when the terminal is narrow); plain CSV under a ``# title`` line when stdout is a pipe or a
     file, so logs and ``| cat`` keep every column and every digit that matters."""
     if not out.is_terminal:
@@ -58,7 +58,7 @@ def show_table(df: pd.DataFrame, title: str, *, highlight: str | None = None, di
 
 @contextmanager
 def progress_lines(label: str) -> Iterator[Callable[[str], None]]:
-    """A ``progress(msg)`` callback: a live bar on a terminal (stderr), plain lines in a log.
+    """Yield a ``progress(msg)`` callback: a live bar on a terminal (stderr), plain lines in a log.
 
     Messages of the form ``[i/n] ...`` move the bar to step i of n; every message is also printed
     above the bar, so the terminal keeps the same lines a log gets.
@@ -104,7 +104,7 @@ ModeOpt = Annotated[
 
 
 def reader_config(path: Path | None) -> ReaderConfig:
-    """The ``reader:`` section of a config file (defaults when no file is given)."""
+    """Return the ``reader:`` section of a config file (defaults when no file is given)."""
     if path is None:
         return ReaderConfig()
     data = load_yaml(path)
@@ -123,7 +123,7 @@ SparkMasterOpt = Annotated[str | None, typer.Option(
 
 
 def spark_session(path: Path | None, master: str | None):
-    """A Spark session from the ``spark:`` section of a config file (see docs/scale-out.md)."""
+    """Start a Spark session from the ``spark:`` section of a config file (see docs/scale-out.md)."""
 
     section = (load_yaml(path).get("spark") or {}) if path is not None else {}
     return session(master=master, config=parse_config(SparkConfig, section, f"{path} (spark)"))
@@ -147,5 +147,5 @@ def tracking_uri(value: str | None) -> str | None:
 
 @contextmanager
 def nothing() -> Iterator[None]:
-    """A context that does nothing (in place of a spinner when stderr is not a terminal)."""
+    """Do nothing (in place of a spinner when stderr is not a terminal)."""
     yield None

@@ -45,7 +45,7 @@ def pipeline(
     config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline YAML.")] = Path("configs/pipeline.yaml"),
     tracking_uri: TrackingOpt = None,
 ) -> None:
-    """The main job: validate -> describe -> experiment -> tune -> promote -> score, on one dataset."""
+    """Run the main job: validate -> describe -> experiment -> tune -> promote -> score, on one dataset."""
 
 
 

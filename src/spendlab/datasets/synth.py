@@ -159,7 +159,7 @@ class SynthWorld:
     # -- draws --------------------------------------------------------------------------------
 
     def latent(self, chunk: int) -> SynthLatent:
-        """The latent parameters of chunk ``chunk``'s users (the same for every replicate)."""
+        """Return the latent parameters of chunk ``chunk``'s users (the same for every replicate)."""
         import numpy as np
 
         p = self.profile
@@ -229,7 +229,7 @@ class SynthWorld:
         return np.exp(mu + s * s / 2) * phi((mu + s * s - math.log(c)) / s) + c * phi((math.log(c) - mu) / s)
 
     def expected_monthly_spend(self, latent: SynthLatent) -> np.ndarray:
-        """True expected gross spend per user and month segment, data months plus the future ones.
+        """Return the true expected gross spend per user and month segment, data months plus the future ones.
 
         Poisson(lambda) purchases, at least one in the acquisition month (E = lambda + e^-lambda),
         times the expected basket; 0 outside the user's active months.
@@ -242,7 +242,7 @@ class SynthWorld:
         return lam * self.expected_basket(latent)[:, None]
 
     def period_starts(self, freq: str) -> list[dt.date]:
-        """The oracle's periods: every period with a day of data, then :data:`FUTURE_PERIODS` more."""
+        """Return the oracle's periods: every period with a day of data, then :data:`FUTURE_PERIODS` more."""
 
         check_freq(freq)
         first = self.segment_starts[0].date()
@@ -282,7 +282,7 @@ class SynthWorld:
         return min(self.users, (chunk + 1) * self.chunk_users) - chunk * self.chunk_users
 
     def user_ids(self, chunk: int) -> np.ndarray:
-        """The chunk's user ids, ``u`` + the 1-based user number zero-padded to a common width."""
+        """Return the chunk's user ids, ``u`` + the 1-based user number zero-padded to a common width."""
         import numpy as np
 
         lo = chunk * self.chunk_users

@@ -49,7 +49,7 @@ def month_index(world: SynthWorld, ts: pd.Series) -> np.ndarray:
 
 
 def cutoff_month(world: SynthWorld, cutoff: dt.date) -> int:
-    """The index of the month segment that ``cutoff`` (its last day) closes."""
+    """Return the index of the month segment that ``cutoff`` (its last day) closes."""
     starts = [d.date() for d in world.segment_starts]
     nxt = cutoff + dt.timedelta(days=1)
     if nxt not in starts[1:-1]:  # a month with a month after it

@@ -29,7 +29,7 @@ _EVENT_COLOURS = {
 
 @contextmanager
 def _figure(height: float = HEIGHT, width: float = WIDTH) -> Iterator[tuple[object, list[bytes]]]:
-    """A fresh Agg figure; the PNG bytes land in the yielded list when the block ends."""
+    """Open a fresh Agg figure; the PNG bytes land in the yielded list when the block ends."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -79,7 +79,7 @@ CURRENCY_SYMBOLS = {"USD": "$", "EUR": "\u20ac", "GBP": "\u00a3", "JPY": "\u00a5
 
 
 def check_currency(currency: str | None) -> str | None:
-    """An ISO 4217 code (three letters, upper-cased), or None; anything else is an error."""
+    """Check an ISO 4217 code (three letters, upper-cased) or None; anything else is an error."""
     if currency is None or currency == "":
         return None
     code = currency.strip().upper()
@@ -101,7 +101,7 @@ def money_formatter(currency: str | None) -> Callable[[float], str]:
 
 
 def format_date(value: object) -> str:
-    """A day as ``YYYY-MM-DD``; a time of day only when there is one (``YYYY-MM-DD HH:MM UTC``)."""
+    """Format a day as ``YYYY-MM-DD``; a time of day only when there is one (``YYYY-MM-DD HH:MM UTC``)."""
     ts = pd.Timestamp(value)
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
@@ -111,7 +111,7 @@ def format_date(value: object) -> str:
 
 
 def format_share(value: float, *, signed: bool = False) -> str:
-    """A fraction as a percentage with enough digits to be non-zero: 0.0000312 -> ``0.0031%``."""
+    """Format a fraction as a percentage with enough digits to be non-zero: 0.0000312 -> ``0.0031%``."""
     pct = 100 * float(value)
     sign = "+" if signed and pct > 0 else ""
     if pct == 0:

@@ -252,7 +252,7 @@ def concentration_takeaway(conc: pd.DataFrame, gini: float | None) -> str:
 
 
 def spenders_table(con: duckdb.DuckDBPyConnection, n: int, *, top: bool = True) -> pd.DataFrame:
-    """The ``n`` users with the highest (or lowest positive) gross spend, ties broken by user_id."""
+    """Return the ``n`` users with the highest (or lowest positive) gross spend, ties broken by user_id."""
     order = "total_spend DESC, user_id" if top else "total_spend ASC, user_id"
     return con.execute(
         "WITH u AS (SELECT user_id, n_spend_transactions, total_spend, total_spend / nullif(n_spend_transactions, 0) "
@@ -298,7 +298,7 @@ def mom_by_month_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def mom_movers_table(con: duckdb.DuckDBPyConnection, month: str, n: int) -> pd.DataFrame:
-    """The ``n`` largest increases and ``n`` largest decreases of ``month`` against the month before."""
+    """Return the ``n`` largest increases and ``n`` largest decreases of ``month`` against the month before."""
     return con.execute(
         f"WITH k AS (SELECT * FROM {MOM} WHERE month = ?) "
         f"(SELECT * FROM k WHERE change > 0 ORDER BY change DESC, user_id LIMIT {int(n)}) UNION ALL "

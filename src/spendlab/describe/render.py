@@ -232,7 +232,7 @@ def cohort_preview(cohorts: pd.DataFrame, n: int) -> pd.DataFrame:
 
 def _html_table(df: pd.DataFrame, n: int, caption: str, *, money: Callable[[float], str],
                 name: str | None = None, total: int | None = None) -> dict[str, object]:
-    """A table for the template: caption, display headers, formatted cells, a note on what is left out."""
+    """Build a table for the template: caption, display headers, formatted cells, a note on what is left out."""
     shown = df.head(n)
     total = len(df) if total is None else total
     note = ""
@@ -267,7 +267,7 @@ def _summary_rows(s: dict[str, object], money: Callable[[float], str]) -> list[t
 
 
 def render_html(report: DescribeReport, *, top_n: int = 20, currency: str | None = None) -> str:
-    """The self-contained report page (figures as data URIs, no external resources).
+    """Render the self-contained report page (figures as data URIs, no external resources).
 
     Cells are formatted for reading (the CSVs keep machine formats): dates as ``YYYY-MM-DD``, shares
     as percentages, counts with thousands separators, money to cents with ``currency``'s symbol.

@@ -230,7 +230,7 @@ def days_per_week_distribution(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def head_rows(con: duckdb.DuckDBPyConnection, sql: str, order_by: str, n: int) -> pd.DataFrame:
-    """The first ``n`` rows of a (possibly huge) table, sorted in DuckDB, for the HTML report."""
+    """Return the first ``n`` rows of a (possibly huge) table, sorted in DuckDB, for the HTML report."""
     return con.execute(f"SELECT * FROM ({sql}) ORDER BY {order_by} LIMIT {int(n)}").fetchdf()
 
 

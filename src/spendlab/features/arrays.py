@@ -44,7 +44,7 @@ _EPOCH = dt.date(1970, 1, 1)
 
 
 def window_widths(config: FeatureConfig, freq: Freq) -> dict[str, int]:
-    """The panel columns the windowed features read, each with the number of recent periods needed."""
+    """Return the panel columns the windowed features read, each with the number of recent periods needed."""
     spec = config.for_freq(freq)
     widths: dict[str, int] = {}
     for column, n in spec.lags.items():
@@ -57,7 +57,7 @@ def window_widths(config: FeatureConfig, freq: Freq) -> dict[str, int]:
 
 
 def window_matrix(n_users: int, idx: np.ndarray, k: np.ndarray, values: np.ndarray, width: int) -> np.ndarray:
-    """The ``n_users x width`` matrix with ``values`` at (``idx``, ``k``) for ``k < width``, else 0.
+    """Return the ``n_users x width`` matrix with ``values`` at (``idx``, ``k``) for ``k < width``, else 0.
 
     (``idx``, ``k``) pairs are distinct: one aggregate row per user and period.
     """

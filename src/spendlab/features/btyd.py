@@ -33,7 +33,7 @@ BTYD_COLUMNS: tuple[str, ...] = (
 
 
 def btyd_sql(asof: str, as_of: dt.date) -> str:
-    """The query over the as-of view ``asof`` (columns ``user_id``, ``ts``, ``amount``)."""
+    """Return the query over the as-of view ``asof`` (columns ``user_id``, ``ts``, ``amount``)."""
     c = f"DATE '{as_of.isoformat()}'"
     windows = ",\n".join(
         f"SUM(CASE WHEN amount > 0 AND d > {c} - {w} THEN 1 ELSE 0 END) AS btyd_count_last{w},\n"

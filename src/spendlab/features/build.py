@@ -143,7 +143,7 @@ def build_panel_table(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.d
 
 def build_panel(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str,
                 view: str = "transactions", config: FeatureConfig | None = None) -> pd.DataFrame:
-    """The dense per-user panel as a DataFrame (see :func:`build_panel_table` for the columns).
+    """Return the dense per-user panel as a DataFrame (see :func:`build_panel_table` for the columns).
 
     ``period_start`` holds ``datetime.date`` values; rows are sorted by user_id, period_start.
     """
@@ -159,7 +159,7 @@ def build_panel(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | 
 
 def _user_stats_source(con: duckdb.DuckDBPyConnection, name: str, periods: str, first_day: str, *,
                        as_of: dt.date, freq: Freq, config: FeatureConfig) -> str:
-    """What to read the per-user stats from: :func:`~spendlab.features.sql.user_stats_sql` of ``periods``.
+    """Name what to read the per-user stats from: :func:`~spendlab.features.sql.user_stats_sql` of ``periods``.
 
     Up to :data:`STATS_CHUNK_ROWS` rows of ``periods`` that is the query itself (one hash aggregate,
     nothing stored). Past it, temp table ``name`` is filled in chunks of users (those whose id hashes
@@ -293,7 +293,7 @@ def build_features(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date
 
 def build_target(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str, horizon: int = 1,
                  view: str = "transactions") -> pd.DataFrame:
-    """The target: gross spend in the ``horizon`` periods after the as-of period. READS PAST THE CUTOFF.
+    """Build the target: gross spend in the ``horizon`` periods after the as-of period. READS PAST THE CUTOFF.
 
     Users are those with a transaction on or before ``as_of`` (the users :func:`build_features`
     returns), in the same order; a user without purchases in the target window gets 0.

@@ -148,12 +148,12 @@ class FeatureConfig(StrictModel):
         return _positive_sorted(v, "weekly_activity_windows")
 
     def for_freq(self, freq: Freq) -> FreqFeatures:
-        """The per-frequency declaration."""
+        """Return the per-frequency declaration."""
         return self.month if check_freq(freq) == "month" else self.week
 
 
 def feature_config_from_dict(data: dict, source: str) -> FeatureConfig:
-    """A feature config from a parsed YAML mapping: a whole spendlab config with a ``features:`` section
+    """Build a feature config from a parsed YAML mapping: a whole spendlab config with a ``features:`` section
     (beside ``reader:`` and others; without one, the defaults apply) or just the section's content
     (recognised by its keys, then validated strictly). ``source`` names the file in errors."""
     if set(data) & set(FeatureConfig.model_fields):

@@ -18,7 +18,7 @@ METADATA_PREFIX = "spendlab."
 
 
 def default_as_of(con: duckdb.DuckDBPyConnection, freq: Freq, *, view: str = "transactions") -> dt.date:
-    """The end of the latest complete period in the data.
+    """Return the end of the latest complete period in the data.
 
     The period holding the last transaction counts as complete when that transaction falls on the
     period's last day; otherwise the cutoff is the end of the period before it.
@@ -33,7 +33,7 @@ def default_as_of(con: duckdb.DuckDBPyConnection, freq: Freq, *, view: str = "tr
 
 
 def feature_metadata(config: FeatureConfig, *, freq: Freq, as_of: dt.date, **extra: str) -> dict[str, str]:
-    """The Parquet schema metadata of a feature file (``spendlab.config_hash``, ``as_of``, ``freq``, ...)."""
+    """Return the Parquet schema metadata of a feature file (``spendlab.config_hash``, ``as_of``, ``freq``, ...)."""
     meta = {
         "config_hash": config_hash(config),
         "feature_config": json.dumps(config.model_dump(mode="json"), sort_keys=True),
@@ -45,6 +45,6 @@ def feature_metadata(config: FeatureConfig, *, freq: Freq, as_of: dt.date, **ext
 
 
 def read_feature_metadata(path: str | Path) -> dict[str, str]:
-    """The ``spendlab.*`` schema metadata of a feature Parquet file."""
+    """Return the ``spendlab.*`` schema metadata of a feature Parquet file."""
     meta = pq.read_schema(path).metadata or {}
     return {k.decode(): v.decode() for k, v in meta.items() if k.decode().startswith(METADATA_PREFIX)}

@@ -12,7 +12,7 @@ SEGMENTS: tuple[str, ...] = ("new", "active", "lapsed")
 
 
 def segment_users(X: pd.DataFrame, *, active_window: int = 3) -> np.ndarray:
-    """``new`` / ``active`` / ``lapsed`` per row of an as-of feature frame.
+    """Label each row of an as-of feature frame ``new``, ``active`` or ``lapsed``.
 
     - **new**: the user's first period is the as-of period (``n_periods == 1``);
     - **active**: otherwise, spend in at least one of the last ``active_window`` periods

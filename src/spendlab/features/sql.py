@@ -65,7 +65,7 @@ def _q(name: str) -> str:
 
 
 def cutoff_timestamp(as_of: dt.date) -> str:
-    """The exclusive upper bound of the as-of rows: midnight after the cutoff day."""
+    """Return the exclusive upper bound of the as-of rows: midnight after the cutoff day."""
     return f"TIMESTAMP '{(as_of + dt.timedelta(days=1)).isoformat()} 00:00:00'"
 
 
@@ -75,7 +75,7 @@ def asof_sql(as_of: dt.date, view: str = "transactions") -> str:
 
 
 def period_offset_sql(day_col: str, freq: Freq, as_of: dt.date) -> str:
-    """SQL for k = number of whole periods between the period of ``day_col`` and the as-of period."""
+    """Return SQL for k = number of whole periods between the period of ``day_col`` and the as-of period."""
     if check_freq(freq) == "month":
         anchor = as_of.year * 12 + as_of.month - 1
         return f"({anchor} - (YEAR({day_col}) * 12 + MONTH({day_col}) - 1))"
@@ -84,7 +84,7 @@ def period_offset_sql(day_col: str, freq: Freq, as_of: dt.date) -> str:
 
 
 def _day_bit_sql(freq: Freq, as_of: dt.date) -> str:
-    """A bit that is distinct for each day of a period (BIT_OR + BIT_COUNT counts distinct days)."""
+    """Return SQL for a bit that is distinct for each day of a period (BIT_OR + BIT_COUNT counts distinct days)."""
     if freq == "month":
         index = "DAY(day) - 1"
     else:
@@ -93,12 +93,12 @@ def _day_bit_sql(freq: Freq, as_of: dt.date) -> str:
 
 
 def tx_sql(source: str) -> str:
-    """The as-of rows reduced to what the features need: user, day, exact amount."""
+    """Return SQL of the as-of rows reduced to what the features need: user, day, exact amount."""
     return f"SELECT user_id, CAST(ts AS DATE) AS day, CAST(amount AS {MONEY}) AS amount FROM ({source}) AS src"
 
 
 def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
-    """The one pass over the rows: a SELECT of the sparse per-(user, period) aggregate of ``source``.
+    """Return the one pass over the rows: a SELECT of the sparse per-(user, period) aggregate of ``source``.
 
     ``source`` gives ``user_id, ts, amount`` already cut at the as-of date. One hash aggregate keyed
     by (user, period ``k``; 0 = the period containing the as-of date), active periods only. Gross
@@ -134,7 +134,7 @@ def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
 
 
 def first_day_spend_sql(source: str, periods: str) -> str:
-    """A SELECT of ``user_id, first_purchase_day_spend``: spend on each user's first purchase day.
+    """Return a SELECT of ``user_id, first_purchase_day_spend``: spend on each user's first purchase day.
 
     The BG/NBD monetary value leaves that day out (as lifetimes does). It is the one figure the
     per-period aggregate ``periods`` cannot give (it keeps days as bits, not their amounts), so the
@@ -172,7 +172,7 @@ def _recent_purchase_days_sql(as_of: dt.date, freq: Freq, weeks: int) -> str:
 
 
 def user_stats_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, periods: str, first_day: str) -> str:
-    """A SELECT of one row per user: the per-user sums and days every feature is derived from.
+    """Return a SELECT of one row per user: the per-user sums and days every feature is derived from.
 
     Reads ``periods`` (:func:`aggregate_sql`) and ``first_day`` (:func:`first_day_spend_sql`), table
     names or CTEs. Money is summed exactly (:data:`MONEY`) and only then cast to ``DOUBLE``; days are
@@ -227,7 +227,7 @@ LEFT JOIN {first_day} AS f ON s.user_id = f.user_id"""
 
 
 def window_cells_sql(periods: str, columns: dict[str, int]) -> str:
-    """A SELECT of the recent cells ``user_id, k, <column>...`` of ``periods`` (:func:`aggregate_sql`).
+    """Return a SELECT of the recent cells ``user_id, k, <column>...`` of ``periods`` (:func:`aggregate_sql`).
 
     ``columns`` maps each panel column the features window over to the number of recent periods
     they read; one row per active (user, period) with ``k`` below the largest, values as ``DOUBLE``.
@@ -238,7 +238,7 @@ def window_cells_sql(periods: str, columns: dict[str, int]) -> str:
 
 
 def panel_sparse_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, source: str) -> str:
-    """The sparse panel (active periods only): ``user_id, k, spend, n_transactions, active_days, refund_*``."""
+    """Return the sparse panel (active periods only): ``user_id, k, spend, n_transactions, active_days, refund_*``."""
     return f"""WITH {periods_sql(as_of, freq, config, source)}
 SELECT user_id, k, spend, n_transactions, active_days, refund_amount, refund_count, first_day
 FROM periods"""
@@ -265,7 +265,7 @@ LEFT JOIN {sparse} AS s ON s.user_id = u.user_id AND s.k = p.k
 
 
 def calendar_tables(as_of: dt.date, freq: Freq, config: FeatureConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The two small tables the feature SQL joins: event days, and the as-of/target calendar covariates.
+    """Return the two small tables the feature SQL joins: event days, and the as-of/target calendar covariates.
 
     The event-day table covers :data:`CALENDAR_FIRST_DAY` to the as-of date (holidays and retail events
     alike: ``holiday_spend_share`` counts spend on either). The covariate table is one row with

@@ -41,7 +41,7 @@ class FeatureStore:
     @classmethod
     def from_source(cls, source: Transactions | duckdb.DuckDBPyConnection | FeatureStore, *, freq: Freq,
                     horizon: int, feature_config: FeatureConfig | None = None) -> FeatureStore:
-        """A store over a ``Transactions``, a connection with a ``transactions`` view, or a store.
+        """Make a store over a ``Transactions``, a connection with a ``transactions`` view, or a store.
 
         A store is reused as it is; it is refused if it was built for another ``freq``/``horizon``, or
         for another feature config when ``feature_config`` is given.
@@ -89,7 +89,7 @@ class FeatureStore:
         return tgt["target"].to_numpy(dtype=np.float64)
 
     def check_cutoff(self, cutoff: dt.date) -> None:
-        """The cutoff's target window must lie inside the data."""
+        """Check that the cutoff's target window lies inside the data."""
         end = target_window_end(cutoff, self.freq, self.horizon)
         if end > self.last_day:
             raise SpendlabError(f"origin {cutoff}: its target window ends {end}, after the data ends "

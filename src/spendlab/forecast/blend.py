@@ -29,7 +29,7 @@ from spendlab.models.ensemble import POOLED, convex_weights
 def ensemble_result(members: Mapping[str, BacktestResult], weights: Mapping[str, float] | None = None, *,
                     key: str = "ensemble",
                     weights_by_cutoff: Mapping[dt.date, Mapping[str, float]] | None = None) -> BacktestResult:
-    """The ensemble's backtest composed from its members' predictions (deterministic members, so
+    """Compose the ensemble's backtest from its members' predictions (deterministic members, so
     identical to refitting each member inside :class:`~spendlab.models.ensemble.EnsembleRegressor`).
 
     ``weights_by_cutoff[c]`` (when given for ``c``) replaces ``weights`` at origin ``c``: the
@@ -46,7 +46,7 @@ def ensemble_result(members: Mapping[str, BacktestResult], weights: Mapping[str,
 def _composed(members: Mapping[str, BacktestResult],
               weight_of: Callable[[dt.date, str], Mapping[str, float] | None], *, key: str,
               params: dict[str, object]) -> BacktestResult:
-    """A combination's backtest: at each origin and segment, ``weight_of(cutoff, segment)`` over the members."""
+    """Compose a combination's backtest: at each origin and segment, ``weight_of(cutoff, segment)`` over the members."""
     first = next(iter(members.values()))
     base = first.predictions[["split", "cutoff", "target_period", "user_id", "segment", "y_true"]].copy()
     for m, other in members.items():
@@ -175,7 +175,7 @@ def fit_stack(results: Mapping[str, BacktestResult], members: Sequence[str], cut
 
 
 def stack(results: Mapping[str, BacktestResult], members: Sequence[str], *, max_validation_bias: float) -> Stack:
-    """The segment-weighted stack of ``members``, its meta-learner fitted on the validation origins and
+    """Fit the segment-weighted stack of ``members``, its meta-learner fitted on the validation origins and
     scored out of sample on them (leave one origin out); one validation origin: equal weights there."""
     first = results[members[0]]
     val = list(pd.unique(first.predictions.loc[first.predictions["split"] == "validation", "cutoff"]))

@@ -59,7 +59,7 @@ class Candidate(StrictModel):
         return ExperimentConfig.model_validate(self.experiment)
 
     def features(self) -> FeatureConfig:
-        """The feature config, with each frequency's lag mapping in the order of :attr:`feature_names`
+        """Return the feature config, with each frequency's lag mapping in the order of :attr:`feature_names`
         (mapping order is column order; a JSON writer that sorted keys must not change the columns)."""
         data = json.loads(json.dumps(self.feature_config))
         position = {name: i for i, name in enumerate(self.feature_names)}

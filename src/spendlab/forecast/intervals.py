@@ -80,7 +80,7 @@ def _group(pred: np.ndarray, y: np.ndarray, *, n_bins: int, min_positive: int,
 
 def fit_calibration(rows: pd.DataFrame, *, level: float = 0.8, n_bins: int = 10, min_positive: int = 40,
                     min_segment: int = 200) -> dict[str, Any]:
-    """The hurdle calibration from validation rows (columns ``segment``, ``y_pred``, ``y_true``).
+    """Fit the hurdle calibration on validation rows (columns ``segment``, ``y_pred``, ``y_true``).
 
     Returns plain floats and lists (JSON): ``{"method", "level", "segments": {seg: spec}, "pooled": spec}``
     where a spec holds the isotonic knots of P(spend) (``p.x``, ``p.p``), the forecast-bin ``edges``
@@ -152,7 +152,7 @@ def apply_calibration(frame: pd.DataFrame, calibration: dict[str, Any]) -> pd.Da
 
 
 def expected_coverage(p_spend: np.ndarray, level: float) -> np.ndarray:
-    """The coverage the model itself promises for its interval: ``level``, or ``P(Y = 0)`` where that
+    """Return the coverage the model itself promises for its interval: ``level``, or ``P(Y = 0)`` where that
     exceeds it (the interval is then [0, 0], and every zero outcome is inside)."""
     return np.maximum(1.0 - np.asarray(p_spend, dtype=np.float64), level)
 
@@ -175,7 +175,7 @@ def cold_start_fallback(y_new: np.ndarray, *, level: float = 0.8) -> dict[str, f
 
 
 def calibrate(predictions: pd.DataFrame, *, level: float) -> tuple[dict[str, Any], pd.DataFrame, dict[str, float]]:
-    """The calibration fitted on a backtest's validation rows; every row's ``p_spend, median, lower, upper``
+    """Fit the calibration on a backtest's validation rows; every row's ``p_spend, median, lower, upper``
     (index of ``predictions``); coverage on the test and the validation rows."""
     val = predictions[predictions["split"] == "validation"]
     test = predictions[predictions["split"] == "test"]

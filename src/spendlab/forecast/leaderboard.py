@@ -37,7 +37,7 @@ def _best_validation(board: pd.DataFrame) -> pd.Series:
 
 def pick_champion(leaderboard: Any, validation_boot: pd.DataFrame | None = None, *,
                   level: float = 0.95) -> str:
-    """The champion, from validation results only (see the module docstring).
+    """Pick the champion from validation results only (see the module docstring).
 
     Without ``validation_boot`` (replicates x models, :func:`~spendlab.forecast.bootstrap.bootstrap_rmse`
     on the validation origins) the lowest validation RMSE wins outright.

@@ -47,7 +47,7 @@ class Origins(StrictModel):
         return self
 
     def cutoffs(self, freq: Freq) -> list[dt.date]:
-        """The cutoffs, each checked to be the last day of its period."""
+        """Return the cutoffs, each checked to be the last day of its period."""
         if self.dates:
             out = sorted(set(self.dates))
             bad = [d for d in out if d != period_end(d, freq)]
@@ -149,7 +149,7 @@ class ExperimentConfig(StrictModel):
 
 
 def protocol_id(experiment: Any) -> str:
-    """What makes two test RMSEs comparable: dataset, frequency, horizon and the test origins."""
+    """Identify what makes two test RMSEs comparable: dataset, frequency, horizon and the test origins."""
     payload = {
         "dataset": experiment.dataset.model_dump(mode="json"),
         "freq": experiment.freq,

@@ -171,7 +171,7 @@ def _concentration_area(y: np.ndarray, order_by: np.ndarray) -> float:
 
 
 def _ranking_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """Normalized Gini, Spearman, decile MAPE and top-10% capture of one origin."""
+    """Compute normalized Gini, Spearman, decile MAPE and top-10% capture of one origin."""
     total = float(y.sum())
     out = {m: math.nan for m in CLV_METRICS}
     if len(y) == 0:
@@ -223,7 +223,7 @@ def clv_table(predictions: pd.DataFrame, means: Mapping[str, Mapping[str, float]
 
 
 def best_peer(board: pd.DataFrame, champion: str, peers: Sequence[str] | frozenset[str] = BASELINES) -> str | None:
-    """The model the champion is plotted against: the best of ``peers`` on validation RMSE (the
+    """Return the model the champion is plotted against: the best of ``peers`` on validation RMSE (the
     reference a user would otherwise pick), else the best other model on validation."""
     others = board[(board["model"] != champion) & board["validation_rmse"].notna()]
     pool = others[others["model"].isin(list(peers))]
@@ -281,7 +281,7 @@ def report_tables(name: str, board: pd.DataFrame, champion: str, predictions: pd
 
 
 def leaderboard_markdown(board: pd.DataFrame, champion: str, *, name: str, max_chars: int = 4800) -> str:
-    """The leaderboard as a Markdown table under a champion line: an MLflow run description.
+    """Format the leaderboard as a Markdown table under a champion line: an MLflow run description.
 
     Every column of ``board`` but the ``champion`` flag (the champion's row is bold). Columns are
     dropped from the right when the text would pass ``max_chars`` (MLflow tag values are bounded).

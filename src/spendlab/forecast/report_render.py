@@ -47,7 +47,7 @@ def html_table(df: pd.DataFrame, *, highlight: str | None = None) -> dict[str, A
 
 
 def _board_with_clv(t: ReportTables) -> pd.DataFrame:
-    """The leaderboard, with the ranking metrics it lacks appended from the CLV table."""
+    """Append to the leaderboard the ranking metrics it lacks, from the CLV table."""
     extra = [c for c in t.clv.columns if c != "model" and c not in t.board.columns]
     if not extra:
         return t.board
@@ -64,7 +64,7 @@ def _calibration_side_by_side(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def render_report(t: ReportTables) -> str:
-    """The page: leaderboard, holdout tracking, calibration, gain, error by segment."""
+    """Render the page: leaderboard, holdout tracking, calibration, gain, error by segment."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(loader=PackageLoader("spendlab.forecast", "templates"),

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def training_origins(cutoff: dt.date, *, freq: Freq, horizon: int, n: int | str | dt.date,
                      first_cutoff: dt.date | None = None) -> list[dt.date]:
-    """The ``n`` latest earlier cutoffs whose target window ends on or before ``cutoff``.
+    """Return the ``n`` latest earlier cutoffs whose target window ends on or before ``cutoff``.
 
     Oldest first. ``first_cutoff`` (the end of the data's first period) bounds them below;
     ``n="all"`` takes every one down to it (``first_cutoff`` is then required); ``n`` = a date takes

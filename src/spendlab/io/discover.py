@@ -1,6 +1,6 @@
 """Input discovery: from an INPUT string to the list of real files to read, each exactly once.
 
-Nothing is lost or counted twice without a note (issue 15 item 5):
+Nothing is lost or counted twice without a note:
 
 - every candidate is resolved through its symlinks and each real file is read once; the other
   names of the same file (a ``latest.csv`` link, a ``**`` glob through a symlinked parent) are
@@ -41,7 +41,7 @@ class Discovery:
 
 
 def extensions(fmt: str) -> tuple[str, ...]:
-    """The file name endings a directory or glob of format ``fmt`` reads."""
+    """Return the file name endings a directory or glob of format ``fmt`` reads."""
     return CSV_EXTENSIONS + PARQUET_EXTENSIONS if fmt == "generic" else TEXT_EXTENSIONS
 
 

@@ -83,7 +83,7 @@ def _quote(name: str) -> str:
 
 
 def parquet_select(files: list[Path], config: ReaderConfig, types: dict[str, pa.DataType]) -> tuple[str, str]:
-    """SQL for the canonical rows of Parquet ``files`` and the per-row error expression.
+    """Return SQL for the canonical rows of Parquet ``files`` and the per-row error expression.
 
     Only the Spark engine still uses this (its error expression, transpiled, over canonical Parquet
     that ``spendlab validate`` wrote). The DuckDB reader applies the full CSV policies instead:

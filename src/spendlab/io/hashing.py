@@ -17,7 +17,7 @@ def update_with_file(h: Any, path: str | os.PathLike[str]) -> None:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """The hex SHA-256 of one file's bytes."""
+    """Return the hex SHA-256 of one file's bytes."""
     h = hashlib.sha256()
     update_with_file(h, path)
     return h.hexdigest()

@@ -1,4 +1,4 @@
-"""Line-item exports: the lines of one order become one canonical transaction (issue 17 item 1).
+"""Line-item exports: the lines of one order become one canonical transaction.
 
 An order's transaction has the user and the time of its first line (in file order, files read in
 sorted order) and the exact (Decimal) sum of its lines' amounts; ``source_file`` and ``line`` are
@@ -39,7 +39,7 @@ def line_amount(quantity: object, unit_price: object, mapping: GenericMapping, c
 
 
 def order_key(value: object) -> str:
-    """An order id as text, trimmed like a CSV field; empty is ``NULL_KEY``."""
+    """Read an order id as text, trimmed like a CSV field; empty is ``NULL_KEY``."""
     key = ("" if value is None else str(value)).strip()
     if not key:
         raise FieldError("NULL_KEY", "order id is empty")

@@ -32,7 +32,7 @@ FORMATS: tuple[str, ...] = ("millions", "cdnow", "generic")
 
 
 def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with spendlab's session settings (UTC, bounded memory).
+    """Open a DuckDB connection with spendlab's session settings (UTC, bounded memory).
 
     ``memory_limit`` is checked by :func:`spendlab.settings.parse_memory_limit` (``4GB``, ``none``).
     """
@@ -173,7 +173,7 @@ def load_transactions(
 
 
 def date_span(tx: Transactions) -> tuple[dt.date | None, dt.date | None]:
-    """The UTC days of the first and the last accepted transaction (None, None when there is none)."""
+    """Return the UTC days of the first and the last accepted transaction (None, None when there is none)."""
     con = connect()
     tx.register(con)
     first, last = con.execute("SELECT min(ts)::DATE, max(ts)::DATE FROM transactions").fetchone()

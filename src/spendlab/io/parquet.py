@@ -1,4 +1,4 @@
-"""Generic Parquet inputs under exactly the reader policies of CSV (issue 15 item 3).
+"""Generic Parquet inputs under exactly the reader policies of CSV.
 
 Large inputs are Parquet, so rows are never parsed one by one in Python. But every *value rule*
 is the CSV reader's own Python function, applied once per distinct value and joined back in
@@ -220,7 +220,7 @@ def _naive_from_us(us: int) -> dt.datetime:
 
 
 def _hour_offset_us(zone: str) -> Callable[[int], int | None]:
-    """The UTC offset (us) of a local hour that holds no DST change; None for one that does."""
+    """Return the UTC offset (us) of a local hour that holds no DST change; None for one that does."""
     tz = zone_info(zone)
 
     def offset(hour_us: int) -> int | None:
@@ -239,7 +239,7 @@ _EXACT_INT = 2**53  # integers below it are exact doubles
 
 
 def _fast_amount(kind: str, config: ReaderConfig) -> str:
-    """A SQL predicate (a format string over the column) true only for values :func:`parse_amount`
+    """Return a SQL predicate (a format string over the column) true only for values :func:`parse_amount`
     accepts unchanged, so they skip Python: typed floats and integers, the bulk of large inputs.
 
     A float ``x`` below 1e12 with ``round(x * 100) / 100 = x`` is the double nearest to ``k/100``
@@ -281,7 +281,7 @@ def _lit(text: str | None) -> str:
 
 def _amount_column(kind: str, amount_of: Callable[[Any], float], null_amount: tuple[Any, str | None, str | None],
                    add: Callable[..., str], raw: str, config: ReaderConfig) -> tuple[str, str, str]:
-    """SQL of an amount column's value, error and message: the fast path, else a lookup."""
+    """Return SQL of an amount column's value, error and message: the fast path, else a lookup."""
     a_raw = "CAST(r.a AS VARCHAR)" if kind == "string" else "r.a"
     fast = _fast_amount(kind, config)  # a SQL predicate over {0}: values parse_amount surely accepts as is
     lk = add("amount", f"SELECT {a_raw.replace('r.a', 'a')} AS v FROM {raw} WHERE NOT coalesce({fast.format('a')}, false)",
@@ -324,7 +324,7 @@ def _line_amounts(con: duckdb.DuckDBPyConnection, raw: str, m: GenericMapping, c
 
 # long: assembles one SQL statement, each part in the CSV reader's check order (rules, user, amount, timestamp, window, order); the parts share the lookups registered above
 def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: ReaderConfig) -> ParquetScan:
-    """SQL of every row as ``user_id, ts, amount, n_items, source_file, line, error, error_col, message``."""
+    """Return SQL of every row as ``user_id, ts, amount, n_items, source_file, line, error, error_col, message``."""
     m = config.generic
     token = f"__spendlab_pq{next(_TOKENS)}"
     file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 UTC = dt.UTC
 
 # Every pattern is ASCII-only and anchored with \Z: Python's \d would accept Arabic-Indic or
-# full-width digits ("١٢.٠٠"), which int() and Decimal() then happily read (issue 15 item 4).
+# full-width digits ("١٢.٠٠"), which int() and Decimal() then happily read.
 _PLAIN = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
 _THOUSANDS = re.compile(r"[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?\Z")
 _NON_FINITE = re.compile(r"[+-]?(nan|inf|infinity)\Z", re.IGNORECASE)
@@ -84,7 +84,7 @@ def parse_decimal(
 
 
 def check_decimal(value: Decimal, *, max_abs: float = 1e7, sub_cent: str = "reject", what: str = "amount") -> Decimal:
-    """The amount policy on an exact value: finite, within ``max_abs``, cents unless ``sub_cent: keep``."""
+    """Apply the amount policy to an exact value: finite, within ``max_abs``, cents unless ``sub_cent: keep``."""
     if not value.is_finite():
         raise FieldError("NON_FINITE", f"{what} {value} is not a finite number")
     as_float(value, what)
@@ -105,7 +105,7 @@ def as_float(value: Decimal, what: str = "amount") -> float:
 
 @lru_cache(maxsize=64)
 def zone_info(name: str) -> dt.tzinfo:
-    """The tzinfo of an IANA zone name (``datetime.timezone.utc`` for UTC), cached."""
+    """Return the tzinfo of an IANA zone name (``datetime.timezone.utc`` for UTC), cached."""
     return UTC if name == "UTC" else ZoneInfo(name)
 
 
@@ -161,7 +161,7 @@ def parse_timestamp(text: str, *, zone: str = "UTC", dst_policy: str = "reject")
 def timestamp_parser(
     ts_format: str | None, *, zone: str = "UTC", dst_policy: str = "reject"
 ) -> Callable[[str], dt.datetime]:
-    """The timestamp parser of a generic mapping: ISO 8601 (``ts_format=None``) or a strptime format.
+    """Return the timestamp parser of a generic mapping: ISO 8601 (``ts_format=None``) or a strptime format.
 
     Both take ASCII text only; an offset in the text wins over ``zone``; a naive value is read in
     ``zone`` under ``dst_policy``. CSV fields and Parquet string columns both go through it.
@@ -185,7 +185,7 @@ def timestamp_parser(
 
 
 def normalise_user_id(text: str | None) -> str:
-    """The one user-id policy of every reader and format (CSV, CDNOW, Parquet strings and integers).
+    """Normalise a user id: the one policy of every reader and format (CSV, CDNOW, Parquet strings and integers).
 
     Surrounding whitespace is trimmed as ``str.strip`` does (Unicode White_Space, so a
     non-breaking space or a unit separator goes too); what remains is kept exactly ("007" stays

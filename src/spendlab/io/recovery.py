@@ -92,7 +92,7 @@ def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
 
 
 def is_sqlite_busy(exc: BaseException) -> bool:
-    """True for SQLite lock contention however it is wrapped (sqlite3, SQLAlchemy, MLflow)."""
+    """Tell SQLite lock contention however it is wrapped (sqlite3, SQLAlchemy, MLflow)."""
     seen: set[int] = set()
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:

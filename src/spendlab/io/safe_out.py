@@ -39,7 +39,7 @@ class UnsafeOutputError(SpendlabError):
 
 
 def is_spendlab_dir(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a directory spendlab made (it holds the marker file)."""
+    """Tell whether ``path`` is a directory spendlab made (it holds the marker file)."""
     return (Path(path) / MARKER).is_file()
 
 
@@ -51,12 +51,12 @@ def mark_output_dir(path: str | os.PathLike[str]) -> None:
 
 
 def is_special(path: Path) -> bool:
-    """An existing path that is neither a regular file nor a directory (device, FIFO, socket)."""
+    """Tell whether ``path`` exists and is neither a regular file nor a directory (device, FIFO, socket)."""
     return path.exists() and not (path.is_file() or path.is_dir())
 
 
 def input_paths(specs: Iterable[str | os.PathLike[str] | None]) -> list[Path]:
-    """The real paths an input spec names: files, folders, glob matches and the folder a glob starts in.
+    """List the real paths an input spec names: files, folders, glob matches and the folder a glob starts in.
 
     ``builtin:`` inputs and ``None`` name nothing on disk the user owns and are skipped.
     """
@@ -78,7 +78,7 @@ def input_paths(specs: Iterable[str | os.PathLike[str] | None]) -> list[Path]:
 
 
 def refuse_unsafe_target(real: Path, shown: str, *, option: str = "output", kind: Kind | None = None) -> None:
-    """The checks that need no inputs; ``real`` is the resolved target, ``shown`` how the user named it."""
+    """Run the checks that need no inputs; ``real`` is the resolved target, ``shown`` how the user named it."""
     def refuse(why: str) -> None:
         raise UnsafeOutputError(f"{option} {shown}: refusing to write: {why}; nothing was changed")
 

@@ -9,7 +9,7 @@ from spendlab.tracking import runs as tracking
 
 
 def model_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The finished per-model runs of experiment invocations in a ``search_runs`` frame.
+    """Select the finished per-model runs of experiment invocations in a ``search_runs`` frame.
 
     A model run is tagged ``kind=model`` (runs logged before that tag existed: a ``model`` tag and a
     parent run, no ``kind``). Left out: experiment parents, tuning studies and their trials

@@ -52,13 +52,13 @@ class ExperimentResult(StrictModel):
 
 
 def load_dataset(cfg: ExperimentConfig) -> Any:
-    """The experiment's transactions: its ``dataset`` read with its ``reader`` settings."""
+    """Load the experiment's transactions: its ``dataset`` read with its ``reader`` settings."""
 
     return load_transactions(cfg.dataset.input, cfg.dataset.format, config=cfg.reader)
 
 
 def feature_store(plan: ExperimentPlan | TunePlan, source: Any) -> FeatureStore:
-    """The feature store of ``plan`` over ``source``.
+    """Open the feature store of ``plan`` over ``source``.
 
     Parameters
     ----------
@@ -164,7 +164,7 @@ def _candidate(cfg: ExperimentConfig, key: str, res: BacktestResult, *, params: 
                feature_names: list[str],
                calibration: dict[str, Any], feature_config: Any, resolved_cfg: dict[str, Any], dataset_hash: str,
                run_id: str) -> Candidate:
-    """The typed record of one tested model (what ``spendlab promote`` registers)."""
+    """Build the typed record of one tested model (what ``spendlab promote`` registers)."""
     m = res.means
     nan = float("nan")
     return Candidate(
@@ -220,7 +220,7 @@ class _Recorder:
             self.child_ids[key] = run.run_id
 
     def fail(self, o: BacktestOutcome) -> None:
-        """A failed backtest fails its own run (when it has one), then the parent."""
+        """Fail a failed backtest's own run (when it has one), then the parent."""
         if o.key in self.keys:
             with tracking.child_run(self.parent, run_name=o.key, start_time=o.started,
                                     tags={"model": o.key, "kind": "model", **self.common_tags}):
@@ -230,7 +230,7 @@ class _Recorder:
 
 def _blend_ensemble(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bool]], n: int,
                     progress: Any | None) -> dict[str, float]:
-    """The pure blend of the configured members (cross-fitted on validation), recorded like a model."""
+    """Blend the configured members (cross-fitted on validation) and record the blend like a model."""
     cfg = rec.cfg
     say_progress(progress, f"[{n}/{n}] blending ensemble (convex weights from validation origins; each validation "
                    "origin scored with weights fitted without it)")
@@ -253,7 +253,7 @@ def _blend_ensemble(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bo
 
 
 def _stack_members(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bool]], progress: Any | None) -> None:
-    """The stacking ensemble (per-segment weights fitted on validation, cross-fitted), recorded like a model."""
+    """Stack the members (per-segment weights fitted on validation, cross-fitted) and record the stack like a model."""
     cfg = rec.cfg
     say_progress(progress, "      stacking the ensemble members (a meta-learner per segment, fitted on validation origins; "
                    "each validation origin scored with one fitted without it)")
@@ -274,7 +274,7 @@ def _stack_members(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], boo
 
 
 def _log_parent(rec: _Recorder, ranking: Any, paths: dict[str, Path], weights: dict[str, float]) -> None:
-    """The parent run: champion, leads, leaderboard, report, every candidate (tracking)."""
+    """Log the parent run: champion, leads, leaderboard, report, every candidate (tracking)."""
     parent, board, champion = rec.parent, ranking.board, ranking.champion
     parent.tags({"champion": champion, "champion_run_id": rec.child_ids.get(champion, ""),
                  "runner_up": ranking.runner_up or "", "best_peer": ranking.best_peer or "",
@@ -294,7 +294,7 @@ def _log_parent(rec: _Recorder, ranking: Any, paths: dict[str, Path], weights: d
 
 
 def _dataset_record(plan: ExperimentPlan, tx: Any) -> tuple[dict[str, str], dict[str, str]]:
-    """The dataset as MLflow records it (name, content digest, source) and the tags every run carries."""
+    """Describe the dataset as MLflow records it (name, content digest, source) and the tags every run carries."""
     cfg = plan.experiment
     name = cfg.dataset.name or cfg.dataset.input
     source = tx.files[0] if len(tx.files) == 1 else cfg.dataset.input

@@ -78,7 +78,7 @@ class PipelinePlan:
     tune: TunePlan | None
 
     def experiment_plan(self) -> ExperimentPlan:
-        """The experiment's plan, with the tuned model's parameters as the tune stage left them."""
+        """Return the experiment's plan, with the tuned model's parameters as the tune stage left them."""
         key = self.tune.model_key if self.tune is not None else None
         if key is None or key not in self.experiment.models:
             return self.experiment
@@ -116,7 +116,7 @@ Stage = Callable[[PipelinePlan, dict[str, Any]], dict[str, Any]]
 
 
 def _load(plan: PipelinePlan, state: dict[str, Any]) -> Any:
-    """The experiment's transactions, read once for every stage."""
+    """Load the experiment's transactions, once for every stage."""
     if "tx" not in state:
         state["tx"] = load_dataset(plan.experiment.experiment)
     return state["tx"]
@@ -192,7 +192,7 @@ def stage_score(plan: PipelinePlan, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def stages(cfg: PipelineConfig) -> list[tuple[str, Stage]]:
-    """The stages ``cfg`` runs, in order."""
+    """Return the stages ``cfg`` runs, in order."""
     out: list[tuple[str, Stage]] = [("validate", stage_validate), ("describe", stage_describe)]
     if cfg.tune is not None:
         out.append(("tune", stage_tune))

@@ -31,7 +31,7 @@ Source = Literal["default", "experiment", "tuned"]
 
 
 def _frozen(values: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A read-only view of a copy of ``values`` (a plan cannot be changed after it is made)."""
+    """Freeze a copy of ``values`` as a read-only view (a plan cannot be changed after it is made)."""
     return MappingProxyType(dict(values))
 
 
@@ -81,7 +81,7 @@ class ModelPlan:
         return resolved_params(self.key, self.params)
 
     def to_dict(self) -> dict[str, Any]:
-        """The model's plan as JSON-ready data."""
+        """Return the model's plan as JSON-ready data."""
         return {"key": self.key, "params": _jsonable(self.params), "resolved": _jsonable(self.resolved()),
                 "sources": dict(self.sources), "fold_params": _jsonable(self.fold_params),
                 "tuned_file": None if self.tuned_file is None else str(self.tuned_file)}
@@ -112,7 +112,7 @@ class ExperimentPlan:
     experiment_path: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The plan as JSON-ready data (what ``plan.json`` holds)."""
+        """Return the plan as JSON-ready data (what ``plan.json`` holds)."""
         return {"kind": "experiment", "experiment": self.experiment.model_dump(mode="json"),
                 "experiment_path": None if self.experiment_path is None else str(self.experiment_path),
                 "features": self.features.model_dump(mode="json"), "keys": list(self.keys),
@@ -148,7 +148,7 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
 
 
 def model_keys(cfg: ExperimentConfig, models: list[str] | None) -> list[str]:
-    """The models to report: ``models`` if given (checked against the registry), else the experiment's.
+    """Pick the models to report: ``models`` if given (checked against the registry), else the experiment's.
 
     Raises
     ------
@@ -262,7 +262,7 @@ class TunePlan:
     tuned_dir: Path = TUNED_DIR
 
     def to_dict(self) -> dict[str, Any]:
-        """The plan as JSON-ready data (what ``plan.json`` holds)."""
+        """Return the plan as JSON-ready data (what ``plan.json`` holds)."""
         return {"kind": "tune", "experiment": self.experiment.model_dump(mode="json"),
                 "features": self.features.model_dump(mode="json"), "model": self.model_key,
                 "base_params": _jsonable(self.base_params), "baseline_params": _jsonable(self.baseline_params),
@@ -345,7 +345,7 @@ class ScorePlan:
     chunk_users: int = 250_000
 
     def to_dict(self) -> dict[str, Any]:
-        """The plan as JSON-ready data."""
+        """Return the plan as JSON-ready data."""
         return {"kind": "score", "input": self.input, "format": self.format,
                 "reader": self.reader.model_dump(mode="json"), "model_uri": self.model_uri, "out": str(self.out),
                 "as_of": None if self.as_of is None else self.as_of.isoformat(), "chunk_users": self.chunk_users}

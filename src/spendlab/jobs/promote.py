@@ -28,7 +28,7 @@ from spendlab.tracking.registry import PromotionOutcome, Refit, latest_experimen
 
 
 def experiment_name(experiment: str) -> str:
-    """The experiment's name: given as is, or read (only the name) from an experiment YAML path."""
+    """Name the experiment: given as is, or read (only the name) from an experiment YAML path."""
     p = Path(experiment)
     if p.suffix in {".yaml", ".yml"}:
         return load_experiment(p).name
@@ -36,7 +36,7 @@ def experiment_name(experiment: str) -> str:
 
 
 def candidate_store(candidate: Candidate, *, transactions: Any = None, store: Any = None) -> tuple[Any, FeatureStore]:
-    """The candidate's data (its logged dataset) and a feature store with the candidate's own feature set."""
+    """Load the candidate's data (its logged dataset) and a feature store with the candidate's own feature set."""
     cfg = candidate.experiment_config()
     tx = transactions if transactions is not None else load_dataset(cfg)
     return tx, FeatureStore.from_source(store if store is not None else tx, freq=cfg.freq, horizon=cfg.horizon,

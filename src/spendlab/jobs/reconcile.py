@@ -28,7 +28,7 @@ def run_reconcile(
     memory_limit: str | None = None,
     threads: int | None = None,
 ) -> dict:
-    """The ``spendlab reconcile`` job: load, compare, explain, and write ``out_dir`` atomically.
+    """Run the ``spendlab reconcile`` job: load, compare, explain, and write ``out_dir`` atomically.
 
     Writes ``summary.json``, ``user_diffs.csv``, ``user_causes.csv``, ``rejects.csv``,
     ``delta_flags.csv``, ``report.md`` and ``report.html``; the directory is built beside

@@ -129,7 +129,7 @@ def score(
 
 
 def _last_purchase_day(features: pa.Table, as_of: dt.date) -> dt.date | None:
-    """The latest purchase on or before ``as_of``, from the features (no second read of the input)."""
+    """Find the latest purchase on or before ``as_of`` in the features (no second read of the input)."""
     if "days_since_last_purchase" not in features.column_names:
         return None
     days = pc.min(features.column("days_since_last_purchase")).as_py()

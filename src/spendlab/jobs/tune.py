@@ -54,8 +54,7 @@ def _storage_class():
 
     Optuna records a trial's first heartbeat on a thread that starts after ``study.ask()``
     returned. A process killed between the two leaves a RUNNING trial with no heartbeat row,
-    which Optuna's own stale check skips, so it stays RUNNING forever (seen in CI: catalogue
-    row 58). A live trial records its first heartbeat within one interval of starting, so a
+    which Optuna's own stale check skips, so it stays RUNNING forever. A live trial records its first heartbeat within one interval of starting, so a
     RUNNING trial with no heartbeat that started more than the grace period ago is an orphan.
     """
     from datetime import datetime, timedelta
@@ -99,7 +98,7 @@ def study_storage(url: str | None = None, *, heartbeat_interval: int = 5, grace_
 
     db = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
     # Creating the storage runs Optuna's schema migration: serialise it across processes, or two
-    # processes opening a new store at once race on alembic_version (catalogue row 57).
+    # processes opening a new store at once race on alembic_version.
     lock = file_lock(db.with_name(db.name + ".lock")) if db is not None else contextlib.nullcontext()
     with lock, warnings.catch_warnings():  # heartbeats are marked experimental; they are what we rely on
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -26,7 +26,7 @@ def tuned_params_path(experiment_name: str, model_key: str, tuned_dir: Path = TU
 
 
 def tuned_params(experiment_name: str, model_key: str, tuned_dir: Path = TUNED_DIR) -> dict[str, Any] | None:
-    """The ``params:`` of ``configs/tuned/<experiment>-<model>.yaml`` if that file exists."""
+    """Read the ``params:`` of ``configs/tuned/<experiment>-<model>.yaml`` if that file exists."""
     path = tuned_params_path(experiment_name, model_key, tuned_dir)
     if not path.exists():
         return None

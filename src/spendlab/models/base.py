@@ -86,7 +86,7 @@ def usable_cores() -> int:
 
 
 def current_predict_threads() -> int | None:
-    """The thread count set by the innermost :func:`predict_threads` block, if any."""
+    """Return the thread count set by the innermost :func:`predict_threads` block, if any."""
     return _PREDICT_THREADS.get()
 
 
@@ -94,7 +94,7 @@ _LIBRARY_QUIET = threading.Lock()
 
 
 def _drop(*args: Any, **kwargs: Any) -> None:
-    """A ``print`` that prints nothing."""
+    """Print nothing (a ``print`` replacement)."""
 
 
 @contextmanager

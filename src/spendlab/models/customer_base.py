@@ -222,7 +222,7 @@ def _bgnbd_expected(t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
 
 
 def latest_origin_rows(X: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the most recent origin when ``X``'s index has an ``origin`` level, else ``X``."""
+    """Return the rows of the most recent origin when ``X``'s index has an ``origin`` level, else ``X``."""
     if ORIGIN_LEVEL not in (X.index.names or []):
         return X
     origin = X.index.get_level_values(ORIGIN_LEVEL)

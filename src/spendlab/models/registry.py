@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 def make_ensemble(members: Sequence[str] = DEFAULT_MEMBERS, weights: Mapping[str, float] | None = None,
                   member_params: Mapping[str, Mapping[str, Any]] | None = None) -> EnsembleRegressor:
-    """The ``ensemble`` registry entry: an :class:`EnsembleRegressor` over registry ``members``
+    """Make the ``ensemble`` registry entry: an :class:`EnsembleRegressor` over registry ``members``
     (each built by :func:`make_model` with ``member_params[key]``), blended with ``weights``."""
     if not members:
         raise ValueError("an ensemble needs at least one member")
@@ -38,7 +38,7 @@ def make_ensemble(members: Sequence[str] = DEFAULT_MEMBERS, weights: Mapping[str
 def make_stack(members: Sequence[str] = DEFAULT_MEMBERS, weights: Mapping[str, Mapping[str, float]] | None = None,
                member_params: Mapping[str, Mapping[str, Any]] | None = None,
                active_window: int = 3) -> SegmentStackRegressor:
-    """The ``stack`` registry entry: a :class:`SegmentStackRegressor` over registry ``members`` with
+    """Make the ``stack`` registry entry: a :class:`SegmentStackRegressor` over registry ``members`` with
     per-segment ``weights`` (the meta-learner, fitted on validation origins by the experiment)."""
     if not members:
         raise ValueError("a stack needs at least one member")
@@ -51,7 +51,7 @@ def make_stack(members: Sequence[str] = DEFAULT_MEMBERS, weights: Mapping[str, M
 
 def make_bgnbd_seasonal(penalizer: float = 0.0, horizon_days: float = 30.4,
                         fit_origin: str = "latest") -> BgNbdGammaGamma:
-    """The ``bgnbd_seasonal`` registry entry: ``bgnbd_gg`` with a seasonal level learned from the
+    """Make the ``bgnbd_seasonal`` registry entry: ``bgnbd_gg`` with a seasonal level learned from the
     training origins of the year before the cutoff (no-op with less than a year of them)."""
     return BgNbdGammaGamma(penalizer=penalizer, horizon_days=horizon_days, fit_origin=fit_origin, seasonal=True)
 
@@ -147,7 +147,7 @@ SEARCH_SPACES: dict[str, Callable[[optuna.trial.Trial], dict[str, Any]]] = {
 
 
 def make_model(key: str, params: Mapping[str, Any] | None = None) -> BaseEstimator:
-    """A fresh unfitted estimator for registry ``key`` with ``params`` as hyperparameters."""
+    """Make a fresh unfitted estimator for registry ``key`` with ``params`` as hyperparameters."""
     if key not in MODELS:
         raise ConfigError(f"unknown model {key!r}; known models: {', '.join(MODELS)}")
     try:

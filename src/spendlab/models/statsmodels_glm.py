@@ -32,7 +32,7 @@ _SPEND_MEAN = re.compile(re.escape(rolling_name("spend", "mean", 0))[:-1] + r"(\
 
 
 def default_columns(columns: list[str]) -> list[str]:
-    """The GLM's columns among ``columns``: spend lags 1..3, every spend rolling mean, the named ones."""
+    """Pick the GLM's columns among ``columns``: spend lags 1..3, every spend rolling mean, the named ones."""
     lags = [lag_name("spend", i) for i in range(1, SPEND_LAGS + 1)]
     means = sorted((int(m.group(1)), c) for c in columns if (m := _SPEND_MEAN.fullmatch(c)))
     wanted = [*lags, *(c for _, c in means), *NAMED_COLUMNS]

@@ -15,7 +15,7 @@ SIDE_KEY = {"platform": "p", "source": "s"}
 def find_missing_files(
     con: duckdb.DuckDBPyConnection, side: str, n_files: int, *, pair_limit: int, share: float
 ) -> tuple[tuple[int, ...], list[dict]]:
-    """The file set (one file, or a pair when there are few files) this side looks to have skipped.
+    """Find the file set (one file, or a pair when there are few files) this side looks to have skipped.
 
     A candidate set S is confirmed row by row: for the users whose rebuilt row changes when S is left
     out, the side's row must equal the rebuild without S, for at least ``share`` of those users in

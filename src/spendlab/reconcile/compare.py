@@ -185,13 +185,13 @@ def _user_diffs(con: duckdb.DuckDBPyConnection, names: dict[int, str]) -> None:
 
 
 def _dsum(con: duckdb.DuckDBPyConnection, sql: str) -> Decimal:
-    """An exact total (a DECIMAL sum; 0 for no rows)."""
+    """Sum exactly (a DECIMAL sum; 0 for no rows)."""
     v = con.execute(sql).fetchone()[0]
     return Decimal(v) if v is not None else Decimal(0)
 
 
 def _num(v: Decimal | int | float | None) -> int | float | None:
-    """A JSON number for an exact decimal: an int when it is whole (exact at any size), else a float
+    """Convert an exact decimal to a JSON number: an int when it is whole (exact at any size), else a float
     (a display value; every comparison was made on the decimals)."""
     if v is None:
         return None

@@ -135,7 +135,7 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _is_plain(path: Path) -> bool:
-    """True when the fast reader gives the same records and lines as the physical-line reader."""
+    """Tell whether the fast reader gives the same records and lines as the physical-line reader."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     carry = b""
     first = True
@@ -172,7 +172,7 @@ def _header_positions(path: Path, header: Record, report: FileReport) -> dict[st
 
 
 def _load_columns(path: Path, writer: CheckedWriter) -> bool:
-    """The fastest path: pyarrow splits every data line into the header's fields (C++, streamed).
+    """Load by the fastest path: pyarrow splits every data line into the header's fields (C++, streamed).
 
     Only taken when line numbers stay exact: the header on line 1 and every later line a record
     with the header's field count (a blank or ragged line makes pyarrow stop, and the file is read
@@ -276,7 +276,7 @@ def _count_blank(table: pa.Table) -> int:
 
 
 def _load_records(path: Path, writer: CheckedWriter, max_line_bytes: int) -> bool:
-    """The physical-line reader for files the fast path cannot take (quotes, odd line ends, bad bytes)."""
+    """Load by the physical-line reader, for files the fast path cannot take (quotes, odd line ends, bad bytes)."""
     report = writer.loaded.report
     cols: dict[str, list] = {k: [] for k in ("line", "raw", "nf", "user_id", *(f"c_{c}" for c in VALUE_COLUMNS),
                                             "pre_error", "pre_message")}

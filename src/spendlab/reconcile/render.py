@@ -76,7 +76,7 @@ def _md(value: object) -> str:
 
 
 def worked_examples(result: ReconcileResult, per_cause: int = 3) -> list[dict]:
-    """A few affected users per (cause, side, file), largest amounts first: their rows on each side."""
+    """Pick a few affected users per (cause, side, file), largest amounts first: their rows on each side."""
     picks = result.con.execute(
         "SELECT user_id, cause, side, file, class, detail, amount FROM (SELECT *, row_number() OVER (PARTITION BY "
         "cause, side, file ORDER BY abs(amount) DESC, user_id) AS k FROM user_causes) WHERE k <= ? "
@@ -97,7 +97,7 @@ def worked_examples(result: ReconcileResult, per_cause: int = 3) -> list[dict]:
 
 
 def engineer_note(summary: dict) -> str:
-    """A technical note for the platform's backend engineer: what broke, evidence, fix and backfill."""
+    """Write a technical note for the platform's backend engineer: what broke, evidence, fix and backfill."""
     lines = [f"Subject: user-summary reconciliation - gap {money(summary['gap'])} "
              f"(client {money(summary['source_total'])}, platform {money(summary['platform_total'])})", ""]
     lines.append(f"Rebuilt from {len(summary['files'])} delta file(s) (largest batch_id per user): total "
@@ -132,7 +132,7 @@ def engineer_note(summary: dict) -> str:
 
 
 def client_reply(summary: dict) -> str:
-    """A plain-language reply to the client's marketing lead."""
+    """Write a plain-language reply to the client's marketing lead."""
     gap = summary["gap"]
     lines = ["Hi,", ""]
     if not summary["causes"]:

@@ -27,7 +27,7 @@ def _check(cond: str, error: str, column: str, message: str) -> tuple[str, str, 
 
 
 def _checks(kind: str) -> list[tuple[str, str, str, str]]:
-    """(SQL condition, error_type, column, SQL message) in the order a row is checked."""
+    """List (SQL condition, error_type, column, SQL message) in the order a row is checked."""
     nullable = kind == "summary"
     out = [
         _check("pre_error IS NOT NULL", "pre_error", "''", "pre_message"),
@@ -72,7 +72,7 @@ def _validate_sql(kind: str, n_header: int, stage_sql: str, raw_expr: str = "raw
 
 
 def stage_fast_sql(positions: dict[str, int]) -> str:
-    """SQL that splits each staged raw line into trimmed fields at the header's ``positions``."""
+    """Return SQL that splits each staged raw line into trimmed fields at the header's ``positions``."""
     cols = ", ".join(f"trim(f[{positions[c] + 1}], ' \t') AS c_{c}" for c in VALUE_COLUMNS)
     return (f"SELECT line, raw, len(f) AS nf, trim(f[{positions['user_id'] + 1}], ' \t') AS user_id, {cols}, "
             "CAST(NULL AS VARCHAR) AS pre_error, CAST(NULL AS VARCHAR) AS pre_message "

@@ -59,7 +59,7 @@ def _paths(parquet_paths: PathsArg) -> list[str]:
 
 
 def as_date(d: dt.date | str) -> dt.date:
-    """A cutoff as a date: a datetime's day, a date as is, or an ISO ``YYYY-MM-DD`` string parsed."""
+    """Read a cutoff as a date: a datetime's day, a date as is, or an ISO ``YYYY-MM-DD`` string parsed."""
     if isinstance(d, dt.datetime):
         return d.date()
     if isinstance(d, dt.date):
@@ -72,7 +72,7 @@ def _bq(name: str) -> str:
 
 
 def _validity_sql(reader: ReaderConfig) -> str:
-    """The DuckDB reader's per-row error expression (NULL = valid) over ``user_id, ts, amount``."""
+    """Return the DuckDB reader's per-row error expression (NULL = valid) over ``user_id, ts, amount``."""
     _, error = parquet_select([], reader, {reader.generic.ts_col: pa.timestamp("us", tz="UTC")})
     return to_spark_sql(error)
 
@@ -125,7 +125,7 @@ def canonical_rows(spark: SparkSession, parquet_paths: PathsArg, *, reader: Read
 
 def read_transactions(spark: SparkSession, parquet_paths: PathsArg, *,
                       reader: ReaderConfig | None = None) -> DataFrame:
-    """The valid canonical rows ``user_id, ts, amount`` of ``parquet_paths`` (see :func:`canonical_rows`).
+    """Return the valid canonical rows ``user_id, ts, amount`` of ``parquet_paths`` (see :func:`canonical_rows`).
 
     Rows the DuckDB reader would reject (empty key, missing or out-of-window time, non-finite or
     out-of-range amount) are dropped here for the same reason; :func:`reject_counts` counts them.
@@ -174,7 +174,7 @@ def _features_schema(names: list[str]) -> str:
 
 def _bucket_features(users: pd.DataFrame, cells: pd.DataFrame, *, as_of: dt.date, freq: Freq,
                      config: FeatureConfig, calendar: dict[str, float]) -> pd.DataFrame:
-    """The features of one bucket of users, by :func:`spendlab.features.arrays.compute_features`."""
+    """Compute the features of one bucket of users, by :func:`spendlab.features.arrays.compute_features`."""
     import numpy as np
 
     users = users.sort_values("user_id", kind="stable").reset_index(drop=True)
@@ -275,7 +275,7 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
 
 def spark_panel(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, freq: Freq, as_of: dt.date | str,
                 config: FeatureConfig | None = None, reader: ReaderConfig | None = None) -> DataFrame:
-    """The dense per-user panel on Spark (columns of :func:`spendlab.features.build_panel_table`).
+    """Build the dense per-user panel on Spark (columns of :func:`spendlab.features.build_panel_table`).
 
     One row per user and period from the user's first period to the as-of period, zero-filled,
     sorted by ``user_id, period_start``. Runs one small job (the longest history) before returning.
@@ -300,7 +300,7 @@ def spark_panel(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, fre
 
 
 def spark_default_as_of(transactions: DataFrame, freq: Freq) -> dt.date:
-    """The end of the latest complete period (the rule of :func:`spendlab.features.metadata.default_as_of`)."""
+    """Return the end of the latest complete period (the rule of :func:`spendlab.features.metadata.default_as_of`)."""
     from pyspark.sql import functions as F
 
     check_freq(freq)

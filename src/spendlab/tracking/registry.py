@@ -175,7 +175,7 @@ def verify_model_dir(path: str | Path, *, mlmodel_sha256: str | None = None) -> 
 
 @contextlib.contextmanager
 def verified_model_dir(uri: str) -> Iterator[tuple[Path, str, str | None]]:
-    """A verified local copy of model ``uri`` (a directory, or ``models:/name@alias`` / ``models:/name/v``):
+    """Yield a verified local copy of model ``uri`` (a directory, or ``models:/name@alias`` / ``models:/name/v``):
     yields (directory, version, registered mlmodel hash). Registry look-ups need a configured store."""
     local = Path(uri)
     if "://" not in uri and ":/" not in uri and local.exists():
@@ -215,7 +215,7 @@ def _model_version(uri: str) -> Any:
 
 
 def read_model_candidate(model_dir: Path) -> Candidate:
-    """The ``candidate.json`` of a verified model directory (plain JSON, nothing unpickled)."""
+    """Read the ``candidate.json`` of a verified model directory (plain JSON, nothing unpickled)."""
     return read_candidate((model_dir / "artifacts" / "candidate.json").read_text(encoding="utf-8"),
                           source=str(model_dir))
 
@@ -338,7 +338,7 @@ def _decide(candidate: Candidate, current: Any, force: bool) -> tuple[bool, str]
 
 
 def latest_experiment_run(experiment_name: str, *, tracking_uri: str | None = None) -> Any:
-    """The newest FINISHED parent run of ``spendlab experiment run`` for this experiment (nothing is
+    """Find the newest FINISHED parent run of ``spendlab experiment run`` for this experiment (nothing is
     created when the store or the experiment does not exist)."""
     tracking.configure(tracking_uri, must_exist=True)
     client = tracking.client()
@@ -355,7 +355,7 @@ def latest_experiment_run(experiment_name: str, *, tracking_uri: str | None = No
 
 
 def run_candidate(run: Any, name: str = "candidate.json") -> Candidate:
-    """The typed candidate an experiment run logged (``candidate.json`` = its champion's)."""
+    """Read the typed candidate an experiment run logged (``candidate.json`` = its champion's)."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = tracking.client().download_artifacts(run.info.run_id, name, tmp)

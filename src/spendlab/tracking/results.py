@@ -13,7 +13,7 @@ from spendlab.tracking.runs import ORIGIN_PREFIX, RunLog, child_run
 
 
 def origin_step(cutoff: Any, freq: str = "month") -> int:
-    """The MLflow step of a per-origin metric: the cutoff as ``YYYYMM`` (monthly) or ``YYYYMMDD``
+    """Return the MLflow step of a per-origin metric: the cutoff as ``YYYYMM`` (monthly) or ``YYYYMMDD``
     (weekly: several cutoffs share a month), so the step axis reads as dates."""
     import pandas as pd
 

@@ -41,7 +41,7 @@ _MAX_TAG_CHARS = 5000
 
 
 def tracking_uri(uri: str | None = None) -> str:
-    """The tracking URI: ``uri`` if given, else ``sqlite:///mlruns/mlflow.db`` (relative to cwd)."""
+    """Return the tracking URI: ``uri`` if given, else ``sqlite:///mlruns/mlflow.db`` (relative to cwd)."""
     return uri or DEFAULT_TRACKING_URI
 
 
@@ -116,12 +116,12 @@ class _RetryingClient:
 
 
 def client() -> Any:
-    """An MLflow client for the configured store whose calls retry on "database is locked"."""
+    """Make an MLflow client for the configured store whose calls retry on "database is locked"."""
     return _RetryingClient()
 
 
 def ensure_experiment(name: str) -> str:
-    """The id of experiment ``name``, created with its artifacts under ``mlruns/<name>``."""
+    """Get the id of experiment ``name``, created with its artifacts under ``mlruns/<name>``."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -139,7 +139,7 @@ def ensure_experiment(name: str) -> str:
 
 
 def git_commit() -> str:
-    """The commit of the spendlab source that runs (``unknown`` when it is not a git checkout, e.g.
+    """Return the commit of the spendlab source that runs (``unknown`` when it is not a git checkout, e.g.
     an installed wheel); ``+dirty`` if tracked files are modified. Asked in the package's own
     directory, so runs from any working directory record the code's commit, not the cwd's."""
 
@@ -233,7 +233,7 @@ class RunLog:
             plt.close(fig)
 
     def table(self, df: pd.DataFrame, name: str) -> None:
-        """A DataFrame as a CSV (or Parquet, by the name's suffix) artifact."""
+        """Log a DataFrame as a CSV (or Parquet, by the name's suffix) artifact."""
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / Path(name).name
             if p.suffix == ".parquet":
@@ -335,7 +335,7 @@ def start_parent_run(experiment_name: str, *, run_name: str, tags: Mapping[str, 
 @contextlib.contextmanager
 def child_run(parent: RunLog | str, *, run_name: str, tags: Mapping[str, Any] | None = None,
               start_time: float | None = None, end_time: float | None = None) -> Iterator[RunLog]:
-    """A run nested under ``parent`` in the parent's experiment.
+    """Open a run nested under ``parent`` in the parent's experiment.
 
     ``start_time`` / ``end_time`` (epoch seconds) date the run by the work it records when that
     work ran before the run was created (a backtest on a worker thread, logged afterwards), so the

@@ -96,7 +96,7 @@ def load_model_async(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None =
 
 
 def resolve_model(model: LoadedModel | Future[LoadedModel]) -> LoadedModel:
-    """The loaded model, waiting for it when it is still loading (:func:`load_model_async`)."""
+    """Get the loaded model, waiting for it when it is still loading (:func:`load_model_async`)."""
     return model.result() if isinstance(model, Future) else model
 
 
@@ -142,7 +142,7 @@ def _registered_version(uri: str) -> tuple[str, dict[str, str]] | None:
 
 def score_frame(model: LoadedModel, features: pd.DataFrame, *, threads: int | None = None,
                 as_of: dt.date | None = None) -> pd.DataFrame:
-    """The model's output for one feature frame (:data:`~spendlab.tracking.pyfunc_model.OUTPUT_COLUMNS`,
+    """Score one feature frame: the model's output (:data:`~spendlab.tracking.pyfunc_model.OUTPUT_COLUMNS`,
     keyed by ``user_id``): the pyfunc is the whole scorer. ``threads``: the pyfunc param ``n_threads``;
     ``as_of``: the features' cutoff (the pyfunc param ``as_of``)."""
     params = predict_params(model, threads=threads, as_of=as_of)
@@ -150,7 +150,7 @@ def score_frame(model: LoadedModel, features: pd.DataFrame, *, threads: int | No
 
 
 def predict_params(model: LoadedModel, *, threads: int | None = None, as_of: dt.date | None = None) -> dict[str, Any]:
-    """The pyfunc params the model's signature declares: ``n_threads`` and ``as_of`` (ISO date)."""
+    """Return the pyfunc params the model's signature declares: ``n_threads`` and ``as_of`` (ISO date)."""
     params: dict[str, Any] = {}
     if threads and model.takes_threads:
         params["n_threads"] = int(threads)
@@ -160,7 +160,7 @@ def predict_params(model: LoadedModel, *, threads: int | None = None, as_of: dt.
 
 
 def spark_udf(spark: Any, model_dir: str, *, result_type: str, params: dict[str, Any] | None = None) -> Any:
-    """A verified model directory as a Spark UDF (the local environment: spendlab is installed on the workers)."""
+    """Wrap a verified model directory as a Spark UDF (the local environment: spendlab is installed on the workers)."""
     import mlflow
 
     verify_model_dir(model_dir)

@@ -25,7 +25,7 @@ from spendlab.tracking.runs import (
 @contextlib.contextmanager
 def study_run(*, experiment_name: str, study_name: str, run_id: str | None = None,
               tracking_uri: str | None = None, tags: Mapping[str, Any] | None = None) -> Iterator[Run]:
-    """The parent run of a tuning study; resumes ``run_id`` when the study is resumed."""
+    """Open the parent run of a tuning study; resume ``run_id`` when the study is resumed."""
     from mlflow import MlflowClient
 
     configure(tracking_uri)
@@ -70,5 +70,5 @@ def log_study_summary(run_id: str, *, best_params: Mapping[str, Any], best_value
 
 
 def log_plan(run_id: str, plan_json: str) -> None:
-    """A job's plan as ``plan.json`` on run ``run_id`` (what the run was asked to do)."""
+    """Log a job's plan as ``plan.json`` on run ``run_id`` (what the run was asked to do)."""
     RunLog(run_id).text(plan_json, "plan.json")
