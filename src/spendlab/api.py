@@ -1,5 +1,7 @@
-"""The Python API for notebooks: ``spendlab.load``, ``describe_transactions``, ``user_features``,
-``experiment``, ``score``, ``reconcile_summaries``.
+"""Offer the Python API for notebooks.
+
+``spendlab.load``, ``describe_transactions``, ``user_features``, ``experiment``, ``score`` and
+``reconcile_summaries``.
 
 Each function takes a path (file, directory, glob, ``builtin:cdnow``) or a pandas DataFrame plus
 keyword settings, calls the same job the CLI calls, and returns a small result object whose tables

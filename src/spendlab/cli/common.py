@@ -39,9 +39,12 @@ err = Console(stderr=True)
 
 
 def show_table(df: pd.DataFrame, title: str, *, highlight: str | None = None, digits: int = 3) -> None:
-    """Print a table on stdout, never truncated: a rich table on a terminal (cells fold onto more lines
-    rather than end in an ellipsis when the terminal is narrow); plain CSV under a ``# title`` line when stdout is a pipe or a
-    file, so logs and ``| cat`` keep every column and every digit that matters."""
+    """Print a table on stdout, never truncated.
+
+    A rich table on a terminal (cells fold onto more lines rather than end in an ellipsis when the
+    terminal is narrow); plain CSV under a ``# title`` line when stdout is a pipe or a file, so logs and
+    ``| cat`` keep every column and every digit that matters.
+    """
     if not out.is_terminal:
         typer.echo(f"# {title}")
         typer.echo(df.to_csv(index=False, float_format=f"%.{max(digits, 6)}g", lineterminator="\n"), nl=False)
@@ -124,7 +127,6 @@ SparkMasterOpt = Annotated[str | None, typer.Option(
 
 def spark_session(path: Path | None, master: str | None):
     """Start a Spark session from the ``spark:`` section of a config file (see docs/scale-out.md)."""
-
     section = (load_yaml(path).get("spark") or {}) if path is not None else {}
     return session(master=master, config=parse_config(SparkConfig, section, f"{path} (spark)"))
 
@@ -138,8 +140,11 @@ def check_engine(engine: str, format: str) -> None:
 
 
 def tracking_uri(value: str | None) -> str | None:
-    """--tracking-uri, else $MLFLOW_TRACKING_URI (or the older $SPENDLAB_TRACKING_URI), else None = the
-    default store sqlite:///mlruns/mlflow.db. The environment is read here only, never in the library."""
+    """Resolve the tracking store of a command.
+
+    --tracking-uri, else $MLFLOW_TRACKING_URI (or the older $SPENDLAB_TRACKING_URI), else None = the
+    default store sqlite:///mlruns/mlflow.db. The environment is read here only, never in the library.
+    """
     import os
 
     return value or os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("SPENDLAB_TRACKING_URI") or None

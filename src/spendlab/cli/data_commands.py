@@ -53,7 +53,6 @@ def validate(
     Exit 0 in quarantine mode even with rejects; non-zero when strict or collect mode finds a bad
     row or the input cannot be read.
     """
-
     if rejects is not None:
         check_output(rejects, kind="file", inputs=[input, config], option="--rejects")
     cfg = reader_config(config)
@@ -103,7 +102,6 @@ def describe(
         "--currency", help="ISO 4217 code shown on money in report.html, e.g. USD ($) or EUR (default: none).")] = None,
 ) -> None:
     """Describe INPUT: transaction values, monthly spend, days with spend per week, insights, report.html."""
-
     check_country(country), parse_memory_limit(memory_limit), check_currency(currency)  # before any data is read
     check_output(out_dir, kind="dir", inputs=[input, config])
     with err.status("describing: tables, figures, report", spinner="dots") if err.is_terminal else nothing():
@@ -119,7 +117,6 @@ def describe(
 
 def datasets_list() -> None:
     """List the embedded datasets and where they are read from."""
-
     table = Table(title="embedded datasets")
     for col in ("input", "format", "description", "path"):
         table.add_column(col)
@@ -147,7 +144,6 @@ def datasets_synth(
     freq: Annotated[str, typer.Option("--freq", help="The oracle's periods: month or week (ISO weeks).")] = "month",
 ) -> None:
     """Write a seeded synthetic transaction set with heterogeneous, seasonal behaviour."""
-
     check_output(out_path, kind="file")
     stats = synth_transactions(out_path, users=users, months=months, fmt=format, start=start, seed=seed,
                                chunk_users=chunk_users, profile=profile, oracle=oracle, freq=freq, progress=True)
@@ -221,7 +217,6 @@ def datasets_deltas(
     update_share: Annotated[float, typer.Option(help="Share of users each later delta updates.")] = 0.4,
 ) -> None:
     """Write seeded delta files, both summaries and an answer key (kept apart from the inputs)."""
-
     with output_dir(out_path):
         key = generate_deltas(out_path, scenario=scenario.split("+"), users=users, files=files, seed=seed,
                               fault_share=fault_share, update_share=update_share)

@@ -1,5 +1,7 @@
-"""Forecasting commands: ``pipeline``, ``tune``, ``experiment run``, ``promote``, ``score``, ``compare``
-and ``evaluate``."""
+"""Forecasting commands.
+
+``pipeline``, ``tune``, ``experiment run``, ``promote``, ``score``, ``compare`` and ``evaluate``.
+"""
 
 from __future__ import annotations
 
@@ -46,9 +48,6 @@ def pipeline(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Run the main job: validate -> describe -> experiment -> tune -> promote -> score, on one dataset."""
-
-
-
     cfg = load_config(PipelineConfig, config)
     uri = resolve_tracking_uri(tracking_uri or cfg.tracking_uri)
     if uri != cfg.tracking_uri:
@@ -94,13 +93,13 @@ def promote(
     force: Annotated[bool, typer.Option(help="Move the alias even when the candidate does not win.")] = False,
     tracking_uri: TrackingOpt = None,
 ) -> None:
-    """Register the experiment's tested champion (its candidate.json) as spendlab-next-month; move
-    @champion only if it wins.
+    """Register the experiment's tested champion as spendlab-next-month.
+
+    The candidate is the experiment's candidate.json; @champion moves only if it wins.
 
     Exit 0 when the candidate became (or already is) the champion; exit 4 when it does not beat the
     current champion on the same test protocol (the alias stays, the version's tags say why).
     """
-
     outcome = promote_experiment(experiment, force=force, tracking_uri=resolve_tracking_uri(tracking_uri))
     verb = "promoted" if outcome.promoted else "not promoted"
     out.print(f"{verb}: spendlab-next-month version {outcome.version} ({escape(outcome.reason)})")
@@ -121,9 +120,11 @@ def score(
     spark_master: SparkMasterOpt = None,
     tracking_uri: TrackingOpt = None,
 ) -> None:
-    """Score every user's next-period spend: expected value, P(spend), median and 80% interval of the
-    realized amount; one row per user seen by the cutoff. --model: a models:/ URI or a model directory
-    (verified before anything in it is loaded)."""
+    """Score every user's next-period spend.
+
+    Expected value, P(spend), median and 80% interval of the realized amount; one row per user seen by
+    the cutoff. --model: a models:/ URI or a model directory (verified before anything in it is loaded).
+    """
     plan = plan_score(input, out=out_path, model_uri=model, format=format, reader=reader_config(config),
                       as_of=as_of, chunk_users=chunk_users)
     check_engine(engine, format)
@@ -153,7 +154,6 @@ def experiment_run(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Backtest the experiment's models on rolling origins; print the leaderboard, log to MLflow."""
-
     check_output(out_dir, kind="dir", inputs=[experiment])  # created and marked by the job when it writes
     keys = [m.strip() for m in models.split(",") if m.strip()] if models else None
     with progress_lines("experiment") as progress:
@@ -178,10 +178,11 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print runs and param diff as JSON on stdout.")] = False,
     tracking_uri: TrackingOpt = None,
 ) -> None:
-    """Every model run of EXPERIMENT_NAME across invocations, best --metric first, and the params that
-    differ between the best --top runs (only params those runs all have; tuning, trial and promotion
-    runs are not model runs and are not listed)."""
+    """List every model run of EXPERIMENT_NAME across invocations, best --metric first.
 
+    Also shows the params that differ between the best --top runs (only params those runs all have;
+    tuning, trial and promotion runs are not model runs and are not listed).
+    """
     board, diff = compare_runs(experiment_name, tracking_uri=resolve_tracking_uri(tracking_uri), top=top, metric=metric,
                                model=model)
     if as_json:
@@ -210,9 +211,10 @@ def evaluate(
     experiment: Annotated[Path, typer.Argument(help="The experiment YAML whose test protocol to re-run.")],
     tracking_uri: TrackingOpt = None,
 ) -> None:
-    """Re-run the experiment's test origins with the version's recorded candidate; print the recorded and
-    the reproduced test RMSE. Exit 5 when they differ by more than 1e-6."""
+    """Re-run the experiment's test origins with the version's recorded candidate.
 
+    Prints the recorded and the reproduced test RMSE. Exit 5 when they differ by more than 1e-6.
+    """
     ev = evaluate_model(model_uri, experiment, tracking_uri=resolve_tracking_uri(tracking_uri))
     out.print(f"{escape(model_uri)} (version {ev.version}, {ev.model_key}): recorded test RMSE "
               f"{ev.recorded_test_rmse:.9f}, reproduced {ev.test_rmse:.9f} (difference {ev.difference:.2e})",

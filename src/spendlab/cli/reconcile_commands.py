@@ -31,7 +31,6 @@ def reconcile(
     Writes summary.json, user_diffs.csv, user_causes.csv, rejects.csv, delta_flags.csv, report.md and
     report.html. Exit 0 when it ran; with --fail-on-diff, exit 3 when any difference exists.
     """
-
     check_tolerance(tolerance), compile_pattern(pattern), parse_memory_limit(memory_limit)
     check_output(out_dir, kind="dir", inputs=[deltas, platform, source])
     s = api.reconcile_summaries(deltas, platform=platform, source=source, out=out_dir, tolerance=tolerance, pattern=pattern,

@@ -73,8 +73,11 @@ def _pick(rng: np.random.Generator, pool: np.ndarray, n: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DeltaScenario:
-    """A scenario's delta rows (``file`` index and ``line_order`` per row), file names, both summaries
-    and the answer key."""
+    """Build a scenario.
+
+    Its delta rows (``file`` index and ``line_order`` per row), file names, both summaries and the
+    answer key.
+    """
 
     rows: pd.DataFrame
     files: list[str]

@@ -175,10 +175,12 @@ class SynthWorld:
 
     def purchases(self, chunk: int, latent: SynthLatent, *, replicate: int = 0,
                   future: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(chunk-local user index, ts in µs UTC, amount) sorted by user and time; the data's months
-        plus ``future`` more (at most :data:`FUTURE_PERIODS`). Refunds are extra rows: a partial
-        return 1-14 days after a purchase (dropped if that falls past the end); gross spend is the
-        purchases alone."""
+        """Return (chunk-local user index, ts in µs UTC, amount), sorted by user and time.
+
+        The data's months plus ``future`` more (at most :data:`FUTURE_PERIODS`). Refunds are extra rows: a
+        partial return 1-14 days after a purchase (dropped if that falls past the end); gross spend is the
+        purchases alone.
+        """
         import numpy as np
 
         if not 0 <= future <= FUTURE_PERIODS:
@@ -243,7 +245,6 @@ class SynthWorld:
 
     def period_starts(self, freq: str) -> list[dt.date]:
         """Return the oracle's periods: every period with a day of data, then :data:`FUTURE_PERIODS` more."""
-
         check_freq(freq)
         first = self.segment_starts[0].date()
         last = (self.segment_starts[self.months] - dt.timedelta(days=1)).date()

@@ -100,8 +100,10 @@ def _rate_if_active(world: SynthWorld, C: np.ndarray, t: int) -> np.ndarray:
     months = np.arange(t + 1)[None, :]
 
     def gamma_terms(after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """log of the integrals over r of (likelihood x prior) and of r x (likelihood x prior),
-        up to factors common to every churn month, for the active months ``after`` a."""
+        """Return the logs of the integrals over r of (likelihood x prior) and of r x (likelihood x prior).
+
+        Both are up to factors common to every churn month, for the active months ``after`` a.
+        """
         N = (C * after).sum(axis=1)
         log_b = np.log(1.0 / theta + s_a + (season[None, : t + 1] * after).sum(axis=1))
         many = k + n_a + N  # two or more purchases in month a: a Poisson term, constants dropped

@@ -1,5 +1,8 @@
-"""How describe's numbers read: money to cents (with an optional currency), shares as percentages,
-dates as dates, counts with thousands separators; the same rules for the CSVs and the report."""
+"""Format describe's numbers for the CSVs and the report alike.
+
+Money to cents (with an optional currency), shares as percentages, dates as dates, counts with
+thousands separators.
+"""
 
 from __future__ import annotations
 

@@ -161,8 +161,11 @@ def transaction_size_table(con: duckdb.DuckDBPyConnection, bins_per_decade: int 
 
 
 def _quantile_cont(values: np.ndarray, counts: np.ndarray, q: float) -> float:
-    """``quantile_cont`` of the rows a sorted (value, count) histogram stands for, exactly as DuckDB
-    computes it over the rows: position h = (n - 1) q, ``lo + (hi - lo) * (h - floor(h))``."""
+    """Compute ``quantile_cont`` of the rows a sorted (value, count) histogram stands for.
+
+    Exactly as DuckDB computes it over the rows: position h = (n - 1) q,
+    ``lo + (hi - lo) * (h - floor(h))``.
+    """
     cum = np.cumsum(counts)
     h = (cum[-1] - 1) * q
     lo = values[np.searchsorted(cum, math.floor(h), side="right")]

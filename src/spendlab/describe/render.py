@@ -122,7 +122,6 @@ def build_insights(
     money: ins.Money = ins._money,
 ) -> list[Insight]:
     """Every insight of the report, in reading order (``prepare`` must have run on ``con``)."""
-
     bounds = qt.period_bounds(con)
     assert bounds is not None
     events = calendar_events(bounds[0], bounds[1], country=country)

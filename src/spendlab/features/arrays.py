@@ -100,7 +100,7 @@ def _trend(spend: np.ndarray, n_periods: np.ndarray, w: int) -> np.ndarray:
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den, and 0 where den is 0."""
+    """Divide ``num`` by ``den``, with 0 where ``den`` is 0."""
     safe = np.where(den > 0, den, 1.0)
     return np.where(den > 0, num / safe, 0.0)
 

@@ -232,8 +232,10 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
 
 
 def btyd_features(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, view: str = "transactions") -> pd.DataFrame:
-    """``user_id`` + :data:`~spendlab.features.btyd.BTYD_COLUMNS` (float64) at cutoff ``as_of``, one
-    row per user seen by then (read through :func:`asof_view`)."""
+    """Compute ``user_id`` + :data:`~spendlab.features.btyd.BTYD_COLUMNS` (float64) at cutoff ``as_of``.
+
+    One row per user seen by then (read through :func:`asof_view`).
+    """
     name = f"spendlab_btyd_asof_{next(_counter)}"
     try:
         frame = con.execute(btyd_sql(asof_view(con, as_of, view=view, name=name), as_of)).df()
@@ -243,8 +245,11 @@ def btyd_features(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, view: str =
 
 
 def _with_btyd(con: duckdb.DuckDBPyConnection, table: pa.Table, *, as_of: dt.date, view: str) -> pa.Table:
-    """``table`` with the BTYD columns appended row for row (its ``user_id`` order kept; a user
-    without a BTYD row, impossible over the same as-of rows, would get 0)."""
+    """Append the BTYD columns to ``table`` row for row.
+
+    Its ``user_id`` order is kept; a user without a BTYD row, impossible over the same as-of rows,
+    would get 0.
+    """
     import pyarrow.compute as pc
 
     name = f"spendlab_btyd_asof_{next(_counter)}"

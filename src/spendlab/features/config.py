@@ -34,8 +34,11 @@ ORIGIN_LEVEL = "origin"
 
 
 def at_origin(X: pd.DataFrame, cutoff: dt.date | str) -> pd.DataFrame:
-    """``X`` (the features at one cutoff) indexed by (``origin``, ``row``) like stacked training rows, so a
-    model that needs the forecast's date (``bgnbd_seasonal``) can read it; the index is never a feature."""
+    """Index ``X`` (the features at one cutoff) by (``origin``, ``row``) like stacked training rows.
+
+    A model that needs the forecast's date (``bgnbd_seasonal``) can then read it; the index is never a
+    feature.
+    """
     import numpy as np
     import pandas as pd
 
@@ -153,9 +156,12 @@ class FeatureConfig(StrictModel):
 
 
 def feature_config_from_dict(data: dict, source: str) -> FeatureConfig:
-    """Build a feature config from a parsed YAML mapping: a whole spendlab config with a ``features:`` section
-    (beside ``reader:`` and others; without one, the defaults apply) or just the section's content
-    (recognised by its keys, then validated strictly). ``source`` names the file in errors."""
+    """Build a feature config from a parsed YAML mapping.
+
+    Either a whole spendlab config with a ``features:`` section (beside ``reader:`` and others; without
+    one, the defaults apply) or just the section's content (recognised by its keys, then validated
+    strictly). ``source`` names the file in errors.
+    """
     if set(data) & set(FeatureConfig.model_fields):
         return parse_config(FeatureConfig, data, source)
     return parse_config(FeatureConfig, data.get("features") or {}, f"{source} (features)")

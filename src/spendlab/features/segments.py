@@ -1,5 +1,8 @@
-"""User segments of an as-of feature frame: new, active, lapsed (read by the backtests, the scorer
-and the stacking ensemble, which weighs its members per segment)."""
+"""Segment the users of an as-of feature frame: new, active, lapsed.
+
+The segments are read by the backtests, the scorer and the stacking ensemble, which weighs its
+members per segment.
+"""
 
 from __future__ import annotations
 

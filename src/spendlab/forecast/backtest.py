@@ -163,6 +163,7 @@ def backtest_models(store: FeatureStore, cfg: BacktestSpec, resolved: dict[str, 
                     fold_params: Mapping[str, Mapping[dt.date, dict[str, Any]]] | None = None,
                     ) -> Iterator[BacktestOutcome]:
     """Backtest every model of ``resolved`` (key -> (params, tuned)), yielding outcomes in its order.
+
     ``fold_params[key][c]``: the parameters that score validation origin ``c`` (tuned without it).
 
     The first backtest builds every cutoff's features and targets (cached in the store); the others

@@ -29,8 +29,10 @@ from spendlab.models.ensemble import POOLED, convex_weights
 def ensemble_result(members: Mapping[str, BacktestResult], weights: Mapping[str, float] | None = None, *,
                     key: str = "ensemble",
                     weights_by_cutoff: Mapping[dt.date, Mapping[str, float]] | None = None) -> BacktestResult:
-    """Compose the ensemble's backtest from its members' predictions (deterministic members, so
-    identical to refitting each member inside :class:`~spendlab.models.ensemble.EnsembleRegressor`).
+    """Compose the ensemble's backtest from its members' predictions.
+
+    The members are deterministic, so this is identical to refitting each member inside
+    :class:`~spendlab.models.ensemble.EnsembleRegressor`.
 
     ``weights_by_cutoff[c]`` (when given for ``c``) replaces ``weights`` at origin ``c``: the
     cross-fitted validation weights.
@@ -145,9 +147,12 @@ MIN_SEGMENT_SPENDERS = 100
 
 @dataclass(frozen=True)
 class Stack:
-    """The stacking ensemble's backtest and its meta-learner: convex weights per segment (``"all"`` =
-    pooled, for segments with too few validation spenders), fitted on every validation origin;
-    ``fold_weights[c]`` scored validation origin ``c``, fitted without it."""
+    """Backtest the stacking ensemble and fit its meta-learner.
+
+    Convex weights per segment (``"all"`` = pooled, for segments with too few validation spenders),
+    fitted on every validation origin; ``fold_weights[c]`` scored validation origin ``c``, fitted
+    without it.
+    """
 
     result: BacktestResult
     weights: dict[str, dict[str, float]]
@@ -157,9 +162,11 @@ class Stack:
 
 def fit_stack(results: Mapping[str, BacktestResult], members: Sequence[str], cutoffs: Sequence[dt.date], *,
               max_validation_bias: float) -> tuple[dict[str, dict[str, float]], list[str]]:
-    """({segment: convex weights}, members left out), fitted on the rows of ``cutoffs`` only: the
-    blend's bias gate and pooled weights (``POOLED``), then each segment's own weights on its rows when
-    it has at least :data:`MIN_SEGMENT_SPENDERS` users with spend there."""
+    """Fit ({segment: convex weights}, members left out) on the rows of ``cutoffs`` only.
+
+    First the blend's bias gate and pooled weights (``POOLED``), then each segment's own weights on its
+    rows when it has at least :data:`MIN_SEGMENT_SPENDERS` users with spend there.
+    """
     pooled, left_out = fit_blend(results, members, cutoffs, max_validation_bias=max_validation_bias)
     kept = [m for m in members if m not in left_out]
     seg = _rows(results[kept[0]], cutoffs, "segment")
@@ -175,8 +182,11 @@ def fit_stack(results: Mapping[str, BacktestResult], members: Sequence[str], cut
 
 
 def stack(results: Mapping[str, BacktestResult], members: Sequence[str], *, max_validation_bias: float) -> Stack:
-    """Fit the segment-weighted stack of ``members``, its meta-learner fitted on the validation origins and
-    scored out of sample on them (leave one origin out); one validation origin: equal weights there."""
+    """Fit the segment-weighted stack of ``members``.
+
+    Its meta-learner is fitted on the validation origins and scored out of sample on them (leave one
+    origin out); with one validation origin: equal weights there.
+    """
     first = results[members[0]]
     val = list(pd.unique(first.predictions.loc[first.predictions["split"] == "validation", "cutoff"]))
     if not val:

@@ -59,8 +59,10 @@ class Candidate(StrictModel):
         return ExperimentConfig.model_validate(self.experiment)
 
     def features(self) -> FeatureConfig:
-        """Return the feature config, with each frequency's lag mapping in the order of :attr:`feature_names`
-        (mapping order is column order; a JSON writer that sorted keys must not change the columns)."""
+        """Return the feature config, each frequency's lag mapping in the order of :attr:`feature_names`.
+
+        Mapping order is column order; a JSON writer that sorted keys must not change the columns.
+        """
         data = json.loads(json.dumps(self.feature_config))
         position = {name: i for i, name in enumerate(self.feature_names)}
         for freq in ("month", "week"):
@@ -76,8 +78,10 @@ class Candidate(StrictModel):
 
     @property
     def candidate_id(self) -> str:
-        """Hash of what defines the model (not of the run that tested it): promoting the same candidate
-        twice, from any run, is recognised as the same."""
+        """Hash what defines the model (not the run that tested it).
+
+        Promoting the same candidate twice, from any run, is recognised as the same.
+        """
         payload = self.model_dump(mode="json", exclude={"experiment_run_id", "figures", "extra"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 

@@ -152,8 +152,11 @@ def apply_calibration(frame: pd.DataFrame, calibration: dict[str, Any]) -> pd.Da
 
 
 def expected_coverage(p_spend: np.ndarray, level: float) -> np.ndarray:
-    """Return the coverage the model itself promises for its interval: ``level``, or ``P(Y = 0)`` where that
-    exceeds it (the interval is then [0, 0], and every zero outcome is inside)."""
+    """Return the coverage the model itself promises for its interval.
+
+    ``level``, or ``P(Y = 0)`` where that exceeds it (the interval is then [0, 0], and every zero
+    outcome is inside).
+    """
     return np.maximum(1.0 - np.asarray(p_spend, dtype=np.float64), level)
 
 
@@ -164,8 +167,11 @@ def coverage(y_true: np.ndarray, bounds: pd.DataFrame) -> float:
 
 
 def cold_start_fallback(y_new: np.ndarray, *, level: float = 0.8) -> dict[str, float]:
-    """Forecast for users outside the model's domain (no purchase by the cutoff): new users' next-period
-    spend in training, as mean, share spending, median and central ``level`` interval."""
+    """Forecast users outside the model's domain (no purchase by the cutoff).
+
+    New users' next-period spend in training, as mean, share spending, median and central ``level``
+    interval.
+    """
     y = np.asarray(y_new, dtype=np.float64)
     if len(y) == 0:
         return {"prediction": 0.0, "p_spend": 0.0, "median": 0.0, "lower": 0.0, "upper": 0.0}
@@ -175,8 +181,11 @@ def cold_start_fallback(y_new: np.ndarray, *, level: float = 0.8) -> dict[str, f
 
 
 def calibrate(predictions: pd.DataFrame, *, level: float) -> tuple[dict[str, Any], pd.DataFrame, dict[str, float]]:
-    """Fit the calibration on a backtest's validation rows; every row's ``p_spend, median, lower, upper``
-    (index of ``predictions``); coverage on the test and the validation rows."""
+    """Fit the calibration on a backtest's validation rows.
+
+    Returns every row's ``p_spend, median, lower, upper`` (index of ``predictions``) and the coverage
+    on the test and the validation rows.
+    """
     val = predictions[predictions["split"] == "validation"]
     test = predictions[predictions["split"] == "test"]
     cal = fit_calibration(val, level=level)

@@ -86,8 +86,11 @@ def _lead(boot_val: pd.DataFrame, boot_test: pd.DataFrame, board: pd.DataFrame, 
 
 def rank_models(results: Mapping[str, Any], keys: Sequence[str], tuned: Mapping[str, bool], *,
                 seed: int = 0, n_boot: int = 1000, level: float = 0.95) -> Ranking:
-    """One row per model (test means, validation RMSE, coverage, lead over the best peer), best test
-    RMSE first; the champion; and the champion's lead over the runner-up and the best peer."""
+    """Rank the models: one row per model, best test RMSE first.
+
+    The rows hold test means, validation RMSE, coverage and the lead over the best peer; returned with
+    the champion and the champion's lead over the runner-up and the best peer.
+    """
     rows = []
     for key in keys:
         m = results[key].means

@@ -162,8 +162,10 @@ def segment_table(predictions: pd.DataFrame, models: Sequence[str]) -> pd.DataFr
 
 
 def _concentration_area(y: np.ndarray, order_by: np.ndarray) -> float:
-    """Area under the concentration curve of ``y`` ranked by ``order_by`` (descending; a tied block
-    grows linearly, i.e. the expected curve over every order of the ties)."""
+    """Compute the area under the concentration curve of ``y`` ranked by ``order_by``.
+
+    Descending; a tied block grows linearly, i.e. the expected curve over every order of the ties.
+    """
     s = pd.DataFrame({"k": order_by, "y": y}).groupby("k", sort=True)["y"].agg(["sum", "size"]).iloc[::-1]
     x = np.concatenate([[0.0], np.cumsum(s["size"].to_numpy(np.float64)) / len(y)])
     c = np.concatenate([[0.0], np.cumsum(s["sum"].to_numpy(np.float64)) / float(y.sum())])
@@ -223,8 +225,11 @@ def clv_table(predictions: pd.DataFrame, means: Mapping[str, Mapping[str, float]
 
 
 def best_peer(board: pd.DataFrame, champion: str, peers: Sequence[str] | frozenset[str] = BASELINES) -> str | None:
-    """Return the model the champion is plotted against: the best of ``peers`` on validation RMSE (the
-    reference a user would otherwise pick), else the best other model on validation."""
+    """Return the model the champion is plotted against.
+
+    The best of ``peers`` on validation RMSE (the reference a user would otherwise pick), else the best
+    other model on validation.
+    """
     others = board[(board["model"] != champion) & board["validation_rmse"].notna()]
     pool = others[others["model"].isin(list(peers))]
     pool = pool if not pool.empty else others

@@ -1,5 +1,6 @@
-"""Figures of the experiment report: each takes a table of :mod:`spendlab.forecast.report` and
-returns PNG bytes.
+"""Draw the figures of the experiment report.
+
+Each takes a table of :mod:`spendlab.forecast.report` and returns PNG bytes.
 
 Drawn on :class:`matplotlib.figure.Figure` with the Agg canvas, never through ``pyplot``'s global
 state, so nothing is set at import time and a figure never leaks between calls (the experiment's

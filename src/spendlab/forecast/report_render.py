@@ -1,5 +1,8 @@
-"""``report.html`` of an experiment: one self-contained page for a reviewer (no script, no external
-resource; figures are PNG data URIs). :func:`render_report` returns the text; the job writes it."""
+"""Render an experiment's ``report.html``.
+
+One self-contained page for a reviewer (no script, no external resource; figures are PNG data
+URIs). :func:`render_report` returns the text; the job writes it.
+"""
 
 from __future__ import annotations
 

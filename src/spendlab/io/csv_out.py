@@ -27,10 +27,13 @@ def _register_neutraliser(con: duckdb.DuckDBPyConnection) -> None:
 def csv_select(con: duckdb.DuckDBPyConnection, sql: str, order_by: str, *,
                money_columns: frozenset[str] = frozenset(), round6_columns: frozenset[str] = frozenset(),
                drop: tuple[str, ...] = ()) -> str:
-    """Wrap ``sql`` so every column is written as promised: text that a spreadsheet would run as a formula
-    neutralised by :func:`spendlab.io.rejects.neutralise_formula` itself (one rule for every CSV spendlab
-    writes), ``money_columns`` in cents, ``round6_columns`` to 6 decimals. ``drop``: columns of ``sql``
-    that only order the rows (``order_by`` may name them as ``src.<column>``) and are not written."""
+    """Wrap ``sql`` so every column is written as promised.
+
+    Text that a spreadsheet would run as a formula is neutralised by
+    :func:`spendlab.io.rejects.neutralise_formula` itself (one rule for every CSV spendlab writes),
+    ``money_columns`` in cents, ``round6_columns`` to 6 decimals. ``drop``: columns of ``sql`` that
+    only order the rows (``order_by`` may name them as ``src.<column>``) and are not written.
+    """
     _register_neutraliser(con)
     cols = [(d[0], str(d[1])) for d in con.execute(f"SELECT * FROM ({sql}) LIMIT 0").description]
     exprs = []

@@ -239,8 +239,10 @@ _EXACT_INT = 2**53  # integers below it are exact doubles
 
 
 def _fast_amount(kind: str, config: ReaderConfig) -> str:
-    """Return a SQL predicate (a format string over the column) true only for values :func:`parse_amount`
-    accepts unchanged, so they skip Python: typed floats and integers, the bulk of large inputs.
+    """Return a SQL predicate true only for values :func:`parse_amount` accepts unchanged.
+
+    A format string over the column: those values skip Python (typed floats and integers, the bulk of
+    large inputs).
 
     A float ``x`` below 1e12 with ``round(x * 100) / 100 = x`` is the double nearest to ``k/100``
     for an integer ``k``, so ``repr(x)`` has at most two decimals (no ``SUB_CENT``); comparing

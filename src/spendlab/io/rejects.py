@@ -191,7 +191,6 @@ def finish_load(report: LoadReport, mode: Mode) -> None:
 
 def write_rejects_csv(rejects: list[RejectRecord], path: Path) -> None:
     """Write reject records with the documented columns (atomically)."""
-
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=REJECT_COLUMNS)
         writer.writeheader()

@@ -125,8 +125,10 @@ def check_output(path: str | os.PathLike[str], *, kind: Kind,
 
 def prepare_output_dir(path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str] | None] = (),
                        option: str = "--out") -> Path:
-    """Check ``path`` as a directory output, create it and mark it as spendlab's (for jobs that write
-    files into a directory instead of swapping the directory whole)."""
+    """Check ``path`` as a directory output, create it and mark it as spendlab's.
+
+    For jobs that write files into a directory instead of swapping the directory whole.
+    """
     check_output(path, kind="dir", inputs=inputs, option=option)
     Path(path).mkdir(parents=True, exist_ok=True)
     mark_output_dir(path)

@@ -34,8 +34,9 @@ def _rank_key(values: pd.Series, metric: str) -> pd.Series:
 
 def compare_runs(experiment_name: str, *, tracking_uri: str | None = None, top: int = 3,
                  metric: str = "rmse", model: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Model runs of ``experiment_name`` across invocations, best ``metric`` first, and the params
-    that differ between the ``top`` best of them.
+    """List the model runs of ``experiment_name`` across invocations, best ``metric`` first.
+
+    Also returns the params that differ between the ``top`` best of them.
 
     ``metric`` is a :data:`COMPARE_METRICS` name (``rmse`` = mean test RMSE, the default) or any
     metric key the model runs logged. Only params that every one of the ``top`` runs has are diffed

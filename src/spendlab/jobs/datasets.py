@@ -1,5 +1,8 @@
-"""The ``spendlab datasets`` jobs: seeded synthetic transactions (with their oracle) and delta
-scenarios, written atomically (the generators in :mod:`spendlab.datasets` only compute)."""
+"""Run the ``spendlab datasets`` jobs, writing their outputs atomically.
+
+Seeded synthetic transactions (with their oracle) and delta scenarios; the generators in
+:mod:`spendlab.datasets` only compute.
+"""
 
 from __future__ import annotations
 
@@ -173,8 +176,10 @@ def _write(out: Path, rows: pd.DataFrame, fnames: list[str], platform: pd.DataFr
 
 
 def generate_deltas(out: str | Path, **scenario: Any) -> dict:
-    """Write one delta scenario (:func:`spendlab.datasets.deltas.delta_scenario`'s keyword arguments)
-    under ``out`` and return its answer key."""
+    """Write one delta scenario under ``out`` and return its answer key.
+
+    The keyword arguments are :func:`spendlab.datasets.deltas.delta_scenario`'s.
+    """
     s = delta_scenario(**scenario)
     _write(Path(out), s.rows, s.files, s.platform, s.source, s.answer)
     return s.answer

@@ -53,7 +53,6 @@ class ExperimentResult(StrictModel):
 
 def load_dataset(cfg: ExperimentConfig) -> Any:
     """Load the experiment's transactions: its ``dataset`` read with its ``reader`` settings."""
-
     return load_transactions(cfg.dataset.input, cfg.dataset.format, config=cfg.reader)
 
 
@@ -99,8 +98,11 @@ def run_experiment(experiment_path: Path, *, models: list[str] | None = None, ou
 def _log_model(run: tracking.RunLog, res: BacktestResult, *, tuned: bool, estimator_params: dict[str, Any],
                scored: pd.DataFrame, candidate: Candidate, calibration_tables: dict[str, pd.DataFrame],
                resolved_cfg: dict[str, Any], dataset: dict[str, str]) -> None:
-    """One model's child run: params, per-origin and mean metrics, predictions (with P(spend) and the
-    interval), calibration tables, figures, and the typed ``candidate.json``."""
+    """Log one model's child run.
+
+    Params, per-origin and mean metrics, predictions (with P(spend) and the interval), calibration
+    tables, figures, and the typed ``candidate.json``.
+    """
     preds = res.predictions
     test = preds["split"] == "test"
     texts = {"intervals.json": json.dumps(candidate.calibration, indent=2), "candidate.json": candidate.to_json()}
@@ -127,9 +129,11 @@ def _say_done(progress: Any | None, o: BacktestOutcome) -> None:
 
 def write_outputs(out_dir: Path, *, board: pd.DataFrame, predictions: pd.DataFrame,
                   intervals: dict[str, Any], report: str | None = None) -> dict[str, Path]:
-    """``leaderboard.csv``, ``predictions.parquet`` (test origins, with ``p_spend, median, lower, upper``),
-    ``intervals.json`` (each model's calibration) and (given its text) the reviewers' ``report.html``,
-    each written atomically."""
+    """Write the experiment's outputs, each atomically.
+
+    ``leaderboard.csv``, ``predictions.parquet`` (test origins, with ``p_spend, median, lower, upper``),
+    ``intervals.json`` (each model's calibration) and (given its text) the reviewers' ``report.html``.
+    """
     prepare_output_dir(out_dir)  # checked and marked as spendlab's (spendlab.io.safe_out)
     paths = {"leaderboard": out_dir / "leaderboard.csv", "predictions": out_dir / "predictions.parquet",
              "intervals": out_dir / "intervals.json"}

@@ -35,8 +35,11 @@ def load_feature_config(path: str | Path | None = None) -> FeatureConfig:
 
 def features_table(tx: Transactions, *, freq: Freq, as_of: dt.date | None, config: FeatureConfig,
                    threads: int | None = None, memory_limit: str | None = None) -> tuple[pa.Table, dt.date]:
-    """Every user's as-of features in one pass over ``tx`` (ids in their stored type until the output,
-    where they are text), and the cutoff used (default: the end of the latest complete period)."""
+    """Compute every user's as-of features in one pass over ``tx``.
+
+    Ids stay in their stored type until the output, where they are text. Returns the features and the
+    cutoff used (default: the end of the latest complete period).
+    """
     con = connect(threads=threads, memory_limit=memory_limit)
     try:
         tx.register(con, native_ids=True)

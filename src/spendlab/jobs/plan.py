@@ -165,8 +165,9 @@ def model_keys(cfg: ExperimentConfig, models: list[str] | None) -> list[str]:
 
 
 def plan_model(cfg: ExperimentConfig, key: str, tuned_dir: Path = TUNED_DIR) -> ModelPlan:
-    """One model's parameters: a tuned-params file replaces the experiment's ``params``, which
-    override the registry defaults.
+    """Resolve one model's parameters.
+
+    A tuned-params file replaces the experiment's ``params``, which override the registry defaults.
 
     Parameters
     ----------

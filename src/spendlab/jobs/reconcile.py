@@ -34,7 +34,6 @@ def run_reconcile(
     ``delta_flags.csv``, ``report.md`` and ``report.html``; the directory is built beside
     ``out_dir`` and swapped in only when complete. Returns the summary with ``outputs`` added.
     """
-
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp, tempfile.TemporaryDirectory(prefix="spendlab-reconcile-") as spill:
         con = connect(threads=threads, memory_limit=memory_limit)

@@ -138,10 +138,13 @@ def _last_purchase_day(features: pa.Table, as_of: dt.date) -> dt.date | None:
 
 def score_warnings(*, as_of: dt.date, last_day: dt.date | None, freq: str, model_hash: str, input_hash: str,
                    model_uri: str) -> list[str]:
-    """Warnings about a scoring run (it still runs): an as-of more than one period (``freq``) past
-    the last transaction on or before it (every user then looks inactive for the gap), and input
-    data other than the model's training data (by content hash; expected when scoring a newer
-    export, a mistake when the wrong file or model was picked)."""
+    """Warn about a scoring run (it still runs).
+
+    Warns of an as-of more than one period (``freq``) past the last transaction on or before it (every
+    user then looks inactive for the gap), and of input data other than the model's training data (by
+    content hash; expected when scoring a newer export, a mistake when the wrong file or model was
+    picked).
+    """
     out = []
     if last_day is not None and as_of >= shift_period(last_day, freq, 2):  # type: ignore[arg-type]
         out.append(f"--as-of {as_of} is more than one {freq} after the last transaction ({last_day}): "

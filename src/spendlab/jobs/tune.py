@@ -249,10 +249,12 @@ def tune(
 
 
 def fold_choices(origin_rmse: dict[int, list[float]], origins: list[str]) -> dict[str, int]:
-    """For each origin, the trial with the lowest mean RMSE over the *other* origins (ties: the lower
-    trial number), among the trials scored on every origin; ``{}`` with fewer than two origins or
-    trials. Selecting on the other origins is what makes the tuned model's score on this one out of
-    sample: the choice of settings has not seen it."""
+    """Pick, for each origin, the trial with the lowest mean RMSE over the *other* origins.
+
+    Ties go to the lower trial number, among the trials scored on every origin; ``{}`` with fewer than
+    two origins or trials. Selecting on the other origins is what makes the tuned model's score on this
+    one out of sample: the choice of settings has not seen it.
+    """
     full = {n: v for n, v in sorted(origin_rmse.items()) if len(v) == len(origins)}
     if len(origins) < 2 or len(full) < 2:
         return {}

@@ -38,10 +38,12 @@ def tuned_params(experiment_name: str, model_key: str, tuned_dir: Path = TUNED_D
 
 
 def tuned_fold_params(cfg: ExperimentConfig, key: str, tuned_dir: Path = TUNED_DIR) -> dict[dt.date, dict[str, Any]]:
-    """``fold_params`` of the tuned-params file (``spendlab tune``): for each validation origin, the
-    settings chosen without it. ``{}`` when the file has none or they do not cover every validation
-    origin of ``cfg`` (tuned before cross-fitting, or on other origins): then the tuned model's
-    validation score is in sample, and its run says so (``hp.validation_scoring``)."""
+    """Read the ``fold_params`` of the tuned-params file (``spendlab tune``).
+
+    For each validation origin, the settings chosen without it. ``{}`` when the file has none or they do
+    not cover every validation origin of ``cfg`` (tuned before cross-fitting, or on other origins): then
+    the tuned model's validation score is in sample, and its run says so (``hp.validation_scoring``).
+    """
     path = tuned_params_path(cfg.name, key, tuned_dir)
     folds = load_yaml(path).get("fold_params") if path.exists() else None
     if not isinstance(folds, dict):

@@ -58,8 +58,11 @@ class LastPeriod(_LagBaseline):
 
 
 class MovingAverage(_LagBaseline):
-    """Mean spend of the last ``window`` periods: ``spend_rolling_mean_lag1_window{window}`` when the
-    frame has it (it averages only the periods a user has existed), else the mean of the lag columns."""
+    """Predict the mean spend of the last ``window`` periods.
+
+    ``spend_rolling_mean_lag1_window{window}`` when the frame has it (it averages only the periods a
+    user has existed), else the mean of the lag columns.
+    """
 
     def __init__(self, window: int = 3) -> None:
         self.window = window

@@ -155,8 +155,11 @@ MIN_ESTABLISHED = 30
 
 
 def _established_totals(frame: pd.DataFrame, y: np.ndarray, fitted: np.ndarray) -> dict[pd.Timestamp, tuple[float, float]]:
-    """Per origin, (sum y, sum fitted) over the customers with :data:`ESTABLISHED_PERIODS` periods of
-    history (all rows when the frame has no ``n_periods``); origins with too few of them are left out."""
+    """Sum, per origin, (y, fitted) over the established customers.
+
+    Established: with :data:`ESTABLISHED_PERIODS` periods of history (all rows when the frame has no
+    ``n_periods``); origins with too few of them are left out.
+    """
     origin = frame.index.get_level_values(ORIGIN_LEVEL)
     keep = frame["n_periods"].to_numpy() >= ESTABLISHED_PERIODS if "n_periods" in frame.columns else \
         np.ones(len(frame), dtype=bool)
@@ -167,10 +170,13 @@ def _established_totals(frame: pd.DataFrame, y: np.ndarray, fitted: np.ndarray) 
 
 def seasonal_factor(totals: dict[pd.Timestamp, tuple[float, float]], cutoff: pd.Timestamp, *,
                     weekly: bool = False) -> float:
-    """Last year's seasonal deviation for a forecast at ``cutoff``: sum(y) / sum(fitted) at the training
-    origin one year earlier (12 month ends, or 52 weeks), over the ratio pooled across the year of
-    origins from there up to ``cutoff`` (``totals[origin] = (sum y, sum fitted)``). 1 when an origin of
-    that year is missing or a total is not positive."""
+    """Return last year's seasonal deviation for a forecast at ``cutoff``.
+
+    sum(y) / sum(fitted) at the training origin one year earlier (12 month ends, or 52 weeks), over the
+    ratio pooled across the year of origins from there up to ``cutoff``
+    (``totals[origin] = (sum y, sum fitted)``). 1 when an origin of that year is missing or a total is
+    not positive.
+    """
     if weekly:
         year = [cutoff - pd.Timedelta(weeks=k) for k in range(52, 0, -1)]
     else:

@@ -65,9 +65,11 @@ def convex_weights(preds: pd.DataFrame, y: np.ndarray) -> dict[str, float]:
 
 
 class EnsembleRegressor(RegressorMixin, BaseEstimator):
-    """Sum of ``weights[name] * estimator(X)`` over ``estimators``, as scikit-learn's ``VotingRegressor``
-    takes its members: a list of ``(name, unfitted estimator)`` pairs (the registry builds them from
-    keys: :func:`spendlab.models.registry.make_ensemble`).
+    """Predict the sum of ``weights[name] * estimator(X)`` over ``estimators``.
+
+    The members are given as scikit-learn's ``VotingRegressor`` takes them: a list of
+    ``(name, unfitted estimator)`` pairs (the registry builds them from keys:
+    :func:`spendlab.models.registry.make_ensemble`).
 
     Parameters
     ----------

@@ -149,8 +149,11 @@ def make_lightgbm(objective: str = "tweedie", tweedie_variance_power: float = 1.
                   n_estimators: int = 150, num_leaves: int = 15, min_child_samples: int = 200,
                   subsample: float = 0.8, colsample_bytree: float = 0.8, reg_lambda: float = 5.0,
                   seed: int = 0) -> FeatureRegressor:
-    """LightGBM on the feature frame. Low capacity by default (15 leaves, >= 200 rows a leaf, L2 5):
-    next-period spend is mostly noise around a small signal, and deeper trees fit the noise."""
+    """Fit LightGBM on the feature frame.
+
+    Low capacity by default (15 leaves, >= 200 rows a leaf, L2 5): next-period spend is mostly noise
+    around a small signal, and deeper trees fit the noise.
+    """
     from lightgbm import LGBMRegressor
 
     kw: dict[str, Any] = {}

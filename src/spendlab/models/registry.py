@@ -25,8 +25,11 @@ if TYPE_CHECKING:
 
 def make_ensemble(members: Sequence[str] = DEFAULT_MEMBERS, weights: Mapping[str, float] | None = None,
                   member_params: Mapping[str, Mapping[str, Any]] | None = None) -> EnsembleRegressor:
-    """Make the ``ensemble`` registry entry: an :class:`EnsembleRegressor` over registry ``members``
-    (each built by :func:`make_model` with ``member_params[key]``), blended with ``weights``."""
+    """Make the ``ensemble`` registry entry.
+
+    An :class:`EnsembleRegressor` over registry ``members`` (each built by :func:`make_model` with
+    ``member_params[key]``), blended with ``weights``.
+    """
     if not members:
         raise ValueError("an ensemble needs at least one member")
     if set(members) & COMBINERS:
@@ -38,8 +41,11 @@ def make_ensemble(members: Sequence[str] = DEFAULT_MEMBERS, weights: Mapping[str
 def make_stack(members: Sequence[str] = DEFAULT_MEMBERS, weights: Mapping[str, Mapping[str, float]] | None = None,
                member_params: Mapping[str, Mapping[str, Any]] | None = None,
                active_window: int = 3) -> SegmentStackRegressor:
-    """Make the ``stack`` registry entry: a :class:`SegmentStackRegressor` over registry ``members`` with
-    per-segment ``weights`` (the meta-learner, fitted on validation origins by the experiment)."""
+    """Make the ``stack`` registry entry.
+
+    A :class:`SegmentStackRegressor` over registry ``members`` with per-segment ``weights`` (the
+    meta-learner, fitted on validation origins by the experiment).
+    """
     if not members:
         raise ValueError("a stack needs at least one member")
     if set(members) & COMBINERS:
@@ -51,8 +57,11 @@ def make_stack(members: Sequence[str] = DEFAULT_MEMBERS, weights: Mapping[str, M
 
 def make_bgnbd_seasonal(penalizer: float = 0.0, horizon_days: float = 30.4,
                         fit_origin: str = "latest") -> BgNbdGammaGamma:
-    """Make the ``bgnbd_seasonal`` registry entry: ``bgnbd_gg`` with a seasonal level learned from the
-    training origins of the year before the cutoff (no-op with less than a year of them)."""
+    """Make the ``bgnbd_seasonal`` registry entry.
+
+    ``bgnbd_gg`` with a seasonal level learned from the training origins of the year before the cutoff
+    (no-op with less than a year of them).
+    """
     return BgNbdGammaGamma(penalizer=penalizer, horizon_days=horizon_days, fit_origin=fit_origin, seasonal=True)
 
 
@@ -176,9 +185,12 @@ def factory_defaults(key: str) -> dict[str, Any]:
 
 
 def resolved_params(key: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Every hyperparameter of ``key`` as :func:`make_model` uses it: the factory's defaults overridden
-    by ``params`` (registry-level names; for ``ensemble`` the members' own params resolved too), so a
-    recorded set rebuilds the same estimator even if a default changes later."""
+    """Resolve every hyperparameter of ``key`` as :func:`make_model` uses it.
+
+    The factory's defaults overridden by ``params`` (registry-level names; for ``ensemble`` the
+    members' own params resolved too), so a recorded set rebuilds the same estimator even if a default
+    changes later.
+    """
     out = {**factory_defaults(key), **dict(params or {})}
     if key in COMBINERS:
         members = list(out.get("members") or DEFAULT_MEMBERS)

@@ -1,6 +1,7 @@
 """Per-user causes of a difference, one side at a time (platform or client), in SQL.
 
-Each differing user gets exactly one cause; the CASE expressions below list them in priority order."""
+Each differing user gets exactly one cause; the CASE expressions below list them in priority order.
+"""
 
 from __future__ import annotations
 

@@ -191,8 +191,11 @@ def _dsum(con: duckdb.DuckDBPyConnection, sql: str) -> Decimal:
 
 
 def _num(v: Decimal | int | float | None) -> int | float | None:
-    """Convert an exact decimal to a JSON number: an int when it is whole (exact at any size), else a float
-    (a display value; every comparison was made on the decimals)."""
+    """Convert an exact decimal to a JSON number.
+
+    An int when it is whole (exact at any size), else a float (a display value; every comparison was
+    made on the decimals).
+    """
     if v is None:
         return None
     d = Decimal(v)

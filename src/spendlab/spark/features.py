@@ -192,10 +192,12 @@ def _bucket_features(users: pd.DataFrame, cells: pd.DataFrame, *, as_of: dt.date
 
 def _user_rows(spark: SparkSession, src: str, *, as_of: dt.date, freq: Freq, config: FeatureConfig,
                buckets: int) -> DataFrame:
-    """One row per user and recent active period (or one with NULL ``spendlab_k``): the user's sums
-    (:func:`~spendlab.features.sql.user_stats_sql`) beside each cell
+    """Select one row per user and recent active period (or one with NULL ``spendlab_k``).
+
+    The user's sums (:func:`~spendlab.features.sql.user_stats_sql`) beside each cell
     (:func:`~spendlab.features.sql.window_cells_sql`), and the user's bucket, so one grouped frame
-    carries both to Python."""
+    carries both to Python.
+    """
     tag = next(_counter)
     periods, first_day = f"spendlab_periods_{tag}", f"spendlab_first_day_{tag}"
     spark.sql(to_spark_sql(aggregate_sql(as_of, freq, f"SELECT * FROM {src}"))).createOrReplaceTempView(periods)

@@ -1,5 +1,7 @@
-"""The MLflow Model Registry side of promotion: log a candidate as a pyfunc model, register it,
-move the ``champion`` alias only if it wins on the same test protocol.
+"""Promote through the MLflow Model Registry.
+
+Log a candidate as a pyfunc model, register it, and move the ``champion`` alias only if it wins on
+the same test protocol.
 """
 
 from __future__ import annotations
@@ -86,8 +88,11 @@ def _manifest(model_dir: Path) -> dict[str, str]:
 
 
 def save_model_dir(refit: Refit, path: Path) -> Path:
-    """Write ``refit`` as a spendlab pyfunc model directory at ``path``: estimator, ``candidate.json``,
-    the model code, and in ``MLmodel`` the spendlab marker with every file's SHA-256."""
+    """Write ``refit`` as a spendlab pyfunc model directory at ``path``.
+
+    Estimator, ``candidate.json``, the model code, and in ``MLmodel`` the spendlab marker with every
+    file's SHA-256.
+    """
     import joblib
     import mlflow
     from mlflow.models import Model, infer_signature
@@ -175,8 +180,11 @@ def verify_model_dir(path: str | Path, *, mlmodel_sha256: str | None = None) -> 
 
 @contextlib.contextmanager
 def verified_model_dir(uri: str) -> Iterator[tuple[Path, str, str | None]]:
-    """Yield a verified local copy of model ``uri`` (a directory, or ``models:/name@alias`` / ``models:/name/v``):
-    yields (directory, version, registered mlmodel hash). Registry look-ups need a configured store."""
+    """Yield a verified local copy of model ``uri``.
+
+    ``uri`` is a directory, or ``models:/name@alias`` / ``models:/name/v``; yields (directory, version,
+    registered mlmodel hash). Registry look-ups need a configured store.
+    """
     local = Path(uri)
     if "://" not in uri and ":/" not in uri and local.exists():
         verify_model_dir(local)
@@ -294,9 +302,12 @@ def log_and_register(
 
 @contextlib.contextmanager
 def _quiet_registration() -> Iterator[None]:
-    """Drop MLflow's registration chatter from stderr ("Registered model ... already exists" on the
-    very first version, since spendlab creates the model with its description first); spendlab
-    reports the outcome itself. Anything else written meanwhile is passed through."""
+    """Drop MLflow's registration chatter from stderr.
+
+    "Registered model ... already exists" is printed on the very first version, since spendlab creates
+    the model with its description first; spendlab reports the outcome itself. Anything else written
+    meanwhile is passed through.
+    """
     chatter = ("Successfully registered model ", "Registered model ", "Created version ")
     buf = io.StringIO()
     try:
@@ -338,8 +349,10 @@ def _decide(candidate: Candidate, current: Any, force: bool) -> tuple[bool, str]
 
 
 def latest_experiment_run(experiment_name: str, *, tracking_uri: str | None = None) -> Any:
-    """Find the newest FINISHED parent run of ``spendlab experiment run`` for this experiment (nothing is
-    created when the store or the experiment does not exist)."""
+    """Find the newest FINISHED parent run of ``spendlab experiment run`` for this experiment.
+
+    Nothing is created when the store or the experiment does not exist.
+    """
     tracking.configure(tracking_uri, must_exist=True)
     client = tracking.client()
     exp = client.get_experiment_by_name(experiment_name)

@@ -13,8 +13,11 @@ from spendlab.tracking.runs import ORIGIN_PREFIX, RunLog, child_run
 
 
 def origin_step(cutoff: Any, freq: str = "month") -> int:
-    """Return the MLflow step of a per-origin metric: the cutoff as ``YYYYMM`` (monthly) or ``YYYYMMDD``
-    (weekly: several cutoffs share a month), so the step axis reads as dates."""
+    """Return the MLflow step of a per-origin metric.
+
+    The cutoff as ``YYYYMM`` (monthly) or ``YYYYMMDD`` (weekly: several cutoffs share a month), so the
+    step axis reads as dates.
+    """
     import pandas as pd
 
     ts = pd.Timestamp(cutoff)
@@ -51,9 +54,11 @@ def log_model_results(run: RunLog, *, params: Mapping[str, Any], per_origin: pd.
                       means: Mapping[str, float], dataset: Mapping[str, Any],
                       tables: Mapping[str, pd.DataFrame] | None = None, figures: Mapping[str, Any] | None = None,
                       texts: Mapping[str, str] | None = None, freq: str = "month") -> None:
-    """Params, the mean metrics (``<split>_<metric>``, logged first), metrics per origin (series
-    ``origin/<split>_<metric>`` whose step is the cutoff, :func:`origin_step`), the dataset input,
-    and artifacts (tables as CSV/Parquet by suffix, matplotlib figures, text) on an open model run.
+    """Log a model's results on an open model run.
+
+    Params, the mean metrics (``<split>_<metric>``, logged first), metrics per origin (series
+    ``origin/<split>_<metric>`` whose step is the cutoff, :func:`origin_step`), the dataset input, and
+    artifacts (tables as CSV/Parquet by suffix, matplotlib figures, text).
 
     ``per_origin`` has one row per origin with a ``cutoff`` (or an ``origin`` index) plus metric columns.
     """

@@ -84,8 +84,11 @@ _artifact_root: Path = ARTIFACT_ROOT
 
 
 def _initialise_store(uri: str) -> None:
-    """Create/migrate a SQLite store once, under a file lock: several processes starting on a new
-    store at once otherwise race in the schema migration ("table ... already exists")."""
+    """Create or migrate a SQLite store once, under a file lock.
+
+    Several processes starting on a new store at once otherwise race in the schema migration
+    ("table ... already exists").
+    """
     if not uri.startswith("sqlite:///"):
         return
     db = Path(uri.removeprefix("sqlite:///")).resolve()
@@ -139,10 +142,12 @@ def ensure_experiment(name: str) -> str:
 
 
 def git_commit() -> str:
-    """Return the commit of the spendlab source that runs (``unknown`` when it is not a git checkout, e.g.
-    an installed wheel); ``+dirty`` if tracked files are modified. Asked in the package's own
-    directory, so runs from any working directory record the code's commit, not the cwd's."""
+    """Return the commit of the spendlab source that runs.
 
+    ``unknown`` when it is not a git checkout (e.g. an installed wheel); ``+dirty`` if tracked files are
+    modified. Asked in the package's own directory, so runs from any working directory record the
+    code's commit, not the cwd's.
+    """
     where = Path(spendlab.__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True,
@@ -246,8 +251,11 @@ class RunLog:
 
 @contextlib.contextmanager
 def terminating_run(run_id: str, end_time: int | None = None) -> Iterator[RunLog]:
-    """Terminate ``run_id`` FINISHED (at ``end_time``, epoch ms, when given: work measured before the
-    run was created), or FAILED with ``failure_reason`` when the block raises (at the current time)."""
+    """Terminate ``run_id`` FINISHED, or FAILED when the block raises.
+
+    FINISHED at ``end_time`` (epoch ms, when given: work measured before the run was created); FAILED
+    with ``failure_reason`` at the current time.
+    """
     MlflowClient = _RetryingClient
 
     log = RunLog(run_id)
@@ -317,7 +325,6 @@ def mark_orphaned_runs(experiment_name: str | None = None, *, tracking_uri: str 
 
 def base_tags() -> dict[str, str]:
     """Tags on every spendlab run: git commit and spendlab version."""
-
     return {"git_commit": git_commit(), "spendlab_version": __version__}
 
 

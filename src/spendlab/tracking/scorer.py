@@ -142,9 +142,12 @@ def _registered_version(uri: str) -> tuple[str, dict[str, str]] | None:
 
 def score_frame(model: LoadedModel, features: pd.DataFrame, *, threads: int | None = None,
                 as_of: dt.date | None = None) -> pd.DataFrame:
-    """Score one feature frame: the model's output (:data:`~spendlab.tracking.pyfunc_model.OUTPUT_COLUMNS`,
-    keyed by ``user_id``): the pyfunc is the whole scorer. ``threads``: the pyfunc param ``n_threads``;
-    ``as_of``: the features' cutoff (the pyfunc param ``as_of``)."""
+    """Score one feature frame: the pyfunc is the whole scorer.
+
+    Returns the model's output (:data:`~spendlab.tracking.pyfunc_model.OUTPUT_COLUMNS`, keyed by
+    ``user_id``). ``threads``: the pyfunc param ``n_threads``; ``as_of``: the features' cutoff (the
+    pyfunc param ``as_of``).
+    """
     params = predict_params(model, threads=threads, as_of=as_of)
     return model.pyfunc.predict(features, params=params or None).reset_index(drop=True)
 
