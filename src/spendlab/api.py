@@ -183,6 +183,7 @@ class DescribeResult:
 
     @property
     def top_spenders(self) -> pd.DataFrame:
+        """Return the users with the highest gross spend."""
         return self.tables["top_spenders"]
 
     def save_html(self, path: str | Path) -> Path:
@@ -237,6 +238,7 @@ class FeaturesResult:
 
     @cached_property
     def table(self) -> pd.DataFrame:
+        """Return the table as a pandas DataFrame (converted once, on first use)."""
         return self.arrow.to_pandas()
 
 

@@ -280,6 +280,7 @@ class SynthWorld:
     # -- helpers ------------------------------------------------------------------------------
 
     def chunk_size(self, chunk: int) -> int:
+        """Return the number of users in chunk ``chunk`` (the last chunk may be short)."""
         return min(self.users, (chunk + 1) * self.chunk_users) - chunk * self.chunk_users
 
     def user_ids(self, chunk: int) -> np.ndarray:

@@ -74,6 +74,7 @@ def daily_spend_table(con: duckdb.DuckDBPyConnection, events: pd.DataFrame | Non
 
 
 def daily_spend_takeaway(daily: pd.DataFrame, *, money: Money = _money) -> str:
+    """Say in one sentence how daily spend moved over the period."""
     if daily.empty or daily["spend"].sum() == 0:
         return "No spend in the period."
     top = daily.loc[daily["spend"].idxmax()]
@@ -109,6 +110,7 @@ def weekday_hour_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def weekday_hour_takeaway(grid: pd.DataFrame) -> str:
+    """Say in one sentence when in the week and the day transactions happen."""
     total = grid["n_transactions"].sum()
     if total == 0:
         return "No spend transactions."
@@ -184,6 +186,7 @@ def transaction_size_quantiles(con: duckdb.DuckDBPyConnection) -> dict[str, floa
 
 
 def transaction_size_takeaway(q: dict[str, float | None], *, money: Money = _money) -> str:
+    """Say in one sentence how large a typical transaction is."""
     if q["p50"] is None:
         return "No spend transactions."
     skew = q["mean"] / q["p50"] if q["p50"] else math.nan
@@ -240,6 +243,7 @@ def lorenz_table(con: duckdb.DuckDBPyConnection, points: int = 200) -> tuple[pd.
 
 
 def concentration_takeaway(conc: pd.DataFrame, gini: float | None) -> str:
+    """Say in one sentence how concentrated spend is among users."""
     if gini is None or conc.empty:
         return "No spend to measure concentration on."
     row = {round(s, 4): r for s, r in zip(conc["top_share_of_users"], conc.itertuples(), strict=True)}
@@ -269,6 +273,7 @@ def spenders_table(con: duckdb.DuckDBPyConnection, n: int, *, top: bool = True) 
 
 def spenders_takeaway(top: pd.DataFrame, bottom: pd.DataFrame, median_user_spend: float | None, *,
                       money: Money = _money) -> str:
+    """Say in one sentence how the top and bottom spenders compare with the median user."""
     if top.empty:
         return "No user has spend."
     first = top.iloc[0]
@@ -311,6 +316,7 @@ def mom_movers_table(con: duckdb.DuckDBPyConnection, month: str, n: int) -> pd.D
 
 
 def mom_takeaway(by_month: pd.DataFrame, movers: pd.DataFrame, *, money: Money = _money) -> str:
+    """Say in one sentence how the last month compares with the month before, and who moved it."""
     if by_month.empty:
         return "Only one month of data: no month-over-month change."
     last = by_month.iloc[-1]
@@ -361,6 +367,7 @@ def new_returning_table(con: duckdb.DuckDBPyConnection, period: str) -> pd.DataF
 
 
 def new_returning_takeaway(monthly: pd.DataFrame) -> str:
+    """Say in one sentence how new and returning users share each month."""
     if monthly.empty:
         return "No active users."
     later = monthly.iloc[1:] if len(monthly) > 1 else monthly
@@ -410,6 +417,7 @@ def cohort_matrix(cohorts: pd.DataFrame) -> pd.DataFrame:
 
 
 def retention_takeaway(cohorts: pd.DataFrame) -> str:
+    """Say in one sentence how many users come back the month after their first."""
     m1 = cohorts[cohorts["months_since_first"] == 1]
     if m1.empty:
         return "No cohort has a second month yet."
@@ -432,6 +440,7 @@ def active_users_weekly_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def active_users_takeaway(weekly: pd.DataFrame, period_end: dt.date | None = None) -> str:
+    """Say in one sentence how weekly active users moved (complete weeks only)."""
     if weekly.empty:
         return "No active users."
     full = weekly

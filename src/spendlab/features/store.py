@@ -64,9 +64,11 @@ class FeatureStore:
 
     @property
     def first_cutoff(self) -> dt.date:
+        """Return the first cutoff with data: the end of the first day's period."""
         return period_end(self.first_day, self.freq)
 
     def features(self, cutoff: dt.date) -> pd.DataFrame:
+        """Return the features at ``cutoff``, computed once and cached (one query at a time)."""
         with self._lock:  # one DuckDB query at a time: backtests may share the store across threads
             if cutoff not in self._features:
 

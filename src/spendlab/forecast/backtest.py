@@ -51,6 +51,7 @@ class BacktestResult:
 
     @property
     def residuals(self) -> pd.DataFrame:
+        """Return the predictions with their residual ``y_true - y_pred``."""
         r = self.predictions[["split", "cutoff", "segment", "y_true", "y_pred"]].copy()
         r["residual"] = r["y_true"] - r["y_pred"]
         return r
@@ -75,7 +76,8 @@ class BacktestSpec(Protocol):
     params: dict[str, dict[str, Any]]
     segments: Any  # .active_window: lags that make a user "active"
 
-    def origins(self, which: Literal["validation", "test", "all"]) -> list[dt.date]: ...
+    def origins(self, which: Literal["validation", "test", "all"]) -> list[dt.date]:
+        """Return the cutoffs of the ``which`` origins."""
 
 
 def run_backtest(

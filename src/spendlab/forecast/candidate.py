@@ -56,6 +56,7 @@ class Candidate(StrictModel):
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def experiment_config(self) -> ExperimentConfig:
+        """Return the recorded experiment as a validated config."""
         return ExperimentConfig.model_validate(self.experiment)
 
     def features(self) -> FeatureConfig:
@@ -72,6 +73,7 @@ class Candidate(StrictModel):
         return FeatureConfig.model_validate(data)
 
     def to_json(self) -> str:
+        """Return the candidate as JSON text, keys in their recorded order."""
         # Key order is kept, not sorted: the feature config's mapping order is its column order, and
         # column order changes what LightGBM's column sampling draws.
         return json.dumps(self.model_dump(mode="json"), indent=2) + "\n"

@@ -135,10 +135,11 @@ class ExperimentConfig(StrictModel):
         return self
 
     def model_keys(self) -> list[str]:
-
+        """Return the registry keys of the models to compare (every registered model by default)."""
         return list(self.models) if self.models else list(MODELS)
 
     def origins(self, which: Literal["validation", "test", "all"]) -> list[dt.date]:
+        """Return the cutoffs of the ``which`` origins, each the last day of its period."""
         if which == "validation":
             return self.validation.cutoffs(self.freq)
         if which == "test":
@@ -160,4 +161,5 @@ def protocol_id(experiment: Any) -> str:
 
 
 def fingerprint(*parts: Any) -> str:
+    """Return the SHA-256 of ``parts`` as canonical JSON."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]

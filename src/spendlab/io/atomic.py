@@ -127,6 +127,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically: readers see the old file or the new one."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 

@@ -29,6 +29,7 @@ class RowBuilder:
         self.line: list[int] = []
 
     def add(self, user_id: str, ts: dt.datetime, amount: float, line: int, n_items: int | None = None) -> None:
+        """Append one canonical row (``ts`` is stored as µs since the epoch, UTC)."""
         delta = ts - _EPOCH
         self.user_id.append(user_id)
         self.ts_us.append((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
@@ -37,6 +38,7 @@ class RowBuilder:
         self.line.append(line)
 
     def pop(self) -> None:
+        """Remove the last row added."""
         for col in (self.user_id, self.ts_us, self.amount, self.n_items, self.line):
             col.pop()
 
@@ -44,6 +46,7 @@ class RowBuilder:
         return len(self.user_id)
 
     def table(self, file: str) -> pa.Table:
+        """Return the rows as an Arrow table of the canonical schema, ``source_file`` set to ``file``."""
         n = len(self)
         return pa.table(
             [

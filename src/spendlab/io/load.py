@@ -87,6 +87,7 @@ class Transactions:
                         f"SELECT * REPLACE (CAST(user_id AS VARCHAR) AS user_id) FROM ({self.sql})")
 
     def to_arrow(self) -> pa.Table:
+        """Return the accepted transactions as an Arrow table."""
         if self.table is not None:
             return self.table
         con = connect()
@@ -95,6 +96,7 @@ class Transactions:
         return out.set_column(1, "ts", out.column("ts").cast(pa.timestamp("us", tz="UTC")))
 
     def to_pandas(self) -> pd.DataFrame:
+        """Return the accepted transactions as a pandas DataFrame."""
         return self.to_arrow().to_pandas()
 
     def content_hash(self) -> str:

@@ -269,6 +269,7 @@ class ParquetScan:
     excluded_sql: str = ""  # rows dropped by include/exclude: source_file, excluded (rule column), n
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Register the lookup tables on ``con`` so that :attr:`sql` can join them."""
         for name, table in self.lookups.items():
             con.register(name, table)
 

@@ -49,6 +49,7 @@ class RejectRecord:
     record: int = -1
 
     def describe(self) -> str:
+        """Return the record as one line naming file, line, column and reason."""
         return f"{self.file}, line {self.line}, column {self.column!r}: {self.error_type}: {self.message}"
 
 
@@ -77,6 +78,7 @@ class FileReport:
             self.errors[error_type] += n
 
     def check_conservation(self) -> None:
+        """Raise when ``rows_in`` is not ``accepted + rejected + excluded``."""
         if self.rows_in != self.accepted + self.rejected + self.excluded:
             raise AssertionError(
                 f"{self.file}: rows_in={self.rows_in} != accepted={self.accepted} + rejected={self.rejected}"
@@ -84,6 +86,7 @@ class FileReport:
             )
 
     def as_dict(self) -> dict[str, object]:
+        """Return the report as JSON-ready data."""
         return {
             "file": self.file,
             "rows_in": self.rows_in,
@@ -109,33 +112,40 @@ class LoadReport:
 
     @property
     def rows_in(self) -> int:
+        """Return the rows read, over every file."""
         return sum(f.rows_in for f in self.files)
 
     @property
     def accepted(self) -> int:
+        """Return the rows accepted, over every file."""
         return sum(f.accepted for f in self.files)
 
     @property
     def rejected(self) -> int:
+        """Return the rows rejected, over every file."""
         return sum(f.rejected for f in self.files)
 
     @property
     def excluded(self) -> int:
+        """Return the rows an include/exclude rule dropped, over every file."""
         return sum(f.excluded for f in self.files)
 
     def errors(self) -> Counter[str]:
+        """Count the rejects by error type, over every file."""
         total: Counter[str] = Counter()
         for f in self.files:
             total.update(f.errors)
         return total
 
     def warnings(self) -> Counter[str]:
+        """Count the warnings by type, over every file."""
         total: Counter[str] = Counter()
         for f in self.files:
             total.update(f.warnings)
         return total
 
     def as_dict(self) -> dict[str, object]:
+        """Return the report as JSON-ready data."""
         return {
             "files": [f.as_dict() for f in self.files],
             "rows_in": self.rows_in,
@@ -162,6 +172,7 @@ class RejectSink:
         self.file_report = file_report
 
     def reject(self, record: RejectRecord) -> None:
+        """Count and record one rejected row."""
         self.file_report.rejected += 1
         self.file_report.errors[record.error_type] += 1
         self.report.rejects.append(record)

@@ -26,6 +26,8 @@ TOLERANCE = 1e-6
 
 @dataclass(frozen=True)
 class Evaluation:
+    """The recorded and the reproduced test RMSE of a registered model version."""
+
     model_uri: str
     version: str
     model_key: str
@@ -35,10 +37,12 @@ class Evaluation:
 
     @property
     def difference(self) -> float:
+        """Return the absolute difference between the reproduced and the recorded test RMSE."""
         return abs(self.test_rmse - self.recorded_test_rmse)
 
     @property
     def reproduced(self) -> bool:
+        """Tell whether the reproduced test RMSE matches the recorded one within the tolerance."""
         return self.difference <= TOLERANCE
 
 

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 
 class TuneStage(StrictModel):
+    """The pipeline's tune stage: the model to tune, its trial budget and its parallelism."""
+
     model: str = "lightgbm"
     trials: int = 4
     timeout: float | None = None  # a timeout would make reruns resume to more trials: not idempotent

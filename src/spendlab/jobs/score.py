@@ -61,6 +61,8 @@ SCORE_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class ScoreResult:
+    """What a scoring run wrote and how many users it scored."""
+
     out: Path
     as_of: dt.date
     target_period: str

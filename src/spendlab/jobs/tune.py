@@ -39,6 +39,8 @@ PRUNER_STARTUP = 3  # trials that finish before the median pruner may prune
 
 @dataclass(frozen=True)
 class TuneResult:
+    """The outcome of a tuning study: its best parameters and where they were written."""
+
     study_name: str
     best_params: dict[str, Any]
     best_value: float

@@ -74,6 +74,7 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
         self.seasonal = seasonal
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> BgNbdGammaGamma:
+        """Fit BG/NBD and Gamma-Gamma on each user's history at the latest origin; return ``self``."""
         from lifetimes import BetaGeoFitter, GammaGammaFitter
 
         if self.fit_origin not in ("latest", "all"):
@@ -135,6 +136,7 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
         return non_negative(purchases * spend)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predict each user's expected spend over the horizon (seasonally adjusted when enabled)."""
         check_is_fitted(self, "bg_params_")
         out = self._raw(X) * self.scale_
         frame = as_frame(X)
@@ -253,7 +255,7 @@ class ClvBoostedRegressor(RegressorMixin, BaseEstimator):
         return frame.assign(clv_expected_spend=self.clv_.predict(frame))
 
     def fit(self, X: pd.DataFrame, y: Any) -> ClvBoostedRegressor:
-
+        """Fit the booster on the features plus the BG/NBD-Gamma-Gamma columns; return ``self``."""
         frame = as_frame(X)
         self.clv_ = BgNbdGammaGamma(penalizer=self.penalizer, calibrate=False, fit_origin="all").fit(frame)
         self.booster_ = make_lightgbm(**dict(self.lightgbm_params or {})).fit(self._augment(frame), y)
@@ -261,13 +263,16 @@ class ClvBoostedRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predict next-period spend (non-negative)."""
         check_is_fitted(self, "booster_")
         return non_negative(self.booster_.predict(self._augment(X)))
 
     @property
     def feature_importances_(self) -> np.ndarray:
+        """Return the booster's feature importances."""
         return self.booster_.feature_importances_
 
     @property
     def feature_names_in_(self) -> np.ndarray:
+        """Return the names of the features the booster was fitted on."""
         return self.booster_.feature_names_in_

@@ -94,6 +94,7 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
         return {m: float(self.weights.get(m, 0.0)) for m in names}
 
     def fit(self, X: pd.DataFrame, y: Any) -> EnsembleRegressor:
+        """Fit every member with a non-zero weight on ``X``, ``y``; return ``self``."""
         if not self.estimators:
             raise ValueError("an ensemble needs at least one member")
         names = [name for name, _ in self.estimators]
@@ -106,6 +107,7 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predict the weighted sum of the members' predictions."""
         check_is_fitted(self, "estimators_")
         total = np.zeros(len(X))
         for m, est in self.estimators_.items():
@@ -152,6 +154,7 @@ class SegmentStackRegressor(RegressorMixin, BaseEstimator):
         return {m: float(w.get(m, 0.0)) for m in names}
 
     def fit(self, X: pd.DataFrame, y: Any) -> SegmentStackRegressor:
+        """Fit every member on ``X``, ``y``; return ``self``."""
         if not self.estimators:
             raise ValueError("a stack needs at least one member")
         if any(isinstance(est, (EnsembleRegressor, SegmentStackRegressor)) for _, est in self.estimators):
@@ -162,6 +165,7 @@ class SegmentStackRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predict each row with its segment's weights over the members."""
         check_is_fitted(self, "estimators_")
         seg = segment_users(X, active_window=self.active_window)
         preds = {m: est.predict(X) for m, est in self.estimators_.items()}

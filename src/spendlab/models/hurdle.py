@@ -47,6 +47,7 @@ class HurdleRegressor(RegressorMixin, BaseEstimator):
         return np.ascontiguousarray(frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64))
 
     def fit(self, X: pd.DataFrame, y: Any) -> HurdleRegressor:
+        """Fit P(spend > 0) on every row and the amount on the spending rows; return ``self``."""
         from lightgbm import LGBMClassifier
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.model_selection import KFold
@@ -76,6 +77,7 @@ class HurdleRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predict the expected spend: P(spend > 0) times the expected amount when spending."""
         check_is_fitted(self, "feature_names_in_")
         if self.classifier_ is None:
             p = np.full(len(X), self.base_rate_)
@@ -86,6 +88,7 @@ class HurdleRegressor(RegressorMixin, BaseEstimator):
 
     @property
     def feature_importances_(self) -> np.ndarray:
+        """Return the amount regressor's feature importances (zeros when no row spent)."""
         check_is_fitted(self, "feature_names_in_")
         if self.spend_ is None:
             return np.zeros(self.n_features_in_)

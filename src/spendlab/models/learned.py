@@ -62,6 +62,7 @@ class FeatureRegressor(RegressorMixin, BaseEstimator):
         return signed_log1p(m) if self.log_features else m
 
     def fit(self, X: pd.DataFrame, y: Any, sample_weight: np.ndarray | None = None) -> FeatureRegressor:
+        """Fit the wrapped estimator on the feature frame; return ``self``."""
         if self.estimator is None:
             raise ValueError("FeatureRegressor needs an estimator")
         frame = as_frame(X).select_dtypes(include=[np.number, "bool"])
@@ -81,6 +82,7 @@ class FeatureRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predict next-period spend, clipped at 0."""
         check_is_fitted(self, "estimator_")
         threads = current_predict_threads()
         if threads and _is_lightgbm(self.estimator_):  # LightGBM takes its thread count per call
@@ -107,6 +109,7 @@ def _is_lightgbm(estimator: Any) -> bool:
 
 
 def make_ridge(alpha: float = 10.0) -> FeatureRegressor:
+    """Make the ``ridge`` registry entry: ridge regression on log-transformed features."""
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -115,6 +118,7 @@ def make_ridge(alpha: float = 10.0) -> FeatureRegressor:
 
 
 def make_tweedie_glm(power: float = 1.5, alpha: float = 1e-3) -> FeatureRegressor:
+    """Make the ``tweedie_glm`` registry entry: a Tweedie GLM (log link) on log-transformed features."""
     from sklearn.linear_model import TweedieRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -125,6 +129,7 @@ def make_tweedie_glm(power: float = 1.5, alpha: float = 1e-3) -> FeatureRegresso
 
 def make_random_forest(n_estimators: int = 30, max_depth: int = 10, min_samples_leaf: int = 20,
                        max_features: float = 0.3, max_samples: float = 0.2, seed: int = 0) -> FeatureRegressor:
+    """Make the ``random_forest`` registry entry: a small, subsampled random forest."""
     from sklearn.ensemble import RandomForestRegressor
 
     rf = RandomForestRegressor(n_estimators=n_estimators, max_depth=max_depth, min_samples_leaf=min_samples_leaf,
@@ -135,6 +140,7 @@ def make_random_forest(n_estimators: int = 30, max_depth: int = 10, min_samples_
 
 def make_hist_gbm(learning_rate: float = 0.15, max_iter: int = 60, max_leaf_nodes: int = 31,
                   min_samples_leaf: int = 50, l2_regularization: float = 1.0, seed: int = 0) -> FeatureRegressor:
+    """Make the ``hist_gbm`` registry entry: scikit-learn's histogram gradient boosting."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     # Poisson deviance: a log link whose fitted totals match the training totals (keeps bias near 0).

@@ -66,6 +66,7 @@ class StatsmodelsTweedieGLM(RegressorMixin, BaseEstimator):
         return np.column_stack([np.ones(len(z)), z])
 
     def fit(self, X: pd.DataFrame, y: Any) -> StatsmodelsTweedieGLM:
+        """Fit the Tweedie GLM with statsmodels on the GLM's columns; return ``self``."""
         import statsmodels.api as sm
 
         frame = as_frame(X)
@@ -93,6 +94,7 @@ class StatsmodelsTweedieGLM(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predict next-period spend from the fitted coefficients."""
         check_is_fitted(self, "coef_")
         eta = np.clip(self._design(X) @ self.coef_, -50.0, 30.0)
         return non_negative(np.exp(eta))

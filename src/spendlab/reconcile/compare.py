@@ -65,6 +65,7 @@ class ReconcileResult:
 
     @property
     def users(self) -> pd.DataFrame:
+        """Return one row per user with a difference, and its cause."""
         return self.con.execute("SELECT * EXCLUDE (file_idx, r_file) FROM user_causes ORDER BY user_id").df()
 
 

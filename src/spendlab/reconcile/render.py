@@ -62,6 +62,7 @@ _CLIENT = {
 
 
 def money(x: float | None) -> str:
+    """Format an amount with thousands separators and cents; ``-`` for none."""
     if x is None:
         return "-"
     return f"{x:,.2f}"
@@ -180,6 +181,7 @@ def _environment() -> jinja2.Environment:
 
 
 def render_context(result: ReconcileResult) -> dict:
+    """Return the values the report templates read."""
     s = result.summary
     gap = s["gap"]
     return {
@@ -195,10 +197,12 @@ def render_context(result: ReconcileResult) -> dict:
 
 
 def render_markdown(result: ReconcileResult) -> str:
+    """Render the reconcile report as Markdown."""
     return _environment().get_template("reconcile.md").render(**render_context(result))
 
 
 def render_html(result: ReconcileResult) -> str:
+    """Render the reconcile report as a self-contained HTML page."""
     return _environment().get_template("reconcile.html").render(**render_context(result))
 
 

@@ -86,6 +86,7 @@ class CheckedWriter:
         self.con, self.kind, self.target, self.loaded, self.dataset = con, kind, target, loaded, dataset
 
     def write(self, stage_sql: str, n_header: int, raw_expr: str = "raw") -> None:
+        """Validate the staged rows of the file and append them to the target and ``rejects`` tables."""
         con = self.con
         con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS "
                     f"{_validate_sql(self.kind, n_header, stage_sql, raw_expr)}")

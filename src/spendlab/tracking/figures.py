@@ -36,6 +36,7 @@ def calibration_table(predictions: pd.DataFrame, n_bins: int = 10) -> pd.DataFra
 
 
 def calibration_figure(predictions: pd.DataFrame, title: str) -> Any:
+    """Draw mean predicted against mean actual spend per decile of the prediction (test origins)."""
     plt = _plt()
     t = calibration_table(predictions)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -50,6 +51,7 @@ def calibration_figure(predictions: pd.DataFrame, title: str) -> Any:
 
 
 def segment_error_figure(per_origin: pd.DataFrame, title: str) -> Any:
+    """Draw each segment's test RMSE per origin."""
     plt = _plt()
     test = per_origin[per_origin["split"] == "test"]
     cols = [c for c in ("rmse_new", "rmse_active", "rmse_lapsed") if c in test.columns]
@@ -80,6 +82,7 @@ def importance_table(estimator: Any, feature_names: list[str]) -> pd.DataFrame |
 
 
 def importance_figure(table: pd.DataFrame, title: str, top: int = 20) -> Any:
+    """Draw the ``top`` most important features."""
     plt = _plt()
     t = table.head(top).iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(t) + 1.5))

@@ -50,6 +50,7 @@ class SpendForecaster(PythonModel):
     """Next-period spend per user: expected value, P(spend), median and 80% interval of the realized amount."""
 
     def load_context(self, context: Any) -> None:
+        """Load the fitted estimator and the candidate from the model's artifacts."""
         import joblib
 
         cfg = context.model_config or {}
@@ -76,6 +77,7 @@ class SpendForecaster(PythonModel):
         self.cold_start_ = dict(cold_start)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Score a feature frame: one row per user with the output columns."""
         frame = model_input.reset_index(drop=True)
         X = frame[self.feature_names_].astype("float64", copy=False)  # the selection is already a copy
         as_of = str((params or {}).get("as_of") or "")

@@ -61,6 +61,8 @@ class Refit:
 
 @dataclass(frozen=True)
 class PromotionOutcome:
+    """Whether a candidate was promoted, the version registered and why."""
+
     promoted: bool
     version: str
     previous_champion: str | None
@@ -69,6 +71,7 @@ class PromotionOutcome:
 
     @property
     def exit_code(self) -> int:
+        """Return the CLI's exit code: 0 when promoted, else the not-promoted code."""
         return 0 if self.promoted else EXIT_NOT_PROMOTED
 
 

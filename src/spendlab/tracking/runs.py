@@ -187,12 +187,14 @@ class RunLog:
         return _RetryingClient()
 
     def metric(self, key: str, value: float, step: int | None = None) -> None:
+        """Log one metric; a missing or non-finite value is skipped."""
         if value is None or not math.isfinite(float(value)):
             self._flag(key if step is None else f"{key}@{step}")
             return
         self._client.log_metric(self.run_id, key, float(value), step=step or 0)
 
     def metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
+        """Log several metrics in one batch; missing or non-finite values are skipped."""
         import time
 
         from mlflow.entities import Metric
@@ -210,6 +212,7 @@ class RunLog:
         self._client.set_tag(self.run_id, "nonfinite_metrics", ",".join(self.nonfinite)[:_MAX_TAG_CHARS])
 
     def params(self, values: Mapping[str, Any]) -> None:
+        """Log several params in one batch."""
         from mlflow.entities import Param
 
         batch = [Param(str(k), _param_value(v)) for k, v in values.items()]
@@ -217,19 +220,24 @@ class RunLog:
             self._client.log_batch(self.run_id, params=batch[i:i + 100], synchronous=True)
 
     def tag(self, key: str, value: Any) -> None:
+        """Set one tag (its value as text, truncated to MLflow's limit)."""
         self._client.set_tag(self.run_id, key, str(value)[:_MAX_TAG_CHARS])
 
     def tags(self, values: Mapping[str, Any]) -> None:
+        """Set several tags."""
         for k, v in values.items():
             self.tag(k, v)
 
     def artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Log a local file or directory as an artifact."""
         self._client.log_artifact(self.run_id, str(path), artifact_path)
 
     def text(self, text: str, name: str) -> None:
+        """Log ``text`` as the artifact ``name``."""
         self._client.log_text(self.run_id, text, name)
 
     def figure(self, fig: Any, name: str) -> None:
+        """Log a matplotlib figure as the artifact ``name`` and close it."""
         import matplotlib.pyplot as plt
 
         try:
