@@ -325,49 +325,68 @@ def _line_amounts(con: duckdb.DuckDBPyConnection, raw: str, m: GenericMapping, c
     return f"{name}.value", f"{name}.err", f"{name}.msg", f"{name}.col"
 
 
-# long: assembles one SQL statement, each part in the CSV reader's check order (rules, user, amount, timestamp, window, order); the parts share the lookups registered above
-def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: ReaderConfig) -> ParquetScan:
-    """Return SQL of every row as ``user_id, ts, amount, n_items, source_file, line, error, error_col, message``."""
+@dataclass
+class _ScanParts:
+    """What every part of one scan statement shares: the raw rows, the column kinds, the lookups."""
+
+    con: duckdb.DuckDBPyConnection
+    config: ReaderConfig
+    token: str
+    raw: str  # the files' rows: source_file, file_row_number, u, t, a and the extra columns by key
+    extra: dict[str, str | None]  # key in ``raw`` -> mapped column (line items, order, rules)
+    kinds: dict[str, str]  # mapped column -> _duck_kind
+    scan: ParquetScan
+    joins: list[str] = field(default_factory=list)
+
+    @property
+    def mapping(self) -> GenericMapping:
+        """Return the generic mapping the scan reads by."""
+        return self.config.generic
+
+    def add(self, role: str, values_sql: str, fn: Callable[[Any], Any], out_type: pa.DataType, on: str,
+            raw_type: pa.DataType | None = None) -> str:
+        """Join the lookup of ``fn`` over ``values_sql`` on ``on``; return its name ("" when not needed)."""
+        name = f"{self.token}_{role}"
+        table = _lookup(self.con, values_sql, fn, out_type, raw_type)
+        if table.num_rows == 0 and role in ("user", "amount"):
+            return ""  # every value took the fast path: no join, no per-row test (clean large inputs)
+        self.scan.lookups[name] = table
+        self.con.register(name, self.scan.lookups[name])
+        self.joins.append(f"LEFT JOIN {name} ON {name}.raw = {on}")
+        return name
+
+
+def _scan_parts(con: duckdb.DuckDBPyConnection, files: list[Path], config: ReaderConfig) -> _ScanParts:
+    """Name the files' rows and read the mapped columns' kinds (no row is read yet)."""
     m = config.generic
     token = f"__spendlab_pq{next(_TOKENS)}"
     file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
     src = f"read_parquet({file_list}, filename=true, file_row_number=true, union_by_name=true)"
     u, t = _quote(m.user_col), _quote(m.ts_col)
     a = _quote(m.amount_col) if m.amount_col else "NULL"
-    rules = [*m.include, *m.exclude]
     extra = {"q": m.quantity_col, "p": m.unit_price_col, "o": m.order_col,
-             **{f"x{i}": c for i, c in enumerate(rules)}}
+             **{f"x{i}": c for i, c in enumerate([*m.include, *m.exclude])}}
     extra_sql = "".join(f", {_quote(c)} AS {k}" for k, c in extra.items() if c)
     names = ", ".join(_quote(c) for c in m.required_columns())
     kinds = {name: _duck_kind(typ) for name, typ, *_ in con.execute(f"DESCRIBE SELECT {names} FROM {src}").fetchall()}
-    scan = ParquetScan("")
     raw = (f"(SELECT filename AS source_file, file_row_number, {u} AS u, {t} AS t, {a} AS a{extra_sql} "
            f"FROM {src})")
-    joins: list[str] = []
+    return _ScanParts(con, config, token, raw, extra, kinds, ParquetScan(""))
 
-    def add(role: str, values_sql: str, fn: Callable[[Any], Any], out_type: pa.DataType, on: str,
-            raw_type: pa.DataType | None = None) -> str:
-        name = f"{token}_{role}"
-        table = _lookup(con, values_sql, fn, out_type, raw_type)
-        if table.num_rows == 0 and role in ("user", "amount"):
-            return ""  # every value took the fast path: no join, no per-row test (clean large inputs)
-        scan.lookups[name] = table
-        con.register(name, scan.lookups[name])
-        joins.append(f"LEFT JOIN {name} ON {name}.raw = {on}")
-        return name
 
-    # user: integers keep their type here (an int64 key groups and joins far faster than its text;
-    # Transactions.register casts them to their decimal text unless asked for native ids); strings
-    # take the CSV id policy.
+def _user_sql(p: _ScanParts) -> tuple[str, str, str]:
+    """Return SQL of the user id, its error and message: integers as is, strings by the CSV id policy."""
+    # Integers keep their type here (an int64 key groups and joins far faster than its text;
+    # Transactions.register casts them to their decimal text unless asked for native ids).
     null_user = _outcome(normalise_user_id, "")
-    if kinds[m.user_col] == "int":
+    if p.kinds[p.mapping.user_col] == "int":
         user, user_err, user_msg = "r.u", "NULL", "NULL"
     else:
         # Fast path, provably the same: printable ASCII without surrounding spaces is its own
         # normal form (nothing to strip, nothing unprintable); only other ids go to Python.
         fast = "regexp_full_match({0}, '[!-~]([ -~]*[!-~])?')"
-        lk = add("user", f"SELECT CAST(u AS VARCHAR) AS v FROM {raw} WHERE NOT {fast.format('CAST(u AS VARCHAR)')}",
-                 normalise_user_id, pa.string(), "CAST(r.u AS VARCHAR)")
+        lk = p.add("user", f"SELECT CAST(u AS VARCHAR) AS v FROM {p.raw} WHERE NOT {fast.format('CAST(u AS VARCHAR)')}",
+                   normalise_user_id, pa.string(), "CAST(r.u AS VARCHAR)")
         is_fast = fast.format("CAST(r.u AS VARCHAR)")
         if not lk:
             user, user_err, user_msg = "CAST(r.u AS VARCHAR)", "NULL", "NULL"
@@ -377,102 +396,128 @@ def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reader
             user_msg = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.msg END"
     user_err = f"CASE WHEN r.u IS NULL THEN {_lit(null_user[1])} ELSE {user_err} END"
     user_msg = f"CASE WHEN r.u IS NULL THEN {_lit(null_user[2])} ELSE {user_msg} END"
+    return user, user_err, user_msg
 
-    # amount: the Python value (str, int, float, Decimal) through parse_amount.
+
+def _amount_sql(p: _ScanParts) -> tuple[str, str, str, str]:
+    """Return SQL of the amount, its error, message and column: the Python value through ``parse_amount``."""
+    m, config = p.mapping, p.config
+
     def amount_of(value: Any) -> float:
         return parse_amount(value, thousands=config.thousands, max_abs=config.max_abs_amount,
                             sub_cent=config.sub_cent)
 
     null_amount = _outcome(amount_of, "")
     if m.amount_col is None:
-        amount, amount_err, amount_msg, amount_col = _line_amounts(con, raw, m, config, scan, joins, token)
-    else:
-        amount, amount_err, amount_msg = _amount_column(kinds[m.amount_col], amount_of, null_amount, add, raw,
-                                                        config)
-        amount_col = _lit(m.amount_col)
+        return _line_amounts(p.con, p.raw, m, config, p.scan, p.joins, p.token)
+    amount, amount_err, amount_msg = _amount_column(p.kinds[m.amount_col], amount_of, null_amount, p.add, p.raw,
+                                                    config)
+    return amount, amount_err, amount_msg, _lit(m.amount_col)
 
-    # ts: strings through the CSV parser; aware instants kept; naive values read in reader.timezone.
+
+def _local_ts_sql(p: _ScanParts) -> tuple[str, str, str]:
+    """Return SQL of a naive timestamp read in ``reader.timezone``: one offset per hour, DST hours one by one."""
+    config, raw = p.config, p.raw
+    local = "epoch_us(CAST(r.t AS TIMESTAMP))"
+    hour = f"({local} - ((({local}) % {_HOUR_US}) + {_HOUR_US}) % {_HOUR_US})"  # floor, also before 1970
+    hours = p.add("hour", f"SELECT ({hour.replace('r.t', 't')}) AS v FROM {raw}", _hour_offset_us(config.timezone),
+                  pa.int64(), hour)
+    # the few values inside an hour with a DST change: localize() one by one
+    dirty = (f"SELECT {local.replace('r.t', 't')} AS v FROM {raw} WHERE ({hour.replace('r.t', 't')}) IN "
+             f"(SELECT raw FROM {hours} WHERE value IS NULL AND err IS NULL)")
+
+    def local_value(us: int) -> int:
+        return _epoch_us(localize(_naive_from_us(us), config.timezone, config.dst_policy))
+
+    lk = p.add("dst", dirty, local_value, pa.int64(), local)
+    return f"coalesce({local} - {hours}.value, {lk}.value)", f"coalesce({hours}.err, {lk}.err)", \
+        f"coalesce({hours}.msg, {lk}.msg)"
+
+
+def _ts_sql(p: _ScanParts) -> tuple[str, str, str]:
+    """Return SQL of the timestamp (us), its error and message.
+
+    Strings go through the CSV parser; aware instants are kept; naive values are read in
+    ``reader.timezone``.
+    """
+    m, config = p.mapping, p.config
     parse_ts = timestamp_parser(m.ts_format, zone=config.timezone, dst_policy=config.dst_policy)
     null_ts = _outcome(parse_ts, "")
-    t_kind = kinds[m.ts_col]
+    t_kind = p.kinds[m.ts_col]
     if t_kind == "string":
-        lk = add("ts", f"SELECT CAST(t AS VARCHAR) AS v FROM {raw}", lambda s: _epoch_us(parse_ts(s)),
-                 pa.int64(), "CAST(r.t AS VARCHAR)")
+        lk = p.add("ts", f"SELECT CAST(t AS VARCHAR) AS v FROM {p.raw}", lambda s: _epoch_us(parse_ts(s)),
+                   pa.int64(), "CAST(r.t AS VARCHAR)")
         ts_us, ts_err, ts_msg = f"{lk}.value", f"{lk}.err", f"{lk}.msg"
     elif t_kind == "aware":
         ts_us, ts_err, ts_msg = "epoch_us(r.t)", "NULL", "NULL"
     elif config.timezone == "UTC":
         ts_us, ts_err, ts_msg = "epoch_us(CAST(r.t AS TIMESTAMP))", "NULL", "NULL"
     else:
-        local = "epoch_us(CAST(r.t AS TIMESTAMP))"
-        hour = f"({local} - ((({local}) % {_HOUR_US}) + {_HOUR_US}) % {_HOUR_US})"  # floor, also before 1970
-        hours = add("hour", f"SELECT ({hour.replace('r.t', 't')}) AS v FROM {raw}", _hour_offset_us(config.timezone),
-                    pa.int64(), hour)
-        # the few values inside an hour with a DST change: localize() one by one
-        dirty = (f"SELECT {local.replace('r.t', 't')} AS v FROM {raw} WHERE ({hour.replace('r.t', 't')}) IN "
-                 f"(SELECT raw FROM {hours} WHERE value IS NULL AND err IS NULL)")
-
-        def local_value(us: int) -> int:
-            return _epoch_us(localize(_naive_from_us(us), config.timezone, config.dst_policy))
-
-        lk = add("dst", dirty, local_value, pa.int64(), local)
-        ts_us = f"coalesce({local} - {hours}.value, {lk}.value)"
-        ts_err = f"coalesce({hours}.err, {lk}.err)"
-        ts_msg = f"coalesce({hours}.msg, {lk}.msg)"
+        ts_us, ts_err, ts_msg = _local_ts_sql(p)
     ts_err = f"CASE WHEN r.t IS NULL THEN {_lit(null_ts[1])} ELSE {ts_err} END"
     ts_msg = f"CASE WHEN r.t IS NULL THEN {_lit(null_ts[2])} ELSE {ts_msg} END"
+    return ts_us, ts_err, ts_msg
 
-    # include/exclude rules (first dropping rule names the row's exclusion) and the order key
+
+def _rules_sql(p: _ScanParts) -> tuple[str, bool]:
+    """Return SQL naming the include/exclude rule that drops a row (the first one), and whether any exists."""
+    m = p.mapping
     excluded = []
-    for i, col in enumerate(rules):
+    for i, col in enumerate([*m.include, *m.exclude]):
         def keep(value: Any, col: str = col) -> bool:
             return kept(value, col, m)
 
-        lk = add(f"rule{i}", f"SELECT x{i} AS v FROM {raw}", keep, pa.bool_(), f"r.x{i}")
+        lk = p.add(f"rule{i}", f"SELECT x{i} AS v FROM {p.raw}", keep, pa.bool_(), f"r.x{i}")
         excluded.append(f"CASE WHEN (CASE WHEN r.x{i} IS NULL THEN {str(keep(None)).upper()} ELSE {lk}.value END) "
                         f"THEN NULL ELSE {_lit(col)} END")
-    excluded_sql = f"coalesce({', '.join(excluded)})" if excluded else "CAST(NULL AS VARCHAR)"
-    if m.order_col:
-        lk = add("order", f"SELECT CAST(o AS VARCHAR) AS v FROM {raw}", order_key, pa.string(), "CAST(r.o AS VARCHAR)")
-        order_sql, order_msg = f"{lk}.value", f"coalesce({lk}.msg, 'order id is empty')"
-    else:
-        order_sql, order_msg = "NULL", "NULL"
+    return (f"coalesce({', '.join(excluded)})" if excluded else "CAST(NULL AS VARCHAR)"), bool(excluded)
 
+
+def _order_sql(p: _ScanParts) -> tuple[str, str]:
+    """Return SQL of the order key and the message of a line without one (NULL without ``order_col``)."""
+    if not p.mapping.order_col:
+        return "NULL", "NULL"
+    lk = p.add("order", f"SELECT CAST(o AS VARCHAR) AS v FROM {p.raw}", order_key, pa.string(), "CAST(r.o AS VARCHAR)")
+    return f"{lk}.value", f"coalesce({lk}.msg, 'order id is empty')"
+
+
+def _window_us(config: ReaderConfig) -> tuple[int, int, dt.date]:
+    """Return the accepted window as [lo, hi) in us since 1970, and its last day."""
     window_end = config.window_end or dt.date.today()
     lo = _epoch_us(dt.datetime.combine(config.window_start, dt.time(), UTC))
     hi = _epoch_us(dt.datetime.combine(window_end, dt.time(), UTC)) + 86_400 * 1_000_000
-    sign = "1.0" if m.spend_is == "positive" else "-1.0"
-    raw_cols = ", ".join(f"CAST(r.{k} AS VARCHAR)" for k in ("u", "t", "a", *[k for k, c in extra.items() if c])
-                         if k != "a" or m.amount_col)
-    # CSV order: rules, user, amount, timestamp, window, order (a row with several problems gets the first).
-    base = (
-        f"SELECT {user} AS user_id, {ts_us} AS ts_us, {sign} * {amount} + 0.0 AS amount, "
-        f"{user_err} AS user_err, {user_msg} AS user_msg, {amount_err} AS amount_err, {amount_msg} AS amount_msg, "
-        f"{amount_col} AS amount_col, {ts_err} AS ts_err, {ts_msg} AS ts_msg, {excluded_sql} AS excluded, "
-        f"{order_sql} AS order_key, {order_msg} AS order_msg, "
-        f"r.source_file, CAST(r.file_row_number + 1 AS BIGINT) AS line, concat_ws(',', {raw_cols}) AS raw "
-        f"FROM {raw} AS r {' '.join(joins)}"
-    )
+    return lo, hi, window_end
+
+
+def _checked_sql(base: str, m: GenericMapping, lo: int, hi: int) -> tuple[str, str]:
+    """Return the kept rows with their first error, and the SQL of an order conflict.
+
+    An order belongs to its first valid line's user; other users' lines conflict.
+    """
     outside = f"ts_us < {lo} OR ts_us >= {hi}"
     checked = (
         "SELECT *, coalesce(user_err, amount_err, ts_err, "
         f"CASE WHEN {outside} THEN 'OUT_OF_WINDOW' END) AS error1 FROM ({base}) WHERE excluded IS NULL"
     )
-    conflict = "NULL"
-    if m.order_col:  # an order belongs to its first valid line's user; other users' lines conflict
-        checked = (
-            f"WITH c AS ({checked}), f AS (SELECT source_file, row_number() OVER (ORDER BY source_file) AS file_idx "
-            f"FROM (SELECT DISTINCT source_file FROM c)), "
-            f"o AS (SELECT order_key, arg_min(user_id, file_idx * 1099511627776 + line) AS owner "
-            f"FROM c JOIN f USING (source_file) "
-            f"WHERE error1 IS NULL AND order_key IS NOT NULL GROUP BY order_key) "
-            f"SELECT c.*, o.owner, f.file_idx FROM c JOIN f USING (source_file) LEFT JOIN o USING (order_key)"
-        )
-        conflict = ("CASE WHEN order_key IS NULL THEN 'NULL_KEY' WHEN user_id <> owner THEN 'ORDER_CONFLICT' END")
+    if not m.order_col:
+        return checked, "NULL"
+    checked = (
+        f"WITH c AS ({checked}), f AS (SELECT source_file, row_number() OVER (ORDER BY source_file) AS file_idx "
+        f"FROM (SELECT DISTINCT source_file FROM c)), "
+        f"o AS (SELECT order_key, arg_min(user_id, file_idx * 1099511627776 + line) AS owner "
+        f"FROM c JOIN f USING (source_file) "
+        f"WHERE error1 IS NULL AND order_key IS NOT NULL GROUP BY order_key) "
+        f"SELECT c.*, o.owner, f.file_idx FROM c JOIN f USING (source_file) LEFT JOIN o USING (order_key)"
+    )
+    return checked, "CASE WHEN order_key IS NULL THEN 'NULL_KEY' WHEN user_id <> owner THEN 'ORDER_CONFLICT' END"
+
+
+def _lines_sql(checked: str, conflict: str, m: GenericMapping, config: ReaderConfig, window_end: dt.date) -> str:
+    """Return every kept row as ``user_id, ts, amount, n_items, source_file, line, error, error_col, message``."""
     cols = (_lit(m.user_col), _lit(m.ts_col), _lit(m.order_col) if m.order_col else "NULL")
     order_message = ("CASE WHEN order_key IS NULL THEN order_msg ELSE 'order ' || order_key || ' belongs to user '"
                      " || owner || ', not ' || user_id END") if m.order_col else "NULL"
-    lines = (
+    return (
         "SELECT user_id, CASE WHEN ts_us IS NULL THEN NULL ELSE make_timestamp(ts_us) END AS ts, amount, "
         "CAST(NULL AS BIGINT) AS n_items, source_file, line, "
         f"coalesce(error1, {conflict}) AS error, "
@@ -484,19 +529,53 @@ def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reader
         f"{'order_key, file_idx' if m.order_col else 'NULL AS order_key, NULL AS file_idx'} "
         f"FROM ({checked})"
     )
+
+
+def _valid_sql(lines: str, m: GenericMapping) -> str:
+    """Return the canonical rows: the valid lines, or one row per order for line items (first line's user and time)."""
+    if not m.order_col:
+        return f"SELECT user_id, ts, amount, n_items, source_file, line FROM ({lines}) WHERE error IS NULL"
+    k = "(file_idx * 1099511627776 + line)"  # file order, then line
+    return (
+        f"SELECT arg_min(user_id, {k}) AS user_id, arg_min(ts, {k}) AS ts, "
+        f"CAST(sum(CAST(amount AS DECIMAL(38, 9))) AS DOUBLE) + 0.0 AS amount, CAST(NULL AS BIGINT) AS n_items, "
+        f"arg_min(source_file, {k}) AS source_file, arg_min(line, {k}) AS line "
+        f"FROM ({lines}) WHERE error IS NULL GROUP BY order_key"
+    )
+
+
+def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: ReaderConfig) -> ParquetScan:
+    """Return SQL of every row as ``user_id, ts, amount, n_items, source_file, line, error, error_col, message``.
+
+    One statement, its parts in the CSV reader's check order (rules, user, amount, timestamp,
+    window, order), so a row with several problems gets the first; the parts share the lookup tables
+    registered on ``con`` (and kept in the returned scan).
+    """
+    m = config.generic
+    p = _scan_parts(con, files, config)
+    user, user_err, user_msg = _user_sql(p)
+    amount, amount_err, amount_msg, amount_col = _amount_sql(p)
+    ts_us, ts_err, ts_msg = _ts_sql(p)
+    excluded_sql, has_rules = _rules_sql(p)
+    order_sql, order_msg = _order_sql(p)
+    lo, hi, window_end = _window_us(config)
+    sign = "1.0" if m.spend_is == "positive" else "-1.0"
+    raw_cols = ", ".join(f"CAST(r.{k} AS VARCHAR)" for k in ("u", "t", "a", *[k for k, c in p.extra.items() if c])
+                         if k != "a" or m.amount_col)
+    base = (
+        f"SELECT {user} AS user_id, {ts_us} AS ts_us, {sign} * {amount} + 0.0 AS amount, "
+        f"{user_err} AS user_err, {user_msg} AS user_msg, {amount_err} AS amount_err, {amount_msg} AS amount_msg, "
+        f"{amount_col} AS amount_col, {ts_err} AS ts_err, {ts_msg} AS ts_msg, {excluded_sql} AS excluded, "
+        f"{order_sql} AS order_key, {order_msg} AS order_msg, "
+        f"r.source_file, CAST(r.file_row_number + 1 AS BIGINT) AS line, concat_ws(',', {raw_cols}) AS raw "
+        f"FROM {p.raw} AS r {' '.join(p.joins)}"
+    )
+    checked, conflict = _checked_sql(base, m, lo, hi)
+    scan = p.scan
+    scan.sql = _lines_sql(checked, conflict, m, config, window_end)
     scan.excluded_sql = (f"SELECT source_file, excluded, count(*) AS n FROM ({base}) WHERE excluded IS NOT NULL "
-                         "GROUP BY ALL") if excluded else ""
-    scan.sql = lines
-    if m.order_col:
-        k = "(file_idx * 1099511627776 + line)"  # file order, then line
-        scan.valid_sql = (
-            f"SELECT arg_min(user_id, {k}) AS user_id, arg_min(ts, {k}) AS ts, "
-            f"CAST(sum(CAST(amount AS DECIMAL(38, 9))) AS DOUBLE) + 0.0 AS amount, CAST(NULL AS BIGINT) AS n_items, "
-            f"arg_min(source_file, {k}) AS source_file, arg_min(line, {k}) AS line "
-            f"FROM ({lines}) WHERE error IS NULL GROUP BY order_key"
-        )
-    else:
-        scan.valid_sql = f"SELECT user_id, ts, amount, n_items, source_file, line FROM ({lines}) WHERE error IS NULL"
+                         "GROUP BY ALL") if has_rules else ""
+    scan.valid_sql = _valid_sql(scan.sql, m)
     return scan
 
 
