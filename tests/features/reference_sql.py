@@ -19,7 +19,8 @@ from spendlab.calendar import (
     period_end,
     period_start,
 )
-from spendlab.features.config import CALENDAR_COLUMNS, PERIODS_PER_YEAR, FeatureConfig, feature_columns, rolling_name
+from spendlab.features.arrays import feature_columns
+from spendlab.features.config import CALENDAR_COLUMNS, PERIODS_PER_YEAR, FeatureConfig, rolling_name
 
 #: Names of the small tables :func:`calendar_tables` builds and the feature SQL joins.
 EVENT_DAYS_TABLE = "spendlab_event_days"

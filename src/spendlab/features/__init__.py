@@ -5,7 +5,7 @@ it. :func:`build_target` is the only function that reads after the cutoff.
 """
 
 from spendlab.calendar import next_period_start, period_end, period_start, shift_period
-from spendlab.features.arrays import compute_features
+from spendlab.features.arrays import FAMILIES, FeatureFamily, FeatureInputs, compute_features, feature_columns
 from spendlab.features.build import (
     asof_rows_table,
     asof_view,
@@ -15,10 +15,13 @@ from spendlab.features.build import (
     build_panel_table,
     build_target,
 )
-from spendlab.features.config import FeatureConfig, feature_columns
+from spendlab.features.config import FeatureConfig
 
 __all__ = [
+    "FAMILIES",
     "FeatureConfig",
+    "FeatureFamily",
+    "FeatureInputs",
     "asof_rows_table",
     "asof_view",
     "build_features",

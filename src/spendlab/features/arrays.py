@@ -21,7 +21,8 @@ the user's history averages the periods the user has; ratios with a zero denomin
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,7 +34,6 @@ from spendlab.features.config import (
     PERIODS_PER_YEAR,
     SAME_PERIOD_LAST_YEAR,
     FeatureConfig,
-    feature_columns,
     lag_name,
     rolling_name,
 )
@@ -105,10 +105,50 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.where(den > 0, num / safe, 0.0)
 
 
-def _window_features(windows: Mapping[str, np.ndarray], n: np.ndarray, freq: Freq,
-                     config: FeatureConfig) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class FeatureInputs:
+    """What a feature family computes from: one entry per user, all in the output's user order.
+
+    Attributes
+    ----------
+    stats
+        The columns of :func:`~spendlab.features.sql.user_stats_sql` (float64 sums, int day numbers
+        since 1970-01-01).
+    windows
+        Per panel column of :func:`window_widths`: its :func:`window_matrix` (``k`` = 0 is the as-of period).
+    n_periods
+        The periods each user has existed by the cutoff (float64).
+    as_of, freq, config
+        The cutoff, the frequency and the feature declaration.
+    calendar
+        The ``asof_*`` / ``target_*`` covariates (:func:`~spendlab.features.sql.calendar_tables`).
+    """
+
+    stats: Mapping[str, np.ndarray]
+    windows: Mapping[str, np.ndarray]
+    n_periods: np.ndarray
+    as_of: dt.date
+    freq: Freq
+    config: FeatureConfig
+    calendar: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class FeatureFamily:
+    """A group of features: the column names it declares and the function that computes them.
+
+    ``columns(config, freq)`` names the columns in output order; ``compute(inputs)`` returns exactly
+    those columns, one float per user, from :class:`FeatureInputs` only (so every engine computes it
+    the same way, and nothing after the cutoff can reach it).
+    """
+
+    columns: Callable[[FeatureConfig, Freq], list[str]]
+    compute: Callable[[FeatureInputs], Mapping[str, np.ndarray]]
+
+
+def _window_features(x: FeatureInputs) -> dict[str, np.ndarray]:
     """Lags, rolling statistics and trend slopes: columns, row sums and dot products of the matrices."""
-    spec = config.for_freq(freq)
+    windows, n, spec = x.windows, x.n_periods, x.config.for_freq(x.freq)
     out: dict[str, np.ndarray] = {}
     for column, lags in spec.lags.items():
         matrix = windows[column]
@@ -123,9 +163,9 @@ def _window_features(windows: Mapping[str, np.ndarray], n: np.ndarray, freq: Fre
     return out
 
 
-def _user_features(stats: Mapping[str, np.ndarray], n: np.ndarray, as_of: dt.date, freq: Freq,
-                   config: FeatureConfig) -> dict[str, np.ndarray]:
+def _user_features(x: FeatureInputs) -> dict[str, np.ndarray]:
     """Totals, ratios, days and the BTYD summary: arithmetic on the per-user sums."""
+    stats, n, as_of, freq, config = x.stats, x.n_periods, x.as_of, x.freq, x.config
     as_of_day = (as_of - _EPOCH).days
     week_end = (period_end(as_of, "week") - _EPOCH).days
     first_day = np.asarray(stats["first_day"], dtype=np.int64)
@@ -158,9 +198,51 @@ def _user_features(stats: Mapping[str, np.ndarray], n: np.ndarray, as_of: dt.dat
     return out
 
 
+def _window_columns(config: FeatureConfig, freq: Freq) -> list[str]:
+    spec = config.for_freq(freq)
+    cols = [lag_name(column, i) for column, k in spec.lags.items() for i in range(1, k + 1)]
+    cols += [rolling_name(r.column, s, w) for r in spec.rolling for s in r.stats for w in r.windows]
+    return cols + [f"trend_slope_window{w}" for w in spec.trend_windows]
+
+
+def _user_columns(config: FeatureConfig, freq: Freq) -> list[str]:
+    cols = [SAME_PERIOD_LAST_YEAR, HAS_LAST_YEAR, "spend_total", "n_transactions_total", "mean_basket",
+            "n_active_periods", "n_periods", "days_since_last_purchase", "tenure_days"]
+    cols += [f"active_days_per_week_mean_last{w}" for w in config.weekly_activity_windows]
+    cols += ["weeks_since_last_purchase", "holiday_spend_share", "refund_amount_total", "refund_count_total"]
+    return cols + ["bgnbd_frequency", "bgnbd_recency_days", "bgnbd_T_days", "bgnbd_monetary"]
+
+
+def _calendar_columns(config: FeatureConfig, freq: Freq) -> list[str]:
+    return [f"{when}_{c}" for when in ("asof", "target") for c in CALENDAR_COLUMNS]
+
+
+def _calendar_features(x: FeatureInputs) -> dict[str, np.ndarray]:
+    """Broadcast the as-of and target periods' calendar covariates to every user."""
+    n = len(x.n_periods)
+    return {name: np.full(n, float(x.calendar[name])) for name in _calendar_columns(x.config, x.freq)}
+
+
+#: The feature families, in column order: adding a family is one entry here (its columns and their
+#: computation); :func:`feature_columns` and :func:`compute_features` read nothing else. The BTYD
+#: statistics (``FeatureConfig.btyd``) come after them, from their own DuckDB query.
+FAMILIES: dict[str, FeatureFamily] = {
+    "windows": FeatureFamily(_window_columns, _window_features),
+    "user": FeatureFamily(_user_columns, _user_features),
+    "calendar": FeatureFamily(_calendar_columns, _calendar_features),
+}
+
+
+def feature_columns(config: FeatureConfig, freq: Freq) -> list[str]:
+    """Return every feature column :func:`spendlab.features.build_features` returns, in order (``user_id`` first)."""
+    check_freq(freq)
+    cols = ["user_id"] + [c for family in FAMILIES.values() for c in family.columns(config, freq)]
+    return cols + (list(BTYD_COLUMNS) if config.btyd else [])
+
+
 def compute_features(stats: Mapping[str, np.ndarray], windows: Mapping[str, np.ndarray], *, as_of: dt.date,
                      freq: Freq, config: FeatureConfig, calendar: Mapping[str, float]) -> dict[str, np.ndarray]:
-    """Every feature of :func:`~spendlab.features.config.feature_columns` (``user_id`` aside), float64.
+    """Compute every feature of :func:`feature_columns` (``user_id`` aside), float64, family by family.
 
     Parameters
     ----------
@@ -173,13 +255,13 @@ def compute_features(stats: Mapping[str, np.ndarray], windows: Mapping[str, np.n
         The ``asof_*`` / ``target_*`` covariates (:func:`~spendlab.features.sql.calendar_tables`).
     """
     check_freq(freq)
-    n = np.asarray(stats["n_periods"], dtype=np.float64)
-    out = _window_features(windows, n, freq, config)
-    out.update(_user_features(stats, n, as_of, freq, config))
-    for when in ("asof", "target"):
-        for c in CALENDAR_COLUMNS:
-            out[f"{when}_{c}"] = np.full(len(n), float(calendar[f"{when}_{c}"]))
+    x = FeatureInputs(stats, windows, np.asarray(stats["n_periods"], dtype=np.float64), as_of, freq, config, calendar)
+    out: dict[str, np.ndarray] = {}
+    for key, family in FAMILIES.items():
+        values, declared = family.compute(x), family.columns(config, freq)
+        if sorted(values) != sorted(declared):  # the declaration and the definitions must agree
+            raise AssertionError(f"feature family {key!r} defined {sorted(set(values) ^ set(declared))} "
+                                 "differently from its declared columns")
+        out.update(values)
     names = [c for c in feature_columns(config, freq)[1:] if c not in BTYD_COLUMNS]  # joined after: build.py
-    if sorted(out) != sorted(names):  # the declaration and the definitions must agree
-        raise AssertionError(f"features defined {sorted(set(out) ^ set(names))} differently from the declaration")
     return {name: np.asarray(out[name], dtype=np.float64) for name in names}

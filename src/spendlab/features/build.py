@@ -284,7 +284,7 @@ def build_features(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date
     Returns
     -------
     pandas.DataFrame
-        ``user_id`` (str) and the columns of :func:`~spendlab.features.config.feature_columns`, all
+        ``user_id`` (str) and the columns of :func:`~spendlab.features.arrays.feature_columns`, all
         float64 without NaN or inf, sorted by ``user_id``. Fill policy: periods before a user's first
         period do not exist (a window longer than the history averages the periods the user has);
         inactive periods inside the history are 0; ratios with a zero denominator are 0; the last-year

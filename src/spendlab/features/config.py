@@ -14,7 +14,6 @@ from pydantic import field_validator, model_validator
 
 from spendlab.calendar import CalendarConfig, Freq, check_freq
 from spendlab.config import StrictModel, parse_config
-from spendlab.features.btyd import BTYD_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -165,23 +164,3 @@ def feature_config_from_dict(data: dict, source: str) -> FeatureConfig:
     if set(data) & set(FeatureConfig.model_fields):
         return parse_config(FeatureConfig, data, source)
     return parse_config(FeatureConfig, data.get("features") or {}, f"{source} (features)")
-
-
-def feature_columns(config: FeatureConfig, freq: Freq) -> list[str]:
-    """Every feature column :func:`spendlab.features.build_features` returns, in order (``user_id`` first)."""
-    spec = config.for_freq(freq)
-    cols = ["user_id"]
-    for column, k in spec.lags.items():
-        cols += [lag_name(column, i) for i in range(1, k + 1)]
-    cols += [rolling_name(r.column, s, w) for r in spec.rolling for s in r.stats for w in r.windows]
-    cols += [f"trend_slope_window{w}" for w in spec.trend_windows]
-    cols += [SAME_PERIOD_LAST_YEAR, HAS_LAST_YEAR]
-    cols += ["spend_total", "n_transactions_total", "mean_basket", "n_active_periods", "n_periods",
-             "days_since_last_purchase", "tenure_days"]
-    cols += [f"active_days_per_week_mean_last{w}" for w in config.weekly_activity_windows]
-    cols += ["weeks_since_last_purchase", "holiday_spend_share", "refund_amount_total", "refund_count_total"]
-    cols += ["bgnbd_frequency", "bgnbd_recency_days", "bgnbd_T_days", "bgnbd_monetary"]
-    cols += [f"{when}_{c}" for when in ("asof", "target") for c in CALENDAR_COLUMNS]
-    if config.btyd:
-        cols += list(BTYD_COLUMNS)
-    return cols

@@ -25,8 +25,8 @@ import pyarrow as pa
 from spendlab.calendar import Freq, check_freq, period_end, period_start, shift_period
 from spendlab.config import ReaderConfig
 from spendlab.errors import InputFileError, NoDataError, SpendlabError
-from spendlab.features.arrays import compute_features, window_matrix, window_widths
-from spendlab.features.config import FeatureConfig, feature_columns
+from spendlab.features.arrays import compute_features, feature_columns, window_matrix, window_widths
+from spendlab.features.config import FeatureConfig
 from spendlab.features.sql import (
     EVENT_DAYS_TABLE,
     aggregate_sql,
