@@ -123,3 +123,12 @@ def _check_outputs(block: Block, stdout: str, cwd: Path) -> None:
         summary = json.loads((cwd / "outputs" / "mine" / "summary.json").read_text(encoding="utf-8"))
         assert summary["n_users"] == 3
         assert summary["total_spend"] == pytest.approx(147.65)
+
+
+def test_extending_spendlab_shows_each_extension_in_one_place_in_under_20_lines() -> None:
+    section = README.read_text(encoding="utf-8").split("\n## Extending spendlab\n", 1)[1].split("\n## ", 1)[0]
+    blocks = readme_blocks(section)
+    assert [(b.lang, b.mark) for b in blocks] == [("python", None)] * 3, "three snippets, each run above"
+    for block, registry in zip(blocks, ("READERS[", "MODELS[", "FAMILIES["), strict=True):
+        assert block.code.count(registry) == 1, f"the snippet registers through {registry}...] once"
+        assert len(block.code.splitlines()) < 20, f"{registry}...] snippet is {len(block.code.splitlines())} lines"

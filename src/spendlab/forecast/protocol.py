@@ -18,6 +18,7 @@ from pydantic import field_validator, model_validator
 from spendlab.calendar import Freq, period_end, shift_period
 from spendlab.config import ReaderConfig, StrictModel
 from spendlab.errors import ConfigError
+from spendlab.io.load import READERS
 from spendlab.models.registry import COMBINERS, MODELS
 
 
@@ -25,8 +26,15 @@ class DatasetSpec(StrictModel):
     """Where the transactions come from (same arguments as ``spendlab validate``)."""
 
     input: str
-    format: Literal["millions", "cdnow", "generic"] = "generic"
+    format: str = "generic"  # a key of spendlab.io.load.READERS
     name: str | None = None  # the dataset's name in MLflow; default: the input
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        if v not in READERS:
+            raise ValueError(f"unknown format {v!r}; choose one of {', '.join(READERS)}")
+        return v
 
 
 class Origins(StrictModel):

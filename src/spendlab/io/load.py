@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import duckdb
 import pandas as pd
@@ -27,8 +27,15 @@ from spendlab.io.rejects import FileReport, LoadReport, Mode, RejectSink, finish
 from spendlab.schema import CANONICAL_SCHEMA
 from spendlab.settings import parse_memory_limit
 
-Format = Literal["millions", "cdnow", "generic"]
-FORMATS: tuple[str, ...] = ("millions", "cdnow", "generic")
+#: A text reader: ``reader(path, config, sink, rows)`` appends each valid row of one file to ``rows``
+#: (:meth:`RowBuilder.add`) and reports each invalid one to ``sink`` (:meth:`RejectSink.reject`).
+FileReader = Callable[[Path, ReaderConfig, RejectSink, RowBuilder], None]
+
+#: The input formats, by the name ``--format`` and ``dataset.format`` take: adding a format is one
+#: entry here. ``generic`` also reads Parquet and line items (:mod:`spendlab.io.parquet`, an order book).
+READERS: dict[str, FileReader] = {"millions": read_millions, "cdnow": read_cdnow, "generic": read_generic_csv}
+#: The built-in format names (for help texts); :data:`READERS` is what a load checks against.
+FORMATS: tuple[str, ...] = tuple(READERS)
 
 
 def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -108,6 +115,19 @@ class Transactions:
         return h.hexdigest()
 
 
+def check_format(fmt: str) -> str:
+    """Return ``fmt`` if it names a registered reader.
+
+    Raises
+    ------
+    SpendlabError
+        ``fmt`` is not a key of :data:`READERS`; the message lists the formats.
+    """
+    if fmt not in READERS:
+        raise SpendlabError(f"unknown format {fmt!r}; choose one of {', '.join(READERS)}")
+    return fmt
+
+
 def _is_parquet(path: Path) -> bool:
     if path.name.lower().endswith((".gz", ".csv", ".txt")):
         return False
@@ -131,8 +151,7 @@ def load_transactions(
     :class:`InputFileError`; row problems are handled by ``mode``. ``con`` is the DuckDB
     connection Parquet inputs are scanned on (default: a new one from :func:`connect`).
     """
-    if fmt not in FORMATS:
-        raise SpendlabError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    check_format(fmt)
     config = config or ReaderConfig()
     found = resolve_input(source, fmt)
     name, files = found.name, found.files
@@ -150,8 +169,7 @@ def load_transactions(
         return Transactions(name, report, sql=scan.sql, files=tuple(str(f) for f in files), config=config,
                             lookups=scan.lookups)
     book = OrderBook() if fmt == "generic" and config.generic.order_col else None
-    generic = functools.partial(read_generic_csv, orders=book)
-    reader = {"millions": read_millions, "cdnow": read_cdnow, "generic": generic}[fmt]
+    reader = READERS[fmt] if book is None else functools.partial(READERS[fmt], orders=book)
     tables = []
     for f in files:
         file_report = FileReport(str(f))
