@@ -1,21 +1,10 @@
 """Every as-of feature as array arithmetic over the compact aggregates: one definition for every engine.
 
-The engines (DuckDB in :mod:`spendlab.features.build`, Spark in :mod:`spendlab.spark.features`) read
-the transactions once into the per-(user, period) aggregate (:func:`~spendlab.features.sql.aggregate_sql`)
-and reduce it with the same SQL to one row of sums per user
-(:func:`~spendlab.features.sql.user_stats_sql`) and the user's recent active periods
-(:func:`~spendlab.features.sql.window_cells_sql`). This module turns those into the features:
-
-- the recent periods become a users x periods matrix per panel column (:func:`window_matrix`; ``k`` =
-  0 is the period containing the as-of date, inactive periods and periods before the user's first
-  are 0);
-- lags are its columns, rolling sums are row sums of its first ``w`` columns, the rolling standard
-  deviation is two-pass (centred) over the ``min(w, n_periods)`` periods the user has, the trend is
-  the least-squares slope over the same periods, in closed form;
-- everything else is arithmetic on the per-user sums.
-
-Fill policy (the one documented in :func:`spendlab.features.build_features`): a window longer than
-the user's history averages the periods the user has; ratios with a zero denominator are 0.
+The engines (DuckDB in :mod:`spendlab.features.build`, Spark in :mod:`spendlab.spark.features`) reduce
+the rows to one row of sums per user (:func:`~spendlab.features.sql.user_stats_sql`) and the user's
+recent active periods (:func:`~spendlab.features.sql.window_cells_sql`); the :data:`FAMILIES` here
+turn those into the features. Fill policy: a window longer than the user's history averages the
+periods the user has; ratios with a zero denominator are 0. Why: ``docs/features.md``.
 """
 
 from __future__ import annotations

@@ -1,28 +1,11 @@
 """The feature SQL, generated from the declaration: the aggregates every engine computes the same way.
 
-Everything is plain ANSI-style SQL (CASE, SUM/MIN/MAX, BIT_OR/BIT_COUNT, DATE_DIFF, YEAR/MONTH/DAY)
-written in DuckDB's dialect and kept transpilable to Spark SQL with
-``sqlglot.transpile(sql, read="duckdb", write="spark")``. No QUALIFY, list functions, macros or
-``COLUMNS(*)``. Calendar covariates are small tables built in Python (:func:`calendar_tables`), so
-the SQL needs no holiday logic. Money is summed in fixed point (:data:`MONEY`) so a rerun gives
-bit-identical sums whatever order threads add rows in.
-
-Layers:
-
-``periods`` (:func:`aggregate_sql`)
-    The one pass over the as-of rows: one row per user and active period ``k`` (0 = the period
-    containing the as-of date), the sparse panel. Gross ``spend`` (sum of positive amounts),
-    ``n_transactions`` (purchases: amount > 0), ``active_days`` (distinct purchase days, via a day
-    bitmask), ``refund_amount`` (sum of -amount for amount < 0), ``refund_count``, spend on event
-    days, first/last purchase day. Ids keep their native type (an int64 id hashes far faster than text).
-``first_day`` (:func:`first_day_spend_sql`)
-    Spend on each user's first purchase day (the BG/NBD monetary value leaves it out, as lifetimes
-    does): the purchases probed against one key per user, not a second aggregate.
-per-user sums (:func:`user_stats_sql`) and recent cells (:func:`window_cells_sql`)
-    One row of exact sums and days per user, and the user's active periods within the longest window
-    the features read. The features are array arithmetic over these two, defined once in
-    :mod:`spendlab.features.arrays` (lags are matrix columns, rolling statistics row sums, slopes
-    dot products).
+``periods`` (:func:`aggregate_sql`) is the one pass over the as-of rows: one row per user and active
+period ``k`` (0 = the period containing the as-of date). :func:`first_day_spend_sql` adds spend on
+each user's first purchase day; :func:`user_stats_sql` and :func:`window_cells_sql` reduce ``periods``
+to one row of exact sums per user and the recent cells the features read
+(:mod:`spendlab.features.arrays`). The SQL is DuckDB's dialect kept transpilable to Spark SQL, and
+money is summed in fixed point (:data:`MONEY`). Why each choice: ``docs/features.md``.
 """
 
 from __future__ import annotations

@@ -1,24 +1,10 @@
 """Probabilistic next-period spend for a zero-inflated target: a hurdle calibrated on validation origins.
 
-Most users spend nothing in a given period, so the realized amount has a point mass at 0 and a
-skewed positive part. A residual band around the expected value (the point forecast) cannot
-describe that: it either excludes 0 for a user who most likely spends nothing, or it is wide for
-everybody. The calibration here describes the realized amount ``Y`` of a user as a hurdle,
-
-- ``p_spend = P(Y > 0)``: isotonic regression of ``1{y > 0}`` on the model's point forecast,
-  per segment (new / active / lapsed), fitted on the **validation** origins (so calibrated and
-  monotone in the forecast);
-- ``G``: the distribution of ``Y`` given ``Y > 0``: empirical quantiles of the positive outcomes per
-  segment and bin of the point forecast (Mondrian groups), also on the validation origins;
-
-and the quantiles of the realized amount follow from the mixture ``F(y) = (1 - p) + p G(y)``:
-``Q(tau) = 0`` when ``tau <= 1 - p``, else ``G^-1((tau - (1 - p)) / p)``. The 80% interval is
-``[Q(0.1), Q(0.9)]`` while ``P(Y = 0) < 10%``, else ``[0, Q(0.8)]`` (which covers exactly 80%, or
-``P(Y = 0)`` when that is above 80%: then it is ``[0, 0]``); ``median = Q(0.5)``. A user who most likely
-spends nothing gets ``[0, 0]`` or ``[0, x]``, and the expected value (``prediction``) may lie above
-``upper`` for such a user. In a group of users who almost all spend nothing the interval covers about
-that zero share, above 80%: no interval that contains the most likely outcome can cover less.
-Test coverage is measured (:func:`calibration_report`), never tuned.
+``p_spend = P(Y > 0)`` is an isotonic regression of ``1{y > 0}`` on the point forecast per segment;
+the positive part is the empirical quantiles of the positive outcomes per segment and forecast bin.
+The realized amount's median and 80% interval follow from the mixture ``(1 - p) delta_0 + p G``;
+test coverage is measured (:func:`calibration_report`), never tuned. Method and reasons:
+``docs/intervals.md``.
 """
 
 from __future__ import annotations

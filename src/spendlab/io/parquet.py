@@ -1,27 +1,10 @@
 """Generic Parquet inputs under exactly the reader policies of CSV.
 
-Large inputs are Parquet, so rows are never parsed one by one in Python. But every *value rule*
-is the CSV reader's own Python function, applied once per distinct value and joined back in
-DuckDB:
-
-- a string column (``user_id``, ``ts`` or ``amount``) goes through the same parser as a CSV field
-  (:func:`~spendlab.io.parsing.normalise_user_id`, :func:`~spendlab.io.parsing.parse_amount`,
-  :func:`~spendlab.io.parsing.timestamp_parser`), so an offset or ``Z`` in a string keeps its
-  instant, ``"1_000"`` is an ``AMOUNT_FORMAT`` reject and DST gaps follow ``dst_policy``;
-- a typed amount (integer, float, decimal) goes through :func:`parse_amount` as the Python value
-  (so ``SUB_CENT``, ``OUT_OF_RANGE`` and ``NON_FINITE`` are the CSV checks);
-- a time-zone-aware timestamp keeps its instant; a naive timestamp or date is read in
-  ``reader.timezone``: one offset per distinct local hour where the hour holds no DST change, and
-  :func:`~spendlab.io.parsing.localize` per distinct value inside the few hours that do;
-- boolean, struct, list, map and binary columns fail the file (``UNSUPPORTED_TYPE``), and a
-  ``ts`` column that is a string in one file and a timestamp in another fails it too.
-
-Checks run in the CSV reader's order (include/exclude rules, user, amount, timestamp, window,
-order), so a row with several problems has the same error type in both formats. Line items
-(``order_col``, ``quantity_col`` x ``unit_price_col``) use :mod:`spendlab.io.lineitems`' functions
-per distinct value or (quantity, price) pair, and orders are grouped in DuckDB by their first
-(file, row). The lookup tables travel with the SQL in
-:class:`ParquetScan`; ``Transactions.register`` puts them on any connection.
+Rows are never parsed one by one in Python, but every value rule is the CSV reader's own function
+(:mod:`spendlab.io.parsing`, :mod:`spendlab.io.lineitems`), applied once per distinct value and
+joined back in DuckDB as a lookup table. Checks run in the CSV reader's order, so a row with several
+problems has the same error type in both formats; unsupported column types fail the file. The
+lookup tables travel with the SQL in :class:`ParquetScan`. Rules and reasons: ``docs/reading-data.md``.
 """
 # long: the Parquet half of the one reader policy (footers, lookups, one scan statement); the CSV half is io/generic.py and io/parsing.py
 

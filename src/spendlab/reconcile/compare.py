@@ -1,25 +1,10 @@
 """Reconcile a platform's user summary and a client's export against the delta files they came from.
 
 The pure part of ``spendlab reconcile``: from the tables :mod:`spendlab.reconcile.inputs` loaded, rebuild
-the expected summary, compare it with both sides per user and column, and give every differing
-user exactly one primary cause from a closed list. Rendering and writing live in
-:mod:`spendlab.reconcile.render`; this module only returns tables and a summary dict.
-
-Rules (documented in docs/reconcile.md):
-
-* **Rebuild**: per user, the delta row with the largest ``batch_id`` (numeric). Rows tied on the
-  largest batch with different values are broken by value (largest ``total_spend``, then
-  ``count_saved_items``, then ``loyalty_credits``), so the rebuilt values never depend on file order
-  or names; identical tied rows are attributed to the file that sorts last (natural order), then
-  the later line. Every tie is reported (``TIE_BATCH`` / ``DUP_IN_FILE`` / ``DUP_IDENTICAL``).
-* **Comparison**: money columns (``total_spend``, ``loyalty_credits``) match when
-  ``|a - b| <= tolerance + rel_tolerance * |b|`` (datacompy's formula); counts and ``batch_id`` match
-  exactly; NULL matches only NULL. Keys are compared as strings.
-* **Dollars**: a user's amount is ``source total_spend - platform total_spend`` (a missing row counts
-  0; duplicate rows are summed), attributed whole to the user's primary cause. Hence
-  ``explained + unexplained + within_tolerance == gap == source_total - platform_total``.
-* **Primary cause**: each side is compared with the rebuild; the user's cause comes from the side
-  that differs from it (the platform when both do; the source's cause is kept as a secondary note).
+the expected summary (the largest ``batch_id`` per user, ties broken by value and reported), compare it
+with both sides per user and column, and give every differing user exactly one primary cause from a
+closed list, with ``explained + unexplained + within_tolerance == gap``. Rendering and writing live in
+:mod:`spendlab.reconcile.render`. The rules and their reasons: ``docs/reconcile.md``.
 """
 
 from __future__ import annotations
