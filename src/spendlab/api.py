@@ -150,6 +150,22 @@ def load(data: str | Path | pd.DataFrame, *, format: str = "generic",
         Reader policy: a :class:`~spendlab.config.ReaderConfig` or the ``reader:`` mapping of a config file.
     mode
         ``quarantine`` (bad rows go to ``rejects``), ``collect`` or ``strict`` (raise).
+    user_col, time_col, amount_col
+        The DataFrame's column names.
+
+    Returns
+    -------
+    LoadResult
+        The canonical rows, the validation summary, per-file counts and the rejected rows.
+
+    Raises
+    ------
+    ConfigError
+        A setting or config is invalid (one line naming it).
+    InputFileError
+        An input file cannot be read (empty, wrong header, corrupt).
+    RowError
+        ``mode="strict"`` and a row is invalid.
     """
     tx = _transactions(data, format=format, reader=reader, mode=mode, user_col=user_col, time_col=time_col,
                        amount_col=amount_col)
@@ -199,11 +215,40 @@ def describe_transactions(data: Data, *, out: str | Path | None = None, format: 
              **columns: str) -> DescribeResult:
     """Describe transactions: monthly spend, per-user values, days with spend per week, insights.
 
-    ``out`` writes the CSVs, figures and ``report.html`` as ``spendlab describe --out`` does.
-    ``per_user_tables=False`` leaves the per-user tables (one row per user, user-month, user-week)
-    out of ``tables`` (they stay in the CSVs), for inputs with millions of users. ``net_refunds``
-    defaults to the reader policy (``refunds: net``). Other keywords name the DataFrame columns
-    (``user_col``, ``time_col``, ``amount_col``).
+    Parameters
+    ----------
+    data
+        A file, directory, glob or ``builtin:cdnow``; or a DataFrame with one row per transaction
+        (its columns named by ``user_col``, ``time_col``, ``amount_col`` in ``columns``).
+    out
+        A folder to write the CSVs, figures and ``report.html`` to, as ``spendlab describe --out`` does.
+    format, reader, mode
+        The input format, reader policy and validation mode, as in :func:`load`.
+    country
+        The holiday calendar (``holidays`` country code).
+    top_n
+        Rows in the report's top/bottom tables.
+    currency
+        An ISO 4217 code shown with money, or None.
+    net_refunds
+        Subtract refunds from spend; default: the reader policy (``refunds: net``).
+    per_user_tables
+        ``False`` leaves the per-user tables (user, user-month, user-week) out of ``tables`` (they stay
+        in the CSVs), for inputs with millions of users.
+    memory_limit, threads
+        DuckDB's limits.
+
+    Returns
+    -------
+    DescribeResult
+        The summary, every table and the HTML page.
+
+    Raises
+    ------
+    ConfigError
+        A setting or config is invalid (one line naming it).
+    InputFileError
+        An input file cannot be read (empty, wrong header, corrupt).
     """
     check_currency(currency)  # before any data is read
     tx = _transactions(data, format=format, reader=reader, mode=mode, **columns)
@@ -247,11 +292,38 @@ def user_features(data: Data, *, freq: Freq = "month", as_of: dt.date | str | No
              format: str = "generic", reader: ReaderConfig | Mapping[str, Any] | None = None,
              mode: Mode | str = Mode.QUARANTINE, threads: int | None = 2, memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
              **columns: str) -> FeaturesResult:
-    """Leakage-safe features as of a cutoff (default: the end of the latest complete period).
+    """Compute leakage-safe features as of a cutoff; only transactions on or before it are read.
 
-    Only transactions on or before ``as_of`` are read. ``config`` is a feature-set YAML path or a
-    :class:`~spendlab.features.config.FeatureConfig` (default: spendlab's feature set). ``out`` writes
-    the Parquet file ``spendlab features --out`` writes (with its ``spendlab.*`` metadata).
+    Parameters
+    ----------
+    data
+        A file, directory, glob or ``builtin:cdnow``; or a DataFrame with one row per transaction
+        (its columns named by ``user_col``, ``time_col``, ``amount_col`` in ``columns``).
+    freq
+        ``month`` or ``week``.
+    as_of
+        The cutoff (default: the end of the latest complete period in the data).
+    config
+        A feature-set YAML path or a :class:`~spendlab.features.config.FeatureConfig` (default:
+        spendlab's feature set).
+    out
+        Write the Parquet file ``spendlab features --out`` writes (with its ``spendlab.*`` metadata).
+    format, reader, mode
+        The input format, reader policy and validation mode, as in :func:`load`.
+    threads, memory_limit
+        DuckDB's limits.
+
+    Returns
+    -------
+    FeaturesResult
+        One row per user seen by the cutoff, and the cutoff used.
+
+    Raises
+    ------
+    ConfigError
+        A setting or config is invalid (one line naming it).
+    InputFileError
+        An input file cannot be read (empty, wrong header, corrupt).
     """
     if freq not in ("month", "week"):
         raise ConfigError(f"freq must be month or week, got {freq!r}")
@@ -298,10 +370,38 @@ def experiment(data: Data | None = None, *, config: str | Path | Mapping[str, An
                **columns: str) -> ExperimentResult:
     """Backtest models on rolling origins and log them to MLflow, as ``spendlab experiment run`` does.
 
-    ``config`` is an experiment YAML (``experiments/cdnow.yaml``), the same keys as a mapping, or an
-    :class:`~spendlab.forecast.protocol.ExperimentConfig`; ``data`` (a path or DataFrame) replaces its
-    dataset (a mapping may then leave ``dataset`` out). ``models`` overrides its model list;
-    ``tracking_uri`` its MLflow store (default ``sqlite:///mlruns/mlflow.db``).
+    Parameters
+    ----------
+    data
+        A path or DataFrame that replaces the experiment's dataset (a mapping config may then leave
+        ``dataset`` out); None reads the dataset the config names.
+    config
+        An experiment YAML (``experiments/cdnow.yaml``), the same keys as a mapping, or an
+        :class:`~spendlab.forecast.protocol.ExperimentConfig`.
+    models
+        Overrides the experiment's model list (registry keys).
+    out
+        A folder to keep the leaderboard, predictions and report in (default: a temporary one).
+    tracking_uri
+        The MLflow store (default ``sqlite:///mlruns/mlflow.db``).
+    tuned_dir
+        Where ``spendlab tune`` wrote tuned parameters.
+    jobs
+        Backtests run at once.
+    format
+        The format of ``data`` when it is a path.
+
+    Returns
+    -------
+    ExperimentResult
+        The leaderboard, the champion and the test-origin predictions.
+
+    Raises
+    ------
+    ConfigError
+        A setting or config is invalid (one line naming it).
+    InputFileError
+        An input file cannot be read (empty, wrong header, corrupt).
     """
     label = str(data) if isinstance(data, (str, Path)) else FRAME_NAME if isinstance(data, pd.DataFrame) \
         else str(getattr(data, "name", FRAME_NAME))
@@ -376,9 +476,38 @@ def score(data: Data, *, model: str | LoadedModel = "models:/spendlab-next-month
           tracking_uri: str | None = None, progress: bool = False, **columns: str) -> ScoreResult:
     """Score every user's next-period spend with the registered model, as ``spendlab score`` does.
 
-    ``model`` is an MLflow model URI (default: the ``@champion`` of ``spendlab-next-month``) or a
-    model already loaded with :func:`spendlab.tracking.scorer.load_model`. ``as_of`` defaults to the
-    end of the latest complete period in the data. ``out`` keeps the Parquet file.
+    Parameters
+    ----------
+    data
+        A file, directory, glob or ``builtin:cdnow``; or a DataFrame with one row per transaction
+        (its columns named by ``user_col``, ``time_col``, ``amount_col`` in ``columns``).
+    model
+        An MLflow model URI (default: the ``@champion`` of ``spendlab-next-month``) or a model already
+        loaded with :func:`spendlab.tracking.scorer.load_model`.
+    as_of
+        The cutoff (default: the end of the latest complete period in the data).
+    out
+        Keep the Parquet file of scores here.
+    format, reader
+        The input format and reader policy, as in :func:`load`.
+    chunk_users
+        Users scored per batch (bounds memory).
+    tracking_uri
+        The MLflow store the model URI resolves in.
+    progress
+        Print progress lines.
+
+    Returns
+    -------
+    ScoreResult
+        One row per user seen by the cutoff: expected spend, P(spend), median and 80% interval.
+
+    Raises
+    ------
+    ConfigError
+        A setting or config is invalid (one line naming it).
+    InputFileError
+        An input file cannot be read (empty, wrong header, corrupt).
     """
     cutoff = _date(as_of, "as_of")
     loading = load_model_async(model, tracking_uri=tracking_uri) if isinstance(model, str) else model
@@ -418,9 +547,35 @@ def reconcile_summaries(deltas: str | Path | Sequence[pd.DataFrame], *, platform
               memory_limit: str | None = None) -> ReconcileResult:
     """Rebuild the user summary from the deltas, compare it with both summaries, explain each difference.
 
-    ``deltas`` is a glob or folder of delta CSVs, or a list of DataFrames (in delta order);
-    ``platform`` and ``source`` are user-summary CSVs or DataFrames. DataFrames are written to a
-    temporary folder as CSV and read by the same validating readers as files.
+    Parameters
+    ----------
+    deltas
+        A glob or folder of delta CSVs, or a list of DataFrames (in delta order). DataFrames are
+        written to a temporary folder as CSV and read by the same validating readers as files.
+    platform, source
+        The platform's and the client's user summaries: CSV paths or DataFrames.
+    out
+        A folder for the reports and tables, as ``spendlab reconcile --out`` writes.
+    tolerance, rel_tolerance
+        Money matches when ``|a - b| <= tolerance + rel_tolerance * |b|``.
+    pattern
+        The regular expression a delta file's name matches (default: ``delta<k>.csv`` names).
+    contiguous_batches
+        Report gaps in the sequence of batch ids (a batch no file contains).
+    memory_limit
+        DuckDB's memory limit.
+
+    Returns
+    -------
+    ReconcileResult
+        The summary, the causes and one primary cause per differing user.
+
+    Raises
+    ------
+    ConfigError
+        A setting or config is invalid (one line naming it).
+    InputFileError
+        An input file cannot be read (empty, wrong header, corrupt).
     """
     with tempfile.TemporaryDirectory(prefix="spendlab-reconcile-in-") as staging, \
             _out_dir(out, "spendlab-reconcile-") as out_dir:
