@@ -69,7 +69,7 @@ def daily_spend_table(con: duckdb.DuckDBPyConnection, events: pd.DataFrame | Non
     if events is not None and len(events) and len(df):
         marks = events[events["name"].str.contains(MARKER_PATTERN, regex=True)]
         names = marks.groupby(marks["date"].dt.normalize())["name"].agg(lambda s: "; ".join(sorted(set(s))))
-        df["events"] = df["date"].map(names).fillna("")
+        df["events"] = df["date"].map(names).astype(object).fillna("")
     return df
 
 
