@@ -82,7 +82,7 @@ def test_december_is_busier_than_its_neighbouring_months_and_weekends_beat_monda
     per_day = counts / counts.index.days_in_month
     oct_, dec, jan = (per_day[month] for month in ("2023-10", "2023-12", "2024-01"))
     assert dec > 1.2 * max(oct_, jan)
-    weekday = ts.dt.weekday.value_counts()
+    weekday = ts.dt.day_of_week.value_counts()
     assert weekday[5] > 1.3 * weekday[0]  # Saturday vs Monday (weights 1.35 vs 0.9)
 
 
@@ -118,7 +118,7 @@ def _weekly_habits(df):
     g = buys.groupby("user_id")["ts"]
     n = g.size()
     span = (g.max().dt.to_period("M") - g.min().dt.to_period("M")).apply(lambda p: p.n) + 1
-    modal = buys.groupby("user_id")["ts"].agg(lambda s: s.dt.weekday.value_counts().iloc[0] / len(s))
+    modal = buys.groupby("user_id")["ts"].agg(lambda s: s.dt.day_of_week.value_counts().iloc[0] / len(s))
     keep = n >= 20
     return (n / span)[keep], modal[keep]
 

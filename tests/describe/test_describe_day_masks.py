@@ -39,7 +39,7 @@ def loaded(request, tmp_path_factory):
 def test_days_with_spend_per_week_equal_distinct_purchase_days(loaded) -> None:
     con, df = loaded
     spend = df[df["amount"] > 0].assign(day=lambda d: d["ts"].dt.normalize())
-    spend = spend.assign(week_start=spend["day"] - pd.to_timedelta(spend["day"].dt.weekday, unit="D"))
+    spend = spend.assign(week_start=spend["day"] - pd.to_timedelta(spend["day"].dt.day_of_week, unit="D"))
     want = spend.groupby(["user_id", "week_start"])["day"].nunique().sort_index()
     got = con.execute(f"SELECT user_id, week_start, days_with_spend FROM ({days_per_week_sql()}) "
                       "ORDER BY user_id, week_start").fetchdf()

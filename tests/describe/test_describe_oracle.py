@@ -91,7 +91,7 @@ def test_days_per_week_matches_pandas_isocalendar(synth) -> None:
     iso = spend["ts"].dt.isocalendar()
     spend["iso_year"], spend["iso_week"] = iso["year"].astype(int), iso["week"].astype(int)
     spend["day"] = spend["ts"].dt.normalize()
-    spend["week_start"] = (spend["day"] - pd.to_timedelta(spend["day"].dt.weekday, unit="D")).dt.strftime("%Y-%m-%d")
+    spend["week_start"] = (spend["day"] - pd.to_timedelta(spend["day"].dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
     want = spend.groupby(["user_id", "iso_year", "iso_week", "week_start"])["day"].nunique().rename("days_with_spend")
     got = pd.read_csv(out / "days_spent_per_week.csv", dtype={"user_id": str, "week_start": str}).set_index(
         ["user_id", "iso_year", "iso_week", "week_start"])["days_with_spend"]

@@ -69,7 +69,7 @@ def daily_spend_table(con: duckdb.DuckDBPyConnection, events: pd.DataFrame | Non
     if events is not None and len(events) and len(df):
         marks = events[events["name"].str.contains(MARKER_PATTERN, regex=True)]
         names = marks.groupby(marks["date"].dt.normalize())["name"].agg(lambda s: "; ".join(sorted(set(s))))
-        df["events"] = df["date"].map(names).fillna("")
+        df["events"] = df["date"].map(names).astype(object).fillna("")
     return df
 
 
@@ -180,7 +180,7 @@ def transaction_size_quantiles(con: duckdb.DuckDBPyConnection) -> dict[str, floa
     hist = con.execute(f"SELECT amount, n FROM {AMOUNT_COUNTS} ORDER BY amount").fetchnumpy()
     if len(hist["n"]) == 0:
         return {"p50": None, "p90": None, "p99": None, "mean": None}
-    mean = con.execute(f"SELECT sum(spend) / sum(n) FROM {AMOUNT_COUNTS}").fetchone()[0]
+    mean = con.execute(f"SELECT sum(spend) / sum(n) FROM {AMOUNT_COUNTS}").fetchall()[0][0]
     values, counts = np.asarray(hist["amount"], dtype=np.float64), np.asarray(hist["n"], dtype=np.int64)
     return {f"p{round(q * 100)}": _quantile_cont(values, counts, q) for q in (0.5, 0.9, 0.99)} | {"mean": float(mean)}
 
@@ -238,7 +238,7 @@ def lorenz_table(con: duckdb.DuckDBPyConnection, points: int = 200) -> tuple[pd.
         f"WITH u AS (SELECT total_spend AS spend FROM {USER}), "
         "r AS (SELECT spend, row_number() OVER (ORDER BY spend) AS i FROM u) "
         "SELECT 2 * sum(i * spend) / (count(*) * nullif(sum(spend), 0)) - (count(*) + 1) / count(*) FROM r"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     return curve, (None if gini is None else float(gini))
 
 

@@ -156,7 +156,7 @@ def summary_stats(con: duckdb.DuckDBPyConnection, tx: Transactions, *, net_refun
         "sum(n_spend_transactions) AS n_spend_transactions, sum(n_refunds) AS n_refunds, sum(refunds) AS refunds, "
         f"sum(net_spend) AS net_spend FROM {USER}"
     ).fetchdf().iloc[0]
-    start, end, zero = con.execute(f"SELECT period_start, period_end, n_zero_amount FROM {PERIOD}").fetchone()
+    start, end, zero = con.execute(f"SELECT period_start, period_end, n_zero_amount FROM {PERIOD}").fetchall()[0]
     report = tx.report
     out: dict[str, object] = {
         "input": tx.name,
@@ -236,7 +236,7 @@ def head_rows(con: duckdb.DuckDBPyConnection, sql: str, order_by: str, n: int) -
 
 def period_bounds(con: duckdb.DuckDBPyConnection) -> tuple[dt.date, dt.date] | None:
     """First and last calendar day with a transaction, or None for an empty load."""
-    lo, hi = con.execute(f"SELECT period_start::DATE, period_end::DATE FROM {PERIOD}").fetchone()
+    lo, hi = con.execute(f"SELECT period_start::DATE, period_end::DATE FROM {PERIOD}").fetchall()[0]
     if lo is None:
         return None
     return lo, hi

@@ -125,7 +125,7 @@ def build_panel_table(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.d
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {sparse} AS "
                     f"{panel_sparse_sql(as_of, freq, config, f'SELECT * FROM {src}')}")
-        first_k = con.execute(f"SELECT COALESCE(MAX(k), 0) FROM {sparse}").fetchone()[0]
+        first_k = con.execute(f"SELECT COALESCE(MAX(k), 0) FROM {sparse}").fetchall()[0][0]
         table = pa.table({"k": pa.array(range(first_k + 1), type=pa.int32()),
                           "period_start": pa.array([shift_period(as_of, freq, -k) for k in range(first_k + 1)],
                                                    type=pa.date32())})
@@ -167,7 +167,7 @@ def _user_stats_source(con: duckdb.DuckDBPyConnection, name: str, periods: str, 
     user's sums never span chunks, so the rows are the same; each chunk costs one more scan of
     ``periods``.
     """
-    n_rows = con.execute(f"SELECT count(*) FROM {periods}").fetchone()[0]
+    n_rows = con.execute(f"SELECT count(*) FROM {periods}").fetchall()[0][0]
     chunks = -(-n_rows // STATS_CHUNK_ROWS)
     if chunks <= 1:
         return f"({user_stats_sql(as_of, freq, config, periods, first_day)})"

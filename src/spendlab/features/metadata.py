@@ -24,7 +24,7 @@ def default_as_of(con: duckdb.DuckDBPyConnection, freq: Freq, *, view: str = "tr
     period's last day; otherwise the cutoff is the end of the period before it.
     """
     check_freq(freq)
-    last = con.execute(f'SELECT CAST(MAX(ts) AS DATE) FROM "{view}"').fetchone()[0]
+    last = con.execute(f'SELECT CAST(MAX(ts) AS DATE) FROM "{view}"').fetchall()[0][0]
     if last is None:
         raise NoDataError(f"no transactions in {view!r}: cannot choose an as-of date")
     if last == period_end(last, freq):

@@ -32,7 +32,7 @@ class FeatureStore:
         self._lock = threading.RLock()
         self._features: dict[dt.date, pd.DataFrame] = {}
         self._targets: dict[dt.date, pd.DataFrame] = {}
-        lo, hi = con.execute(f'SELECT MIN(ts), MAX(ts) FROM "{view}"').fetchone()
+        lo, hi = con.execute(f'SELECT MIN(ts), MAX(ts) FROM "{view}"').fetchall()[0]
         if lo is None:
             raise NoDataError(f"view {view!r} holds no transactions")
         self.first_day: dt.date = pd.Timestamp(lo).date()

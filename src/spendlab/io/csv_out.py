@@ -57,5 +57,5 @@ def copy_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path, order_by: str
              drop: tuple[str, ...] = ()) -> int:
     """Write a (possibly huge) query result to CSV from DuckDB, in ``order_by`` order; return the row count."""
     literal = str(path).replace("'", "''")
-    row = con.execute(f"COPY ({csv_select(con, sql, order_by, money_columns=money_columns, round6_columns=round6_columns, drop=drop)}) TO '{literal}' (FORMAT csv, HEADER true)").fetchone()
+    row = con.execute(f"COPY ({csv_select(con, sql, order_by, money_columns=money_columns, round6_columns=round6_columns, drop=drop)}) TO '{literal}' (FORMAT csv, HEADER true)").fetchall()[0]
     return int(row[0])

@@ -196,7 +196,7 @@ def date_span(tx: Transactions) -> tuple[dt.date | None, dt.date | None]:
     """Return the UTC days of the first and the last accepted transaction (None, None when there is none)."""
     con = connect()
     tx.register(con)
-    first, last = con.execute("SELECT min(ts)::DATE, max(ts)::DATE FROM transactions").fetchone()
+    first, last = con.execute("SELECT min(ts)::DATE, max(ts)::DATE FROM transactions").fetchall()[0]
     return first, last
 
 
@@ -213,7 +213,7 @@ def validation_summary(tx: Transactions) -> dict[str, object]:
         "coalesce(sum(CAST(amount AS DECIMAL(38, 6))) FILTER (amount > 0), 0), "
         "count(*) FILTER (amount < 0), "
         "coalesce(-sum(CAST(amount AS DECIMAL(38, 6))) FILTER (amount < 0), 0) FROM transactions"
-    ).fetchone()
+    ).fetchall()[0]
     gross = round(float(spend), 2)
     net = round(float(spend - refund_amount), 2)
     policy = tx.config.refunds if tx.config is not None else "separate"

@@ -172,7 +172,7 @@ def _user_diffs(con: duckdb.DuckDBPyConnection, names: dict[int, str]) -> None:
 
 def _dsum(con: duckdb.DuckDBPyConnection, sql: str) -> Decimal:
     """Sum exactly (a DECIMAL sum; 0 for no rows)."""
-    v = con.execute(sql).fetchone()[0]
+    v = con.execute(sql).fetchall()[0][0]
     return Decimal(v) if v is not None else Decimal(0)
 
 
@@ -306,12 +306,12 @@ def _summary(con, inputs, names, missing, evidence, tolerance, rel_tolerance, co
     n_bad, n_unexpl, explained, unexplained = con.execute(
         "SELECT count(*), count(*) FILTER (cause = 'unexplained'), coalesce(sum(amount) FILTER "
         "(cause <> 'unexplained'), 0), coalesce(sum(amount) FILTER (cause = 'unexplained'), 0) FROM user_causes"
-    ).fetchone()
+    ).fetchall()[0]
     explained, unexplained, n_bad = Decimal(explained), Decimal(unexplained), int(n_bad)
     within = gap - explained - unexplained
     n_union, n_exact = con.execute(
         "SELECT count(*), count(*) FILTER (NOT p_bad AND NOT s_bad AND exact(pv, r) AND exact(sv, r)) FROM cmp2"
-    ).fetchone()
+    ).fetchall()[0]
     class_counts = {"MATCH": int(n_exact), "MATCH_WITHIN_TOL": int(n_union - n_exact - n_bad)}
     class_counts.update({k: int(v) for k, v in con.execute(
         "SELECT class, count(*) FROM user_causes GROUP BY 1").fetchall()})
@@ -340,9 +340,9 @@ def _summary(con, inputs, names, missing, evidence, tolerance, rel_tolerance, co
         "share_explained": round(float(explained / gap), 6) if gap != 0 else None,
         "users": {"union": int(n_union), "differing": n_bad,
                   "unexplained": int(n_unexpl),
-                  "platform": int(con.execute("SELECT count(*) FROM platform").fetchone()[0]),
-                  "source": int(con.execute("SELECT count(*) FROM source").fetchone()[0]),
-                  "rebuilt": int(con.execute("SELECT count(*) FROM rebuild").fetchone()[0])},
+                  "platform": int(con.execute("SELECT count(*) FROM platform").fetchall()[0][0]),
+                  "source": int(con.execute("SELECT count(*) FROM source").fetchall()[0][0]),
+                  "rebuilt": int(con.execute("SELECT count(*) FROM rebuild").fetchall()[0][0])},
         "tolerance": {"money_columns": ["total_spend", "loyalty_credits"], "abs": tolerance, "rel": rel_tolerance,
                       "count_columns": ["count_saved_items", "batch_id"], "largest_difference_within": _num(max_tol)},
         "files": _file_rows(con, inputs, missing),
