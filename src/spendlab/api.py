@@ -372,9 +372,9 @@ def experiment(data: Data | None = None, *, config: str | Path | Mapping[str, An
 
     Parameters
     ----------
-    data
-        A path or DataFrame that replaces the experiment's dataset (a mapping config may then leave
-        ``dataset`` out); None reads the dataset the config names.
+    data, format
+        A path (read in ``format``) or DataFrame that replaces the experiment's dataset (a mapping
+        config may then leave ``dataset`` out); None reads the dataset the config names.
     config
         An experiment YAML (``experiments/cdnow.yaml``), the same keys as a mapping, or an
         :class:`~spendlab.forecast.protocol.ExperimentConfig`.
@@ -384,12 +384,8 @@ def experiment(data: Data | None = None, *, config: str | Path | Mapping[str, An
         A folder to keep the leaderboard, predictions and report in (default: a temporary one).
     tracking_uri
         The MLflow store (default ``sqlite:///mlruns/mlflow.db``).
-    tuned_dir
-        Where ``spendlab tune`` wrote tuned parameters.
-    jobs
-        Backtests run at once.
-    format
-        The format of ``data`` when it is a path.
+    tuned_dir, jobs
+        Where ``spendlab tune`` wrote tuned parameters; backtests run at once.
 
     Returns
     -------
