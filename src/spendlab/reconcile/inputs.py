@@ -1,21 +1,11 @@
 """Read and validate delta exports and user-summary tables into DuckDB (formats.md section 4).
 
-Every delta file and both summaries are read line by line into DuckDB tables, keeping the
-physical line of each row (header = line 1) and the foundation's contract: per file
-``rows_in = accepted + rejected``, every rejected row recorded with file, line, column, error type,
-raw text and message. Keys stay ``VARCHAR`` from the file to the report: ``"007"`` is never ``7``.
-
-Three readers produce the same staging columns, so one SQL validation serves them all:
-
-* the column reader (a plain file whose every line after the header is a record: no quote, no lone
-  carriage return, valid UTF-8, no blank or ragged line) lets ``pyarrow.csv`` split the fields in
-  C++, streamed in blocks, and derives each row's line from its position;
-* the line reader (plain files with blank or ragged lines) streams each physical line as one string
-  and splits it inside DuckDB;
-* anything else (quoted fields, embedded newlines, odd encodings) goes through
-  :func:`spendlab.io.records.iter_records`, the foundation's physical-line reader.
-
-Tests check that the three give the same rows, lines and reject records.
+Every row keeps its physical line (header = line 1); per file ``rows_in = accepted + rejected``, and
+every rejected row is recorded with file, line, column, error type, raw text and message. Keys stay
+``VARCHAR``: ``"007"`` is never ``7``. Three readers (pyarrow's column reader for plain files, a line
+reader split in DuckDB, :func:`spendlab.io.records.iter_records` for anything else) stage the same
+columns for one SQL validation; tests check they give the same rows, lines and rejects. Why three:
+``docs/reconcile.md``.
 """
 
 from __future__ import annotations
