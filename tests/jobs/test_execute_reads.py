@@ -1,4 +1,4 @@
-"""``execute_tune`` reads nothing but its plan's data: every Python-level read is recorded.
+"""``execute_tune`` and ``execute_score`` read nothing but their plan's data (and the run store): every Python-level read is recorded.
 
 The experiment's own ``execute`` is covered in ``test_plan.py``; here every way Python code opens a
 file for reading is recorded (``builtins.open``, ``io.open`` and so ``pathlib.Path.open``,
@@ -18,7 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spendlab.jobs.plan import load_experiment, plan_tune
+from spendlab.jobs.experiment import run_experiment
+from spendlab.jobs.plan import load_experiment, plan_score, plan_tune
+from spendlab.jobs.promote import promote_experiment
+from spendlab.jobs.score import execute_score
 from spendlab.jobs.tune import execute_tune
 from tests.jobs.conftest import write_experiment
 
@@ -42,14 +45,15 @@ def _refuse(*args: object, **kwargs: object) -> None:
 
 
 @contextlib.contextmanager
-def watching_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
+def watching_reads(monkeypatch: pytest.MonkeyPatch, *, refuse_yaml: bool = True) -> Iterator[list[Path]]:
     """Record every file opened for reading through Python inside the block, and refuse YAML."""
     opened: list[Path] = []
     with monkeypatch.context() as m:
         m.setattr(builtins, "open", _recording(builtins.open, opened))
         m.setattr(io, "open", _recording(io.open, opened))  # pathlib's open, read_text, read_bytes
-        m.setattr(yaml, "safe_load", _refuse)
-        m.setattr(yaml, "load", _refuse)
+        if refuse_yaml:
+            m.setattr(yaml, "safe_load", _refuse)
+            m.setattr(yaml, "load", _refuse)
         yield opened
 
 
@@ -87,4 +91,25 @@ def test_execute_tune_reads_only_the_plans_data(workdir: Path, monkeypatch: pyte
     allowed = [(workdir / d).resolve() for d in ("data", "mlruns", "configs/tuned")]
     under_project = sorted({p for p in opened if p.is_relative_to(workdir.resolve())})
     assert under_project, "the plan's data is read through Python (a Parquet file's magic bytes at least)"
+    assert all(any(p.is_relative_to(a) for a in allowed) for p in under_project), under_project
+
+
+def test_execute_score_reads_only_its_input_and_the_model_in_the_store(workdir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    exp = write_experiment(workdir, models=["last_period"], users=80)
+    run_experiment(exp, out_dir=workdir / "exp_out")
+    promote_experiment(str(exp))
+    plan = plan_score(str(workdir / "data" / "tx.parquet"), out=workdir / "out" / "scores.parquet",
+                      model_uri="models:/spendlab-next-month@champion")
+    exp.unlink()
+    shutil.rmtree(workdir / "exp_out")
+
+    # MLflow parses the model's own MLmodel (YAML, in the store): only where files are read is checked.
+    with watching_reads(monkeypatch, refuse_yaml=False) as opened:
+        result = execute_score(plan, progress=False)
+
+    assert result.rows_out == result.users_in > 0 and result.out.is_file()
+    allowed = [(workdir / d).resolve() for d in ("data", "mlruns", "out")]
+    under_project = sorted({p for p in opened if p.is_relative_to(workdir.resolve())})
+    assert any(p.is_relative_to(allowed[1]) for p in under_project), "the model is read from the store"
     assert all(any(p.is_relative_to(a) for a in allowed) for p in under_project), under_project
