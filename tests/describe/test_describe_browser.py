@@ -109,7 +109,7 @@ def wide_report(tmp_path_factory) -> Path:
     """A report whose tables are as wide as real ones: long money figures, 20 rows, net spend, a currency."""
     import pandas as pd
 
-    from spendlab.api import describe
+    from spendlab.api import describe_transactions
 
     n = 400
     users = [f"customer-{i:05d}" for i in range(n)]
@@ -120,7 +120,7 @@ def wide_report(tmp_path_factory) -> Path:
                    for i in range(3 * n)],
     })
     out = tmp_path_factory.mktemp("wide") / "out"
-    describe(rows, out=out, currency="USD", net_refunds=True, per_user_tables=False)
+    describe_transactions(rows, out=out, currency="USD", net_refunds=True, per_user_tables=False)
     return out / "report.html"
 
 
