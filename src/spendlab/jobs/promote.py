@@ -17,10 +17,9 @@ from typing import Any
 
 from spendlab.errors import SpendlabError
 from spendlab.features.metadata import default_as_of
-from spendlab.features.segments import segment_users
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.candidate import Candidate
-from spendlab.forecast.intervals import cold_start_fallback
+from spendlab.forecast.cold_start import training_fallback
 from spendlab.forecast.split import training_set
 from spendlab.jobs.experiment import load_dataset, load_experiment
 from spendlab.models.registry import make_model
@@ -58,12 +57,11 @@ def refit(candidate: Candidate, *, transactions: Any = None, store: Any = None) 
         raise SpendlabError(f"the data's features {sorted(set(names) ^ set(candidate.feature_names))} differ "
                             "from the candidate's")
     estimator = make_model(candidate.model_key, candidate.params).fit(X[candidate.feature_names], y)
-    segments = segment_users(X, active_window=cfg.segments.active_window)
     return Refit(
         candidate=candidate,
         estimator=estimator,
         train_cutoff=train_cutoff,
-        cold_start=cold_start_fallback(y[segments == "new"], level=cfg.interval_level),
+        cold_start=training_fallback(X, y, active_window=cfg.segments.active_window, level=cfg.interval_level),
         input_example=store.features(train_cutoff).head(5).reset_index(drop=True),
         dataset_hash=tx.content_hash(),
     )
