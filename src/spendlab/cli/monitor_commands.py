@@ -1,0 +1,47 @@
+"""Monitoring commands: ``monitor`` (one scored period against what happened) and ``replay``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from spendlab.cli.common import ConfigOpt, FormatOpt, InputArg, TrackingOpt, out, reader_config
+from spendlab.cli.common import tracking_uri as resolve_tracking_uri
+from spendlab.config import load_yaml
+from spendlab.io.safe_out import check_output
+from spendlab.jobs.monitor import execute, plan_monitor
+
+
+def monitor(
+    scores: Annotated[Path, typer.Argument(help="A `spendlab score` output (Parquet).")],
+    input: InputArg,
+    format: FormatOpt = "generic",
+    out_path: Annotated[Path | None, typer.Option("--out", help="Report directory (report.html, summary.json, "
+                                                  "CSV tables).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="The monitored registered model (default: the "
+                                              "config's, spendlab-next-month).")] = None,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Measure a scoring run against the period it forecast: realized accuracy overall and per segment,
+    drift against the training population, a verdict (ok / warn / retrain: exit 6), one MLflow run.
+    --config: a YAML with a `monitor:` section (thresholds, see configs/monitor.yaml) and `reader:`."""
+    section = dict((load_yaml(config).get("monitor") or {}) if config is not None else {})
+    if model is not None:
+        section["model"] = model
+    if out_path is not None:
+        check_output(out_path, kind="dir", inputs=[scores, input, config])
+    plan = plan_monitor(scores, input, format=format, config=section, reader=reader_config(config), out=out_path)
+    result = execute(plan, tracking_uri=resolve_tracking_uri(tracking_uri))
+    s = result.summary
+    out.print(f"{result.verdict}: version {result.model_version}, {result.period}: realized RMSE {s['rmse']:.3f} "
+              f"(backtest {s['backtest_rmse']:.3f}), bias {s['bias']:+.1%}, coverage {s['interval_coverage']:.1%} "
+              f"(expected {s['expected_coverage']:.1%}), max PSI {s['max_psi']:.3f}"
+              + (f"; wrote {escape(str(out_path))}/" if out_path is not None else ""), highlight=False, soft_wrap=True)
+    for reason in result.reasons:
+        out.print(f"  {escape(reason)}", highlight=False, soft_wrap=True)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
