@@ -47,7 +47,7 @@ def history_figure(history: pd.DataFrame, *, band: tuple[float, float] | None = 
         part = history[history["source"] == source]
         if len(part):
             ax.plot([pos[p] for p in part["period"]], part["rmse"], style, label=source)
-    if band is not None and all(pd.notna(band)) and periods:
+    if band is not None and all(pd.notna(b) for b in band) and periods:
         ax.axhspan(band[0], band[1], color="#1f77b4", alpha=0.12, label="backtest RMSE, 95% bootstrap")
     ax.set_xticks(range(len(periods)), periods, rotation=45, fontsize=7)
     ax.set_ylabel("RMSE per user")
