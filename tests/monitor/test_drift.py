@@ -69,3 +69,12 @@ def test_pre_actuals_estimate_by_hand() -> None:
     assert est["expected_spenders"] == pytest.approx(1.55)
     assert est["expected_coverage"] == pytest.approx((0.9 + 0.8 + 0.8) / 3)  # max(level, P(Y = 0))
     assert est["cold_start_share"] == pytest.approx(1 / 3)
+
+
+def test_a_feature_equal_for_everybody_is_not_profiled() -> None:
+    """A calendar count (the target month's weekend days) is the same for every user: its change between
+    months is the calendar, not the population, so it gets no PSI."""
+    frame = _frame(np.arange(10.0)).assign(target_weekend_days=8)
+    profile = reference_profile(frame, np.array(["active"] * 10), np.zeros(10, dtype=bool))
+    assert set(profile["features"]) == {"spend_lag1"}
+    assert feature_drift(profile, frame.assign(target_weekend_days=10))["feature"].tolist() == ["spend_lag1"]

@@ -22,7 +22,7 @@ T = Thresholds()
     ({"rmse": 130.0, "backtest_rmse": 100.0}, "warn"),
     ({"rmse": 170.0, "backtest_rmse": 100.0}, "retrain"),
     ({"rmse": 170.0, "backtest_rmse": float("nan")}, "ok"),  # no backtest: nothing to compare
-    ({"bias": -0.25}, "warn"),
+    ({"bias": -0.3}, "warn"),
     ({"bias": 1.0}, "retrain"),
     ({"expected_coverage": 0.85, "interval_coverage": 0.78}, "warn"),
     ({"expected_coverage": 0.85, "interval_coverage": 0.6}, "retrain"),

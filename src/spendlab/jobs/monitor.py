@@ -190,15 +190,19 @@ class MonitorResult:
         return EXIT_RETRAIN if self.verdict == "retrain" else 0
 
 
-def measure(scores: pd.DataFrame, lineage: dict[str, str], con: Any, record: ModelRecord, plan: MonitorPlan
-            ) -> MonitorResult:
-    """Measure one scored period on a connection holding the transactions (pure of I/O but the queries)."""
+def measure(scores: pd.DataFrame, lineage: dict[str, str], con: Any, record: ModelRecord, plan: MonitorPlan,
+            features: pd.DataFrame | None = None) -> MonitorResult:
+    """Measure one scored period on a connection holding the transactions (pure of I/O but the queries).
+
+    ``features``: the as-of features of the scored cutoff when already built (else built here).
+    """
     as_of = dt.date.fromisoformat(lineage["as_of"])
     freq = lineage.get("freq", "month")
     cand = record.candidate
     joined = join_realized(scores, build_target(con, freq=freq, as_of=as_of, horizon=1))  # type: ignore[arg-type]
     acc = realized_accuracy(joined)
-    feats = build_features(con, freq=freq, as_of=as_of, config=FeatureConfig.model_validate(cand.feature_config))
+    feats = features if features is not None else build_features(
+        con, freq=freq, as_of=as_of, config=FeatureConfig.model_validate(cand.feature_config))
     seg_now = segment_users(feats, active_window=cand.experiment_config().segments.active_window)
     ref = record.reference
     drift = feature_drift(ref, feats) if ref else pd.DataFrame(columns=["feature", "psi", "zero_share_ref", "zero_share"])

@@ -1,7 +1,8 @@
 """Drift before the actuals: the scored population against the reference profile of the training features.
 
 The reference profile is logged with the model version at promotion (``reference.json``): for every
-numeric feature its quantile bin edges (fixed at promotion, so every later period is binned alike),
+numeric feature that varies between users (a calendar count such as the target month's weekend days is
+the same for everybody: its change is the calendar, not the population) its quantile bin edges (fixed at promotion, so every later period is binned alike),
 the reference share in each bin and the zero share; the segment shares and the cold-start share.
 A later population is compared bin by bin with the population stability index
 ``PSI = sum (a - e) ln(a / e)`` (shares floored at :data:`PSI_FLOOR`), segment by segment by the
@@ -59,11 +60,13 @@ def reference_profile(features: pd.DataFrame, segments: np.ndarray, cold: np.nda
             continue
         v = features[col].to_numpy(dtype=np.float64)
         v = v[np.isfinite(v)]
-        qs = [float(x) for x in np.quantile(v, QUANTILES)] if len(v) else []
+        if len(v) == 0 or v.min() == v.max():  # one value for everybody (a calendar count): no population
+            continue
+        qs = [float(x) for x in np.quantile(v, QUANTILES)]
         edges = sorted(set(qs))
         feats[col] = {"quantiles": dict(zip([f"q{int(q * 100):02d}" for q in QUANTILES], qs, strict=False)),
                       "edges": edges, "shares": [float(s) for s in _shares(v, edges)],
-                      "zero_share": float(np.mean(v == 0)) if len(v) else 0.0}
+                      "zero_share": float(np.mean(v == 0))}
     seg = pd.Series(np.asarray(segments, dtype=str)).value_counts(normalize=True).sort_index()
     return {"version": PROFILE_VERSION, "n_users": len(features), "features": feats,
             "segment_shares": {str(k): float(v) for k, v in seg.items()},

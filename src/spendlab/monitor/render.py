@@ -73,3 +73,37 @@ def render_monitor_report(*, title: str, verdict: str, reasons: list[str], notes
     return env.get_template("monitor_report.html").render(
         title=title, verdict=verdict, reasons=reasons, notes=notes, tables=tables,
         figure=data_uri(history_figure(history, band=band)))
+
+
+def replay_figure(table: pd.DataFrame) -> bytes:
+    """PNG: realized RMSE per period, one line per retraining policy; refits marked."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.0, 3.2), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    periods = sorted(table["period"].unique())
+    pos = {p: i for i, p in enumerate(periods)}
+    for policy, part in table.groupby("policy", sort=False):
+        x = [pos[p] for p in part["period"]]
+        line = ax.plot(x, part["rmse"], "o-", label=str(policy))[0]
+        refit = part["retrained"].to_numpy(dtype=bool)
+        ax.plot([v for v, r in zip(x, refit, strict=True) if r], part["rmse"][refit], "s", color=line.get_color(),
+                markersize=9, fillstyle="none")
+    ax.set_xticks(range(len(periods)), periods, rotation=45, fontsize=7)
+    ax.set_ylabel("realized RMSE per user (squares: refit)")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def render_replay_report(*, title: str, notes: dict[str, str], by_policy: pd.DataFrame, table: pd.DataFrame) -> str:
+    """Render the replay page: the policies side by side (summary, then every period), with the figure."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(loader=PackageLoader("spendlab.monitor", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True))
+    return env.get_template("replay_report.html").render(
+        title=title, notes=notes, by_policy=html_table(by_policy), table=html_table(table),
+        figure=data_uri(replay_figure(table)))

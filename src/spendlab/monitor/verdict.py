@@ -19,8 +19,8 @@ class Thresholds:
     segment_shift_retrain: float = 0.15
     rmse_ratio_warn: float = 1.25
     rmse_ratio_retrain: float = 1.6
-    bias_warn: float = 0.2
-    bias_retrain: float = 0.4
+    bias_warn: float = 0.25
+    bias_retrain: float = 0.5
     coverage_drop_warn: float = 0.05
     coverage_drop_retrain: float = 0.12
     cold_start_warn: float = 0.05

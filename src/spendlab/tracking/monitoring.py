@@ -68,6 +68,14 @@ def model_record(uri: str, *, tracking_uri: str | None = None) -> ModelRecord:
     return record
 
 
+def model_backtest(cand: Candidate, *, tracking_uri: str | None = None) -> pd.DataFrame:
+    """The candidate's backtest per test origin (``cutoff, target_period, rmse, ...``; empty if not found)."""
+    try:
+        return _backtest(cand, tracking_uri=tracking_uri)[0]
+    except Exception:  # a store without the experiment run
+        return pd.DataFrame()
+
+
 def _backtest(cand: Candidate, *, tracking_uri: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The candidate's child run of its experiment run: test predictions, and metrics per test origin."""
     tracking.configure(tracking_uri, must_exist=True)
