@@ -168,6 +168,14 @@ def check_complete(lineage: dict[str, str], last_day: dt.date, *, input: str) ->
     return end
 
 
+def version_uri(lineage: dict[str, str]) -> str:
+    """The scoring model pinned to its version: an alias (``@champion``) may have moved since scoring."""
+    uri = lineage.get("model_uri", "")
+    if uri.startswith("models:/"):
+        return f"models:/{lineage['model_name']}/{lineage['model_version']}"
+    return uri
+
+
 @dataclass
 class MonitorResult:
     """What one monitoring run found (and where it wrote it)."""
@@ -276,7 +284,7 @@ def execute(plan: MonitorPlan, *, tracking_uri: str | None = None, experiment: s
     scores, lineage = read_scores(plan.scores, model=plan.model)
     tx = load_transactions(plan.input, plan.format, config=plan.reader)
     check_complete(lineage, date_span(tx)[1], input=plan.input)
-    record = model_record(lineage["model_uri"], tracking_uri=tracking_uri)
+    record = model_record(version_uri(lineage), tracking_uri=tracking_uri)
     con = connect()
     try:
         tx.register(con)
