@@ -75,3 +75,20 @@ def test_history_table_puts_backtest_and_realized_periods_in_order() -> None:
     assert t["period"].tolist() == ["1997-12", "1998-01", "1998-01"]
     assert t["source"].tolist() == ["backtest (test origin)", "backtest (test origin)", "realized"]
     assert np.isclose(t["rmse"].tolist(), [24.0, 19.0, 22.0]).all()
+
+
+def test_replay_page_lists_every_policy_and_period() -> None:
+    from spendlab.jobs.replay_report import policy_summary
+    from spendlab.monitor.render import render_replay_report
+
+    table = pd.DataFrame({"policy": ["never", "never", "monthly", "monthly"], "period": ["1998-01", "1998-02"] * 2,
+                          "verdict": ["ok", "retrain", "ok", "warn"], "rmse": [20.0, 25.0, 20.0, 21.0],
+                          "bias": [0.1, -0.6, 0.1, 0.2], "interval_coverage": [0.8, 0.7, 0.8, 0.82],
+                          "retrained": [True, False, True, True]})
+    summary = policy_summary(table).set_index("policy")
+    assert summary.loc["never", "mean |bias|"] == pytest.approx(0.35)
+    assert (summary.loc["never", "refits"], summary.loc["monthly", "refits"]) == (1, 2)
+    assert (summary.loc["never", "retrain periods"], summary.loc["monthly", "warn periods"]) == (1, 1)
+    html = render_replay_report(title="replay", notes={}, by_policy=summary.reset_index(), table=table)
+    periods = html.split('id="period-table"', 1)[1].split("</table>", 1)[0]
+    assert periods.count("<tr>") == 1 + len(table)  # the header and every (policy, period)

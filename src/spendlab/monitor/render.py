@@ -105,5 +105,5 @@ def render_replay_report(*, title: str, notes: dict[str, str], by_policy: pd.Dat
     env = Environment(loader=PackageLoader("spendlab.monitor", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True))
     return env.get_template("replay_report.html").render(
-        title=title, notes=notes, by_policy=html_table(by_policy), table=html_table(table),
+        title=title, notes=notes, by_policy=html_table(by_policy), periods=html_table(table),
         figure=data_uri(replay_figure(table)))
