@@ -27,6 +27,7 @@ from spendlab.features.segments import segment_users
 from spendlab.forecast.bootstrap import bootstrap_rmse
 from spendlab.io.load import connect, date_span, load_transactions
 from spendlab.jobs.monitor_report import period_step, write_report  # noqa: F401 - period_step re-exported
+from spendlab.jobs.score import LINEAGE_KEY
 from spendlab.monitor.accuracy import bootstrap_interval, join_realized, realized_accuracy
 from spendlab.monitor.drift import feature_drift, pre_actuals_estimate, segment_shift
 from spendlab.monitor.verdict import Thresholds, decide
@@ -34,7 +35,6 @@ from spendlab.tracking.monitoring import ModelRecord, model_record
 
 #: Exit code of ``spendlab monitor`` when the verdict is ``retrain``.
 EXIT_RETRAIN = 6
-LINEAGE_KEY = "spendlab.scores"
 
 
 class MonitorInputError(SpendlabError):
