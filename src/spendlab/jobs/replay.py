@@ -34,6 +34,10 @@ from spendlab.tracking.pyfunc_model import SpendForecaster
 from spendlab.tracking.registry import latest_experiment_run, run_candidate
 
 POLICIES: tuple[str, ...] = ("never", "monthly", "on-retrain-verdict")
+#: Figures of each monitored period kept in the replay's table.
+_KEPT = ("rmse", "mae", "bias", "interval_coverage", "interval_coverage_low", "interval_coverage_high",
+         "expected_coverage", "realized_total", "realized_total_low", "realized_total_high", "expected_total",
+         "max_psi", "max_segment_shift", "backtest_rmse")
 
 
 @dataclass(frozen=True)
@@ -159,9 +163,7 @@ def run_policies(plan: ReplayPlan, cand: Candidate, *, tx: Any = None, backtest:
                 record = ModelRecord(cand, champ.reference, backtest if backtest is not None else pd.DataFrame())
                 res = measure(scores, lineage, store.con, record, mplan, features=store.features(cutoff))
                 cache[key] = {"period": res.period, "verdict": res.verdict, "reasons": "; ".join(res.reasons),
-                              **{k: res.summary[k] for k in ("rmse", "mae", "bias", "interval_coverage",
-                                                             "expected_coverage", "realized_total", "expected_total",
-                                                             "max_psi", "backtest_rmse")},
+                              **{k: res.summary[k] for k in _KEPT},
                               "seconds": time.perf_counter() - t0}
                 if progress is not None:
                     progress(f"{policy}: {res.period} scored by the fit of {champ.cutoff}: {res.verdict}")
