@@ -143,3 +143,28 @@ def test_monitor_equals_the_backtest_at_every_test_origin(world: dict, tmp_path:
         assert list(backtest.index) == origins
         for m in POINT:
             assert result.accuracy.iloc[0][m] == pytest.approx(backtest.loc[cutoff, m], abs=1e-9, rel=0)
+
+
+def test_the_reference_profile_travels_with_the_registered_version(world: dict) -> None:
+    from spendlab.tracking.monitoring import model_record
+
+    record = model_record(CHAMPION, tracking_uri=world["uri"])
+    ref = record.reference
+    assert ref is not None and ref["n_users"] > 0
+    assert sum(ref["segment_shares"].values()) == pytest.approx(1.0)
+    assert "spend_lag1" in ref["features"] and "target_weekend_days" not in ref["features"]
+    assert len(record.backtest) == 3  # the experiment's three test origins, found through the candidate
+
+
+def test_drift_and_estimates_at_a_cutoff_see_nothing_after_it(world: dict, tmp_path: Path) -> None:
+    """Scoring on the full export and on the export cut at the cutoff gives the same rows and the same drift."""
+    import datetime as dt
+
+    full = pd.read_parquet(world["root"] / "data" / "tx.parquet")
+    cut = tmp_path / "cut.parquet"
+    full[full["ts"] < pd.Timestamp("2024-01-01", tz="UTC")].to_parquet(cut, index=False)
+    model = load_model(CHAMPION, tracking_uri=world["uri"])
+    a = score(load_transactions(str(cut), "generic"), out=tmp_path / "a.parquet", model=model,
+              as_of=dt.date(2023, 12, 31), progress=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(a.out), pd.read_parquet(world["scores"]))
+    assert a.drift == world["result"].drift
