@@ -71,10 +71,10 @@ def test_pre_actuals_estimate_by_hand() -> None:
     assert est["cold_start_share"] == pytest.approx(1 / 3)
 
 
-def test_a_feature_equal_for_everybody_is_not_profiled() -> None:
+def test_a_feature_equal_for_everybody_or_a_customers_age_is_not_profiled() -> None:
     """A calendar count (the target month's weekend days) is the same for every user: its change between
     months is the calendar, not the population, so it gets no PSI."""
-    frame = _frame(np.arange(10.0)).assign(target_weekend_days=8)
+    frame = _frame(np.arange(10.0)).assign(target_weekend_days=8, n_periods=np.arange(10) % 3 + 1)
     profile = reference_profile(frame, np.array(["active"] * 10), np.zeros(10, dtype=bool))
-    assert set(profile["features"]) == {"spend_lag1"}
+    assert set(profile["features"]) == {"spend_lag1"}  # n_periods: a customer's age grows with the calendar
     assert feature_drift(profile, frame.assign(target_weekend_days=10))["feature"].tolist() == ["spend_lag1"]

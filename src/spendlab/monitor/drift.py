@@ -2,7 +2,8 @@
 
 The reference profile is logged with the model version at promotion (``reference.json``): for every
 numeric feature that varies between users (a calendar count such as the target month's weekend days is
-the same for everybody: its change is the calendar, not the population) its quantile bin edges (fixed at promotion, so every later period is binned alike),
+the same for everybody: its change is the calendar, not the population; nor a customer's age,
+:data:`AGE_FEATURES`) its quantile bin edges (fixed at promotion, so every later period is binned alike),
 the reference share in each bin and the zero share; the segment shares and the cold-start share.
 A later population is compared bin by bin with the population stability index
 ``PSI = sum (a - e) ln(a / e)`` (shares floored at :data:`PSI_FLOOR`), segment by segment by the
@@ -24,6 +25,10 @@ PSI_FLOOR = 1e-4
 #: Quantiles whose values are a feature's bin edges.
 QUANTILES: tuple[float, ...] = tuple(round(q, 2) for q in np.linspace(0.1, 0.9, 9))
 PROFILE_VERSION = 1
+#: A customer's age: it grows by one period every period for everybody, so a closed cohort's PSI on it
+#: measures the calendar (CDNOW: 5 after one month, 17 after three); the inflow of new customers shows
+#: in the segment shares instead.
+AGE_FEATURES: frozenset[str] = frozenset({"n_periods", "tenure_days", "bgnbd_T_days"})
 
 
 def _bins(values: np.ndarray, edges: list[float]) -> np.ndarray:
@@ -56,7 +61,7 @@ def reference_profile(features: pd.DataFrame, segments: np.ndarray, cold: np.nda
     """
     feats: dict[str, Any] = {}
     for col in features.columns:
-        if col == "user_id" or features[col].dtype.kind not in "biuf":
+        if col == "user_id" or col in AGE_FEATURES or features[col].dtype.kind not in "biuf":
             continue
         v = features[col].to_numpy(dtype=np.float64)
         v = v[np.isfinite(v)]
