@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "features": 3,
     "models": 4,
     "forecast": 5,
-    "describe": 6, "reconcile": 6,
+    "describe": 6, "reconcile": 6, "monitor": 6,
     "tracking": 7,
     "jobs": 8,
     "spark": 9,

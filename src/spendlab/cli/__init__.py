@@ -22,6 +22,7 @@ from spendlab import __version__
 from spendlab.cli.common import UsageError, err, reader_config, require_command
 from spendlab.cli.data_commands import datasets_deltas, datasets_list, datasets_synth, describe, features, validate
 from spendlab.cli.forecast_commands import compare, evaluate, experiment_run, pipeline, promote, score, tune
+from spendlab.cli.monitor_commands import monitor, replay
 from spendlab.cli.reconcile_commands import reconcile
 from spendlab.dependencies import untested_dependencies_line
 from spendlab.errors import SpendlabError
@@ -68,7 +69,7 @@ experiment_app = typer.Typer(help="Forecasting experiments: rolling-origin backt
 experiment_app.command("run")(experiment_run)
 app.add_typer(experiment_app, name="experiment")
 
-for _command in (compare, evaluate):
+for _command in (compare, evaluate, monitor, replay):
     app.command()(_command)
 
 

@@ -142,11 +142,15 @@ def datasets_synth(
     oracle: Annotated[bool, typer.Option("--oracle", help="Also write oracle.parquet beside --out: each user's "
                                          "true expected spend per period, for the data and 3 periods more.")] = False,
     freq: Annotated[str, typer.Option("--freq", help="The oracle's periods: month or week (ISO weeks).")] = "month",
+    shift: Annotated[str | None, typer.Option("--shift", help="A change of behaviour from a month on: "
+                                              "MONTH:rate=R,basket=B (MONTH 1-based or YYYY-MM), e.g. "
+                                              "18:rate=0.5.")] = None,
 ) -> None:
     """Write a seeded synthetic transaction set with heterogeneous, seasonal behaviour."""
     check_output(out_path, kind="file")
     stats = synth_transactions(out_path, users=users, months=months, fmt=format, start=start, seed=seed,
-                               chunk_users=chunk_users, profile=profile, oracle=oracle, freq=freq, progress=True)
+                               chunk_users=chunk_users, profile=profile, oracle=oracle, freq=freq, progress=True,
+                               shift=shift)
     err.print(f"wrote {stats['transactions']:,} transactions for {stats['users']:,} users "
               f"to {escape(str(out_path))}")
     if oracle:

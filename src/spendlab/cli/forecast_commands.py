@@ -143,6 +143,11 @@ def score(
               f"for {result.target_period} with {escape(result.model_uri)} v{result.model_version}: "
               f"total predicted {result.total_prediction:,.2f}; by basis: {basis or 'none'}; "
               f"wrote {escape(str(result.out))}", highlight=False, soft_wrap=True)
+    d = result.drift
+    if d:  # against the reference profile logged with the version at promotion
+        out.print(f"drift against training: max PSI {d['max_psi']:.3f} ({escape(d['max_psi_feature'])}), segment "
+                  f"share shift {d['max_segment_shift']:+.3f} ({d['max_shift_segment']}), cold-start share "
+                  f"{d['cold_start_share']:.2%}", highlight=False, soft_wrap=True)
 
 
 def experiment_run(

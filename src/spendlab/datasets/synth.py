@@ -13,6 +13,8 @@ from spendlab.errors import SpendlabError
 if TYPE_CHECKING:
     import numpy as np
 
+    from spendlab.datasets.shift import Shift
+
 
 # --- synthetic generator ---------------------------------------------------------------------
 #
@@ -122,7 +124,8 @@ class SynthWorld:
     """
 
     def __init__(self, *, users: int, months: int, start: str = "2023-01-01", seed: int = 0,
-                 chunk_users: int = 50_000, refund_rate: float = 0.01, profile: str = "default") -> None:
+                 chunk_users: int = 50_000, refund_rate: float = 0.01, profile: str = "default",
+                 shift: Shift | None = None) -> None:
         import numpy as np
         import pandas as pd
 
@@ -130,6 +133,7 @@ class SynthWorld:
             raise SpendlabError("--users, --months and --chunk-users must be positive")
         self.users, self.months, self.seed = users, months, seed
         self.chunk_users, self.refund_rate = chunk_users, refund_rate
+        self.shift = shift  # a change of rate and basket from a known month (spendlab.datasets.shift)
         self.profile_name, self.profile = profile, _profile(profile)
         first = pd.Timestamp(start).normalize()
         n_seg = months + FUTURE_PERIODS
@@ -201,6 +205,8 @@ class SynthWorld:
         secs = rng.choice(24, size=k, p=hour_p) * 3600 + rng.integers(0, 3600, size=k)
         ts = self.day_us[day] + secs.astype(np.int64) * 1_000_000
         basket = np.exp(latent.log_basket[u] + self.profile.basket_sigma * rng.standard_normal(k))
+        if self.shift is not None:
+            basket = basket * self.shift.factors(n_months, "basket")[m]
         amount = np.maximum(np.round(basket, 2), _MIN_BASKET)
         ref = np.flatnonzero(rng.random(k) < self.refund_rate)
         r_ts = ts[ref] + rng.integers(86_400, 15 * 86_400, size=len(ref)) * 1_000_000
@@ -218,7 +224,8 @@ class SynthWorld:
 
         m = np.arange(n_months)
         active = (m[None, :] >= latent.acquisition[:, None]) & (m[None, :] < latent.end[:, None])
-        return latent.rate[:, None] * self.season[None, :n_months] * active
+        rate = latent.rate[:, None] * self.season[None, :n_months] * active
+        return rate if self.shift is None else rate * self.shift.factors(n_months, "rate")[None, :]
 
     # -- the oracle ---------------------------------------------------------------------------
 
@@ -241,7 +248,12 @@ class SynthWorld:
         lam = self._rates(latent, len(self.season))
         rows = np.arange(len(latent.rate))
         lam[rows, latent.acquisition] += np.exp(-lam[rows, latent.acquisition])
-        return lam * self.expected_basket(latent)[:, None]
+        if self.shift is None:
+            return lam * self.expected_basket(latent)[:, None]
+        after = SynthLatent(latent.acquisition, latent.rate, latent.end,
+                            latent.log_basket + math.log(self.shift.basket), latent.habit_day)
+        late = self.shift.factors(lam.shape[1], "basket") != 1.0
+        return lam * np.where(late[None, :], self.expected_basket(after)[:, None], self.expected_basket(latent)[:, None])
 
     def period_starts(self, freq: str) -> list[dt.date]:
         """Return the oracle's periods: every period with a day of data, then :data:`FUTURE_PERIODS` more."""

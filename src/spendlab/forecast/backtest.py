@@ -3,7 +3,8 @@
 For a cutoff ``c`` the model is trained on stacked examples (features at an earlier cutoff
 ``c_k``, spend in the ``horizon`` periods after ``c_k``) for the ``train_origins`` most recent
 ``c_k`` whose target window ends on or before ``c`` -- so every label is known at ``c`` -- and
-then predicts the ``horizon`` periods after ``c`` from the features at ``c``. Features come from
+then predicts the ``horizon`` periods after ``c`` from the features at ``c`` (users without any purchase
+by ``c`` get the registered scorer's cold-start fallback, :mod:`spendlab.forecast.cold_start`). Features come from
 :func:`spendlab.features.build_features`, which reads only through the as-of view; the target
 of ``c`` itself is read only to score the forecast.
 """
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 from spendlab.features.config import at_origin
 from spendlab.features.segments import segment_users
 from spendlab.features.store import FeatureStore
+from spendlab.forecast.cold_start import apply_fallback, cold_users, training_fallback
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
 from spendlab.forecast.split import training_set
 
@@ -75,6 +77,7 @@ class BacktestSpec(Protocol):
     train_origins: Any  # a count, "all", or the first training cutoff (forecast.split.training_set)
     params: dict[str, dict[str, Any]]
     segments: Any  # .active_window: lags that make a user "active"
+    interval_level: float  # the cold-start fallback's interval level
 
     def origins(self, which: Literal["validation", "test", "all"]) -> list[dt.date]:
         """Return the cutoffs of the ``which`` origins."""
@@ -109,6 +112,9 @@ def run_backtest(
         X_train, y_train = training_set(store, cutoff, experiment.train_origins)
         X_c = store.features(cutoff)
         est, pred = _fit_predict(model_key, dict((params_by_cutoff or {}).get(cutoff, params)), X_train, y_train, X_c, cutoff)
+        fallback = training_fallback(X_train, y_train, active_window=experiment.segments.active_window,
+                                     level=experiment.interval_level)  # the registered scorer's fallback
+        pred = apply_fallback(pd.DataFrame({"prediction": pred}), cold_users(X_c), fallback)["prediction"].to_numpy()
         y_true = store.target(cutoff)  # read only now, to score
         seg = segment_users(X_c, active_window=experiment.segments.active_window)
         split = "validation" if cutoff in val else "test"

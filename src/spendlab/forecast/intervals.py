@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from spendlab.forecast.cold_start import cold_start_fallback  # noqa: F401 - its home before cold_start
+
 METHOD = "hurdle_isotonic_mondrian"
 #: Probability grid on which each group's positive-spend quantiles are stored.
 _GRID = np.round(np.linspace(0.0, 1.0, 101), 2)
@@ -150,20 +152,6 @@ def coverage(y_true: np.ndarray, bounds: pd.DataFrame) -> float:
     """Share of outcomes inside ``[lower, upper]``."""
     y = np.asarray(y_true, dtype=np.float64)
     return float(np.mean((y >= bounds["lower"].to_numpy()) & (y <= bounds["upper"].to_numpy())))
-
-
-def cold_start_fallback(y_new: np.ndarray, *, level: float = 0.8) -> dict[str, float]:
-    """Forecast users outside the model's domain (no purchase by the cutoff).
-
-    New users' next-period spend in training, as mean, share spending, median and central ``level``
-    interval.
-    """
-    y = np.asarray(y_new, dtype=np.float64)
-    if len(y) == 0:
-        return {"prediction": 0.0, "p_spend": 0.0, "median": 0.0, "lower": 0.0, "upper": 0.0}
-    alpha = 1.0 - level
-    return {"prediction": float(np.mean(y)), "p_spend": float(np.mean(y > 0)), "median": float(np.quantile(y, 0.5)),
-            "lower": float(np.quantile(y, alpha / 2)), "upper": float(np.quantile(y, 1 - alpha / 2))}
 
 
 def calibrate(predictions: pd.DataFrame, *, level: float) -> tuple[dict[str, Any], pd.DataFrame, dict[str, float]]:

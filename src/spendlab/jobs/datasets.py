@@ -17,6 +17,7 @@ import pyarrow.csv as pacsv
 
 from spendlab.calendar import check_freq
 from spendlab.datasets.deltas import COLUMNS, delta_scenario
+from spendlab.datasets.shift import parse_shift
 from spendlab.datasets.synth import FUTURE_PERIODS, ORACLE_FILE, ORACLE_KEY, SynthWorld
 from spendlab.errors import SpendlabError
 from spendlab.io.atomic import atomic_path
@@ -53,6 +54,7 @@ def synth_transactions(
     oracle: bool = False,
     freq: str = "month",
     progress: bool = False,
+    shift: str | None = None,
 ) -> dict[str, int]:
     """Write seeded synthetic transactions, generated in chunks of users (bounded memory).
 
@@ -68,6 +70,9 @@ def synth_transactions(
     expected_spend``, each user's true expected gross spend per ``freq`` period (month or ISO
     week) given the latent parameters, for every period of the data and
     :data:`FUTURE_PERIODS` more.
+
+    ``shift`` (``MONTH:rate=R,basket=B``, :func:`spendlab.datasets.shift.parse_shift`): from that month
+    on, purchase rates and baskets are multiplied by ``R`` and ``B`` (the oracle follows).
     """
     import contextlib
     import json
@@ -86,15 +91,16 @@ def synth_transactions(
         check_freq(freq)
     except ValueError as exc:
         raise SpendlabError(str(exc)) from None
+    change = parse_shift(shift, start=start) if shift else None
     world = SynthWorld(users=users, months=months, start=start, seed=seed, chunk_users=chunk_users,
-                       refund_rate=refund_rate, profile=profile)
+                       refund_rate=refund_rate, profile=profile, shift=change)
     out = Path(out)
     oracle_path = out.parent / ORACLE_FILE
     if oracle:
         _check_oracle_target(oracle_path, out)
     about = json.dumps({"profile": profile, "seed": seed, "users": users, "months": months, "start": start,
                         "freq": freq, "chunk_users": chunk_users, "data": out.name,
-                        "future_periods": FUTURE_PERIODS}).encode()
+                        "future_periods": FUTURE_PERIODS, **({"shift": shift} if shift else {})}).encode()
     total = oracle_rows = 0
     with contextlib.ExitStack() as stack:
         otmp = stack.enter_context(atomic_path(oracle_path)) if oracle else None

@@ -12,6 +12,7 @@ on the same data (fingerprint) is not registered twice, so a rerun is a no-op.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,11 @@ from spendlab.features.metadata import default_as_of
 from spendlab.features.segments import segment_users
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.candidate import Candidate
-from spendlab.forecast.intervals import cold_start_fallback
+from spendlab.forecast.cold_start import cold_users, training_fallback
 from spendlab.forecast.split import training_set
 from spendlab.jobs.experiment import load_dataset, load_experiment
 from spendlab.models.registry import make_model
+from spendlab.monitor.drift import reference_profile
 from spendlab.tracking.registry import PromotionOutcome, Refit, latest_experiment_run, log_and_register, run_candidate
 
 
@@ -43,30 +45,50 @@ def candidate_store(candidate: Candidate, *, transactions: Any = None, store: An
                                         feature_config=candidate.features())
 
 
-def refit(candidate: Candidate, *, transactions: Any = None, store: Any = None) -> Refit:
+def refit(candidate: Candidate, *, transactions: Any = None, store: Any = None,
+          cutoff: dt.date | None = None) -> Refit:
     """Fit the candidate's estimator on every example labelled by the last complete period.
 
     ``store``: a :class:`~spendlab.features.store.FeatureStore` over the same data whose features may
-    already be built (the main job shares one across tune, experiment and promote).
+    already be built (the main job shares one across tune, experiment and promote). ``cutoff``: fit
+    as of another period end instead (the backtest's model of that origin; replays use it).
     """
     cfg = candidate.experiment_config()
     tx, store = candidate_store(candidate, transactions=transactions, store=store)
-    train_cutoff = default_as_of(store.con, cfg.freq)
+    train_cutoff = cutoff or default_as_of(store.con, cfg.freq)
     X, y = training_set(store, train_cutoff, cfg.train_origins)
     names = [c for c in X.columns if c != "user_id"]
     if sorted(names) != sorted(candidate.feature_names):
         raise SpendlabError(f"the data's features {sorted(set(names) ^ set(candidate.feature_names))} differ "
                             "from the candidate's")
     estimator = make_model(candidate.model_key, candidate.params).fit(X[candidate.feature_names], y)
-    segments = segment_users(X, active_window=cfg.segments.active_window)
     return Refit(
         candidate=candidate,
         estimator=estimator,
         train_cutoff=train_cutoff,
-        cold_start=cold_start_fallback(y[segments == "new"], level=cfg.interval_level),
+        cold_start=training_fallback(X, y, active_window=cfg.segments.active_window, level=cfg.interval_level),
         input_example=store.features(train_cutoff).head(5).reset_index(drop=True),
         dataset_hash=tx.content_hash(),
+        reference=training_reference(store.features(train_cutoff), active_window=cfg.segments.active_window),
     )
+
+
+def training_reference(features: Any, *, active_window: int) -> dict[str, Any]:
+    """Return the reference profile of the population at the training cutoff (logged with the version).
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        As-of features at the training cutoff.
+    active_window : int
+        The segments' active window.
+
+    Returns
+    -------
+    dict
+        :func:`spendlab.monitor.drift.reference_profile`.
+    """
+    return reference_profile(features, segment_users(features, active_window=active_window), cold_users(features))
 
 
 def promote_experiment(experiment: str, *, tracking_uri: str | None = None, force: bool = False,

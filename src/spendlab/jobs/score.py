@@ -14,6 +14,7 @@ into place only when every user has a row.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,10 +36,14 @@ from spendlab.io.atomic import atomic_path
 from spendlab.io.load import Transactions, connect, date_span, load_transactions
 from spendlab.jobs.plan import ScorePlan
 from spendlab.models.base import usable_cores
+from spendlab.monitor.drift import feature_drift, segment_shift
 from spendlab.settings import DEFAULT_MEMORY_LIMIT, check_as_of
-from spendlab.tracking.scorer import LoadedModel, load_model_async, resolve_model, score_frame
+from spendlab.tracking.scorer import BASIS_COLD_START, LoadedModel, load_model_async, resolve_model, score_frame
 
 log = logging.getLogger(__name__)
+
+#: The scores file's key-value metadata key holding its lineage (:func:`scores_lineage`, JSON).
+LINEAGE_KEY = "spendlab.scores"
 
 
 SCORE_SCHEMA = pa.schema(
@@ -74,6 +79,9 @@ class ScoreResult:
     total_prediction: float
     #: What a reviewer should know about this run (other training data, an as-of past the data).
     warnings: tuple[str, ...] = ()
+    #: Drift against the model's reference profile: ``max_psi`` (and its feature), ``max_segment_shift``,
+    #: ``cold_start_share`` (empty without a profile).
+    drift: dict[str, Any] = field(default_factory=dict)
 
 
 def score(
@@ -126,8 +134,32 @@ def score(
                               model_hash=model.dataset_hash, input_hash=input_hash.result(), model_uri=model.uri)
     for w in warnings:
         log.warning(w)
+    drift = score_drift(model.reference, features, written)
     return ScoreResult(Path(out), as_of, target_period, int(users_in), written.rows, written.by_basis, model.uri,
-                       model.version, written.total, tuple(warnings))
+                       model.version, written.total, tuple(warnings), drift)
+
+
+def score_drift(reference: dict[str, Any] | None, features: pa.Table, written: _Written) -> dict[str, Any]:
+    """PSI of every profiled feature, segment share shift and cold-start share of a scored population."""
+    if not reference:
+        return {}
+    cols = [c for c in reference["features"] if c in features.column_names]
+    psi = feature_drift(reference, features.select(cols).to_pandas())
+    segments = np.repeat(np.array(list(written.by_segment), dtype=object), list(written.by_segment.values()))
+    shift = segment_shift(reference, segments)
+    worst = shift.loc[shift["shift"].abs().idxmax()] if len(shift) else None
+    return {"max_psi": float(psi["psi"].iloc[0]) if len(psi) else 0.0,
+            "max_psi_feature": str(psi["feature"].iloc[0]) if len(psi) else "",
+            "max_segment_shift": float(worst["shift"]) if worst is not None else 0.0,
+            "max_shift_segment": str(worst["segment"]) if worst is not None else "",
+            "cold_start_share": written.by_basis.get(BASIS_COLD_START, 0) / max(written.rows, 1)}
+
+
+def scores_lineage(model: LoadedModel, *, as_of: dt.date, target_period: str) -> dict[str, str]:
+    """Return the ``spendlab.scores`` key-value metadata of a scores file: which model scored which period."""
+    return {"model_name": model.name, "model_uri": model.uri, "model_version": model.version,
+            "train_cutoff": model.train_cutoff, "as_of": as_of.isoformat(), "target_period": target_period,
+            "freq": model.freq, "interval_level": repr(float(model.interval_level))}
 
 
 def _last_purchase_day(features: pa.Table, as_of: dt.date) -> dt.date | None:
@@ -162,13 +194,15 @@ class _Written:
     rows: int = 0
     total: float = 0.0
     by_basis: dict[str, int] = field(default_factory=dict)
+    by_segment: dict[str, int] = field(default_factory=dict)
 
 
 def _write_chunks(features: pa.Table, chunk_users: int, path: Path, *, model: LoadedModel, as_of: dt.date,
                   target_period: str, threads: int, done: Callable[[int], None]) -> _Written:
     """Predict and write ``chunk_users`` rows of ``features`` at a time (a slice: no copy until pandas)."""
     written = _Written()
-    writer = pq.ParquetWriter(path, SCORE_SCHEMA, compression="zstd")
+    lineage = json.dumps(scores_lineage(model, as_of=as_of, target_period=target_period), sort_keys=True)
+    writer = pq.ParquetWriter(path, SCORE_SCHEMA.with_metadata({LINEAGE_KEY: lineage}), compression="zstd")
     try:
         for start in range(0, features.num_rows, chunk_users):
             chunk = features.slice(start, chunk_users)
@@ -180,6 +214,8 @@ def _write_chunks(features: pa.Table, chunk_users: int, path: Path, *, model: Lo
             written.total += float(pred["prediction"].sum())
             for b, c in pred["basis"].value_counts().items():
                 written.by_basis[str(b)] = written.by_basis.get(str(b), 0) + int(c)
+            for b, c in pred["segment"].value_counts().items():
+                written.by_segment[str(b)] = written.by_segment.get(str(b), 0) + int(c)
             done(chunk.num_rows)
     finally:
         writer.close()
@@ -208,7 +244,7 @@ def _score_table(pred: pd.DataFrame, *, as_of: dt.date, target_period: str, mode
             "model_version": constant(model.version, pa.string()),
         },
         schema=SCORE_SCHEMA,
-    )
+    ).replace_schema_metadata(None)
 
 
 def execute_score(plan: ScorePlan, *, tracking_uri: str | None = None, progress: bool = True) -> ScoreResult:

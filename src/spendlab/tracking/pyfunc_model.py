@@ -32,13 +32,13 @@ from mlflow.pyfunc import PythonModel
 from spendlab.errors import SpendlabError
 from spendlab.features.config import at_origin
 from spendlab.features.segments import segment_users
+from spendlab.forecast.cold_start import BASIS_COLD_START, BASIS_MODEL, apply_fallback, cold_users
 from spendlab.forecast.intervals import apply_calibration
 from spendlab.io.hashing import file_sha256
 from spendlab.models.base import predict_threads
 
-#: ``basis`` values: how a prediction was made.
-BASIS_MODEL = "model"
-BASIS_COLD_START = "cold_start_fallback"
+__all__ = ["BASIS_COLD_START", "BASIS_MODEL", "OUTPUT_COLUMNS", "SpendForecaster"]
+
 OUTPUT_COLUMNS: tuple[str, ...] = ("user_id", "prediction", "p_spend", "median", "lower", "upper", "segment", "basis")
 
 
@@ -89,14 +89,10 @@ class SpendForecaster(PythonModel):
         out = apply_calibration(pd.DataFrame({"segment": segment, "y_pred": pred}), self.calibration_)
         out.insert(0, "prediction", pred)
         # No purchase at all by the cutoff (refunds or zero amounts only): outside what the model was
-        # trained on; the fallback is new users' next-period spend in training.
-        cold = frame["n_transactions_total"].to_numpy() <= 0 if "n_transactions_total" in frame else \
-            np.zeros(len(frame), dtype=bool)
-        for col in ("prediction", "p_spend", "median", "lower", "upper"):
-            out[col] = np.where(cold, float(self.cold_start_[col]), out[col].to_numpy(dtype="float64"))
+        # trained on; the fallback (new users' next-period spend in training) is the backtests' too.
+        out = apply_fallback(out, cold_users(frame), self.cold_start_)
         out.insert(0, "user_id", frame["user_id"].astype(str).to_numpy())
         out["segment"] = np.asarray(segment, dtype=str)
-        out["basis"] = np.where(cold, BASIS_COLD_START, BASIS_MODEL)
         return out[list(OUTPUT_COLUMNS)]
 
 

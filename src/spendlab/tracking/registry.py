@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import json
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -52,6 +53,8 @@ class Refit:
     cold_start: dict[str, float]
     input_example: pd.DataFrame
     dataset_hash: str
+    #: The training population's profile (``reference.json``, :func:`spendlab.monitor.drift.reference_profile`).
+    reference: dict[str, Any] | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -106,6 +109,10 @@ def save_model_dir(refit: Refit, path: Path) -> Path:
         joblib.dump(refit.estimator, est_path)
         cand_path = Path(tmp) / "candidate.json"
         cand_path.write_text(cand.to_json(), encoding="utf-8")
+        artifacts = {"estimator": str(est_path), "candidate": str(cand_path)}
+        if refit.reference is not None:  # carried by the model: scoring and monitoring read it
+            (Path(tmp) / "reference.json").write_text(json.dumps(refit.reference, indent=1), encoding="utf-8")
+            artifacts["reference"] = str(Path(tmp) / "reference.json")
         model_config = {
             "estimator_sha256": file_sha256(str(est_path)),
             "feature_names": cand.feature_names,
@@ -126,7 +133,7 @@ def save_model_dir(refit: Refit, path: Path) -> Path:
         mlflow.pyfunc.save_model(
             str(path),
             python_model=str(Path(pyfunc_model.__file__)),
-            artifacts={"estimator": str(est_path), "candidate": str(cand_path)},
+            artifacts=artifacts,
             model_config=model_config,
             signature=signature,
             input_example=example,
@@ -273,6 +280,8 @@ def log_and_register(
                                "candidate_id": cand.candidate_id})
             mlflow.log_metrics({"test_rmse": cand.figures.test_rmse, "validation_rmse": cand.figures.validation_rmse})
             mlflow.log_text(cand.to_json(), "candidate.json")
+            if refit.reference is not None:
+                mlflow.log_dict(refit.reference, "reference.json")
             mlflow.log_artifacts(str(model_dir), "model")
     with _quiet_registration():
         mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", registered_model)

@@ -40,6 +40,12 @@ class LoadedModel:
     takes_as_of: bool = False
     #: The registered version's ``dataset_hash`` tag: the data it was trained on ("" when unknown).
     dataset_hash: str = ""
+    #: The model's lineage: registered name (or the directory), training cutoff, interval level.
+    name: str = ""
+    train_cutoff: str = ""
+    interval_level: float = 0.8
+    #: The training population's profile logged at promotion (None for models promoted before it).
+    reference: dict[str, Any] | None = None
 
 
 def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> LoadedModel:
@@ -59,6 +65,7 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
             # MLflow's own requirement check reads the metadata of every installed distribution (1.1 s);
             # a spendlab model requires only spendlab, which _warn_on_version_drift checks directly.
             model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
+            extra = _model_extras(local)
     except MlflowException as exc:
         raise SpendlabError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
     except SpendlabError as exc:
@@ -79,7 +86,27 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
         takes_threads=_declares_param(model, "n_threads"),
         takes_as_of=_declares_param(model, "as_of"),
         dataset_hash=str(tags.get("dataset_hash", cfg.get("dataset_hash", ""))),
+        name=model_name(uri), train_cutoff=str(cfg.get("train_cutoff", "")), **extra,
     )
+
+
+def model_name(uri: str) -> str:
+    """Return the registered model's name in a ``models:/name@alias`` or ``models:/name/version`` URI, else the URI."""
+    if not uri.startswith("models:/"):
+        return uri
+    return uri.removeprefix("models:/").partition("@")[0].partition("/")[0]
+
+
+def _model_extras(local: Any) -> dict[str, Any]:
+    """Return the interval level (``candidate.json``) and reference profile of a verified model directory."""
+    import json
+    from pathlib import Path
+
+    art = Path(local) / "artifacts"
+    cand = json.loads((art / "candidate.json").read_text(encoding="utf-8"))
+    ref = art / "reference.json"
+    return {"interval_level": float(cand["calibration"].get("level", 0.8)),
+            "reference": json.loads(ref.read_text(encoding="utf-8")) if ref.is_file() else None}
 
 
 def load_model_async(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> Future[LoadedModel]:
