@@ -33,6 +33,8 @@ from spendlab.features.config import (
     PERIODS_PER_YEAR,
     SAME_PERIOD_LAST_YEAR,
     FeatureConfig,
+    ewm_name,
+    expanding_name,
     feature_columns,
     lag_name,
     rolling_name,
@@ -53,6 +55,8 @@ def window_widths(config: FeatureConfig, freq: Freq) -> dict[str, int]:
         widths[r.column] = max(widths.get(r.column, 0), max(r.windows))
     if spec.trend_windows:
         widths["spend"] = max(widths.get("spend", 0), max(spec.trend_windows))
+    if spec.ewm_alphas:
+        widths["spend"] = max(widths.get("spend", 0), spec.ewm_window)
     return widths
 
 
@@ -99,6 +103,19 @@ def _trend(spend: np.ndarray, n_periods: np.ndarray, w: int) -> np.ndarray:
     return np.where(n < 2, 0.0, slope)
 
 
+def _ewm(matrix: np.ndarray, n_periods: np.ndarray, w: int, alpha: float) -> np.ndarray:
+    """Exponentially weighted mean over the user's last min(w, n_periods) periods, lag 1 weighted 1,
+    lag j+1 weighted (1 - alpha)^j, weights renormalised (pandas ``ewm(alpha, adjust=True)``)."""
+    x = matrix[:, :w]
+    weights = (1.0 - alpha) ** np.arange(x.shape[1], dtype=np.float64)
+    out = np.empty(len(x))
+    for lo in range(0, len(x), BLOCK):
+        hi = lo + BLOCK
+        mine = np.where(np.arange(x.shape[1]) < np.minimum(w, n_periods[lo:hi])[:, None], weights, 0.0)
+        out[lo:hi] = _ratio(np.einsum("ij,ij->i", x[lo:hi], mine), mine.sum(axis=1))
+    return out
+
+
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den, and 0 where den is 0."""
     safe = np.where(den > 0, den, 1.0)
@@ -120,6 +137,8 @@ def _window_features(windows: Mapping[str, np.ndarray], n: np.ndarray, freq: Fre
                 out[rolling_name(r.column, stat, w)] = _rolling(windows[r.column], n, w, stat)
     for w in spec.trend_windows:
         out[f"trend_slope_window{w}"] = _trend(windows["spend"], n, w)
+    for a in spec.ewm_alphas:
+        out[ewm_name("spend", a)] = _ewm(windows["spend"], n, spec.ewm_window, a)
     return out
 
 
@@ -139,6 +158,7 @@ def _user_features(stats: Mapping[str, np.ndarray], n: np.ndarray, as_of: dt.dat
         "mean_basket": _ratio(spend_total, stats["n_transactions_total"]),
         "n_active_periods": stats["n_active_periods"],
         "n_periods": n,
+        **({expanding_name("spend"): _ratio(spend_total, n)} if config.for_freq(freq).expanding_mean else {}),
         "days_since_last_purchase": (as_of_day - last_seen).astype(np.float64),
         "tenure_days": (as_of_day - first_day).astype(np.float64),
     }
