@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from accuracy_cdnow import monthly_actuals, peer_lifetimes, peer_mlforecast
+from accuracy_cdnow import monthly_actuals, peer_mlforecast
 from accuracy_synth import lifetimes_peer, month_end
 
 ROOT = Path(__file__).resolve().parents[1]
