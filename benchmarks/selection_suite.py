@@ -173,18 +173,22 @@ def main() -> int:
         for world in args.worlds.split(","):
             results.append(run_world(world, args, Path(tmp)))
             print(tables(results), file=sys.__stdout__, flush=True)
-    body = tables(results)
-    if args.write_results:
-        from run_all import record
-
-        cmd = " ".join(sys.argv[1:])
-        record("selection_suite", "\n".join([
-            "### selection_suite", "", "Selection suite: test regret of every champion-selection rule on the same "
-            "backtests (validation: auto), and the champion against the peers computed in the same run.", "",
-            f"Command: `nice -n 10 .venv/bin/python benchmarks/selection_suite.py {cmd}`  ",
-            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} **on a loaded machine** (six jobs sharing "
-            "2 cores; wall times are not comparable).", "", body, ""]))
+            if args.write_results:  # after every world: a long run that stops early keeps what it measured
+                write_results(tables(results))
     return 0
+
+
+def write_results(body: str) -> None:
+    """Make this run the current ``selection_suite`` section of RESULTS.md."""
+    from run_all import record
+
+    cmd = " ".join(sys.argv[1:])
+    record("selection_suite", "\n".join([
+        "### selection_suite", "", "Selection suite: test regret of every champion-selection rule on the same "
+        "backtests (validation: auto), and the champion against the peers computed in the same run.", "",
+        f"Command: `nice -n 10 .venv/bin/python benchmarks/selection_suite.py {cmd}`  ",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} **on a loaded machine** (six jobs sharing "
+        "2 cores; wall times are not comparable).", "", body, ""]))
 
 
 if __name__ == "__main__":
