@@ -31,3 +31,34 @@ def test_resolve_plan_lists_the_origins_and_drops_tuned_folds_that_do_not_cover_
     assert dict(earlier.models["ridge"].fold_params) == {} and earlier.models["ridge"].tuned
     assert '"2023-07-31"' in earlier.to_json()  # the logged plan holds the resolved dates
     assert resolve_plan(got, D(2023, 1, 31)) is got  # explicit origins: unchanged
+
+
+def test_an_experiment_with_validation_auto_runs_on_every_origin_the_data_allow(workdir) -> None:
+    import json
+
+    import yaml
+    from mlflow import MlflowClient
+
+    from spendlab.jobs.experiment import run_experiment
+
+    from .conftest import write_experiment
+
+    path = write_experiment(workdir, models=["zero", "ridge", "sm_tweedie_glm"], users=200)
+    spec = yaml.safe_load(path.read_text())
+    spec["validation"] = "auto"
+    spec["selection"] = {"rule": "lowest_mean"}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    res = run_experiment(path, out_dir=workdir / "out", tuned_dir=workdir / "tuned")
+    # data from 2023-01, 3 training origins -> 2023-04-30 .. 2023-09-30 (the first test cutoff is 2023-10-31)
+    want = [f"2023-{m:02d}-{d}" for m, d in ((4, 30), (5, 31), (6, 30), (7, 31), (8, 31), (9, 30))]
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlruns/mlflow.db")
+    run = client.get_run(res.parent_run_id)
+    assert run.data.tags["selection_origins"] == "6" and run.data.tags["selection_few_origins"] == "false"
+    plan = json.loads(client.download_artifacts(res.parent_run_id, "plan.json", str(workdir)) and
+                      (workdir / "plan.json").read_text())
+    assert plan["experiment"]["validation"]["dates"] == want
+    board = res.leaderboard.set_index("model")
+    learned = board.drop(index="zero")
+    assert res.champion == learned["validation_rmse"].idxmin()  # lowest_mean, as configured
+    html = (workdir / "out" / "report.html").read_text(encoding="utf-8")
+    assert "Chosen by lowest_mean on 6 validation origins" in html and "Warning" not in html
