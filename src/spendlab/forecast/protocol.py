@@ -174,8 +174,8 @@ class ExperimentConfig(StrictModel):
 
 
 def auto_validation_cutoffs(cfg: ExperimentConfig, first_cutoff: dt.date) -> list[dt.date]:
-    """Every validation origin the data allow: from the first cutoff with a full training window to
-    the last one whose target is known before the first test cutoff.
+    """List every validation origin the data allow: from the first cutoff with a full training window
+    to the last one whose target is known before the first test cutoff.
 
     Parameters
     ----------
@@ -204,7 +204,7 @@ def auto_validation_cutoffs(cfg: ExperimentConfig, first_cutoff: dt.date) -> lis
 
 
 def resolve_validation(cfg: ExperimentConfig, first_cutoff: dt.date) -> ExperimentConfig:
-    """``cfg`` with ``validation: auto`` replaced by explicit dates (unchanged otherwise).
+    """Replace ``validation: auto`` in ``cfg`` with explicit dates (any other ``cfg`` is returned as is).
 
     Raises
     ------

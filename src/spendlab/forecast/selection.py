@@ -70,22 +70,22 @@ class ValidationErrors:
 
     @property
     def candidates(self) -> list[str]:
-        """The candidates, sorted by name (rules never depend on column order)."""
+        """Return the candidates sorted by name (rules never depend on column order)."""
         return sorted(str(c) for c in self.errors.columns)
 
     @property
     def means(self) -> pd.Series:
-        """Mean validation RMSE per candidate."""
+        """Return the mean validation RMSE per candidate."""
         return self.errors.mean(axis=0)
 
     def rank_of(self, model: str) -> int:
-        """The complexity rank of ``model``."""
+        """Return the complexity rank of ``model``."""
         worst = max(self.complexity.values(), default=0) + 1
         return int(self.complexity.get(model, worst))
 
 
 def _argmin(scores: Mapping[str, float], table: ValidationErrors) -> str:
-    """The candidate with the lowest score; ties by mean validation RMSE, then by name."""
+    """Return the candidate with the lowest score; ties by mean validation RMSE, then by name."""
     means = table.means
     return min(scores, key=lambda m: (round(float(scores[m]), 12), float(means[m]), m))
 
@@ -150,7 +150,7 @@ def ensemble_if_beats_members(table: ValidationErrors) -> str:
 
 
 def regret_table(errors: pd.DataFrame) -> pd.DataFrame:
-    """Each candidate's relative regret per origin: its RMSE over the origin's best RMSE."""
+    """Compute each candidate's relative regret per origin: its RMSE over the origin's best RMSE."""
     values = errors.to_numpy(dtype=np.float64)
     best = values.min(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -207,18 +207,18 @@ def choose(rule: str, table: ValidationErrors) -> str:
 
 
 def pick_all(table: ValidationErrors) -> dict[str, str]:
-    """Every rule's pick, by rule name."""
+    """Apply every rule; return each pick by rule name."""
     return {name: fn(table) for name, fn in RULES.items()}
 
 
 def origins_won(errors: pd.DataFrame, model: str) -> int:
-    """On how many origins ``model`` had the lowest RMSE of all candidates (ties count for each)."""
+    """Count the origins on which ``model`` had the lowest RMSE of all candidates (ties count for each)."""
     best = errors.min(axis=1)
     return int((errors[model] <= best).sum())
 
 
 def validation_errors(per_origin: Mapping[str, pd.DataFrame], candidates: list[str]) -> pd.DataFrame:
-    """The origins x candidates table of validation RMSE, from each backtest's ``per_origin`` frame.
+    """Build the origins x candidates table of validation RMSE from each backtest's ``per_origin`` frame.
 
     Candidates missing an origin, or with a non-finite RMSE at one, are left out.
     """
@@ -234,7 +234,7 @@ def validation_errors(per_origin: Mapping[str, pd.DataFrame], candidates: list[s
 
 
 def selection_table(picks: Mapping[str, str], board: pd.DataFrame, *, champion: str) -> pd.DataFrame:
-    """What each rule would have chosen, and what that choice scored on test.
+    """Tabulate what each rule would have chosen and what that choice scored on test.
 
     Parameters
     ----------
@@ -267,7 +267,7 @@ MIN_ORIGINS = 3
 
 
 def selection_note(rule: str, champion: str, runner_up: str | None, n_origins: int, won: int) -> str:
-    """One sentence for the report: the rule, the evidence behind the choice and the runner-up."""
+    """Say in one sentence how the champion was chosen: the rule, the evidence and the runner-up."""
     text = (f"Chosen by {rule} on {n_origins} validation origin{'s' if n_origins != 1 else ''} "
             f"({champion} was best on {won} of them)")
     text += f"; runner-up on validation: {runner_up}." if runner_up else "."

@@ -11,7 +11,7 @@ from spendlab.jobs.plan import ExperimentPlan
 
 
 def resolve_plan(plan: ExperimentPlan, first_cutoff: dt.date) -> ExperimentPlan:
-    """``plan`` with explicit validation origins (unchanged when its experiment names them).
+    """Give ``plan`` explicit validation origins (a plan whose experiment names them is returned as is).
 
     Tuned per-origin parameters that do not cover every resolved validation origin are dropped,
     so those models are scored in sample on validation and their runs say so.

@@ -14,7 +14,7 @@ WORLDS: dict[str, type] = {"habit": HabitWorld, "mixed": MixedWorld}
 
 def make_world(profile: str, *, users: int, months: int, start: str = "2023-01-01", seed: int = 0,
                chunk_users: int = 50_000, refund_rate: float = 0.01) -> SynthWorld:
-    """The generator of ``profile``: a world of :data:`WORLDS`, else a BTYD profile's SynthWorld.
+    """Make the generator of ``profile``: a world of :data:`WORLDS`, else a BTYD profile's SynthWorld.
 
     Parameters
     ----------

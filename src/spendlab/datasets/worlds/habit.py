@@ -79,7 +79,7 @@ class HabitWorld(SynthWorld):
         self.data_weeks = (n_data_days + 6) // 7
 
     def latent(self, chunk: int) -> HabitLatent:  # type: ignore[override]
-        """The chunk's households (the same for every replicate)."""
+        """Draw the chunk's households (the same for every replicate)."""
         p = self.params
         rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0, chunk)))
         n, w = self.chunk_size(chunk), self.n_weeks
@@ -107,7 +107,7 @@ class HabitWorld(SynthWorld):
 
     def purchases(self, chunk: int, latent: HabitLatent, *, replicate: int = 0,  # type: ignore[override]
                   future: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(chunk-local household index, ts in µs UTC, amount) sorted by household and time."""
+        """Draw trips and baskets: (chunk-local household index, ts in µs UTC, amount), sorted by household and time."""
         if not 0 <= future <= FUTURE_PERIODS:
             raise ValueError(f"future must be 0..{FUTURE_PERIODS}, got {future}")
         rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(1, replicate, chunk)))
@@ -134,7 +134,7 @@ class HabitWorld(SynthWorld):
         return u[order], ts[order], amount[order]
 
     def oracle(self, latent: HabitLatent, freq: str = "month") -> tuple[list, np.ndarray]:  # type: ignore[override]
-        """(period starts, expected gross spend, users x periods) for ``freq`` month or week.
+        """Compute (period starts, expected gross spend of shape users x periods) for ``freq`` month or week.
 
         Main trips: P(trip) x E[basket] on the trip's day; top-ups: expected trips x E[top-up basket]
         spread evenly over the week's days. E[basket] = exp(mu + sigma^2 / 2) (the 50-cent floor and

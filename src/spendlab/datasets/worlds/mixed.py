@@ -42,14 +42,14 @@ class MixedWorld(HabitWorld):
                                            refund_rate=0.0, profile="occasional")
 
     def latent(self, chunk: int) -> MixedLatent:  # type: ignore[override]
-        """Both sub-worlds' draws and the habitual flag (the same for every replicate)."""
+        """Draw both sub-worlds' latents and the habitual flag (the same for every replicate)."""
         rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(2, chunk)))
         habitual = rng.random(self.chunk_size(chunk)) < self.habit_share
         return MixedLatent(habitual, super().latent(chunk), self.occasional_world.latent(chunk))
 
     def purchases(self, chunk: int, latent: MixedLatent, *, replicate: int = 0,  # type: ignore[override]
                   future: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(chunk-local user index, ts in µs UTC, amount): each user's rows from its own sub-world."""
+        """Draw (chunk-local user index, ts in µs UTC, amount): each user's rows from its own sub-world."""
         hu, hts, ham = super().purchases(chunk, latent.habit, replicate=replicate, future=future)
         ou, ots, oam = self.occasional_world.purchases(chunk, latent.occasional, replicate=replicate, future=future)
         keep_h, keep_o = latent.habitual[hu], ~latent.habitual[ou]
@@ -60,7 +60,7 @@ class MixedWorld(HabitWorld):
         return u[order], ts[order], amount[order]
 
     def oracle(self, latent: MixedLatent, freq: str = "month") -> tuple[list, np.ndarray]:  # type: ignore[override]
-        """(period starts, expected gross spend): each user's row from its own sub-world's oracle."""
+        """Compute (period starts, expected gross spend): each user's row from its own sub-world's oracle."""
         starts, habit = super().oracle(latent.habit, freq)
         starts_o, occasional = self.occasional_world.oracle(latent.occasional, freq)
         assert starts == starts_o  # the same calendar
