@@ -151,8 +151,9 @@ def tables(results: list[dict[str, object]]) -> str:
                      f"{r['best_model']} ({r['best_test']:.3f}) | {r['best_peer']} | "
                      f"{r['peer_means'][r['best_peer']]:.3f} | {r['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}] | "
                      f"{r['seconds']:.0f} s |")
-    best = min(means, key=lambda k: (means[k], k))
-    lines += ["", f"Lowest mean test regret: **{best}** ({means[best]:.4f})."]
+    low = min(means.values())
+    tied = sorted(k for k in means if abs(means[k] - low) < 5e-5)
+    lines += ["", f"Lowest mean test regret ({low:.4f}): **{', '.join(tied)}**."]
     return "\n".join(lines)
 
 
