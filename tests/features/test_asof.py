@@ -17,10 +17,11 @@ from .conftest import tx_con
 
 D = dt.date
 START = pd.Timestamp("2020-12-20")
-CONFIG = FeatureConfig(
-    month=FreqFeatures(lags={"spend": 4, "active_days": 2}, rolling=(RollingSpec(windows=(2, 5)),), trend_windows=(3,)),
+CONFIG = FeatureConfig(  # every optional lag transform on, so the leakage property covers them
+    month=FreqFeatures(lags={"spend": 4, "active_days": 2}, rolling=(RollingSpec(windows=(2, 5)),), trend_windows=(3,),
+                       expanding_mean=True, ewm_alphas=(0.3, 0.7), ewm_window=6),
     week=FreqFeatures(lags={"spend": 4, "n_transactions": 2}, rolling=(RollingSpec(windows=(3, 8)),),
-                      trend_windows=(4,)),
+                      trend_windows=(4,), expanding_mean=True, ewm_alphas=(0.5,), ewm_window=10),
 )
 
 

@@ -256,3 +256,32 @@ def test_the_seasonal_level_sees_no_data_after_the_cutoff(key: str) -> None:
     if key == "bgnbd_seasonal":
         ratio = a.predictions["y_pred"].to_numpy() / np.maximum(plain.predictions["y_pred"].to_numpy(), 1e-12)
         assert abs(float(np.median(ratio)) - 1.0) > 1e-3  # the seasonal path ran
+
+
+def world_frame(profile: str) -> pd.DataFrame:
+    """Seven months of a synthetic world (2024-01 .. 2024-07) as a transaction frame."""
+    from spendlab.datasets.worlds import make_world
+
+    world = make_world(profile, users=150, months=7, start="2024-01-01", seed=5)
+    latent = world.latent(0)
+    u, ts, amount = world.purchases(0, latent)
+    return pd.DataFrame({"user_id": world.user_ids(0)[u], "ts": pd.to_datetime(ts, unit="us"), "amount": amount})
+
+
+@pytest.mark.parametrize("profile", ["habit", "mixed"])
+@pytest.mark.parametrize("key", ["lightgbm", "lightgbm_clv", "bgnbd_gg", "sm_tweedie_glm", "hurdle", "moving_average"])
+def test_no_model_sees_target_period_data_in_the_habit_worlds(key: str, profile: str) -> None:
+    """The poisoning check, for one model of each family, on the habit and mixed worlds' data."""
+    clean = world_frame(profile)
+    after = clean["ts"] >= pd.Timestamp(CUTOFF + dt.timedelta(days=1))
+    assert after.any() and (~after).any()
+    poisoned = clean.copy()
+    poisoned.loc[after, "amount"] *= 1000.0
+    poisoned = pd.concat([poisoned, pd.DataFrame({"user_id": ["zz1"], "ts": [pd.Timestamp("2024-06-03")],
+                                                  "amount": [1e6]})], ignore_index=True)
+    exp = experiment([CUTOFF])
+    a = run_backtest(store_for(clean), experiment=exp, model_key=key, origins="test")
+    b = run_backtest(store_for(poisoned), experiment=exp, model_key=key, origins="test")
+    np.testing.assert_array_equal(a.predictions["user_id"], b.predictions["user_id"])
+    np.testing.assert_allclose(a.predictions["y_pred"], b.predictions["y_pred"], rtol=0, atol=1e-9)
+    assert b.predictions["y_true"].sum() > 100 * a.predictions["y_true"].sum() > 0

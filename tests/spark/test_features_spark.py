@@ -146,3 +146,22 @@ def test_spark_rejects_exactly_the_rows_the_duckdb_reader_rejects(spark, tmp_pat
     assert rows_in - sum(counts.values()) == tx.report.accepted == 1
     got = spark_features(spark, path, freq="month", as_of=dt.date(2024, 1, 31)).toPandas()
     assert got["user_id"].tolist() == ["u1"]
+
+
+LAG_TRANSFORMS = FeatureConfig(month=FeatureConfig().month.model_copy(update={
+    "expanding_mean": True, "ewm_alphas": (0.3, 0.7), "ewm_window": 6}), week=FeatureConfig().week.model_copy(update={
+    "expanding_mean": True, "ewm_alphas": (0.5,), "ewm_window": 13}))
+
+
+@pytest.mark.parametrize("freq", ["month", "week"])
+def test_spark_lag_transforms_equal_duckdb(spark, tmp_path: Path, freq: str) -> None:
+    """The expanding and exponentially weighted means: the same on both engines."""
+    path = write_canonical(random_transactions(5), tmp_path / "tx.parquet")
+    as_of = dt.date(2022, 1, 19)
+    tx = load_transactions(str(path), "generic", mode=Mode.QUARANTINE)
+    con = connect(threads=2)
+    tx.register(con)
+    duck = build_features(con, freq=freq, as_of=as_of, config=LAG_TRANSFORMS)
+    assert "spend_expanding_mean_lag1" in duck.columns and any("ewm_mean" in c for c in duck.columns)
+    got = spark_features(spark, str(path), freq=freq, as_of=as_of, config=LAG_TRANSFORMS).toPandas()
+    assert_frames_equal(got, duck)

@@ -137,7 +137,9 @@ def datasets_synth(
     start: Annotated[str, typer.Option(help="First day of the history (YYYY-MM-DD).")] = "2023-01-01",
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
     chunk_users: Annotated[int, typer.Option(help="Users generated per chunk (bounds memory).")] = 50_000,
-    profile: Annotated[str, typer.Option(help="Behaviour: default (retail) or grocery (about weekly, low churn).")]
+    profile: Annotated[str, typer.Option(help="Behaviour: default (retail), grocery (about weekly, low churn), "
+                                              "occasional (BTYD buyers), habit (routine households) or mixed "
+                                              "(habit + occasional).")]
     = "default",
     oracle: Annotated[bool, typer.Option("--oracle", help="Also write oracle.parquet beside --out: each user's "
                                          "true expected spend per period, for the data and 3 periods more.")] = False,

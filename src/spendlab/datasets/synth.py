@@ -75,12 +75,17 @@ PROFILES: dict[str, SynthProfile] = {
         rate_shape=4.0, rate_scale=1.1, churn_a=1.0, churn_b=100.0, basket_mean=3.7, basket_sd=0.35,
         basket_sigma=0.45, weekday=(0.85, 0.8, 0.85, 0.95, 1.1, 1.35, 1.1), december_ramp=0.2,
         november=1.05, holiday=0.5, black_friday=1.0, cyber_monday=1.0, habit=2.0),
+    "occasional": SynthProfile(
+        "occasional buyers (BTYD): under one purchase a month, ~8% monthly churn, larger baskets",
+        rate_shape=0.8, rate_scale=1.0, churn_a=1.0, churn_b=12.0, basket_mean=3.6, basket_sd=0.6,
+        basket_sigma=0.7, weekday=_WEEKDAY_WEIGHT, december_ramp=0.4, november=1.1, holiday=0.6,
+        black_friday=1.8, cyber_monday=1.4),
 }
 
 
 def _profile(name: str) -> SynthProfile:
     if name not in PROFILES:
-        raise SpendlabError(f"unknown synthetic profile {name!r}; choose {' or '.join(PROFILES)}")
+        raise SpendlabError(f"unknown synthetic profile {name!r}; choose {', '.join(PROFILES)}, habit or mixed")
     return PROFILES[name]
 
 

@@ -23,6 +23,8 @@ from spendlab.features.config import (
     PERIODS_PER_YEAR,
     SAME_PERIOD_LAST_YEAR,
     FeatureConfig,
+    ewm_name,
+    expanding_name,
     lag_name,
     rolling_name,
 )
@@ -42,6 +44,8 @@ def window_widths(config: FeatureConfig, freq: Freq) -> dict[str, int]:
         widths[r.column] = max(widths.get(r.column, 0), max(r.windows))
     if spec.trend_windows:
         widths["spend"] = max(widths.get("spend", 0), max(spec.trend_windows))
+    if spec.ewm_alphas:
+        widths["spend"] = max(widths.get("spend", 0), spec.ewm_window)
     return widths
 
 
@@ -86,6 +90,19 @@ def _trend(spend: np.ndarray, n_periods: np.ndarray, w: int) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         slope = 12 * num / (n * (n * n - 1))
     return np.where(n < 2, 0.0, slope)
+
+
+def _ewm(matrix: np.ndarray, n_periods: np.ndarray, w: int, alpha: float) -> np.ndarray:
+    """Exponentially weighted mean over the user's last min(w, n_periods) periods, lag 1 weighted 1,
+    lag j+1 weighted (1 - alpha)^j, weights renormalised (pandas ``ewm(alpha, adjust=True)``)."""
+    x = matrix[:, :w]
+    weights = (1.0 - alpha) ** np.arange(x.shape[1], dtype=np.float64)
+    out = np.empty(len(x))
+    for lo in range(0, len(x), BLOCK):
+        hi = lo + BLOCK
+        mine = np.where(np.arange(x.shape[1]) < np.minimum(w, n_periods[lo:hi])[:, None], weights, 0.0)
+        out[lo:hi] = _ratio(np.einsum("ij,ij->i", x[lo:hi], mine), mine.sum(axis=1))
+    return out
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -149,6 +166,8 @@ def _window_features(x: FeatureInputs) -> dict[str, np.ndarray]:
                 out[rolling_name(r.column, stat, w)] = _rolling(windows[r.column], n, w, stat)
     for w in spec.trend_windows:
         out[f"trend_slope_window{w}"] = _trend(windows["spend"], n, w)
+    for a in spec.ewm_alphas:
+        out[ewm_name("spend", a)] = _ewm(windows["spend"], n, spec.ewm_window, a)
     return out
 
 
@@ -168,6 +187,7 @@ def _user_features(x: FeatureInputs) -> dict[str, np.ndarray]:
         "mean_basket": _ratio(spend_total, stats["n_transactions_total"]),
         "n_active_periods": stats["n_active_periods"],
         "n_periods": n,
+        **({expanding_name("spend"): _ratio(spend_total, n)} if config.for_freq(freq).expanding_mean else {}),
         "days_since_last_purchase": (as_of_day - last_seen).astype(np.float64),
         "tenure_days": (as_of_day - first_day).astype(np.float64),
     }
@@ -191,12 +211,15 @@ def _window_columns(config: FeatureConfig, freq: Freq) -> list[str]:
     spec = config.for_freq(freq)
     cols = [lag_name(column, i) for column, k in spec.lags.items() for i in range(1, k + 1)]
     cols += [rolling_name(r.column, s, w) for r in spec.rolling for s in r.stats for w in r.windows]
-    return cols + [f"trend_slope_window{w}" for w in spec.trend_windows]
+    cols += [f"trend_slope_window{w}" for w in spec.trend_windows]
+    return cols + [ewm_name("spend", a) for a in spec.ewm_alphas]
 
 
 def _user_columns(config: FeatureConfig, freq: Freq) -> list[str]:
     cols = [SAME_PERIOD_LAST_YEAR, HAS_LAST_YEAR, "spend_total", "n_transactions_total", "mean_basket",
-            "n_active_periods", "n_periods", "days_since_last_purchase", "tenure_days"]
+            "n_active_periods", "n_periods"]
+    cols += [expanding_name("spend")] if config.for_freq(freq).expanding_mean else []
+    cols += ["days_since_last_purchase", "tenure_days"]
     cols += [f"active_days_per_week_mean_last{w}" for w in config.weekly_activity_windows]
     cols += ["weeks_since_last_purchase", "holiday_spend_share", "refund_amount_total", "refund_count_total"]
     return cols + ["bgnbd_frequency", "bgnbd_recency_days", "bgnbd_T_days", "bgnbd_monetary"]

@@ -62,6 +62,16 @@ def rolling_name(column: str, stat: str, window: int) -> str:
     return f"{column}_rolling_{stat}_lag1_window{window}"
 
 
+def expanding_name(column: str) -> str:
+    """``spend_expanding_mean_lag1``: the mean over every period of the user's history up to lag 1."""
+    return f"{column}_expanding_mean_lag1"
+
+
+def ewm_name(column: str, alpha: float) -> str:
+    """``spend_ewm_mean_lag1_alpha50``: the exponentially weighted mean, smoothing ``alpha`` in percent."""
+    return f"{column}_ewm_mean_lag1_alpha{round(alpha * 100)}"
+
+
 def _positive_sorted(values: tuple[int, ...], what: str) -> tuple[int, ...]:
     if any(v < 1 for v in values):
         raise ValueError(f"{what} must be positive integers, got {list(values)}")
@@ -96,6 +106,29 @@ class FreqFeatures(StrictModel):
     lags: dict[PanelColumn, int] = {"spend": 12}
     rolling: tuple[RollingSpec, ...] = (RollingSpec(),)
     trend_windows: tuple[int, ...] = (6, 12)
+    #: ``spend_expanding_mean_lag1``: mean spend per period over the user's whole history (mlforecast's
+    #: ExpandingMean). Off by default: measured on validation only (docs/features.md).
+    expanding_mean: bool = False
+    #: Exponentially weighted means of spend (mlforecast's ExponentiallyWeightedMean), one per smoothing
+    #: factor, over the user's last ``ewm_window`` periods (weights renormalised, pandas' ``adjust=True``).
+    ewm_alphas: tuple[float, ...] = ()
+    ewm_window: int = 12
+
+    @field_validator("ewm_alphas")
+    @classmethod
+    def _alphas(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0.0 < a < 1.0 for a in v):
+            raise ValueError(f"ewm_alphas must lie strictly between 0 and 1, got {list(v)}")
+        if len({round(a * 100) for a in v}) != len(v):
+            raise ValueError(f"ewm_alphas must differ in whole percent (they name the columns), got {list(v)}")
+        return tuple(v)
+
+    @field_validator("ewm_window")
+    @classmethod
+    def _ewm_window(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("ewm_window must be at least 1")
+        return v
 
     @field_validator("lags")
     @classmethod

@@ -1,16 +1,14 @@
-"""The leaderboard of an experiment, the champion rule (validation only) and whether leads are real.
+"""The leaderboard of an experiment, its champion (validation only) and whether leads are real.
 
-The champion rule: among the non-baseline models, take the lowest mean validation RMSE; then prefer
-the *simplest* model (registry ``COMPLEXITY``) whose validation RMSE is not significantly worse than
-that best one -- the 95% paired-bootstrap interval of their validation RMSE difference contains 0.
-A lead that the choice of users could produce by chance does not buy complexity. Test results are
-never used to choose; they are reported, with each model's test RMSE difference to the best peer
-(``PEERS``, the best chosen on validation) and its 95% bootstrap interval.
+The champion is chosen among the non-baseline models by a selection rule of
+:mod:`spendlab.forecast.selection` (the experiment's ``selection.rule``) from their per-origin
+validation RMSE. Test results are never used to choose; they are reported, with each model's test
+RMSE difference to the best peer (``PEERS``, the best chosen on validation) and its 95% paired
+bootstrap interval, and with the pick every other rule would have made.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +18,15 @@ import pandas as pd
 
 from spendlab.errors import ConfigError
 from spendlab.forecast.bootstrap import bootstrap_rmse, delta_interval
-from spendlab.models.registry import BASELINES, PEERS, complexity
+from spendlab.forecast.selection import (
+    DEFAULT_RULE,
+    ValidationErrors,
+    choose,
+    origins_won,
+    pick_all,
+    validation_errors,
+)
+from spendlab.models.registry import BASELINES, COMPLEXITY, PEERS
 
 LEADERBOARD_COLUMNS: tuple[str, ...] = ("model", "rmse", "mae", "bias", "wape", "top10_capture",
                                         "validation_rmse", "champion")
@@ -36,29 +42,25 @@ def _best_validation(board: pd.DataFrame) -> pd.Series:
 
 
 def pick_champion(leaderboard: Any, validation_boot: pd.DataFrame | None = None, *,
-                  level: float = 0.95) -> str:
-    """Pick the champion from validation results only (see the module docstring).
+                  level: float = 0.95, rule: str = "simpler_in_interval") -> str:
+    """Pick the champion by ``rule`` from the board's mean validation RMSE alone (one row of errors).
 
     Without ``validation_boot`` (replicates x models, :func:`~spendlab.forecast.bootstrap.bootstrap_rmse`
     on the validation origins) the lowest validation RMSE wins outright.
     """
-    cands = leaderboard[~leaderboard["model"].isin(BASELINES)]
+    cands = _candidates(leaderboard)
+    errors = pd.DataFrame([cands.set_index("model")["validation_rmse"].astype(float)])
+    return choose(rule, ValidationErrors(errors, validation_boot, COMPLEXITY, level=level))
+
+
+def _candidates(board: pd.DataFrame) -> pd.DataFrame:
+    cands = board[~board["model"].isin(BASELINES)]
     if cands.empty:
-        cands = leaderboard
+        cands = board
     cands = cands[cands["validation_rmse"].notna()]
     if cands.empty:
         raise ConfigError("no model has a finite validation RMSE; cannot choose a champion")
-    best = str(_best_validation(cands)["model"])
-    if validation_boot is None or best not in validation_boot.columns:
-        return best
-    tied = [best]
-    for m in cands["model"]:
-        if m != best and m in validation_boot.columns:
-            lo, _ = delta_interval(validation_boot, str(m), best, level=level)
-            if math.isfinite(lo) and lo <= 0.0:  # not significantly worse than the best
-                tied.append(str(m))
-    vr = cands.set_index("model")["validation_rmse"]
-    return min(tied, key=lambda m: (complexity(m), float(vr[m]), m))
+    return cands
 
 
 @dataclass
@@ -70,6 +72,12 @@ class Ranking:
     best_peer: str | None
     runner_up: str | None
     leads: dict[str, float] = field(default_factory=dict)
+    rule: str = DEFAULT_RULE
+    #: Every rule's pick (rule name -> model), on the same validation errors.
+    picks: dict[str, str] = field(default_factory=dict)
+    #: Validation origins the choice was made on, and on how many the champion was best.
+    n_validation_origins: int = 0
+    origins_won: int = 0
 
 
 def _lead(boot_val: pd.DataFrame, boot_test: pd.DataFrame, board: pd.DataFrame, a: str, b: str, name: str,
@@ -85,11 +93,14 @@ def _lead(boot_val: pd.DataFrame, boot_test: pd.DataFrame, board: pd.DataFrame, 
 
 
 def rank_models(results: Mapping[str, Any], keys: Sequence[str], tuned: Mapping[str, bool], *,
-                seed: int = 0, n_boot: int = 1000, level: float = 0.95) -> Ranking:
+                seed: int = 0, n_boot: int = 1000, level: float = 0.95, rule: str = DEFAULT_RULE,
+                members: Sequence[str] = ()) -> Ranking:
     """Rank the models: one row per model, best test RMSE first.
 
-    The rows hold test means, validation RMSE, coverage and the lead over the best peer; returned with
-    the champion and the champion's lead over the runner-up and the best peer.
+    The rows hold test means, validation RMSE, coverage and the lead over the best peer; the champion
+    is chosen by ``rule`` (:mod:`spendlab.forecast.selection`) on the per-origin validation RMSE of
+    the non-baseline models. Returned with every rule's pick and the champion's lead over the
+    runner-up and the best peer. ``members`` are the ensemble's members.
     """
     rows = []
     for key in keys:
@@ -104,7 +115,10 @@ def rank_models(results: Mapping[str, Any], keys: Sequence[str], tuned: Mapping[
     preds = {k: results[k].predictions for k in keys}
     boot_val = bootstrap_rmse(preds, split="validation", n_boot=n_boot, seed=seed)
     boot_test = bootstrap_rmse(preds, split="test", n_boot=n_boot, seed=seed + 1)
-    champion = pick_champion(board, boot_val, level=level)
+    cands = list(_candidates(board)["model"])
+    errors = validation_errors({k: results[k].per_origin for k in cands}, cands)
+    table = ValidationErrors(errors, boot_val, COMPLEXITY, members=tuple(members), level=level)
+    champion = choose(rule, table)
     board["champion"] = board["model"] == champion
     peers = board[board["model"].isin(PEERS) & board["validation_rmse"].notna()]
     best_peer = str(_best_validation(peers)["model"]) if not peers.empty else None
@@ -118,7 +132,7 @@ def rank_models(results: Mapping[str, Any], keys: Sequence[str], tuned: Mapping[
                             - board.loc[board["model"] == best_peer, "rmse"].iloc[0]))
         lows.append(lo), highs.append(hi)
     board["delta_rmse_vs_best_peer"], board["ci_low"], board["ci_high"] = deltas, lows, highs
-    others = board[(board["model"] != champion) & ~board["model"].isin(BASELINES) & board["validation_rmse"].notna()]
+    others = board[(board["model"] != champion) & board["model"].isin(errors.columns)]
     runner_up = str(_best_validation(others)["model"]) if not others.empty else None
     leads: dict[str, float] = {}
     if runner_up is not None:
@@ -127,7 +141,9 @@ def rank_models(results: Mapping[str, Any], keys: Sequence[str], tuned: Mapping[
         leads.update(_lead(boot_val, boot_test, board, champion, best_peer, "best_peer", level))
     board = board.sort_values(["rmse", "model"], ignore_index=True)
     board = board[[*LEADERBOARD_COLUMNS, *EXTRA_COLUMNS, "interval_coverage_80", "tuned"]]
-    return Ranking(board=board, champion=champion, best_peer=best_peer, runner_up=runner_up, leads=leads)
+    return Ranking(board=board, champion=champion, best_peer=best_peer, runner_up=runner_up, leads=leads,
+                   rule=rule, picks=pick_all(table), n_validation_origins=len(errors),
+                   origins_won=origins_won(errors, champion))
 
 
 def leaderboard(results: Mapping[str, Any], keys: Sequence[str], tuned: Mapping[str, bool], *,

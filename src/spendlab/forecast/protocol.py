@@ -18,6 +18,7 @@ from pydantic import field_validator, model_validator
 from spendlab.calendar import Freq, period_end, shift_period
 from spendlab.config import ReaderConfig, StrictModel
 from spendlab.errors import ConfigError
+from spendlab.forecast.selection import DEFAULT_RULE, RULES
 from spendlab.io.load import READERS
 from spendlab.models.registry import COMBINERS, MODELS
 
@@ -78,6 +79,20 @@ class SegmentSpec(StrictModel):
     active_window: int = 3  # periods (lag1..lagN) in which a purchase makes a user "active"
 
 
+class SelectionSpec(StrictModel):
+    """How the champion is chosen from the validation origins (``spendlab.forecast.selection``)."""
+
+    rule: str = DEFAULT_RULE
+    level: float = 0.95  # of the paired-bootstrap interval (simpler_in_interval)
+
+    @field_validator("rule")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in RULES:
+            raise ValueError(f"unknown selection rule {v!r}; known: {', '.join(RULES)}")
+        return v
+
+
 class ExperimentConfig(StrictModel):
     """One ``experiments/<name>.yaml``."""
 
@@ -87,7 +102,9 @@ class ExperimentConfig(StrictModel):
     reader: ReaderConfig = ReaderConfig()
     freq: Freq = "month"
     horizon: int = 1  # the target is the spend of the ``horizon`` periods after the cutoff's period
-    validation: Origins
+    # "auto": every period end from the first one with a full training window (``train_origins``)
+    # to the last one whose target is known before the first test cutoff (resolve_validation).
+    validation: Origins | Literal["auto"]
     test: Origins
     # Earlier origins stacked into each training set: the most recent N; "all" = every earlier
     # origin whose target is known, back to the end of the data's first period; or a date = every
@@ -100,6 +117,7 @@ class ExperimentConfig(StrictModel):
     # Members whose mean validation |bias| exceeds this are left out of the blend (validation only).
     ensemble_max_validation_bias: float = 0.10
     segments: SegmentSpec = SegmentSpec()
+    selection: SelectionSpec = SelectionSpec()
     interval_level: float = 0.8
     seed: int = 0
 
@@ -130,9 +148,14 @@ class ExperimentConfig(StrictModel):
             raise ValueError(f"ensemble_members cannot include {', '.join(combined)} (members are single models)")
         if not 0.0 < self.interval_level < 1.0:
             raise ValueError("interval_level must be between 0 and 1")
-        val, test = self.validation.cutoffs(self.freq), self.test.cutoffs(self.freq)
-        if not val or not test:
-            raise ValueError("validation and test need at least one origin each")
+        test = self.test.cutoffs(self.freq)
+        if not test:
+            raise ValueError("test needs at least one origin")
+        if self.validation == "auto":
+            return self
+        val = self.validation.cutoffs(self.freq)
+        if not val:
+            raise ValueError("validation needs at least one origin")
         # The last validation target must be known before the first test cutoff: validation
         # origins end at least `horizon` periods before it.
         latest_val = period_end(shift_period(test[0], self.freq, -self.horizon), self.freq)
@@ -148,13 +171,63 @@ class ExperimentConfig(StrictModel):
 
     def origins(self, which: Literal["validation", "test", "all"]) -> list[dt.date]:
         """Return the cutoffs of the ``which`` origins, each the last day of its period."""
-        if which == "validation":
-            return self.validation.cutoffs(self.freq)
         if which == "test":
             return self.test.cutoffs(self.freq)
+        if self.validation == "auto":
+            raise ConfigError("validation: auto has not been resolved against the data (resolve_validation)")
+        if which == "validation":
+            return self.validation.cutoffs(self.freq)
         if which == "all":
             return sorted(set(self.validation.cutoffs(self.freq)) | set(self.test.cutoffs(self.freq)))
         raise ValueError(f"origins must be validation, test or all, got {which!r}")
+
+
+def auto_validation_cutoffs(cfg: ExperimentConfig, first_cutoff: dt.date) -> list[dt.date]:
+    """List every validation origin the data allow: from the first cutoff with a full training window
+    to the last one whose target is known before the first test cutoff.
+
+    Parameters
+    ----------
+    cfg : ExperimentConfig
+        Gives the frequency, horizon, ``train_origins`` and the test origins.
+    first_cutoff : datetime.date
+        The end of the data's first period.
+
+    Returns
+    -------
+    list of datetime.date
+        The cutoffs, oldest first (empty when the data leave no room).
+    """
+    freq, h, n = cfg.freq, cfg.horizon, cfg.train_origins
+    if isinstance(n, int):  # n training origins: the oldest is n - 1 + h periods before the cutoff
+        earliest = period_end(shift_period(first_cutoff, freq, n - 1 + h), freq)
+    else:  # "all" or a date: at least one training origin from there on
+        start = max(first_cutoff, n) if isinstance(n, dt.date) else first_cutoff
+        earliest = period_end(shift_period(period_end(start, freq), freq, h), freq)
+    latest = period_end(shift_period(cfg.test.cutoffs(freq)[0], freq, -h), freq)
+    out, cur = [], earliest
+    while cur <= latest:
+        out.append(cur)
+        cur = period_end(shift_period(cur, freq, 1), freq)
+    return out
+
+
+def resolve_validation(cfg: ExperimentConfig, first_cutoff: dt.date) -> ExperimentConfig:
+    """Replace ``validation: auto`` in ``cfg`` with explicit dates (any other ``cfg`` is returned as is).
+
+    Raises
+    ------
+    ConfigError
+        The data leave no validation origin before the first test cutoff.
+    """
+    if cfg.validation != "auto":
+        return cfg
+    dates = auto_validation_cutoffs(cfg, first_cutoff)
+    if not dates:
+        raise ConfigError(f"validation: auto: the data (first period ending {first_cutoff}) leave no validation "
+                          f"origin with {cfg.train_origins} training origin(s) before the first test cutoff "
+                          f"{cfg.test.cutoffs(cfg.freq)[0]}; move the test origins later or shorten train_origins")
+    return cfg.model_copy(update={"validation": Origins(dates=tuple(dates))})
 
 
 def protocol_id(experiment: Any) -> str:

@@ -256,6 +256,10 @@ class ReportTables:
     clv: pd.DataFrame
     clv_computed_here: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
+    #: Each selection rule's pick and its test RMSE (``forecast.selection.selection_table``), and the
+    #: sentence saying how the champion was chosen.
+    selection: pd.DataFrame | None = None
+    selection_note: str = ""
 
     @property
     def shown(self) -> list[str]:
@@ -265,14 +269,15 @@ class ReportTables:
 
 def report_tables(name: str, board: pd.DataFrame, champion: str, predictions: pd.DataFrame,
                   means: Mapping[str, Mapping[str, float]], *, peer: str | None = None,
-                  peers: Sequence[str] | frozenset[str] = BASELINES, notes: Mapping[str, str] | None = None
-                  ) -> ReportTables:
+                  peers: Sequence[str] | frozenset[str] = BASELINES, notes: Mapping[str, str] | None = None,
+                  selection: pd.DataFrame | None = None, selection_note: str = "") -> ReportTables:
     """Every table of the report of experiment ``name``.
 
     ``board`` is the leaderboard as written to ``leaderboard.csv`` (all of its columns are shown);
     ``predictions`` the backtest predictions of every model (with ``split`` and ``segment``);
     ``means`` each model's mean metrics (``BacktestResult.means``). ``peer`` defaults to
-    :func:`best_peer`. ``notes`` are shown under the title (e.g. dataset, run ids).
+    :func:`best_peer`. ``notes`` are shown under the title (e.g. dataset, run ids); ``selection``
+    and ``selection_note`` say what each selection rule would have chosen.
     """
     peer = peer if peer is not None else best_peer(board, champion, peers)
     shown = [champion] + ([peer] if peer else [])
@@ -282,7 +287,8 @@ def report_tables(name: str, board: pd.DataFrame, champion: str, predictions: pd
         tracking=tracking_table(predictions, shown),
         calibration={m: calibration_table(predictions, m) for m in shown},
         gain=gain_table(predictions, shown), segments=segment_table(predictions, shown),
-        clv=clv, clv_computed_here=computed, notes=dict(notes or {}))
+        clv=clv, clv_computed_here=computed, notes=dict(notes or {}), selection=selection,
+        selection_note=selection_note)
 
 
 def leaderboard_markdown(board: pd.DataFrame, champion: str, *, name: str, max_chars: int = 4800) -> str:
@@ -300,7 +306,7 @@ def leaderboard_markdown(board: pd.DataFrame, champion: str, *, name: str, max_c
         return str(v).replace("|", "\\|")
 
     row = board.loc[board["model"] == champion].iloc[0]
-    head = (f"**Champion: {champion}** (experiment {name}; lowest mean validation RMSE among the non-baseline "
+    head = (f"**Champion: {champion}** (experiment {name}; chosen on the validation origins among the non-baseline "
             f"models): test RMSE {cell(row.get('rmse'))}, validation RMSE {cell(row.get('validation_rmse'))}, "
             f"test bias {cell(row.get('bias'))}.\n\nLeaderboard (test means, best test RMSE first):\n\n")
     cols = [c for c in board.columns if c != "champion"]

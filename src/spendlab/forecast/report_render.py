@@ -32,6 +32,8 @@ def _cell(col: str, v: Any) -> str:
         f = float(v)
         if abs(f) < 1e-12:
             f = 0.0  # float noise such as -9.8e-17 reads as 0
+        if col.endswith(" error") or col == "test_rmse_vs_champion":
+            return f"{f:+,.4g}" if col == "test_rmse_vs_champion" else f"{f:+.1%}"
         if col.endswith(" error"):
             return f"{f:+.1%}"
         if col in _PERCENT or col.endswith(("_bias", "_wape", "_capture")):
@@ -93,4 +95,6 @@ def render_report(t: ReportTables) -> str:
         tracking=html_table(tracking),
         segments=html_table(t.segments), n_models=len(t.board),
         calibration=html_table(_calibration_side_by_side(t.calibration)),
+        selection=None if t.selection is None else html_table(t.selection, highlight=t.champion),
+        selection_note=t.selection_note,
     )

@@ -18,7 +18,8 @@ import pyarrow.csv as pacsv
 from spendlab.calendar import check_freq
 from spendlab.datasets.deltas import COLUMNS, delta_scenario
 from spendlab.datasets.shift import parse_shift
-from spendlab.datasets.synth import FUTURE_PERIODS, ORACLE_FILE, ORACLE_KEY, SynthWorld
+from spendlab.datasets.synth import FUTURE_PERIODS, ORACLE_FILE, ORACLE_KEY
+from spendlab.datasets.worlds import make_world
 from spendlab.errors import SpendlabError
 from spendlab.io.atomic import atomic_path
 
@@ -63,7 +64,8 @@ def synth_transactions(
     rate (so counts are gamma-Poisson, i.e. negative binomial), churn after a geometric number of
     months with a beta-distributed monthly probability, lognormal baskets around a user-level
     mean, calendar effects (weekday, November/December, Black Friday, Cyber Monday, quieter public
-    holidays) and a few partial refunds. ``fmt="parquet"`` writes canonical columns ``user_id, ts,
+    holidays) and a few partial refunds. ``profile="habit"`` or ``"mixed"`` writes a world of
+    :mod:`spendlab.datasets.worlds` instead (routine shoppers; no refunds). ``fmt="parquet"`` writes canonical columns ``user_id, ts,
     amount`` (positive = spend); ``fmt="millions"`` writes the card CSV format.
 
     ``oracle=True`` also writes ``oracle.parquet`` beside ``out``: ``user_id, period_start,
@@ -92,8 +94,8 @@ def synth_transactions(
     except ValueError as exc:
         raise SpendlabError(str(exc)) from None
     change = parse_shift(shift, start=start) if shift else None
-    world = SynthWorld(users=users, months=months, start=start, seed=seed, chunk_users=chunk_users,
-                       refund_rate=refund_rate, profile=profile, shift=change)
+    world = make_world(profile, users=users, months=months, start=start, seed=seed, chunk_users=chunk_users,
+                       refund_rate=refund_rate, shift=change)
     out = Path(out)
     oracle_path = out.parent / ORACLE_FILE
     if oracle:

@@ -26,9 +26,11 @@ from spendlab.forecast.leaderboard import rank_models, test_predictions
 from spendlab.forecast.protocol import ExperimentConfig, protocol_id
 from spendlab.forecast.report import leaderboard_markdown, report_tables
 from spendlab.forecast.report_render import render_report
+from spendlab.forecast.selection import selection_note, selection_table
 from spendlab.io import load_transactions
 from spendlab.io.atomic import atomic_path, atomic_write_text
 from spendlab.io.safe_out import prepare_output_dir
+from spendlab.jobs.auto_origins import resolve_plan
 from spendlab.jobs.plan import ExperimentPlan, TunePlan, load_experiment, plan_experiment
 from spendlab.jobs.tuned_params import TUNED_DIR
 from spendlab.models.base import usable_cores
@@ -287,6 +289,9 @@ def _log_parent(rec: _Recorder, ranking: Any, paths: dict[str, Path], weights: d
                     for c in ("rmse", "mae", "bias", "wape", "top10_capture", "validation_rmse",
                               "gini_norm", "spearman", "decile_mape")})
     parent.metrics(ranking.leads)  # paired bootstrap over users, stratified by origin (95%)
+    results.log_selection(parent, rule=ranking.rule, n_origins=ranking.n_validation_origins,
+                          origins_won=ranking.origins_won,
+                          choices=selection_table(ranking.picks, board, champion=champion))
     parent.table(board, "leaderboard.csv")
     parent.artifact(paths["intervals"])
     parent.artifact(paths["report"])
@@ -348,11 +353,11 @@ def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = N
     ExperimentResult
         The leaderboard, the champion, the parent run and the files written.
     """
-    cfg, keys = plan.experiment, list(plan.keys)
-    tx = transactions if transactions is not None else load_dataset(cfg)
+    tx = transactions if transactions is not None else load_dataset(plan.experiment)
     store = feature_store(plan, store if store is not None else tx)
+    plan = resolve_plan(plan, store.first_cutoff)  # validation: auto -> the origins the data allow
+    cfg, keys = plan.experiment, list(plan.keys)
     dataset, common_tags = _dataset_record(plan, tx)
-    dataset_name = dataset["name"]
     resolved_cfg = cfg.model_dump(mode="json")
     resolved = {k: (dict(m.params), m.tuned) for k, m in plan.models.items()}  # key -> (params, tuned)
     folds = {k: {c: dict(p) for c, p in m.fold_params.items()} for k, m in plan.models.items() if m.tuned}
@@ -369,10 +374,10 @@ def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = N
         weights = _blend_ensemble(rec, resolved, len(resolved) + 1, progress) if "ensemble" in keys else {}
         if "stack" in keys:
             _stack_members(rec, resolved, progress)
-        ranking = rank_models(rec.results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys}, seed=cfg.seed)
-        report = _report(cfg.name, ranking.board, ranking.champion, rec.results, keys,
-                         # no run id here: a rerun must write the same report byte for byte (the run logs it)
-                         notes={"dataset": f"{dataset_name} ({dataset['digest'][:12]})"})
+        ranking = rank_models(rec.results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys}, seed=cfg.seed,
+                              rule=cfg.selection.rule, level=cfg.selection.level, members=cfg.ensemble_members)
+        # no run id in the report: a rerun must write the same report byte for byte (the run logs it)
+        report = _report(cfg.name, ranking, rec.results, keys, notes={"dataset": f"{dataset['name']} ({dataset['digest'][:12]})"})
         paths = write_outputs(Path(out_dir), board=ranking.board, predictions=_with_scored(rec.results, rec.scored_rows, keys),
                               intervals={"experiment": cfg.name, "champion": ranking.champion,
                                          "level": cfg.interval_level, "models": rec.intervals}, report=report)
@@ -381,11 +386,13 @@ def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = N
                                 parent_run_id=parent.run_id, paths=paths, ensemble_weights=weights)
 
 
-def _report(name: str, board: pd.DataFrame, champion: str, results: dict[str, BacktestResult], keys: list[str],
-            *, notes: dict[str, str]) -> str:
+def _report(name: str, r: Any, results: dict[str, BacktestResult], keys: list[str], *, notes: dict[str, str]) -> str:
     """``report.html``'s text: the report's tables (pure) rendered with their figures."""
     predictions = pd.concat([results[k].predictions for k in keys], ignore_index=True)
-    tables = report_tables(name, board, champion, predictions, {k: results[k].means for k in keys}, notes=notes)
+    tables = report_tables(name, r.board, r.champion, predictions, {k: results[k].means for k in keys}, notes=notes,
+                           selection=selection_table(r.picks, r.board, champion=r.champion),
+                           selection_note=selection_note(r.rule, r.champion, r.runner_up, r.n_validation_origins,
+                                                         r.origins_won))
     return render_report(tables)
 
 

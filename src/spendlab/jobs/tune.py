@@ -24,6 +24,7 @@ import yaml
 
 from spendlab.errors import ConfigError, SpendlabError
 from spendlab.forecast.backtest import run_backtest
+from spendlab.forecast.protocol import resolve_validation
 from spendlab.io.atomic import atomic_write_text
 from spendlab.io.recovery import file_lock
 from spendlab.jobs.experiment import feature_store, load_dataset
@@ -358,6 +359,7 @@ def execute_tune(plan: TunePlan, *, tracking_uri: str | None = None, storage_url
     exp, model_key = plan.experiment, plan.model_key
     tx = transactions if transactions is not None else load_dataset(exp)
     store = feature_store(plan, store if store is not None else tx)
+    exp = resolve_validation(exp, store.first_cutoff)  # validation: auto -> the origins the data allow
     base = dict(plan.base_params)
 
     def evaluate(params: dict[str, Any], report: Callable[[int, float], None]) -> float:

@@ -49,4 +49,6 @@ def tuned_fold_params(cfg: ExperimentConfig, key: str, tuned_dir: Path = TUNED_D
     if not isinstance(folds, dict):
         return {}
     out = {dt.date.fromisoformat(str(c)): dict(p) for c, p in folds.items() if isinstance(p, dict)}
+    if cfg.validation == "auto":  # checked against the resolved origins when the run starts
+        return out
     return out if set(cfg.origins("validation")) <= set(out) else {}

@@ -95,3 +95,26 @@ def flatten(prefix: str, values: Mapping[str, Any] | Sequence[Any] | Any) -> dic
     else:
         out[prefix] = values
     return out
+
+
+def log_selection(run: RunLog, *, rule: str, n_origins: int, origins_won: int, choices: pd.DataFrame) -> None:
+    """Record how the champion was chosen on the parent run.
+
+    Parameters
+    ----------
+    run : RunLog
+        The experiment's parent run.
+    rule : str
+        The selection rule that chose the champion (tagged ``champion``; ``runner_up`` beside it).
+    n_origins, origins_won : int
+        Validation origins the choice was made on, and on how many the champion was best.
+    choices : pandas.DataFrame
+        One row per rule (``rule, model, test_rmse, test_regret``): what each rule would have chosen.
+    """
+    rows = choices.to_dict("records")
+    run.tags({"selection_rule": rule, "selection_origins": str(n_origins),
+              "selection_origins_won": str(origins_won), "selection_few_origins": str(n_origins < 3).lower(),
+              **{f"selection_pick.{c['rule']}": c["model"] for c in rows}})
+    run.metrics({f"selection_test_rmse.{c['rule']}": float(c["test_rmse"]) for c in rows})
+    run.metrics({f"selection_test_regret.{c['rule']}": float(c["test_regret"]) for c in rows})
+    run.table(choices, "selection.csv")

@@ -1,0 +1,196 @@
+"""Selection suite: every champion-selection rule scored on the same backtests, per world and on CDNOW.
+
+For each world (``default``, ``grocery``, ``habit``, ``mixed``: ``spendlab datasets synth``,
+``--users`` x ``--months``) and CDNOW (experiments/cdnow_next_month.yaml), the experiment runs once
+with ``validation: auto`` (every origin the data allow before the ``--test-origins`` last month
+ends) and every rule of ``spendlab.forecast.selection`` picks from the same validation errors (the
+parent run's ``selection_pick.<rule>`` tags). A rule's **test regret** is its pick's mean test
+RMSE over the best mean test RMSE of any model of the run (1 = it picked the best).
+
+Peers, computed in the same run at every test cutoff on the data up to it (the functions of
+benchmarks/accuracy_cdnow.py): lifetimes BG/NBD + Gamma-Gamma, mlforecast + LightGBM on lags 1-6
+and a rolling mean, the 3-month mean and last month. ``champion - best peer`` is the champion's
+mean test RMSE minus the best peer's, with the 95% paired bootstrap interval over users stratified
+by origin (``spendlab.forecast.bootstrap``).
+
+Run: ``nice -n 10 .venv/bin/python benchmarks/selection_suite.py [--users 20000] [--months 24]
+[--test-origins 8] [--worlds default,grocery,habit,mixed,cdnow] [--models a,b] [--write-results]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from accuracy_cdnow import monthly_actuals, peer_mlforecast
+from accuracy_synth import lifetimes_peer, month_end
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = ("lifetimes BG/NBD + Gamma-Gamma", "mlforecast + LightGBM (lags 1-6, rolling mean 3)", "3-month mean",
+         "last month")
+
+
+def experiment(world: str, data: Path, args: argparse.Namespace) -> object:
+    """The experiment of one world: CDNOW's YAML, or CDNOW's protocol on the synthetic data."""
+    from spendlab.forecast.protocol import ExperimentConfig
+
+    if world == "cdnow":
+        spec = yaml.safe_load((ROOT / "experiments" / "cdnow_next_month.yaml").read_text())
+    else:
+        start = dt.date.fromisoformat(args.start)
+        spec = {"name": f"suite_{world}", "dataset": {"input": str(data), "format": "generic", "name": world},
+                "freq": "month", "horizon": 1, "train_origins": args.train_origins,
+                "test": {"start": month_end(start, args.months - 1 - args.test_origins).isoformat(),
+                         "end": month_end(start, args.months - 2).isoformat()}}
+    spec.update(validation="auto", models=args.models.split(",") if args.models else [])
+    return ExperimentConfig.model_validate(spec)
+
+
+def peers(tx: pd.DataFrame, store: object, cfg: object) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Per-origin RMSE of every peer and its test predictions (``cutoff, user_id, y_true, y_pred``)."""
+    from spendlab.forecast.metrics import origin_metrics
+
+    rows, preds = [], {p: [] for p in PEERS}
+    for cutoff in cfg.origins("test"):
+        X = store.features(cutoff)
+        users = X["user_id"].to_numpy()
+        y = store.target(cutoff)
+        np.testing.assert_allclose(y, monthly_actuals(tx, cutoff, users), rtol=1e-9)  # independent pandas target
+        target = cutoff + dt.timedelta(days=1)
+        hist = tx[tx["ts"] < pd.Timestamp(target)]
+        days = (pd.Timestamp(target) + pd.offsets.MonthEnd(0)).day
+        lags = X[["spend_lag1", "spend_lag2", "spend_lag3"]].to_numpy()
+        got = {PEERS[0]: lifetimes_peer(hist, cutoff, users, days, []), PEERS[1]: peer_mlforecast(hist, cutoff, users),
+               PEERS[2]: lags.mean(axis=1), PEERS[3]: lags[:, 0]}
+        for name, p in got.items():
+            rows.append({"model": name, "cutoff": cutoff, "rmse": origin_metrics(y, p)["rmse"]})
+            preds[name].append(pd.DataFrame({"cutoff": cutoff, "user_id": users, "y_true": y, "y_pred": p}))
+    return pd.DataFrame(rows), {k: pd.concat(v, ignore_index=True) for k, v in preds.items()}
+
+
+def champion_vs_peer(champ: pd.DataFrame, peer: pd.DataFrame, seed: int) -> tuple[float, float]:
+    """95% paired bootstrap interval of RMSE(champion) - RMSE(peer) over the same users and origins."""
+    from spendlab.forecast.bootstrap import bootstrap_rmse, delta_interval
+
+    key = ["cutoff", "user_id"]
+    c = champ.assign(cutoff=pd.to_datetime(champ["cutoff"]).dt.date).sort_values(key, ignore_index=True)
+    p = peer.sort_values(key, ignore_index=True)
+    assert c["user_id"].tolist() == p["user_id"].tolist(), "champion and peer scored other users"
+    boot = bootstrap_rmse({"champion": c.assign(split="test"), "peer": p.assign(split="test", cutoff=c["cutoff"])},
+                          split="test", n_boot=1000, seed=seed)
+    return delta_interval(boot, "champion", "peer")
+
+
+def run_world(world: str, args: argparse.Namespace, work: Path) -> dict[str, object]:
+    from mlflow import MlflowClient
+
+    from spendlab.io import load_transactions
+    from spendlab.jobs.datasets import synth_transactions
+    from spendlab.jobs.experiment import execute, feature_store
+    from spendlab.jobs.plan import plan_experiment
+
+    data = work / world / "tx.parquet"
+    if world != "cdnow":
+        synth_transactions(data, users=args.users, months=args.months, start=args.start, seed=args.seed, profile=world)
+    cfg = experiment(world, data, args)
+    tx_obj = load_transactions(cfg.dataset.input, cfg.dataset.format)
+    tx = tx_obj.to_pandas()
+    if tx["ts"].dt.tz is not None:
+        tx["ts"] = tx["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
+    plan = plan_experiment(cfg)
+    store = feature_store(plan, tx_obj)
+    t0 = time.perf_counter()
+    uri = f"sqlite:///{work}/mlruns/mlflow.db"
+    cwd = os.getcwd()
+    os.chdir(work)  # tuned-params lookups and MLflow artifacts stay in the throwaway directory
+    try:
+        res = execute(plan, out_dir=work / world / "out", tracking_uri=uri, transactions=tx_obj, store=store,
+                      progress=lambda m: print(f"{world}: {m}", file=sys.stderr, flush=True))
+    finally:
+        os.chdir(cwd)
+    seconds = time.perf_counter() - t0
+    tags = MlflowClient(tracking_uri=uri).get_run(res.parent_run_id).data.tags
+    board = res.leaderboard.set_index("model")
+    peer_rmse, peer_preds = peers(tx, store, cfg)
+    peer_means = peer_rmse.groupby("model")["rmse"].mean()
+    best_peer = str(peer_means.idxmin())
+    test_preds = pd.read_parquet(res.paths["predictions"])
+    lo, hi = champion_vs_peer(test_preds[test_preds["model"] == res.champion], peer_preds[best_peer], cfg.seed)
+    best_test = float(board["rmse"].min())
+    picks = {k.split(".", 1)[1]: v for k, v in tags.items() if k.startswith("selection_pick.")}
+    return {"world": world, "champion": res.champion, "champion_rmse": float(board.loc[res.champion, "rmse"]),
+            "best_model": str(board["rmse"].idxmin()), "best_test": best_test, "picks": picks,
+            "regret": {r: float(board.loc[m, "rmse"]) / best_test for r, m in picks.items()},
+            "n_val": int(tags["selection_origins"]), "peer_means": peer_means, "best_peer": best_peer,
+            "delta": float(board.loc[res.champion, "rmse"] - peer_means[best_peer]), "ci": (lo, hi),
+            "seconds": seconds, "users": int(store.features(cfg.origins("test")[-1]).shape[0])}
+
+
+def tables(results: list[dict[str, object]]) -> str:
+    """The regret table (rules x worlds, and the mean) and the champion-vs-peers table, as Markdown."""
+    worlds = [r["world"] for r in results]
+    rules = list(results[0]["regret"])
+    lines = ["| rule | " + " | ".join(worlds) + " | mean regret |", "|---|" + "---|" * (len(worlds) + 1)]
+    means = {rule: float(np.mean([r["regret"][rule] for r in results])) for rule in rules}
+    for rule in sorted(rules, key=lambda k: (means[k], k)):
+        cells = [f"{r['regret'][rule]:.4f} ({r['picks'][rule]})" for r in results]
+        lines.append(f"| {rule} | " + " | ".join(cells) + f" | **{means[rule]:.4f}** |")
+    lines += ["", "| world | users | validation origins | champion | test RMSE | best model (test) | best peer | "
+              "peer RMSE | champion - best peer [95% CI] | wall |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lo, hi = r["ci"]
+        lines.append(f"| {r['world']} | {r['users']:,} | {r['n_val']} | {r['champion']} | {r['champion_rmse']:.3f} | "
+                     f"{r['best_model']} ({r['best_test']:.3f}) | {r['best_peer']} | "
+                     f"{r['peer_means'][r['best_peer']]:.3f} | {r['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}] | "
+                     f"{r['seconds']:.0f} s |")
+    low = min(means.values())
+    tied = sorted(k for k in means if abs(means[k] - low) < 5e-5)
+    lines += ["", f"Lowest mean test regret ({low:.4f}): **{', '.join(tied)}**."]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=20_000)
+    ap.add_argument("--months", type=int, default=24)
+    ap.add_argument("--test-origins", type=int, default=8)
+    ap.add_argument("--train-origins", default=6, type=lambda v: v if v == "all" else int(v))
+    ap.add_argument("--start", default="2023-01-01")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--worlds", default="default,grocery,habit,mixed,cdnow")
+    ap.add_argument("--models", default=None, help="spendlab models to run (default: every registry key)")
+    ap.add_argument("--write-results", action="store_true", help="update benchmarks/RESULTS.md")
+    args = ap.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="spendlab-selection-suite-") as tmp:
+        for world in args.worlds.split(","):
+            results.append(run_world(world, args, Path(tmp)))
+            print(tables(results), file=sys.__stdout__, flush=True)
+            if args.write_results:  # after every world: a long run that stops early keeps what it measured
+                write_results(tables(results))
+    return 0
+
+
+def write_results(body: str) -> None:
+    """Make this run the current ``selection_suite`` section of RESULTS.md."""
+    from run_all import record
+
+    cmd = " ".join(sys.argv[1:])
+    record("selection_suite", "\n".join([
+        "### selection_suite", "", "Selection suite: test regret of every champion-selection rule on the same "
+        "backtests (validation: auto), and the champion against the peers computed in the same run.", "",
+        f"Command: `nice -n 10 .venv/bin/python benchmarks/selection_suite.py {cmd}`  ",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} **on a loaded machine** (six jobs sharing "
+        "2 cores; wall times are not comparable).", "", body, ""]))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
