@@ -93,8 +93,10 @@ def _trend(spend: np.ndarray, n_periods: np.ndarray, w: int) -> np.ndarray:
 
 
 def _ewm(matrix: np.ndarray, n_periods: np.ndarray, w: int, alpha: float) -> np.ndarray:
-    """Exponentially weighted mean over the user's last min(w, n_periods) periods, lag 1 weighted 1,
-    lag j+1 weighted (1 - alpha)^j, weights renormalised (pandas ``ewm(alpha, adjust=True)``)."""
+    """Return the exponentially weighted mean over the user's last min(w, n_periods) periods.
+
+    Lag 1 is weighted 1, lag j+1 weighted (1 - alpha)^j, weights renormalised (pandas ``ewm(alpha, adjust=True)``).
+    """
     x = matrix[:, :w]
     weights = (1.0 - alpha) ** np.arange(x.shape[1], dtype=np.float64)
     out = np.empty(len(x))

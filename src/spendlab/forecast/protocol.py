@@ -183,8 +183,9 @@ class ExperimentConfig(StrictModel):
 
 
 def auto_validation_cutoffs(cfg: ExperimentConfig, first_cutoff: dt.date) -> list[dt.date]:
-    """List every validation origin the data allow: from the first cutoff with a full training window
-    to the last one whose target is known before the first test cutoff.
+    """List every validation origin the data allow.
+
+    From the first cutoff with a full training window to the last one whose target is known before the first test cutoff.
 
     Parameters
     ----------

@@ -1,14 +1,16 @@
-"""Synthetic worlds beyond the BTYD profiles: ``habit`` (routine shoppers) and ``mixed`` (routine
-shoppers among occasional buyers). Each has the interface of
-:class:`~spendlab.datasets.synth.SynthWorld` (chunks, latent draws, purchases, oracle)."""
+"""Synthetic worlds beyond the BTYD profiles.
+
+``habit`` (routine shoppers) and ``mixed`` (routine shoppers among occasional buyers). Each has the interface of
+:class:`~spendlab.datasets.synth.SynthWorld` (chunks, latent draws, purchases, oracle).
+"""
 
 from __future__ import annotations
 
 from spendlab.datasets.shift import Shift
 from spendlab.datasets.synth import SynthWorld
-from spendlab.errors import SpendlabError
 from spendlab.datasets.worlds.habit import HabitWorld
 from spendlab.datasets.worlds.mixed import MixedWorld
+from spendlab.errors import SpendlabError
 
 #: The worlds by the name ``spendlab datasets synth --profile`` uses.
 WORLDS: dict[str, type] = {"habit": HabitWorld, "mixed": MixedWorld}
