@@ -155,7 +155,7 @@ class FeatureFamily:
 
 
 def _window_features(x: FeatureInputs) -> dict[str, np.ndarray]:
-    """Lags, rolling statistics and trend slopes: columns, row sums and dot products of the matrices."""
+    """Compute lags, rolling statistics, trend slopes and the expanding and exponentially weighted means."""
     windows, n, spec = x.windows, x.n_periods, x.config.for_freq(x.freq)
     out: dict[str, np.ndarray] = {}
     for column, lags in spec.lags.items():
@@ -168,6 +168,8 @@ def _window_features(x: FeatureInputs) -> dict[str, np.ndarray]:
                 out[rolling_name(r.column, stat, w)] = _rolling(windows[r.column], n, w, stat)
     for w in spec.trend_windows:
         out[f"trend_slope_window{w}"] = _trend(windows["spend"], n, w)
+    if spec.expanding_mean:
+        out[expanding_name("spend")] = _ratio(x.stats["spend_total"], n)
     for a in spec.ewm_alphas:
         out[ewm_name("spend", a)] = _ewm(windows["spend"], n, spec.ewm_window, a)
     return out
@@ -189,7 +191,6 @@ def _user_features(x: FeatureInputs) -> dict[str, np.ndarray]:
         "mean_basket": _ratio(spend_total, stats["n_transactions_total"]),
         "n_active_periods": stats["n_active_periods"],
         "n_periods": n,
-        **({expanding_name("spend"): _ratio(spend_total, n)} if config.for_freq(freq).expanding_mean else {}),
         "days_since_last_purchase": (as_of_day - last_seen).astype(np.float64),
         "tenure_days": (as_of_day - first_day).astype(np.float64),
     }
@@ -214,14 +215,13 @@ def _window_columns(config: FeatureConfig, freq: Freq) -> list[str]:
     cols = [lag_name(column, i) for column, k in spec.lags.items() for i in range(1, k + 1)]
     cols += [rolling_name(r.column, s, w) for r in spec.rolling for s in r.stats for w in r.windows]
     cols += [f"trend_slope_window{w}" for w in spec.trend_windows]
+    cols += [expanding_name("spend")] if spec.expanding_mean else []
     return cols + [ewm_name("spend", a) for a in spec.ewm_alphas]
 
 
 def _user_columns(config: FeatureConfig, freq: Freq) -> list[str]:
     cols = [SAME_PERIOD_LAST_YEAR, HAS_LAST_YEAR, "spend_total", "n_transactions_total", "mean_basket",
-            "n_active_periods", "n_periods"]
-    cols += [expanding_name("spend")] if config.for_freq(freq).expanding_mean else []
-    cols += ["days_since_last_purchase", "tenure_days"]
+            "n_active_periods", "n_periods", "days_since_last_purchase", "tenure_days"]
     cols += [f"active_days_per_week_mean_last{w}" for w in config.weekly_activity_windows]
     cols += ["weeks_since_last_purchase", "holiday_spend_share", "refund_amount_total", "refund_count_total"]
     return cols + ["bgnbd_frequency", "bgnbd_recency_days", "bgnbd_T_days", "bgnbd_monetary"]
