@@ -36,6 +36,28 @@ def safe_identifier(name: str) -> str:
     return name
 
 
+_ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
+#: Column names of the canonical table: an attribute may not take one.
+RESERVED_NAMES = frozenset({"user_id", "ts", "amount", "n_items", "source_file", "line"})
+
+
+class AttributeSpec(StrictModel):
+    """One line-level attribute of a generic input (``department: {column: DEPARTMENT, type: category}``).
+
+    A ``category`` is trimmed text (an order keeps the set of its lines' categories); an ``amount`` is a
+    money value under the reader's amount policy (an order keeps the sum of its lines'). An empty value
+    is missing, never a reject; a malformed amount rejects its row naming the column.
+    """
+
+    column: str
+    type: Literal["category", "amount"] = "category"
+
+    @field_validator("column")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        return safe_identifier(v)
+
+
 class GenericMapping(StrictModel):
     """How a generic CSV/Parquet input maps onto the canonical columns.
 
@@ -56,6 +78,19 @@ class GenericMapping(StrictModel):
     exclude: dict[str, tuple[str, ...]] = {}
     spend_is: Literal["positive", "negative"] = "positive"
     ts_format: str | None = None  # strptime format; None = ISO 8601
+    attributes: dict[str, AttributeSpec] = {}  # name -> source column and type, kept beside the canonical columns
+
+    @field_validator("attributes")
+    @classmethod
+    def _attribute_names(cls, v: dict[str, AttributeSpec]) -> dict[str, AttributeSpec]:
+        for name in v:
+            if not _ATTRIBUTE_NAME.match(name) or name in RESERVED_NAMES:
+                raise ValueError(f"attribute name {name!r} must be lower-case letters, digits and _ "
+                                 f"and not one of {sorted(RESERVED_NAMES)}")
+        cols = [a.column for a in v.values()]
+        if len(set(cols)) != len(cols):
+            raise ValueError(f"two attributes read the same column: {cols}")
+        return v
 
     @field_validator("user_col", "ts_col", "amount_col", "quantity_col", "unit_price_col", "order_col")
     @classmethod
@@ -91,6 +126,9 @@ class GenericMapping(StrictModel):
                      if getattr(self, r)]
             count = {3: "three", 4: "four", 5: "five"}[len(cols)]
             raise ValueError(f"{', '.join(roles[:-1])} and {roles[-1]} must be {count} different columns, got {cols}")
+        taken = sorted({a.column for a in self.attributes.values()} & set(cols))
+        if taken:
+            raise ValueError(f"attribute column(s) {taken} are already mapped to a role")
         both = sorted(set(self.include) & set(self.exclude))
         if both:
             raise ValueError(f"column(s) {both} are in both include and exclude; keep one rule per column")
@@ -104,7 +142,8 @@ class GenericMapping(StrictModel):
     def required_columns(self) -> list[str]:
         """Every column a file must have: the roles, then the include/exclude columns."""
         cols = self.value_columns()
-        return cols + [c for c in (*self.include, *self.exclude) if c not in cols]
+        cols += [c for c in (*self.include, *self.exclude) if c not in cols]
+        return cols + [a.column for a in self.attributes.values() if a.column not in cols]
 
     def line_items(self) -> bool:
         """Whether any line-item option is set (orders, quantity x price, include/exclude)."""

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from spendlab.config import ReaderConfig
 from spendlab.errors import ConfigError, InputFileError, RowError, SpendlabError
+from spendlab.io.attributes import attribute_fields as attribute_fields_of
 from spendlab.io.cdnow import read_cdnow
 from spendlab.io.collect import RowBuilder
 from spendlab.io.discover import resolve_input
@@ -147,14 +148,15 @@ def load_transactions(
         finish_load(report, mode)
         return Transactions(name, report, sql=scan.sql, files=tuple(str(f) for f in files), config=config,
                             lookups=scan.lookups)
-    book = OrderBook() if fmt == "generic" and config.generic.order_col else None
+    book = OrderBook(config.generic) if fmt == "generic" and config.generic.order_col else None
+    attribute_fields = attribute_fields_of(config.generic) if fmt == "generic" else []
     generic = functools.partial(read_generic_csv, orders=book)
     reader = {"millions": read_millions, "cdnow": read_cdnow, "generic": generic}[fmt]
     tables = []
     for f in files:
         file_report = FileReport(str(f))
         report.files.append(file_report)
-        rows = RowBuilder()
+        rows = RowBuilder(attribute_fields)
         sink = RejectSink(mode, report, file_report)
         if f.stat().st_size == 0 and config.empty_file == "accept":
             continue
@@ -168,7 +170,8 @@ def load_transactions(
     finish_load(report, mode)
     if book is not None:  # line items: one canonical row per order
         tables = [book.table()]
-    table = pa.concat_tables(tables) if tables else CANONICAL_SCHEMA.empty_table()
+    empty = pa.schema([*CANONICAL_SCHEMA, *attribute_fields]).empty_table()
+    table = pa.concat_tables(tables) if tables else empty
     return Transactions(name, report, table=table, files=tuple(str(f) for f in files), config=config)
 
 
