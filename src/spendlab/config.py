@@ -150,6 +150,42 @@ class GenericMapping(StrictModel):
         return bool(self.order_col or self.quantity_col or self.include or self.exclude)
 
 
+class UserTableSpec(StrictModel):
+    """A table of user attributes beside the transactions (``dataset.users``).
+
+    One row per user and ``valid_from`` (a date or timestamp from which the row holds; empty = always).
+    ``columns`` maps each attribute column to ``category`` (text levels) or ``number``. Features at a
+    cutoff read, per user, the latest row valid on or before it (:mod:`spendlab.io.users`).
+    """
+
+    input: str
+    key: str = "user_id"
+    columns: dict[str, Literal["category", "number"]]
+    valid_from: str | None = None
+
+    @field_validator("key", "valid_from")
+    @classmethod
+    def _identifier(cls, v: str | None) -> str | None:
+        return None if v is None else safe_identifier(v)
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("columns needs at least one attribute column")
+        for name in v:
+            if not _ATTRIBUTE_NAME.match(name):
+                raise ValueError(f"user column {name!r} must be lower-case letters, digits and _ (it names features)")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct(self) -> UserTableSpec:
+        roles = [self.key, *([self.valid_from] if self.valid_from else []), *self.columns]
+        if len(set(roles)) != len(roles):
+            raise ValueError(f"key, valid_from and columns must be different columns, got {roles}")
+        return self
+
+
 class ReaderConfig(StrictModel):
     """Reader and validation policy (see docs/reading-data.md for why each default is what it is)."""
 

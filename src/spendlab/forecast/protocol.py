@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import field_validator, model_validator
 
 from spendlab.calendar import Freq, period_end, shift_period
-from spendlab.config import ReaderConfig, StrictModel
+from spendlab.config import ReaderConfig, StrictModel, UserTableSpec
 from spendlab.errors import ConfigError
 from spendlab.models.registry import COMBINERS, MODELS
 
@@ -27,6 +27,7 @@ class DatasetSpec(StrictModel):
     input: str
     format: Literal["millions", "cdnow", "generic"] = "generic"
     name: str | None = None  # the dataset's name in MLflow; default: the input
+    users: UserTableSpec | None = None  # a user attribute table, joined as of each cutoff
 
 
 class Origins(StrictModel):
@@ -150,8 +151,11 @@ class ExperimentConfig(StrictModel):
 
 def protocol_id(experiment: Any) -> str:
     """What makes two test RMSEs comparable: dataset, frequency, horizon and the test origins."""
+    dataset = experiment.dataset.model_dump(mode="json")
+    if dataset.get("users") is None:  # no user table: the id experiments had before the key existed
+        dataset.pop("users", None)
     payload = {
-        "dataset": experiment.dataset.model_dump(mode="json"),
+        "dataset": dataset,
         "freq": experiment.freq,
         "horizon": experiment.horizon,
         "test": [d.isoformat() for d in experiment.origins("test")],

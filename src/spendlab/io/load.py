@@ -25,6 +25,7 @@ from spendlab.io.lineitems import OrderBook
 from spendlab.io.millions import read_millions
 from spendlab.io.parquet import check_parquet_files, scan_parquet
 from spendlab.io.rejects import FileReport, LoadReport, Mode, RejectSink, finish_load, with_report
+from spendlab.io.users import UserTable, users_view
 from spendlab.schema import CANONICAL_SCHEMA
 from spendlab.settings import parse_memory_limit
 
@@ -65,6 +66,7 @@ class Transactions:
     files: tuple[str, ...] = ()
     config: ReaderConfig | None = None
     lookups: dict[str, pa.Table] = field(default_factory=dict)  # tables ``sql`` joins (Parquet)
+    users: UserTable | None = None  # the user attribute table (``dataset.users``), registered beside the rows
 
     def register(self, con: duckdb.DuckDBPyConnection, view: str = "transactions", *,
                  native_ids: bool = False) -> None:
@@ -72,8 +74,12 @@ class Transactions:
 
         ``user_id`` is text (the canonical schema) unless ``native_ids``: then integer ids of a
         Parquet input keep their stored type, which the feature build groups and joins several times
-        faster and writes out as text itself (:func:`spendlab.features.build_features_arrow`).
+        faster and writes out as text itself (:func:`spendlab.features.build_features_arrow`). A user
+        table goes beside it as ``{view}__users`` (:func:`spendlab.io.users.users_view`).
         """
+        if self.users is not None:
+            con.register(f"{users_view(view)}__arrow", self.users.table)
+            con.execute(f'CREATE OR REPLACE TEMP VIEW "{users_view(view)}" AS SELECT * FROM "{users_view(view)}__arrow"')
         if self.table is not None:
             naive = self.table.set_column(1, "ts", self.table.column("ts").cast(pa.timestamp("us")))
             con.register(f"{view}__arrow", naive)
