@@ -26,9 +26,9 @@ from spendlab.forecast.leaderboard import rank_models, test_predictions
 from spendlab.forecast.protocol import ExperimentConfig, protocol_id
 from spendlab.forecast.report import leaderboard_markdown, report_tables
 from spendlab.forecast.report_render import render_report
-from spendlab.io import load_transactions
 from spendlab.io.atomic import atomic_path, atomic_write_text
 from spendlab.io.safe_out import prepare_output_dir
+from spendlab.jobs.covariates import load_dataset_with_users
 from spendlab.jobs.plan import ExperimentPlan, TunePlan, load_experiment, plan_experiment
 from spendlab.jobs.tuned_params import TUNED_DIR
 from spendlab.models.base import usable_cores
@@ -52,9 +52,9 @@ class ExperimentResult(StrictModel):
 
 
 def load_dataset(cfg: ExperimentConfig) -> Any:
-    """The experiment's transactions: its ``dataset`` read with its ``reader`` settings."""
+    """The experiment's transactions: its ``dataset`` read with its ``reader`` settings (and its user table)."""
 
-    return load_transactions(cfg.dataset.input, cfg.dataset.format, config=cfg.reader)
+    return load_dataset_with_users(cfg)
 
 
 def feature_store(plan: ExperimentPlan | TunePlan, source: Any) -> FeatureStore:
