@@ -24,6 +24,7 @@ from spendlab.cli.common import (
     out,
     reader_config,
     spark_session,
+    users_config,
 )
 from spendlab.describe.formats import check_currency
 from spendlab.errors import RowError, SpendlabError
@@ -33,6 +34,7 @@ from spendlab.io.builtin import BUILTINS, builtin_path
 from spendlab.io.load import date_span, validation_summary
 from spendlab.io.rejects import write_rejects_csv
 from spendlab.io.safe_out import check_output, output_dir
+from spendlab.jobs.covariates import with_users
 from spendlab.jobs.datasets import generate_deltas, synth_transactions
 from spendlab.jobs.features import features_table, load_feature_config, write_features
 from spendlab.settings import DEFAULT_MEMORY_LIMIT, check_as_of, check_country, parse_memory_limit
@@ -198,7 +200,7 @@ def features(
         err.print(f"wrote features of {job.rows_out:,} users ({freq}, as of {job.as_of}, Spark) to "
                   f"{escape(str(out_path))}/")
         return
-    tx = load_transactions(input, format, config=reader_config(config), mode=mode)
+    tx = with_users(load_transactions(input, format, config=reader_config(config), mode=mode), users_config(config))
     for warning in check_as_of(cutoff, *date_span(tx), freq=freq) if cutoff else []:
         err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
     table, cutoff = features_table(tx, freq=freq, as_of=cutoff, config=feature_cfg, threads=threads,  # type: ignore[arg-type]

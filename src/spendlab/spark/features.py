@@ -39,6 +39,7 @@ from spendlab.features.sql import (
     window_cells_sql,
 )
 from spendlab.io.generic import parquet_select
+from spendlab.spark.covariates import spark_covariates
 from spendlab.spark.session import ensure_semantics
 from spendlab.spark.transpile import to_spark_sql
 
@@ -219,7 +220,8 @@ def _group_features(group: pd.DataFrame, *, as_of: dt.date, freq: Freq, config: 
 
 def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, freq: Freq,
                    as_of: dt.date | str, config: FeatureConfig | None = None,
-                   reader: ReaderConfig | None = None, buckets: int | None = None) -> DataFrame:
+                   reader: ReaderConfig | None = None, buckets: int | None = None,
+                   users: DataFrame | None = None) -> DataFrame:
     """As-of features on Spark: the DataFrame :func:`spendlab.features.build_features` returns on DuckDB.
 
     The same layers as the DuckDB path: the transpiled aggregate and per-user SQL
@@ -244,6 +246,9 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
         Column mapping and validity limits (defaults: :class:`~spendlab.config.ReaderConfig`).
     buckets
         Groups of users handed to Python at once (default: ``spark.sql.shuffle.partitions``).
+    users
+        The user attribute table, for a feature set with covariates (:mod:`spendlab.spark.covariates`;
+        line attributes come with a DataFrame of rows that carries them).
 
     Returns
     -------
@@ -260,7 +265,8 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
                             "DuckDB engine builds; use --engine duckdb or a feature set without btyd")
     ensure_semantics(spark)
     covariates = _register_event_days(spark, as_of, freq, config)
-    src = _asof_view(spark, _transactions(spark, parquet_paths, reader), as_of)
+    transactions = _transactions(spark, parquet_paths, reader)
+    src = _asof_view(spark, transactions, as_of)
     rows = _user_rows(spark, src, as_of=as_of, freq=freq, config=config,
                       buckets=buckets or int(spark.conf.get("spark.sql.shuffle.partitions")))
     names = feature_columns(config, freq)
@@ -270,6 +276,9 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
         .orderBy("user_id")
     if frame.columns != names:  # the definitions and the declared names must agree
         raise AssertionError(f"Spark features returned {frame.columns}, expected {names}")
+    if config.covariates is not None:
+        extra = spark_covariates(spark, transactions, as_of=as_of, freq=freq, cfg=config.covariates, users=users)
+        frame = frame.join(extra, on="user_id", how="left").fillna(0.0, subset=extra.columns[1:]).orderBy("user_id")
     return frame
 
 
