@@ -125,8 +125,8 @@ def run_covariates(experiment_path: Path, *, out_dir: Path, tracking_uri: str | 
                    models: list[str] | None = None, progress: Any | None = None) -> CovariateComparison:
     """Run an experiment whose feature set declares covariates twice, with them and without them.
 
-    Writes ``out_dir/with`` and ``out_dir/without`` (each an experiment's outputs, each its own MLflow
-    run), and ``out_dir/covariates.json`` (both champions' test RMSE, the paired bootstrap interval of
+    Writes ``out_dir/without`` then ``out_dir/with`` (each an experiment's outputs, each its own MLflow
+    run; the with-covariates run is the latest, the one ``spendlab promote`` registers), and ``out_dir/covariates.json`` (both champions' test RMSE, the paired bootstrap interval of
     the difference, the lead over the best peer) and ``out_dir/importance.csv`` (permutation importance
     on the validation origins); both are logged to the with-covariates run and appended to its report.
 
@@ -144,12 +144,12 @@ def run_covariates(experiment_path: Path, *, out_dir: Path, tracking_uri: str | 
     out_dir = Path(out_dir)
     with output_dir(out_dir):
         tx = load_dataset(plan.experiment)
-        store = feature_store(plan, tx)
-        with_run = execute(plan, out_dir=out_dir / "with", tracking_uri=tracking_uri, progress=progress,
-                           transactions=tx, store=store)
         bare = replace(plan, features=plan.features.model_copy(update={"covariates": None}))
         without_run = execute(bare, out_dir=out_dir / "without", tracking_uri=tracking_uri, progress=progress,
                               transactions=tx)
+        store = feature_store(plan, tx)  # the with-covariates run goes last: `spendlab promote` takes the latest
+        with_run = execute(plan, out_dir=out_dir / "with", tracking_uri=tracking_uri, progress=progress,
+                           transactions=tx, store=store)
         summary = compare_summary(with_run, without_run, seed=plan.experiment.seed)
         key = importance_model(with_run.leaderboard, with_run.champion)
         importance = pd.DataFrame(columns=["covariate", "columns", "importance", "std", "n"])
