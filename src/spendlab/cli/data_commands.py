@@ -66,9 +66,12 @@ def validate(
         if rejects is not None and found is not None:
             write_rejects_csv(found.rejects, rejects)
         raise
+    tx = with_users(tx, users_config(config), mode=mode)  # the config's user table, if it has one
     if rejects is not None:
-        write_rejects_csv(tx.report.rejects, rejects)
+        write_rejects_csv([*tx.report.rejects, *(tx.users.rejects if tx.users else [])], rejects)
     summary = validation_summary(tx)
+    if tx.users is not None:
+        summary["user_table"] = tx.users.as_dict()
     if as_json:
         print(json.dumps(summary, indent=2))
         return
@@ -82,6 +85,11 @@ def validate(
     out.print(table)
     out.print(f"users: {summary['users']:,}   total spend: {summary['total_spend']:,.2f}   "
               f"refunds: {summary['refunds']:,} ({summary['refund_amount']:,.2f})")
+    if tx.users is not None:
+        u = tx.users
+        out.print(f"user table {escape(Path(u.report.file).name)}: rows in {u.report.rows_in:,}, accepted "
+                  f"{u.report.accepted:,}, rejected {u.report.rejected:,}; keys no transaction uses: "
+                  f"{u.unused_keys:,}; users without a row: {u.missing_users:,}")
     excluded = [f"{f.file}: {f.excluded:,} row(s) excluded by reader.generic include/exclude "
                 f"({', '.join(f'{k}={v}' for k, v in sorted(f.exclusions.items()))})" for f in tx.report.files if f.excluded]
     for note in [*tx.report.skipped, *tx.report.duplicates, *excluded]:  # inputs not read, read once, rows dropped

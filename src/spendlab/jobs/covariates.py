@@ -21,6 +21,7 @@ from spendlab.forecast.importance import validation_importance
 from spendlab.io import load_transactions
 from spendlab.io.atomic import atomic_path, atomic_write_text
 from spendlab.io.load import Transactions, connect
+from spendlab.io.rejects import Mode
 from spendlab.io.safe_out import output_dir
 from spendlab.io.users import link_counts, load_users
 from spendlab.models.learned import FeatureRegressor
@@ -58,12 +59,12 @@ def synth_covariates(out: str | Path, *, users: int = 20_000, months: int = 24, 
             "household_rows": len(world.households), "oracle_rows": len(world.oracle)}
 
 
-def with_users(tx: Transactions, spec: Any) -> Transactions:
+def with_users(tx: Transactions, spec: Any, *, mode: Mode = Mode.QUARANTINE) -> Transactions:
     """``tx`` with the user table of ``spec`` (``dataset.users``) attached and linked (unused keys and
-    users without a row counted); ``tx`` itself when ``spec`` is None."""
+    users without a row counted); ``tx`` itself when ``spec`` is None. ``mode`` is the validation mode."""
     if spec is None:
         return tx
-    tx.users = load_users(spec)
+    tx.users = load_users(spec, mode=mode)
     con = connect()
     tx.register(con)
     link_counts(tx.users, con)
@@ -157,6 +158,7 @@ def run_covariates(experiment_path: Path, *, out_dir: Path, tracking_uri: str | 
             params = dict(plan.models[key].params) if key in plan.models else {}
             importance = validation_importance(store, plan.experiment, key, params, seed=plan.experiment.seed)
         summary["importance_model"] = key
+        summary["user_table"] = tx.users.as_dict() if tx.users is not None else None
         paths = write_comparison(out_dir, summary, importance, report=with_run.paths.get("report"))
         log_covariate_comparison(with_run.parent_run_id, summary, importance, tracking_uri=tracking_uri)
     return CovariateComparison(with_run, without_run, summary, importance, paths)
