@@ -89,8 +89,12 @@ def covariate_names(cfg: CovariateConfig, users: list[UserColumn]) -> list[str]:
     return names + [name for col in users for name, _ in col.features()]
 
 
+#: Typed literals: a bare ``1.0`` is a DECIMAL in both dialects, and Spark would keep it one.
+_ONE, _ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
+
+
 def _ratio(num: str, den: str) -> str:
-    return f"CASE WHEN {den} > 0 THEN CAST({num} AS DOUBLE) / CAST({den} AS DOUBLE) ELSE 0.0 END"
+    return f"CASE WHEN {den} > 0 THEN CAST({num} AS DOUBLE) / CAST({den} AS DOUBLE) ELSE {_ZERO} END"
 
 
 def _category_ctes(a: str, k: int | None, listed: bool) -> list[str]:
@@ -117,10 +121,11 @@ def _user_select(users: list[UserColumn]) -> list[str]:
         v = f"ua.{_q(col.name)}"
         feats = col.features()
         if col.kind == "number":
-            out.append(f"COALESCE(CAST({v} AS DOUBLE), 0.0) AS {_q(feats[0][0])}")
+            out.append(f"COALESCE(CAST({v} AS DOUBLE), {_ZERO}) AS {_q(feats[0][0])}")
         else:
-            out += [f"CASE WHEN {v} = {_lit(level)} THEN 1.0 ELSE 0.0 END AS {_q(name)}" for name, level in feats[:-1]]
-        out.append(f"CASE WHEN {v} IS NULL THEN 1.0 ELSE 0.0 END AS {_q(feats[-1][0])}")
+            out += [f"CASE WHEN {v} = {_lit(level)} THEN {_ONE} ELSE {_ZERO} END AS {_q(name)}"
+                    for name, level in feats[:-1]]
+        out.append(f"CASE WHEN {v} IS NULL THEN {_ONE} ELSE {_ZERO} END AS {_q(feats[-1][0])}")
     return out
 
 

@@ -71,6 +71,14 @@ def with_users(tx: Transactions, spec: Any, *, mode: Mode = Mode.QUARANTINE) -> 
     return tx
 
 
+def materialised(tx: Transactions) -> Transactions:
+    """``tx`` with its rows read once into an Arrow table (a Parquet input is otherwise re-scanned, its
+    orders regrouped, at every cutoff of both runs of a comparison)."""
+    if tx.table is not None:
+        return tx
+    return replace(tx, table=tx.to_arrow(), sql=None, lookups={})
+
+
 def load_dataset_with_users(cfg: Any) -> Transactions:
     """An experiment's transactions (its ``dataset`` under its ``reader``) with its user table, if any."""
     tx = load_transactions(cfg.dataset.input, cfg.dataset.format, config=cfg.reader)
@@ -144,7 +152,7 @@ def run_covariates(experiment_path: Path, *, out_dir: Path, tracking_uri: str | 
         raise ConfigError(f"{experiment_path}: its feature set declares no covariates (features: covariates:)")
     out_dir = Path(out_dir)
     with output_dir(out_dir):
-        tx = load_dataset(plan.experiment)
+        tx = materialised(load_dataset(plan.experiment))
         bare = replace(plan, features=plan.features.model_copy(update={"covariates": None}))
         without_run = execute(bare, out_dir=out_dir / "without", tracking_uri=tracking_uri, progress=progress,
                               transactions=tx)
