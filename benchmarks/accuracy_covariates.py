@@ -53,7 +53,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="Keep the outputs here (default: a temp dir).")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
-    from spendlab.jobs.covariates import run_covariates, synth_covariates
+    from spendlab.jobs.covariate_experiment import run_covariates
+    from spendlab.jobs.covariates import synth_covariates
 
     work = args.out or Path(tempfile.mkdtemp(prefix="spendlab-cov-"))
     data = work / "data"

@@ -13,7 +13,8 @@ from spendlab.cli.common import TrackingOpt, err, out, progress_lines, show_tabl
 from spendlab.cli.common import tracking_uri as resolve_tracking_uri
 from spendlab.errors import SpendlabError
 from spendlab.io.safe_out import check_output, output_dir
-from spendlab.jobs.covariates import run_covariates, synth_covariates
+from spendlab.jobs.covariate_experiment import run_covariates
+from spendlab.jobs.covariates import synth_covariates
 
 
 def datasets_synth_covariates(

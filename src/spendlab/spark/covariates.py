@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from spendlab.calendar import Freq
 from spendlab.errors import ConfigError
-from spendlab.features.config import CovariateConfig
+from spendlab.features.config import CovariateConfig, FeatureConfig
 from spendlab.features.covariates import UserColumn, covariate_names, covariates_sql
 from spendlab.io.users import users_view
 from spendlab.spark.transpile import to_spark_sql
@@ -76,4 +76,14 @@ def spark_covariates(spark: SparkSession, transactions: DataFrame, *, as_of: dt.
     sql = covariates_sql(cfg, as_of=as_of, freq=freq, view=view, users=columns, listed=listed)
     frame = spark.sql(to_spark_sql(sql))
     return frame.select(frame["user_id"].cast("string").alias("user_id"),
-                        *(frame[f"`{n}`"] for n in covariate_names(cfg, columns)))
+                        *(frame[f"`{n}`"].cast("double").alias(n) for n in covariate_names(cfg, columns)))
+
+
+def with_spark_covariates(spark: SparkSession, frame: DataFrame, transactions: DataFrame, *, as_of: dt.date,
+                          freq: Freq, config: FeatureConfig, users: DataFrame | None = None) -> DataFrame:
+    """``frame`` (features by ``user_id``) with the covariate columns appended when ``config`` declares
+    any (0 for a user the covariates have no row for, as on DuckDB), sorted by ``user_id``."""
+    if config.covariates is None:
+        return frame
+    extra = spark_covariates(spark, transactions, as_of=as_of, freq=freq, cfg=config.covariates, users=users)
+    return frame.join(extra, on="user_id", how="left").fillna(0.0, subset=extra.columns[1:]).orderBy("user_id")

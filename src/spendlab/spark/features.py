@@ -39,7 +39,7 @@ from spendlab.features.sql import (
     window_cells_sql,
 )
 from spendlab.io.generic import parquet_select
-from spendlab.spark.covariates import spark_covariates
+from spendlab.spark.covariates import with_spark_covariates
 from spendlab.spark.session import ensure_semantics
 from spendlab.spark.transpile import to_spark_sql
 
@@ -247,8 +247,7 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
     buckets
         Groups of users handed to Python at once (default: ``spark.sql.shuffle.partitions``).
     users
-        The user attribute table, for a feature set with covariates (:mod:`spendlab.spark.covariates`;
-        line attributes come with a DataFrame of rows that carries them).
+        The user table, for covariates (:mod:`spendlab.spark.covariates`; line attributes need a DataFrame).
 
     Returns
     -------
@@ -276,10 +275,7 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
         .orderBy("user_id")
     if frame.columns != names:  # the definitions and the declared names must agree
         raise AssertionError(f"Spark features returned {frame.columns}, expected {names}")
-    if config.covariates is not None:
-        extra = spark_covariates(spark, transactions, as_of=as_of, freq=freq, cfg=config.covariates, users=users)
-        frame = frame.join(extra, on="user_id", how="left").fillna(0.0, subset=extra.columns[1:]).orderBy("user_id")
-    return frame
+    return with_spark_covariates(spark, frame, transactions, as_of=as_of, freq=freq, config=config, users=users)
 
 
 def spark_panel(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, freq: Freq, as_of: dt.date | str,
