@@ -97,22 +97,24 @@ def _ratio(num: str, den: str) -> str:
     return f"CASE WHEN {den} > 0 THEN CAST({num} AS DOUBLE) / CAST({den} AS DOUBLE) ELSE {_ZERO} END"
 
 
-def _category_ctes(a: str, k: int | None, listed: bool) -> list[str]:
-    """The category lines of attribute ``a`` (one per category of a purchase) and, for top-k, its shares."""
+def _category_ctes(a: str, k: int | None, listed: bool, distinct: bool) -> list[str]:
+    """The category lines of attribute ``a`` (one per category of a purchase), its ranking for top-k, and one
+    per-user aggregate ``s_{a}``: the spend in each top-k category (``t1..tk``) and the distinct count (``n``)."""
     if listed:
         lines = (f"c_{a} AS (SELECT user_id, amount, cat FROM (SELECT user_id, CAST(amount AS {MONEY}) AS amount, "
                  f"UNNEST({_q(a)}) AS cat FROM w) AS x WHERE cat IS NOT NULL)")
     else:
         lines = (f"c_{a} AS (SELECT user_id, CAST(amount AS {MONEY}) AS amount, {_q(a)} AS cat FROM w "
                  f"WHERE {_q(a)} IS NOT NULL)")
-    ctes = [lines, f"d_{a} AS (SELECT user_id, COUNT(DISTINCT cat) AS n FROM c_{a} GROUP BY user_id)"]
-    if k:
-        ctes.append(f"r_{a} AS (SELECT cat, ROW_NUMBER() OVER (ORDER BY SUM(amount) DESC, cat) AS r "
-                    f"FROM c_{a} GROUP BY cat)")
-        tops = ", ".join(f"SUM(CASE WHEN k.r = {r} THEN c.amount ELSE 0 END) AS t{r}" for r in range(1, k + 1))
-        ctes.append(f"s_{a} AS (SELECT c.user_id, {tops} FROM c_{a} AS c JOIN r_{a} AS k ON c.cat = k.cat "
-                    f"WHERE k.r <= {k} GROUP BY c.user_id)")
-    return ctes
+    sums = ["COUNT(DISTINCT c.cat) AS n"] if distinct else []
+    if not k:
+        return [lines, f"s_{a} AS (SELECT c.user_id, {', '.join(sums)} FROM c_{a} AS c GROUP BY c.user_id)"]
+    sums += [f"SUM(CASE WHEN k.r = {r} THEN c.amount ELSE 0 END) AS t{r}" for r in range(1, k + 1)]
+    rank = (f"r_{a} AS (SELECT cat, ROW_NUMBER() OVER (ORDER BY SUM(amount) DESC, cat) AS r "
+            f"FROM c_{a} GROUP BY cat)")
+    # every category joins (the ranking is small), so one pass gives the shares and the distinct count
+    return [lines, rank, f"s_{a} AS (SELECT c.user_id, {', '.join(sums)} FROM c_{a} AS c JOIN r_{a} AS k "
+                         f"ON c.cat = k.cat GROUP BY c.user_id)"]
 
 
 def _user_select(users: list[UserColumn]) -> list[str]:
@@ -160,18 +162,17 @@ def covariates_sql(cfg: CovariateConfig, *, as_of: dt.date, freq: Freq, view: st
                 f"{''.join(', ' + s for s in sums)} FROM w GROUP BY user_id)")
     cats = sorted({*cfg.category_share, *cfg.distinct})
     for a in cats:
-        ctes += _category_ctes(a, cfg.category_share.get(a), a in listed)
+        ctes += _category_ctes(a, cfg.category_share.get(a), a in listed, a in cfg.distinct)
     cols, joins = [], ["LEFT JOIN tot ON u.user_id = tot.user_id"]
+    joins += [f"LEFT JOIN s_{a} ON u.user_id = s_{a}.user_id" for a in cats]
     for a, k in cfg.category_share.items():
-        joins.append(f"LEFT JOIN s_{a} ON u.user_id = s_{a}.user_id")
         cols += [f"{_ratio(f's_{a}.t{r}', 'tot.spend')} AS {_q(f'cov_{a}_share_top{r}_window{cfg.window}')}"
                  for r in range(1, k + 1)]
     cols += [f"{_ratio(f'tot.m_{a}', 'tot.spend')} AS {_q(f'cov_{a}_amount_share_window{cfg.window}')}"
              for a in cfg.amount_share]
     cols += [f"{_ratio(f'tot.n_{a}', 'tot.n')} AS {_q(f'cov_{a}_use_rate_window{cfg.window}')}" for a in cfg.use_rate]
-    for a in cfg.distinct:
-        joins.append(f"LEFT JOIN d_{a} ON u.user_id = d_{a}.user_id")
-        cols.append(f"CAST(COALESCE(d_{a}.n, 0) AS DOUBLE) AS {_q(f'cov_{a}_distinct_window{cfg.window}')}")
+    cols += [f"CAST(COALESCE(s_{a}.n, 0) AS DOUBLE) AS {_q(f'cov_{a}_distinct_window{cfg.window}')}"
+             for a in cfg.distinct]
     if users:
         picked = ", ".join(_q(c.name) for c in users)
         ctes.append(f"ua AS (SELECT user_id, {picked} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY user_id "
