@@ -1,1 +1,1 @@
-"""Synthetic worlds with known effects, each with its oracle."""
+""""""
