@@ -52,6 +52,10 @@ BENCHMARKS: dict[str, list[str]] = {
     "accuracy_cdnow": ["benchmarks/accuracy_cdnow.py"],
     "accuracy_synth": ["benchmarks/accuracy_synth.py"],
     "spark": ["benchmarks/bench_spark.py"],
+    # covariates: with vs without on the covariates world (acceptance: 20,000 households); the feature build
+    # with vs without covariates at 1M households x 8 months (about 30M line items; target <= 1.5x)
+    "accuracy_covariates": ["benchmarks/accuracy_covariates.py", "--users", "20000"],
+    "covariates_scale_1m": ["benchmarks/covariates_scale.py", "--users", "1000000", "--months", "8"],
 }
 
 

@@ -105,6 +105,7 @@ def test_readme_example_runs(block: Block, tmp_path: Path) -> None:
         assert not missing, f"{block.id}: the Makefile has no target {sorted(missing)}"
         return
     (tmp_path / "configs").symlink_to(ROOT / "configs")
+    (tmp_path / "experiments").symlink_to(ROOT / "experiments")
     (tmp_path / "data.csv").write_text(DATA_CSV, encoding="utf-8")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db"}

@@ -36,6 +36,28 @@ def safe_identifier(name: str) -> str:
     return name
 
 
+_ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
+#: Column names of the canonical table: an attribute may not take one.
+RESERVED_NAMES = frozenset({"user_id", "ts", "amount", "n_items", "source_file", "line"})
+
+
+class AttributeSpec(StrictModel):
+    """One line-level attribute of a generic input (``department: {column: DEPARTMENT, type: category}``).
+
+    A ``category`` is trimmed text (an order keeps the set of its lines' categories); an ``amount`` is a
+    money value under the reader's amount policy (an order keeps the sum of its lines'). An empty value
+    is missing, never a reject; a malformed amount rejects its row naming the column.
+    """
+
+    column: str
+    type: Literal["category", "amount"] = "category"
+
+    @field_validator("column")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        return safe_identifier(v)
+
+
 class GenericMapping(StrictModel):
     """How a generic CSV/Parquet input maps onto the canonical columns.
 
@@ -56,6 +78,19 @@ class GenericMapping(StrictModel):
     exclude: dict[str, tuple[str, ...]] = {}
     spend_is: Literal["positive", "negative"] = "positive"
     ts_format: str | None = None  # strptime format; None = ISO 8601
+    attributes: dict[str, AttributeSpec] = {}  # name -> source column and type, kept beside the canonical columns
+
+    @field_validator("attributes")
+    @classmethod
+    def _attribute_names(cls, v: dict[str, AttributeSpec]) -> dict[str, AttributeSpec]:
+        for name in v:
+            if not _ATTRIBUTE_NAME.match(name) or name in RESERVED_NAMES:
+                raise ValueError(f"attribute name {name!r} must be lower-case letters, digits and _ "
+                                 f"and not one of {sorted(RESERVED_NAMES)}")
+        cols = [a.column for a in v.values()]
+        if len(set(cols)) != len(cols):
+            raise ValueError(f"two attributes read the same column: {cols}")
+        return v
 
     @field_validator("user_col", "ts_col", "amount_col", "quantity_col", "unit_price_col", "order_col")
     @classmethod
@@ -91,6 +126,9 @@ class GenericMapping(StrictModel):
                      if getattr(self, r)]
             count = {3: "three", 4: "four", 5: "five"}[len(cols)]
             raise ValueError(f"{', '.join(roles[:-1])} and {roles[-1]} must be {count} different columns, got {cols}")
+        taken = sorted({a.column for a in self.attributes.values()} & set(cols))
+        if taken:
+            raise ValueError(f"attribute column(s) {taken} are already mapped to a role")
         both = sorted(set(self.include) & set(self.exclude))
         if both:
             raise ValueError(f"column(s) {both} are in both include and exclude; keep one rule per column")
@@ -104,11 +142,48 @@ class GenericMapping(StrictModel):
     def required_columns(self) -> list[str]:
         """Every column a file must have: the roles, then the include/exclude columns."""
         cols = self.value_columns()
-        return cols + [c for c in (*self.include, *self.exclude) if c not in cols]
+        cols += [c for c in (*self.include, *self.exclude) if c not in cols]
+        return cols + [a.column for a in self.attributes.values() if a.column not in cols]
 
     def line_items(self) -> bool:
         """Whether any line-item option is set (orders, quantity x price, include/exclude)."""
         return bool(self.order_col or self.quantity_col or self.include or self.exclude)
+
+
+class UserTableSpec(StrictModel):
+    """A table of user attributes beside the transactions (``dataset.users``).
+
+    One row per user and ``valid_from`` (a date or timestamp from which the row holds; empty = always).
+    ``columns`` maps each attribute column to ``category`` (text levels) or ``number``. Features at a
+    cutoff read, per user, the latest row valid on or before it (:mod:`spendlab.io.users`).
+    """
+
+    input: str
+    key: str = "user_id"
+    columns: dict[str, Literal["category", "number"]]
+    valid_from: str | None = None
+
+    @field_validator("key", "valid_from")
+    @classmethod
+    def _identifier(cls, v: str | None) -> str | None:
+        return None if v is None else safe_identifier(v)
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("columns needs at least one attribute column")
+        for name in v:
+            if not _ATTRIBUTE_NAME.match(name):
+                raise ValueError(f"user column {name!r} must be lower-case letters, digits and _ (it names features)")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct(self) -> UserTableSpec:
+        roles = [self.key, *([self.valid_from] if self.valid_from else []), *self.columns]
+        if len(set(roles)) != len(roles):
+            raise ValueError(f"key, valid_from and columns must be different columns, got {roles}")
+        return self
 
 
 class ReaderConfig(StrictModel):

@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from spendlab import __version__
 from spendlab.cli.common import UsageError, err, reader_config, require_command
+from spendlab.cli.covariates_commands import datasets_synth_covariates, experiment_covariates
 from spendlab.cli.data_commands import datasets_deltas, datasets_list, datasets_synth, describe, features, validate
 from spendlab.cli.forecast_commands import compare, evaluate, experiment_run, pipeline, promote, score, tune
 from spendlab.cli.monitor_commands import monitor, replay
@@ -62,11 +63,13 @@ datasets_app = typer.Typer(help="Embedded datasets and seeded synthetic generato
 datasets_app.command("list")(datasets_list)
 datasets_app.command("synth")(datasets_synth)
 datasets_app.command("deltas")(datasets_deltas)
+datasets_app.command("synth-covariates")(datasets_synth_covariates)
 app.add_typer(datasets_app, name="datasets")
 
 experiment_app = typer.Typer(help="Forecasting experiments: rolling-origin backtests tracked in MLflow.",
                              callback=require_command, invoke_without_command=True)
 experiment_app.command("run")(experiment_run)
+experiment_app.command("covariates")(experiment_covariates)
 app.add_typer(experiment_app, name="experiment")
 
 for _command in (compare, evaluate, monitor, replay):

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from spendlab.config import ReaderConfig, load_yaml, parse_config
+from spendlab.config import ReaderConfig, UserTableSpec, load_yaml, parse_config
 from spendlab.errors import SpendlabError
 from spendlab.io import Mode
 from spendlab.io.load import FORMATS
@@ -112,6 +112,14 @@ def reader_config(path: Path | None) -> ReaderConfig:
         return ReaderConfig()
     data = load_yaml(path)
     return parse_config(ReaderConfig, data.get("reader", {}) or {}, f"{path} (reader)")
+
+
+def users_config(path: Path | None) -> UserTableSpec | None:
+    """Return the ``users:`` section of a config file (the user attribute table), or None."""
+    if path is None:
+        return None
+    section = load_yaml(path).get("users")
+    return None if section is None else parse_config(UserTableSpec, section, f"{path} (users)")
 
 
 TrackingOpt = Annotated[str | None, typer.Option(

@@ -24,6 +24,7 @@ from spendlab.cli.common import (
     out,
     reader_config,
     spark_session,
+    users_config,
 )
 from spendlab.describe.formats import check_currency
 from spendlab.errors import RowError, SpendlabError
@@ -33,6 +34,7 @@ from spendlab.io.builtin import BUILTINS, builtin_path
 from spendlab.io.load import date_span, validation_summary
 from spendlab.io.rejects import write_rejects_csv
 from spendlab.io.safe_out import check_output, output_dir
+from spendlab.jobs.covariates import with_users
 from spendlab.jobs.datasets import generate_deltas, synth_transactions
 from spendlab.jobs.features import features_table, load_feature_config, write_features
 from spendlab.settings import DEFAULT_MEMORY_LIMIT, check_as_of, check_country, parse_memory_limit
@@ -63,9 +65,12 @@ def validate(
         if rejects is not None and found is not None:
             write_rejects_csv(found.rejects, rejects)
         raise
+    tx = with_users(tx, users_config(config), mode=mode)  # the config's user table, if it has one
     if rejects is not None:
-        write_rejects_csv(tx.report.rejects, rejects)
+        write_rejects_csv([*tx.report.rejects, *(tx.users.rejects if tx.users else [])], rejects)
     summary = validation_summary(tx)
+    if tx.users is not None:
+        summary["user_table"] = tx.users.as_dict()
     if as_json:
         print(json.dumps(summary, indent=2))
         return
@@ -79,6 +84,11 @@ def validate(
     out.print(table)
     out.print(f"users: {summary['users']:,}   total spend: {summary['total_spend']:,.2f}   "
               f"refunds: {summary['refunds']:,} ({summary['refund_amount']:,.2f})")
+    if tx.users is not None:
+        u = tx.users
+        out.print(f"user table {escape(Path(u.report.file).name)}: rows in {u.report.rows_in:,}, accepted "
+                  f"{u.report.accepted:,}, rejected {u.report.rejected:,}; keys no transaction uses: "
+                  f"{u.unused_keys:,}; users without a row: {u.missing_users:,}")
     excluded = [f"{f.file}: {f.excluded:,} row(s) excluded by reader.generic include/exclude "
                 f"({', '.join(f'{k}={v}' for k, v in sorted(f.exclusions.items()))})" for f in tx.report.files if f.excluded]
     for note in [*tx.report.skipped, *tx.report.duplicates, *excluded]:  # inputs not read, read once, rows dropped
@@ -200,7 +210,7 @@ def features(
         err.print(f"wrote features of {job.rows_out:,} users ({freq}, as of {job.as_of}, Spark) to "
                   f"{escape(str(out_path))}/")
         return
-    tx = load_transactions(input, format, config=reader_config(config), mode=mode)
+    tx = with_users(load_transactions(input, format, config=reader_config(config), mode=mode), users_config(config))
     for warning in check_as_of(cutoff, *date_span(tx), freq=freq) if cutoff else []:
         err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
     table, cutoff = features_table(tx, freq=freq, as_of=cutoff, config=feature_cfg, threads=threads,  # type: ignore[arg-type]

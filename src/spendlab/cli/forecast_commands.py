@@ -26,6 +26,7 @@ from spendlab.cli.common import (
     reader_config,
     show_table,
     spark_session,
+    users_config,
 )
 from spendlab.cli.common import tracking_uri as resolve_tracking_uri
 from spendlab.config import load_config
@@ -126,7 +127,7 @@ def score(
     the cutoff. --model: a models:/ URI or a model directory (verified before anything in it is loaded).
     """
     plan = plan_score(input, out=out_path, model_uri=model, format=format, reader=reader_config(config),
-                      as_of=as_of, chunk_users=chunk_users)
+                      as_of=as_of, chunk_users=chunk_users, users=users_config(config))
     check_engine(engine, format)
     check_output(out_path, kind="dir" if engine == "spark" else "file", inputs=[input, config])
     if engine == "spark":  # the model as a Spark UDF; a Parquet folder out (docs/scale-out.md)

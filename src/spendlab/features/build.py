@@ -18,6 +18,7 @@ from spendlab.calendar import Freq, check_freq, next_period_start, shift_period
 from spendlab.features.arrays import compute_features, window_matrix, window_widths
 from spendlab.features.btyd import BTYD_COLUMNS, btyd_sql
 from spendlab.features.config import FeatureConfig
+from spendlab.features.covariates import with_covariates
 from spendlab.features.sql import (
     EVENT_DAYS_TABLE,
     MONEY,
@@ -228,7 +229,10 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
                                 calendar=covariates.iloc[0].to_dict())
     del windows, stats
     table = pa.table({"user_id": ids, **features})
-    return _with_btyd(con, table, as_of=as_of, view=view) if config.btyd else table
+    table = _with_btyd(con, table, as_of=as_of, view=view) if config.btyd else table
+    if config.covariates is not None:
+        table = with_covariates(con, table, as_of=as_of, freq=freq, cfg=config.covariates, view=view)
+    return table
 
 
 def btyd_features(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, view: str = "transactions") -> pd.DataFrame:

@@ -8,7 +8,8 @@ mlforecast names its lag transforms (``spend_rolling_mean_lag1_window3``).
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Literal
+import re
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import field_validator, model_validator
 
@@ -156,6 +157,69 @@ class FreqFeatures(StrictModel):
         return self
 
 
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
+
+
+def _names(values: Any, what: str) -> Any:
+    for name in values:
+        if not _NAME.match(name):
+            raise ValueError(f"{what} {name!r} must be lower-case letters, digits and _ (an attribute name)")
+    return values
+
+
+class CovariateConfig(StrictModel):
+    """Context covariates from line attributes and the user table (:mod:`spendlab.features.covariates`).
+
+    Over the last ``window`` periods (the as-of period included), per user: the spend share of each of
+    the ``k`` categories with the most spend (``category_share: {department: 5}``; ranked over every
+    user's spend in the window), the share of an amount attribute in spend (``amount_share``: a
+    discount's absolute value over spend), the share of purchases where it is non-zero (``use_rate``:
+    coupon use), the number of distinct values of a category (``distinct``); and the user-table columns
+    (``user_attributes``) encoded as of the cutoff. ``user_levels`` fixes a category column's levels
+    (default: every level the table holds).
+    """
+
+    window: int = 6
+    category_share: dict[str, int] = {}
+    amount_share: tuple[str, ...] = ()
+    use_rate: tuple[str, ...] = ()
+    distinct: tuple[str, ...] = ()
+    user_attributes: tuple[str, ...] = ()
+    user_levels: dict[str, tuple[str, ...]] = {}
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"window must be >= 1 period, got {v}")
+        return v
+
+    @field_validator("category_share")
+    @classmethod
+    def _top_k(cls, v: dict[str, int]) -> dict[str, int]:
+        if any(k < 1 for k in v.values()):
+            raise ValueError(f"top-k counts must be >= 1, got {v}")
+        return _names(v, "attribute")
+
+    @field_validator("amount_share", "use_rate", "distinct", "user_attributes")
+    @classmethod
+    def _attribute_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicates in {list(v)}")
+        return _names(v, "attribute")
+
+    @model_validator(mode="after")
+    def _levels_declared(self) -> CovariateConfig:
+        extra = sorted(set(self.user_levels) - set(self.user_attributes))
+        if extra:
+            raise ValueError(f"user_levels for {extra}, which are not in user_attributes")
+        return self
+
+    def attributes(self) -> set[str]:
+        """Return the line attributes the covariates read."""
+        return {*self.category_share, *self.amount_share, *self.use_rate, *self.distinct}
+
+
 class FeatureConfig(StrictModel):
     """The ``features:`` section of a config file (see ``configs/features.yaml``)."""
 
@@ -176,6 +240,10 @@ class FeatureConfig(StrictModel):
     #: Off by default: mixed on CDNOW validation (docs/features.md). DuckDB only: the Spark
     #: engine refuses a feature set that asks for them.
     btyd: bool = False
+
+    #: Context covariates (line attributes, the user table), appended after the other columns; none by
+    #: default. The BTYD models read their own columns only; the learned models use every column.
+    covariates: CovariateConfig | None = None
 
     @field_validator("weekly_activity_windows")
     @classmethod

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import field_validator, model_validator
 
 from spendlab.calendar import Freq, period_end, shift_period
-from spendlab.config import ReaderConfig, StrictModel
+from spendlab.config import ReaderConfig, StrictModel, UserTableSpec
 from spendlab.errors import ConfigError
 from spendlab.forecast.selection import DEFAULT_RULE, RULES
 from spendlab.io.load import READERS
@@ -29,6 +29,7 @@ class DatasetSpec(StrictModel):
     input: str
     format: str = "generic"  # a key of spendlab.io.load.READERS
     name: str | None = None  # the dataset's name in MLflow; default: the input
+    users: UserTableSpec | None = None  # a user attribute table, joined as of each cutoff
 
     @field_validator("format")
     @classmethod
@@ -233,8 +234,11 @@ def resolve_validation(cfg: ExperimentConfig, first_cutoff: dt.date) -> Experime
 
 def protocol_id(experiment: Any) -> str:
     """Identify what makes two test RMSEs comparable: dataset, frequency, horizon and the test origins."""
+    dataset = experiment.dataset.model_dump(mode="json")
+    if dataset.get("users") is None:  # no user table: the id experiments had before the key existed
+        dataset.pop("users", None)
     payload = {
-        "dataset": experiment.dataset.model_dump(mode="json"),
+        "dataset": dataset,
         "freq": experiment.freq,
         "horizon": experiment.horizon,
         "test": [d.isoformat() for d in experiment.origins("test")],

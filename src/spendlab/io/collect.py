@@ -21,14 +21,17 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 class RowBuilder:
     """Accumulates canonical rows column by column (cheap) and turns them into an Arrow table."""
 
-    def __init__(self) -> None:
+    def __init__(self, attributes: Sequence[pa.Field] = ()) -> None:
         self.user_id: list[str] = []
         self.ts_us: list[int] = []
         self.amount: list[float] = []
         self.n_items: list[int | None] = []
         self.line: list[int] = []
+        self.attribute_fields = list(attributes)  # extra columns after the canonical ones
+        self.attributes: dict[str, list[object]] = {f.name: [] for f in self.attribute_fields}
 
-    def add(self, user_id: str, ts: dt.datetime, amount: float, line: int, n_items: int | None = None) -> None:
+    def add(self, user_id: str, ts: dt.datetime, amount: float, line: int, n_items: int | None = None,
+            attributes: dict[str, object] | None = None) -> None:
         """Append one canonical row (``ts`` is stored as µs since the epoch, UTC)."""
         delta = ts - _EPOCH
         self.user_id.append(user_id)
@@ -36,10 +39,12 @@ class RowBuilder:
         self.amount.append(amount)
         self.n_items.append(n_items)
         self.line.append(line)
+        for name, values in self.attributes.items():
+            values.append(None if attributes is None else attributes[name])
 
     def pop(self) -> None:
         """Remove the last row added."""
-        for col in (self.user_id, self.ts_us, self.amount, self.n_items, self.line):
+        for col in (self.user_id, self.ts_us, self.amount, self.n_items, self.line, *self.attributes.values()):
             col.pop()
 
     def __len__(self) -> int:
@@ -56,8 +61,9 @@ class RowBuilder:
                 pa.array(self.n_items, pa.int64()),
                 pa.array([file] * n, pa.string()),
                 pa.array(self.line, pa.int64()),
+                *(pa.array(self.attributes[f.name], f.type) for f in self.attribute_fields),
             ],
-            schema=CANONICAL_SCHEMA,
+            schema=pa.schema([*CANONICAL_SCHEMA, *self.attribute_fields]),
         )
 
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from spendlab.config import ReaderConfig
 from spendlab.errors import InputFileError
+from spendlab.io.attributes import line_values
 from spendlab.io.collect import RowBuilder, RowExcluded, field, read_header_csv
 from spendlab.io.lineitems import OrderBook, kept, line_amount
 from spendlab.io.parquet import MappingColumnError, check_parquet_files, scan_parquet, schema_drift
@@ -60,13 +61,15 @@ def read_generic_csv(
         value = line_value(row)
         ts = field(m.ts_col, lambda: parse_ts(row[m.ts_col]))
         field(m.ts_col, lambda: check_window(ts, config.window_start, window_end))  # type: ignore[arg-type]
+        attrs = line_values(row, m, config, exact=orders is not None) if m.attributes else None
         exact = sign * value
         if exact < 0:
             report.warnings["REFUND"] += 1
         if orders is not None:
-            field(m.order_col, lambda: orders.add(row[m.order_col], user, ts, exact, str(path), rec.line))  # type: ignore[arg-type,index]
+            field(m.order_col, lambda: orders.add(row[m.order_col], user, ts, exact, str(path), rec.line,  # type: ignore[arg-type,index]
+                                                  attrs))
         else:
-            rows.add(user, ts, as_float(exact), rec.line)  # type: ignore[arg-type]
+            rows.add(user, ts, as_float(exact), rec.line, attributes=attrs)  # type: ignore[arg-type]
 
     try:
         read_header_csv(path, m.required_columns(), parse_row, config, sink)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
 
 from spendlab.config import GenericMapping, ReaderConfig
+from spendlab.io.attributes import OrderAttributes, arrow_type
 from spendlab.io.collect import field
 from spendlab.io.parsing import UTC, FieldError, as_float, check_decimal, parse_decimal
 from spendlab.schema import CANONICAL_SCHEMA
@@ -64,29 +66,44 @@ class _Order:
     file: str
     line: int
     lines: int = 1
+    attributes: Any = None  # spendlab.io.attributes.OrderAttributes when the mapping declares attributes
 
 
 class OrderBook:
     """Collects the accepted lines of a load, keyed by order id, in the order they are read."""
 
-    def __init__(self) -> None:
+    def __init__(self, mapping: GenericMapping | None = None) -> None:
         self.orders: dict[str, _Order] = {}
+        self.specs = dict(mapping.attributes) if mapping is not None else {}
 
-    def add(self, order_id: str, user: str, ts: dt.datetime, amount: Decimal, file: str, line: int) -> None:
-        """Add one line; raises :class:`FieldError` for an empty order id or a user conflict."""
+    def add(self, order_id: str, user: str, ts: dt.datetime, amount: Decimal, file: str, line: int,
+            attributes: dict[str, Any] | None = None) -> None:
+        """Add one line; raises :class:`FieldError` for an empty order id or a user conflict.
+
+        ``attributes`` are the line's attribute values (exact amounts, categories); an order keeps
+        their sums and sets (:class:`spendlab.io.attributes.OrderAttributes`).
+        """
         key = order_key(order_id)
         order = self.orders.get(key)
         if order is None:
-            self.orders[key] = _Order(user, ts, amount, file, line)
+            order = self.orders[key] = _Order(user, ts, amount, file, line)
+            if self.specs:
+                order.attributes = OrderAttributes(self.specs)
+                order.attributes.add(attributes or {})
             return
         if order.user != user:
             raise FieldError("ORDER_CONFLICT", f"order {key!r} belongs to user {order.user!r} (line {order.line} "
                                                f"of {order.file}), not {user!r}")
         order.amount += amount
         order.lines += 1
+        if order.attributes is not None:
+            order.attributes.add(attributes or {})
 
     def table(self) -> pa.Table:
-        """One canonical row per order (``n_items`` is left empty: lines are not items)."""
+        """One canonical row per order (``n_items`` is left empty.
+
+        Lines are not items), then the order's attributes (sums of amounts, sorted sets of categories).
+        """
         orders = list(self.orders.values())
         ts_us = [(o.ts - _EPOCH) // dt.timedelta(microseconds=1) for o in orders]
         return pa.table(
@@ -97,6 +114,9 @@ class OrderBook:
                 pa.array([None] * len(orders), pa.int64()),
                 pa.array([o.file for o in orders], pa.string()),
                 pa.array([o.line for o in orders], pa.int64()),
+                *(pa.array([o.attributes.row()[n] for o in orders], arrow_type(spec, orders=True))
+                  for n, spec in self.specs.items()),
             ],
-            schema=CANONICAL_SCHEMA,
+            schema=pa.schema([*CANONICAL_SCHEMA, *(pa.field(n, arrow_type(s, orders=True))
+                                                   for n, s in self.specs.items())]),
         )

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from spendlab.config import ReaderConfig
 from spendlab.errors import ConfigError, InputFileError, RowError, SpendlabError
+from spendlab.io.attributes import attribute_fields as attribute_fields_of
 from spendlab.io.cdnow import read_cdnow
 from spendlab.io.collect import RowBuilder
 from spendlab.io.discover import resolve_input
@@ -24,6 +25,7 @@ from spendlab.io.lineitems import OrderBook
 from spendlab.io.millions import read_millions
 from spendlab.io.parquet import check_parquet_files, scan_parquet
 from spendlab.io.rejects import FileReport, LoadReport, Mode, RejectSink, finish_load, with_report
+from spendlab.io.users import UserTable, users_view
 from spendlab.schema import CANONICAL_SCHEMA
 from spendlab.settings import parse_memory_limit
 
@@ -71,6 +73,7 @@ class Transactions:
     files: tuple[str, ...] = ()
     config: ReaderConfig | None = None
     lookups: dict[str, pa.Table] = field(default_factory=dict)  # tables ``sql`` joins (Parquet)
+    users: UserTable | None = None  # the user attribute table (``dataset.users``), registered beside the rows
 
     def register(self, con: duckdb.DuckDBPyConnection, view: str = "transactions", *,
                  native_ids: bool = False) -> None:
@@ -78,8 +81,12 @@ class Transactions:
 
         ``user_id`` is text (the canonical schema) unless ``native_ids``: then integer ids of a
         Parquet input keep their stored type, which the feature build groups and joins several times
-        faster and writes out as text itself (:func:`spendlab.features.build_features_arrow`).
+        faster and writes out as text itself (:func:`spendlab.features.build_features_arrow`). A user
+        table goes beside it as ``{view}__users`` (:func:`spendlab.io.users.users_view`).
         """
+        if self.users is not None:
+            con.register(f"{users_view(view)}__arrow", self.users.table)
+            con.execute(f'CREATE OR REPLACE TEMP VIEW "{users_view(view)}" AS SELECT * FROM "{users_view(view)}__arrow"')
         if self.table is not None:
             naive = self.table.set_column(1, "ts", self.table.column("ts").cast(pa.timestamp("us")))
             con.register(f"{view}__arrow", naive)
@@ -168,13 +175,14 @@ def load_transactions(
         finish_load(report, mode)
         return Transactions(name, report, sql=scan.sql, files=tuple(str(f) for f in files), config=config,
                             lookups=scan.lookups)
-    book = OrderBook() if fmt == "generic" and config.generic.order_col else None
+    book = OrderBook(config.generic) if fmt == "generic" and config.generic.order_col else None
+    attribute_fields = attribute_fields_of(config.generic) if fmt == "generic" else []
     reader = READERS[fmt] if book is None else functools.partial(READERS[fmt], orders=book)
     tables = []
     for f in files:
         file_report = FileReport(str(f))
         report.files.append(file_report)
-        rows = RowBuilder()
+        rows = RowBuilder(attribute_fields)
         sink = RejectSink(mode, report, file_report)
         if f.stat().st_size == 0 and config.empty_file == "accept":
             continue
@@ -188,7 +196,8 @@ def load_transactions(
     finish_load(report, mode)
     if book is not None:  # line items: one canonical row per order
         tables = [book.table()]
-    table = pa.concat_tables(tables) if tables else CANONICAL_SCHEMA.empty_table()
+    empty = pa.schema([*CANONICAL_SCHEMA, *attribute_fields]).empty_table()
+    table = pa.concat_tables(tables) if tables else empty
     return Transactions(name, report, table=table, files=tuple(str(f) for f in files), config=config)
 
 

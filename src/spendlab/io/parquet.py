@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from spendlab.config import GenericMapping, ReaderConfig
 from spendlab.errors import ConfigError, InputFileError
+from spendlab.io.attributes import value_rule
 from spendlab.io.collect import RowReject
 from spendlab.io.lineitems import kept, line_amount, order_key
 from spendlab.io.parsing import UTC, FieldError, localize, normalise_user_id, parse_amount, timestamp_parser, zone_info
@@ -69,6 +70,7 @@ _ALLOWED = {
     "amount": ("string", "int", "float", "decimal"),
     "order": ("string", "int"),
     "rule": ("string", "int"),
+    "category": ("string", "int"),
 }
 _WHAT = {
     "user": "a string or an integer",
@@ -76,6 +78,7 @@ _WHAT = {
     "amount": "a number (integer, float, decimal) or a string",
     "order": "a string or an integer",
     "rule": "a string or an integer",
+    "category": "a string or an integer",
 }
 
 
@@ -91,6 +94,9 @@ def _roles(mapping: GenericMapping) -> dict[str, str]:
     for col in (*mapping.include, *mapping.exclude):
         if col not in roles.values():
             roles[f"rule {col}"] = col
+    for name, spec in mapping.attributes.items():
+        if spec.column not in roles.values():
+            roles[f"{spec.type} attribute {name}"] = spec.column
     return roles
 
 
@@ -117,7 +123,7 @@ def check_parquet_files(files: list[Path], mapping: GenericMapping, strict: bool
                                      "(check reader.generic in the config)", column=missing[0])
         for role, col in roles.items():
             t = schema.field(col).type
-            kind = role.split()[0] if role.startswith("rule") else role
+            kind = role.split()[0] if role.startswith(("rule", "category ")) else role
             kind = kind if kind in _ALLOWED else "amount"
             if _arrow_kind(t) not in _ALLOWED[kind]:
                 raise InputFileError(str(f), "UNSUPPORTED_TYPE",
@@ -339,6 +345,46 @@ class _ScanParts:
         return name
 
 
+@dataclass
+class _AttributeSql:
+    """The SQL of the declared attributes inside :func:`build_scan` (empty strings when there are none)."""
+
+    values: str = ""  # ", <value> AS __a_<name>, <err> AS __e<i>, <msg> AS __m<i>" for the base select
+    errors: str = ""  # ", __e0, __e1" for the first-error coalesce
+    column: str = "NULL"  # the column of a row's first attribute error
+    message: str = "NULL"  # that error's message
+    names: str = ""  # ", __a_<name>" carried through to the checked lines
+    valid: str = ""  # ", __a_<name> AS "<name>"" (one row per line)
+    orders: str = ""  # the per-order aggregates: sums of amounts, sorted sets of categories
+
+
+def _attribute_sql(m: GenericMapping, config: ReaderConfig, add: Callable[..., str], raw: str) -> _AttributeSql:
+    """Return every attribute's value, error and message, and how lines and orders carry them.
+
+    Values go through :func:`spendlab.io.attributes.value_rule` per distinct value, joined back.
+    """
+    out = _AttributeSql()
+    cols, msgs = [], []
+    for i, (name, spec) in enumerate(m.attributes.items()):
+        out_type = pa.float64() if spec.type == "amount" else pa.string()
+        lk = add(f"attr{i}", f"SELECT at{i} AS v FROM {raw}", value_rule(spec, config), out_type, f"r.at{i}")
+        out.values += f", {lk}.value AS __a_{name}, {lk}.err AS __e{i}, {lk}.msg AS __m{i}"
+        out.errors += f", __e{i}"
+        cols.append(f"WHEN __e{i} IS NOT NULL THEN {_lit(spec.column)}")
+        msgs.append(f"__m{i}")
+        out.names += f", __a_{name}"
+        out.valid += f', __a_{name} AS {_quote(name)}'
+        out.orders += (f", CAST(sum(CAST(__a_{name} AS DECIMAL(38, 9))) AS DOUBLE) + 0.0 AS {_quote(name)}"
+                       if spec.type == "amount" else
+                       f", coalesce(list_sort(list_distinct(list(__a_{name}) FILTER (WHERE __a_{name} IS NOT NULL))), "
+                       f"CAST([] AS VARCHAR[])) AS {_quote(name)}")
+    if cols:
+        out.column, out.message = f"CASE {' '.join(cols)} END", f"coalesce({', '.join(msgs)})"
+    return out
+
+
+
+
 def _scan_parts(con: duckdb.DuckDBPyConnection, files: list[Path], config: ReaderConfig) -> _ScanParts:
     """Name the files' rows and read the mapped columns' kinds (no row is read yet)."""
     m = config.generic
@@ -348,7 +394,8 @@ def _scan_parts(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reade
     u, t = _quote(m.user_col), _quote(m.ts_col)
     a = _quote(m.amount_col) if m.amount_col else "NULL"
     extra = {"q": m.quantity_col, "p": m.unit_price_col, "o": m.order_col,
-             **{f"x{i}": c for i, c in enumerate([*m.include, *m.exclude])}}
+             **{f"x{i}": c for i, c in enumerate([*m.include, *m.exclude])},
+             **{f"at{i}": a.column for i, a in enumerate(m.attributes.values())}}
     extra_sql = "".join(f", {_quote(c)} AS {k}" for k, c in extra.items() if c)
     names = ", ".join(_quote(c) for c in m.required_columns())
     kinds = {name: _duck_kind(typ) for name, typ, *_ in con.execute(f"DESCRIBE SELECT {names} FROM {src}").fetchall()}
@@ -472,15 +519,15 @@ def _window_us(config: ReaderConfig) -> tuple[int, int, dt.date]:
     return lo, hi, window_end
 
 
-def _checked_sql(base: str, m: GenericMapping, lo: int, hi: int) -> tuple[str, str]:
+def _checked_sql(base: str, m: GenericMapping, lo: int, hi: int, attrs: _AttributeSql) -> tuple[str, str]:
     """Return the kept rows with their first error, and the SQL of an order conflict.
 
     An order belongs to its first valid line's user; other users' lines conflict.
     """
     outside = f"ts_us < {lo} OR ts_us >= {hi}"
     checked = (
-        "SELECT *, coalesce(user_err, amount_err, ts_err, "
-        f"CASE WHEN {outside} THEN 'OUT_OF_WINDOW' END) AS error1 FROM ({base}) WHERE excluded IS NULL"
+        f"SELECT *, coalesce(user_err, amount_err, ts_err, window_err{attrs.errors}) AS error1 FROM "
+        f"(SELECT *, CASE WHEN {outside} THEN 'OUT_OF_WINDOW' END AS window_err FROM ({base})) WHERE excluded IS NULL"
     )
     if not m.order_col:
         return checked, "NULL"
@@ -495,7 +542,8 @@ def _checked_sql(base: str, m: GenericMapping, lo: int, hi: int) -> tuple[str, s
     return checked, "CASE WHEN order_key IS NULL THEN 'NULL_KEY' WHEN user_id <> owner THEN 'ORDER_CONFLICT' END"
 
 
-def _lines_sql(checked: str, conflict: str, m: GenericMapping, config: ReaderConfig, window_end: dt.date) -> str:
+def _lines_sql(checked: str, conflict: str, m: GenericMapping, config: ReaderConfig, window_end: dt.date,
+               attrs: _AttributeSql) -> str:
     """Return every kept row as ``user_id, ts, amount, n_items, source_file, line, error, error_col, message``."""
     cols = (_lit(m.user_col), _lit(m.ts_col), _lit(m.order_col) if m.order_col else "NULL")
     order_message = ("CASE WHEN order_key IS NULL THEN order_msg ELSE 'order ' || order_key || ' belongs to user '"
@@ -505,24 +553,26 @@ def _lines_sql(checked: str, conflict: str, m: GenericMapping, config: ReaderCon
         "CAST(NULL AS BIGINT) AS n_items, source_file, line, "
         f"coalesce(error1, {conflict}) AS error, "
         f"CASE WHEN user_err IS NOT NULL THEN {cols[0]} WHEN amount_err IS NOT NULL THEN amount_col "
-        f"WHEN error1 IS NOT NULL THEN {cols[1]} ELSE {cols[2]} END AS error_col, "
-        f"coalesce(user_msg, amount_msg, ts_msg, CASE WHEN error1 IS NOT NULL THEN "
-        f"'timestamp is outside {config.window_start} .. {window_end}' END, "
+        f"WHEN coalesce(ts_err, window_err) IS NOT NULL THEN {cols[1]} "
+        f"WHEN error1 IS NOT NULL THEN {attrs.column} ELSE {cols[2]} END AS error_col, "
+        f"coalesce(user_msg, amount_msg, ts_msg, CASE WHEN window_err IS NOT NULL THEN "
+        f"'timestamp is outside {config.window_start} .. {window_end}' END, {attrs.message}, "
         f"{order_message}) AS message, raw, "
-        f"{'order_key, file_idx' if m.order_col else 'NULL AS order_key, NULL AS file_idx'} "
+        f"{'order_key, file_idx' if m.order_col else 'NULL AS order_key, NULL AS file_idx'}{attrs.names} "
         f"FROM ({checked})"
     )
 
 
-def _valid_sql(lines: str, m: GenericMapping) -> str:
+def _valid_sql(lines: str, m: GenericMapping, attrs: _AttributeSql) -> str:
     """Return the canonical rows: the valid lines, or one row per order for line items (first line's user and time)."""
     if not m.order_col:
-        return f"SELECT user_id, ts, amount, n_items, source_file, line FROM ({lines}) WHERE error IS NULL"
+        return (f"SELECT user_id, ts, amount, n_items, source_file, line{attrs.valid} FROM ({lines}) "
+                "WHERE error IS NULL")
     k = "(file_idx * 1099511627776 + line)"  # file order, then line
     return (
         f"SELECT arg_min(user_id, {k}) AS user_id, arg_min(ts, {k}) AS ts, "
         f"CAST(sum(CAST(amount AS DECIMAL(38, 9))) AS DOUBLE) + 0.0 AS amount, CAST(NULL AS BIGINT) AS n_items, "
-        f"arg_min(source_file, {k}) AS source_file, arg_min(line, {k}) AS line "
+        f"arg_min(source_file, {k}) AS source_file, arg_min(line, {k}) AS line{attrs.orders} "
         f"FROM ({lines}) WHERE error IS NULL GROUP BY order_key"
     )
 
@@ -541,6 +591,7 @@ def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reader
     ts_us, ts_err, ts_msg = _ts_sql(p)
     excluded_sql, has_rules = _rules_sql(p)
     order_sql, order_msg = _order_sql(p)
+    attrs = _attribute_sql(m, config, p.add, p.raw)
     lo, hi, window_end = _window_us(config)
     sign = "1.0" if m.spend_is == "positive" else "-1.0"
     raw_cols = ", ".join(f"CAST(r.{k} AS VARCHAR)" for k in ("u", "t", "a", *[k for k, c in p.extra.items() if c])
@@ -549,16 +600,16 @@ def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reader
         f"SELECT {user} AS user_id, {ts_us} AS ts_us, {sign} * {amount} + 0.0 AS amount, "
         f"{user_err} AS user_err, {user_msg} AS user_msg, {amount_err} AS amount_err, {amount_msg} AS amount_msg, "
         f"{amount_col} AS amount_col, {ts_err} AS ts_err, {ts_msg} AS ts_msg, {excluded_sql} AS excluded, "
-        f"{order_sql} AS order_key, {order_msg} AS order_msg, "
+        f"{order_sql} AS order_key, {order_msg} AS order_msg{attrs.values}, "
         f"r.source_file, CAST(r.file_row_number + 1 AS BIGINT) AS line, concat_ws(',', {raw_cols}) AS raw "
         f"FROM {p.raw} AS r {' '.join(p.joins)}"
     )
-    checked, conflict = _checked_sql(base, m, lo, hi)
+    checked, conflict = _checked_sql(base, m, lo, hi, attrs)
     scan = p.scan
-    scan.sql = _lines_sql(checked, conflict, m, config, window_end)
+    scan.sql = _lines_sql(checked, conflict, m, config, window_end, attrs)
     scan.excluded_sql = (f"SELECT source_file, excluded, count(*) AS n FROM ({base}) WHERE excluded IS NOT NULL "
                          "GROUP BY ALL") if has_rules else ""
-    scan.valid_sql = _valid_sql(scan.sql, m)
+    scan.valid_sql = _valid_sql(scan.sql, m, attrs)
     return scan
 
 

@@ -27,10 +27,10 @@ from spendlab.forecast.protocol import ExperimentConfig, protocol_id
 from spendlab.forecast.report import leaderboard_markdown, report_tables
 from spendlab.forecast.report_render import render_report
 from spendlab.forecast.selection import selection_note, selection_table
-from spendlab.io import load_transactions
 from spendlab.io.atomic import atomic_path, atomic_write_text
 from spendlab.io.safe_out import prepare_output_dir
 from spendlab.jobs.auto_origins import resolve_plan
+from spendlab.jobs.covariates import load_dataset_with_users
 from spendlab.jobs.plan import ExperimentPlan, TunePlan, load_experiment, plan_experiment
 from spendlab.jobs.tuned_params import TUNED_DIR
 from spendlab.models.base import usable_cores
@@ -54,8 +54,8 @@ class ExperimentResult(StrictModel):
 
 
 def load_dataset(cfg: ExperimentConfig) -> Any:
-    """Load the experiment's transactions: its ``dataset`` read with its ``reader`` settings."""
-    return load_transactions(cfg.dataset.input, cfg.dataset.format, config=cfg.reader)
+    """Load the experiment's transactions: its ``dataset`` read with its ``reader`` settings (and its user table)."""
+    return load_dataset_with_users(cfg)
 
 
 def feature_store(plan: ExperimentPlan | TunePlan, source: Any) -> FeatureStore:

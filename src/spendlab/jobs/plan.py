@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from spendlab.config import ReaderConfig, load_yaml, parse_config
+from spendlab.config import ReaderConfig, UserTableSpec, load_yaml, parse_config
 from spendlab.errors import ConfigError
 from spendlab.features import FeatureConfig
 from spendlab.forecast.protocol import ExperimentConfig
@@ -335,6 +335,8 @@ class ScorePlan:
         The cutoff; None = the end of the latest complete period in the data.
     chunk_users : int
         Users scored per chunk (bounds memory).
+    users : UserTableSpec or None
+        The user attribute table the model's covariates read (a config's ``users:`` section).
     """
 
     input: str
@@ -344,16 +346,19 @@ class ScorePlan:
     out: Path
     as_of: dt.date | None = None
     chunk_users: int = 250_000
+    users: UserTableSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the plan as JSON-ready data."""
         return {"kind": "score", "input": self.input, "format": self.format,
                 "reader": self.reader.model_dump(mode="json"), "model_uri": self.model_uri, "out": str(self.out),
-                "as_of": None if self.as_of is None else self.as_of.isoformat(), "chunk_users": self.chunk_users}
+                "as_of": None if self.as_of is None else self.as_of.isoformat(), "chunk_users": self.chunk_users,
+                "users": None if self.users is None else self.users.model_dump(mode="json")}
 
 
 def plan_score(input: str, *, out: Path, model_uri: str, format: str = "generic", reader: ReaderConfig | None = None,
-               as_of: str | dt.date | None = None, chunk_users: int = 250_000) -> ScorePlan:
+               as_of: str | dt.date | None = None, chunk_users: int = 250_000,
+               users: UserTableSpec | None = None) -> ScorePlan:
     """Resolve a scoring run: the cutoff parsed, the reader policy fixed.
 
     Parameters
@@ -372,6 +377,8 @@ def plan_score(input: str, *, out: Path, model_uri: str, format: str = "generic"
         The cutoff, ``YYYY-MM-DD``.
     chunk_users : int
         Users per scoring chunk.
+    users : UserTableSpec, optional
+        The user attribute table (for a model whose covariates read one).
 
     Returns
     -------
@@ -390,4 +397,4 @@ def plan_score(input: str, *, out: Path, model_uri: str, format: str = "generic"
         except ValueError:
             raise ConfigError(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
     return ScorePlan(input=str(input), format=format, reader=reader or ReaderConfig(), model_uri=model_uri,
-                     out=Path(out), as_of=cutoff, chunk_users=chunk_users)  # type: ignore[arg-type]
+                     out=Path(out), as_of=cutoff, chunk_users=chunk_users, users=users)  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ from spendlab.features import build_features_arrow
 from spendlab.features.metadata import default_as_of
 from spendlab.io.atomic import atomic_path
 from spendlab.io.load import Transactions, connect, date_span, load_transactions
+from spendlab.jobs.covariates import with_users
 from spendlab.jobs.plan import ScorePlan
 from spendlab.models.base import usable_cores
 from spendlab.monitor.drift import feature_drift, segment_shift
@@ -270,7 +271,7 @@ def execute_score(plan: ScorePlan, *, tracking_uri: str | None = None, progress:
         The cutoff lies before the data, or far past it.
     """
     loading = load_model_async(plan.model_uri, tracking_uri=tracking_uri)  # loads while the input is read
-    tx = load_transactions(plan.input, plan.format, config=plan.reader)
+    tx = with_users(load_transactions(plan.input, plan.format, config=plan.reader), plan.users)
     if plan.as_of:  # errors only here; the job itself warns (result.warnings)
         check_as_of(plan.as_of, *date_span(tx))
     return score(tx, out=plan.out, model=loading, as_of=plan.as_of, chunk_users=plan.chunk_users, progress=progress)

@@ -39,6 +39,7 @@ from spendlab.features.sql import (
     window_cells_sql,
 )
 from spendlab.io.generic import parquet_select
+from spendlab.spark.covariates import with_spark_covariates
 from spendlab.spark.session import ensure_semantics
 from spendlab.spark.transpile import to_spark_sql
 
@@ -221,7 +222,8 @@ def _group_features(group: pd.DataFrame, *, as_of: dt.date, freq: Freq, config: 
 
 def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, freq: Freq,
                    as_of: dt.date | str, config: FeatureConfig | None = None,
-                   reader: ReaderConfig | None = None, buckets: int | None = None) -> DataFrame:
+                   reader: ReaderConfig | None = None, buckets: int | None = None,
+                   users: DataFrame | None = None) -> DataFrame:
     """As-of features on Spark: the DataFrame :func:`spendlab.features.build_features` returns on DuckDB.
 
     The same layers as the DuckDB path: the transpiled aggregate and per-user SQL
@@ -246,6 +248,8 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
         Column mapping and validity limits (defaults: :class:`~spendlab.config.ReaderConfig`).
     buckets
         Groups of users handed to Python at once (default: ``spark.sql.shuffle.partitions``).
+    users
+        The user table, for covariates (:mod:`spendlab.spark.covariates`; line attributes need a DataFrame).
 
     Returns
     -------
@@ -262,7 +266,8 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
                             "DuckDB engine builds; use --engine duckdb or a feature set without btyd")
     ensure_semantics(spark)
     covariates = _register_event_days(spark, as_of, freq, config)
-    src = _asof_view(spark, _transactions(spark, parquet_paths, reader), as_of)
+    transactions = _transactions(spark, parquet_paths, reader)
+    src = _asof_view(spark, transactions, as_of)
     rows = _user_rows(spark, src, as_of=as_of, freq=freq, config=config,
                       buckets=buckets or int(spark.conf.get("spark.sql.shuffle.partitions")))
     names = feature_columns(config, freq)
@@ -272,7 +277,7 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
         .orderBy("user_id")
     if frame.columns != names:  # the definitions and the declared names must agree
         raise AssertionError(f"Spark features returned {frame.columns}, expected {names}")
-    return frame
+    return with_spark_covariates(spark, frame, transactions, as_of=as_of, freq=freq, config=config, users=users)
 
 
 def spark_panel(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, freq: Freq, as_of: dt.date | str,

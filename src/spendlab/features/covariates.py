@@ -1,0 +1,244 @@
+"""Context covariates: what users bought (line attributes) and who they are (the user table), as of a cutoff.
+
+Declared in the feature config's ``covariates:`` section (:class:`~spendlab.features.config.CovariateConfig`)
+and generated here as one SQL statement in DuckDB's dialect, kept transpilable to Spark SQL (the Spark
+engine runs the same text through :func:`spendlab.spark.transpile.to_spark_sql`). Everything reads the
+as-of rows (:func:`~spendlab.features.sql.asof_sql`) and the user rows valid on or before the cutoff,
+so nothing after the cutoff changes a value (the same bound as :func:`~spendlab.features.sql.asof_sql`). Purchases only (``amount > 0``); money is summed in fixed
+point (:data:`~spendlab.features.sql.MONEY`). Column names, over window ``w`` periods:
+
+``cov_{a}_share_top{r}_window{w}``
+    the user's spend in purchases of the category ranked ``r`` (by every user's spend in the window,
+    ties by name) over the user's spend; an order counts for each category it holds.
+``cov_{a}_amount_share_window{w}``
+    the sum of ``|a|`` (a discount) over the user's spend.
+``cov_{a}_use_rate_window{w}``
+    purchases with ``a`` non-zero (a coupon) over purchases.
+``cov_{a}_distinct_window{w}``
+    distinct values of category ``a``.
+``user_{c}__{level}``, ``user_{c}__missing``; ``user_{c}``, ``user_{c}__missing``
+    a category column one-hot over its levels, or a number (0 when missing); a user without a row
+    valid by the cutoff is missing, never dropped.
+
+A ratio with a zero denominator is 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from spendlab.calendar import Freq, period_start, shift_period
+from spendlab.errors import ConfigError
+from spendlab.features.config import CovariateConfig
+from spendlab.features.sql import MONEY, cutoff_timestamp
+from spendlab.io.users import users_view
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _slug(level: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", level.lower()).strip("_") or "x"
+
+
+@dataclass(frozen=True)
+class UserColumn:
+    """One user-table column as the covariates encode it: its kind and (categories) its levels."""
+
+    name: str
+    kind: str  # "category" or "number"
+    levels: tuple[str, ...] = ()
+
+    def features(self) -> list[tuple[str, str]]:
+        """``(feature name, level)`` pairs; the level is ``""`` for a number and None-like for missing."""
+        if self.kind == "number":
+            return [(f"user_{self.name}", ""), (f"user_{self.name}__missing", "")]
+        names, out = set(), []
+        for level in self.levels:
+            name, i = f"user_{self.name}__{_slug(level)}", 2
+            while name in names or name == f"user_{self.name}__missing":
+                name, i = f"user_{self.name}__{_slug(level)}_{i}", i + 1
+            names.add(name)
+            out.append((name, level))
+        return [*out, (f"user_{self.name}__missing", "")]
+
+
+def window_start(as_of: dt.date, freq: Freq, window: int) -> dt.date:
+    """Return the first day of the ``window`` periods ending with the period that holds ``as_of``."""
+    return period_start(shift_period(as_of, freq, -(window - 1)), freq)
+
+
+def covariate_names(cfg: CovariateConfig, users: list[UserColumn]) -> list[str]:
+    """Return the covariate columns, in the order :func:`covariates_sql` returns them (after ``user_id``)."""
+    w = cfg.window
+    names = [f"cov_{a}_share_top{r}_window{w}" for a, k in cfg.category_share.items() for r in range(1, k + 1)]
+    names += [f"cov_{a}_amount_share_window{w}" for a in cfg.amount_share]
+    names += [f"cov_{a}_use_rate_window{w}" for a in cfg.use_rate]
+    names += [f"cov_{a}_distinct_window{w}" for a in cfg.distinct]
+    return names + [name for col in users for name, _ in col.features()]
+
+
+#: Typed literals: a bare ``1.0`` is a DECIMAL in both dialects, and Spark would keep it one.
+_ONE, _ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
+
+
+def _ratio(num: str, den: str) -> str:
+    return f"CASE WHEN {den} > 0 THEN CAST({num} AS DOUBLE) / CAST({den} AS DOUBLE) ELSE {_ZERO} END"
+
+
+def _category_ctes(a: str, k: int | None, listed: bool, distinct: bool) -> list[str]:
+    """Return the category lines of attribute ``a`` (one per category of a purchase), its ranking for top-k, and one per-user aggregate ``s_{a}``.
+
+    The spend in each top-k category (``t1..tk``) and the distinct count (``n``).
+    """
+    if listed:
+        lines = (f"c_{a} AS (SELECT user_id, amount, cat FROM (SELECT user_id, CAST(amount AS {MONEY}) AS amount, "
+                 f"UNNEST({_q(a)}) AS cat FROM w) AS x WHERE cat IS NOT NULL)")
+    else:
+        lines = (f"c_{a} AS (SELECT user_id, CAST(amount AS {MONEY}) AS amount, {_q(a)} AS cat FROM w "
+                 f"WHERE {_q(a)} IS NOT NULL)")
+    sums = ["COUNT(DISTINCT c.cat) AS n"] if distinct else []
+    if not k:
+        return [lines, f"s_{a} AS (SELECT c.user_id, {', '.join(sums)} FROM c_{a} AS c GROUP BY c.user_id)"]
+    sums += [f"SUM(CASE WHEN k.r = {r} THEN c.amount ELSE 0 END) AS t{r}" for r in range(1, k + 1)]
+    rank = (f"r_{a} AS (SELECT cat, ROW_NUMBER() OVER (ORDER BY SUM(amount) DESC, cat) AS r "
+            f"FROM c_{a} GROUP BY cat)")
+    # every category joins (the ranking is small), so one pass gives the shares and the distinct count
+    return [lines, rank, f"s_{a} AS (SELECT c.user_id, {', '.join(sums)} FROM c_{a} AS c JOIN r_{a} AS k "
+                         f"ON c.cat = k.cat GROUP BY c.user_id)"]
+
+
+def _user_select(users: list[UserColumn]) -> list[str]:
+    out = []
+    for col in users:
+        v = f"ua.{_q(col.name)}"
+        feats = col.features()
+        if col.kind == "number":
+            out.append(f"COALESCE(CAST({v} AS DOUBLE), {_ZERO}) AS {_q(feats[0][0])}")
+        else:
+            out += [f"CASE WHEN {v} = {_lit(level)} THEN {_ONE} ELSE {_ZERO} END AS {_q(name)}"
+                    for name, level in feats[:-1]]
+        out.append(f"CASE WHEN {v} IS NULL THEN {_ONE} ELSE {_ZERO} END AS {_q(feats[-1][0])}")
+    return out
+
+
+def covariates_sql(cfg: CovariateConfig, *, as_of: dt.date, freq: Freq, view: str, users: list[UserColumn],
+                   listed: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+    """One statement: ``user_id`` (every user with a row by the cutoff) and :func:`covariate_names`.
+
+    Parameters
+    ----------
+    cfg : CovariateConfig
+        The declaration.
+    as_of : datetime.date
+        The cutoff (inclusive).
+    freq : str
+        ``month`` or ``week``: the unit of ``cfg.window``.
+    view : str
+        The transactions view (canonical columns plus the line attributes); its user table is
+        :func:`spendlab.io.users.users_view` of it.
+    users : list of UserColumn
+        The user-table columns to encode (:func:`user_columns`).
+    listed : set of str
+        Category attributes held as lists (orders: the set of their lines' categories).
+    """
+    start = window_start(as_of, freq, cfg.window)
+    read = ", ".join(_q(c) for c in ("user_id", "ts", "amount", *sorted(cfg.attributes())))
+    # the as-of cut of asof_sql, with the line attributes the covariates read
+    ctes = [f"src AS (SELECT {read} FROM {_q(view)} WHERE ts < {cutoff_timestamp(as_of)})", "u AS (SELECT DISTINCT user_id FROM src)",
+            f"w AS (SELECT * FROM src WHERE amount > 0 AND ts >= TIMESTAMP '{start.isoformat()} 00:00:00')"]
+    sums = [f"SUM(ABS(CAST({_q(a)} AS {MONEY}))) AS m_{a}" for a in cfg.amount_share]
+    sums += [f"COUNT(CASE WHEN {_q(a)} <> 0 THEN 1 END) AS n_{a}" for a in cfg.use_rate]
+    ctes.append(f"tot AS (SELECT user_id, SUM(CAST(amount AS {MONEY})) AS spend, COUNT(*) AS n"
+                f"{''.join(', ' + s for s in sums)} FROM w GROUP BY user_id)")
+    cats = sorted({*cfg.category_share, *cfg.distinct})
+    for a in cats:
+        ctes += _category_ctes(a, cfg.category_share.get(a), a in listed, a in cfg.distinct)
+    cols, joins = [], ["LEFT JOIN tot ON u.user_id = tot.user_id"]
+    joins += [f"LEFT JOIN s_{a} ON u.user_id = s_{a}.user_id" for a in cats]
+    for a, k in cfg.category_share.items():
+        cols += [f"{_ratio(f's_{a}.t{r}', 'tot.spend')} AS {_q(f'cov_{a}_share_top{r}_window{cfg.window}')}"
+                 for r in range(1, k + 1)]
+    cols += [f"{_ratio(f'tot.m_{a}', 'tot.spend')} AS {_q(f'cov_{a}_amount_share_window{cfg.window}')}"
+             for a in cfg.amount_share]
+    cols += [f"{_ratio(f'tot.n_{a}', 'tot.n')} AS {_q(f'cov_{a}_use_rate_window{cfg.window}')}" for a in cfg.use_rate]
+    cols += [f"CAST(COALESCE(s_{a}.n, 0) AS DOUBLE) AS {_q(f'cov_{a}_distinct_window{cfg.window}')}"
+             for a in cfg.distinct]
+    if users:
+        picked = ", ".join(_q(c.name) for c in users)
+        ctes.append(f"ua AS (SELECT user_id, {picked} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY user_id "
+                    f"ORDER BY valid_from DESC NULLS LAST) AS rn FROM {_q(users_view(view))} "
+                    f"WHERE valid_from IS NULL OR valid_from < {cutoff_timestamp(as_of)}) AS x WHERE rn = 1)")
+        joins.append("LEFT JOIN ua ON CAST(u.user_id AS VARCHAR) = ua.user_id")
+        cols += _user_select(users)
+    select = ", ".join(["u.user_id AS user_id", *cols])
+    return f"WITH {', '.join(ctes)} SELECT {select} FROM u {' '.join(joins)}"
+
+
+def user_columns(con: duckdb.DuckDBPyConnection, cfg: CovariateConfig, *, view: str) -> list[UserColumn]:
+    """Return the declared user columns, their kinds from the user table's types, their levels (declared, or every level in the table.
+
+    A vocabulary, not any user's value, so it cannot leak one).
+
+    Raises
+    ------
+    ConfigError
+        A declared user column the table lacks, or no user table beside ``view``.
+    """
+    if not cfg.user_attributes:
+        return []
+    table = users_view(view)
+    try:
+        types = {n: t for n, t, *_ in con.execute(f"DESCRIBE SELECT * FROM {_q(table)}").fetchall()}
+    except duckdb.CatalogException:
+        raise ConfigError(f"covariates.user_attributes {list(cfg.user_attributes)} need a user table "
+                          "(dataset.users), and there is none") from None
+    out = []
+    for name in cfg.user_attributes:
+        if name not in types:
+            raise ConfigError(f"covariates.user_attributes: the user table has no column {name!r}")
+        if types[name] != "VARCHAR":
+            out.append(UserColumn(name, "number"))
+            continue
+        levels = cfg.user_levels.get(name)
+        if levels is None:
+            rows = con.execute(f"SELECT DISTINCT {_q(name)} FROM {_q(table)} WHERE {_q(name)} IS NOT NULL "
+                               f"ORDER BY 1").fetchall()
+            levels = tuple(r[0] for r in rows)
+        out.append(UserColumn(name, "category", tuple(levels)))
+    return out
+
+
+def listed_attributes(con: duckdb.DuckDBPyConnection, cfg: CovariateConfig, *, view: str) -> set[str]:
+    """Return the category attributes ``view`` holds as lists; raises naming a declared attribute it lacks."""
+    types = {n: t for n, t, *_ in con.execute(f"DESCRIBE SELECT * FROM {_q(view)}").fetchall()}
+    missing = sorted(a for a in cfg.attributes() if a not in types)
+    if missing:
+        raise ConfigError(f"covariates read line attribute(s) {missing} that the data does not have "
+                          "(declare them in reader.generic.attributes)")
+    return {a for a in cfg.attributes() if types[a].endswith("[]")}
+
+
+def with_covariates(con: duckdb.DuckDBPyConnection, table: pa.Table, *, as_of: dt.date, freq: Freq,
+                    cfg: CovariateConfig, view: str) -> pa.Table:
+    """``table`` (features, one row per user) with the covariate columns appended row for row."""
+    users = user_columns(con, cfg, view=view)
+    sql = covariates_sql(cfg, as_of=as_of, freq=freq, view=view, users=users,
+                         listed=listed_attributes(con, cfg, view=view))
+    extra = con.sql(f"SELECT CAST(user_id AS VARCHAR) AS user_id, * EXCLUDE (user_id) FROM ({sql})").to_arrow_table()
+    pos = pc.index_in(table.column("user_id").cast(pa.string()), value_set=extra.column("user_id"))
+    for name in covariate_names(cfg, users):
+        col = pc.take(extra.column(name), pos)
+        table = table.append_column(name, pc.fill_null(col.cast(pa.float64()), 0.0))
+    return table
