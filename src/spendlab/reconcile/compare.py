@@ -39,6 +39,7 @@ CAUSES: tuple[str, ...] = (
     "stale_row",
     "missing_user",
     "extra_user",
+    "rejected_row",
     "batch_tie",
     "duplicate_in_file",
     "value_mismatch_same_batch",
