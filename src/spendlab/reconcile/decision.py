@@ -45,14 +45,16 @@ _FIX = {
     "unexplained": "Inspect the listed users by hand; the worked examples show their rows.",
 }
 
+#: A rejected row may sit in a delta export or in the client's summary (either side's comparison).
+_REJECTED = ("for {users} customers some rows of your exports or your summary could not be read (an invalid value "
+             "or customer id), so those customers could not be compared")
 _CLIENT = {
     ("file_not_loaded", "platform"): "one of your delta exports ({file}) was not loaded on our side, so {users} "
                                      "customers still show their earlier totals",
     ("stale_row", "platform"): "for {users} customers we kept an older update instead of the latest one",
     ("missing_user", "platform"): "{users} customers from your exports are missing from our table",
     ("extra_user", "platform"): "{users} customers are in our table but in none of the exports we received",
-    ("rejected_row", "platform"): "for {users} customers your exports hold rows we could not read (an invalid "
-                                  "value or customer id), so those rows were left out",
+    ("rejected_row", "platform"): _REJECTED,
     ("batch_tie", "platform"): "for {users} customers your exports contain two different rows with the same update "
                                "number, and we picked a different one than your system did",
     ("duplicate_in_file", "platform"): "{users} customers appear twice in the same export ({file}) with different "
@@ -64,8 +66,7 @@ _CLIENT = {
     ("missing_user", "source"): "{users} customers that appear in the exports you sent us are missing from your "
                                 "summary",
     ("extra_user", "source"): "{users} customers are in your summary but in none of the exports we received",
-    ("rejected_row", "source"): "{users} rows of your summary could not be read (an invalid value or customer id), "
-                                "so those customers could not be compared",
+    ("rejected_row", "source"): _REJECTED,
     ("batch_tie", "source"): "for {users} customers your summary kept a different one of two rows with the same "
                              "update number",
     ("duplicate_in_file", "source"): "{users} customers appear more than once in your summary",
@@ -93,8 +94,8 @@ def action(cause: str, side: str) -> Action:
     owner: Owner = "client" if side == "source" or cause == "rejected_row" else "platform"
     fix = _FIX[cause]
     if owner == "client":
-        fix = ("Ask the client to re-export: " + ("their summary for these users" if side == "source" else
-                                                 "the rejected rows of their delta exports")
+        fix = ("Ask the client to re-export: " + ("the rejected rows (delta exports or summary)" if
+                                                 cause == "rejected_row" else "their summary for these users")
                + ". " + (fix if cause == "rejected_row" else "Nothing to load on our side for these users."))
     return Action(cause, side, owner, fix, _CLIENT[(cause, side)])
 
@@ -132,8 +133,8 @@ class Decision:
         if "platform" in self.owners:
             steps.append("We correct our side and reload the affected customers from your exports.")
         if "client" in self.owners:
-            what = sorted({"your summary for the customers listed" if i.action.side == "source" else
-                           "the export rows we could not read" for i in self.items if i.action.owner == "client"})
+            what = sorted({"the rows we could not read" if i.action.cause == "rejected_row" else
+                           "your summary for the customers listed" for i in self.items if i.action.owner == "client"})
             steps.append("Please re-export " + " and ".join(what) + "; we will send you the list with file and line.")
         if "investigate" in self.owners:
             steps.append("We keep investigating the customers not yet explained and will come back to you.")
