@@ -146,8 +146,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(code)
         if isinstance(exc, OSError) or kind == "IOException":  # the file system refused (DuckDB's too): which file, why
             filename = getattr(exc, "filename", None)
+            why = getattr(exc, "strerror", None) or exc
             where = f": {filename}" if filename else ""
-            err.print(f"[bold red]error:[/] {escape(_one_line(f'{getattr(exc, 'strerror', None) or exc}{where}'))}",
+            err.print(f"[bold red]error:[/] {escape(_one_line(f'{why}{where}'))}",
                       highlight=False, soft_wrap=True)
             sys.exit(1)
         if os.environ.get("SPENDLAB_TRACEBACK"):
