@@ -214,7 +214,8 @@ def verified_model_dir(uri: str, *, tracking_uri: str | None = None,
         try:
             got = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
         except MlflowException as exc:
-            raise SpendlabError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
+            why = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+            raise SpendlabError(f"cannot load model {uri} into {tmp}: {why[0]} {why[-1] if len(why) > 1 else ''}") from None
         verify_model_dir(got, mlmodel_sha256=tag)
         if tree is not None and tree_digest(got) != tree:
             raise ModelIntegrityError(f"{uri}: its files differ from the digest recorded on version {version}")
