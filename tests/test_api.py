@@ -97,9 +97,11 @@ def test_dataframe_columns_can_be_renamed_and_bad_rows_are_named() -> None:
     assert r.summary["total_spend"] == 3.5
     with pytest.raises(ConfigError, match=r"missing required column\(s\) \['user_id'"):
         spendlab.describe_transactions(df)
-    bad = df.assign(value=[1.0, None])
-    with pytest.raises(SpendlabError, match="1 row"):
-        spendlab.load(bad, user_col="customer", time_col="when", amount_col="value")
+    bad = df.assign(value=[1.0, None])  # the readers' policy and modes: quarantined, or named in strict mode
+    loaded = spendlab.load(bad, user_col="customer", time_col="when", amount_col="value")
+    assert loaded.rejects[["line", "column"]].values.tolist() == [[1, "value"]] and loaded.summary["users"] == 1
+    with pytest.raises(SpendlabError, match="dataframe, row index 1, column 'value'"):
+        spendlab.load(bad, user_col="customer", time_col="when", amount_col="value", mode="strict")
 
 
 def test_features_of_a_frame_ignore_rows_after_the_cutoff() -> None:

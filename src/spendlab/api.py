@@ -18,7 +18,6 @@ is the name of a subpackage, so ``spendlab.describe`` is always the subpackage a
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,20 +32,21 @@ import pyarrow.parquet as pq
 from spendlab.calendar import Freq
 from spendlab.config import ReaderConfig, parse_config
 from spendlab.describe.formats import check_currency
-from spendlab.errors import ConfigError, SpendlabError
+from spendlab.errors import ConfigError
 from spendlab.features.config import FeatureConfig
 from spendlab.features.metadata import feature_metadata
 from spendlab.forecast.protocol import DatasetSpec, ExperimentConfig
 from spendlab.io.load import Transactions, load_transactions, validation_summary
-from spendlab.io.rejects import FileReport, LoadReport, Mode
+from spendlab.io.rejects import Mode
 from spendlab.jobs.describe import run_describe
 from spendlab.jobs.experiment import execute
 from spendlab.jobs.features import features_table, load_feature_config, write_features
+from spendlab.jobs.frame_input import frame_mapping, load_frame
 from spendlab.jobs.plan import load_experiment, plan_experiment
 from spendlab.jobs.reconcile import run_reconcile
 from spendlab.jobs.score import score as run_score
 from spendlab.jobs.tuned_params import TUNED_DIR
-from spendlab.schema import AMOUNT_COL, CANONICAL_SCHEMA, FILE_COL, ITEMS_COL, LINE_COL, TS_COL, USER_COL
+from spendlab.schema import AMOUNT_COL, TS_COL, USER_COL
 from spendlab.settings import DEFAULT_MEMORY_LIMIT
 from spendlab.tracking.scorer import LoadedModel, load_model_async
 
@@ -75,45 +75,6 @@ class LoadResult:
 Data = str | Path | pd.DataFrame | LoadResult | Transactions
 
 
-class _FrameTransactions(Transactions):
-    """Transactions built from a DataFrame: identified by a hash of their rows (there is no file)."""
-
-    def content_hash(self) -> str:
-        assert self.table is not None
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, self.table.schema) as writer:
-            writer.write_table(self.table)
-        return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
-
-
-def _from_frame(df: pd.DataFrame, *, user_col: str, time_col: str, amount_col: str, name: str) -> Transactions:
-    """Canonical transactions from a frame; naive timestamps are UTC. A missing or bad value is an error."""
-    missing = [c for c in (user_col, time_col, amount_col) if c not in df.columns]
-    if missing:
-        raise ConfigError(f"DataFrame is missing required column(s) {missing}; found {list(df.columns)} "
-                          f"(name them with user_col=, time_col=, amount_col=)")
-    users = df[user_col]
-    ts = pd.to_datetime(df[time_col], utc=True, errors="coerce")
-    amount = pd.to_numeric(df[amount_col], errors="coerce").astype("float64")
-    bad = users.isna() | ts.isna() | amount.isna() | ~amount.abs().lt(float("inf"))
-    if bad.any():
-        rows = [int(i) for i in bad.to_numpy().nonzero()[0][:5]]
-        raise SpendlabError(f"DataFrame: {int(bad.sum())} row(s) with a missing or unreadable {user_col}, {time_col} "
-                            f"or {amount_col} (first at positions {rows}); clean or drop them first")
-    n_items = pd.to_numeric(df[ITEMS_COL], errors="coerce").astype("Int64") if ITEMS_COL in df.columns \
-        else pd.array([None] * len(df), dtype="Int64")
-    table = pa.table({
-        USER_COL: pa.array(users.astype(str).to_numpy(), pa.string()),
-        TS_COL: pa.array(ts.dt.tz_convert("UTC"), pa.timestamp("us", tz="UTC")),
-        AMOUNT_COL: pa.array(amount.to_numpy(), pa.float64()),
-        ITEMS_COL: pa.array(n_items, pa.int64()),
-        FILE_COL: pa.array([name] * len(df), pa.string()),
-        LINE_COL: pa.array(range(1, len(df) + 1), pa.int64()),
-    }, schema=CANONICAL_SCHEMA)
-    report = LoadReport(files=[FileReport(name, rows_in=len(df), accepted=len(df))])
-    return _FrameTransactions(name, report, table=table, config=ReaderConfig())
-
-
 def _reader(reader: ReaderConfig | Mapping[str, Any] | None) -> ReaderConfig:
     if reader is None or isinstance(reader, ReaderConfig):
         return reader or ReaderConfig()
@@ -127,8 +88,9 @@ def _transactions(data: Data, *, format: str = "generic", reader: ReaderConfig |
         return data.tx
     if isinstance(data, Transactions):
         return data
-    if isinstance(data, pd.DataFrame):
-        return _from_frame(data, user_col=user_col, time_col=time_col, amount_col=amount_col, name=FRAME_NAME)
+    if isinstance(data, pd.DataFrame):  # the generic Parquet reader's policy, the same modes
+        cfg = frame_mapping(_reader(reader), user_col=user_col, time_col=time_col, amount_col=amount_col)
+        return load_frame(data, reader=cfg, mode=Mode(mode), name=FRAME_NAME)
     if isinstance(data, (str, Path)):
         return load_transactions(str(data), format, config=_reader(reader), mode=Mode(mode))
     raise TypeError(f"expected a path, a DataFrame or a spendlab.load result, got {type(data).__name__}")
@@ -143,7 +105,8 @@ def load(data: str | Path | pd.DataFrame, *, format: str = "generic",
     ----------
     data
         A file, directory, glob or ``builtin:cdnow``; or a DataFrame with one row per transaction
-        (``user_col``, ``time_col``, ``amount_col``; naive times are UTC, refunds negative).
+        (``user_col``, ``time_col``, ``amount_col``), validated exactly as a generic Parquet file with
+        the same columns and types (:mod:`spendlab.jobs.frame_input`); its rejects name row index labels.
     format
         ``generic``, ``cdnow`` or ``millions`` (files only).
     reader

@@ -185,6 +185,11 @@ class UserTableSpec(StrictModel):
             raise ValueError(f"key, valid_from and columns must be different columns, got {roles}")
         return self
 
+#: The largest ``max_abs_amount``: cents stay exact in float64 and in every fixed-point sum.
+AMOUNT_CEILING = 1e10
+#: The days a timestamp can fall on end to end (pandas' nanosecond range, whole days).
+TS_FIRST_DAY, TS_LAST_DAY = dt.date(1677, 9, 22), dt.date(2262, 4, 10)
+
 
 class ReaderConfig(StrictModel):
     """Reader and validation policy (see docs/reading-data.md for why each default is what it is)."""
@@ -210,7 +215,19 @@ class ReaderConfig(StrictModel):
     def _window(self) -> ReaderConfig:
         if self.window_end is not None and self.window_start >= self.window_end:
             raise ValueError(f"window_start ({self.window_start}) must be before window_end ({self.window_end})")
+        for name, day in (("window_start", self.window_start), ("window_end", self.window_end)):
+            if day is not None and not TS_FIRST_DAY <= day <= TS_LAST_DAY:
+                raise ValueError(f"{name} {day} is outside {TS_FIRST_DAY} .. {TS_LAST_DAY}, the days every "
+                                 "timestamp spendlab reads must lie in (nanosecond timestamps)")
         return self
+
+    @field_validator("max_abs_amount")
+    @classmethod
+    def _amount_ceiling(cls, v: float) -> float:
+        if v > AMOUNT_CEILING:
+            raise ValueError(f"max_abs_amount {v:g} is above {AMOUNT_CEILING:g}, the largest amount spendlab "
+                             "carries exactly (cents in float64, fixed-point sums)")
+        return v
 
     @field_validator("timezone")
     @classmethod

@@ -163,8 +163,10 @@ def test_an_untampered_model_directory_scores(tested: dict, tmp_path: Path) -> N
     model_dir = tmp_path / "model"
     with verified_model_dir(f"models:/{REGISTERED_MODEL}@champion") as (local, _, _):
         shutil.copytree(local, model_dir)
+    # trusted because the registry it is read against records its digest (the store is named)
     res = CliRunner().invoke(app, ["score", str(tested["root"] / "data" / "tx.parquet"), "--out",
-                                   str(tmp_path / "s.parquet"), "--model", str(model_dir)])
+                                   str(tmp_path / "s.parquet"), "--model", str(model_dir),
+                                   "--tracking-uri", tested["uri"]])
     assert res.exit_code == 0, res.output
     meta = json.loads(json.dumps(yaml.safe_load((model_dir / "MLmodel").read_text())["metadata"]))
     assert meta["spendlab"]["files"]["artifacts/estimator.joblib"]

@@ -25,7 +25,8 @@ from spendlab.jobs.experiment import run_experiment
 from spendlab.jobs.monitor import EXIT_RETRAIN, execute, plan_monitor
 from spendlab.jobs.promote import promote_experiment, refit
 from spendlab.jobs.score import LINEAGE_KEY, score
-from spendlab.tracking.registry import latest_experiment_run, run_candidate, save_model_dir
+from spendlab.tracking.experiment_runs import latest_experiment_run, run_candidate
+from spendlab.tracking.registry import save_model_dir
 from spendlab.tracking.scorer import load_model
 from tests.jobs.conftest import write_experiment
 

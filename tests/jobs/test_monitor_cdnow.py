@@ -20,7 +20,8 @@ from spendlab.jobs.promote import refit
 from spendlab.jobs.replay import execute as replay
 from spendlab.jobs.replay import plan_replay
 from spendlab.jobs.score import score
-from spendlab.tracking.registry import latest_experiment_run, run_candidate, save_model_dir
+from spendlab.tracking.experiment_runs import latest_experiment_run, run_candidate
+from spendlab.tracking.registry import save_model_dir
 from spendlab.tracking.scorer import BASIS_COLD_START, load_model
 
 pytestmark = pytest.mark.slow

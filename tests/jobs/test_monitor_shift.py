@@ -13,7 +13,7 @@ import yaml
 from spendlab.jobs.datasets import synth_transactions
 from spendlab.jobs.experiment import run_experiment
 from spendlab.jobs.replay import plan_replay, run_policies
-from spendlab.tracking.registry import latest_experiment_run, run_candidate
+from spendlab.tracking.experiment_runs import latest_experiment_run, run_candidate
 
 pytestmark = pytest.mark.slow
 

@@ -167,7 +167,7 @@ def test_user_in_no_delta_is_missing_in_platform_with_its_sub_cause(tmp_path: Pa
     z, y = user(res, "z"), user(res, "y")
     assert (z["cause"], z["side"], z["class"]) == ("extra_user", "source", "MISSING_IN_PLATFORM")
     assert "no delta contains this user" in z["detail"]
-    assert (y["cause"], y["class"]) == ("extra_user", "REJECTED_INPUT")
+    assert (y["cause"], y["class"]) == ("rejected_row", "REJECTED_INPUT")
     assert "delta3.csv line 5 (INVALID_BATCH_ID)" in y["detail"]
     assert res.summary["gap"] == 45 and res.summary["explained"] == 45
 

@@ -88,6 +88,31 @@ def _usage_line(exc: BaseException) -> str:
     return f"{message} (try '{path} --help')"
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so every ``finally`` (temporary outputs) runs before exit 143."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _on_sigterm() -> object:
+    """Turn SIGTERM into :class:`Terminated` (main thread only; elsewhere signals cannot be set)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _restore_sigterm(previous: object) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one clear line and a non-zero exit for every expected error.
 
@@ -99,8 +124,12 @@ def main(argv: list[str] | None = None) -> None:
     untested = untested_dependencies_line()
     if untested:
         err.print(escape(untested), highlight=False, soft_wrap=True)
+    previous = _on_sigterm()
     try:
         rv = app(args=argv, prog_name="spendlab", standalone_mode=False)
+    except Terminated:
+        err.print("terminated: outputs not completed were removed; earlier outputs are unchanged")
+        sys.exit(143)
     except SpendlabError as exc:
         err.print(f"[bold red]error:[/] {escape(_one_line(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
@@ -119,9 +148,11 @@ def main(argv: list[str] | None = None) -> None:
             line = _usage_line(exc) if code == 2 else _one_line(exc.format_message())  # type: ignore[attr-defined]
             err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
             sys.exit(code)
-        if isinstance(exc, OSError):  # the file system refused: say which file and why
-            where = f": {exc.filename}" if exc.filename else ""
-            err.print(f"[bold red]error:[/] {escape(_one_line(f'{exc.strerror or exc}{where}'))}",
+        if isinstance(exc, OSError) or kind == "IOException":  # the file system refused (DuckDB's too): which file, why
+            filename = getattr(exc, "filename", None)
+            why = getattr(exc, "strerror", None) or exc
+            where = f": {filename}" if filename else ""
+            err.print(f"[bold red]error:[/] {escape(_one_line(f'{why}{where}'))}",
                       highlight=False, soft_wrap=True)
             sys.exit(1)
         if os.environ.get("SPENDLAB_TRACEBACK"):
@@ -129,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"[bold red]internal error:[/] {escape(_one_line(f'{kind}: {exc}'))} (a bug in spendlab; "
                   "set SPENDLAB_TRACEBACK=1 to see where)", highlight=False, soft_wrap=True)
         sys.exit(1)
+    finally:
+        _restore_sigterm(previous)
     if isinstance(rv, int) and rv:
         sys.exit(rv)
 

@@ -22,7 +22,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from spendlab.errors import ConfigError
+import duckdb
+
+from spendlab.errors import ConfigError, SpendlabError
 from spendlab.io.safe_out import mark_output_dir, refuse_unsafe_target
 
 
@@ -112,18 +114,51 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(os.path.realpath(shown))
     if not final.parent.is_dir():  # nothing can stand at ``final`` yet; refuse a path below a file etc.
         refuse_unsafe_target(final, shown)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with _directory_lock(final.parent):
-        # checked under the lock: a concurrent writer's rename-aside swap leaves ``final`` briefly absent
-        refuse_unsafe_target(final, shown)
-        _remove_stale_temporaries(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent)) / final.name
+    tmp: Path | None = None
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with _directory_lock(final.parent):
+            # checked under the lock: a concurrent writer's rename-aside swap leaves ``final`` briefly absent
+            refuse_unsafe_target(final, shown)
+            _remove_stale_temporaries(final)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent)) / final.name
         yield tmp
         with _directory_lock(final.parent):
             _swap(tmp, final, shown)
+    except (OSError, duckdb.IOException) as exc:
+        if not _is_output_error(exc, final):
+            raise
+        raise OutputWriteError(f"{shown}: cannot write the output ({_reason(exc)}); nothing was written there and "
+                               "what was there before is unchanged") from None
     finally:
-        shutil.rmtree(tmp.parent, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+class OutputWriteError(SpendlabError):
+    """The file system refused an output (disk full, file too large, read-only, no permission)."""
+
+
+#: errno values that mean "this output cannot be written", whatever file the OS names.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EIO}
+_WRITE_TEXTS = ("No space left", "File too large", "Read-only file system", "Disk quota exceeded")
+
+
+def _is_output_error(exc: BaseException, final: Path) -> bool:
+    """Whether ``exc`` is the output failing (not an input the block happened to read)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = getattr(exc, "filename", None)
+        if where is None:
+            return exc.errno in _WRITE_ERRNOS
+        return str(final.parent) in os.path.realpath(str(where))
+    text = str(exc)  # DuckDB and Arrow name the errno in the message
+    return str(final.parent) in text or any(s in text for s in _WRITE_TEXTS)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

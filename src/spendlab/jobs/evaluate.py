@@ -52,7 +52,7 @@ def evaluate_model(model_uri: str, experiment_path: Path, *, tracking_uri: str |
     cfg = load_experiment(experiment_path)
     if model_uri.startswith("models:/"):
         tracking.configure(tracking_uri, must_exist=True)
-    with verified_model_dir(model_uri) as (local, version, _):
+    with verified_model_dir(model_uri, tracking_uri=tracking_uri) as (local, version, _):
         candidate = read_model_candidate(local)
     if candidate.protocol_id != protocol_id(cfg):
         raise SpendlabError(f"{model_uri} was tested on protocol {candidate.protocol_id}; {experiment_path} "

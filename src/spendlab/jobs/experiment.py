@@ -38,6 +38,7 @@ from spendlab.models.registry import resolved_params
 from spendlab.tracking import figures as figs
 from spendlab.tracking import results
 from spendlab.tracking import runs as tracking
+from spendlab.tracking.trust import CANDIDATE_TAG, candidate_digest
 
 
 class ExperimentResult(StrictModel):
@@ -120,6 +121,7 @@ def _log_model(run: tracking.RunLog, res: BacktestResult, *, tuned: bool, estima
                 "validation_predictions.parquet": pd.concat([preds[~test], scored[~test]], axis=1),
                 **{f"calibration/{name}": t for name, t in calibration_tables.items()}},
         figures=figs.model_figures(res, feature_names=res.feature_names), texts=texts, freq=resolved_cfg["freq"])
+    run.tag(CANDIDATE_TAG, candidate_digest(texts["candidate.json"]))
 
 
 def _say_done(progress: Any | None, o: BacktestOutcome) -> None:
@@ -297,7 +299,9 @@ def _log_parent(rec: _Recorder, ranking: Any, paths: dict[str, Path], weights: d
     parent.artifact(paths["report"])
     for key, cand in rec.candidates.items():
         parent.text(cand.to_json(), f"candidates/{key}.json")
-    parent.text(rec.candidates[champion].to_json(), "candidate.json")  # the champion's: what promote registers
+    champion_json = rec.candidates[champion].to_json()
+    parent.text(champion_json, "candidate.json")  # the champion's: what promote registers
+    parent.tag(CANDIDATE_TAG, candidate_digest(champion_json))  # promote refuses other bytes
     if weights:
         parent.params({f"ensemble_weight.{m}": w for m, w in weights.items()})
 

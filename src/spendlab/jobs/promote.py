@@ -26,7 +26,9 @@ from spendlab.forecast.split import training_set
 from spendlab.jobs.experiment import load_dataset, load_experiment
 from spendlab.models.registry import make_model
 from spendlab.monitor.drift import reference_profile
-from spendlab.tracking.registry import PromotionOutcome, Refit, latest_experiment_run, log_and_register, run_candidate
+from spendlab.tracking.experiment_runs import latest_experiment_run, run_candidate
+from spendlab.tracking.registry import PromotionOutcome, Refit, log_and_register
+from spendlab.tracking.trust import signing_key
 
 
 def experiment_name(experiment: str) -> str:
@@ -95,9 +97,11 @@ def promote_experiment(experiment: str, *, tracking_uri: str | None = None, forc
                        transactions: Any = None, store: Any = None) -> PromotionOutcome:
     """Refit the latest experiment run's tested champion and register it (see module docstring).
 
-    The store is looked up first: a missing store or experiment is an error that creates nothing.
+    The store is looked up first: a missing store or experiment is an error that creates nothing. A
+    ``candidate.json`` whose bytes differ from the digest its run recorded is refused; with
+    ``$SPENDLAB_SIGNING_KEY`` set the registered model is also signed.
     """
     run = latest_experiment_run(experiment_name(experiment), tracking_uri=tracking_uri)
     candidate = run_candidate(run)
     return log_and_register(refit(candidate, transactions=transactions, store=store), tracking_uri=tracking_uri,
-                            force=force)
+                            force=force, key=signing_key())

@@ -29,9 +29,9 @@ from spendlab.jobs.monitor import MonitorPlan, measure
 from spendlab.jobs.promote import candidate_store, experiment_name, refit
 from spendlab.jobs.replay_report import log_and_write
 from spendlab.monitor.verdict import Thresholds
+from spendlab.tracking.experiment_runs import latest_experiment_run, run_candidate
 from spendlab.tracking.monitoring import ModelRecord, model_backtest
 from spendlab.tracking.pyfunc_model import SpendForecaster
-from spendlab.tracking.registry import latest_experiment_run, run_candidate
 
 POLICIES: tuple[str, ...] = ("never", "monthly", "on-retrain-verdict")
 #: Figures of each monitored period kept in the replay's table.

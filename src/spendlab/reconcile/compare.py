@@ -15,6 +15,7 @@ from decimal import Decimal
 import duckdb
 import pandas as pd
 
+from spendlab.errors import SpendlabError
 from spendlab.reconcile.causes import SIDE_KEY, find_missing_files, side_causes
 from spendlab.reconcile.inputs import ReconcileInputs
 from spendlab.reconcile.validate import MONEY_SQL_TYPE, VALUE_COLUMNS
@@ -24,6 +25,7 @@ CAUSES: tuple[str, ...] = (
     "stale_row",
     "missing_user",
     "extra_user",
+    "rejected_row",
     "batch_tie",
     "duplicate_in_file",
     "value_mismatch_same_batch",
@@ -56,9 +58,15 @@ class ReconcileResult:
 
 def _macros(con: duckdb.DuckDBPyConnection, tolerance: float, rel_tolerance: float) -> None:
     # exact decimal arithmetic: the tolerances are DECIMAL literals, never a float's repr pasted into SQL
-    tol, rel = (f"CAST('{Decimal(str(v)):f}' AS {MONEY_SQL_TYPE})" for v in (tolerance, rel_tolerance))
+    # the relative term is DECIMAL(18, 6): its product with a DECIMAL(38, 12) keeps 20 integer digits
+    # (every value the readers accept); a wider scale would overflow from 10^14 on
+    tol = f"CAST('{Decimal(str(tolerance)):f}' AS {MONEY_SQL_TYPE})"
+    rel_dec = Decimal(str(rel_tolerance))
+    if rel_dec != rel_dec.quantize(Decimal("0.000001")):
+        raise SpendlabError(f"rel_tolerance {rel_tolerance} has more than 6 decimals")
+    rel_term = f" + CAST('{rel_dec:f}' AS DECIMAL(18, 6)) * abs(y)" if rel_dec else ""
     con.execute(f"CREATE OR REPLACE TEMP MACRO eqm(x, y) AS coalesce((x IS NULL AND y IS NULL) "
-                f"OR abs(x - y) <= {tol} + {rel} * abs(y), false)")
+                f"OR abs(x - y) <= {tol}{rel_term}, false)")
     con.execute("CREATE OR REPLACE TEMP MACRO eqc(x, y) AS coalesce((x IS NULL AND y IS NULL) OR x = y, false)")
     con.execute("CREATE OR REPLACE TEMP MACRO roweq(a, b) AS CASE WHEN a IS NULL OR b IS NULL "
                 "THEN a IS NULL AND b IS NULL ELSE eqm(a.s, b.s) AND eqc(a.c, b.c) AND eqm(a.l, b.l) "

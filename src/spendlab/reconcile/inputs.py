@@ -31,6 +31,7 @@ from spendlab.reconcile.validate import (
     MONEY_SQL_TYPE,
     VALUE_COLUMNS,
     CheckedWriter,
+    register_key_check,
     stage_fast_sql,
 )
 
@@ -39,6 +40,8 @@ from spendlab.reconcile.validate import (
 DEFAULT_DELTA_PATTERN = r"(?i)^(?![.~])[^/\\]*delta[_-]?\d+[^/\\]*\.csv$"
 
 _BLOCK = 1 << 24
+#: Compression suffixes: a delta export so named is refused by name, never ignored.
+_COMPRESSED = re.compile(r"(?i)\.(gz|gzip|zst|zstd|bz2|xz|lz4|zip|7z|tgz)$")
 
 
 def natural_key(name: str) -> tuple:
@@ -71,6 +74,10 @@ def discover_deltas(pattern_glob: str, name_pattern: str = DEFAULT_DELTA_PATTERN
         path = Path(m)
         if path.is_file() and rx.search(path.name):
             deltas.append(path)
+        elif path.is_file() and rx.search(_COMPRESSED.sub("", path.name)):
+            raise SpendlabError(f"{path}: a compressed delta export ({_COMPRESSED.search(path.name).group(0)}); "
+                                "decompress it next to the others (spendlab reads plain CSV deltas) rather than "
+                                "leave it out of the rebuild")
         else:
             ignored.append(path.name)
     if not deltas:
@@ -115,6 +122,7 @@ class ReconcileInputs:
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    register_key_check(con)
     con.execute("CREATE OR REPLACE TABLE deltas (file_idx INTEGER, line BIGINT, user_id VARCHAR, total_spend "
                 f"{MONEY_SQL_TYPE}, count_saved_items BIGINT, loyalty_credits {MONEY_SQL_TYPE}, batch_id BIGINT)")
     for side in ("platform", "source"):

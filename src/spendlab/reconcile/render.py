@@ -11,54 +11,7 @@ from __future__ import annotations
 import jinja2
 
 from spendlab.reconcile.compare import CAUSES, ReconcileResult
-
-CAUSE_TEXT = {
-    "file_not_loaded": "delta file not loaded",
-    "stale_row": "older batch than the deltas (not a whole file)",
-    "missing_user": "user missing",
-    "extra_user": "user in no (accepted) delta",
-    "batch_tie": "equal batch_id in two files, different values",
-    "duplicate_in_file": "same user twice in one file",
-    "value_mismatch_same_batch": "same batch, different values (corruption)",
-    "unexplained": "not explained",
-}
-
-_FIX = {
-    "file_not_loaded": "Load the missing file(s) through the normal path (the merge keeps the largest batch_id, so "
-                       "reloading is idempotent), then add a load-log check that every exported delta was loaded.",
-    "stale_row": "Re-run the merge for the listed users from all deltas (largest batch_id wins); look for a partial "
-                 "or failed upsert in the load that should have written the newer batch.",
-    "missing_user": "Insert the missing users from the rebuild (user_diffs.csv column `rebuilt`); check the load "
-                    "for rows dropped by a filter or a failed batch.",
-    ("missing_user", "source"): "Nothing to load on our side for these users: the client's summary lacks "
-                                "users that their deltas contain (or their summary row was rejected: see "
-                                "rejects.csv); ask the client to re-export the summary.",
-    "extra_user": "Check where these rows came from: no accepted delta row contains these users.",
-    "batch_tie": "Make the merge deterministic for equal batch_id (this report's rule: largest values, then the "
-                 "file that sorts last); ask the client whether equal batch ids across files are expected.",
-    "duplicate_in_file": "Deduplicate within a file before merging (one row per user and batch) with a documented "
-                         "rule; ask the client why the export repeats the user.",
-    "value_mismatch_same_batch": "Same batch, different values means the row changed after export: compare the "
-                                 "load's transforms (casts, rounding, column order) and reload those users.",
-    "unexplained": "Inspect the listed users by hand; the worked examples show their rows.",
-}
-
-_CLIENT = {
-    "file_not_loaded": "one of your delta exports ({file}) was not loaded on our side, so {users} customers still "
-                       "show their earlier totals",
-    "stale_row": "for {users} customers we kept an older update instead of the latest one",
-    "missing_user": "{users} customers from your exports are missing from our table",
-    # the same cause on the client's side: their summary lacks users their own exports contain
-    ("missing_user", "source"): "{users} customers that appear in the exports you sent us are missing from "
-                                "your summary",
-    "extra_user": "{users} customers appear in one table but in none of the exports we received",
-    "batch_tie": "for {users} customers your exports contain two different rows with the same update number, and "
-                 "we picked a different one than your system did",
-    "duplicate_in_file": "{users} customers appear twice in the same export ({file}) with different figures",
-    "value_mismatch_same_batch": "for {users} customers our copy of the latest update has different figures from "
-                                 "the export itself",
-    "unexplained": "for {users} customers we have not found the cause yet",
-}
+from spendlab.reconcile.decision import CAUSE_TEXT, decide
 
 
 def money(x: float | None) -> str:
@@ -120,11 +73,7 @@ def engineer_note(summary: dict) -> str:
     lines += ["", "Evidence: user_diffs.csv (one row per differing value: platform, source, rebuilt, cause, file); "
               "user_causes.csv (cause and detail per user); rejects.csv (delta rows that failed validation)."]
     lines += ["", "Fix and backfill:"]
-    for cause, side in dict.fromkeys((c["cause"], c["side"]) for c in summary["causes"]):
-        lines.append(f"- {cause} ({side}): {_FIX.get((cause, side), _FIX[cause])}")
-    if summary["causes"]:
-        lines.append("- Backfill: for the users in user_diffs.csv set the values of column `rebuilt`, then re-run "
-                     "`spendlab reconcile ... --fail-on-diff` until it exits 0.")
+    lines += decide(summary).engineer_next_steps()
     flags = summary.get("flags") or {}
     if flags:
         lines += ["", "Delta findings: " + ", ".join(f"{k}={v}" for k, v in flags.items())
@@ -134,36 +83,33 @@ def engineer_note(summary: dict) -> str:
 
 def client_reply(summary: dict) -> str:
     """Write a plain-language reply to the client's marketing lead."""
-    gap = summary["gap"]
     lines = ["Hi,", ""]
     if not summary["causes"]:
         lines.append(f"We compared our customer table with your export: both add up to {money(summary['source_total'])}"
                      " and every customer matches the updates you sent us. No action is needed.")
         return "\n".join(lines + ["", "Best regards"])
     lines.append(f"Your export adds up to {money(summary['source_total'])} in customer spend and ours to "
-                 f"{money(summary['platform_total'])}, a difference of {money(gap)}. We rebuilt the figures "
+                 f"{money(summary['platform_total'])}, a difference of {money(summary['gap'])}. We rebuilt the figures "
                  f"from the {len(summary['files'])} export files your warehouse sent us and traced the difference "
                  "customer by customer.")
+    decision = decide(summary)
     lines += ["", "What happened:"]
-    for c in summary["causes"]:
-        template = _CLIENT.get((c["cause"], c["side"]), _CLIENT[c["cause"]])
-        text = template.format(users=f"{c['users']:,}", file=c["file"] or "")
-        lines.append(f"- {text} ({money(c['amount'])}).")
-    plat = sum(c["amount"] for c in summary["causes"] if c["side"] == "platform" and c["cause"] != "unexplained")
-    src = sum(c["amount"] for c in summary["causes"] if c["side"] == "source" and c["cause"] != "unexplained")
+    lines += [f"- {item.client_sentence()} ({money(item.amount)})." for item in decision.items]
+    plat, src = decision.amount("platform"), decision.amount("client")
     lines += ["", "Whose numbers are right:"]
-    if abs(src) < 0.005 and summary["users"]["unexplained"] == 0:
+    if decision.owners == {"platform"}:
         lines.append("Your figures are right: they match the exports you sent us. The difference is on our side.")
-    elif abs(plat) < 0.005 and summary["users"]["unexplained"] == 0:
-        lines.append("Our figures match the exports we received; your export differs from them (for example it "
-                     "may predate the latest export). We will go through the list with you.")
+    elif decision.owners == {"client"}:
+        lines.append("Our figures match the exports we received; your summary differs from them (for example it "
+                     "may predate the latest export, or some of its rows could not be read). We will go through "
+                     "the list with you.")
+    elif decision.owners == {"investigate"}:
+        lines.append("We have not yet found where the difference comes from; we are tracing it customer by customer.")
     else:
         lines.append(f"Both sides need a correction: {money(plat)} of the difference is on our side and "
                      f"{money(src)} on yours" + (", and part is still under investigation." if
-                                                  summary["users"]["unexplained"] else "."))
-    lines += ["", "What happens next:", "- We correct our side and reload the affected customers from your exports.",
-              "- We re-run this check; it must show no difference before we close the issue.",
-              "- You don't need to send anything again unless we ask about a specific file.", "", "Best regards"]
+                                                  "investigate" in decision.owners else "."))
+    lines += ["", "What happens next:", *[f"- {step}" for step in decision.client_next_steps()], "", "Best regards"]
     return "\n".join(lines)
 
 

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from spendlab.io.parsing import FieldError, normalise_user_id
+
 if TYPE_CHECKING:
     from spendlab.reconcile.inputs import LoadedFile
 
@@ -22,6 +24,25 @@ _NUMBER = r"[0-9]{1,20}(\.[0-9]{1,12})?"
 _INTEGER = r"[0-9]+"
 
 
+def key_error(user: str | None) -> str | None:
+    """Return why ``user`` breaks the transaction readers' id rule (a character that does not print), or None."""
+    if not user or not user.strip():
+        return None  # empty keys are NULL_KEY, checked first
+    try:
+        normalise_user_id(user)
+    except FieldError as exc:
+        return str(exc)
+    return None
+
+
+def register_key_check(con: duckdb.DuckDBPyConnection) -> None:
+    """Make :func:`key_error` callable in SQL as ``spendlab_key_error`` (once per connection)."""
+    known = con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = 'spendlab_key_error'").fetchall()
+    if not known[0][0]:
+        con.create_function("spendlab_key_error", key_error, ["VARCHAR"], "VARCHAR", null_handling="special",
+                            side_effects=False)
+
+
 def _check(cond: str, error: str, column: str, message: str) -> tuple[str, str, str, str]:
     return cond, error, column, message
 
@@ -34,6 +55,8 @@ def _checks(kind: str) -> list[tuple[str, str, str, str]]:
         _check("nf > __H__", "'TOO_MANY_COLUMNS'", "''", "'expected __H__ fields, found ' || nf"),
         _check("nf < __H__", "'MISSING_COLUMNS'", "''", "'expected __H__ fields, found ' || nf"),
         _check("coalesce(user_id, '') = ''", "'NULL_KEY'", "'user_id'", "'user_id is empty'"),
+        _check("NOT regexp_full_match(user_id, '[ -~]*') AND spendlab_key_error(user_id) IS NOT NULL",
+               "'INVALID_KEY'", "'user_id'", "spendlab_key_error(user_id)"),
     ]
     for col in VALUE_COLUMNS:
         v = f"c_{col}"

@@ -83,7 +83,7 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
     missing = [c for c in model.feature_names if c not in feats.columns]
     if missing:
         raise SpendlabError(f"model {model_uri} needs features {missing} the feature set does not produce")
-    with verified_model_dir(model_uri) as (local, _, _):  # spark_udf copies the verified files
+    with verified_model_dir(model_uri, tracking_uri=tracking_uri) as (local, _, _):  # spark_udf copies the verified files
         udf = spark_udf(spark, str(local), result_type=MODEL_OUTPUT, params=predict_params(model, as_of=cutoff))
     pred = feats.withColumn("_out", udf(F.struct(*[F.col(c) for c in feats.columns])))
     scores = pred.select(

@@ -27,6 +27,16 @@ from spendlab.io.hashing import file_sha256
 from spendlab.tracking import pyfunc_model
 from spendlab.tracking import runs as tracking
 from spendlab.tracking.pyfunc_model import ModelIntegrityError
+from spendlab.tracking.trust import (
+    MLMODEL_TAG,
+    SIGNATURE_FILE,
+    TREE_TAG,
+    authenticate,
+    registry_lookup,
+    sign_model_dir,
+    signing_key,
+    tree_digest,
+)
 
 REGISTERED_MODEL = "spendlab-next-month"
 
@@ -84,7 +94,7 @@ MANIFEST_VERSION = 1
 _CODE_LOADER = "mlflow.pyfunc.loaders.code_model"
 _CODE_FILE = Path(pyfunc_model.__file__).name
 #: Written by MLflow when a registered version is downloaded (name and version, YAML; never executed).
-_REGISTRY_FILES = frozenset({"registered_model_meta"})
+_REGISTRY_FILES = frozenset({"registered_model_meta", SIGNATURE_FILE})
 
 
 def _manifest(model_dir: Path) -> dict[str, str]:
@@ -189,32 +199,39 @@ def verify_model_dir(path: str | Path, *, mlmodel_sha256: str | None = None) -> 
 
 
 @contextlib.contextmanager
-def verified_model_dir(uri: str) -> Iterator[tuple[Path, str, str | None]]:
-    """Yield a verified local copy of model ``uri``.
+def verified_model_dir(uri: str, *, tracking_uri: str | None = None,
+                       key: bytes | None = None) -> Iterator[tuple[Path, str, str | None]]:
+    """Yield a verified local copy of model ``uri``: (directory, version, registered MLmodel hash).
 
-    ``uri`` is a directory, or ``models:/name@alias`` / ``models:/name/v``; yields (directory, version,
-    registered mlmodel hash). Registry look-ups need a configured store.
+    ``uri`` is a directory, or ``models:/name@alias`` / ``models:/name/v`` (registry look-ups need a
+    configured store). A directory must pass :func:`verify_model_dir` and be vouched for from outside
+    (:func:`spendlab.tracking.trust.authenticate`: a registered version of the ``tracking_uri`` store
+    records its digest, or its ``spendlab.sig`` holds under ``key``, default ``$SPENDLAB_SIGNING_KEY``).
     """
     local = Path(uri)
     if "://" not in uri and ":/" not in uri and local.exists():
         verify_model_dir(local)
+        authenticate(local, key=key if key is not None else signing_key(), registered=registry_lookup(tracking_uri))
         yield local, "unregistered", None
         return
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    version, tag = None, None
+    version, tag, tree = None, None, None
     if uri.startswith("models:/"):
         mv = _model_version(uri)
-        version, tag = str(mv.version), (mv.tags or {}).get("mlmodel_sha256")
+        version, tag, tree = str(mv.version), (mv.tags or {}).get(MLMODEL_TAG), (mv.tags or {}).get(TREE_TAG)
         if tag is None:
             raise ModelIntegrityError(f"{uri} (version {version}) has no recorded MLmodel hash; re-promote it")
     with tempfile.TemporaryDirectory(prefix="spendlab-model-") as tmp:
         try:
             got = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
         except MlflowException as exc:
-            raise SpendlabError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
+            why = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+            raise SpendlabError(f"cannot load model {uri} into {tmp}: {why[0]} {why[-1] if len(why) > 1 else ''}") from None
         verify_model_dir(got, mlmodel_sha256=tag)
+        if tree is not None and tree_digest(got) != tree:
+            raise ModelIntegrityError(f"{uri}: its files differ from the digest recorded on version {version}")
         yield got, version or "unregistered", tag
 
 
@@ -246,8 +263,13 @@ def log_and_register(
     registered_model: str = REGISTERED_MODEL,
     alias: str = ALIAS,
     force: bool = False,
+    key: bytes | None = None,
 ) -> PromotionOutcome:
-    """Log ``refit`` as a pyfunc model from code, register it, and move the alias if it wins."""
+    """Log ``refit`` as a pyfunc model from code, register it, and move the alias if it wins.
+
+    The version records the digests of ``MLmodel`` and of the whole tree; with ``key`` the
+    logged model also carries ``spendlab.sig`` (trusted wherever that key is set, without the store).
+    """
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -273,7 +295,9 @@ def log_and_register(
     exp_id = tracking.ensure_experiment(cand.experiment_config().name)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_model_dir(refit, Path(tmp) / "model")
-        mlmodel_sha = file_sha256(str(model_dir / "MLmodel"))
+        mlmodel_sha, tree_sha = file_sha256(str(model_dir / "MLmodel")), tree_digest(model_dir)
+        if key is not None:
+            sign_model_dir(model_dir, key)
         with mlflow.start_run(experiment_id=exp_id, run_name=f"promote-{cand.model_key}",
                               tags={**tracking.base_tags(), "kind": "promotion", "model": cand.model_key}) as run:
             mlflow.log_params({"model_key": cand.model_key, "train_cutoff": refit.train_cutoff.isoformat(),
@@ -290,7 +314,8 @@ def log_and_register(
     tags = {
         "fingerprint": refit.fingerprint,
         "candidate_id": cand.candidate_id,
-        "mlmodel_sha256": mlmodel_sha,
+        MLMODEL_TAG: mlmodel_sha,
+        TREE_TAG: tree_sha,
         "model_key": cand.model_key,
         "experiment": cand.experiment_config().name,
         "protocol": cand.protocol_id,
@@ -358,36 +383,3 @@ def _decide(candidate: Candidate, current: Any, force: bool) -> tuple[bool, str]
         return True, f"forced over version {current.version} (test RMSE {test_rmse:.4f} >= {cur_rmse:.4f})"
     return False, (f"does not beat champion version {current.version}: test RMSE {test_rmse:.4f} "
                    f">= {cur_rmse:.4f}")
-
-
-def latest_experiment_run(experiment_name: str, *, tracking_uri: str | None = None) -> Any:
-    """Find the newest FINISHED parent run of ``spendlab experiment run`` for this experiment.
-
-    Nothing is created when the store or the experiment does not exist.
-    """
-    tracking.configure(tracking_uri, must_exist=True)
-    client = tracking.client()
-    exp = client.get_experiment_by_name(experiment_name)
-    if exp is None:
-        raise SpendlabError(f"no MLflow experiment {experiment_name!r}: run `spendlab experiment run` first")
-    runs = client.search_runs([exp.experiment_id],
-                              filter_string="tags.kind = 'experiment' and attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
-    if not runs or "champion" not in runs[0].data.tags:
-        raise SpendlabError(f"experiment {experiment_name!r} has no finished run with a champion; "
-                            "run `spendlab experiment run` first")
-    return runs[0]
-
-
-def run_candidate(run: Any, name: str = "candidate.json") -> Candidate:
-    """Read the typed candidate an experiment run logged (``candidate.json`` = its champion's)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = tracking.client().download_artifacts(run.info.run_id, name, tmp)
-        except Exception as exc:
-            raise SpendlabError(f"experiment run {run.info.run_id} has no {name}: re-run the experiment "
-                                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-        try:
-            return read_candidate(Path(path).read_text(encoding="utf-8"), source=f"run {run.info.run_id}: {name}")
-        except ValueError as exc:
-            raise SpendlabError(str(exc)) from None

@@ -17,6 +17,7 @@ from spendlab.features import FeatureConfig
 from spendlab.tracking import runs as tracking
 from spendlab.tracking.pyfunc_model import BASIS_COLD_START, BASIS_MODEL, OUTPUT_COLUMNS  # noqa: F401 - re-exported
 from spendlab.tracking.registry import verified_model_dir, verify_model_dir
+from spendlab.tracking.trust import UntrustedModelError
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,9 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
     """Verify, then load a spendlab model: a registered ``models:/`` URI or a local model directory.
 
     Nothing is imported or unpickled before :func:`~spendlab.tracking.registry.verify_model_dir` has
-    checked the marker, the flavour and the SHA-256 of every file. A registry look-up that fails
-    creates no tracking store.
+    checked the marker, the flavour and the SHA-256 of every file, and a local directory has been
+    vouched for from outside (a registered version's digest or an HMAC signature,
+    :mod:`spendlab.tracking.trust`). A registry look-up that fails creates no tracking store.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -61,13 +63,15 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
     try:
         if uri.startswith("models:/") or ":/" in uri:
             tracking.configure(tracking_uri, must_exist=True)
-        with verified_model_dir(uri) as (local, version, _):
+        with verified_model_dir(uri, tracking_uri=tracking_uri) as (local, version, _):
             # MLflow's own requirement check reads the metadata of every installed distribution (1.1 s);
             # a spendlab model requires only spendlab, which _warn_on_version_drift checks directly.
             model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
             extra = _model_extras(local)
     except MlflowException as exc:
         raise SpendlabError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
+    except UntrustedModelError:
+        raise  # names the directory already
     except SpendlabError as exc:
         msg = str(exc)
         raise SpendlabError(msg if msg.startswith("cannot load model") else f"cannot load model {uri}: {msg}") from None

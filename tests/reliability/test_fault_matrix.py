@@ -1,0 +1,177 @@
+"""Commands x faults: a read-only target, SIGTERM and SIGKILL mid-run, and a full disk never leave a
+half-written output, an ``internal error`` or a traceback, and the next run leaves no temporary files.
+
+Every command first runs once (the baseline outputs); each fault then hits a rerun of the same
+command over the same outputs, and the tree under the output folder must hash as before. Faults
+are made without privileges the test could leave behind:
+
+* read-only target: the child runs in its own mount namespace (``unshare -rm``) where the output
+  folder is bind-mounted read-only (as root, permission bits alone would not stop a write);
+* disk full: ``RLIMIT_FSIZE`` in the child, with ``SIGXFSZ`` ignored so a write past the limit fails
+  with ``EFBIG`` as it fails with ``ENOSPC`` on a full disk;
+* SIGTERM / SIGKILL: sent at seeded fractions of the baseline's run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from spendlab.jobs.datasets import synth_transactions
+from spendlab.jobs.experiment import run_experiment
+from spendlab.jobs.promote import promote_experiment
+from tests.jobs.conftest import write_experiment
+
+pytestmark = pytest.mark.slow
+
+COMMANDS = ("validate", "describe", "features", "score", "reconcile")
+FAULTS = ("read_only", "disk_full", "sigterm", "sigkill")
+_UNSHARE = shutil.which("unshare")
+
+
+def _read_only_works() -> bool:
+    if _UNSHARE is None:
+        return False
+    probe = subprocess.run([_UNSHARE, "-rm", "sh", "-c", "mount --bind /tmp /tmp && mount -o remount,ro,bind /tmp /tmp"],
+                           capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Inputs for every command and a registered champion for ``score``."""
+    root = tmp_path_factory.mktemp("faults")
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        exp = write_experiment(root, models=["zero", "last_period"], users=400)
+        run_experiment(exp, out_dir=root / "exp-out")
+        promote_experiment(str(exp))
+    finally:
+        os.chdir(old)
+    tx = root / "tx.csv"
+    synth_transactions(root / "tx.parquet", users=400, months=6, start="2023-01-01", seed=9)
+    import pandas as pd
+
+    frame = pd.read_parquet(root / "tx.parquet")
+    frame["amount"] = frame["amount"].astype(str)
+    frame.loc[frame.index[::50], "amount"] = "not-a-number"  # rejects for --rejects
+    frame.to_csv(tx, index=False)
+    subprocess.run([sys.executable, "-m", "spendlab.cli", "datasets", "deltas", "--scenario", "missing_file",
+                    "--users", "400", "--files", "4", "--seed", "3", "--out", str(root / "deltas")],
+                   check=True, capture_output=True, cwd=root, timeout=300)
+    return {"root": root, "tx": tx, "parquet": root / "data" / "tx.parquet",
+            "store": f"sqlite:///{root}/mlruns/mlflow.db"}
+
+
+def _argv(command: str, world: dict, out: Path) -> list[str]:
+    tx, root = str(world["tx"]), world["root"]
+    inputs = root / "deltas" / "inputs"
+    return {
+        "validate": ["validate", tx, "--format", "generic", "--rejects", str(out / "rejects.csv")],
+        "describe": ["describe", tx, "--format", "generic", "--out", str(out / "describe")],
+        "features": ["features", tx, "--format", "generic", "--out", str(out / "features.parquet")],
+        "score": ["score", str(world["parquet"]), "--format", "generic", "--out", str(out / "scores.parquet"),
+                  "--tracking-uri", world["store"]],
+        "reconcile": ["reconcile", "--deltas", str(inputs / "deltas"), "--platform",
+                      str(inputs / "platform_summary.csv"), "--source", str(inputs / "client_summary.csv"),
+                      "--out", str(out / "reconcile")],
+    }[command]
+
+
+def _tree(out: Path) -> dict[str, str]:
+    """sha256 of every file under ``out``, temporary dot-paths included (they must not be left)."""
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _temporaries(out: Path) -> list[str]:
+    return sorted(str(p.relative_to(out)) for p in out.rglob(".*") if p.name.endswith((".tmp", ".old")))
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SPENDLAB_TRACEBACK")}
+
+
+def _spendlab(argv: list[str]) -> list[str]:
+    return [sys.executable, "-m", "spendlab.cli", *argv]
+
+
+def _run(argv: list[str], cwd: Path, *, prefix: list[str] | None = None,
+         preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*(prefix or []), *_spendlab(argv)], capture_output=True, text=True, cwd=cwd, env=_env(),
+                          timeout=600, preexec_fn=preexec)
+
+
+def _limit_file_size(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def _assert_clean_failure(res: subprocess.CompletedProcess, out: Path) -> None:
+    assert res.returncode != 0, res.stderr
+    assert "Traceback" not in res.stderr and "internal error" not in res.stderr, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("warning")]
+    assert len(lines) == 1, res.stderr
+    # the output, or (score) the temporary folder the model is downloaded to when that write fails first
+    named = str(out) in lines[0] or ("cannot load model" in lines[0] and "spendlab-model-" in lines[0])
+    assert named, f"the line names neither the output nor the model's download folder: {lines[0]}"
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_fault_never_leaves_a_half_written_output_or_a_traceback(world: dict, tmp_path: Path, command: str,
+                                                                  fault: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = _argv(command, world, out)
+    t0 = time.monotonic()
+    first = _run(argv, world["root"])
+    seconds = time.monotonic() - t0
+    assert first.returncode == 0, first.stderr
+    baseline = _tree(out)
+    assert baseline and not _temporaries(out)
+
+    if fault == "read_only":
+        if not _read_only_works():
+            pytest.skip("no unprivileged mount namespace on this machine")
+        script = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"'
+        res = _run(argv, world["root"], prefix=[_UNSHARE, "-rm", "sh", "-c", script, str(out)])
+        _assert_clean_failure(res, out)
+    elif fault == "disk_full":
+        largest = max(p.stat().st_size for p in out.rglob("*") if p.is_file())
+        res = _run(argv, world["root"], preexec=_limit_file_size(max(largest // 2, 1)))
+        _assert_clean_failure(res, out)
+    else:
+        sig = signal.SIGTERM if fault == "sigterm" else signal.SIGKILL
+        for fraction in random.Random(f"{command}-{fault}").sample([0.5, 0.7, 0.85, 0.95], 2):
+            proc = subprocess.Popen(_spendlab(argv), cwd=world["root"], env=_env(), text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            time.sleep(seconds * fraction)
+            proc.send_signal(sig)
+            _, stderr = proc.communicate(timeout=600)
+            assert "Traceback" not in stderr and "internal error" not in stderr, stderr
+            if sig == signal.SIGTERM:
+                # 143: the handler ran every cleanup; 0: it had finished; -15: still starting up, before
+                # spendlab's handler was installed (nothing written yet)
+                assert proc.returncode in (143, 0, -signal.SIGTERM), stderr
+                assert not _temporaries(out), "SIGTERM left temporary files behind"
+            assert {k: v for k, v in _tree(out).items() if not k.split("/")[0].startswith(".")} == baseline
+    assert {k: v for k, v in _tree(out).items() if not k.split("/")[0].startswith(".")} == baseline
+    again = _run(argv, world["root"])  # the next run: same outputs, nothing left over
+    assert again.returncode == 0, again.stderr
+    assert _tree(out) == baseline and not _temporaries(out)
