@@ -151,6 +151,10 @@ def experiment_run(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for leaderboard.csv and predictions.parquet.")]
     = Path("outputs/experiment"),
     tracking_uri: TrackingOpt = None,
+    profile: Annotated[bool, typer.Option("--profile", help="Also print where the time went: wall and CPU "
+                                          "seconds per stage (loading, features per cutoff, each model's fit "
+                                          "and predict, blending, bootstrap, MLflow logging); the parent run "
+                                          "always records them (profile/stages.csv).")] = False,
 ) -> None:
     """Backtest the experiment's models on rolling origins; print the leaderboard, log to MLflow."""
 
@@ -165,6 +169,8 @@ def experiment_run(
               highlight=False, soft_wrap=True)
     written = [str(result.paths[k]) for k in ("leaderboard", "predictions", "report") if k in result.paths]
     out.print(f"wrote {escape(', '.join(written))}", highlight=False, soft_wrap=True)
+    if profile:
+        show_table(result.profile, "where the time went (seconds per stage, summed over origins and threads)")
 
 
 def compare(

@@ -14,6 +14,7 @@ from spendlab.errors import NoDataError, SpendlabError
 from spendlab.features import FeatureConfig, build_features, build_target
 from spendlab.features.config import ORIGIN_LEVEL
 from spendlab.io.load import connect
+from spendlab.timing import timed
 
 if TYPE_CHECKING:
     import duckdb
@@ -69,9 +70,9 @@ class FeatureStore:
     def features(self, cutoff: dt.date) -> pd.DataFrame:
         with self._lock:  # one DuckDB query at a time: backtests may share the store across threads
             if cutoff not in self._features:
-
-                feats = build_features(self.con, freq=self.freq, as_of=cutoff,
-                                       config=self.feature_config, view=self.view)
+                with timed("features", "", cutoff):
+                    feats = build_features(self.con, freq=self.freq, as_of=cutoff,
+                                           config=self.feature_config, view=self.view)
                 self._features[cutoff] = feats
             return self._features[cutoff]
 
@@ -79,9 +80,9 @@ class FeatureStore:
         """Target aligned row for row with :meth:`features` (READS PAST ``cutoff``)."""
         with self._lock:
             if cutoff not in self._targets:
-
-                self._targets[cutoff] = build_target(self.con, freq=self.freq, as_of=cutoff,
-                                                     horizon=self.horizon, view=self.view)
+                with timed("targets", "", cutoff):
+                    self._targets[cutoff] = build_target(self.con, freq=self.freq, as_of=cutoff,
+                                                         horizon=self.horizon, view=self.view)
         feats, tgt = self.features(cutoff), self._targets[cutoff]
         if not feats["user_id"].equals(tgt["user_id"]):
             aligned = feats[["user_id"]].merge(tgt, on="user_id", how="left")

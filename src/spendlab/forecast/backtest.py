@@ -10,6 +10,7 @@ of ``c`` itself is read only to score the forecast.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -35,6 +36,7 @@ from spendlab.features.segments import segment_users
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
 from spendlab.forecast.split import training_set
+from spendlab.timing import timed
 
 
 @dataclass
@@ -59,8 +61,10 @@ class BacktestResult:
 def _fit_predict(model_key: str, params: dict[str, Any], X_train: pd.DataFrame, y_train: np.ndarray,
                  X_pred: pd.DataFrame, cutoff: dt.date) -> tuple[BaseEstimator, np.ndarray]:
     est = make_model(model_key, params)
-    est.fit(X_train.drop(columns=["user_id"]), y_train)
-    pred = np.asarray(est.predict(at_origin(X_pred.drop(columns=["user_id"]), cutoff)), dtype=np.float64)
+    with timed("fit", model_key, cutoff):
+        est.fit(X_train.drop(columns=["user_id"]), y_train)
+    with timed("predict", model_key, cutoff):
+        pred = np.asarray(est.predict(at_origin(X_pred.drop(columns=["user_id"]), cutoff)), dtype=np.float64)
     if pred.shape != (len(X_pred),) or not np.isfinite(pred).all() or (pred < 0).any():
         raise SpendlabError(f"model {model_key!r} returned invalid predictions (need one finite value >= 0 per user)")
     return est, pred
@@ -104,14 +108,16 @@ def run_backtest(
     est = None
     for i, cutoff in enumerate(cutoffs):
         store.check_cutoff(cutoff)
-        X_train, y_train = training_set(store, cutoff, experiment.train_origins)
+        with timed("training_set", model_key, cutoff):
+            X_train, y_train = training_set(store, cutoff, experiment.train_origins)
         X_c = store.features(cutoff)
         est, pred = _fit_predict(model_key, dict((params_by_cutoff or {}).get(cutoff, params)), X_train, y_train, X_c, cutoff)
         y_true = store.target(cutoff)  # read only now, to score
-        seg = segment_users(X_c, active_window=experiment.segments.active_window)
+        with timed("metrics", model_key, cutoff):
+            seg = segment_users(X_c, active_window=experiment.segments.active_window)
+            metrics = origin_metrics(y_true, pred, seg)
         split = "validation" if cutoff in val else "test"
         target_period = shift_period(cutoff, experiment.freq, 1)
-        metrics = origin_metrics(y_true, pred, seg)
         rows.append({"origin": i, "split": split, "cutoff": cutoff, "target_period": target_period,
                      "n_users": len(X_c), "n_train": len(X_train),
                      "train_spend_rate": float(np.mean(np.asarray(y_train) > 0)), **metrics})
@@ -186,7 +192,8 @@ def backtest_models(store: FeatureStore, cfg: BacktestSpec, resolved: dict[str, 
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="spendlab-backtest") as pool:
         # Tuned models first: a search tends to land on bigger models (CDNOW: 350 trees against 150,
         # the longest backtest), and the longest job should start first so both threads finish together.
-        submitted = {key: pool.submit(run, key) for key in sorted(keys[1:], key=lambda k: not resolved[k][1])}
+        # Each task runs in a copy of this context: it records into the job's timings, if any.
+        submitted = {key: pool.submit(contextvars.copy_context().run, run, key) for key in sorted(keys[1:], key=lambda k: not resolved[k][1])}
         try:
             for key in keys[1:]:
                 yield submitted[key].result()

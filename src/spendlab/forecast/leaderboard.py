@@ -21,6 +21,7 @@ import pandas as pd
 from spendlab.errors import ConfigError
 from spendlab.forecast.bootstrap import bootstrap_rmse, delta_interval
 from spendlab.models.registry import BASELINES, PEERS, complexity
+from spendlab.timing import timed
 
 LEADERBOARD_COLUMNS: tuple[str, ...] = ("model", "rmse", "mae", "bias", "wape", "top10_capture",
                                         "validation_rmse", "champion")
@@ -99,8 +100,9 @@ def rank_models(results: Mapping[str, Any], keys: Sequence[str], tuned: Mapping[
                      "interval_coverage_80": m.get("interval_coverage_80"), "tuned": tuned[key]})
     board = pd.DataFrame(rows)
     preds = {k: results[k].predictions for k in keys}
-    boot_val = bootstrap_rmse(preds, split="validation", n_boot=n_boot, seed=seed)
-    boot_test = bootstrap_rmse(preds, split="test", n_boot=n_boot, seed=seed + 1)
+    with timed("bootstrap", f"{len(preds)} models x {n_boot}"):
+        boot_val = bootstrap_rmse(preds, split="validation", n_boot=n_boot, seed=seed)
+        boot_test = bootstrap_rmse(preds, split="test", n_boot=n_boot, seed=seed + 1)
     champion = pick_champion(board, boot_val, level=level)
     board["champion"] = board["model"] == champion
     peers = board[board["model"].isin(PEERS) & board["validation_rmse"].notna()]

@@ -33,6 +33,7 @@ from spendlab.jobs.plan import ExperimentPlan, TunePlan, load_experiment, plan_e
 from spendlab.jobs.tuned_params import TUNED_DIR
 from spendlab.models.base import usable_cores
 from spendlab.models.registry import resolved_params
+from spendlab.timing import Timings, current, profiled, timed
 from spendlab.tracking import figures as figs
 from spendlab.tracking import results
 from spendlab.tracking import runs as tracking
@@ -49,6 +50,7 @@ class ExperimentResult(StrictModel):
     parent_run_id: str
     paths: dict[str, Path]
     ensemble_weights: dict[str, float] = {}
+    profile: Any = None  # pandas.DataFrame, spendlab.timing.SUMMARY_COLUMNS: where the run's time went
 
 
 def load_dataset(cfg: ExperimentConfig) -> Any:
@@ -197,16 +199,17 @@ class _Recorder:
     def record(self, key: str, res: BacktestResult, tuned: bool, estimator_params: dict[str, Any],
                params: dict[str, Any], base_rate: float, timing: tuple[float, float] | None = None) -> None:
         cfg = self.cfg
-        cal, scored, cov = calibrate(res.predictions, level=cfg.interval_level)
-        test = res.predictions["split"] == "test"
-        cal_metrics, cal_tables = calibration_report(pd.concat([res.predictions[test], scored[test]], axis=1),
-                                                     level=cfg.interval_level, base_rate=base_rate)
+        with timed("calibrate", key):
+            cal, scored, cov = calibrate(res.predictions, level=cfg.interval_level)
+            test = res.predictions["split"] == "test"
+            cal_metrics, cal_tables = calibration_report(pd.concat([res.predictions[test], scored[test]], axis=1),
+                                                         level=cfg.interval_level, base_rate=base_rate)
         res.means.update({**cal_metrics, **cov})
         self.intervals[key], self.results[key], self.scored_rows[key] = cal, res, scored
         if key not in self.keys:  # an ensemble member that was not asked for: no run of its own
             return
         start, end = timing or (None, None)  # the backtest's own times, not the logging's
-        with tracking.child_run(self.parent, run_name=key, start_time=start, end_time=end,
+        with timed("mlflow", key), tracking.child_run(self.parent, run_name=key, start_time=start, end_time=end,
                                 tags={"model": key, "kind": "model", **self.common_tags,
                                       "tuned": str(tuned).lower()}) as run:
             names = res.feature_names or next(r.feature_names for r in self.results.values() if r.feature_names)
@@ -235,7 +238,8 @@ def _blend_ensemble(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bo
     say_progress(progress, f"[{n}/{n}] blending ensemble (convex weights from validation origins; each validation "
                    "origin scored with weights fitted without it)")
     blend_start, t0 = time.time(), time.perf_counter()
-    bl = blend(rec.results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
+    with timed("blend", "ensemble"):
+        bl = blend(rec.results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
     timing = (blend_start, blend_start + time.perf_counter() - t0)
     if bl.left_out:
         say_progress(progress, f"      ensemble: left out {bl.left_out} (|validation bias| > "
@@ -258,7 +262,8 @@ def _stack_members(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], boo
     say_progress(progress, "      stacking the ensemble members (a meta-learner per segment, fitted on validation origins; "
                    "each validation origin scored with one fitted without it)")
     start, t0 = time.time(), time.perf_counter()
-    st = stack(rec.results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
+    with timed("blend", "stack"):
+        st = stack(rec.results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
     timing = (start, start + time.perf_counter() - t0)
     used = [m for m in cfg.ensemble_members if any(w.get(m, 0.0) > 0 for w in st.weights.values())]
     params = resolved_params("stack", {
@@ -275,22 +280,23 @@ def _stack_members(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], boo
 
 def _log_parent(rec: _Recorder, ranking: Any, paths: dict[str, Path], weights: dict[str, float]) -> None:
     """The parent run: champion, leads, leaderboard, report, every candidate (tracking)."""
-    parent, board, champion = rec.parent, ranking.board, ranking.champion
-    parent.tags({"champion": champion, "champion_run_id": rec.child_ids.get(champion, ""),
-                 "runner_up": ranking.runner_up or "", "best_peer": ranking.best_peer or "",
-                 "mlflow.note.content": leaderboard_markdown(board, champion, name=rec.cfg.name)})
-    parent.metrics({f"champion_{c}": float(board.loc[board["champion"], c].iloc[0])
-                    for c in ("rmse", "mae", "bias", "wape", "top10_capture", "validation_rmse",
-                              "gini_norm", "spearman", "decile_mape")})
-    parent.metrics(ranking.leads)  # paired bootstrap over users, stratified by origin (95%)
-    parent.table(board, "leaderboard.csv")
-    parent.artifact(paths["intervals"])
-    parent.artifact(paths["report"])
-    for key, cand in rec.candidates.items():
-        parent.text(cand.to_json(), f"candidates/{key}.json")
-    parent.text(rec.candidates[champion].to_json(), "candidate.json")  # the champion's: what promote registers
-    if weights:
-        parent.params({f"ensemble_weight.{m}": w for m, w in weights.items()})
+    with timed("mlflow", "parent"):
+        parent, board, champion = rec.parent, ranking.board, ranking.champion
+        parent.tags({"champion": champion, "champion_run_id": rec.child_ids.get(champion, ""),
+                     "runner_up": ranking.runner_up or "", "best_peer": ranking.best_peer or "",
+                     "mlflow.note.content": leaderboard_markdown(board, champion, name=rec.cfg.name)})
+        parent.metrics({f"champion_{c}": float(board.loc[board["champion"], c].iloc[0])
+                        for c in ("rmse", "mae", "bias", "wape", "top10_capture", "validation_rmse",
+                                  "gini_norm", "spearman", "decile_mape")})
+        parent.metrics(ranking.leads)  # paired bootstrap over users, stratified by origin (95%)
+        parent.table(board, "leaderboard.csv")
+        parent.artifact(paths["intervals"])
+        parent.artifact(paths["report"])
+        for key, cand in rec.candidates.items():
+            parent.text(cand.to_json(), f"candidates/{key}.json")
+        parent.text(rec.candidates[champion].to_json(), "candidate.json")  # the champion's: what promote registers
+        if weights:
+            parent.params({f"ensemble_weight.{m}": w for m, w in weights.items()})
 
 
 def _dataset_record(plan: ExperimentPlan, tx: Any) -> tuple[dict[str, str], dict[str, str]]:
@@ -315,6 +321,8 @@ def _backtest_all(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bool
         _say_done(progress, o)
 
 
+# long: the run in order (load, backtests, blend, rank, report, write, log), each step one call on the previous one's objects
+@profiled  # every timed stage records into the caller's recorder, or into this run's own
 def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = None, progress: Any | None = None,
             transactions: Any | None = None, jobs: int | None = None, store: Any | None = None) -> ExperimentResult:
     """Run an experiment plan: backtest every model, blend, rank, track and write.
@@ -344,11 +352,11 @@ def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = N
     ExperimentResult
         The leaderboard, the champion, the parent run and the files written.
     """
-    cfg, keys = plan.experiment, list(plan.keys)
-    tx = transactions if transactions is not None else load_dataset(cfg)
-    store = feature_store(plan, store if store is not None else tx)
-    dataset, common_tags = _dataset_record(plan, tx)
-    dataset_name = dataset["name"]
+    cfg, keys, timings = plan.experiment, list(plan.keys), current() or Timings()
+    with timed("load", cfg.dataset.name or cfg.dataset.input):
+        tx = transactions if transactions is not None else load_dataset(cfg)
+        store = feature_store(plan, store if store is not None else tx)
+        dataset, common_tags = _dataset_record(plan, tx)
     resolved_cfg = cfg.model_dump(mode="json")
     resolved = {k: (dict(m.params), m.tuned) for k, m in plan.models.items()}  # key -> (params, tuned)
     folds = {k: {c: dict(p) for c, p in m.fold_params.items()} for k, m in plan.models.items() if m.tuned}
@@ -356,10 +364,11 @@ def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = N
     with tracking.start_parent_run(cfg.name, run_name=run_name,
                                    tags={**common_tags, "kind": "experiment", "models": ",".join(keys)},
                                    tracking_uri=tracking_uri) as parent:
-        parent.params(results.flatten("", resolved_cfg))
-        results.log_dataset(parent, **dataset)
-        parent.text(json.dumps(resolved_cfg, indent=2, default=str), "config/experiment.json")
-        parent.text(plan.to_json(), "plan.json")
+        with timed("mlflow", "parent"):
+            parent.params(results.flatten("", resolved_cfg))
+            results.log_dataset(parent, **dataset)
+            parent.text(json.dumps(resolved_cfg, indent=2, default=str), "config/experiment.json")
+            parent.text(plan.to_json(), "plan.json")
         rec = _Recorder(cfg, keys, parent, store, dataset, common_tags, resolved_cfg)
         _backtest_all(rec, resolved, folds, jobs=jobs or min(4, usable_cores()), progress=progress)
         weights = _blend_ensemble(rec, resolved, len(resolved) + 1, progress) if "ensemble" in keys else {}
@@ -368,20 +377,23 @@ def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = N
         ranking = rank_models(rec.results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys}, seed=cfg.seed)
         report = _report(cfg.name, ranking.board, ranking.champion, rec.results, keys,
                          # no run id here: a rerun must write the same report byte for byte (the run logs it)
-                         notes={"dataset": f"{dataset_name} ({dataset['digest'][:12]})"})
+                         notes={"dataset": f"{dataset['name']} ({dataset['digest'][:12]})"})
         paths = write_outputs(Path(out_dir), board=ranking.board, predictions=_with_scored(rec.results, rec.scored_rows, keys),
                               intervals={"experiment": cfg.name, "champion": ranking.champion,
                                          "level": cfg.interval_level, "models": rec.intervals}, report=report)
         _log_parent(rec, ranking, paths, weights)
+        results.log_profile(parent, timings.records())
         return ExperimentResult(name=cfg.name, leaderboard=ranking.board, champion=ranking.champion,
-                                parent_run_id=parent.run_id, paths=paths, ensemble_weights=weights)
+                                parent_run_id=parent.run_id, paths=paths, ensemble_weights=weights,
+                                profile=timings.summary())
 
 
 def _report(name: str, board: pd.DataFrame, champion: str, results: dict[str, BacktestResult], keys: list[str],
             *, notes: dict[str, str]) -> str:
     """``report.html``'s text: the report's tables (pure) rendered with their figures."""
-    predictions = pd.concat([results[k].predictions for k in keys], ignore_index=True)
-    tables = report_tables(name, board, champion, predictions, {k: results[k].means for k in keys}, notes=notes)
-    return render_report(tables)
+    with timed("report"):
+        predictions = pd.concat([results[k].predictions for k in keys], ignore_index=True)
+        tables = report_tables(name, board, champion, predictions, {k: results[k].means for k in keys}, notes=notes)
+        return render_report(tables)
 
 

@@ -90,3 +90,27 @@ def flatten(prefix: str, values: Mapping[str, Any] | Sequence[Any] | Any) -> dic
     else:
         out[prefix] = values
     return out
+
+
+def log_profile(run: RunLog, records: pd.DataFrame) -> None:
+    """Where a job's time went, on its run: every timed stage and the total per stage.
+
+    Parameters
+    ----------
+    run : RunLog
+        The job's (parent) run.
+    records : pandas.DataFrame
+        One row per timed stage: ``stage``, ``detail``, ``origin``, ``seconds``, ``cpu_seconds``
+        (:meth:`spendlab.timing.Timings.records`).
+
+    Notes
+    -----
+    The table goes to ``profile/stages.csv``; each stage's summed wall seconds become the metric
+    ``profile_seconds.<stage>`` (summed over threads: backtests run side by side, so the stages of a run
+    may add up to more than its wall time).
+    """
+    if records.empty:
+        return
+    run.table(records, "profile/stages.csv")
+    totals = records.groupby("stage", sort=True)["seconds"].sum()
+    run.metrics({f"profile_seconds.{stage}": float(s) for stage, s in totals.items()})
