@@ -62,10 +62,12 @@ def log_model_results(run: RunLog, *, params: Mapping[str, Any], per_origin: pd.
     metric_cols = [c for c in per_origin.columns
                    if c not in {"origin", "cutoff", "target_period", "split"} and per_origin[c].dtype.kind in "fi"]
     run.metrics(dict(means))
-    for _, row in per_origin.iterrows():
+    by_step: dict[int | None, dict[str, float]] = {}
+    for _, row in per_origin.iterrows():  # every origin's metrics in one batch (steps need not be unique)
         prefix = f"{row['split']}_" if "split" in per_origin.columns else ""
         step = origin_step(row["cutoff"], freq) if "cutoff" in per_origin.columns else int(row["origin"])
-        run.metrics({f"{ORIGIN_PREFIX}{prefix}{c}": row[c] for c in metric_cols}, step=step)
+        by_step.setdefault(step, {}).update({f"{ORIGIN_PREFIX}{prefix}{c}": row[c] for c in metric_cols})
+    run.metric_steps(by_step)
     for name, df in (tables or {}).items():
         run.table(df, name)
     for name, fig in (figures or {}).items():
