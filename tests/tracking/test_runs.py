@@ -94,7 +94,7 @@ def test_metrics_at_many_steps_go_in_batches_of_500_with_every_step_and_flag(sto
     calls: list[int] = []
     real = MlflowClient.log_batch
 
-    def counting(self, run_id, metrics=(), *args, **kwargs):  # noqa: ANN001, ANN202
+    def counting(self, run_id, metrics=(), *args, **kwargs):
         calls.append(len(metrics))
         return real(self, run_id, metrics, *args, **kwargs)
 
