@@ -33,6 +33,7 @@ from spendlab.io.safe_out import UnsafeOutputError, check_output, output_dir
 from spendlab.jobs.compare import compare_runs
 from spendlab.jobs.evaluate import TOLERANCE, evaluate_model
 from spendlab.jobs.experiment import run_experiment
+from spendlab.jobs.feature_cache import DEFAULT_CACHE_DIR
 from spendlab.jobs.pipeline import PipelineConfig, plan_pipeline, run_pipeline
 from spendlab.jobs.plan import plan_score
 from spendlab.jobs.promote import promote_experiment
@@ -155,6 +156,9 @@ def experiment_run(
                                           "seconds per stage (loading, features per cutoff, each model's fit "
                                           "and predict, blending, bootstrap, MLflow logging); the parent run "
                                           "always records them (profile/stages.csv).")] = False,
+    feature_cache: Annotated[bool, typer.Option("--feature-cache/--no-feature-cache", help="Keep each cutoff's "
+                                                "features under outputs/.feature_cache for the next run on the "
+                                                "same data, reader and feature set.")] = True,
 ) -> None:
     """Backtest the experiment's models on rolling origins; print the leaderboard, log to MLflow."""
 
@@ -162,7 +166,7 @@ def experiment_run(
     keys = [m.strip() for m in models.split(",") if m.strip()] if models else None
     with progress_lines("experiment") as progress:
         result = run_experiment(experiment, models=keys, out_dir=out_dir, tracking_uri=resolve_tracking_uri(tracking_uri),
-                                progress=progress)
+                                progress=progress, feature_cache=DEFAULT_CACHE_DIR if feature_cache else None)
     show_table(result.leaderboard, f"{result.name}: mean over test origins (champion chosen on validation)",
                highlight=result.champion)
     out.print(f"champion: {escape(result.champion)}   MLflow parent run: {result.parent_run_id}",

@@ -29,6 +29,7 @@ from spendlab.forecast.report_render import render_report
 from spendlab.io import load_transactions
 from spendlab.io.atomic import atomic_path, atomic_write_text
 from spendlab.io.safe_out import prepare_output_dir
+from spendlab.jobs.feature_cache import cached_store, dataset_record
 from spendlab.jobs.plan import ExperimentPlan, TunePlan, load_experiment, plan_experiment
 from spendlab.jobs.tuned_params import TUNED_DIR
 from spendlab.models.base import usable_cores
@@ -84,18 +85,24 @@ def feature_store(plan: ExperimentPlan | TunePlan, source: Any) -> FeatureStore:
     return FeatureStore.from_source(source, freq=cfg.freq, horizon=cfg.horizon, feature_config=plan.features)
 
 
+@profiled  # the load below and execute's stages in one recorder
 def run_experiment(experiment_path: Path, *, models: list[str] | None = None, out_dir: Path,
                    tracking_uri: str | None = None, tuned_dir: Path = TUNED_DIR,
-                   progress: Any | None = None) -> ExperimentResult:
+                   progress: Any | None = None, feature_cache: Path | None = None) -> ExperimentResult:
     """Backtest every model of the experiment, track it in MLflow, write leaderboard and predictions.
 
     Writes ``out_dir/leaderboard.csv``, ``out_dir/predictions.parquet`` (test origins) and
     ``out_dir/intervals.json`` (each model's conformal quantiles, for batch scoring). ``progress``
-    is an optional ``callable(str)`` for status lines.
+    is an optional ``callable(str)`` for status lines; ``feature_cache`` a directory keeping each
+    cutoff's features across runs (:mod:`spendlab.jobs.feature_cache`).
     """
     plan = plan_experiment(load_experiment(experiment_path), experiment_path=Path(experiment_path), models=models,
                            tuned_dir=tuned_dir)
-    return execute(plan, out_dir=Path(out_dir), tracking_uri=tracking_uri, progress=progress)
+    with timed("load", plan.experiment.dataset.name or plan.experiment.dataset.input):
+        tx = load_dataset(plan.experiment)
+        store = cached_store(plan, tx, feature_cache)
+    return execute(plan, out_dir=Path(out_dir), tracking_uri=tracking_uri, progress=progress, transactions=tx,
+                   store=store)
 
 
 def _log_model(run: tracking.RunLog, res: BacktestResult, *, tuned: bool, estimator_params: dict[str, Any],
@@ -299,16 +306,6 @@ def _log_parent(rec: _Recorder, ranking: Any, paths: dict[str, Path], weights: d
             parent.params({f"ensemble_weight.{m}": w for m, w in weights.items()})
 
 
-def _dataset_record(plan: ExperimentPlan, tx: Any) -> tuple[dict[str, str], dict[str, str]]:
-    """The dataset as MLflow records it (name, content digest, source) and the tags every run carries."""
-    cfg = plan.experiment
-    name = cfg.dataset.name or cfg.dataset.input
-    source = tx.files[0] if len(tx.files) == 1 else cfg.dataset.input
-    dataset = {"name": name, "digest": tx.content_hash(), "source": str(source)}
-    tags = {"dataset_name": name, "dataset_hash": dataset["digest"], "experiment_file": str(plan.experiment_path or "")}
-    return dataset, tags
-
-
 def _backtest_all(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bool]],
                   folds: dict[str, dict[Any, dict[str, Any]]], *, jobs: int, progress: Any | None) -> None:
     """Backtest every planned model and record each as it finishes (a failure fails its run, then the job)."""
@@ -356,7 +353,7 @@ def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = N
     with timed("load", cfg.dataset.name or cfg.dataset.input):
         tx = transactions if transactions is not None else load_dataset(cfg)
         store = feature_store(plan, store if store is not None else tx)
-        dataset, common_tags = _dataset_record(plan, tx)
+        dataset, common_tags = dataset_record(plan, tx)
     resolved_cfg = cfg.model_dump(mode="json")
     resolved = {k: (dict(m.params), m.tuned) for k, m in plan.models.items()}  # key -> (params, tuned)
     folds = {k: {c: dict(p) for c, p in m.fold_params.items()} for k, m in plan.models.items() if m.tuned}
