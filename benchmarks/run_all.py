@@ -48,6 +48,9 @@ BENCHMARKS: dict[str, list[str]] = {
     "reconcile": ["benchmarks/bench_reconcile.py"],
     "synth": ["benchmarks/bench_synth.py"],
     "accuracy_cdnow": ["benchmarks/accuracy_cdnow.py"],
+    # issue 28: every registry model and --models lightgbm (cold and cache-warm), with the lifetimes and
+    # mlforecast anchors on the same test origins
+    "experiment_cdnow": ["benchmarks/bench_experiment.py"],
     "accuracy_synth": ["benchmarks/accuracy_synth.py"],
     "spark": ["benchmarks/bench_spark.py"],
 }
