@@ -350,7 +350,7 @@ def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = N
         The leaderboard, the champion, the parent run and the files written.
     """
     cfg, keys, timings = plan.experiment, list(plan.keys), current() or Timings()
-    with timed("load", cfg.dataset.name or cfg.dataset.input):
+    with timed("load" if transactions is None else "dataset_hash", cfg.dataset.name or cfg.dataset.input):
         tx = transactions if transactions is not None else load_dataset(cfg)
         store = feature_store(plan, store if store is not None else tx)
         dataset, common_tags = dataset_record(plan, tx)
