@@ -50,6 +50,9 @@ BENCHMARKS: dict[str, list[str]] = {
     "reconcile": ["benchmarks/bench_reconcile.py"],
     "synth": ["benchmarks/bench_synth.py"],
     "accuracy_cdnow": ["benchmarks/accuracy_cdnow.py"],
+    # issue 28: every registry model and --models lightgbm (cold and cache-warm), with the lifetimes and
+    # mlforecast anchors on the same test origins
+    "experiment_cdnow": ["benchmarks/bench_experiment.py"],
     "accuracy_synth": ["benchmarks/accuracy_synth.py"],
     "spark": ["benchmarks/bench_spark.py"],
     # covariates: with vs without on the covariates world (acceptance: 20,000 households); the feature build

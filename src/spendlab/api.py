@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -175,7 +175,7 @@ def describe_transactions(data: Data, *, out: str | Path | None = None, format: 
              reader: ReaderConfig | Mapping[str, Any] | None = None, mode: Mode | str = Mode.QUARANTINE,
              country: str = "US", top_n: int = 20, currency: str | None = None, net_refunds: bool | None = None,
              per_user_tables: bool = True, memory_limit: str | None = DEFAULT_MEMORY_LIMIT, threads: int | None = None,
-             **columns: str) -> DescribeResult:
+             tables: Literal["csv", "parquet"] = "csv", **columns: str) -> DescribeResult:
     """Describe transactions: monthly spend, per-user values, days with spend per week, insights.
 
     Parameters
@@ -198,6 +198,8 @@ def describe_transactions(data: Data, *, out: str | Path | None = None, format: 
     per_user_tables
         ``False`` leaves the per-user tables (user, user-month, user-week) out of ``tables`` (they stay
         in the CSVs), for inputs with millions of users.
+    tables
+        ``"csv"`` (default) or ``"parquet"``: the format of the per-user tables written under ``out``.
     memory_limit, threads
         DuckDB's limits.
 
@@ -218,7 +220,8 @@ def describe_transactions(data: Data, *, out: str | Path | None = None, format: 
     if net_refunds is None:
         net_refunds = tx.config is not None and tx.config.refunds == "net"
     res = run_describe(tx, None if out is None else Path(out), country=country, top_n=top_n, net_refunds=net_refunds,
-                       currency=currency, memory_limit=memory_limit, threads=threads, collect=per_user_tables)
+                       currency=currency, memory_limit=memory_limit, threads=threads, collect=per_user_tables,
+                       table_format=tables)
     tables = {k: _whole_counts(v) for k, v in res["tables"].items()}  # type: ignore[attr-defined]
     return DescribeResult(res["summary"], tables, res["html"],  # type: ignore[arg-type]
                           None if out is None else Path(out))

@@ -285,3 +285,34 @@ def test_no_model_sees_target_period_data_in_the_habit_worlds(key: str, profile:
     np.testing.assert_array_equal(a.predictions["user_id"], b.predictions["user_id"])
     np.testing.assert_allclose(a.predictions["y_pred"], b.predictions["y_pred"], rtol=0, atol=1e-9)
     assert b.predictions["y_true"].sum() > 100 * a.predictions["y_true"].sum() > 0
+
+def test_backtests_run_side_by_side_fit_with_one_blas_thread_and_restore_it_after() -> None:
+    """Two backtests on threads each fitting a BLAS model with two threads oversubscribe two cores: every
+    fit sees one BLAS thread, the caller's setting is back once the backtests are done."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from spendlab.forecast.backtest import backtest_models
+
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    seen: list[set[int]] = []
+    base = registry.MODELS["last_period"]
+
+    class Spy(base):  # type: ignore[misc, valid-type]
+        def fit(self, X, y=None):
+            seen.append(blas_threads())
+            return super().fit(X, y)
+
+    registry.MODELS["spy"] = Spy
+    try:
+        with threadpool_limits(limits=2, user_api="blas"):
+            before = blas_threads()
+            outcomes = list(backtest_models(store_for(tx_frame()), experiment([D(2024, 5, 31), D(2024, 6, 30)]),
+                                            {"spy": ({}, False), "last_period": ({}, False)}, jobs=2))
+            after = blas_threads()
+    finally:
+        del registry.MODELS["spy"]
+    assert [o.error for o in outcomes] == [None, None]
+    assert len(seen) == 3 and all(s == {1} for s in seen)  # the validation origin and both test origins
+    assert before == after == {2}

@@ -54,3 +54,27 @@ def test_the_champion_rule_prefers_the_simpler_model_inside_the_interval() -> No
     p = two_models(30.0)
     boot = bootstrap_rmse({"lightgbm": p["a"], "bgnbd_gg": p["b"]}, split="validation", n_boot=300)
     assert pick_champion(board.assign(validation_rmse=[10.0, 30.0]), boot) == "lightgbm"
+
+
+@pytest.mark.parametrize("split", ["validation", "test"])
+def test_one_model_skips_the_draws_and_gives_the_intervals_the_draws_give(split: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from spendlab.forecast import leaderboard
+
+    one = {"a": two_models(0.0)["a"]}  # every row is a validation row
+    drawn = bootstrap_rmse(one, split=split, n_boot=200, seed=3)
+    calls: list[int] = []
+    monkeypatch.setattr(leaderboard, "bootstrap_rmse", lambda *a, **k: calls.append(1))
+    fast = leaderboard.paired_bootstrap(one, split=split, n_boot=200, seed=3)
+    assert calls == [] and fast.shape == drawn.shape and list(fast.columns) == ["a"]
+    want, got = delta_interval(drawn, "a", "a"), delta_interval(fast, "a", "a")
+    # validation: (0, 0) both ways; test (no rows): NaN both ways
+    assert np.allclose(want, got, equal_nan=True) and (split == "validation") == np.isfinite(got).all()
+
+
+def test_two_models_still_draw() -> None:
+    from spendlab.forecast.leaderboard import paired_bootstrap
+
+    both = two_models(0.5)
+    pd.testing.assert_frame_equal(paired_bootstrap(both, split="validation", n_boot=100, seed=2),
+                                  bootstrap_rmse(both, split="validation", n_boot=100, seed=2))

@@ -179,7 +179,7 @@ def test_cli_experiment_run_prints_a_leaderboard_and_compare_lists_runs(workdir:
     monkeypatch.setenv("SPENDLAB_TRACKING_URI", f"sqlite:///{workdir}/cli.db")
     runner = CliRunner()
     res = runner.invoke(app, ["experiment", "run", str(workdir / "tiny.yaml"), "--models", "zero,last_period",
-                              "--out", str(workdir / "out_cli")])
+                              "--out", str(workdir / "out_cli"), "--profile"])
     assert res.exit_code == 0, res.output
     assert "champion: " in res.output and "last_period" in res.output
     board = pd.read_csv(workdir / "out_cli" / "leaderboard.csv")
@@ -191,6 +191,9 @@ def test_cli_experiment_run_prints_a_leaderboard_and_compare_lists_runs(workdir:
     assert list(printed.columns) == list(board.columns)
     pd.testing.assert_frame_equal(printed, board, check_exact=False, rtol=1e-5)
     assert "…" not in res.output and "\r" not in res.output  # no ellipsis, no progress-bar redraws
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("# where the time went"))
+    profile = pd.read_csv(io.StringIO("\n".join(lines[start + 1:])))
+    assert profile.set_index(["stage", "detail"]).loc[("fit", "last_period"), "calls"] == 4  # --profile: per stage
     res = runner.invoke(app, ["compare", "tiny_weekly"])
     assert res.exit_code == 0, res.output
     assert "model runs across invocations" in res.output and "zero" in res.output
@@ -313,3 +316,27 @@ def test_a_combination_refitted_from_its_candidate_reproduces_its_composed_test_
     board = pd.read_csv(workdir / "out" / "leaderboard.csv").set_index("model")
     assert res.means["test_rmse"] == pytest.approx(board.loc[key, "rmse"], abs=5e-4)  # the CSV has 3 decimals
     assert res.means["test_rmse"] == pytest.approx(cand.figures.test_rmse, abs=1e-9)
+
+
+def test_profile_times_every_stage_and_the_parent_run_records_it(first_run: object, workdir: Path) -> None:
+    prof = first_run.profile
+    origins = 4  # 2 validation + 2 test
+    calls = prof.set_index(["stage", "detail"])["calls"]
+    backtested = [m for m in MODELS if m not in ("ensemble", "stack")]
+    for model in backtested:  # every model's fit and predict, once per origin
+        assert calls[("fit", model)] == origins and calls[("predict", model)] == origins
+    assert calls[("blend", "ensemble")] == 1 and calls[("blend", "stack")] == 1
+    assert calls[("bootstrap", f"{len(MODELS)} models x 1000")] == 1
+    assert calls[("load", "tiny")] == 1
+    assert {("mlflow", m) for m in MODELS} <= set(calls.index)
+    assert (prof["seconds"] >= 0).all() and (prof["cpu_seconds"] >= 0).all()
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlruns/mlflow.db")
+    parent = client.get_run(first_run.parent_run_id)
+    stages = pd.read_csv(client.download_artifacts(parent.info.run_id, "profile/stages.csv", str(workdir / "dl")))
+    assert set(stages.columns) >= {"stage", "detail", "origin", "seconds", "cpu_seconds"}
+    fits = stages[(stages["stage"] == "fit") & (stages["detail"] == "lightgbm")]
+    built = stages.loc[stages["stage"] == "features", "origin"]
+    assert built.is_unique and set(fits["origin"]) <= set(built)  # each cutoff built once, shared by every model
+    assert sorted(fits["origin"]) == ["2023-10-22", "2023-10-29", "2023-11-26", "2023-12-03"]
+    for stage, total in stages.groupby("stage")["seconds"].sum().items():
+        assert parent.data.metrics[f"profile_seconds.{stage}"] == pytest.approx(total, rel=1e-9)

@@ -88,3 +88,23 @@ def test_child_run_is_dated_by_the_work_it_records(store: str) -> None:
     info = MlflowClient().get_run(run.run_id).info
     assert info.start_time == round(t0 * 1000) and info.end_time == round((t0 + 42.5) * 1000)
     assert info.status == "FINISHED"
+
+
+def test_metrics_at_many_steps_go_in_batches_of_500_with_every_step_and_flag(store: str) -> None:
+    calls: list[int] = []
+    real = MlflowClient.log_batch
+
+    def counting(self, run_id, metrics=(), *args, **kwargs):
+        calls.append(len(metrics))
+        return real(self, run_id, metrics, *args, **kwargs)
+
+    by_step = {s: {f"m{k}": float(s * 10 + k) for k in range(60)} for s in range(1, 11)}  # 600 finite values
+    by_step[11] = {"m0": float("nan")}
+    with tracking.start_parent_run("demo", run_name="p") as parent, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(MlflowClient, "log_batch", counting)
+        parent.metric_steps(by_step)
+    client = MlflowClient()
+    assert calls == [500, 100]  # 600 metrics: two calls, not one per step
+    assert sorted((m.step, m.value) for m in client.get_metric_history(parent.run_id, "m7")) == [
+        (s, float(s * 10 + 7)) for s in range(1, 11)]
+    assert client.get_run(parent.run_id).data.tags["nonfinite_metrics"] == "m0@11"

@@ -36,6 +36,7 @@ from spendlab.io.safe_out import UnsafeOutputError, check_output, output_dir
 from spendlab.jobs.compare import compare_runs
 from spendlab.jobs.evaluate import TOLERANCE, evaluate_model
 from spendlab.jobs.experiment import run_experiment
+from spendlab.jobs.feature_cache import DEFAULT_CACHE_DIR
 from spendlab.jobs.pipeline import PipelineConfig, plan_pipeline, run_pipeline
 from spendlab.jobs.plan import plan_score
 from spendlab.jobs.promote import promote_experiment
@@ -158,19 +159,28 @@ def experiment_run(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for leaderboard.csv and predictions.parquet.")]
     = Path("outputs/experiment"),
     tracking_uri: TrackingOpt = None,
+    profile: Annotated[bool, typer.Option("--profile", help="Also print where the time went: wall and CPU "
+                                          "seconds per stage (loading, features per cutoff, each model's fit "
+                                          "and predict, blending, bootstrap, MLflow logging); the parent run "
+                                          "always records them (profile/stages.csv).")] = False,
+    feature_cache: Annotated[bool, typer.Option("--feature-cache/--no-feature-cache", help="Keep each cutoff's "
+                                                "features under outputs/.feature_cache for the next run on the "
+                                                "same data, reader and feature set.")] = True,
 ) -> None:
     """Backtest the experiment's models on rolling origins; print the leaderboard, log to MLflow."""
     check_output(out_dir, kind="dir", inputs=[experiment])  # created and marked by the job when it writes
     keys = [m.strip() for m in models.split(",") if m.strip()] if models else None
     with progress_lines("experiment") as progress:
         result = run_experiment(experiment, models=keys, out_dir=out_dir, tracking_uri=resolve_tracking_uri(tracking_uri),
-                                progress=progress)
+                                progress=progress, feature_cache=DEFAULT_CACHE_DIR if feature_cache else None)
     show_table(result.leaderboard, f"{result.name}: mean over test origins (champion chosen on validation)",
                highlight=result.champion)
     out.print(f"champion: {escape(result.champion)}   MLflow parent run: {result.parent_run_id}",
               highlight=False, soft_wrap=True)
     written = [str(result.paths[k]) for k in ("leaderboard", "predictions", "report") if k in result.paths]
     out.print(f"wrote {escape(', '.join(written))}", highlight=False, soft_wrap=True)
+    if profile:
+        show_table(result.profile, "where the time went (seconds per stage, summed over origins and threads)")
 
 
 def compare(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from spendlab.errors import NoDataError, SpendlabError
 from spendlab.features import FeatureConfig, build_features, build_target
 from spendlab.features.config import ORIGIN_LEVEL
 from spendlab.io.load import connect
+from spendlab.timing import timed
 
 if TYPE_CHECKING:
     import duckdb
@@ -22,13 +24,24 @@ if TYPE_CHECKING:
     from spendlab.io.load import Transactions
 
 
+class FrameCache(Protocol):
+    """Frames kept across runs, by kind (``features``, ``targets``) and cutoff (see ``spendlab.jobs.feature_cache``)."""
+
+    def get(self, kind: str, cutoff: dt.date) -> pd.DataFrame | None:
+        """Return the kept frame of ``kind`` at ``cutoff``, or ``None``."""
+
+    def put(self, kind: str, cutoff: dt.date, frame: pd.DataFrame) -> None:
+        """Keep ``frame`` as the frame of ``kind`` at ``cutoff``."""
+
+
 class FeatureStore:
     """Features and targets per cutoff on one DuckDB connection, each computed once per run."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, *, freq: Freq, horizon: int,
-                 feature_config: FeatureConfig | None = None, view: str = "transactions") -> None:
+                 feature_config: FeatureConfig | None = None, view: str = "transactions",
+                 cache: FrameCache | None = None) -> None:
         self.con, self.freq, self.horizon, self.view = con, freq, horizon, view
-        self.feature_config = feature_config
+        self.feature_config, self.cache = feature_config, cache
         self._lock = threading.RLock()
         self._features: dict[dt.date, pd.DataFrame] = {}
         self._targets: dict[dt.date, pd.DataFrame] = {}
@@ -40,11 +53,13 @@ class FeatureStore:
 
     @classmethod
     def from_source(cls, source: Transactions | duckdb.DuckDBPyConnection | FeatureStore, *, freq: Freq,
-                    horizon: int, feature_config: FeatureConfig | None = None) -> FeatureStore:
+                    horizon: int, feature_config: FeatureConfig | None = None,
+                    cache: FrameCache | None = None) -> FeatureStore:
         """Make a store over a ``Transactions``, a connection with a ``transactions`` view, or a store.
 
         A store is reused as it is; it is refused if it was built for another ``freq``/``horizon``, or
-        for another feature config when ``feature_config`` is given.
+        for another feature config when ``feature_config`` is given. ``cache`` (a new store only) keeps
+        frames across runs; it must be keyed by everything the frames depend on.
         """
         if isinstance(source, FeatureStore):
             if (source.freq, source.horizon) != (freq, horizon):
@@ -59,8 +74,9 @@ class FeatureStore:
 
             con = connect()
             source.register(con)  # type: ignore[union-attr]
-            return cls(con, freq=freq, horizon=horizon, feature_config=feature_config)
-        return cls(source, freq=freq, horizon=horizon, feature_config=feature_config)  # type: ignore[arg-type]
+            return cls(con, freq=freq, horizon=horizon, feature_config=feature_config, cache=cache)
+        return cls(source, freq=freq, horizon=horizon, feature_config=feature_config,  # type: ignore[arg-type]
+                   cache=cache)
 
     @property
     def first_cutoff(self) -> dt.date:
@@ -71,19 +87,26 @@ class FeatureStore:
         """Return the features at ``cutoff``, computed once and cached (one query at a time)."""
         with self._lock:  # one DuckDB query at a time: backtests may share the store across threads
             if cutoff not in self._features:
-
-                feats = build_features(self.con, freq=self.freq, as_of=cutoff,
-                                       config=self.feature_config, view=self.view)
-                self._features[cutoff] = feats
+                self._features[cutoff] = self._cached("features", cutoff, lambda: build_features(
+                    self.con, freq=self.freq, as_of=cutoff, config=self.feature_config, view=self.view))
             return self._features[cutoff]
+
+    def _cached(self, kind: str, cutoff: dt.date, build: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """Return ``build()``'s frame, from the cache when it holds one (then into it when it did not)."""
+        frame = self.cache.get(kind, cutoff) if self.cache is not None else None
+        if frame is None:
+            with timed(kind, "", cutoff):
+                frame = build()
+            if self.cache is not None:
+                self.cache.put(kind, cutoff, frame)
+        return frame
 
     def target(self, cutoff: dt.date) -> np.ndarray:
         """Target aligned row for row with :meth:`features` (READS PAST ``cutoff``)."""
         with self._lock:
             if cutoff not in self._targets:
-
-                self._targets[cutoff] = build_target(self.con, freq=self.freq, as_of=cutoff,
-                                                     horizon=self.horizon, view=self.view)
+                self._targets[cutoff] = self._cached("targets", cutoff, lambda: build_target(
+                    self.con, freq=self.freq, as_of=cutoff, horizon=self.horizon, view=self.view))
         feats, tgt = self.features(cutoff), self._targets[cutoff]
         if not feats["user_id"].equals(tgt["user_id"]):
             aligned = feats[["user_id"]].merge(tgt, on="user_id", how="left")

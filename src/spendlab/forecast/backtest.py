@@ -11,6 +11,7 @@ of ``c`` itself is read only to score the forecast.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from spendlab.calendar import Freq, shift_period
 from spendlab.errors import SpendlabError
@@ -37,6 +39,7 @@ from spendlab.features.store import FeatureStore
 from spendlab.forecast.cold_start import apply_fallback, cold_users, training_fallback
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
 from spendlab.forecast.split import training_set
+from spendlab.timing import timed
 
 
 @dataclass
@@ -62,8 +65,10 @@ class BacktestResult:
 def _fit_predict(model_key: str, params: dict[str, Any], X_train: pd.DataFrame, y_train: np.ndarray,
                  X_pred: pd.DataFrame, cutoff: dt.date) -> tuple[BaseEstimator, np.ndarray]:
     est = make_model(model_key, params)
-    est.fit(X_train.drop(columns=["user_id"]), y_train)
-    pred = np.asarray(est.predict(at_origin(X_pred.drop(columns=["user_id"]), cutoff)), dtype=np.float64)
+    with timed("fit", model_key, cutoff):
+        est.fit(X_train.drop(columns=["user_id"]), y_train)
+    with timed("predict", model_key, cutoff):
+        pred = np.asarray(est.predict(at_origin(X_pred.drop(columns=["user_id"]), cutoff)), dtype=np.float64)
     if pred.shape != (len(X_pred),) or not np.isfinite(pred).all() or (pred < 0).any():
         raise SpendlabError(f"model {model_key!r} returned invalid predictions (need one finite value >= 0 per user)")
     return est, pred
@@ -109,17 +114,19 @@ def run_backtest(
     est = None
     for i, cutoff in enumerate(cutoffs):
         store.check_cutoff(cutoff)
-        X_train, y_train = training_set(store, cutoff, experiment.train_origins)
+        with timed("training_set", model_key, cutoff):
+            X_train, y_train = training_set(store, cutoff, experiment.train_origins)
         X_c = store.features(cutoff)
         est, pred = _fit_predict(model_key, dict((params_by_cutoff or {}).get(cutoff, params)), X_train, y_train, X_c, cutoff)
         fallback = training_fallback(X_train, y_train, active_window=experiment.segments.active_window,
                                      level=experiment.interval_level)  # the registered scorer's fallback
         pred = apply_fallback(pd.DataFrame({"prediction": pred}), cold_users(X_c), fallback)["prediction"].to_numpy()
         y_true = store.target(cutoff)  # read only now, to score
-        seg = segment_users(X_c, active_window=experiment.segments.active_window)
+        with timed("metrics", model_key, cutoff):
+            seg = segment_users(X_c, active_window=experiment.segments.active_window)
+            metrics = origin_metrics(y_true, pred, seg)
         split = "validation" if cutoff in val else "test"
         target_period = shift_period(cutoff, experiment.freq, 1)
-        metrics = origin_metrics(y_true, pred, seg)
         rows.append({"origin": i, "split": split, "cutoff": cutoff, "target_period": target_period,
                      "n_users": len(X_c), "n_train": len(X_train),
                      "train_spend_rate": float(np.mean(np.asarray(y_train) > 0)), **metrics})
@@ -175,9 +182,10 @@ def backtest_models(store: FeatureStore, cfg: BacktestSpec, resolved: dict[str, 
     ``fold_params[key][c]``: the parameters that score validation origin ``c`` (tuned without it).
 
     The first backtest builds every cutoff's features and targets (cached in the store); the others
-    then run ``jobs`` at a time on threads: each fits single-threaded (LightGBM n_jobs=1) and releases
-    the GIL in LightGBM, numpy and DuckDB. Each outcome is yielded as soon as it and those before it
-    are done, so the caller's logging overlaps the backtests still running. Backtests not yet started
+    then run ``jobs`` at a time on threads: each fits single-threaded (LightGBM n_jobs=1, BLAS capped at
+    one thread: a Tweedie GLM's solver took 3x the CPU with two BLAS threads beside another backtest)
+    and releases the GIL in LightGBM, numpy and DuckDB. Each outcome is yielded as soon as it and those
+    before it are done, so the caller's logging overlaps the backtests still running. Backtests not yet started
     are cancelled when the caller stops early (a failure).
     """
     keys = list(resolved)
@@ -188,6 +196,13 @@ def backtest_models(store: FeatureStore, cfg: BacktestSpec, resolved: dict[str, 
         say_progress(progress, f"[{keys.index(key) + 1}/{total}] backtesting {key}{' (tuned params)' if tuned else ''}")
         return backtest_one(store, cfg, key, params, tuned, (fold_params or {}).get(key))
 
+    with threadpool_limits(limits=1, user_api="blas"):  # process-wide, so set once for every thread
+        yield from _run_all(keys, run, jobs, resolved)
+
+
+def _run_all(keys: list[str], run: Callable[[str], BacktestOutcome], jobs: int,
+             resolved: dict[str, tuple[dict[str, Any], bool]]) -> Iterator[BacktestOutcome]:
+    """Return the first backtest alone (it builds the features), then the others ``jobs`` at a time, in order."""
     first = run(keys[0])
     yield first
     if first.error is not None:
@@ -195,7 +210,9 @@ def backtest_models(store: FeatureStore, cfg: BacktestSpec, resolved: dict[str, 
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="spendlab-backtest") as pool:
         # Tuned models first: a search tends to land on bigger models (CDNOW: 350 trees against 150,
         # the longest backtest), and the longest job should start first so both threads finish together.
-        submitted = {key: pool.submit(run, key) for key in sorted(keys[1:], key=lambda k: not resolved[k][1])}
+        # Each task runs in a copy of this context: it records into the job's timings, if any.
+        order = sorted(keys[1:], key=lambda k: not resolved[k][1])
+        submitted = {key: pool.submit(contextvars.copy_context().run, run, key) for key in order}
         try:
             for key in keys[1:]:
                 yield submitted[key].result()

@@ -27,6 +27,7 @@ from spendlab.forecast.selection import (
     validation_errors,
 )
 from spendlab.models.registry import BASELINES, COMPLEXITY, PEERS
+from spendlab.timing import timed
 
 LEADERBOARD_COLUMNS: tuple[str, ...] = ("model", "rmse", "mae", "bias", "wape", "top10_capture",
                                         "validation_rmse", "champion")
@@ -92,6 +93,34 @@ def _lead(boot_val: pd.DataFrame, boot_test: pd.DataFrame, board: pd.DataFrame, 
     return out
 
 
+def paired_bootstrap(preds: Mapping[str, pd.DataFrame], *, split: str, n_boot: int, seed: int) -> pd.DataFrame:
+    """:func:`~spendlab.forecast.bootstrap.bootstrap_rmse`, without the draws when there is one model.
+
+    A single model is only ever compared with itself, and the paired difference of a model with itself
+    is 0 in every replicate (NaN when ``split`` has no rows), whatever the draws: the replicates are
+    given as those zeros, and every interval read from them is the one the draws would give.
+
+    Parameters
+    ----------
+    preds : mapping
+        Model -> its backtest predictions (see ``bootstrap_rmse``).
+    split : str
+        ``validation`` or ``test``.
+    n_boot, seed : int
+        Replicates and the generator's seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``n_boot`` x models; for one model, only good for paired differences.
+    """
+    if len(preds) != 1:
+        return bootstrap_rmse(preds, split=split, n_boot=n_boot, seed=seed)
+    (name, first), = preds.items()
+    value = 0.0 if (first["split"] == split).any() else np.nan
+    return pd.DataFrame(np.full((n_boot, 1), value), columns=[name])
+
+
 def rank_models(results: Mapping[str, Any], keys: Sequence[str], tuned: Mapping[str, bool], *,
                 seed: int = 0, n_boot: int = 1000, level: float = 0.95, rule: str = DEFAULT_RULE,
                 members: Sequence[str] = ()) -> Ranking:
@@ -113,8 +142,9 @@ def rank_models(results: Mapping[str, Any], keys: Sequence[str], tuned: Mapping[
                      "interval_coverage_80": m.get("interval_coverage_80"), "tuned": tuned[key]})
     board = pd.DataFrame(rows)
     preds = {k: results[k].predictions for k in keys}
-    boot_val = bootstrap_rmse(preds, split="validation", n_boot=n_boot, seed=seed)
-    boot_test = bootstrap_rmse(preds, split="test", n_boot=n_boot, seed=seed + 1)
+    with timed("bootstrap", f"{len(preds)} models x {n_boot}"):
+        boot_val = paired_bootstrap(preds, split="validation", n_boot=n_boot, seed=seed)
+        boot_test = paired_bootstrap(preds, split="test", n_boot=n_boot, seed=seed + 1)
     cands = list(_candidates(board)["model"])
     errors = validation_errors({k: results[k].per_origin for k in cands}, cands)
     table = ValidationErrors(errors, boot_val, COMPLEXITY, members=tuple(members), level=level)

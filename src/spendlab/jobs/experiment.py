@@ -24,17 +24,15 @@ from spendlab.forecast.candidate import Candidate, Measured
 from spendlab.forecast.intervals import calibrate, calibration_report
 from spendlab.forecast.leaderboard import rank_models, test_predictions
 from spendlab.forecast.protocol import ExperimentConfig, protocol_id
-from spendlab.forecast.report import leaderboard_markdown, report_tables
-from spendlab.forecast.report_render import render_report
-from spendlab.forecast.selection import selection_note, selection_table
-from spendlab.io.atomic import atomic_path, atomic_write_text
-from spendlab.io.safe_out import prepare_output_dir
 from spendlab.jobs.auto_origins import resolve_plan
 from spendlab.jobs.covariates import load_dataset_with_users
+from spendlab.jobs.experiment_outputs import log_parent, render_experiment_report, write_outputs
+from spendlab.jobs.feature_cache import cached_store, dataset_record
 from spendlab.jobs.plan import ExperimentPlan, TunePlan, load_experiment, plan_experiment
 from spendlab.jobs.tuned_params import TUNED_DIR
 from spendlab.models.base import usable_cores
 from spendlab.models.registry import resolved_params
+from spendlab.timing import Timings, current, profiled, timed
 from spendlab.tracking import figures as figs
 from spendlab.tracking import results
 from spendlab.tracking import runs as tracking
@@ -52,6 +50,7 @@ class ExperimentResult(StrictModel):
     parent_run_id: str
     paths: dict[str, Path]
     ensemble_weights: dict[str, float] = {}
+    profile: Any = None  # pandas.DataFrame, spendlab.timing.SUMMARY_COLUMNS: where the run's time went
 
 
 def load_dataset(cfg: ExperimentConfig) -> Any:
@@ -84,18 +83,24 @@ def feature_store(plan: ExperimentPlan | TunePlan, source: Any) -> FeatureStore:
     return FeatureStore.from_source(source, freq=cfg.freq, horizon=cfg.horizon, feature_config=plan.features)
 
 
+@profiled  # the load below and execute's stages in one recorder
 def run_experiment(experiment_path: Path, *, models: list[str] | None = None, out_dir: Path,
                    tracking_uri: str | None = None, tuned_dir: Path = TUNED_DIR,
-                   progress: Any | None = None) -> ExperimentResult:
+                   progress: Any | None = None, feature_cache: Path | None = None) -> ExperimentResult:
     """Backtest every model of the experiment, track it in MLflow, write leaderboard and predictions.
 
     Writes ``out_dir/leaderboard.csv``, ``out_dir/predictions.parquet`` (test origins) and
     ``out_dir/intervals.json`` (each model's conformal quantiles, for batch scoring). ``progress``
-    is an optional ``callable(str)`` for status lines.
+    is an optional ``callable(str)`` for status lines; ``feature_cache`` a directory keeping each
+    cutoff's features across runs (:mod:`spendlab.jobs.feature_cache`).
     """
     plan = plan_experiment(load_experiment(experiment_path), experiment_path=Path(experiment_path), models=models,
                            tuned_dir=tuned_dir)
-    return execute(plan, out_dir=Path(out_dir), tracking_uri=tracking_uri, progress=progress)
+    with timed("load", plan.experiment.dataset.name or plan.experiment.dataset.input):
+        tx = load_dataset(plan.experiment)
+        store = cached_store(plan, tx, feature_cache)
+    return execute(plan, out_dir=Path(out_dir), tracking_uri=tracking_uri, progress=progress, transactions=tx,
+                   store=store)
 
 
 def _log_model(run: tracking.RunLog, res: BacktestResult, *, tuned: bool, estimator_params: dict[str, Any],
@@ -129,27 +134,6 @@ def _say_done(progress: Any | None, o: BacktestOutcome) -> None:
     say_progress(progress, f"      {o.key}: validation RMSE {m.get('validation_rmse', float('nan')):.3f}, "
                    f"test RMSE {m.get('test_rmse', float('nan')):.3f}, test bias "
                    f"{m.get('test_bias', float('nan')):+.3f} ({o.seconds:.0f} s)")
-
-
-def write_outputs(out_dir: Path, *, board: pd.DataFrame, predictions: pd.DataFrame,
-                  intervals: dict[str, Any], report: str | None = None) -> dict[str, Path]:
-    """Write the experiment's outputs, each atomically.
-
-    ``leaderboard.csv``, ``predictions.parquet`` (test origins, with ``p_spend, median, lower, upper``),
-    ``intervals.json`` (each model's calibration) and (given its text) the reviewers' ``report.html``.
-    """
-    prepare_output_dir(out_dir)  # checked and marked as spendlab's (spendlab.io.safe_out)
-    paths = {"leaderboard": out_dir / "leaderboard.csv", "predictions": out_dir / "predictions.parquet",
-             "intervals": out_dir / "intervals.json"}
-    with atomic_path(paths["leaderboard"]) as tmp:
-        board.to_csv(tmp, index=False, float_format="%.6g")
-    with atomic_path(paths["predictions"]) as tmp:
-        predictions.to_parquet(tmp, index=False)
-    atomic_write_text(paths["intervals"], json.dumps(intervals, indent=2) + "\n")
-    if report is not None:
-        paths["report"] = out_dir / "report.html"
-        atomic_write_text(paths["report"], report)
-    return paths
 
 
 def _train_spend_rate(res: BacktestResult) -> float:
@@ -205,16 +189,17 @@ class _Recorder:
     def record(self, key: str, res: BacktestResult, tuned: bool, estimator_params: dict[str, Any],
                params: dict[str, Any], base_rate: float, timing: tuple[float, float] | None = None) -> None:
         cfg = self.cfg
-        cal, scored, cov = calibrate(res.predictions, level=cfg.interval_level)
-        test = res.predictions["split"] == "test"
-        cal_metrics, cal_tables = calibration_report(pd.concat([res.predictions[test], scored[test]], axis=1),
-                                                     level=cfg.interval_level, base_rate=base_rate)
+        with timed("calibrate", key):
+            cal, scored, cov = calibrate(res.predictions, level=cfg.interval_level)
+            test = res.predictions["split"] == "test"
+            cal_metrics, cal_tables = calibration_report(pd.concat([res.predictions[test], scored[test]], axis=1),
+                                                         level=cfg.interval_level, base_rate=base_rate)
         res.means.update({**cal_metrics, **cov})
         self.intervals[key], self.results[key], self.scored_rows[key] = cal, res, scored
         if key not in self.keys:  # an ensemble member that was not asked for: no run of its own
             return
         start, end = timing or (None, None)  # the backtest's own times, not the logging's
-        with tracking.child_run(self.parent, run_name=key, start_time=start, end_time=end,
+        with timed("mlflow", key), tracking.child_run(self.parent, run_name=key, start_time=start, end_time=end,
                                 tags={"model": key, "kind": "model", **self.common_tags,
                                       "tuned": str(tuned).lower()}) as run:
             names = res.feature_names or next(r.feature_names for r in self.results.values() if r.feature_names)
@@ -243,7 +228,8 @@ def _blend_ensemble(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bo
     say_progress(progress, f"[{n}/{n}] blending ensemble (convex weights from validation origins; each validation "
                    "origin scored with weights fitted without it)")
     blend_start, t0 = time.time(), time.perf_counter()
-    bl = blend(rec.results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
+    with timed("blend", "ensemble"):
+        bl = blend(rec.results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
     timing = (blend_start, blend_start + time.perf_counter() - t0)
     if bl.left_out:
         say_progress(progress, f"      ensemble: left out {bl.left_out} (|validation bias| > "
@@ -266,7 +252,8 @@ def _stack_members(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], boo
     say_progress(progress, "      stacking the ensemble members (a meta-learner per segment, fitted on validation origins; "
                    "each validation origin scored with one fitted without it)")
     start, t0 = time.time(), time.perf_counter()
-    st = stack(rec.results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
+    with timed("blend", "stack"):
+        st = stack(rec.results, cfg.ensemble_members, max_validation_bias=cfg.ensemble_max_validation_bias)
     timing = (start, start + time.perf_counter() - t0)
     used = [m for m in cfg.ensemble_members if any(w.get(m, 0.0) > 0 for w in st.weights.values())]
     params = resolved_params("stack", {
@@ -281,41 +268,6 @@ def _stack_members(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], boo
                params, _train_spend_rate(rec.results[used[0]]), timing)
 
 
-def _log_parent(rec: _Recorder, ranking: Any, paths: dict[str, Path], weights: dict[str, float]) -> None:
-    """Log the parent run: champion, leads, leaderboard, report, every candidate (tracking)."""
-    parent, board, champion = rec.parent, ranking.board, ranking.champion
-    parent.tags({"champion": champion, "champion_run_id": rec.child_ids.get(champion, ""),
-                 "runner_up": ranking.runner_up or "", "best_peer": ranking.best_peer or "",
-                 "mlflow.note.content": leaderboard_markdown(board, champion, name=rec.cfg.name)})
-    parent.metrics({f"champion_{c}": float(board.loc[board["champion"], c].iloc[0])
-                    for c in ("rmse", "mae", "bias", "wape", "top10_capture", "validation_rmse",
-                              "gini_norm", "spearman", "decile_mape")})
-    parent.metrics(ranking.leads)  # paired bootstrap over users, stratified by origin (95%)
-    results.log_selection(parent, rule=ranking.rule, n_origins=ranking.n_validation_origins,
-                          origins_won=ranking.origins_won,
-                          choices=selection_table(ranking.picks, board, champion=champion))
-    parent.table(board, "leaderboard.csv")
-    parent.artifact(paths["intervals"])
-    parent.artifact(paths["report"])
-    for key, cand in rec.candidates.items():
-        parent.text(cand.to_json(), f"candidates/{key}.json")
-    champion_json = rec.candidates[champion].to_json()
-    parent.text(champion_json, "candidate.json")  # the champion's: what promote registers
-    parent.tag(CANDIDATE_TAG, candidate_digest(champion_json))  # promote refuses other bytes
-    if weights:
-        parent.params({f"ensemble_weight.{m}": w for m, w in weights.items()})
-
-
-def _dataset_record(plan: ExperimentPlan, tx: Any) -> tuple[dict[str, str], dict[str, str]]:
-    """Describe the dataset as MLflow records it (name, content digest, source) and the tags every run carries."""
-    cfg = plan.experiment
-    name = cfg.dataset.name or cfg.dataset.input
-    source = tx.files[0] if len(tx.files) == 1 else cfg.dataset.input
-    dataset = {"name": name, "digest": tx.content_hash(), "source": str(source)}
-    tags = {"dataset_name": name, "dataset_hash": dataset["digest"], "experiment_file": str(plan.experiment_path or "")}
-    return dataset, tags
-
-
 def _backtest_all(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bool]],
                   folds: dict[str, dict[Any, dict[str, Any]]], *, jobs: int, progress: Any | None) -> None:
     """Backtest every planned model and record each as it finishes (a failure fails its run, then the job)."""
@@ -328,6 +280,8 @@ def _backtest_all(rec: _Recorder, resolved: dict[str, tuple[dict[str, Any], bool
         _say_done(progress, o)
 
 
+# long: the run in order (load, backtests, blend, rank, report, write, log), each step one call on the previous one's objects
+@profiled  # every timed stage records into the caller's recorder, or into this run's own
 def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = None, progress: Any | None = None,
             transactions: Any | None = None, jobs: int | None = None, store: Any | None = None) -> ExperimentResult:
     """Run an experiment plan: backtest every model, blend, rank, track and write.
@@ -357,11 +311,13 @@ def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = N
     ExperimentResult
         The leaderboard, the champion, the parent run and the files written.
     """
-    tx = transactions if transactions is not None else load_dataset(plan.experiment)
-    store = feature_store(plan, store if store is not None else tx)
+    timings = current() or Timings()
+    with timed("load" if transactions is None else "dataset_hash", plan.experiment.dataset.name or plan.experiment.dataset.input):
+        tx = transactions if transactions is not None else load_dataset(plan.experiment)
+        store = feature_store(plan, store if store is not None else tx)
+        dataset, common_tags = dataset_record(plan, tx)
     plan = resolve_plan(plan, store.first_cutoff)  # validation: auto -> the origins the data allow
     cfg, keys = plan.experiment, list(plan.keys)
-    dataset, common_tags = _dataset_record(plan, tx)
     resolved_cfg = cfg.model_dump(mode="json")
     resolved = {k: (dict(m.params), m.tuned) for k, m in plan.models.items()}  # key -> (params, tuned)
     folds = {k: {c: dict(p) for c, p in m.fold_params.items()} for k, m in plan.models.items() if m.tuned}
@@ -369,10 +325,11 @@ def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = N
     with tracking.start_parent_run(cfg.name, run_name=run_name,
                                    tags={**common_tags, "kind": "experiment", "models": ",".join(keys)},
                                    tracking_uri=tracking_uri) as parent:
-        parent.params(results.flatten("", resolved_cfg))
-        results.log_dataset(parent, **dataset)
-        parent.text(json.dumps(resolved_cfg, indent=2, default=str), "config/experiment.json")
-        parent.text(plan.to_json(), "plan.json")
+        with timed("mlflow", "parent"):
+            parent.params(results.flatten("", resolved_cfg))
+            results.log_dataset(parent, **dataset)
+            parent.text(json.dumps(resolved_cfg, indent=2, default=str), "config/experiment.json")
+            parent.text(plan.to_json(), "plan.json")
         rec = _Recorder(cfg, keys, parent, store, dataset, common_tags, resolved_cfg)
         _backtest_all(rec, resolved, folds, jobs=jobs or min(4, usable_cores()), progress=progress)
         weights = _blend_ensemble(rec, resolved, len(resolved) + 1, progress) if "ensemble" in keys else {}
@@ -381,22 +338,13 @@ def execute(plan: ExperimentPlan, *, out_dir: Path, tracking_uri: str | None = N
         ranking = rank_models(rec.results, keys, {k: resolved.get(k, ({}, False))[1] for k in keys}, seed=cfg.seed,
                               rule=cfg.selection.rule, level=cfg.selection.level, members=cfg.ensemble_members)
         # no run id in the report: a rerun must write the same report byte for byte (the run logs it)
-        report = _report(cfg.name, ranking, rec.results, keys, notes={"dataset": f"{dataset['name']} ({dataset['digest'][:12]})"})
+        report = render_experiment_report(cfg.name, ranking, rec.results, keys, notes={"dataset": f"{dataset['name']} ({dataset['digest'][:12]})"})
         paths = write_outputs(Path(out_dir), board=ranking.board, predictions=_with_scored(rec.results, rec.scored_rows, keys),
                               intervals={"experiment": cfg.name, "champion": ranking.champion,
                                          "level": cfg.interval_level, "models": rec.intervals}, report=report)
-        _log_parent(rec, ranking, paths, weights)
+        log_parent(rec, ranking, paths, weights)
+        results.log_profile(parent, timings.records())
         return ExperimentResult(name=cfg.name, leaderboard=ranking.board, champion=ranking.champion,
-                                parent_run_id=parent.run_id, paths=paths, ensemble_weights=weights)
-
-
-def _report(name: str, r: Any, results: dict[str, BacktestResult], keys: list[str], *, notes: dict[str, str]) -> str:
-    """``report.html``'s text: the report's tables (pure) rendered with their figures."""
-    predictions = pd.concat([results[k].predictions for k in keys], ignore_index=True)
-    tables = report_tables(name, r.board, r.champion, predictions, {k: results[k].means for k in keys}, notes=notes,
-                           selection=selection_table(r.picks, r.board, champion=r.champion),
-                           selection_note=selection_note(r.rule, r.champion, r.runner_up, r.n_validation_origins,
-                                                         r.origins_won))
-    return render_report(tables)
-
+                                parent_run_id=parent.run_id, paths=paths, ensemble_weights=weights,
+                                profile=timings.summary())
 

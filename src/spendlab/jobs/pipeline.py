@@ -23,7 +23,8 @@ from spendlab.config import StrictModel
 from spendlab.io.atomic import atomic_write_text
 from spendlab.io.load import validation_summary
 from spendlab.jobs.describe import run_describe
-from spendlab.jobs.experiment import execute, feature_store, load_dataset
+from spendlab.jobs.experiment import execute, load_dataset
+from spendlab.jobs.feature_cache import cached_store
 from spendlab.jobs.plan import ExperimentPlan, TunePlan, load_experiment, plan_experiment, plan_model, plan_tune
 from spendlab.jobs.promote import promote_experiment
 from spendlab.jobs.score import score
@@ -125,9 +126,13 @@ def _load(plan: PipelinePlan, state: dict[str, Any]) -> Any:
 
 
 def _store(plan: PipelinePlan, state: dict[str, Any]) -> Any:
-    """One FeatureStore for tune, experiment and promote: each cutoff's features are built once."""
+    """One FeatureStore for tune, experiment and promote.
+
+    Each cutoff's features are built once, and kept under ``out_dir/.feature_cache`` for the next run on the
+    same data and feature set.
+    """
     if "store" not in state:
-        state["store"] = feature_store(plan.experiment, _load(plan, state))
+        state["store"] = cached_store(plan.experiment, _load(plan, state), plan.config.out_dir / ".feature_cache")
     return state["store"]
 
 

@@ -67,10 +67,12 @@ def log_model_results(run: RunLog, *, params: Mapping[str, Any], per_origin: pd.
     metric_cols = [c for c in per_origin.columns
                    if c not in {"origin", "cutoff", "target_period", "split"} and per_origin[c].dtype.kind in "fi"]
     run.metrics(dict(means))
-    for _, row in per_origin.iterrows():
+    by_step: dict[int | None, dict[str, float]] = {}
+    for _, row in per_origin.iterrows():  # every origin's metrics in one batch (steps need not be unique)
         prefix = f"{row['split']}_" if "split" in per_origin.columns else ""
         step = origin_step(row["cutoff"], freq) if "cutoff" in per_origin.columns else int(row["origin"])
-        run.metrics({f"{ORIGIN_PREFIX}{prefix}{c}": row[c] for c in metric_cols}, step=step)
+        by_step.setdefault(step, {}).update({f"{ORIGIN_PREFIX}{prefix}{c}": row[c] for c in metric_cols})
+    run.metric_steps(by_step)
     for name, df in (tables or {}).items():
         run.table(df, name)
     for name, fig in (figures or {}).items():
@@ -118,3 +120,27 @@ def log_selection(run: RunLog, *, rule: str, n_origins: int, origins_won: int, c
     run.metrics({f"selection_test_rmse.{c['rule']}": float(c["test_rmse"]) for c in rows})
     run.metrics({f"selection_test_regret.{c['rule']}": float(c["test_regret"]) for c in rows})
     run.table(choices, "selection.csv")
+
+
+def log_profile(run: RunLog, records: pd.DataFrame) -> None:
+    """Record where a job's time went, on its run: every timed stage and the total per stage.
+
+    Parameters
+    ----------
+    run : RunLog
+        The job's (parent) run.
+    records : pandas.DataFrame
+        One row per timed stage: ``stage``, ``detail``, ``origin``, ``seconds``, ``cpu_seconds``
+        (:meth:`spendlab.timing.Timings.records`).
+
+    Notes
+    -----
+    The table goes to ``profile/stages.csv``; each stage's summed wall seconds become the metric
+    ``profile_seconds.<stage>`` (summed over threads: backtests run side by side, so the stages of a run
+    may add up to more than its wall time).
+    """
+    if records.empty:
+        return
+    run.table(records, "profile/stages.csv")
+    totals = records.groupby("stage", sort=True)["seconds"].sum()
+    run.metrics({f"profile_seconds.{stage}": float(s) for stage, s in totals.items()})

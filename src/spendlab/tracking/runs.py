@@ -195,15 +195,26 @@ class RunLog:
 
     def metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
         """Log several metrics in one batch; missing or non-finite values are skipped."""
+        self.metric_steps({step: values})
+
+    def metric_steps(self, by_step: Mapping[int | None, Mapping[str, float]]) -> None:
+        """Metrics at several steps in as few ``log_batch`` calls as MLflow allows (500 metrics each).
+
+        Parameters
+        ----------
+        by_step : mapping
+            step (``None`` = 0, unflagged) -> metric name -> value; NaN/inf values are flagged, not logged.
+        """
         import time
 
         from mlflow.entities import Metric
 
-        good, bad = split_finite(values)
-        for k in bad:
-            self._flag(k if step is None else f"{k}@{step}")
-        ts = int(time.time() * 1000)
-        batch = [Metric(k, v, ts, step or 0) for k, v in good.items()]
+        ts, batch = int(time.time() * 1000), []
+        for step, values in by_step.items():
+            good, bad = split_finite(values)
+            for k in bad:
+                self._flag(k if step is None else f"{k}@{step}")
+            batch += [Metric(k, v, ts, step or 0) for k, v in good.items()]
         for i in range(0, len(batch), 500):
             self._client.log_batch(self.run_id, metrics=batch[i:i + 500], synchronous=True)
 
