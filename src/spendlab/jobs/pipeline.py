@@ -30,7 +30,7 @@ from spendlab.jobs.promote import promote_experiment
 from spendlab.jobs.score import score
 from spendlab.jobs.tune import execute_tune
 from spendlab.models.base import usable_cores
-from spendlab.tracking import runs as tracking
+from spendlab.tracking.orphans import mark_orphaned_runs
 from spendlab.tracking.scorer import load_model
 
 if TYPE_CHECKING:
@@ -224,7 +224,7 @@ def run_pipeline(plan: PipelinePlan, console: Console | None = None) -> dict[str
     start = time.perf_counter()
 
     # A previous job killed with -9 left its MLflow runs RUNNING: end them KILLED first.
-    orphans = tracking.mark_orphaned_runs(tracking_uri=cfg.tracking_uri)
+    orphans = mark_orphaned_runs(tracking_uri=cfg.tracking_uri)
     if orphans:
         console.print(f"marked {len(orphans)} orphaned MLflow run(s) of a killed job KILLED", highlight=False)
     for i, (name, fn) in enumerate(todo, 1):

@@ -7,7 +7,7 @@ raises ends ``FAILED`` with a ``failure_reason`` tag; non-finite metrics are nev
 ``nonfinite_metrics`` tag lists them instead, so no ``1.797e308`` clamp reaches the store).
 
 Crash and concurrency safety: every run is tagged with the pid, host and start time of the process
-that created it, and :func:`mark_orphaned_runs` ends ``KILLED`` the ``RUNNING`` runs whose process
+that created it, and :func:`spendlab.tracking.orphans.mark_orphaned_runs` ends ``KILLED`` the ``RUNNING`` runs whose process
 is gone (a ``kill -9`` leaves them ``RUNNING``). A SQLite store is created and migrated under an
 inter-process file lock (concurrent first runs raced in alembic), and client calls are retried
 with backoff on SQLite's "database is locked".
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import spendlab
 from spendlab import __version__
 from spendlab.errors import SpendlabError
-from spendlab.io.recovery import HOST_TAG, PID_TAG, file_lock, owner_alive, process_tags, retry
+from spendlab.io.recovery import file_lock, process_tags, retry
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -301,45 +301,6 @@ def create_run(experiment_id: str, run_name: str, tags: Mapping[str, Any], paren
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = _RetryingClient().create_run(experiment_id, start_time=start_time, tags=all_tags, run_name=run_name)
     return run.info.run_id
-
-
-def mark_orphaned_runs(experiment_name: str | None = None, *, tracking_uri: str | None = None) -> list[str]:
-    """End ``KILLED`` every ``RUNNING`` run whose creating process is gone from this host.
-
-    Runs of ``experiment_name`` (every experiment when ``None``). A run from another host, or
-    without spendlab's owner tags, is left alone (its owner cannot be checked from here). Each
-    marked run gets a ``killed_reason`` tag. Returns the ids of the runs marked.
-    """
-    import time
-
-    from mlflow.entities import ViewType
-
-
-    configure(tracking_uri)
-    c = _RetryingClient()
-    if experiment_name is None:
-        ids = [e.experiment_id for e in c.search_experiments(view_type=ViewType.ALL)]
-    else:
-        exp = c.get_experiment_by_name(experiment_name)
-        ids = [] if exp is None else [exp.experiment_id]
-    marked: list[str] = []
-    for i in range(0, len(ids), 100):
-        token = None
-        while True:
-            page = c.search_runs(ids[i:i + 100], filter_string="attributes.status = 'RUNNING'",
-                                 run_view_type=ViewType.ALL, max_results=1000, page_token=token)
-            for run in page:
-                tags = run.data.tags
-                if owner_alive(tags) is False:
-                    c.set_tag(run.info.run_id, "killed_reason",
-                              f"orphaned: process {tags.get(PID_TAG)} on {tags.get(HOST_TAG)} ended without "
-                              f"closing the run (found {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())})")
-                    c.set_terminated(run.info.run_id, "KILLED")
-                    marked.append(run.info.run_id)
-            token = page.token
-            if not token:
-                break
-    return marked
 
 
 def base_tags() -> dict[str, str]:
