@@ -59,6 +59,10 @@ BENCHMARKS: dict[str, list[str]] = {
     # with vs without covariates at 1M households x 8 months (about 30M line items; target <= 1.5x)
     "accuracy_covariates": ["benchmarks/accuracy_covariates.py", "--users", "20000"],
     "covariates_scale_1m": ["benchmarks/covariates_scale.py", "--users", "1000000", "--months", "8"],
+    # champion-selection rules on the same backtests, per world and on CDNOW (acceptance: 20,000 users,
+    # 24 months, 8 test origins)
+    "selection_suite": ["benchmarks/selection_suite.py", "--users", "20000", "--months", "24", "--test-origins", "8",
+                        "--write-results"],
 }
 
 

@@ -28,6 +28,7 @@ from spendlab.jobs.score import LINEAGE_KEY, score
 from spendlab.tracking.experiment_runs import latest_experiment_run, run_candidate
 from spendlab.tracking.registry import save_model_dir
 from spendlab.tracking.scorer import load_model
+from spendlab.tracking.trust import KEY_ENV, sign_model_dir
 from tests.jobs.conftest import write_experiment
 
 CHAMPION = "models:/spendlab-next-month@champion"
@@ -129,13 +130,16 @@ def test_bad_inputs_get_one_line_exit_2_and_nothing_written(world: dict, case: s
     assert len(mlflow.search_runs(experiment_names=["synth_next_month"])) == before
 
 
-def test_monitor_equals_the_backtest_at_every_test_origin(world: dict, tmp_path: Path) -> None:
+def test_monitor_equals_the_backtest_at_every_test_origin(world: dict, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch) -> None:
     """The class of the acceptance: the candidate refitted at each test cutoff, scored through the model
     directory and the scoring job, then monitored, gives the experiment's per-origin test metrics."""
+    monkeypatch.setenv(KEY_ENV, "monitor-test-key")  # a refitted directory is trusted through its signature
     cand = run_candidate(latest_experiment_run("synth_next_month", tracking_uri=world["uri"]))
     origins = cand.experiment_config().origins("test")
     for cutoff in origins:
         model_dir = save_model_dir(refit(cand, transactions=world["tx"], cutoff=cutoff), tmp_path / f"m{cutoff}")
+        sign_model_dir(model_dir, b"monitor-test-key")
         res = score(world["tx"], out=tmp_path / f"s{cutoff}.parquet", model=load_model(str(model_dir)),
                     as_of=cutoff, progress=False)
         result = execute(plan_monitor(res.out, str(world["root"] / "data" / "tx.parquet"), format="generic",

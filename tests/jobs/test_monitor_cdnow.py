@@ -23,6 +23,7 @@ from spendlab.jobs.score import score
 from spendlab.tracking.experiment_runs import latest_experiment_run, run_candidate
 from spendlab.tracking.registry import save_model_dir
 from spendlab.tracking.scorer import BASIS_COLD_START, load_model
+from spendlab.tracking.trust import KEY_ENV, sign_model_dir
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).parents[2]
@@ -46,13 +47,16 @@ def cdnow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         os.chdir(old)
 
 
-def test_monitor_of_the_champion_equals_the_experiment_at_every_test_origin(cdnow: dict, tmp_path: Path) -> None:
+def test_monitor_of_the_champion_equals_the_experiment_at_every_test_origin(cdnow: dict, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "monitor-test-key")  # a refitted directory is trusted through its signature
     cand, tx = cdnow["cand"], cdnow["tx"]
     preds = pd.read_parquet(cdnow["root"] / "out" / "predictions.parquet")
     preds = preds[preds["model"] == "moving_average"].astype({"user_id": str})
     cold_seen = 0
     for cutoff in cand.experiment_config().origins("test"):
         model_dir = save_model_dir(refit(cand, transactions=tx, cutoff=cutoff), tmp_path / f"m{cutoff}")
+        sign_model_dir(model_dir, b"monitor-test-key")
         res = score(tx, out=tmp_path / f"s{cutoff}.parquet", model=load_model(str(model_dir)), as_of=cutoff,
                     progress=False)
         result = execute(plan_monitor(res.out, "builtin:cdnow", format="cdnow", config={"model": str(model_dir)}),

@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 
 from spendlab.features import build_features
 from spendlab.io import load_transactions
+from spendlab.io.atomic import OutputWriteError
 from spendlab.io.load import connect
 from spendlab.jobs.datasets import synth_transactions
 from spendlab.jobs.experiment import run_experiment
@@ -217,7 +218,7 @@ def test_failed_scoring_leaves_no_output(in_registry: dict, tmp_path: Path, monk
 
     monkeypatch.setattr(scoring, "score_frame", boom)
     out = tmp_path / "scores.parquet"
-    with pytest.raises(OSError):
+    with pytest.raises(OutputWriteError, match="scores.parquet: cannot write the output .No space left on device."):
         score(tx, out=out, model=model, progress=False)
     assert not out.exists() and not list(tmp_path.glob(".scores.parquet*"))
 

@@ -118,7 +118,7 @@ def test_console_script_usage_errors_are_one_line_exit_2(args: str, tmp_path: Pa
 # required parameters get harmless values (outputs inside the temporary directory).
 FILE_PARAMS = {"input", "experiment", "config", "platform", "source", "deltas"}
 OTHER_VALUES = {"out_dir": "out", "out_path": "out.parquet", "model": "ridge", "experiment_name": "x"}
-NO_FILE_INPUT = {"datasets list", "datasets synth", "datasets deltas", "compare"}
+NO_FILE_INPUT = {"datasets list", "datasets synth", "datasets synth-covariates", "datasets deltas", "compare"}
 
 
 def _hostile(root: Path) -> dict[str, Path]:

@@ -34,6 +34,10 @@ COMMANDS = {
     "datasets synth": ["datasets", "synth", "--out", "{out}", "--users", "10", "--months", "2"],
     "datasets deltas": ["datasets", "deltas", "--out", "{out}", "--users", "20", "--files", "1"],
     "pipeline": ["pipeline", "--config", "{config}"],
+    "monitor": ["monitor", "data/base.csv", "data/base.csv", "--format", "millions", "--out", "{out}"],
+    "replay": ["replay", "exp.yaml", "--from", "2024-01", "--to", "2024-02", "--out", "{out}"],
+    "experiment covariates": ["experiment", "covariates", "exp.yaml", "--out", "{out}"],
+    "datasets synth-covariates": ["datasets", "synth-covariates", "--out", "{out}", "--users", "10", "--months", "2"],
 }
 FILE_OUTPUTS = {"validate --rejects", "features", "score", "datasets synth"}
 
