@@ -61,6 +61,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "covariates_scale_1m": ["benchmarks/covariates_scale.py", "--users", "1000000", "--months", "8"],
     # champion-selection rules on the same backtests, per world and on CDNOW (acceptance: 20,000 users,
     # 24 months, 8 test origins)
+    # the suite's wall time and its 20 slowest tests (goal: make test <= 10 min on a fresh clone)
+    "test_suite": ["benchmarks/bench_tests.py"],
     "selection_suite": ["benchmarks/selection_suite.py", "--users", "20000", "--months", "24", "--test-origins", "8",
                         "--write-results"],
 }

@@ -1,0 +1,49 @@
+"""The test suite's wall time on this machine and its 20 slowest tests.
+
+Runs the README's test command's pytest step (``pytest -n auto --dist loadfile``) with
+``--durations=20`` and prints the result as a RESULTS.md section. ``--from-log FILE`` formats the
+output of such a run that was saved earlier instead of running the suite again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTEST = [sys.executable, "-m", "pytest", "-n", "auto", "--dist", "loadfile", "--durations=20", "-p", "no:cacheprovider"]
+
+
+def summarise(log: str, wall_s: float | None) -> str:
+    """Return the markdown of one run: its summary line, the wall time and the slowest tests."""
+    summary = re.findall(r"=+ (\d+ passed.*?) in ([\d.]+)s", log)
+    slow = re.findall(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)$", log, flags=re.M)
+    lines = []
+    if summary:
+        counts, seconds = summary[-1]
+        lines.append(f"- pytest: {counts} in {float(seconds):.0f} s" + (f" ({wall_s:.0f} s wall)" if wall_s else ""))
+    lines += ["", "| seconds | phase | test |", "|---:|---|---|"]
+    lines += [f"| {float(s):.1f} | {phase} | `{test}` |" for s, phase, test in slow[:20]]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Run the suite (or read a saved run) and print its section."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--from-log", type=Path, help="format a saved pytest output instead of running the suite")
+    args = ap.parse_args()
+    if args.from_log is not None:
+        print(summarise(args.from_log.read_text(encoding="utf-8", errors="replace"), None))
+        return 0
+    t0 = time.monotonic()
+    proc = subprocess.run(PYTEST, cwd=ROOT, capture_output=True, text=True)
+    print(summarise(proc.stdout, time.monotonic() - t0))
+    return proc.returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

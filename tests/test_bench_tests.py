@@ -1,0 +1,26 @@
+"""benchmarks/bench_tests.py formats a pytest run: its summary line and the slowest tests, in order."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("bench_tests", ROOT / "benchmarks" / "bench_tests.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_summary_and_slowest_tests_come_from_the_log() -> None:
+    log = ("...\n============================= slowest 3 durations =============================\n"
+           "12.50s call     tests/a.py::test_x\n3.25s setup    tests/b.py::test_y[1]\n0.01s teardown tests/c.py::t\n"
+           "=============== 5 passed, 2 warnings in 20.40s ================\n")
+    text = _module().summarise(log, 21.0)
+    assert text.splitlines()[0] == "- pytest: 5 passed, 2 warnings in 20 s (21 s wall)"
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "`" in line]
+    assert rows == ["| 12.5 | call | `tests/a.py::test_x` |", "| 3.2 | setup | `tests/b.py::test_y[1]` |",
+                    "| 0.0 | teardown | `tests/c.py::t` |"]
