@@ -61,15 +61,20 @@ def history_figure(history: pd.DataFrame, *, band: tuple[float, float] | None = 
     return buf.getvalue()
 
 
+def _environment() -> Any:
+    """Return the Jinja environment of the monitoring templates (autoescaped)."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    return Environment(loader=PackageLoader("spendlab.monitor", "templates"),
+                       autoescape=select_autoescape(default=True, default_for_string=True))
+
+
 def render_monitor_report(*, title: str, verdict: str, reasons: list[str], notes: dict[str, str],
                           summary: pd.DataFrame, accuracy: pd.DataFrame, drift: pd.DataFrame,
                           segments: pd.DataFrame, history: pd.DataFrame,
                           band: tuple[float, float] | None = None) -> str:
     """Render the page: verdict, realized against backtest, accuracy by segment, drift, history."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
-    env = Environment(loader=PackageLoader("spendlab.monitor", "templates"),
-                      autoescape=select_autoescape(default=True, default_for_string=True))
+    env = _environment()
     tables: dict[str, Any] = {name: html_table(df) for name, df in (
         ("summary", summary), ("accuracy", accuracy), ("drift", drift.head(20)), ("segments", segments),
         ("history", history))}
@@ -103,10 +108,7 @@ def replay_figure(table: pd.DataFrame) -> bytes:
 
 def render_replay_report(*, title: str, notes: dict[str, str], by_policy: pd.DataFrame, table: pd.DataFrame) -> str:
     """Render the replay page: the policies side by side (summary, then every period), with the figure."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
-    env = Environment(loader=PackageLoader("spendlab.monitor", "templates"),
-                      autoescape=select_autoescape(default=True, default_for_string=True))
+    env = _environment()
     return env.get_template("replay_report.html").render(
         title=title, notes=notes, by_policy=html_table(by_policy), periods=html_table(table),
         figure=data_uri(replay_figure(table)))
