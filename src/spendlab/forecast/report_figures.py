@@ -22,7 +22,8 @@ COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
 ACTUAL = "#222222"
 
 
-def _draw(fn: Callable[[object], None], height: float = HEIGHT, width: float = WIDTH) -> bytes:
+def png_figure(fn: Callable[[object], None], height: float = HEIGHT, width: float = WIDTH) -> bytes:
+    """Return the PNG bytes of a figure drawn by ``fn`` (deterministic: no software stamp)."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -63,7 +64,7 @@ def leaderboard_figure(board: pd.DataFrame, champion: str) -> bytes:
         ax.set_xlabel("RMSE per user, mean over origins")
         ax.legend(frameon=False, fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2)
 
-    return _draw(draw, height=max(2.2, 0.35 * len(board) + 1.2))
+    return png_figure(draw, height=max(2.2, 0.35 * len(board) + 1.2))
 
 
 def tracking_figure(table: pd.DataFrame, models: list[str]) -> bytes:
@@ -84,7 +85,7 @@ def tracking_figure(table: pd.DataFrame, models: list[str]) -> bytes:
         ax.legend(frameon=False, fontsize=8)
         ax.tick_params(axis="x", labelrotation=30)
 
-    return _draw(draw)
+    return png_figure(draw)
 
 
 def calibration_figure(tables: dict[str, pd.DataFrame]) -> bytes:
@@ -107,7 +108,7 @@ def calibration_figure(tables: dict[str, pd.DataFrame]) -> bytes:
                 ax.set_ylabel("next-period spend per user")
             ax.legend(frameon=False, fontsize=8)
 
-    return _draw(draw)
+    return png_figure(draw)
 
 
 def gain_figure(table: pd.DataFrame, models: list[str]) -> bytes:
@@ -127,7 +128,7 @@ def gain_figure(table: pd.DataFrame, models: list[str]) -> bytes:
         ax.set_ylim(0, 100)
         ax.legend(frameon=False, fontsize=8, loc="lower right")
 
-    return _draw(draw, height=3.8, width=6.0)
+    return png_figure(draw, height=3.8, width=6.0)
 
 
 def segment_figure(table: pd.DataFrame, models: list[str]) -> bytes:
@@ -150,4 +151,4 @@ def segment_figure(table: pd.DataFrame, models: list[str]) -> bytes:
         ax.set_ylabel("RMSE (test origins)")
         ax.legend(frameon=False, fontsize=8)
 
-    return _draw(draw)
+    return png_figure(draw)

@@ -6,12 +6,11 @@ One self-contained page (no script, no external resource; the figure is a PNG da
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pandas as pd
 
-from spendlab.forecast.report_figures import data_uri
+from spendlab.forecast.report_figures import data_uri, png_figure
 from spendlab.forecast.report_render import html_table
 
 
@@ -40,11 +39,15 @@ def history_table(backtest: pd.DataFrame, monitored: pd.DataFrame) -> pd.DataFra
 
 def history_figure(history: pd.DataFrame, *, band: tuple[float, float] | None = None) -> bytes:
     """PNG: RMSE by period, the backtest's test origins and the realized periods, with the backtest's interval."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8.0, 3.2), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
     periods = sorted(history["period"].unique()) if len(history) else []
+
+    def plot(fig: Any) -> None:
+        _history_axes(fig.add_subplot(1, 1, 1), history, periods, band)
+
+    return png_figure(plot, height=3.2)
+
+
+def _history_axes(ax: Any, history: pd.DataFrame, periods: list[str], band: tuple[float, float] | None) -> None:
     pos = {p: i for i, p in enumerate(periods)}
     for source, style in (("backtest (test origin)", "s--"), ("realized", "o-")):
         part = history[history["source"] == source]
@@ -55,10 +58,6 @@ def history_figure(history: pd.DataFrame, *, band: tuple[float, float] | None = 
     ax.set_xticks(range(len(periods)), periods, rotation=45, fontsize=7)
     ax.set_ylabel("RMSE per user")
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
 
 
 def _environment() -> Any:
@@ -85,10 +84,13 @@ def render_monitor_report(*, title: str, verdict: str, reasons: list[str], notes
 
 def replay_figure(table: pd.DataFrame) -> bytes:
     """PNG: realized RMSE per period, one line per retraining policy; refits marked."""
-    from matplotlib.figure import Figure
+    def plot(fig: Any) -> None:
+        _replay_axes(fig.add_subplot(1, 1, 1), table)
 
-    fig = Figure(figsize=(8.0, 3.2), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
+    return png_figure(plot, height=3.2)
+
+
+def _replay_axes(ax: Any, table: pd.DataFrame) -> None:
     periods = sorted(table["period"].unique())
     pos = {p: i for i, p in enumerate(periods)}
     for policy, part in table.groupby("policy", sort=False):
@@ -100,10 +102,6 @@ def replay_figure(table: pd.DataFrame) -> bytes:
     ax.set_xticks(range(len(periods)), periods, rotation=45, fontsize=7)
     ax.set_ylabel("realized RMSE per user (squares: refit)")
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
 
 
 def render_replay_report(*, title: str, notes: dict[str, str], by_policy: pd.DataFrame, table: pd.DataFrame) -> str:
