@@ -173,9 +173,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="spendlab-selection-suite-") as tmp:
         for world in args.worlds.split(","):
             results.append(run_world(world, args, Path(tmp)))
-            print(tables(results), file=sys.__stdout__, flush=True)
+            print(tables(results), file=sys.stderr, flush=True)  # progress: the tables so far
             if args.write_results:  # after every world: a long run that stops early keeps what it measured
                 write_results(tables(results))
+    print(tables(results), flush=True)  # the result, once (run_all.py records what is printed)
     return 0
 
 
@@ -188,8 +189,8 @@ def write_results(body: str) -> None:
         "### selection_suite", "", "Selection suite: test regret of every champion-selection rule on the same "
         "backtests (validation: auto), and the champion against the peers computed in the same run.", "",
         f"Command: `nice -n 10 .venv/bin/python benchmarks/selection_suite.py {cmd}`  ",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} **on a loaded machine** (six jobs sharing "
-        "2 cores; wall times are not comparable).", "", body, ""]))
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.2f} "
+        "at the end.", "", body, ""]))
 
 
 if __name__ == "__main__":
