@@ -70,6 +70,55 @@ def _month_starts(start: dt.date, months: int) -> list[dt.date]:
     return [(pd.Timestamp(start) + pd.DateOffset(months=k)).date() for k in range(months + 1)]
 
 
+def _households(rng: np.random.Generator, users: int, months: int) -> dict[str, np.ndarray]:
+    """Draw every household's latents, its first and last month, and its size change (in the RNG's order)."""
+    e = EFFECTS
+    lat = _latent(rng, users)
+    lat["first_month"] = rng.integers(0, max(1, months - 2), size=users)  # new households keep arriving
+    # discount hunters leave sooner: a monthly churn hazard of churn_base + churn_disc x s
+    lat["hazard"] = e["churn_base"] + e["churn_disc"] * lat["disc"]  # type: ignore[operator]
+    lat["last_month"] = lat["first_month"] + rng.geometric(lat["hazard"])  # the first month without the household
+    # a tenth of the households change size once, at a month start in the window
+    lat["moves"] = rng.random(users) < 0.1
+    lat["move_month"] = rng.integers(1, months, size=users)
+    lat["new_size"] = np.clip(lat["size"] + rng.choice([-1, 1], size=users), 1, 5)
+    return lat
+
+
+def _month_means(lat: dict[str, np.ndarray], m: int, days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return month ``m``'s expected orders, gross basket and expected order value, as if every household were active."""
+    e = EFFECTS
+    step = np.where(lat["moves"] & (m >= lat["move_month"]), np.log(lat["new_size"]) - np.log(lat["size"]), 0.0)
+    rate = np.exp(lat["log_rate"] + e["b_size"] * step) * days / _DAYS_PER_MONTH  # type: ignore[operator]
+    basket = np.exp(lat["log_basket"] + e["a_size"] * step)  # type: ignore[operator]
+    s_u = lat["disc"]
+    # a line: gross x (1 - P(retail) x mean retail rate 0.2) - P(coupon) x 0.50; 3 lines an order
+    mean_factor = np.exp(0.5 * e["line_sigma"] ** 2)  # type: ignore[operator]
+    exp_basket = 3.0 * (basket * mean_factor * (1 - (0.1 + 0.5 * s_u) * 0.2) - 0.4 * s_u * _COUPON)
+    return rate, basket, exp_basket
+
+
+def monthly_means(*, users: int = 20_000, months: int = 24, start: str = "2022-01-01", seed: int = 0) -> pd.DataFrame:
+    """Return what the oracle knows about every household in every month, active or not.
+
+    The same arguments as :func:`generate` describe the same households. Columns: ``user_id``,
+    ``month`` (0 = the first month), ``period_start``, ``expected_orders``, ``expected_order_value``,
+    ``first_month``, ``last_month`` (the first month without the household) and ``hazard`` (its
+    monthly churn probability). The oracle is ``expected_orders x expected_order_value`` while
+    ``first_month <= month < last_month``.
+    """
+    lat = _households(np.random.default_rng(seed), users, months)
+    bounds = _month_starts(dt.date.fromisoformat(start), months)
+    ids = np.array([f"H{i:06d}" for i in range(users)])
+    frames = []
+    for m in range(months):
+        rate, _, value = _month_means(lat, m, (bounds[m + 1] - bounds[m]).days)
+        frames.append(pd.DataFrame({"user_id": ids, "month": m, "period_start": bounds[m], "expected_orders": rate,
+                                    "expected_order_value": value, "first_month": lat["first_month"],
+                                    "last_month": lat["last_month"], "hazard": lat["hazard"]}))
+    return pd.concat(frames, ignore_index=True)
+
+
 # long: one vectorised pass per month (orders, then lines); splitting it would pass a dozen arrays around
 def generate(*, users: int = 20_000, months: int = 24, start: str = "2022-01-01", seed: int = 0) -> CovariateWorld:
     """Generate the world (seeded: the same arguments give the same frames).
@@ -84,32 +133,17 @@ def generate(*, users: int = 20_000, months: int = 24, start: str = "2022-01-01"
         The random seed.
     """
     rng = np.random.default_rng(seed)
-    lat = _latent(rng, users)
+    lat = _households(rng, users, months)
     e = EFFECTS
-    first_month = rng.integers(0, max(1, months - 2), size=users)  # new households keep arriving
-    # discount hunters leave sooner: a monthly churn hazard of churn_base + churn_disc x s
-    hazard = EFFECTS["churn_base"] + EFFECTS["churn_disc"] * lat["disc"]  # type: ignore[operator]
-    last_month = first_month + rng.geometric(hazard)  # the first month without the household
+    first_month, last_month, moves = lat["first_month"], lat["last_month"], lat["moves"]
     bounds = _month_starts(dt.date.fromisoformat(start), months)
-    # a tenth of the households change size once, at a month start in the window
-    moves = rng.random(users) < 0.1
-    move_month = rng.integers(1, months, size=users)
-    new_size = np.clip(lat["size"] + rng.choice([-1, 1], size=users), 1, 5)
-    size_effect = e["b_size"] * (np.log(new_size) - np.log(lat["size"]))  # type: ignore[operator]
-    basket_effect = e["a_size"] * (np.log(new_size) - np.log(lat["size"]))  # type: ignore[operator]
-    basket_mean_factor = np.exp(0.5 * e["line_sigma"] ** 2)  # type: ignore[operator]
     frames, oracle = [], []
     ids = np.array([f"H{i:06d}" for i in range(users)])
     order_no = 0
     for m in range(months):
         days = (bounds[m + 1] - bounds[m]).days
-        moved = moves & (m >= move_month)
-        rate = np.exp(lat["log_rate"] + np.where(moved, size_effect, 0.0)) * days / _DAYS_PER_MONTH
-        basket = np.exp(lat["log_basket"] + np.where(moved, basket_effect, 0.0))
+        rate, basket, exp_basket = _month_means(lat, m, days)
         active = (first_month <= m) & (m < last_month)
-        s_u = lat["disc"]
-        # a line: gross x (1 - P(retail) x mean retail rate 0.2) - P(coupon) x 0.50; 3 lines an order
-        exp_basket = 3.0 * (basket * basket_mean_factor * (1 - (0.1 + 0.5 * s_u) * 0.2) - 0.4 * s_u * _COUPON)
         oracle.append(pd.DataFrame({"user_id": ids[active], "period_start": bounds[m],
                                     "expected_spend": (rate * exp_basket)[active]}))
         n_orders = rng.poisson(rate) * active
@@ -142,8 +176,8 @@ def generate(*, users: int = 20_000, months: int = 24, start: str = "2022-01-01"
     base = pd.DataFrame({"household_key": ids, "valid_from": "", "age_band": np.asarray(AGE_BANDS)[lat["age"]],
                          "income_band": np.asarray(INCOME_BANDS)[lat["income"]], "household_size": lat["size"]})
     changed = base[moves].copy()
-    changed["valid_from"] = [bounds[mm].isoformat() for mm in move_month[moves]]
-    changed["household_size"] = new_size[moves]
+    changed["valid_from"] = [bounds[mm].isoformat() for mm in lat["move_month"][moves]]
+    changed["household_size"] = lat["new_size"][moves]
     households = pd.concat([base, changed], ignore_index=True).sort_values(["household_key", "valid_from"],
                                                                             ignore_index=True)
     return CovariateWorld(lines, households, pd.concat(oracle, ignore_index=True))
