@@ -37,8 +37,13 @@ EFFECTS: dict[str, object] = {
     "a0": 2.9, "a_size": 0.35, "a_income": (-0.25, 0.0, 0.3), "a_meat": 1.4,
     "rate_noise": 0.15, "basket_noise": 0.1, "line_sigma": 0.5, "churn_base": 0.01, "churn_disc": 0.12,
 }
-_DAYS_PER_MONTH = 30.4375
-_COUPON = 0.5  # a coupon takes 0.50 off a line
+DAYS_PER_MONTH = 30.4375
+COUPON = 0.5  # a coupon takes 0.50 off a line
+#: The priors of the latents no table shows: department mix ~ Dirichlet(mix_alpha), discount sensitivity ~ Beta.
+PRIORS: dict[str, float] = {"mix_alpha": 0.7, "disc_a": 1.2, "disc_b": 2.0}
+#: A line's discounts: retail with probability retail_base + retail_slope x s (mean rate retail_mean),
+#: a coupon with probability coupon_slope x s.
+DISCOUNTS: dict[str, float] = {"retail_base": 0.1, "retail_slope": 0.5, "retail_mean": 0.2, "coupon_slope": 0.4}
 _MIN_LINE = 2.0  # the smallest gross line amount (so a discounted line stays positive)
 
 
@@ -56,8 +61,8 @@ def _latent(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     size = rng.choice([1, 2, 3, 4, 5], size=n, p=[0.28, 0.34, 0.16, 0.14, 0.08])
     income = rng.choice(3, size=n, p=[0.35, 0.45, 0.20])
     age = rng.choice(3, size=n, p=[0.3, 0.45, 0.25])
-    mix = rng.dirichlet(np.full(len(DEPARTMENTS), 0.7), size=n)
-    disc = rng.beta(1.2, 2.0, size=n)
+    mix = rng.dirichlet(np.full(len(DEPARTMENTS), PRIORS["mix_alpha"]), size=n)
+    disc = rng.beta(PRIORS["disc_a"], PRIORS["disc_b"], size=n)
     log_rate = (e["b0"] + e["b_size"] * np.log(size) + np.asarray(e["b_income"])[income]  # type: ignore[index]
                 + e["b_produce"] * mix[:, 0] + e["b_disc"] * disc + e["rate_noise"] * rng.standard_normal(n))
     log_basket = (e["a0"] + e["a_size"] * np.log(size) + np.asarray(e["a_income"])[income]  # type: ignore[index]
@@ -89,12 +94,14 @@ def _month_means(lat: dict[str, np.ndarray], m: int, days: int) -> tuple[np.ndar
     """Return month ``m``'s expected orders, gross basket and expected order value, as if every household were active."""
     e = EFFECTS
     step = np.where(lat["moves"] & (m >= lat["move_month"]), np.log(lat["new_size"]) - np.log(lat["size"]), 0.0)
-    rate = np.exp(lat["log_rate"] + e["b_size"] * step) * days / _DAYS_PER_MONTH  # type: ignore[operator]
+    rate = np.exp(lat["log_rate"] + e["b_size"] * step) * days / DAYS_PER_MONTH  # type: ignore[operator]
     basket = np.exp(lat["log_basket"] + e["a_size"] * step)  # type: ignore[operator]
     s_u = lat["disc"]
     # a line: gross x (1 - P(retail) x mean retail rate 0.2) - P(coupon) x 0.50; 3 lines an order
     mean_factor = np.exp(0.5 * e["line_sigma"] ** 2)  # type: ignore[operator]
-    exp_basket = 3.0 * (basket * mean_factor * (1 - (0.1 + 0.5 * s_u) * 0.2) - 0.4 * s_u * _COUPON)
+    d = DISCOUNTS
+    retail_p = d["retail_base"] + d["retail_slope"] * s_u
+    exp_basket = 3.0 * (basket * mean_factor * (1 - retail_p * d["retail_mean"]) - d["coupon_slope"] * s_u * COUPON)
     return rate, basket, exp_basket
 
 
@@ -163,8 +170,9 @@ def generate(*, users: int = 20_000, months: int = 24, start: str = "2022-01-01"
         gross = np.round(basket[lu] * np.exp(e["line_sigma"] * rng.standard_normal(len(lu))), 2)  # type: ignore[operator]
         gross = np.maximum(gross, _MIN_LINE)
         s = lat["disc"][lu]
-        retail = np.where(rng.random(len(lu)) < 0.1 + 0.5 * s, -np.round(gross * rng.uniform(0.1, 0.3, len(lu)), 2), 0.0)
-        coupon = np.where(rng.random(len(lu)) < 0.4 * s, -_COUPON, 0.0)
+        retail_p = DISCOUNTS["retail_base"] + DISCOUNTS["retail_slope"] * s
+        retail = np.where(rng.random(len(lu)) < retail_p, -np.round(gross * rng.uniform(0.1, 0.3, len(lu)), 2), 0.0)
+        coupon = np.where(rng.random(len(lu)) < DISCOUNTS["coupon_slope"] * s, -COUPON, 0.0)
         store = np.where(rng.random(k) < 0.8, lat["store"][who], rng.integers(0, len(STORES), size=k))
         frames.append(pd.DataFrame({
             "order_id": np.array([f"O{order_no + i:08d}" for i in range(k)])[line_order],
