@@ -139,7 +139,8 @@ def _orders(counts: np.ndarray, log_rate: np.ndarray, days: np.ndarray, first: n
 
 
 def posterior_expected_spend(lines: pd.DataFrame, households: pd.DataFrame, cutoff_month: int, *,
-                             draws: int = 1000, seed: int = 0, start: str = "2022-01-01") -> pd.DataFrame:
+                             draws: int = 1000, seed: int = 0, start: str = "2022-01-01",
+                             chunk: int = 2000) -> pd.DataFrame:
     """Return the posterior mean of month ``cutoff_month + 1``'s spend for every household seen by the cutoff.
 
     Parameters
@@ -156,6 +157,8 @@ def posterior_expected_spend(lines: pd.DataFrame, households: pd.DataFrame, cuto
         The random seed.
     start : str
         The world's first day.
+    chunk : int
+        Households sampled at a time (memory grows with ``chunk x draws``).
 
     Returns
     -------
@@ -175,7 +178,20 @@ def posterior_expected_spend(lines: pd.DataFrame, households: pd.DataFrame, cuto
     st = _line_stats(seen, users, log_basket, start)
     bounds = pd.date_range(start, periods=c + 3, freq="MS")
     days = np.diff(bounds).astype("timedelta64[D]").astype(float)
-    g = rng.gamma(PRIORS["mix_alpha"] + st["dept"][:, :, None], size=(len(users), len(DEPARTMENTS), draws))
+    spend, ess = np.zeros(len(users)), np.zeros(len(users))
+    for lo in range(0, len(users), chunk):  # bounded memory: draws x households at a time
+        part = slice(lo, lo + chunk)
+        sub = {k: v[part] for k, v in st.items()}
+        spend[part], ess[part] = _chunk(rng, counts[part], log_rate[part], log_basket[part], first[part], sub, days,
+                                        draws)
+    return pd.DataFrame({"user_id": users, "expected_spend": spend, "ess": ess})
+
+
+def _chunk(rng: np.random.Generator, counts: np.ndarray, log_rate: np.ndarray, log_basket: np.ndarray,
+           first: np.ndarray, st: dict[str, np.ndarray], days: np.ndarray, draws: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the posterior mean of next month's spend and the effective sample size for a block of households."""
+    c = counts.shape[1] - 1
+    g = rng.gamma(PRIORS["mix_alpha"] + st["dept"][:, :, None], size=(len(counts), len(DEPARTMENTS), draws))
     mix = g / g.sum(axis=1, keepdims=True)
     s = _draw_disc(rng, st, draws)
     lam, log_q = _draw_rate(rng, counts, log_rate, days, first, mix[:, 0], s)
@@ -193,7 +209,7 @@ def posterior_expected_spend(lines: pd.DataFrame, households: pd.DataFrame, cuto
                    - d["coupon_slope"] * s * COUPON)
     rate = np.exp(lam + log_rate[:, c + 1:c + 2]) * days[c + 1] / DAYS_PER_MONTH
     spend = (w * p_active * rate * value).sum(axis=1)
-    return pd.DataFrame({"user_id": users, "expected_spend": spend, "ess": 1.0 / (w * w).sum(axis=1)})
+    return spend, 1.0 / (w * w).sum(axis=1)
 
 
 def _draw_rate(rng: np.random.Generator, counts: np.ndarray, log_rate: np.ndarray, days: np.ndarray,
