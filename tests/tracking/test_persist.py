@@ -169,3 +169,46 @@ def test_a_changed_file_or_record_is_refused(skops_dir: tuple[Path, dict], tmp_p
         match = "unknown estimator format"
     with pytest.raises(EstimatorFormatError, match=match):
         load_estimator(d, manifest)
+
+
+class _Context:
+    """What MLflow hands ``load_context``: the artifact paths and the model's config."""
+
+    def __init__(self, artifacts: dict[str, str], model_config: dict) -> None:
+        self.artifacts, self.model_config = artifacts, model_config
+
+
+def _context(d: Path, est_file: Path, config: dict) -> _Context:
+    cand = d / "candidate.json"
+    cand.write_text(json.dumps({"calibration": {}, "feature_names": ["spend_lag1"],
+                                "experiment": {"segments": {"active_window": 3}}}))
+    return _Context({"estimator": str(est_file), "candidate": str(cand)}, {"cold_start": {}, **config})
+
+
+def test_the_scorer_loads_a_model_written_before_the_format_was_recorded(fitted: dict, tmp_path: Path) -> None:
+    """Legacy models: ``estimator.joblib`` and only its SHA-256 in the config."""
+    import joblib
+
+    from spendlab.io.hashing import file_sha256
+    from spendlab.tracking.pyfunc_model import SpendForecaster
+
+    est, X = fitted["models"]["ridge"], fitted["X"]
+    path = tmp_path / "estimator.joblib"
+    joblib.dump(est, path)
+    model = SpendForecaster()
+    model.load_context(_context(tmp_path, path, {"estimator_sha256": file_sha256(str(path))}))
+    np.testing.assert_array_equal(model.estimator_.predict(X), est.predict(X))
+
+
+def test_the_scorer_refuses_a_pickle_where_its_config_records_skops(tmp_path: Path) -> None:
+    from spendlab.io.hashing import file_sha256
+    from spendlab.tracking.pyfunc_model import ModelIntegrityError, SpendForecaster
+
+    canary = tmp_path / "canary"
+    path = tmp_path / "estimator.skops"
+    path.write_bytes(pickle.dumps(_Canary(str(canary))))
+    sha = file_sha256(str(path))
+    config = {"estimator_sha256": sha, "estimator_format": "skops", "estimator_file": "estimator.skops"}
+    with pytest.raises(ModelIntegrityError, match="not a skops archive"):
+        SpendForecaster().load_context(_context(tmp_path, path, config))
+    assert not canary.exists()
