@@ -23,9 +23,9 @@ from spendlab.tracking.persist import (
 )
 from tests.models.test_registry_conformance import synthetic_feature_frame
 
-#: The format each registry key is written in. Only the statsmodels GLM is a pickle: it keeps its
-#: coefficient table as a pandas frame, which skops cannot hold.
-EXPECTED_FORMAT = {key: "skops" for key in MODELS} | {"sm_tweedie_glm": "joblib"}
+#: The format each registry key is written in: none is a pickle (joblib is the fallback for a model
+#: skops cannot hold, tested below with a type outside the trusted list).
+EXPECTED_FORMAT = {key: "skops" for key in MODELS}
 LIGHTGBM_KEYS = ("lightgbm", "lightgbm_clv", "hurdle", "ensemble", "stack")
 
 
@@ -212,3 +212,17 @@ def test_the_scorer_refuses_a_pickle_where_its_config_records_skops(tmp_path: Pa
     with pytest.raises(ModelIntegrityError, match="not a skops archive"):
         SpendForecaster().load_context(_context(tmp_path, path, config))
     assert not canary.exists()
+
+
+def test_the_statsmodels_coefficient_table_survives_the_round_trip(fitted: dict, tmp_path: Path) -> None:
+    est = fitted["models"]["sm_tweedie_glm"]
+    table = est.coef_table_
+    assert list(table.columns) == ["feature", "coef", "std_err", "z", "p_value"]
+    assert list(table["feature"]) == ["const", *est.feature_names_in_]
+    np.testing.assert_array_equal(table["coef"].to_numpy(), est.coef_)  # the coefficients predict uses
+    np.testing.assert_allclose(table["z"], table["coef"] / table["std_err"], rtol=1e-12)
+    loaded = load_estimator(tmp_path, save_estimator(est, tmp_path))
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(loaded.coef_table_, table)
+    assert "Generalized Linear Model" in loaded.summary_text_

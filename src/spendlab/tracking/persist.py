@@ -8,8 +8,8 @@ model (``Booster.model_to_string``), which is what ``Booster.__getstate__`` hand
 passes :data:`SKOPS_TRUSTED`, an explicit list of the types spendlab's registry needs; a file holding
 any other type is refused by skops before it is built.
 
-``joblib`` (a pickle) only for what skops cannot hold at all or would need a type outside that list
-(the statsmodels GLM keeps a pandas frame of its coefficients). The manifest :func:`save_estimator`
+``joblib`` (a pickle) only for what skops cannot hold at all (a pandas frame, a fitted lifetimes or
+statsmodels results object) or would need a type outside that list; no registry model needs it today. The manifest :func:`save_estimator`
 returns records the format, the file name and its SHA-256; :func:`load_estimator` refuses a file
 whose name, content or digest does not match that record before anything is read from it.
 """
@@ -50,6 +50,7 @@ SKOPS_TRUSTED: tuple[str, ...] = (
     "spendlab.models.ensemble.SegmentStackRegressor",
     "spendlab.models.hurdle.HurdleRegressor",
     "spendlab.models.learned.FeatureRegressor",
+    "spendlab.models.statsmodels_glm.StatsmodelsTweedieGLM",
 )
 
 _ZIP_MAGIC = b"PK\x03\x04"
