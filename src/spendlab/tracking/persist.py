@@ -22,7 +22,8 @@ from typing import Any
 from spendlab.errors import SpendlabError
 from spendlab.io.hashing import file_sha256
 
-__all__ = ["FORMATS", "SKOPS_TRUSTED", "EstimatorFormatError", "load_estimator", "save_estimator", "skops_verdict"]
+__all__ = ["FORMATS", "SKOPS_TRUSTED", "EstimatorFormatError", "check_estimator_file", "load_estimator", "save_estimator",
+           "skops_verdict"]
 
 #: File name per format; the format is also told apart by content (a skops file is a zip archive).
 FORMATS: dict[str, str] = {"skops": "estimator.skops", "joblib": "estimator.joblib"}
