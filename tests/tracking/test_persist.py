@@ -226,3 +226,16 @@ def test_the_statsmodels_coefficient_table_survives_the_round_trip(fitted: dict,
 
     pd.testing.assert_frame_equal(loaded.coef_table_, table)
     assert "Generalized Linear Model" in loaded.summary_text_
+
+
+@pytest.mark.parametrize("members", [["lightgbm", "lightgbm_clv", "sm_tweedie_glm", "bgnbd_seasonal"],
+                                     ["hurdle", "random_forest", "per_user_linear"]])
+@pytest.mark.parametrize("combiner", ["ensemble", "stack"])
+def test_combiners_over_other_members_are_skops_archives_too(fitted: dict, tmp_path: Path, members: list[str],
+                                                             combiner: str) -> None:
+    """The `make run` ensemble's members (the statsmodels GLM among them), and another mix."""
+    X = fitted["X"]
+    est = make_model(combiner, {"members": members}).fit(X, synthetic_feature_frame(120, seed=3)[1])
+    manifest = save_estimator(est, tmp_path)
+    assert manifest["format"] == "skops", manifest["reason"]
+    np.testing.assert_array_equal(load_estimator(tmp_path, manifest).predict(X), est.predict(X))
