@@ -57,7 +57,7 @@ def _oracle_totals(root: Path, table: pd.DataFrame, cand: object) -> pd.Series:
     first = tx.groupby(tx["user_id"].astype(str))["ts"].min()
     out = {}
     for period in table["period"]:
-        start = pd.Timestamp(f"{period}-01")
+        start = pd.Timestamp(f"{period}-01", tz=first.dt.tz)
         scored = first.index[first < start]  # users seen by the cutoff: the scored population
         month = oracle[oracle["period"] == period].set_index("user_id")["expected_spend"]
         out[period] = float(month.reindex(scored).fillna(0.0).sum())
@@ -78,15 +78,15 @@ def test_twelve_stable_months_give_no_retrain_and_honest_estimates(tmp_path: Pat
     # The expected total is the sum of the point forecasts, so its relative error is the realized bias,
     # exactly. The ridge refitted on the last three origins misses the season (measured: 28-41% high in
     # January-March after the Q4 peak, 10-14% high in September-October, 12% low in November-December,
-    # against the oracle alike): the estimate lies inside the realized interval in 5 of 12 months, and
-    # every miss is the model's own error of the true total, not noise of the realized one.
+    # against the oracle alike): the estimate lies inside the realized interval in 5 of 12 months; in
+    # every miss the model is 8-41% off the true total, while the realized total is within 5% of it.
     err = t["expected_total"] / t["realized_total"] - 1
     assert (err - t["bias"]).abs().max() < 1e-9
     inside = (t["realized_total_low"] <= t["expected_total"]) & (t["expected_total"] <= t["realized_total_high"])
     assert inside.sum() >= 5, inside
     model_vs_truth = (t["expected_total"] / truth - 1).abs()
-    half = (t["realized_total_high"] - t["realized_total_low"]) / 2
-    assert (model_vs_truth[~inside] > half[~inside] / truth[~inside]).all()
+    assert (t["realized_total"] / truth - 1).abs().max() < 0.06  # measured: 4.7% at most
+    assert (model_vs_truth[~inside] > 0.075).all(), model_vs_truth  # measured: 8% to 41% off the truth
     # The estimate's own 95% interval (users' noise + the backtest's error of a total on origins complete
     # by the cutoff) holds the realized total every month: the estimate says how far it can be trusted.
     assert ((t["expected_total_low"] <= t["realized_total"]) & (t["realized_total"] <= t["expected_total_high"])).all()
