@@ -132,3 +132,20 @@ def test_backtest_total_error_sees_only_origins_complete_by_the_cutoff() -> None
     assert backtest_total_error(bt, as_of=dt.date(2024, 1, 31), freq="month") == pytest.approx(math.sqrt(0.3 / 3))
     assert math.isnan(backtest_total_error(bt, as_of=dt.date(2023, 11, 29), freq="month"))
     assert math.isnan(backtest_total_error(pd.DataFrame(), as_of=dt.date(2024, 1, 31), freq="month"))
+
+
+def test_moments_of_a_fitted_calibration_do_not_depend_on_the_batch() -> None:
+    """Segments and forecast bins each have their own grid: a batch gives every row what it gets alone."""
+    from spendlab.forecast.intervals import fit_calibration
+
+    rng = np.random.default_rng(3)
+    n = 900
+    val = pd.DataFrame({"segment": rng.choice(["active", "lapsed", "new"], size=n), "y_pred": rng.gamma(1.0, 20.0, n)})
+    val["y_true"] = np.where(rng.random(n) < 0.5, 0.0, val["y_pred"] * rng.gamma(2.0, 0.5, n))
+    cal = fit_calibration(val, level=0.8, min_positive=20, min_segment=100)
+    rows = _rows(list(rng.gamma(1.0, 20.0, 40)), cal).assign(segment=rng.choice(["active", "lapsed", "other"], 40))
+    rows = pd.concat([rows[["segment", "y_pred"]], apply_calibration(rows, cal)], axis=1)
+    batch = predictive_moments(rows, cal)
+    alone = pd.concat([predictive_moments(rows.iloc[[i]], cal) for i in range(len(rows))])
+    pd.testing.assert_frame_equal(batch, alone)
+    assert (batch["p_inside"].between(0.0, 1.0)).all() and (batch["var"] >= 0).all()
