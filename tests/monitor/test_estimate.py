@@ -149,3 +149,17 @@ def test_moments_of_a_fitted_calibration_do_not_depend_on_the_batch() -> None:
     alone = pd.concat([predictive_moments(rows.iloc[[i]], cal) for i in range(len(rows))])
     pd.testing.assert_frame_equal(batch, alone)
     assert (batch["p_inside"].between(0.0, 1.0)).all() and (batch["var"] >= 0).all()
+
+
+def test_the_report_shows_the_estimate_with_its_interval() -> None:
+    from spendlab.jobs.monitor_report import summary_table
+
+    summary = {"realized_total": 100.0, "realized_total_low": 90.0, "realized_total_high": 110.0,
+               "expected_total": 120.0, "expected_total_low": 80.0, "expected_total_high": 160.0,
+               "interval_coverage": 0.85, "expected_coverage": 0.82, "expected_coverage_low": 0.8,
+               "expected_coverage_high": 0.84}
+    t = summary_table(summary).set_index("metric")
+    assert t.loc["total spend", ["estimated before actuals", "estimated 95% low", "estimated 95% high"]].tolist() == [
+        120.0, 80.0, 160.0]
+    assert t.loc["interval coverage", "estimated 95% high"] == 0.84
+    assert math.isnan(t.loc["RMSE", "estimated 95% low"])  # no estimate of the RMSE before the actuals
