@@ -86,7 +86,7 @@ def plan_monitor(scores: str | Path, input: str, *, format: str, config: dict[st
     Parameters
     ----------
     scores : str or pathlib.Path
-        The scores file.
+        The scores file (or the Spark engine's Parquet folder).
     input : str
         The transactions.
     format : str
