@@ -2,7 +2,8 @@
 
 A production team monitors its champion, chosen by an experiment. Here the world runs 36 months
 (2023-01 to 2025-12), the experiment compares a ridge, the seasonal naive forecast and ``bgnbd_seasonal``
-on every earlier origin (``train_origins: all``), tests on 2024-07 to 2024-12, and the replay refits the
+on every earlier origin (``train_origins: all``), validates on 2024-07 to 2024-09 (the interval and
+``p_spend`` calibration is fitted there), tests on 2024-10 to 2024-12, and the replay refits the
 champion at each month end of 2025 and monitors the next month with ``spendlab monitor``'s own code.
 The estimate of each month's total and interval coverage, made from the champion's scores before any
 actual is known, is compared with the realized value's 95% bootstrap interval.
@@ -45,8 +46,8 @@ def _champion_replay(root: Path) -> tuple[object, pd.DataFrame]:
     data = root / "tx.parquet"
     synth_transactions(data, users=2000, months=36, start="2023-01-01", seed=5, oracle=True)
     exp = {"name": "seasonworld", "dataset": {"input": str(data), "format": "generic"}, "freq": "month",
-           "horizon": 1, "train_origins": "all", "validation": {"start": "2024-04-30", "end": "2024-06-30"},
-           "test": {"start": "2024-07-31", "end": "2024-12-31"},
+           "horizon": 1, "train_origins": "all", "validation": {"start": "2024-07-31", "end": "2024-09-30"},
+           "test": {"start": "2024-10-31", "end": "2024-12-31"},
            "models": ["ridge", "seasonal_naive", "bgnbd_seasonal"]}
     path = root / "seasonworld.yaml"
     path.write_text(yaml.safe_dump(exp))
@@ -83,14 +84,11 @@ def test_the_champions_estimates_lie_in_the_realized_intervals(tmp_path: Path) -
     assert model_vs_truth.max() < 0.12  # measured: 10% at most (the 3-origin ridge: 41%)
     # The estimate's own 95% interval holds the realized total every month.
     assert ((t["expected_total_low"] <= t["realized_total"]) & (t["realized_total"] <= t["expected_total_high"])).all()
-    # Coverage: inside in 10 of 12 months (measured; the 3-origin ridge: 6 of 12); the two misses are
-    # 0.002 and 0.0001 outside. The gap realized - expected has both signs and stays within 0.02:
-    # p_spend (isotonic on the validation origins) shows no systematic error to recalibrate.
+    # Coverage: inside every month (the 3-origin ridge: 6 of 12). The gap realized - expected has both
+    # signs and stays within 0.02 (measured: 0.013 at most): p_spend (isotonic on the validation
+    # origins) shows no systematic error to recalibrate. (Calibrated on 2024-04..06 instead, an older
+    # quarter, 10 of 12 months were inside here, and 3 of 12 on the world of seed 6: see docs/monitoring.md.)
     cov_in = (t["interval_coverage_low"] <= t["expected_coverage"]) & (t["expected_coverage"] <= t["interval_coverage_high"])
-    assert cov_in.sum() >= 10, t[["expected_coverage", "interval_coverage", "interval_coverage_low"]]
+    assert cov_in.all(), t[["expected_coverage", "interval_coverage", "interval_coverage_low", "interval_coverage_high"]]
     gap = t["interval_coverage"] - t["expected_coverage"]
     assert (gap > 0).any() and (gap < 0).any() and gap.abs().max() < 0.02, gap
-    width = t["interval_coverage_high"] - t["interval_coverage_low"]
-    miss = (t["expected_coverage"] - t["interval_coverage_high"]).clip(lower=0) + \
-        (t["interval_coverage_low"] - t["expected_coverage"]).clip(lower=0)
-    assert (miss < 0.1 * width).all(), miss  # each miss is within a tenth of the interval's width
