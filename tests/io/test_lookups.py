@@ -185,3 +185,25 @@ def test_csv_and_parquet_agree_and_match_a_dict_oracle_on_any_lines(tmp_path_fac
     assert a.report.lookups["product"]["unused_keys"] == len(products) - len(used)
     assert a.report.lookups["product"]["unmatched_lines"] == sum(v is None for v in looked)
     assert b.report.lookups["product"]["unmatched_lines"] == sum(v is None for v in looked)
+
+
+def test_validate_reports_the_lookup_counts_as_json_and_text(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from spendlab.cli import app
+
+    (tmp_path / "l.csv").write_text(LINES)
+    (tmp_path / "p.csv").write_text(PRODUCTS)
+    (tmp_path / "c.yaml").write_text(f"reader:\n  generic:\n    user_col: cust\n    include: {{status: [ok]}}\n"
+                                     f"    lookups:\n      product:\n        input: {tmp_path / 'p.csv'}\n"
+                                     f"        key: prod\n        columns: [dept]\n")
+    args = ["validate", str(tmp_path / "l.csv"), "--config", str(tmp_path / "c.yaml")]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)["lookups"]["product"]
+    assert (got["keys"], got["unused_keys"], got["unmatched_lines"]) == (4, 1, 1)
+    text = CliRunner().invoke(app, args, terminal_width=200)
+    assert "lookup product (p.csv): 4 keys; keys no line uses: 1; lines whose key it lacks (attributes missing): 1" \
+        in " ".join(text.output.split())
