@@ -41,7 +41,7 @@ LAYERS: dict[str, int] = {
 #: the lock and process tags, the tracking store's location and MLflow's own settings).
 IO_PRIMITIVES = {
     "config.py", "io/atomic.py", "io/csv_out.py", "io/rejects.py", "io/recovery.py", "io/safe_out.py",
-    "tracking/runs.py", "tracking/registry.py", "tracking/trust.py",
+    "tracking/runs.py", "tracking/registry.py", "tracking/trust.py", "tracking/persist.py",
 }
 #: Modules allowed to do I/O: the jobs, the CLI and the Python API (and the Spark jobs).
 IO_ALLOWED_DIRS = ("jobs/", "spark/", "cli/")  # spark/ sits above jobs: the same jobs on a cluster

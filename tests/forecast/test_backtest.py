@@ -316,3 +316,25 @@ def test_backtests_run_side_by_side_fit_with_one_blas_thread_and_restore_it_afte
     assert [o.error for o in outcomes] == [None, None]
     assert len(seen) == 3 and all(s == {1} for s in seen)  # the validation origin and both test origins
     assert before == after == {2}
+
+
+@pytest.mark.parametrize("key", ["moving_average", "ridge", "lightgbm", "tweedie_glm", "bgnbd_gg", "hurdle"])
+def test_origins_fitted_side_by_side_give_the_same_backtest_as_one_at_a_time(key: str) -> None:
+    """``origin_jobs=2`` only changes when each origin is fitted: rows, predictions and the estimator match."""
+    cfg = experiment([D(2024, 4, 30), D(2024, 5, 31), D(2024, 6, 30)])
+    df = tx_frame()
+    one = run_backtest(store_for(df), experiment=cfg, model_key=key, origins="all")
+    two = run_backtest(store_for(df), experiment=cfg, model_key=key, origins="all", origin_jobs=2)
+    pd.testing.assert_frame_equal(one.per_origin, two.per_origin)
+    pd.testing.assert_frame_equal(one.predictions, two.predictions)
+    assert list(two.per_origin["cutoff"]) == [D(2024, 3, 31), D(2024, 4, 30), D(2024, 5, 31), D(2024, 6, 30)]
+    X = store_for(df).features(D(2024, 6, 30)).drop(columns=["user_id"])
+    np.testing.assert_array_equal(one.estimator.predict(X), two.estimator.predict(X))  # the last origin's
+
+
+def test_on_origin_still_sees_the_origins_in_order_when_origin_jobs_is_given() -> None:
+    seen: list[int] = []
+    cfg = experiment([D(2024, 4, 30), D(2024, 5, 31)])
+    run_backtest(store_for(tx_frame()), experiment=cfg, model_key="moving_average", origins="all",
+                 on_origin=lambda i, _: seen.append(i), origin_jobs=2)
+    assert seen == [0, 1, 2]

@@ -131,7 +131,7 @@ class _Canary:
         return (Path.touch, (Path(self.path),))
 
 
-@pytest.mark.parametrize("tamper", ["estimator", "code", "unrecorded_pickle"])
+@pytest.mark.parametrize("tamper", ["estimator", "estimator_as_joblib", "code", "unrecorded_pickle"])
 def test_a_tampered_model_directory_is_refused_before_anything_is_unpickled(tested: dict, tmp_path: Path,
                                                                            tamper: str) -> None:
     mlflow.set_tracking_uri(tested["uri"])
@@ -139,7 +139,10 @@ def test_a_tampered_model_directory_is_refused_before_anything_is_unpickled(test
     with verified_model_dir(f"models:/{REGISTERED_MODEL}@champion") as (local, _, _):
         shutil.copytree(local, model_dir)
     canary = tmp_path / "canary"
-    if tamper == "estimator":
+    if tamper == "estimator":  # a pickle under the recorded name of the skops archive
+        (model_dir / "artifacts" / "estimator.skops").write_bytes(pickle.dumps(_Canary(str(canary))))
+    elif tamper == "estimator_as_joblib":  # the archive replaced by a pickle named as one
+        (model_dir / "artifacts" / "estimator.skops").unlink()
         (model_dir / "artifacts" / "estimator.joblib").write_bytes(pickle.dumps(_Canary(str(canary))))
     elif tamper == "code":
         code = model_dir / "pyfunc_model.py"
@@ -169,4 +172,6 @@ def test_an_untampered_model_directory_scores(tested: dict, tmp_path: Path) -> N
                                    "--tracking-uri", tested["uri"]])
     assert res.exit_code == 0, res.output
     meta = json.loads(json.dumps(yaml.safe_load((model_dir / "MLmodel").read_text())["metadata"]))
-    assert meta["spendlab"]["files"]["artifacts/estimator.joblib"]
+    # ridge and lightgbm are written with skops (the booster as LightGBM's text model), not pickled
+    assert meta["spendlab"]["files"]["artifacts/estimator.skops"]
+    assert not [name for name in meta["spendlab"]["files"] if name.endswith((".joblib", ".pkl"))]

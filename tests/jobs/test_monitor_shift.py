@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -14,13 +15,14 @@ from spendlab.jobs.datasets import synth_transactions
 from spendlab.jobs.experiment import run_experiment
 from spendlab.jobs.replay import plan_replay, run_policies
 from spendlab.tracking.experiment_runs import latest_experiment_run, run_candidate
+from spendlab.tracking.monitoring import model_backtest
 
 pytestmark = pytest.mark.slow
 
 
 def _world(root: Path, shift: str | None) -> tuple:
     data = root / "tx.parquet"
-    synth_transactions(data, users=2000, months=30, start="2023-01-01", seed=5, shift=shift)
+    synth_transactions(data, users=2000, months=30, start="2023-01-01", seed=5, shift=shift, oracle=True)
     exp = {"name": "shiftworld", "dataset": {"input": str(data), "format": "generic"}, "freq": "month",
            "horizon": 1, "train_origins": 3, "validation": {"start": "2023-07-31", "end": "2023-09-30"},
            "test": {"start": "2023-10-31", "end": "2023-12-31"}, "models": ["ridge"]}
@@ -33,11 +35,12 @@ def _world(root: Path, shift: str | None) -> tuple:
         run_experiment(path, out_dir=root / "out", tracking_uri=uri)
     finally:
         os.chdir(old)
-    return path, run_candidate(latest_experiment_run("shiftworld", tracking_uri=uri))
+    cand = run_candidate(latest_experiment_run("shiftworld", tracking_uri=uri))
+    return path, cand, model_backtest(cand, tracking_uri=uri)
 
 
 def test_the_halved_rate_is_flagged_within_one_period(tmp_path: Path) -> None:
-    path, cand = _world(tmp_path, "18:rate=0.5")
+    path, cand, _ = _world(tmp_path, "18:rate=0.5")
     table = run_policies(plan_replay(str(path), first="2024-04", last="2024-06", policies="monthly"), cand)
     verdicts = dict(zip(table["period"], table["verdict"], strict=True))
     assert verdicts["2024-06"] in {"warn", "retrain"}  # the month of the shift, scored the month before
@@ -45,17 +48,54 @@ def test_the_halved_rate_is_flagged_within_one_period(tmp_path: Path) -> None:
     assert table.set_index("period").loc["2024-06", "bias"] > 0.5  # forecasts twice what happened
 
 
+def _oracle_totals(root: Path, table: pd.DataFrame, cand: object) -> pd.Series:
+    """The world's true expected spend of each monitored month, summed over the users scored for it."""
+    oracle = pd.read_parquet(root / "oracle.parquet")
+    oracle["period"] = pd.to_datetime(oracle["period_start"]).dt.strftime("%Y-%m")
+    oracle["user_id"] = oracle["user_id"].astype(str)
+    tx = pd.read_parquet(root / "tx.parquet")
+    first = tx.groupby(tx["user_id"].astype(str))["ts"].min()
+    out = {}
+    for period in table["period"]:
+        start = pd.Timestamp(f"{period}-01", tz=first.dt.tz)
+        scored = first.index[first < start]  # users seen by the cutoff: the scored population
+        month = oracle[oracle["period"] == period].set_index("user_id")["expected_spend"]
+        out[period] = float(month.reindex(scored).fillna(0.0).sum())
+    return pd.Series(out)
+
+
 def test_twelve_stable_months_give_no_retrain_and_honest_estimates(tmp_path: Path) -> None:
-    path, cand = _world(tmp_path, None)
-    table = run_policies(plan_replay(str(path), first="2024-01", last="2024-12", policies="monthly"), cand)
+    path, cand, backtest = _world(tmp_path, None)
+    table = run_policies(plan_replay(str(path), first="2024-01", last="2024-12", policies="monthly"), cand,
+                         backtest=backtest)
     assert len(table) == 12
     assert "retrain" not in set(table["verdict"]), table[["period", "verdict", "reasons"]]
-    # Before the actuals: the expected total is the sum of the point forecasts, so its relative error
-    # is the realized bias, exactly (measured: inside the realized total's 95% bootstrap interval in 5
-    # of 12 months; 28-41% high in January-March, the ridge's seasonal bias after December).
-    err = table["expected_total"] / table["realized_total"] - 1
-    assert (err - table["bias"]).abs().max() < 1e-9
-    # The coverage the model promises, against the realized one (measured: realized 0.6 to 5.2 points
-    # higher in 10 of 12 months, 1.1 lower at most; inside the realized 95% interval in 6 of 12).
-    gap = table["interval_coverage"] - table["expected_coverage"]
-    assert gap.between(-0.02, 0.06).all(), gap
+    t = table.set_index("period")
+    # The realized total's 95% bootstrap interval is sound: it holds the world's true expected total
+    # of the scored users every month (oracle).
+    truth = _oracle_totals(tmp_path, table, cand)
+    assert ((t["realized_total_low"] <= truth) & (truth <= t["realized_total_high"])).all(), (truth, t)
+    # The expected total is the sum of the point forecasts, so its relative error is the realized bias,
+    # exactly. The ridge refitted on the last three origins misses the season (measured: 28-41% high in
+    # January-March after the Q4 peak, 10-14% high in September-October, 12% low in November-December,
+    # against the oracle alike): the estimate lies inside the realized interval in 5 of 12 months; in
+    # every miss the model is 8-41% off the true total, while the realized total is within 5% of it.
+    err = t["expected_total"] / t["realized_total"] - 1
+    assert (err - t["bias"]).abs().max() < 1e-9
+    inside = (t["realized_total_low"] <= t["expected_total"]) & (t["expected_total"] <= t["realized_total_high"])
+    assert inside.sum() >= 5, inside
+    model_vs_truth = (t["expected_total"] / truth - 1).abs()
+    assert (t["realized_total"] / truth - 1).abs().max() < 0.06  # measured: 4.7% at most
+    assert (model_vs_truth[~inside] > 0.075).all(), model_vs_truth  # measured: 8% to 41% off the truth
+    # The estimate's own 95% interval (users' noise + the backtest's error of a total on origins complete
+    # by the cutoff) holds the realized total every month: the estimate says how far it can be trusted.
+    assert ((t["expected_total_low"] <= t["realized_total"]) & (t["realized_total"] <= t["expected_total_high"])).all()
+    assert (t["model_error"] > 0.15).all()  # the backtest's Q4 origins already missed by about 22%
+    # Coverage: the mean over users of P(lower <= Y <= upper) under the model (equal to 4 decimals to the
+    # mean of max(level, P(Y = 0)) here: the formula was not the cause), against the realized coverage's
+    # 95% bootstrap interval: inside in 6 of 12 months (measured). The misses are the same seasonal bias:
+    # p_spend too high, so more zeros than promised fall in the [0, upper] intervals (over-coverage).
+    cov_in = (t["interval_coverage_low"] <= t["expected_coverage"]) & (t["expected_coverage"] <= t["interval_coverage_high"])
+    assert cov_in.sum() >= 6, t[["expected_coverage", "interval_coverage", "interval_coverage_low"]]
+    over = t["interval_coverage"] - t["expected_coverage"]
+    assert (over[~cov_in] > 0).all() and over.between(-0.02, 0.06).all(), over

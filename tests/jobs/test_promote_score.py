@@ -129,7 +129,7 @@ def test_altered_model_artifact_is_refused(in_registry: dict, tmp_path: Path) ->
 
     version = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, "champion")
     local = Path(mlflow.artifacts.download_artifacts(version.source, dst_path=str(tmp_path / "m")))
-    est = next(local.rglob("estimator.joblib"))
+    est = next(local.rglob("estimator.skops"))
     data = bytearray(est.read_bytes())
     data[len(data) // 2] ^= 0xFF
     est.write_bytes(bytes(data))

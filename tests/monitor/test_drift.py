@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spendlab.monitor.drift import PSI_FLOOR, feature_drift, pre_actuals_estimate, psi, reference_profile, segment_shift
+from spendlab.monitor.drift import PSI_FLOOR, feature_drift, psi, reference_profile, segment_shift
 
 
 def test_psi_by_hand() -> None:
@@ -59,16 +59,6 @@ def test_segment_shift_by_hand() -> None:
     assert shift.loc["active", "shift"] == pytest.approx(-0.25)
     assert shift.loc["lapsed", "shift"] == pytest.approx(0.5)
     assert shift.loc["new", "share"] == 0.0 and shift.loc["new", "shift"] == pytest.approx(-0.25)
-
-
-def test_pre_actuals_estimate_by_hand() -> None:
-    scores = pd.DataFrame({"prediction": [1.0, 5.0, 20.0], "p_spend": [0.1, 0.5, 0.95],
-                           "basis": ["cold_start_fallback", "model", "model"]})
-    est = pre_actuals_estimate(scores, level=0.8)
-    assert est["expected_total"] == 26.0
-    assert est["expected_spenders"] == pytest.approx(1.55)
-    assert est["expected_coverage"] == pytest.approx((0.9 + 0.8 + 0.8) / 3)  # max(level, P(Y = 0))
-    assert est["cold_start_share"] == pytest.approx(1 / 3)
 
 
 def test_a_feature_equal_for_everybody_or_a_customers_age_is_not_profiled() -> None:

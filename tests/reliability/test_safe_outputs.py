@@ -259,3 +259,20 @@ def test_check_output_accepts_new_paths_and_spendlabs_own(tmp_path: Path, kind: 
         else:
             with pytest.raises(UnsafeOutputError, match="is a directory"):
                 check_output("old", kind="file")
+
+
+def test_parent_directories_spendlab_creates_are_marked_as_its_own(tmp_path: Path) -> None:
+    """A feature cache made under ``out/`` must not make ``--out out`` look like someone else's folder."""
+    from spendlab.io.safe_out import prepare_output_dir
+
+    prepare_output_dir(tmp_path / "out" / ".feature_cache")
+    (tmp_path / "out" / ".feature_cache" / "features.parquet").write_text("x")
+    prepare_output_dir(tmp_path / "out")  # not refused: spendlab made out/ on the way
+    assert (tmp_path / "out" / MARKER).is_file() and (tmp_path / "out" / ".feature_cache" / MARKER).is_file()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's")
+    prepare_output_dir(tmp_path / "mine" / "a" / "b")
+    assert not (tmp_path / "mine" / MARKER).exists()  # a folder that was there stays the user's
+    assert (tmp_path / "mine" / "a" / MARKER).is_file() and (tmp_path / "mine" / "a" / "b" / MARKER).is_file()
+    with pytest.raises(UnsafeOutputError):
+        prepare_output_dir(tmp_path / "mine")

@@ -76,6 +76,21 @@ def test_spark_scores_equal_local_scores_within_1e6(spark, registry: tuple[str, 
     assert (pd.to_datetime(got["as_of"]).dt.date == SCORE_AS_OF).all()
     assert got["target_period"].iloc[0] == "2024-06"
 
+    # lineage: `spendlab monitor` reads the Spark folder's lineage, the same as the local file's footer
+    from spendlab.jobs.monitor import MonitorInputError, read_scores
+
+    spark_rows, spark_lineage = read_scores(out, model=MODEL)
+    local_rows, local_lineage = read_scores(local_out, model=MODEL)
+    assert spark_lineage == local_lineage
+    assert spark_lineage["model_name"] == MODEL and spark_lineage["as_of"] == SCORE_AS_OF.isoformat()
+    assert spark_lineage["target_period"] == "2024-06" and spark_lineage["model_version"] == local["model_version"][0]
+    assert sorted(spark_rows["user_id"]) == sorted(local_rows["user_id"])
+    with pytest.raises(MonitorInputError, match="not of the monitored model"):
+        read_scores(out, model="another-model")
+    (out / "_spendlab_metadata.json").unlink()  # a folder without lineage is refused like a bare file
+    with pytest.raises(MonitorInputError, match="no spendlab.scores lineage"):
+        read_scores(out, model=MODEL)
+
 
 def test_spark_score_refuses_a_frequency_the_model_was_not_fitted_on(spark, registry: tuple[str, str],
                                                                     synth_parquet: Path, tmp_path: Path,

@@ -10,6 +10,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -79,10 +80,16 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _estimator_file(model_dir: Path) -> Path:
+    """The estimator file the model's config records (``estimator.skops`` for the registry's baselines)."""
+    config = Model.load(str(model_dir / "MLmodel")).flavors["python_function"]["config"]
+    return model_dir / "artifacts" / config.get("estimator_file", "estimator.joblib")
+
+
 def _rewrite_manifest(model_dir: Path) -> None:
     """What an attacker with write access does: make the in-directory manifest agree again."""
     meta = Model.load(str(model_dir / "MLmodel"))
-    est = model_dir / "artifacts" / "estimator.joblib"
+    est = _estimator_file(model_dir)
     meta.flavors["python_function"]["config"]["estimator_sha256"] = file_sha256(est)
     files = {p.relative_to(model_dir).as_posix(): file_sha256(p) for p in sorted(model_dir.rglob("*"))
              if p.is_file() and p.name not in {"MLmodel", "registered_model_meta", SIGNATURE_FILE}}
@@ -106,8 +113,8 @@ CHANGES = ("pickle", "candidate_key", "candidate_rmse", "mlmodel_config", "extra
 
 
 def _apply(model_dir: Path, changes: tuple[str, ...], marker: Path) -> None:
-    if "pickle" in changes:
-        (model_dir / "artifacts" / "estimator.joblib").write_bytes(pickle.dumps(_Exploit(marker)))
+    if "pickle" in changes:  # a pickle under the recorded name (a skops archive for these models)
+        _estimator_file(model_dir).write_bytes(pickle.dumps(_Exploit(marker)))
     if "candidate_key" in changes:
         _edit_candidate(model_dir, model_key="zero")
     if "candidate_rmse" in changes:
@@ -123,12 +130,50 @@ def _apply(model_dir: Path, changes: tuple[str, ...], marker: Path) -> None:
 COMBOS = [c for n in range(1, len(CHANGES) + 1) for c in itertools.combinations(CHANGES, n)]
 
 
+def _swap_format(model_dir: Path, marker: Path) -> None:
+    """Replace the skops archive by a joblib pickle and make the model's config and artifacts name it."""
+    est = _estimator_file(model_dir)
+    assert est.name == "estimator.skops" and zipfile.is_zipfile(est)
+    est.unlink()
+    (model_dir / "artifacts" / "estimator.joblib").write_bytes(pickle.dumps(_Exploit(marker)))
+    meta = Model.load(str(model_dir / "MLmodel"))
+    pyfunc = meta.flavors["python_function"]
+    pyfunc["config"].update(estimator_format="joblib", estimator_file="estimator.joblib")
+    for name in ("artifacts",):
+        if isinstance(pyfunc.get(name), dict) and "estimator" in pyfunc[name]:
+            pyfunc[name]["estimator"]["path"] = "artifacts/estimator.joblib"
+    meta.save(str(model_dir / "MLmodel"))
+
+
+@pytest.mark.parametrize("manifest", ["stale", "rewritten"])
+@pytest.mark.parametrize("key", ["unset", "set, signature forged with another key", "set, signature from before the change"])
+def test_a_pickle_swapped_in_for_the_skops_estimator_never_executes(in_store: dict, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch, manifest: str,
+                                                                    key: str) -> None:
+    marker = tmp_path / "EXECUTED"
+    local = _copy(in_store["pristine"], tmp_path / "m")
+    sign_model_dir(local, KEY)
+    _swap_format(local, marker)
+    if manifest == "rewritten":
+        _rewrite_manifest(local)
+    if key != "unset":
+        monkeypatch.setenv(KEY_ENV, KEY.decode())
+        if key.startswith("set, signature forged"):
+            sign_model_dir(local, b"the attacker's key")
+    with pytest.raises(SpendlabError) as err:
+        load_model(str(local))
+    assert not marker.exists()
+    assert "\n" not in str(err.value)
+
+
 def test_an_unchanged_copy_loads_because_its_registered_version_records_its_digest(in_store: dict,
                                                                                       tmp_path: Path) -> None:
     local = _copy(in_store["pristine"], tmp_path / "m")
     version = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, "champion")
     assert version.tags[TREE_TAG] == tree_digest(local)
     assert load_model(str(local)).feature_names
+    assert zipfile.is_zipfile(local / "artifacts" / "estimator.skops")  # no pickle in the model
+    assert not list(local.rglob("*.joblib")) and not list(local.rglob("*.pkl"))
 
 
 @pytest.mark.parametrize("changes", COMBOS, ids=["+".join(c) for c in COMBOS])

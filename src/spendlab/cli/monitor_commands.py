@@ -19,7 +19,7 @@ from spendlab.jobs.replay_report import policy_summary
 
 
 def monitor(
-    scores: Annotated[Path, typer.Argument(help="A `spendlab score` output (Parquet).")],
+    scores: Annotated[Path, typer.Argument(help="A `spendlab score` output (Parquet file, or the Spark engine's folder).")],
     input: InputArg,
     format: FormatOpt = "generic",
     out_path: Annotated[Path | None, typer.Option("--out", help="Report directory (report.html, summary.json, "

@@ -98,48 +98,68 @@ def run_backtest(
     on_origin: Callable[[int, float], None] | None = None,
     feature_config: FeatureConfig | None = None,
     params_by_cutoff: Mapping[dt.date, dict[str, Any]] | None = None,
+    origin_jobs: int = 1,
 ) -> BacktestResult:
     """Backtest ``model_key`` on the experiment's ``origins``.
 
     ``on_origin(i, mean_rmse_so_far)`` is called after each origin (Optuna pruning hooks in here).
     ``params`` default to the experiment's ``params[model_key]``; ``params_by_cutoff[c]`` replaces them
     at origin ``c`` (tuned settings chosen without that validation origin: cross-fitting).
+    ``origin_jobs`` > 1 fits that many origins at a time on threads (each fit single-threaded, so the
+    numbers are those of one origin at a time); it is ignored when ``on_origin`` is given, which needs
+    the origins in order.
     """
     store = FeatureStore.from_source(tx_or_con, freq=experiment.freq, horizon=experiment.horizon,
                                      feature_config=feature_config)
     params = dict(experiment.params.get(model_key, {}) if params is None else params)
     val = set(experiment.origins("validation"))
     cutoffs = experiment.origins(origins)
-    rows, preds = [], []
-    est = None
-    for i, cutoff in enumerate(cutoffs):
+    for cutoff in cutoffs:
         store.check_cutoff(cutoff)
-        with timed("training_set", model_key, cutoff):
-            X_train, y_train = training_set(store, cutoff, experiment.train_origins)
-        X_c = store.features(cutoff)
-        est, pred = _fit_predict(model_key, dict((params_by_cutoff or {}).get(cutoff, params)), X_train, y_train, X_c, cutoff)
-        fallback = training_fallback(X_train, y_train, active_window=experiment.segments.active_window,
-                                     level=experiment.interval_level)  # the registered scorer's fallback
-        pred = apply_fallback(pd.DataFrame({"prediction": pred}), cold_users(X_c), fallback)["prediction"].to_numpy()
-        y_true = store.target(cutoff)  # read only now, to score
-        with timed("metrics", model_key, cutoff):
-            seg = segment_users(X_c, active_window=experiment.segments.active_window)
-            metrics = origin_metrics(y_true, pred, seg)
+
+    def one(i: int, cutoff: dt.date) -> tuple[dict[str, Any], pd.DataFrame, BaseEstimator]:
         split = "validation" if cutoff in val else "test"
-        target_period = shift_period(cutoff, experiment.freq, 1)
-        rows.append({"origin": i, "split": split, "cutoff": cutoff, "target_period": target_period,
-                     "n_users": len(X_c), "n_train": len(X_train),
-                     "train_spend_rate": float(np.mean(np.asarray(y_train) > 0)), **metrics})
-        preds.append(pd.DataFrame({"model": model_key, "split": split, "cutoff": cutoff,
-                                   "target_period": target_period, "user_id": X_c["user_id"].to_numpy(),
-                                   "segment": seg, "y_true": y_true, "y_pred": pred}))
-        if on_origin is not None:
-            on_origin(i, float(np.mean([r["rmse"] for r in rows])))
-    per_origin = pd.DataFrame(rows)
+        return _one_origin(store, experiment, model_key, dict((params_by_cutoff or {}).get(cutoff, params)),
+                           i, cutoff, split)
+
+    if origin_jobs > 1 and on_origin is None and len(cutoffs) > 1:
+        with ThreadPoolExecutor(max_workers=origin_jobs, thread_name_prefix="spendlab-origin") as pool:
+            futures = [pool.submit(contextvars.copy_context().run, one, i, c) for i, c in enumerate(cutoffs)]
+            done = [f.result() for f in futures]
+    else:
+        done = []
+        for i, cutoff in enumerate(cutoffs):
+            done.append(one(i, cutoff))
+            if on_origin is not None:
+                on_origin(i, float(np.mean([r["rmse"] for r, _, _ in done])))
+    per_origin = pd.DataFrame([r for r, _, _ in done])
     feature_names = [c for c in store.features(cutoffs[-1]).columns if c != "user_id"]
     return BacktestResult(model_key=model_key, params=params, per_origin=per_origin,
-                          predictions=pd.concat(preds, ignore_index=True), means=mean_metrics(per_origin),
-                          estimator=est, feature_names=feature_names)
+                          predictions=pd.concat([p for _, p, _ in done], ignore_index=True),
+                          means=mean_metrics(per_origin), estimator=done[-1][2], feature_names=feature_names)
+
+
+def _one_origin(store: FeatureStore, experiment: BacktestSpec, model_key: str, params: dict[str, Any], i: int,
+                cutoff: dt.date, split: str) -> tuple[dict[str, Any], pd.DataFrame, BaseEstimator]:
+    """Fit at one origin and score its forecast: the per-origin row, the predictions and the estimator."""
+    with timed("training_set", model_key, cutoff):
+        X_train, y_train = training_set(store, cutoff, experiment.train_origins)
+    X_c = store.features(cutoff)
+    est, pred = _fit_predict(model_key, params, X_train, y_train, X_c, cutoff)
+    fallback = training_fallback(X_train, y_train, active_window=experiment.segments.active_window,
+                                 level=experiment.interval_level)  # the registered scorer's fallback
+    pred = apply_fallback(pd.DataFrame({"prediction": pred}), cold_users(X_c), fallback)["prediction"].to_numpy()
+    y_true = store.target(cutoff)  # read only now, to score
+    with timed("metrics", model_key, cutoff):
+        seg = segment_users(X_c, active_window=experiment.segments.active_window)
+        metrics = origin_metrics(y_true, pred, seg)
+    target_period = shift_period(cutoff, experiment.freq, 1)
+    row = {"origin": i, "split": split, "cutoff": cutoff, "target_period": target_period,
+           "n_users": len(X_c), "n_train": len(X_train),
+           "train_spend_rate": float(np.mean(np.asarray(y_train) > 0)), **metrics}
+    preds = pd.DataFrame({"model": model_key, "split": split, "cutoff": cutoff, "target_period": target_period,
+                          "user_id": X_c["user_id"].to_numpy(), "segment": seg, "y_true": y_true, "y_pred": pred})
+    return row, preds, est
 
 
 @dataclass
@@ -161,12 +181,12 @@ class BacktestOutcome:
 
 
 def backtest_one(store: FeatureStore, cfg: BacktestSpec, key: str, params: dict[str, Any], tuned: bool,
-                 fold_params: Mapping[dt.date, dict[str, Any]] | None = None) -> BacktestOutcome:
-    """Backtest one model on every origin; an exception is returned in the outcome, not raised."""
+                 fold_params: Mapping[dt.date, dict[str, Any]] | None = None, origin_jobs: int = 1) -> BacktestOutcome:
+    """Backtest one model on every origin (``origin_jobs`` at a time); an exception is returned, not raised."""
     started, t0 = time.time(), time.perf_counter()
     try:
         res = run_backtest(store, experiment=cfg, model_key=key, params=params, origins="all",
-                           params_by_cutoff=fold_params)
+                           params_by_cutoff=fold_params, origin_jobs=origin_jobs)
     except Exception as exc:  # raised again on the logging thread, inside the model's run
         return BacktestOutcome(key, tuned, error=exc, seconds=time.perf_counter() - t0, started=started)
     return BacktestOutcome(key, tuned, res, model_params(make_model(key, params)), time.perf_counter() - t0,
@@ -191,19 +211,23 @@ def backtest_models(store: FeatureStore, cfg: BacktestSpec, resolved: dict[str, 
     keys = list(resolved)
     total = len(keys)
 
-    def run(key: str) -> BacktestOutcome:
+    def run(key: str, origin_jobs: int = 1) -> BacktestOutcome:
         params, tuned = resolved[key]
         say_progress(progress, f"[{keys.index(key) + 1}/{total}] backtesting {key}{' (tuned params)' if tuned else ''}")
-        return backtest_one(store, cfg, key, params, tuned, (fold_params or {}).get(key))
+        return backtest_one(store, cfg, key, params, tuned, (fold_params or {}).get(key), origin_jobs)
 
     with threadpool_limits(limits=1, user_api="blas"):  # process-wide, so set once for every thread
         yield from _run_all(keys, run, jobs, resolved)
 
 
-def _run_all(keys: list[str], run: Callable[[str], BacktestOutcome], jobs: int,
+def _run_all(keys: list[str], run: Callable[..., BacktestOutcome], jobs: int,
              resolved: dict[str, tuple[dict[str, Any], bool]]) -> Iterator[BacktestOutcome]:
-    """Return the first backtest alone (it builds the features), then the others ``jobs`` at a time, in order."""
-    first = run(keys[0])
+    """Return the first backtest alone (it builds the features), then the others ``jobs`` at a time, in order.
+
+    The first backtest runs ``jobs`` origins at a time: alone, it would leave the other cores idle (and a
+    one-model experiment is only that backtest).
+    """
+    first = run(keys[0], jobs)
     yield first
     if first.error is not None:
         return

@@ -109,6 +109,30 @@ def _mixture_quantile(p: np.ndarray, qgrid: np.ndarray, tau: float) -> np.ndarra
     return np.where(tau <= zero, 0.0, val)
 
 
+def _calibrated_keys(frame: pd.DataFrame, calibration: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's ``P(spend)`` and the index of its positive-spend quantiles (on ``_GRID``) in a table of them."""
+    pred = frame["y_pred"].to_numpy(dtype=np.float64)
+    seg = frame["segment"].astype(str).to_numpy()
+    p = np.zeros(len(pred))
+    key = np.zeros(len(pred), dtype=np.int64)
+    tables = [np.zeros((1, len(_GRID)))]
+    specs = calibration["segments"]
+    groups = [(specs[s], seg == s) for s in specs] + [(calibration["pooled"], ~np.isin(seg, list(specs)))]
+    for spec, m in groups:
+        if not m.any():
+            continue
+        p[m] = np.interp(pred[m], spec["p"]["x"], spec["p"]["p"])
+        key[m] = sum(len(t) for t in tables) + _assign_bins(pred[m], spec["edges"])
+        tables.append(np.asarray(spec["quantiles"], dtype=np.float64))
+    return p, key, np.vstack(tables)
+
+
+def _calibrated_grid(frame: pd.DataFrame, calibration: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``P(spend)`` and positive-spend quantiles on ``_GRID`` (columns ``segment``, ``y_pred``)."""
+    p, key, table = _calibrated_keys(frame, calibration)
+    return p, table[key]
+
+
 def apply_calibration(frame: pd.DataFrame, calibration: dict[str, Any]) -> pd.DataFrame:
     """``DataFrame[p_spend, median, lower, upper]`` (index of ``frame``) for columns ``segment``, ``y_pred``.
 
@@ -117,17 +141,7 @@ def apply_calibration(frame: pd.DataFrame, calibration: dict[str, Any]) -> pd.Da
     missing = {"segment", "y_pred"} - set(frame.columns)
     if missing:
         raise ValueError(f"apply_calibration needs columns {sorted(missing)}")
-    pred = frame["y_pred"].to_numpy(dtype=np.float64)
-    seg = frame["segment"].astype(str).to_numpy()
-    p = np.zeros(len(pred))
-    qgrid = np.zeros((len(pred), len(_GRID)))
-    specs = calibration["segments"]
-    groups = [(specs[s], seg == s) for s in specs] + [(calibration["pooled"], ~np.isin(seg, list(specs)))]
-    for spec, m in groups:
-        if not m.any():
-            continue
-        p[m] = np.interp(pred[m], spec["p"]["x"], spec["p"]["p"])
-        qgrid[m] = np.asarray(spec["quantiles"], dtype=np.float64)[_assign_bins(pred[m], spec["edges"])]
+    p, qgrid = _calibrated_grid(frame, calibration)
     level = float(calibration["level"])
     alpha = 1.0 - level
     # Central interval while P(Y = 0) < alpha/2; otherwise the interval starts at 0 and ends at Q(level):
@@ -146,6 +160,41 @@ def expected_coverage(p_spend: np.ndarray, level: float) -> np.ndarray:
     outcome is inside).
     """
     return np.maximum(1.0 - np.asarray(p_spend, dtype=np.float64), level)
+
+
+def predictive_moments(frame: pd.DataFrame, calibration: dict[str, Any], *, points: int = 1001) -> pd.DataFrame:
+    """Return each row's mean, variance and probability of its interval under the calibrated mixture.
+
+    The mixture is ``(1 - p) delta_0 + p G`` of :func:`apply_calibration`; ``G``'s quantile function is
+    the stored grid, linearly interpolated on ``points`` equally spaced probabilities (ties in ``G``
+    are atoms, counted whole).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        ``segment``, ``y_pred``, ``lower``, ``upper``.
+    calibration : dict
+        From :func:`fit_calibration`.
+    points : int
+        Probabilities on which ``G`` is evaluated.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``mean``, ``var`` and ``p_inside`` (``P(lower <= Y <= upper)``; a zero outcome is inside when
+        ``lower`` is 0), index of ``frame``.
+    """
+    p, inverse, rows = _calibrated_keys(frame, calibration)  # few distinct grids: one per segment and bin
+    lower, upper = frame["lower"].to_numpy(dtype=np.float64), frame["upper"].to_numpy(dtype=np.float64)
+    u = np.linspace(0.0, 1.0, points)
+    fine = np.vstack([np.interp(u, _GRID, r) for r in rows])
+    m1, m2 = np.trapezoid(fine, u, axis=1)[inverse], np.trapezoid(fine**2, u, axis=1)[inverse]
+    share = np.zeros(len(p))
+    for k in np.unique(inverse):
+        q, m = fine[k], inverse == k
+        share[m] = (np.searchsorted(q, upper[m], side="right") - np.searchsorted(q, lower[m], side="left")) / points
+    return pd.DataFrame({"mean": p * m1, "var": np.maximum(p * m2 - (p * m1) ** 2, 0.0),
+                         "p_inside": (1.0 - p) * (lower <= 0) + p * share}, index=frame.index)
 
 
 def coverage(y_true: np.ndarray, bounds: pd.DataFrame) -> float:

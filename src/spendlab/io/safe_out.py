@@ -127,10 +127,15 @@ def prepare_output_dir(path: str | os.PathLike[str], *, inputs: Iterable[str | o
                        option: str = "--out") -> Path:
     """Check ``path`` as a directory output, create it and mark it as spendlab's.
 
-    For jobs that write files into a directory instead of swapping the directory whole.
+    For jobs that write files into a directory instead of swapping the directory whole. Every parent
+    directory created on the way is marked too: spendlab made it, so a later output there (a feature
+    cache under ``outputs/``, then ``--out outputs``) is not refused as someone else's directory.
     """
     check_output(path, kind="dir", inputs=inputs, option=option)
+    made = [p for p in (Path(path), *Path(path).parents) if not os.path.lexists(p)]
     Path(path).mkdir(parents=True, exist_ok=True)
+    for p in made[1:]:
+        mark_output_dir(p)
     mark_output_dir(path)
     return Path(path)
 

@@ -27,9 +27,10 @@ from spendlab.features.segments import segment_users
 from spendlab.forecast.bootstrap import bootstrap_rmse
 from spendlab.io.load import connect, date_span, load_transactions
 from spendlab.jobs.monitor_report import period_step, write_report  # noqa: F401 - period_step re-exported
-from spendlab.jobs.score import LINEAGE_KEY
+from spendlab.jobs.score import FOLDER_METADATA_FILE, LINEAGE_KEY
 from spendlab.monitor.accuracy import bootstrap_interval, join_realized, realized_accuracy
-from spendlab.monitor.drift import feature_drift, pre_actuals_estimate, segment_shift
+from spendlab.monitor.drift import feature_drift, segment_shift
+from spendlab.monitor.estimate import backtest_total_error, pre_actuals_estimate
 from spendlab.monitor.verdict import Thresholds, decide
 from spendlab.tracking.monitoring import ModelRecord, model_record
 
@@ -85,7 +86,7 @@ def plan_monitor(scores: str | Path, input: str, *, format: str, config: dict[st
     Parameters
     ----------
     scores : str or pathlib.Path
-        The scores file.
+        The scores file (or the Spark engine's Parquet folder).
     input : str
         The transactions.
     format : str
@@ -121,8 +122,22 @@ def plan_monitor(scores: str | Path, input: str, *, format: str, config: dict[st
                        n_boot=int(cfg.get("n_boot", 500)), seed=int(cfg.get("seed", 0)))
 
 
+def _folder_lineage(path: Path) -> str | None:
+    """Return the lineage of a Parquet folder (Spark's scores): its metadata file's ``spendlab.scores``."""
+    meta = path / FOLDER_METADATA_FILE
+    if not path.is_dir() or not meta.is_file():
+        return None
+    try:
+        return json.loads(meta.read_text(encoding="utf-8")).get(LINEAGE_KEY)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def read_scores(path: Path, *, model: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """Return the scores and their lineage, refused unless they come from one version of ``model``.
+
+    ``path`` is a scores file (lineage in its footer) or a Parquet folder of part files written by the
+    Spark engine (lineage in its ``_spendlab_metadata.json``).
 
     Raises
     ------
@@ -135,7 +150,7 @@ def read_scores(path: Path, *, model: str) -> tuple[pd.DataFrame, dict[str, str]
         raise MonitorInputError(f"{path}: not a scores Parquet file ({str(exc).splitlines()[0]})") from None
     if "model_version" not in table.column_names:
         raise MonitorInputError(f"{path}: no model_version column: not the output of `spendlab score`")
-    raw = (table.schema.metadata or {}).get(LINEAGE_KEY.encode())
+    raw = (table.schema.metadata or {}).get(LINEAGE_KEY.encode()) or _folder_lineage(Path(path))
     if raw is None:
         raise MonitorInputError(f"{path}: no {LINEAGE_KEY} lineage metadata: score it again with this spendlab")
     lineage = json.loads(raw)
@@ -217,7 +232,9 @@ def measure(scores: pd.DataFrame, lineage: dict[str, str], con: Any, record: Mod
     drift = feature_drift(ref, feats) if ref else pd.DataFrame(columns=["feature", "psi", "zero_share_ref", "zero_share"])
     shift = segment_shift(ref, seg_now) if ref else pd.DataFrame(columns=["segment", "share_ref", "share", "shift"])
     level = float(lineage.get("interval_level", cand.calibration.get("level", 0.8)))
-    est = pre_actuals_estimate(scores, level=level)
+    error = backtest_total_error(record.backtest, as_of=as_of, freq=freq)
+    est = pre_actuals_estimate(scores, level=level, calibration=cand.calibration or None,
+                               model_error=error if np.isfinite(error) else 0.0)
     overall = acc.iloc[0].to_dict()
     boot = {m: bootstrap_interval(joined, metric=m, n_boot=plan.n_boot, seed=plan.seed)
             for m in ("rmse", "realized_total", "interval_coverage")}

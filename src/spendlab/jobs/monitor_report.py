@@ -34,7 +34,7 @@ def period_step(period_start: dt.date, freq: str) -> int:
 
 
 def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
-    """Realized (with its bootstrap interval), backtest and estimated-before-actuals figures side by side."""
+    """Realized (with its bootstrap interval), backtest and estimated-before-actuals (with its interval) figures."""
     nan = float("nan")
     rows = []
     for label, real, back, est in _SUMMARY:
@@ -42,7 +42,9 @@ def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
                      "realized 95% low": summary.get(f"{real}_low", nan),
                      "realized 95% high": summary.get(f"{real}_high", nan),
                      "backtest": summary.get(back, nan) if back else nan,
-                     "estimated before actuals": summary.get(est, nan) if est else nan})
+                     "estimated before actuals": summary.get(est, nan) if est else nan,
+                     "estimated 95% low": summary.get(f"{est}_low", nan) if est else nan,
+                     "estimated 95% high": summary.get(f"{est}_high", nan) if est else nan})
     return pd.DataFrame(rows)
 
 

@@ -36,8 +36,9 @@ from spendlab.tracking.pyfunc_model import SpendForecaster
 POLICIES: tuple[str, ...] = ("never", "monthly", "on-retrain-verdict")
 #: Figures of each monitored period kept in the replay's table.
 _KEPT = ("rmse", "mae", "bias", "interval_coverage", "interval_coverage_low", "interval_coverage_high",
-         "expected_coverage", "realized_total", "realized_total_low", "realized_total_high", "expected_total",
-         "max_psi", "max_segment_shift", "backtest_rmse")
+         "expected_coverage", "expected_coverage_low", "expected_coverage_high", "realized_total",
+         "realized_total_low", "realized_total_high", "expected_total", "expected_total_low", "expected_total_high",
+         "model_error", "max_psi", "max_segment_shift", "backtest_rmse")
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: The scores file's key-value metadata key holding its lineage (:func:`scores_lineage`, JSON).
 LINEAGE_KEY = "spendlab.scores"
+#: A Parquet folder's metadata file (Spark's output): the footer's ``spendlab.*`` key-value metadata as JSON.
+FOLDER_METADATA_FILE = "_spendlab_metadata.json"
 
 
 SCORE_SCHEMA = pa.schema(

@@ -89,9 +89,16 @@ class StatsmodelsTweedieGLM(RegressorMixin, BaseEstimator):
         self.coef_ = np.asarray(result.params, dtype=np.float64)
         names = ["const", *self.feature_names_in_]
         self.summary_text_ = result.summary(xname=names).as_text()
-        self.coef_table_ = pd.DataFrame({"feature": names, "coef": result.params, "std_err": result.bse,
-                                         "z": result.tvalues, "p_value": result.pvalues})
+        # Plain lists and arrays (not a DataFrame), so the fitted model can be stored without a pickle.
+        self.coef_stats_ = {"feature": names, **{k: np.asarray(v, dtype=np.float64) for k, v in (
+            ("coef", result.params), ("std_err", result.bse), ("z", result.tvalues), ("p_value", result.pvalues))}}
         return self
+
+    @property
+    def coef_table_(self) -> pd.DataFrame:
+        """Coefficient table: feature, coef, std_err, z, p_value (one row per design column)."""
+        check_is_fitted(self, "coef_")
+        return pd.DataFrame(self.coef_stats_)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Predict next-period spend from the fitted coefficients."""

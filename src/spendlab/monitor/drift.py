@@ -7,8 +7,7 @@ the same for everybody: its change is the calendar, not the population; nor a cu
 the reference share in each bin and the zero share; the segment shares and the cold-start share.
 A later population is compared bin by bin with the population stability index
 ``PSI = sum (a - e) ln(a / e)`` (shares floored at :data:`PSI_FLOOR`), segment by segment by the
-change of its share. The coming period's total and interval coverage are estimated from the model's
-own ``prediction``, ``p_spend`` and intervals, before any actual is known.
+change of its share. The coming period's estimate before the actuals is :mod:`spendlab.monitor.estimate`.
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from spendlab.forecast.intervals import expected_coverage
 
 #: Smallest share a bin is given in the PSI (an empty bin would make it infinite).
 PSI_FLOOR = 1e-4
@@ -145,26 +142,3 @@ def segment_shift(profile: dict[str, Any], segments: np.ndarray) -> pd.DataFrame
     out = pd.DataFrame(rows, columns=["segment", "share_ref", "share"])
     out["shift"] = out["share"] - out["share_ref"]
     return out
-
-
-def pre_actuals_estimate(scores: pd.DataFrame, *, level: float) -> dict[str, float]:
-    """Return what the model expects of the coming period, from its own outputs alone.
-
-    Parameters
-    ----------
-    scores : pandas.DataFrame
-        ``prediction``, ``p_spend``, ``basis``.
-    level : float
-        The intervals' nominal level.
-
-    Returns
-    -------
-    dict
-        ``expected_total`` (sum of expected spend), ``expected_spenders`` (sum of ``p_spend``),
-        ``expected_coverage`` (mean of ``max(level, 1 - p_spend)``: the coverage the model promises)
-        and ``cold_start_share``.
-    """
-    p = scores["p_spend"].to_numpy(dtype=np.float64)
-    return {"expected_total": float(scores["prediction"].sum()), "expected_spenders": float(p.sum()),
-            "expected_coverage": float(np.mean(expected_coverage(p, level))) if len(p) else float("nan"),
-            "cold_start_share": float(np.mean(scores["basis"].astype(str).to_numpy() == "cold_start_fallback"))}

@@ -22,6 +22,7 @@ from spendlab.features.metadata import feature_metadata
 from spendlab.io.atomic import atomic_path
 from spendlab.io.rejects import Mode
 from spendlab.io.users import load_users
+from spendlab.jobs.score import FOLDER_METADATA_FILE
 from spendlab.spark.covariates import users_frame
 from spendlab.spark.features import read_transactions, reject_counts, spark_default_as_of, spark_features
 from spendlab.spark.scoring import is_local_path, spark_score
@@ -29,7 +30,7 @@ from spendlab.spark.scoring import is_local_path, spark_score
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-METADATA_FILE = "_spendlab_metadata.json"
+METADATA_FILE = FOLDER_METADATA_FILE
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ every model column (cold start, segment, P(spend), interval) is the pyfunc's own
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from spendlab.config import ReaderConfig
 from spendlab.errors import NoDataError, SpendlabError
 from spendlab.features.config import FeatureConfig
 from spendlab.io.atomic import atomic_path
+from spendlab.jobs.score import FOLDER_METADATA_FILE, LINEAGE_KEY, scores_lineage
 from spendlab.spark.covariates import line_attributes
 from spendlab.spark.features import PathsArg, as_date, read_transactions, spark_default_as_of, spark_features
 from spendlab.tracking.registry import verified_model_dir
@@ -71,7 +73,9 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
     -------
     pyspark.sql.DataFrame
         ``user_id, as_of, target_period, prediction, lower, upper, segment, basis, model_uri,
-        model_version``; when ``out`` is given, read back from the written files.
+        model_version``; when ``out`` is given, read back from the written files. The folder then
+        holds ``_spendlab_metadata.json``: the lineage the local scorer puts in its file footer
+        (key ``spendlab.scores``), which ``spendlab monitor`` reads.
     """
     from pyspark.sql import DataFrame as SparkDataFrame
     from pyspark.sql import functions as F
@@ -108,13 +112,18 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
         .select("user_id").distinct().count()
     if users_in == 0:
         raise NoDataError(f"no user has a transaction on or before {cutoff}: nothing to score")
+    lineage = json.dumps({LINEAGE_KEY: json.dumps(scores_lineage(
+        model, as_of=cutoff, target_period=target_period_label(cutoff, model.freq)), sort_keys=True)}, indent=2)
     if is_local_path(out):
         with atomic_path(out) as tmp:
             scores.write.parquet(str(tmp))
             _check_rows(spark, str(tmp), users_in)
+            (Path(tmp) / FOLDER_METADATA_FILE).write_text(lineage, encoding="utf-8")
     else:
         scores.write.mode("overwrite").parquet(str(out))
         _check_rows(spark, str(out), users_in)
+        spark.createDataFrame([(lineage,)], "value STRING").coalesce(1).write.mode("overwrite").text(
+            f"{str(out).rstrip('/')}/_spendlab_metadata")
     return spark.read.parquet(str(out))
 
 

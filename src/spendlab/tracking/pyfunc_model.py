@@ -4,11 +4,12 @@ This file is what MLflow stores as the model's code: the last line hands MLflow 
 :class:`SpendForecaster` instance. It is the **whole scorer**: what ``spendlab score`` (DuckDB) and the
 Spark scorer write is exactly its output, plus the cutoff and the model's name.
 
-Artifacts: the fitted estimator (written by spendlab itself with joblib) and ``candidate.json`` (the
-tested candidate: calibration, feature names, segments). ``model_config`` carries the SHA-256 of the
-estimator file, the cold-start fallback and the feature set. Before MLflow even reads this file,
+Artifacts: the fitted estimator (written by :mod:`spendlab.tracking.persist`: a skops archive, or a
+joblib pickle for the few models skops cannot hold) and ``candidate.json`` (the tested candidate:
+calibration, feature names, segments). ``model_config`` carries the estimator file's format, name and
+SHA-256, the cold-start fallback and the feature set. Before MLflow even reads this file,
 :func:`spendlab.tracking.registry.verify_model_dir` has checked every file of the model against the
-manifest recorded at registration; the estimator's hash is checked again here before unpickling.
+manifest recorded at registration; the estimator's hash and format are checked again here before it is read.
 
 Input: the as-of feature frame, one row per user (``user_id`` plus the features).
 Output, keyed by ``user_id``: ``prediction`` (expected spend, >= 0), ``p_spend`` (probability of any
@@ -36,6 +37,7 @@ from spendlab.forecast.cold_start import BASIS_COLD_START, BASIS_MODEL, apply_fa
 from spendlab.forecast.intervals import apply_calibration
 from spendlab.io.hashing import file_sha256
 from spendlab.models.base import predict_threads
+from spendlab.tracking.persist import FORMATS, EstimatorFormatError, load_estimator
 
 __all__ = ["BASIS_COLD_START", "BASIS_MODEL", "OUTPUT_COLUMNS", "SpendForecaster"]
 
@@ -51,8 +53,6 @@ class SpendForecaster(PythonModel):
 
     def load_context(self, context: Any) -> None:
         """Load the fitted estimator and the candidate from the model's artifacts."""
-        import joblib
-
         cfg = context.model_config or {}
         path = context.artifacts["estimator"]
         expected = cfg.get("estimator_sha256")
@@ -62,9 +62,16 @@ class SpendForecaster(PythonModel):
                 f"refusing to load {path}: SHA-256 {actual[:12]}... does not match the registered "
                 f"{str(expected)[:12]}... (the artifact was altered after registration)"
             )
+        # Models registered before the format was recorded hold a joblib file named estimator.joblib.
+        manifest = {"format": cfg.get("estimator_format", "joblib"), "sha256": expected,
+                    "file": cfg.get("estimator_file", FORMATS["joblib"])}
+        try:
+            estimator = load_estimator(path, manifest)
+        except EstimatorFormatError as exc:
+            raise ModelIntegrityError(f"refusing to load {path}: {exc}") from None
         with open(context.artifacts["candidate"], encoding="utf-8") as fh:
             candidate = json.load(fh)
-        self.bind(joblib.load(path), candidate["calibration"], candidate["feature_names"],
+        self.bind(estimator, candidate["calibration"], candidate["feature_names"],
                   int(candidate["experiment"]["segments"]["active_window"]), cfg["cold_start"])
 
     def bind(self, estimator: Any, calibration: dict[str, Any], feature_names: list[str], active_window: int,

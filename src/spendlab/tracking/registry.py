@@ -26,6 +26,7 @@ from spendlab.forecast.protocol import fingerprint
 from spendlab.io.hashing import file_sha256
 from spendlab.tracking import pyfunc_model
 from spendlab.tracking import runs as tracking
+from spendlab.tracking.persist import save_estimator
 from spendlab.tracking.pyfunc_model import ModelIntegrityError
 from spendlab.tracking.trust import (
     MLMODEL_TAG,
@@ -106,17 +107,17 @@ def _manifest(model_dir: Path) -> dict[str, str]:
 def save_model_dir(refit: Refit, path: Path) -> Path:
     """Write ``refit`` as a spendlab pyfunc model directory at ``path``.
 
-    Estimator, ``candidate.json``, the model code, and in ``MLmodel`` the spendlab marker with every
-    file's SHA-256.
+    Estimator (skops, or joblib for what skops cannot hold: :mod:`spendlab.tracking.persist`; its
+    format, file name and SHA-256 in ``model_config``), ``candidate.json``, the model code, and in
+    ``MLmodel`` the spendlab marker with every file's SHA-256.
     """
-    import joblib
     import mlflow
     from mlflow.models import Model, infer_signature
 
     cand = refit.candidate
     with tempfile.TemporaryDirectory() as tmp:
-        est_path = Path(tmp) / "estimator.joblib"
-        joblib.dump(refit.estimator, est_path)
+        stored = save_estimator(refit.estimator, tmp)  # skops where it can hold the estimator, else joblib
+        est_path = Path(tmp) / stored["file"]
         cand_path = Path(tmp) / "candidate.json"
         cand_path.write_text(cand.to_json(), encoding="utf-8")
         artifacts = {"estimator": str(est_path), "candidate": str(cand_path)}
@@ -124,7 +125,9 @@ def save_model_dir(refit: Refit, path: Path) -> Path:
             (Path(tmp) / "reference.json").write_text(json.dumps(refit.reference, indent=1), encoding="utf-8")
             artifacts["reference"] = str(Path(tmp) / "reference.json")
         model_config = {
-            "estimator_sha256": file_sha256(str(est_path)),
+            "estimator_sha256": stored["sha256"],
+            "estimator_format": stored["format"],
+            "estimator_file": stored["file"],
             "feature_names": cand.feature_names,
             "feature_config": cand.feature_config,
             "feature_config_hash": cand.feature_config_hash,
