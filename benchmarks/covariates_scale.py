@@ -7,7 +7,10 @@ table and only the feature work is timed: the default feature set, then the same
 coupon use rate, distinct departments, three household columns). Target (issue): at 1M users and 30M
 line items the covariate build takes at most 1.5x the time of the build without them (idle machine).
 
-Run: ``nice -n 10 .venv/bin/python benchmarks/covariates_scale.py --users 50000 [--months 12] [--threads 2]``
+The two builds alternate ``--repeats`` times in one process (best of each reported), so a loaded machine
+slows both alike; the report states the goal and whether the ratio meets it.
+
+Run: ``nice -n 10 .venv/bin/python benchmarks/covariates_scale.py --users 20000 [--months 12] [--threads 2]``
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The issue's target: the build with covariates takes at most this multiple of the build without them.
+GOAL_RATIO = 1.5
 
 
 def main() -> None:
@@ -28,7 +33,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=50_000)
     ap.add_argument("--months", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from spendlab.config import ReaderConfig, UserTableSpec, load_yaml
@@ -67,7 +72,8 @@ def main() -> None:
     print(json.dumps({"users": args.users, "lines": stats["lines"], "months": args.months, "as_of": str(as_of),
                       "threads": args.threads, "generate_s": round(generate_s, 1), "materialise_s": round(load_s, 1),
                       "features_without_s": round(best["without"], 2), "features_with_s": round(best["with"], 2),
-                      "ratio": round(best["with"] / best["without"], 3), "columns_with": table.num_columns},
+                      "ratio": round(best["with"] / best["without"], 3), "goal_ratio": GOAL_RATIO,
+                      "meets_goal": best["with"] <= GOAL_RATIO * best["without"], "columns_with": table.num_columns},
                      indent=2))
 
 

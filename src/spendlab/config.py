@@ -58,6 +58,48 @@ class AttributeSpec(StrictModel):
         return safe_identifier(v)
 
 
+class LookupSpec(StrictModel):
+    """A table joined to every line by key (``lookups: {product: {input, key, columns}}``).
+
+    ``key`` is the key column of the lookup table and, unless ``column`` names another, of the lines.
+    ``columns`` lists the lookup columns each line gains as a category attribute (a list keeps the
+    names; a mapping renames ``{attribute: column}``). A line whose key the table lacks gets the
+    missing value (null) for each of them and is counted, never dropped.
+    """
+
+    input: str
+    key: str
+    column: str | None = None
+    columns: dict[str, str]
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _listed(cls, v: Any) -> Any:
+        return {c: c for c in v} if isinstance(v, (list, tuple)) else v
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("columns needs at least one lookup column")
+        for name, col in v.items():
+            if not _ATTRIBUTE_NAME.match(name) or name in RESERVED_NAMES:
+                raise ValueError(f"lookup attribute name {name!r} must be lower-case letters, digits and _ "
+                                 f"and not one of {sorted(RESERVED_NAMES)}")
+            safe_identifier(col)
+        return v
+
+    @field_validator("key", "column")
+    @classmethod
+    def _identifier(cls, v: str | None) -> str | None:
+        return None if v is None else safe_identifier(v)
+
+    @property
+    def line_column(self) -> str:
+        """Return the column of the lines that holds the key."""
+        return self.column or self.key
+
+
 class GenericMapping(StrictModel):
     """How a generic CSV/Parquet input maps onto the canonical columns.
 
@@ -79,6 +121,7 @@ class GenericMapping(StrictModel):
     spend_is: Literal["positive", "negative"] = "positive"
     ts_format: str | None = None  # strptime format; None = ISO 8601
     attributes: dict[str, AttributeSpec] = {}  # name -> source column and type, kept beside the canonical columns
+    lookups: dict[str, LookupSpec] = {}  # name -> a table joined by key that adds category attributes
 
     @field_validator("attributes")
     @classmethod
@@ -129,6 +172,9 @@ class GenericMapping(StrictModel):
         taken = sorted({a.column for a in self.attributes.values()} & set(cols))
         if taken:
             raise ValueError(f"attribute column(s) {taken} are already mapped to a role")
+        names = [*self.attributes, *(n for lk in self.lookups.values() for n in lk.columns)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"an attribute name is declared twice (attributes and lookups): {names}")
         both = sorted(set(self.include) & set(self.exclude))
         if both:
             raise ValueError(f"column(s) {both} are in both include and exclude; keep one rule per column")
@@ -143,7 +189,8 @@ class GenericMapping(StrictModel):
         """Every column a file must have: the roles, then the include/exclude columns."""
         cols = self.value_columns()
         cols += [c for c in (*self.include, *self.exclude) if c not in cols]
-        return cols + [a.column for a in self.attributes.values() if a.column not in cols]
+        cols += [a.column for a in self.attributes.values() if a.column not in cols]
+        return cols + list(dict.fromkeys(lk.line_column for lk in self.lookups.values() if lk.line_column not in cols))
 
     def line_items(self) -> bool:
         """Whether any line-item option is set (orders, quantity x price, include/exclude)."""

@@ -126,7 +126,7 @@ def test_exclude_rules_and_an_amount_column_with_orders(write_file):
         ({"include": {"s": ["a"]}, "exclude": {"s": ["b"]}}, "in both include and exclude"),
         ({"include": {"s": []}}, "needs at least one value"),
         ({"include": {"s; DROP": ["a"]}}, "is not allowed"),
-        ({"orders_col": "o"}, "allowed keys: amount_col, attributes, exclude, include, order_col, quantity_col, spend_is, "
+        ({"orders_col": "o"}, "allowed keys: amount_col, attributes, exclude, include, lookups, order_col, quantity_col, spend_is, "
                               "ts_col, ts_format, unit_price_col, user_col"),
     ],
 )

@@ -20,11 +20,14 @@ from spendlab.tracking.registry import Refit, log_and_register
 
 
 def register_ridge(data: str, *, train_as_of: dt.date, calibrate_as_of: dt.date, tracking_uri: str,
-                   name: str) -> str:
-    """Fit ridge at ``train_as_of``, calibrate at ``calibrate_as_of``, register as ``name@champion``."""
-    cfg = FeatureConfig()
+                   name: str, config: FeatureConfig | None = None, transactions=None) -> str:
+    """Fit ridge at ``train_as_of``, calibrate at ``calibrate_as_of``, register as ``name@champion``.
+
+    ``config`` (default features) and ``transactions`` (default: ``data`` loaded) let a model read covariates.
+    """
+    cfg = config or FeatureConfig()
     con = connect(threads=2)
-    load_transactions(data, "generic", mode=Mode.QUARANTINE).register(con)
+    (transactions or load_transactions(data, "generic", mode=Mode.QUARANTINE)).register(con)
     names = feature_columns(cfg, "month")[1:]
 
     def labelled(as_of: dt.date) -> tuple[pd.DataFrame, object]:
@@ -32,6 +35,7 @@ def register_ridge(data: str, *, train_as_of: dt.date, calibrate_as_of: dt.date,
         return X, build_target(con, freq="month", as_of=as_of)["target"].to_numpy()
 
     X, y = labelled(train_as_of)
+    names += [c for c in X.columns if c.startswith(("cov_", "user_")) and c != "user_id"]  # covariates, if any
     est = make_model("ridge").fit(X[names], y)
     X_val, y_val = labelled(calibrate_as_of)
     cal = fit_calibration(pd.DataFrame({"segment": segment_users(X_val), "y_pred": est.predict(X_val[names]),

@@ -71,6 +71,8 @@ def validate(
     summary = validation_summary(tx)
     if tx.users is not None:
         summary["user_table"] = tx.users.as_dict()
+    if tx.report.lookups:
+        summary["lookups"] = tx.report.lookups
     if as_json:
         print(json.dumps(summary, indent=2))
         return
@@ -89,6 +91,9 @@ def validate(
         out.print(f"user table {escape(Path(u.report.file).name)}: rows in {u.report.rows_in:,}, accepted "
                   f"{u.report.accepted:,}, rejected {u.report.rejected:,}; keys no transaction uses: "
                   f"{u.unused_keys:,}; users without a row: {u.missing_users:,}")
+    for name, lk in tx.report.lookups.items():
+        out.print(f"lookup {escape(name)} ({escape(Path(str(lk['input'])).name)}): {lk['keys']:,} keys; keys no line "
+                  f"uses: {lk['unused_keys']:,}; lines whose key it lacks (attributes missing): {lk['unmatched_lines']:,}")
     excluded = [f"{f.file}: {f.excluded:,} row(s) excluded by reader.generic include/exclude "
                 f"({', '.join(f'{k}={v}' for k, v in sorted(f.exclusions.items()))})" for f in tx.report.files if f.excluded]
     for note in [*tx.report.skipped, *tx.report.duplicates, *excluded]:  # inputs not read, read once, rows dropped

@@ -133,7 +133,7 @@ def score(
     check_output(out_path, kind="dir" if engine == "spark" else "file", inputs=[input, config])
     if engine == "spark":  # the model as a Spark UDF; a Parquet folder out (docs/scale-out.md)
         job = score_job(spark_session(config, spark_master), input, out_path, model_uri=model, as_of=plan.as_of,
-                        reader=plan.reader, tracking_uri=resolve_tracking_uri(tracking_uri))
+                        reader=plan.reader, tracking_uri=resolve_tracking_uri(tracking_uri), users=plan.users)
         out.print(f"scored {job.rows_out:,} users as of {job.as_of} with {escape(model)} on Spark; "
                   f"wrote {escape(str(out_path))}/")
         return

@@ -97,26 +97,51 @@ def _ratio(num: str, den: str) -> str:
     return f"CASE WHEN {den} > 0 THEN CAST({num} AS DOUBLE) / CAST({den} AS DOUBLE) ELSE {_ZERO} END"
 
 
-def _category_ctes(a: str, k: int | None, listed: bool, distinct: bool) -> list[str]:
-    """Return the category lines of attribute ``a`` (one per category of a purchase), its ranking for top-k, and one per-user aggregate ``s_{a}``.
+def _one_pass_ctes(cfg: CovariateConfig, flat: list[str]) -> list[str]:
+    """Return ``tot`` (per user: spend, purchases, the amount and use-rate sums) and ``g_{a}`` for each text category.
 
-    The spend in each top-k category (``t1..tk``) and the distinct count (``n``).
+    The window's lines are aggregated once, per user and combination of the text categories (``fine``, a
+    few rows per user); ``tot`` and each ``g_{a}`` roll that small table up. The sums are exact (fixed
+    point, counts), so rolling up changes no value, and the lines are read once however many
+    categories are declared.
     """
+    # inside fine every computed name starts with "_", which no attribute name does (no clash with a category)
+    sums = [(f"SUM(ABS(CAST({_q(a)} AS {MONEY})))", f"m_{a}") for a in cfg.amount_share]
+    sums += [(f"COUNT(CASE WHEN {_q(a)} <> 0 THEN 1 END)", f"n_{a}") for a in cfg.use_rate]
+    measures = [(f"SUM(CAST(amount AS {MONEY}))", "spend"), ("COUNT(*)", "n"), *sums]
+    if not flat:
+        return [f"tot AS (SELECT user_id, {', '.join(f'{e} AS {n}' for e, n in measures)} FROM w GROUP BY user_id)"]
+    keys = ", ".join(["user_id", *(_q(a) for a in flat)])
+    fine = f"fine AS (SELECT {keys}, {', '.join(f'{e} AS _{n}' for e, n in measures)} FROM w GROUP BY {keys})"
+    tot = f"tot AS (SELECT user_id, {', '.join(f'SUM(_{n}) AS {n}' for _, n in measures)} FROM fine GROUP BY user_id)"
+    if len(flat) == 1:  # fine is already per user and category
+        return [fine, tot, f"g_{flat[0]} AS (SELECT user_id, {_q(flat[0])} AS cat, _spend AS amount FROM fine "
+                           f"WHERE {_q(flat[0])} IS NOT NULL)"]
+    return [fine, tot, *(f"g_{a} AS (SELECT user_id, {_q(a)} AS cat, SUM(_spend) AS amount FROM fine "
+                         f"WHERE {_q(a)} IS NOT NULL GROUP BY user_id, {_q(a)})" for a in flat)]
+
+
+def _category_ctes(a: str, k: int | None, listed: bool, distinct: bool) -> list[str]:
+    """Return the per-user-and-category sums ``g_{a}`` of a list attribute, the ranking, and ``s_{a}``.
+
+    An order's list is unnested (one line per category it holds) and summed once per user and category
+    (``g_{a}``, a few rows per user; a text category's comes from the one pass); the ranking, the spend in
+    each top-k category (``t1..tk``) and the distinct count (``n``) are read from those sums. The sums are exact (fixed point), so grouping first changes no value.
+    """
+    grouped: list[str] = []  # a text category's g_{a} comes from the one pass (_one_pass_ctes)
     if listed:
-        lines = (f"c_{a} AS (SELECT user_id, amount, cat FROM (SELECT user_id, CAST(amount AS {MONEY}) AS amount, "
-                 f"UNNEST({_q(a)}) AS cat FROM w) AS x WHERE cat IS NOT NULL)")
-    else:
-        lines = (f"c_{a} AS (SELECT user_id, CAST(amount AS {MONEY}) AS amount, {_q(a)} AS cat FROM w "
-                 f"WHERE {_q(a)} IS NOT NULL)")
-    sums = ["COUNT(DISTINCT c.cat) AS n"] if distinct else []
+        grouped = [f"c_{a} AS (SELECT user_id, amount, cat FROM (SELECT user_id, CAST(amount AS {MONEY}) AS amount, "
+                   f"UNNEST({_q(a)}) AS cat FROM w) AS x WHERE cat IS NOT NULL)",
+                   f"g_{a} AS (SELECT user_id, cat, SUM(amount) AS amount FROM c_{a} GROUP BY user_id, cat)"]
+    sums = ["COUNT(*) AS n"] if distinct else []
     if not k:
-        return [lines, f"s_{a} AS (SELECT c.user_id, {', '.join(sums)} FROM c_{a} AS c GROUP BY c.user_id)"]
-    sums += [f"SUM(CASE WHEN k.r = {r} THEN c.amount ELSE 0 END) AS t{r}" for r in range(1, k + 1)]
+        return [*grouped, f"s_{a} AS (SELECT g.user_id, {', '.join(sums)} FROM g_{a} AS g GROUP BY g.user_id)"]
+    sums += [f"SUM(CASE WHEN k.r = {r} THEN g.amount ELSE 0 END) AS t{r}" for r in range(1, k + 1)]
     rank = (f"r_{a} AS (SELECT cat, ROW_NUMBER() OVER (ORDER BY SUM(amount) DESC, cat) AS r "
-            f"FROM c_{a} GROUP BY cat)")
+            f"FROM g_{a} GROUP BY cat)")
     # every category joins (the ranking is small), so one pass gives the shares and the distinct count
-    return [lines, rank, f"s_{a} AS (SELECT c.user_id, {', '.join(sums)} FROM c_{a} AS c JOIN r_{a} AS k "
-                         f"ON c.cat = k.cat GROUP BY c.user_id)"]
+    return [*grouped, rank, f"s_{a} AS (SELECT g.user_id, {', '.join(sums)} FROM g_{a} AS g JOIN r_{a} AS k "
+                                  f"ON g.cat = k.cat GROUP BY g.user_id)"]
 
 
 def _user_select(users: list[UserColumn]) -> list[str]:
@@ -155,14 +180,15 @@ def covariates_sql(cfg: CovariateConfig, *, as_of: dt.date, freq: Freq, view: st
     """
     start = window_start(as_of, freq, cfg.window)
     read = ", ".join(_q(c) for c in ("user_id", "ts", "amount", *sorted(cfg.attributes())))
-    # the as-of cut of asof_sql, with the line attributes the covariates read
-    ctes = [f"src AS (SELECT {read} FROM {_q(view)} WHERE ts < {cutoff_timestamp(as_of)})", "u AS (SELECT DISTINCT user_id FROM src)",
-            f"w AS (SELECT * FROM src WHERE amount > 0 AND ts >= TIMESTAMP '{start.isoformat()} 00:00:00')"]
-    sums = [f"SUM(ABS(CAST({_q(a)} AS {MONEY}))) AS m_{a}" for a in cfg.amount_share]
-    sums += [f"COUNT(CASE WHEN {_q(a)} <> 0 THEN 1 END) AS n_{a}" for a in cfg.use_rate]
-    ctes.append(f"tot AS (SELECT user_id, SUM(CAST(amount AS {MONEY})) AS spend, COUNT(*) AS n"
-                f"{''.join(', ' + s for s in sums)} FROM w GROUP BY user_id)")
+    # the as-of cut of asof_sql (ts before the cutoff's next midnight), with the line attributes the covariates read
+    # u and w each read the view with their own filter: a shared as-of CTE would be materialised (every
+    # line copied) to feed both, which costs more than the two scans
+    cut = cutoff_timestamp(as_of)
+    ctes = [f"u AS (SELECT DISTINCT user_id FROM {_q(view)} WHERE ts < {cut})",
+            f"w AS (SELECT {read} FROM {_q(view)} WHERE ts < {cut} AND amount > 0 "
+            f"AND ts >= TIMESTAMP '{start.isoformat()} 00:00:00')"]
     cats = sorted({*cfg.category_share, *cfg.distinct})
+    ctes += _one_pass_ctes(cfg, [a for a in cats if a not in listed])
     for a in cats:
         ctes += _category_ctes(a, cfg.category_share.get(a), a in listed, a in cfg.distinct)
     cols, joins = [], ["LEFT JOIN tot ON u.user_id = tot.user_id"]

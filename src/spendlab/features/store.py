@@ -59,7 +59,9 @@ class FeatureStore:
 
         A store is reused as it is; it is refused if it was built for another ``freq``/``horizon``, or
         for another feature config when ``feature_config`` is given. ``cache`` (a new store only) keeps
-        frames across runs; it must be keyed by everything the frames depend on.
+        frames across runs; it must be keyed by everything the frames depend on. A ``Transactions``
+        is registered materialised (:meth:`~spendlab.io.load.Transactions.register`): its files are
+        read once however many cutoffs the store builds.
         """
         if isinstance(source, FeatureStore):
             if (source.freq, source.horizon) != (freq, horizon):
@@ -71,9 +73,9 @@ class FeatureStore:
         import duckdb
 
         if not isinstance(source, duckdb.DuckDBPyConnection):  # Transactions (a connection has .register too)
-
             con = connect()
-            source.register(con)  # type: ignore[union-attr]
+            # every cutoff reads the rows: a Parquet input is scanned (its orders grouped) once, here
+            source.register(con, materialise=True)  # type: ignore[union-attr]
             return cls(con, freq=freq, horizon=horizon, feature_config=feature_config, cache=cache)
         return cls(source, freq=freq, horizon=horizon, feature_config=feature_config,  # type: ignore[arg-type]
                    cache=cache)

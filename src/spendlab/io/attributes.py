@@ -76,10 +76,17 @@ def arrow_type(spec: AttributeSpec, *, orders: bool = False) -> pa.DataType:
     return pa.list_(pa.string()) if orders else pa.string()
 
 
+def declared_attributes(mapping: GenericMapping) -> dict[str, AttributeSpec]:
+    """Return every attribute a line carries: the declared ones, then each lookup's columns (categories)."""
+    looked_up = {name: AttributeSpec(column=col, type="category")
+                 for lookup in mapping.lookups.values() for name, col in lookup.columns.items()}
+    return {**mapping.attributes, **looked_up}
+
+
 def attribute_fields(mapping: GenericMapping) -> list[pa.Field]:
-    """Return the canonical table's attribute fields, in declaration order."""
+    """Return the canonical table's attribute fields, in declaration order (lookup columns last)."""
     orders = mapping.order_col is not None
-    return [pa.field(name, arrow_type(spec, orders=orders)) for name, spec in mapping.attributes.items()]
+    return [pa.field(name, arrow_type(spec, orders=orders)) for name, spec in declared_attributes(mapping).items()]
 
 
 class OrderAttributes:

@@ -18,6 +18,7 @@ from spendlab.errors import InputFileError
 from spendlab.io.attributes import line_values
 from spendlab.io.collect import RowBuilder, RowExcluded, field, read_header_csv
 from spendlab.io.lineitems import OrderBook, kept, line_amount
+from spendlab.io.lookups import LookupTable, line_lookups
 from spendlab.io.parquet import MappingColumnError, check_parquet_files, scan_parquet, schema_drift
 from spendlab.io.parsing import (
     as_float,
@@ -33,14 +34,16 @@ __all__ = ["MappingColumnError", "check_parquet_files", "parquet_select", "read_
            "schema_drift"]
 
 
-def read_generic_csv(
-    path: Path, config: ReaderConfig, sink: RejectSink, rows: RowBuilder, orders: OrderBook | None = None
+def read_generic_csv(  # long: one closure per row keeps the check order of every policy in one place
+    path: Path, config: ReaderConfig, sink: RejectSink, rows: RowBuilder, orders: OrderBook | None = None,
+    lookups: list[LookupTable] | None = None,
 ) -> None:
     """Read one generic CSV into ``rows`` using ``config.generic``.
 
     Include/exclude rules run first (an excluded row is counted, never validated). With
     ``orders`` (the mapping has ``order_col``) each accepted line goes to the order book instead
-    of ``rows``; :mod:`spendlab.io.lineitems` turns the book into one row per order.
+    of ``rows``; :mod:`spendlab.io.lineitems` turns the book into one row per order. ``lookups``
+    (:mod:`spendlab.io.lookups`) add their columns to each line's attributes by key.
     """
     m = config.generic
     sign = Decimal(1) if m.spend_is == "positive" else Decimal(-1)
@@ -62,6 +65,10 @@ def read_generic_csv(
         ts = field(m.ts_col, lambda: parse_ts(row[m.ts_col]))
         field(m.ts_col, lambda: check_window(ts, config.window_start, window_end))  # type: ignore[arg-type]
         attrs = line_values(row, m, config, exact=orders is not None) if m.attributes else None
+        keys: list[str | None] = []
+        if lookups:
+            looked_up, keys = line_lookups(row, lookups)
+            attrs = {**(attrs or {}), **looked_up}
         exact = sign * value
         if exact < 0:
             report.warnings["REFUND"] += 1
@@ -70,6 +77,8 @@ def read_generic_csv(
                                                   attrs))
         else:
             rows.add(user, ts, as_float(exact), rec.line, attributes=attrs)  # type: ignore[arg-type]
+        for table, key in zip(lookups or (), keys, strict=True):
+            table.count(key)
 
     try:
         read_header_csv(path, m.required_columns(), parse_row, config, sink)

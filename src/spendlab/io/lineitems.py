@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from spendlab.config import GenericMapping, ReaderConfig
-from spendlab.io.attributes import OrderAttributes, arrow_type
+from spendlab.io.attributes import OrderAttributes, arrow_type, declared_attributes
 from spendlab.io.collect import field
 from spendlab.io.parsing import UTC, FieldError, as_float, check_decimal, parse_decimal
 from spendlab.schema import CANONICAL_SCHEMA
@@ -74,7 +74,7 @@ class OrderBook:
 
     def __init__(self, mapping: GenericMapping | None = None) -> None:
         self.orders: dict[str, _Order] = {}
-        self.specs = dict(mapping.attributes) if mapping is not None else {}
+        self.specs = declared_attributes(mapping) if mapping is not None else {}
 
     def add(self, order_id: str, user: str, ts: dt.datetime, amount: Decimal, file: str, line: int,
             attributes: dict[str, Any] | None = None) -> None:

@@ -22,6 +22,7 @@ from spendlab.io.discover import resolve_input
 from spendlab.io.generic import read_generic_csv
 from spendlab.io.hashing import update_with_file
 from spendlab.io.lineitems import OrderBook
+from spendlab.io.lookups import load_lookups
 from spendlab.io.millions import read_millions
 from spendlab.io.parquet import check_parquet_files, scan_parquet
 from spendlab.io.rejects import FileReport, LoadReport, Mode, RejectSink, finish_load, with_report
@@ -76,7 +77,7 @@ class Transactions:
     users: UserTable | None = None  # the user attribute table (``dataset.users``), registered beside the rows
 
     def register(self, con: duckdb.DuckDBPyConnection, view: str = "transactions", *,
-                 native_ids: bool = False) -> None:
+                 native_ids: bool = False, materialise: bool = False) -> None:
         """Expose the rows as view ``view`` on ``con`` (user_id, ts, amount, n_items, source_file, line).
 
         ``user_id`` is text (the canonical schema) unless ``native_ids``: then integer ids of a
@@ -94,11 +95,15 @@ class Transactions:
             return
         for name, lookup in self.lookups.items():
             con.register(name, lookup)
+        rows = self.sql
+        if materialise:
+            con.execute(f'CREATE OR REPLACE TEMP TABLE "{view}__rows" AS {self.sql}')
+            rows = f'SELECT * FROM "{view}__rows"'
         if native_ids:
-            con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS {self.sql}')
+            con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS {rows}')
         else:
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS '
-                        f"SELECT * REPLACE (CAST(user_id AS VARCHAR) AS user_id) FROM ({self.sql})")
+                        f"SELECT * REPLACE (CAST(user_id AS VARCHAR) AS user_id) FROM ({rows})")
 
     def to_arrow(self) -> pa.Table:
         """Return the accepted transactions as an Arrow table."""
@@ -164,12 +169,14 @@ def load_transactions(
     name, files = found.name, found.files
     report = LoadReport(skipped=found.skipped, duplicates=found.duplicates)
     parquet = [f for f in files if fmt == "generic" and _is_parquet(f)]
+    lookups = load_lookups(config.generic) if fmt == "generic" else []
     if parquet:
         if len(parquet) != len(files):
             raise SpendlabError(f"{source}: mixes Parquet and CSV files; give one kind at a time")
         types = check_parquet_files(parquet, config.generic, strict=mode is Mode.STRICT)  # no SQL before this
         con = con or connect()
-        scan = scan_parquet(con, parquet, config, report, strict=mode is Mode.STRICT, types=types)
+        scan = scan_parquet(con, parquet, config, report, strict=mode is Mode.STRICT, types=types, lookups=lookups)
+        report.lookups = {t.name: t.as_dict() for t in lookups}
         if mode is Mode.STRICT and report.rejects:
             raise with_report(RowError(f"strict mode: {report.rejects[0].describe()}"), report)
         finish_load(report, mode)
@@ -178,6 +185,8 @@ def load_transactions(
     book = OrderBook(config.generic) if fmt == "generic" and config.generic.order_col else None
     attribute_fields = attribute_fields_of(config.generic) if fmt == "generic" else []
     reader = READERS[fmt] if book is None else functools.partial(READERS[fmt], orders=book)
+    if lookups:
+        reader = functools.partial(reader, lookups=lookups)
     tables = []
     for f in files:
         file_report = FileReport(str(f))
@@ -193,6 +202,7 @@ def load_transactions(
                 continue
             raise
         tables.append(rows.table(str(f)))
+    report.lookups = {t.name: t.as_dict() for t in lookups}
     finish_load(report, mode)
     if book is not None:  # line items: one canonical row per order
         tables = [book.table()]

@@ -26,6 +26,7 @@ from spendlab.errors import ConfigError, InputFileError
 from spendlab.io.attributes import value_rule
 from spendlab.io.collect import RowReject
 from spendlab.io.lineitems import kept, line_amount, order_key
+from spendlab.io.lookups import LookupTable
 from spendlab.io.parsing import UTC, FieldError, localize, normalise_user_id, parse_amount, timestamp_parser, zone_info
 from spendlab.io.rejects import FileReport, LoadReport, RejectRecord
 
@@ -97,6 +98,9 @@ def _roles(mapping: GenericMapping) -> dict[str, str]:
     for name, spec in mapping.attributes.items():
         if spec.column not in roles.values():
             roles[f"{spec.type} attribute {name}"] = spec.column
+    for name, lookup in mapping.lookups.items():
+        if lookup.line_column not in roles.values():
+            roles[f"lookup {name} key"] = lookup.line_column
     return roles
 
 
@@ -383,6 +387,38 @@ def _attribute_sql(m: GenericMapping, config: ReaderConfig, add: Callable[..., s
     return out
 
 
+def _lookup_sql(p: _ScanParts, lookups: list[LookupTable], out: _AttributeSql) -> None:
+    """Join each lookup table on its trimmed text key; add its columns to ``out`` as category attributes.
+
+    Each line also carries its key (``__k<i>``) and whether the table has it (``__h<i>``), so
+    :func:`scan_parquet` can count unused keys and unmatched lines; neither reaches the canonical rows.
+    """
+    for i, table in enumerate(lookups):
+        name = f"{p.token}_lookup{i}"
+        p.scan.lookups[name] = table.arrow()
+        p.con.register(name, p.scan.lookups[name])
+        key = f"nullif(trim(CAST(r.lk{i} AS VARCHAR)), '')"
+        p.joins.append(f"LEFT JOIN {name} ON {name}.key = {key}")
+        out.values += f", {key} AS __k{i}, {name}.hit AS __h{i}"
+        out.names += f", __k{i}, __h{i}"
+        for j, attr in enumerate(table.spec.columns):
+            out.values += f", {name}.c{j} AS __a_{attr}"
+            out.names += f", __a_{attr}"
+            out.valid += f", __a_{attr} AS {_quote(attr)}"
+            out.orders += (f", coalesce(list_sort(list_distinct(list(__a_{attr}) FILTER (WHERE __a_{attr} IS NOT NULL)))"
+                           f", CAST([] AS VARCHAR[])) AS {_quote(attr)}")
+
+
+def _count_lookups(con: duckdb.DuckDBPyConnection, lines: str, lookups: list[LookupTable]) -> None:
+    """Set each table's used keys and unmatched lines from the accepted lines of ``lines``."""
+    for i, table in enumerate(lookups):
+        rows = con.execute(f"SELECT DISTINCT __k{i} FROM ({lines}) WHERE error IS NULL AND __h{i}").fetchall()
+        table.used = {k for (k,) in rows}
+        (unmatched,) = con.execute(
+            f"SELECT count(*) FROM ({lines}) WHERE error IS NULL AND __h{i} IS NULL").fetchall()[0]
+        table.unmatched_lines = int(unmatched)
+
+
 
 
 def _scan_parts(con: duckdb.DuckDBPyConnection, files: list[Path], config: ReaderConfig) -> _ScanParts:
@@ -395,7 +431,8 @@ def _scan_parts(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reade
     a = _quote(m.amount_col) if m.amount_col else "NULL"
     extra = {"q": m.quantity_col, "p": m.unit_price_col, "o": m.order_col,
              **{f"x{i}": c for i, c in enumerate([*m.include, *m.exclude])},
-             **{f"at{i}": a.column for i, a in enumerate(m.attributes.values())}}
+             **{f"at{i}": a.column for i, a in enumerate(m.attributes.values())},
+             **{f"lk{i}": lk.line_column for i, lk in enumerate(m.lookups.values())}}
     extra_sql = "".join(f", {_quote(c)} AS {k}" for k, c in extra.items() if c)
     names = ", ".join(_quote(c) for c in m.required_columns())
     kinds = {name: _duck_kind(typ) for name, typ, *_ in con.execute(f"DESCRIBE SELECT {names} FROM {src}").fetchall()}
@@ -577,7 +614,8 @@ def _valid_sql(lines: str, m: GenericMapping, attrs: _AttributeSql) -> str:
     )
 
 
-def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: ReaderConfig) -> ParquetScan:
+def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: ReaderConfig,
+               lookups: list[LookupTable] | None = None) -> ParquetScan:
     """Return SQL of every row as ``user_id, ts, amount, n_items, source_file, line, error, error_col, message``.
 
     One statement, its parts in the CSV reader's check order (rules, user, amount, timestamp,
@@ -592,6 +630,7 @@ def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reader
     excluded_sql, has_rules = _rules_sql(p)
     order_sql, order_msg = _order_sql(p)
     attrs = _attribute_sql(m, config, p.add, p.raw)
+    _lookup_sql(p, lookups or [], attrs)
     lo, hi, window_end = _window_us(config)
     sign = "1.0" if m.spend_is == "positive" else "-1.0"
     raw_cols = ", ".join(f"CAST(r.{k} AS VARCHAR)" for k in ("u", "t", "a", *[k for k, c in p.extra.items() if c])
@@ -620,14 +659,16 @@ def scan_parquet(
     report: LoadReport,
     strict: bool,
     types: dict[str, Any] | None = None,
+    lookups: list[LookupTable] | None = None,
 ) -> ParquetScan:
     """Count rows and rejects per file in one pass; return the scan of the valid canonical rows.
 
-    ``types`` is :func:`check_parquet_files`' result when the caller already checked the footers.
+    ``types`` is :func:`check_parquet_files`' result when the caller already checked the footers;
+    ``lookups`` (:mod:`spendlab.io.lookups`) are joined to the lines and their use counted.
     """
     if types is None:
         types = check_parquet_files(files, config.generic, strict)
-    scan = build_scan(con, files, config)
+    scan = build_scan(con, files, config, lookups)
     every = scan.sql
     counts = con.execute(
         "SELECT source_file, error, count(*), count(*) FILTER (error IS NULL AND amount < 0) "
@@ -658,5 +699,6 @@ def scan_parquet(
             fr.rows_in += n
             fr.excluded += n
             fr.exclusions[col] += n
+    _count_lookups(con, every, lookups or [])
     scan.sql = scan.valid_sql
     return scan

@@ -109,6 +109,7 @@ class LoadReport:
     rejects: list[RejectRecord] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # inputs not read, each "path: reason"
     duplicates: list[str] = field(default_factory=list)  # other names of a file read once
+    lookups: dict[str, dict[str, object]] = field(default_factory=dict)  # per lookup table: keys, use
 
     @property
     def rows_in(self) -> int:
@@ -156,6 +157,7 @@ class LoadReport:
             "warnings": dict(sorted(self.warnings().items())),
             "skipped": list(self.skipped),
             "duplicates": list(self.duplicates),
+            **({"lookups": dict(self.lookups)} if self.lookups else {}),
         }
 
 

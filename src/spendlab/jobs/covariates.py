@@ -55,17 +55,18 @@ def synth_covariates(out: str | Path, *, users: int = 20_000, months: int = 24, 
 
 
 def with_users(tx: Transactions, spec: Any, *, mode: Mode = Mode.QUARANTINE) -> Transactions:
-    """``tx`` with the user table of ``spec`` (``dataset.users``) attached and linked (unused keys and users without a row counted).
+    """Return a copy of ``tx`` with the user table of ``spec`` (``dataset.users``) attached and linked.
 
+    The copy counts the table's unused keys and the users without a row; ``tx`` itself is not changed.
     ``tx`` itself when ``spec`` is None. ``mode`` is the validation mode.
     """
     if spec is None:
         return tx
-    tx.users = load_users(spec, mode=mode)
+    out = replace(tx, users=load_users(spec, mode=mode))
     con = connect()
-    tx.register(con)
-    link_counts(tx.users, con)
-    return tx
+    out.register(con)
+    link_counts(out.users, con)  # type: ignore[arg-type]
+    return out
 
 
 def materialised(tx: Transactions) -> Transactions:

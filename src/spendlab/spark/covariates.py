@@ -14,14 +14,15 @@ import itertools
 from typing import TYPE_CHECKING
 
 from spendlab.calendar import Freq
-from spendlab.errors import ConfigError
+from spendlab.config import ReaderConfig
+from spendlab.errors import ConfigError, InputFileError
 from spendlab.features.config import CovariateConfig, FeatureConfig
 from spendlab.features.covariates import UserColumn, covariate_names, covariates_sql
 from spendlab.io.users import users_view
 from spendlab.spark.transpile import to_spark_sql
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 _counter = itertools.count()
 
@@ -86,3 +87,53 @@ def with_spark_covariates(spark: SparkSession, frame: DataFrame, transactions: D
         return frame
     extra = spark_covariates(spark, transactions, as_of=as_of, freq=freq, cfg=config.covariates, users=users)
     return frame.join(extra, on="user_id", how="left").fillna(0.0, subset=extra.columns[1:]).orderBy("user_id")
+
+
+def line_attributes(config: FeatureConfig | None) -> tuple[str, ...]:
+    """Return the line attributes a feature config's covariates read (none without covariates)."""
+    return () if config is None or config.covariates is None else tuple(sorted(config.covariates.attributes()))
+
+
+def attribute_columns(raw: DataFrame, names: tuple[str, ...], reader: ReaderConfig, path: str) -> list[Column]:
+    """Return line attributes ``names`` of Parquet rows ``raw`` as the DuckDB reader holds them.
+
+    An attribute declared in ``reader.generic.attributes`` is read from its column, else from the column
+    of its own name (canonical Parquet, lookups already joined). A list (an order's categories) is kept;
+    a category is trimmed text, empty = missing; an amount is a ``DOUBLE``.
+
+    Raises
+    ------
+    InputFileError
+        The file lacks an attribute's column.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, StringType
+
+    types = {f.name: f.dataType for f in raw.schema.fields}
+    specs = reader.generic.attributes
+    out = []
+    for name in names:
+        column = specs[name].column if name in specs else name
+        if column not in types:
+            raise InputFileError(path, "SCHEMA_MISSING_COLUMN", f"the model's covariates read line attribute {name!r}: "
+                                 f"missing column {column!r}; found {sorted(types)}", column=column)
+        col = F.col(f"`{column}`")
+        if isinstance(types[column], ArrayType):
+            out.append(col.alias(name))
+        elif (name in specs and specs[name].type == "category") or isinstance(types[column], StringType):
+            out.append(F.expr(f"nullif(trim(CAST(`{column}` AS STRING)), '')").alias(name))
+        else:
+            out.append(col.cast("double").alias(name))
+    return out
+
+
+def users_frame(spark: SparkSession, table: object) -> DataFrame:
+    """Return a user table (:attr:`spendlab.io.users.UserTable.table`, Arrow) as a Spark DataFrame.
+
+    ``valid_from`` is a ``TIMESTAMP_NTZ`` holding the UTC wall time, as the transactions' ``ts``.
+    """
+    from pyspark.sql import functions as F
+
+    frame = spark.createDataFrame(table.to_pandas())  # type: ignore[attr-defined]
+    return frame.withColumn("valid_from", F.col("valid_from").cast("timestamp_ntz"))
+

@@ -39,7 +39,7 @@ from spendlab.features.sql import (
     window_cells_sql,
 )
 from spendlab.io.generic import parquet_select
-from spendlab.spark.covariates import with_spark_covariates
+from spendlab.spark.covariates import attribute_columns, with_spark_covariates
 from spendlab.spark.session import ensure_semantics
 from spendlab.spark.transpile import to_spark_sql
 
@@ -78,8 +78,12 @@ def _validity_sql(reader: ReaderConfig) -> str:
     return to_spark_sql(error)
 
 
-def canonical_rows(spark: SparkSession, parquet_paths: PathsArg, *, reader: ReaderConfig | None = None) -> DataFrame:
+def canonical_rows(spark: SparkSession, parquet_paths: PathsArg, *, reader: ReaderConfig | None = None,
+                   attributes: Sequence[str] = ()) -> DataFrame:
     """Every Parquet row as ``user_id, ts, amount, error``: ``error`` is NULL or the reject type.
+
+    ``attributes`` names line attributes to carry after ``amount``
+    (:func:`spendlab.spark.covariates.attribute_columns`).
 
     ``user_id`` is trimmed text, ``ts`` a ``TIMESTAMP_NTZ`` holding UTC wall time (what DuckDB's
     naive ``TIMESTAMP`` holds), ``amount`` a ``DOUBLE`` with spend positive (``reader.generic``
@@ -120,18 +124,22 @@ def canonical_rows(spark: SparkSession, parquet_paths: PathsArg, *, reader: Read
         F.trim(F.col(m.user_col).cast("string")).alias("user_id"),
         ts.alias("ts"),
         (F.lit(sign) * F.expr(f"TRY_CAST({_bq(m.amount_col)} AS DOUBLE)")).alias("amount"),  # pyspark 3.5 too
+        *attribute_columns(raw, tuple(attributes), reader, paths[0]),
     )
     return rows.withColumn("error", F.expr(_validity_sql(reader)))
 
 
 def read_transactions(spark: SparkSession, parquet_paths: PathsArg, *,
-                      reader: ReaderConfig | None = None) -> DataFrame:
+                      reader: ReaderConfig | None = None, attributes: Sequence[str] = ()) -> DataFrame:
     """Return the valid canonical rows ``user_id, ts, amount`` of ``parquet_paths`` (see :func:`canonical_rows`).
+
+    ``attributes`` are line attributes carried after ``amount`` (the covariates' inputs).
 
     Rows the DuckDB reader would reject (empty key, missing or out-of-window time, non-finite or
     out-of-range amount) are dropped here for the same reason; :func:`reject_counts` counts them.
     """
-    return canonical_rows(spark, parquet_paths, reader=reader).where("error IS NULL").drop("error")
+    return canonical_rows(spark, parquet_paths, reader=reader, attributes=attributes).where("error IS NULL") \
+        .drop("error")
 
 
 def reject_counts(spark: SparkSession, parquet_paths: PathsArg, *,

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spendlab.calendar import Freq
-from spendlab.config import ReaderConfig
+from spendlab.config import ReaderConfig, UserTableSpec
 from spendlab.errors import RowError
 from spendlab.features.config import FeatureConfig
 from spendlab.features.metadata import feature_metadata
 from spendlab.io.atomic import atomic_path
 from spendlab.io.rejects import Mode
+from spendlab.io.users import load_users
 from spendlab.jobs.score import FOLDER_METADATA_FILE
+from spendlab.spark.covariates import users_frame
 from spendlab.spark.features import read_transactions, reject_counts, spark_default_as_of, spark_features
 from spendlab.spark.scoring import is_local_path, spark_score
 
@@ -80,9 +82,16 @@ def features_job(spark: SparkSession, input: str, out: str | Path, *, freq: Freq
 
 
 def score_job(spark: SparkSession, input: str, out: str | Path, *, model_uri: str, as_of: dt.date | None,
-              reader: ReaderConfig, mode: Mode = Mode.QUARANTINE, tracking_uri: str | None = None) -> SparkJobResult:
-    """``spendlab score --engine spark``: validate, then :func:`spendlab.spark.spark_score` to folder ``out``."""
-    tx, rows_in, rejected = _validated(spark, input, reader, mode)
-    scores = spark_score(spark, tx, model_uri=model_uri, out=out, as_of=as_of, tracking_uri=tracking_uri)
+              reader: ReaderConfig, mode: Mode = Mode.QUARANTINE, tracking_uri: str | None = None,
+              users: UserTableSpec | None = None) -> SparkJobResult:
+    """``spendlab score --engine spark``: validate, then :func:`spendlab.spark.spark_score` to folder ``out``.
+
+    ``users`` is the user table a model with covariates reads; it is validated locally, as on DuckDB.
+    """
+    _, rows_in, rejected = _validated(spark, input, reader, mode)
+    table = None if users is None else users_frame(spark, load_users(users, mode=mode).table)
+    # the input path, not the validated rows: the model decides which line attributes are read
+    scores = spark_score(spark, input, model_uri=model_uri, out=out, as_of=as_of, reader=reader,
+                         tracking_uri=tracking_uri, users=table)
     first = scores.select("as_of").first()
     return SparkJobResult(out, first["as_of"] if first else as_of, scores.count(), rows_in, rejected)

@@ -18,6 +18,7 @@ from spendlab.errors import NoDataError, SpendlabError
 from spendlab.features.config import FeatureConfig
 from spendlab.io.atomic import atomic_path
 from spendlab.jobs.score import FOLDER_METADATA_FILE, LINEAGE_KEY, scores_lineage
+from spendlab.spark.covariates import line_attributes
 from spendlab.spark.features import PathsArg, as_date, read_transactions, spark_default_as_of, spark_features
 from spendlab.tracking.registry import verified_model_dir
 from spendlab.tracking.scorer import load_model, predict_params, spark_udf
@@ -39,7 +40,8 @@ def is_local_path(path: str | Path) -> bool:
 # long: one Spark plan: read, features, the model's UDF on a verified copy, the output columns, the checked write
 def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str, out: str | Path | None = None,
                 freq: Freq | None = None, as_of: dt.date | str | None = None, config: FeatureConfig | None = None,
-                reader: ReaderConfig | None = None, tracking_uri: str | None = None) -> DataFrame:
+                reader: ReaderConfig | None = None, tracking_uri: str | None = None,
+                users: DataFrame | None = None) -> DataFrame:
     """Score every user with a transaction on or before ``as_of``, on Spark.
 
     Parameters
@@ -47,7 +49,9 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
     spark
         The session.
     parquet_paths
-        Canonical transaction Parquet (any path Spark reads), or a DataFrame of canonical rows.
+        Canonical transaction Parquet (any path Spark reads), or a DataFrame of canonical rows. A model
+        fitted with covariates reads its line attributes from the same rows (columns of the attribute
+        names, or as ``reader.generic.attributes`` maps them).
     model_uri
         A spendlab pyfunc model, usually ``models:/spendlab-next-month@champion``.
     out
@@ -62,6 +66,8 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
         Column mapping and validity limits of the input.
     tracking_uri
         MLflow tracking store holding the registry (default: :mod:`spendlab.tracking.runs`'s).
+    users
+        The user table a model with covariates reads (:func:`spendlab.spark.covariates.users_frame`).
 
     Returns
     -------
@@ -81,9 +87,9 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
     if config is not None and config != model.feature_config:
         raise SpendlabError(f"the feature config does not match the one model {model_uri} was fitted on")
     tx = parquet_paths if isinstance(parquet_paths, SparkDataFrame) else \
-        read_transactions(spark, parquet_paths, reader=reader)
+        read_transactions(spark, parquet_paths, reader=reader, attributes=line_attributes(model.feature_config))
     cutoff = as_date(as_of) if as_of is not None else spark_default_as_of(tx, model.freq)
-    feats = spark_features(spark, tx, freq=model.freq, as_of=cutoff, config=model.feature_config)
+    feats = spark_features(spark, tx, freq=model.freq, as_of=cutoff, config=model.feature_config, users=users)
     missing = [c for c in model.feature_names if c not in feats.columns]
     if missing:
         raise SpendlabError(f"model {model_uri} needs features {missing} the feature set does not produce")
