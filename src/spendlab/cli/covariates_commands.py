@@ -16,8 +16,6 @@ from spendlab.cli.common import TrackingOpt, err, out, progress_lines, show_tabl
 from spendlab.cli.common import tracking_uri as resolve_tracking_uri
 from spendlab.errors import SpendlabError
 from spendlab.io.safe_out import check_output, output_dir
-from spendlab.jobs.covariate_experiment import run_covariates
-from spendlab.jobs.covariates import synth_covariates
 
 
 def datasets_synth_covariates(
@@ -30,6 +28,7 @@ def datasets_synth_covariates(
     format: Annotated[str, typer.Option("--format", help="parquet or csv (the line items).")] = "parquet",
 ) -> None:
     """Write a grocery line-item export and a household table whose attributes drive spend, with the oracle."""
+    from spendlab.jobs.covariates import synth_covariates  # defer: mlflow, sklearn, sqlglot
     if format not in ("parquet", "csv"):
         raise SpendlabError(f"--format must be parquet or csv, got {format!r}")
     if users < 1 or months < 2:
@@ -49,6 +48,7 @@ def experiment_covariates(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Run the experiment with and without its covariates; print both champions and each covariate's importance."""
+    from spendlab.jobs.covariate_experiment import run_covariates  # defer: mlflow, sklearn, sqlglot
     check_output(out_dir, kind="dir", inputs=[experiment])
     keys = [m.strip() for m in models.split(",") if m.strip()] if models else None
     with progress_lines("experiment") as progress:

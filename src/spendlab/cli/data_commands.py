@@ -10,7 +10,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from spendlab import api
 from spendlab.cli.common import (
     ConfigOpt,
     EngineOpt,
@@ -34,11 +33,7 @@ from spendlab.io.builtin import BUILTINS, builtin_path
 from spendlab.io.load import date_span, validation_summary
 from spendlab.io.rejects import write_rejects_csv
 from spendlab.io.safe_out import check_output, output_dir
-from spendlab.jobs.covariates import with_users
-from spendlab.jobs.datasets import generate_deltas, synth_transactions
-from spendlab.jobs.features import features_table, load_feature_config, write_features
 from spendlab.settings import DEFAULT_MEMORY_LIMIT, check_as_of, check_country, parse_memory_limit
-from spendlab.spark.jobs import features_job
 
 
 def validate(
@@ -55,6 +50,7 @@ def validate(
     Exit 0 in quarantine mode even with rejects; non-zero when strict or collect mode finds a bad
     row or the input cannot be read.
     """
+    from spendlab.jobs.covariates import with_users  # defer: mlflow, sklearn, sqlglot
     if rejects is not None:
         check_output(rejects, kind="file", inputs=[input, config], option="--rejects")
     cfg = reader_config(config)
@@ -120,6 +116,7 @@ def describe(
         "several times smaller and faster to write at millions of users).")] = "csv",
 ) -> None:
     """Describe INPUT: transaction values, monthly spend, days with spend per week, insights, report.html."""
+    from spendlab import api  # defer: mlflow, sklearn, sqlglot
     check_country(country), parse_memory_limit(memory_limit), check_currency(currency)  # before any data is read
     check_output(out_dir, kind="dir", inputs=[input, config])
     with err.status("describing: tables, figures, report", spinner="dots") if err.is_terminal else nothing():
@@ -167,6 +164,7 @@ def datasets_synth(
                                               "18:rate=0.5.")] = None,
 ) -> None:
     """Write a seeded synthetic transaction set with heterogeneous, seasonal behaviour."""
+    from spendlab.jobs.datasets import synth_transactions  # defer: mlflow, sklearn, sqlglot
     check_output(out_path, kind="file")
     stats = synth_transactions(out_path, users=users, months=months, fmt=format, start=start, seed=seed,
                                chunk_users=chunk_users, profile=profile, oracle=oracle, freq=freq, progress=True,
@@ -200,6 +198,13 @@ def features(
     """
     import datetime as dt
 
+    from spendlab.jobs.covariates import with_users  # defer: mlflow, sklearn, sqlglot
+    from spendlab.jobs.features import (  # defer: mlflow, sklearn, sqlglot
+        features_table,
+        load_feature_config,
+        write_features,
+    )
+    from spendlab.spark.jobs import features_job  # defer: mlflow, sklearn, sqlglot
 
     if freq not in ("month", "week"):
         raise SpendlabError(f"--freq must be month or week, got {freq!r}")
@@ -241,6 +246,7 @@ def datasets_deltas(
     update_share: Annotated[float, typer.Option(help="Share of users each later delta updates.")] = 0.4,
 ) -> None:
     """Write seeded delta files, both summaries and an answer key (kept apart from the inputs)."""
+    from spendlab.jobs.datasets import generate_deltas  # defer: mlflow, sklearn, sqlglot
     with output_dir(out_path):
         key = generate_deltas(out_path, scenario=scenario.split("+"), users=users, files=files, seed=seed,
                               fault_share=fault_share, update_share=update_share)

@@ -33,16 +33,6 @@ from spendlab.config import load_config
 from spendlab.errors import SpendlabError
 from spendlab.io.atomic import confined_path
 from spendlab.io.safe_out import UnsafeOutputError, check_output, output_dir
-from spendlab.jobs.compare import compare_runs
-from spendlab.jobs.evaluate import TOLERANCE, evaluate_model
-from spendlab.jobs.experiment import run_experiment
-from spendlab.jobs.feature_cache import DEFAULT_CACHE_DIR
-from spendlab.jobs.pipeline import PipelineConfig, plan_pipeline, run_pipeline
-from spendlab.jobs.plan import plan_score
-from spendlab.jobs.promote import promote_experiment
-from spendlab.jobs.score import execute_score
-from spendlab.jobs.tune import tune_experiment
-from spendlab.spark.jobs import score_job
 
 
 def pipeline(
@@ -50,6 +40,7 @@ def pipeline(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Run the main job: validate -> describe -> experiment -> tune -> promote -> score, on one dataset."""
+    from spendlab.jobs.pipeline import PipelineConfig, plan_pipeline, run_pipeline  # defer: mlflow, sklearn, sqlglot
     cfg = load_config(PipelineConfig, config)
     uri = resolve_tracking_uri(tracking_uri or cfg.tracking_uri)
     if uri != cfg.tracking_uri:
@@ -79,6 +70,7 @@ def tune(
     """
     import os
 
+    from spendlab.jobs.tune import tune_experiment  # defer: mlflow, sklearn, sqlglot
 
     # Heartbeat of running trials (seconds) and the grace after which a silent one is failed and
     # retried; the environment can shorten them (tests kill studies on purpose).
@@ -102,6 +94,7 @@ def promote(
     Exit 0 when the candidate became (or already is) the champion; exit 4 when it does not beat the
     current champion on the same test protocol (the alias stays, the version's tags say why).
     """
+    from spendlab.jobs.promote import promote_experiment  # defer: mlflow, sklearn, sqlglot
     outcome = promote_experiment(experiment, force=force, tracking_uri=resolve_tracking_uri(tracking_uri))
     verb = "promoted" if outcome.promoted else "not promoted"
     out.print(f"{verb}: spendlab-next-month version {outcome.version} ({escape(outcome.reason)})")
@@ -127,6 +120,9 @@ def score(
     Expected value, P(spend), median and 80% interval of the realized amount; one row per user seen by
     the cutoff. --model: a models:/ URI or a model directory (verified before anything in it is loaded).
     """
+    from spendlab.jobs.plan import plan_score  # defer: mlflow, sklearn, sqlglot
+    from spendlab.jobs.score import execute_score  # defer: mlflow, sklearn, sqlglot
+    from spendlab.spark.jobs import score_job  # defer: mlflow, sklearn, sqlglot
     plan = plan_score(input, out=out_path, model_uri=model, format=format, reader=reader_config(config),
                       as_of=as_of, chunk_users=chunk_users, users=users_config(config))
     check_engine(engine, format)
@@ -168,6 +164,8 @@ def experiment_run(
                                                 "same data, reader and feature set.")] = True,
 ) -> None:
     """Backtest the experiment's models on rolling origins; print the leaderboard, log to MLflow."""
+    from spendlab.jobs.experiment import run_experiment  # defer: mlflow, sklearn, sqlglot
+    from spendlab.jobs.feature_cache import DEFAULT_CACHE_DIR  # defer: mlflow, sklearn, sqlglot
     check_output(out_dir, kind="dir", inputs=[experiment])  # created and marked by the job when it writes
     keys = [m.strip() for m in models.split(",") if m.strip()] if models else None
     with progress_lines("experiment") as progress:
@@ -199,6 +197,7 @@ def compare(
     Also shows the params that differ between the best --top runs (only params those runs all have;
     tuning, trial and promotion runs are not model runs and are not listed).
     """
+    from spendlab.jobs.compare import compare_runs  # defer: mlflow, sklearn, sqlglot
     board, diff = compare_runs(experiment_name, tracking_uri=resolve_tracking_uri(tracking_uri), top=top, metric=metric,
                                model=model)
     if as_json:
@@ -231,6 +230,7 @@ def evaluate(
 
     Prints the recorded and the reproduced test RMSE. Exit 5 when they differ by more than 1e-6.
     """
+    from spendlab.jobs.evaluate import TOLERANCE, evaluate_model  # defer: mlflow, sklearn, sqlglot
     ev = evaluate_model(model_uri, experiment, tracking_uri=resolve_tracking_uri(tracking_uri))
     out.print(f"{escape(model_uri)} (version {ev.version}, {ev.model_key}): recorded test RMSE "
               f"{ev.recorded_test_rmse:.9f}, reproduced {ev.test_rmse:.9f} (difference {ev.difference:.2e})",

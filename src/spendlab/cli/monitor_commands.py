@@ -12,10 +12,6 @@ from spendlab.cli.common import ConfigOpt, FormatOpt, InputArg, TrackingOpt, out
 from spendlab.cli.common import tracking_uri as resolve_tracking_uri
 from spendlab.config import load_yaml
 from spendlab.io.safe_out import check_output
-from spendlab.jobs.monitor import execute, plan_monitor
-from spendlab.jobs.replay import execute as execute_replay
-from spendlab.jobs.replay import plan_replay
-from spendlab.jobs.replay_report import policy_summary
 
 
 def monitor(
@@ -35,6 +31,7 @@ def monitor(
     (ok / warn / retrain: exit 6), one MLflow run.
     --config: a YAML with a `monitor:` section (thresholds, see configs/monitor.yaml) and `reader:`.
     """
+    from spendlab.jobs.monitor import execute, plan_monitor  # defer: mlflow, sklearn, sqlglot
     section = dict((load_yaml(config).get("monitor") or {}) if config is not None else {})
     if model is not None:
         section["model"] = model
@@ -69,6 +66,9 @@ def replay(
     At each period end, score with each policy's champion and monitor the next period; the policies
     side by side in report.html and in one MLflow run (a child per policy).
     """
+    from spendlab.jobs.replay import execute as execute_replay  # defer: mlflow, sklearn, sqlglot
+    from spendlab.jobs.replay import plan_replay  # defer: mlflow, sklearn, sqlglot
+    from spendlab.jobs.replay_report import policy_summary  # defer: mlflow, sklearn, sqlglot
     section = dict((load_yaml(config).get("monitor") or {}) if config is not None else {})
     if out_path is not None:
         check_output(out_path, kind="dir", inputs=[experiment, config])

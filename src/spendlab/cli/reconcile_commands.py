@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from spendlab import api
 from spendlab.cli.common import out
 from spendlab.io.safe_out import check_output
 from spendlab.settings import check_tolerance, compile_pattern, parse_memory_limit
@@ -31,6 +30,7 @@ def reconcile(
     Writes summary.json, user_diffs.csv, user_causes.csv, rejects.csv, delta_flags.csv, report.md and
     report.html. Exit 0 when it ran; with --fail-on-diff, exit 3 when any difference exists.
     """
+    from spendlab import api  # defer: mlflow, sklearn, sqlglot
     check_tolerance(tolerance), compile_pattern(pattern), parse_memory_limit(memory_limit)
     check_output(out_dir, kind="dir", inputs=[deltas, platform, source])
     s = api.reconcile_summaries(deltas, platform=platform, source=source, out=out_dir, tolerance=tolerance, pattern=pattern,
