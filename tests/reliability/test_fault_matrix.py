@@ -175,3 +175,38 @@ def test_a_fault_never_leaves_a_half_written_output_or_a_traceback(world: dict, 
     again = _run(argv, world["root"])  # the next run: same outputs, nothing left over
     assert again.returncode == 0, again.stderr
     assert _tree(out) == baseline and not _temporaries(out)
+
+
+@pytest.mark.parametrize("library_error", [RuntimeError("Query interrupted"), ValueError("some other failure")])
+def test_sigterm_caught_inside_a_library_still_exits_143(monkeypatch: pytest.MonkeyPatch,
+                                                         library_error: Exception) -> None:
+    """DuckDB turns the SIGTERM handler's exception into its own error: the exit is still a clean 143."""
+    import signal
+
+    import spendlab.cli as cli
+
+    def query(*args: object, **kwargs: object) -> None:
+        try:
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # what the signal runs
+        except cli.Terminated:
+            raise library_error from None  # the library swallows it and raises its own
+
+    monkeypatch.setattr(cli, "app", query)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["describe"])
+    assert exit_.value.code == 143
+    assert signal.getsignal(signal.SIGTERM) is not cli._raise_terminated  # the handler is restored
+
+
+def test_duckdb_interrupt_without_sigterm_is_an_interruption_not_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    import duckdb
+
+    import spendlab.cli as cli
+
+    def query(*args: object, **kwargs: object) -> None:
+        raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+
+    monkeypatch.setattr(cli, "app", query)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["describe"])
+    assert exit_.value.code == 130

@@ -92,8 +92,19 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread so every ``finally`` (temporary outputs) runs before exit 143."""
 
 
+#: Set once SIGTERM arrived: a library that catches the signal's exception (DuckDB turns it into its
+#: own "Query interrupted" error) must not turn a clean termination into an "internal error".
+_TERMINATED: list[bool] = []
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    _TERMINATED.append(True)
     raise Terminated
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Tell whether ``exc`` is a library's report of a signal that interrupted it (DuckDB's InterruptException)."""
+    return type(exc).__name__ == "InterruptException" or str(exc).strip() == "Query interrupted"
 
 
 def _on_sigterm() -> object:
@@ -125,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     if untested:
         err.print(escape(untested), highlight=False, soft_wrap=True)
     previous = _on_sigterm()
+    _TERMINATED.clear()
     try:
         rv = app(args=argv, prog_name="spendlab", standalone_mode=False)
     except Terminated:
@@ -137,6 +149,12 @@ def main(argv: list[str] | None = None) -> None:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:
+        if _TERMINATED:  # SIGTERM arrived inside a library call that raised its own error instead
+            err.print("terminated: outputs not completed were removed; earlier outputs are unchanged")
+            sys.exit(143)
+        if _interrupted(exc):
+            err.print("interrupted")
+            sys.exit(130)
         kind = type(exc).__name__
         code = getattr(exc, "exit_code", None)
         if kind == "Exit" and isinstance(code, int):  # typer.Exit / click.exceptions.Exit
