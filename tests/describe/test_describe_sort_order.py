@@ -91,3 +91,36 @@ def test_formula_ids_are_sorted_as_written(tmp_path, monkeypatch):
         assert any(r["user_id"].startswith("'") for r in rows), name
         key = [(r["user_id"], r.get(SECOND.get(name, ""), "")) for r in rows]
         assert key == sorted(key), name
+
+
+def _parquet_pair(tmp: Path, seed: int) -> tuple[Path, Path]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = random.Random(seed)
+    ids = [rng.choice([-1, 1]) * rng.randint(0, 10 ** rng.randint(1, 9)) for _ in range(60)]
+    rows = [(uid, f"2022-{rng.randint(1, 6):02d}-{rng.randint(1, 28):02d} {rng.randint(0, 23):02d}:00:00Z",
+             rng.choice([-5.0, 0.0, round(rng.uniform(0.5, 300), 2)])) for uid in ids for _ in range(rng.randint(1, 5))]
+    ts = pa.array([r[1] for r in rows]).cast(pa.timestamp("us", tz="UTC"))
+    amount = pa.array([r[2] for r in rows], pa.float64())
+    as_int, as_text = tmp / "int_ids.parquet", tmp / "text_ids.parquet"
+    pq.write_table(pa.table({"user_id": pa.array([r[0] for r in rows], pa.int64()), "ts": ts, "amount": amount}), as_int)
+    pq.write_table(pa.table({"user_id": pa.array([str(r[0]) for r in rows]), "ts": ts, "amount": amount}), as_text)
+    return as_int, as_text
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_integer_ids_describe_like_their_text(tmp_path, seed):
+    """Grouping on native integer ids writes what the same ids stored as text write, byte for byte."""
+    as_int, as_text = _parquet_pair(tmp_path, seed)
+    outs = []
+    for src in (as_int, as_text):
+        out = tmp_path / f"out_{src.stem}"
+        job.run_describe(load_transactions(str(src), "generic"), out, top_n=5)
+        outs.append(out)
+    written = sorted(p.relative_to(outs[1]) for p in outs[1].rglob("*.csv"))
+    assert len(written) >= len(BIG)
+    for rel in written:
+        assert (outs[0] / rel).read_bytes() == (outs[1] / rel).read_bytes(), rel
+    assert (outs[0] / "summary.json").read_text().replace("int_ids", "text_ids") == \
+        (outs[1] / "summary.json").read_text()
