@@ -89,7 +89,8 @@ def build_report(
     currency
         ISO 4217 code written with the amounts of the takeaways (None: plain numbers).
     """
-    qt.prepare(con)
+    tx.register(con, qt.NATIVE_ROWS, native_ids=True)
+    qt.prepare(con, qt.NATIVE_ROWS)
     summary = qt.summary_stats(con, tx, net_refunds=net_refunds)
     if summary["n_transactions"] == 0:
         raise NoDataError(f"{tx.name}: no accepted transactions to describe "

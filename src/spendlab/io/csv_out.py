@@ -8,7 +8,8 @@ import duckdb
 
 from spendlab.io.rejects import neutralise_formula
 
-_FORMULA_START = "('=', '+', '-', '@', chr(9), chr(13))"
+#: The first characters of a text cell that :func:`spendlab.io.rejects.neutralise_formula` may quote (SQL list).
+FORMULA_START = "('=', '+', '-', '@', chr(9), chr(13))"
 
 
 _UDF = "spendlab_neutralise_formula"
@@ -44,7 +45,7 @@ def csv_select(con: duckdb.DuckDBPyConnection, sql: str, order_by: str, *,
         if name in money_columns:
             exprs.append(f"CAST(round({q}, 2) AS DECIMAL(38, 2)) AS {q}")
         elif typ in ("VARCHAR", "STRING", "str") or "VARCHAR" in typ.upper():
-            exprs.append(f"CASE WHEN left({q}, 1) IN {_FORMULA_START} THEN {_UDF}({q}) ELSE {q} END AS {q}")
+            exprs.append(f"CASE WHEN left({q}, 1) IN {FORMULA_START} THEN {_UDF}({q}) ELSE {q} END AS {q}")
         elif name in round6_columns:
             exprs.append(f"round({q}, 6) AS {q}")
         else:
