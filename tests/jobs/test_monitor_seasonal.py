@@ -11,18 +11,14 @@ actual is known, is compared with the realized value's 95% bootstrap interval.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from spendlab.jobs.datasets import synth_transactions
-from spendlab.jobs.experiment import run_experiment
 from spendlab.jobs.replay import plan_replay, run_policies
-from spendlab.tracking.experiment_runs import latest_experiment_run, run_candidate
-from spendlab.tracking.monitoring import model_backtest
+from tests.jobs.monitor_worlds import world_champion
 
 pytestmark = pytest.mark.slow
 
@@ -49,18 +45,9 @@ def _champion_replay(root: Path) -> tuple[object, pd.DataFrame]:
            "horizon": 1, "train_origins": "all", "validation": {"start": "2024-07-31", "end": "2024-09-30"},
            "test": {"start": "2024-10-31", "end": "2024-12-31"},
            "models": ["ridge", "seasonal_naive", "bgnbd_seasonal"]}
-    path = root / "seasonworld.yaml"
-    path.write_text(yaml.safe_dump(exp))
-    uri = f"sqlite:///{root}/store/mlflow.db"
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        run_experiment(path, out_dir=root / "out", tracking_uri=uri)
-    finally:
-        os.chdir(old)
-    cand = run_candidate(latest_experiment_run("seasonworld", tracking_uri=uri))
+    path, cand, backtest = world_champion(root, exp)
     table = run_policies(plan_replay(str(path), first="2025-01", last="2025-12", policies="monthly"), cand,
-                         backtest=model_backtest(cand, tracking_uri=uri))
+                         backtest=backtest)
     return cand, table.set_index("period")
 
 

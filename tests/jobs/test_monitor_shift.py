@@ -4,18 +4,14 @@ which measures each period with ``spendlab monitor``'s own code)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from spendlab.jobs.datasets import synth_transactions
-from spendlab.jobs.experiment import run_experiment
 from spendlab.jobs.replay import plan_replay, run_policies
-from spendlab.tracking.experiment_runs import latest_experiment_run, run_candidate
-from spendlab.tracking.monitoring import model_backtest
+from tests.jobs.monitor_worlds import world_champion
 
 pytestmark = pytest.mark.slow
 
@@ -26,17 +22,7 @@ def _world(root: Path, shift: str | None) -> tuple:
     exp = {"name": "shiftworld", "dataset": {"input": str(data), "format": "generic"}, "freq": "month",
            "horizon": 1, "train_origins": 3, "validation": {"start": "2023-07-31", "end": "2023-09-30"},
            "test": {"start": "2023-10-31", "end": "2023-12-31"}, "models": ["ridge"]}
-    path = root / "shiftworld.yaml"
-    path.write_text(yaml.safe_dump(exp))
-    uri = f"sqlite:///{root}/store/mlflow.db"
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        run_experiment(path, out_dir=root / "out", tracking_uri=uri)
-    finally:
-        os.chdir(old)
-    cand = run_candidate(latest_experiment_run("shiftworld", tracking_uri=uri))
-    return path, cand, model_backtest(cand, tracking_uri=uri)
+    return world_champion(root, exp)
 
 
 def test_the_halved_rate_is_flagged_within_one_period(tmp_path: Path) -> None:

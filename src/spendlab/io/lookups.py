@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from spendlab.config import GenericMapping, LookupSpec
 from spendlab.errors import InputFileError
 from spendlab.io.attributes import category_value
 from spendlab.io.parsing import FieldError
+from spendlab.io.side_tables import read_side_table
 
 
 def lookup_key(raw: object) -> str | None:
@@ -70,26 +69,6 @@ class LookupTable:
                 "unused_keys": len(self.values) - len(self.used), "unmatched_lines": self.unmatched_lines}
 
 
-def _read(path: Path, columns: list[str]) -> tuple[list[dict[str, Any]], int]:
-    """Return the rows of ``columns`` (text for CSV) and the line of the first row (2 for CSV, 1 for Parquet)."""
-    try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
-            names, first = pq.read_schema(path).names, 1
-        else:
-            names, first = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names, 2
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputFileError(str(path), "CORRUPT_FILE", f"cannot read the lookup table: {exc}") from None
-    missing = [c for c in columns if c not in names]
-    if missing:
-        raise InputFileError(str(path), "SCHEMA_MISSING_COLUMN", f"missing column(s) {missing}; found {names} "
-                             "(check reader.generic.lookups in the config)", column=missing[0])
-    if first == 1:
-        return pq.read_table(path, columns=columns).to_pylist(), first
-    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in columns}, include_columns=columns,
-                                   strings_can_be_null=False)
-    return pacsv.read_csv(path, convert_options=convert).to_pylist(), first
-
-
 def load_lookup(name: str, spec: LookupSpec) -> LookupTable:
     """Read and check lookup ``name``.
 
@@ -101,7 +80,9 @@ def load_lookup(name: str, spec: LookupSpec) -> LookupTable:
     """
     path = Path(spec.input)
     sources = list(spec.columns.values())
-    rows, first = _read(path, list(dict.fromkeys([spec.key, *sources])))
+    table, first = read_side_table(path, list(dict.fromkeys([spec.key, *sources])), what="the lookup table",
+                                   setting="reader.generic.lookups")
+    rows = table.to_pylist()
     values: dict[str, tuple[str | None, ...]] = {}
     lines: dict[str, int] = {}
     for i, row in enumerate(rows):

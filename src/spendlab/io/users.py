@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from spendlab.config import UserTableSpec
-from spendlab.errors import InputFileError, RowError
+from spendlab.errors import RowError
 from spendlab.io.attributes import category_value
 from spendlab.io.parsing import FieldError, normalise_user_id
 from spendlab.io.rejects import FileReport, Mode, RejectRecord
+from spendlab.io.side_tables import read_side_table
 
 #: Suffix of the view a :class:`UserTable` is registered under, beside its transactions view.
 USERS_SUFFIX = "__users"
@@ -85,28 +84,6 @@ def _number(raw: Any) -> float | None:
     return value
 
 
-def _read_raw(path: Path, columns: list[str]) -> tuple[pa.Table, int]:
-    """Return the table's columns as read (text for CSV) and the line of its first row (2 for CSV, 1 for Parquet)."""
-    try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
-            names = pq.read_schema(path).names
-            first_line = 1
-        else:
-            names = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
-            first_line = 2
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputFileError(str(path), "CORRUPT_FILE", f"cannot read the user table: {exc}") from None
-    missing = [c for c in columns if c not in names]
-    if missing:
-        raise InputFileError(str(path), "SCHEMA_MISSING_COLUMN", f"missing column(s) {missing}; found {names} "
-                             "(check dataset.users in the config)", column=missing[0])
-    if first_line == 1:
-        return pq.read_table(path, columns=columns), first_line
-    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in columns}, include_columns=columns,
-                                   strings_can_be_null=False)
-    return pacsv.read_csv(path, convert_options=convert), first_line
-
-
 def _check_row(spec: UserTableSpec, row: dict[str, Any]) -> tuple[str, dt.datetime | None, dict[str, Any]]:
     """One row through the rules; a bad value raises ``(column, FieldError)``."""
     def checked(column: str, fn: Any, raw: Any) -> Any:
@@ -140,7 +117,7 @@ def load_users(spec: UserTableSpec, *, mode: Mode = Mode.QUARANTINE) -> UserTabl
     """
     path = Path(spec.input)
     columns = [spec.key, *([spec.valid_from] if spec.valid_from else []), *spec.columns]
-    raw, first_line = _read_raw(path, columns)
+    raw, first_line = read_side_table(path, columns, what="the user table", setting="dataset.users")
     report, rejects = FileReport(str(path)), []
     keys: list[str] = []
     since: list[dt.datetime | None] = []

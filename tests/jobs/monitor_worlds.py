@@ -1,0 +1,28 @@
+"""The experiment a monitoring test starts from: run on a world's data, its champion and backtest read back."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spendlab.jobs.experiment import run_experiment
+from spendlab.tracking.experiment_runs import latest_experiment_run, run_candidate
+from spendlab.tracking.monitoring import model_backtest
+
+
+def world_champion(root: Path, exp: dict[str, Any]) -> tuple[Path, Any, Any]:
+    """Run experiment ``exp`` (a YAML mapping) from ``root``; return its path, candidate and the model's backtest."""
+    path = root / f"{exp['name']}.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    uri = f"sqlite:///{root}/store/mlflow.db"
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        run_experiment(path, out_dir=root / "out", tracking_uri=uri)
+    finally:
+        os.chdir(old)
+    cand = run_candidate(latest_experiment_run(exp["name"], tracking_uri=uri))
+    return path, cand, model_backtest(cand, tracking_uri=uri)
