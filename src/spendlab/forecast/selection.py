@@ -32,7 +32,7 @@ from spendlab.forecast.bootstrap import delta_interval
 
 #: The rule used when an experiment names none: the lowest mean test regret in the selection suite
 #: (``benchmarks/selection_suite.py``; table in ``docs/models-and-selection.md``).
-DEFAULT_RULE = "minimax_regret"
+DEFAULT_RULE = "rank_mean"
 
 
 @dataclass(frozen=True)
