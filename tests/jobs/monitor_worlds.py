@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from spendlab.jobs.experiment import run_experiment
@@ -26,3 +28,18 @@ def world_champion(root: Path, exp: dict[str, Any]) -> tuple[Path, Any, Any]:
         os.chdir(old)
     cand = run_candidate(latest_experiment_run(exp["name"], tracking_uri=uri))
     return path, cand, model_backtest(cand, tracking_uri=uri)
+
+
+def oracle_totals(root: Path, periods: Iterable[str]) -> pd.Series:
+    """The world's true expected spend of each monitored month, summed over the users scored for it."""
+    oracle = pd.read_parquet(root / "oracle.parquet")
+    oracle["period"] = pd.to_datetime(oracle["period_start"]).dt.strftime("%Y-%m")
+    oracle["user_id"] = oracle["user_id"].astype(str)
+    tx = pd.read_parquet(root / "tx.parquet")
+    first = tx.groupby(tx["user_id"].astype(str))["ts"].min()
+    out = {}
+    for period in periods:
+        scored = first.index[first < pd.Timestamp(f"{period}-01", tz=first.dt.tz)]  # seen by the cutoff
+        month = oracle[oracle["period"] == period].set_index("user_id")["expected_spend"]
+        out[period] = float(month.reindex(scored).fillna(0.0).sum())
+    return pd.Series(out)

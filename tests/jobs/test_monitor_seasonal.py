@@ -18,24 +18,9 @@ import pytest
 
 from spendlab.jobs.datasets import synth_transactions
 from spendlab.jobs.replay import plan_replay, run_policies
-from tests.jobs.monitor_worlds import world_champion
+from tests.jobs.monitor_worlds import oracle_totals, world_champion
 
 pytestmark = pytest.mark.slow
-
-
-def _oracle_totals(root: Path, periods: pd.Index) -> pd.Series:
-    """The world's true expected spend of each monitored month, summed over the users scored for it."""
-    oracle = pd.read_parquet(root / "oracle.parquet")
-    oracle["period"] = pd.to_datetime(oracle["period_start"]).dt.strftime("%Y-%m")
-    oracle["user_id"] = oracle["user_id"].astype(str)
-    tx = pd.read_parquet(root / "tx.parquet")
-    first = tx.groupby(tx["user_id"].astype(str))["ts"].min()
-    out = {}
-    for period in periods:
-        scored = first.index[first < pd.Timestamp(f"{period}-01", tz=first.dt.tz)]  # seen by the cutoff
-        month = oracle[oracle["period"] == period].set_index("user_id")["expected_spend"]
-        out[period] = float(month.reindex(scored).fillna(0.0).sum())
-    return pd.Series(out)
 
 
 def _champion_replay(root: Path) -> tuple[object, pd.DataFrame]:
@@ -55,7 +40,7 @@ def test_the_champions_estimates_lie_in_the_realized_intervals(tmp_path: Path) -
     cand, t = _champion_replay(tmp_path)
     assert cand.model_key == "bgnbd_seasonal"  # the experiment's pick: the model that learns the season
     assert len(t) == 12 and "retrain" not in set(t["verdict"]), t[["verdict", "reasons"]]
-    truth = _oracle_totals(tmp_path, t.index)
+    truth = oracle_totals(tmp_path, t.index)
     # The realized total's interval holds the world's true expected total every month (it is sound).
     assert ((t["realized_total_low"] <= truth) & (truth <= t["realized_total_high"])).all(), (truth, t)
     real_vs_truth = (t["realized_total"] / truth - 1).abs()

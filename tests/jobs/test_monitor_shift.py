@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from spendlab.jobs.datasets import synth_transactions
 from spendlab.jobs.replay import plan_replay, run_policies
-from tests.jobs.monitor_worlds import world_champion
+from tests.jobs.monitor_worlds import oracle_totals, world_champion
 
 pytestmark = pytest.mark.slow
 
@@ -34,22 +33,6 @@ def test_the_halved_rate_is_flagged_within_one_period(tmp_path: Path) -> None:
     assert table.set_index("period").loc["2024-06", "bias"] > 0.5  # forecasts twice what happened
 
 
-def _oracle_totals(root: Path, table: pd.DataFrame, cand: object) -> pd.Series:
-    """The world's true expected spend of each monitored month, summed over the users scored for it."""
-    oracle = pd.read_parquet(root / "oracle.parquet")
-    oracle["period"] = pd.to_datetime(oracle["period_start"]).dt.strftime("%Y-%m")
-    oracle["user_id"] = oracle["user_id"].astype(str)
-    tx = pd.read_parquet(root / "tx.parquet")
-    first = tx.groupby(tx["user_id"].astype(str))["ts"].min()
-    out = {}
-    for period in table["period"]:
-        start = pd.Timestamp(f"{period}-01", tz=first.dt.tz)
-        scored = first.index[first < start]  # users seen by the cutoff: the scored population
-        month = oracle[oracle["period"] == period].set_index("user_id")["expected_spend"]
-        out[period] = float(month.reindex(scored).fillna(0.0).sum())
-    return pd.Series(out)
-
-
 def test_twelve_stable_months_give_no_retrain_and_honest_estimates(tmp_path: Path) -> None:
     path, cand, backtest = _world(tmp_path, None)
     table = run_policies(plan_replay(str(path), first="2024-01", last="2024-12", policies="monthly"), cand,
@@ -59,7 +42,7 @@ def test_twelve_stable_months_give_no_retrain_and_honest_estimates(tmp_path: Pat
     t = table.set_index("period")
     # The realized total's 95% bootstrap interval is sound: it holds the world's true expected total
     # of the scored users every month (oracle).
-    truth = _oracle_totals(tmp_path, table, cand)
+    truth = oracle_totals(tmp_path, table["period"])
     assert ((t["realized_total_low"] <= truth) & (truth <= t["realized_total_high"])).all(), (truth, t)
     # The expected total is the sum of the point forecasts, so its relative error is the realized bias,
     # exactly. The ridge refitted on the last three origins misses the season (measured: 28-41% high in
