@@ -16,6 +16,7 @@ whose name, content or digest does not match that record before anything is read
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -108,11 +109,13 @@ def save_estimator(estimator: Any, directory: str | Path) -> dict[str, str]:
     path = Path(directory) / FORMATS[fmt]
     if data is not None:
         path.write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()  # the bytes in hand: no second read of the file
     else:
         import joblib
 
         joblib.dump(estimator, path)
-    return {"format": fmt, "file": path.name, "sha256": file_sha256(str(path)), "reason": reason}
+        digest = file_sha256(str(path))
+    return {"format": fmt, "file": path.name, "sha256": digest, "reason": reason}
 
 
 def check_estimator_file(path: str | Path, manifest: dict[str, str]) -> str:
