@@ -9,12 +9,19 @@ import pandas as pd
 import pytest
 
 from spendlab.forecast.bootstrap import bootstrap_rmse, delta_interval
-from spendlab.forecast.leaderboard import pick_champion
+from spendlab.forecast.selection import ValidationErrors, choose
+from spendlab.models.registry import COMPLEXITY
 
 
 def preds(y: np.ndarray, p: np.ndarray, cutoffs: np.ndarray, split: str = "validation") -> pd.DataFrame:
     return pd.DataFrame({"split": split, "cutoff": cutoffs, "user_id": [f"u{i}" for i in range(len(y))],
                          "y_true": y, "y_pred": p})
+
+
+def pick_champion(board: pd.DataFrame, boot: pd.DataFrame | None = None) -> str:
+    """The pick of the rule the test is about, from the board's mean validation RMSE (one row of errors)."""
+    errors = pd.DataFrame([board.set_index("model")["validation_rmse"].astype(float)])
+    return choose("simpler_in_interval", ValidationErrors(errors, boot, COMPLEXITY, level=0.95))
 
 
 def two_models(noise_b: float, n: int = 600, seed: int = 1) -> dict[str, pd.DataFrame]:

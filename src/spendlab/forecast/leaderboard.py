@@ -42,18 +42,6 @@ def _best_validation(board: pd.DataFrame) -> pd.Series:
     return board.sort_values(["validation_rmse", "model"]).iloc[0]
 
 
-def pick_champion(leaderboard: Any, validation_boot: pd.DataFrame | None = None, *,
-                  level: float = 0.95, rule: str = "simpler_in_interval") -> str:
-    """Pick the champion by ``rule`` from the board's mean validation RMSE alone (one row of errors).
-
-    Without ``validation_boot`` (replicates x models, :func:`~spendlab.forecast.bootstrap.bootstrap_rmse`
-    on the validation origins) the lowest validation RMSE wins outright.
-    """
-    cands = _candidates(leaderboard)
-    errors = pd.DataFrame([cands.set_index("model")["validation_rmse"].astype(float)])
-    return choose(rule, ValidationErrors(errors, validation_boot, COMPLEXITY, level=level))
-
-
 def _candidates(board: pd.DataFrame) -> pd.DataFrame:
     cands = board[~board["model"].isin(BASELINES)]
     if cands.empty:
