@@ -143,3 +143,49 @@ def test_period_calendar_counts_holidays_events_weekends_by_hand() -> None:
 ])
 def test_target_period_label_names_the_period_after_the_cutoff(as_of: dt.date, freq: str, label: str) -> None:
     assert target_period_label(as_of, freq) == label
+
+
+@pytest.mark.parametrize("as_of,freq,horizon,label", [
+    (dt.date(2023, 11, 12), "week", 4, "2023-W46/2023-W49"),
+    (dt.date(2024, 12, 22), "week", 2, "2024-W52/2025-W01"),  # across the ISO year
+    (dt.date(2024, 11, 30), "month", 3, "2024-12/2025-02"),
+    (dt.date(2024, 11, 30), "month", 1, "2024-12"),
+])
+def test_a_target_of_several_periods_is_labelled_as_an_iso_interval(as_of: dt.date, freq: str, horizon: int,
+                                                                      label: str) -> None:
+    assert target_period_label(as_of, freq, horizon) == label
+
+
+def test_the_target_calendar_covariates_cover_every_period_of_the_horizon_by_hand() -> None:
+    from spendlab.features import FeatureConfig
+    from spendlab.features.sql import calendar_tables
+
+    # Sunday 2023-11-12 ends ISO week 45; the target is weeks 46-49 (Mon 11-13 .. Sun 12-10): 28 days,
+    # 8 weekend days, Thanksgiving (11-23) the one holiday; Black Friday and Cyber Monday the events.
+    _, cov = calendar_tables(D(2023, 11, 12), "week", FeatureConfig(), horizon=4)
+    row = cov.iloc[0]
+    assert (row["target_days_in_period"], row["target_weekend_days"], row["target_n_holidays"]) == (28.0, 8.0, 1.0)
+    assert row["target_n_retail_events"] >= 2.0
+    assert row["asof_days_in_period"] == 7.0
+    # 2024-01-31: February (leap year, 29) + March (31) + April (30).
+    _, cov = calendar_tables(D(2024, 1, 31), "month", FeatureConfig(), horizon=3)
+    assert cov.iloc[0]["target_days_in_period"] == 90.0
+    with pytest.raises(ValueError, match="horizon"):
+        calendar_tables(D(2024, 1, 31), "month", FeatureConfig(), horizon=0)
+
+
+@pytest.mark.parametrize("freq", ["week", "month"])
+@pytest.mark.parametrize("horizon", [2, 3, 5])
+@pytest.mark.parametrize("as_of", [D(2021, 11, 28), D(2022, 12, 25), D(2023, 6, 30)])
+def test_the_target_window_covariates_are_the_sum_of_its_periods_own(freq: str, horizon: int, as_of: dt.date) -> None:
+    """Oracle by composition: the window's covariates = the one-period covariates of each of its periods."""
+    from spendlab.features import FeatureConfig
+    from spendlab.features.sql import calendar_tables
+
+    as_of = period_end(as_of, freq)
+    _, window = calendar_tables(as_of, freq, FeatureConfig(), horizon=horizon)
+    cutoffs = [period_end(shift_period(as_of, freq, k), freq) for k in range(horizon)]
+    singles = pd.concat([calendar_tables(c, freq, FeatureConfig(), horizon=1)[1] for c in cutoffs])
+    for col in ("n_holidays", "n_retail_events", "weekend_days", "days_in_period"):
+        assert window.iloc[0][f"target_{col}"] == singles[f"target_{col}"].sum()
+    assert window.iloc[0]["asof_days_in_period"] == singles.iloc[0]["asof_days_in_period"]

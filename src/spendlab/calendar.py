@@ -69,12 +69,23 @@ def next_period_start(d: dt.date | dt.datetime | pd.Timestamp | str, freq: Freq)
             else start.replace(month=start.month + 1))
 
 
-def target_period_label(as_of: dt.date, freq: Freq) -> str:
-    """``2024-04`` for months, ``2024-W15`` for ISO weeks: the period after the one holding ``as_of``."""
-    target = next_period_start(as_of, freq)
+def target_period_label(as_of: dt.date, freq: Freq, horizon: int = 1) -> str:
+    """``2024-04`` for months, ``2024-W15`` for ISO weeks: the period after the one holding ``as_of``.
+
+    A target of ``horizon`` > 1 periods is the ISO 8601 interval of its first and last period,
+    e.g. ``2024-W15/2024-W18``.
+    """
+    first = next_period_start(as_of, freq)
+    labels = [_period_label(first, freq)]
+    if horizon > 1:
+        labels.append(_period_label(shift_period(as_of, freq, horizon), freq))
+    return "/".join(labels)
+
+
+def _period_label(start: dt.date, freq: Freq) -> str:
     if freq == "month":
-        return target.strftime("%Y-%m")
-    year, week, _ = target.isocalendar()
+        return start.strftime("%Y-%m")
+    year, week, _ = start.isocalendar()
     return f"{year}-W{week:02d}"
 
 

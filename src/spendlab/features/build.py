@@ -180,7 +180,8 @@ def _user_stats_source(con: duckdb.DuckDBPyConnection, name: str, periods: str, 
 
 
 def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str,
-                         config: FeatureConfig | None = None, view: str = "transactions") -> pa.Table:
+                         config: FeatureConfig | None = None, view: str = "transactions",
+                         horizon: int = 1) -> pa.Table:
     """:func:`build_features` as an Arrow table (no pandas round trip; what the CLI writes and scoring reads).
 
     The rows are read once, into the per-(user, period) aggregate of the as-of rows
@@ -195,7 +196,7 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     as_of = _as_date(as_of)
     check_freq(freq)
     config = config or FeatureConfig()
-    event_days, covariates = calendar_tables(as_of, freq, config)
+    event_days, covariates = calendar_tables(as_of, freq, config, horizon)
     _register_event_days(con, event_days)
     tag = next(_counter)
     periods, first_day, users = f"spendlab_periods_{tag}", f"spendlab_first_day_{tag}", f"spendlab_users_{tag}"
@@ -270,7 +271,7 @@ def _with_btyd(con: duckdb.DuckDBPyConnection, table: pa.Table, *, as_of: dt.dat
 
 
 def build_features(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str,
-                   config: FeatureConfig | None = None, view: str = "transactions") -> pd.DataFrame:
+                   config: FeatureConfig | None = None, view: str = "transactions", horizon: int = 1) -> pd.DataFrame:
     """As-of features: one row per user whose first transaction is on or before ``as_of``.
 
     Parameters
@@ -284,6 +285,10 @@ def build_features(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date
         Lag 1 is the period containing ``as_of``; the target period is the next one.
     config
         The feature declaration (defaults: :class:`FeatureConfig`).
+    view
+        The view holding the transactions.
+    horizon
+        Periods the target covers: the ``target_*`` calendar covariates describe that whole window.
 
     Returns
     -------
@@ -295,7 +300,7 @@ def build_features(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date
         value is 0 with ``has_last_year`` = 0 when the user's history does not reach it; a user with
         refunds only has 0 purchase features and recency measured from the first transaction.
     """
-    frame = build_features_arrow(con, freq=freq, as_of=as_of, config=config, view=view).to_pandas()
+    frame = build_features_arrow(con, freq=freq, as_of=as_of, config=config, view=view, horizon=horizon).to_pandas()
     frame["user_id"] = frame["user_id"].astype(str)
     return frame
 

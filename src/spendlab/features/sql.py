@@ -247,23 +247,28 @@ LEFT JOIN {sparse} AS s ON s.user_id = u.user_id AND s.k = p.k
 {"ORDER BY u.user_id, p.period_start" if ordered else ""}"""
 
 
-def calendar_tables(as_of: dt.date, freq: Freq, config: FeatureConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+def calendar_tables(as_of: dt.date, freq: Freq, config: FeatureConfig,
+                    horizon: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return the two small tables the feature SQL joins: event days, and the as-of/target calendar covariates.
 
     The event-day table covers :data:`CALENDAR_FIRST_DAY` to the as-of date (holidays and retail events
     alike: ``holiday_spend_share`` counts spend on either). The covariate table is one row with
-    ``asof_*`` (the period containing the as-of date) and ``target_*`` (the next period), which are
-    known in advance and so are the only features that describe the future.
+    ``asof_*`` (the period containing the as-of date) and ``target_*`` (the ``horizon`` periods after
+    it, summed: the window the target covers), which are known in advance and so are the only features
+    that describe the future.
     """
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
     cal = config.calendar
     target = next_period_start(as_of, freq)
-    events = calendar_events(CALENDAR_FIRST_DAY, period_end(target, freq), country=cal.country,
+    window = [target]
+    for _ in range(horizon - 1):
+        window.append(next_period_start(window[-1], freq))
+    events = calendar_events(CALENDAR_FIRST_DAY, period_end(window[-1], freq), country=cal.country,
                              subdivision=cal.subdivision, custom_events=cal.custom_events)
     days = events.loc[events["date"].dt.date <= as_of, "date"].dt.date.drop_duplicates()
     event_days = pd.DataFrame({"day": pd.to_datetime(sorted(days)).astype("datetime64[s]")})
-    cov = period_calendar([period_start(as_of, freq), target], freq, events).set_index("period_start")
-    row = {}
-    for when, start in (("asof", period_start(as_of, freq)), ("target", target)):
-        for c in CALENDAR_COLUMNS:
-            row[f"{when}_{c}"] = float(cov.loc[start, c])
+    cov = period_calendar([period_start(as_of, freq), *window], freq, events).set_index("period_start")
+    row = {f"asof_{c}": float(cov.loc[period_start(as_of, freq), c]) for c in CALENDAR_COLUMNS}
+    row.update({f"target_{c}": float(sum(cov.loc[start, c] for start in window)) for c in CALENDAR_COLUMNS})
     return event_days, pd.DataFrame([row])

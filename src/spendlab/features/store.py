@@ -90,7 +90,8 @@ class FeatureStore:
         with self._lock:  # one DuckDB query at a time: backtests may share the store across threads
             if cutoff not in self._features:
                 self._features[cutoff] = self._cached("features", cutoff, lambda: build_features(
-                    self.con, freq=self.freq, as_of=cutoff, config=self.feature_config, view=self.view))
+                    self.con, freq=self.freq, as_of=cutoff, config=self.feature_config, view=self.view,
+                    horizon=self.horizon))
             return self._features[cutoff]
 
     def _cached(self, kind: str, cutoff: dt.date, build: Callable[[], pd.DataFrame]) -> pd.DataFrame:

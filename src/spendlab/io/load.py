@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,7 +151,7 @@ def _is_parquet(path: Path) -> bool:
 
 
 def load_transactions(
-    source: str,
+    source: str | os.PathLike[str],
     fmt: str,
     *,
     config: ReaderConfig | None = None,
@@ -165,6 +166,7 @@ def load_transactions(
     """
     check_format(fmt)
     config = config or ReaderConfig()
+    source = os.fspath(source)  # a pathlib.Path is as good as its text
     found = resolve_input(source, fmt)
     name, files = found.name, found.files
     report = LoadReport(skipped=found.skipped, duplicates=found.duplicates)

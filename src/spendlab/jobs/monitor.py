@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from spendlab.calendar import period_end
+from spendlab.calendar import target_window_end
 from spendlab.config import ReaderConfig
 from spendlab.errors import ConfigError, SpendlabError
 from spendlab.features import FeatureConfig, build_features, build_target
@@ -176,7 +176,7 @@ def check_complete(lineage: dict[str, str], last_day: dt.date, *, input: str) ->
         The input ends before the period does (the message names the last day seen).
     """
     as_of = dt.date.fromisoformat(lineage["as_of"])
-    end = period_end(as_of + dt.timedelta(days=1), lineage.get("freq", "month"))  # type: ignore[arg-type]
+    end = target_window_end(as_of, lineage.get("freq", "month"), int(lineage.get("horizon", 1)))  # type: ignore[arg-type]
     if last_day < end:
         raise MonitorInputError(f"{input}: period {lineage['target_period']} is not complete: the last day seen is "
                                 f"{last_day}, the period ends {end}")
@@ -223,10 +223,12 @@ def measure(scores: pd.DataFrame, lineage: dict[str, str], con: Any, record: Mod
     as_of = dt.date.fromisoformat(lineage["as_of"])
     freq = lineage.get("freq", "month")
     cand = record.candidate
-    joined = join_realized(scores, build_target(con, freq=freq, as_of=as_of, horizon=1))  # type: ignore[arg-type]
+    horizon = int(lineage.get("horizon", 1))
+    joined = join_realized(scores, build_target(con, freq=freq, as_of=as_of, horizon=horizon))  # type: ignore[arg-type]
     acc = realized_accuracy(joined)
     feats = features if features is not None else build_features(
-        con, freq=freq, as_of=as_of, config=FeatureConfig.model_validate(cand.feature_config))
+        con, freq=freq, as_of=as_of, config=FeatureConfig.model_validate(cand.feature_config),  # type: ignore[arg-type]
+        horizon=horizon)
     seg_now = segment_users(feats, active_window=cand.experiment_config().segments.active_window)
     ref = record.reference
     drift = feature_drift(ref, feats) if ref else pd.DataFrame(columns=["feature", "psi", "zero_share_ref", "zero_share"])
@@ -244,7 +246,7 @@ def measure(scores: pd.DataFrame, lineage: dict[str, str], con: Any, record: Mod
                **bt, "max_psi": float(drift["psi"].max()) if len(drift) else float("nan"),
                "max_psi_feature": str(drift["feature"].iloc[0]) if len(drift) else "",
                "max_segment_shift": float(shift["shift"].abs().max()) if len(shift) else float("nan"),
-               "unscored_new_users": _unscored(con, as_of, freq, scores)}
+               "unscored_new_users": _unscored(con, as_of, freq, scores, horizon)}
     verdict, reasons = decide(summary, plan.thresholds)
     return MonitorResult(lineage.get("model_uri", ""), lineage["model_version"], lineage["target_period"], verdict,
                          reasons, acc, drift, shift, summary, record.backtest)
@@ -264,10 +266,10 @@ def _backtest_figures(record: ModelRecord, plan: MonitorPlan) -> dict[str, float
     return out
 
 
-def _unscored(con: Any, as_of: dt.date, freq: str, scores: pd.DataFrame) -> int:
-    """Users who bought in the target period without a score (first seen after the cutoff)."""
+def _unscored(con: Any, as_of: dt.date, freq: str, scores: pd.DataFrame, horizon: int = 1) -> int:
+    """Users who bought in the target window without a score (first seen after the cutoff)."""
     start = as_of + dt.timedelta(days=1)
-    stop = period_end(start, freq) + dt.timedelta(days=1)  # type: ignore[arg-type]
+    stop = target_window_end(as_of, freq, horizon) + dt.timedelta(days=1)  # type: ignore[arg-type]
     rows = con.execute("SELECT DISTINCT CAST(user_id AS VARCHAR) FROM transactions WHERE ts >= ? AND ts < ? "
                        "AND amount > 0", [dt.datetime.combine(start, dt.time()),
                                           dt.datetime.combine(stop, dt.time())]).fetchall()

@@ -187,6 +187,11 @@ def plan_model(cfg: ExperimentConfig, key: str, tuned_dir: Path = TUNED_DIR) -> 
     given = dict(tuned) if tuned is not None else dict(cfg.params.get(key, {}))
     origin: Source = "tuned" if tuned is not None else "experiment"
     sources = {name: (origin if name in given else "default") for name in {**factory_defaults(key), **given}}
+    if "horizon" in factory_defaults(key):  # a model told the window predicts the target's quantity
+        if int(given.get("horizon", cfg.horizon)) != cfg.horizon:
+            raise ConfigError(f"params.{key}.horizon is {given['horizon']}, but the experiment's horizon is "
+                              f"{cfg.horizon}: leave it unset (the experiment's applies)")
+        given["horizon"], sources["horizon"] = cfg.horizon, "experiment"
     if tuned is None:
         return ModelPlan(key, _frozen(given), _frozen(sources))
     folds = tuned_fold_params(cfg, key, tuned_dir)

@@ -121,8 +121,8 @@ def _score(champ: _Champion, store: Any, cutoff: dt.date, freq: str, version: st
     scores = champ.scorer.predict(None, feats, params={"as_of": cutoff.isoformat()})
     lineage = {"model_name": "replay", "model_uri": "", "model_version": version,
                "train_cutoff": champ.cutoff.isoformat(), "as_of": cutoff.isoformat(),
-               "target_period": target_period_label(cutoff, freq),  # type: ignore[arg-type]
-               "freq": freq, "interval_level": repr(float(champ.scorer.calibration_.get("level", 0.8)))}
+               "target_period": target_period_label(cutoff, freq, store.horizon),  # type: ignore[arg-type]
+               "freq": freq, "horizon": str(store.horizon), "interval_level": repr(float(champ.scorer.calibration_.get("level", 0.8)))}
     return scores, lineage
 
 

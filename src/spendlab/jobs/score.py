@@ -116,13 +116,14 @@ def score(
         if as_of is None:
             as_of = default_as_of(con, resolve_model(model).freq)
         model = resolve_model(model)
-        features = build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config)
+        features = build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config,
+                                        horizon=model.horizon)
     finally:
         con.close()
     users_in = features.num_rows
     if users_in == 0:
         raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
-    target_period = target_period_label(as_of, model.freq)
+    target_period = target_period_label(as_of, model.freq, model.horizon)
     with atomic_path(out) as tmp, Progress(
         TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("users"), TimeElapsedColumn(),
         transient=True, disable=not progress,
@@ -162,7 +163,7 @@ def scores_lineage(model: LoadedModel, *, as_of: dt.date, target_period: str) ->
     """Return the ``spendlab.scores`` key-value metadata of a scores file: which model scored which period."""
     return {"model_name": model.name, "model_uri": model.uri, "model_version": model.version,
             "train_cutoff": model.train_cutoff, "as_of": as_of.isoformat(), "target_period": target_period,
-            "freq": model.freq, "interval_level": repr(float(model.interval_level))}
+            "freq": model.freq, "horizon": str(model.horizon), "interval_level": repr(float(model.interval_level))}
 
 
 def _last_purchase_day(features: pa.Table, as_of: dt.date) -> dt.date | None:

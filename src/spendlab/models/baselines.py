@@ -2,6 +2,10 @@
 
 None of them learns from ``y``; ``fit`` only records which columns it will read, so the
 scikit-learn contract (``clone``, ``NotFittedError`` before fit) holds like any estimator.
+
+``horizon`` is the number of periods the target covers (the experiment's ``horizon``, which the plan
+passes to every model that takes it): a per-period forecast is summed over that window, so a
+baseline predicts the same quantity as the target (e.g. four weeks of spend, not one).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from spendlab.models.base import as_frame, lag_columns, non_negative, require
 
 class _LagBaseline(RegressorMixin, BaseEstimator):
     """Common ``fit``: remember the columns; subclasses implement ``_predict``."""
+
 
     def _columns(self, X: pd.DataFrame) -> list[str]:
         raise NotImplementedError
@@ -48,24 +53,31 @@ class ZeroForecaster(_LagBaseline):
 
 
 class LastPeriod(_LagBaseline):
-    """Next period = the as-of period's spend (``spend_lag1``)."""
+    """The next ``horizon`` periods = the last ``horizon`` periods (``spend_lag1`` when ``horizon`` is 1)."""
+
+    def __init__(self, horizon: int = 1) -> None:
+        self.horizon = horizon
 
     def _columns(self, X: pd.DataFrame) -> list[str]:
-        return lag_columns(X, 1)
+        cols = lag_columns(X, self.horizon)
+        if len(cols) < self.horizon:
+            raise ValueError(f"last_period(horizon={self.horizon}) needs spend_lag1..{self.horizon}")
+        return cols
 
     def _predict(self, X: pd.DataFrame) -> np.ndarray:
-        return X[self.columns_[0]].to_numpy(dtype=np.float64)
+        return X[self.columns_].to_numpy(dtype=np.float64).sum(axis=1)
 
 
 class MovingAverage(_LagBaseline):
-    """Predict the mean spend of the last ``window`` periods.
+    """Predict the mean spend of the last ``window`` periods, for each of the ``horizon`` periods.
 
     ``spend_rolling_mean_lag1_window{window}`` when the frame has it (it averages only the periods a
     user has existed), else the mean of the lag columns.
     """
 
-    def __init__(self, window: int = 3) -> None:
+    def __init__(self, window: int = 3, horizon: int = 1) -> None:
         self.window = window
+        self.horizon = horizon
 
     def _columns(self, X: pd.DataFrame) -> list[str]:
         rolling = rolling_name("spend", "mean", self.window)
@@ -77,14 +89,18 @@ class MovingAverage(_LagBaseline):
         return cols
 
     def _predict(self, X: pd.DataFrame) -> np.ndarray:
-        return X[self.columns_].to_numpy(dtype=np.float64).mean(axis=1)
+        return self.horizon * X[self.columns_].to_numpy(dtype=np.float64).mean(axis=1)
 
 
 class SeasonalNaive(_LagBaseline):
-    """Same period last year where the user has that history, else the ``fallback_window`` mean."""
+    """Same period last year where the user has that history, else the ``fallback_window`` mean.
 
-    def __init__(self, fallback_window: int = 3) -> None:
+    Either per-period value counts ``horizon`` times for a target of several periods.
+    """
+
+    def __init__(self, fallback_window: int = 3, horizon: int = 1) -> None:
         self.fallback_window = fallback_window
+        self.horizon = horizon
 
     def _columns(self, X: pd.DataFrame) -> list[str]:
         return [SAME_PERIOD_LAST_YEAR, HAS_LAST_YEAR, *lag_columns(X, self.fallback_window)]
@@ -93,18 +109,20 @@ class SeasonalNaive(_LagBaseline):
         seasonal = X[SAME_PERIOD_LAST_YEAR].to_numpy(dtype=np.float64)
         has = X[HAS_LAST_YEAR].to_numpy(dtype=np.float64) > 0.5
         fallback = X[self.columns_[2:]].to_numpy(dtype=np.float64).mean(axis=1)
-        return np.where(has, seasonal, fallback)
+        return self.horizon * np.where(has, seasonal, fallback)
 
 
 class PerUserLinear(_LagBaseline):
-    """A least-squares line through each user's last ``window`` period totals, extrapolated one step.
+    """A least-squares line through each user's last ``window`` period totals, summed over the next ``horizon`` steps.
 
     The closed form is vectorised over users: with t = -(k-1) .. 0 for lag k .. lag1, the slope
-    is cov(t, s) / var(t) and the forecast is mean(s) + slope * (1 - mean(t)), clipped at 0.
+    is cov(t, s) / var(t) and the forecast of step h is mean(s) + slope * (h - mean(t)); the sum over
+    h = 1 .. horizon is clipped at 0.
     """
 
-    def __init__(self, window: int = 6) -> None:
+    def __init__(self, window: int = 6, horizon: int = 1) -> None:
         self.window = window
+        self.horizon = horizon
 
     def _columns(self, X: pd.DataFrame) -> list[str]:
         cols = lag_columns(X, self.window)
@@ -118,4 +136,5 @@ class PerUserLinear(_LagBaseline):
         t = -np.arange(k, dtype=np.float64)  # lag1 at t=0, lag2 at t=-1, ...
         tc = t - t.mean()
         slope = (s - s.mean(axis=1, keepdims=True)) @ tc / (tc @ tc)
-        return s.mean(axis=1) + slope * (1.0 - t.mean())
+        steps = np.arange(1, self.horizon + 1, dtype=np.float64)
+        return self.horizon * s.mean(axis=1) + slope * float((steps - t.mean()).sum())

@@ -142,7 +142,8 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
         frame = as_frame(X)
         if self.seasonal and ORIGIN_LEVEL in (frame.index.names or []):
             codes, origins = pd.factorize(frame.index.get_level_values(ORIGIN_LEVEL))
-            weekly = "target_days_in_period" in frame.columns and bool((frame["target_days_in_period"] == 7).all())
+            period_days = "asof_days_in_period" if "asof_days_in_period" in frame.columns else "target_days_in_period"
+            weekly = period_days in frame.columns and bool((frame[period_days] == 7).all())
             factors = np.asarray([seasonal_factor(getattr(self, "origin_totals_", {}), pd.Timestamp(o), weekly=weekly)
                                   for o in origins], dtype=np.float64)
             out = out * factors[codes]  # one factor per origin, spread by code (no per-row Python loop)

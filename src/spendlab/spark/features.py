@@ -150,11 +150,12 @@ def reject_counts(spark: SparkSession, parquet_paths: PathsArg, *,
     return sum(int(r["count"]) for r in rows), counts
 
 
-def _register_event_days(spark: SparkSession, as_of: dt.date, freq: Freq, config: FeatureConfig) -> pd.DataFrame:
+def _register_event_days(spark: SparkSession, as_of: dt.date, freq: Freq, config: FeatureConfig,
+                         horizon: int = 1) -> pd.DataFrame:
     """Register the event-day view the SQL joins; return the calendar covariates (for the features)."""
     from pyspark.sql.types import DateType, StructField, StructType
 
-    event_days, covariates = calendar_tables(as_of, freq, config)
+    event_days, covariates = calendar_tables(as_of, freq, config, horizon)
     days = [(d,) for d in event_days["day"].dt.date]
     spark.createDataFrame(days, StructType([StructField("day", DateType(), False)])) \
         .createOrReplaceTempView(EVENT_DAYS_TABLE)
@@ -231,7 +232,7 @@ def _group_features(group: pd.DataFrame, *, as_of: dt.date, freq: Freq, config: 
 def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, freq: Freq,
                    as_of: dt.date | str, config: FeatureConfig | None = None,
                    reader: ReaderConfig | None = None, buckets: int | None = None,
-                   users: DataFrame | None = None) -> DataFrame:
+                   users: DataFrame | None = None, horizon: int = 1) -> DataFrame:
     """As-of features on Spark: the DataFrame :func:`spendlab.features.build_features` returns on DuckDB.
 
     The same layers as the DuckDB path: the transpiled aggregate and per-user SQL
@@ -258,6 +259,8 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
         Groups of users handed to Python at once (default: ``spark.sql.shuffle.partitions``).
     users
         The user table, for covariates (:mod:`spendlab.spark.covariates`; line attributes need a DataFrame).
+    horizon
+        Periods the target covers (the ``target_*`` calendar covariates describe that window).
 
     Returns
     -------
@@ -273,7 +276,7 @@ def spark_features(spark: SparkSession, parquet_paths: PathsArg | DataFrame, *, 
         raise SpendlabError("the feature set asks for the BTYD statistics in days (btyd: true), which only the "
                             "DuckDB engine builds; use --engine duckdb or a feature set without btyd")
     ensure_semantics(spark)
-    covariates = _register_event_days(spark, as_of, freq, config)
+    covariates = _register_event_days(spark, as_of, freq, config, horizon)
     transactions = _transactions(spark, parquet_paths, reader)
     src = _asof_view(spark, transactions, as_of)
     rows = _user_rows(spark, src, as_of=as_of, freq=freq, config=config,

@@ -132,6 +132,7 @@ def save_model_dir(refit: Refit, path: Path) -> Path:
             "feature_config": cand.feature_config,
             "feature_config_hash": cand.feature_config_hash,
             "freq": cand.experiment_config().freq,
+            "horizon": cand.experiment_config().horizon,
             "train_cutoff": refit.train_cutoff.isoformat(),
             "model_key": cand.model_key,
             "candidate_id": cand.candidate_id,

@@ -47,6 +47,8 @@ class LoadedModel:
     interval_level: float = 0.8
     #: The training population's profile logged at promotion (None for models promoted before it).
     reference: dict[str, Any] | None = None
+    #: Periods the forecast covers (the experiment's ``horizon``; 1 for models registered before it was recorded).
+    horizon: int = 1
 
 
 def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> LoadedModel:
@@ -90,7 +92,8 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
         takes_threads=_declares_param(model, "n_threads"),
         takes_as_of=_declares_param(model, "as_of"),
         dataset_hash=str(tags.get("dataset_hash", cfg.get("dataset_hash", ""))),
-        name=model_name(uri), train_cutoff=str(cfg.get("train_cutoff", "")), **extra,
+        name=model_name(uri), train_cutoff=str(cfg.get("train_cutoff", "")), horizon=int(cfg.get("horizon", 1)),
+        **extra,
     )
 
 
