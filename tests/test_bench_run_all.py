@@ -122,3 +122,11 @@ def test_the_committed_results_md_is_rendered_from_the_committed_results() -> No
     committed = (ROOT / "benchmarks" / "RESULTS.md").read_text()
     assert committed == module.render_results(module.latest_results(module.RESULTS_DIR))
     assert set(module.latest_results(module.RESULTS_DIR)) == set(module.BENCHMARKS)
+
+
+def test_an_accuracy_measured_under_load_stands_and_a_speed_figure_does_not(run_all) -> None:
+    accuracy = run_all.render_section(_result("accuracy_covariates", "rmse 1.0", under_load=True))
+    speed = run_all.render_section(_result("scoring_1m", "30 s", under_load=True))
+    assert "the accuracy figures stand" in accuracy and "not a result" not in accuracy
+    assert "**Measured under load: not a result.**" in speed
+    assert "under load" not in run_all.render_section(_result("accuracy_covariates", "rmse 1.0"))
