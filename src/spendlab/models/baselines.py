@@ -22,7 +22,6 @@ from spendlab.models.base import as_frame, lag_columns, non_negative, require
 class _LagBaseline(RegressorMixin, BaseEstimator):
     """Common ``fit``: remember the columns; subclasses implement ``_predict``."""
 
-
     def _columns(self, X: pd.DataFrame) -> list[str]:
         raise NotImplementedError
 

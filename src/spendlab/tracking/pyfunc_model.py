@@ -86,7 +86,7 @@ class SpendForecaster(PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Score a feature frame: one row per user with the output columns."""
         frame = model_input.reset_index(drop=True)
-        X = frame[self.feature_names_].astype("float64", copy=False)  # the selection is already a copy
+        X = frame[self.feature_names_].astype("float64")  # pandas 3 copies lazily (copy-on-write); its copy= keyword is deprecated
         as_of = str((params or {}).get("as_of") or "")
         if as_of:  # the cutoff, for models that read it from the index (bgnbd_seasonal)
             X = at_origin(X, as_of)
