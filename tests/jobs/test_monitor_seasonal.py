@@ -142,21 +142,20 @@ def test_twelve_of_twelve_totals_needs_a_season_one_year_cannot_give(seed: int, 
     assert (model_vs_truth[~inside] > real_vs_truth[~inside]).all(), (model_vs_truth, real_vs_truth)
 
 
-@pytest.mark.parametrize("seed", [7])
-def test_the_coverage_misses_are_the_calibrations_error(seed: int, replay: Callable[[int], Replay]) -> None:
-    """On the world of seed 7 the expected coverage misses the realized interval in 3 of 12 months.
+@pytest.mark.parametrize("seed", [0, 6, 7])
+def test_twelve_of_twelve_coverages_is_not_promised_even_by_the_truth(seed: int, replay: Callable[[int], Replay]) -> None:
+    """The realized coverage's interval is a 95% interval of a proportion (users' noise only, about +-1.4 points).
 
-    The realized interval holds the true expected coverage (over 10 other futures of the same users) every
-    month: the monitor is sound. The expected coverage is 0.5-2.6 points above the truth in the first half of
-    2025: the calibration, fitted on 2024-07 .. 09 and kept by the replay, over-promises; each miss is a month
-    where the expected coverage is farther from the truth than the realized one.
+    The true expected coverage of the scored intervals (averaged over 10 other futures of the same users)
+    lies inside it in 11 or 12 of 12 months (seed 0: August 2025 outside), so no estimate, not even the
+    truth, lands inside every month for sure. The champion's expected coverage is within about a point
+    of the truth (rms); on seed 7 it over-promises in the first months of 2025 (the calibration, fitted
+    on 2024-07 .. 09 and kept by the replay, ages), the source of that seed's misses.
     """
     root, cand, t, scores = replay(seed)
     truth = true_coverage(scores, seed=seed, replicates=10, **WORLD)
     low, high = t["interval_coverage_low"], t["interval_coverage_high"]
-    assert ((low <= truth) & (truth <= high)).all(), (truth, t[["interval_coverage", "expected_coverage"]])
-    inside = (low <= t["expected_coverage"]) & (t["expected_coverage"] <= high)
-    model, real = (t["expected_coverage"] - truth).abs(), (t["interval_coverage"] - truth).abs()
-    assert (model[~inside] > real[~inside]).all(), (model, real, inside)
-    first_half = (t["expected_coverage"] - truth)[:6]
-    assert (first_half > 0).all() and first_half.max() > 0.015, first_half  # over-promised (measured 0.2-2.6 points)
+    frame = t[["interval_coverage", "expected_coverage", "interval_coverage_low", "interval_coverage_high"]].assign(truth=truth)
+    assert ((low <= truth) & (truth <= high)).sum() >= 11, frame  # measured 11, 12, 12 on seeds 0, 6, 7
+    assert _rms(t["interval_coverage"] - truth) < 0.01, frame  # the realized coverage's own noise (0.5-0.7 points)
+    assert _rms(t["expected_coverage"] - truth) < 0.015, frame  # the champion's (measured 0.9-1.2 points)
