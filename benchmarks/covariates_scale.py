@@ -39,11 +39,11 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _world(users: int, months: int) -> tuple[Path, int, float]:
+def _world(users: int, months: int, data: Path) -> tuple[Path, int, float]:
     """Return the cached world's directory (generated on first use), its line count and generation seconds."""
     from spendlab.jobs.covariates import synth_covariates
 
-    out = DATA / f"covscale_u{users}_m{months}"
+    out = data / f"covscale_u{users}_m{months}"
     meta = out / "stats.json"
     if meta.exists():
         return out, json.loads(meta.read_text())["lines"], 0.0
@@ -59,12 +59,16 @@ def _as_of(months: int) -> dt.date:
     return dt.date(end.year, end.month, 1) - dt.timedelta(days=1)
 
 
-def _explain(con, cfg, as_of: dt.date) -> None:  # noqa: ANN001
-    from spendlab.features.covariates import covariates_sql, listed_attributes, user_columns
+def _explain(con, cfg, as_of: dt.date) -> None:
+    """Print DuckDB's profile of the covariate statement :func:`with_covariates` runs."""
+    from spendlab.features import covariates as cov
 
-    users = user_columns(con, cfg, view="lines")
-    sql = covariates_sql(cfg, as_of=as_of, freq="month", view="lines", users=users,
-                         listed=listed_attributes(con, cfg, view="lines"))
+    users = cov.user_columns(con, cfg, view="lines")
+    levels = cov.ranked_levels(con, cfg, as_of=as_of, freq="month", view="lines")
+    if levels is None:
+        sql = cov.covariates_sql(cfg, as_of=as_of, freq="month", view="lines", users=users)
+    else:
+        sql = cov.scan_covariates_sql(cfg, as_of=as_of, freq="month", view="lines", users=users, levels=levels)
     for _, plan in con.execute(f"EXPLAIN ANALYZE {sql}").fetchall():
         print(plan, file=sys.stderr)
 
@@ -75,6 +79,7 @@ def main() -> None:
     ap.add_argument("--months", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--data", type=Path, default=DATA, help="where the generated world is cached")
     ap.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the covariate statement")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
@@ -85,7 +90,7 @@ def main() -> None:
     from spendlab.io.load import connect
     from spendlab.io.users import load_users
 
-    work, n_lines, generate_s = _world(args.users, args.months)
+    work, n_lines, generate_s = _world(args.users, args.months, args.data)
     raw = load_yaml(ROOT / "configs" / "covariates.yaml")
     generic = {k: v for k, v in raw["reader"]["generic"].items() if k != "order_col"}  # one transaction per line
     tx = load_transactions(str(work / "lines.parquet"), "generic", config=ReaderConfig(generic=generic))
