@@ -26,10 +26,12 @@ A ratio with a zero denominator is 0.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -38,6 +40,8 @@ from spendlab.errors import ConfigError
 from spendlab.features.config import CovariateConfig
 from spendlab.features.sql import MONEY, cutoff_timestamp
 from spendlab.io.users import users_view
+
+_counter = itertools.count()
 
 
 def _q(name: str) -> str:
@@ -258,13 +262,15 @@ def ranked_levels(con: duckdb.DuckDBPyConnection, cfg: CovariateConfig, *, as_of
 
 
 def scan_covariates_sql(cfg: CovariateConfig, *, as_of: dt.date, freq: Freq, view: str, users: list[UserColumn],
-                        levels: dict[str, tuple[str, ...]]) -> str:
+                        levels: dict[str, tuple[str, ...]], ids: str | None = None) -> str:
     """Return the statement of :func:`covariates_sql` for text categories with ranked levels, in one scan.
 
     The window's lines are aggregated once per user: spend, purchases, the amount and use-rate sums,
     the spend in each top-k level (``levels``, from :func:`ranked_levels`) and a bit per level bought
     (the distinct count). The same fixed-point sums and counts as :func:`covariates_sql`, so the same
-    values, without the per-user-and-category table and its roll-ups.
+    values, without the per-user-and-category table and its roll-ups. With ``ids`` (a relation of text
+    ``user_id`` and ``pos``), its users in ``pos`` order take the place of every user with a row by the
+    cutoff, and ``user_id`` is text.
     """
     money = f"CAST(amount AS {MONEY})"
     sums = [f"SUM({money}) AS spend", "COUNT(*) AS n"]
@@ -282,12 +288,16 @@ def scan_covariates_sql(cfg: CovariateConfig, *, as_of: dt.date, freq: Freq, vie
         bits = " ".join(f"WHEN {_lit(cat)} THEN CAST({1 << i} AS BIGINT)" for i, cat in enumerate(levels[a]))
         sums.append(f"BIT_OR(CASE {_q(a)} {bits} END) AS d_{a}" if bits else f"CAST(NULL AS BIGINT) AS d_{a}")
         cols.append(f"CAST(COALESCE(BIT_COUNT(p.d_{a}), 0) AS DOUBLE) AS {_q(f'cov_{a}_distinct_window{w}')}")
-    ctes = [*_window_ctes(cfg, as_of=as_of, freq=freq, view=view), f"p AS (SELECT user_id, {', '.join(sums)} "
-                                                                      "FROM w GROUP BY user_id)"]
+    key = "w.user_id" if ids is None else "CAST(w.user_id AS VARCHAR)"
+    ctes = _window_ctes(cfg, as_of=as_of, freq=freq, view=view)
+    if ids is not None:  # the caller's users (already known): no scan for them
+        ctes[0] = f"u AS (SELECT user_id, pos FROM {_q(ids)})"
+    ctes.append(f"p AS (SELECT {key} AS user_id, {', '.join(sums)} FROM w GROUP BY w.user_id)")
     user_ctes, user_joins, user_cols = _user_parts(users, as_of=as_of, view=view)
     select = ", ".join(["u.user_id AS user_id", *cols, *user_cols])
     joins = ["LEFT JOIN p ON u.user_id = p.user_id", *user_joins]
-    return f"WITH {', '.join(ctes + user_ctes)} SELECT {select} FROM u {' '.join(joins)}"
+    order = "" if ids is None else " ORDER BY u.pos"
+    return f"WITH {', '.join(ctes + user_ctes)} SELECT {select} FROM u {' '.join(joins)}{order}"
 
 
 def user_columns(con: duckdb.DuckDBPyConnection, cfg: CovariateConfig, *, view: str) -> list[UserColumn]:
@@ -336,14 +346,28 @@ def listed_attributes(con: duckdb.DuckDBPyConnection, cfg: CovariateConfig, *, v
 
 def with_covariates(con: duckdb.DuckDBPyConnection, table: pa.Table, *, as_of: dt.date, freq: Freq,
                     cfg: CovariateConfig, view: str) -> pa.Table:
-    """``table`` (features, one row per user) with the covariate columns appended row for row."""
+    """``table`` (features of the users with a row by the cutoff) with the covariate columns appended row for row.
+
+    Text categories with few levels take one scan (:func:`scan_covariates_sql`, its rows in ``table``'s
+    order); order-level category sets or many levels take :func:`covariates_sql`.
+    """
     users = user_columns(con, cfg, view=view)
     listed = listed_attributes(con, cfg, view=view)
     levels = None if listed else ranked_levels(con, cfg, as_of=as_of, freq=freq, view=view)
-    if levels is None:  # order-level category sets, or many levels: the per-user-and-category statement
-        sql = covariates_sql(cfg, as_of=as_of, freq=freq, view=view, users=users, listed=listed)
-    else:
-        sql = scan_covariates_sql(cfg, as_of=as_of, freq=freq, view=view, users=users, levels=levels)
+    if levels is not None:
+        ids = f"spendlab_cov_ids_{next(_counter)}"
+        con.register(ids, pa.table({"user_id": table.column("user_id").cast(pa.string()),
+                                    "pos": np.arange(table.num_rows, dtype=np.int64)}))
+        try:
+            extra = con.sql(scan_covariates_sql(cfg, as_of=as_of, freq=freq, view=view, users=users, levels=levels,
+                                                ids=ids)).to_arrow_table()
+        finally:
+            con.unregister(ids)
+        for name in covariate_names(cfg, users):
+            table = table.append_column(name, pc.fill_null(extra.column(name).cast(pa.float64()), 0.0))
+        return table
+    # order-level category sets, or many levels: the per-user-and-category statement
+    sql = covariates_sql(cfg, as_of=as_of, freq=freq, view=view, users=users, listed=listed)
     extra = con.sql(f"SELECT CAST(user_id AS VARCHAR) AS user_id, * EXCLUDE (user_id) FROM ({sql})").to_arrow_table()
     pos = pc.index_in(table.column("user_id").cast(pa.string()), value_set=extra.column("user_id"))
     for name in covariate_names(cfg, users):
