@@ -242,7 +242,13 @@ def ranked_levels(con: duckdb.DuckDBPyConnection, cfg: CovariateConfig, *, as_of
     """Return each category attribute's levels in the window, ranked by every user's spend (ties by name).
 
     The ranking of :func:`covariates_sql` (spend summed in fixed point, so exactly the same order), read
-    in one scan of the window. None when a category has more than :data:`SCAN_MAX_LEVELS` levels.
+    in one scan of the window.
+
+    Returns
+    -------
+    dict or None
+        Attribute -> its levels, most spend first; None when a category has more than
+        :data:`SCAN_MAX_LEVELS` levels.
     """
     cats = sorted({*cfg.category_share, *cfg.distinct})
     if not cats:
@@ -271,6 +277,13 @@ def scan_covariates_sql(cfg: CovariateConfig, *, as_of: dt.date, freq: Freq, vie
     values, without the per-user-and-category table and its roll-ups. With ``ids`` (a relation of text
     ``user_id`` and ``pos``), its users in ``pos`` order take the place of every user with a row by the
     cutoff, and ``user_id`` is text.
+
+    Parameters
+    ----------
+    levels : dict
+        Each category attribute's ranked levels (:func:`ranked_levels`); text categories only.
+    ids : str, optional
+        The relation of the users to return, in order.
     """
     money = f"CAST(amount AS {MONEY})"
     sums = [f"SUM({money}) AS spend", "COUNT(*) AS n"]
