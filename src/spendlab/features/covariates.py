@@ -2,7 +2,8 @@
 
 Declared in the feature config's ``covariates:`` section (:class:`~spendlab.features.config.CovariateConfig`)
 and generated here as one SQL statement in DuckDB's dialect, kept transpilable to Spark SQL (the Spark
-engine runs the same text through :func:`spendlab.spark.transpile.to_spark_sql`). Everything reads the
+engine runs the same text through :func:`spendlab.spark.transpile.to_spark_sql`); on DuckDB, text
+categories with few levels take :func:`scan_covariates_sql`, the same values in one scan. Everything reads the
 as-of rows (:func:`~spendlab.features.sql.asof_sql`) and the user rows valid on or before the cutoff,
 so nothing after the cutoff changes a value (the same bound as :func:`~spendlab.features.sql.asof_sql`). Purchases only (``amount > 0``); money is summed in fixed
 point (:data:`~spendlab.features.sql.MONEY`). Column names, over window ``w`` periods:
@@ -248,7 +249,7 @@ def ranked_levels(con: duckdb.DuckDBPyConnection, cfg: CovariateConfig, *, as_of
     -------
     dict or None
         Attribute -> its levels, most spend first; None when a category has more than
-        :data:`SCAN_MAX_LEVELS` levels.
+        :data:`SCAN_MAX_LEVELS` levels or is not text.
     """
     cats = sorted({*cfg.category_share, *cfg.distinct})
     if not cats:
@@ -261,7 +262,7 @@ def ranked_levels(con: duckdb.DuckDBPyConnection, cfg: CovariateConfig, *, as_of
     out: dict[str, tuple[str, ...]] = {}
     for i, a in enumerate(cats):
         mine = [(r[len(cats) + i], r[-1]) for r in rows if r[i] == 0 and r[len(cats) + i] is not None]
-        if len(mine) > SCAN_MAX_LEVELS:
+        if len(mine) > SCAN_MAX_LEVELS or any(not isinstance(cat, str) for cat, _ in mine):
             return None
         out[a] = tuple(cat for cat, _ in sorted(mine, key=lambda x: (-x[1], x[0])))
     return out
