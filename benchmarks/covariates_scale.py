@@ -1,14 +1,18 @@
 """Covariate features at scale: the feature build with covariates vs without, on the same line items.
 
 The ``covariates`` world's line items (each line a transaction with its department, discounts and
-store) and household table are loaded once and materialised in DuckDB, so both builds read the same
-table and only the feature work is timed: the default feature set, then the same set with
-``configs/covariates.yaml``'s covariates (top-6 department and top-2 store shares, discount share,
-coupon use rate, distinct departments, three household columns). Target (issue): at 1M users and 30M
-line items the covariate build takes at most 1.5x the time of the build without them (idle machine).
+store) and household table are generated once, cached under ``benchmarks/data/`` (git-ignored), and
+materialised in DuckDB, so both builds read the same table and only the feature work is timed. Both
+builds use ``configs/covariates.yaml``'s feature set; "with" adds its covariates (top-6 department
+and top-2 store shares, discount share, coupon use rate, distinct departments, three household
+columns), "without" is the same set with ``covariates`` off. Target (issue): at 1M users and 30M line
+items the covariate build takes at most 1.5x the time of the build without them (idle machine).
 
-The two builds alternate ``--repeats`` times in one process (best of each reported), so a loaded machine
-slows both alike; the report states the goal and whether the ratio meets it.
+The two builds alternate (A B A B ...) ``--repeats`` times in one process; each build is timed in wall
+seconds and in CPU seconds (user + system of this process, DuckDB's threads included:
+``getrusage(RUSAGE_SELF)``), and the medians are reported with their ratios. CPU seconds are the
+figure to trust on a loaded machine; the goal is judged on them. ``--explain`` prints DuckDB's
+``EXPLAIN ANALYZE`` of the covariate statement (where its time goes).
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/covariates_scale.py --users 20000 [--months 12] [--threads 2]``
 """
@@ -18,14 +22,55 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import resource
+import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "benchmarks" / "data"
 #: The issue's target: the build with covariates takes at most this multiple of the build without them.
 GOAL_RATIO = 1.5
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _world(users: int, months: int, data: Path) -> tuple[Path, int, float]:
+    """Return the cached world's directory (generated on first use), its line count and generation seconds."""
+    from spendlab.jobs.covariates import synth_covariates
+
+    out = data / f"covscale_u{users}_m{months}"
+    meta = out / "stats.json"
+    if meta.exists():
+        return out, json.loads(meta.read_text())["lines"], 0.0
+    t0 = time.perf_counter()
+    stats = synth_covariates(out, users=users, months=months, start="2023-01-01")
+    meta.write_text(json.dumps(stats))
+    return out, stats["lines"], time.perf_counter() - t0
+
+
+def _as_of(months: int) -> dt.date:
+    """Return the last day of the world's last month."""
+    end = dt.date(2023, 1, 1) + dt.timedelta(days=31 * months - 1)
+    return dt.date(end.year, end.month, 1) - dt.timedelta(days=1)
+
+
+def _explain(con, cfg, as_of: dt.date) -> None:
+    """Print DuckDB's profile of the covariate statement :func:`with_covariates` runs."""
+    from spendlab.features import covariates as cov
+
+    users = cov.user_columns(con, cfg, view="lines")
+    levels = cov.ranked_levels(con, cfg, as_of=as_of, freq="month", view="lines")
+    if levels is None:
+        sql = cov.covariates_sql(cfg, as_of=as_of, freq="month", view="lines", users=users)
+    else:
+        sql = cov.scan_covariates_sql(cfg, as_of=as_of, freq="month", view="lines", users=users, levels=levels)
+    for _, plan in con.execute(f"EXPLAIN ANALYZE {sql}").fetchall():
+        print(plan, file=sys.stderr)
 
 
 def main() -> None:
@@ -34,20 +79,18 @@ def main() -> None:
     ap.add_argument("--months", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--data", type=Path, default=DATA, help="where the generated world is cached")
+    ap.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the covariate statement")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from spendlab.config import ReaderConfig, UserTableSpec, load_yaml
-    from spendlab.features import FeatureConfig, build_features_arrow
+    from spendlab.features import build_features_arrow
     from spendlab.features.config import feature_config_from_dict
     from spendlab.io import load_transactions
     from spendlab.io.load import connect
     from spendlab.io.users import load_users
-    from spendlab.jobs.covariates import synth_covariates
 
-    work = Path(tempfile.mkdtemp(prefix="spendlab-covscale-"))
-    t0 = time.perf_counter()
-    stats = synth_covariates(work, users=args.users, months=args.months, start="2023-01-01")
-    generate_s = time.perf_counter() - t0
+    work, n_lines, generate_s = _world(args.users, args.months, args.data)
     raw = load_yaml(ROOT / "configs" / "covariates.yaml")
     generic = {k: v for k, v in raw["reader"]["generic"].items() if k != "order_col"}  # one transaction per line
     tx = load_transactions(str(work / "lines.parquet"), "generic", config=ReaderConfig(generic=generic))
@@ -56,25 +99,36 @@ def main() -> None:
     tx.register(con, view="source", native_ids=True)
     t0 = time.perf_counter()
     con.execute("CREATE TABLE lines AS SELECT * FROM source")
-    con.execute('CREATE VIEW lines__users AS SELECT * FROM source__users')
+    con.execute("CREATE VIEW lines__users AS SELECT * FROM source__users")
     load_s = time.perf_counter() - t0
-    as_of = dt.date(2023, 1, 1) + dt.timedelta(days=31 * args.months - 1)
-    as_of = dt.date(as_of.year, as_of.month, 1) - dt.timedelta(days=1)
-    plain = FeatureConfig()
+    as_of = _as_of(args.months)
     with_cov = feature_config_from_dict(raw, "configs/covariates.yaml")
-    times: dict[str, list[float]] = {"without": [], "with": []}
+    plain = with_cov.model_copy(update={"covariates": None})  # the same base features, covariates off
+    if args.explain:
+        _explain(con, with_cov.covariates, as_of)
+    wall: dict[str, list[float]] = {"without": [], "with": []}
+    cpu: dict[str, list[float]] = {"without": [], "with": []}
+    columns = 0
     for _ in range(args.repeats):
         for name, cfg in (("without", plain), ("with", with_cov)):
-            t0 = time.perf_counter()
+            w0, c0 = time.perf_counter(), _cpu()
             table = build_features_arrow(con, freq="month", as_of=as_of, config=cfg, view="lines")
-            times[name].append(time.perf_counter() - t0)
-    best = {k: min(v) for k, v in times.items()}
-    print(json.dumps({"users": args.users, "lines": stats["lines"], "months": args.months, "as_of": str(as_of),
-                      "threads": args.threads, "generate_s": round(generate_s, 1), "materialise_s": round(load_s, 1),
-                      "features_without_s": round(best["without"], 2), "features_with_s": round(best["with"], 2),
-                      "ratio": round(best["with"] / best["without"], 3), "goal_ratio": GOAL_RATIO,
-                      "meets_goal": best["with"] <= GOAL_RATIO * best["without"], "columns_with": table.num_columns},
-                     indent=2))
+            cpu[name].append(_cpu() - c0)
+            wall[name].append(time.perf_counter() - w0)
+            columns = max(columns, table.num_columns)
+            del table
+    med = {f"{kind}_{k}": statistics.median(v) for kind, d in (("wall", wall), ("cpu", cpu)) for k, v in d.items()}
+    cpu_ratio = med["cpu_with"] / med["cpu_without"]
+    print(json.dumps({
+        "users": args.users, "lines": n_lines, "months": args.months, "as_of": str(as_of),
+        "threads": args.threads, "repeats": args.repeats, "generate_s": round(generate_s, 1),
+        "materialise_s": round(load_s, 1),
+        **{f"features_{k}_s_median": round(v, 2) for k, v in med.items()},
+        "cpu_s": {k: [round(x, 2) for x in v] for k, v in cpu.items()},
+        "wall_s": {k: [round(x, 2) for x in v] for k, v in wall.items()},
+        "ratio_cpu": round(cpu_ratio, 3), "ratio_wall": round(med["wall_with"] / med["wall_without"], 3),
+        "goal_ratio": GOAL_RATIO, "meets_goal_cpu": cpu_ratio <= GOAL_RATIO, "columns_with": columns,
+    }, indent=2))
 
 
 if __name__ == "__main__":
