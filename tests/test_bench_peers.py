@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import os
 from pathlib import Path
 
 import duckdb
@@ -103,3 +104,18 @@ def test_weekly_peers_match_date_arithmetic_and_spendlabs_target(days, cutoff_da
     seen = sorted(tx.loc[tx["ts"].dt.date <= cutoff, "user_id"].unique())
     np.testing.assert_allclose(got.reindex(seen).to_numpy(), peers.actuals(tx, cutoff, np.array(seen), "week",
                                                                              horizon))
+
+
+def test_the_suite_sends_third_party_prints_to_stderr(capfd, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("selection_suite", ROOT / "benchmarks" / "selection_suite.py")
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    print("table before")
+    with suite.stdout_to_stderr():
+        print("message: Desired error not necessarily achieved")  # what lifetimes prints on a failed fit
+        os.write(1, b"a C-level write to fd 1\n")
+    print("table after", flush=True)
+    out, err = capfd.readouterr()
+    assert out == "table before\ntable after\n"
+    assert "Desired error" in err and "C-level write" in err
