@@ -19,7 +19,10 @@ prints while models and peers fit go to stderr.
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/selection_suite.py [--users 20000] [--months 24]
 [--test-origins 8] [--worlds default,grocery,habit,mixed,cdnow,millions_weekly] [--weekly-users N]
-[--models a,b] [--write-results]``
+[--models a,b] [--write-results] [--merge-json PATH]``
+
+``--merge-json PATH`` keeps each measured world in PATH: a run of one world (say ``--worlds
+millions_weekly``) then prints and records its tables with the other worlds saved there.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import os
 import re
 import sys
@@ -237,16 +241,39 @@ def main() -> int:
                     help="users of the millions_weekly world (default: the size in the YAML's comment)")
     ap.add_argument("--models", default=None, help="spendlab models to run (default: every registry key)")
     ap.add_argument("--write-results", action="store_true", help="update benchmarks/RESULTS.md")
+    ap.add_argument("--merge-json", type=Path, default=None,
+                    help="JSON of measured worlds: its worlds this run does not measure join the tables, and "
+                         "the merged worlds are written back after every world")
     args = ap.parse_args()
-    results = []
+    worlds = args.worlds.split(",")
+    prior = [r for r in load_json(args.merge_json) if r["world"] not in worlds]
+    results = prior
     with tempfile.TemporaryDirectory(prefix="spendlab-selection-suite-") as tmp:
-        for world in args.worlds.split(","):
-            results.append(run_world(world, args, Path(tmp)))
+        for world in worlds:
+            results = [*results, run_world(world, args, Path(tmp))]
+            if args.merge_json:
+                save_json(results, args.merge_json)
             print(tables(results), file=sys.stderr, flush=True)  # progress: the tables so far
             if args.write_results:  # after every world: a long run that stops early keeps what it measured
                 write_results(tables(results))
     print(tables(results), flush=True)  # the result, once (run_all.py records what is printed)
     return 0
+
+
+def load_json(path: Path | None) -> list[dict[str, object]]:
+    """The worlds saved by :func:`save_json` (none when ``path`` is None or does not exist yet)."""
+    if path is None or not path.exists():
+        return []
+    return [{**r, "ci": tuple(r["ci"])} for r in json.loads(path.read_text())]
+
+
+def save_json(results: list[dict[str, object]], path: Path) -> None:
+    """Write the measured worlds to ``path`` atomically (a temporary file beside it, then a rename)."""
+    rows = [{**r, "peer_means": {k: float(v) for k, v in dict(r["peer_means"]).items()},
+             "ci": [float(x) for x in r["ci"]]} for r in results]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(rows, indent=1, default=float))
+    os.replace(tmp, path)
 
 
 def write_results(body: str) -> None:

@@ -106,11 +106,37 @@ def test_weekly_peers_match_date_arithmetic_and_spendlabs_target(days, cutoff_da
                                                                              horizon))
 
 
-def test_the_suite_sends_third_party_prints_to_stderr(capfd, monkeypatch) -> None:
+def _suite(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location("selection_suite", ROOT / "benchmarks" / "selection_suite.py")
     suite = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(suite)
+    return suite
+
+
+def _world(name: str, rmse: float) -> dict:
+    return {"world": name, "champion": "m1", "champion_rmse": rmse, "best_model": "m1", "best_test": rmse,
+            "picks": {"r1": "m1", "r2": "m2"}, "regret": {"r1": 1.0, "r2": 1.25}, "n_val": 3,
+            "peer_means": pd.Series({"last 4 weeks": rmse + 2.0, "lifetimes": rmse + 1.0}), "best_peer": "lifetimes",
+            "delta": -1.0, "ci": (np.float64(-1.5), np.float64(-0.5)), "seconds": 3.0, "users": 10}
+
+
+def test_merge_json_keeps_the_worlds_this_run_did_not_measure(tmp_path, monkeypatch, capsys) -> None:
+    suite = _suite(monkeypatch)
+    path = tmp_path / "suite.json"
+    suite.save_json([_world("cdnow", 10.0), _world("millions_weekly", 50.0)], path)
+    monkeypatch.setattr(suite, "run_world", lambda world, args, work: _world(world, 40.0))
+    monkeypatch.setattr("sys.argv", ["selection_suite.py", "--worlds", "millions_weekly", "--merge-json", str(path)])
+    assert suite.main() == 0
+    want = suite.tables([_world("cdnow", 10.0), _world("millions_weekly", 40.0)])
+    assert capsys.readouterr().out == want + "\n"
+    assert "| millions_weekly | 10 | 3 | m1 | 40.000 |" in want and "| cdnow | 10 | 3 | m1 | 10.000 |" in want
+    assert suite.tables(suite.load_json(path)) == want  # the file now holds the new measurement
+    assert "r2 | 1.2500 (m2) | 1.2500 (m2) | **1.2500**" in want
+
+
+def test_the_suite_sends_third_party_prints_to_stderr(capfd, monkeypatch) -> None:
+    suite = _suite(monkeypatch)
     print("table before")
     with suite.stdout_to_stderr():
         print("message: Desired error not necessarily achieved")  # what lifetimes prints on a failed fit
