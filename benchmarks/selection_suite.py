@@ -192,6 +192,7 @@ def run_world(world: str, args: argparse.Namespace, work: Path) -> dict[str, obj
     board = res.leaderboard.set_index("model")
     peer_rmse, peer_preds = peers(tx, store, cfg)
     peer_means = peer_rmse.groupby("model")["rmse"].mean()
+    print(f"{world}: peers' mean test RMSE\n{peer_means.round(3).to_string()}", file=sys.stderr, flush=True)
     best_peer = str(peer_means.idxmin())
     test_preds = pd.read_parquet(res.paths["predictions"])
     lo, hi = champion_vs_peer(test_preds[test_preds["model"] == res.champion], peer_preds[best_peer], cfg.seed)
