@@ -90,12 +90,14 @@ def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
     with tens of millions of groups is needed), ``refund_amount`` (sum of -amount for amount < 0),
     ``refund_count``, spend on event days (the small event-day table), first transaction day and
     first/last purchase day. Sums are stored back in :data:`MONEY` (8 bytes, not a 16-byte wide
-    decimal; one user-period cannot reach 10^14): the table is the peak of memory. Every feature is arithmetic over this table (plus the spend on each
+    decimal; one user-period cannot reach 10^14) and ``k`` and the counts as ``INTEGER``: the table is
+    the peak of memory, and a narrower one stays in memory where a wider one spills to disk. Every feature is arithmetic over this table (plus the spend on each
     user's first purchase day, :func:`first_day_spend_sql`). Ids keep their native type.
     """
     bit = _day_bit_sql(freq, as_of)
-    return f"""SELECT user_id, k, spend, n_transactions, CAST(BIT_COUNT(day_mask) AS BIGINT) AS active_days, day_mask,
-    refund_amount, refund_count, event_spend, first_day, first_purchase_day, last_purchase_day
+    return f"""SELECT user_id, CAST(k AS INTEGER) AS k, spend, CAST(n_transactions AS INTEGER) AS n_transactions,
+    CAST(BIT_COUNT(day_mask) AS INTEGER) AS active_days, day_mask, refund_amount,
+    CAST(refund_count AS INTEGER) AS refund_count, event_spend, first_day, first_purchase_day, last_purchase_day
   FROM (
     SELECT user_id, k,
       CAST(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS {MONEY}) AS spend,
