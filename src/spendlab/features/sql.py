@@ -90,12 +90,14 @@ def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
     with tens of millions of groups is needed), ``refund_amount`` (sum of -amount for amount < 0),
     ``refund_count``, spend on event days (the small event-day table), first transaction day and
     first/last purchase day. Sums are stored back in :data:`MONEY` (8 bytes, not a 16-byte wide
-    decimal; one user-period cannot reach 10^14): the table is the peak of memory. Every feature is arithmetic over this table (plus the spend on each
+    decimal; one user-period cannot reach 10^14) and ``k`` and the counts as ``INTEGER``: the table is
+    the peak of memory, and a narrower one stays in memory where a wider one spills to disk. Every feature is arithmetic over this table (plus the spend on each
     user's first purchase day, :func:`first_day_spend_sql`). Ids keep their native type.
     """
     bit = _day_bit_sql(freq, as_of)
-    return f"""SELECT user_id, k, spend, n_transactions, CAST(BIT_COUNT(day_mask) AS BIGINT) AS active_days, day_mask,
-    refund_amount, refund_count, event_spend, first_day, first_purchase_day, last_purchase_day
+    return f"""SELECT user_id, CAST(k AS INTEGER) AS k, spend, CAST(n_transactions AS INTEGER) AS n_transactions,
+    CAST(BIT_COUNT(day_mask) AS INTEGER) AS active_days, day_mask, refund_amount,
+    CAST(refund_count AS INTEGER) AS refund_count, event_spend, first_day, first_purchase_day, last_purchase_day
   FROM (
     SELECT user_id, k,
       CAST(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS {MONEY}) AS spend,
@@ -122,14 +124,15 @@ def first_day_spend_sql(source: str, periods: str) -> str:
     The BG/NBD monetary value leaves that day out (as lifetimes does). It is the one figure the
     per-period aggregate ``periods`` cannot give (it keeps days as bits, not their amounts), so the
     purchases of ``source`` are probed against one (user, day) key per user: a hash join with a
-    build side of one row per user, no second aggregate over the rows.
+    build side of one row per user, no second aggregate over the rows. Only purchases reach the
+    join: refunds are dropped as they are read, before the cast and the probe (a third less work
+    than filtering after the join, with the same rows summed).
     """
     return f"""SELECT t.user_id, SUM(t.amount) AS first_purchase_day_spend
-  FROM ({tx_sql(source)}) AS t
+  FROM ({tx_sql(source)} WHERE src.amount > 0) AS t
   JOIN (SELECT user_id, MIN(first_purchase_day) AS day FROM {periods}
         WHERE first_purchase_day IS NOT NULL GROUP BY user_id) AS fp
     ON t.user_id = fp.user_id AND t.day = fp.day
-  WHERE t.amount > 0
   GROUP BY t.user_id"""
 
 
