@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from spendlab.describe.tables import MOM, USER, USER_MONTH, USER_WEEK, daily_active_users_sql
+from spendlab.describe.tables import DAY_HOUR, MOM, USER, USER_MONTH, USER_WEEK, daily_active_users_sql
 
 #: Event names drawn on the daily-spend figure (holidays and retail events from ``spendlab.calendar``).
 MARKER_PATTERN = r"Thanksgiving|Black Friday|Cyber Monday|Christmas|New Year"
@@ -49,14 +49,13 @@ def daily_spend_table(con: duckdb.DuckDBPyConnection, events: pd.DataFrame | Non
 
     ``events`` is a :func:`spendlab.calendar.calendar_events` frame; the names of the marker events
     (Thanksgiving, Black Friday, Cyber Monday, Christmas Eve/Day, New Year) falling on a day are
-    joined into its ``events`` column.
+    joined into its ``events`` column. Reads the per-day-and-hour table of
+    :func:`spendlab.describe.tables.prepare`.
     """
     df = con.execute(
-        "WITH t AS (SELECT CAST(ts AS DATE) AS date, count(*) AS n_transactions, "
-        "coalesce(sum(spendlab_money(amount)) FILTER (amount > 0), 0) AS spend, "
-        "count(*) FILTER (amount < 0) AS n_refunds, "
-        "coalesce(-sum(spendlab_money(amount)) FILTER (amount < 0), 0) "
-        "AS refunds FROM transactions GROUP BY 1), "
+        "WITH t AS (SELECT date, CAST(sum(n_transactions) AS BIGINT) AS n_transactions, "
+        "coalesce(sum(spend), 0) AS spend, CAST(sum(n_refunds) AS BIGINT) AS n_refunds, "
+        f"coalesce(-sum(negative), 0) AS refunds FROM {DAY_HOUR} GROUP BY 1), "
         f"a AS ({daily_active_users_sql()}), "
         "d AS (SELECT t.*, coalesce(a.active_users, 0) AS active_users FROM t LEFT JOIN a USING (date)), "
         "r AS (SELECT CAST(unnest(generate_series(min(date), max(date), INTERVAL 1 DAY)) AS DATE) AS date FROM d) "
@@ -96,11 +95,13 @@ def daily_spend_takeaway(daily: pd.DataFrame, *, money: Money = _money) -> str:
 
 
 def weekday_hour_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Spend transactions and spend per ISO weekday (1 = Monday) and UTC hour, all 7 x 24 cells."""
+    """Spend transactions and spend per ISO weekday (1 = Monday) and UTC hour, all 7 x 24 cells.
+
+    Reads the per-day-and-hour table of :func:`spendlab.describe.tables.prepare`.
+    """
     df = con.execute(
-        "WITH g AS (SELECT isodow(ts) AS weekday, hour(ts) AS hour, count(*) AS n_transactions, "
-        "sum(spendlab_money(amount)) AS spend "
-        "FROM transactions WHERE amount > 0 GROUP BY 1, 2), "
+        "WITH g AS (SELECT isodow(date) AS weekday, hour, CAST(sum(n_spend_transactions) AS BIGINT) AS n_transactions, "
+        f"sum(spend) AS spend FROM {DAY_HOUR} WHERE n_spend_transactions > 0 GROUP BY 1, 2), "
         "c AS (SELECT w AS weekday, h AS hour FROM range(1, 8) t(w), range(0, 24) u(h)) "
         "SELECT c.weekday, c.hour, coalesce(n_transactions, 0) AS n_transactions, coalesce(spend, 0) AS spend "
         "FROM c LEFT JOIN g USING (weekday, hour) ORDER BY c.weekday, c.hour"
@@ -339,23 +340,32 @@ def mom_takeaway(by_month: pd.DataFrame, movers: pd.DataFrame, *, money: Money =
 
 
 def _first_spend_cte(period: str) -> str:
-    active = (f"SELECT user_id, month_start AS period_start FROM {USER_MONTH} WHERE spend > 0" if period == "month"
-              else f"SELECT user_id, week_start AS period_start FROM {USER_WEEK}")
+    """Active user-periods ``a`` and each user's first active period ``f`` (the month from the per-user table)."""
+    if period == "month":
+        return (f"WITH a AS (SELECT user_id, month_start AS period_start FROM {USER_MONTH} WHERE spend > 0), "
+                f"f AS (SELECT user_id, first_month AS first_period FROM {USER} WHERE first_month IS NOT NULL) ")
     return (
-        f"WITH a AS ({active}), "
+        f"WITH a AS (SELECT user_id, week_start AS period_start FROM {USER_WEEK}), "
         "f AS (SELECT user_id, min(period_start) AS first_period FROM a GROUP BY user_id) "
     )
 
 
 def new_returning_table(con: duckdb.DuckDBPyConnection, period: str) -> pd.DataFrame:
-    """Per ``week`` (ISO, Monday start) or ``month``: active users split into new (first spend) and returning."""
+    """Per ``week`` (ISO, Monday start) or ``month``: active users split into new (first spend) and returning.
+
+    A user is new in the period of their first spend and returning in every later active period, so
+    the new users are counted from the first periods alone and returning = active - new (no join of
+    every active user-period with its user's first period).
+    """
     if period not in ("week", "month"):
         raise ValueError(f"period must be 'week' or 'month', got {period!r}")
     df = con.execute(
         _first_spend_cte(period)
-        + "SELECT a.period_start, count(*) FILTER (a.period_start = f.first_period) AS new_users, "
-        "count(*) FILTER (a.period_start > f.first_period) AS returning_users, count(*) AS active_users "
-        "FROM a JOIN f USING (user_id) GROUP BY 1 ORDER BY 1"
+        + ", act AS (SELECT period_start, count(*) AS active_users FROM a GROUP BY 1), "
+        "new AS (SELECT first_period AS period_start, count(*) AS new_users FROM f GROUP BY 1) "
+        "SELECT act.period_start, coalesce(new.new_users, 0) AS new_users, "
+        "act.active_users - coalesce(new.new_users, 0) AS returning_users, act.active_users "
+        "FROM act LEFT JOIN new USING (period_start) ORDER BY 1"
     ).fetchdf()
     df["period_start"] = pd.to_datetime(df["period_start"])
     if period == "week":

@@ -14,6 +14,36 @@ FORMULA_START = "('=', '+', '-', '@', chr(9), chr(13))"
 
 _UDF = "spendlab_neutralise_formula"
 
+#: The exact type money is written as: two decimals, wide enough for any sum of DuckDB's decimals.
+WIDE_MONEY = "DECIMAL(38, 2)"
+#: The same digits in a 64-bit decimal (several times cheaper to round and print than the 128-bit one);
+#: only for values known to stay below 10^16 in magnitude (:func:`money_type_for`).
+NARROW_MONEY = "DECIMAL(18, 2)"
+#: The largest magnitude :data:`NARROW_MONEY` is used for (a margin below its 10^16 bound).
+NARROW_MONEY_BOUND = 1e15
+
+
+def money_type_for(bound: float | None) -> str:
+    """Choose the decimal type money is written as, given a bound on every written amount's magnitude.
+
+    Both types print the same text (two decimals, no padding); the narrow one is cheaper, and is
+    chosen only when ``bound`` (for example the sum of all absolute amounts, which bounds any
+    partial sum, average or difference of partial sums) proves it cannot overflow.
+
+    Parameters
+    ----------
+    bound : float or None
+        An upper bound on the magnitude of every money value written; None when unknown.
+
+    Returns
+    -------
+    str
+        :data:`NARROW_MONEY` when ``0 <= 2 * bound < NARROW_MONEY_BOUND``, else :data:`WIDE_MONEY`.
+    """
+    if bound is None or bound != bound or not 0 <= 2 * bound < NARROW_MONEY_BOUND:
+        return WIDE_MONEY
+    return NARROW_MONEY
+
 
 def _register_neutraliser(con: duckdb.DuckDBPyConnection) -> None:
     from duckdb.sqltypes import VARCHAR
@@ -27,13 +57,16 @@ def _register_neutraliser(con: duckdb.DuckDBPyConnection) -> None:
 
 def csv_select(con: duckdb.DuckDBPyConnection, sql: str, order_by: str, *,
                money_columns: frozenset[str] = frozenset(), round6_columns: frozenset[str] = frozenset(),
-               drop: tuple[str, ...] = ()) -> str:
+               drop: tuple[str, ...] = (), safe_text: frozenset[str] = frozenset(),
+               money_type: str = WIDE_MONEY) -> str:
     """Wrap ``sql`` so every column is written as promised.
 
     Text that a spreadsheet would run as a formula is neutralised by
     :func:`spendlab.io.rejects.neutralise_formula` itself (one rule for every CSV spendlab writes),
-    ``money_columns`` in cents, ``round6_columns`` to 6 decimals. ``drop``: columns of ``sql`` that
-    only order the rows (``order_by`` may name them as ``src.<column>``) and are not written.
+    ``money_columns`` in cents (as ``money_type``, see :func:`money_type_for`), ``round6_columns`` to
+    6 decimals. ``drop``: columns of ``sql`` that only order the rows (``order_by`` may name them as
+    ``src.<column>``) and are not written. ``safe_text``: text columns the caller has proven never
+    start like a formula (the check would leave them unchanged), written without the per-cell check.
     """
     _register_neutraliser(con)
     cols = [(d[0], str(d[1])) for d in con.execute(f"SELECT * FROM ({sql}) LIMIT 0").description]
@@ -43,7 +76,9 @@ def csv_select(con: duckdb.DuckDBPyConnection, sql: str, order_by: str, *,
             continue
         q = f'"{name}"'
         if name in money_columns:
-            exprs.append(f"CAST(round({q}, 2) AS DECIMAL(38, 2)) AS {q}")
+            exprs.append(f"CAST(round({q}, 2) AS {money_type}) AS {q}")
+        elif name in safe_text:
+            exprs.append(q)
         elif typ in ("VARCHAR", "STRING", "str") or "VARCHAR" in typ.upper():
             exprs.append(f"CASE WHEN left({q}, 1) IN {FORMULA_START} THEN {_UDF}({q}) ELSE {q} END AS {q}")
         elif name in round6_columns:
@@ -55,8 +90,15 @@ def csv_select(con: duckdb.DuckDBPyConnection, sql: str, order_by: str, *,
 
 def copy_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path, order_by: str, *,
              money_columns: frozenset[str] = frozenset(), round6_columns: frozenset[str] = frozenset(),
-             drop: tuple[str, ...] = ()) -> int:
-    """Write a (possibly huge) query result to CSV from DuckDB, in ``order_by`` order; return the row count."""
+             drop: tuple[str, ...] = (), safe_text: frozenset[str] = frozenset(),
+             money_type: str = WIDE_MONEY) -> int:
+    """Write a (possibly huge) query result to CSV from DuckDB, in ``order_by`` order; return the row count.
+
+    The other parameters are those of :func:`csv_select`. The file is written where ``path`` says;
+    callers write into their job's atomic output directory (:func:`spendlab.io.atomic.atomic_path`).
+    """
     literal = str(path).replace("'", "''")
-    row = con.execute(f"COPY ({csv_select(con, sql, order_by, money_columns=money_columns, round6_columns=round6_columns, drop=drop)}) TO '{literal}' (FORMAT csv, HEADER true)").fetchall()[0]
+    select = csv_select(con, sql, order_by, money_columns=money_columns, round6_columns=round6_columns, drop=drop,
+                        safe_text=safe_text, money_type=money_type)
+    row = con.execute(f"COPY ({select}) TO '{literal}' (FORMAT csv, HEADER true)").fetchall()[0]
     return int(row[0])

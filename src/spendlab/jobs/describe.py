@@ -21,7 +21,7 @@ from spendlab.describe import tables as qt
 from spendlab.describe.formats import MONEY_COLUMNS, format_frame, rounded_summary
 from spendlab.describe.render import DescribeReport, build_report, render_html
 from spendlab.io.atomic import atomic_path
-from spendlab.io.csv_out import FORMULA_START, copy_csv
+from spendlab.io.csv_out import FORMULA_START, copy_csv, money_type_for
 from spendlab.io.load import Transactions, connect
 
 #: How ``describe`` writes its per-user tables.
@@ -122,6 +122,8 @@ def _write(con: duckdb.DuckDBPyConnection, report: DescribeReport, small: dict[s
     (tmp / "insights").mkdir(parents=True, exist_ok=True)
     (tmp / "figures").mkdir(exist_ok=True)
     raw_order = table_format == "csv" and ids_sort_as_written(con)
+    safe_text = plain_text_columns(report.summary, ids_plain=raw_order)
+    money_type = money_type_for(money_bound(report.summary))
     for name, (sql_fn, order) in BIG_TABLES.items():
         if table_format == "parquet":
             name = str(Path(name).with_suffix(".parquet"))
@@ -130,7 +132,7 @@ def _write(con: duckdb.DuckDBPyConnection, report: DescribeReport, small: dict[s
         if raw_order:  # sort on the source columns, not on the formatted ones: same rows, a cheaper sort
             order = ", ".join(f"src.{col.strip()}" for col in order.split(","))
         files[name] = copy_csv(con, sql_fn(net_refunds), tmp / name, order, money_columns=MONEY_COLUMNS,
-                               round6_columns=frozenset({"pct_change"}))
+                               round6_columns=frozenset({"pct_change"}), safe_text=safe_text, money_type=money_type)
     for insight in report.insights:
         (tmp / "figures" / f"{insight.key}.png").write_bytes(insight.figure)
         files[f"figures/{insight.key}.png"] = len(insight.figure)
@@ -165,6 +167,56 @@ def ids_sort_as_written(con: duckdb.DuckDBPyConnection) -> bool:
     n = con.execute(f"SELECT count(*) FROM {qt.USER} "
                     f"WHERE left(CAST(user_id AS VARCHAR), 1) IN {FORMULA_START}").fetchall()[0][0]
     return int(n) == 0
+
+
+def plain_text_columns(summary: dict[str, object], *, ids_plain: bool) -> frozenset[str]:
+    """Name the text columns of the per-user tables that can never start like a spreadsheet formula.
+
+    ``direction`` holds fixed words; ``month`` (``YYYY-MM``) starts with a digit unless the data has
+    dates before year 0; ``user_id`` only when :func:`ids_sort_as_written` found no id starting like one.
+    The CSV writer skips the per-cell check on these columns: the check would leave them unchanged.
+
+    Parameters
+    ----------
+    summary : dict
+        The load's summary (:func:`spendlab.describe.tables.summary_stats`), for the period's start.
+    ids_plain : bool
+        Whether no user id starts with a formula character.
+
+    Returns
+    -------
+    frozenset of str
+        The columns written without the check.
+    """
+    start = summary.get("period_start")
+    safe = {"direction"}
+    if isinstance(start, str) and start[:1].isdigit():
+        safe.add("month")
+    if ids_plain:
+        safe.add("user_id")
+    return frozenset(safe)
+
+
+def money_bound(summary: dict[str, object]) -> float | None:
+    """Bound every money value of the per-user tables: gross spend plus refunds, the sum of ``|amount|``.
+
+    Any user's or user-month's spend, refunds, net spend, average or change is at most this in
+    magnitude. None when the summary lacks the totals.
+
+    Parameters
+    ----------
+    summary : dict
+        The load's summary in full precision.
+
+    Returns
+    -------
+    float or None
+        ``total_spend + refund_amount``.
+    """
+    spend, refunds = summary.get("total_spend"), summary.get("refund_amount")
+    if not isinstance(spend, (int, float)) or not isinstance(refunds, (int, float)):
+        return None
+    return abs(float(spend)) + abs(float(refunds))
 
 
 def copy_parquet(con: duckdb.DuckDBPyConnection, sql: str, path: Path, order_by: str) -> int:
