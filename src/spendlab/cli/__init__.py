@@ -13,7 +13,7 @@ them. A new command is one function in its group's module and one line below.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -107,21 +107,48 @@ def _interrupted(exc: BaseException) -> bool:
     return type(exc).__name__ == "InterruptException" or str(exc).strip() == "Query interrupted"
 
 
+#: Seconds after which a termination that landed where no exception can propagate (a garbage-collection
+#: callback, a ``__del__``: Python reports it as "Exception ignored in ..." and carries on) is raised
+#: again, by SIGALRM, in ordinary code.
+REDELIVER_SECONDS = 0.01
+
+
+def _redeliver_terminated(args: Any) -> None:
+    """``sys.unraisablehook``: a swallowed :class:`Terminated` is re-raised shortly after, not printed."""
+    import signal
+
+    if isinstance(args.exc_value, Terminated):
+        signal.setitimer(signal.ITIMER_REAL, REDELIVER_SECONDS)
+        return
+    sys.__unraisablehook__(args)
+
+
 def _on_sigterm() -> object:
-    """Turn SIGTERM into :class:`Terminated` (main thread only; elsewhere signals cannot be set)."""
+    """Turn SIGTERM into :class:`Terminated` (main thread only; elsewhere signals cannot be set).
+
+    Returns what :func:`_restore_sigterm` puts back: the previous SIGTERM and SIGALRM handlers and
+    unraisable hook (None off the main thread).
+    """
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return None
-    return signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = (signal.signal(signal.SIGTERM, _raise_terminated), signal.signal(signal.SIGALRM, _raise_terminated),
+                sys.unraisablehook)
+    sys.unraisablehook = _redeliver_terminated
+    return previous
 
 
 def _restore_sigterm(previous: object) -> None:
     import signal
 
     if previous is not None:
-        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+        term, alarm, hook = previous  # type: ignore[misc]
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGTERM, term)
+        signal.signal(signal.SIGALRM, alarm)
+        sys.unraisablehook = hook
 
 
 def main(argv: list[str] | None = None) -> None:
