@@ -51,6 +51,16 @@ def test_glm_falls_back_to_irls_when_newton_does_not_converge() -> None:
     np.testing.assert_allclose(glm.coef_, irls.params, rtol=1e-10)
 
 
+def test_glm_on_a_rank_deficient_design_is_irls_fit() -> None:
+    X, y = _spend_frame(4)
+    X = X.assign(spend_lag3=X["spend_lag2"])  # two identical columns: no unique optimum
+    glm = StatsmodelsTweedieGLM().fit(X, y)
+    family = sm.families.Tweedie(var_power=1.5, link=sm.families.links.Log())
+    irls = sm.GLM(y, glm._design(X), family=family).fit(maxiter=100)
+    np.testing.assert_allclose(glm.coef_, irls.params, rtol=1e-10, atol=1e-12)
+    assert np.isfinite(glm.coef_stats_["std_err"]).all()
+
+
 def test_clv_booster_defaults_and_given_params_override_them_key_by_key() -> None:
     X, y = _spend_frame(0)
     freq = ((X["spend_lag1"] > 0).astype(float) + (X["spend_lag2"] > 0)).to_numpy()
