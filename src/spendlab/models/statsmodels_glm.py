@@ -119,8 +119,8 @@ def _fit_glm(model: Any, max_iter: int) -> Any:
     (CDNOW's largest training set: 3 against 14; coefficients, standard errors and predictions equal to
     1e-14; half the CPU); ``cov_type="eim"`` takes the standard errors from the expected information,
     as IRLS does. A rank-deficient design (early origins, where two rolling means coincide) has no
-    unique optimum: it, and any Newton fit that does not converge or has no standard errors, is fitted
-    by plain IRLS (least squares picks the minimum-norm coefficients).
+    unique optimum: it, and any Newton fit that meets a singular Hessian, does not converge or has no
+    standard errors, is fitted by plain IRLS (least squares picks the minimum-norm coefficients).
     """
     import warnings
 
@@ -128,10 +128,14 @@ def _fit_glm(model: Any, max_iter: int) -> Any:
 
     exog = np.asarray(model.exog)
     if np.linalg.matrix_rank(exog) == exog.shape[1]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)  # IRLS follows, and warns if it fails too
-            warnings.simplefilter("ignore", HessianInversionWarning)
-            result = model.fit(method="newton", maxiter=max_iter, cov_type="eim")
-        if result.mle_retvals.get("converged", False) and np.isfinite(np.asarray(result.bse)).all():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)  # IRLS follows, and warns if it fails too
+                warnings.simplefilter("ignore", HessianInversionWarning)
+                result = model.fit(method="newton", maxiter=max_iter, cov_type="eim")
+        except np.linalg.LinAlgError:  # a singular Hessian on the way: IRLS's least squares copes
+            result = None
+        if (result is not None and result.mle_retvals.get("converged", False)
+                and np.isfinite(np.asarray(result.bse)).all()):
             return result
     return model.fit(maxiter=max_iter)
