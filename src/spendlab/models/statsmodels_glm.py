@@ -51,7 +51,7 @@ class StatsmodelsTweedieGLM(RegressorMixin, BaseEstimator):
         Feature columns to use; ``None`` = :func:`default_columns` of the frame, or every
         numeric column when it has none of them.
     max_iter
-        IRLS iterations.
+        Solver iterations (Newton's method, or IRLS when Newton does not converge).
     """
 
     def __init__(self, var_power: float = 1.5, columns: tuple[str, ...] | None = None, max_iter: int = 100) -> None:
@@ -84,8 +84,7 @@ class StatsmodelsTweedieGLM(RegressorMixin, BaseEstimator):
         self.scale_ = sd[keep]
         family = sm.families.Tweedie(var_power=self.var_power, link=sm.families.links.Log())
         target = np.asarray(y, dtype=np.float64)
-        model = sm.GLM(target, self._design(X), family=family)
-        result = model.fit(maxiter=self.max_iter)
+        result = _fit_glm(sm.GLM(target, self._design(X), family=family), self.max_iter)
         self.coef_ = np.asarray(result.params, dtype=np.float64)
         names = ["const", *self.feature_names_in_]
         self.summary_text_ = result.summary(xname=names).as_text()
@@ -111,3 +110,32 @@ class StatsmodelsTweedieGLM(RegressorMixin, BaseEstimator):
         """|coefficient| on the standardised scale (intercept excluded)."""
         check_is_fitted(self, "coef_")
         return np.abs(self.coef_[1:])
+
+
+def _fit_glm(model: Any, max_iter: int) -> Any:
+    """Fit ``model`` by Newton's method after three IRLS steps, with IRLS's standard errors.
+
+    On a full-rank design Newton's method from IRLS's start reaches IRLS's optimum in a few steps
+    (CDNOW's largest training set: 3 against 14; coefficients, standard errors and predictions equal to
+    1e-14; half the CPU); ``cov_type="eim"`` takes the standard errors from the expected information,
+    as IRLS does. A rank-deficient design (early origins, where two rolling means coincide) has no
+    unique optimum: it, and any Newton fit that meets a singular Hessian, does not converge or has no
+    standard errors, is fitted by plain IRLS (least squares picks the minimum-norm coefficients).
+    """
+    import warnings
+
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning
+
+    exog = np.asarray(model.exog)
+    if np.linalg.matrix_rank(exog) == exog.shape[1]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)  # IRLS follows, and warns if it fails too
+                warnings.simplefilter("ignore", HessianInversionWarning)
+                result = model.fit(method="newton", maxiter=max_iter, cov_type="eim")
+        except np.linalg.LinAlgError:  # a singular Hessian on the way: IRLS's least squares copes
+            result = None
+        if (result is not None and result.mle_retvals.get("converged", False)
+                and np.isfinite(np.asarray(result.bse)).all()):
+            return result
+    return model.fit(maxiter=max_iter)

@@ -1,0 +1,80 @@
+"""The cheaper fits keep their contracts.
+
+- The statsmodels GLM's Newton solver lands on plain IRLS's coefficients and standard errors (the
+  oracle: statsmodels' own IRLS on the same design), for Tweedie powers across the family.
+- ``lightgbm_clv``'s booster defaults yield to given (tuned) parameters, key by key.
+- The hurdle's defaults are constructor parameters, so tuned values replace them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+
+from spendlab.models.customer_base import CLV_BOOSTER_DEFAULTS, ClvBoostedRegressor
+from spendlab.models.hurdle import HurdleRegressor
+from spendlab.models.registry import make_model
+from spendlab.models.statsmodels_glm import StatsmodelsTweedieGLM
+
+
+def _spend_frame(seed: int, n: int = 400) -> tuple[pd.DataFrame, np.ndarray]:
+    """Three spend-like features and a zero-inflated target that depends on them."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"spend_lag1": rng.gamma(0.5, 20.0, n) * (rng.random(n) < 0.4),
+                      "spend_lag2": rng.gamma(0.5, 20.0, n) * (rng.random(n) < 0.4),
+                      "days_since_last_purchase": rng.integers(0, 400, n).astype(float)})
+    rate = np.exp(0.5 + 0.3 * np.log1p(X["spend_lag1"]) - 0.004 * X["days_since_last_purchase"])
+    y = rng.gamma(2.0, 10.0, n) * (rng.random(n) < np.clip(rate / 10.0, 0.02, 0.9))
+    return X, y
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("power", [1.2, 1.5, 1.8])
+def test_glm_newton_matches_irls_coefficients_and_standard_errors(seed: int, power: float) -> None:
+    X, y = _spend_frame(seed)
+    glm = StatsmodelsTweedieGLM(var_power=power).fit(X, y)
+    family = sm.families.Tweedie(var_power=power, link=sm.families.links.Log())
+    irls = sm.GLM(y, glm._design(X), family=family).fit(maxiter=100)  # the oracle: statsmodels' default solver
+    np.testing.assert_allclose(glm.coef_, irls.params, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(glm.coef_stats_["std_err"], irls.bse, rtol=1e-6)
+    np.testing.assert_allclose(glm.predict(X), irls.predict(), rtol=1e-6)
+
+
+def test_glm_falls_back_to_irls_when_newton_does_not_converge() -> None:
+    X, y = _spend_frame(3)
+    # One iteration: Newton cannot report convergence, so the fit is IRLS's (same max_iter)
+    glm = StatsmodelsTweedieGLM(max_iter=1).fit(X, y)
+    family = sm.families.Tweedie(var_power=1.5, link=sm.families.links.Log())
+    irls = sm.GLM(y, glm._design(X), family=family).fit(maxiter=1)
+    np.testing.assert_allclose(glm.coef_, irls.params, rtol=1e-10)
+
+
+def test_glm_on_a_rank_deficient_design_is_irls_fit() -> None:
+    X, y = _spend_frame(4)
+    X = X.assign(spend_lag3=X["spend_lag2"])  # two identical columns: no unique optimum
+    glm = StatsmodelsTweedieGLM().fit(X, y)
+    family = sm.families.Tweedie(var_power=1.5, link=sm.families.links.Log())
+    irls = sm.GLM(y, glm._design(X), family=family).fit(maxiter=100)
+    np.testing.assert_allclose(glm.coef_, irls.params, rtol=1e-10, atol=1e-12)
+    assert np.isfinite(glm.coef_stats_["std_err"]).all()
+
+
+def test_clv_booster_defaults_and_given_params_override_them_key_by_key() -> None:
+    X, y = _spend_frame(0)
+    freq = ((X["spend_lag1"] > 0).astype(float) + (X["spend_lag2"] > 0)).to_numpy()
+    X = X.assign(bgnbd_frequency=freq, bgnbd_T_days=X["days_since_last_purchase"] + 60.0,
+                 bgnbd_recency_days=np.where(freq > 0, 30.0, 0.0), bgnbd_monetary=np.where(freq > 0, 25.0, 0.0))
+    default = make_model("lightgbm_clv").fit(X, y).booster_.estimator_
+    assert default.n_estimators == CLV_BOOSTER_DEFAULTS["n_estimators"]
+    assert default.learning_rate == CLV_BOOSTER_DEFAULTS["learning_rate"]
+    tuned = ClvBoostedRegressor(lightgbm_params={"n_estimators": 40}).fit(X, y).booster_.estimator_
+    assert tuned.n_estimators == 40  # the given value wins ...
+    assert tuned.learning_rate == CLV_BOOSTER_DEFAULTS["learning_rate"]  # ... and the other default stays
+
+
+def test_hurdle_tuned_params_replace_the_defaults() -> None:
+    est = make_model("hurdle", {"n_estimators": 30, "learning_rate": 0.2})
+    assert (est.n_estimators, est.learning_rate) == (30, 0.2)
+    assert HurdleRegressor().get_params()["n_estimators"] != 30
