@@ -35,7 +35,7 @@ from spendlab.describe.formats import check_currency
 from spendlab.errors import ConfigError
 from spendlab.features.config import FeatureConfig
 from spendlab.features.metadata import feature_metadata
-from spendlab.io.load import Transactions, load_transactions, validation_summary
+from spendlab.io.load import Transactions, connect, load_transactions, validation_summary
 from spendlab.io.rejects import Mode
 from spendlab.jobs.describe import run_describe
 from spendlab.jobs.features import features_table, load_feature_config, write_features
@@ -46,6 +46,8 @@ from spendlab.schema import AMOUNT_COL, TS_COL, USER_COL
 from spendlab.settings import DEFAULT_MEMORY_LIMIT
 
 if TYPE_CHECKING:  # experiment() and score() import these when called: MLflow and scikit-learn load on first use
+    import duckdb
+
     from spendlab.forecast.protocol import ExperimentConfig
     from spendlab.tracking.scorer import LoadedModel
 
@@ -82,16 +84,16 @@ def _reader(reader: ReaderConfig | Mapping[str, Any] | None) -> ReaderConfig:
 
 def _transactions(data: Data, *, format: str = "generic", reader: ReaderConfig | Mapping[str, Any] | None = None,
                   mode: Mode | str = Mode.QUARANTINE, user_col: str = USER_COL, time_col: str = TS_COL,
-                  amount_col: str = AMOUNT_COL) -> Transactions:
+                  amount_col: str = AMOUNT_COL, con: duckdb.DuckDBPyConnection | None = None) -> Transactions:
     if isinstance(data, LoadResult):
         return data.tx
     if isinstance(data, Transactions):
         return data
     if isinstance(data, pd.DataFrame):  # the generic Parquet reader's policy, the same modes
         cfg = frame_mapping(_reader(reader), user_col=user_col, time_col=time_col, amount_col=amount_col)
-        return load_frame(data, reader=cfg, mode=Mode(mode), name=FRAME_NAME)
+        return load_frame(data, reader=cfg, mode=Mode(mode), name=FRAME_NAME, con=con)
     if isinstance(data, (str, Path)):
-        return load_transactions(str(data), format, config=_reader(reader), mode=Mode(mode))
+        return load_transactions(str(data), format, config=_reader(reader), mode=Mode(mode), con=con)
     raise TypeError(f"expected a path, a DataFrame or a spendlab.load result, got {type(data).__name__}")
 
 
@@ -129,12 +131,14 @@ def load(data: str | Path | pd.DataFrame, *, format: str = "generic",
     RowError
         ``mode="strict"`` and a row is invalid.
     """
-    tx = _transactions(data, format=format, reader=reader, mode=mode, user_col=user_col, time_col=time_col,
-                       amount_col=amount_col)
+    with connect() as con:  # one DuckDB connection validates, reads back and counts
+        tx = _transactions(data, format=format, reader=reader, mode=mode, user_col=user_col, time_col=time_col,
+                           amount_col=amount_col, con=con)
+        summary = validation_summary(tx, con)
     files = pd.DataFrame([f.as_dict() for f in tx.report.files])
     rejects = pd.DataFrame([(r.file, r.line, r.column, r.error_type, r.raw, r.message) for r in tx.report.rejects],
                            columns=["file", "line", "column", "error_type", "raw", "message"])
-    return LoadResult(tx.name, validation_summary(tx), files, rejects, tx)
+    return LoadResult(tx.name, summary, files, rejects, tx)
 
 
 # --- describe ---------------------------------------------------------------------------------
