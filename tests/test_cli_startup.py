@@ -26,6 +26,7 @@ def _heavy_after(statement: str) -> list[str]:
     "import spendlab.cli",
     "from spendlab.spark import SparkConfig, session",
     "import spendlab.cli.forecast_commands, spendlab.cli.data_commands, spendlab.cli.monitor_commands",
+    "import spendlab.api",  # describe and reconcile go through the API: neither needs MLflow or scikit-learn
 ])
 def test_importing_the_command_line_imports_no_heavy_library(statement: str) -> None:
     assert _heavy_after(statement) == []
@@ -50,3 +51,28 @@ def test_the_lazy_spark_package_gives_the_same_objects_as_its_submodules() -> No
     assert set(spark.__all__) >= {"session", "SparkConfig", "spark_score", "spark_features", "to_spark_sql"}
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         spark.nope  # noqa: B018
+
+
+COMMAND_PROBE = """
+import sys
+import pandas as pd
+from spendlab.cli import main
+pd.DataFrame({{"user_id": ["a", "b"], "ts": ["2024-01-05", "2024-02-07"], "amount": ["1.5", "2"]}}).to_csv(
+    {csv!r}, index=False)
+try:
+    main({argv!r})
+except SystemExit as exit_:
+    assert exit_.code in (0, None), exit_.code
+print("loaded:" + ",".join(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("command", ["describe", "features"])
+def test_a_local_command_runs_without_the_tracking_or_spark_stack(tmp_path, command: str) -> None:
+    csv, out = tmp_path / "tx.csv", tmp_path / ("features.parquet" if command == "features" else "describe")
+    argv = [command, str(csv), "--format", "generic", "--out", str(out)]
+    res = subprocess.run([sys.executable, "-c", COMMAND_PROBE.format(csv=str(csv), argv=argv, heavy=HEAVY)],
+                         capture_output=True, text=True, timeout=300, check=True, cwd=tmp_path)
+    assert out.exists(), res.stderr  # the command did its work ...
+    loaded = [m for m in res.stdout.strip().splitlines()[-1].removeprefix("loaded:").split(",") if m]
+    assert not {"mlflow", "sklearn", "pyspark", "lightgbm", "optuna"} & set(loaded), loaded  # ... without them

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -35,20 +35,21 @@ from spendlab.describe.formats import check_currency
 from spendlab.errors import ConfigError
 from spendlab.features.config import FeatureConfig
 from spendlab.features.metadata import feature_metadata
-from spendlab.forecast.protocol import DatasetSpec, ExperimentConfig
-from spendlab.io.load import Transactions, load_transactions, validation_summary
+from spendlab.io.load import Transactions, connect, load_transactions, validation_summary
 from spendlab.io.rejects import Mode
 from spendlab.jobs.describe import run_describe
-from spendlab.jobs.experiment import execute
 from spendlab.jobs.features import features_table, load_feature_config, write_features
 from spendlab.jobs.frame_input import frame_mapping, load_frame
-from spendlab.jobs.plan import load_experiment, plan_experiment
 from spendlab.jobs.reconcile import run_reconcile
-from spendlab.jobs.score import score as run_score
 from spendlab.jobs.tuned_params import TUNED_DIR
 from spendlab.schema import AMOUNT_COL, TS_COL, USER_COL
 from spendlab.settings import DEFAULT_MEMORY_LIMIT
-from spendlab.tracking.scorer import LoadedModel, load_model_async
+
+if TYPE_CHECKING:  # experiment() and score() import these when called: MLflow and scikit-learn load on first use
+    import duckdb
+
+    from spendlab.forecast.protocol import ExperimentConfig
+    from spendlab.tracking.scorer import LoadedModel
 
 __all__ = ["DescribeResult", "ExperimentResult", "FeaturesResult", "LoadResult", "ReconcileResult", "ScoreResult",
            "describe_transactions", "experiment", "load", "reconcile_summaries", "score", "user_features"]
@@ -83,16 +84,16 @@ def _reader(reader: ReaderConfig | Mapping[str, Any] | None) -> ReaderConfig:
 
 def _transactions(data: Data, *, format: str = "generic", reader: ReaderConfig | Mapping[str, Any] | None = None,
                   mode: Mode | str = Mode.QUARANTINE, user_col: str = USER_COL, time_col: str = TS_COL,
-                  amount_col: str = AMOUNT_COL) -> Transactions:
+                  amount_col: str = AMOUNT_COL, con: duckdb.DuckDBPyConnection | None = None) -> Transactions:
     if isinstance(data, LoadResult):
         return data.tx
     if isinstance(data, Transactions):
         return data
     if isinstance(data, pd.DataFrame):  # the generic Parquet reader's policy, the same modes
         cfg = frame_mapping(_reader(reader), user_col=user_col, time_col=time_col, amount_col=amount_col)
-        return load_frame(data, reader=cfg, mode=Mode(mode), name=FRAME_NAME)
+        return load_frame(data, reader=cfg, mode=Mode(mode), name=FRAME_NAME, con=con)
     if isinstance(data, (str, Path)):
-        return load_transactions(str(data), format, config=_reader(reader), mode=Mode(mode))
+        return load_transactions(str(data), format, config=_reader(reader), mode=Mode(mode), con=con)
     raise TypeError(f"expected a path, a DataFrame or a spendlab.load result, got {type(data).__name__}")
 
 
@@ -130,12 +131,14 @@ def load(data: str | Path | pd.DataFrame, *, format: str = "generic",
     RowError
         ``mode="strict"`` and a row is invalid.
     """
-    tx = _transactions(data, format=format, reader=reader, mode=mode, user_col=user_col, time_col=time_col,
-                       amount_col=amount_col)
+    with connect() as con:  # one DuckDB connection validates, reads back and counts
+        tx = _transactions(data, format=format, reader=reader, mode=mode, user_col=user_col, time_col=time_col,
+                           amount_col=amount_col, con=con)
+        summary = validation_summary(tx, con)
     files = pd.DataFrame([f.as_dict() for f in tx.report.files])
     rejects = pd.DataFrame([(r.file, r.line, r.column, r.error_type, r.raw, r.message) for r in tx.report.rejects],
                            columns=["file", "line", "column", "error_type", "raw", "message"])
-    return LoadResult(tx.name, validation_summary(tx), files, rejects, tx)
+    return LoadResult(tx.name, summary, files, rejects, tx)
 
 
 # --- describe ---------------------------------------------------------------------------------
@@ -365,18 +368,14 @@ def experiment(data: Data | None = None, *, config: str | Path | Mapping[str, An
     InputFileError
         An input file cannot be read (empty, wrong header, corrupt).
     """
+    from spendlab.forecast.protocol import DatasetSpec  # defer: sklearn
+    from spendlab.jobs.experiment import execute  # defer: mlflow, sklearn
+    from spendlab.jobs.plan import plan_experiment  # defer: sklearn
+
     label = str(data) if isinstance(data, (str, Path)) else FRAME_NAME if isinstance(data, pd.DataFrame) \
         else str(getattr(data, "name", FRAME_NAME))
     given = {"input": label, "format": format or "generic"}
-    if isinstance(config, ExperimentConfig):
-        cfg, path = config, None
-    elif isinstance(config, Mapping):
-        raw = dict(config)
-        if data is not None:
-            raw.setdefault("dataset", given)
-        cfg, path = parse_config(ExperimentConfig, raw, "config="), None
-    else:
-        cfg, path = load_experiment(config), Path(config)
+    cfg, path = _experiment_config(config, given if data is not None else None)
     tx = None
     if data is not None:  # the data replaces the config's dataset, in MLflow and in the protocol id too
         tx = _transactions(data, format=format or cfg.dataset.format, reader=cfg.reader, **columns)
@@ -389,6 +388,22 @@ def experiment(data: Data | None = None, *, config: str | Path | Mapping[str, An
         predictions = pd.read_parquet(res.paths["predictions"])
     return ExperimentResult(res.name, res.leaderboard, res.champion, predictions, res.parent_run_id,
                             dict(res.ensemble_weights), None if out is None else Path(out))
+
+
+def _experiment_config(config: str | Path | Mapping[str, Any] | ExperimentConfig,
+                       dataset: dict[str, str] | None) -> tuple[ExperimentConfig, Path | None]:
+    """Resolve ``config`` (and the YAML path it came from, if any); ``dataset`` fills a mapping's gap."""
+    from spendlab.forecast.protocol import ExperimentConfig  # defer: sklearn
+    from spendlab.jobs.plan import load_experiment  # defer: sklearn
+
+    if isinstance(config, ExperimentConfig):
+        return config, None
+    if isinstance(config, Mapping):
+        raw = dict(config)
+        if dataset is not None:
+            raw.setdefault("dataset", dataset)
+        return parse_config(ExperimentConfig, raw, "config="), None
+    return load_experiment(config), Path(config)
 
 
 class _out_dir:
@@ -471,6 +486,9 @@ def score(data: Data, *, model: str | LoadedModel = "models:/spendlab-next-month
     InputFileError
         An input file cannot be read (empty, wrong header, corrupt).
     """
+    from spendlab.jobs.score import score as run_score  # defer: mlflow, sklearn
+    from spendlab.tracking.scorer import load_model_async  # defer: mlflow
+
     cutoff = _date(as_of, "as_of")
     loading = load_model_async(model, tracking_uri=tracking_uri) if isinstance(model, str) else model
     tx = _transactions(data, format=format, reader=reader, **columns)  # read while the model loads

@@ -204,7 +204,6 @@ def features(
         load_feature_config,
         write_features,
     )
-    from spendlab.spark.jobs import features_job  # defer: mlflow, sklearn, sqlglot
 
     if freq not in ("month", "week"):
         raise SpendlabError(f"--freq must be month or week, got {freq!r}")
@@ -217,6 +216,7 @@ def features(
     check_output(out_path, kind="dir" if engine == "spark" else "file", inputs=[input, config])
     feature_cfg = load_feature_config(config)
     if engine == "spark":  # canonical Parquet in, a Parquet folder out (docs/scale-out.md)
+        from spendlab.spark.jobs import features_job  # defer: mlflow, pyspark, sqlglot (Spark engine only)
 
         job = features_job(spark_session(config, spark_master), input, out_path, freq=freq,  # type: ignore[arg-type]
                            as_of=cutoff, config=feature_cfg, reader=reader_config(config), mode=mode)

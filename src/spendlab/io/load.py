@@ -106,11 +106,11 @@ class Transactions:
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS '
                         f"SELECT * REPLACE (CAST(user_id AS VARCHAR) AS user_id) FROM ({rows})")
 
-    def to_arrow(self) -> pa.Table:
-        """Return the accepted transactions as an Arrow table."""
+    def to_arrow(self, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+        """Return the accepted transactions as an Arrow table (read on ``con``, default a new connection)."""
         if self.table is not None:
             return self.table
-        con = connect()
+        con = con or connect()
         self.register(con)
         out = con.sql("SELECT * FROM transactions ORDER BY source_file, line").to_arrow_table()
         return out.set_column(1, "ts", out.column("ts").cast(pa.timestamp("us", tz="UTC")))
@@ -221,13 +221,14 @@ def date_span(tx: Transactions) -> tuple[dt.date | None, dt.date | None]:
     return first, last
 
 
-def validation_summary(tx: Transactions) -> dict[str, object]:
+def validation_summary(tx: Transactions, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, object]:
     """Users, spend and refunds of a load, beside its per-file counters.
 
     ``total_spend`` is always gross (sum of positive amounts); ``net_spend`` subtracts refunds;
     ``spend`` is the figure the load's ``reader.refunds`` policy asks for (gross for ``separate``).
+    ``con`` is the DuckDB connection to count on (default: a new one from :func:`connect`).
     """
-    con = connect()
+    con = con or connect()
     tx.register(con)
     users, spend, refunds, refund_amount = con.execute(
         "SELECT count(DISTINCT user_id), "

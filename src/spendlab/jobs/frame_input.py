@@ -16,7 +16,7 @@ import hashlib
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -24,9 +24,12 @@ import pyarrow.parquet as pq
 
 from spendlab.config import GenericMapping, ReaderConfig
 from spendlab.errors import ConfigError, SpendlabError
-from spendlab.io.load import Transactions, load_transactions
+from spendlab.io.load import Transactions, connect, load_transactions
 from spendlab.io.rejects import LoadReport, Mode, RejectRecord
 from spendlab.schema import FILE_COL
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 class FrameTransactions(Transactions):
@@ -110,7 +113,8 @@ def _label(labels: pd.Index, line: int) -> Any:
     return int(value) if pd.api.types.is_integer(value) else value
 
 
-def load_frame(df: pd.DataFrame, *, reader: ReaderConfig, mode: Mode, name: str = "dataframe") -> FrameTransactions:
+def load_frame(df: pd.DataFrame, *, reader: ReaderConfig, mode: Mode, name: str = "dataframe",
+               con: duckdb.DuckDBPyConnection | None = None) -> FrameTransactions:
     """Validate a DataFrame exactly as the generic reader validates a Parquet file.
 
     Parameters
@@ -123,6 +127,8 @@ def load_frame(df: pd.DataFrame, *, reader: ReaderConfig, mode: Mode, name: str 
         ``quarantine``, ``collect`` or ``strict``.
     name : str
         What the report and the rejects call the frame.
+    con : duckdb.DuckDBPyConnection, optional
+        The connection to validate on (default: a new one, used for the scan and the read-back).
 
     Returns
     -------
@@ -143,9 +149,10 @@ def load_frame(df: pd.DataFrame, *, reader: ReaderConfig, mode: Mode, name: str 
     with tempfile.TemporaryDirectory(prefix="spendlab-frame-") as tmp:
         path = Path(tmp) / f"{name}.parquet"
         pq.write_table(table, path)
+        con = con or connect()
         try:
-            tx = load_transactions(str(path), "generic", config=reader, mode=mode)
-            rows = tx.to_arrow()
+            tx = load_transactions(str(path), "generic", config=reader, mode=mode, con=con)
+            rows = tx.to_arrow(con)
         except SpendlabError as exc:
             exc.args = (_rename(str(exc), path, labels, name),)
             raise
