@@ -14,6 +14,7 @@ import yaml
 from mlflow import MlflowClient
 
 from spendlab.forecast.leaderboard import LEADERBOARD_COLUMNS, PREDICTION_COLUMNS
+from spendlab.forecast.selection import DEFAULT_RULE
 from spendlab.io import load_transactions
 from spendlab.jobs.compare import compare_runs
 from spendlab.jobs.datasets import synth_transactions
@@ -207,11 +208,11 @@ def test_the_champion_is_the_default_rules_pick_from_the_per_origin_validation_r
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     errors = pd.DataFrame({r.data.tags["model"]: {m.step: m.value for m in client.get_metric_history(
         r.info.run_id, "origin/validation_rmse")} for r in children if r.data.tags["model"] not in registry.BASELINES})
-    ranks = errors.rank(axis=1, method="average").mean(axis=0)  # the default rule (rank_mean) by hand
-    assert first_run.champion == min(ranks.index, key=lambda m: (ranks[m], errors[m].mean(), m))
+    ranks = errors.rank(axis=1, method="average").mean(axis=0)  # rank_mean by hand
     worst = (errors.to_numpy() / errors.to_numpy().min(axis=1, keepdims=True)).max(axis=0)  # minimax regret by hand
     tags = parent.data.tags
-    assert tags["selection_rule"] == "rank_mean" and tags["selection_pick.rank_mean"] == first_run.champion
+    assert tags["selection_rule"] == DEFAULT_RULE and tags[f"selection_pick.{DEFAULT_RULE}"] == first_run.champion
+    assert tags["selection_pick.rank_mean"] == min(ranks.index, key=lambda m: (ranks[m], errors[m].mean(), m))
     assert tags["selection_pick.minimax_regret"] == errors.columns[int(np.argmin(worst))]
     assert tags["selection_origins"] == "2" and tags["selection_few_origins"] == "true"
     means = errors.mean()
