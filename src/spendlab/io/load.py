@@ -166,8 +166,7 @@ def load_transactions(
     """
     check_format(fmt)
     config = config or ReaderConfig()
-    source = os.fspath(source)  # a pathlib.Path is as good as its text
-    found = resolve_input(source, fmt)
+    found = resolve_input(os.fspath(source), fmt)  # a pathlib.Path is as good as its text
     name, files = found.name, found.files
     report = LoadReport(skipped=found.skipped, duplicates=found.duplicates)
     parquet = [f for f in files if fmt == "generic" and _is_parquet(f)]

@@ -1,11 +1,10 @@
 """One frozen plan per job, resolved at the edge before any MLflow run opens.
 
-A plan holds everything a job decides from its configuration files: the validated experiment, the
-resolved feature set, and for every model the hyperparameters it runs with and where each came from
-(the registry's default, the experiment YAML, or a tuned-params file). Planning reads the YAML and
-the tuned files; executing a plan reads only the plan's data inputs (the dataset it names). The plan
-is logged verbatim as the run's ``plan.json``, so a run records what it was asked to do before it
-does it.
+A plan holds everything a job decides from its configuration files: the validated experiment, the resolved
+feature set, and for every model the hyperparameters it runs with and where each came from (the registry's
+default, the experiment YAML, or a tuned-params file). Planning reads the YAML and the tuned files; executing
+a plan reads only the plan's data inputs (the dataset it names). The plan is logged verbatim as the run's
+``plan.json``, so a run records what it was asked to do before it does it.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from spendlab.features import FeatureConfig
 from spendlab.forecast.protocol import ExperimentConfig
 from spendlab.jobs.features import load_feature_config
 from spendlab.jobs.tuned_params import TUNED_DIR, tuned_fold_params, tuned_params, tuned_params_path
-from spendlab.models.registry import COMBINERS, MODELS, SEARCH_SPACES, factory_defaults, resolved_params
+from spendlab.models.registry import COMBINERS, MODELS, SEARCH_SPACES, factory_defaults, resolved_params, with_horizon
 
 #: Where a hyperparameter's value came from.
 Source = Literal["default", "experiment", "tuned"]
@@ -184,14 +183,10 @@ def plan_model(cfg: ExperimentConfig, key: str, tuned_dir: Path = TUNED_DIR) -> 
         The parameters, their sources, and the tuned per-origin settings if any.
     """
     tuned = tuned_params(cfg.name, key, tuned_dir)
-    given = dict(tuned) if tuned is not None else dict(cfg.params.get(key, {}))
+    given = with_horizon(key, dict(tuned) if tuned is not None else dict(cfg.params.get(key, {})), cfg.horizon)
     origin: Source = "tuned" if tuned is not None else "experiment"
-    sources = {name: (origin if name in given else "default") for name in {**factory_defaults(key), **given}}
-    if "horizon" in factory_defaults(key):  # a model told the window predicts the target's quantity
-        if int(given.get("horizon", cfg.horizon)) != cfg.horizon:
-            raise ConfigError(f"params.{key}.horizon is {given['horizon']}, but the experiment's horizon is "
-                              f"{cfg.horizon}: leave it unset (the experiment's applies)")
-        given["horizon"], sources["horizon"] = cfg.horizon, "experiment"
+    sources = {name: ("experiment" if name == "horizon" else origin if name in given else "default")
+               for name in {**factory_defaults(key), **given}}
     if tuned is None:
         return ModelPlan(key, _frozen(given), _frozen(sources))
     folds = tuned_fold_params(cfg, key, tuned_dir)

@@ -184,6 +184,27 @@ def factory_defaults(key: str) -> dict[str, Any]:
     return {n: p.default for n, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
 
 
+def with_horizon(key: str, params: Mapping[str, Any], horizon: int) -> dict[str, Any]:
+    """Return ``params`` with the experiment's ``horizon`` for a model whose factory takes one.
+
+    A model told the target's window predicts the target's quantity (the baselines sum their per-period
+    forecast over it). Other models' params come back unchanged.
+
+    Raises
+    ------
+    ConfigError
+        ``params`` names another horizon than the experiment's.
+    """
+    out = dict(params)
+    if "horizon" not in factory_defaults(key):
+        return out
+    if int(out.get("horizon", horizon)) != horizon:
+        raise ConfigError(f"params.{key}.horizon is {out['horizon']}, but the experiment's horizon is {horizon}: "
+                          "leave it unset (the experiment's applies)")
+    out["horizon"] = horizon
+    return out
+
+
 def resolved_params(key: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Resolve every hyperparameter of ``key`` as :func:`make_model` uses it.
 
