@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.benchmark_module import benchmark_module
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("bench_tests", ROOT / "benchmarks" / "bench_tests.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("bench_tests")
 
 
 def test_summary_and_slowest_tests_come_from_the_log() -> None:

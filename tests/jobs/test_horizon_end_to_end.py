@@ -9,9 +9,9 @@ is the independent pandas sum of the 28 days after the cutoff.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,23 +38,18 @@ POINT = ("rmse", "mae", "bias", "gini_norm", "top10_capture")
 @pytest.fixture(scope="module")
 def weekly(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("horizon")
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        data = root / "tx.parquet"
-        synth_transactions(data, users=250, months=9, start="2023-01-01", seed=5)
-        exp = root / "weekly.yaml"
-        exp.write_text(yaml.safe_dump({
-            "name": "weekly_h4", "dataset": {"input": str(data), "format": "generic", "name": "synth"},
-            "freq": "week", "horizon": 4, "train_origins": 3,
-            "validation": {"start": "2023-06-04", "end": "2023-06-25"},
-            "test": {"start": "2023-07-23", "end": "2023-08-06"},
-            "models": ["moving_average", "bgnbd_gg", "ridge"], "ensemble_members": ["ridge", "bgnbd_gg"]}))
-        uri = f"sqlite:///{root}/store/mlflow.db"
+    data, exp = root / "tx.parquet", root / "weekly.yaml"
+    synth_transactions(data, users=250, months=9, start="2023-01-01", seed=5)
+    exp.write_text(yaml.safe_dump({
+        "name": "weekly_h4", "dataset": {"input": str(data), "format": "generic", "name": "synth"},
+        "freq": "week", "horizon": 4, "train_origins": 3,
+        "validation": {"start": "2023-06-04", "end": "2023-06-25"},
+        "test": {"start": "2023-07-23", "end": "2023-08-06"},
+        "models": ["moving_average", "bgnbd_gg", "ridge"], "ensemble_members": ["ridge", "bgnbd_gg"]}))
+    uri = f"sqlite:///{root}/store/mlflow.db"
+    with contextlib.chdir(root):  # tuned-params look-ups and MLflow artifacts stay in the test's directory
         run_experiment(exp, out_dir=root / "out", tracking_uri=uri)
         yield {"root": root, "uri": uri, "data": data, "tx": load_transactions(data, "generic")}
-    finally:
-        os.chdir(old)
 
 
 def _window_total(data: Path, cutoff: dt.date, users: pd.Series) -> float:
