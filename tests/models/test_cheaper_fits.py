@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from spendlab.models.customer_base import CLV_BOOSTER_DEFAULTS, ClvBoostedRegressor
+from spendlab.models.customer_base import ClvBoostedRegressor
 from spendlab.models.hurdle import HurdleRegressor
-from spendlab.models.registry import make_model
+from spendlab.models.registry import factory_defaults, make_model
 from spendlab.models.statsmodels_glm import StatsmodelsTweedieGLM
 
 
@@ -66,12 +66,13 @@ def test_clv_booster_defaults_and_given_params_override_them_key_by_key() -> Non
     freq = ((X["spend_lag1"] > 0).astype(float) + (X["spend_lag2"] > 0)).to_numpy()
     X = X.assign(bgnbd_frequency=freq, bgnbd_T_days=X["days_since_last_purchase"] + 60.0,
                  bgnbd_recency_days=np.where(freq > 0, 30.0, 0.0), bgnbd_monetary=np.where(freq > 0, 25.0, 0.0))
+    booster = factory_defaults("lightgbm")  # one source of the booster's defaults: the lightgbm entry's
     default = make_model("lightgbm_clv").fit(X, y).booster_.estimator_
-    assert default.n_estimators == CLV_BOOSTER_DEFAULTS["n_estimators"]
-    assert default.learning_rate == CLV_BOOSTER_DEFAULTS["learning_rate"]
+    assert default.n_estimators == booster["n_estimators"]
+    assert default.learning_rate == booster["learning_rate"]
     tuned = ClvBoostedRegressor(lightgbm_params={"n_estimators": 40}).fit(X, y).booster_.estimator_
     assert tuned.n_estimators == 40  # the given value wins ...
-    assert tuned.learning_rate == CLV_BOOSTER_DEFAULTS["learning_rate"]  # ... and the other default stays
+    assert tuned.learning_rate == booster["learning_rate"]  # ... and the other default stays
 
 
 def test_hurdle_tuned_params_replace_the_defaults() -> None:

@@ -238,17 +238,13 @@ def latest_origin_rows(X: pd.DataFrame) -> pd.DataFrame:
     return X[origin == origin.max()]
 
 
-#: The booster's defaults (given ``lightgbm_params`` override them, key by key): :func:`make_lightgbm`'s.
-CLV_BOOSTER_DEFAULTS: dict[str, Any] = {"n_estimators": 150, "learning_rate": 0.06}
-
-
 class ClvBoostedRegressor(RegressorMixin, BaseEstimator):
     """Gradient boosting on the as-of features plus the BG/NBD x Gamma-Gamma expected spend.
 
     The customer-base model is fitted on the training rows only (its own, uncalibrated
     prediction becomes the feature ``clv_expected_spend``); LightGBM then learns how far to trust
-    it against the recent-spend features. ``lightgbm_params`` are those of :func:`make_lightgbm`, over
-    :data:`CLV_BOOSTER_DEFAULTS`; ``penalizer`` is the lifetimes fitters'.
+    it against the recent-spend features. ``lightgbm_params`` are those of :func:`make_lightgbm` (its
+    defaults for the rest); ``penalizer`` is the lifetimes fitters'.
     """
 
     def __init__(self, penalizer: float = 0.0, lightgbm_params: dict[str, Any] | None = None) -> None:
@@ -263,8 +259,7 @@ class ClvBoostedRegressor(RegressorMixin, BaseEstimator):
         """Fit the booster on the features plus the BG/NBD-Gamma-Gamma columns; return ``self``."""
         frame = as_frame(X)
         self.clv_ = BgNbdGammaGamma(penalizer=self.penalizer, calibrate=False, fit_origin="all").fit(frame)
-        params = {**CLV_BOOSTER_DEFAULTS, **dict(self.lightgbm_params or {})}
-        self.booster_ = make_lightgbm(**params).fit(self._augment(frame), y)
+        self.booster_ = make_lightgbm(**dict(self.lightgbm_params or {})).fit(self._augment(frame), y)
         self.n_features_in_ = frame.shape[1]
         return self
 
