@@ -18,10 +18,10 @@ from spendlab.calendar import (
     Freq,
     calendar_events,
     check_freq,
-    next_period_start,
     period_calendar,
     period_end,
     period_start,
+    shift_period,
 )
 from spendlab.features.config import (
     CALENDAR_COLUMNS,
@@ -263,10 +263,7 @@ def calendar_tables(as_of: dt.date, freq: Freq, config: FeatureConfig,
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     cal = config.calendar
-    target = next_period_start(as_of, freq)
-    window = [target]
-    for _ in range(horizon - 1):
-        window.append(next_period_start(window[-1], freq))
+    window = [shift_period(as_of, freq, k) for k in range(1, horizon + 1)]  # the target's period starts
     events = calendar_events(CALENDAR_FIRST_DAY, period_end(window[-1], freq), country=cal.country,
                              subdivision=cal.subdivision, custom_events=cal.custom_events)
     days = events.loc[events["date"].dt.date <= as_of, "date"].dt.date.drop_duplicates()

@@ -89,6 +89,7 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
     tx = parquet_paths if isinstance(parquet_paths, SparkDataFrame) else \
         read_transactions(spark, parquet_paths, reader=reader, attributes=line_attributes(model.feature_config))
     cutoff = as_date(as_of) if as_of is not None else spark_default_as_of(tx, model.freq)
+    target_period = target_period_label(cutoff, model.freq, model.horizon)
     feats = spark_features(spark, tx, freq=model.freq, as_of=cutoff, config=model.feature_config, users=users,
                            horizon=model.horizon)
     missing = [c for c in model.feature_names if c not in feats.columns]
@@ -100,7 +101,7 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
     scores = pred.select(
         F.col("_out.user_id").alias("user_id"),
         F.lit(cutoff).cast("date").alias("as_of"),
-        F.lit(target_period_label(cutoff, model.freq, model.horizon)).alias("target_period"),
+        F.lit(target_period).alias("target_period"),
         *[F.col(f"_out.{c}").cast("double").alias(c) for c in ("prediction", "p_spend", "median", "lower", "upper")],
         F.col("_out.segment").alias("segment"),
         F.col("_out.basis").alias("basis"),
@@ -114,7 +115,7 @@ def spark_score(spark: SparkSession, parquet_paths: PathsArg, *, model_uri: str,
     if users_in == 0:
         raise NoDataError(f"no user has a transaction on or before {cutoff}: nothing to score")
     lineage = json.dumps({LINEAGE_KEY: json.dumps(scores_lineage(
-        model, as_of=cutoff, target_period=target_period_label(cutoff, model.freq, model.horizon)), sort_keys=True)}, indent=2)
+        model, as_of=cutoff, target_period=target_period), sort_keys=True)}, indent=2)
     if is_local_path(out):
         with atomic_path(out) as tmp:
             scores.write.parquet(str(tmp))
