@@ -28,6 +28,7 @@ from spendlab.forecast.candidate import Candidate
 from spendlab.jobs.monitor import MonitorPlan, measure
 from spendlab.jobs.promote import candidate_store, experiment_name, refit
 from spendlab.jobs.replay_report import log_and_write
+from spendlab.jobs.score import lineage
 from spendlab.monitor.verdict import Thresholds
 from spendlab.tracking.experiment_runs import latest_experiment_run, run_candidate
 from spendlab.tracking.monitoring import ModelRecord, model_backtest
@@ -119,11 +120,11 @@ def _score(champ: _Champion, store: Any, cutoff: dt.date, freq: str, version: st
     """Every user's scores at ``cutoff`` and their lineage, as ``spendlab score`` writes them."""
     feats = store.features(cutoff)
     scores = champ.scorer.predict(None, feats, params={"as_of": cutoff.isoformat()})
-    lineage = {"model_name": "replay", "model_uri": "", "model_version": version,
-               "train_cutoff": champ.cutoff.isoformat(), "as_of": cutoff.isoformat(),
-               "target_period": target_period_label(cutoff, freq, store.horizon),  # type: ignore[arg-type]
-               "freq": freq, "horizon": str(store.horizon), "interval_level": repr(float(champ.scorer.calibration_.get("level", 0.8)))}
-    return scores, lineage
+    return scores, lineage(model_name="replay", model_uri="", model_version=version,
+                           train_cutoff=champ.cutoff.isoformat(), as_of=cutoff,
+                           target_period=target_period_label(cutoff, freq, store.horizon),  # type: ignore[arg-type]
+                           freq=freq, horizon=store.horizon,
+                           interval_level=champ.scorer.calibration_.get("level", 0.8))
 
 
 def _cutoffs(plan: ReplayPlan, freq: str) -> list[dt.date]:

@@ -161,9 +161,17 @@ def score_drift(reference: dict[str, Any] | None, features: pa.Table, written: _
 
 def scores_lineage(model: LoadedModel, *, as_of: dt.date, target_period: str) -> dict[str, str]:
     """Return the ``spendlab.scores`` key-value metadata of a scores file: which model scored which period."""
-    return {"model_name": model.name, "model_uri": model.uri, "model_version": model.version,
-            "train_cutoff": model.train_cutoff, "as_of": as_of.isoformat(), "target_period": target_period,
-            "freq": model.freq, "horizon": str(model.horizon), "interval_level": repr(float(model.interval_level))}
+    return lineage(model_name=model.name, model_uri=model.uri, model_version=model.version,
+                   train_cutoff=model.train_cutoff, as_of=as_of, target_period=target_period, freq=model.freq,
+                   horizon=model.horizon, interval_level=model.interval_level)
+
+
+def lineage(*, model_name: str, model_uri: str, model_version: str, train_cutoff: str, as_of: dt.date,
+            target_period: str, freq: str, horizon: int, interval_level: float) -> dict[str, str]:
+    """Return the lineage of scores, as text (what ``monitor`` reads), for a model known or not registered."""
+    return {"model_name": model_name, "model_uri": model_uri, "model_version": model_version,
+            "train_cutoff": train_cutoff, "as_of": as_of.isoformat(), "target_period": target_period,
+            "freq": freq, "horizon": str(horizon), "interval_level": repr(float(interval_level))}
 
 
 def _last_purchase_day(features: pa.Table, as_of: dt.date) -> dt.date | None:
