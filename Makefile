@@ -11,9 +11,14 @@ TSTAMP := $(VENV)/.installed-test
 
 # Packages go in with uv (from PyPI, into the venv): the same versions pip resolves, in about
 # 10 s instead of about 65 s (docs/dependencies.md). Plain pip is the fallback when uv cannot run.
-# --compile-bytecode: uv writes no .pyc by default (pip does), so where PYTHONDONTWRITEBYTECODE is set
-# every command recompiled mlflow, pandas, ... from source: ~35 s of a loaded 6-month CDNOW replay.
-INSTALL = $(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python
+# Bytecode: uv writes no .pyc at install; Python writes each module's .pyc into the venv the first time
+# it is imported. Compiling every installed module up front (uv --compile-bytecode) cost ~30 CPU s of
+# `make run`, for ~11,600 modules of which spendlab imports ~2,800. Where the environment sets
+# PYTHONDONTWRITEBYTECODE, no .pyc would ever be written and every command would recompile mlflow,
+# pandas, ... from source (~35 s of a loaded CDNOW replay), so make's own commands unset it: .pyc files
+# go only into this project's .venv and its (git-ignored) __pycache__ folders.
+unexport PYTHONDONTWRITEBYTECODE
+INSTALL = $(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip install --quiet --python $(BIN)/python
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
