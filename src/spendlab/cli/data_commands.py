@@ -182,6 +182,9 @@ def features(
     freq: Annotated[str, typer.Option("--freq", help="month (calendar months) or week (ISO weeks).")] = "month",
     as_of: Annotated[str | None, typer.Option(
         "--as-of", help="Cutoff day YYYY-MM-DD, inclusive (default: end of the latest complete period).")] = None,
+    horizon: Annotated[int, typer.Option(
+        "--horizon", help="Periods the target covers after the cutoff (as the experiment's `horizon`): sets the "
+        "target_* calendar covariates (days, holidays, events of the whole target window).")] = 1,
     mode: ModeOpt = Mode.QUARANTINE,
     config: ConfigOpt = None,
     threads: Annotated[int, typer.Option(help="DuckDB threads.")] = 2,
@@ -194,7 +197,7 @@ def features(
     """Write leakage-safe as-of features of INPUT: user_id plus the features of configs/features.yaml.
 
     Only transactions on or before the as-of day are read. The Parquet schema metadata holds
-    spendlab.config_hash, spendlab.freq and spendlab.as_of.
+    spendlab.config_hash, spendlab.freq, spendlab.as_of and spendlab.horizon.
     """
     import datetime as dt
 
@@ -207,6 +210,8 @@ def features(
 
     if freq not in ("month", "week"):
         raise SpendlabError(f"--freq must be month or week, got {freq!r}")
+    if horizon < 1:
+        raise SpendlabError(f"--horizon must be a whole number of periods >= 1, got {horizon}")
     parse_memory_limit(memory_limit)
     try:
         cutoff = dt.date.fromisoformat(as_of) if as_of else None
@@ -219,7 +224,8 @@ def features(
         from spendlab.spark.jobs import features_job  # defer: mlflow, pyspark, sqlglot (Spark engine only)
 
         job = features_job(spark_session(config, spark_master), input, out_path, freq=freq,  # type: ignore[arg-type]
-                           as_of=cutoff, config=feature_cfg, reader=reader_config(config), mode=mode)
+                           as_of=cutoff, config=feature_cfg, reader=reader_config(config), mode=mode,
+                           horizon=horizon)
         err.print(f"wrote features of {job.rows_out:,} users ({freq}, as of {job.as_of}, Spark) to "
                   f"{escape(str(out_path))}/")
         return
@@ -227,8 +233,9 @@ def features(
     for warning in check_as_of(cutoff, *date_span(tx), freq=freq) if cutoff else []:
         err.print(f"warning: {escape(warning)}", highlight=False, soft_wrap=True)
     table, cutoff = features_table(tx, freq=freq, as_of=cutoff, config=feature_cfg, threads=threads,  # type: ignore[arg-type]
-                                   memory_limit=None if memory_limit in (None, "none") else memory_limit)
-    meta = feature_metadata(feature_cfg, freq=freq, as_of=cutoff, input=str(input),  # type: ignore[arg-type]
+                                   memory_limit=None if memory_limit in (None, "none") else memory_limit,
+                                   horizon=horizon)
+    meta = feature_metadata(feature_cfg, freq=freq, as_of=cutoff, input=str(input), horizon=str(horizon),  # type: ignore[arg-type]
                             rows_accepted=str(tx.report.accepted), rows_rejected=str(tx.report.rejected))
     write_features(table, out_path, meta)
     err.print(f"wrote features of {table.num_rows:,} users ({table.num_columns - 1} features, {freq}, "

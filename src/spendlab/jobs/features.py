@@ -34,16 +34,18 @@ def load_feature_config(path: str | Path | None = None) -> FeatureConfig:
 
 
 def features_table(tx: Transactions, *, freq: Freq, as_of: dt.date | None, config: FeatureConfig,
-                   threads: int | None = None, memory_limit: str | None = None) -> tuple[pa.Table, dt.date]:
+                   threads: int | None = None, memory_limit: str | None = None,
+                   horizon: int = 1) -> tuple[pa.Table, dt.date]:
     """Compute every user's as-of features in one pass over ``tx``.
 
-    Ids stay in their stored type until the output, where they are text. Returns the features and the
-    cutoff used (default: the end of the latest complete period).
+    Ids stay in their stored type until the output, where they are text. ``horizon`` is the number of
+    periods the target covers (the ``target_*`` calendar covariates describe that window). Returns the
+    features and the cutoff used (default: the end of the latest complete period).
     """
     con = connect(threads=threads, memory_limit=memory_limit)
     try:
         tx.register(con, native_ids=True)
         cutoff = as_of or default_as_of(con, freq)
-        return build_features_arrow(con, freq=freq, as_of=cutoff, config=config), cutoff
+        return build_features_arrow(con, freq=freq, as_of=cutoff, config=config, horizon=horizon), cutoff
     finally:
         con.close()

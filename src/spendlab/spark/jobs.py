@@ -70,12 +70,13 @@ def write_parquet_folder(spark: SparkSession, frame: DataFrame, out: str | Path,
 
 
 def features_job(spark: SparkSession, input: str, out: str | Path, *, freq: Freq, as_of: dt.date | None,
-                 config: FeatureConfig, reader: ReaderConfig, mode: Mode = Mode.QUARANTINE) -> SparkJobResult:
+                 config: FeatureConfig, reader: ReaderConfig, mode: Mode = Mode.QUARANTINE,
+                 horizon: int = 1) -> SparkJobResult:
     """``spendlab features --engine spark``: validate, choose the cutoff, write the feature folder."""
     tx, rows_in, rejected = _validated(spark, input, reader, mode)
     cutoff = as_of or spark_default_as_of(tx, freq)
-    frame = spark_features(spark, tx, freq=freq, as_of=cutoff, config=config)
-    meta = feature_metadata(config, freq=freq, as_of=cutoff, input=str(input), engine="spark",
+    frame = spark_features(spark, tx, freq=freq, as_of=cutoff, config=config, horizon=horizon)
+    meta = feature_metadata(config, freq=freq, as_of=cutoff, input=str(input), engine="spark", horizon=str(horizon),
                             rows_accepted=str(rows_in - rejected), rows_rejected=str(rejected))
     rows = write_parquet_folder(spark, frame, out, meta)
     return SparkJobResult(out, cutoff, rows, rows_in, rejected)
