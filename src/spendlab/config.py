@@ -120,6 +120,8 @@ class GenericMapping(StrictModel):
     exclude: dict[str, tuple[str, ...]] = {}
     spend_is: Literal["positive", "negative"] = "positive"
     ts_format: str | None = None  # strptime format; None = ISO 8601
+    ts_unit: Literal["day", "s", "ms", "us", "ns"] | None = None  # numeric timestamps: units since ts_origin
+    ts_origin: dt.date | None = None  # day 0 of ts_unit (default 1970-01-01, the Unix epoch)
     attributes: dict[str, AttributeSpec] = {}  # name -> source column and type, kept beside the canonical columns
     lookups: dict[str, LookupSpec] = {}  # name -> a table joined by key that adds category attributes
 
@@ -158,6 +160,19 @@ class GenericMapping(StrictModel):
                 raise ValueError("give amount_col, or quantity_col and unit_price_col, not both")
             data = {**data, "amount_col": None}
         return data
+
+    @model_validator(mode="after")
+    def _one_timestamp_reading(self) -> GenericMapping:
+        if self.ts_unit is not None and self.ts_format is not None:
+            raise ValueError("give ts_format (text timestamps) or ts_unit (numbers of days, s, ms, us or ns), not both")
+        if self.ts_origin is not None and self.ts_unit is None:
+            raise ValueError("ts_origin needs ts_unit (the unit the numbers count from it)")
+        return self
+
+    @property
+    def epoch(self) -> dt.date:
+        """Day 0 of a numeric timestamp column (``ts_origin``, else 1970-01-01)."""
+        return self.ts_origin or dt.date(1970, 1, 1)
 
     @model_validator(mode="after")
     def _distinct_roles(self) -> GenericMapping:

@@ -127,7 +127,7 @@ def test_exclude_rules_and_an_amount_column_with_orders(write_file):
         ({"include": {"s": []}}, "needs at least one value"),
         ({"include": {"s; DROP": ["a"]}}, "is not allowed"),
         ({"orders_col": "o"}, "allowed keys: amount_col, attributes, exclude, include, lookups, order_col, quantity_col, spend_is, "
-                              "ts_col, ts_format, unit_price_col, user_col"),
+                              "ts_col, ts_format, ts_origin, ts_unit, unit_price_col, user_col"),
     ],
 )
 def test_line_item_config_errors_are_one_line_and_list_the_allowed_keys(generic, message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated, Literal
@@ -175,6 +176,18 @@ def datasets_synth(
         err.print(f"wrote {stats['oracle_rows']:,} oracle rows to {escape(str(out_path.parent / 'oracle.parquet'))}")
 
 
+def _feature_options(freq: str, as_of: str | None, horizon: int) -> dt.date | None:
+    """Check ``spendlab features``' --freq and --horizon; return --as-of as a date (None: the default)."""
+    if freq not in ("month", "week"):
+        raise SpendlabError(f"--freq must be month or week, got {freq!r}")
+    if horizon < 1:
+        raise SpendlabError(f"--horizon must be a whole number of periods >= 1, got {horizon}")
+    try:
+        return dt.date.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        raise SpendlabError(f"--as-of must be a date YYYY-MM-DD, got {as_of!r}") from None
+
+
 def features(
     input: InputArg,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file (one row per user).")],
@@ -199,8 +212,6 @@ def features(
     Only transactions on or before the as-of day are read. The Parquet schema metadata holds
     spendlab.config_hash, spendlab.freq, spendlab.as_of and spendlab.horizon.
     """
-    import datetime as dt
-
     from spendlab.jobs.covariates import with_users  # defer: mlflow, sklearn, sqlglot
     from spendlab.jobs.features import (  # defer: mlflow, sklearn, sqlglot
         features_table,
@@ -208,15 +219,8 @@ def features(
         write_features,
     )
 
-    if freq not in ("month", "week"):
-        raise SpendlabError(f"--freq must be month or week, got {freq!r}")
-    if horizon < 1:
-        raise SpendlabError(f"--horizon must be a whole number of periods >= 1, got {horizon}")
+    cutoff = _feature_options(freq, as_of, horizon)
     parse_memory_limit(memory_limit)
-    try:
-        cutoff = dt.date.fromisoformat(as_of) if as_of else None
-    except ValueError:
-        raise SpendlabError(f"--as-of must be a date YYYY-MM-DD, got {as_of!r}") from None
     check_engine(engine, format)
     check_output(out_path, kind="dir" if engine == "spark" else "file", inputs=[input, config])
     feature_cfg = load_feature_config(config)

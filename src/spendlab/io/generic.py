@@ -47,7 +47,8 @@ def read_generic_csv(  # long: one closure per row keeps the check order of ever
     """
     m = config.generic
     sign = Decimal(1) if m.spend_is == "positive" else Decimal(-1)
-    parse_ts = timestamp_parser(m.ts_format, zone=config.timezone, dst_policy=config.dst_policy)
+    parse_ts = timestamp_parser(m.ts_format, zone=config.timezone, dst_policy=config.dst_policy,
+                                unit=m.ts_unit, origin=m.epoch)
     window_end = config.window_end or dt.date.today()
     report = sink.file_report
     def line_value(row: dict[str, str]) -> Decimal:

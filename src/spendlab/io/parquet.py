@@ -27,7 +27,16 @@ from spendlab.io.attributes import value_rule
 from spendlab.io.collect import RowReject
 from spendlab.io.lineitems import kept, line_amount, order_key
 from spendlab.io.lookups import LookupTable
-from spendlab.io.parsing import UTC, FieldError, localize, normalise_user_id, parse_amount, timestamp_parser, zone_info
+from spendlab.io.parsing import (
+    TS_UNITS,
+    UTC,
+    FieldError,
+    localize,
+    normalise_user_id,
+    parse_amount,
+    timestamp_parser,
+    zone_info,
+)
 from spendlab.io.rejects import FileReport, LoadReport, RejectRecord
 
 _EPOCH = dt.datetime(1970, 1, 1)
@@ -68,6 +77,7 @@ def _arrow_kind(t: pa.DataType) -> str | None:
 _ALLOWED = {
     "user": ("string", "int"),
     "ts": ("string", "aware", "naive", "date"),
+    "numeric ts": ("string", "int", "float", "decimal"),
     "amount": ("string", "int", "float", "decimal"),
     "order": ("string", "int"),
     "rule": ("string", "int"),
@@ -76,6 +86,7 @@ _ALLOWED = {
 _WHAT = {
     "user": "a string or an integer",
     "ts": "a timestamp, a date or a string",
+    "numeric ts": "a number or a string (reader.generic.ts_unit is set)",
     "amount": "a number (integer, float, decimal) or a string",
     "order": "a string or an integer",
     "rule": "a string or an integer",
@@ -129,6 +140,8 @@ def check_parquet_files(files: list[Path], mapping: GenericMapping, strict: bool
             t = schema.field(col).type
             kind = role.split()[0] if role.startswith(("rule", "category ")) else role
             kind = kind if kind in _ALLOWED else "amount"
+            if kind == "ts" and mapping.ts_unit is not None:
+                kind = "numeric ts"  # numbers of days, s, ms, ... since ts_origin
             if _arrow_kind(t) not in _ALLOWED[kind]:
                 raise InputFileError(str(f), "UNSUPPORTED_TYPE",
                                      f"column {col!r} is {t}; the {role} column must be {_WHAT[kind]} "
@@ -501,6 +514,28 @@ def _local_ts_sql(p: _ScanParts) -> tuple[str, str, str]:
         f"coalesce({hours}.msg, {lk}.msg)"
 
 
+def _epoch_int_sql(unit: str, origin: dt.date) -> tuple[str, str, str]:
+    """Return SQL of an integer column of ``unit`` since ``origin`` as microseconds, its error and message.
+
+    Exact integer arithmetic, rounding down as the text parser does; a value past the years 1 .. 9999
+    is the parser's ``DATE_PARSE`` error with its message.
+    """
+    per = TS_UNITS[unit]
+    base = _epoch_us(dt.datetime(origin.year, origin.month, origin.day, tzinfo=UTC))
+    low = _epoch_us(dt.datetime(1, 1, 1, tzinfo=UTC)) - base
+    high = _epoch_us(dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)) - base
+    t = "CAST(r.t AS HUGEINT)"
+    if per:
+        lo_t, hi_t, micros = -(-low // per), high // per, f"{t} * {per}"
+    else:  # nanoseconds: floor division by 1,000
+        lo_t, hi_t, micros = low * 1000, high * 1000 + 999, f"({t} - (({t} % 1000) + 1000) % 1000) // 1000"
+    inside = f"{t} BETWEEN {lo_t} AND {hi_t}"
+    quote = "''"  # a quote inside an SQL string literal
+    message = f"'timestamp {quote}' || CAST(r.t AS VARCHAR) || '{quote} ({unit} from {origin}) is out of range'"
+    return (f"CASE WHEN {inside} THEN CAST({micros} + {base} AS BIGINT) END",
+            f"CASE WHEN {inside} THEN NULL ELSE 'DATE_PARSE' END", f"CASE WHEN {inside} THEN NULL ELSE {message} END")
+
+
 def _ts_sql(p: _ScanParts) -> tuple[str, str, str]:
     """Return SQL of the timestamp (us), its error and message.
 
@@ -508,10 +543,13 @@ def _ts_sql(p: _ScanParts) -> tuple[str, str, str]:
     ``reader.timezone``.
     """
     m, config = p.mapping, p.config
-    parse_ts = timestamp_parser(m.ts_format, zone=config.timezone, dst_policy=config.dst_policy)
+    parse_ts = timestamp_parser(m.ts_format, zone=config.timezone, dst_policy=config.dst_policy, unit=m.ts_unit,
+                                origin=m.epoch)
     null_ts = _outcome(parse_ts, "")
     t_kind = p.kinds[m.ts_col]
-    if t_kind == "string":
+    if t_kind == "int" and m.ts_unit in ("s", "ms", "us", "ns"):
+        ts_us, ts_err, ts_msg = _epoch_int_sql(m.ts_unit, m.epoch)
+    elif t_kind == "string" or (m.ts_unit is not None and t_kind in ("int", "float", "decimal")):
         lk = p.add("ts", f"SELECT CAST(t AS VARCHAR) AS v FROM {p.raw}", lambda s: _epoch_us(parse_ts(s)),
                    pa.int64(), "CAST(r.t AS VARCHAR)")
         ts_us, ts_err, ts_msg = f"{lk}.value", f"{lk}.err", f"{lk}.msg"

@@ -9,7 +9,7 @@ import datetime as dt
 import re
 import unicodedata
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -158,14 +158,57 @@ def parse_timestamp(text: str, *, zone: str = "UTC", dst_policy: str = "reject")
     return naive.replace(tzinfo=dt.timezone(sign * offset)).astimezone(UTC), True
 
 
-def timestamp_parser(
-    ts_format: str | None, *, zone: str = "UTC", dst_policy: str = "reject"
-) -> Callable[[str], dt.datetime]:
-    """Return the timestamp parser of a generic mapping: ISO 8601 (``ts_format=None``) or a strptime format.
+#: Microseconds per unit of a numeric timestamp (``reader.generic.ts_unit``); ``day`` counts calendar days.
+TS_UNITS: dict[str, int] = {"day": 86_400_000_000, "s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0}
+_MAX_MICROS = Decimal(10) ** 18  # ~31,700 years: past the last datetime
 
-    Both take ASCII text only; an offset in the text wins over ``zone``; a naive value is read in
-    ``zone`` under ``dst_policy``. CSV fields and Parquet string columns both go through it.
+
+def numeric_timestamp_parser(unit: str, origin: dt.date, *, zone: str = "UTC",
+                             dst_policy: str = "reject") -> Callable[[str], dt.datetime]:
+    """Return the parser of numeric timestamps: ``origin + value x unit``.
+
+    ``day`` counts whole calendar days from ``origin`` (day 1 of an export numbered from 1 is
+    ``origin + 1``): the day starts at midnight local time, read in ``zone`` under ``dst_policy``.
+    ``s``, ``ms``, ``us`` and ``ns`` count time since ``origin`` at midnight UTC (the Unix epoch
+    by default): instants, whatever the zone. Fractions of a second are kept to the microsecond
+    (rounded down); ``day`` takes whole numbers only (``12`` or ``12.0``). The text is the field as written (a Parquet
+    number column is read through its text form, so CSV and Parquet agree).
     """
+    base = dt.datetime(origin.year, origin.month, origin.day)
+    per = TS_UNITS[unit]
+
+    def parse(text: str) -> dt.datetime:
+        text = text.strip()
+        if not _PLAIN.match(text):
+            raise FieldError("DATE_PARSE", f"timestamp {text[:40]!r} is not a number (ts_unit: {unit})")
+        try:
+            number = Decimal(text)
+            if unit == "day" and number != number.to_integral_value():
+                raise FieldError("DATE_PARSE", f"timestamp {text!r} is not a whole number of days (ts_unit: day)")
+            value = number * (per if per else Decimal("0.001"))  # microseconds
+            if abs(value) > _MAX_MICROS:  # beyond any datetime; keeps int() off a 1e999999 exponent
+                raise OverflowError
+            stamp = base + dt.timedelta(microseconds=int(value.to_integral_value(rounding=ROUND_FLOOR)))
+        except (OverflowError, ArithmeticError):
+            raise FieldError("DATE_PARSE", f"timestamp {text[:40]!r} ({unit} from {origin}) is out of range") from None
+        return localize(stamp, zone, dst_policy) if unit == "day" else stamp.replace(tzinfo=UTC)
+
+    return parse
+
+
+def timestamp_parser(
+    ts_format: str | None, *, zone: str = "UTC", dst_policy: str = "reject", unit: str | None = None,
+    origin: dt.date = dt.date(1970, 1, 1),
+) -> Callable[[str], dt.datetime]:
+    """Return the timestamp parser of a generic mapping: ISO 8601, a strptime format, or numbers of a unit.
+
+    ``ts_format=None`` reads ISO 8601; a strptime format reads that; ``unit`` (``day``, ``s``, ``ms``,
+    ``us``, ``ns``) reads numbers counted from ``origin`` (:func:`numeric_timestamp_parser`). Text is
+    ASCII only; an offset in the text wins over ``zone``; a naive value is read in ``zone`` under
+    ``dst_policy``. CSV fields and Parquet string and number columns all go through it.
+    """
+    if unit is not None:
+        return numeric_timestamp_parser(unit, origin, zone=zone, dst_policy=dst_policy)
     if ts_format is None:
         return lambda text: parse_timestamp(text, zone=zone, dst_policy=dst_policy)[0]
 
