@@ -1,24 +1,23 @@
-"""YAML at the edges: safe loading and strict validation of config files.
+"""YAML at the edges: the schema of every config section, strictly validated.
 
 Library code takes keyword arguments; only the CLI calls :func:`load_config`. Unknown keys are
-errors, and a YAML tag that would build a Python object is refused (``yaml.safe_load``).
+errors, and a YAML tag that would build a Python object is refused (``yaml.safe_load``). Reading
+and hashing config files lives in :mod:`spendlab.config_files`; its functions are re-exported here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import re
-from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from spendlab.errors import ConfigError
-
-M = TypeVar("M", bound=BaseModel)
+from spendlab.config_files import MAX_CONFIG_BYTES as MAX_CONFIG_BYTES  # re-exported: spendlab.config's API
+from spendlab.config_files import config_hash as config_hash
+from spendlab.config_files import load_config as load_config
+from spendlab.config_files import load_yaml as load_yaml
+from spendlab.config_files import parse_config as parse_config
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .-]{0,127}\Z")
 
@@ -212,17 +211,31 @@ class GenericMapping(StrictModel):
         return bool(self.order_col or self.quantity_col or self.include or self.exclude)
 
 
+class UserColumnSpec(StrictModel):
+    """One user-table column read under another name: ``{column: AGE_DESC, type: category}``."""
+
+    column: str
+    type: Literal["category", "number"]
+
+    @field_validator("column")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        return safe_identifier(v)
+
+
 class UserTableSpec(StrictModel):
     """A table of user attributes beside the transactions (``dataset.users``).
 
     One row per user and ``valid_from`` (a date or timestamp from which the row holds; empty = always).
-    ``columns`` maps each attribute column to ``category`` (text levels) or ``number``. Features at a
-    cutoff read, per user, the latest row valid on or before it (:mod:`spendlab.io.users`).
+    ``columns`` maps each attribute to ``category`` (text levels) or ``number`` (the column of that
+    name), or to ``{column, type}`` to read a column named otherwise (``age: {column: AGE_DESC, type:
+    category}``). Features at a cutoff read, per user, the latest row valid on or before it
+    (:mod:`spendlab.io.users`).
     """
 
     input: str
     key: str = "user_id"
-    columns: dict[str, Literal["category", "number"]]
+    columns: dict[str, Literal["category", "number"] | UserColumnSpec]
     valid_from: str | None = None
 
     @field_validator("key", "valid_from")
@@ -232,17 +245,29 @@ class UserTableSpec(StrictModel):
 
     @field_validator("columns")
     @classmethod
-    def _columns(cls, v: dict[str, str]) -> dict[str, str]:
+    def _columns(cls, v: dict[str, Any]) -> dict[str, Any]:
         if not v:
             raise ValueError("columns needs at least one attribute column")
         for name in v:
             if not _ATTRIBUTE_NAME.match(name):
-                raise ValueError(f"user column {name!r} must be lower-case letters, digits and _ (it names features)")
+                raise ValueError(f"user column {name!r} must be lower-case letters, digits and _ (it names "
+                                 f"features); read a column named otherwise with {{{name.lower()}: "
+                                 f"{{column: {name}, type: category}}}}")
         return v
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """Attribute name -> ``category`` or ``number``."""
+        return {n: c if isinstance(c, str) else c.type for n, c in self.columns.items()}
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Attribute name -> the column of the user table it is read from."""
+        return {n: n if isinstance(c, str) else c.column for n, c in self.columns.items()}
 
     @model_validator(mode="after")
     def _distinct(self) -> UserTableSpec:
-        roles = [self.key, *([self.valid_from] if self.valid_from else []), *self.columns]
+        roles = [self.key, *([self.valid_from] if self.valid_from else []), *self.sources.values()]
         if len(set(roles)) != len(roles):
             raise ValueError(f"key, valid_from and columns must be different columns, got {roles}")
         return self
@@ -301,90 +326,3 @@ class ReaderConfig(StrictModel):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {v!r}") from exc
         return v
-
-
-#: A config is a few hundred lines; anything far larger is a mistake or an attack.
-MAX_CONFIG_BYTES = 1 << 20
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses aliases (``*name``).
-
-    Configs never need them, and nested aliases expand exponentially when the data is walked (a
-    "billion laughs" document of a few hundred bytes exhausts memory in validation or logging).
-    """
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, f"found alias *{event.anchor}: YAML anchors and aliases are not allowed in a config",
-                event.start_mark)
-        return super().compose_node(parent, index)
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with a safe loader that also refuses aliases; errors name the file."""
-    p = Path(path)
-    try:
-        if p.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{p}: a config file is at most {MAX_CONFIG_BYTES // 1024} KiB; this one is larger")
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p}: cannot read config: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    try:
-        loader = _NoAliasLoader(text)  # what yaml.safe_load does, with aliases refused
-        try:
-            data = loader.get_single_data()
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}{where}: not a valid YAML config (only plain data is allowed): "
-                          f"{getattr(exc, 'problem', None) or str(exc).splitlines()[0]}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: a config must be a mapping at the top level")
-    return data
-
-
-def parse_config(model: type[M], data: dict[str, Any], source: str) -> M:
-    """Validate ``data`` against ``model``; the error names the source and each bad key."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
-            + (f" (allowed keys: {', '.join(_allowed_keys(model, e['loc'][:-1]))})"
-               if e["type"] == "extra_forbidden" else "")
-            for e in exc.errors()
-        )
-        raise ConfigError(f"{source}: invalid config: {problems}") from None
-
-
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Return the field names of the (sub)model at ``loc``: what an unknown-key error should list."""
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return sorted(model.model_fields)
-
-
-def load_config(model: type[M], path: str | Path | None) -> M:
-    """Load and validate a config file, or the model's defaults when ``path`` is None."""
-    if path is None:
-        return model()
-    return parse_config(model, load_yaml(path), str(path))
-
-
-def config_hash(model: BaseModel) -> str:
-    """Return a stable short hash of a resolved config (for Parquet metadata and MLflow tags)."""
-    payload = json.dumps(model.model_dump(mode="json"), sort_keys=True).encode()
-    return hashlib.sha256(payload).hexdigest()[:16]

@@ -180,7 +180,7 @@ def test_line_items_read_the_same_from_csv_and_parquet(lines, rules, orders, sub
         assert outcomes[0] == outcomes[1]
 
 
-@pytest.mark.parametrize("name", ["plain-csv.yaml", "line-items.yaml", "parquet-export.yaml"])
+@pytest.mark.parametrize("name", ["plain-csv.yaml", "line-items.yaml", "parquet-export.yaml", "grocery-panel.yaml"])
 def test_example_reader_configs_validate(name):
     cfg = reader_config(ROOT / "configs" / "readers" / name)
     assert cfg.generic.user_col

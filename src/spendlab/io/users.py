@@ -94,8 +94,9 @@ def _check_row(spec: UserTableSpec, row: dict[str, Any]) -> tuple[str, dt.dateti
 
     key = checked(spec.key, lambda v: normalise_user_id(None if v is None else str(v)), row[spec.key])
     since = checked(spec.valid_from, _valid_from, row[spec.valid_from]) if spec.valid_from else None
-    values = {c: checked(c, category_value if kind == "category" else _number, row[c])
-              for c, kind in spec.columns.items()}
+    values = {name: checked(spec.sources[name], category_value if kind == "category" else _number,
+                            row[spec.sources[name]])
+              for name, kind in spec.kinds.items()}
     return key, since, values
 
 
@@ -116,7 +117,7 @@ def load_users(spec: UserTableSpec, *, mode: Mode = Mode.QUARANTINE) -> UserTabl
         ``mode`` is strict and a row is bad (the message names file, line, column and reason).
     """
     path = Path(spec.input)
-    columns = [spec.key, *([spec.valid_from] if spec.valid_from else []), *spec.columns]
+    columns = [spec.key, *([spec.valid_from] if spec.valid_from else []), *spec.sources.values()]
     raw, first_line = read_side_table(path, columns, what="the user table", setting="dataset.users")
     report, rejects = FileReport(str(path)), []
     keys: list[str] = []
@@ -146,7 +147,7 @@ def load_users(spec: UserTableSpec, *, mode: Mode = Mode.QUARANTINE) -> UserTabl
         for c, v in vals.items():
             values[c].append(v)
     table = pa.table({"user_id": pa.array(keys, pa.string()), "valid_from": pa.array(since, pa.timestamp("us")),
-                      **{c: pa.array(v, pa.string() if spec.columns[c] == "category" else pa.float64())
+                      **{c: pa.array(v, pa.string() if spec.kinds[c] == "category" else pa.float64())
                          for c, v in values.items()}})
     if mode is Mode.COLLECT and rejects:
         raise RowError(f"{len(rejects)} bad row(s) in the user table; first: {rejects[0].describe()}")
