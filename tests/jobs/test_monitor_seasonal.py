@@ -82,15 +82,15 @@ def test_the_champions_estimates_lie_in_the_realized_intervals(replay: Callable[
     assert ((t["realized_total_low"] <= truth) & (truth <= t["realized_total_high"])).all(), (truth, t)
     real_vs_truth = (t["realized_total"] / truth - 1).abs()
     assert real_vs_truth.max() < 0.075  # measured: 6.8% at most (2,000 users: a month's total is noisy)
-    # Total: inside the realized interval in 10 of 12 months (measured; the 3-origin ridge of
-    # test_monitor_shift: 5 of 12). The two misses are the model's error of the true total (February
-    # 9% low, June 10% high: the seasonal level is last year's ratio of that one month, itself as noisy
-    # as a realized month), not the realized interval's.
+    # Total: inside the realized interval in 11 of 12 months (measured; 10 with last year's ratio of
+    # ratios as the seasonal level; the 3-origin ridge of test_monitor_shift: 5 of 12). The miss is the
+    # model's error of the true total (June 10% high: the seasonal level is June 2024's ratio, the only
+    # June with established customers, itself as noisy as a realized month), not the realized interval's.
     inside = (t["realized_total_low"] <= t["expected_total"]) & (t["expected_total"] <= t["realized_total_high"])
-    assert inside.sum() >= 10, inside
+    assert inside.sum() >= 11, inside
     model_vs_truth = (t["expected_total"] / truth - 1).abs()
     assert (model_vs_truth[~inside] > real_vs_truth[~inside]).all(), (model_vs_truth, real_vs_truth)
-    assert model_vs_truth.max() < 0.12  # measured: 10% at most (the 3-origin ridge: 41%)
+    assert model_vs_truth.max() < 0.11  # measured: 9.8% at most (the 3-origin ridge: 41%)
     # The estimate's own 95% interval holds the realized total every month.
     assert ((t["expected_total_low"] <= t["realized_total"]) & (t["realized_total"] <= t["expected_total_high"])).all()
     # Coverage: inside every month (the 3-origin ridge: 6 of 12). The gap realized - expected has both
@@ -114,8 +114,9 @@ def test_twelve_of_twelve_totals_needs_a_season_one_year_cannot_give(seed: int, 
     The world's Bayes limit (the posterior mean given every purchase up to the cutoff, under the generator's
     own season) lands inside every month: 12 of 12 is reachable by a forecaster that knows the season. One
     that learns it reads each month's level off that month's realization a year before; that realization
-    alone carries noise comparable to the realized month's, so even with no other error the chance of 12
-    hits in 12 is a bet (0.4 to 0.9 here), not a property of the monitor.
+    alone carries noise comparable to the realized month's (pooling the same month over every earlier year
+    adds little: 2023 holds few established customers), so even with no other error the chance of 12 hits
+    in 12 is a bet (0.4 to 0.9 here), not a property of the monitor.
     """
     root, cand, t, _ = replay(seed)
     assert cand.model_key == "bgnbd_seasonal"
@@ -134,11 +135,15 @@ def test_twelve_of_twelve_totals_needs_a_season_one_year_cannot_give(seed: int, 
     hit = 2 * NormalDist().cdf(half / math.hypot(season_noise, realized_noise)) - 1
     # 12 of 12 for an estimate whose only error is that season's noise: 0.40, 0.71, 0.88 (seeds 0, 5, 6).
     assert hit**12 < 0.9, (hit, half, season_noise, realized_noise)
-    # The champion: inside in at least 10 months (measured 10, 10, 12, 11 on seeds 0, 5, 6, 7). Each miss
-    # is its error of the true total, larger than the realized total's.
+    # The champion: inside in at least 10 months (measured 10, 11, 12, 11 on seeds 0, 5, 6, 7; 10, 10, 12, 11
+    # with last year's ratio of ratios as the seasonal level). Each miss is its error of the true total,
+    # larger than the realized total's.
     inside = (low <= t["expected_total"]) & (t["expected_total"] <= high)
     model_vs_truth, real_vs_truth = (t["expected_total"] / truth - 1).abs(), (t["realized_total"] / truth - 1).abs()
     assert inside.sum() >= 10, (inside, model_vs_truth)
+    # Its error of the true total: 3.8-5.1% rms (5.2-5.6% with last year's ratio of ratios, whose level
+    # was the fit's own, 0.4-3.0% high on average, and whose leap February 2024 left February 2025 3.4% low).
+    assert _rms(model_vs_truth) < 0.052, model_vs_truth
     assert (model_vs_truth[~inside] > real_vs_truth[~inside]).all(), (model_vs_truth, real_vs_truth)
 
 

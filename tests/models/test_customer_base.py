@@ -69,7 +69,7 @@ def test_bgnbd_gg_rejects_an_unknown_fit_origin() -> None:
         BgNbdGammaGamma(fit_origin="first").fit(cross_section(LATE))
 
 
-# --- bgnbd_seasonal: last year's deviation of the target month from the year's level -----------------
+# --- bgnbd_seasonal: the target month's ratio to the fit, pooled over every earlier year -------------
 
 
 def test_seasonal_factor_by_hand() -> None:
@@ -78,18 +78,42 @@ def test_seasonal_factor_by_hand() -> None:
     ends = [pd.Timestamp("2023-04-30") + pd.offsets.MonthEnd(k) for k in range(13)]  # 2023-04 .. 2024-04
     totals = {o: (100.0, 100.0) for o in ends}
     totals[ends[1]] = (150.0, 100.0)  # the origin of 2023-05-31: its next month (June) ran 50% above fitted
-    cutoff = pd.Timestamp("2024-05-31")  # forecasting June 2024; last year = 2023-05-31, the year = 05-31 .. 04-30
-    # pooled over 2023-05 .. 2024-04: (150 + 11 x 100) / 1200; last year 1.5
-    assert seasonal_factor(totals, cutoff) == pytest.approx(1.5 / (1250.0 / 1200.0))
-    # forecasting May 2024: last May ran as fitted, in a year whose level June lifted
-    assert seasonal_factor(totals, pd.Timestamp("2024-04-30")) == pytest.approx(1.0 / (1250.0 / 1200.0))
+    cutoff = pd.Timestamp("2024-05-31")  # forecasting June 2024: last June's ratio
+    assert seasonal_factor(totals, cutoff) == pytest.approx(1.5)
+    assert seasonal_factor(totals, pd.Timestamp("2024-04-30")) == pytest.approx(1.0)  # last May ran as fitted
+    # Every earlier June counts, as a ratio of sums: one two years back that ran at half its fit.
+    totals[pd.Timestamp("2022-05-31")] = (30.0, 60.0)
+    assert seasonal_factor(totals, cutoff) == pytest.approx(180.0 / 160.0)
+    # An origin at or after the cutoff is never read (its target month is not over by the cutoff).
+    totals[cutoff] = (1e6, 1.0)
+    assert seasonal_factor(totals, cutoff) == pytest.approx(180.0 / 160.0)
     del totals[ends[5]]
     assert seasonal_factor(totals, cutoff) == 1.0  # a year with a hole: no seasonal level
     assert seasonal_factor(totals, pd.Timestamp("2024-05-30")) == 1.0  # not a month end
-    weeks = {pd.Timestamp("2024-01-07") + pd.Timedelta(weeks=k): (10.0, 10.0) for k in range(53)}
-    weeks[pd.Timestamp("2024-01-07")] = (5.0, 10.0)
-    assert seasonal_factor(weeks, pd.Timestamp("2024-01-07") + pd.Timedelta(weeks=52), weekly=True) == \
-        pytest.approx(0.5 / (515.0 / 520.0))
+    start = pd.Timestamp("2024-01-07")
+    weeks = {start + pd.Timedelta(weeks=k): (10.0, 10.0) for k in range(53)}
+    weeks[start] = (5.0, 10.0)
+    assert seasonal_factor(weeks, start + pd.Timedelta(weeks=52), weekly=True) == pytest.approx(0.5)
+    weeks[start - pd.Timedelta(weeks=52)] = (15.0, 10.0)  # the same week a year before: pooled
+    weeks[start - pd.Timedelta(weeks=26)] = (99.0, 1.0)  # half a year off: not the same week
+    assert seasonal_factor(weeks, start + pd.Timedelta(weeks=52), weekly=True) == pytest.approx(1.0)
+
+
+def test_seasonal_factor_reads_a_leap_february_as_a_february() -> None:
+    """Fitted spend that scales with the days: February 2024's fitted total is 29/28 of a common one's."""
+    from spendlab.models.customer_base import seasonal_factor
+
+    ends = [pd.Timestamp("2023-01-31") + pd.offsets.MonthEnd(k) for k in range(25)]  # 2023-01 .. 2025-01
+    totals = {o: (100.0, 100.0) for o in ends}
+    leap = pd.Timestamp("2024-01-31")  # the origin whose target is February 2024
+    totals[leap] = (100.0, 100.0 * 29 / 28)  # the month spent as a common February, fitted for 29 days
+    assert seasonal_factor(totals, pd.Timestamp("2025-01-31"), days_scaled=True) == pytest.approx(1.0)
+    assert seasonal_factor(totals, pd.Timestamp("2025-01-31")) == pytest.approx(200.0 / (100.0 + 100.0 * 29 / 28))
+    # Forecasting the leap February: last February's ratio, brought back from the 29 fitted days to 28.
+    assert seasonal_factor(totals, leap, days_scaled=True) == pytest.approx(28 / 29)
+    assert seasonal_factor(totals, leap) == pytest.approx(1.0)
+    for cutoff in ends[13:24]:  # March 2024 .. January 2025: the days do not enter
+        assert seasonal_factor(totals, cutoff, days_scaled=True) == seasonal_factor(totals, cutoff)
 
 
 def _year_of_origins(season: dict[int, float]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -106,7 +130,7 @@ def _year_of_origins(season: dict[int, float]) -> tuple[pd.DataFrame, np.ndarray
     return X, y
 
 
-def test_bgnbd_seasonal_scales_the_forecast_by_last_years_ratio_for_the_target_month() -> None:
+def test_bgnbd_seasonal_scales_the_forecast_by_the_target_months_ratio_a_year_before() -> None:
     from spendlab.features.config import at_origin
 
     X, y = _year_of_origins({12: 2.0, 1: 0.5})
@@ -118,9 +142,9 @@ def test_bgnbd_seasonal_scales_the_forecast_by_last_years_ratio_for_the_target_m
     fitted = plain.predict(X.reset_index(drop=True))  # independent: the plain model on every origin's rows
     ratio = {o: y[origins == o].sum() / fitted[origins == o].sum() for o in pd.unique(origins)}
     for cutoff, month in ((pd.Timestamp("2024-01-31"), "February"), (pd.Timestamp("2024-02-29"), "March")):
-        year = [cutoff - pd.offsets.MonthEnd(k) for k in range(12, 0, -1)]
-        pooled = sum(y[origins == o].sum() for o in year) / sum(fitted[origins == o].sum() for o in year)
-        expected = ratio[year[0]] / pooled
+        expected = ratio[cutoff - pd.offsets.MonthEnd(12)]  # the only earlier origin of that month
+        if month == "February":  # 2024's, fitted for 29 days, read as a February of 28 (February 2023's)
+            expected *= 28 / 29
         got = seasonal.predict(at_origin(X_cut, cutoff.date())) / plain.predict(X_cut)
         np.testing.assert_allclose(got, expected, rtol=1e-9, err_msg=month)
     # Forecasting January 2024 (cutoff 2023-12-31): last year's origin 2022-12-31 is not in training: 1.
@@ -141,9 +165,12 @@ def test_bgnbd_seasonal_reads_the_season_off_the_calendar_months() -> None:
     up = seasonal.predict(at_origin(X_cut, dt.date(2024, 11, 30)))  # needs 2023-11-30 .. 2024-10-31: missing
     np.testing.assert_allclose(up, plain.predict(X_cut))
     X2, y2 = _year_of_origins({3: 3.0})  # March strong (origin 2023-02-28)
-    s2, p2 = BgNbdGammaGamma(seasonal=True).fit(X2, y2), BgNbdGammaGamma().fit(X2, y2)
-    lift = s2.predict(at_origin(X_cut, dt.date(2024, 2, 29))) / p2.predict(X_cut)
-    assert np.all(lift > 2.0)
+    X0, y0 = _year_of_origins({})
+    s2, s0 = BgNbdGammaGamma(seasonal=True).fit(X2, y2), BgNbdGammaGamma(seasonal=True).fit(X0, y0)
+    at = at_origin(X_cut, dt.date(2024, 2, 29))
+    np.testing.assert_allclose(s2.predict(at) / s0.predict(at), 3.0, rtol=1e-9)  # three times a flat March
+    at_april = at_origin(X_cut, dt.date(2024, 3, 31))  # April: as flat as in the flat world
+    np.testing.assert_allclose(s2.predict(at_april), s0.predict(at_april), rtol=1e-9)
 
 
 def test_bgnbd_seasonal_reads_its_ratios_off_established_customers_only() -> None:
@@ -164,3 +191,18 @@ def test_bgnbd_seasonal_reads_its_ratios_off_established_customers_only() -> Non
     np.testing.assert_allclose(spiked.predict(at), flat.predict(at), rtol=1e-12)
     counted = BgNbdGammaGamma(seasonal=True).fit(X.drop(columns=["n_periods"]), y_young_spike)
     assert (counted.predict(at.drop(columns=["n_periods"])) > 1.5 * flat.predict(at)).all()
+
+
+def test_bgnbd_seasonal_reads_no_target_month_that_ends_after_the_cutoff() -> None:
+    """Leakage: the spend of the months after the cutoff (any origin from the cutoff on) changes nothing."""
+    from spendlab.features.config import at_origin
+
+    X, y = _year_of_origins({2: 2.0})
+    origins = X.index.get_level_values(ORIGIN_LEVEL)
+    cutoff = pd.Timestamp("2024-01-31")  # forecasting February 2024; origins 2024-01-31 and 2024-02-29 are later
+    rng = np.random.default_rng(3)
+    y_late = np.where(origins >= cutoff, y * rng.uniform(0.0, 5.0, len(y)), y)
+    a, b = BgNbdGammaGamma(seasonal=True).fit(X, y), BgNbdGammaGamma(seasonal=True).fit(X, y_late)
+    at = at_origin(cross_section(LATE).assign(n_periods=6.0), cutoff.date())
+    np.testing.assert_allclose(a.predict(at), b.predict(at), rtol=1e-12)
+    assert a.origin_totals_[cutoff] != b.origin_totals_[cutoff]  # the fit holds the later spend, unread here

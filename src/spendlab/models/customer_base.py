@@ -57,12 +57,12 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
         ``origin`` level; ``"all"``: fit on every row (the stacked duplicates weighted as rows).
     seasonal
         ``True``: a seasonal level. For a forecast at cutoff ``c`` (the ``origin`` level of the frame
-        passed to :meth:`predict`), multiply by the training ratio sum(y) / sum(fitted) at the origin one
-        year before ``c``, over the same ratio pooled across the year of origins from there to ``c``
-        (:func:`seasonal_factor`): last year's deviation of that month from the year's level. Without
-        that year of training origins (or without the origin level) the factor is 1. The ratios count
-        established customers only (:data:`ESTABLISHED_PERIODS`): a young cohort's next month deviates
-        from the fit for its age, which is not a season.
+        passed to :meth:`predict`), multiply by the training ratio sum(y) / sum(fitted) pooled over every
+        earlier origin whose target is the same month of the year (or week, 52 weeks apart)
+        (:func:`seasonal_factor`): that month's level in every year seen, the fit's own level error
+        included. Without a full year of training origins before ``c`` (or without the origin level)
+        the factor is 1. The ratios count established customers only (:data:`ESTABLISHED_PERIODS`): a
+        young cohort's next month deviates from the fit for its age, which is not a season.
     """
 
     def __init__(self, penalizer: float = 0.0, horizon_days: float = 30.4, calibrate: bool = False,
@@ -144,8 +144,9 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
             codes, origins = pd.factorize(frame.index.get_level_values(ORIGIN_LEVEL))
             period_days = "asof_days_in_period" if "asof_days_in_period" in frame.columns else "target_days_in_period"
             weekly = period_days in frame.columns and bool((frame[period_days] == 7).all())
-            factors = np.asarray([seasonal_factor(getattr(self, "origin_totals_", {}), pd.Timestamp(o), weekly=weekly)
-                                  for o in origins], dtype=np.float64)
+            scaled = "target_days_in_period" in frame.columns  # the fitted spend follows the target's days
+            factors = np.asarray([seasonal_factor(getattr(self, "origin_totals_", {}), pd.Timestamp(o), weekly=weekly,
+                                                  days_scaled=scaled) for o in origins], dtype=np.float64)
             out = out * factors[codes]  # one factor per origin, spread by code (no per-row Python loop)
         return non_negative(out)
 
@@ -172,25 +173,39 @@ def _established_totals(frame: pd.DataFrame, y: np.ndarray, fitted: np.ndarray) 
 
 
 def seasonal_factor(totals: dict[pd.Timestamp, tuple[float, float]], cutoff: pd.Timestamp, *,
-                    weekly: bool = False) -> float:
-    """Return last year's seasonal deviation for a forecast at ``cutoff``.
+                    weekly: bool = False, days_scaled: bool = False) -> float:
+    """Return the seasonal level of the period after ``cutoff``, pooled over every year seen.
 
-    sum(y) / sum(fitted) at the training origin one year earlier (12 month ends, or 52 weeks), over the
-    ratio pooled across the year of origins from there up to ``cutoff``
-    (``totals[origin] = (sum y, sum fitted)``). 1 when an origin of that year is missing or a total is
-    not positive.
+    sum(y) / sum(fitted) over the training origins before ``cutoff`` whose target is the same calendar
+    month (month ends), or the same week 52, 104, ... weeks earlier (``totals[origin] = (sum y, sum
+    fitted)``). Month totals are read per calendar month: when the fitted spend scales with the
+    target's days (``days_scaled``), a leap February's fitted total is taken at 28 days, and a
+    forecast of a leap February is brought back to 28/29 of its days-scaled spend (its 29th day adds
+    nothing; one February of history cannot tell the two apart within its own noise). 1 when an
+    origin of the year before ``cutoff`` is missing or a total is not positive.
     """
+    weekly_or_flat = weekly or not days_scaled
     if weekly:
         year = [cutoff - pd.Timedelta(weeks=k) for k in range(52, 0, -1)]
     else:
         year = [cutoff - pd.offsets.MonthEnd(k) if cutoff.is_month_end else None for k in range(12, 0, -1)]
     if any(o is None or o not in totals for o in year):
         return 1.0
-    y_sum, f_sum = sum(totals[o][0] for o in year), sum(totals[o][1] for o in year)
-    last_y, last_f = totals[year[0]]
-    if min(y_sum, f_sum, last_y, last_f) <= 0:
+    if weekly:
+        same = [o for o in totals if o < cutoff and (cutoff - o) % pd.Timedelta(weeks=52) == pd.Timedelta(0)]
+    else:
+        same = [o for o in totals if o < cutoff and o.is_month_end and o.month == cutoff.month]
+    y_sum = sum(totals[o][0] for o in same)
+    f_sum = sum(totals[o][1] * _calendar_month_days(o, weekly_or_flat) for o in same)
+    if min(y_sum, f_sum) <= 0:
         return 1.0
-    return (last_y / last_f) / (y_sum / f_sum)
+    return y_sum / f_sum * _calendar_month_days(cutoff, weekly_or_flat)
+
+
+def _calendar_month_days(origin: pd.Timestamp, flat: bool) -> float:
+    """Return the share of the target month's days a calendar month counts: 28/29 for a leap February."""
+    target = origin + pd.Timedelta(days=1)
+    return 28.0 / 29.0 if not flat and target.month == 2 and target.is_leap_year else 1.0
 
 
 def _fit_with_retry(fit: Any, penalizer: float) -> Any:
