@@ -43,6 +43,16 @@ def millions_csv(
     return text.encode("utf-8")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadfile`` hands out the longest file first, Spark files together (tests/scheduling.py)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.scheduling import heaviest_first_scheduler
+
+    return heaviest_first_scheduler(config, log)
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     """``mlflow.set_tracking_uri`` also sets ``MLFLOW_TRACKING_URI`` in the environment, which the CLI
