@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from spendlab.io.atomic import atomic_path
 from spendlab.io.safe_out import MARKER, UnsafeOutputError, check_output
 from spendlab.jobs.datasets import synth_transactions
 from tests.reliability.cli_harness import chdir, run_cli, tree_state
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # Each command with an output, with {out} where the output goes; run from root/proj.
 COMMANDS = {
@@ -276,3 +279,18 @@ def test_parent_directories_spendlab_creates_are_marked_as_its_own(tmp_path: Pat
     assert (tmp_path / "mine" / "a" / MARKER).is_file() and (tmp_path / "mine" / "a" / "b" / MARKER).is_file()
     with pytest.raises(UnsafeOutputError):
         prepare_output_dir(tmp_path / "mine")
+
+
+@pytest.mark.slow
+def test_a_tracking_store_given_inside_a_new_out_directory_does_not_make_it_foreign(tmp_path: Path) -> None:
+    """The experiment claims --out before MLflow creates the store there (it used to refuse after the work)."""
+    out = tmp_path / "run"
+    cli = [sys.executable, "-m", "spendlab.cli", "experiment", "run"]
+    run = subprocess.run([*cli, str(ROOT / "experiments" / "cdnow_next_month.yaml"), "--models", "zero", "--out",
+                          str(out), "--tracking-uri", f"sqlite:///{out}/mlflow.db", "--no-feature-cache"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert {"leaderboard.csv", "mlflow.db", MARKER} <= {p.name for p in out.iterdir()}
+    run = subprocess.run([*cli, str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "new")],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 2 and not (tmp_path / "new").exists()  # a failed run leaves no directory it made

@@ -15,7 +15,7 @@ from rich.markup import escape
 from spendlab.cli.common import TrackingOpt, err, out, progress_lines, show_table
 from spendlab.cli.common import tracking_uri as resolve_tracking_uri
 from spendlab.errors import SpendlabError
-from spendlab.io.safe_out import check_output, output_dir
+from spendlab.io.safe_out import output_dir
 
 
 def datasets_synth_covariates(
@@ -49,9 +49,8 @@ def experiment_covariates(
 ) -> None:
     """Run the experiment with and without its covariates; print both champions and each covariate's importance."""
     from spendlab.jobs.covariate_experiment import run_covariates  # defer: mlflow, sklearn, sqlglot
-    check_output(out_dir, kind="dir", inputs=[experiment])
     keys = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    with progress_lines("experiment") as progress:
+    with output_dir(out_dir, inputs=[experiment]), progress_lines("experiment") as progress:  # claimed before the work
         result = run_covariates(experiment, models=keys, out_dir=out_dir,
                                 tracking_uri=resolve_tracking_uri(tracking_uri), progress=progress)
     s = result.summary

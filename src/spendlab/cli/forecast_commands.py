@@ -166,9 +166,9 @@ def experiment_run(
     """Backtest the experiment's models on rolling origins; print the leaderboard, log to MLflow."""
     from spendlab.jobs.experiment import run_experiment  # defer: mlflow, sklearn, sqlglot
     from spendlab.jobs.feature_cache import DEFAULT_CACHE_DIR  # defer: mlflow, sklearn, sqlglot
-    check_output(out_dir, kind="dir", inputs=[experiment])  # created and marked by the job when it writes
     keys = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    with progress_lines("experiment") as progress:
+    # claimed before the work: a tracking store given inside --out must not make it "someone else's" directory
+    with output_dir(out_dir, inputs=[experiment]), progress_lines("experiment") as progress:
         result = run_experiment(experiment, models=keys, out_dir=out_dir, tracking_uri=resolve_tracking_uri(tracking_uri),
                                 progress=progress, feature_cache=DEFAULT_CACHE_DIR if feature_cache else None)
     show_table(result.leaderboard, f"{result.name}: mean over test origins (champion chosen on validation)",

@@ -11,7 +11,7 @@ from rich.markup import escape
 from spendlab.cli.common import ConfigOpt, FormatOpt, InputArg, TrackingOpt, out, progress_lines, reader_config
 from spendlab.cli.common import tracking_uri as resolve_tracking_uri
 from spendlab.config import load_yaml
-from spendlab.io.safe_out import check_output
+from spendlab.io.safe_out import claimed_dir
 
 
 def monitor(
@@ -35,10 +35,9 @@ def monitor(
     section = dict((load_yaml(config).get("monitor") or {}) if config is not None else {})
     if model is not None:
         section["model"] = model
-    if out_path is not None:
-        check_output(out_path, kind="dir", inputs=[scores, input, config])
-    plan = plan_monitor(scores, input, format=format, config=section, reader=reader_config(config), out=out_path)
-    result = execute(plan, tracking_uri=resolve_tracking_uri(tracking_uri))
+    with claimed_dir(out_path, inputs=[scores, input, config]):
+        plan = plan_monitor(scores, input, format=format, config=section, reader=reader_config(config), out=out_path)
+        result = execute(plan, tracking_uri=resolve_tracking_uri(tracking_uri))
     s = result.summary
     out.print(f"{result.verdict}: version {result.model_version}, {result.period}: realized RMSE {s['rmse']:.3f} "
               f"(backtest {s['backtest_rmse']:.3f}), bias {s['bias']:+.1%}, coverage {s['interval_coverage']:.1%} "
@@ -70,11 +69,9 @@ def replay(
     from spendlab.jobs.replay import plan_replay  # defer: mlflow, sklearn, sqlglot
     from spendlab.jobs.replay_report import policy_summary  # defer: mlflow, sklearn, sqlglot
     section = dict((load_yaml(config).get("monitor") or {}) if config is not None else {})
-    if out_path is not None:
-        check_output(out_path, kind="dir", inputs=[experiment, config])
-    plan = plan_replay(str(experiment), first=first, last=last, policies=retrain,
-                       thresholds={k: float(v) for k, v in (section.get("thresholds") or {}).items()}, out=out_path)
-    with progress_lines("replay") as say:
+    with claimed_dir(out_path, inputs=[experiment, config]), progress_lines("replay") as say:
+        plan = plan_replay(str(experiment), first=first, last=last, policies=retrain,
+                           thresholds={k: float(v) for k, v in (section.get("thresholds") or {}).items()}, out=out_path)
         result = execute_replay(plan, tracking_uri=resolve_tracking_uri(tracking_uri), progress=say)
     for _, r in policy_summary(result["table"]).iterrows():
         out.print(f"{r['policy']}: mean realized RMSE {r['mean rmse']:.3f}, mean |bias| {r['mean |bias|']:.1%}, "

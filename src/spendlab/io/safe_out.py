@@ -157,3 +157,15 @@ def output_dir(path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLi
         if not existed and p.is_dir() and [c.name for c in p.iterdir()] == [MARKER]:
             shutil.rmtree(p, ignore_errors=True)
         raise
+
+
+def claimed_dir(path: str | os.PathLike[str] | None, *, inputs: Iterable[str | os.PathLike[str] | None] = (),
+                option: str = "--out") -> contextlib.AbstractContextManager[Path | None]:
+    """:func:`output_dir` for an optional ``--out`` (nothing to claim when ``path`` is None).
+
+    Claiming before the work matters when something else the job writes (a tracking store given
+    inside ``--out``) lands in the directory first: it would otherwise be refused as not spendlab's.
+    """
+    if path is None:
+        return contextlib.nullcontext(None)
+    return output_dir(path, inputs=inputs, option=option)
