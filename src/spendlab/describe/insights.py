@@ -262,13 +262,15 @@ def concentration_takeaway(conc: pd.DataFrame, gini: float | None) -> str:
 def spenders_table(con: duckdb.DuckDBPyConnection, n: int, *, top: bool = True) -> pd.DataFrame:
     """Return the ``n`` users with the highest (or lowest positive) gross spend, ties broken by user_id."""
     order = "total_spend DESC, user_id" if top else "total_spend ASC, user_id"
+    # the n rows are picked first (a top-n, not a sort of every user), then ranked among themselves:
+    # the same ranks as a row_number over all users with spend, which puts these n first
     return con.execute(
-        "WITH u AS (SELECT user_id, n_spend_transactions, total_spend, total_spend / nullif(n_spend_transactions, 0) "
-        f"AS avg_transaction_value, n_refunds FROM {USER}), "
-        "t AS (SELECT sum(total_spend) AS total FROM u) "
+        f"WITH t AS (SELECT sum(total_spend) AS total FROM {USER}), "
+        f"k AS (SELECT user_id, n_spend_transactions, total_spend, total_spend / nullif(n_spend_transactions, 0) "
+        f"AS avg_transaction_value, n_refunds FROM {USER} WHERE total_spend > 0 ORDER BY {order} LIMIT {int(n)}) "
         f"SELECT row_number() OVER (ORDER BY {order}) AS rank, user_id, n_spend_transactions, total_spend, "
         "avg_transaction_value, n_refunds, total_spend / nullif(t.total, 0) AS share_of_spend "
-        f"FROM u, t WHERE total_spend > 0 ORDER BY {order} LIMIT {int(n)}"
+        f"FROM k, t ORDER BY {order}"
     ).fetchdf()
 
 
