@@ -91,3 +91,28 @@ def test_daily_and_weekday_hour_equal_pandas(loaded) -> None:
     start, end, zero = con.execute(f"SELECT period_start, period_end, n_zero_amount FROM {qt.PERIOD}").fetchall()[0]
     assert (pd.Timestamp(start), pd.Timestamp(end)) == (df["ts"].min(), df["ts"].max())
     assert zero == int((df["amount"] == 0).sum()) > 0
+
+
+def test_weekly_active_users_and_spend_equal_pandas(loaded) -> None:
+    """Weekly spend comes from the per-day-and-hour table: equal to pandas over the rows, and exactly
+    equal (decimal) to the per-(user, week) sums it replaced."""
+    con, df = loaded
+    got = ins.active_users_weekly_table(con)
+    spend = df[df["amount"] > 0]
+    iso = spend["ts"].dt.isocalendar()
+    want = spend.assign(y=iso["year"].astype("int64"), w=iso["week"].astype("int64")).groupby(["y", "w"]).agg(
+        active_users=("user_id", "nunique"), spend=("amount", "sum")).reset_index()
+    assert got["iso_year"].tolist() == want["y"].tolist()
+    assert got["iso_week"].tolist() == want["w"].tolist()
+    assert got["active_users"].tolist() == want["active_users"].tolist()
+    assert got["spend"].astype(float).to_numpy() == pytest.approx(want["spend"].to_numpy(), abs=1e-6)
+    assert (got["spend_per_active_user"] == got["spend"] / got["active_users"]).all()
+    exact = con.execute(
+        "SELECT week_start, sum(spend) AS spend FROM (SELECT user_id, CAST(date_trunc('week', ts) AS DATE) AS "
+        "week_start, sum(CAST(amount AS DECIMAL(18, 6))) AS spend FROM transactions WHERE amount > 0 GROUP BY ALL) "
+        "GROUP BY week_start ORDER BY week_start").fetchall()
+    assert [d for d, _ in exact] == [ts.date() for ts in got["week_start"]]
+    from_days = con.execute(
+        f"SELECT CAST(date_trunc('week', date) AS DATE) AS week_start, sum(spend) FROM {qt.DAY_HOUR} "
+        "WHERE n_spend_transactions > 0 GROUP BY 1 ORDER BY 1").fetchall()
+    assert from_days == exact  # Decimal == Decimal: the same exact sums, week by week

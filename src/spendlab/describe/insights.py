@@ -262,13 +262,15 @@ def concentration_takeaway(conc: pd.DataFrame, gini: float | None) -> str:
 def spenders_table(con: duckdb.DuckDBPyConnection, n: int, *, top: bool = True) -> pd.DataFrame:
     """Return the ``n`` users with the highest (or lowest positive) gross spend, ties broken by user_id."""
     order = "total_spend DESC, user_id" if top else "total_spend ASC, user_id"
+    # the n rows are picked first (a top-n, not a sort of every user), then ranked among themselves:
+    # the same ranks as a row_number over all users with spend, which puts these n first
     return con.execute(
-        "WITH u AS (SELECT user_id, n_spend_transactions, total_spend, total_spend / nullif(n_spend_transactions, 0) "
-        f"AS avg_transaction_value, n_refunds FROM {USER}), "
-        "t AS (SELECT sum(total_spend) AS total FROM u) "
+        f"WITH t AS (SELECT sum(total_spend) AS total FROM {USER}), "
+        f"k AS (SELECT user_id, n_spend_transactions, total_spend, total_spend / nullif(n_spend_transactions, 0) "
+        f"AS avg_transaction_value, n_refunds FROM {USER} WHERE total_spend > 0 ORDER BY {order} LIMIT {int(n)}) "
         f"SELECT row_number() OVER (ORDER BY {order}) AS rank, user_id, n_spend_transactions, total_spend, "
         "avg_transaction_value, n_refunds, total_spend / nullif(t.total, 0) AS share_of_spend "
-        f"FROM u, t WHERE total_spend > 0 ORDER BY {order} LIMIT {int(n)}"
+        f"FROM k, t ORDER BY {order}"
     ).fetchdf()
 
 
@@ -439,10 +441,18 @@ def retention_takeaway(cohorts: pd.DataFrame) -> str:
 
 
 def active_users_weekly_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Distinct users with spend per ISO week, with the week's spend and spend per active user."""
+    """Distinct users with spend per ISO week, with the week's spend and spend per active user.
+
+    Users are counted from the per-(user, ISO week) table on the week alone (the ISO labels follow from
+    it); the week's spend sums the spend of its days and hours (exact decimals regroup exactly), so
+    the per-user-week table carries no money.
+    """
     df = con.execute(
-        "SELECT iso_year, iso_week, week_start, count(*) AS active_users, sum(spend) AS spend "
-        f"FROM {USER_WEEK} GROUP BY ALL ORDER BY week_start"
+        f"WITH a AS (SELECT week_start, count(*) AS active_users FROM {USER_WEEK} GROUP BY week_start), "
+        "s AS (SELECT CAST(date_trunc('week', date) AS DATE) AS week_start, sum(spend) AS spend "
+        f"FROM {DAY_HOUR} WHERE n_spend_transactions > 0 GROUP BY 1) "
+        "SELECT isoyear(week_start) AS iso_year, week(week_start) AS iso_week, week_start, active_users, spend "
+        "FROM a JOIN s USING (week_start) ORDER BY week_start"
     ).fetchdf()
     df["week_start"] = pd.to_datetime(df["week_start"])
     df["spend_per_active_user"] = df["spend"] / df["active_users"]

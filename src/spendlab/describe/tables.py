@@ -80,13 +80,14 @@ def prepare(con: duckdb.DuckDBPyConnection, rows: str = "transactions") -> None:
     )
     # Days with spend per ISO week as a 7-bit day mask (bit 0 = Monday): BIT_OR + BIT_COUNT, not
     # count(DISTINCT date), which keeps a per-(user, day) set (tens of millions of groups); the mask
-    # also gives the daily active users (:func:`daily_active_users_sql`) without another pass.
+    # also gives the daily active users (:func:`daily_active_users_sql`) without another pass. No spend
+    # here: a week's spend is the sum of its days' (the per-day-and-hour table), exact in decimal.
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {USER_WEEK} AS SELECT CAST(user_id AS VARCHAR) AS user_id, "
         "isoyear(week_start) AS iso_year, "
-        "week(week_start) AS iso_week, week_start, CAST(bit_count(day_mask) AS BIGINT) AS days_with_spend, spend, "
+        "week(week_start) AS iso_week, week_start, CAST(bit_count(day_mask) AS BIGINT) AS days_with_spend, "
         "day_mask FROM (SELECT user_id, CAST(date_trunc('week', ts) AS DATE) AS week_start, "
-        "bit_or(CAST(1 AS UTINYINT) << (isodow(ts) - 1)) AS day_mask, sum(spendlab_money(amount)) AS spend "
+        "bit_or(CAST(1 AS UTINYINT) << (isodow(ts) - 1)) AS day_mask "
         f"FROM {rows} WHERE amount > 0 GROUP BY ALL)"
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE {MOM} AS {mom_change_sql()}")
