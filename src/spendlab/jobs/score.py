@@ -242,28 +242,44 @@ class _Written:
 
 def _write_chunks(features: pa.Table, chunk_users: int, path: Path, *, model: LoadedModel, as_of: dt.date,
                   target_period: str, threads: int, done: Callable[[int], None]) -> _Written:
-    """Predict and write ``chunk_users`` rows of ``features`` at a time (a slice: no copy until pandas)."""
+    """Predict and write ``chunk_users`` rows of ``features`` at a time (a slice: no copy until pandas).
+
+    Each chunk is written on a thread while the next one is predicted (Parquet's encoding and zstd
+    release the GIL); chunks are written one at a time, in order.
+    """
     written = _Written()
     lineage = json.dumps(scores_lineage(model, as_of=as_of, target_period=target_period), sort_keys=True)
     writer = pq.ParquetWriter(path, SCORE_SCHEMA.with_metadata({LINEAGE_KEY: lineage}), compression="zstd")
     try:
-        for start in range(0, features.num_rows, chunk_users):
-            chunk = features.slice(start, chunk_users)
-            pred = score_frame(model, chunk.to_pandas(), threads=threads, as_of=as_of)
-            ids = pa.array(pred["user_id"].astype(str).to_numpy(), pa.string())
-            if not ids.equals(chunk.column("user_id").cast(pa.string()).combine_chunks()):
-                raise SpendlabError("the model returned rows for other users than it was given")
-            writer.write_table(_score_table(pred, ids, as_of=as_of, target_period=target_period, model=model))
-            written.rows += chunk.num_rows
-            written.total += float(pred["prediction"].sum())
-            for b, c in pred["basis"].value_counts().items():
-                written.by_basis[str(b)] = written.by_basis.get(str(b), 0) + int(c)
-            for b, c in pred["segment"].value_counts().items():
-                written.by_segment[str(b)] = written.by_segment.get(str(b), 0) + int(c)
-            done(chunk.num_rows)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-write") as pool:
+            pending: Future[None] | None = None
+            for start in range(0, features.num_rows, chunk_users):
+                chunk = features.slice(start, chunk_users)
+                pred = score_frame(model, chunk.to_pandas(), threads=threads, as_of=as_of)
+                ids = pa.array(pred["user_id"].astype(str).to_numpy(), pa.string())
+                if not ids.equals(chunk.column("user_id").cast(pa.string()).combine_chunks()):
+                    raise SpendlabError("the model returned rows for other users than it was given")
+                table = _score_table(pred, ids, as_of=as_of, target_period=target_period, model=model)
+                if pending is not None:
+                    pending.result()  # the previous chunk is written (or its error raised) first
+                pending = pool.submit(writer.write_table, table)
+                _count(written, pred)
+                done(chunk.num_rows)
+            if pending is not None:
+                pending.result()
     finally:
         writer.close()
     return written
+
+
+def _count(written: _Written, pred: pd.DataFrame) -> None:
+    """Add one chunk's rows, total and counts by basis and segment to ``written``."""
+    written.rows += len(pred)
+    written.total += float(pred["prediction"].sum())
+    for b, c in pred["basis"].value_counts().items():
+        written.by_basis[str(b)] = written.by_basis.get(str(b), 0) + int(c)
+    for b, c in pred["segment"].value_counts().items():
+        written.by_segment[str(b)] = written.by_segment.get(str(b), 0) + int(c)
 
 
 def _score_table(pred: pd.DataFrame, ids: pa.Array, *, as_of: dt.date, target_period: str,
