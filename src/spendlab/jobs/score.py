@@ -4,11 +4,11 @@ Each row is the registered pyfunc's output for the user (expected spend ``predic
 ``median`` and the 80% interval ``lower``/``upper`` of the realized amount, ``segment``, ``basis``),
 plus the cutoff, the target period and the model: nothing is computed outside the model.
 
-The input is read once: every user's as-of features come from one DuckDB pass over it (the
-compact per-(user, period) aggregate of :mod:`spendlab.features`; integer ids keep their type until
-the output). The registered pyfunc model then predicts one slice of users at a time (with every core:
-``n_threads``), and each chunk is appended to one Parquet file at a temporary path that is renamed
-into place only when every user has a row.
+Every user's as-of features come from one DuckDB feature build over the input (the compact
+per-(user, period) aggregate of :mod:`spendlab.features`; integer ids keep their type until the
+output), limited to the columns the model reads. The registered pyfunc model then predicts one slice
+of users at a time (with every core: ``n_threads``), and each chunk is appended to one Parquet file at
+a temporary path that is renamed into place only when every user has a row.
 """
 
 from __future__ import annotations
@@ -108,8 +108,8 @@ def score(
 ) -> ScoreResult:
     """Score every user seen up to ``as_of`` and write ``out`` atomically.
 
-    The input is read once: every user's features come from one pass over it (ids in their stored
-    type until the output), then the model predicts ``chunk_users`` users at a time and each chunk is
+    Every user's features come from one feature build over the input (ids in their stored type until
+    the output), then the model predicts ``chunk_users`` users at a time and each chunk is
     appended to the output, which is moved into place only when every user has a row. ``model`` may be
     a future of a loaded model (:func:`load_model_async`): it loads while the input is read. Only the
     columns the model reads are built (:func:`~spendlab.tracking.scorer.scoring_columns`).
