@@ -81,6 +81,11 @@ def main() -> None:
     clock.mark("imports (spendlab, DuckDB, pandas, pyarrow, MLflow)")
     model = load_model(args.model)
     clock.mark("model load (registry look-up, verification, unpickling)")
+    if args.model.startswith("models:/"):
+        from spendlab.tracking.scorer import _registered_version
+
+        _registered_version(args.model)
+        clock.mark("of which: the registry read of the version's tags (lineage), timed again alone")
     tx = load_transactions(data, "generic")
     clock.mark("load + validation (one pass: rows and rejects per file)")
     tx.content_hash()
