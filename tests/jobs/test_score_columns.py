@@ -143,3 +143,23 @@ def test_score_drift_is_limited_to_the_models_features(synth) -> None:
     limited = score_drift(ref, feats, written, others)
     assert limited["max_psi_feature"] == str(every.loc[every["feature"] != worst, "feature"].iloc[0])
     assert limited["max_psi"] == pytest.approx(float(every.loc[every["feature"] != worst, "psi"].iloc[0]))
+
+
+def test_an_as_of_outside_the_readers_window_is_refused_before_any_feature_is_built(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before the window, or more than a year past its end, no data can make the cutoff valid: the
+    error is check_as_of's on the span, raised before the features (whose calendar would span
+    millennia for 9999-12-31); inside the window nothing is read."""
+    from spendlab.jobs.score import _check_outside_window
+
+    tx = load_transactions(str(_tiny(tmp_path / "t.parquet")), "generic")
+    reads = []
+    monkeypatch.setattr(score_job, "date_span", lambda t: reads.append(1) or date_span(t))
+    today = dt.date.today()
+    for as_of in (dt.date(9999, 12, 31), dt.date(1969, 12, 31), today + dt.timedelta(days=367)):
+        got = _raises(lambda: _check_outside_window(tx, as_of))  # noqa: B023 - called at once
+        assert got is not None and got == _raises(lambda: check_as_of(as_of, *date_span(tx)))  # noqa: B023
+    assert len(reads) == 3
+    for as_of in (dt.date(1970, 1, 1), dt.date(2022, 12, 31), today + dt.timedelta(days=366)):
+        assert _raises(lambda: _check_outside_window(tx, as_of)) is None  # noqa: B023
+    assert len(reads) == 3

@@ -111,10 +111,8 @@ def score(
     Every user's features come from one feature build over the input (ids in their stored type until
     the output), then the model predicts ``chunk_users`` users at a time and each chunk is
     appended to the output, which is moved into place only when every user has a row. ``model`` may be
-    a future of a loaded model (:func:`load_model_async`): it loads while the input is read. Only the
-    columns the model reads are built (:func:`~spendlab.tracking.scorer.scoring_columns`).
-    ``check_cutoff`` checks ``as_of`` against the data's span (:func:`~spendlab.settings.check_as_of`),
-    reading the span only when the features cannot rule an error out (no user, or a year without one).
+    a future of a loaded model (:func:`load_model_async`): it loads while the input is read.
+    ``check_cutoff``: :func:`~spendlab.settings.check_as_of`, reading the span only when needed.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -126,6 +124,8 @@ def score(
         tx.register(con, native_ids=True)
         if as_of is None:
             as_of = default_as_of(con, resolve_model(model).freq)
+        if check_cutoff:
+            _check_outside_window(tx, as_of)
         model = resolve_model(model)
         features = build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config,
                                         horizon=model.horizon, columns=scoring_columns(model))
@@ -203,6 +203,19 @@ def _check_cutoff(tx: Transactions, as_of: dt.date, features: pa.Table) -> None:
     if features.num_rows and last is not None and (as_of - last).days <= 366:
         return
     check_as_of(as_of, *date_span(tx))
+
+
+def _check_outside_window(tx: Transactions, as_of: dt.date) -> None:
+    """Raise :func:`~spendlab.settings.check_as_of`'s error for an ``as_of`` outside the reader's window.
+
+    Every accepted transaction lies inside the window (``reader.window_start`` .. ``window_end``, default
+    the run date): an ``as_of`` before it, or more than a year after it, is an error whatever the data,
+    and is refused before the features (whose calendar would span the gap) are built.
+    """
+    start = tx.config.window_start if tx.config is not None else dt.date(1970, 1, 1)
+    end = (tx.config.window_end if tx.config is not None else None) or dt.date.today()
+    if as_of < start or (as_of - end).days > 366:
+        check_as_of(as_of, *date_span(tx))
 
 
 def _last_purchase_day(features: pa.Table, as_of: dt.date) -> dt.date | None:
