@@ -104,3 +104,34 @@ def test_monitor_refuses_until_the_whole_four_week_window_is_in(weekly: dict, tm
     with pytest.raises(MonitorInputError, match=f"period ends {cutoff + dt.timedelta(days=28)}"):
         execute(plan_monitor(res.out, str(short), format="generic", config={"model": str(model_dir)}),
                 tracking_uri=weekly["uri"], log_run=False)
+
+
+def test_scores_of_a_four_week_model_equal_its_pyfunc_on_every_feature_built_plainly(
+        weekly: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring builds only the columns the model reads, in one pass; the plain path builds every feature
+    (the text ids' view, pandas) and hands it to the pyfunc: the same rows within 1e-9."""
+    import mlflow
+    import numpy as np
+
+    from spendlab.features import build_features
+    from spendlab.io.load import connect
+    from spendlab.tracking.scorer import scoring_columns
+
+    monkeypatch.setenv(KEY_ENV, "horizon-test-key")
+    cand = run_candidate(latest_experiment_run("weekly_h4", tracking_uri=weekly["uri"]))
+    cutoff = cand.experiment_config().origins("test")[-1]
+    model_dir = save_model_dir(refit(cand, transactions=weekly["tx"], cutoff=cutoff), tmp_path / "m")
+    sign_model_dir(model_dir, b"horizon-test-key")
+    model = load_model(str(model_dir))
+    res = score(weekly["tx"], out=tmp_path / "s.parquet", model=model, as_of=cutoff, progress=False, chunk_users=70)
+    con = connect()
+    weekly["tx"].register(con)
+    every = build_features(con, freq=model.freq, as_of=cutoff, config=model.feature_config, horizon=model.horizon)
+    assert set(scoring_columns(model)) <= set(every.columns)
+    expected = mlflow.pyfunc.load_model(str(model_dir)).predict(every, params={"as_of": cutoff.isoformat()})
+    scores = pd.read_parquet(res.out)
+    assert scores["user_id"].tolist() == expected["user_id"].tolist()
+    for col in ("prediction", "p_spend", "median", "lower", "upper"):
+        np.testing.assert_allclose(scores[col].to_numpy(), expected[col].to_numpy(), rtol=1e-9, atol=1e-9)
+    assert scores["segment"].tolist() == expected["segment"].tolist()
+    assert scores["basis"].tolist() == expected["basis"].tolist()

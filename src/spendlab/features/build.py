@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Sequence
 
 import duckdb
 import pandas as pd
@@ -181,7 +182,7 @@ def _user_stats_source(con: duckdb.DuckDBPyConnection, name: str, periods: str, 
 
 def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | str,
                          config: FeatureConfig | None = None, view: str = "transactions",
-                         horizon: int = 1) -> pa.Table:
+                         horizon: int = 1, columns: Sequence[str] | None = None) -> pa.Table:
     """:func:`build_features` as an Arrow table (no pandas round trip; what the CLI writes and scoring reads).
 
     The rows are read once, into the per-(user, period) aggregate of the as-of rows
@@ -192,6 +193,8 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     over the recent periods (:func:`~spendlab.features.sql.window_cells_sql`); the features are array
     arithmetic over those (:func:`~spendlab.features.arrays.compute_features`). ``user_id`` keeps the
     view's type (int64 ids hash and join far faster than text) until it is written as text.
+    ``columns`` (default: all) keeps ``user_id`` and the named features only, in the builder's order
+    (without a BTYD column named, their extra pass over the rows is skipped).
     """
     as_of = _as_date(as_of)
     check_freq(freq)
@@ -230,10 +233,20 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
                                 calendar=covariates.iloc[0].to_dict())
     del windows, stats
     table = pa.table({"user_id": ids, **features})
-    table = _with_btyd(con, table, as_of=as_of, view=view) if config.btyd else table
+    return _with_extras(con, table, as_of=as_of, freq=freq, config=config, view=view, columns=columns)
+
+
+def _with_extras(con: duckdb.DuckDBPyConnection, table: pa.Table, *, as_of: dt.date, freq: Freq,
+                 config: FeatureConfig, view: str, columns: Sequence[str] | None) -> pa.Table:
+    """Append the BTYD (when any is wanted) and covariate columns, then keep ``user_id`` and ``columns``."""
+    if config.btyd and (columns is None or not set(BTYD_COLUMNS).isdisjoint(columns)):
+        table = _with_btyd(con, table, as_of=as_of, view=view)
     if config.covariates is not None:
         table = with_covariates(con, table, as_of=as_of, freq=freq, cfg=config.covariates, view=view)
-    return table
+    if columns is None:
+        return table
+    keep = set(columns)
+    return table.select(["user_id", *(c for c in table.column_names[1:] if c in keep)])
 
 
 def btyd_features(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, view: str = "transactions") -> pd.DataFrame:

@@ -4,11 +4,11 @@ Each row is the registered pyfunc's output for the user (expected spend ``predic
 ``median`` and the 80% interval ``lower``/``upper`` of the realized amount, ``segment``, ``basis``),
 plus the cutoff, the target period and the model: nothing is computed outside the model.
 
-The input is read once: every user's as-of features come from one DuckDB pass over it (the
-compact per-(user, period) aggregate of :mod:`spendlab.features`; integer ids keep their type until
-the output). The registered pyfunc model then predicts one slice of users at a time (with every core:
-``n_threads``), and each chunk is appended to one Parquet file at a temporary path that is renamed
-into place only when every user has a row.
+Every user's as-of features come from one DuckDB feature build over the input (the compact
+per-(user, period) aggregate of :mod:`spendlab.features`; integer ids keep their type until the
+output), limited to the columns the model reads. The registered pyfunc model then predicts one slice
+of users at a time (with every core: ``n_threads``), and each chunk is appended to one Parquet file at
+a temporary path that is renamed into place only when every user has a row.
 """
 
 from __future__ import annotations
@@ -39,7 +39,14 @@ from spendlab.jobs.plan import ScorePlan
 from spendlab.models.base import usable_cores
 from spendlab.monitor.drift import feature_drift, segment_shift
 from spendlab.settings import DEFAULT_MEMORY_LIMIT, check_as_of
-from spendlab.tracking.scorer import BASIS_COLD_START, LoadedModel, load_model_async, resolve_model, score_frame
+from spendlab.tracking.scorer import (
+    BASIS_COLD_START,
+    LoadedModel,
+    load_model_async,
+    resolve_model,
+    score_frame,
+    scoring_columns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +104,15 @@ def score(
     threads: int | None = None,
     memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
     progress: bool = True,
+    check_cutoff: bool = False,
 ) -> ScoreResult:
     """Score every user seen up to ``as_of`` and write ``out`` atomically.
 
-    The input is read once: every user's features come from one pass over it (ids in their stored
-    type until the output), then the model predicts ``chunk_users`` users at a time and each chunk is
+    Every user's features come from one feature build over the input (ids in their stored type until
+    the output), then the model predicts ``chunk_users`` users at a time and each chunk is
     appended to the output, which is moved into place only when every user has a row. ``model`` may be
     a future of a loaded model (:func:`load_model_async`): it loads while the input is read.
+    ``check_cutoff``: :func:`~spendlab.settings.check_as_of`, reading the span only when needed.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -115,12 +124,16 @@ def score(
         tx.register(con, native_ids=True)
         if as_of is None:
             as_of = default_as_of(con, resolve_model(model).freq)
+        if check_cutoff:
+            _check_outside_window(tx, as_of)
         model = resolve_model(model)
         features = build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config,
-                                        horizon=model.horizon)
+                                        horizon=model.horizon, columns=scoring_columns(model))
     finally:
         con.close()
     users_in = features.num_rows
+    if check_cutoff:
+        _check_cutoff(tx, as_of, features)
     if users_in == 0:
         raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
     target_period = target_period_label(as_of, model.freq, model.horizon)
@@ -138,17 +151,23 @@ def score(
                               model_hash=model.dataset_hash, input_hash=input_hash.result(), model_uri=model.uri)
     for w in warnings:
         log.warning(w)
-    drift = score_drift(model.reference, features, written)
+    drift = score_drift(model.reference, features, written, model.feature_names)
     return ScoreResult(Path(out), as_of, target_period, int(users_in), written.rows, written.by_basis, model.uri,
                        model.version, written.total, tuple(warnings), drift)
 
 
-def score_drift(reference: dict[str, Any] | None, features: pa.Table, written: _Written) -> dict[str, Any]:
-    """PSI of every profiled feature, segment share shift and cold-start share of a scored population."""
+def score_drift(reference: dict[str, Any] | None, features: pa.Table, written: _Written,
+                feature_names: list[str] | None = None) -> dict[str, Any]:
+    """PSI of the profiled features, segment share shift and cold-start share of a scored population.
+
+    ``feature_names`` (the model's) limits the PSI to the features the model reads (default: every
+    profiled feature the table holds); the columns are read from Arrow, with no pandas copy.
+    """
     if not reference:
         return {}
-    cols = [c for c in reference["features"] if c in features.column_names]
-    psi = feature_drift(reference, features.select(cols).to_pandas())
+    used = set(feature_names) if feature_names is not None else set(features.column_names)
+    cols = [c for c in reference["features"] if c in used and c in features.column_names]
+    psi = feature_drift(reference, {c: features.column(c).to_numpy() for c in cols})
     segments = np.repeat(np.array(list(written.by_segment), dtype=object), list(written.by_segment.values()))
     shift = segment_shift(reference, segments)
     worst = shift.loc[shift["shift"].abs().idxmax()] if len(shift) else None
@@ -172,6 +191,31 @@ def lineage(*, model_name: str, model_uri: str, model_version: str, train_cutoff
     return {"model_name": model_name, "model_uri": model_uri, "model_version": model_version,
             "train_cutoff": train_cutoff, "as_of": as_of.isoformat(), "target_period": target_period,
             "freq": freq, "horizon": str(horizon), "interval_level": repr(float(interval_level))}
+
+
+def _check_cutoff(tx: Transactions, as_of: dt.date, features: pa.Table) -> None:
+    """Raise :func:`~spendlab.settings.check_as_of`'s error for ``as_of``, reading the data's span only if needed.
+
+    With a user scored, a transaction lies on or before ``as_of`` (not before the data) and the latest of
+    them bounds the data's last day from below: within a year of ``as_of``, no error is possible.
+    """
+    last = _last_purchase_day(features, as_of)
+    if features.num_rows and last is not None and (as_of - last).days <= 366:
+        return
+    check_as_of(as_of, *date_span(tx))
+
+
+def _check_outside_window(tx: Transactions, as_of: dt.date) -> None:
+    """Raise :func:`~spendlab.settings.check_as_of`'s error for an ``as_of`` outside the reader's window.
+
+    Every accepted transaction lies inside the window (``reader.window_start`` .. ``window_end``, default
+    the run date): an ``as_of`` before it, or more than a year after it, is an error whatever the data,
+    and is refused before the features (whose calendar would span the gap) are built.
+    """
+    start = tx.config.window_start if tx.config is not None else dt.date(1970, 1, 1)
+    end = (tx.config.window_end if tx.config is not None else None) or dt.date.today()
+    if as_of < start or (as_of - end).days > 366:
+        check_as_of(as_of, *date_span(tx))
 
 
 def _last_purchase_day(features: pa.Table, as_of: dt.date) -> dt.date | None:
@@ -211,31 +255,49 @@ class _Written:
 
 def _write_chunks(features: pa.Table, chunk_users: int, path: Path, *, model: LoadedModel, as_of: dt.date,
                   target_period: str, threads: int, done: Callable[[int], None]) -> _Written:
-    """Predict and write ``chunk_users`` rows of ``features`` at a time (a slice: no copy until pandas)."""
+    """Predict and write ``chunk_users`` rows of ``features`` at a time (a slice: no copy until pandas).
+
+    Each chunk is written on a thread while the next one is predicted (Parquet's encoding and zstd
+    release the GIL); chunks are written one at a time, in order.
+    """
     written = _Written()
     lineage = json.dumps(scores_lineage(model, as_of=as_of, target_period=target_period), sort_keys=True)
     writer = pq.ParquetWriter(path, SCORE_SCHEMA.with_metadata({LINEAGE_KEY: lineage}), compression="zstd")
     try:
-        for start in range(0, features.num_rows, chunk_users):
-            chunk = features.slice(start, chunk_users)
-            pred = score_frame(model, chunk.to_pandas(), threads=threads, as_of=as_of)
-            if not pred["user_id"].equals(pd.Series(chunk.column("user_id").to_pylist(), dtype=object).astype(str)):
-                raise SpendlabError("the model returned rows for other users than it was given")
-            writer.write_table(_score_table(pred, as_of=as_of, target_period=target_period, model=model))
-            written.rows += chunk.num_rows
-            written.total += float(pred["prediction"].sum())
-            for b, c in pred["basis"].value_counts().items():
-                written.by_basis[str(b)] = written.by_basis.get(str(b), 0) + int(c)
-            for b, c in pred["segment"].value_counts().items():
-                written.by_segment[str(b)] = written.by_segment.get(str(b), 0) + int(c)
-            done(chunk.num_rows)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-write") as pool:
+            pending: Future[None] | None = None
+            for start in range(0, features.num_rows, chunk_users):
+                chunk = features.slice(start, chunk_users)
+                pred = score_frame(model, chunk.to_pandas(), threads=threads, as_of=as_of)
+                ids = pa.array(pred["user_id"].astype(str).to_numpy(), pa.string())
+                if not ids.equals(chunk.column("user_id").cast(pa.string()).combine_chunks()):
+                    raise SpendlabError("the model returned rows for other users than it was given")
+                table = _score_table(pred, ids, as_of=as_of, target_period=target_period, model=model)
+                if pending is not None:
+                    pending.result()  # the previous chunk is written (or its error raised) first
+                pending = pool.submit(writer.write_table, table)
+                _count(written, pred)
+                done(chunk.num_rows)
+            if pending is not None:
+                pending.result()
     finally:
         writer.close()
     return written
 
 
-def _score_table(pred: pd.DataFrame, *, as_of: dt.date, target_period: str, model: LoadedModel) -> pa.Table:
-    """One chunk's rows of the output (:data:`SCORE_SCHEMA`): the model's rows, keyed by its ``user_id``."""
+def _count(written: _Written, pred: pd.DataFrame) -> None:
+    """Add one chunk's rows, total and counts by basis and segment to ``written``."""
+    written.rows += len(pred)
+    written.total += float(pred["prediction"].sum())
+    for b, c in pred["basis"].value_counts().items():
+        written.by_basis[str(b)] = written.by_basis.get(str(b), 0) + int(c)
+    for b, c in pred["segment"].value_counts().items():
+        written.by_segment[str(b)] = written.by_segment.get(str(b), 0) + int(c)
+
+
+def _score_table(pred: pd.DataFrame, ids: pa.Array, *, as_of: dt.date, target_period: str,
+                 model: LoadedModel) -> pa.Table:
+    """One chunk's rows of the output (:data:`SCORE_SCHEMA`): the model's rows, keyed by ``ids`` (its ``user_id``)."""
     n = len(pred)
 
     def constant(value: Any, kind: pa.DataType) -> pa.Array:
@@ -246,7 +308,7 @@ def _score_table(pred: pd.DataFrame, *, as_of: dt.date, target_period: str, mode
 
     return pa.table(
         {
-            "user_id": pa.array(pred["user_id"].astype(str).to_numpy(), pa.string()),
+            "user_id": ids,
             "as_of": constant(as_of, pa.date32()),
             "target_period": constant(target_period, pa.string()),
             **{c: floats(c) for c in ("prediction", "p_spend", "median", "lower", "upper")},
@@ -283,6 +345,6 @@ def execute_score(plan: ScorePlan, *, tracking_uri: str | None = None, progress:
     """
     loading = load_model_async(plan.model_uri, tracking_uri=tracking_uri)  # loads while the input is read
     tx = with_users(load_transactions(plan.input, plan.format, config=plan.reader), plan.users)
-    if plan.as_of:  # errors only here; the job itself warns (result.warnings)
-        check_as_of(plan.as_of, *date_span(tx))
-    return score(tx, out=plan.out, model=loading, as_of=plan.as_of, chunk_users=plan.chunk_users, progress=progress)
+    # an as-of outside the data is an error (check_cutoff); the job itself warns (result.warnings)
+    return score(tx, out=plan.out, model=loading, as_of=plan.as_of, chunk_users=plan.chunk_users, progress=progress,
+                 check_cutoff=bool(plan.as_of))

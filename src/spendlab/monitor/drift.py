@@ -12,6 +12,7 @@ change of its share. The coming period's estimate before the actuals is :mod:`sp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -93,14 +94,14 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def feature_drift(profile: dict[str, Any], features: pd.DataFrame) -> pd.DataFrame:
+def feature_drift(profile: dict[str, Any], features: pd.DataFrame | Mapping[str, np.ndarray]) -> pd.DataFrame:
     """PSI and zero-share change of every profiled feature in a new population.
 
     Parameters
     ----------
     profile : dict
         From :func:`reference_profile`.
-    features : pandas.DataFrame
+    features : pandas.DataFrame or mapping of column name to array
         The new population's as-of features; a profiled feature missing here is skipped.
 
     Returns
@@ -109,10 +110,11 @@ def feature_drift(profile: dict[str, Any], features: pd.DataFrame) -> pd.DataFra
         ``feature, psi, zero_share_ref, zero_share``, largest PSI first.
     """
     rows = []
+    frame = isinstance(features, pd.DataFrame)
     for name, spec in profile["features"].items():
-        if name not in features.columns:
+        if name not in (features.columns if frame else features):
             continue
-        v = features[name].to_numpy(dtype=np.float64)
+        v = features[name].to_numpy(dtype=np.float64) if frame else np.asarray(features[name], dtype=np.float64)
         v = v[np.isfinite(v)]
         rows.append({"feature": name, "psi": psi(np.asarray(spec["shares"]), _shares(v, spec["edges"])),
                      "zero_share_ref": spec["zero_share"], "zero_share": float(np.mean(v == 0)) if len(v) else 0.0})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -49,6 +49,10 @@ class LoadedModel:
     reference: dict[str, Any] | None = None
     #: Periods the forecast covers (the experiment's ``horizon``; 1 for models registered before it was recorded).
     horizon: int = 1
+    #: The columns the signature requires of an input frame (empty when the model has no signature).
+    input_columns: list[str] = field(default_factory=list)
+    #: Recent periods a user needs spend in to be ``active`` (the candidate's segments).
+    active_window: int = 3
 
 
 def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> LoadedModel:
@@ -93,8 +97,33 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
         takes_as_of=_declares_param(model, "as_of"),
         dataset_hash=str(tags.get("dataset_hash", cfg.get("dataset_hash", ""))),
         name=model_name(uri), train_cutoff=str(cfg.get("train_cutoff", "")), horizon=int(cfg.get("horizon", 1)),
+        input_columns=_input_columns(model),
         **extra,
     )
+
+
+#: Feature columns the scoring job reads beside the model's features: the segments' (``n_periods``,
+#: ``spend_lag*``), the cold-start flag's and the as-of warning's.
+SCORING_EXTRA_COLUMNS: tuple[str, ...] = ("n_periods", "n_transactions_total", "days_since_last_purchase")
+
+
+def scoring_columns(model: LoadedModel) -> list[str]:
+    """Return the feature columns scoring with ``model`` builds: what it reads, not every feature.
+
+    The union of the signature's input columns (a registered spendlab model declares the frame it was
+    registered with), the estimator's feature names (every member's, for a combination), the columns of
+    the segments (``n_periods``, ``spend_lag1`` .. ``spend_lag{active_window}``), of the cold-start flag
+    and of the as-of warning. ``user_id`` is always built.
+    """
+    lags = [f"spend_lag{i}" for i in range(1, model.active_window + 1)]
+    wanted = [*model.input_columns, *model.feature_names, *SCORING_EXTRA_COLUMNS, *lags]
+    return [c for c in dict.fromkeys(wanted) if c != "user_id"]
+
+
+def _input_columns(model: Any) -> list[str]:
+    """Return the column names of the pyfunc's input schema (empty without a signature)."""
+    schema = model.metadata.get_input_schema()
+    return [] if schema is None or not schema.has_input_names() else list(schema.input_names())
 
 
 def model_name(uri: str) -> str:
@@ -105,15 +134,17 @@ def model_name(uri: str) -> str:
 
 
 def _model_extras(local: Any) -> dict[str, Any]:
-    """Return the interval level (``candidate.json``) and reference profile of a verified model directory."""
+    """Return the interval level and active window (``candidate.json``) and reference profile of a model directory."""
     import json
     from pathlib import Path
 
     art = Path(local) / "artifacts"
     cand = json.loads((art / "candidate.json").read_text(encoding="utf-8"))
     ref = art / "reference.json"
+    segments = (cand.get("experiment") or {}).get("segments") or {}
     return {"interval_level": float(cand["calibration"].get("level", 0.8)),
-            "reference": json.loads(ref.read_text(encoding="utf-8")) if ref.is_file() else None}
+            "reference": json.loads(ref.read_text(encoding="utf-8")) if ref.is_file() else None,
+            "active_window": int(segments.get("active_window", 3))}
 
 
 def load_model_async(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> Future[LoadedModel]:
