@@ -72,7 +72,26 @@ def _day_bit_sql(freq: Freq, as_of: dt.date) -> str:
         index = "DAY(day) - 1"
     else:
         index = f"DATE_DIFF('day', day, {_d(period_end(as_of, 'week'))}) % 7"
-    return f"(CAST(1 AS BIGINT) << ({index}))"  # sqlglot writes Spark's SHIFTLEFT
+    return f"(CAST(1 AS INTEGER) << ({index}))"  # sqlglot writes Spark's SHIFTLEFT; 31 bits fit
+
+
+def _purchase_days_sql(freq: Freq, as_of: dt.date) -> tuple[str, str]:
+    """Return SQL of the first and the last purchase day of a period, from its ``day_mask`` and ``first_day``.
+
+    The period is the one of ``first_day`` (its first transaction day); a bit of the mask stands for
+    one day of it (:func:`_day_bit_sql`): the day of month - 1, or the days to the ISO week's Sunday.
+    The lowest bit's index is ``BIT_COUNT((m & -m) - 1)`` (the trailing zeros) and the highest bit's
+    ``BIT_COUNT(m | m >> 1 | .. | m >> 30) - 1``: exact integer arithmetic in every engine, where two
+    more MIN/MAX aggregates over the rows would widen the hash aggregate. NULL without purchases.
+    """
+    low = "BIT_COUNT((day_mask & -day_mask) - 1)"
+    high = "(BIT_COUNT(" + " | ".join(["day_mask", *(f"(day_mask >> {i})" for i in range(1, 31))]) + ") - 1)"
+    if freq == "month":  # bit i = day i + 1 of the month of first_day
+        first, last = f"{low} + 1 - DAY(first_day)", f"{high} + 1 - DAY(first_day)"
+    else:  # bit i = i days before the week's Sunday; first_day is b days before it
+        b = f"(DATE_DIFF('day', first_day, {_d(period_end(as_of, 'week'))}) % 7)"
+        first, last = f"{b} - {high}", f"{b} - {low}"
+    return tuple(f"CASE WHEN day_mask <> 0 THEN first_day + CAST({e} AS INTEGER) END" for e in (first, last))
 
 
 def tx_sql(source: str) -> str:
@@ -95,9 +114,12 @@ def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
     user's first purchase day, :func:`first_day_spend_sql`). Ids keep their native type.
     """
     bit = _day_bit_sql(freq, as_of)
+    first_purchase, last_purchase = _purchase_days_sql(freq, as_of)
     return f"""SELECT user_id, CAST(k AS INTEGER) AS k, spend, CAST(n_transactions AS INTEGER) AS n_transactions,
     CAST(BIT_COUNT(day_mask) AS INTEGER) AS active_days, day_mask, refund_amount,
-    CAST(refund_count AS INTEGER) AS refund_count, event_spend, first_day, first_purchase_day, last_purchase_day
+    CAST(refund_count AS INTEGER) AS refund_count, event_spend, first_day,
+    {first_purchase} AS first_purchase_day,
+    {last_purchase} AS last_purchase_day
   FROM (
     SELECT user_id, k,
       CAST(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS {MONEY}) AS spend,
@@ -106,9 +128,7 @@ def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
       CAST(SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS {MONEY}) AS refund_amount,
       COUNT(CASE WHEN amount < 0 THEN 1 END) AS refund_count,
       CAST(SUM(CASE WHEN amount > 0 AND is_event = 1 THEN amount ELSE 0 END) AS {MONEY}) AS event_spend,
-      MIN(day) AS first_day,
-      MIN(CASE WHEN amount > 0 THEN day END) AS first_purchase_day,
-      MAX(CASE WHEN amount > 0 THEN day END) AS last_purchase_day
+      MIN(day) AS first_day
     FROM (
       SELECT t.user_id, t.day, t.amount, {period_offset_sql('t.day', freq, as_of)} AS k,
         CASE WHEN e.day IS NULL THEN 0 ELSE 1 END AS is_event
