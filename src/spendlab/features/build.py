@@ -30,7 +30,8 @@ from spendlab.features.sql import (
     dense_panel_sql,
     first_day_spend_sql,
     panel_sparse_sql,
-    user_stats_sql,
+    user_stats_from_sums_sql,
+    user_sums_sql,
     window_cells_sql,
 )
 
@@ -159,23 +160,20 @@ def build_panel(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | 
     return frame
 
 
-def _user_stats_source(con: duckdb.DuckDBPyConnection, name: str, periods: str, first_day: str, *,
-                       as_of: dt.date, freq: Freq, config: FeatureConfig) -> str:
-    """Name what to read the per-user stats from: :func:`~spendlab.features.sql.user_stats_sql` of ``periods``.
+def _user_sums_table(con: duckdb.DuckDBPyConnection, name: str, periods: str, *, as_of: dt.date, freq: Freq,
+                     config: FeatureConfig) -> str:
+    """Store :func:`~spendlab.features.sql.user_sums_sql` of ``periods`` as temp table ``name``: one row per user.
 
-    Up to :data:`STATS_CHUNK_ROWS` rows of ``periods`` that is the query itself (one hash aggregate,
-    nothing stored). Past it, temp table ``name`` is filled in chunks of users (those whose id hashes
-    to the chunk), one aggregate of at most about that many rows each, and its name is returned. A
-    user's sums never span chunks, so the rows are the same; each chunk costs one more scan of
-    ``periods``.
+    Up to :data:`STATS_CHUNK_ROWS` rows of ``periods`` that is one hash aggregate. Past it, the table
+    is filled in chunks of users (those whose id hashes to the chunk), one aggregate of at most about
+    that many rows each. A user's sums never span chunks, so the rows are the same; each chunk costs
+    one more scan of ``periods``.
     """
     n_rows = con.execute(f"SELECT count(*) FROM {periods}").fetchall()[0][0]
-    chunks = -(-n_rows // STATS_CHUNK_ROWS)
-    if chunks <= 1:
-        return f"({user_stats_sql(as_of, freq, config, periods, first_day)})"
+    chunks = max(1, -(-n_rows // STATS_CHUNK_ROWS))
     for i in range(chunks):
-        part = f"(SELECT * FROM {periods} WHERE hash(user_id) % {chunks} = {i})"
-        sql = user_stats_sql(as_of, freq, config, part, first_day)
+        part = periods if chunks == 1 else f"(SELECT * FROM {periods} WHERE hash(user_id) % {chunks} = {i})"
+        sql = user_sums_sql(as_of, freq, config, part)
         con.execute(f"CREATE TEMP TABLE {name} AS {sql}" if i == 0 else f"INSERT INTO {name} {sql}")
     return name
 
@@ -188,8 +186,8 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     The rows are read once, into the per-(user, period) aggregate of the as-of rows
     (:func:`~spendlab.features.sql.aggregate_sql`); the spend on each user's first purchase day is a
     probe of the purchases against one key per user (:func:`~spendlab.features.sql.first_day_spend_sql`).
-    DuckDB then reduces the aggregate to one row of sums per user
-    (:func:`~spendlab.features.sql.user_stats_sql`), numbered in the output order (text ids), and hands
+    DuckDB then reduces the aggregate to one row of sums per user (:func:`~spendlab.features.sql.user_sums_sql`,
+    whose first purchase days key the probe), numbered in the output order (text ids), and hands
     over the recent periods (:func:`~spendlab.features.sql.window_cells_sql`); the features are array
     arithmetic over those (:func:`~spendlab.features.arrays.compute_features`). ``user_id`` keeps the
     view's type (int64 ids hash and join far faster than text) until it is written as text.
@@ -208,10 +206,10 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     widths = window_widths(config, freq)
     try:
         con.execute(f"CREATE TEMP TABLE {periods} AS {aggregate_sql(as_of, freq, source)}")
-        con.execute(f"CREATE TEMP TABLE {first_day} AS {first_day_spend_sql(source, periods)}")
-        stats_source = _user_stats_source(con, stats_table, periods, first_day, as_of=as_of, freq=freq, config=config)
+        sums = _user_sums_table(con, stats_table, periods, as_of=as_of, freq=freq, config=config)
+        con.execute(f"CREATE TEMP TABLE {first_day} AS {first_day_spend_sql(source, periods, first_days=sums)}")
         con.execute(f"CREATE TEMP TABLE {users} AS SELECT CAST(row_number() OVER (ORDER BY CAST(user_id AS VARCHAR)) "
-                    f"- 1 AS INTEGER) AS idx, * FROM {stats_source}")
+                    f"- 1 AS INTEGER) AS idx, * FROM ({user_stats_from_sums_sql(config, sums, first_day)})")
         con.execute(f"DROP TABLE IF EXISTS {stats_table}")
         table = con.sql(f"SELECT CAST(user_id AS VARCHAR) AS user_id, * EXCLUDE (idx, user_id) "
                         f"FROM {users} ORDER BY idx").to_arrow_table()

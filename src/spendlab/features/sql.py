@@ -72,7 +72,26 @@ def _day_bit_sql(freq: Freq, as_of: dt.date) -> str:
         index = "DAY(day) - 1"
     else:
         index = f"DATE_DIFF('day', day, {_d(period_end(as_of, 'week'))}) % 7"
-    return f"(CAST(1 AS BIGINT) << ({index}))"  # sqlglot writes Spark's SHIFTLEFT
+    return f"(CAST(1 AS INTEGER) << ({index}))"  # sqlglot writes Spark's SHIFTLEFT; 31 bits fit
+
+
+def _purchase_days_sql(freq: Freq, as_of: dt.date) -> tuple[str, str]:
+    """Return SQL of the first and the last purchase day of a period, from its ``day_mask`` and ``first_day``.
+
+    The period is the one of ``first_day`` (its first transaction day); a bit of the mask stands for
+    one day of it (:func:`_day_bit_sql`): the day of month - 1, or the days to the ISO week's Sunday.
+    The lowest bit's index is ``BIT_COUNT((m & -m) - 1)`` (the trailing zeros) and the highest bit's
+    ``BIT_COUNT(m | m >> 1 | .. | m >> 30) - 1``: exact integer arithmetic in every engine, where two
+    more MIN/MAX aggregates over the rows would widen the hash aggregate. NULL without purchases.
+    """
+    low = "BIT_COUNT((day_mask & -day_mask) - 1)"
+    high = "(BIT_COUNT(" + " | ".join(["day_mask", *(f"(day_mask >> {i})" for i in range(1, 31))]) + ") - 1)"
+    if freq == "month":  # bit i = day i + 1 of the month of first_day
+        first, last = f"{low} + 1 - DAY(first_day)", f"{high} + 1 - DAY(first_day)"
+    else:  # bit i = i days before the week's Sunday; first_day is b days before it
+        b = f"(DATE_DIFF('day', first_day, {_d(period_end(as_of, 'week'))}) % 7)"
+        first, last = f"{b} - {high}", f"{b} - {low}"
+    return tuple(f"CASE WHEN day_mask <> 0 THEN first_day + CAST({e} AS INTEGER) END" for e in (first, last))
 
 
 def tx_sql(source: str) -> str:
@@ -95,9 +114,12 @@ def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
     user's first purchase day, :func:`first_day_spend_sql`). Ids keep their native type.
     """
     bit = _day_bit_sql(freq, as_of)
+    first_purchase, last_purchase = _purchase_days_sql(freq, as_of)
     return f"""SELECT user_id, CAST(k AS INTEGER) AS k, spend, CAST(n_transactions AS INTEGER) AS n_transactions,
     CAST(BIT_COUNT(day_mask) AS INTEGER) AS active_days, day_mask, refund_amount,
-    CAST(refund_count AS INTEGER) AS refund_count, event_spend, first_day, first_purchase_day, last_purchase_day
+    CAST(refund_count AS INTEGER) AS refund_count, event_spend, first_day,
+    {first_purchase} AS first_purchase_day,
+    {last_purchase} AS last_purchase_day
   FROM (
     SELECT user_id, k,
       CAST(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS {MONEY}) AS spend,
@@ -106,9 +128,7 @@ def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
       CAST(SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS {MONEY}) AS refund_amount,
       COUNT(CASE WHEN amount < 0 THEN 1 END) AS refund_count,
       CAST(SUM(CASE WHEN amount > 0 AND is_event = 1 THEN amount ELSE 0 END) AS {MONEY}) AS event_spend,
-      MIN(day) AS first_day,
-      MIN(CASE WHEN amount > 0 THEN day END) AS first_purchase_day,
-      MAX(CASE WHEN amount > 0 THEN day END) AS last_purchase_day
+      MIN(day) AS first_day
     FROM (
       SELECT t.user_id, t.day, t.amount, {period_offset_sql('t.day', freq, as_of)} AS k,
         CASE WHEN e.day IS NULL THEN 0 ELSE 1 END AS is_event
@@ -118,7 +138,7 @@ def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
   ) AS a"""
 
 
-def first_day_spend_sql(source: str, periods: str) -> str:
+def first_day_spend_sql(source: str, periods: str, *, first_days: str | None = None) -> str:
     """Return a SELECT of ``user_id, first_purchase_day_spend``: spend on each user's first purchase day.
 
     The BG/NBD monetary value leaves that day out (as lifetimes does). It is the one figure the
@@ -126,12 +146,16 @@ def first_day_spend_sql(source: str, periods: str) -> str:
     purchases of ``source`` are probed against one (user, day) key per user: a hash join with a
     build side of one row per user, no second aggregate over the rows. Only purchases reach the
     join: refunds are dropped as they are read, before the cast and the probe (a third less work
-    than filtering after the join, with the same rows summed).
+    than filtering after the join, with the same rows summed). ``first_days``, when given, names a
+    table of one row per user with its ``first_purchase_day`` (:func:`user_sums_sql`): the keys are
+    read from it instead of reduced from ``periods`` once more.
     """
+    keys = (f"SELECT user_id, first_purchase_day AS day FROM {first_days} WHERE first_purchase_day IS NOT NULL"
+            if first_days else f"SELECT user_id, MIN(first_purchase_day) AS day FROM {periods}\n"
+            "        WHERE first_purchase_day IS NOT NULL GROUP BY user_id")
     return f"""SELECT t.user_id, SUM(t.amount) AS first_purchase_day_spend
   FROM ({tx_sql(source)} WHERE src.amount > 0) AS t
-  JOIN (SELECT user_id, MIN(first_purchase_day) AS day FROM {periods}
-        WHERE first_purchase_day IS NOT NULL GROUP BY user_id) AS fp
+  JOIN ({keys}) AS fp
     ON t.user_id = fp.user_id AND t.day = fp.day
   GROUP BY t.user_id"""
 
@@ -157,23 +181,14 @@ def _recent_purchase_days_sql(as_of: dt.date, freq: Freq, weeks: int) -> str:
             "ELSE 0 END)")
 
 
-def user_stats_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, periods: str, first_day: str) -> str:
-    """Return a SELECT of one row per user: the per-user sums and days every feature is derived from.
+def user_sums_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, periods: str) -> str:
+    """Return a SELECT of one row of exact sums and days per user of ``periods`` (:func:`aggregate_sql`).
 
-    Reads ``periods`` (:func:`aggregate_sql`) and ``first_day`` (:func:`first_day_spend_sql`), table
-    names or CTEs. Money is summed exactly (:data:`MONEY`) and only then cast to ``DOUBLE``; days are
-    whole days since 1970-01-01 (``INTEGER``). Columns, after ``user_id`` (native type):
-    ``n_periods`` (periods from the first transaction's to the as-of period), ``spend_total``,
-    ``n_transactions_total``, ``purchase_days``, ``n_active_periods``, ``refund_amount_total``,
-    ``refund_count_total``, ``event_spend``, ``spend_same_period_last_year``, ``purchase_days_last{w}w``
-    per weekly-activity window, ``first_purchase_day_spend``, ``first_day`` (first transaction),
-    ``first_seen_day`` (first purchase, else first transaction), ``last_seen_day`` (last purchase,
-    else first transaction) and ``recency_days`` (last minus first purchase day; 0 without one).
-    The features themselves are arithmetic over these and the recent periods
-    (:func:`window_cells_sql`) in :mod:`spendlab.features.arrays`, for every engine.
+    The one aggregate :func:`user_stats_sql` reads (with :func:`user_stats_from_sums_sql`); apart, so
+    an engine can store it and read the users' first purchase days from it
+    (:func:`first_day_spend_sql`). Sums keep their exact types; days are ``DATE``.
     """
     per_year = PERIODS_PER_YEAR[check_freq(freq)]
-    epoch = _d(dt.date(1970, 1, 1))
     sums = [
         "MAX(k) + 1 AS n_periods",
         "SUM(spend) AS spend_total",
@@ -190,6 +205,16 @@ def user_stats_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, periods: s
     ]
     sums += [f"{_recent_purchase_days_sql(as_of, freq, w)} AS purchase_days_last{w}w"
              for w in config.weekly_activity_windows]
+    body = ",\n    ".join(sums)
+    return f"""SELECT user_id,
+    {body}
+  FROM {periods}
+  GROUP BY user_id"""
+
+
+def user_stats_from_sums_sql(config: FeatureConfig, sums: str, first_day: str) -> str:
+    """Return the SELECT of :func:`user_stats_sql` over ``sums`` (:func:`user_sums_sql`) and ``first_day``."""
+    epoch = _d(dt.date(1970, 1, 1))
     money = ("spend_total", "refund_amount_total", "event_spend", "spend_same_period_last_year")
     counts = ("n_periods", "n_transactions_total", "purchase_days", "n_active_periods", "refund_count_total",
               *(f"purchase_days_last{w}w" for w in config.weekly_activity_windows))
@@ -201,15 +226,29 @@ def user_stats_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, periods: s
         f"CAST(DATE_DIFF('day', {epoch}, COALESCE(s.last_purchase_day, s.first_day)) AS INTEGER) AS last_seen_day",
         "CAST(COALESCE(DATE_DIFF('day', s.first_purchase_day, s.last_purchase_day), 0) AS INTEGER) AS recency_days",
     ]
-    body = ",\n    ".join(sums)
     select = ",\n  ".join(out)
     return f"""SELECT s.user_id,
   {select}
-FROM (SELECT user_id,
-    {body}
-  FROM {periods}
-  GROUP BY user_id) AS s
+FROM {sums} AS s
 LEFT JOIN {first_day} AS f ON s.user_id = f.user_id"""
+
+
+def user_stats_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, periods: str, first_day: str) -> str:
+    """Return a SELECT of one row per user: the per-user sums and days every feature is derived from.
+
+    Reads ``periods`` (:func:`aggregate_sql`) and ``first_day`` (:func:`first_day_spend_sql`), table
+    names or CTEs. Money is summed exactly (:data:`MONEY`) and only then cast to ``DOUBLE``; days are
+    whole days since 1970-01-01 (``INTEGER``). Columns, after ``user_id`` (native type):
+    ``n_periods`` (periods from the first transaction's to the as-of period), ``spend_total``,
+    ``n_transactions_total``, ``purchase_days``, ``n_active_periods``, ``refund_amount_total``,
+    ``refund_count_total``, ``event_spend``, ``spend_same_period_last_year``, ``purchase_days_last{w}w``
+    per weekly-activity window, ``first_purchase_day_spend``, ``first_day`` (first transaction),
+    ``first_seen_day`` (first purchase, else first transaction), ``last_seen_day`` (last purchase,
+    else first transaction) and ``recency_days`` (last minus first purchase day; 0 without one).
+    The features themselves are arithmetic over these and the recent periods
+    (:func:`window_cells_sql`) in :mod:`spendlab.features.arrays`, for every engine.
+    """
+    return user_stats_from_sums_sql(config, f"({user_sums_sql(as_of, freq, config, periods)})", first_day)
 
 
 def window_cells_sql(periods: str, columns: dict[str, int]) -> str:
