@@ -200,7 +200,7 @@ def with_covariates(con: duckdb.DuckDBPyConnection, table: pa.Table, *, as_of: d
     """``table`` (features of the users with a row by the cutoff) with the covariate columns appended row for row.
 
     Categories with few levels, text or an order's set, take one scan
-    (:func:`~spendlab.features.covscan.scan_covariates_sql`, its rows in ``table``'s order); many levels
+    (:func:`~spendlab.features.covscan.scan_covariates_sql`, its rows placed by ``table``'s positions); many levels
     take :func:`covariates_sql`.
     """
     users = user_columns(con, cfg, view=view)
@@ -215,8 +215,10 @@ def with_covariates(con: duckdb.DuckDBPyConnection, table: pa.Table, *, as_of: d
                                                 ids=ids, listed=listed)).to_arrow_table()
         finally:
             con.unregister(ids)
+        rows = np.empty(table.num_rows, dtype=np.int64)  # row of extra holding table's i-th user
+        rows[extra.column("pos").to_numpy()] = np.arange(extra.num_rows, dtype=np.int64)
         for name in covariate_names(cfg, users):
-            table = table.append_column(name, pc.fill_null(extra.column(name).cast(pa.float64()), 0.0))
+            table = table.append_column(name, pc.fill_null(pc.take(extra.column(name), rows).cast(pa.float64()), 0.0))
         return table
     # many levels: the per-user-and-category statement
     sql = covariates_sql(cfg, as_of=as_of, freq=freq, view=view, users=users, listed=listed)

@@ -136,8 +136,9 @@ def scan_covariates_sql(cfg: CovariateConfig, *, as_of: dt.date, freq: Freq, vie
                         listed: frozenset[str] | set[str] = frozenset()) -> str:
     """Return the statement of :func:`~spendlab.features.covariates.covariates_sql` in one scan of the window.
 
-    With ``ids`` (a relation of text ``user_id`` and ``pos``), its users in ``pos`` order take the place
-    of every user with a row by the cutoff, and ``user_id`` is text.
+    With ``ids`` (a relation of text ``user_id`` and ``pos``), its users take the place of every user with
+    a row by the cutoff, ``user_id`` is text, and each row carries its user's ``pos`` last (rows in no
+    particular order: the caller places them, which costs less than a sort).
 
     Parameters
     ----------
@@ -148,7 +149,7 @@ def scan_covariates_sql(cfg: CovariateConfig, *, as_of: dt.date, freq: Freq, vie
     levels : Levels
         Each category attribute's ranked levels (:func:`ranked_levels`).
     ids : str, optional
-        The relation of the users to return, in order.
+        The relation of the users to return, with their positions.
     listed : set of str
         Category attributes held as lists (an order's set of categories).
     """
@@ -164,7 +165,6 @@ def scan_covariates_sql(cfg: CovariateConfig, *, as_of: dt.date, freq: Freq, vie
         ctes[0] = f"u AS (SELECT user_id, pos FROM {quote(ids)})"
     ctes.append(f"p AS (SELECT {key} AS user_id, {', '.join([*sums, *level_sums])} FROM w GROUP BY w.user_id)")
     user_ctes, user_joins, user_cols = user_parts(users, as_of=as_of, view=view)
-    select = ", ".join(["u.user_id AS user_id", *cols, *user_cols])
+    select = ", ".join(["u.user_id AS user_id", *cols, *user_cols, *([] if ids is None else ["u.pos AS pos"])])
     joins = ["LEFT JOIN p ON u.user_id = p.user_id", *user_joins]
-    order = "" if ids is None else " ORDER BY u.pos"
-    return f"WITH {', '.join(ctes + user_ctes)} SELECT {select} FROM u {' '.join(joins)}{order}"
+    return f"WITH {', '.join(ctes + user_ctes)} SELECT {select} FROM u {' '.join(joins)}"
