@@ -1,0 +1,170 @@
+"""The covariates of :func:`~spendlab.features.covariates.covariates_sql` in one scan of the window (DuckDB).
+
+When every category has at most :data:`SCAN_MAX_LEVELS` levels in the window, the window's rows are
+aggregated once per user: spend, purchases, the amount and use-rate sums, the spend in each top-k
+level and the levels bought. A text category compares its value with each level; an order-level
+category set (a list, with ``order_col``) tests membership, and an order counts for each category it
+holds, as in :func:`~spendlab.features.covariates.covariates_sql`. The sums are the same fixed-point
+sums (:data:`~spendlab.features.sql.MONEY`) and counts, so the values are the same doubles.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from dataclasses import dataclass
+
+import duckdb
+
+from spendlab.calendar import Freq
+from spendlab.features.config import CovariateConfig
+from spendlab.features.covariate_sql import (
+    ZERO,
+    UserColumn,
+    literal,
+    quote,
+    ratio,
+    total_columns,
+    user_parts,
+    window_ctes,
+)
+from spendlab.features.sql import MONEY
+
+#: The most levels a category may have in the window for the scan (a distinct count is a bit per level
+#: in a BIGINT); with more, :func:`~spendlab.features.covariates.covariates_sql` computes the features.
+SCAN_MAX_LEVELS = 62
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Each category attribute's levels in the window, most spend first, and whether every purchase has money.
+
+    ``positive`` holds when every purchase in the window is at least one unit of
+    :data:`~spendlab.features.sql.MONEY`: then a level was bought exactly when its spend is positive.
+    """
+
+    ranked: dict[str, tuple[str, ...]]
+    positive: bool
+
+
+def _spend_by_level(rows: list[tuple], i: int, n: int, listed: bool) -> dict[str, decimal.Decimal] | None:
+    """Sum the grouping set ``i``'s spend per level (an order's set adds its spend to each level); None if not text."""
+    out: dict[str, decimal.Decimal] = {}
+    with decimal.localcontext(prec=80):  # exact: DECIMAL(38, s) sums fit
+        for r in rows:
+            value = r[n + i]
+            if r[i] != 0 or value is None:
+                continue
+            for cat in (value if listed else (value,)):
+                if not isinstance(cat, str):
+                    return None
+                out[cat] = out.get(cat, decimal.Decimal(0)) + r[-2]
+    return out
+
+
+def ranked_levels(con: duckdb.DuckDBPyConnection, cfg: CovariateConfig, *, as_of: dt.date, freq: Freq, view: str,
+                  listed: frozenset[str] | set[str] = frozenset()) -> Levels | None:
+    """Return each category attribute's levels in the window, ranked by every user's spend (ties by name).
+
+    The ranking of :func:`~spendlab.features.covariates.covariates_sql` (spend summed in fixed point, so
+    exactly the same order), read in one scan of the window; a ``listed`` attribute (an order's set of
+    categories) is grouped by set, and each set's spend added to each of its levels.
+
+    Returns
+    -------
+    Levels or None
+        None when a category has more than :data:`SCAN_MAX_LEVELS` levels or is not text.
+    """
+    cats = sorted({*cfg.category_share, *cfg.distinct})
+    if not cats:
+        return Levels({}, True)
+    w = window_ctes(cfg, as_of=as_of, freq=freq, view=view)[1]
+    flags = ", ".join(f"GROUPING({quote(a)})" for a in cats)
+    sets = ", ".join(f"({quote(a)})" for a in cats)
+    rows = con.execute(f"WITH {w} SELECT {flags}, {', '.join(quote(a) for a in cats)}, "
+                       f"SUM(CAST(amount AS {MONEY})), MIN(CAST(amount AS {MONEY})) "
+                       f"FROM w GROUP BY GROUPING SETS ({sets})").fetchall()
+    out: dict[str, tuple[str, ...]] = {}
+    for i, a in enumerate(cats):
+        spend = _spend_by_level(rows, i, len(cats), a in listed)
+        if spend is None or len(spend) > SCAN_MAX_LEVELS:
+            return None
+        out[a] = tuple(cat for cat, _ in sorted(spend.items(), key=lambda x: (-x[1], x[0])))
+    return Levels(out, all(r[-1] is None or r[-1] > 0 for r in rows))
+
+
+def _has(a: str, level: str, listed: bool) -> str:
+    """Return SQL of "the row holds category ``level`` of attribute ``a``"."""
+    return f"list_contains({quote(a)}, {literal(level)})" if listed else f"{quote(a)} = {literal(level)}"
+
+
+def _level_sums(cfg: CovariateConfig, levels: Levels, listed: frozenset[str] | set[str]) -> tuple[list[str], list[str]]:
+    """Return the per-user aggregates of the categories (``p``) and the feature columns read from them.
+
+    Each top-k level's spend is a conditional sum. The distinct count reads those sums when they cover
+    every level and every purchase has money (a level bought has positive spend); otherwise a bit per level
+    is or-ed over the rows (an order's set or-ed first).
+    """
+    money, w = f"CAST(amount AS {MONEY})", cfg.window
+    sums: list[str] = []
+    cols: list[str] = []
+    for a, k in cfg.category_share.items():
+        top = levels.ranked[a][:k]
+        sums += [f"SUM(CASE WHEN {_has(a, cat, a in listed)} THEN {money} ELSE 0 END) AS t_{a}_{r}"
+                 for r, cat in enumerate(top, start=1)]
+        cols += [f"{ratio(f'p.t_{a}_{r}', 'p.spend') if r <= len(top) else ZERO} "
+                 f"AS {quote(f'cov_{a}_share_top{r}_window{w}')}" for r in range(1, k + 1)]
+    for a in cfg.distinct:
+        name, every = quote(f"cov_{a}_distinct_window{w}"), levels.ranked[a]
+        if levels.positive and len(every) <= cfg.category_share.get(a, 0):
+            bought = " + ".join(f"CASE WHEN p.t_{a}_{r} > 0 THEN 1 ELSE 0 END" for r in range(1, len(every) + 1))
+            cols.append(f"CAST({bought or '0'} AS DOUBLE) AS {name}")
+            continue
+        bits = " ".join(f"WHEN {literal(cat)} THEN CAST({1 << i} AS BIGINT)" for i, cat in enumerate(every))
+        if not bits:
+            sums.append(f"CAST(NULL AS BIGINT) AS d_{a}")
+        elif a in listed:
+            sums.append(f"BIT_OR(list_bit_or(list_transform({quote(a)}, lambda x: CASE x {bits} END))) AS d_{a}")
+        else:
+            sums.append(f"BIT_OR(CASE {quote(a)} {bits} END) AS d_{a}")
+        cols.append(f"CAST(COALESCE(BIT_COUNT(p.d_{a}), 0) AS DOUBLE) AS {name}")
+    return sums, cols
+
+
+def scan_covariates_sql(cfg: CovariateConfig, *, as_of: dt.date, freq: Freq, view: str, users: list[UserColumn],
+                        levels: Levels, ids: str | None = None,
+                        listed: frozenset[str] | set[str] = frozenset()) -> str:
+    """Return the statement of :func:`~spendlab.features.covariates.covariates_sql` in one scan of the window.
+
+    With ``ids`` (a relation of text ``user_id`` and ``pos``), its users take the place of every user with
+    a row by the cutoff, ``user_id`` is text, and each row carries its user's ``pos`` last (rows in no
+    particular order: the caller places them, which costs less than a sort).
+
+    Parameters
+    ----------
+    cfg : CovariateConfig
+        The declaration.
+    as_of, freq, view, users
+        As for :func:`~spendlab.features.covariates.covariates_sql`.
+    levels : Levels
+        Each category attribute's ranked levels (:func:`ranked_levels`).
+    ids : str, optional
+        The relation of the users to return, with their positions.
+    listed : set of str
+        Category attributes held as lists (an order's set of categories).
+    """
+    sums = [f"SUM(CAST(amount AS {MONEY})) AS spend", "COUNT(*) AS n"]
+    sums += [f"SUM(ABS(CAST({quote(a)} AS {MONEY}))) AS m_{a}" for a in cfg.amount_share]
+    sums += [f"COUNT(CASE WHEN {quote(a)} <> 0 THEN 1 END) AS n_{a}" for a in cfg.use_rate]
+    level_sums, level_cols = _level_sums(cfg, levels, listed)
+    n_shares = sum(cfg.category_share.values())
+    cols = [*level_cols[:n_shares], *total_columns(cfg, "p"), *level_cols[n_shares:]]
+    key = "w.user_id" if ids is None else "CAST(w.user_id AS VARCHAR)"
+    ctes = window_ctes(cfg, as_of=as_of, freq=freq, view=view)
+    if ids is not None:  # the caller's users (already known): no scan for them
+        ctes[0] = f"u AS (SELECT user_id, pos FROM {quote(ids)})"
+    ctes.append(f"p AS (SELECT {key} AS user_id, {', '.join([*sums, *level_sums])} FROM w GROUP BY w.user_id)")
+    user_ctes, user_joins, user_cols = user_parts(users, as_of=as_of, view=view)
+    select = ", ".join(["u.user_id AS user_id", *cols, *user_cols, *([] if ids is None else ["u.pos AS pos"])])
+    joins = ["LEFT JOIN p ON u.user_id = p.user_id", *user_joins]
+    return f"WITH {', '.join(ctes + user_ctes)} SELECT {select} FROM u {' '.join(joins)}"
