@@ -15,7 +15,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from spendlab.features.config import ORIGIN_LEVEL
 from spendlab.models.base import as_frame, non_negative
 from spendlab.models.learned import make_lightgbm
 
@@ -28,10 +27,7 @@ class HurdleRegressor(RegressorMixin, BaseEstimator):
     num_leaves, min_child_samples, n_estimators, learning_rate
         Capacity of both LightGBM parts (low by default: the targets are noisy).
     calibration
-        ``"isotonic"`` or ``"sigmoid"``. Stacked training rows (indexed by ``origin``, as a backtest's
-        are) fit the classifier on every origin but the latest and the calibration on the latest: one
-        fit, a held-out period later than every row it was fitted on. Other frames (one origin, or
-        no ``origin`` level) use :class:`~sklearn.calibration.CalibratedClassifierCV` over 3
+        ``"isotonic"`` or ``"sigmoid"``: :class:`~sklearn.calibration.CalibratedClassifierCV` over 3
         unshuffled folds of the training rows.
     seed
         LightGBM's seed.
@@ -68,15 +64,9 @@ class HurdleRegressor(RegressorMixin, BaseEstimator):
             clf = LGBMClassifier(**common, subsample=0.8, subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0,
                                  max_bin=63, random_state=self.seed, n_jobs=1, verbose=-1, deterministic=True,
                                  force_row_wise=True)
-            held_out = _latest_origin(X, buys)
-            if held_out is None:
-                folds = KFold(n_splits=3 if min(buys.sum(), len(buys) - buys.sum()) >= 3 else 2, shuffle=False)
-                self.classifier_ = CalibratedClassifierCV(clf, method=self.calibration, cv=folds).fit(
-                    self._matrix(X), buys)
-            else:
-                m = self._matrix(X)
-                clf.fit(m[~held_out], buys[~held_out])
-                self.classifier_ = _calibrate_prefit(clf, self.calibration, m[held_out], buys[held_out])
+            folds = KFold(n_splits=3 if min(buys.sum(), len(buys) - buys.sum()) >= 3 else 2, shuffle=False)
+            self.classifier_ = CalibratedClassifierCV(clf, method=self.calibration, cv=folds).fit(
+                self._matrix(X), buys)
         else:
             self.classifier_ = None
         pos = target > 0
@@ -104,30 +94,3 @@ class HurdleRegressor(RegressorMixin, BaseEstimator):
             return np.zeros(self.n_features_in_)
         return self.spend_.feature_importances_
 
-
-
-def _latest_origin(X: pd.DataFrame, buys: np.ndarray) -> np.ndarray | None:
-    """Mask of the rows of the latest ``origin`` when it can calibrate a classifier fitted on the others.
-
-    ``None`` when ``X`` has no ``origin`` index level, only one origin, or either part lacks a buyer
-    or a non-buyer.
-    """
-    if ORIGIN_LEVEL not in (X.index.names or []):
-        return None
-    origins = np.asarray(X.index.get_level_values(ORIGIN_LEVEL))
-    held_out = origins == origins.max()
-    for part in (held_out, ~held_out):
-        if not 0 < buys[part].sum() < part.sum():
-            return None
-    return held_out
-
-
-def _calibrate_prefit(clf: Any, method: str, X_cal: np.ndarray, y_cal: np.ndarray) -> Any:
-    """Calibrate an already fitted ``clf`` on ``(X_cal, y_cal)`` (scikit-learn's calibrators, no refit)."""
-    from sklearn.calibration import CalibratedClassifierCV
-
-    try:
-        from sklearn.frozen import FrozenEstimator
-    except ImportError:  # scikit-learn < 1.6: "prefit" (removed in 1.8) is the same thing
-        return CalibratedClassifierCV(clf, method=method, cv="prefit").fit(X_cal, y_cal)
-    return CalibratedClassifierCV(FrozenEstimator(clf), method=method).fit(X_cal, y_cal)
