@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settle", type=float, default=240.0,
                     help="seconds to wait for the load average to fall below --max-load before each benchmark")
     ap.add_argument("--workdir", default=None,
-                    help="scoring_1m: directory whose mlruns/ holds the champion (default: this checkout)")
+                    help="scoring_1m: directory whose mlruns/ holds the champion (default: this checkout); "
+                         "make_run_fresh keeps its clone there when it does not exist yet (run it first)")
     ap.add_argument("--render", action="store_true", help="only re-render RESULTS.md from benchmarks/results/")
     args = ap.parse_args(argv)
     if args.render:
@@ -269,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             return 3
         print(f"run_all: {name} ...", file=sys.stderr, flush=True)
         argv_ = BENCHMARKS[name] + (["--workdir", args.workdir] if name == "scoring_1m" and args.workdir else [])
+        if name == "make_run_fresh" and args.workdir and not os.path.lexists(args.workdir):
+            argv_ += ["--keep", args.workdir]  # the champion it registers, for scoring_1m
         _store({name: _run(name, argv_, load, load > args.max_load)})  # now: a later stop loses nothing measured
         done += 1
     print(f"run_all: wrote {done} result(s) to {RESULTS_DIR.name}/ and rendered {RESULTS.name}", file=sys.stderr)
