@@ -43,7 +43,7 @@ def test_unknown_keys_list_the_allowed_keys_at_their_level():
         parse_config(ReaderConfig, {"generic": {"usr_col": "x"}}, "cfg.yaml")
     assert "generic.usr_col" in str(exc.value)
     assert "allowed keys: amount_col, attributes, exclude, include, lookups, order_col, quantity_col, spend_is, ts_col, ts_format, " \
-           "unit_price_col, user_col" in str(exc.value)
+           "ts_origin, ts_unit, unit_price_col, user_col" in str(exc.value)
 
 
 @pytest.mark.parametrize(
