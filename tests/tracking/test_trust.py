@@ -266,3 +266,34 @@ def test_an_edited_candidate_is_refused_and_never_becomes_champion(tmp_path: Pat
     assert "\n" not in str(err.value) and run.info.run_id in str(err.value)
     assert client.get_model_version_by_alias(REGISTERED_MODEL, "champion").version == champion.version
     assert len(client.search_model_versions(f"name = '{REGISTERED_MODEL}'")) == 1
+
+
+def test_python_bytecode_caches_are_not_model_content_and_never_run(in_store: dict, tmp_path: Path) -> None:
+    """Without PYTHONDONTWRITEBYTECODE (Python's default) importing the model's code writes
+    ``__pycache__/pyfunc_model.*.pyc`` into the model directory; loading then failed "files differ from
+    the recorded manifest". A cache is not part of a model: verification ignores it, spendlab loads a copy
+    without it (a planted .pyc never runs) and never writes into the user's directory."""
+    from spendlab.tracking.registry import verify_model_dir
+
+    local = _copy(in_store["pristine"], tmp_path / "model")
+    marker = tmp_path / "executed"
+    cache = local / "__pycache__"
+    cache.mkdir()
+    planted = f"open({str(marker)!r}, 'w').write('x')\n"  # what a planted cache would run
+    import importlib.util
+    tag = sys.implementation.cache_tag
+    (cache / f"pyfunc_model.{tag}.pyc").write_bytes(importlib.util.MAGIC_NUMBER + b"\0" * 12 + planted.encode())
+    verify_model_dir(local)  # the cache is not an unrecorded model file
+    before = {p.relative_to(local).as_posix(): file_sha256(p) for p in local.rglob("*") if p.is_file()}
+    code = ("import os, sys; sys.dont_write_bytecode = False; os.environ.pop('PYTHONDONTWRITEBYTECODE', None)\n"
+            "from spendlab.tracking.scorer import load_model\n"
+            f"load_model({str(local)!r}); load_model({str(local)!r}); load_model({CHAMPION!r}); load_model({CHAMPION!r})\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                         cwd=in_store["root"])
+    assert run.returncode == 0, run.stderr
+    assert not marker.exists()  # the planted cache never ran
+    assert {p.relative_to(local).as_posix(): file_sha256(p) for p in local.rglob("*") if p.is_file()} == before
+    (local / "notes.txt").write_text("not part of the model")
+    with pytest.raises(SpendlabError, match="unrecorded"):
+        verify_model_dir(local)  # anything else beside the model still fails

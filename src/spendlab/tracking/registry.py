@@ -33,6 +33,9 @@ from spendlab.tracking.trust import (
     SIGNATURE_FILE,
     TREE_TAG,
     authenticate,
+    copy_without_bytecode,
+    drop_bytecode,
+    is_bytecode_cache,
     registry_lookup,
     sign_model_dir,
     signing_key,
@@ -101,7 +104,9 @@ _REGISTRY_FILES = frozenset({"registered_model_meta", SIGNATURE_FILE})
 def _manifest(model_dir: Path) -> dict[str, str]:
     """SHA-256 of every file of a saved model except ``MLmodel`` (which holds this manifest)."""
     return {p.relative_to(model_dir).as_posix(): file_sha256(str(p))
-            for p in sorted(model_dir.rglob("*")) if p.is_file() and p.relative_to(model_dir).as_posix() != "MLmodel"}
+            for p in sorted(model_dir.rglob("*")) if p.is_file() and p.relative_to(model_dir).as_posix() != "MLmodel"
+            and not is_bytecode_cache(p.relative_to(model_dir).as_posix())}
+
 
 
 def save_model_dir(refit: Refit, path: Path) -> Path:
@@ -191,7 +196,8 @@ def verify_model_dir(path: str | Path, *, mlmodel_sha256: str | None = None) -> 
         raise ModelIntegrityError(f"{root}: unexpected flavour (spendlab models are python_function models "
                                   f"from the code file {_CODE_FILE}, without pickled Python objects or code paths)")
     recorded = dict(marker.get("files") or {})
-    actual = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"MLmodel", *_REGISTRY_FILES}
+    actual = {rel for p in root.rglob("*") if p.is_file() and not is_bytecode_cache(rel := p.relative_to(root).as_posix())
+              } - {"MLmodel", *_REGISTRY_FILES}
     extra, missing = sorted(actual - set(recorded)), sorted(set(recorded) - actual)
     if extra or missing:
         raise ModelIntegrityError(f"{root}: files differ from the recorded manifest (unrecorded {extra}, "
@@ -214,9 +220,11 @@ def verified_model_dir(uri: str, *, tracking_uri: str | None = None,
     """
     local = Path(uri)
     if "://" not in uri and ":/" not in uri and local.exists():
-        verify_model_dir(local)
-        authenticate(local, key=key if key is not None else signing_key(), registered=registry_lookup(tracking_uri))
-        yield local, "unregistered", None
+        with tempfile.TemporaryDirectory(prefix="spendlab-model-") as tmp:
+            copy = copy_without_bytecode(local, Path(tmp) / "model")
+            verify_model_dir(copy)
+            authenticate(copy, key=key if key is not None else signing_key(), registered=registry_lookup(tracking_uri))
+            yield copy, "unregistered", None
         return
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -233,6 +241,7 @@ def verified_model_dir(uri: str, *, tracking_uri: str | None = None,
         except MlflowException as exc:
             why = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
             raise SpendlabError(f"cannot load model {uri} into {tmp}: {why[0]} {why[-1] if len(why) > 1 else ''}") from None
+        drop_bytecode(got)  # our own copy: no cached bytecode runs
         verify_model_dir(got, mlmodel_sha256=tag)
         if tree is not None and tree_digest(got) != tree:
             raise ModelIntegrityError(f"{uri}: its files differ from the digest recorded on version {version}")
@@ -310,6 +319,7 @@ def log_and_register(
             mlflow.log_text(cand.to_json(), "candidate.json")
             if refit.reference is not None:
                 mlflow.log_dict(refit.reference, "reference.json")
+            drop_bytecode(model_dir)  # written if its code was imported (no PYTHONDONTWRITEBYTECODE)
             mlflow.log_artifacts(str(model_dir), "model")
     with _quiet_registration():
         mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", registered_model)

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -41,6 +42,31 @@ MLMODEL_TAG = "mlmodel_sha256"
 CANDIDATE_TAG = "candidate_sha256"
 #: Files outside the digest: the signature itself, and MLflow's note of the version it downloaded.
 UNHASHED = frozenset({SIGNATURE_FILE, "registered_model_meta"})
+#: Python's bytecode cache: written by the interpreter beside the model's code file when it is imported
+#: (unless PYTHONDONTWRITEBYTECODE is set), so never part of a model. spendlab loads only copies
+#: without it (:func:`spendlab.tracking.registry.verified_model_dir`), so no cached bytecode runs.
+BYTECODE_CACHE = "__pycache__"
+
+
+def is_bytecode_cache(rel: str) -> bool:
+    """Tell whether the relative path ``rel`` lies in a bytecode cache folder (``__pycache__``)."""
+    return BYTECODE_CACHE in rel.split("/")
+
+
+def copy_without_bytecode(src: Path, dst: Path) -> Path:
+    """Copy model directory ``src`` to ``dst`` without Python's bytecode caches; return ``dst``.
+
+    spendlab verifies and loads only such a copy: a cached ``.pyc`` beside the verified code file would
+    run instead of it, and loading never writes into a directory spendlab did not make.
+    """
+    shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns(BYTECODE_CACHE))
+    return dst
+
+
+def drop_bytecode(root: Path) -> None:
+    """Remove the bytecode caches under ``root``, a model directory spendlab made (a save or a download)."""
+    for cache in [p for p in root.rglob(BYTECODE_CACHE) if p.is_dir()]:
+        shutil.rmtree(cache)
 _SCHEME = "hmac-sha256"
 
 
@@ -89,7 +115,7 @@ def tree_digest(root: str | Path) -> str:
         rel = path.relative_to(base).as_posix()
         if path.is_symlink():
             raise UntrustedModelError(f"{base}: {rel} is a symbolic link; not loading")
-        if path.is_file() and rel not in UNHASHED:
+        if path.is_file() and rel not in UNHASHED and not is_bytecode_cache(rel):
             h.update(f"{rel}\0{file_sha256(path)}\n".encode())
     return h.hexdigest()
 
