@@ -207,7 +207,9 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     try:
         con.execute(f"CREATE TEMP TABLE {periods} AS {aggregate_sql(as_of, freq, source)}")
         sums = _user_sums_table(con, stats_table, periods, as_of=as_of, freq=freq, config=config)
-        con.execute(f"CREATE TEMP TABLE {first_day} AS {first_day_spend_sql(source, periods, first_days=sums)}")
+        last_first = con.execute(f"SELECT MAX(first_purchase_day) FROM {sums}").fetchall()[0][0]
+        con.execute(f"CREATE TEMP TABLE {first_day} AS "
+                    f"{first_day_spend_sql(source, periods, first_days=sums, last_first_day=last_first)}")
         con.execute(f"CREATE TEMP TABLE {users} AS SELECT CAST(row_number() OVER (ORDER BY CAST(user_id AS VARCHAR)) "
                     f"- 1 AS INTEGER) AS idx, * FROM ({user_stats_from_sums_sql(config, sums, first_day)})")
         con.execute(f"DROP TABLE IF EXISTS {stats_table}")

@@ -138,7 +138,8 @@ def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
   ) AS a"""
 
 
-def first_day_spend_sql(source: str, periods: str, *, first_days: str | None = None) -> str:
+def first_day_spend_sql(source: str, periods: str, *, first_days: str | None = None,
+                        last_first_day: dt.date | None = None) -> str:
     """Return a SELECT of ``user_id, first_purchase_day_spend``: spend on each user's first purchase day.
 
     The BG/NBD monetary value leaves that day out (as lifetimes does). It is the one figure the
@@ -148,13 +149,16 @@ def first_day_spend_sql(source: str, periods: str, *, first_days: str | None = N
     join: refunds are dropped as they are read, before the cast and the probe (a third less work
     than filtering after the join, with the same rows summed). ``first_days``, when given, names a
     table of one row per user with its ``first_purchase_day`` (:func:`user_sums_sql`): the keys are
-    read from it instead of reduced from ``periods`` once more.
+    read from it instead of reduced from ``periods`` once more. ``last_first_day``, when given, is the
+    latest of those days: rows after it cannot match a key, so they are dropped as they are read,
+    before the cast and the probe (on data whose users all started long before the cutoff, most rows).
     """
+    bound = f" AND src.ts < {cutoff_timestamp(last_first_day)}" if last_first_day is not None else ""
     keys = (f"SELECT user_id, first_purchase_day AS day FROM {first_days} WHERE first_purchase_day IS NOT NULL"
             if first_days else f"SELECT user_id, MIN(first_purchase_day) AS day FROM {periods}\n"
             "        WHERE first_purchase_day IS NOT NULL GROUP BY user_id")
     return f"""SELECT t.user_id, SUM(t.amount) AS first_purchase_day_spend
-  FROM ({tx_sql(source)} WHERE src.amount > 0) AS t
+  FROM ({tx_sql(source)} WHERE src.amount > 0{bound}) AS t
   JOIN ({keys}) AS fp
     ON t.user_id = fp.user_id AND t.day = fp.day
   GROUP BY t.user_id"""
