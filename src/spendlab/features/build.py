@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Sequence
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -41,6 +42,8 @@ _counter = itertools.count()
 #: the users are split into chunks by a hash of the id: at 3M users x 22 weeks (66M rows) one aggregate
 #: of a dozen sums per user goes external under the 1GB default limit (21-29 s against 9 s in memory).
 STATS_CHUNK_ROWS = 24_000_000
+#: The per-user row's id as the view stores it, beside the text id the output is ordered by.
+_NATIVE_ID = "spendlab_native_user_id"
 
 
 def _q(name: str) -> str:
@@ -187,10 +190,11 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     (:func:`~spendlab.features.sql.aggregate_sql`); the spend on each user's first purchase day is a
     probe of the purchases against one key per user (:func:`~spendlab.features.sql.first_day_spend_sql`).
     DuckDB then reduces the aggregate to one row of sums per user (:func:`~spendlab.features.sql.user_sums_sql`,
-    whose first purchase days key the probe), numbered in the output order (text ids), and hands
-    over the recent periods (:func:`~spendlab.features.sql.window_cells_sql`); the features are array
-    arithmetic over those (:func:`~spendlab.features.arrays.compute_features`). ``user_id`` keeps the
-    view's type (int64 ids hash and join far faster than text) until it is written as text.
+    whose first purchase days key the probe), fetched in the output order (text ids; one sort), and
+    hands over the recent periods (:func:`~spendlab.features.sql.window_cells_sql`, placed by the
+    users' positions in that order); the features are array arithmetic over those
+    (:func:`~spendlab.features.arrays.compute_features`). ``user_id`` keeps the view's type (int64
+    ids hash and join far faster than text) until it is written as text.
     ``columns`` (default: all) keeps ``user_id`` and the named features only, in the builder's order
     (without a BTYD column named, their extra pass over the rows is skipped).
     """
@@ -210,22 +214,26 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
         last_first = con.execute(f"SELECT MAX(first_purchase_day) FROM {sums}").fetchall()[0][0]
         con.execute(f"CREATE TEMP TABLE {first_day} AS "
                     f"{first_day_spend_sql(source, periods, first_days=sums, last_first_day=last_first)}")
-        con.execute(f"CREATE TEMP TABLE {users} AS SELECT CAST(row_number() OVER (ORDER BY CAST(user_id AS VARCHAR)) "
-                    f"- 1 AS INTEGER) AS idx, * FROM ({user_stats_from_sums_sql(config, sums, first_day)})")
+        table = con.sql(f"SELECT CAST(user_id AS VARCHAR) AS user_id, user_id AS {_NATIVE_ID}, * EXCLUDE (user_id) "
+                        f"FROM ({user_stats_from_sums_sql(config, sums, first_day)}) ORDER BY 1").to_arrow_table()
         con.execute(f"DROP TABLE IF EXISTS {stats_table}")
-        table = con.sql(f"SELECT CAST(user_id AS VARCHAR) AS user_id, * EXCLUDE (idx, user_id) "
-                        f"FROM {users} ORDER BY idx").to_arrow_table()
         ids, n_users = table.column("user_id"), table.num_rows
-        stats = {c: table.column(c).to_numpy() for c in table.column_names[1:]}
-        del table
+        stats = {c: table.column(c).to_numpy() for c in table.column_names[2:]}
         most = int(stats["n_periods"].max()) if n_users else 1
         widths = {c: min(w, most) for c, w in widths.items()}
+        con.register(users, pa.table({"user_id": table.column(_NATIVE_ID),
+                                      "idx": pa.array(np.arange(n_users, dtype=np.int32))}))
+        del table
         cells = con.execute(f"SELECT u.idx, c.* EXCLUDE (user_id) FROM ({window_cells_sql(periods, widths)}) AS c "
                             f"JOIN {users} AS u ON c.user_id = u.user_id").fetchnumpy()
     finally:
-        for table in (periods, first_day, stats_table, users):
+        for table in (periods, first_day, stats_table):
             con.execute(f"DROP TABLE IF EXISTS {table}")
         con.execute(f"DROP VIEW IF EXISTS spendlab_asof_{tag}")
+        try:
+            con.unregister(users)
+        except duckdb.Error:
+            pass
     idx, k = cells.pop("idx"), cells.pop("k")
     windows = {c: window_matrix(n_users, idx, k, cells.pop(c), w) for c, w in widths.items()}
     del idx, k
