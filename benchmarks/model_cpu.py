@@ -4,7 +4,7 @@ Prints one JSON line: the process CPU seconds (user + system) of ``run_backtest(
 with BLAS on one thread and the features built beforehand (not timed), and the mean test and
 validation RMSE. Compare two parameter sets in the same conditions (docs/performance.md).
 
-Run: ``.venv/bin/python benchmarks/model_cpu.py KEY ['{"n_estimators": 75}'] [--cache DIR]``
+Run: ``.venv/bin/python benchmarks/model_cpu.py KEY ['{"n_estimators": 75}'] [--cache DIR] [--zero-fraction F]``
 """
 
 from __future__ import annotations
@@ -31,18 +31,22 @@ def main() -> None:
     ap.add_argument("key")
     ap.add_argument("params", nargs="?", default="{}", help="JSON hyperparameters (default: the model's defaults)")
     ap.add_argument("--cache", type=Path, default=None, help="feature cache directory (default: none)")
+    ap.add_argument("--zero-fraction", type=float, default=None,
+                    help="train_zero_fraction (default: the experiment's)")
     args = ap.parse_args()
     params = json.loads(args.params)
     plan = plan_experiment(load_experiment(EXPERIMENT))
     tx = load_dataset(plan.experiment)
     store = cached_store(plan, tx, args.cache)
     cfg = resolve_plan(plan, store.first_cutoff).experiment
+    if args.zero_fraction is not None:
+        cfg = cfg.model_copy(update={"train_zero_fraction": args.zero_fraction})
     for c in cfg.origins("all"):
         store.features(c), store.target(c)
     t0, w0 = time.process_time(), time.perf_counter()
     with threadpool_limits(limits=1, user_api="blas"):
         res = run_backtest(store, experiment=cfg, model_key=args.key, params=params, origins="all")
-    print(json.dumps({"key": args.key, "params": params, "cpu": round(time.process_time() - t0, 2),
+    print(json.dumps({"key": args.key, "params": params, "train_zero_fraction": cfg.train_zero_fraction, "cpu": round(time.process_time() - t0, 2),
                       "wall": round(time.perf_counter() - w0, 1), "test_rmse": res.means.get("test_rmse"),
                       "validation_rmse": res.means.get("validation_rmse")}))
 

@@ -38,6 +38,7 @@ from spendlab.features.segments import segment_users
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.cold_start import apply_fallback, cold_users, training_fallback
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
+from spendlab.forecast.sampling import training_rows
 from spendlab.forecast.split import training_set
 from spendlab.timing import timed
 
@@ -63,10 +64,12 @@ class BacktestResult:
 
 
 def _fit_predict(model_key: str, params: dict[str, Any], X_train: pd.DataFrame, y_train: np.ndarray,
-                 X_pred: pd.DataFrame, cutoff: dt.date) -> tuple[BaseEstimator, np.ndarray]:
+                 X_pred: pd.DataFrame, cutoff: dt.date,
+                 sample_weight: np.ndarray | None = None) -> tuple[BaseEstimator, np.ndarray]:
     est = make_model(model_key, params)
+    kw = {} if sample_weight is None else {"sample_weight": sample_weight}
     with timed("fit", model_key, cutoff):
-        est.fit(X_train.drop(columns=["user_id"]), y_train)
+        est.fit(X_train.drop(columns=["user_id"]), y_train, **kw)
     with timed("predict", model_key, cutoff):
         pred = np.asarray(est.predict(at_origin(X_pred.drop(columns=["user_id"]), cutoff)), dtype=np.float64)
     if pred.shape != (len(X_pred),) or not np.isfinite(pred).all() or (pred < 0).any():
@@ -83,6 +86,8 @@ class BacktestSpec(Protocol):
     params: dict[str, dict[str, Any]]
     segments: Any  # .active_window: lags that make a user "active"
     interval_level: float  # the cold-start fallback's interval level
+    train_zero_fraction: float  # share of zero-target rows the pooled models fit on (forecast.sampling)
+    seed: int
 
     def origins(self, which: Literal["validation", "test", "all"]) -> list[dt.date]:
         """Return the cutoffs of the ``which`` origins."""
@@ -144,8 +149,10 @@ def _one_origin(store: FeatureStore, experiment: BacktestSpec, model_key: str, p
     """Fit at one origin and score its forecast: the per-origin row, the predictions and the estimator."""
     with timed("training_set", model_key, cutoff):
         X_train, y_train = training_set(store, cutoff, experiment.train_origins)
+        X_fit, y_fit, w_fit = training_rows(model_key, X_train, y_train, seed=getattr(experiment, "seed", 0),
+                                            zero_fraction=getattr(experiment, "train_zero_fraction", 1.0))
     X_c = store.features(cutoff)
-    est, pred = _fit_predict(model_key, params, X_train, y_train, X_c, cutoff)
+    est, pred = _fit_predict(model_key, params, X_fit, y_fit, X_c, cutoff, w_fit)
     fallback = training_fallback(X_train, y_train, active_window=experiment.segments.active_window,
                                  level=experiment.interval_level)  # the registered scorer's fallback
     pred = apply_fallback(pd.DataFrame({"prediction": pred}), cold_users(X_c), fallback)["prediction"].to_numpy()

@@ -111,6 +111,9 @@ class ExperimentConfig(StrictModel):
     # origin whose target is known, back to the end of the data's first period; or a date = every
     # earlier origin from that cutoff on (the first month end by which the population exists).
     train_origins: int | Literal["all"] | dt.date = 6
+    # Share of the zero-target training rows the pooled models fit on (seeded by ``seed``, stratified by
+    # origin and recency, each kept row weighted to stand for those dropped; forecast.sampling). 1 = all.
+    train_zero_fraction: float = 1.0
     features: Path | None = None  # feature-set YAML; None = spendlab's default feature set
     models: tuple[str, ...] = ()  # () = every registry key
     params: dict[str, dict[str, Any]] = {}
@@ -147,6 +150,8 @@ class ExperimentConfig(StrictModel):
         combined = sorted(set(self.ensemble_members) & COMBINERS)
         if combined:
             raise ValueError(f"ensemble_members cannot include {', '.join(combined)} (members are single models)")
+        if not 0.0 < self.train_zero_fraction <= 1.0:
+            raise ValueError("train_zero_fraction must be in (0, 1]")
         if not 0.0 < self.interval_level < 1.0:
             raise ValueError("interval_level must be between 0 and 1")
         test = self.test.cutoffs(self.freq)

@@ -116,7 +116,8 @@ def _log_model(run: tracking.RunLog, res: BacktestResult, *, tuned: bool, estima
     texts = {"intervals.json": json.dumps(candidate.calibration, indent=2), "candidate.json": candidate.to_json()}
     if getattr(res.estimator, "summary_text_", None):
         texts["statsmodels_summary.txt"] = res.estimator.summary_text_
-    protocol = {k: resolved_cfg[k] for k in ("freq", "horizon", "train_origins", "validation", "test")}
+    protocol = {k: resolved_cfg[k] for k in ("freq", "horizon", "train_origins", "train_zero_fraction",
+                                                 "validation", "test")}
     results.log_model_results(
         run, params={**{f"hp.{k}": v for k, v in estimator_params.items()}, "tuned": tuned,
                      **results.flatten("config", protocol)},

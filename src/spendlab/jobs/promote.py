@@ -22,6 +22,7 @@ from spendlab.features.segments import segment_users
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.candidate import Candidate
 from spendlab.forecast.cold_start import cold_users, training_fallback
+from spendlab.forecast.sampling import training_rows
 from spendlab.forecast.split import training_set
 from spendlab.jobs.experiment import load_dataset, load_experiment
 from spendlab.models.registry import make_model
@@ -63,7 +64,10 @@ def refit(candidate: Candidate, *, transactions: Any = None, store: Any = None,
     if sorted(names) != sorted(candidate.feature_names):
         raise SpendlabError(f"the data's features {sorted(set(names) ^ set(candidate.feature_names))} differ "
                             "from the candidate's")
-    estimator = make_model(candidate.model_key, candidate.params).fit(X[candidate.feature_names], y)
+    X_fit, y_fit, w_fit = training_rows(candidate.model_key, X, y, zero_fraction=cfg.train_zero_fraction,
+                                        seed=cfg.seed)  # the rows and weights the backtest fitted on
+    estimator = make_model(candidate.model_key, candidate.params).fit(
+        X_fit[candidate.feature_names], y_fit, **({} if w_fit is None else {"sample_weight": w_fit}))
     return Refit(
         candidate=candidate,
         estimator=estimator,

@@ -73,33 +73,55 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
         self.fit_origin = fit_origin
         self.seasonal = seasonal
 
-    def fit(self, X: pd.DataFrame, y: Any = None) -> BgNbdGammaGamma:
-        """Fit BG/NBD and Gamma-Gamma on each user's history at the latest origin; return ``self``."""
+    def fit(self, X: pd.DataFrame, y: Any = None, sample_weight: np.ndarray | None = None) -> BgNbdGammaGamma:
+        """Fit BG/NBD and Gamma-Gamma on each user's history at the latest origin; return ``self``.
+
+        ``sample_weight`` (with ``fit_origin="all"``: a row stands for that many) weighs both likelihoods.
+        """
         from lifetimes import BetaGeoFitter, GammaGammaFitter
 
         if self.fit_origin not in ("latest", "all"):
             raise ValueError(f"bgnbd_gg: fit_origin must be 'latest' or 'all', got {self.fit_origin!r}")
         frame = as_frame(X)
-        rfm = _rfm(latest_origin_rows(frame) if self.fit_origin == "latest" else frame)
+        rows = latest_origin_rows(frame) if self.fit_origin == "latest" else frame
+        rfm = _rfm(rows)
         if len(rfm) == 0:
             raise ValueError("bgnbd_gg cannot be fitted on an empty frame")
+        w = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            if rows is not frame:
+                origin = frame.index.get_level_values(ORIGIN_LEVEL)
+                w = w[np.asarray(origin == origin.max())]
         # Identical (frequency, recency, T) triples are fitted once with a weight (lifetimes'
         # likelihood accepts weights): one-time buyers share few triples, stacked origins repeat them.
         keys = rfm[["frequency", "recency", "T"]].round(6)
-        grouped = keys.value_counts().reset_index(name="weight")
+        if w is None:
+            grouped = keys.value_counts().reset_index(name="weight")
+        else:
+            grouped = keys.assign(weight=w).groupby(["frequency", "recency", "T"], sort=False)["weight"].sum(
+                ).reset_index()
         bg = _fit_with_retry(lambda pen: BetaGeoFitter(penalizer_coef=pen).fit(
             grouped["frequency"], grouped["recency"], grouped["T"], weights=grouped["weight"]), self.penalizer)
         if bg is None:
             raise ValueError("BG/NBD did not converge even with a penalty; too few repeat purchases?")
-        repeat = rfm[(rfm["frequency"] > 0) & (rfm["monetary"] > 0)]
+        is_repeat = ((rfm["frequency"] > 0) & (rfm["monetary"] > 0)).to_numpy()
+        repeat = rfm[is_repeat]
+        gg_kw = {} if w is None else {"weights": w[is_repeat]}
         gg = None
         if len(repeat) >= 3:
             gg = _fit_with_retry(lambda pen: GammaGammaFitter(penalizer_coef=pen).fit(
-                repeat["frequency"], repeat["monetary"]), self.penalizer)
+                repeat["frequency"], repeat["monetary"], **gg_kw), self.penalizer)
         # No Gamma-Gamma fit (too few repeat buyers, or no convergence): keep their plain mean.
         self.gg_params_ = None if gg is None else dict(gg.params_)
         self.bg_params_ = dict(bg.params_)
-        self.mean_monetary_ = float(rfm.loc[rfm["monetary"] > 0, "monetary"].mean()) if (rfm["monetary"] > 0).any() else 0.0
+        buyer = (rfm["monetary"] > 0).to_numpy()
+        if not buyer.any():
+            self.mean_monetary_ = 0.0
+        elif w is None:
+            self.mean_monetary_ = float(rfm.loc[buyer, "monetary"].mean())
+        else:
+            self.mean_monetary_ = float(np.average(rfm["monetary"].to_numpy()[buyer], weights=w[buyer]))
         self.n_features_in_ = frame.shape[1]
         self.scale_ = 1.0
         self.origin_totals_: dict[pd.Timestamp, tuple[float, float]] = {}
@@ -270,11 +292,16 @@ class ClvBoostedRegressor(RegressorMixin, BaseEstimator):
         frame = as_frame(X)
         return frame.assign(clv_expected_spend=self.clv_.predict(frame))
 
-    def fit(self, X: pd.DataFrame, y: Any) -> ClvBoostedRegressor:
-        """Fit the booster on the features plus the BG/NBD-Gamma-Gamma columns; return ``self``."""
+    def fit(self, X: pd.DataFrame, y: Any, sample_weight: np.ndarray | None = None) -> ClvBoostedRegressor:
+        """Fit the booster on the features plus the BG/NBD-Gamma-Gamma columns; return ``self``.
+
+        ``sample_weight`` weighs the rows of both fits (the customer-base likelihoods and the booster's loss).
+        """
         frame = as_frame(X)
-        self.clv_ = BgNbdGammaGamma(penalizer=self.penalizer, calibrate=False, fit_origin="all").fit(frame)
-        self.booster_ = make_lightgbm(**dict(self.lightgbm_params or {})).fit(self._augment(frame), y)
+        self.clv_ = BgNbdGammaGamma(penalizer=self.penalizer, calibrate=False, fit_origin="all").fit(
+            frame, sample_weight=sample_weight)
+        self.booster_ = make_lightgbm(**dict(self.lightgbm_params or {})).fit(self._augment(frame), y,
+                                                                            sample_weight=sample_weight)
         self.n_features_in_ = frame.shape[1]
         return self
 

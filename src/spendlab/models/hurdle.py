@@ -46,8 +46,11 @@ class HurdleRegressor(RegressorMixin, BaseEstimator):
         frame = as_frame(X)
         return np.ascontiguousarray(frame[list(self.feature_names_in_)].to_numpy(dtype=np.float64))
 
-    def fit(self, X: pd.DataFrame, y: Any) -> HurdleRegressor:
-        """Fit P(spend > 0) on every row and the amount on the spending rows; return ``self``."""
+    def fit(self, X: pd.DataFrame, y: Any, sample_weight: np.ndarray | None = None) -> HurdleRegressor:
+        """Fit P(spend > 0) on every row and the amount on the spending rows; return ``self``.
+
+        ``sample_weight`` weighs the classifier's rows and its calibration, and the amount regressor's.
+        """
         from lightgbm import LGBMClassifier
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.model_selection import KFold
@@ -57,7 +60,8 @@ class HurdleRegressor(RegressorMixin, BaseEstimator):
         self.n_features_in_ = len(self.feature_names_in_)
         target = np.asarray(y, dtype=np.float64)
         buys = (target > 0).astype(int)
-        self.base_rate_ = float(buys.mean())
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        self.base_rate_ = float(np.average(buys, weights=w))
         common = {"num_leaves": self.num_leaves, "min_child_samples": self.min_child_samples,
                   "n_estimators": self.n_estimators, "learning_rate": self.learning_rate}
         if 0 < buys.sum() < len(buys):
@@ -66,14 +70,15 @@ class HurdleRegressor(RegressorMixin, BaseEstimator):
                                  force_row_wise=True)
             folds = KFold(n_splits=3 if min(buys.sum(), len(buys) - buys.sum()) >= 3 else 2, shuffle=False)
             self.classifier_ = CalibratedClassifierCV(clf, method=self.calibration, cv=folds).fit(
-                self._matrix(X), buys)
+                self._matrix(X), buys, **({} if w is None else {"sample_weight": w}))
         else:
             self.classifier_ = None
         pos = target > 0
-        self.mean_spend_ = float(target[pos].mean()) if pos.any() else 0.0
+        self.mean_spend_ = float(np.average(target[pos], weights=None if w is None else w[pos])) if pos.any() else 0.0
         self.spend_ = None
         if pos.sum() >= 20:
-            self.spend_ = make_lightgbm(objective="gamma", **common, seed=self.seed).fit(frame[pos], target[pos])
+            self.spend_ = make_lightgbm(objective="gamma", **common, seed=self.seed).fit(
+                frame[pos], target[pos], sample_weight=None if w is None else w[pos])
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:

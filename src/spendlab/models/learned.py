@@ -76,7 +76,7 @@ class FeatureRegressor(RegressorMixin, BaseEstimator):
         self.n_features_in_ = len(self.feature_names_in_)
         target = np.asarray(y, dtype=np.float64)
         est = clone(self.estimator)
-        kw = {} if sample_weight is None else {"sample_weight": sample_weight}
+        kw = {} if sample_weight is None else _weight_kwargs(est, sample_weight)
         with self._threads():
             est.fit(self._matrix(X), target, **kw)
         if hasattr(est, "estimators_") and getattr(est, "n_jobs", None) not in (None, 1):
@@ -108,6 +108,20 @@ class FeatureRegressor(RegressorMixin, BaseEstimator):
         if hasattr(est, "coef_"):
             return np.abs(np.asarray(est.coef_, dtype=np.float64)).reshape(-1)
         raise AttributeError(f"{type(est).__name__} has no feature importances")
+
+
+def _weight_kwargs(estimator: Any, sample_weight: np.ndarray) -> dict[str, np.ndarray]:
+    """Return the fit keywords that give ``sample_weight`` to ``estimator``.
+
+    A pipeline passes it to every step whose ``fit`` takes it (the scaler's means and variances are
+    then weighted too, as the rows they stand for would make them).
+    """
+    import inspect
+
+    if not hasattr(estimator, "steps"):
+        return {"sample_weight": sample_weight}
+    return {f"{name}__sample_weight": sample_weight for name, step in estimator.steps
+            if step != "passthrough" and "sample_weight" in inspect.signature(step.fit).parameters}
 
 
 def _is_lightgbm(estimator: Any) -> bool:

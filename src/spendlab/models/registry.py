@@ -89,6 +89,12 @@ MODELS: dict[str, Callable[..., BaseEstimator]] = {
 #: members' predictions (``forecast.blend``) instead of backtesting them itself.
 COMBINERS: frozenset[str] = frozenset({"ensemble", "stack"})
 
+#: Models fitted on the pooled training rows that take ``sample_weight``: the experiment's
+#: ``train_zero_fraction`` thins their zero-target rows (``forecast.sampling``). The baselines and the
+#: customer-base models read each user's own history and always get every row.
+WEIGHTED_FIT: frozenset[str] = frozenset({"ridge", "tweedie_glm", "sm_tweedie_glm", "random_forest", "hist_gbm",
+                                          "lightgbm", "lightgbm_clv", "hurdle"})
+
 # Reference rows: never chosen as champion (kept to show what the learned models beat).
 BASELINES: frozenset[str] = frozenset({"zero", "last_period", "moving_average", "seasonal_naive", "per_user_linear"})
 

@@ -65,8 +65,12 @@ class StatsmodelsTweedieGLM(RegressorMixin, BaseEstimator):
         z = (m - self.center_) / self.scale_
         return np.column_stack([np.ones(len(z)), z])
 
-    def fit(self, X: pd.DataFrame, y: Any) -> StatsmodelsTweedieGLM:
-        """Fit the Tweedie GLM with statsmodels on the GLM's columns; return ``self``."""
+    def fit(self, X: pd.DataFrame, y: Any, sample_weight: np.ndarray | None = None) -> StatsmodelsTweedieGLM:
+        """Fit the Tweedie GLM with statsmodels on the GLM's columns; return ``self``.
+
+        ``sample_weight`` enters as statsmodels' ``freq_weights``: a row of weight ``w`` counts as ``w``
+        rows (in the standardisation too), so a thinned, reweighted training set estimates the full one.
+        """
         import statsmodels.api as sm
 
         frame = as_frame(X)
@@ -76,15 +80,21 @@ class StatsmodelsTweedieGLM(RegressorMixin, BaseEstimator):
             cols = default_columns(list(frame.columns)) or list(
                 frame.select_dtypes(include=[np.number, "bool"]).columns)
         m = signed_log1p(frame[cols].to_numpy(dtype=np.float64))
-        sd = m.std(axis=0)
+        if sample_weight is None:
+            center, sd = m.mean(axis=0), m.std(axis=0)
+        else:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            center = np.average(m, axis=0, weights=w)
+            sd = np.sqrt(np.average((m - center) ** 2, axis=0, weights=w))
         keep = sd > 0  # constant columns make the design singular
         self.feature_names_in_ = np.asarray([c for c, k in zip(cols, keep, strict=True) if k], dtype=object)
         self.n_features_in_ = frame.shape[1]
-        self.center_ = m[:, keep].mean(axis=0)
+        self.center_ = center[keep]
         self.scale_ = sd[keep]
         family = sm.families.Tweedie(var_power=self.var_power, link=sm.families.links.Log())
         target = np.asarray(y, dtype=np.float64)
-        result = _fit_glm(sm.GLM(target, self._design(X), family=family), self.max_iter)
+        kw = {} if sample_weight is None else {"freq_weights": np.asarray(sample_weight, dtype=np.float64)}
+        result = _fit_glm(sm.GLM(target, self._design(X), family=family, **kw), self.max_iter)
         self.coef_ = np.asarray(result.params, dtype=np.float64)
         names = ["const", *self.feature_names_in_]
         self.summary_text_ = result.summary(xname=names).as_text()
