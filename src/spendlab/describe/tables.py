@@ -32,6 +32,8 @@ PERIOD = "describe_period"
 MOM = "describe_mom_change"
 #: The month-over-month rows as stored (user, month, spend and previous spend); :data:`MOM` derives the rest.
 MOM_SPEND = "describe_mom_spend"
+#: Tables :func:`prepare` stores sorted, with their order: ``user_id`` (as text) then the month.
+STORED_ORDER = {USER_MONTH: "user_id, month_start", MOM_SPEND: "user_id, month_d"}
 #: Per calendar day and UTC hour: counts and exact sums, from which the daily spend, the weekday x hour
 #: grid and the period bounds derive (one scan of the rows for all three; sums of exact decimals regroup exactly).
 DAY_HOUR = "describe_day_hour"
@@ -60,6 +62,11 @@ def prepare(con: duckdb.DuckDBPyConnection, rows: str = "transactions") -> None:
     day mask only, and the month-over-month table as the two spends, the rest derived when read. At
     1M users the wide types made these tables larger than describe's default memory limit, so DuckDB
     spilled them; the values, and so the written text, are the same.
+
+    The per-user-month and month-over-month tables are stored sorted by user and month
+    (:data:`STORED_ORDER`): a plain ``SELECT`` from such a table reads the rows in that order (DuckDB
+    keeps insertion order with ``preserve_insertion_order``, its default), so their CSVs need no sort
+    of the formatted rows.
 
     Parameters
     ----------
@@ -98,7 +105,7 @@ def prepare(con: duckdb.DuckDBPyConnection, rows: str = "transactions") -> None:
         "count(*) FILTER (amount > 0) AS n_spend_transactions, count(*) FILTER (amount < 0) AS n_refunds, "
         "coalesce(-sum(money) FILTER (amount < 0), 0) AS refunds "
         "FROM (SELECT user_id, CAST(date_trunc('month', ts) AS DATE) AS month_start, ts, amount, "
-        f"spendlab_money(amount) AS money FROM {rows}) AS r GROUP BY ALL) AS g"
+        f"spendlab_money(amount) AS money FROM {rows}) AS r GROUP BY ALL) AS g ORDER BY user_id, month_start"
     )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {USER} AS SELECT user_id, sum(n_transactions) AS n_transactions, "
@@ -117,7 +124,7 @@ def prepare(con: duckdb.DuckDBPyConnection, rows: str = "transactions") -> None:
         "bit_or(CAST(1 AS UTINYINT) << (isodow(ts) - 1)) AS day_mask "
         f"FROM {rows} WHERE amount > 0 GROUP BY ALL)"
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {MOM_SPEND} AS {mom_spend_sql()}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {MOM_SPEND} AS {mom_spend_sql()} ORDER BY user_id, month_d")
     con.execute(f"CREATE OR REPLACE TEMP VIEW {MOM} AS {mom_change_sql()}")
 
 

@@ -35,6 +35,11 @@ BIG_TABLES = {
     "insights/mom_change_per_user.csv": (lambda net, stored: qt.mom_change_sql(stored_types=stored), "user_id, month"),
 }
 
+#: Per-user CSVs read by a plain ``SELECT`` from a table :func:`spendlab.describe.tables.prepare` stores
+#: sorted (:data:`spendlab.describe.tables.STORED_ORDER`: user id, then the month as a date, whose order
+#: is that of the written ``YYYY-MM``); written in that order when the ids sort as written.
+STORED_SORTED = frozenset({"monthly_spend_per_user.csv", "insights/mom_change_per_user.csv"})
+
 
 def table_key(name: str) -> str:
     """``insights/top_spenders.csv`` -> ``top_spenders``: the name a table has in the Python API."""
@@ -131,7 +136,9 @@ def _write(con: duckdb.DuckDBPyConnection, report: DescribeReport, small: dict[s
             name = str(Path(name).with_suffix(".parquet"))
             files[name] = copy_parquet(con, sql_fn(net_refunds, False), tmp / name, order)
             continue
-        if raw_order:  # sort on the source columns, not on the formatted ones: same rows, a cheaper sort
+        if raw_order and name in STORED_SORTED:  # the table is stored in this order: no sort at all
+            order = None
+        elif raw_order:  # sort on the source columns, not on the formatted ones: same rows, a cheaper sort
             order = ", ".join(f"src.{col.strip()}" for col in order.split(","))
         files[name] = copy_csv(con, sql_fn(net_refunds, True), tmp / name, order, money_columns=MONEY_COLUMNS,
                                round6_columns=frozenset({"pct_change"}), safe_text=safe_text, money_type=money_type)
