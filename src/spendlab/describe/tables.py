@@ -182,14 +182,18 @@ def monthly_sql(*, net_refunds: bool = False, stored_types: bool = False) -> str
             f"{money.format('refunds')} AS refunds{net} FROM {USER_MONTH}")
 
 
-def days_per_week_sql() -> str:
+def days_per_week_sql(*, stored_types: bool = False) -> str:
     """Distinct calendar days with spend (an amount > 0) per user and ISO week (Monday start).
 
     ``iso_year``/``iso_week`` are ISO-8601, so 2022-01-01 belongs to 2021-W52 and a week crossing
     New Year is one row. Weeks in which the user only had refunds or zero amounts are absent.
+    The numbers are BIGINT, unless ``stored_types``: then the smallest types that hold them (the same
+    text in a CSV, and a narrower row for the CSV writer's sort).
     """
-    return ("SELECT user_id, isoyear(week_start) AS iso_year, week(week_start) AS iso_week, week_start, "
-            f"CAST(bit_count(day_mask) AS BIGINT) AS days_with_spend FROM {USER_WEEK}")
+    year, week, days = ("INTEGER", "TINYINT", "TINYINT") if stored_types else ("BIGINT", "BIGINT", "BIGINT")
+    return (f"SELECT user_id, CAST(isoyear(week_start) AS {year}) AS iso_year, "
+            f"CAST(week(week_start) AS {week}) AS iso_week, week_start, "
+            f"CAST(bit_count(day_mask) AS {days}) AS days_with_spend FROM {USER_WEEK}")
 
 
 def daily_active_users_sql() -> str:

@@ -31,7 +31,7 @@ BIG_TABLES = {
     "avg_transaction_value_per_user.csv": (lambda net, stored: qt.per_user_sql(net_refunds=net), "user_id"),
     "monthly_spend_per_user.csv": (lambda net, stored: qt.monthly_sql(net_refunds=net, stored_types=stored),
                                    "user_id, month"),
-    "days_spent_per_week.csv": (lambda net, stored: qt.days_per_week_sql(), "user_id, week_start"),
+    "days_spent_per_week.csv": (lambda net, stored: qt.days_per_week_sql(stored_types=stored), "user_id, week_start"),
     "insights/mom_change_per_user.csv": (lambda net, stored: qt.mom_change_sql(stored_types=stored), "user_id, month"),
 }
 
