@@ -79,20 +79,7 @@ def prepare(con: duckdb.DuckDBPyConnection, rows: str = "transactions") -> None:
         (the cast of an integer to text is one-to-one, so the groups are the same).
     """
     con.execute(f"CREATE OR REPLACE TEMP MACRO spendlab_money(x) AS CAST(x AS {MONEY_TYPE})")
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {DAY_HOUR} AS SELECT CAST(ts AS DATE) AS date, hour(ts) AS hour, "
-        "count(*) AS n_transactions, count(*) FILTER (amount > 0) AS n_spend_transactions, "
-        "sum(spendlab_money(amount)) FILTER (amount > 0) AS spend, count(*) FILTER (amount < 0) AS n_refunds, "
-        "sum(spendlab_money(amount)) FILTER (amount < 0) AS negative, count(*) FILTER (amount = 0) AS n_zero_amount, "
-        f"min(ts) AS first_ts, max(ts) AS last_ts FROM {rows} GROUP BY ALL"
-    )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {PERIOD} AS SELECT min(first_ts) AS period_start, "
-                "max(last_ts) AS period_end, CAST(coalesce(sum(n_zero_amount), 0) AS BIGINT) AS n_zero_amount "
-                f"FROM {DAY_HOUR}")
-    n_rows, abs_total = con.execute(
-        f"SELECT coalesce(sum(n_transactions), 0), coalesce(sum(spend), 0) - coalesce(sum(negative), 0) "
-        f"FROM {DAY_HOUR}").fetchall()[0]
-    money, count = compact_types(int(n_rows), abs_total)
+    money, count = _day_hour_tables(con, rows)
     con.execute(
         # the exact amount is cast once per row (in the subquery), not once per aggregate: 18 s -> 10 s
         # at 37M rows; net spend (spend minus refunds, exact in decimal) is derived when read
@@ -113,19 +100,44 @@ def prepare(con: duckdb.DuckDBPyConnection, rows: str = "transactions") -> None:
         "sum(refunds) AS refunds, sum(spend) - sum(refunds) AS net_spend, "
         f"min(month_start) FILTER (spend > 0) AS first_month FROM {USER_MONTH} GROUP BY user_id"
     )
-    # Days with spend per ISO week as a 7-bit day mask (bit 0 = Monday): BIT_OR + BIT_COUNT, not
-    # count(DISTINCT date), which keeps a per-(user, day) set (tens of millions of groups); the mask
-    # also gives the daily active users (:func:`daily_active_users_sql`) without another pass. No spend
-    # here: a week's spend is the sum of its days' (the per-day-and-hour table), exact in decimal.
-    # The ISO year, week and day count derive from the week and the mask when read (days_per_week_sql).
+    _week_table(con, rows)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {MOM_SPEND} AS {mom_spend_sql()} ORDER BY user_id, month_d")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {MOM} AS {mom_change_sql()}")
+
+
+def _day_hour_tables(con: duckdb.DuckDBPyConnection, rows: str) -> tuple[str, str]:
+    """Build the per-day-and-hour and period tables; return the compact types their totals allow."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {DAY_HOUR} AS SELECT CAST(ts AS DATE) AS date, hour(ts) AS hour, "
+        "count(*) AS n_transactions, count(*) FILTER (amount > 0) AS n_spend_transactions, "
+        "sum(spendlab_money(amount)) FILTER (amount > 0) AS spend, count(*) FILTER (amount < 0) AS n_refunds, "
+        "sum(spendlab_money(amount)) FILTER (amount < 0) AS negative, count(*) FILTER (amount = 0) AS n_zero_amount, "
+        f"min(ts) AS first_ts, max(ts) AS last_ts FROM {rows} GROUP BY ALL"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {PERIOD} AS SELECT min(first_ts) AS period_start, "
+                "max(last_ts) AS period_end, CAST(coalesce(sum(n_zero_amount), 0) AS BIGINT) AS n_zero_amount "
+                f"FROM {DAY_HOUR}")
+    n_rows, abs_total = con.execute(
+        f"SELECT coalesce(sum(n_transactions), 0), coalesce(sum(spend), 0) - coalesce(sum(negative), 0) "
+        f"FROM {DAY_HOUR}").fetchall()[0]
+    return compact_types(int(n_rows), abs_total)
+
+
+def _week_table(con: duckdb.DuckDBPyConnection, rows: str) -> None:
+    """Build the per-(user, ISO week) table: the week's Monday and a 7-bit mask of the days with spend.
+
+    BIT_OR + BIT_COUNT (bit 0 = Monday), not count(DISTINCT date), which keeps a per-(user, day) set
+    (tens of millions of groups); the mask also gives the daily active users
+    (:func:`daily_active_users_sql`) without another pass. No spend here: a week's spend is the sum of
+    its days' (the per-day-and-hour table), exact in decimal. The ISO year, week and day count derive
+    from the week and the mask when read (:func:`days_per_week_sql`).
+    """
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {USER_WEEK} AS SELECT CAST(user_id AS VARCHAR) AS user_id, week_start, "
         "day_mask FROM (SELECT user_id, CAST(date_trunc('week', ts) AS DATE) AS week_start, "
         "bit_or(CAST(1 AS UTINYINT) << (isodow(ts) - 1)) AS day_mask "
         f"FROM {rows} WHERE amount > 0 GROUP BY ALL)"
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {MOM_SPEND} AS {mom_spend_sql()} ORDER BY user_id, month_d")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {MOM} AS {mom_change_sql()}")
 
 
 def compact_types(n_rows: int, abs_total: object) -> tuple[str, str]:
