@@ -32,6 +32,7 @@ from typing import Any  # noqa: E402
 import spendlab.jobs.describe as job  # noqa: E402
 from spendlab.describe import figures, render  # noqa: E402
 from spendlab.io.load import load_transactions  # noqa: E402
+from spendlab.settings import DEFAULT_MEMORY_LIMIT  # noqa: E402
 
 #: label -> [cpu seconds, wall seconds, calls]
 STATS: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
@@ -91,6 +92,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="Output directory (default: a temporary one).")
     ap.add_argument("--tables", choices=("csv", "parquet"), default="csv")
     ap.add_argument("--min-seconds", type=float, default=0.05, help="Hide stages cheaper than this.")
+    ap.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT,
+                    help="DuckDB memory limit, as describe's --memory-limit (default: the CLI's default; "
+                         "'none' = DuckDB's own, 80%% of RAM). Spilling under the limit costs CPU.")
     args = ap.parse_args()
     STATS["start-up (imports)"] = [cpu() - START_CPU, 0.0, 1]
     work = Path(tempfile.mkdtemp(prefix="describe_profile_"))
@@ -101,7 +105,9 @@ def main() -> int:
 
             source = work / "slice.parquet"
             literal = str(args.input).replace("'", "''")
-            duckdb.connect().execute(f"COPY (SELECT * FROM read_parquet('{literal}') WHERE user_id <= "
+            slicer = duckdb.connect()
+            slicer.execute("SET enable_progress_bar = false")
+            slicer.execute(f"COPY (SELECT * FROM read_parquet('{literal}') WHERE user_id <= "
                                      f"{int(args.max_user_id)}) TO '{source}' (FORMAT parquet)").fetchall()
         real_connect = job.connect
         job.connect = lambda **kw: TimedConnection(real_connect(**kw))
@@ -116,7 +122,8 @@ def main() -> int:
         out = args.out or work / "describe"
         shutil.rmtree(out, ignore_errors=True)
         c0, w0 = cpu(), time.perf_counter()
-        job.run_describe(tx, out, table_format=args.tables)
+        job.run_describe(tx, out, table_format=args.tables,
+                         memory_limit=None if args.memory_limit in (None, "none") else args.memory_limit)
         record("run_describe (total)", c0, w0)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -124,3 +124,39 @@ def test_integer_ids_describe_like_their_text(tmp_path, seed):
         assert (outs[0] / rel).read_bytes() == (outs[1] / rel).read_bytes(), rel
     assert (outs[0] / "summary.json").read_text().replace("int_ids", "text_ids") == \
         (outs[1] / "summary.json").read_text()
+
+
+def test_stored_sorted_tables_are_written_in_order_across_row_groups_and_threads(tmp_path, monkeypatch):
+    """The CSVs read from the tables ``prepare`` stores sorted come out in order without an ``ORDER BY``.
+
+    Enough user-months (about 180k) to span more than one of DuckDB's row groups (122,880 rows) and vectors,
+    on two threads under a small memory limit (the tables spill): the unsorted read must still give
+    the written id's code-point order, and the same bytes as the sorted path.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(20)
+    n_users, per_user = 30_000, 8
+    user = np.repeat(rng.permutation(n_users).astype(np.int64) * 37, per_user)
+    days = rng.integers(0, 365, user.size)
+    ts = (np.datetime64("2022-01-01T00:00:00", "us") + days * np.timedelta64(86_400, "s")
+          + rng.integers(0, 86_400, user.size) * np.timedelta64(1, "s"))
+    amount = np.round(rng.uniform(-20, 300, user.size), 2)
+    src = tmp_path / "many.parquet"
+    pq.write_table(pa.table({"user_id": user, "ts": pa.array(ts).cast(pa.timestamp("us", tz="UTC")),
+                             "amount": amount}), src)
+    tx = load_transactions(str(src), "generic")
+    outs = {}
+    for raw in (True, False):
+        monkeypatch.setattr(job, "ids_sort_as_written", lambda con, raw=raw: raw)
+        outs[raw] = tmp_path / f"out_{raw}"
+        job.run_describe(tx, outs[raw], top_n=5, threads=2, memory_limit="64MiB")
+        monkeypatch.undo()
+    for name in sorted(job.STORED_SORTED):
+        rows = _rows(outs[True] / name)
+        assert len(rows) > 122_880, name
+        key = [(r["user_id"], r["month"]) for r in rows]
+        assert key == sorted(key), name
+        assert (outs[True] / name).read_bytes() == (outs[False] / name).read_bytes(), name

@@ -55,7 +55,7 @@ def _register_neutraliser(con: duckdb.DuckDBPyConnection) -> None:
             raise
 
 
-def csv_select(con: duckdb.DuckDBPyConnection, sql: str, order_by: str, *,
+def csv_select(con: duckdb.DuckDBPyConnection, sql: str, order_by: str | None, *,
                money_columns: frozenset[str] = frozenset(), round6_columns: frozenset[str] = frozenset(),
                drop: tuple[str, ...] = (), safe_text: frozenset[str] = frozenset(),
                money_type: str = WIDE_MONEY) -> str:
@@ -67,6 +67,8 @@ def csv_select(con: duckdb.DuckDBPyConnection, sql: str, order_by: str, *,
     6 decimals. ``drop``: columns of ``sql`` that only order the rows (``order_by`` may name them as
     ``src.<column>``) and are not written. ``safe_text``: text columns the caller has proven never
     start like a formula (the check would leave them unchanged), written without the per-cell check.
+    ``order_by`` None: no sort; the rows keep the order ``sql`` reads them in (for a plain
+    ``SELECT`` from a table stored sorted, its stored order).
     """
     _register_neutraliser(con)
     cols = [(d[0], str(d[1])) for d in con.execute(f"SELECT * FROM ({sql}) LIMIT 0").description]
@@ -85,10 +87,11 @@ def csv_select(con: duckdb.DuckDBPyConnection, sql: str, order_by: str, *,
             exprs.append(f"round({q}, 6) AS {q}")
         else:
             exprs.append(q)
-    return f"SELECT {', '.join(exprs)} FROM ({sql}) AS src ORDER BY {order_by}"
+    order = "" if order_by is None else f" ORDER BY {order_by}"
+    return f"SELECT {', '.join(exprs)} FROM ({sql}) AS src{order}"
 
 
-def copy_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path, order_by: str, *,
+def copy_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path, order_by: str | None, *,
              money_columns: frozenset[str] = frozenset(), round6_columns: frozenset[str] = frozenset(),
              drop: tuple[str, ...] = (), safe_text: frozenset[str] = frozenset(),
              money_type: str = WIDE_MONEY) -> int:

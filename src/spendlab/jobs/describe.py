@@ -26,12 +26,19 @@ from spendlab.io.load import Transactions, connect
 
 #: How ``describe`` writes its per-user tables.
 TableFormat = Literal["csv", "parquet"]
+#: name -> (SQL given net refunds and whether the CSV writer reads the compact stored types, row order).
 BIG_TABLES = {
-    "avg_transaction_value_per_user.csv": (lambda net: qt.per_user_sql(net_refunds=net), "user_id"),
-    "monthly_spend_per_user.csv": (lambda net: qt.monthly_sql(net_refunds=net), "user_id, month"),
-    "days_spent_per_week.csv": (lambda net: qt.days_per_week_sql(), "user_id, week_start"),
-    "insights/mom_change_per_user.csv": (lambda net: f"SELECT * FROM {qt.MOM}", "user_id, month"),
+    "avg_transaction_value_per_user.csv": (lambda net, stored: qt.per_user_sql(net_refunds=net), "user_id"),
+    "monthly_spend_per_user.csv": (lambda net, stored: qt.monthly_sql(net_refunds=net, stored_types=stored),
+                                   "user_id, month"),
+    "days_spent_per_week.csv": (lambda net, stored: qt.days_per_week_sql(stored_types=stored), "user_id, week_start"),
+    "insights/mom_change_per_user.csv": (lambda net, stored: qt.mom_change_sql(stored_types=stored), "user_id, month"),
 }
+
+#: Per-user CSVs read by a plain ``SELECT`` from a table :func:`spendlab.describe.tables.prepare` stores
+#: sorted (:data:`spendlab.describe.tables.STORED_ORDER`: user id, then the month as a date, whose order
+#: is that of the written ``YYYY-MM``); written in that order when the ids sort as written.
+STORED_SORTED = frozenset({"monthly_spend_per_user.csv", "insights/mom_change_per_user.csv"})
 
 
 def table_key(name: str) -> str:
@@ -103,7 +110,7 @@ def run_describe(
         tables.update({table_key(name): df for name, df in small.items()})
         if collect:
             for name, (sql_fn, order) in BIG_TABLES.items():
-                tables[table_key(name)] = con.execute(f"SELECT * FROM ({sql_fn(net_refunds)}) ORDER BY {order}").df()
+                tables[table_key(name)] = con.execute(f"SELECT * FROM ({sql_fn(net_refunds, False)}) ORDER BY {order}").df()
         summary = rounded_summary(report.summary)
         if tmp is not None:
             files = _write(con, report, small, summary, html, tmp, net_refunds=net_refunds, table_format=table_format)
@@ -127,11 +134,13 @@ def _write(con: duckdb.DuckDBPyConnection, report: DescribeReport, small: dict[s
     for name, (sql_fn, order) in BIG_TABLES.items():
         if table_format == "parquet":
             name = str(Path(name).with_suffix(".parquet"))
-            files[name] = copy_parquet(con, sql_fn(net_refunds), tmp / name, order)
+            files[name] = copy_parquet(con, sql_fn(net_refunds, False), tmp / name, order)
             continue
-        if raw_order:  # sort on the source columns, not on the formatted ones: same rows, a cheaper sort
+        if raw_order and name in STORED_SORTED:  # the table is stored in this order: no sort at all
+            order = None
+        elif raw_order:  # sort on the source columns, not on the formatted ones: same rows, a cheaper sort
             order = ", ".join(f"src.{col.strip()}" for col in order.split(","))
-        files[name] = copy_csv(con, sql_fn(net_refunds), tmp / name, order, money_columns=MONEY_COLUMNS,
+        files[name] = copy_csv(con, sql_fn(net_refunds, True), tmp / name, order, money_columns=MONEY_COLUMNS,
                                round6_columns=frozenset({"pct_change"}), safe_text=safe_text, money_type=money_type)
     for insight in report.insights:
         (tmp / "figures" / f"{insight.key}.png").write_bytes(insight.figure)
