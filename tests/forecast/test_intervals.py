@@ -54,3 +54,36 @@ def test_calibration_report_beats_the_base_rate_and_tables_cover_every_row() -> 
     assert tables["coverage_by_decile.csv"]["rows"].sum() == len(test) == tables["p_spend_reliability.csv"]["rows"].sum()
     assert {"interval_coverage_80_lapsed", "interval_coverage_80_decile10", "winkler_80",
             "interval_width_mean"} <= set(metrics)
+
+
+def _per_row_grid_oracle(frame: pd.DataFrame, cal: dict) -> pd.DataFrame:
+    """The interval arithmetic on one full quantile grid per row (how it was first written), as the oracle."""
+    from spendlab.forecast.intervals import _GRID, _calibrated_keys
+
+    p, key, table = _calibrated_keys(frame, cal)
+    qgrid = table[key]
+
+    def quantile(tau: float) -> np.ndarray:
+        zero = 1.0 - p
+        u = np.clip((tau - zero) / np.where(p > 0, p, 1.0), 0.0, 1.0)
+        pos = u * (len(_GRID) - 1)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, len(_GRID) - 1)
+        frac = pos - lo
+        rows = np.arange(len(p))
+        return np.where(tau <= zero, 0.0, qgrid[rows, lo] * (1 - frac) + qgrid[rows, hi] * frac)
+
+    alpha = 1.0 - float(cal["level"])
+    from_zero = (1.0 - p) >= alpha / 2
+    lower = np.where(from_zero, 0.0, quantile(alpha / 2))
+    upper = np.where(from_zero, quantile(float(cal["level"])), quantile(1 - alpha / 2))
+    return pd.DataFrame({"p_spend": p, "median": quantile(0.5), "lower": lower, "upper": np.maximum(upper, lower)},
+                        index=frame.index)
+
+
+def test_intervals_read_from_the_shared_grids_equal_a_full_grid_per_row() -> None:
+    cal = fit_calibration(_zero_inflated(20_000, 0), level=0.8)
+    test = _zero_inflated(5_000, 3)
+    test.loc[test.index[:50], "segment"] = "unseen"  # the pooled calibration
+    test.loc[test.index[50:60], "y_pred"] = [0.0, 1e-9, 1e6, 5.0, 5.0, 0.5, 40.0, 80.0, 200.0, 3.0]
+    pd.testing.assert_frame_equal(apply_calibration(test, cal), _per_row_grid_oracle(test, cal), check_exact=True)

@@ -10,8 +10,8 @@ periods the user has; ratios with a zero denominator are 0. Why: ``docs/features
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,8 +34,13 @@ BLOCK = 1 << 17
 _EPOCH = dt.date(1970, 1, 1)
 
 
-def window_widths(config: FeatureConfig, freq: Freq) -> dict[str, int]:
-    """Return the panel columns the windowed features read, each with the number of recent periods needed."""
+def window_widths(config: FeatureConfig, freq: Freq, columns: Collection[str] | None = None) -> dict[str, int]:
+    """Return the panel columns the windowed features read, each with the number of recent periods needed.
+
+    ``columns`` (default: every feature) limits it to what those features read (:func:`feature_needs`).
+    """
+    if columns is not None:
+        return feature_needs(config, freq, columns).widths
     spec = config.for_freq(freq)
     widths: dict[str, int] = {}
     for column, n in spec.lags.items():
@@ -130,6 +135,9 @@ class FeatureInputs:
         The cutoff, the frequency and the feature declaration.
     calendar
         The ``asof_*`` / ``target_*`` covariates (:func:`~spendlab.features.sql.calendar_tables`).
+    columns
+        The features wanted (``None``: all). A family that declares its inputs computes only these,
+        and ``stats`` and ``windows`` then hold only what they read (:func:`feature_needs`).
     """
 
     stats: Mapping[str, np.ndarray]
@@ -139,6 +147,23 @@ class FeatureInputs:
     freq: Freq
     config: FeatureConfig
     calendar: Mapping[str, float]
+    columns: frozenset[str] | None = None
+
+    def wants(self, name: str) -> bool:
+        """Whether feature ``name`` is to be computed."""
+        return self.columns is None or name in self.columns
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What one feature reads.
+
+    Per-user stats (:func:`~spendlab.features.sql.user_stats_sql` columns) and recent periods of panel
+    columns (``{column: periods}``). ``n_periods`` is always available.
+    """
+
+    stats: tuple[str, ...] = ()
+    windows: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -147,11 +172,29 @@ class FeatureFamily:
 
     ``columns(config, freq)`` names the columns in output order; ``compute(inputs)`` returns exactly
     those columns, one float per user, from :class:`FeatureInputs` only (so every engine computes it
-    the same way, and nothing after the cutoff can reach it).
+    the same way, and nothing after the cutoff can reach it). ``inputs(config, freq)``, optional,
+    declares what each column reads (:class:`Needs`); a family that declares it computes only the
+    wanted columns (``inputs.columns``) from only what they read, so a build for a few columns
+    aggregates only what those need (:func:`feature_needs`). A family without it reads everything
+    whenever one of its columns is wanted.
     """
 
     columns: Callable[[FeatureConfig, Freq], list[str]]
     compute: Callable[[FeatureInputs], Mapping[str, np.ndarray]]
+    inputs: Callable[[FeatureConfig, Freq], Mapping[str, Needs]] | None = None
+
+
+def _window_inputs(config: FeatureConfig, freq: Freq) -> dict[str, Needs]:
+    """Return what each window feature reads, in column order: lags, rolling, trend, expanding and ewm means."""
+    spec = config.for_freq(freq)
+    out = {lag_name(column, i): Needs(windows={column: i}) for column, k in spec.lags.items() for i in range(1, k + 1)}
+    out.update({rolling_name(r.column, s, w): Needs(windows={r.column: w})
+                for r in spec.rolling for s in r.stats for w in r.windows})
+    out.update({f"trend_slope_window{w}": Needs(windows={"spend": w}) for w in spec.trend_windows})
+    if spec.expanding_mean:
+        out[expanding_name("spend")] = Needs(stats=("spend_total",))
+    out.update({ewm_name("spend", a): Needs(windows={"spend": spec.ewm_window}) for a in spec.ewm_alphas})
+    return out
 
 
 def _window_features(x: FeatureInputs) -> dict[str, np.ndarray]:
@@ -159,55 +202,91 @@ def _window_features(x: FeatureInputs) -> dict[str, np.ndarray]:
     windows, n, spec = x.windows, x.n_periods, x.config.for_freq(x.freq)
     out: dict[str, np.ndarray] = {}
     for column, lags in spec.lags.items():
-        matrix = windows[column]
         for i in range(1, lags + 1):
-            out[lag_name(column, i)] = matrix[:, i - 1].copy() if i <= matrix.shape[1] else np.zeros(len(n))
+            if x.wants(name := lag_name(column, i)):
+                matrix = windows[column]
+                out[name] = matrix[:, i - 1].copy() if i <= matrix.shape[1] else np.zeros(len(n))
     for r in spec.rolling:
         for stat in r.stats:
             for w in r.windows:
-                out[rolling_name(r.column, stat, w)] = _rolling(windows[r.column], n, w, stat)
+                if x.wants(name := rolling_name(r.column, stat, w)):
+                    out[name] = _rolling(windows[r.column], n, w, stat)
     for w in spec.trend_windows:
-        out[f"trend_slope_window{w}"] = _trend(windows["spend"], n, w)
-    if spec.expanding_mean:
+        if x.wants(name := f"trend_slope_window{w}"):
+            out[name] = _trend(windows["spend"], n, w)
+    if spec.expanding_mean and x.wants(expanding_name("spend")):
         out[expanding_name("spend")] = _ratio(x.stats["spend_total"], n)
     for a in spec.ewm_alphas:
-        out[ewm_name("spend", a)] = _ewm(windows["spend"], n, spec.ewm_window, a)
+        if x.wants(name := ewm_name("spend", a)):
+            out[name] = _ewm(windows["spend"], n, spec.ewm_window, a)
     return out
+
+
+def _user_definitions(config: FeatureConfig, freq: Freq) -> dict[str, tuple[Needs, Callable[[FeatureInputs], np.ndarray]]]:
+    """Totals, ratios, days and the BTYD summary, in column order: what each reads and its arithmetic."""
+
+    def stat(name: str) -> tuple[Needs, Callable[[FeatureInputs], np.ndarray]]:
+        return Needs(stats=(name,)), lambda x: x.stats[name]
+
+    def days(x: FeatureInputs, name: str) -> np.ndarray:
+        return np.asarray(x.stats[name], dtype=np.int64)
+
+    def as_of_day(x: FeatureInputs) -> int:
+        return (x.as_of - _EPOCH).days
+
+    def week_end(x: FeatureInputs) -> int:
+        return (period_end(x.as_of, "week") - _EPOCH).days
+
+    def per_week(w: int) -> tuple[Needs, Callable[[FeatureInputs], np.ndarray]]:
+        def compute(x: FeatureInputs) -> np.ndarray:
+            weeks_available = (week_end(x) - days(x, "first_day")) // 7 + 1
+            return x.stats[f"purchase_days_last{w}w"] / np.minimum(w, weeks_available)
+        return Needs(stats=(f"purchase_days_last{w}w", "first_day")), compute
+
+    def monetary(x: FeatureInputs) -> np.ndarray:
+        purchase_days = x.stats["purchase_days"]
+        repeat = purchase_days > 1
+        return np.where(repeat, (x.stats["spend_total"] - x.stats["first_purchase_day_spend"])
+                        / np.where(repeat, purchase_days - 1, 1.0), 0.0)
+
+    out: dict[str, tuple[Needs, Callable[[FeatureInputs], np.ndarray]]] = {
+        SAME_PERIOD_LAST_YEAR: stat("spend_same_period_last_year"),
+        HAS_LAST_YEAR: (Needs(), lambda x: (x.n_periods >= PERIODS_PER_YEAR[x.freq]).astype(np.float64)),
+        "spend_total": stat("spend_total"),
+        "n_transactions_total": stat("n_transactions_total"),
+        "mean_basket": (Needs(stats=("spend_total", "n_transactions_total")),
+                        lambda x: _ratio(x.stats["spend_total"], x.stats["n_transactions_total"])),
+        "n_active_periods": stat("n_active_periods"),
+        "n_periods": (Needs(), lambda x: x.n_periods),
+        "days_since_last_purchase": (Needs(stats=("last_seen_day",)),
+                                     lambda x: (as_of_day(x) - days(x, "last_seen_day")).astype(np.float64)),
+        "tenure_days": (Needs(stats=("first_day",)), lambda x: (as_of_day(x) - days(x, "first_day")).astype(np.float64)),
+    }
+    out.update({f"active_days_per_week_mean_last{w}": per_week(w) for w in config.weekly_activity_windows})
+    out.update({
+        "weeks_since_last_purchase": (Needs(stats=("last_seen_day",)),
+                                      lambda x: ((week_end(x) - days(x, "last_seen_day")) // 7).astype(np.float64)),
+        "holiday_spend_share": (Needs(stats=("event_spend", "spend_total")),
+                                lambda x: _ratio(x.stats["event_spend"], x.stats["spend_total"])),
+        "refund_amount_total": stat("refund_amount_total"),
+        "refund_count_total": stat("refund_count_total"),
+        "bgnbd_frequency": (Needs(stats=("purchase_days",)), lambda x: np.maximum(x.stats["purchase_days"] - 1, 0.0)),
+        "bgnbd_recency_days": (Needs(stats=("recency_days",)),
+                               lambda x: np.asarray(x.stats["recency_days"], dtype=np.float64)),
+        "bgnbd_T_days": (Needs(stats=("first_seen_day",)),
+                         lambda x: (as_of_day(x) - days(x, "first_seen_day")).astype(np.float64)),
+        "bgnbd_monetary": (Needs(stats=("spend_total", "first_purchase_day_spend", "purchase_days")), monetary),
+    })
+    return out
+
+
+def _user_inputs(config: FeatureConfig, freq: Freq) -> dict[str, Needs]:
+    return {name: needs for name, (needs, _) in _user_definitions(config, freq).items()}
 
 
 def _user_features(x: FeatureInputs) -> dict[str, np.ndarray]:
     """Totals, ratios, days and the BTYD summary: arithmetic on the per-user sums."""
-    stats, n, as_of, freq, config = x.stats, x.n_periods, x.as_of, x.freq, x.config
-    as_of_day = (as_of - _EPOCH).days
-    week_end = (period_end(as_of, "week") - _EPOCH).days
-    first_day = np.asarray(stats["first_day"], dtype=np.int64)
-    last_seen = np.asarray(stats["last_seen_day"], dtype=np.int64)
-    purchase_days, spend_total = stats["purchase_days"], stats["spend_total"]
-    out: dict[str, np.ndarray] = {
-        SAME_PERIOD_LAST_YEAR: stats["spend_same_period_last_year"],
-        HAS_LAST_YEAR: (n >= PERIODS_PER_YEAR[freq]).astype(np.float64),
-        "spend_total": spend_total,
-        "n_transactions_total": stats["n_transactions_total"],
-        "mean_basket": _ratio(spend_total, stats["n_transactions_total"]),
-        "n_active_periods": stats["n_active_periods"],
-        "n_periods": n,
-        "days_since_last_purchase": (as_of_day - last_seen).astype(np.float64),
-        "tenure_days": (as_of_day - first_day).astype(np.float64),
-    }
-    weeks_available = (week_end - first_day) // 7 + 1
-    for w in config.weekly_activity_windows:
-        out[f"active_days_per_week_mean_last{w}"] = stats[f"purchase_days_last{w}w"] / np.minimum(w, weeks_available)
-    out["weeks_since_last_purchase"] = ((week_end - last_seen) // 7).astype(np.float64)
-    out["holiday_spend_share"] = _ratio(stats["event_spend"], spend_total)
-    out["refund_amount_total"] = stats["refund_amount_total"]
-    out["refund_count_total"] = stats["refund_count_total"]
-    out["bgnbd_frequency"] = np.maximum(purchase_days - 1, 0.0)
-    out["bgnbd_recency_days"] = np.asarray(stats["recency_days"], dtype=np.float64)
-    out["bgnbd_T_days"] = (as_of_day - np.asarray(stats["first_seen_day"], dtype=np.int64)).astype(np.float64)
-    repeat = purchase_days > 1
-    out["bgnbd_monetary"] = np.where(
-        repeat, (spend_total - stats["first_purchase_day_spend"]) / np.where(repeat, purchase_days - 1, 1.0), 0.0)
-    return out
+    return {name: compute(x) for name, (_, compute) in _user_definitions(x.config, x.freq).items() if x.wants(name)}
 
 
 def _window_columns(config: FeatureConfig, freq: Freq) -> list[str]:
@@ -220,31 +299,53 @@ def _window_columns(config: FeatureConfig, freq: Freq) -> list[str]:
 
 
 def _user_columns(config: FeatureConfig, freq: Freq) -> list[str]:
-    cols = [SAME_PERIOD_LAST_YEAR, HAS_LAST_YEAR, "spend_total", "n_transactions_total", "mean_basket",
-            "n_active_periods", "n_periods", "days_since_last_purchase", "tenure_days"]
-    cols += [f"active_days_per_week_mean_last{w}" for w in config.weekly_activity_windows]
-    cols += ["weeks_since_last_purchase", "holiday_spend_share", "refund_amount_total", "refund_count_total"]
-    return cols + ["bgnbd_frequency", "bgnbd_recency_days", "bgnbd_T_days", "bgnbd_monetary"]
+    return list(_user_definitions(config, freq))
 
 
 def _calendar_columns(config: FeatureConfig, freq: Freq) -> list[str]:
     return [f"{when}_{c}" for when in ("asof", "target") for c in CALENDAR_COLUMNS]
 
 
+def _calendar_inputs(config: FeatureConfig, freq: Freq) -> dict[str, Needs]:
+    return {name: Needs() for name in _calendar_columns(config, freq)}
+
+
 def _calendar_features(x: FeatureInputs) -> dict[str, np.ndarray]:
     """Broadcast the as-of and target periods' calendar covariates to every user."""
     n = len(x.n_periods)
-    return {name: np.full(n, float(x.calendar[name])) for name in _calendar_columns(x.config, x.freq)}
+    return {name: np.full(n, float(x.calendar[name])) for name in _calendar_columns(x.config, x.freq) if x.wants(name)}
 
 
 #: The feature families, in column order: adding a family is one entry here (its columns and their
 #: computation); :func:`feature_columns` and :func:`compute_features` read nothing else. The BTYD
 #: statistics (``FeatureConfig.btyd``) come after them, from their own DuckDB query.
 FAMILIES: dict[str, FeatureFamily] = {
-    "windows": FeatureFamily(_window_columns, _window_features),
-    "user": FeatureFamily(_user_columns, _user_features),
-    "calendar": FeatureFamily(_calendar_columns, _calendar_features),
+    "windows": FeatureFamily(_window_columns, _window_features, _window_inputs),
+    "user": FeatureFamily(_user_columns, _user_features, _user_inputs),
+    "calendar": FeatureFamily(_calendar_columns, _calendar_features, _calendar_inputs),
 }
+
+#: Every column :func:`~spendlab.features.sql.user_stats_sql` gives (``n_periods`` first): what a family
+#: that does not declare its inputs gets.
+USER_STATS: tuple[str, ...] = (
+    "n_periods", "n_transactions_total", "purchase_days", "n_active_periods", "refund_count_total",
+    "spend_total", "refund_amount_total", "event_spend", "spend_same_period_last_year",
+    "first_purchase_day_spend", "first_day", "first_seen_day", "last_seen_day", "recency_days",
+)
+
+
+@dataclass(frozen=True)
+class FeatureNeeds:
+    """What a build of some features must aggregate (:func:`feature_needs`).
+
+    ``stats``: the per-user stats (:func:`~spendlab.features.sql.user_stats_sql` columns, ``n_periods``
+    always, ``purchase_days_last{w}w`` included); ``widths``: the panel columns windowed, each with its
+    recent periods (:func:`window_widths`); ``columns``: the family features wanted, in output order.
+    """
+
+    stats: frozenset[str]
+    widths: dict[str, int]
+    columns: tuple[str, ...]
 
 
 def feature_columns(config: FeatureConfig, freq: Freq) -> list[str]:
@@ -254,8 +355,38 @@ def feature_columns(config: FeatureConfig, freq: Freq) -> list[str]:
     return cols + (list(BTYD_COLUMNS) if config.btyd else [])
 
 
+def feature_needs(config: FeatureConfig, freq: Freq, columns: Collection[str] | None = None) -> FeatureNeeds:
+    """Return the stats and windows the family features among ``columns`` read (default: every feature).
+
+    Derived from the families' declared inputs (:attr:`FeatureFamily.inputs`): a build for a few
+    columns aggregates only these (names other than family features, such as BTYD or covariate
+    columns, are ignored here). A family that declares no inputs needs everything when any of its
+    columns is wanted.
+    """
+    check_freq(freq)
+    wanted = None if columns is None else set(columns)
+    stats: set[str] = {"n_periods"}
+    widths: dict[str, int] = {}
+    names: list[str] = []
+    everything = Needs(stats=(*USER_STATS, *(f"purchase_days_last{w}w" for w in config.weekly_activity_windows)),
+                       windows=window_widths(config, freq))
+    for family in FAMILIES.values():
+        declared = family.inputs(config, freq) if family.inputs is not None else None
+        for name in family.columns(config, freq):
+            if wanted is not None and name not in wanted:
+                continue
+            names.append(name)
+            needs = declared[name] if declared is not None else everything
+            stats.update(needs.stats)
+            for column, w in needs.windows.items():
+                widths[column] = max(widths.get(column, 0), w)
+    order = list(window_widths(config, freq))  # the full build's column order, for identical SQL
+    return FeatureNeeds(frozenset(stats), {c: widths[c] for c in order if c in widths}, tuple(names))
+
+
 def compute_features(stats: Mapping[str, np.ndarray], windows: Mapping[str, np.ndarray], *, as_of: dt.date,
-                     freq: Freq, config: FeatureConfig, calendar: Mapping[str, float]) -> dict[str, np.ndarray]:
+                     freq: Freq, config: FeatureConfig, calendar: Mapping[str, float],
+                     columns: Collection[str] | None = None) -> dict[str, np.ndarray]:
     """Compute every feature of :func:`feature_columns` (``user_id`` aside), float64, family by family.
 
     Parameters
@@ -267,15 +398,26 @@ def compute_features(stats: Mapping[str, np.ndarray], windows: Mapping[str, np.n
         Per panel column of :func:`window_widths`: its :func:`window_matrix` (rows in the same order).
     calendar
         The ``asof_*`` / ``target_*`` covariates (:func:`~spendlab.features.sql.calendar_tables`).
+    columns
+        Compute only these features (default: all), in the same order; ``stats`` and ``windows`` need
+        hold only what they read (:func:`feature_needs`). Each value equals the full build's.
     """
     check_freq(freq)
-    x = FeatureInputs(stats, windows, np.asarray(stats["n_periods"], dtype=np.float64), as_of, freq, config, calendar)
+    wanted = None if columns is None else frozenset(columns)
+    x = FeatureInputs(stats, windows, np.asarray(stats["n_periods"], dtype=np.float64), as_of, freq, config, calendar,
+                      wanted)
     out: dict[str, np.ndarray] = {}
     for key, family in FAMILIES.items():
-        values, declared = family.compute(x), family.columns(config, freq)
-        if sorted(values) != sorted(declared):  # the declaration and the definitions must agree
-            raise AssertionError(f"feature family {key!r} defined {sorted(set(values) ^ set(declared))} "
+        declared = family.columns(config, freq)
+        if wanted is not None and wanted.isdisjoint(declared):
+            continue
+        values = family.compute(x)
+        if family.inputs is None and wanted is not None:  # computes all its columns; keep the wanted
+            values = {n: v for n, v in values.items() if n in wanted or n not in declared}
+        expect = declared if wanted is None else [c for c in declared if c in wanted]
+        if sorted(values) != sorted(expect):  # the declaration and the definitions must agree
+            raise AssertionError(f"feature family {key!r} defined {sorted(set(values) ^ set(expect))} "
                                  "differently from its declared columns")
         out.update(values)
     names = [c for c in feature_columns(config, freq)[1:] if c not in BTYD_COLUMNS]  # joined after: build.py
-    return {name: np.asarray(out[name], dtype=np.float64) for name in names}
+    return {name: np.asarray(out[name], dtype=np.float64) for name in names if wanted is None or name in wanted}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
@@ -17,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from spendlab.calendar import Freq, check_freq, next_period_start, shift_period
-from spendlab.features.arrays import compute_features, window_matrix, window_widths
+from spendlab.features.arrays import compute_features, feature_needs, window_matrix, window_widths
 from spendlab.features.btyd import BTYD_COLUMNS, btyd_sql
 from spendlab.features.config import FeatureConfig
 from spendlab.features.covariates import with_covariates
@@ -31,6 +32,7 @@ from spendlab.features.sql import (
     dense_panel_sql,
     first_day_spend_sql,
     panel_sparse_sql,
+    stats_plan,
     user_stats_from_sums_sql,
     user_sums_sql,
     window_cells_sql,
@@ -164,7 +166,7 @@ def build_panel(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | 
 
 
 def _user_sums_table(con: duckdb.DuckDBPyConnection, name: str, periods: str, *, as_of: dt.date, freq: Freq,
-                     config: FeatureConfig) -> str:
+                     config: FeatureConfig, sums: frozenset[str] | None = None) -> str:
     """Store :func:`~spendlab.features.sql.user_sums_sql` of ``periods`` as temp table ``name``: one row per user.
 
     Up to :data:`STATS_CHUNK_ROWS` rows of ``periods`` that is one hash aggregate. Past it, the table
@@ -176,7 +178,7 @@ def _user_sums_table(con: duckdb.DuckDBPyConnection, name: str, periods: str, *,
     chunks = max(1, -(-n_rows // STATS_CHUNK_ROWS))
     for i in range(chunks):
         part = periods if chunks == 1 else f"(SELECT * FROM {periods} WHERE hash(user_id) % {chunks} = {i})"
-        sql = user_sums_sql(as_of, freq, config, part)
+        sql = user_sums_sql(as_of, freq, config, part, sums)
         con.execute(f"CREATE TEMP TABLE {name} AS {sql}" if i == 0 else f"INSERT INTO {name} {sql}")
     return name
 
@@ -207,15 +209,18 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     periods, first_day, users = f"spendlab_periods_{tag}", f"spendlab_first_day_{tag}", f"spendlab_users_{tag}"
     stats_table = f"spendlab_stats_{tag}"
     source = f"SELECT * FROM {asof_view(con, as_of, view=view, name=f'spendlab_asof_{tag}')}"
-    widths = window_widths(config, freq)
+    plan = _build_plan(config, freq, columns)
+    widths = plan.widths
     try:
-        con.execute(f"CREATE TEMP TABLE {periods} AS {aggregate_sql(as_of, freq, source)}")
-        sums = _user_sums_table(con, stats_table, periods, as_of=as_of, freq=freq, config=config)
-        last_first = con.execute(f"SELECT MAX(first_purchase_day) FROM {sums}").fetchall()[0][0]
-        con.execute(f"CREATE TEMP TABLE {first_day} AS "
-                    f"{first_day_spend_sql(source, periods, first_days=sums, last_first_day=last_first)}")
+        con.execute(f"CREATE TEMP TABLE {periods} AS {aggregate_sql(as_of, freq, source, plan.period_columns)}")
+        sums = _user_sums_table(con, stats_table, periods, as_of=as_of, freq=freq, config=config, sums=plan.sums)
+        if plan.probe:
+            last_first = con.execute(f"SELECT MAX(first_purchase_day) FROM {sums}").fetchall()[0][0]
+            con.execute(f"CREATE TEMP TABLE {first_day} AS "
+                        f"{first_day_spend_sql(source, periods, first_days=sums, last_first_day=last_first)}")
         table = con.sql(f"SELECT CAST(user_id AS VARCHAR) AS user_id, user_id AS {_NATIVE_ID}, * EXCLUDE (user_id) "
-                        f"FROM ({user_stats_from_sums_sql(config, sums, first_day)}) ORDER BY 1").to_arrow_table()
+                        f"FROM ({user_stats_from_sums_sql(config, sums, first_day if plan.probe else None, plan.stats)}) "
+                        f"ORDER BY 1").to_arrow_table()
         con.execute(f"DROP TABLE IF EXISTS {stats_table}")
         ids, n_users = table.column("user_id"), table.num_rows
         stats = {c: table.column(c).to_numpy() for c in table.column_names[2:]}
@@ -224,8 +229,8 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
         con.register(users, pa.table({"user_id": table.column(_NATIVE_ID),
                                       "idx": pa.array(np.arange(n_users, dtype=np.int32))}))
         del table
-        cells = con.execute(f"SELECT u.idx, c.* EXCLUDE (user_id) FROM ({window_cells_sql(periods, widths)}) AS c "
-                            f"JOIN {users} AS u ON c.user_id = u.user_id").fetchnumpy()
+        cells = (con.execute(f"SELECT u.idx, c.* EXCLUDE (user_id) FROM ({window_cells_sql(periods, widths)}) AS c "
+                             f"JOIN {users} AS u ON c.user_id = u.user_id").fetchnumpy() if widths else None)
     finally:
         for table in (periods, first_day, stats_table):
             con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -234,14 +239,39 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
             con.unregister(users)
         except duckdb.Error:
             pass
-    idx, k = cells.pop("idx"), cells.pop("k")
-    windows = {c: window_matrix(n_users, idx, k, cells.pop(c), w) for c, w in widths.items()}
-    del idx, k
+    windows: dict[str, np.ndarray] = {}
+    if cells is not None:
+        idx, k = cells.pop("idx"), cells.pop("k")
+        windows = {c: window_matrix(n_users, idx, k, cells.pop(c), w) for c, w in widths.items()}
+        del idx, k
     features = compute_features(stats, windows, as_of=as_of, freq=freq, config=config,
-                                calendar=covariates.iloc[0].to_dict())
+                                calendar=covariates.iloc[0].to_dict(), columns=plan.columns)
     del windows, stats
     table = pa.table({"user_id": ids, **features})
     return _with_extras(con, table, as_of=as_of, freq=freq, config=config, view=view, columns=columns)
+
+
+@dataclass(frozen=True)
+class _BuildPlan:
+    """What :func:`build_features_arrow` aggregates for the columns asked (``None`` everywhere: everything)."""
+
+    columns: tuple[str, ...] | None
+    stats: frozenset[str] | None
+    sums: frozenset[str] | None
+    period_columns: frozenset[str] | None
+    widths: dict[str, int]
+    probe: bool
+
+
+def _build_plan(config: FeatureConfig, freq: Freq, columns: Sequence[str] | None) -> _BuildPlan:
+    """Derive the aggregates the features among ``columns`` read, from their declared inputs (:func:`feature_needs`)."""
+    if columns is None:
+        return _BuildPlan(None, None, None, None, window_widths(config, freq), True)
+    needs = feature_needs(config, freq, columns)
+    sums, period_columns = stats_plan(needs.stats)
+    period_columns = period_columns | {c for c in needs.widths}  # the windowed panel columns are period columns
+    return _BuildPlan(needs.columns, needs.stats, sums, period_columns, needs.widths,
+                      "first_purchase_day_spend" in needs.stats)
 
 
 def _with_extras(con: duckdb.DuckDBPyConnection, table: pa.Table, *, as_of: dt.date, freq: Freq,

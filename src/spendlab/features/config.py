@@ -43,8 +43,15 @@ def at_origin(X: pd.DataFrame, cutoff: dt.date | str) -> pd.DataFrame:
     import pandas as pd
 
     out = X.copy(deep=False)
-    out.index = pd.MultiIndex.from_arrays([np.repeat(pd.Timestamp(cutoff), len(X)), np.arange(len(X))],
-                                          names=[ORIGIN_LEVEL, "row"])
+    n = len(X)
+    if n == 0:
+        out.index = pd.MultiIndex.from_arrays([np.repeat(pd.Timestamp(cutoff), 0), np.arange(0)],
+                                              names=[ORIGIN_LEVEL, "row"])
+        return out
+    # the levels from_arrays would find (one origin; rows 0..n-1), without factorizing n Timestamps
+    origin = pd.MultiIndex.from_arrays([[pd.Timestamp(cutoff)], [0]]).levels[0]
+    out.index = pd.MultiIndex(levels=[origin, pd.Index(np.arange(n))], codes=[np.zeros(n, dtype=np.intp), np.arange(n)],
+                              names=[ORIGIN_LEVEL, "row"], verify_integrity=False)
     return out
 
 

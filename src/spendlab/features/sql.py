@@ -11,6 +11,7 @@ money is summed in fixed point (:data:`MONEY`). Why each choice: ``docs/features
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
 import pandas as pd
 
@@ -99,7 +100,16 @@ def tx_sql(source: str) -> str:
     return f"SELECT user_id, CAST(ts AS DATE) AS day, CAST(amount AS {MONEY}) AS amount FROM ({source}) AS src"
 
 
-def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
+#: The columns of :func:`aggregate_sql` (after ``user_id, k``) and the inner aggregates each reads.
+PERIOD_COLUMNS: dict[str, tuple[str, ...]] = {
+    "spend": ("spend",), "n_transactions": ("n_transactions",), "active_days": ("day_mask",),
+    "day_mask": ("day_mask",), "refund_amount": ("refund_amount",), "refund_count": ("refund_count",),
+    "event_spend": ("event_spend",), "first_day": ("first_day",),
+    "first_purchase_day": ("day_mask", "first_day"), "last_purchase_day": ("day_mask", "first_day"),
+}
+
+
+def aggregate_sql(as_of: dt.date, freq: Freq, source: str, columns: Collection[str] | None = None) -> str:
     """Return the one pass over the rows: a SELECT of the sparse per-(user, period) aggregate of ``source``.
 
     ``source`` gives ``user_id, ts, amount`` already cut at the as-of date. One hash aggregate keyed
@@ -112,27 +122,49 @@ def aggregate_sql(as_of: dt.date, freq: Freq, source: str) -> str:
     decimal; one user-period cannot reach 10^14) and ``k`` and the counts as ``INTEGER``: the table is
     the peak of memory, and a narrower one stays in memory where a wider one spills to disk. Every feature is arithmetic over this table (plus the spend on each
     user's first purchase day, :func:`first_day_spend_sql`). Ids keep their native type.
+    ``columns`` (default: all of :data:`PERIOD_COLUMNS`) keeps ``user_id, k`` and those only: the
+    aggregates nothing reads are not computed, and without ``event_spend`` the event days are not joined.
     """
+    keep = set(PERIOD_COLUMNS) if columns is None else set(columns)
+    unknown = keep - set(PERIOD_COLUMNS)
+    if unknown:
+        raise ValueError(f"aggregate_sql: unknown period columns {sorted(unknown)}")
+    inner = {a for c in keep for a in PERIOD_COLUMNS[c]}
     bit = _day_bit_sql(freq, as_of)
     first_purchase, last_purchase = _purchase_days_sql(freq, as_of)
-    return f"""SELECT user_id, CAST(k AS INTEGER) AS k, spend, CAST(n_transactions AS INTEGER) AS n_transactions,
-    CAST(BIT_COUNT(day_mask) AS INTEGER) AS active_days, day_mask, refund_amount,
-    CAST(refund_count AS INTEGER) AS refund_count, event_spend, first_day,
-    {first_purchase} AS first_purchase_day,
-    {last_purchase} AS last_purchase_day
-  FROM (
-    SELECT user_id, k,
-      CAST(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS {MONEY}) AS spend,
-      COUNT(CASE WHEN amount > 0 THEN 1 END) AS n_transactions,
-      BIT_OR(CASE WHEN amount > 0 THEN {bit} ELSE 0 END) AS day_mask,
-      CAST(SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS {MONEY}) AS refund_amount,
-      COUNT(CASE WHEN amount < 0 THEN 1 END) AS refund_count,
-      CAST(SUM(CASE WHEN amount > 0 AND is_event = 1 THEN amount ELSE 0 END) AS {MONEY}) AS event_spend,
-      MIN(day) AS first_day
-    FROM (
-      SELECT t.user_id, t.day, t.amount, {period_offset_sql('t.day', freq, as_of)} AS k,
+    outer = {
+        "spend": "spend", "n_transactions": "CAST(n_transactions AS INTEGER) AS n_transactions",
+        "active_days": "CAST(BIT_COUNT(day_mask) AS INTEGER) AS active_days", "day_mask": "day_mask",
+        "refund_amount": "refund_amount", "refund_count": "CAST(refund_count AS INTEGER) AS refund_count",
+        "event_spend": "event_spend", "first_day": "first_day",
+        "first_purchase_day": f"{first_purchase} AS first_purchase_day",
+        "last_purchase_day": f"{last_purchase} AS last_purchase_day",
+    }
+    aggregates = {
+        "spend": f"CAST(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS {MONEY}) AS spend",
+        "n_transactions": "COUNT(CASE WHEN amount > 0 THEN 1 END) AS n_transactions",
+        "day_mask": f"BIT_OR(CASE WHEN amount > 0 THEN {bit} ELSE 0 END) AS day_mask",
+        "refund_amount": f"CAST(SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS {MONEY}) AS refund_amount",
+        "refund_count": "COUNT(CASE WHEN amount < 0 THEN 1 END) AS refund_count",
+        "event_spend": f"CAST(SUM(CASE WHEN amount > 0 AND is_event = 1 THEN amount ELSE 0 END) AS {MONEY}) AS event_spend",
+        "first_day": "MIN(day) AS first_day",
+    }
+    head = ["user_id", "CAST(k AS INTEGER) AS k", *(e for c, e in outer.items() if c in keep)]
+    if "event_spend" in inner:
+        rows = f"""SELECT t.user_id, t.day, t.amount, {period_offset_sql('t.day', freq, as_of)} AS k,
         CASE WHEN e.day IS NULL THEN 0 ELSE 1 END AS is_event
-      FROM ({tx_sql(source)}) AS t LEFT JOIN {EVENT_DAYS_TABLE} AS e ON t.day = e.day
+      FROM ({tx_sql(source)}) AS t LEFT JOIN {EVENT_DAYS_TABLE} AS e ON t.day = e.day"""
+    else:  # the event-day table holds each day once: the join only adds is_event
+        rows = f"""SELECT t.user_id, t.day, t.amount, {period_offset_sql('t.day', freq, as_of)} AS k
+      FROM ({tx_sql(source)}) AS t"""
+    sums = ",\n      ".join(["user_id, k", *(e for a, e in aggregates.items() if a in inner)])
+    rows_of = ((0, 4), (4, 7), (7, 10), (10, 11), (11, 12)) if columns is None else ((0, len(head)),)
+    lines = ",\n    ".join(", ".join(head[a:b]) for a, b in rows_of)
+    return f"""SELECT {lines}
+  FROM (
+    SELECT {sums}
+    FROM (
+      {rows}
     ) AS r
     GROUP BY user_id, k
   ) AS a"""
@@ -185,56 +217,107 @@ def _recent_purchase_days_sql(as_of: dt.date, freq: Freq, weeks: int) -> str:
             "ELSE 0 END)")
 
 
-def user_sums_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, periods: str) -> str:
+#: Per-user sums of :func:`user_sums_sql` (``purchase_days_last{w}w`` aside) and the period columns each reads.
+SUM_PERIOD_COLUMNS: dict[str, tuple[str, ...]] = {
+    "n_periods": (), "spend_total": ("spend",), "n_transactions_total": ("n_transactions",),
+    "purchase_days": ("active_days",), "n_active_periods": ("spend",), "refund_amount_total": ("refund_amount",),
+    "refund_count_total": ("refund_count",), "event_spend": ("event_spend",),
+    "spend_same_period_last_year": ("spend",), "first_day": ("first_day",),
+    "first_purchase_day": ("first_purchase_day",), "last_purchase_day": ("last_purchase_day",),
+}
+#: Per-user stats of :func:`user_stats_from_sums_sql` that are not a sum of the same name, and the sums each reads.
+STAT_SUMS: dict[str, tuple[str, ...]] = {
+    "first_purchase_day_spend": ("first_purchase_day",),  # the first-day probe's keys
+    "first_day": ("first_day",),
+    "first_seen_day": ("first_purchase_day", "first_day"),
+    "last_seen_day": ("last_purchase_day", "first_day"),
+    "recency_days": ("first_purchase_day", "last_purchase_day"),
+}
+
+
+def stats_plan(stats: Collection[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """Return the per-user sums (:func:`user_sums_sql`) and the period columns (:func:`aggregate_sql`) ``stats`` read.
+
+    ``stats`` names columns of :func:`user_stats_sql`; ``n_periods`` is always among the sums.
+    """
+    sums = {"n_periods"} | {x for st in stats for x in STAT_SUMS.get(st, (st,))}
+    periods: set[str] = set()
+    for name in sums:
+        if name.startswith("purchase_days_last"):
+            periods.update(("active_days", "day_mask"))
+        elif name in SUM_PERIOD_COLUMNS:
+            periods.update(SUM_PERIOD_COLUMNS[name])
+        else:
+            raise ValueError(f"unknown per-user stat {name!r}")
+    return frozenset(sums), frozenset(periods)
+
+
+def user_sums_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, periods: str,
+                  sums: Collection[str] | None = None) -> str:
     """Return a SELECT of one row of exact sums and days per user of ``periods`` (:func:`aggregate_sql`).
 
     The one aggregate :func:`user_stats_sql` reads (with :func:`user_stats_from_sums_sql`); apart, so
     an engine can store it and read the users' first purchase days from it
-    (:func:`first_day_spend_sql`). Sums keep their exact types; days are ``DATE``.
+    (:func:`first_day_spend_sql`). Sums keep their exact types; days are ``DATE``. ``sums`` (default:
+    all; :func:`stats_plan`) keeps ``n_periods`` and those only.
     """
     per_year = PERIODS_PER_YEAR[check_freq(freq)]
-    sums = [
-        "MAX(k) + 1 AS n_periods",
-        "SUM(spend) AS spend_total",
-        "SUM(n_transactions) AS n_transactions_total",
-        "SUM(active_days) AS purchase_days",
-        "SUM(CASE WHEN spend > 0 THEN 1 ELSE 0 END) AS n_active_periods",
-        "SUM(refund_amount) AS refund_amount_total",
-        "SUM(refund_count) AS refund_count_total",
-        "SUM(event_spend) AS event_spend",
-        f"SUM(CASE WHEN k = {per_year - 1} THEN spend ELSE 0 END) AS spend_same_period_last_year",
-        "MIN(first_day) AS first_day",
-        "MIN(first_purchase_day) AS first_purchase_day",
-        "MAX(last_purchase_day) AS last_purchase_day",
-    ]
-    sums += [f"{_recent_purchase_days_sql(as_of, freq, w)} AS purchase_days_last{w}w"
-             for w in config.weekly_activity_windows]
-    body = ",\n    ".join(sums)
+    every = {
+        "n_periods": "MAX(k) + 1 AS n_periods",
+        "spend_total": "SUM(spend) AS spend_total",
+        "n_transactions_total": "SUM(n_transactions) AS n_transactions_total",
+        "purchase_days": "SUM(active_days) AS purchase_days",
+        "n_active_periods": "SUM(CASE WHEN spend > 0 THEN 1 ELSE 0 END) AS n_active_periods",
+        "refund_amount_total": "SUM(refund_amount) AS refund_amount_total",
+        "refund_count_total": "SUM(refund_count) AS refund_count_total",
+        "event_spend": "SUM(event_spend) AS event_spend",
+        "spend_same_period_last_year":
+            f"SUM(CASE WHEN k = {per_year - 1} THEN spend ELSE 0 END) AS spend_same_period_last_year",
+        "first_day": "MIN(first_day) AS first_day",
+        "first_purchase_day": "MIN(first_purchase_day) AS first_purchase_day",
+        "last_purchase_day": "MAX(last_purchase_day) AS last_purchase_day",
+    }
+    every.update({f"purchase_days_last{w}w": f"{_recent_purchase_days_sql(as_of, freq, w)} AS purchase_days_last{w}w"
+                  for w in config.weekly_activity_windows})
+    keep = None if sums is None else {"n_periods", *sums}
+    body = ",\n    ".join(e for name, e in every.items() if keep is None or name in keep)
     return f"""SELECT user_id,
     {body}
   FROM {periods}
   GROUP BY user_id"""
 
 
-def user_stats_from_sums_sql(config: FeatureConfig, sums: str, first_day: str) -> str:
-    """Return the SELECT of :func:`user_stats_sql` over ``sums`` (:func:`user_sums_sql`) and ``first_day``."""
+def user_stats_from_sums_sql(config: FeatureConfig, sums: str, first_day: str | None,
+                             stats: Collection[str] | None = None) -> str:
+    """Return the SELECT of :func:`user_stats_sql` over ``sums`` (:func:`user_sums_sql`) and ``first_day``.
+
+    ``stats`` (default: all) keeps ``n_periods`` and those columns only; ``first_day`` (the probe's
+    table) is read only when ``first_purchase_day_spend`` is among them (it may be ``None`` otherwise).
+    """
     epoch = _d(dt.date(1970, 1, 1))
     money = ("spend_total", "refund_amount_total", "event_spend", "spend_same_period_last_year")
     counts = ("n_periods", "n_transactions_total", "purchase_days", "n_active_periods", "refund_count_total",
               *(f"purchase_days_last{w}w" for w in config.weekly_activity_windows))
-    out = [f"CAST(s.{c} AS DOUBLE) AS {c}" for c in (*counts, *money)]
-    out += [
-        "CAST(COALESCE(f.first_purchase_day_spend, 0) AS DOUBLE) AS first_purchase_day_spend",
-        f"CAST(DATE_DIFF('day', {epoch}, s.first_day) AS INTEGER) AS first_day",
-        f"CAST(DATE_DIFF('day', {epoch}, COALESCE(s.first_purchase_day, s.first_day)) AS INTEGER) AS first_seen_day",
-        f"CAST(DATE_DIFF('day', {epoch}, COALESCE(s.last_purchase_day, s.first_day)) AS INTEGER) AS last_seen_day",
-        "CAST(COALESCE(DATE_DIFF('day', s.first_purchase_day, s.last_purchase_day), 0) AS INTEGER) AS recency_days",
-    ]
-    select = ",\n  ".join(out)
+    out = {c: f"CAST(s.{c} AS DOUBLE) AS {c}" for c in (*counts, *money)}
+    out.update({
+        "first_purchase_day_spend": "CAST(COALESCE(f.first_purchase_day_spend, 0) AS DOUBLE) AS first_purchase_day_spend",
+        "first_day": f"CAST(DATE_DIFF('day', {epoch}, s.first_day) AS INTEGER) AS first_day",
+        "first_seen_day":
+            f"CAST(DATE_DIFF('day', {epoch}, COALESCE(s.first_purchase_day, s.first_day)) AS INTEGER) AS first_seen_day",
+        "last_seen_day":
+            f"CAST(DATE_DIFF('day', {epoch}, COALESCE(s.last_purchase_day, s.first_day)) AS INTEGER) AS last_seen_day",
+        "recency_days":
+            "CAST(COALESCE(DATE_DIFF('day', s.first_purchase_day, s.last_purchase_day), 0) AS INTEGER) AS recency_days",
+    })
+    keep = None if stats is None else {"n_periods", *stats}
+    select = ",\n  ".join(e for name, e in out.items() if keep is None or name in keep)
+    probe = keep is None or "first_purchase_day_spend" in keep
+    if probe and first_day is None:
+        raise ValueError("first_purchase_day_spend needs the first-day table (first_day)")
+    join = f"\nLEFT JOIN {first_day} AS f ON s.user_id = f.user_id" if probe else ""
     return f"""SELECT s.user_id,
   {select}
-FROM {sums} AS s
-LEFT JOIN {first_day} AS f ON s.user_id = f.user_id"""
+FROM {sums} AS s{join}"""
 
 
 def user_stats_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, periods: str, first_day: str) -> str:

@@ -95,8 +95,12 @@ def fit_calibration(rows: pd.DataFrame, *, level: float = 0.8, n_bins: int = 10,
     return out
 
 
-def _mixture_quantile(p: np.ndarray, qgrid: np.ndarray, tau: float) -> np.ndarray:
-    """``Q(tau)`` of ``(1 - p) * delta_0 + p * G`` per row; ``qgrid[i]`` = G's quantiles on ``_GRID``."""
+def _mixture_quantile(p: np.ndarray, table: np.ndarray, key: np.ndarray, tau: float) -> np.ndarray:
+    """``Q(tau)`` of ``(1 - p) * delta_0 + p * G`` per row; ``table[key[i]]`` = row i's G quantiles on ``_GRID``.
+
+    Reads two grid points per row from the few distinct grids (one per segment and bin) rather than a
+    copy of a whole grid per row.
+    """
     zero = 1.0 - p
     u = np.clip((tau - zero) / np.where(p > 0, p, 1.0), 0.0, 1.0)
     # linear interpolation in the grid, row by row (the grid is shared: vectorised by index)
@@ -104,8 +108,7 @@ def _mixture_quantile(p: np.ndarray, qgrid: np.ndarray, tau: float) -> np.ndarra
     lo = np.floor(pos).astype(int)
     hi = np.minimum(lo + 1, len(_GRID) - 1)
     frac = pos - lo
-    rows = np.arange(len(p))
-    val = qgrid[rows, lo] * (1 - frac) + qgrid[rows, hi] * frac
+    val = table[key, lo] * (1 - frac) + table[key, hi] * frac
     return np.where(tau <= zero, 0.0, val)
 
 
@@ -127,12 +130,6 @@ def _calibrated_keys(frame: pd.DataFrame, calibration: dict[str, Any]) -> tuple[
     return p, key, np.vstack(tables)
 
 
-def _calibrated_grid(frame: pd.DataFrame, calibration: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's ``P(spend)`` and positive-spend quantiles on ``_GRID`` (columns ``segment``, ``y_pred``)."""
-    p, key, table = _calibrated_keys(frame, calibration)
-    return p, table[key]
-
-
 def apply_calibration(frame: pd.DataFrame, calibration: dict[str, Any]) -> pd.DataFrame:
     """``DataFrame[p_spend, median, lower, upper]`` (index of ``frame``) for columns ``segment``, ``y_pred``.
 
@@ -141,15 +138,16 @@ def apply_calibration(frame: pd.DataFrame, calibration: dict[str, Any]) -> pd.Da
     missing = {"segment", "y_pred"} - set(frame.columns)
     if missing:
         raise ValueError(f"apply_calibration needs columns {sorted(missing)}")
-    p, qgrid = _calibrated_grid(frame, calibration)
+    p, key, table = _calibrated_keys(frame, calibration)
     level = float(calibration["level"])
     alpha = 1.0 - level
     # Central interval while P(Y = 0) < alpha/2; otherwise the interval starts at 0 and ends at Q(level):
     # [Q(alpha/2), Q(1 - alpha/2)] would then cover 1 - alpha/2, not level (its lower tail is inside the atom).
     from_zero = (1.0 - p) >= alpha / 2
-    lower = np.where(from_zero, 0.0, _mixture_quantile(p, qgrid, alpha / 2))
-    upper = np.where(from_zero, _mixture_quantile(p, qgrid, level), _mixture_quantile(p, qgrid, 1 - alpha / 2))
-    return pd.DataFrame({"p_spend": p, "median": _mixture_quantile(p, qgrid, 0.5), "lower": lower,
+    lower = np.where(from_zero, 0.0, _mixture_quantile(p, table, key, alpha / 2))
+    upper = np.where(from_zero, _mixture_quantile(p, table, key, level),
+                     _mixture_quantile(p, table, key, 1 - alpha / 2))
+    return pd.DataFrame({"p_spend": p, "median": _mixture_quantile(p, table, key, 0.5), "lower": lower,
                          "upper": np.maximum(upper, lower)}, index=frame.index)
 
 
