@@ -20,17 +20,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PYTEST = [sys.executable, "-m", "pytest", "-n", "auto", "--dist", "loadfile", "--durations=20", "-p", "no:cacheprovider"]
+PYTEST = [sys.executable, "-m", "pytest", "-n", "auto", "--dist", "loadfile", "--durations=20", "-rfE", "-p", "no:cacheprovider"]
 
 
 def summarise(log: str, wall_s: float | None) -> str:
     """Return the markdown of one run: its summary line, the wall time and the slowest tests."""
-    summary = re.findall(r"=+ (\d+ passed.*?) in ([\d.]+)s", log)
+    summary = re.findall(r"=+ ((?:\d+ failed, )?\d+ passed.*?) in ([\d.]+)s", log)
+    failed = re.findall(r"^FAILED (\S+)", log, flags=re.M)
     slow = re.findall(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)$", log, flags=re.M)
     lines = []
     if summary:
         counts, seconds = summary[-1]
         lines.append(f"- pytest: {counts} in {float(seconds):.0f} s" + (f" ({wall_s:.0f} s wall)" if wall_s else ""))
+    if not summary:
+        lines.append("- pytest: no summary line found (interrupted or crashed); see its output")
+    lines += [f"- failed: `{test}`" for test in failed]
     lines += ["", "| seconds | phase | test |", "|---:|---|---|"]
     lines += [f"| {float(s):.1f} | {phase} | `{test}` |" for s, phase, test in slow[:20]]
     return "\n".join(lines)
