@@ -6,6 +6,7 @@ recent active periods (:func:`~spendlab.features.sql.window_cells_sql`); the :da
 turn those into the features. Fill policy: a window longer than the user's history averages the
 periods the user has; ratios with a zero denominator are 0. Why: ``docs/features.md``.
 """
+# long: each feature column's declared inputs (Needs) sit beside its arithmetic, so a pruned build reads what the formula reads
 
 from __future__ import annotations
 

@@ -215,9 +215,7 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
         con.execute(f"CREATE TEMP TABLE {periods} AS {aggregate_sql(as_of, freq, source, plan.period_columns)}")
         sums = _user_sums_table(con, stats_table, periods, as_of=as_of, freq=freq, config=config, sums=plan.sums)
         if plan.probe:
-            last_first = con.execute(f"SELECT MAX(first_purchase_day) FROM {sums}").fetchall()[0][0]
-            con.execute(f"CREATE TEMP TABLE {first_day} AS "
-                        f"{first_day_spend_sql(source, periods, first_days=sums, last_first_day=last_first)}")
+            _first_day_probe(con, first_day, source, periods, sums)
         table = con.sql(f"SELECT CAST(user_id AS VARCHAR) AS user_id, user_id AS {_NATIVE_ID}, * EXCLUDE (user_id) "
                         f"FROM ({user_stats_from_sums_sql(config, sums, first_day if plan.probe else None, plan.stats)}) "
                         f"ORDER BY 1").to_arrow_table()
@@ -239,16 +237,27 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
             con.unregister(users)
         except duckdb.Error:
             pass
-    windows: dict[str, np.ndarray] = {}
-    if cells is not None:
-        idx, k = cells.pop("idx"), cells.pop("k")
-        windows = {c: window_matrix(n_users, idx, k, cells.pop(c), w) for c, w in widths.items()}
-        del idx, k
+    windows = _windows(cells, n_users, widths)
     features = compute_features(stats, windows, as_of=as_of, freq=freq, config=config,
                                 calendar=covariates.iloc[0].to_dict(), columns=plan.columns)
     del windows, stats
     table = pa.table({"user_id": ids, **features})
     return _with_extras(con, table, as_of=as_of, freq=freq, config=config, view=view, columns=columns)
+
+
+def _first_day_probe(con: duckdb.DuckDBPyConnection, name: str, source: str, periods: str, sums: str) -> None:
+    """Create ``name``: each user's spend on the first purchase day, reading no row after the latest such day."""
+    last_first = con.execute(f"SELECT MAX(first_purchase_day) FROM {sums}").fetchall()[0][0]
+    con.execute(f"CREATE TEMP TABLE {name} AS "
+                f"{first_day_spend_sql(source, periods, first_days=sums, last_first_day=last_first)}")
+
+
+def _windows(cells: dict[str, np.ndarray] | None, n_users: int, widths: dict[str, int]) -> dict[str, np.ndarray]:
+    """Return the recent-period matrices (users x width) from the fetched window cells ({} without any)."""
+    if cells is None:
+        return {}
+    idx, k = cells.pop("idx"), cells.pop("k")
+    return {c: window_matrix(n_users, idx, k, cells.pop(c), w) for c, w in widths.items()}
 
 
 @dataclass(frozen=True)

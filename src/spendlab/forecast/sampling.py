@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from spendlab.models.registry import WEIGHTED_FIT
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -34,6 +36,14 @@ def recency_bucket(days: np.ndarray, edges: Sequence[float] = RECENCY_EDGES_DAYS
     days = np.asarray(days, dtype=np.float64)
     out = np.searchsorted(np.asarray(edges, dtype=np.float64), days, side="right")
     return np.where(np.isnan(days), len(edges) + 1, out)
+
+
+def _origin_codes(X: pd.DataFrame) -> tuple[np.ndarray, list[int]]:
+    """Each row's origin as a code into the sorted origins, and those origins as ordinal days ([0]: none)."""
+    if "origin" not in (X.index.names or []):
+        return np.zeros(len(X), dtype=np.int64), [0]
+    codes, uniques = pd.factorize(pd.DatetimeIndex(X.index.get_level_values("origin")), sort=True)
+    return codes, [int(d.toordinal()) for d in uniques]
 
 
 def thin_zero_targets(X: pd.DataFrame, y: np.ndarray, *, fraction: float, seed: int = 0,
@@ -70,12 +80,7 @@ def thin_zero_targets(X: pd.DataFrame, y: np.ndarray, *, fraction: float, seed: 
         return X, y, None
     if recency_col not in X.columns:
         raise ValueError(f"thin_zero_targets needs the feature column {recency_col!r}")
-    if "origin" in (X.index.names or []):
-        origin = pd.DatetimeIndex(X.index.get_level_values("origin"))
-        codes, uniques = pd.factorize(origin, sort=True)
-        days = [int(d.toordinal()) for d in uniques]
-    else:
-        codes, days = np.zeros(len(X), dtype=np.int64), [0]
+    codes, days = _origin_codes(X)
     n_buckets = len(edges) + 2
     stratum = codes.astype(np.int64) * n_buckets + recency_bucket(X[recency_col].to_numpy(), edges)
     zero = y == 0
@@ -108,8 +113,6 @@ def training_rows(model_key: str, X: pd.DataFrame, y: np.ndarray, *, zero_fracti
     sample weights) get :func:`thin_zero_targets`; every other model (the baselines and the
     customer-base models, which read each user's own history) gets the full set and no weights.
     """
-    from spendlab.models.registry import WEIGHTED_FIT
-
     if model_key not in WEIGHTED_FIT:
         return X, np.asarray(y, dtype=np.float64), None
     return thin_zero_targets(X, y, fraction=zero_fraction, seed=seed)

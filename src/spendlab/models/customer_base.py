@@ -33,6 +33,16 @@ def _rfm(X: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"frequency": np.round(f), "recency": r, "T": T, "monetary": np.clip(m, 0.0, None)})
 
 
+def _mean_monetary(rfm: pd.DataFrame, weight: np.ndarray | None) -> float:
+    """Return the buyers' (weighted) mean spend per purchase: the fallback where Gamma-Gamma gives none."""
+    buyer = (rfm["monetary"] > 0).to_numpy()
+    if not buyer.any():
+        return 0.0
+    if weight is None:
+        return float(rfm.loc[buyer, "monetary"].mean())
+    return float(np.average(rfm["monetary"].to_numpy()[buyer], weights=weight[buyer]))
+
+
 class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
     """Expected next-period spend = E[purchases in the period | RFM] x E[spend per purchase | RFM].
 
@@ -115,13 +125,7 @@ class BgNbdGammaGamma(RegressorMixin, BaseEstimator):
         # No Gamma-Gamma fit (too few repeat buyers, or no convergence): keep their plain mean.
         self.gg_params_ = None if gg is None else dict(gg.params_)
         self.bg_params_ = dict(bg.params_)
-        buyer = (rfm["monetary"] > 0).to_numpy()
-        if not buyer.any():
-            self.mean_monetary_ = 0.0
-        elif w is None:
-            self.mean_monetary_ = float(rfm.loc[buyer, "monetary"].mean())
-        else:
-            self.mean_monetary_ = float(np.average(rfm["monetary"].to_numpy()[buyer], weights=w[buyer]))
+        self.mean_monetary_ = _mean_monetary(rfm, w)
         self.n_features_in_ = frame.shape[1]
         self.scale_ = 1.0
         self.origin_totals_: dict[pd.Timestamp, tuple[float, float]] = {}
