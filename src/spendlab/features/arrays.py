@@ -35,13 +35,11 @@ BLOCK = 1 << 17
 _EPOCH = dt.date(1970, 1, 1)
 
 
-def window_widths(config: FeatureConfig, freq: Freq, columns: Collection[str] | None = None) -> dict[str, int]:
+def window_widths(config: FeatureConfig, freq: Freq) -> dict[str, int]:
     """Return the panel columns the windowed features read, each with the number of recent periods needed.
 
-    ``columns`` (default: every feature) limits it to what those features read (:func:`feature_needs`).
+    What some features only read: :func:`feature_needs`.
     """
-    if columns is not None:
-        return feature_needs(config, freq, columns).widths
     spec = config.for_freq(freq)
     widths: dict[str, int] = {}
     for column, n in spec.lags.items():
@@ -369,8 +367,9 @@ def feature_needs(config: FeatureConfig, freq: Freq, columns: Collection[str] | 
     stats: set[str] = {"n_periods"}
     widths: dict[str, int] = {}
     names: list[str] = []
+    full_widths = window_widths(config, freq)
     everything = Needs(stats=(*USER_STATS, *(f"purchase_days_last{w}w" for w in config.weekly_activity_windows)),
-                       windows=window_widths(config, freq))
+                       windows=full_widths)
     for family in FAMILIES.values():
         declared = family.inputs(config, freq) if family.inputs is not None else None
         for name in family.columns(config, freq):
@@ -381,8 +380,8 @@ def feature_needs(config: FeatureConfig, freq: Freq, columns: Collection[str] | 
             stats.update(needs.stats)
             for column, w in needs.windows.items():
                 widths[column] = max(widths.get(column, 0), w)
-    order = list(window_widths(config, freq))  # the full build's column order, for identical SQL
-    return FeatureNeeds(frozenset(stats), {c: widths[c] for c in order if c in widths}, tuple(names))
+    # in the full build's column order, so a build of every column is the full build
+    return FeatureNeeds(frozenset(stats), {c: widths[c] for c in full_widths if c in widths}, tuple(names))
 
 
 def compute_features(stats: Mapping[str, np.ndarray], windows: Mapping[str, np.ndarray], *, as_of: dt.date,
