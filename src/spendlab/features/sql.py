@@ -158,8 +158,7 @@ def aggregate_sql(as_of: dt.date, freq: Freq, source: str, columns: Collection[s
         rows = f"""SELECT t.user_id, t.day, t.amount, {period_offset_sql('t.day', freq, as_of)} AS k
       FROM ({tx_sql(source)}) AS t"""
     sums = ",\n      ".join(["user_id, k", *(e for a, e in aggregates.items() if a in inner)])
-    rows_of = ((0, 4), (4, 7), (7, 10), (10, 11), (11, 12)) if columns is None else ((0, len(head)),)
-    lines = ",\n    ".join(", ".join(head[a:b]) for a, b in rows_of)
+    lines = ",\n    ".join(head)
     return f"""SELECT {lines}
   FROM (
     SELECT {sums}
