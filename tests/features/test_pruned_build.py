@@ -151,3 +151,17 @@ def test_declared_inputs_are_all_a_feature_reads(config_name: str, freq: str) ->
                           frozenset([name]))
         out = {k: v for family in FAMILIES.values() for k, v in family.compute(x).items()}
         assert list(out) == [name]
+
+
+@pytest.mark.parametrize("config_name", list(CONFIGS))
+def test_user_stats_names_every_column_the_stats_query_gives(config_name: str) -> None:
+    """``USER_STATS`` (what a family without declared inputs gets) is the stats query's columns, no more, no less."""
+    import re
+
+    from spendlab.features.arrays import USER_STATS
+
+    config = CONFIGS[config_name]
+    select = user_stats_from_sums_sql(config, "sums", "first_day").split("\nFROM ")[0]
+    given = set(re.findall(r" AS (\w+),?$", select, flags=re.M))
+    recent = {f"purchase_days_last{w}w" for w in config.weekly_activity_windows}
+    assert given == set(USER_STATS) | recent
