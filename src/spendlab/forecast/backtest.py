@@ -38,7 +38,7 @@ from spendlab.features.segments import segment_users
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.cold_start import apply_fallback, cold_users, training_fallback
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
-from spendlab.forecast.sampling import training_rows
+from spendlab.forecast.sampling import training_rows, weight_kwargs
 from spendlab.forecast.split import training_set
 from spendlab.timing import timed
 
@@ -67,9 +67,8 @@ def _fit_predict(model_key: str, params: dict[str, Any], X_train: pd.DataFrame, 
                  X_pred: pd.DataFrame, cutoff: dt.date,
                  sample_weight: np.ndarray | None = None) -> tuple[BaseEstimator, np.ndarray]:
     est = make_model(model_key, params)
-    kw = {} if sample_weight is None else {"sample_weight": sample_weight}
     with timed("fit", model_key, cutoff):
-        est.fit(X_train.drop(columns=["user_id"]), y_train, **kw)
+        est.fit(X_train.drop(columns=["user_id"]), y_train, **weight_kwargs(sample_weight))
     with timed("predict", model_key, cutoff):
         pred = np.asarray(est.predict(at_origin(X_pred.drop(columns=["user_id"]), cutoff)), dtype=np.float64)
     if pred.shape != (len(X_pred),) or not np.isfinite(pred).all() or (pred < 0).any():

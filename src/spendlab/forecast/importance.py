@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from spendlab.features.config import at_origin
-from spendlab.forecast.sampling import training_rows
+from spendlab.forecast.sampling import training_rows, weight_kwargs
 from spendlab.forecast.split import training_set
 from spendlab.models.registry import make_model
 
@@ -88,8 +88,7 @@ def validation_importance(store: Any, cfg: Any, key: str, params: dict[str, Any]
         X_train, y_train = training_set(store, cutoff, cfg.train_origins)
         X_fit, y_fit, w_fit = training_rows(key, X_train, y_train, seed=getattr(cfg, "seed", 0),
                                             zero_fraction=getattr(cfg, "train_zero_fraction", 1.0))
-        est = make_model(key, params).fit(X_fit.drop(columns=["user_id"]), y_fit,
-                                          **({} if w_fit is None else {"sample_weight": w_fit}))
+        est = make_model(key, params).fit(X_fit.drop(columns=["user_id"]), y_fit, **weight_kwargs(w_fit))
         X = store.features(cutoff).drop(columns=["user_id"])
         groups = covariate_groups(list(X.columns))
 

@@ -105,6 +105,11 @@ def thin_zero_targets(X: pd.DataFrame, y: np.ndarray, *, fraction: float, seed: 
     return X.iloc[idx], y[idx], weight[idx]
 
 
+def weight_kwargs(weight: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Return the ``fit`` keywords of :func:`training_rows`' weights: none for an unweighted fit."""
+    return {} if weight is None else {"sample_weight": weight}
+
+
 def training_rows(model_key: str, X: pd.DataFrame, y: np.ndarray, *, zero_fraction: float, seed: int = 0,
                   ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
     """Return the rows (and sample weights) ``model_key`` is fitted on out of a stacked training set.

@@ -22,7 +22,7 @@ from spendlab.features.segments import segment_users
 from spendlab.features.store import FeatureStore
 from spendlab.forecast.candidate import Candidate
 from spendlab.forecast.cold_start import cold_users, training_fallback
-from spendlab.forecast.sampling import training_rows
+from spendlab.forecast.sampling import training_rows, weight_kwargs
 from spendlab.forecast.split import training_set
 from spendlab.jobs.experiment import load_dataset, load_experiment
 from spendlab.models.registry import make_model
@@ -66,8 +66,8 @@ def refit(candidate: Candidate, *, transactions: Any = None, store: Any = None,
                             "from the candidate's")
     X_fit, y_fit, w_fit = training_rows(candidate.model_key, X, y, zero_fraction=cfg.train_zero_fraction,
                                         seed=cfg.seed)  # the rows and weights the backtest fitted on
-    estimator = make_model(candidate.model_key, candidate.params).fit(
-        X_fit[candidate.feature_names], y_fit, **({} if w_fit is None else {"sample_weight": w_fit}))
+    estimator = make_model(candidate.model_key, candidate.params).fit(X_fit[candidate.feature_names], y_fit,
+                                                                      **weight_kwargs(w_fit))
     return Refit(
         candidate=candidate,
         estimator=estimator,
