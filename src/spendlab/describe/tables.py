@@ -92,7 +92,7 @@ def prepare(con: duckdb.DuckDBPyConnection, rows: str = "transactions") -> None:
         "count(*) FILTER (amount > 0) AS n_spend_transactions, count(*) FILTER (amount < 0) AS n_refunds, "
         "coalesce(-sum(money) FILTER (amount < 0), 0) AS refunds "
         "FROM (SELECT user_id, CAST(date_trunc('month', ts) AS DATE) AS month_start, ts, amount, "
-        f"spendlab_money(amount) AS money FROM {rows}) AS r GROUP BY ALL) AS g ORDER BY user_id, month_start"
+        f"spendlab_money(amount) AS money FROM {rows}) AS r GROUP BY ALL) AS g ORDER BY {STORED_ORDER[USER_MONTH]}"
     )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {USER} AS SELECT user_id, sum(n_transactions) AS n_transactions, "
@@ -101,7 +101,7 @@ def prepare(con: duckdb.DuckDBPyConnection, rows: str = "transactions") -> None:
         f"min(month_start) FILTER (spend > 0) AS first_month FROM {USER_MONTH} GROUP BY user_id"
     )
     _week_table(con, rows)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {MOM_SPEND} AS {mom_spend_sql()} ORDER BY user_id, month_d")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {MOM_SPEND} AS {mom_spend_sql()} ORDER BY {STORED_ORDER[MOM_SPEND]}")
     con.execute(f"CREATE OR REPLACE TEMP VIEW {MOM} AS {mom_change_sql()}")
 
 
