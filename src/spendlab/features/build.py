@@ -166,7 +166,7 @@ def build_panel(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: dt.date | 
 
 
 def _user_sums_table(con: duckdb.DuckDBPyConnection, name: str, periods: str, *, as_of: dt.date, freq: Freq,
-                     config: FeatureConfig, sums: frozenset[str] | None = None, first_period: bool = False) -> str:
+                     config: FeatureConfig, sums: frozenset[str] | None = None) -> str:
     """Store :func:`~spendlab.features.sql.user_sums_sql` of ``periods`` as temp table ``name``: one row per user.
 
     Up to :data:`STATS_CHUNK_ROWS` rows of ``periods`` that is one hash aggregate. Past it, the table
@@ -178,7 +178,7 @@ def _user_sums_table(con: duckdb.DuckDBPyConnection, name: str, periods: str, *,
     chunks = max(1, -(-n_rows // STATS_CHUNK_ROWS))
     for i in range(chunks):
         part = periods if chunks == 1 else f"(SELECT * FROM {periods} WHERE hash(user_id) % {chunks} = {i})"
-        sql = user_sums_sql(as_of, freq, config, part, sums, first_period=first_period)
+        sql = user_sums_sql(as_of, freq, config, part, sums)
         con.execute(f"CREATE TEMP TABLE {name} AS {sql}" if i == 0 else f"INSERT INTO {name} {sql}")
     return name
 
@@ -213,8 +213,7 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     widths = plan.widths
     try:
         con.execute(f"CREATE TEMP TABLE {periods} AS {aggregate_sql(as_of, freq, source, plan.period_columns)}")
-        sums = _user_sums_table(con, stats_table, periods, as_of=as_of, freq=freq, config=config, sums=plan.sums,
-                                first_period=plan.probe)
+        sums = _user_sums_table(con, stats_table, periods, as_of=as_of, freq=freq, config=config, sums=plan.sums)
         if plan.probe:
             _first_day_probe(con, first_day, source, periods, sums)
         table = con.sql(f"SELECT CAST(user_id AS VARCHAR) AS user_id, user_id AS {_NATIVE_ID}, * EXCLUDE (user_id) "
@@ -247,20 +246,10 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
 
 
 def _first_day_probe(con: duckdb.DuckDBPyConnection, name: str, source: str, periods: str, sums: str) -> None:
-    """Create ``name``: each user's spend on the first purchase day.
-
-    Where the user's first purchase period has one purchase day (``sums`` holds the
-    :data:`~spendlab.features.sql.FIRST_PERIOD_SUMS`), that day's spend is the period's spend, the same
-    exact sum; only the other users are probed, reading no row after the latest of their first
-    purchase days.
-    """
-    probed = f"(SELECT user_id, first_purchase_day FROM {sums} WHERE first_purchase_period_days > 1) AS probed"
-    single = (f"SELECT user_id, first_purchase_period_spend AS first_purchase_day_spend FROM {sums} "
-              "WHERE first_purchase_period_days = 1")
-    last_first = con.execute(f"SELECT MAX(first_purchase_day) FROM {probed}").fetchall()[0][0]
-    probe = ("" if last_first is None else
-             f"{first_day_spend_sql(source, periods, first_days=probed, last_first_day=last_first)}\nUNION ALL\n")
-    con.execute(f"CREATE TEMP TABLE {name} AS {probe}{single}")
+    """Create ``name``: each user's spend on the first purchase day, reading no row after the latest such day."""
+    last_first = con.execute(f"SELECT MAX(first_purchase_day) FROM {sums}").fetchall()[0][0]
+    con.execute(f"CREATE TEMP TABLE {name} AS "
+                f"{first_day_spend_sql(source, periods, first_days=sums, last_first_day=last_first)}")
 
 
 def _windows(cells: dict[str, np.ndarray] | None, n_users: int, widths: dict[str, int]) -> dict[str, np.ndarray]:

@@ -224,12 +224,6 @@ SUM_PERIOD_COLUMNS: dict[str, tuple[str, ...]] = {
     "spend_same_period_last_year": ("spend",), "first_day": ("first_day",),
     "first_purchase_day": ("first_purchase_day",), "last_purchase_day": ("last_purchase_day",),
 }
-#: Per-user sums of :func:`user_sums_sql` only with ``first_period``: the active days and the spend of the
-#: user's first purchase period (the one holding ``first_purchase_day``), and the period columns they read.
-FIRST_PERIOD_SUMS: dict[str, tuple[str, ...]] = {
-    "first_purchase_period_days": ("active_days", "first_purchase_day"),
-    "first_purchase_period_spend": ("spend", "first_purchase_day"),
-}
 #: Per-user stats of :func:`user_stats_from_sums_sql` that are not a sum of the same name, and the sums each reads.
 STAT_SUMS: dict[str, tuple[str, ...]] = {
     "first_purchase_day_spend": ("first_purchase_day",),  # the first-day probe's keys
@@ -247,8 +241,6 @@ def stats_plan(stats: Collection[str]) -> tuple[frozenset[str], frozenset[str]]:
     """
     sums = {"n_periods"} | {x for st in stats for x in STAT_SUMS.get(st, (st,))}
     periods: set[str] = set()
-    if "first_purchase_day_spend" in stats:  # the probe's keys and the sums that spare most users the probe
-        periods.update(c for cols in FIRST_PERIOD_SUMS.values() for c in cols)
     for name in sums:
         if name.startswith("purchase_days_last"):
             periods.update(("active_days", "day_mask"))
@@ -260,17 +252,13 @@ def stats_plan(stats: Collection[str]) -> tuple[frozenset[str], frozenset[str]]:
 
 
 def user_sums_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, periods: str,
-                  sums: Collection[str] | None = None, *, first_period: bool = False) -> str:
+                  sums: Collection[str] | None = None) -> str:
     """Return a SELECT of one row of exact sums and days per user of ``periods`` (:func:`aggregate_sql`).
 
     The one aggregate :func:`user_stats_sql` reads (with :func:`user_stats_from_sums_sql`); apart, so
     an engine can store it and read the users' first purchase days from it
     (:func:`first_day_spend_sql`). Sums keep their exact types; days are ``DATE``. ``sums`` (default:
-    all; :func:`stats_plan`) keeps ``n_periods`` and those only. ``first_period`` adds the
-    :data:`FIRST_PERIOD_SUMS` (``periods`` then needs ``first_purchase_day``): where the first purchase
-    period has one purchase day, that day's spend is the period's, and only the other users need the
-    probe (:func:`first_day_spend_sql`). ``ARG_MIN`` by ``first_purchase_day`` picks that period: its
-    days are distinct between periods, and periods without purchases (``NULL``) are skipped.
+    all; :func:`stats_plan`) keeps ``n_periods`` and those only.
     """
     per_year = PERIODS_PER_YEAR[check_freq(freq)]
     every = {
@@ -292,9 +280,6 @@ def user_sums_sql(as_of: dt.date, freq: Freq, config: FeatureConfig, periods: st
                   for w in config.weekly_activity_windows})
     keep = None if sums is None else {"n_periods", *sums}
     body = ",\n    ".join(e for name, e in every.items() if keep is None or name in keep)
-    if first_period:
-        body += (",\n    ARG_MIN(active_days, first_purchase_day) AS first_purchase_period_days"
-                 ",\n    ARG_MIN(spend, first_purchase_day) AS first_purchase_period_spend")
     return f"""SELECT user_id,
     {body}
   FROM {periods}
