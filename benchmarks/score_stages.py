@@ -55,8 +55,27 @@ class TimedConnection:
             self._clock.mark("features: SQL " + words[:70].replace("|", "\\|"))
         return out
 
+    def sql(self, query: str, *args: Any) -> Any:
+        """A relation whose ``to_arrow_table`` marks a stage (the per-user stats and their sort by text id)."""
+        return TimedRelation(self._con.sql(query, *args), self._clock, "features: SQL " + " ".join(query.split())[:70])
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
+
+
+class TimedRelation:
+    """A DuckDB relation whose ``to_arrow_table`` marks a stage (it runs the query)."""
+
+    def __init__(self, rel: Any, clock: Clock, stage: str) -> None:
+        self._rel, self._clock, self._stage = rel, clock, stage
+
+    def to_arrow_table(self) -> Any:
+        out = self._rel.to_arrow_table()
+        self._clock.mark(self._stage.replace("|", "\\|"))
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rel, name)
 
 
 def main() -> None:
