@@ -188,3 +188,33 @@ def test_more_levels_than_the_scan_takes_fall_back_to_the_same_values(tmp_path, 
     assert covscan.ranked_levels(con, cfg, as_of=as_of, freq="month", view="transactions", listed=listed) is None
     fallback = build_features(con, freq="month", as_of=as_of, config=FeatureConfig(covariates=cfg))
     pd.testing.assert_frame_equal(scanned, fallback)
+
+
+def _window_rows(con, dept_type: str, rows: str) -> None:
+    con.execute(f"CREATE TABLE transactions (user_id VARCHAR, ts TIMESTAMP, amount DOUBLE, dept {dept_type})")
+    con.execute(f"INSERT INTO transactions VALUES {rows}")
+
+
+def test_ranked_levels_of_sets_skip_missing_sets_and_refuse_a_missing_level_inside_one():
+    # March 2024: {A, B} 2.00, {B} 3.00, a missing set 9.00, an empty set 4.00: B 5.00, A 2.00;
+    # the 0.00001 purchase is below one unit of money, so a level bought may have no spend (positive is False)
+    cfg, as_of = CovariateConfig(window=1, category_share={"dept": 2}), dt.date(2024, 3, 31)
+    con = connect()
+    _window_rows(con, "VARCHAR[]", "('u1', '2024-03-01', 2.0, ['A', 'B']), ('u1', '2024-03-02', 3.0, ['B']), "
+                 "('u2', '2024-03-03', 9.0, NULL), ('u2', '2024-03-04', 4.0, []), ('u2', '2024-03-05', 0.00001, ['C'])")
+    levels = covscan.ranked_levels(con, cfg, as_of=as_of, freq="month", view="transactions", listed={"dept"})
+    assert levels == covscan.Levels({"dept": ("B", "A", "C")}, False)
+    con.execute("INSERT INTO transactions VALUES ('u3', '2024-03-06', 1.0, ['A', NULL])")
+    assert covscan.ranked_levels(con, cfg, as_of=as_of, freq="month", view="transactions", listed={"dept"}) is None
+
+
+def test_ranked_levels_skip_a_missing_text_category_and_refuse_one_that_is_not_text():
+    cfg, as_of = CovariateConfig(window=1, category_share={"dept": 2}), dt.date(2024, 3, 31)
+    con = connect()
+    _window_rows(con, "VARCHAR", "('u1', '2024-03-01', 2.0, 'A'), ('u1', '2024-03-02', 3.0, NULL), "
+                 "('u2', '2024-03-03', 1.5, 'B'), ('u2', '2024-02-03', 7.0, 'C')")
+    assert covscan.ranked_levels(con, cfg, as_of=as_of, freq="month", view="transactions") == \
+        covscan.Levels({"dept": ("A", "B")}, True)
+    con = connect()
+    _window_rows(con, "INTEGER", "('u1', '2024-03-01', 2.0, 1)")
+    assert covscan.ranked_levels(con, cfg, as_of=as_of, freq="month", view="transactions") is None

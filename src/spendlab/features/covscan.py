@@ -47,18 +47,23 @@ class Levels:
     positive: bool
 
 
-def _spend_by_level(rows: list[tuple], i: int, n: int, listed: bool) -> dict[str, decimal.Decimal] | None:
-    """Sum the grouping set ``i``'s spend per level (an order's set adds its spend to each level); None if not text."""
+def _level_spend(con: duckdb.DuckDBPyConnection, w: str, a: str, listed: bool) -> dict[str, decimal.Decimal] | None:
+    """Sum the window's spend per level of ``a`` (an order's set adds its spend to each level); None if not text.
+
+    A set is unnested and its levels grouped as text: hashing short strings costs less than hashing
+    whole lists, and the sums are the same exact fixed-point sums, so the ranking is the same. A row
+    whose value is missing holds no level; a missing level inside a set is not text.
+    """
+    level = f"UNNEST({quote(a)})" if listed else quote(a)
+    rows = con.execute(f"WITH {w} SELECT level, SUM(m) FROM (SELECT {level} AS level, CAST(amount AS {MONEY}) AS m "
+                       f"FROM w) AS x GROUP BY level").fetchall()
     out: dict[str, decimal.Decimal] = {}
-    with decimal.localcontext(prec=80):  # exact: DECIMAL(38, s) sums fit
-        for r in rows:
-            value = r[n + i]
-            if r[i] != 0 or value is None:
-                continue
-            for cat in (value if listed else (value,)):
-                if not isinstance(cat, str):
-                    return None
-                out[cat] = out.get(cat, decimal.Decimal(0)) + r[-2]
+    for cat, spend in rows:
+        if cat is None and not listed:
+            continue
+        if not isinstance(cat, str):
+            return None
+        out[cat] = spend
     return out
 
 
@@ -67,8 +72,8 @@ def ranked_levels(con: duckdb.DuckDBPyConnection, cfg: CovariateConfig, *, as_of
     """Return each category attribute's levels in the window, ranked by every user's spend (ties by name).
 
     The ranking of :func:`~spendlab.features.covariates.covariates_sql` (spend summed in fixed point, so
-    exactly the same order), read in one scan of the window; a ``listed`` attribute (an order's set of
-    categories) is grouped by set, and each set's spend added to each of its levels.
+    exactly the same order), one small aggregate per attribute; a ``listed`` attribute (an order's set of
+    categories) is unnested, so each order's spend is added to each of its levels.
 
     Returns
     -------
@@ -79,18 +84,14 @@ def ranked_levels(con: duckdb.DuckDBPyConnection, cfg: CovariateConfig, *, as_of
     if not cats:
         return Levels({}, True)
     w = window_ctes(cfg, as_of=as_of, freq=freq, view=view)[1]
-    flags = ", ".join(f"GROUPING({quote(a)})" for a in cats)
-    sets = ", ".join(f"({quote(a)})" for a in cats)
-    rows = con.execute(f"WITH {w} SELECT {flags}, {', '.join(quote(a) for a in cats)}, "
-                       f"SUM(CAST(amount AS {MONEY})), MIN(CAST(amount AS {MONEY})) "
-                       f"FROM w GROUP BY GROUPING SETS ({sets})").fetchall()
     out: dict[str, tuple[str, ...]] = {}
-    for i, a in enumerate(cats):
-        spend = _spend_by_level(rows, i, len(cats), a in listed)
+    for a in cats:
+        spend = _level_spend(con, w, a, a in listed)
         if spend is None or len(spend) > SCAN_MAX_LEVELS:
             return None
         out[a] = tuple(cat for cat, _ in sorted(spend.items(), key=lambda x: (-x[1], x[0])))
-    return Levels(out, all(r[-1] is None or r[-1] > 0 for r in rows))
+    least = con.execute(f"WITH {w} SELECT MIN(CAST(amount AS {MONEY})) FROM w").fetchall()[0][0]
+    return Levels(out, least is None or least > 0)
 
 
 def _has(a: str, level: str, listed: bool) -> str:
