@@ -79,3 +79,26 @@ def test_hurdle_tuned_params_replace_the_defaults() -> None:
     est = make_model("hurdle", {"n_estimators": 30, "learning_rate": 0.2})
     assert (est.n_estimators, est.learning_rate) == (30, 0.2)
     assert HurdleRegressor().get_params()["n_estimators"] != 30
+
+
+@pytest.mark.parametrize("folds", [2, 3, 4])
+def test_hurdle_calibrates_over_the_given_number_of_folds(folds: int) -> None:
+    X, y = _spend_frame(5)
+    hurdle = make_model("hurdle", {"calibration_folds": folds, "n_estimators": 10}).fit(X, y)
+    assert len(hurdle.classifier_.calibrated_classifiers_) == folds  # one calibrated classifier per fold
+    assert hurdle.predict(X).shape == (len(X),)
+
+
+def test_hurdle_default_calibration_is_three_folds() -> None:
+    X, y = _spend_frame(6)
+    hurdle = make_model("hurdle", {"n_estimators": 10}).fit(X, y)
+    assert len(hurdle.classifier_.calibrated_classifiers_) == 3
+
+
+def test_hist_gbm_max_bins_bounds_each_features_bins() -> None:
+    X, y = _spend_frame(7)
+    est = make_model("hist_gbm", {"max_bins": 8, "max_iter": 5}).fit(X, y)
+    assert est.estimator_.max_bins == 8
+    assert int(est.estimator_._bin_mapper.n_bins_non_missing_.max()) <= 8
+    default = make_model("hist_gbm", {"max_iter": 5}).fit(X, y)
+    assert int(default.estimator_._bin_mapper.n_bins_non_missing_.max()) > 8  # 400 distinct day counts
