@@ -94,11 +94,3 @@ def test_hurdle_default_calibration_is_three_folds() -> None:
     hurdle = make_model("hurdle", {"n_estimators": 10}).fit(X, y)
     assert len(hurdle.classifier_.calibrated_classifiers_) == 3
 
-
-def test_hist_gbm_max_bins_bounds_each_features_bins() -> None:
-    X, y = _spend_frame(7)
-    est = make_model("hist_gbm", {"max_bins": 8, "max_iter": 5}).fit(X, y)
-    assert est.estimator_.max_bins == 8
-    assert int(est.estimator_._bin_mapper.n_bins_non_missing_.max()) <= 8
-    default = make_model("hist_gbm", {"max_iter": 5}).fit(X, y)
-    assert int(default.estimator_._bin_mapper.n_bins_non_missing_.max()) > 8  # 400 distinct day counts

@@ -159,8 +159,7 @@ def make_random_forest(n_estimators: int = 30, max_depth: int = 10, min_samples_
 
 
 def make_hist_gbm(learning_rate: float = 0.05, max_iter: int = 60, max_leaf_nodes: int = 31,
-                  min_samples_leaf: int = 50, l2_regularization: float = 1.0, max_bins: int = 255,
-                  seed: int = 0) -> FeatureRegressor:
+                  min_samples_leaf: int = 50, l2_regularization: float = 1.0, seed: int = 0) -> FeatureRegressor:
     """Make the ``hist_gbm`` registry entry: scikit-learn's histogram gradient boosting."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -169,7 +168,7 @@ def make_hist_gbm(learning_rate: float = 0.05, max_iter: int = 60, max_leaf_node
     # 1998-05-31: predictions up to 3,311 and RMSE 41.9, against 511 and 15.2 at 0.05).
     hgb = HistGradientBoostingRegressor(loss="poisson", learning_rate=learning_rate, max_iter=max_iter,
                                         max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
-                                        l2_regularization=l2_regularization, max_bins=max_bins, early_stopping=False,
+                                        l2_regularization=l2_regularization, early_stopping=False,
                                         random_state=seed)
     return FeatureRegressor(hgb, n_threads=1)  # see make_lightgbm: OpenMP spin-waits on a shared machine
 
