@@ -2,7 +2,7 @@
 
 Prints one JSON line: the process CPU seconds (user + system) of ``run_backtest(..., origins="all")``
 with BLAS on one thread and the features built beforehand (not timed), and the mean test and
-validation RMSE. Compare two parameter sets in the same conditions (docs/performance.md).
+validation RMSE (and each origin's RMSE). Compare two parameter sets in the same conditions (docs/performance.md).
 
 Run: ``.venv/bin/python benchmarks/model_cpu.py KEY ['{"n_estimators": 75}'] [--cache DIR] [--zero-fraction F]
 [--train-origins N]``
@@ -54,7 +54,8 @@ def main() -> None:
     print(json.dumps({"key": args.key, "params": params, "train_zero_fraction": cfg.train_zero_fraction,
                       "train_origins": str(cfg.train_origins), "cpu": round(time.process_time() - t0, 2),
                       "wall": round(time.perf_counter() - w0, 1), "test_rmse": res.means.get("test_rmse"),
-                      "validation_rmse": res.means.get("validation_rmse")}))
+                      "validation_rmse": res.means.get("validation_rmse"),
+                      "rmse_by_origin": {str(r.cutoff): r.rmse for r in res.per_origin.itertuples()}}))
 
 
 if __name__ == "__main__":
