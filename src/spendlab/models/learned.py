@@ -147,7 +147,7 @@ def make_tweedie_glm(power: float = 1.5, alpha: float = 1e-3) -> FeatureRegresso
     return FeatureRegressor(make_pipeline(StandardScaler(), glm), log_features=True)
 
 
-def make_random_forest(n_estimators: int = 30, max_depth: int = 4, min_samples_leaf: int = 20,
+def make_random_forest(n_estimators: int = 30, max_depth: int = 10, min_samples_leaf: int = 20,
                        max_features: float = 0.3, max_samples: float = 0.2, seed: int = 0) -> FeatureRegressor:
     """Make the ``random_forest`` registry entry: a small, subsampled random forest."""
     from sklearn.ensemble import RandomForestRegressor
