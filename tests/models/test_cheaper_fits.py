@@ -3,7 +3,8 @@
 - The statsmodels GLM's Newton solver lands on plain IRLS's coefficients and standard errors (the
   oracle: statsmodels' own IRLS on the same design), for Tweedie powers across the family.
 - ``lightgbm_clv``'s booster defaults yield to given (tuned) parameters, key by key.
-- The hurdle's defaults are constructor parameters, so tuned values replace them.
+- The hurdle's defaults are constructor parameters, so tuned values replace them; its classifier is
+  calibrated over ``calibration_folds`` unshuffled folds (2 by default; 2 when a class is too rare).
 """
 
 from __future__ import annotations
@@ -79,3 +80,25 @@ def test_hurdle_tuned_params_replace_the_defaults() -> None:
     est = make_model("hurdle", {"n_estimators": 30, "learning_rate": 0.2})
     assert (est.n_estimators, est.learning_rate) == (30, 0.2)
     assert HurdleRegressor().get_params()["n_estimators"] != 30
+
+
+@pytest.mark.parametrize("folds", [2, 3, 4])
+def test_hurdle_calibrates_over_the_given_number_of_folds(folds: int) -> None:
+    X, y = _spend_frame(5)
+    hurdle = make_model("hurdle", {"calibration_folds": folds, "n_estimators": 10}).fit(X, y)
+    assert len(hurdle.classifier_.calibrated_classifiers_) == folds  # one calibrated classifier per fold
+    assert hurdle.predict(X).shape == (len(X),)
+
+
+def test_hurdle_default_calibration_is_two_folds() -> None:
+    X, y = _spend_frame(6)
+    hurdle = make_model("hurdle", {"n_estimators": 10}).fit(X, y)
+    assert len(hurdle.classifier_.calibrated_classifiers_) == 2
+
+
+def test_hurdle_with_too_few_buyers_for_the_folds_calibrates_over_two() -> None:
+    X, y = _spend_frame(8, n=60)
+    y = np.where(np.arange(60) % 20 == 0, 5.0, 0.0)  # 3 buyers: fewer than 4 folds
+    hurdle = make_model("hurdle", {"calibration_folds": 4, "n_estimators": 5, "min_child_samples": 2}).fit(X, y)
+    assert len(hurdle.classifier_.calibrated_classifiers_) == 2
+

@@ -27,19 +27,25 @@ class HurdleRegressor(RegressorMixin, BaseEstimator):
     num_leaves, min_child_samples, n_estimators, learning_rate
         Capacity of both LightGBM parts (low by default: the targets are noisy).
     calibration
-        ``"isotonic"`` or ``"sigmoid"``: :class:`~sklearn.calibration.CalibratedClassifierCV` over 3
-        unshuffled folds of the training rows.
+        ``"isotonic"`` or ``"sigmoid"``: :class:`~sklearn.calibration.CalibratedClassifierCV` over
+        ``calibration_folds`` unshuffled folds of the training rows.
+    calibration_folds
+        Folds of that calibration (2 when either class has fewer rows). 2 by default: each fold's
+        classifier fits half the rows, against two thirds at 3 folds, and there is one classifier
+        fewer -- on CDNOW 43% less CPU, validation RMSE 18.292 -> 18.242 (docs/performance.md).
     seed
         LightGBM's seed.
     """
 
     def __init__(self, num_leaves: int = 15, min_child_samples: int = 200, n_estimators: int = 150,
-                 learning_rate: float = 0.05, calibration: str = "isotonic", seed: int = 0) -> None:
+                 learning_rate: float = 0.05, calibration: str = "isotonic", calibration_folds: int = 2,
+                 seed: int = 0) -> None:
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.calibration = calibration
+        self.calibration_folds = calibration_folds
         self.seed = seed
 
     def _matrix(self, X: pd.DataFrame) -> np.ndarray:
@@ -68,7 +74,8 @@ class HurdleRegressor(RegressorMixin, BaseEstimator):
             clf = LGBMClassifier(**common, subsample=0.8, subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0,
                                  max_bin=63, random_state=self.seed, n_jobs=1, verbose=-1, deterministic=True,
                                  force_row_wise=True)
-            folds = KFold(n_splits=3 if min(buys.sum(), len(buys) - buys.sum()) >= 3 else 2, shuffle=False)
+            n_folds = self.calibration_folds if min(buys.sum(), len(buys) - buys.sum()) >= self.calibration_folds else 2
+            folds = KFold(n_splits=n_folds, shuffle=False)
             self.classifier_ = CalibratedClassifierCV(clf, method=self.calibration, cv=folds).fit(
                 self._matrix(X), buys, **({} if w is None else {"sample_weight": w}))
         else:
