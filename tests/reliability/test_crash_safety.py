@@ -36,6 +36,10 @@ pytestmark = pytest.mark.slow
 
 KILL_SEEDS = (11, 12, 13)
 STUDY = "synth_next_month-ridge"
+# The study's trial heartbeat and grace period (s), shortened from 5 and 15 as test_tuning shortens
+# them: a trial silent for GRACE seconds is failed and retried. The pipeline runs two trials at once,
+# so the grace leaves room for a live trial's heartbeat thread to be late on a loaded machine.
+HEARTBEAT, GRACE = 1, 5
 
 
 def _config(root: Path, trials: int) -> Path:
@@ -48,6 +52,7 @@ def _config(root: Path, trials: int) -> Path:
 
 def _start(root: Path, cfg: Path, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("SPENDLAB_TRACKING_URI", "MLFLOW_TRACKING_URI")}
+    env.update(SPENDLAB_OPTUNA_HEARTBEAT=str(HEARTBEAT), SPENDLAB_OPTUNA_GRACE=str(GRACE))
     with open(log, "wb") as fh:
         return subprocess.Popen([sys.executable, "-m", "spendlab.cli", "pipeline", "-c", str(cfg)], cwd=root,
                                 stdout=fh, stderr=subprocess.STDOUT, env=env)
@@ -197,8 +202,8 @@ def test_a_job_killed_during_a_trial_resumes_its_study_to_the_target(job: dict) 
     assert _trial_states(root).count("RUNNING") == 1
     orphans = {rid for rid, r in _runs_by_status(root).items() if r["status"] == "RUNNING"}
     assert orphans
-    # the study's heartbeat grace is 15 s: past it, the orphaned trial is stale and is failed
-    time.sleep(max(0.0, killed_at + 16 - time.time()))
+    # past the study's heartbeat grace, the orphaned trial is stale and is failed
+    time.sleep(max(0.0, killed_at + GRACE + 1 - time.time()))
     _run(root, cfg, root / "resumed.log")
     states = _trial_states(root)
     assert "RUNNING" not in states

@@ -3,7 +3,8 @@ half-written output, an ``internal error`` or a traceback, and the next run leav
 
 Every command first runs once (the baseline outputs, copied to each test's own output folder); each
 fault then hits a rerun of the same command over those outputs, and the tree under the output folder
-must hash as before. Faults
+must hash as before. The first runs and the faulted runs are child processes; the run after the fault
+goes through the console entry point in this process (what it checks is the job's outputs). Faults
 are made without privileges the test could leave behind:
 
 * read-only target: the child runs in its own mount namespace (``unshare -rm``) where the output
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from spendlab.jobs.datasets import synth_transactions
+from spendlab.jobs.datasets import generate_deltas, synth_transactions
 from spendlab.jobs.experiment import run_experiment
 from spendlab.jobs.promote import promote_experiment
 from tests.jobs.conftest import write_experiment
@@ -69,9 +70,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     frame["amount"] = frame["amount"].astype(str)
     frame.loc[frame.index[::50], "amount"] = "not-a-number"  # rejects for --rejects
     frame.to_csv(tx, index=False)
-    subprocess.run([sys.executable, "-m", "spendlab.cli", "datasets", "deltas", "--scenario", "missing_file",
-                    "--users", "400", "--files", "4", "--seed", "3", "--out", str(root / "deltas")],
-                   check=True, capture_output=True, cwd=root, timeout=300)
+    # what `spendlab datasets deltas --scenario missing_file --users 400 --files 4 --seed 3` writes
+    generate_deltas(root / "deltas", scenario=["missing_file"], users=400, files=4, seed=3, fault_share=0.03,
+                    update_share=0.4)
     return {"root": root, "tx": tx, "parquet": root / "data" / "tx.parquet",
             "store": f"sqlite:///{root}/mlruns/mlflow.db"}
 
@@ -113,6 +114,28 @@ def _run(argv: list[str], cwd: Path, *, prefix: list[str] | None = None,
          preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*(prefix or []), *_spendlab(argv)], capture_output=True, text=True, cwd=cwd, env=_env(),
                           timeout=600, preexec_fn=preexec)
+
+
+def _rerun_in_process(argv: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch,
+                      capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """Run ``spendlab argv`` through the console entry point in this process: (exit code, stderr).
+
+    The run after a fault is about what the job does with the outputs the fault left, which a run in
+    this process shows as a fresh one does; the faults themselves, and each command's first run,
+    run in child processes (exit codes and stderr lines are the contract there).
+    """
+    from spendlab.cli import main
+
+    monkeypatch.chdir(cwd)
+    for name in ("MLFLOW_TRACKING_URI", "SPENDLAB_TRACEBACK"):
+        monkeypatch.delenv(name, raising=False)
+    capsys.readouterr()
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    return code, capsys.readouterr().err
 
 
 def _limit_file_size(limit: int) -> Callable[[], None]:
@@ -159,7 +182,9 @@ def baseline_outputs(world: dict, tmp_path_factory: pytest.TempPathFactory) -> C
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_fault_never_leaves_a_half_written_output_or_a_traceback(world: dict, baseline_outputs: Callable,
-                                                                  tmp_path: Path, command: str, fault: str) -> None:
+                                                                  tmp_path: Path, command: str, fault: str,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out"
     seconds = baseline_outputs(command, out)  # the first run, made once per command
     argv = _argv(command, world, out)
@@ -192,8 +217,8 @@ def test_a_fault_never_leaves_a_half_written_output_or_a_traceback(world: dict, 
                 assert not _temporaries(out), "SIGTERM left temporary files behind"
             assert {k: v for k, v in _tree(out).items() if not k.split("/")[0].startswith(".")} == baseline
     assert {k: v for k, v in _tree(out).items() if not k.split("/")[0].startswith(".")} == baseline
-    again = _run(argv, world["root"])  # the next run: same outputs, nothing left over
-    assert again.returncode == 0, again.stderr
+    code, stderr = _rerun_in_process(argv, world["root"], monkeypatch, capsys)  # the next run: same outputs,
+    assert code == 0, stderr                                                    # nothing left over
     assert _tree(out) == baseline and not _temporaries(out)
 
 

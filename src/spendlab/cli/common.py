@@ -158,6 +158,33 @@ def tracking_uri(value: str | None) -> str | None:
     return value or os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("SPENDLAB_TRACKING_URI") or None
 
 
+#: Seconds between a running trial's heartbeats, and after which a silent trial is failed and retried.
+OPTUNA_HEARTBEAT = ("SPENDLAB_OPTUNA_HEARTBEAT", 5)
+OPTUNA_GRACE = ("SPENDLAB_OPTUNA_GRACE", 15)
+
+
+def optuna_heartbeat() -> tuple[int, int]:
+    """Resolve the tuning study's trial heartbeat interval and grace period, in seconds.
+
+    ``tune`` and the ``pipeline``'s tune stage both take them from here: $SPENDLAB_OPTUNA_HEARTBEAT
+    (default 5) and $SPENDLAB_OPTUNA_GRACE (default 15), which the tests shorten because they kill
+    studies on purpose and wait out the grace period.
+    """
+    import os
+
+    values = []
+    for name, default in (OPTUNA_HEARTBEAT, OPTUNA_GRACE):
+        raw = os.environ.get(name, "").strip()
+        try:
+            value = int(raw) if raw else default
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise UsageError(f"${name} must be a whole number of seconds, at least 1; got {raw!r}")
+        values.append(value)
+    return values[0], values[1]
+
+
 @contextmanager
 def nothing() -> Iterator[None]:
     """Do nothing (in place of a spinner when stderr is not a terminal)."""

@@ -21,6 +21,7 @@ from spendlab.cli.common import (
     TrackingOpt,
     check_engine,
     err,
+    optuna_heartbeat,
     out,
     progress_lines,
     reader_config,
@@ -42,6 +43,7 @@ def pipeline(
     """Run the main job: validate -> describe -> experiment -> tune -> promote -> score, on one dataset."""
     from spendlab.jobs.pipeline import PipelineConfig, plan_pipeline, run_pipeline  # defer: mlflow, sklearn, sqlglot
     cfg = load_config(PipelineConfig, config)
+    heartbeat = optuna_heartbeat()
     uri = resolve_tracking_uri(tracking_uri or cfg.tracking_uri)
     if uri != cfg.tracking_uri:
         cfg = cfg.model_copy(update={"tracking_uri": uri})
@@ -50,7 +52,7 @@ def pipeline(
     except SpendlabError as exc:
         raise UnsafeOutputError(f"{config}: out_dir: {exc}") from None
     with output_dir(cfg.out_dir, inputs=[config, cfg.experiment], option=f"{config}: out_dir"):
-        run_pipeline(plan_pipeline(cfg), console=err)
+        run_pipeline(plan_pipeline(cfg, heartbeat=heartbeat), console=err)
 
 
 def tune(
@@ -68,13 +70,9 @@ def tune(
     The best parameters go to configs/tuned/<experiment>-<model>.yaml, which later experiment runs
     pick up. The study is stored in mlruns/optuna.db; each trial is a nested MLflow run.
     """
-    import os
-
     from spendlab.jobs.tune import tune_experiment  # defer: mlflow, sklearn, sqlglot
 
-    # Heartbeat of running trials (seconds) and the grace after which a silent one is failed and
-    # retried; the environment can shorten them (tests kill studies on purpose).
-    heartbeat = (int(os.environ.get("SPENDLAB_OPTUNA_HEARTBEAT", "5")), int(os.environ.get("SPENDLAB_OPTUNA_GRACE", "15")))
+    heartbeat = optuna_heartbeat()
     result = tune_experiment(experiment, model_key=model, n_trials=trials, timeout=timeout, heartbeat=heartbeat,
                              jobs=jobs, tracking_uri=resolve_tracking_uri(tracking_uri))
     out.print(f"study {escape(result.study_name)}: {result.n_complete} complete, {result.n_pruned} pruned; "

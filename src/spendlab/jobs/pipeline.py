@@ -74,11 +74,14 @@ class PipelinePlan:
         the tune stage's output, planned again when the experiment stage starts.
     tune : TunePlan or None
         The tuning study, if the job tunes.
+    heartbeat : tuple of int
+        The study's trial heartbeat interval and grace period, seconds (as ``spendlab tune`` runs it).
     """
 
     config: PipelineConfig
     experiment: ExperimentPlan
     tune: TunePlan | None
+    heartbeat: tuple[int, int] = (5, 15)
 
     def experiment_plan(self) -> ExperimentPlan:
         """Return the experiment's plan, with the tuned model's parameters as the tune stage left them."""
@@ -89,13 +92,15 @@ class PipelinePlan:
         return replace(self.experiment, models=MappingProxyType({**self.experiment.models, key: tuned}))
 
 
-def plan_pipeline(cfg: PipelineConfig) -> PipelinePlan:
+def plan_pipeline(cfg: PipelineConfig, *, heartbeat: tuple[int, int] = (5, 15)) -> PipelinePlan:
     """Read the pipeline's experiment YAML (once) and plan its tuning and experiment.
 
     Parameters
     ----------
     cfg : PipelineConfig
         The validated ``configs/pipeline.yaml``.
+    heartbeat : tuple of int
+        The tuning study's trial heartbeat interval and grace period, seconds.
 
     Returns
     -------
@@ -112,7 +117,8 @@ def plan_pipeline(cfg: PipelineConfig) -> PipelinePlan:
     if cfg.tune is not None:
         tune = plan_tune(exp, model_key=cfg.tune.model, n_trials=cfg.tune.trials, timeout=cfg.tune.timeout,
                          jobs=cfg.tune.jobs or usable_cores())
-    return PipelinePlan(cfg, plan_experiment(exp, experiment_path=cfg.experiment, models=cfg.models), tune)
+    return PipelinePlan(cfg, plan_experiment(exp, experiment_path=cfg.experiment, models=cfg.models), tune,
+                        heartbeat)
 
 
 Stage = Callable[[PipelinePlan, dict[str, Any]], dict[str, Any]]
@@ -159,8 +165,8 @@ def stage_describe(plan: PipelinePlan, state: dict[str, Any]) -> dict[str, Any]:
 def stage_tune(plan: PipelinePlan, state: dict[str, Any]) -> dict[str, Any]:
     """Run the tuning study; its best parameters go to the tuned-params file."""
     assert plan.tune is not None
-    r = execute_tune(plan.tune, tracking_uri=plan.config.tracking_uri, transactions=_load(plan, state),
-                     store=_store(plan, state))
+    r = execute_tune(plan.tune, tracking_uri=plan.config.tracking_uri, heartbeat=plan.heartbeat,
+                     transactions=_load(plan, state), store=_store(plan, state))
     return {"path": r.params_path, "line": f"{r.study_name}: {r.n_complete} trials, best validation RMSE "
                                            f"{r.best_value:.3f} -> {r.params_path}"}
 
