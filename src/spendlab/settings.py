@@ -24,6 +24,10 @@ MIN_MEMORY_BYTES = 64 * 2**20
 #: 2 GB of peak RSS; docs/performance.md).
 DEFAULT_MEMORY_LIMIT = "1GB"
 
+#: A tuning study's trial heartbeat interval and the grace after which a silent trial is failed and
+#: retried, seconds (``spendlab tune`` and the pipeline's tune stage; the environment can shorten them).
+DEFAULT_HEARTBEAT: tuple[int, int] = (5, 15)
+
 
 def parse_memory_limit(value: str | None, *, setting: str = "--memory-limit") -> str | None:
     """Parse a DuckDB memory limit such as ``4GB`` or ``512MiB``; ``None``/``none`` = DuckDB's default.

@@ -16,6 +16,7 @@ from spendlab.config import ReaderConfig, UserTableSpec, load_yaml, parse_config
 from spendlab.errors import SpendlabError
 from spendlab.io import Mode
 from spendlab.io.load import FORMATS
+from spendlab.settings import DEFAULT_HEARTBEAT
 from spendlab.spark import SparkConfig, session
 
 if TYPE_CHECKING:
@@ -159,8 +160,8 @@ def tracking_uri(value: str | None) -> str | None:
 
 
 #: Seconds between a running trial's heartbeats, and after which a silent trial is failed and retried.
-OPTUNA_HEARTBEAT = ("SPENDLAB_OPTUNA_HEARTBEAT", 5)
-OPTUNA_GRACE = ("SPENDLAB_OPTUNA_GRACE", 15)
+OPTUNA_HEARTBEAT = ("SPENDLAB_OPTUNA_HEARTBEAT", DEFAULT_HEARTBEAT[0])
+OPTUNA_GRACE = ("SPENDLAB_OPTUNA_GRACE", DEFAULT_HEARTBEAT[1])
 
 
 def optuna_heartbeat() -> tuple[int, int]:

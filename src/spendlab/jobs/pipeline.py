@@ -30,6 +30,7 @@ from spendlab.jobs.promote import promote_experiment
 from spendlab.jobs.score import score
 from spendlab.jobs.tune import execute_tune
 from spendlab.models.base import usable_cores
+from spendlab.settings import DEFAULT_HEARTBEAT
 from spendlab.tracking.orphans import mark_orphaned_runs
 from spendlab.tracking.scorer import load_model
 
@@ -81,7 +82,7 @@ class PipelinePlan:
     config: PipelineConfig
     experiment: ExperimentPlan
     tune: TunePlan | None
-    heartbeat: tuple[int, int] = (5, 15)
+    heartbeat: tuple[int, int] = DEFAULT_HEARTBEAT
 
     def experiment_plan(self) -> ExperimentPlan:
         """Return the experiment's plan, with the tuned model's parameters as the tune stage left them."""
@@ -92,7 +93,7 @@ class PipelinePlan:
         return replace(self.experiment, models=MappingProxyType({**self.experiment.models, key: tuned}))
 
 
-def plan_pipeline(cfg: PipelineConfig, *, heartbeat: tuple[int, int] = (5, 15)) -> PipelinePlan:
+def plan_pipeline(cfg: PipelineConfig, *, heartbeat: tuple[int, int] = DEFAULT_HEARTBEAT) -> PipelinePlan:
     """Read the pipeline's experiment YAML (once) and plan its tuning and experiment.
 
     Parameters

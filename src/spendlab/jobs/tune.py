@@ -31,6 +31,7 @@ from spendlab.jobs.experiment import feature_store, load_dataset
 from spendlab.jobs.plan import TunePlan, load_experiment, plan_tune
 from spendlab.jobs.tuned_params import TUNED_DIR, tuned_params_path
 from spendlab.models.registry import SEARCH_SPACES
+from spendlab.settings import DEFAULT_HEARTBEAT
 from spendlab.tracking import studies
 
 OPTUNA_DB = "mlruns/optuna.db"
@@ -135,7 +136,7 @@ def tune(
     tuned_dir: Path = TUNED_DIR,
     tracking_uri: str | None = None,
     extra_tags: dict[str, str] | None = None,
-    heartbeat: tuple[int, int] = (5, 15),
+    heartbeat: tuple[int, int] = DEFAULT_HEARTBEAT,
     baseline_params: dict[str, Any] | None = None,
     jobs: int = 1,
     origins: Sequence[str] = (),
@@ -313,7 +314,7 @@ def tune_experiment(
     tracking_uri: str | None = None,
     tuned_dir: Path = TUNED_DIR,
     storage_url: str | None = None,
-    heartbeat: tuple[int, int] = (5, 15),
+    heartbeat: tuple[int, int] = DEFAULT_HEARTBEAT,
     jobs: int = 1,
     transactions: Any = None,
     store: Any = None,
@@ -330,7 +331,7 @@ def tune_experiment(
 
 
 def execute_tune(plan: TunePlan, *, tracking_uri: str | None = None, storage_url: str | None = None,
-                 heartbeat: tuple[int, int] = (5, 15), transactions: Any = None, store: Any = None) -> TuneResult:
+                 heartbeat: tuple[int, int] = DEFAULT_HEARTBEAT, transactions: Any = None, store: Any = None) -> TuneResult:
     """Run a tuning plan: an Optuna study over the plan's validation origins.
 
     Reads no configuration; the only input read is the plan's dataset (unless ``transactions`` or
