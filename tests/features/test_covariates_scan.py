@@ -218,3 +218,20 @@ def test_ranked_levels_skip_a_missing_text_category_and_refuse_one_that_is_not_t
     con = connect()
     _window_rows(con, "INTEGER", "('u1', '2024-03-01', 2.0, 1)")
     assert covscan.ranked_levels(con, cfg, as_of=as_of, freq="month", view="transactions") is None
+
+
+def test_amount_share_of_half_unit_discounts_rounds_each_magnitude_away_from_zero():
+    # the scan sums |disc| cast to money, the per-category statement the cast made absolute: the same value only
+    # because the cast rounds half away from zero. March 2024, u1: spend 10.00, discounts -0.00125 and 0.00375
+    # (half a unit of 0.0001 each): 0.0013 + 0.0038 = 0.0051; u2: spend 4.00, discount -0.00005: 0.0001
+    cfg, as_of = CovariateConfig(window=1, amount_share=("disc",)), dt.date(2024, 3, 31)
+    con = connect()
+    con.execute("CREATE TABLE transactions (user_id VARCHAR, ts TIMESTAMP, amount DOUBLE, disc DOUBLE)")
+    con.execute("INSERT INTO transactions VALUES ('u1', '2024-03-01', 6.0, -0.00125), ('u1', '2024-03-02', 4.0, 0.00375), "
+                "('u2', '2024-03-03', 4.0, -0.00005), ('u2', '2024-03-04', 1.0, NULL)")
+    levels = covscan.ranked_levels(con, cfg, as_of=as_of, freq="month", view="transactions")
+    sql = covscan.scan_covariates_sql(cfg, as_of=as_of, freq="month", view="transactions", users=[], levels=levels)
+    got = con.sql(sql).df().set_index("user_id")["cov_disc_amount_share_window1"]
+    assert got.to_dict() == {"u1": 0.0051 / 10.0, "u2": 0.0001 / 5.0}
+    want = per_category(con, cfg, as_of=as_of, freq="month")["cov_disc_amount_share_window1"]
+    np.testing.assert_array_equal(got.to_numpy(), want.loc[got.index].to_numpy())

