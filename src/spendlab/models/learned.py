@@ -151,7 +151,7 @@ def make_random_forest(n_estimators: int = 30, max_depth: int = 10, min_samples_
                        max_features: float | str = 0.2, max_samples: float = 0.2, seed: int = 0) -> FeatureRegressor:
     """Make the ``random_forest`` registry entry: a small, subsampled random forest.
 
-    Each split weighs a fifth of the features (``max_features`` 0.2; 0.3 until 2026-12-07): on CDNOW 26%
+    Each split weighs a fifth of the features (``max_features`` 0.2; 0.3 until 2026-12-07): on CDNOW 28%
     less CPU, mean validation RMSE 18.418 -> 18.416, test 18.143 -> 18.095 (docs/performance.md).
     """
     from sklearn.ensemble import RandomForestRegressor
