@@ -5,6 +5,7 @@
 - ``lightgbm_clv``'s booster defaults yield to given (tuned) parameters, key by key.
 - The hurdle's defaults are constructor parameters, so tuned values replace them; its classifier is
   calibrated over ``calibration_folds`` unshuffled folds (2 by default; 2 when a class is too rare).
+- ``random_forest`` weighs a fifth of the features at each split by default; a given ``max_features`` wins.
 """
 
 from __future__ import annotations
@@ -102,3 +103,24 @@ def test_hurdle_with_too_few_buyers_for_the_folds_calibrates_over_two() -> None:
     hurdle = make_model("hurdle", {"calibration_folds": 4, "n_estimators": 5, "min_child_samples": 2}).fit(X, y)
     assert len(hurdle.classifier_.calibrated_classifiers_) == 2
 
+
+
+def _wide_frame(seed: int, n: int = 300, k: int = 10) -> tuple[pd.DataFrame, np.ndarray]:
+    """``k`` spend-like features (the forest's per-split feature count is a fraction of ``k``)."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({f"spend_lag{i + 1}": rng.gamma(0.5, 20.0, n) * (rng.random(n) < 0.4) for i in range(k)})
+    y = rng.gamma(2.0, 10.0, n) * (rng.random(n) < 0.3) + 0.1 * X["spend_lag1"].to_numpy()
+    return X, y
+
+
+def test_random_forest_default_splits_on_a_fifth_of_the_features() -> None:
+    X, y = _wide_frame(9)
+    forest = make_model("random_forest", {"n_estimators": 3}).fit(X, y).estimator_
+    assert all(tree.max_features_ == 2 for tree in forest.estimators_)  # 0.2 x 10 features
+
+
+def test_random_forest_given_max_features_replaces_the_default() -> None:
+    X, y = _wide_frame(10)
+    forest = make_model("random_forest", {"n_estimators": 3, "max_features": "sqrt"}).fit(X, y).estimator_
+    assert all(tree.max_features_ == 3 for tree in forest.estimators_)  # floor(sqrt(10))
+    assert factory_defaults("random_forest")["max_features"] == 0.2

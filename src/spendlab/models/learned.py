@@ -148,8 +148,12 @@ def make_tweedie_glm(power: float = 1.5, alpha: float = 1e-3) -> FeatureRegresso
 
 
 def make_random_forest(n_estimators: int = 30, max_depth: int = 10, min_samples_leaf: int = 20,
-                       max_features: float = 0.3, max_samples: float = 0.2, seed: int = 0) -> FeatureRegressor:
-    """Make the ``random_forest`` registry entry: a small, subsampled random forest."""
+                       max_features: float | str = 0.2, max_samples: float = 0.2, seed: int = 0) -> FeatureRegressor:
+    """Make the ``random_forest`` registry entry: a small, subsampled random forest.
+
+    Each split weighs a fifth of the features (``max_features`` 0.2; 0.3 until 2026-12-07): on CDNOW 28%
+    less CPU, mean validation RMSE 18.418 -> 18.416, test 18.143 -> 18.095 (docs/performance.md).
+    """
     from sklearn.ensemble import RandomForestRegressor
 
     rf = RandomForestRegressor(n_estimators=n_estimators, max_depth=max_depth, min_samples_leaf=min_samples_leaf,

@@ -113,12 +113,13 @@ COMPLEXITY: dict[str, int] = {
 
 
 #: CPU seconds of each model's CDNOW backtest (11 origins, fits summed; idle profile of 2026-12-07, after
-#: hist_gbm's learning rate 0.05; hurdle's scaled by its 2-fold calibration's measured -43%). A scheduling hint only: the experiment starts the costliest backtests first, so
+#: hist_gbm's learning rate 0.05; hurdle's scaled by its 2-fold calibration's measured -43%, random_forest's by
+#: max_features 0.2's -28%). A scheduling hint only: the experiment starts the costliest backtests first, so
 #: the last one to start is short and both threads finish together. Never changes a number.
 FIT_COST: dict[str, float] = {
     "zero": 0, "last_period": 0, "moving_average": 0, "seasonal_naive": 0, "per_user_linear": 0,
     "bgnbd_gg": 2, "bgnbd_seasonal": 4, "ridge": 7, "tweedie_glm": 11, "sm_tweedie_glm": 12, "lightgbm": 31,
-    "random_forest": 40, "hurdle": 42, "lightgbm_clv": 45, "hist_gbm": 52,
+    "random_forest": 29, "hurdle": 42, "lightgbm_clv": 45, "hist_gbm": 52,
 }
 
 
