@@ -11,7 +11,7 @@ import datetime as dt
 import itertools
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import duckdb
@@ -20,7 +20,14 @@ import pandas as pd
 import pyarrow as pa
 
 from spendlab.calendar import Freq, check_freq, next_period_start, shift_period
-from spendlab.features.arrays import compute_features, feature_needs, window_matrix, window_widths
+from spendlab.features.arrays import (
+    compute_features,
+    feature_columns,
+    feature_needs,
+    whole_rows_columns,
+    window_matrix,
+    window_widths,
+)
 from spendlab.features.btyd import BTYD_COLUMNS, btyd_sql
 from spendlab.features.config import FeatureConfig
 from spendlab.features.covariates import with_covariates
@@ -295,21 +302,37 @@ def _windows(cells: dict[str, np.ndarray] | None, n_users: int, widths: dict[str
 
 
 def _features_in_parts(pool: ThreadPoolExecutor, parts: Sequence[tuple[int, int]], stats: Mapping[str, np.ndarray],
-                       windows: Mapping[str, np.ndarray], **kwargs: object) -> dict[str, np.ndarray | pa.ChunkedArray]:
+                       windows: Mapping[str, np.ndarray], *, config: FeatureConfig, freq: Freq,
+                       columns: Sequence[str] | None, **kwargs: object) -> dict[str, np.ndarray | pa.ChunkedArray]:
     """:func:`~spendlab.features.arrays.compute_features` of each part of the rows on ``pool``, joined without a copy.
 
-    One part: its arrays. Several: one Arrow column per feature, a chunk per part (no concatenation).
+    One part: its arrays. Several: one Arrow column per feature, a chunk per part (no concatenation),
+    except the :func:`~spendlab.features.arrays.whole_rows_columns`, computed over every row at once on
+    this thread (as with one part: the same bits), beside the parts. Columns in the builder's order.
     """
+    if len(parts) < 2:
+        return dict(compute_features(stats, windows, config=config, freq=freq, columns=columns,
+                                     **kwargs))  # type: ignore[arg-type]
+    wanted = [c for c in feature_columns(config, freq)[1:] if columns is None or c in columns]
+    whole = [c for c in whole_rows_columns(config, freq) if c in wanted]
+    rest = [c for c in wanted if c not in whole]
 
     def part(rows: tuple[int, int]) -> dict[str, np.ndarray]:
         lo, hi = rows
         return compute_features({c: v[lo:hi] for c, v in stats.items()}, {c: m[lo:hi] for c, m in windows.items()},
-                                **kwargs)  # type: ignore[arg-type]
+                                config=config, freq=freq, columns=rest, **kwargs)  # type: ignore[arg-type]
 
-    if len(parts) < 2:
-        return dict(compute_features(stats, windows, **kwargs))  # type: ignore[arg-type]
-    results = list(pool.map(part, parts))
-    return {c: pa.chunked_array([r[c] for r in results]) for c in results[0]}
+    pending = [pool.submit(part, p) for p in parts] if rest else []
+    try:
+        out: dict[str, np.ndarray | pa.ChunkedArray] = dict(
+            compute_features(stats, windows, config=config, freq=freq, columns=whole, **kwargs)  # type: ignore[arg-type]
+            if whole else {})
+    except BaseException:
+        wait(pending)  # no part left running on the arrays; this thread's error is the one raised
+        raise
+    results = [f.result() for f in pending]  # raises the first part's error, as one thread would
+    out.update({c: pa.chunked_array([r[c] for r in results]) for c in rest})
+    return {c: out[c] for c in wanted if c in out}
 
 
 @dataclass(frozen=True)
