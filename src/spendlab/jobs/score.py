@@ -37,7 +37,7 @@ from spendlab.io.load import Transactions, connect, date_span, load_transactions
 from spendlab.jobs.covariates import with_users
 from spendlab.jobs.plan import ScorePlan
 from spendlab.models.base import usable_cores
-from spendlab.monitor.drift import feature_drift, segment_shift
+from spendlab.monitor.drift import feature_drift, segment_shift_counts
 from spendlab.settings import DEFAULT_MEMORY_LIMIT, check_as_of
 from spendlab.tracking.scorer import (
     BASIS_COLD_START,
@@ -206,8 +206,7 @@ def score_drift(reference: dict[str, Any] | None, features: pa.Table, written: _
         return {}
     if psi is None:
         psi = profile_psi(reference, features, feature_names)
-    segments = np.repeat(np.array(list(written.by_segment), dtype=object), list(written.by_segment.values()))
-    shift = segment_shift(reference, segments)
+    shift = segment_shift_counts(reference, written.by_segment)
     worst = shift.loc[shift["shift"].abs().idxmax()] if len(shift) else None
     return {"max_psi": float(psi["psi"].iloc[0]) if len(psi) else 0.0,
             "max_psi_feature": str(psi["feature"].iloc[0]) if len(psi) else "",
