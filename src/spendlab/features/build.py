@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -20,17 +18,11 @@ import pandas as pd
 import pyarrow as pa
 
 from spendlab.calendar import Freq, check_freq, next_period_start, shift_period
-from spendlab.features.arrays import (
-    compute_features,
-    feature_columns,
-    feature_needs,
-    whole_rows_columns,
-    window_matrix,
-    window_widths,
-)
+from spendlab.features.arrays import feature_needs, window_widths
 from spendlab.features.btyd import BTYD_COLUMNS, btyd_sql
 from spendlab.features.config import FeatureConfig
 from spendlab.features.covariates import with_covariates
+from spendlab.features.halves import arithmetic
 from spendlab.features.sql import (
     EVENT_DAYS_TABLE,
     MONEY,
@@ -55,10 +47,6 @@ _counter = itertools.count()
 STATS_CHUNK_ROWS = 24_000_000
 #: The per-user row's id as the view stores it, beside the text id the output is ordered by.
 _NATIVE_ID = "spendlab_native_user_id"
-#: Users from which the array arithmetic runs in two halves of the users on two threads (with two
-#: usable cores): NumPy releases the GIL on large arrays, and every feature is computed row by row,
-#: so each half gives the values the whole would (the Spark build computes per bucket of users too).
-PARALLEL_MIN_USERS = 100_000
 
 
 def _q(name: str) -> str:
@@ -250,13 +238,9 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
             con.unregister(users)
         except duckdb.Error:
             pass
-    parts = _row_parts(n_users)
-    with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="spendlab-features") as pool:
-        windows = _windows(cells, n_users, widths, parts=parts, pool=pool)
-        del cells
-        features = _features_in_parts(pool, parts, stats, windows, as_of=as_of, freq=freq, config=config,
-                                      calendar=covariates.iloc[0].to_dict(), columns=plan.columns)
-    del windows, stats
+    features = arithmetic(cells, stats, n_users, widths, as_of=as_of, freq=freq, config=config,
+                          calendar=covariates.iloc[0].to_dict(), columns=plan.columns)
+    del cells, stats
     table = pa.table({"user_id": ids, **features})
     return _with_extras(con, table, as_of=as_of, freq=freq, config=config, view=view, columns=columns)
 
@@ -266,73 +250,6 @@ def _first_day_probe(con: duckdb.DuckDBPyConnection, name: str, source: str, per
     last_first = con.execute(f"SELECT MAX(first_purchase_day) FROM {sums}").fetchall()[0][0]
     con.execute(f"CREATE TEMP TABLE {name} AS "
                 f"{first_day_spend_sql(source, periods, first_days=sums, last_first_day=last_first)}")
-
-
-def _row_parts(n_users: int) -> list[tuple[int, int]]:
-    """Split the users' rows into the halves the array arithmetic runs on (one part below :data:`PARALLEL_MIN_USERS`)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    parts = 2 if cores >= 2 and n_users >= PARALLEL_MIN_USERS else 1
-    return [(n_users * i // parts, n_users * (i + 1) // parts) for i in range(parts)]
-
-
-def _windows(cells: dict[str, np.ndarray] | None, n_users: int, widths: dict[str, int], *,
-             parts: Sequence[tuple[int, int]] = (), pool: ThreadPoolExecutor | None = None) -> dict[str, np.ndarray]:
-    """Return the recent-period matrices (users x width) from the fetched window cells ({} without any).
-
-    With two or more ``parts`` (row ranges) on ``pool``, each part's rows are filled on its own thread
-    (the first touch of the zeroed matrices is most of the cost); the cells are the same either way.
-    """
-    if cells is None:
-        return {}
-    idx, k = cells.pop("idx"), cells.pop("k")
-    if pool is None or len(parts) < 2:
-        return {c: window_matrix(n_users, idx, k, cells.pop(c), w) for c, w in widths.items()}
-    mine = list(pool.map(lambda p: (idx >= p[0]) & (idx < p[1]), parts))
-    out = {}
-    for c, w in widths.items():
-        matrix, values = np.zeros((n_users, max(w, 1)), dtype=np.float64), cells.pop(c)
-
-        def fill(sel: np.ndarray, matrix: np.ndarray = matrix, values: np.ndarray = values, w: int = w) -> None:
-            keep = sel & (k < w)
-            matrix[idx[keep], k[keep]] = values[keep]
-
-        list(pool.map(fill, mine))  # raises the first part's error, if any
-        out[c] = matrix
-    return out
-
-
-def _features_in_parts(pool: ThreadPoolExecutor, parts: Sequence[tuple[int, int]], stats: Mapping[str, np.ndarray],
-                       windows: Mapping[str, np.ndarray], *, config: FeatureConfig, freq: Freq,
-                       columns: Sequence[str] | None, **kwargs: object) -> dict[str, np.ndarray | pa.ChunkedArray]:
-    """:func:`~spendlab.features.arrays.compute_features` of each part of the rows on ``pool``, joined without a copy.
-
-    One part: its arrays. Several: one Arrow column per feature, a chunk per part (no concatenation),
-    except the :func:`~spendlab.features.arrays.whole_rows_columns`, computed over every row at once on
-    this thread (as with one part: the same bits), beside the parts. Columns in the builder's order.
-    """
-    if len(parts) < 2:
-        return dict(compute_features(stats, windows, config=config, freq=freq, columns=columns,
-                                     **kwargs))  # type: ignore[arg-type]
-    wanted = [c for c in feature_columns(config, freq)[1:] if columns is None or c in columns]
-    whole = [c for c in whole_rows_columns(config, freq) if c in wanted]
-    rest = [c for c in wanted if c not in whole]
-
-    def part(rows: tuple[int, int]) -> dict[str, np.ndarray]:
-        lo, hi = rows
-        return compute_features({c: v[lo:hi] for c, v in stats.items()}, {c: m[lo:hi] for c, m in windows.items()},
-                                config=config, freq=freq, columns=rest, **kwargs)  # type: ignore[arg-type]
-
-    pending = [pool.submit(part, p) for p in parts] if rest else []
-    try:
-        out: dict[str, np.ndarray | pa.ChunkedArray] = dict(
-            compute_features(stats, windows, config=config, freq=freq, columns=whole, **kwargs)  # type: ignore[arg-type]
-            if whole else {})
-    except BaseException:
-        wait(pending)  # no part left running on the arrays; this thread's error is the one raised
-        raise
-    results = [f.result() for f in pending]  # raises the first part's error, as one thread would
-    out.update({c: pa.chunked_array([r[c] for r in results]) for c in rest})
-    return {c: out[c] for c in wanted if c in out}
 
 
 @dataclass(frozen=True)

@@ -117,9 +117,7 @@ def score(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     con = connect(threads=threads, memory_limit=memory_limit)
-    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-hash")
-    input_hash = hashing.submit(tx.content_hash)  # read beside the scoring; hashlib releases the GIL
-    hashing.shutdown(wait=False)
+    input_hash = _on_a_thread("spendlab-hash", tx.content_hash)  # read beside the scoring; hashlib releases the GIL
     try:
         tx.register(con, native_ids=True)
         if as_of is None:
@@ -137,9 +135,7 @@ def score(
     if users_in == 0:
         raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
     target_period = target_period_label(as_of, model.freq, model.horizon)
-    drifting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-drift")
-    feature_psi = drifting.submit(profile_psi, model.reference, features, model.feature_names)  # beside the scoring
-    drifting.shutdown(wait=False)
+    feature_psi = _on_a_thread("spendlab-drift", profile_psi, model.reference, features, model.feature_names)
     with atomic_path(out) as tmp, Progress(
         TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("users"), TimeElapsedColumn(),
         transient=True, disable=not progress,
@@ -157,6 +153,15 @@ def score(
     drift = score_drift(model.reference, features, written, model.feature_names, psi=feature_psi.result())
     return ScoreResult(Path(out), as_of, target_period, int(users_in), written.rows, written.by_basis, model.uri,
                        model.version, written.total, tuple(warnings), drift)
+
+
+def _on_a_thread(name: str, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``fn(*args)`` on a thread of its own; its error is raised where the future's result is read."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
 
 
 def profile_psi(reference: dict[str, Any] | None, features: pa.Table,
