@@ -349,3 +349,25 @@ def test_a_combination_passes_the_cutoff_to_its_seasonal_member(tmp_path: Path, 
     without = pyfunc.predict(feats)["prediction"].to_numpy()
     np.testing.assert_allclose(run["scores"]["prediction"].to_numpy(), with_cutoff, rtol=1e-9)
     assert np.mean(np.abs(with_cutoff - without) > 1e-6 * np.maximum(without, 1.0)) > 0.5
+
+
+def test_an_error_on_the_drift_thread_is_the_one_line_cli_error_with_its_exit_code(
+        in_registry: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """The PSI runs on a thread beside the scoring: its error still ends the job as it did on the main thread."""
+    import spendlab.jobs.score as scoring
+    from spendlab.cli import main
+    from spendlab.errors import SpendlabError
+
+    def broken(*args, **kwargs):
+        raise SpendlabError("the reference profile is broken\nsecond line")
+
+    monkeypatch.setattr(scoring, "feature_drift", broken)
+    data = str(in_registry["root"] / "data" / "tx.parquet")
+    with pytest.raises(SystemExit) as exit_:
+        main(["score", data, "--out", str(tmp_path / "s.parquet")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == SpendlabError("x").exit_code != 0
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        "error: the reference profile is broken second line"]  # the CLI's one line, as for any SpendlabError
+    with pytest.raises(SpendlabError, match="^the reference profile is broken"):  # the library raises it as itself
+        score(load_transactions(data, "generic"), out=tmp_path / "t.parquet", model=load_model(), progress=False)

@@ -68,3 +68,19 @@ def test_a_feature_equal_for_everybody_or_a_customers_age_is_not_profiled() -> N
     profile = reference_profile(frame, np.array(["active"] * 10), np.zeros(10, dtype=bool))
     assert set(profile["features"]) == {"spend_lag1"}  # n_periods: a customer's age grows with the calendar
     assert feature_drift(profile, frame.assign(target_weekend_days=10))["feature"].tolist() == ["spend_lag1"]
+
+
+def test_segment_shift_from_counts_has_pandas_normalized_shares_bit_for_bit() -> None:
+    from spendlab.monitor.drift import segment_shift_counts
+
+    rng = np.random.default_rng(3)
+    counts = {"active": int(rng.integers(1, 10**6)), "lapsed": 333_333, "new": 7, "churned": 1}
+    segments = np.repeat(np.array(list(counts), dtype=object), list(counts.values()))
+    profile = {"segment_shares": {"active": 0.25, "lapsed": 0.5, "dormant": 0.25}}
+    oracle = pd.Series(segments.astype(str)).value_counts(normalize=True)  # what the scorer used to divide
+    got = segment_shift_counts(profile, counts).set_index("segment")
+    assert list(got.index) == ["active", "churned", "dormant", "lapsed", "new"]
+    for s, share in oracle.items():
+        assert got.loc[s, "share"] == share  # exact, not approximately
+    assert got.loc["dormant", "share"] == 0.0 and got.loc["dormant", "shift"] == -0.25
+    pd.testing.assert_frame_equal(segment_shift(profile, segments), segment_shift_counts(profile, counts))

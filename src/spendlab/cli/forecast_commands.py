@@ -120,12 +120,12 @@ def score(
     """
     from spendlab.jobs.plan import plan_score  # defer: mlflow, sklearn, sqlglot
     from spendlab.jobs.score import execute_score  # defer: mlflow, sklearn, sqlglot
-    from spendlab.spark.jobs import score_job  # defer: mlflow, sklearn, sqlglot
     plan = plan_score(input, out=out_path, model_uri=model, format=format, reader=reader_config(config),
                       as_of=as_of, chunk_users=chunk_users, users=users_config(config))
     check_engine(engine, format)
     check_output(out_path, kind="dir" if engine == "spark" else "file", inputs=[input, config])
     if engine == "spark":  # the model as a Spark UDF; a Parquet folder out (docs/scale-out.md)
+        from spendlab.spark.jobs import score_job  # defer: sqlglot, only the Spark engine needs it
         job = score_job(spark_session(config, spark_master), input, out_path, model_uri=model, as_of=plan.as_of,
                         reader=plan.reader, tracking_uri=resolve_tracking_uri(tracking_uri), users=plan.users)
         out.print(f"scored {job.rows_out:,} users as of {job.as_of} with {escape(model)} on Spark; "

@@ -384,6 +384,17 @@ def feature_needs(config: FeatureConfig, freq: Freq, columns: Collection[str] | 
     return FeatureNeeds(frozenset(stats), {c: widths[c] for c in full_widths if c in widths}, tuple(names))
 
 
+def whole_rows_columns(config: FeatureConfig, freq: Freq) -> list[str]:
+    """Return the features whose values depend on how many users are computed together.
+
+    The trend slopes' matrix-vector product goes to BLAS, whose kernels take rows in blocks (and
+    threads in ranges), so a user's last bit can depend on where the rows start and end: computed
+    over a part of the users, a slope can differ from the whole build's. Every other feature is
+    NumPy arithmetic row by row and equals the whole build's on any part of the rows.
+    """
+    return [f"trend_slope_window{w}" for w in config.for_freq(check_freq(freq)).trend_windows]
+
+
 def compute_features(stats: Mapping[str, np.ndarray], windows: Mapping[str, np.ndarray], *, as_of: dt.date,
                      freq: Freq, config: FeatureConfig, calendar: Mapping[str, float],
                      columns: Collection[str] | None = None) -> dict[str, np.ndarray]:

@@ -18,10 +18,11 @@ import pandas as pd
 import pyarrow as pa
 
 from spendlab.calendar import Freq, check_freq, next_period_start, shift_period
-from spendlab.features.arrays import compute_features, feature_needs, window_matrix, window_widths
+from spendlab.features.arrays import feature_needs, window_widths
 from spendlab.features.btyd import BTYD_COLUMNS, btyd_sql
 from spendlab.features.config import FeatureConfig
 from spendlab.features.covariates import with_covariates
+from spendlab.features.halves import arithmetic
 from spendlab.features.sql import (
     EVENT_DAYS_TABLE,
     MONEY,
@@ -237,10 +238,9 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
             con.unregister(users)
         except duckdb.Error:
             pass
-    windows = _windows(cells, n_users, widths)
-    features = compute_features(stats, windows, as_of=as_of, freq=freq, config=config,
-                                calendar=covariates.iloc[0].to_dict(), columns=plan.columns)
-    del windows, stats
+    features = arithmetic(cells, stats, n_users, widths, as_of=as_of, freq=freq, config=config,
+                          calendar=covariates.iloc[0].to_dict(), columns=plan.columns)
+    del cells, stats
     table = pa.table({"user_id": ids, **features})
     return _with_extras(con, table, as_of=as_of, freq=freq, config=config, view=view, columns=columns)
 
@@ -250,14 +250,6 @@ def _first_day_probe(con: duckdb.DuckDBPyConnection, name: str, source: str, per
     last_first = con.execute(f"SELECT MAX(first_purchase_day) FROM {sums}").fetchall()[0][0]
     con.execute(f"CREATE TEMP TABLE {name} AS "
                 f"{first_day_spend_sql(source, periods, first_days=sums, last_first_day=last_first)}")
-
-
-def _windows(cells: dict[str, np.ndarray] | None, n_users: int, widths: dict[str, int]) -> dict[str, np.ndarray]:
-    """Return the recent-period matrices (users x width) from the fetched window cells ({} without any)."""
-    if cells is None:
-        return {}
-    idx, k = cells.pop("idx"), cells.pop("k")
-    return {c: window_matrix(n_users, idx, k, cells.pop(c), w) for c, w in widths.items()}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +37,7 @@ from spendlab.io.load import Transactions, connect, date_span, load_transactions
 from spendlab.jobs.covariates import with_users
 from spendlab.jobs.plan import ScorePlan
 from spendlab.models.base import usable_cores
-from spendlab.monitor.drift import feature_drift, segment_shift
+from spendlab.monitor.drift import feature_drift, segment_shift_counts
 from spendlab.settings import DEFAULT_MEMORY_LIMIT, check_as_of
 from spendlab.tracking.scorer import (
     BASIS_COLD_START,
@@ -117,9 +117,7 @@ def score(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     con = connect(threads=threads, memory_limit=memory_limit)
-    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-hash")
-    input_hash = hashing.submit(tx.content_hash)  # read beside the scoring; hashlib releases the GIL
-    hashing.shutdown(wait=False)
+    input_hash = _on_a_thread("spendlab-hash", tx.content_hash)  # read beside the scoring; hashlib releases the GIL
     try:
         tx.register(con, native_ids=True)
         if as_of is None:
@@ -137,6 +135,7 @@ def score(
     if users_in == 0:
         raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
     target_period = target_period_label(as_of, model.freq, model.horizon)
+    feature_psi = _on_a_thread("spendlab-drift", profile_psi, model.reference, features, model.feature_names)
     with atomic_path(out) as tmp, Progress(
         TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("users"), TimeElapsedColumn(),
         transient=True, disable=not progress,
@@ -151,25 +150,68 @@ def score(
                               model_hash=model.dataset_hash, input_hash=input_hash.result(), model_uri=model.uri)
     for w in warnings:
         log.warning(w)
-    drift = score_drift(model.reference, features, written, model.feature_names)
+    drift = score_drift(model.reference, features, written, model.feature_names, psi=feature_psi.result())
     return ScoreResult(Path(out), as_of, target_period, int(users_in), written.rows, written.by_basis, model.uri,
                        model.version, written.total, tuple(warnings), drift)
 
 
-def score_drift(reference: dict[str, Any] | None, features: pa.Table, written: _Written,
-                feature_names: list[str] | None = None) -> dict[str, Any]:
-    """PSI of the profiled features, segment share shift and cold-start share of a scored population.
+def _on_a_thread(name: str, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``fn(*args)`` on a thread of its own; its error is raised where the future's result is read."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
+
+
+def profile_psi(reference: dict[str, Any] | None, features: pa.Table,
+                feature_names: list[str] | None = None) -> pd.DataFrame:
+    """PSI of the profiled features of a scored population (:func:`~spendlab.monitor.drift.feature_drift`).
 
     ``feature_names`` (the model's) limits the PSI to the features the model reads (default: every
-    profiled feature the table holds); the columns are read from Arrow, with no pandas copy.
+    profiled feature the table holds); each column is read from Arrow when its turn comes, with no
+    pandas copy. Empty without a reference profile. It reads only the features, so the job runs it
+    beside the scoring.
+    """
+    if not reference:
+        return feature_drift({"features": {}}, {})
+    used = set(feature_names) if feature_names is not None else set(features.column_names)
+    cols = [c for c in reference["features"] if c in used and c in features.column_names]
+    return feature_drift(reference, _ArrowColumns(features, cols))
+
+
+class _ArrowColumns(Mapping[str, np.ndarray]):
+    """Columns of an Arrow table as NumPy arrays, each converted when read (one copy alive at a time)."""
+
+    def __init__(self, table: pa.Table, names: list[str]) -> None:
+        self._table, self._names = table, names
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._table.column(name).to_numpy()
+
+    def __contains__(self, name: object) -> bool:  # without a conversion
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def score_drift(reference: dict[str, Any] | None, features: pa.Table, written: _Written,
+                feature_names: list[str] | None = None, *, psi: pd.DataFrame | None = None) -> dict[str, Any]:
+    """PSI of the profiled features, segment share shift and cold-start share of a scored population.
+
+    ``psi``: :func:`profile_psi` of the same arguments, when already computed (else it is computed here).
     """
     if not reference:
         return {}
-    used = set(feature_names) if feature_names is not None else set(features.column_names)
-    cols = [c for c in reference["features"] if c in used and c in features.column_names]
-    psi = feature_drift(reference, {c: features.column(c).to_numpy() for c in cols})
-    segments = np.repeat(np.array(list(written.by_segment), dtype=object), list(written.by_segment.values()))
-    shift = segment_shift(reference, segments)
+    if psi is None:
+        psi = profile_psi(reference, features, feature_names)
+    shift = segment_shift_counts(reference, written.by_segment)
     worst = shift.loc[shift["shift"].abs().idxmax()] if len(shift) else None
     return {"max_psi": float(psi["psi"].iloc[0]) if len(psi) else 0.0,
             "max_psi_feature": str(psi["feature"].iloc[0]) if len(psi) else "",

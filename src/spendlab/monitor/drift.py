@@ -137,9 +137,19 @@ def segment_shift(profile: dict[str, Any], segments: np.ndarray) -> pd.DataFrame
     pandas.DataFrame
         ``segment, share_ref, share, shift`` (``share - share_ref``), one row per segment seen in either.
     """
-    now = pd.Series(np.asarray(segments, dtype=str)).value_counts(normalize=True)
+    counts = pd.Series(np.asarray(segments, dtype=str)).value_counts()
+    return segment_shift_counts(profile, {str(s): int(n) for s, n in counts.items()})
+
+
+def segment_shift_counts(profile: dict[str, Any], counts: Mapping[str, int]) -> pd.DataFrame:
+    """:func:`segment_shift` from each segment's count in the new population (no array of segments).
+
+    A share is ``count / total`` in float64, as pandas' ``value_counts(normalize=True)`` divides.
+    """
+    total = sum(int(n) for n in counts.values())
+    now = {s: float(np.float64(n) / np.float64(total)) for s, n in counts.items() if n > 0}
     ref = profile["segment_shares"]
-    names = sorted(set(ref) | set(now.index))
+    names = sorted(set(ref) | set(now))
     rows = [{"segment": s, "share_ref": float(ref.get(s, 0.0)), "share": float(now.get(s, 0.0))} for s in names]
     out = pd.DataFrame(rows, columns=["segment", "share_ref", "share"])
     out["shift"] = out["share"] - out["share_ref"]
