@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import re
 
 from spendlab.errors import ConfigError
@@ -27,6 +28,11 @@ DEFAULT_MEMORY_LIMIT = "1GB"
 #: A tuning study's trial heartbeat interval and the grace after which a silent trial is failed and
 #: retried, seconds (``spendlab tune`` and the pipeline's tune stage; the environment can shorten them).
 DEFAULT_HEARTBEAT: tuple[int, int] = (5, 15)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the host's count)."""
+    return len(os.sched_getaffinity(0))
 
 
 def parse_memory_limit(value: str | None, *, setting: str = "--memory-limit") -> str | None:

@@ -15,7 +15,7 @@ from tests.features.conftest import random_transactions, tx_con
 
 def _build(monkeypatch: pytest.MonkeyPatch, *, min_users: int, freq: str) -> pa.Table:
     monkeypatch.setattr(halves_mod, "PARALLEL_MIN_USERS", min_users)
-    monkeypatch.setattr(halves_mod.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(halves_mod, "usable_cores", lambda: 2)
     con = tx_con(random_transactions(11, users=37, rows=900))  # 37 users: halves of 18 and 19
     try:
         return build_features_arrow(con, freq=freq, as_of=dt.date(2022, 2, 15))

@@ -12,7 +12,6 @@ bit for bit (the Spark build computes per bucket of users too). The exception is
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -22,6 +21,7 @@ import pyarrow as pa
 from spendlab.calendar import Freq
 from spendlab.features.arrays import compute_features, feature_columns, whole_rows_columns, window_matrix
 from spendlab.features.config import FeatureConfig
+from spendlab.settings import usable_cores
 
 #: Users from which the arithmetic runs in two halves on two threads (below it, threads cost more than they save).
 PARALLEL_MIN_USERS = 100_000
@@ -31,8 +31,7 @@ Rows = tuple[int, int]
 
 def row_parts(n_users: int) -> list[Rows]:
     """Return the row ranges the arithmetic runs on: two halves from :data:`PARALLEL_MIN_USERS` users and two cores, else one."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    parts = 2 if cores >= 2 and n_users >= PARALLEL_MIN_USERS else 1
+    parts = 2 if usable_cores() >= 2 and n_users >= PARALLEL_MIN_USERS else 1
     return [(n_users * i // parts, n_users * (i + 1) // parts) for i in range(parts)]
 
 

@@ -30,8 +30,8 @@ from spendlab.jobs.experiment_outputs import log_parent, render_experiment_repor
 from spendlab.jobs.feature_cache import cached_store, dataset_record
 from spendlab.jobs.plan import ExperimentPlan, TunePlan, load_experiment, plan_experiment
 from spendlab.jobs.tuned_params import TUNED_DIR
-from spendlab.models.base import usable_cores
 from spendlab.models.registry import resolved_params
+from spendlab.settings import usable_cores
 from spendlab.timing import Timings, current, profiled, timed
 from spendlab.tracking import figures as figs
 from spendlab.tracking import results

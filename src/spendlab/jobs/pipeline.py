@@ -29,8 +29,7 @@ from spendlab.jobs.plan import ExperimentPlan, TunePlan, load_experiment, plan_e
 from spendlab.jobs.promote import promote_experiment
 from spendlab.jobs.score import score
 from spendlab.jobs.tune import execute_tune
-from spendlab.models.base import usable_cores
-from spendlab.settings import DEFAULT_HEARTBEAT
+from spendlab.settings import DEFAULT_HEARTBEAT, usable_cores
 from spendlab.tracking.orphans import mark_orphaned_runs
 from spendlab.tracking.scorer import load_model
 

@@ -36,9 +36,8 @@ from spendlab.io.atomic import atomic_path
 from spendlab.io.load import Transactions, connect, date_span, load_transactions
 from spendlab.jobs.covariates import with_users
 from spendlab.jobs.plan import ScorePlan
-from spendlab.models.base import usable_cores
 from spendlab.monitor.drift import feature_drift, segment_shift_counts
-from spendlab.settings import DEFAULT_MEMORY_LIMIT, check_as_of
+from spendlab.settings import DEFAULT_MEMORY_LIMIT, check_as_of, usable_cores
 from spendlab.tracking.scorer import (
     BASIS_COLD_START,
     LoadedModel,

@@ -7,7 +7,6 @@ Baselines read named columns; learned models use every numeric column.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import types
@@ -78,11 +77,6 @@ def predict_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         _PREDICT_THREADS.reset(token)
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, not the host's count)."""
-    return len(os.sched_getaffinity(0))
 
 
 def current_predict_threads() -> int | None:
