@@ -383,7 +383,7 @@ def experiment(data: Data | None = None, *, config: str | Path | Mapping[str, An
                                                              format=format or cfg.dataset.format)})
     with _out_dir(out, "spendlab-experiment-") as out_dir:
         plan = plan_experiment(cfg, experiment_path=path, models=list(models) if models else None,
-                               tuned_dir=Path(tuned_dir))
+                               tuned_dir=Path(tuned_dir), check_sources=tx is None)
         res = execute(plan, out_dir=out_dir, tracking_uri=tracking_uri, transactions=tx, jobs=jobs)
         predictions = pd.read_parquet(res.paths["predictions"])
     return ExperimentResult(res.name, res.leaderboard, res.champion, predictions, res.parent_run_id,

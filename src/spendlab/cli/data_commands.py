@@ -28,6 +28,7 @@ from spendlab.cli.common import (
 )
 from spendlab.describe.formats import check_currency
 from spendlab.errors import RowError, SpendlabError
+from spendlab.features.config import check_covariates
 from spendlab.features.metadata import feature_metadata
 from spendlab.io import Mode, load_transactions
 from spendlab.io.builtin import BUILTINS, builtin_path
@@ -224,6 +225,8 @@ def features(
     check_engine(engine, format)
     check_output(out_path, kind="dir" if engine == "spark" else "file", inputs=[input, config])
     feature_cfg = load_feature_config(config)
+    check_covariates(feature_cfg, reader_config(config), fmt=format, users=users_config(config),
+                     where=str(config) if config is not None else "the feature set")
     if engine == "spark":  # canonical Parquet in, a Parquet folder out (docs/scale-out.md)
         from spendlab.spark.jobs import features_job  # defer: mlflow, pyspark, sqlglot (Spark engine only)
 

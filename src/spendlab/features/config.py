@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import field_validator, model_validator
 
 from spendlab.calendar import CalendarConfig, Freq, check_freq
-from spendlab.config import StrictModel, parse_config
+from spendlab.config import ReaderConfig, StrictModel, UserTableSpec, parse_config
+from spendlab.errors import ConfigError
+from spendlab.io.attributes import declared_attributes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -226,6 +229,37 @@ class CovariateConfig(StrictModel):
         """Return the line attributes the covariates read."""
         return {*self.category_share, *self.amount_share, *self.use_rate, *self.distinct}
 
+    def undeclared(self, line: Mapping[str, str], users: Iterable[str] | None) -> list[str]:
+        """Return what the covariates read that the configs do not declare, one problem a string (empty: none).
+
+        ``line`` maps each declared line attribute to its type (``category`` or ``amount``; a lookup's
+        columns are categories); ``users`` names the user table's columns, None without a table. Checked
+        when a job resolves its configs, before any data is read: the same mistakes otherwise surface
+        after the load, or as a database error on the wrong type.
+        """
+        problems = []
+        wanted = {**{a: "category" for a in (*self.category_share, *self.distinct)},
+                  **{a: "amount" for a in (*self.amount_share, *self.use_rate)}}
+        missing = sorted(a for a in wanted if a not in line)
+        if missing:
+            problems.append(f"covariates read line attribute(s) {missing} that reader.generic does not declare "
+                            f"(declared: {sorted(line) or 'none'}; declare them in reader.generic.attributes "
+                            "or a lookup's columns)")
+        wrong = sorted(f"{a} ({line[a]}; {t} wanted)" for a, t in wanted.items() if a in line and line[a] != t)
+        if wrong:
+            problems.append(f"covariates read attribute(s) of the wrong type: {', '.join(wrong)} (category_share "
+                            "and distinct read categories; amount_share and use_rate read amounts)")
+        if self.user_attributes and users is None:
+            problems.append(f"covariates.user_attributes {list(self.user_attributes)} need a user table "
+                            "(dataset.users or users:), and there is none")
+        elif self.user_attributes:
+            have = set(users)  # type: ignore[arg-type]
+            lacking = [a for a in self.user_attributes if a not in have]
+            if lacking:
+                problems.append(f"covariates.user_attributes {lacking} are not columns of the user table "
+                                f"(its columns: {sorted(have)})")
+        return problems
+
 
 class FeatureConfig(StrictModel):
     """The ``features:`` section of a config file (see ``configs/features.yaml``)."""
@@ -272,3 +306,23 @@ def feature_config_from_dict(data: dict, source: str) -> FeatureConfig:
     if set(data) & set(FeatureConfig.model_fields):
         return parse_config(FeatureConfig, data, source)
     return parse_config(FeatureConfig, data.get("features") or {}, f"{source} (features)")
+
+
+def check_covariates(features: FeatureConfig, reader: ReaderConfig, *, fmt: str, users: UserTableSpec | None,
+                     where: str) -> None:
+    """Check that what the feature set's covariates read is declared, before any data is read.
+
+    The line attributes must be declared in ``reader.generic`` (the other formats carry none) with the
+    type each covariate reads, and the user attributes must be columns of the user table.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``where`` (the config file) and every problem found.
+    """
+    if features.covariates is None:
+        return
+    line = {name: spec.type for name, spec in declared_attributes(reader.generic).items()} if fmt == "generic" else {}
+    problems = features.covariates.undeclared(line, None if users is None else users.columns)
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))

@@ -6,6 +6,7 @@ default, the experiment YAML, or a tuned-params file). Planning reads the YAML a
 a plan reads only the plan's data inputs (the dataset it names). The plan is logged verbatim as the run's
 ``plan.json``, so a run records what it was asked to do before it does it.
 """
+# long: every job's plan in one module, so what "resolved at the edge" means (and checks) reads in one place
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any, Literal
 from spendlab.config import ReaderConfig, UserTableSpec, load_yaml, parse_config
 from spendlab.errors import ConfigError
 from spendlab.features import FeatureConfig
+from spendlab.features.config import check_covariates
 from spendlab.forecast.protocol import ExperimentConfig
 from spendlab.jobs.features import load_feature_config
 from spendlab.jobs.tuned_params import TUNED_DIR, tuned_fold_params, tuned_params, tuned_params_path
@@ -196,7 +198,7 @@ def plan_model(cfg: ExperimentConfig, key: str, tuned_dir: Path = TUNED_DIR) -> 
 
 
 def plan_experiment(cfg: ExperimentConfig, *, experiment_path: Path | None = None, models: list[str] | None = None,
-                    tuned_dir: Path = TUNED_DIR) -> ExperimentPlan:
+                    tuned_dir: Path = TUNED_DIR, check_sources: bool = True) -> ExperimentPlan:
     """Resolve an experiment into its plan: feature set, models and every model's parameters.
 
     Parameters
@@ -209,6 +211,9 @@ def plan_experiment(cfg: ExperimentConfig, *, experiment_path: Path | None = Non
         Overrides the experiment's model list.
     tuned_dir : pathlib.Path
         Where tuned-params files are read from.
+    check_sources : bool
+        Check the covariates against the experiment's reader and user table; False when the caller
+        brings transactions read otherwise (the Python API's ``data``).
 
     Returns
     -------
@@ -218,13 +223,17 @@ def plan_experiment(cfg: ExperimentConfig, *, experiment_path: Path | None = Non
     Raises
     ------
     ConfigError
-        Unknown models, or an unreadable feature or tuned-params file.
+        Unknown models, an unreadable feature or tuned-params file, or covariates that read what the
+        experiment does not declare (:func:`~spendlab.features.config.check_covariates`).
     """
     keys = model_keys(cfg, models)
     needed = [k for k in keys if k not in COMBINERS]
     if COMBINERS & set(keys):
         needed += [m for m in cfg.ensemble_members if m not in needed]
     features = load_feature_config(cfg.features) if cfg.features is not None else FeatureConfig()
+    if check_sources:
+        check_covariates(features, cfg.reader, fmt=cfg.dataset.format, users=cfg.dataset.users,
+                         where=str(experiment_path) if experiment_path is not None else cfg.name)
     return ExperimentPlan(experiment=cfg, features=features, keys=tuple(keys),
                           models=MappingProxyType({k: plan_model(cfg, k, tuned_dir) for k in needed}),
                           experiment_path=None if experiment_path is None else Path(experiment_path))
@@ -287,13 +296,15 @@ def plan_tune(cfg: ExperimentConfig, *, model_key: str, n_trials: int, timeout: 
     Raises
     ------
     ConfigError
-        The model has no search space, or the feature file cannot be read.
+        The model has no search space, the feature file cannot be read, or its covariates read what the
+        experiment does not declare.
     """
     if model_key not in SEARCH_SPACES:
         raise ConfigError(f"model {model_key!r} has no search space; tunable: {', '.join(SEARCH_SPACES)}")
     base = dict(cfg.params.get(model_key, {}))
     baseline = in_space(SEARCH_SPACES[model_key], {**factory_defaults(model_key), **base})
     features = load_feature_config(cfg.features) if cfg.features is not None else FeatureConfig()
+    check_covariates(features, cfg.reader, fmt=cfg.dataset.format, users=cfg.dataset.users, where=cfg.name)
     return TunePlan(experiment=cfg, features=features, model_key=model_key, base_params=_frozen(base),
                     baseline_params=_frozen(baseline), n_trials=n_trials, timeout=timeout, jobs=jobs,
                     tuned_dir=Path(tuned_dir))
