@@ -59,6 +59,8 @@ BENCHMARKS: dict[str, list[str]] = {
     # with vs without covariates at 1M households x 8 months (about 30M line items; target <= 1.5x)
     "accuracy_covariates": ["benchmarks/accuracy_covariates.py", "--users", "20000"],
     "covariates_scale_1m": ["benchmarks/covariates_scale.py", "--users", "1000000", "--months", "8"],
+    # a real grocery export nobody here wrote (needs the 'realdata' extra): champion / best peer, goal <= 0.95x
+    "accuracy_completejourney": ["benchmarks/accuracy_completejourney.py"],
     # champion-selection rules on the same backtests, per world and on CDNOW (acceptance: 20,000 users,
     # 24 months, 8 test origins)
     # the suite's wall time and its 20 slowest tests (goal: make test <= 10 min on a fresh clone)
@@ -103,7 +105,8 @@ def _run(name: str, argv: list[str], load: float, allowed_load: bool) -> dict:
 
 
 #: Benchmarks whose figures are accuracies under fixed seeds: load slows them but does not change them.
-ACCURACY: frozenset[str] = frozenset({"accuracy_cdnow", "accuracy_synth", "accuracy_covariates", "selection_suite"})
+ACCURACY: frozenset[str] = frozenset({"accuracy_cdnow", "accuracy_synth", "accuracy_covariates", "accuracy_completejourney",
+                                      "selection_suite"})
 
 
 def render_section(result: dict) -> str:
