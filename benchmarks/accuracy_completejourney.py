@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -167,14 +166,13 @@ def main() -> int:
         body = report(work, canonical(spec), time.perf_counter() - t0)
     print(body)
     if args.write_results:
-        from run_all import record
+        from run_all import record_measured
 
-        record("accuracy_completejourney", "\n".join([
-            "### accuracy_completejourney", "", "A real grocery export: the champion with and without covariates "
-            "against the peers computed on the same users and test cutoffs.", "",
-            f"Command: `nice -n 10 .venv/bin/python benchmarks/accuracy_completejourney.py {' '.join(sys.argv[1:])}`  ",
-            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.2f} "
-            "at the end (an accuracy figure: the load does not move it).", "", body, ""]))
+        record_measured("accuracy_completejourney", about="A real grocery export: the champion with and without "
+                        "covariates against the peers computed on the same users and test cutoffs (an accuracy "
+                        "figure: the machine's load does not move it).",
+                        command=f"nice -n 10 .venv/bin/python benchmarks/accuracy_completejourney.py "
+                                f"{' '.join(sys.argv[1:])}", body=body)
     return 0
 
 

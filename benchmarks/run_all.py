@@ -202,6 +202,14 @@ def record(name: str, section: str) -> None:
     _store({name: {"name": name, "machine": _machine(), "section": section.strip("\n") + "\n"}})
 
 
+def record_measured(name: str, *, about: str, command: str, body: str) -> None:
+    """:func:`record` a script's own run: its heading, what it measures, the command, when and at what load, the body."""
+    record(name, "\n".join([
+        f"### {name}", "", about, "", f"Command: `{command}`  ",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.2f} "
+        "at the end.", "", body, ""]))
+
+
 def _store(results: dict[str, dict]) -> None:
     """Make ``results`` the latest of their benchmarks, keep the sections they replace, re-render RESULTS.md."""
     old = latest_results(RESULTS_DIR)

@@ -279,15 +279,12 @@ def save_json(results: list[dict[str, object]], path: Path) -> None:
 
 def write_results(body: str) -> None:
     """Make this run the current ``selection_suite`` section of RESULTS.md."""
-    from run_all import record
+    from run_all import record_measured
 
-    cmd = " ".join(sys.argv[1:])
-    record("selection_suite", "\n".join([
-        "### selection_suite", "", "Selection suite: test regret of every champion-selection rule on the same "
-        "backtests (validation: auto), and the champion against the peers computed in the same run.", "",
-        f"Command: `nice -n 10 .venv/bin/python benchmarks/selection_suite.py {cmd}`  ",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.2f} "
-        "at the end.", "", body, ""]))
+    record_measured("selection_suite", about="Selection suite: test regret of every champion-selection rule on the same "
+                    "backtests (validation: auto), and the champion against the peers computed in the same run.",
+                    command=f"nice -n 10 .venv/bin/python benchmarks/selection_suite.py {' '.join(sys.argv[1:])}",
+                    body=body)
 
 
 if __name__ == "__main__":

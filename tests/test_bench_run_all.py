@@ -130,3 +130,13 @@ def test_an_accuracy_measured_under_load_stands_and_a_speed_figure_does_not(run_
     assert "the accuracy figures stand" in accuracy and "not a result" not in accuracy
     assert "**Measured under load: not a result.**" in speed
     assert "under load" not in run_all.render_section(_result("accuracy_covariates", "rmse 1.0"))
+
+
+def test_a_scripts_own_run_is_recorded_with_its_command_time_and_load(run_all, monkeypatch) -> None:
+    monkeypatch.setattr(run_all.os, "getloadavg", lambda: (3.25, 0.0, 0.0))
+    monkeypatch.setattr(run_all.time, "gmtime", lambda: run_all.time.struct_time((2026, 12, 7, 21, 5, 0, 0, 341, 0)))
+    run_all.record_measured("selection_suite", about="What it measures.", command="python x.py --a 1",
+                            body="| m | 1 |")
+    assert _sections(run_all)["selection_suite"] == (
+        "### selection_suite\n\nWhat it measures.\n\nCommand: `python x.py --a 1`  \n"
+        "Measured 2026-12-07 21:05 UTC, load average 3.25 at the end.\n\n| m | 1 |\n")
