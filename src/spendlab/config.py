@@ -287,7 +287,7 @@ class ReaderConfig(StrictModel):
     unknown_types: Literal["reject", "accept"] = "reject"
     thousands: Literal[",", None] = None
     max_abs_amount: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e7
-    sub_cent: Literal["reject", "keep"] = "reject"
+    sub_cent: Literal["reject", "keep", "round"] = "reject"  # round: to whole cents, half to even
     refunds: Literal["separate", "net"] = "separate"
     zero_amounts: Literal["keep", "exclude"] = "keep"
     dedupe: bool = False

@@ -131,6 +131,9 @@ def test_row07_huge_amount_is_out_of_range_and_sub_cent_follows_policy(write_fil
     kept = load(path, sub_cent="keep")
     assert {r.line for r in kept.report.rejects} == {2, 5}
     assert sorted(kept.to_pandas()["amount"]) == [0.001, 1e7]
+    rounded = load(path, sub_cent="round")  # -0.001 to whole cents, half to even: 0.00, kept as a zero amount
+    assert {r.line for r in rounded.report.rejects} == {2, 5}
+    assert sorted(rounded.to_pandas()["amount"]) == [0.0, 1e7]
 
 
 cents = st.integers(min_value=-10**9, max_value=10**9).map(lambda c: Decimal(c).scaleb(-2))

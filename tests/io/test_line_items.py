@@ -152,7 +152,7 @@ FIELDS = {
 @LINE_PARITY
 @given(st.lists(st.fixed_dictionaries({k: st.sampled_from(v) for k, v in FIELDS.items()}), min_size=1, max_size=8),
        st.sampled_from([{"include": {"status": ["Completed"]}}, {"exclude": {"status": ["Cancelled", ""]}}, {}]),
-       st.booleans(), st.sampled_from(["reject", "keep"]))
+       st.booleans(), st.sampled_from(["reject", "keep", "round"]))
 def test_line_items_read_the_same_from_csv_and_parquet(lines, rules, orders, sub_cent) -> None:
     """Differential: a line-item table as CSV and as Parquet (string columns) gives the same orders,
     rejects (row, type, column) and exclusions."""

@@ -84,13 +84,21 @@ def parse_decimal(
 
 
 def check_decimal(value: Decimal, *, max_abs: float = 1e7, sub_cent: str = "reject", what: str = "amount") -> Decimal:
-    """Apply the amount policy to an exact value: finite, within ``max_abs``, cents unless ``sub_cent: keep``."""
+    """Apply the amount policy to an exact value: finite, within ``max_abs``, cents.
+
+    ``sub_cent``: ``reject`` (``SUB_CENT``), ``keep`` (the value as written), or ``round`` (to whole cents,
+    half to even, on the exact decimal: a double's float noise such as ``1.776357e-15`` becomes ``0.00``).
+    """
     if not value.is_finite():
         raise FieldError("NON_FINITE", f"{what} {value} is not a finite number")
     as_float(value, what)
     if abs(value) > Decimal(repr(max_abs)):
-        raise FieldError("OUT_OF_RANGE", f"{what} {value} is beyond the maximum magnitude {max_abs:g}")
-    if sub_cent == "reject" and value != value.quantize(_CENT, rounding="ROUND_HALF_EVEN"):
+        if sub_cent != "round" or abs(value) > 2 * Decimal(repr(max_abs)) or \
+                abs(value.quantize(_CENT, rounding="ROUND_HALF_EVEN")) > Decimal(repr(max_abs)):
+            raise FieldError("OUT_OF_RANGE", f"{what} {value} is beyond the maximum magnitude {max_abs:g}")
+    if sub_cent != "keep" and value != (cents := value.quantize(_CENT, rounding="ROUND_HALF_EVEN")):
+        if sub_cent == "round":  # the range applies to the value kept
+            return cents
         raise FieldError("SUB_CENT", f"{what} {value} has more precision than cents")
     return value
 
