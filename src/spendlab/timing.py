@@ -3,8 +3,8 @@
 A job opens one :class:`Timings` recorder for its plan (:func:`recording`); code anywhere below it
 wraps a stage in :func:`timed` (``with timed("fit", "lightgbm", cutoff):``). Without an open recorder
 :func:`timed` costs one context-variable look-up and records nothing, so library code can time its
-stages unconditionally. Threads started by the job inherit the recorder when they run in a copy of
-the job's context (:func:`contextvars.copy_context`), as the backtest pool does.
+stages unconditionally. Threads started by the job inherit the recorder: :mod:`spendlab.threads` runs
+every task in a copy of the submitting thread's context (:func:`contextvars.copy_context`).
 
 Each record keeps the wall time and the thread's CPU time: on a busy machine a stage whose CPU time
 is far above its wall time is oversubscribed (more threads than cores), one far below it is waiting.

@@ -22,6 +22,7 @@ from spendlab.calendar import Freq
 from spendlab.features.arrays import compute_features, feature_columns, whole_rows_columns, window_matrix
 from spendlab.features.config import FeatureConfig
 from spendlab.settings import usable_cores
+from spendlab.threads import map_in_context, submit
 
 #: Users from which the arithmetic runs in two halves on two threads (below it, threads cost more than they save).
 PARALLEL_MIN_USERS = 100_000
@@ -63,7 +64,7 @@ def windows_of(cells: dict[str, np.ndarray], n_users: int, widths: dict[str, int
     idx, k = cells.pop("idx"), cells.pop("k")
     if pool is None or len(parts) < 2:
         return {c: window_matrix(n_users, idx, k, cells.pop(c), w) for c, w in widths.items()}
-    mine = list(pool.map(lambda p: (idx >= p[0]) & (idx < p[1]), parts))
+    mine = map_in_context(pool, lambda p: (idx >= p[0]) & (idx < p[1]), parts)
     out = {}
     for c, w in widths.items():
         matrix, values = np.zeros((n_users, max(w, 1)), dtype=np.float64), cells.pop(c)
@@ -72,7 +73,7 @@ def windows_of(cells: dict[str, np.ndarray], n_users: int, widths: dict[str, int
             keep = sel & (k < w)
             matrix[idx[keep], k[keep]] = values[keep]
 
-        list(pool.map(fill, mine))  # raises the first part's error, if any
+        map_in_context(pool, fill, mine)  # raises the first part's error, if any
         out[c] = matrix
     return out
 
@@ -95,7 +96,7 @@ def _features_in_parts(pool: ThreadPoolExecutor, parts: Sequence[Rows], stats: M
         return compute_features({c: v[lo:hi] for c, v in stats.items()}, {c: m[lo:hi] for c, m in windows.items()},
                                 config=config, freq=freq, columns=rest, **kwargs)  # type: ignore[arg-type]
 
-    pending = [pool.submit(part, p) for p in parts] if rest else []
+    pending = [submit(pool, part, p) for p in parts] if rest else []
     try:
         out: dict[str, np.ndarray | pa.ChunkedArray] = dict(
             compute_features(stats, windows, config=config, freq=freq, columns=whole, **kwargs)  # type: ignore[arg-type]

@@ -11,7 +11,6 @@ of ``c`` itself is read only to score the forecast.
 
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -40,6 +39,7 @@ from spendlab.forecast.cold_start import apply_fallback, cold_users, training_fa
 from spendlab.forecast.metrics import mean_metrics, origin_metrics
 from spendlab.forecast.sampling import training_rows, weight_kwargs
 from spendlab.forecast.split import training_set
+from spendlab.threads import submit
 from spendlab.timing import timed
 
 
@@ -128,7 +128,7 @@ def run_backtest(
 
     if origin_jobs > 1 and on_origin is None and len(cutoffs) > 1:
         with ThreadPoolExecutor(max_workers=origin_jobs, thread_name_prefix="spendlab-origin") as pool:
-            futures = [pool.submit(contextvars.copy_context().run, one, i, c) for i, c in enumerate(cutoffs)]
+            futures = [submit(pool, one, i, c) for i, c in enumerate(cutoffs)]
             done = [f.result() for f in futures]
     else:
         done = []
@@ -245,7 +245,7 @@ def _run_all(keys: list[str], run: Callable[..., BacktestOutcome], jobs: int,
         # models: CDNOW 350 trees against 150), then by expected cost (registry.FIT_COST).
         # Each task runs in a copy of this context: it records into the job's timings, if any.
         order = sorted(keys[1:], key=lambda k: (not resolved[k][1], -fit_cost(k)))
-        submitted = {key: pool.submit(contextvars.copy_context().run, run, key) for key in order}
+        submitted = {key: submit(pool, run, key) for key in order}
         try:
             for key in keys[1:]:
                 yield submitted[key].result()

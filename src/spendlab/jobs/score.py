@@ -38,6 +38,7 @@ from spendlab.jobs.covariates import with_users
 from spendlab.jobs.plan import ScorePlan
 from spendlab.monitor.drift import feature_drift, segment_shift_counts
 from spendlab.settings import DEFAULT_MEMORY_LIMIT, check_as_of, usable_cores
+from spendlab.threads import on_a_thread, submit
 from spendlab.tracking.scorer import (
     BASIS_COLD_START,
     LoadedModel,
@@ -116,7 +117,7 @@ def score(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     con = connect(threads=threads, memory_limit=memory_limit)
-    input_hash = _on_a_thread("spendlab-hash", tx.content_hash)  # read beside the scoring; hashlib releases the GIL
+    input_hash = on_a_thread("spendlab-hash", tx.content_hash)  # read beside the scoring; hashlib releases the GIL
     try:
         tx.register(con, native_ids=True)
         if as_of is None:
@@ -134,7 +135,7 @@ def score(
     if users_in == 0:
         raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
     target_period = target_period_label(as_of, model.freq, model.horizon)
-    feature_psi = _on_a_thread("spendlab-drift", profile_psi, model.reference, features, model.feature_names)
+    feature_psi = on_a_thread("spendlab-drift", profile_psi, model.reference, features, model.feature_names)
     with atomic_path(out) as tmp, Progress(
         TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("users"), TimeElapsedColumn(),
         transient=True, disable=not progress,
@@ -152,15 +153,6 @@ def score(
     drift = score_drift(model.reference, features, written, model.feature_names, psi=feature_psi.result())
     return ScoreResult(Path(out), as_of, target_period, int(users_in), written.rows, written.by_basis, model.uri,
                        model.version, written.total, tuple(warnings), drift)
-
-
-def _on_a_thread(name: str, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-    """Run ``fn(*args)`` on a thread of its own; its error is raised where the future's result is read."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-    try:
-        return pool.submit(fn, *args)
-    finally:
-        pool.shutdown(wait=False)  # the thread ends with its one task
 
 
 def profile_psi(reference: dict[str, Any] | None, features: pa.Table,
@@ -316,7 +308,7 @@ def _write_chunks(features: pa.Table, chunk_users: int, path: Path, *, model: Lo
                 table = _score_table(pred, ids, as_of=as_of, target_period=target_period, model=model)
                 if pending is not None:
                     pending.result()  # the previous chunk is written (or its error raised) first
-                pending = pool.submit(writer.write_table, table)
+                pending = submit(pool, writer.write_table, table)
                 _count(written, pred)
                 done(chunk.num_rows)
             if pending is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +14,7 @@ import spendlab
 from spendlab.calendar import Freq
 from spendlab.errors import SpendlabError
 from spendlab.features import FeatureConfig
+from spendlab.threads import on_a_thread
 from spendlab.tracking import runs as tracking
 from spendlab.tracking.pyfunc_model import BASIS_COLD_START, BASIS_MODEL, OUTPUT_COLUMNS  # noqa: F401 - re-exported
 from spendlab.tracking.registry import verified_model_dir, verify_model_dir
@@ -153,11 +154,7 @@ def load_model_async(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None =
     Loading is mostly imports and unpickling in Python, reading the input is mostly DuckDB (which
     releases the GIL), so the two overlap. A failure to load is raised by :func:`score`.
     """
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spendlab-model")
-    try:
-        return pool.submit(load_model, uri, tracking_uri=tracking_uri)
-    finally:
-        pool.shutdown(wait=False)  # the thread ends with its one task
+    return on_a_thread("spendlab-model", load_model, uri, tracking_uri=tracking_uri)
 
 
 def resolve_model(model: LoadedModel | Future[LoadedModel]) -> LoadedModel:
