@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from spendlab.cli.common import reader_config, users_config
 from spendlab.config import UserTableSpec, parse_config
@@ -87,3 +88,21 @@ def test_the_panel_config_parses() -> None:
     cfg = reader_config(CONFIG)
     assert (cfg.generic.ts_unit, str(cfg.generic.ts_origin), cfg.generic.order_col) == ("day", "2019-12-31",
                                                                                        "BASKET_ID")
+
+
+def test_the_user_table_comes_from_a_config_or_from_an_experiment(tmp_path):
+    """``--config`` takes a config's ``users:`` or the experiment YAML's ``dataset.users`` (the one a model came from)."""
+    table = {"input": "hh.csv", "key": "hh", "columns": {"age": "category"}}
+    config, experiment, both, neither = (tmp_path / f"{n}.yaml" for n in ("config", "experiment", "both", "neither"))
+    config.write_text(yaml.safe_dump({"users": table}))
+    experiment.write_text(yaml.safe_dump({"name": "x", "dataset": {"input": "t.csv", "users": table}}))
+    both.write_text(yaml.safe_dump({"users": table, "dataset": {"input": "t.csv", "users": {**table, "columns": {
+        "age": "category"}}}}))  # not the same objects: safe_dump would write an alias, which configs refuse
+    neither.write_text(yaml.safe_dump({"reader": {"timezone": "UTC"}}))
+    assert users_config(config) == users_config(experiment) == UserTableSpec.model_validate(table)
+    assert users_config(neither) is None and users_config(None) is None
+    with pytest.raises(ConfigError, match=r"both\.yaml: a user table in both users: and dataset\.users"):
+        users_config(both)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"dataset": {"users": {"input": "hh.csv"}}}))
+    with pytest.raises(ConfigError, match=r"bad\.yaml \(dataset\.users\)"):
+        users_config(tmp_path / "bad.yaml")

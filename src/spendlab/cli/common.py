@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from spendlab.config import ReaderConfig, UserTableSpec, load_yaml, parse_config
-from spendlab.errors import SpendlabError
+from spendlab.errors import ConfigError, SpendlabError
 from spendlab.io import Mode
 from spendlab.io.load import FORMATS
 from spendlab.settings import DEFAULT_HEARTBEAT
@@ -116,10 +116,21 @@ def reader_config(path: Path | None) -> ReaderConfig:
 
 
 def users_config(path: Path | None) -> UserTableSpec | None:
-    """Return the ``users:`` section of a config file (the user attribute table), or None."""
+    """Return the user attribute table of a config file, or None.
+
+    A config's ``users:`` section, or an experiment YAML's ``dataset.users`` (so the experiment a model
+    came from serves as ``--config`` when scoring it); a file with both is refused.
+    """
     if path is None:
         return None
-    section = load_yaml(path).get("users")
+    data = load_yaml(path)
+    dataset = data.get("dataset")
+    nested = dataset.get("users") if isinstance(dataset, dict) else None
+    if data.get("users") is not None and nested is not None:
+        raise ConfigError(f"{path}: a user table in both users: and dataset.users; keep one")
+    if nested is not None:
+        return parse_config(UserTableSpec, nested, f"{path} (dataset.users)")
+    section = data.get("users")
     return None if section is None else parse_config(UserTableSpec, section, f"{path} (users)")
 
 

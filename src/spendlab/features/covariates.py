@@ -168,7 +168,7 @@ def user_columns(con: duckdb.DuckDBPyConnection, cfg: CovariateConfig, *, view: 
         types = {n: t for n, t, *_ in con.execute(f"DESCRIBE SELECT * FROM {quote(table)}").fetchall()}
     except duckdb.CatalogException:
         raise ConfigError(f"covariates.user_attributes {list(cfg.user_attributes)} need a user table "
-                          "(dataset.users), and there is none") from None
+                          "(an experiment's dataset.users, or users: in the --config file), and there is none") from None
     out = []
     for name in cfg.user_attributes:
         if name not in types:
