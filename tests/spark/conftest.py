@@ -10,9 +10,22 @@ import pytest
 
 SYNTH_USERS = 20_000
 
+#: What a Spark test says when the session's JVM no longer answers (instead of py4j's traceback).
+JVM_GONE = ("the Spark session's JVM no longer answers (it was killed or crashed, e.g. out of memory under "
+            "load): this Spark test cannot run; the first Spark failure of this run shows the cause")
+
+
+def jvm_answers(session: object) -> bool:
+    """Return whether ``session``'s JVM answers one py4j round trip (False when the gateway is gone)."""
+    try:
+        session.sparkContext._jvm.java.lang.System.nanoTime()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - ConnectionRefusedError, Py4JNetworkError, Py4JError, ...: all mean gone
+        return False
+    return True
+
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[object]:
+def spark_session() -> Iterator[object]:
     if shutil.which("java") is None:  # pragma: no cover - this machine has Java 17
         pytest.skip("Spark tests need a Java runtime (17) on PATH; `java` was not found")
     pytest.importorskip("pyspark", reason="pyspark is not installed: pip install 'spendlab[spark]'")
@@ -21,7 +34,25 @@ def spark() -> Iterator[object]:
     s = session("spendlab-tests", config=SparkConfig(master="local[2]", shuffle_partitions=4))
     s.sparkContext.setLogLevel("ERROR")
     yield s
-    s.stop()
+    if jvm_answers(s):
+        s.stop()
+
+
+def live(session: object) -> object:
+    """Return ``session``, or fail the calling test with :data:`JVM_GONE` (one line) when its JVM has died.
+
+    Without the check, every Spark test after the JVM's death fails with its own
+    ``ConnectionRefusedError`` traceback from deep inside py4j.
+    """
+    if not jvm_answers(session):
+        pytest.fail(JVM_GONE, pytrace=False)
+    return session
+
+
+@pytest.fixture
+def spark(spark_session: object) -> object:
+    """The test session's Spark session, checked alive before each test (:func:`live`)."""
+    return live(spark_session)
 
 
 @pytest.fixture(scope="session")
