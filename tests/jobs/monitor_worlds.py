@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,15 @@ from spendlab.tracking.experiment_runs import latest_experiment_run, run_candida
 from spendlab.tracking.monitoring import model_backtest
 
 
-def world_champion(root: Path, exp: dict[str, Any]) -> tuple[Path, Any, Any]:
-    """Run experiment ``exp`` (a YAML mapping) from ``root``; return its path, candidate and the model's backtest."""
+def world_champion(root: Path, exp: dict[str, Any], *,
+                   store: Callable[[Path], str] | None = None) -> tuple[Path, Any, Any]:
+    """Run experiment ``exp`` (a YAML mapping) from ``root``; return its path, candidate and the model's backtest.
+
+    ``store`` is the ``mlflow_store`` fixture (a migrated store copied in), if given.
+    """
     path = root / f"{exp['name']}.yaml"
     path.write_text(yaml.safe_dump(exp))
-    uri = f"sqlite:///{root}/store/mlflow.db"
+    uri = store(root / "store" / "mlflow.db") if store else f"sqlite:///{root}/store/mlflow.db"
     old = os.getcwd()
     os.chdir(root)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -31,12 +32,12 @@ from tests.jobs.conftest import write_experiment
 
 
 @pytest.fixture(scope="module")
-def tested(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def tested(tmp_path_factory: pytest.TempPathFactory, mlflow_store: Callable[[Path], str]) -> dict:
     """experiment run (lightgbm, 60 trees) -> tune lightgbm (writes configs/tuned/) -> promote."""
     root = tmp_path_factory.mktemp("candidate")
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
-    uri = f"sqlite:///{root}/store/mlflow.db"
+    uri = mlflow_store(root / "store" / "mlflow.db")
     try:
         exp = write_experiment(root, models=["ridge", "lightgbm"], params={"lightgbm": {"n_estimators": 60}})
         result = run_experiment(exp, out_dir=root / "out", tracking_uri=uri)

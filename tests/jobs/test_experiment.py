@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +45,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_run(workdir: Path) -> object:
+def first_run(workdir: Path, mlflow_store: Callable[[Path], str]) -> object:
     mp = pytest.MonkeyPatch()
     mp.chdir(workdir)
+    mlflow_store(workdir / "mlruns" / "mlflow.db")  # where the experiment's default store goes
     try:
         yield run_experiment(workdir / "tiny.yaml", out_dir=workdir / "out", tuned_dir=workdir / "tuned")
     finally:

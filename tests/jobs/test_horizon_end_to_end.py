@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -36,7 +36,7 @@ POINT = ("rmse", "mae", "bias", "gini_norm", "top10_capture")
 
 
 @pytest.fixture(scope="module")
-def weekly(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def weekly(tmp_path_factory: pytest.TempPathFactory, mlflow_store: Callable[[Path], str]) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("horizon")
     data, exp = root / "tx.parquet", root / "weekly.yaml"
     synth_transactions(data, users=250, months=9, start="2023-01-01", seed=5)
@@ -46,7 +46,7 @@ def weekly(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "validation": {"start": "2023-06-04", "end": "2023-06-25"},
         "test": {"start": "2023-07-23", "end": "2023-08-06"},
         "models": ["moving_average", "bgnbd_gg", "ridge"], "ensemble_members": ["ridge", "bgnbd_gg"]}))
-    uri = f"sqlite:///{root}/store/mlflow.db"
+    uri = mlflow_store(root / "store" / "mlflow.db")
     with contextlib.chdir(root):  # tuned-params look-ups and MLflow artifacts stay in the test's directory
         run_experiment(exp, out_dir=root / "out", tracking_uri=uri)
         yield {"root": root, "uri": uri, "data": data, "tx": load_transactions(data, "generic")}

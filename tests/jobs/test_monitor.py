@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
@@ -36,12 +36,12 @@ POINT = ("rmse", "mae", "bias", "gini_norm", "top10_capture")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def world(tmp_path_factory: pytest.TempPathFactory, mlflow_store: Callable[[Path], str]) -> Iterator[dict]:
     """The synthetic experiment, run and promoted in its own store; the champion's scores of 2023-12."""
     root = tmp_path_factory.mktemp("monitor")
     old = os.getcwd()
     os.chdir(root)
-    uri = f"sqlite:///{root}/store/mlflow.db"
+    uri = mlflow_store(root / "store" / "mlflow.db")
     try:
         exp = write_experiment(root, models=["ridge"], months=14)
         run_experiment(exp, out_dir=root / "out", tracking_uri=uri)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
@@ -31,13 +31,13 @@ MONITOR_N_BOOT = 60
 
 
 @pytest.fixture(scope="module")
-def cdnow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def cdnow(tmp_path_factory: pytest.TempPathFactory, mlflow_store: Callable[[Path], str]) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("cdnow_monitor")
     spec = yaml.safe_load((REPO / "experiments" / "cdnow_next_month.yaml").read_text())
     spec.update(models=["moving_average"], name="cdnow_monitor")
     exp = root / "cdnow_monitor.yaml"
     exp.write_text(yaml.safe_dump(spec))
-    uri = f"sqlite:///{root}/store/mlflow.db"
+    uri = mlflow_store(root / "store" / "mlflow.db")
     old = os.getcwd()
     os.chdir(root)
     try:

@@ -37,21 +37,22 @@ WORLD = {"users": 2000, "months": 36, "start": "2023-01-01"}
 Replay = tuple[Path, object, pd.DataFrame, dict]
 
 
-def _champion_replay(root: Path, seed: int = 5) -> tuple[object, pd.DataFrame]:
+def _champion_replay(root: Path, seed: int = 5, store: Callable[[Path], str] | None = None,
+                     ) -> tuple[object, pd.DataFrame]:
     data = root / "tx.parquet"
     synth_transactions(data, **WORLD, seed=seed, oracle=True)
     exp = {"name": "seasonworld", "dataset": {"input": str(data), "format": "generic"}, "freq": "month",
            "horizon": 1, "train_origins": "all", "validation": {"start": "2024-07-31", "end": "2024-09-30"},
            "test": {"start": "2024-10-31", "end": "2024-12-31"},
            "models": ["ridge", "seasonal_naive", "bgnbd_seasonal"]}
-    path, cand, backtest = world_champion(root, exp)
+    path, cand, backtest = world_champion(root, exp, store=store)
     table = run_policies(plan_replay(str(path), first="2025-01", last="2025-12", policies="monthly"), cand,
                          backtest=backtest)
     return cand, table.set_index("period")
 
 
 @pytest.fixture(scope="module")
-def replay(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Replay]:
+def replay(tmp_path_factory: pytest.TempPathFactory, mlflow_store: Callable[[Path], str]) -> Callable[[int], Replay]:
     """The champion's replay on the world of a seed, run once per seed for the module."""
     done: dict[int, Replay] = {}
 
@@ -67,7 +68,7 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Replay]:
 
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(replay_job, "_score", keep)
-                done[seed] = (root, *_champion_replay(root, seed), scores)
+                done[seed] = (root, *_champion_replay(root, seed, mlflow_store), scores)
         return done[seed]
 
     return get

@@ -4,6 +4,7 @@ which measures each period with ``spendlab monitor``'s own code)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,17 +16,17 @@ from tests.jobs.monitor_worlds import oracle_totals, world_champion
 pytestmark = pytest.mark.slow
 
 
-def _world(root: Path, shift: str | None) -> tuple:
+def _world(root: Path, shift: str | None, store: Callable[[Path], str]) -> tuple:
     data = root / "tx.parquet"
     synth_transactions(data, users=2000, months=30, start="2023-01-01", seed=5, shift=shift, oracle=True)
     exp = {"name": "shiftworld", "dataset": {"input": str(data), "format": "generic"}, "freq": "month",
            "horizon": 1, "train_origins": 3, "validation": {"start": "2023-07-31", "end": "2023-09-30"},
            "test": {"start": "2023-10-31", "end": "2023-12-31"}, "models": ["ridge"]}
-    return world_champion(root, exp)
+    return world_champion(root, exp, store=store)
 
 
-def test_the_halved_rate_is_flagged_within_one_period(tmp_path: Path) -> None:
-    path, cand, _ = _world(tmp_path, "18:rate=0.5")
+def test_the_halved_rate_is_flagged_within_one_period(tmp_path: Path, mlflow_store: Callable[[Path], str]) -> None:
+    path, cand, _ = _world(tmp_path, "18:rate=0.5", mlflow_store)
     table = run_policies(plan_replay(str(path), first="2024-04", last="2024-06", policies="monthly"), cand)
     verdicts = dict(zip(table["period"], table["verdict"], strict=True))
     assert verdicts["2024-06"] in {"warn", "retrain"}  # the month of the shift, scored the month before
@@ -33,8 +34,8 @@ def test_the_halved_rate_is_flagged_within_one_period(tmp_path: Path) -> None:
     assert table.set_index("period").loc["2024-06", "bias"] > 0.5  # forecasts twice what happened
 
 
-def test_twelve_stable_months_give_no_retrain_and_honest_estimates(tmp_path: Path) -> None:
-    path, cand, backtest = _world(tmp_path, None)
+def test_twelve_stable_months_give_no_retrain_and_honest_estimates(tmp_path: Path, mlflow_store: Callable[[Path], str]) -> None:
+    path, cand, backtest = _world(tmp_path, None, mlflow_store)
     table = run_policies(plan_replay(str(path), first="2024-01", last="2024-12", policies="monthly"), cand,
                          backtest=backtest)
     assert len(table) == 12

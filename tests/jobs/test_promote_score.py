@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
@@ -29,9 +29,10 @@ CHAMPION = f"models:/{REGISTERED_MODEL}@champion"
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def registry(tmp_path_factory: pytest.TempPathFactory, mlflow_store: Callable[[Path], str]) -> Iterator[dict]:
     """Three promotions in one store: a first champion, a worse candidate, a better candidate."""
     root = tmp_path_factory.mktemp("registry")
+    mlflow_store(root / "mlruns" / "mlflow.db")  # where the experiments' default store goes
     old = os.getcwd()
     os.chdir(root)
     try:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -17,6 +18,14 @@ import yaml
 
 from spendlab.jobs.tune import study_storage, tune_experiment
 from tests.jobs.conftest import write_experiment
+
+
+@pytest.fixture(autouse=True)
+def _migrated_store(request: pytest.FixtureRequest, mlflow_store: Callable[[Path], str]) -> None:
+    """A test in ``workdir`` starts with a migrated MLflow store where the jobs' default store goes
+    (``mlruns/mlflow.db``): these tests are about the studies, not about making the store."""
+    if "workdir" in request.fixturenames:
+        mlflow_store(request.getfixturevalue("workdir") / "mlruns" / "mlflow.db")
 
 
 def _finished(storage_url: str, study_name: str) -> list[optuna.trial.FrozenTrial]:

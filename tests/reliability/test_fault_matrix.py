@@ -51,11 +51,12 @@ def _read_only_works() -> bool:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def world(tmp_path_factory: pytest.TempPathFactory, mlflow_store: Callable[[Path], str]) -> dict:
     """Inputs for every command and a registered champion for ``score``."""
     root = tmp_path_factory.mktemp("faults")
     old = os.getcwd()
     os.chdir(root)
+    mlflow_store(root / "mlruns" / "mlflow.db")  # where the experiment's default store goes
     try:
         exp = write_experiment(root, models=["zero", "last_period"], users=400)
         run_experiment(exp, out_dir=root / "exp-out")

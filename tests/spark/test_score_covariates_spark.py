@@ -7,6 +7,7 @@ at a small size, read by ``configs/covariates.yaml`` (orders keep the set of the
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ TRAIN_AS_OF, CALIBRATE_AS_OF, SCORE_AS_OF = dt.date(2023, 8, 31), dt.date(2023, 
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
+def world(tmp_path_factory: pytest.TempPathFactory, mlflow_store: Callable[[Path], str]):
     """The world's transactions (with users), their canonical Parquet, the covariate feature config, a model."""
     from tests.spark.spend_model import register_ridge
 
@@ -37,7 +38,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
                                       config=ReaderConfig(**raw["reader"])), users)
     pq.write_table(tx.to_arrow(), out / "canonical.parquet")  # what Spark reads: orders with their attributes
     config = feature_config_from_dict(raw, "configs/covariates.yaml")
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+    uri = mlflow_store(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
     model = register_ridge(str(out / "canonical.parquet"), train_as_of=TRAIN_AS_OF, calibrate_as_of=CALIBRATE_AS_OF,
                            tracking_uri=uri, name="spendlab-spark-cov", config=config, transactions=tx)
     return {"tx": tx, "canonical": out / "canonical.parquet", "config": config, "users": users,

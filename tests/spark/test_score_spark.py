@@ -7,6 +7,7 @@ scorer :func:`spendlab.jobs.score.score` on the same Parquet, model and cutoff.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +26,12 @@ SCORE_AS_OF = dt.date(2024, 5, 31)
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory, synth_parquet: Path) -> tuple[str, str]:
+def registry(tmp_path_factory: pytest.TempPathFactory, synth_parquet: Path,
+             mlflow_store: Callable[[Path], str]) -> tuple[str, str]:
     """A sqlite MLflow store with a real spendlab model (ridge, hurdle calibration, cold start) as ``@champion``."""
     from tests.spark.spend_model import register_ridge
 
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+    uri = mlflow_store(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
     return uri, register_ridge(str(synth_parquet), train_as_of=TRAIN_AS_OF, calibrate_as_of=dt.date(2024, 1, 31),
                                tracking_uri=uri, name=MODEL)
 
