@@ -38,6 +38,7 @@ from spendlab.features.sql import (
     user_sums_sql,
     window_cells_sql,
 )
+from spendlab.features.timeparts import FIRST_DAY, time_parts
 
 _counter = itertools.count()
 
@@ -213,10 +214,12 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     plan = _build_plan(config, freq, columns)
     widths = plan.widths
     try:
-        con.execute(f"CREATE TEMP TABLE {periods} AS {aggregate_sql(as_of, freq, source, plan.period_columns)}")
+        between = _between(con, view)
+        _periods_table(con, periods, source, view if between else None, as_of=as_of, freq=freq,
+                       columns=plan.period_columns)
         sums = _user_sums_table(con, stats_table, periods, as_of=as_of, freq=freq, config=config, sums=plan.sums)
         if plan.probe:
-            _first_day_probe(con, first_day, source, periods, sums)
+            _first_day_probe(con, first_day, source, periods, sums, view if between else None)
         table = con.sql(f"SELECT CAST(user_id AS VARCHAR) AS user_id, user_id AS {_NATIVE_ID}, * EXCLUDE (user_id) "
                         f"FROM ({user_stats_from_sums_sql(config, sums, first_day if plan.probe else None, plan.stats)}) "
                         f"ORDER BY 1").to_arrow_table()
@@ -245,9 +248,50 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     return _with_extras(con, table, as_of=as_of, freq=freq, config=config, view=view, columns=columns)
 
 
-def _first_day_probe(con: duckdb.DuckDBPyConnection, name: str, source: str, periods: str, sums: str) -> None:
-    """Create ``name``: each user's spend on the first purchase day, reading no row after the latest such day."""
+def _between(con: duckdb.DuckDBPyConnection, view: str) -> bool:
+    """Whether ``view`` has the time-range macro and row-group table (:meth:`spendlab.io.Transactions.register`)."""
+    macro = con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = ? AND function_type = 'table_macro'",
+                        [f"{view}__between"]).fetchall()[0][0]
+    table = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary",
+                        [f"{view}__row_groups"]).fetchall()[0][0]
+    return bool(macro and table)
+
+
+def _range_source(view: str, lo: dt.date, hi: dt.date) -> str:
+    """The rows of ``view`` with ``lo <= ts < hi``, read through its macro (row groups outside skipped)."""
+    return f"SELECT user_id, ts, amount FROM {_q(view + '__between')}(DATE '{lo.isoformat()}', DATE '{hi.isoformat()}')"
+
+
+def _periods_table(con: duckdb.DuckDBPyConnection, name: str, source: str, view: str | None, *, as_of: dt.date,
+                   freq: Freq, columns: frozenset[str] | None) -> None:
+    """Create ``name``: :func:`~spendlab.features.sql.aggregate_sql` of ``source``, in parts of periods when that pays.
+
+    With ``view`` (its rows in time-ordered Parquet row groups: :func:`~spendlab.features.timeparts.time_parts`)
+    each part is the aggregate of the rows of a few consecutive periods, read through the view's
+    time-range macro; a (user, period) lies in one part, so the table holds the same rows.
+    """
+    parts = None
+    if view is not None:
+        parts = time_parts(con.execute(f"SELECT n_rows, ts_min, ts_max FROM {_q(view + '__row_groups')}").fetchall(),
+                           as_of, freq)
+    if parts is None:
+        con.execute(f"CREATE TEMP TABLE {name} AS {aggregate_sql(as_of, freq, source, columns)}")
+        return
+    for i, (lo, hi) in enumerate(parts):
+        sql = aggregate_sql(as_of, freq, _range_source(view, lo, hi), columns)  # type: ignore[arg-type]
+        con.execute(f"CREATE TEMP TABLE {name} AS {sql}" if i == 0 else f"INSERT INTO {name} {sql}")
+
+
+def _first_day_probe(con: duckdb.DuckDBPyConnection, name: str, source: str, periods: str, sums: str,
+                     view: str | None = None) -> None:
+    """Create ``name``: each user's spend on the first purchase day, reading no row after the latest such day.
+
+    With ``view`` (a time-range macro beside it), the rows are read through the macro up to that day,
+    so a time-ordered input's later row groups are not read at all.
+    """
     last_first = con.execute(f"SELECT MAX(first_purchase_day) FROM {sums}").fetchall()[0][0]
+    if view is not None and last_first is not None:
+        source = _range_source(view, FIRST_DAY, last_first + dt.timedelta(days=1))
     con.execute(f"CREATE TEMP TABLE {name} AS "
                 f"{first_day_spend_sql(source, periods, first_days=sums, last_first_day=last_first)}")
 
