@@ -38,7 +38,7 @@ from spendlab.features.sql import (
     user_sums_sql,
     window_cells_sql,
 )
-from spendlab.features.timeparts import FIRST_DAY, time_parts
+from spendlab.features.timeparts import time_parts
 
 _counter = itertools.count()
 
@@ -219,7 +219,7 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
                        columns=plan.period_columns)
         sums = _user_sums_table(con, stats_table, periods, as_of=as_of, freq=freq, config=config, sums=plan.sums)
         if plan.probe:
-            _first_day_probe(con, first_day, source, periods, sums, view if between else None)
+            _first_day_probe(con, first_day, source, periods, sums)
         table = con.sql(f"SELECT CAST(user_id AS VARCHAR) AS user_id, user_id AS {_NATIVE_ID}, * EXCLUDE (user_id) "
                         f"FROM ({user_stats_from_sums_sql(config, sums, first_day if plan.probe else None, plan.stats)}) "
                         f"ORDER BY 1").to_arrow_table()
@@ -282,16 +282,9 @@ def _periods_table(con: duckdb.DuckDBPyConnection, name: str, source: str, view:
         con.execute(f"CREATE TEMP TABLE {name} AS {sql}" if i == 0 else f"INSERT INTO {name} {sql}")
 
 
-def _first_day_probe(con: duckdb.DuckDBPyConnection, name: str, source: str, periods: str, sums: str,
-                     view: str | None = None) -> None:
-    """Create ``name``: each user's spend on the first purchase day, reading no row after the latest such day.
-
-    With ``view`` (a time-range macro beside it), the rows are read through the macro up to that day,
-    so a time-ordered input's later row groups are not read at all.
-    """
+def _first_day_probe(con: duckdb.DuckDBPyConnection, name: str, source: str, periods: str, sums: str) -> None:
+    """Create ``name``: each user's spend on the first purchase day, reading no row after the latest such day."""
     last_first = con.execute(f"SELECT MAX(first_purchase_day) FROM {sums}").fetchall()[0][0]
-    if view is not None and last_first is not None:
-        source = _range_source(view, FIRST_DAY, last_first + dt.timedelta(days=1))
     con.execute(f"CREATE TEMP TABLE {name} AS "
                 f"{first_day_spend_sql(source, periods, first_days=sums, last_first_day=last_first)}")
 
