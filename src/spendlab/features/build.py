@@ -258,7 +258,7 @@ def _between(con: duckdb.DuckDBPyConnection, view: str) -> bool:
 
 
 def _range_source(view: str, lo: dt.date, hi: dt.date) -> str:
-    """The rows of ``view`` with ``lo <= ts < hi``, read through its macro (row groups outside skipped)."""
+    """Return SQL of the rows of ``view`` with ``lo <= ts < hi``, through its macro (row groups outside skipped)."""
     return f"SELECT user_id, ts, amount FROM {_q(view + '__between')}(DATE '{lo.isoformat()}', DATE '{hi.isoformat()}')"
 
 

@@ -88,7 +88,7 @@ class Transactions:
         faster and writes out as text itself (:func:`spendlab.features.build_features_arrow`). A user
         table goes beside it as ``{view}__users`` (:func:`spendlab.io.users.users_view`). A Parquet
         input whose row groups carry timestamp statistics also gets the table macro
-        ``{view}__between(lo, hi)`` (the view's rows with ``lo <= ts < hi``, two ``DATE``\ s; row groups
+        ``{view}__between(lo, hi)`` (the view's rows with ``lo <= ts < hi``, two dates; row groups
         outside skipped) and the table ``{view}__row_groups`` (``n_rows``, ``ts_min``, ``ts_max``):
         :func:`spendlab.features.build_features_arrow` reads them.
         """
