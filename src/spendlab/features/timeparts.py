@@ -31,16 +31,17 @@ def _overlaps(group: tuple[int, dt.datetime, dt.datetime], lo: dt.datetime, hi: 
 
 
 def time_parts(row_groups: Sequence[tuple[int, dt.datetime, dt.datetime]], as_of: dt.date, freq: Freq,
-               part_rows: int = PART_ROWS) -> list[tuple[dt.date, dt.date]] | None:
+               part_rows: int | None = None) -> list[tuple[dt.date, dt.date]] | None:
     """Return the ``[lo, hi)`` day ranges of the aggregate's parts, oldest first, or ``None`` for one statement.
 
     ``row_groups`` holds ``(rows, ts_min, ts_max)`` per Parquet row group (naive UTC). Each bound but
     the first (:data:`FIRST_DAY`) and the last (the day after ``as_of``) is the start of a period, so
     every (user, period) falls in one part. The rows of each period are estimated by spreading each
     row group's rows evenly over its time span; periods are added to a part while it stays within
-    ``part_rows``. ``None`` when the rows up to ``as_of`` fit in one part, or when the parts would read
+    ``part_rows`` (default :data:`PART_ROWS`). ``None`` when the rows up to ``as_of`` fit in one part, or when the parts would read
     more than :data:`MAX_READ_RATIO` times those rows (row groups that span many parts: not clustered).
     """
+    part_rows = PART_ROWS if part_rows is None else part_rows
     cutoff = as_of + dt.timedelta(days=1)
     end = dt.datetime.combine(cutoff, dt.time())
     groups = [g for g in row_groups if g[1] < end]
