@@ -126,3 +126,18 @@ def test_no_range_sql_where_a_raw_bound_would_not_be_exact() -> None:
     assert not range_sql(valid, raw, plain, "naive", "Europe/Paris")  # local times: the instant is not the raw value
     assert not range_sql(valid, raw, plain, "string", "UTC")  # parsed text
     assert not range_sql(valid, raw, GenericMapping(order_col="order"), "aware", "UTC")  # an order's time is its first line's
+
+
+def test_registering_another_input_under_the_same_name_drops_the_range_macro(tmp_path: Path) -> None:
+    rows = sorted(_rows(), key=lambda r: r[1])
+    parquet = load_transactions(str(_parquet(tmp_path / "sorted.parquet", rows)), "generic")
+    con = connect()
+    parquet.register(con, native_ids=True)
+    assert con.execute("SELECT count(*) FROM transactions__row_groups").fetchone()[0] == 30
+    text = tmp_path / "few.csv"
+    text.write_text("user_id,ts,amount\n1,2024-01-05 10:00:00,5.00\n")
+    load_transactions(str(text), "generic").register(con, native_ids=True)
+    assert con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = 'transactions__between'"
+                       ).fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'transactions__row_groups'"
+                       ).fetchone()[0] == 0

@@ -12,6 +12,7 @@ read little more than its own rows, else the input is not clustered and one stat
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Sequence
 
@@ -55,11 +56,15 @@ def time_parts(row_groups: Sequence[tuple[int, dt.datetime, dt.datetime]], as_of
     per_period = [0.0] * (len(bounds) - 1)
     for n, lo, hi in groups:
         span = max((min(hi, end) - lo).total_seconds(), 0.0)
-        for i in range(len(per_period)):
+        first = max(bisect.bisect_right(bounds, lo) - 1, 0)  # the period holding lo
+        if span == 0.0:
+            per_period[first] += n
+            continue
+        for i in range(first, len(per_period)):
+            if bounds[i] >= min(hi, end):
+                break
             a, b = max(lo, bounds[i]), min(hi, end, bounds[i + 1])
-            if span == 0.0:
-                per_period[i] += n if bounds[i] <= lo < bounds[i + 1] else 0
-            elif b > a:
+            if b > a:
                 per_period[i] += n * (b - a).total_seconds() / span
     cuts, held = [0], 0.0
     for i, n in enumerate(per_period):

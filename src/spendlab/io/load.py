@@ -90,8 +90,11 @@ class Transactions:
         input whose row groups carry timestamp statistics also gets the table macro
         ``{view}__between(lo, hi)`` (the view's rows with ``lo <= ts < hi``, two dates; row groups
         outside skipped) and the table ``{view}__row_groups`` (``n_rows``, ``ts_min``, ``ts_max``):
-        :func:`spendlab.features.build_features_arrow` reads them.
+        :func:`spendlab.features.build_features_arrow` reads them. Any other input drops those two, so
+        a view registered again under the same name never keeps another input's.
         """
+        con.execute(f'DROP MACRO TABLE IF EXISTS "{view}__between"')
+        con.execute(f'DROP TABLE IF EXISTS "{view}__row_groups"')
         if self.users is not None:
             con.register(f"{users_view(view)}__arrow", self.users.table)
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{users_view(view)}" AS SELECT * FROM "{users_view(view)}__arrow"')
