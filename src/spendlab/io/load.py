@@ -25,7 +25,7 @@ from spendlab.io.hashing import update_with_file
 from spendlab.io.lineitems import OrderBook
 from spendlab.io.lookups import load_lookups
 from spendlab.io.millions import read_millions
-from spendlab.io.parquet import check_parquet_files, scan_parquet
+from spendlab.io.parquet import RANGE_HI, RANGE_LO, check_parquet_files, scan_parquet
 from spendlab.io.rejects import FileReport, LoadReport, Mode, RejectSink, finish_load, with_report
 from spendlab.io.users import UserTable, users_view
 from spendlab.schema import CANONICAL_SCHEMA
@@ -76,6 +76,8 @@ class Transactions:
     config: ReaderConfig | None = None
     lookups: dict[str, pa.Table] = field(default_factory=dict)  # tables ``sql`` joins (Parquet)
     users: UserTable | None = None  # the user attribute table (``dataset.users``), registered beside the rows
+    range_sql: str = ""  # the rows of a time range, row groups pruned (Parquet; :func:`spendlab.io.parquet.range_sql`)
+    row_groups: list[tuple[int, dt.datetime, dt.datetime]] = field(default_factory=list)  # rows, ts min, max
 
     def register(self, con: duckdb.DuckDBPyConnection, view: str = "transactions", *,
                  native_ids: bool = False, materialise: bool = False) -> None:
@@ -84,8 +86,15 @@ class Transactions:
         ``user_id`` is text (the canonical schema) unless ``native_ids``: then integer ids of a
         Parquet input keep their stored type, which the feature build groups and joins several times
         faster and writes out as text itself (:func:`spendlab.features.build_features_arrow`). A user
-        table goes beside it as ``{view}__users`` (:func:`spendlab.io.users.users_view`).
+        table goes beside it as ``{view}__users`` (:func:`spendlab.io.users.users_view`). A Parquet
+        input whose row groups carry timestamp statistics also gets the table macro
+        ``{view}__between(lo, hi)`` (the view's rows with ``lo <= ts < hi``, two dates; row groups
+        outside skipped) and the table ``{view}__row_groups`` (``n_rows``, ``ts_min``, ``ts_max``):
+        :func:`spendlab.features.build_features_arrow` reads them. Any other input drops those two, so
+        a view registered again under the same name never keeps another input's.
         """
+        con.execute(f'DROP MACRO TABLE IF EXISTS "{view}__between"')
+        con.execute(f'DROP TABLE IF EXISTS "{view}__row_groups"')
         if self.users is not None:
             con.register(f"{users_view(view)}__arrow", self.users.table)
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{users_view(view)}" AS SELECT * FROM "{users_view(view)}__arrow"')
@@ -100,11 +109,18 @@ class Transactions:
         if materialise:
             con.execute(f'CREATE OR REPLACE TEMP TABLE "{view}__rows" AS {self.sql}')
             rows = f'SELECT * FROM "{view}__rows"'
-        if native_ids:
-            con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS {rows}')
-        else:
-            con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS '
-                        f"SELECT * REPLACE (CAST(user_id AS VARCHAR) AS user_id) FROM ({rows})")
+        text = "" if native_ids else " REPLACE (CAST(user_id AS VARCHAR) AS user_id)"
+        con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT *{text} FROM ({rows})')
+        if self.range_sql and self.row_groups and not materialise:
+            lo, hi = RANGE_LO, RANGE_HI
+            con.execute(f'CREATE OR REPLACE TEMP MACRO "{view}__between"({lo}, {hi}) AS TABLE '
+                        f"SELECT *{text} FROM ({self.range_sql})")
+            con.register(f"{view}__row_groups__arrow", pa.table({
+                "n_rows": pa.array([r[0] for r in self.row_groups], pa.int64()),
+                "ts_min": pa.array([r[1] for r in self.row_groups], pa.timestamp("us")),
+                "ts_max": pa.array([r[2] for r in self.row_groups], pa.timestamp("us"))}))
+            con.execute(f'CREATE OR REPLACE TEMP TABLE "{view}__row_groups" AS SELECT * FROM "{view}__row_groups__arrow"')
+            con.unregister(f"{view}__row_groups__arrow")
 
     def to_arrow(self, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
         """Return the accepted transactions as an Arrow table (read on ``con``, default a new connection)."""
@@ -182,7 +198,7 @@ def load_transactions(
             raise with_report(RowError(f"strict mode: {report.rejects[0].describe()}"), report)
         finish_load(report, mode)
         return Transactions(name, report, sql=scan.sql, files=tuple(str(f) for f in files), config=config,
-                            lookups=scan.lookups)
+                            lookups=scan.lookups, range_sql=scan.range_sql, row_groups=scan.row_groups)
     book = OrderBook(config.generic) if fmt == "generic" and config.generic.order_col else None
     attribute_fields = attribute_fields_of(config.generic) if fmt == "generic" else []
     reader = READERS[fmt] if book is None else functools.partial(READERS[fmt], orders=book)

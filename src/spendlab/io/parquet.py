@@ -273,6 +273,14 @@ class ParquetScan:
     lookups: dict[str, pa.Table] = field(default_factory=dict)
     valid_sql: str = ""  # the canonical rows (one per order for line items)
     excluded_sql: str = ""  # rows dropped by include/exclude: source_file, excluded (rule column), n
+    #: The canonical rows with ``ts`` in [:data:`RANGE_LO`, :data:`RANGE_HI`) (two ``DATE`` parameters), whose
+    #: raw timestamps are also compared with those days, widened by one, inside the scan, so that Parquet
+    #: row groups whose statistics lie outside are skipped; "" where that is not exact (line items, parsed
+    #: or local-time timestamps): see :func:`range_sql`.
+    range_sql: str = ""
+    #: ``(rows, ts_min, ts_max)`` of every row group (naive UTC ``datetime``), when :attr:`range_sql` is set
+    #: and every row group has timestamp statistics; else empty.
+    row_groups: list[tuple[int, dt.datetime, dt.datetime]] = field(default_factory=list)
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Register the lookup tables on ``con`` so that :attr:`sql` can join them."""
@@ -687,7 +695,55 @@ def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reader
     scan.excluded_sql = (f"SELECT source_file, excluded, count(*) AS n FROM ({base}) WHERE excluded IS NOT NULL "
                          "GROUP BY ALL") if has_rules else ""
     scan.valid_sql = _valid_sql(scan.sql, m, attrs)
+    scan.range_sql = range_sql(scan.valid_sql, p.raw, m, p.kinds[m.ts_col], config.timezone)
+    if scan.range_sql:
+        scan.row_groups = ts_row_groups(files, m.ts_col)
     return scan
+
+
+#: The parameters of :attr:`ParquetScan.range_sql`: the first day in range and the first day after it.
+RANGE_LO, RANGE_HI = "spendlab_range_lo", "spendlab_range_hi"
+
+
+def range_sql(valid: str, raw: str, m: GenericMapping, ts_kind: str, timezone: str) -> str:
+    """Return ``valid`` (the canonical rows) restricted to ``ts`` in [:data:`RANGE_LO`, :data:`RANGE_HI`).
+
+    The exact condition is on the canonical ``ts``; a second, wider one (a day either side) on the raw
+    column inside the scan is what DuckDB can push into the Parquet reader, which then skips row
+    groups by their statistics. It only drops rows the exact condition drops: the raw value is the
+    instant itself (an aware timestamp, or a naive one read as UTC) and the day of margin covers any
+    session time zone the comparison of an aware value with a naive bound uses. "" where no such
+    raw condition exists: timestamps parsed from text or numbers, naive times in another zone, and
+    line items (an order's time is its first line's, so dropping lines would change orders).
+    """
+    if m.order_col or valid.count(raw) != 1 or not (ts_kind == "aware" or (ts_kind == "naive" and timezone == "UTC")):
+        return ""
+    kind = "TIMESTAMPTZ" if ts_kind == "aware" else "TIMESTAMP"
+    t = _quote(m.ts_col)
+    wide = (f"{t} >= CAST(CAST({RANGE_LO} AS DATE) - INTERVAL 1 DAY AS {kind}) "
+            f"AND {t} < CAST(CAST({RANGE_HI} AS DATE) + INTERVAL 1 DAY AS {kind})")
+    assert raw.endswith(")")
+    pruned = valid.replace(raw, f"{raw[:-1]} WHERE {wide})")
+    return (f"SELECT * FROM ({pruned}) WHERE ts >= CAST(CAST({RANGE_LO} AS DATE) AS TIMESTAMP) "
+            f"AND ts < CAST(CAST({RANGE_HI} AS DATE) AS TIMESTAMP)")
+
+
+def ts_row_groups(files: list[Path], ts_col: str) -> list[tuple[int, dt.datetime, dt.datetime]]:
+    """Return ``(rows, min, max)`` of ``ts_col`` in every row group of ``files`` (naive UTC); [] if any lacks them."""
+    out = []
+    for f in files:
+        meta = pq.ParquetFile(f).metadata
+        idx = meta.schema.names.index(ts_col) if ts_col in meta.schema.names else -1
+        for i in range(meta.num_row_groups):
+            rg = meta.row_group(i)
+            if rg.num_rows == 0:
+                continue
+            stats = rg.column(idx).statistics if idx >= 0 else None
+            if stats is None or not stats.has_min_max or not isinstance(stats.min, dt.datetime):
+                return []
+            lo, hi = (v.astimezone(dt.UTC).replace(tzinfo=None) if v.tzinfo else v for v in (stats.min, stats.max))
+            out.append((rg.num_rows, lo, hi))
+    return out
 
 
 def scan_parquet(
