@@ -273,6 +273,7 @@ class ParquetScan:
     lookups: dict[str, pa.Table] = field(default_factory=dict)
     valid_sql: str = ""  # the canonical rows (one per order for line items)
     excluded_sql: str = ""  # rows dropped by include/exclude: source_file, excluded (rule column), n
+    levels: dict[str, str] = field(default_factory=dict)  # category attribute -> lookup whose ``value`` holds its values
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Register the lookup tables on ``con`` so that :attr:`sql` can join them."""
@@ -373,6 +374,7 @@ class _AttributeSql:
     names: str = ""  # ", __a_<name>" carried through to the checked lines
     valid: str = ""  # ", __a_<name> AS "<name>"" (one row per line)
     orders: str = ""  # the per-order aggregates: sums of amounts, sorted sets of categories
+    levels: dict[str, str] = field(default_factory=dict)  # category attribute -> its lookup table's name
 
 
 def _attribute_sql(m: GenericMapping, config: ReaderConfig, add: Callable[..., str], raw: str) -> _AttributeSql:
@@ -391,6 +393,8 @@ def _attribute_sql(m: GenericMapping, config: ReaderConfig, add: Callable[..., s
         msgs.append(f"__m{i}")
         out.names += f", __a_{name}"
         out.valid += f', __a_{name} AS {_quote(name)}'
+        if spec.type == "category":
+            out.levels[name] = lk  # every value of the attribute is one of the lookup's values
         out.orders += (f", CAST(sum(CAST(__a_{name} AS DECIMAL(38, 9))) AS DOUBLE) + 0.0 AS {_quote(name)}"
                        if spec.type == "amount" else
                        f", coalesce(list_sort(list_distinct(list(__a_{name}) FILTER (WHERE __a_{name} IS NOT NULL))), "
@@ -687,6 +691,7 @@ def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reader
     scan.excluded_sql = (f"SELECT source_file, excluded, count(*) AS n FROM ({base}) WHERE excluded IS NOT NULL "
                          "GROUP BY ALL") if has_rules else ""
     scan.valid_sql = _valid_sql(scan.sql, m, attrs)
+    scan.levels = attrs.levels
     return scan
 
 
