@@ -46,7 +46,7 @@ from spendlab.features.covariate_sql import (
     window_ctes,
     window_start,
 )
-from spendlab.features.covscan import ranked_levels, scan_covariates_sql
+from spendlab.features.covscan import enum_types, ranked_levels, scan_covariates_sql
 from spendlab.features.sql import MONEY
 from spendlab.io.users import users_view
 
@@ -212,7 +212,8 @@ def with_covariates(con: duckdb.DuckDBPyConnection, table: pa.Table, *, as_of: d
                                     "pos": np.arange(table.num_rows, dtype=np.int64)}))
         try:
             extra = con.sql(scan_covariates_sql(cfg, as_of=as_of, freq=freq, view=view, users=users, levels=levels,
-                                                ids=ids, listed=listed)).to_arrow_table()
+                                                ids=ids, listed=listed,
+                                                typed=enum_types(con, cfg, view=view))).to_arrow_table()
         finally:
             con.unregister(ids)
         rows = np.empty(table.num_rows, dtype=np.int64)  # row of extra holding table's i-th user

@@ -94,12 +94,35 @@ def ranked_levels(con: duckdb.DuckDBPyConnection, cfg: CovariateConfig, *, as_of
     return Levels(out, least is None or least > 0)
 
 
-def _has(a: str, level: str, listed: bool) -> str:
-    """Return SQL of "the row holds category ``level`` of attribute ``a``"."""
-    return f"list_contains({quote(a)}, {literal(level)})" if listed else f"{quote(a)} = {literal(level)}"
+def _has(a: str, level: str, listed: bool, typed: str | None = None) -> str:
+    """Return SQL of "the row holds category ``level`` of attribute ``a``".
+
+    ``typed`` (the attribute's ENUM type) casts the level to it, so the test compares integers; a bare
+    text literal would make DuckDB cast every row's ENUM to text instead.
+    """
+    level = literal(level) if typed is None else f"CAST({literal(level)} AS {typed})"
+    return f"list_contains({quote(a)}, {level})" if listed else f"{quote(a)} = {level}"
 
 
-def _level_sums(cfg: CovariateConfig, levels: Levels, listed: frozenset[str] | set[str]) -> tuple[list[str], list[str]]:
+def enum_types(con: duckdb.DuckDBPyConnection, cfg: CovariateConfig, *, view: str) -> dict[str, str]:
+    """Return the ENUM type of each category attribute of ``view`` held as one (or as a list of one).
+
+    Materialised Parquet rows hold categories with few values so
+    (:meth:`~spendlab.io.load.Transactions.register`); anything else is text and absent here.
+    """
+    cats = {*cfg.category_share, *cfg.distinct}
+    types = {n: t for n, t, *_ in con.execute(f"DESCRIBE SELECT * FROM {quote(view)}").fetchall()}
+    out = {}
+    for a in cats:
+        t = types.get(a, "")
+        t = t[:-2] if t.endswith("[]") else t
+        if t.startswith("ENUM("):
+            out[a] = t
+    return out
+
+
+def _level_sums(cfg: CovariateConfig, levels: Levels, listed: frozenset[str] | set[str],
+                typed: dict[str, str]) -> tuple[list[str], list[str]]:
     """Return the per-user aggregates of the categories (``p``) and the feature columns read from them.
 
     Each top-k level's spend is a conditional sum. The distinct count reads those sums when they cover
@@ -111,7 +134,7 @@ def _level_sums(cfg: CovariateConfig, levels: Levels, listed: frozenset[str] | s
     cols: list[str] = []
     for a, k in cfg.category_share.items():
         top = levels.ranked[a][:k]
-        sums += [f"SUM(CASE WHEN {_has(a, cat, a in listed)} THEN {money} ELSE 0 END) AS t_{a}_{r}"
+        sums += [f"SUM(CASE WHEN {_has(a, cat, a in listed, typed.get(a))} THEN {money} ELSE 0 END) AS t_{a}_{r}"
                  for r, cat in enumerate(top, start=1)]
         cols += [f"{ratio(f'p.t_{a}_{r}', 'p.spend') if r <= len(top) else ZERO} "
                  f"AS {quote(f'cov_{a}_share_top{r}_window{w}')}" for r in range(1, k + 1)]
@@ -134,7 +157,7 @@ def _level_sums(cfg: CovariateConfig, levels: Levels, listed: frozenset[str] | s
 
 def scan_covariates_sql(cfg: CovariateConfig, *, as_of: dt.date, freq: Freq, view: str, users: list[UserColumn],
                         levels: Levels, ids: str | None = None,
-                        listed: frozenset[str] | set[str] = frozenset()) -> str:
+                        listed: frozenset[str] | set[str] = frozenset(), typed: dict[str, str] | None = None) -> str:
     """Return the statement of :func:`~spendlab.features.covariates.covariates_sql` in one scan of the window.
 
     With ``ids`` (a relation of text ``user_id`` and ``pos``), its users take the place of every user with
@@ -153,13 +176,15 @@ def scan_covariates_sql(cfg: CovariateConfig, *, as_of: dt.date, freq: Freq, vie
         The relation of the users to return, with their positions.
     listed : set of str
         Category attributes held as lists (an order's set of categories).
+    typed : dict, optional
+        Category attributes held as ENUMs, with their types (:func:`enum_types`): the membership tests compare integers.
     """
     sums = [f"SUM(CAST(amount AS {MONEY})) AS spend", "COUNT(*) AS n"]
     # |a| cast, not the cast made absolute: the same value (the cast rounds half away from zero, so it commutes
     # with the sign), but DuckDB keeps the cast's bounds and sums it in an int64, not an int128 (10% less scan CPU)
     sums += [f"SUM(CAST(ABS({quote(a)}) AS {MONEY})) AS m_{a}" for a in cfg.amount_share]
     sums += [f"COUNT(CASE WHEN {quote(a)} <> 0 THEN 1 END) AS n_{a}" for a in cfg.use_rate]
-    level_sums, level_cols = _level_sums(cfg, levels, listed)
+    level_sums, level_cols = _level_sums(cfg, levels, listed, typed or {})
     n_shares = sum(cfg.category_share.values())
     cols = [*level_cols[:n_shares], *total_columns(cfg, "p"), *level_cols[n_shares:]]
     key = "w.user_id" if ids is None else "CAST(w.user_id AS VARCHAR)"

@@ -60,6 +60,11 @@ def connect(threads: int | None = None, memory_limit: str | None = None) -> duck
     return con
 
 
+#: The most values a category attribute may have to be held as a DuckDB ``ENUM`` when the rows are
+#: materialised (:meth:`Transactions.register`); one byte a value.
+MAX_ENUM_LEVELS = 255
+
+
 @dataclass
 class Transactions:
     """The canonical transactions of one load, with its report.
@@ -78,6 +83,7 @@ class Transactions:
     users: UserTable | None = None  # the user attribute table (``dataset.users``), registered beside the rows
     range_sql: str = ""  # the rows of a time range, row groups pruned (Parquet; :func:`spendlab.io.parquet.range_sql`)
     row_groups: list[tuple[int, dt.datetime, dt.datetime]] = field(default_factory=list)  # rows, ts min, max
+    levels: dict[str, str] = field(default_factory=dict)  # category attribute -> lookup holding its values (Parquet)
 
     def register(self, con: duckdb.DuckDBPyConnection, view: str = "transactions", *,
                  native_ids: bool = False, materialise: bool = False) -> None:
@@ -92,6 +98,9 @@ class Transactions:
         outside skipped) and the table ``{view}__row_groups`` (``n_rows``, ``ts_min``, ``ts_max``):
         :func:`spendlab.features.build_features_arrow` reads them. Any other input drops those two, so
         a view registered again under the same name never keeps another input's.
+        ``materialise`` (a Parquet input) reads the rows once into a table; there a category attribute
+        with at most :data:`MAX_ENUM_LEVELS` values is a DuckDB ``ENUM`` (a set of them a list of it):
+        the same text, ordered the same, but compared and grouped as small integers (the covariates).
         """
         con.execute(f'DROP MACRO TABLE IF EXISTS "{view}__between"')
         con.execute(f'DROP TABLE IF EXISTS "{view}__row_groups"')
@@ -107,7 +116,8 @@ class Transactions:
             con.register(name, lookup)
         rows = self.sql
         if materialise:
-            con.execute(f'CREATE OR REPLACE TEMP TABLE "{view}__rows" AS {self.sql}')
+            con.execute(f'CREATE OR REPLACE TEMP TABLE "{view}__rows" AS SELECT *{self._enum_casts(con)} '
+                        f"FROM ({self.sql})")
             rows = f'SELECT * FROM "{view}__rows"'
         text = "" if native_ids else " REPLACE (CAST(user_id AS VARCHAR) AS user_id)"
         con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT *{text} FROM ({rows})')
@@ -121,6 +131,27 @@ class Transactions:
                 "ts_max": pa.array([r[2] for r in self.row_groups], pa.timestamp("us"))}))
             con.execute(f'CREATE OR REPLACE TEMP TABLE "{view}__row_groups" AS SELECT * FROM "{view}__row_groups__arrow"')
             con.unregister(f"{view}__row_groups__arrow")
+
+    def _enum_casts(self, con: duckdb.DuckDBPyConnection) -> str:
+        """Return `` REPLACE (...)``: each category attribute with at most :data:`MAX_ENUM_LEVELS` values as an ENUM.
+
+        The values are the attribute's lookup's (every distinct raw value read, so a superset of the
+        accepted rows'), sorted by DuckDB as it sorts text, so an ``ORDER BY`` of the ENUM is the text's.
+        """
+        types = {n: t for n, t, *_ in con.execute(f"DESCRIBE SELECT * FROM ({self.sql})").fetchall()}
+        casts = []
+        for name, lookup in self.levels.items():
+            if types.get(name) not in ("VARCHAR", "VARCHAR[]"):
+                continue
+            rows = con.execute(f'SELECT DISTINCT value FROM "{lookup}" WHERE value IS NOT NULL ORDER BY value '
+                               f"LIMIT {MAX_ENUM_LEVELS + 1}").fetchall()
+            if not rows or len(rows) > MAX_ENUM_LEVELS:
+                continue
+            enum = "ENUM(" + ", ".join("'" + v.replace("'", "''") + "'" for (v,) in rows) + ")"
+            suffix = "[]" if types[name] == "VARCHAR[]" else ""
+            quoted = '"' + name.replace('"', '""') + '"'
+            casts.append(f"CAST({quoted} AS {enum}{suffix}) AS {quoted}")
+        return f" REPLACE ({', '.join(casts)})" if casts else ""
 
     def to_arrow(self, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
         """Return the accepted transactions as an Arrow table (read on ``con``, default a new connection)."""
@@ -198,7 +229,8 @@ def load_transactions(
             raise with_report(RowError(f"strict mode: {report.rejects[0].describe()}"), report)
         finish_load(report, mode)
         return Transactions(name, report, sql=scan.sql, files=tuple(str(f) for f in files), config=config,
-                            lookups=scan.lookups, range_sql=scan.range_sql, row_groups=scan.row_groups)
+                            lookups=scan.lookups, range_sql=scan.range_sql, row_groups=scan.row_groups,
+                            levels=scan.levels)
     book = OrderBook(config.generic) if fmt == "generic" and config.generic.order_col else None
     attribute_fields = attribute_fields_of(config.generic) if fmt == "generic" else []
     reader = READERS[fmt] if book is None else functools.partial(READERS[fmt], orders=book)

@@ -281,6 +281,7 @@ class ParquetScan:
     #: ``(rows, ts_min, ts_max)`` of every row group (naive UTC ``datetime``), when :attr:`range_sql` is set
     #: and every row group has timestamp statistics; else empty.
     row_groups: list[tuple[int, dt.datetime, dt.datetime]] = field(default_factory=list)
+    levels: dict[str, str] = field(default_factory=dict)  # category attribute -> lookup whose ``value`` holds its values
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Register the lookup tables on ``con`` so that :attr:`sql` can join them."""
@@ -381,6 +382,7 @@ class _AttributeSql:
     names: str = ""  # ", __a_<name>" carried through to the checked lines
     valid: str = ""  # ", __a_<name> AS "<name>"" (one row per line)
     orders: str = ""  # the per-order aggregates: sums of amounts, sorted sets of categories
+    levels: dict[str, str] = field(default_factory=dict)  # category attribute -> its lookup table's name
 
 
 def _attribute_sql(m: GenericMapping, config: ReaderConfig, add: Callable[..., str], raw: str) -> _AttributeSql:
@@ -399,6 +401,8 @@ def _attribute_sql(m: GenericMapping, config: ReaderConfig, add: Callable[..., s
         msgs.append(f"__m{i}")
         out.names += f", __a_{name}"
         out.valid += f', __a_{name} AS {_quote(name)}'
+        if spec.type == "category":
+            out.levels[name] = lk  # every value of the attribute is one of the lookup's values
         out.orders += (f", CAST(sum(CAST(__a_{name} AS DECIMAL(38, 9))) AS DOUBLE) + 0.0 AS {_quote(name)}"
                        if spec.type == "amount" else
                        f", coalesce(list_sort(list_distinct(list(__a_{name}) FILTER (WHERE __a_{name} IS NOT NULL))), "
@@ -698,6 +702,7 @@ def build_scan(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reader
     scan.range_sql = range_sql(scan.valid_sql, p.raw, m, p.kinds[m.ts_col], config.timezone)
     if scan.range_sql:
         scan.row_groups = ts_row_groups(files, m.ts_col)
+    scan.levels = attrs.levels
     return scan
 
 

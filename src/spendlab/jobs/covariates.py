@@ -73,7 +73,7 @@ def materialised(tx: Transactions) -> Transactions:
     """``tx`` with its rows read once into an Arrow table (a Parquet input is otherwise re-scanned, its orders regrouped, at every cutoff of both runs of a comparison)."""
     if tx.table is not None:
         return tx
-    return replace(tx, table=tx.to_arrow(), sql=None, lookups={})
+    return replace(tx, table=tx.to_arrow(), sql=None, lookups={}, levels={})
 
 
 def load_dataset_with_users(cfg: Any) -> Transactions:
