@@ -85,7 +85,7 @@ def test_features_in_parts_equal_those_of_one_statement(tmp_path: Path, monkeypa
         seen.append(out)
         return out
 
-    monkeypatch.setattr("spendlab.features.build.time_parts", spy)
+    monkeypatch.setattr("spendlab.features.timeparts.time_parts", spy)
     parts = build_features_arrow(con, freq=freq, as_of=AS_OF, view="transactions")
     assert seen and seen[0] is not None and len(seen[0]) >= 3  # type: ignore[arg-type]
     assert parts.equals(one)

@@ -26,7 +26,6 @@ from spendlab.features.halves import arithmetic
 from spendlab.features.sql import (
     EVENT_DAYS_TABLE,
     MONEY,
-    aggregate_sql,
     asof_sql,
     calendar_tables,
     cutoff_timestamp,
@@ -38,7 +37,7 @@ from spendlab.features.sql import (
     user_sums_sql,
     window_cells_sql,
 )
-from spendlab.features.timeparts import time_parts
+from spendlab.features.timeparts import periods_table
 
 _counter = itertools.count()
 
@@ -214,9 +213,7 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     plan = _build_plan(config, freq, columns)
     widths = plan.widths
     try:
-        between = _between(con, view)
-        _periods_table(con, periods, source, view if between else None, as_of=as_of, freq=freq,
-                       columns=plan.period_columns)
+        periods_table(con, periods, source, view, as_of=as_of, freq=freq, columns=plan.period_columns)
         sums = _user_sums_table(con, stats_table, periods, as_of=as_of, freq=freq, config=config, sums=plan.sums)
         if plan.probe:
             _first_day_probe(con, first_day, source, periods, sums)
@@ -246,40 +243,6 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     del cells, stats
     table = pa.table({"user_id": ids, **features})
     return _with_extras(con, table, as_of=as_of, freq=freq, config=config, view=view, columns=columns)
-
-
-def _between(con: duckdb.DuckDBPyConnection, view: str) -> bool:
-    """Whether ``view`` has the time-range macro and row-group table (:meth:`spendlab.io.Transactions.register`)."""
-    macro = con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = ? AND function_type = 'table_macro'",
-                        [f"{view}__between"]).fetchall()[0][0]
-    table = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary",
-                        [f"{view}__row_groups"]).fetchall()[0][0]
-    return bool(macro and table)
-
-
-def _range_source(view: str, lo: dt.date, hi: dt.date) -> str:
-    """Return SQL of the rows of ``view`` with ``lo <= ts < hi``, through its macro (row groups outside skipped)."""
-    return f"SELECT user_id, ts, amount FROM {_q(view + '__between')}(DATE '{lo.isoformat()}', DATE '{hi.isoformat()}')"
-
-
-def _periods_table(con: duckdb.DuckDBPyConnection, name: str, source: str, view: str | None, *, as_of: dt.date,
-                   freq: Freq, columns: frozenset[str] | None) -> None:
-    """Create ``name``: :func:`~spendlab.features.sql.aggregate_sql` of ``source``, in parts of periods when that pays.
-
-    With ``view`` (its rows in time-ordered Parquet row groups: :func:`~spendlab.features.timeparts.time_parts`)
-    each part is the aggregate of the rows of a few consecutive periods, read through the view's
-    time-range macro; a (user, period) lies in one part, so the table holds the same rows.
-    """
-    parts = None
-    if view is not None:
-        parts = time_parts(con.execute(f"SELECT n_rows, ts_min, ts_max FROM {_q(view + '__row_groups')}").fetchall(),
-                           as_of, freq)
-    if parts is None:
-        con.execute(f"CREATE TEMP TABLE {name} AS {aggregate_sql(as_of, freq, source, columns)}")
-        return
-    for i, (lo, hi) in enumerate(parts):
-        sql = aggregate_sql(as_of, freq, _range_source(view, lo, hi), columns)  # type: ignore[arg-type]
-        con.execute(f"CREATE TEMP TABLE {name} AS {sql}" if i == 0 else f"INSERT INTO {name} {sql}")
 
 
 def _first_day_probe(con: duckdb.DuckDBPyConnection, name: str, source: str, periods: str, sums: str) -> None:

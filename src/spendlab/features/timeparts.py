@@ -16,7 +16,11 @@ import bisect
 import datetime as dt
 from collections.abc import Sequence
 
+import duckdb
+
 from spendlab.calendar import Freq, next_period_start, period_start
+from spendlab.features.covariate_sql import quote
+from spendlab.features.sql import aggregate_sql
 
 #: Rows of the input one part of the aggregate should hold (by the row groups' statistics): at 1M
 #: users, a 2-month part (about 3M rows, 0.8M groups) no longer spills under the 1GB default.
@@ -80,3 +84,37 @@ def time_parts(row_groups: Sequence[tuple[int, dt.datetime, dt.datetime]], as_of
     read = sum(g[0] for lo, hi in parts for g in groups
                if _overlaps(g, dt.datetime.combine(lo, dt.time()) - margin, dt.datetime.combine(hi, dt.time()) + margin))
     return parts if read <= MAX_READ_RATIO * total else None
+
+
+def _between(con: duckdb.DuckDBPyConnection, view: str) -> bool:
+    """Whether ``view`` has the time-range macro and row-group table (:meth:`spendlab.io.Transactions.register`)."""
+    macro = con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = ? AND function_type = 'table_macro'",
+                        [f"{view}__between"]).fetchall()[0][0]
+    table = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary",
+                        [f"{view}__row_groups"]).fetchall()[0][0]
+    return bool(macro and table)
+
+
+def _range_source(view: str, lo: dt.date, hi: dt.date) -> str:
+    """Return SQL of the rows of ``view`` with ``lo <= ts < hi``, through its macro (row groups outside skipped)."""
+    return f"SELECT user_id, ts, amount FROM {quote(view + '__between')}(DATE '{lo.isoformat()}', DATE '{hi.isoformat()}')"
+
+
+def periods_table(con: duckdb.DuckDBPyConnection, name: str, source: str, view: str, *, as_of: dt.date,
+                  freq: Freq, columns: frozenset[str] | None) -> None:
+    """Create ``name``: :func:`~spendlab.features.sql.aggregate_sql` of ``source``, in parts of periods when that pays.
+
+    When ``view`` has the time-range macro and row-group table (its rows in time-ordered Parquet row
+    groups: :func:`time_parts`) each part is the aggregate of the rows of a few consecutive periods,
+    read through the macro; a (user, period) lies in one part, so the table holds the same rows.
+    """
+    parts = None
+    if _between(con, view):
+        parts = time_parts(con.execute(f"SELECT n_rows, ts_min, ts_max FROM {quote(view + '__row_groups')}").fetchall(),
+                           as_of, freq)
+    if parts is None:
+        con.execute(f"CREATE TEMP TABLE {name} AS {aggregate_sql(as_of, freq, source, columns)}")
+        return
+    for i, (lo, hi) in enumerate(parts):
+        sql = aggregate_sql(as_of, freq, _range_source(view, lo, hi), columns)  # type: ignore[arg-type]
+        con.execute(f"CREATE TEMP TABLE {name} AS {sql}" if i == 0 else f"INSERT INTO {name} {sql}")

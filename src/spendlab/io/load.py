@@ -228,9 +228,8 @@ def load_transactions(
         if mode is Mode.STRICT and report.rejects:
             raise with_report(RowError(f"strict mode: {report.rejects[0].describe()}"), report)
         finish_load(report, mode)
-        return Transactions(name, report, sql=scan.sql, files=tuple(str(f) for f in files), config=config,
-                            lookups=scan.lookups, range_sql=scan.range_sql, row_groups=scan.row_groups,
-                            levels=scan.levels)
+        return Transactions(name, report, sql=scan.sql, files=tuple(str(f) for f in files), config=config, lookups=scan.lookups,
+                            range_sql=scan.range_sql, row_groups=scan.row_groups, levels=scan.levels)
     book = OrderBook(config.generic) if fmt == "generic" and config.generic.order_col else None
     attribute_fields = attribute_fields_of(config.generic) if fmt == "generic" else []
     reader = READERS[fmt] if book is None else functools.partial(READERS[fmt], orders=book)
