@@ -40,7 +40,8 @@ print(con.execute(sql).fetchone())
 BARE_PREDICT = """
 import sys, time
 import mlflow, pandas as pd
-from spendlab.models.base import predict_threads, usable_cores
+from spendlab.models.base import predict_threads
+from spendlab.settings import usable_cores
 mlflow.set_tracking_uri(f"sqlite:///{sys.argv[2]}/mlruns/mlflow.db")
 model = mlflow.pyfunc.load_model("models:/spendlab-next-month@champion")
 inner = model.unwrap_python_model()
