@@ -92,13 +92,12 @@ def check_decimal(value: Decimal, *, max_abs: float = 1e7, sub_cent: str = "reje
     if not value.is_finite():
         raise FieldError("NON_FINITE", f"{what} {value} is not a finite number")
     as_float(value, what)
-    if abs(value) > Decimal(repr(max_abs)):
-        if sub_cent != "round" or abs(value) > 2 * Decimal(repr(max_abs)) or \
-                abs(value.quantize(_CENT, rounding="ROUND_HALF_EVEN")) > Decimal(repr(max_abs)):
-            raise FieldError("OUT_OF_RANGE", f"{what} {value} is beyond the maximum magnitude {max_abs:g}")
-    if sub_cent != "keep" and value != (cents := value.quantize(_CENT, rounding="ROUND_HALF_EVEN")):
-        if sub_cent == "round":  # the range applies to the value kept
-            return cents
+    limit = Decimal(repr(max_abs))
+    if sub_cent == "round" and abs(value) <= limit + 1:  # beyond, it is out of range rounded or not
+        value = value.quantize(_CENT, rounding="ROUND_HALF_EVEN")  # the range applies to the value kept
+    if abs(value) > limit:
+        raise FieldError("OUT_OF_RANGE", f"{what} {value} is beyond the maximum magnitude {max_abs:g}")
+    if sub_cent == "reject" and value != value.quantize(_CENT, rounding="ROUND_HALF_EVEN"):
         raise FieldError("SUB_CENT", f"{what} {value} has more precision than cents")
     return value
 
