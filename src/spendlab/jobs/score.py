@@ -135,7 +135,8 @@ def score(
     if users_in == 0:
         raise NoDataError(f"no user has a transaction on or before {as_of}: nothing to score")
     target_period = target_period_label(as_of, model.freq, model.horizon)
-    feature_psi = on_a_thread("spendlab-drift", profile_psi, model.reference, features, model.feature_names)
+    feature_psi = (on_a_thread("spendlab-drift", profile_psi, model.reference, features, model.feature_names)
+                   if model.reference else None)  # without a profile, score_drift reports nothing
     with atomic_path(out) as tmp, Progress(
         TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("users"), TimeElapsedColumn(),
         transient=True, disable=not progress,
@@ -150,7 +151,7 @@ def score(
                               model_hash=model.dataset_hash, input_hash=input_hash.result(), model_uri=model.uri)
     for w in warnings:
         log.warning(w)
-    drift = score_drift(model.reference, features, written, model.feature_names, psi=feature_psi.result())
+    drift = score_drift(model.reference, features, written, model.feature_names, psi=feature_psi and feature_psi.result())
     return ScoreResult(Path(out), as_of, target_period, int(users_in), written.rows, written.by_basis, model.uri,
                        model.version, written.total, tuple(warnings), drift)
 
