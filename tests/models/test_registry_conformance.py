@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -74,6 +76,24 @@ def test_search_space_params_build_a_valid_model(key: str) -> None:
     X, y = synthetic_feature_frame(120)
     pred = make_model(key, params).fit(X, y).predict(X)
     assert (pred >= 0).all() and len(pred) == len(X)
+
+
+@pytest.mark.parametrize("key", sorted(SEARCH_SPACES))
+def test_search_space_holds_the_factory_defaults(key: str) -> None:
+    """`spendlab tune` enqueues the current settings as its first trial: each must lie inside its distribution.
+
+    A default outside its range (or off its step) runs anyway, but Optuna warns on every tune and its samplers
+    model that trial outside the space, so the baseline the study measures is not a point the space can draw.
+    """
+    import optuna
+
+    from spendlab.models.registry import factory_defaults
+
+    trial = optuna.trial.FixedTrial(factory_defaults(key))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # FixedTrial warns of a fixed value its distribution cannot draw
+        params = SEARCH_SPACES[key](trial)
+    assert params == {name: factory_defaults(key)[name] for name in params}
 
 
 def test_search_space_keys_are_registered_models() -> None:
