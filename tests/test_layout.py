@@ -24,7 +24,7 @@ SRC = Path(spendlab.__file__).parent
 #: Rank of each top-level part of the package; a module may import only from ranks <= its own.
 LAYERS: dict[str, int] = {
     "errors": 0, "schema": 0, "config": 0, "config_files": 0, "calendar": 0, "settings": 0, "dependencies": 0, "timing": 0,
-    "threads": 0,
+    "threads": 0, "sqltext": 0,
     "io": 1,
     "datasets": 2,
     "features": 3,

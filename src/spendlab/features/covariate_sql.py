@@ -14,19 +14,10 @@ from spendlab.calendar import Freq, period_start, shift_period
 from spendlab.features.config import CovariateConfig
 from spendlab.features.sql import cutoff_timestamp
 from spendlab.io.users import users_view
+from spendlab.sqltext import literal, quote
 
 #: Typed literals: a bare ``1.0`` is a DECIMAL in both dialects, and Spark would keep it one.
 ONE, ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
-
-
-def quote(name: str) -> str:
-    """Return ``name`` as a quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    """Return ``text`` as a SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _slug(level: str) -> str:

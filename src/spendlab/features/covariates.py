@@ -39,7 +39,6 @@ from spendlab.errors import ConfigError
 from spendlab.features.config import CovariateConfig
 from spendlab.features.covariate_sql import (
     UserColumn,
-    quote,
     ratio,
     total_columns,
     user_parts,
@@ -49,6 +48,7 @@ from spendlab.features.covariate_sql import (
 from spendlab.features.covscan import enum_types, ranked_levels, scan_covariates_sql
 from spendlab.features.sql import MONEY
 from spendlab.io.users import users_view
+from spendlab.sqltext import quote
 
 __all__ = ["UserColumn", "covariate_names", "covariates_sql", "listed_attributes", "user_columns", "window_start",
            "with_covariates"]

@@ -21,14 +21,13 @@ from spendlab.features.config import CovariateConfig
 from spendlab.features.covariate_sql import (
     ZERO,
     UserColumn,
-    literal,
-    quote,
     ratio,
     total_columns,
     user_parts,
     window_ctes,
 )
 from spendlab.features.sql import MONEY
+from spendlab.sqltext import literal, quote
 
 #: The most levels a category may have in the window for the scan (a distinct count is a bit per level
 #: in a BIGINT); with more, :func:`~spendlab.features.covariates.covariates_sql` computes the features.

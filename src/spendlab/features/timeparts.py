@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import duckdb
 
 from spendlab.calendar import Freq, next_period_start, period_start
-from spendlab.features.covariate_sql import quote
 from spendlab.features.sql import aggregate_sql
+from spendlab.sqltext import quote
 
 #: Rows of the input one part of the aggregate should hold (by the row groups' statistics): at 1M
 #: users, a 2-month part (about 3M rows, 0.8M groups) no longer spills under the 1GB default.

@@ -29,6 +29,7 @@ from spendlab.io.parsing import (
 )
 from spendlab.io.records import Record
 from spendlab.io.rejects import RejectSink
+from spendlab.sqltext import quote
 
 __all__ = ["MappingColumnError", "check_parquet_files", "parquet_select", "read_generic_csv", "scan_parquet",
            "schema_drift"]
@@ -91,10 +92,6 @@ def read_generic_csv(  # long: one closure per row keeps the check order of ever
                                  line=exc.line, column=exc.column) from None
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def parquet_select(files: list[Path], config: ReaderConfig, types: dict[str, pa.DataType]) -> tuple[str, str]:
     """Return SQL for the canonical rows of Parquet ``files`` and the per-row error expression.
 
@@ -103,7 +100,7 @@ def parquet_select(files: list[Path], config: ReaderConfig, types: dict[str, pa.
     :mod:`spendlab.io.parquet`.
     """
     m = config.generic
-    u, t, a = _quote(m.user_col), _quote(m.ts_col), _quote(m.amount_col)
+    u, t, a = quote(m.user_col), quote(m.ts_col), quote(m.amount_col)
     sign = "1.0" if m.spend_is == "positive" else "-1.0"
     file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
     ts_type = types[m.ts_col]

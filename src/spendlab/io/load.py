@@ -30,6 +30,7 @@ from spendlab.io.rejects import FileReport, LoadReport, Mode, RejectSink, finish
 from spendlab.io.users import UserTable, users_view
 from spendlab.schema import CANONICAL_SCHEMA
 from spendlab.settings import parse_memory_limit
+from spendlab.sqltext import literal, quote
 
 #: A text reader: ``reader(path, config, sink, rows)`` appends each valid row of one file to ``rows``
 #: (:meth:`RowBuilder.add`) and reports each invalid one to ``sink`` (:meth:`RejectSink.reject`).
@@ -147,10 +148,9 @@ class Transactions:
                                f"LIMIT {MAX_ENUM_LEVELS + 1}").fetchall()
             if not rows or len(rows) > MAX_ENUM_LEVELS:
                 continue
-            enum = "ENUM(" + ", ".join("'" + v.replace("'", "''") + "'" for (v,) in rows) + ")"
+            enum = "ENUM(" + ", ".join(literal(v) for (v,) in rows) + ")"
             suffix = "[]" if types[name] == "VARCHAR[]" else ""
-            quoted = '"' + name.replace('"', '""') + '"'
-            casts.append(f"CAST({quoted} AS {enum}{suffix}) AS {quoted}")
+            casts.append(f"CAST({quote(name)} AS {enum}{suffix}) AS {quote(name)}")
         return f" REPLACE ({', '.join(casts)})" if casts else ""
 
     def to_arrow(self, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:

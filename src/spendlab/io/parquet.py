@@ -38,6 +38,7 @@ from spendlab.io.parsing import (
     zone_info,
 )
 from spendlab.io.rejects import FileReport, LoadReport, RejectRecord
+from spendlab.sqltext import literal, quote
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _HOUR_US = 3_600_000_000
@@ -289,14 +290,6 @@ class ParquetScan:
             con.register(name, table)
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(text: str | None) -> str:
-    return "NULL" if text is None else "'" + text.replace("'", "''") + "'"
-
-
 def _amount_column(kind: str, amount_of: Callable[[Any], float], null_amount: tuple[Any, str | None, str | None],
                    add: Callable[..., str], raw: str, config: ReaderConfig) -> tuple[str, str, str]:
     """Return SQL of an amount column's value, error and message: the fast path, else a lookup."""
@@ -311,8 +304,8 @@ def _amount_column(kind: str, amount_of: Callable[[Any], float], null_amount: tu
         amount_msg = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.msg END"
     else:
         amount, amount_err, amount_msg = "CAST(r.a AS DOUBLE) + 0.0", "NULL", "NULL"
-    amount_err = f"CASE WHEN r.a IS NULL THEN {_lit(null_amount[1])} ELSE {amount_err} END"
-    amount_msg = f"CASE WHEN r.a IS NULL THEN {_lit(null_amount[2])} ELSE {amount_msg} END"
+    amount_err = f"CASE WHEN r.a IS NULL THEN {literal(null_amount[1])} ELSE {amount_err} END"
+    amount_msg = f"CASE WHEN r.a IS NULL THEN {literal(null_amount[2])} ELSE {amount_msg} END"
     return amount, amount_err, amount_msg
 
 
@@ -397,16 +390,16 @@ def _attribute_sql(m: GenericMapping, config: ReaderConfig, add: Callable[..., s
         lk = add(f"attr{i}", f"SELECT at{i} AS v FROM {raw}", value_rule(spec, config), out_type, f"r.at{i}")
         out.values += f", {lk}.value AS __a_{name}, {lk}.err AS __e{i}, {lk}.msg AS __m{i}"
         out.errors += f", __e{i}"
-        cols.append(f"WHEN __e{i} IS NOT NULL THEN {_lit(spec.column)}")
+        cols.append(f"WHEN __e{i} IS NOT NULL THEN {literal(spec.column)}")
         msgs.append(f"__m{i}")
         out.names += f", __a_{name}"
-        out.valid += f', __a_{name} AS {_quote(name)}'
+        out.valid += f', __a_{name} AS {quote(name)}'
         if spec.type == "category":
             out.levels[name] = lk  # every value of the attribute is one of the lookup's values
-        out.orders += (f", CAST(sum(CAST(__a_{name} AS DECIMAL(38, 9))) AS DOUBLE) + 0.0 AS {_quote(name)}"
+        out.orders += (f", CAST(sum(CAST(__a_{name} AS DECIMAL(38, 9))) AS DOUBLE) + 0.0 AS {quote(name)}"
                        if spec.type == "amount" else
                        f", coalesce(list_sort(list_distinct(list(__a_{name}) FILTER (WHERE __a_{name} IS NOT NULL))), "
-                       f"CAST([] AS VARCHAR[])) AS {_quote(name)}")
+                       f"CAST([] AS VARCHAR[])) AS {quote(name)}")
     if cols:
         out.column, out.message = f"CASE {' '.join(cols)} END", f"coalesce({', '.join(msgs)})"
     return out
@@ -429,9 +422,9 @@ def _lookup_sql(p: _ScanParts, lookups: list[LookupTable], out: _AttributeSql) -
         for j, attr in enumerate(table.spec.columns):
             out.values += f", {name}.c{j} AS __a_{attr}"
             out.names += f", __a_{attr}"
-            out.valid += f", __a_{attr} AS {_quote(attr)}"
+            out.valid += f", __a_{attr} AS {quote(attr)}"
             out.orders += (f", coalesce(list_sort(list_distinct(list(__a_{attr}) FILTER (WHERE __a_{attr} IS NOT NULL)))"
-                           f", CAST([] AS VARCHAR[])) AS {_quote(attr)}")
+                           f", CAST([] AS VARCHAR[])) AS {quote(attr)}")
 
 
 def _count_lookups(con: duckdb.DuckDBPyConnection, lines: str, lookups: list[LookupTable]) -> None:
@@ -452,14 +445,14 @@ def _scan_parts(con: duckdb.DuckDBPyConnection, files: list[Path], config: Reade
     token = f"__spendlab_pq{next(_TOKENS)}"
     file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
     src = f"read_parquet({file_list}, filename=true, file_row_number=true, union_by_name=true)"
-    u, t = _quote(m.user_col), _quote(m.ts_col)
-    a = _quote(m.amount_col) if m.amount_col else "NULL"
+    u, t = quote(m.user_col), quote(m.ts_col)
+    a = quote(m.amount_col) if m.amount_col else "NULL"
     extra = {"q": m.quantity_col, "p": m.unit_price_col, "o": m.order_col,
              **{f"x{i}": c for i, c in enumerate([*m.include, *m.exclude])},
              **{f"at{i}": a.column for i, a in enumerate(m.attributes.values())},
              **{f"lk{i}": lk.line_column for i, lk in enumerate(m.lookups.values())}}
-    extra_sql = "".join(f", {_quote(c)} AS {k}" for k, c in extra.items() if c)
-    names = ", ".join(_quote(c) for c in m.required_columns())
+    extra_sql = "".join(f", {quote(c)} AS {k}" for k, c in extra.items() if c)
+    names = ", ".join(quote(c) for c in m.required_columns())
     kinds = {name: _duck_kind(typ) for name, typ, *_ in con.execute(f"DESCRIBE SELECT {names} FROM {src}").fetchall()}
     raw = (f"(SELECT filename AS source_file, file_row_number, {u} AS u, {t} AS t, {a} AS a{extra_sql} "
            f"FROM {src})")
@@ -486,8 +479,8 @@ def _user_sql(p: _ScanParts) -> tuple[str, str, str]:
             user = f"CASE WHEN {is_fast} THEN CAST(r.u AS VARCHAR) ELSE {lk}.value END"
             user_err = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.err END"
             user_msg = f"CASE WHEN {is_fast} THEN NULL ELSE {lk}.msg END"
-    user_err = f"CASE WHEN r.u IS NULL THEN {_lit(null_user[1])} ELSE {user_err} END"
-    user_msg = f"CASE WHEN r.u IS NULL THEN {_lit(null_user[2])} ELSE {user_msg} END"
+    user_err = f"CASE WHEN r.u IS NULL THEN {literal(null_user[1])} ELSE {user_err} END"
+    user_msg = f"CASE WHEN r.u IS NULL THEN {literal(null_user[2])} ELSE {user_msg} END"
     return user, user_err, user_msg
 
 
@@ -504,7 +497,7 @@ def _amount_sql(p: _ScanParts) -> tuple[str, str, str, str]:
         return _line_amounts(p.con, p.raw, m, config, p.scan, p.joins, p.token)
     amount, amount_err, amount_msg = _amount_column(p.kinds[m.amount_col], amount_of, null_amount, p.add, p.raw,
                                                     config)
-    return amount, amount_err, amount_msg, _lit(m.amount_col)
+    return amount, amount_err, amount_msg, literal(m.amount_col)
 
 
 def _local_ts_sql(p: _ScanParts) -> tuple[str, str, str]:
@@ -571,8 +564,8 @@ def _ts_sql(p: _ScanParts) -> tuple[str, str, str]:
         ts_us, ts_err, ts_msg = "epoch_us(CAST(r.t AS TIMESTAMP))", "NULL", "NULL"
     else:
         ts_us, ts_err, ts_msg = _local_ts_sql(p)
-    ts_err = f"CASE WHEN r.t IS NULL THEN {_lit(null_ts[1])} ELSE {ts_err} END"
-    ts_msg = f"CASE WHEN r.t IS NULL THEN {_lit(null_ts[2])} ELSE {ts_msg} END"
+    ts_err = f"CASE WHEN r.t IS NULL THEN {literal(null_ts[1])} ELSE {ts_err} END"
+    ts_msg = f"CASE WHEN r.t IS NULL THEN {literal(null_ts[2])} ELSE {ts_msg} END"
     return ts_us, ts_err, ts_msg
 
 
@@ -586,7 +579,7 @@ def _rules_sql(p: _ScanParts) -> tuple[str, bool]:
 
         lk = p.add(f"rule{i}", f"SELECT x{i} AS v FROM {p.raw}", keep, pa.bool_(), f"r.x{i}")
         excluded.append(f"CASE WHEN (CASE WHEN r.x{i} IS NULL THEN {str(keep(None)).upper()} ELSE {lk}.value END) "
-                        f"THEN NULL ELSE {_lit(col)} END")
+                        f"THEN NULL ELSE {literal(col)} END")
     return (f"coalesce({', '.join(excluded)})" if excluded else "CAST(NULL AS VARCHAR)"), bool(excluded)
 
 
@@ -632,7 +625,7 @@ def _checked_sql(base: str, m: GenericMapping, lo: int, hi: int, attrs: _Attribu
 def _lines_sql(checked: str, conflict: str, m: GenericMapping, config: ReaderConfig, window_end: dt.date,
                attrs: _AttributeSql) -> str:
     """Return every kept row as ``user_id, ts, amount, n_items, source_file, line, error, error_col, message``."""
-    cols = (_lit(m.user_col), _lit(m.ts_col), _lit(m.order_col) if m.order_col else "NULL")
+    cols = (literal(m.user_col), literal(m.ts_col), literal(m.order_col) if m.order_col else "NULL")
     order_message = ("CASE WHEN order_key IS NULL THEN order_msg ELSE 'order ' || order_key || ' belongs to user '"
                      " || owner || ', not ' || user_id END") if m.order_col else "NULL"
     return (
@@ -724,7 +717,7 @@ def range_sql(valid: str, raw: str, m: GenericMapping, ts_kind: str, timezone: s
     if m.order_col or valid.count(raw) != 1 or not (ts_kind == "aware" or (ts_kind == "naive" and timezone == "UTC")):
         return ""
     kind = "TIMESTAMPTZ" if ts_kind == "aware" else "TIMESTAMP"
-    t = _quote(m.ts_col)
+    t = quote(m.ts_col)
     wide = (f"{t} >= CAST(CAST({RANGE_LO} AS DATE) - INTERVAL 1 DAY AS {kind}) "
             f"AND {t} < CAST(CAST({RANGE_HI} AS DATE) + INTERVAL 1 DAY AS {kind})")
     assert raw.endswith(")")
