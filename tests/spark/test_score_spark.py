@@ -26,18 +26,18 @@ SCORE_AS_OF = dt.date(2024, 5, 31)
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory, synth_parquet: Path,
+def registry(tmp_path_factory: pytest.TempPathFactory, synth_features_parquet: Path,
              mlflow_store: Callable[[Path], str]) -> tuple[str, str]:
     """A sqlite MLflow store with a real spendlab model (ridge, hurdle calibration, cold start) as ``@champion``."""
     from tests.spark.spend_model import register_ridge
 
     uri = mlflow_store(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
-    return uri, register_ridge(str(synth_parquet), train_as_of=TRAIN_AS_OF, calibrate_as_of=dt.date(2024, 1, 31),
+    return uri, register_ridge(str(synth_features_parquet), train_as_of=TRAIN_AS_OF, calibrate_as_of=dt.date(2024, 1, 31),
                                tracking_uri=uri, name=MODEL)
 
 
 @pytest.mark.slow
-def test_spark_scores_equal_local_scores_within_1e6(spark, registry: tuple[str, str], synth_parquet: Path,
+def test_spark_scores_equal_local_scores_within_1e6(spark, registry: tuple[str, str], synth_features_parquet: Path,
                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
@@ -48,13 +48,13 @@ def test_spark_scores_equal_local_scores_within_1e6(spark, registry: tuple[str, 
     monkeypatch.chdir(tmp_path)  # the tracking helper creates ./mlruns
     tracking_uri, model_uri = registry
     out = tmp_path / "spark_scores.parquet"
-    got = spark_score(spark, synth_parquet, model_uri=model_uri, out=out, as_of=SCORE_AS_OF,
+    got = spark_score(spark, synth_features_parquet, model_uri=model_uri, out=out, as_of=SCORE_AS_OF,
                       tracking_uri=tracking_uri).toPandas()
     assert list(got.columns) == SCORE_SCHEMA.names
 
     # oracle 1: the pyfunc itself on the DuckDB features (it is the whole scorer: cold start included)
     con = connect(threads=2)
-    load_transactions(str(synth_parquet), "generic", mode=Mode.QUARANTINE).register(con)
+    load_transactions(str(synth_features_parquet), "generic", mode=Mode.QUARANTINE).register(con)
     feats = build_features(con, freq="month", as_of=SCORE_AS_OF, config=CFG)
     mlflow.set_tracking_uri(tracking_uri)
     direct = mlflow.pyfunc.load_model(model_uri).predict(feats)
@@ -65,7 +65,7 @@ def test_spark_scores_equal_local_scores_within_1e6(spark, registry: tuple[str, 
         assert (got[col] == direct[col]).all(), col
 
     # oracle 2: the local batch scorer on the same data, model and cutoff
-    tx = load_transactions(str(synth_parquet), "generic", mode=Mode.QUARANTINE)
+    tx = load_transactions(str(synth_features_parquet), "generic", mode=Mode.QUARANTINE)
     local_out = tmp_path / "local_scores.parquet"
     score(tx, out=local_out, model=load_model(model_uri, tracking_uri=tracking_uri), as_of=SCORE_AS_OF,
           progress=False)
@@ -95,7 +95,7 @@ def test_spark_scores_equal_local_scores_within_1e6(spark, registry: tuple[str, 
 
 
 def test_spark_score_refuses_a_frequency_the_model_was_not_fitted_on(spark, registry: tuple[str, str],
-                                                                    synth_parquet: Path, tmp_path: Path,
+                                                                    synth_features_parquet: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from spendlab.errors import SpendlabError
     from spendlab.spark import spark_score
@@ -103,4 +103,4 @@ def test_spark_score_refuses_a_frequency_the_model_was_not_fitted_on(spark, regi
     monkeypatch.chdir(tmp_path)
     tracking_uri, model_uri = registry
     with pytest.raises(SpendlabError, match="fitted on month features"):
-        spark_score(spark, synth_parquet, model_uri=model_uri, freq="week", tracking_uri=tracking_uri)
+        spark_score(spark, synth_features_parquet, model_uri=model_uri, freq="week", tracking_uri=tracking_uri)
