@@ -111,9 +111,7 @@ def score(
     Every user's features come from one feature build over the input (ids in their stored type until
     the output), then the model predicts ``chunk_users`` users at a time and each chunk is
     appended to the output, which is moved into place only when every user has a row. ``model`` may be
-    a future of a loaded model (:func:`load_model_async`): it loads while the input is read, and the
-    features are built as soon as its spec is known (:func:`~spendlab.tracking.scorer.resolve_spec`),
-    while its estimator is still being unpickled.
+    a future of a loaded model (:func:`load_model_async`): the features are built on its spec while it loads.
     ``check_cutoff``: :func:`~spendlab.settings.check_as_of`, reading the span only when needed.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -123,8 +121,7 @@ def score(
     try:
         tx.register(con, native_ids=True)
         spec = resolve_spec(model)
-        if as_of is None:
-            as_of = default_as_of(con, spec.freq)
+        as_of = default_as_of(con, spec.freq) if as_of is None else as_of
         if check_cutoff:
             _check_outside_window(tx, as_of)
         features = build_features_arrow(con, freq=spec.freq, as_of=as_of, config=spec.feature_config,

@@ -44,8 +44,6 @@ if TYPE_CHECKING:  # imported where used: verifying and loading a model need nei
     from spendlab.forecast.candidate import Candidate
 
 REGISTERED_MODEL = "spendlab-next-month"
-
-
 ALIAS = "champion"
 
 
@@ -74,8 +72,7 @@ class Refit:
     @property
     def fingerprint(self) -> str:
         """Same candidate, same data, same cutoff: the same model (promoting it again is a no-op)."""
-        from spendlab.forecast.protocol import fingerprint
-
+        from spendlab.forecast.protocol import fingerprint  # defer: scikit-learn
         return fingerprint(self.candidate.candidate_id, self.dataset_hash, self.train_cutoff)
 
 
@@ -109,7 +106,6 @@ def _manifest(model_dir: Path) -> dict[str, str]:
     return {p.relative_to(model_dir).as_posix(): file_sha256(str(p))
             for p in sorted(model_dir.rglob("*")) if p.is_file() and p.relative_to(model_dir).as_posix() != "MLmodel"
             and not is_bytecode_cache(p.relative_to(model_dir).as_posix())}
-
 
 
 def save_model_dir(refit: Refit, path: Path) -> Path:
@@ -267,8 +263,7 @@ def _model_version(uri: str) -> Any:
 
 def read_model_candidate(model_dir: Path) -> Candidate:
     """Read the ``candidate.json`` of a verified model directory (plain JSON, nothing unpickled)."""
-    from spendlab.forecast.candidate import read_candidate
-
+    from spendlab.forecast.candidate import read_candidate  # defer: scikit-learn
     return read_candidate((model_dir / "artifacts" / "candidate.json").read_text(encoding="utf-8"),
                           source=str(model_dir))
 

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def __getattr__(name: str) -> Any:
     if name == "OUTPUT_COLUMNS":  # re-exported without importing MLflow with this module
-        from spendlab.tracking.pyfunc_model import OUTPUT_COLUMNS
+        from spendlab.tracking.pyfunc_model import OUTPUT_COLUMNS  # defer: mlflow
 
         return OUTPUT_COLUMNS
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -102,7 +102,7 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None,
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from spendlab.tracking.registry import verified_model_dir
+    from spendlab.tracking.registry import verified_model_dir  # defer: mlflow (on the model's thread when scoring)
 
     spec = None
     try:
@@ -326,7 +326,7 @@ def spark_udf(spark: Any, model_dir: str, *, result_type: str, params: dict[str,
     """Wrap a verified model directory as a Spark UDF (the local environment: spendlab is installed on the workers)."""
     import mlflow
 
-    from spendlab.tracking.registry import verify_model_dir
+    from spendlab.tracking.registry import verify_model_dir  # defer: mlflow
 
     verify_model_dir(model_dir)
     return mlflow.pyfunc.spark_udf(spark, str(model_dir), result_type=result_type, env_manager="local",
