@@ -372,3 +372,66 @@ def test_an_error_on_the_drift_thread_is_the_one_line_cli_error_with_its_exit_co
         "error: the reference profile is broken second line"]  # the CLI's one line, as for any SpendlabError
     with pytest.raises(SpendlabError, match="^the reference profile is broken"):  # the library raises it as itself
         score(load_transactions(data, "generic"), out=tmp_path / "t.parquet", model=load_model(), progress=False)
+
+
+def test_the_model_spec_is_read_before_the_estimator_loads_and_equals_the_loaded_models(
+        in_registry: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the features need comes from the verified directory before anything in it is unpickled."""
+    from spendlab.tracking.scorer import ModelSpec, model_spec, scoring_columns
+
+    events: list[str] = []
+    real = mlflow.pyfunc.load_model
+
+    def loading(*args, **kwargs):
+        events.append("estimator")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", loading)
+    specs: list[ModelSpec] = []
+    model = load_model(on_spec=lambda s: (events.append("spec"), specs.append(s)))
+    assert events == ["spec", "estimator"]
+    assert specs == [model_spec(model)]
+    assert specs[0].freq == model.freq and specs[0].horizon == model.horizon
+    assert specs[0].feature_config == model.feature_config
+    assert list(specs[0].columns) == scoring_columns(model) and set(model.feature_names) <= set(specs[0].columns)
+
+
+def test_a_model_that_cannot_be_looked_up_fails_its_spec_and_its_load_with_one_line(in_registry: dict) -> None:
+    from spendlab.errors import SpendlabError
+    from spendlab.tracking.scorer import load_model_async
+
+    loading = load_model_async(f"models:/{REGISTERED_MODEL}@nope")
+    with pytest.raises(SpendlabError, match=f"^cannot load model models:/{REGISTERED_MODEL}@nope") as spec_error:
+        loading.spec.result(timeout=120)
+    with pytest.raises(SpendlabError, match="^cannot load model"):
+        loading.result(timeout=120)
+    assert "\n" not in str(spec_error.value)
+
+
+def test_scoring_builds_the_features_while_the_estimator_is_still_loading(
+        in_registry: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The estimator's load waits until the feature build has started: a job that waited for it would fail."""
+    import threading
+
+    import spendlab.jobs.score as scoring
+    from spendlab.tracking.scorer import load_model_async
+
+    started = threading.Event()
+    real_load, real_build = mlflow.pyfunc.load_model, scoring.build_features_arrow
+
+    def estimator_after_the_features(*args, **kwargs):
+        assert started.wait(timeout=60), "the feature build did not start before the estimator was loaded"
+        return real_load(*args, **kwargs)
+
+    def build(*args, **kwargs):
+        started.set()
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", estimator_after_the_features)
+    monkeypatch.setattr(scoring, "build_features_arrow", build)
+    tx = load_transactions(str(in_registry["root"] / "data" / "tx.parquet"), "generic")
+    staged = score(tx, out=tmp_path / "staged.parquet", model=load_model_async(), progress=False)
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", real_load)
+    whole = score(tx, out=tmp_path / "whole.parquet", model=load_model(), progress=False)
+    assert staged.rows_out == whole.rows_out > 0
+    assert pd.read_parquet(staged.out).equals(pd.read_parquet(whole.out))

@@ -16,16 +16,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from spendlab.config import ReaderConfig, UserTableSpec, load_yaml, parse_config
 from spendlab.errors import ConfigError
 from spendlab.features import FeatureConfig
 from spendlab.features.config import check_covariates
-from spendlab.forecast.protocol import ExperimentConfig
 from spendlab.jobs.features import load_feature_config
 from spendlab.jobs.tuned_params import TUNED_DIR, tuned_fold_params, tuned_params, tuned_params_path
-from spendlab.models.registry import COMBINERS, MODELS, SEARCH_SPACES, factory_defaults, resolved_params, with_horizon
+
+if TYPE_CHECKING:  # the experiment and model plans import both when they run: a scoring plan needs neither
+    from spendlab.forecast.protocol import ExperimentConfig
 
 #: Where a hyperparameter's value came from.
 Source = Literal["default", "experiment", "tuned"]
@@ -79,6 +80,8 @@ class ModelPlan:
 
     def resolved(self) -> dict[str, Any]:
         """Every hyperparameter as the factory uses it (defaults filled in)."""
+        from spendlab.models.registry import resolved_params  # defer: scikit-learn
+
         return resolved_params(self.key, self.params)
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,6 +145,8 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
     ConfigError
         The file is missing, or has unknown keys or bad origins (the message names the file).
     """
+    from spendlab.forecast.protocol import ExperimentConfig  # defer: scikit-learn
+
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"{p}: experiment file not found")
@@ -156,6 +161,8 @@ def model_keys(cfg: ExperimentConfig, models: list[str] | None) -> list[str]:
     ConfigError
         An unknown key, or no model at all.
     """
+    from spendlab.models.registry import MODELS  # defer: scikit-learn
+
     keys = list(models) if models else cfg.model_keys()
     unknown = [k for k in keys if k not in MODELS]
     if unknown:
@@ -184,6 +191,8 @@ def plan_model(cfg: ExperimentConfig, key: str, tuned_dir: Path = TUNED_DIR) -> 
     ModelPlan
         The parameters, their sources, and the tuned per-origin settings if any.
     """
+    from spendlab.models.registry import factory_defaults, with_horizon  # defer: scikit-learn
+
     tuned = tuned_params(cfg.name, key, tuned_dir)
     given = with_horizon(key, dict(tuned) if tuned is not None else dict(cfg.params.get(key, {})), cfg.horizon)
     origin: Source = "tuned" if tuned is not None else "experiment"
@@ -226,6 +235,8 @@ def plan_experiment(cfg: ExperimentConfig, *, experiment_path: Path | None = Non
         Unknown models, an unreadable feature or tuned-params file, or covariates that read what the
         experiment does not declare (:func:`~spendlab.features.config.check_covariates`).
     """
+    from spendlab.models.registry import COMBINERS  # defer: scikit-learn
+
     keys = model_keys(cfg, models)
     needed = [k for k in keys if k not in COMBINERS]
     if COMBINERS & set(keys):
@@ -299,6 +310,8 @@ def plan_tune(cfg: ExperimentConfig, *, model_key: str, n_trials: int, timeout: 
         The model has no search space, the feature file cannot be read, or its covariates read what the
         experiment does not declare.
     """
+    from spendlab.models.registry import SEARCH_SPACES, factory_defaults  # defer: scikit-learn
+
     if model_key not in SEARCH_SPACES:
         raise ConfigError(f"model {model_key!r} has no search space; tunable: {', '.join(SEARCH_SPACES)}")
     base = dict(cfg.params.get(model_key, {}))

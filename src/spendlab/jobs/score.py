@@ -44,8 +44,8 @@ from spendlab.tracking.scorer import (
     LoadedModel,
     load_model_async,
     resolve_model,
+    resolve_spec,
     score_frame,
-    scoring_columns,
 )
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def score(
     Every user's features come from one feature build over the input (ids in their stored type until
     the output), then the model predicts ``chunk_users`` users at a time and each chunk is
     appended to the output, which is moved into place only when every user has a row. ``model`` may be
-    a future of a loaded model (:func:`load_model_async`): it loads while the input is read.
+    a future of a loaded model (:func:`load_model_async`): the features are built on its spec while it loads.
     ``check_cutoff``: :func:`~spendlab.settings.check_as_of`, reading the span only when needed.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -120,15 +120,15 @@ def score(
     input_hash = on_a_thread("spendlab-hash", tx.content_hash)  # read beside the scoring; hashlib releases the GIL
     try:
         tx.register(con, native_ids=True)
-        if as_of is None:
-            as_of = default_as_of(con, resolve_model(model).freq)
+        spec = resolve_spec(model)
+        as_of = default_as_of(con, spec.freq) if as_of is None else as_of
         if check_cutoff:
             _check_outside_window(tx, as_of)
-        model = resolve_model(model)
-        features = build_features_arrow(con, freq=model.freq, as_of=as_of, config=model.feature_config,
-                                        horizon=model.horizon, columns=scoring_columns(model))
+        features = build_features_arrow(con, freq=spec.freq, as_of=as_of, config=spec.feature_config,
+                                        horizon=spec.horizon, columns=spec.columns)
     finally:
         con.close()
+    model = resolve_model(model)
     users_in = features.num_rows
     if check_cutoff:
         _check_cutoff(tx, as_of, features)

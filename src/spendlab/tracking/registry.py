@@ -15,14 +15,12 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from spendlab import __version__
 from spendlab.errors import SpendlabError
-from spendlab.forecast.candidate import Candidate, read_candidate
-from spendlab.forecast.protocol import fingerprint
 from spendlab.io.hashing import file_sha256
 from spendlab.tracking import pyfunc_model
 from spendlab.tracking import runs as tracking
@@ -42,9 +40,10 @@ from spendlab.tracking.trust import (
     tree_digest,
 )
 
+if TYPE_CHECKING:  # imported where used: verifying and loading a model need neither (nor scikit-learn with them)
+    from spendlab.forecast.candidate import Candidate
+
 REGISTERED_MODEL = "spendlab-next-month"
-
-
 ALIAS = "champion"
 
 
@@ -73,6 +72,7 @@ class Refit:
     @property
     def fingerprint(self) -> str:
         """Same candidate, same data, same cutoff: the same model (promoting it again is a no-op)."""
+        from spendlab.forecast.protocol import fingerprint  # defer: scikit-learn
         return fingerprint(self.candidate.candidate_id, self.dataset_hash, self.train_cutoff)
 
 
@@ -106,7 +106,6 @@ def _manifest(model_dir: Path) -> dict[str, str]:
     return {p.relative_to(model_dir).as_posix(): file_sha256(str(p))
             for p in sorted(model_dir.rglob("*")) if p.is_file() and p.relative_to(model_dir).as_posix() != "MLmodel"
             and not is_bytecode_cache(p.relative_to(model_dir).as_posix())}
-
 
 
 def save_model_dir(refit: Refit, path: Path) -> Path:
@@ -264,6 +263,7 @@ def _model_version(uri: str) -> Any:
 
 def read_model_candidate(model_dir: Path) -> Candidate:
     """Read the ``candidate.json`` of a verified model directory (plain JSON, nothing unpickled)."""
+    from spendlab.forecast.candidate import read_candidate  # defer: scikit-learn
     return read_candidate((model_dir / "artifacts" / "candidate.json").read_text(encoding="utf-8"),
                           source=str(model_dir))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,13 +15,23 @@ import spendlab
 from spendlab.calendar import Freq
 from spendlab.errors import SpendlabError
 from spendlab.features import FeatureConfig
+from spendlab.forecast.cold_start import BASIS_COLD_START, BASIS_MODEL  # noqa: F401 - re-exported
 from spendlab.threads import on_a_thread
 from spendlab.tracking import runs as tracking
-from spendlab.tracking.pyfunc_model import BASIS_COLD_START, BASIS_MODEL, OUTPUT_COLUMNS  # noqa: F401 - re-exported
-from spendlab.tracking.registry import verified_model_dir, verify_model_dir
 from spendlab.tracking.trust import UntrustedModelError
 
+# MLflow, the model code and the registry are imported where a model is loaded (a thread of its own
+# when scoring: load_model_async), not by importing this module.
+
 log = logging.getLogger(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "OUTPUT_COLUMNS":  # re-exported without importing MLflow with this module
+        from spendlab.tracking.pyfunc_model import OUTPUT_COLUMNS  # defer: mlflow
+
+        return OUTPUT_COLUMNS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 DEFAULT_MODEL_URI = "models:/spendlab-next-month@champion"
@@ -56,25 +67,55 @@ class LoadedModel:
     active_window: int = 3
 
 
-def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> LoadedModel:
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model's features are built from: its :class:`LoadedModel` fields the feature build reads.
+
+    Read from the verified model directory (``MLmodel``'s config and signature, ``candidate.json``)
+    before the estimator is unpickled, so scoring can start the features while it loads
+    (:func:`load_model_async`).
+    """
+
+    freq: Freq
+    feature_config: Any
+    horizon: int
+    #: :func:`scoring_columns` of the model.
+    columns: tuple[str, ...]
+
+
+def model_spec(model: LoadedModel) -> ModelSpec:
+    """Return the :class:`ModelSpec` of a loaded model."""
+    return ModelSpec(model.freq, model.feature_config, model.horizon, tuple(scoring_columns(model)))
+
+
+def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None,
+               on_spec: Callable[[ModelSpec], None] | None = None) -> LoadedModel:
     """Verify, then load a spendlab model: a registered ``models:/`` URI or a local model directory.
 
     Nothing is imported or unpickled before :func:`~spendlab.tracking.registry.verify_model_dir` has
     checked the marker, the flavour and the SHA-256 of every file, and a local directory has been
     vouched for from outside (a registered version's digest or an HMAC signature,
     :mod:`spendlab.tracking.trust`). A registry look-up that fails creates no tracking store.
+    ``on_spec`` is called with the model's :class:`ModelSpec` once the directory is verified, before
+    the estimator is unpickled; the loaded model's own spec must equal it (else the load fails).
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from spendlab.tracking.registry import verified_model_dir  # defer: mlflow (on the model's thread when scoring)
+
+    spec = None
     try:
         if uri.startswith("models:/") or ":/" in uri:
             tracking.configure(tracking_uri, must_exist=True)
         with verified_model_dir(uri, tracking_uri=tracking_uri) as (local, version, _):
+            extra = _model_extras(local)
+            if on_spec is not None:
+                spec = _directory_spec(local, extra["active_window"])
+                on_spec(spec)
             # MLflow's own requirement check reads the metadata of every installed distribution (1.1 s);
             # a spendlab model requires only spendlab, which _warn_on_version_drift checks directly.
             model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
-            extra = _model_extras(local)
     except MlflowException as exc:
         raise SpendlabError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
     except UntrustedModelError:
@@ -87,7 +128,7 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
     tags: dict[str, str] = {}  # the registered version's tags (its training data's hash), when registered
     if uri.startswith("models:/"):
         tags = (_registered_version(uri) or (version, {}))[1]
-    return LoadedModel(
+    loaded = LoadedModel(
         pyfunc=model,
         uri=uri,
         version=version,
@@ -98,9 +139,25 @@ def load_model(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None)
         takes_as_of=_declares_param(model, "as_of"),
         dataset_hash=str(tags.get("dataset_hash", cfg.get("dataset_hash", ""))),
         name=model_name(uri), train_cutoff=str(cfg.get("train_cutoff", "")), horizon=int(cfg.get("horizon", 1)),
-        input_columns=_input_columns(model),
+        input_columns=_input_columns(model.metadata),
         **extra,
     )
+    if spec is not None and model_spec(loaded) != spec:
+        raise SpendlabError(f"cannot load model {uri}: its loaded metadata differ from its MLmodel file's")
+    return loaded
+
+
+def _directory_spec(local: Any, active_window: int) -> ModelSpec:
+    """Read the :class:`ModelSpec` of a verified model directory from its ``MLmodel`` file (YAML; nothing executed)."""
+    from pathlib import Path
+
+    from mlflow.models import Model
+
+    meta = Model.load(str(Path(local) / "MLmodel"))
+    cfg = (meta.flavors.get("python_function") or {}).get("config") or {}
+    columns = _scoring_columns(_input_columns(meta), list(cfg["feature_names"]), active_window)
+    return ModelSpec(cfg["freq"], FeatureConfig.model_validate(cfg["feature_config"]), int(cfg.get("horizon", 1)),
+                     tuple(columns))
 
 
 #: Feature columns the scoring job reads beside the model's features: the segments' (``n_periods``,
@@ -116,14 +173,18 @@ def scoring_columns(model: LoadedModel) -> list[str]:
     the segments (``n_periods``, ``spend_lag1`` .. ``spend_lag{active_window}``), of the cold-start flag
     and of the as-of warning. ``user_id`` is always built.
     """
-    lags = [f"spend_lag{i}" for i in range(1, model.active_window + 1)]
-    wanted = [*model.input_columns, *model.feature_names, *SCORING_EXTRA_COLUMNS, *lags]
+    return _scoring_columns(model.input_columns, model.feature_names, model.active_window)
+
+
+def _scoring_columns(input_columns: list[str], feature_names: list[str], active_window: int) -> list[str]:
+    lags = [f"spend_lag{i}" for i in range(1, active_window + 1)]
+    wanted = [*input_columns, *feature_names, *SCORING_EXTRA_COLUMNS, *lags]
     return [c for c in dict.fromkeys(wanted) if c != "user_id"]
 
 
-def _input_columns(model: Any) -> list[str]:
-    """Return the column names of the pyfunc's input schema (empty without a signature)."""
-    schema = model.metadata.get_input_schema()
+def _input_columns(meta: Any) -> list[str]:
+    """Return the column names of a model's input schema (its ``MLmodel`` metadata; empty without a signature)."""
+    schema = meta.get_input_schema()
     return [] if schema is None or not schema.has_input_names() else list(schema.input_names())
 
 
@@ -148,18 +209,55 @@ def _model_extras(local: Any) -> dict[str, Any]:
             "active_window": int(segments.get("active_window", 3))}
 
 
-def load_model_async(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> Future[LoadedModel]:
+class ModelLoading(Future[LoadedModel]):
+    """A model loading on a thread (:func:`load_model_async`): the future of the :class:`LoadedModel`.
+
+    ``spec`` is the future of its :class:`ModelSpec`, set as soon as the directory is verified (or
+    with the load's error, when it fails before that).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spec: Future[ModelSpec] = Future()
+
+
+def load_model_async(uri: str = DEFAULT_MODEL_URI, *, tracking_uri: str | None = None) -> ModelLoading:
     """:func:`load_model` on a background thread, for :func:`score` to await once it needs the model.
 
-    Loading is mostly imports and unpickling in Python, reading the input is mostly DuckDB (which
-    releases the GIL), so the two overlap. A failure to load is raised by :func:`score`.
+    Loading is mostly imports, the tracking store's start and unpickling in Python, reading the input
+    and building the features mostly DuckDB (which releases the GIL), so they overlap: the features
+    need only the model's :class:`ModelSpec` (``.spec`` of the returned future), known before the
+    estimator is unpickled. A failure to load is raised where either is read.
     """
-    return on_a_thread("spendlab-model", load_model, uri, tracking_uri=tracking_uri)
+    loading = ModelLoading()
+    done = on_a_thread("spendlab-model", _load_into, loading, uri, tracking_uri)
+    done.add_done_callback(lambda f: None if f.exception() is None else _fail(loading, f.exception()))
+    return loading
+
+
+def _load_into(loading: ModelLoading, uri: str, tracking_uri: str | None) -> None:
+    model = load_model(uri, tracking_uri=tracking_uri, on_spec=loading.spec.set_result)
+    if not loading.spec.done():
+        loading.spec.set_result(model_spec(model))
+    loading.set_result(model)
+
+
+def _fail(loading: ModelLoading, exc: BaseException | None) -> None:
+    for future in (loading.spec, loading):
+        if not future.done():
+            future.set_exception(exc)
 
 
 def resolve_model(model: LoadedModel | Future[LoadedModel]) -> LoadedModel:
     """Get the loaded model, waiting for it when it is still loading (:func:`load_model_async`)."""
     return model.result() if isinstance(model, Future) else model
+
+
+def resolve_spec(model: LoadedModel | Future[LoadedModel]) -> ModelSpec:
+    """Get the model's :class:`ModelSpec`, waiting only for the verified directory when it is loading."""
+    if isinstance(model, ModelLoading):
+        return model.spec.result()
+    return model_spec(resolve_model(model))
 
 
 def _warn_on_version_drift(uri: str, cfg: dict[str, Any], metadata: Any) -> None:
@@ -227,6 +325,8 @@ def predict_params(model: LoadedModel, *, threads: int | None = None, as_of: dt.
 def spark_udf(spark: Any, model_dir: str, *, result_type: str, params: dict[str, Any] | None = None) -> Any:
     """Wrap a verified model directory as a Spark UDF (the local environment: spendlab is installed on the workers)."""
     import mlflow
+
+    from spendlab.tracking.registry import verify_model_dir  # defer: mlflow
 
     verify_model_dir(model_dir)
     return mlflow.pyfunc.spark_udf(spark, str(model_dir), result_type=result_type, env_manager="local",
