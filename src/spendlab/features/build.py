@@ -38,6 +38,7 @@ from spendlab.features.sql import (
     window_cells_sql,
 )
 from spendlab.features.timeparts import periods_table
+from spendlab.io.load import release_memory
 
 _counter = itertools.count()
 
@@ -196,10 +197,9 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
     whose first purchase days key the probe), fetched in the output order (text ids; one sort), and
     hands over the recent periods (:func:`~spendlab.features.sql.window_cells_sql`, placed by the
     users' positions in that order); the features are array arithmetic over those
-    (:func:`~spendlab.features.arrays.compute_features`). ``user_id`` keeps the view's type (int64
-    ids hash and join far faster than text) until it is written as text.
-    ``columns`` (default: all) keeps ``user_id`` and the named features only, in the builder's order
-    (without a BTYD column named, their extra pass over the rows is skipped).
+    (:func:`~spendlab.features.arrays.compute_features`), after DuckDB has let go of the dropped tables'
+    buffers (:func:`~spendlab.io.load.release_memory`). ``user_id`` keeps the view's type (int64 ids join
+    far faster) until written as text. ``columns`` (default: all): ``user_id`` and those features only.
     """
     as_of = _as_date(as_of)
     check_freq(freq)
@@ -221,6 +221,7 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
                         f"FROM ({user_stats_from_sums_sql(config, sums, first_day if plan.probe else None, plan.stats)}) "
                         f"ORDER BY 1").to_arrow_table()
         con.execute(f"DROP TABLE IF EXISTS {stats_table}")
+        release_memory(con)  # the aggregate's buffers, before the window cells are fetched
         ids, n_users = table.column("user_id"), table.num_rows
         stats = {c: table.column(c).to_numpy() for c in table.column_names[2:]}
         most = int(stats["n_periods"].max()) if n_users else 1
@@ -238,6 +239,7 @@ def build_features_arrow(con: duckdb.DuckDBPyConnection, *, freq: Freq, as_of: d
             con.unregister(users)
         except duckdb.Error:
             pass
+    release_memory(con)
     features = arithmetic(cells, stats, n_users, widths, as_of=as_of, freq=freq, config=config,
                           calendar=covariates.iloc[0].to_dict(), columns=plan.columns)
     del cells, stats
