@@ -9,7 +9,7 @@ from spendlab.io.load import connect, release_memory
 
 
 def _limit(con: duckdb.DuckDBPyConnection) -> str:
-    return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    return con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
 
 
 @pytest.mark.parametrize("limit", ["1GB", "300MB", "2GiB"])
@@ -18,12 +18,12 @@ def test_the_limit_connect_set_is_set_back_exactly_and_live_tables_survive(limit
     before = _limit(con)
     con.execute("CREATE TEMP TABLE kept AS SELECT range AS i, range * 2 AS j FROM range(3000000)")
     con.execute("CREATE TEMP TABLE dropped AS SELECT range AS i, random() AS r FROM range(3000000)")
-    want = con.execute("SELECT count(*), sum(i), sum(j) FROM kept").fetchone()
+    want = con.execute("SELECT count(*), sum(i), sum(j) FROM kept").fetchall()[0]
     con.execute("DROP TABLE dropped")
     for _ in range(3):  # repeated calls do not drift the limit (DuckDB shows it rounded: 1GB is 953.6 MiB)
         release_memory(con)
     assert _limit(con) == before
-    assert con.execute("SELECT count(*), sum(i), sum(j) FROM kept").fetchone() == want
+    assert con.execute("SELECT count(*), sum(i), sum(j) FROM kept").fetchall()[0] == want
 
 
 def test_a_connection_opened_elsewhere_or_without_a_limit_is_left_alone() -> None:
@@ -54,4 +54,4 @@ def test_a_limit_below_what_is_held_cannot_be_set_and_the_limit_comes_back() -> 
     load._LIMITS[wrapped] = "1GB"
     release_memory(wrapped)  # type: ignore[arg-type]
     assert _limit(con) == _limit(connect(memory_limit="1GB"))
-    assert con.execute("SELECT count(*) FROM big").fetchone() == (5000000,)
+    assert con.execute("SELECT count(*) FROM big").fetchall()[0] == (5000000,)

@@ -79,7 +79,7 @@ def release_memory(con: duckdb.DuckDBPyConnection) -> None:
     limit = _LIMITS.get(con)
     if limit is None:
         return
-    held = con.execute("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()").fetchone()[0]
+    held = con.execute("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()").fetchall()[0][0]
     try:
         con.execute(f"SET memory_limit = '{int(held) + (64 << 20)}B'")
     except duckdb.Error:  # it could not come down that far: nothing to hand back
