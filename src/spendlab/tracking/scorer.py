@@ -26,14 +26,6 @@ from spendlab.tracking.trust import UntrustedModelError
 log = logging.getLogger(__name__)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "OUTPUT_COLUMNS":  # re-exported without importing MLflow with this module
-        from spendlab.tracking.pyfunc_model import OUTPUT_COLUMNS  # defer: mlflow
-
-        return OUTPUT_COLUMNS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 DEFAULT_MODEL_URI = "models:/spendlab-next-month@champion"
 
 
